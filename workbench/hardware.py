@@ -1,0 +1,140 @@
+"""What this machine has: CPU, RAM, GPUs (via NVML when present), and per-process GPU memory.
+
+Every GPU function degrades to "no GPU" (an empty list or None) when NVML or a driver is missing,
+so CPU-only machines never see an error from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    driver: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu_model: str
+    physical_cores: int | None
+    logical_cores: int
+    ram_total_bytes: int
+    ram_available_bytes: int
+    gpus: list[Gpu] = field(default_factory=list)
+
+    def one_line(self) -> str:
+        """A short human summary, e.g. for the sidebar and reports."""
+        ram = f"{self.ram_total_bytes / 2**30:.0f} GiB RAM ({self.ram_available_bytes / 2**30:.1f} free)"
+        cores = f"{self.physical_cores or self.logical_cores} cores"
+        gpu = "; ".join(f"{g.name} {g.total_bytes / 2**30:.0f} GiB" for g in self.gpus) or "no GPU"
+        return f"{self.cpu_model} · {cores} · {ram} · {gpu}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, falling back to platform info."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def cpu_fingerprint() -> str:
+    """A stable id for this CPU model and its feature flags: facts learned about llama.cpp crashes key on it."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                break
+    except OSError:
+        pass
+    return hashlib.sha256(f"{cpu_model()}|{platform.machine()}|{flags}".encode()).hexdigest()[:16]
+
+
+def _nvml():
+    """The initialised pynvml module, or None where there is no NVIDIA driver."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:  # no library, no driver, no device: all mean "no GPU"
+        return None
+
+
+def gpus() -> list[Gpu]:
+    """Every NVIDIA GPU NVML sees, with free memory now; [] without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    out = []
+    try:
+        driver = nvml.nvmlSystemGetDriverVersion()
+        driver = driver.decode() if isinstance(driver, bytes) else driver
+        for i in range(nvml.nvmlDeviceGetCount()):
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+            name = nvml.nvmlDeviceGetName(h)
+            mem = nvml.nvmlDeviceGetMemoryInfo(h)
+            out.append(Gpu(i, name.decode() if isinstance(name, bytes) else name, int(mem.total), int(mem.free), driver))
+    except Exception:
+        return out
+    return out
+
+
+def process_gpu_memory(pid: int) -> int | None:
+    """GPU memory NVML attributes to process `pid` (its CUDA context included), summed over GPUs; None without NVML.
+
+    Returns None, not 0, when the process holds no GPU memory, so "no GPU used" never reads as a measured zero.
+    """
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    total, seen = 0, False
+    try:
+        for i in range(nvml.nvmlDeviceGetCount()):
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+            for proc in nvml.nvmlDeviceGetComputeRunningProcesses(h):
+                if proc.pid == pid and proc.usedGpuMemory:
+                    total += int(proc.usedGpuMemory)
+                    seen = True
+    except Exception:
+        return None
+    return total if seen else None
+
+
+def machine() -> Machine:
+    """A snapshot of this machine now (free memory changes; call again for fresh figures)."""
+    vm = psutil.virtual_memory()
+    return Machine(
+        cpu_model=cpu_model(),
+        physical_cores=psutil.cpu_count(logical=False),
+        logical_cores=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        ram_total_bytes=int(vm.total),
+        ram_available_bytes=int(vm.available),
+        gpus=gpus(),
+    )
+
+
+def default_threads() -> int:
+    """llama.cpp's best thread count is usually the physical core count."""
+    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
