@@ -211,7 +211,9 @@ class RegexChecker:
     def check(self, output: str) -> Verdict:
         m = self._compiled.search(output)
         if m:
-            return Verdict(True, f"pattern matched {_short(m.group(0))}")
+            # Lookahead-only patterns match the empty string: show where instead.
+            shown = m.group(0) or output[m.start() : m.start() + 60]
+            return Verdict(True, f"pattern matched {_short(shown)}")
         return Verdict(False, f"pattern {self.pattern!r} not found in {_short(output)}")
 
 
@@ -304,10 +306,8 @@ def _as_number(value: Any, what: str) -> float:
         if not math.isfinite(value):
             raise ValueError(f"number checker: '{what}' must be finite, got {value!r}")
         return float(value)
-    if isinstance(value, str):
-        found = extract_numbers(value.strip())
-        if len(found) == 1:
-            return found[0]
+    if isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
+        return extract_numbers(value.strip())[0]  # "1,234", "-7", "4.5" as written in a CSV
     raise ValueError(f"number checker: '{what}' must be a number, got {value!r}")
 
 

@@ -86,18 +86,19 @@ def known_architectures() -> set[str]:
 def check_path(path: str | os.PathLike[str]) -> Path:
     """Fail with one clear line for the file-system mistakes, before any parsing."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise GgufError(f"{p}: no such file")
-    if p.is_dir():
-        raise GgufError(f"{p}: is a directory, not a GGUF file")
-    if not os.access(p, os.R_OK):
-        raise GgufError(f"{p}: cannot be read (permission denied)")
-    size = p.stat().st_size
-    if size == 0:
-        raise GgufError(f"{p}: file is empty")
     try:
+        if not p.exists():
+            raise GgufError(f"{p}: no such file")
+        if p.is_dir():
+            raise GgufError(f"{p}: is a directory, not a GGUF file")
+        if not os.access(p, os.R_OK):
+            raise GgufError(f"{p}: cannot be read (permission denied)")
+        if p.stat().st_size == 0:
+            raise GgufError(f"{p}: file is empty")
         with p.open("rb") as fh:
             magic = fh.read(4)
+    except PermissionError:
+        raise GgufError(f"{p}: cannot be read (permission denied)") from None
     except OSError as exc:
         raise GgufError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if magic != GGUF_MAGIC:

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit
@@ -45,7 +45,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.file_download import get_hf_file_metadata, http_get, repo_folder_name
-from huggingface_hub.utils import HFValidationError, build_hf_headers, get_session, validate_repo_id
+from huggingface_hub.utils import HFValidationError, build_hf_headers, get_session, hf_raise_for_status, validate_repo_id
 
 from . import discover
 from .quant_names import DEFAULT_QUANTS, nominal_bits_per_weight, parse_shard, precision_key, quant_from_name
@@ -115,8 +115,8 @@ def cache_dir() -> Path:
 
 def is_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) now, or as huggingface_hub saw it at import."""
-    now = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
-    return constants._is_true(now) or constants.HF_HUB_OFFLINE
+    now = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return now.strip().upper() in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
 
 
 def normalize_repo_id(text: str) -> str:
@@ -234,6 +234,14 @@ def _is_model_gguf(path: str) -> bool:
     return name.endswith(".gguf") and not name.startswith("mmproj")
 
 
+def _quant_of(path: str) -> str | None:
+    """Quantization named by a repo path: the file name first, then its folders ("Q4_K_M/model-00001-of-00002.gguf")."""
+    for part in reversed(path.split("/")):
+        if q := quant_from_name(part):
+            return q
+    return None
+
+
 def _join_entries(rows: list[tuple[str, int | None, str | None]], n_params: int | None) -> list[GgufFile]:
     """(path, size, sha256) rows -> entries with shards joined, ordered by precision then name, defaults marked."""
     singles: list[GgufFile] = []
@@ -241,7 +249,7 @@ def _join_entries(rows: list[tuple[str, int | None, str | None]], n_params: int 
     for path, size, sha in rows:
         shard = parse_shard(path)
         if shard is None:
-            singles.append(GgufFile(path.rsplit("/", 1)[-1], [path], quant_from_name(path), [size], [sha]))
+            singles.append(GgufFile(path.rsplit("/", 1)[-1], [path], _quant_of(path), [size], [sha]))
         else:
             folder = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
             shards.setdefault(folder + shard.base, []).append((shard.index, shard.count, path, size, sha))
@@ -252,7 +260,7 @@ def _join_entries(rows: list[tuple[str, int | None, str | None]], n_params: int 
             GgufFile(
                 name=parts[0][2].rsplit("/", 1)[-1],
                 files=[p[2] for p in parts],
-                quant_type=quant_from_name(parts[0][2]),
+                quant_type=_quant_of(parts[0][2]),
                 sizes=[p[3] for p in parts],
                 sha256=[p[4] for p in parts],
                 complete=[p[0] for p in parts] == list(range(1, count + 1)),
@@ -342,7 +350,7 @@ def _listing_from_cache(repo_id: str, kind: str, why: str) -> RepoListing:
             rows.append((Path(p).name, Path(p).stat().st_size, None))
     files = _join_entries(rows, None)
     for f in files:
-        f.cached, f.selected = True, f.selected
+        f.cached = True
     return RepoListing(repo_id, None, files, "cache", f"{why}: showing the GGUF files already cached", None)
 
 
@@ -352,7 +360,7 @@ def _listing_from_cache(repo_id: str, kind: str, why: str) -> RepoListing:
 
 
 @contextmanager
-def _hub_errors(repo_id: str, filename: str | None = None) -> Iterator[None]:
+def _hub_errors(repo_id: str, filename: str | None = None, downloading: bool = False) -> Iterator[None]:
     """Turn huggingface_hub / network / disk exceptions into one-line HubErrors."""
     what = f"{repo_id}/{filename}" if filename else repo_id
     try:
@@ -392,7 +400,13 @@ def _hub_errors(repo_id: str, filename: str | None = None) -> Iterator[None]:
     except FileMetadataError:
         raise HubError("hub", f"{endpoint()} did not answer like a Hugging Face Hub for {what} (check HF_ENDPOINT)") from None
     except _NETWORK_ERRORS as exc:
-        raise HubError("network", f"Network error talking to {endpoint()} about {what} ({type(exc).__name__})") from None
+        if downloading:
+            raise HubError(
+                "network",
+                f"Network error while downloading {what} ({type(exc).__name__}); the part already downloaded is kept: "
+                "run the download again to resume",
+            ) from None
+        raise HubError("network", f"Cannot reach {endpoint()} for {what} ({type(exc).__name__})") from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise HubError("disk_full", f"Disk full while writing {what} into {cache_dir()}: free some space and retry") from None
@@ -415,18 +429,20 @@ def _auth_headers_for(hub_url: str, target_url: str) -> dict[str, str]:
     return headers
 
 
-def _range_bytes(hub_url: str, location: str, length: int) -> bytes:
-    """The first `length` bytes of a remote file (Range request; tolerates servers that ignore Range)."""
+def _range_bytes(hub_url: str, location: str, start: int, end: int) -> bytes:
+    """Bytes start..end (inclusive) of a remote file by Range request; copes with a server that ignores Range."""
     headers = _auth_headers_for(hub_url, location)
-    headers["Range"] = f"bytes=0-{length - 1}"
-    buf = bytearray()
+    headers["Range"] = f"bytes={start}-{end}"
+    buf, skip = bytearray(), 0
     with get_session().stream("GET", location, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as r:
-        r.raise_for_status()
+        hf_raise_for_status(r)
+        if r.status_code == 200:  # whole file from byte 0: drop what precedes `start`
+            skip = start
         for chunk in r.iter_bytes():
             buf += chunk
-            if len(buf) >= length:
+            if len(buf) >= skip + end - start + 1:
                 break
-    return bytes(buf[:length])
+    return bytes(buf[skip : skip + end - start + 1])
 
 
 def read_remote_header(
@@ -452,9 +468,13 @@ def read_remote_header(
         want = first_bytes
         with tempfile.TemporaryDirectory(prefix="workbench-header-") as tmp:
             path = Path(tmp) / Path(filename).name
+            data = b""
             while True:
                 n = want if total is None else min(want, total)
-                data = _range_bytes(url, meta.location, n)
+                more = _range_bytes(url, meta.location, len(data), n - 1)  # only the bytes not fetched yet
+                data += more
+                if not data.startswith(b"GGUF"[: len(data)]) or not data:
+                    raise HubError("hub", f"{repo_id}/{filename} is not a GGUF file (starts with {data[:4]!r})")
                 with open(path, "wb") as fh:
                     fh.write(data)
                     fh.truncate(max(total or 0, len(data)))  # sparse: the weights are never fetched
@@ -521,7 +541,7 @@ class _Overall:
     cancel: threading.Event | None = None
 
     def report(self, filename: str, index: int, file_bytes: int, file_total: int | None, phase: str) -> None:
-        if self.cancel is not None and self.cancel.is_set():
+        if phase in ("downloading", "verifying") and self.cancel is not None and self.cancel.is_set():
             raise DownloadCancelled()
         if self.callback is not None:
             self.callback(DownloadProgress(filename, index, self.file_count, file_bytes, file_total, self.done, self.total, phase))
@@ -669,7 +689,8 @@ def _download_one(
     finally:
         lock.release()
     # The blob is in place: let huggingface_hub write the snapshot pointer and refs, as for any download.
-    pointer = hf_hub_download(repo_id, filename, revision=user_revision or revision, cache_dir=cache, endpoint=ep)
+    # user_revision or "main" so refs/main is written and offline look-ups by branch find the file.
+    pointer = hf_hub_download(repo_id, filename, revision=user_revision or "main", cache_dir=cache, endpoint=ep)
     overall.report(filename, index, meta.size or 0, meta.size, "done")
     return pointer, bool(expected_sha), resumed, False
 
@@ -691,9 +712,9 @@ def download(
     """
     repo_id = check_repo_id(repo_id)
     listing = listing or list_gguf(repo_id, revision)
-    entries = [w if isinstance(w, GgufFile) else listing.find(w) for w in wanted]
     if listing.source == "cache":
-        return [_from_cache_only(repo_id, e, listing) for e in entries]
+        return [_from_cache_only(repo_id, w, listing) for w in wanted]
+    entries = [w if isinstance(w, GgufFile) else listing.find(w) for w in wanted]
     for e in entries:
         if not e.complete:
             raise HubError("file_not_found", f"{repo_id}: {e.name} is a split model with missing shards on the Hub")
@@ -712,7 +733,7 @@ def download(
     for e in entries:
         paths, verified, resumed, from_cache = [], True, 0, True
         for fname, sha in zip(e.files, e.sha256):
-            with _hub_errors(repo_id, fname):
+            with _hub_errors(repo_id, fname, downloading=True):
                 overall.report(fname, index, 0, None, "downloading")  # honours cancel between files
                 p, v, r, c = _download_one(repo_id, fname, listing.revision or "main", revision, sha, overall, index)
             paths.append(p)
@@ -723,11 +744,19 @@ def download(
     return out
 
 
-def _from_cache_only(repo_id: str, entry: GgufFile, listing: RepoListing) -> DownloadedFile:
+def _from_cache_only(repo_id: str, wanted: GgufFile | str, listing: RepoListing) -> DownloadedFile:
+    """Offline or unreachable Hub: the requested entry if every file of it is cached, else a one-line HubError."""
+    kind = "offline" if is_offline() else "network"
+    label = wanted.name if isinstance(wanted, GgufFile) else wanted
+    try:
+        entry = listing.find(wanted.name if isinstance(wanted, GgufFile) else wanted)
+    except HubError:
+        cached = ", ".join(f.quant_type or f.name for f in listing.files)
+        raise HubError(kind, f"{listing.notice}; {label} is not among them (cached: {cached})") from None
     found = {Path(p).name: p for f in cached_gguf_by_repo().get(repo_id, []) for p in f.paths}
     paths = [found.get(Path(f).name) for f in entry.files]
     if not all(paths):
-        raise HubError("offline", f"{listing.notice or 'Offline'}; {entry.name} is not cached")
+        raise HubError(kind, f"{listing.notice}; {label} is only partly cached")
     return DownloadedFile(entry.name, entry.quant_type, paths[0], paths,  # type: ignore[arg-type]
                           sum(os.path.getsize(p) for p in paths), False, 0, True)  # type: ignore[arg-type]
 

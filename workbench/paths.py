@@ -27,8 +27,12 @@ def db_path() -> Path:
 
 
 def ladders_dir() -> Path:
-    """Parent directory of ladders the workbench built (the embedded demo ladder among them)."""
-    path = data_dir() / "ladders"
+    """Parent directory of ladders the workbench built (the embedded demo ladder among them).
+
+    `WORKBENCH_LADDERS_DIR` overrides it (tests share one built ladder across data directories).
+    """
+    override = os.environ.get("WORKBENCH_LADDERS_DIR")
+    path = Path(override).expanduser() if override else data_dir() / "ladders"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

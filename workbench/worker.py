@@ -254,6 +254,8 @@ class Engine:
         inject_crash = bool(os.environ.get("WORKBENCH_INJECT_EXTRA_BUFTS_CRASH")) and self.settings["use_extra_bufts"]
         t_prefill0 = time.perf_counter()
         try:
+            if inject_crash:
+                os.kill(os.getpid(), signal.SIGSEGV)
             self._decode_chunked(tokens)
             lc.llama_synchronize(ctx)
             t_prefill1 = time.perf_counter()
@@ -291,8 +293,6 @@ class Engine:
                     stop_reason = "context_full"
                     break
                 one[0] = tok
-                if inject_crash:
-                    os.kill(os.getpid(), signal.SIGSEGV)
                 rc = lc.llama_decode(ctx, lc.llama_batch_get_one(one, 1))
                 if rc != 0:
                     raise RuntimeError(f"llama_decode failed with code {rc}")

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Command 2: set up if needed (test extras and headless Chromium included), then run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+  echo "==> installing Debian's chromium for the browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null) \
+    || echo "warning: could not install chromium; browser tests will say so"
+fi
+export WORKBENCH_TEST_OUTPUT="${WORKBENCH_TEST_OUTPUT:-$PWD/test-output}"
+mkdir -p "$WORKBENCH_TEST_OUTPUT"
+exec .venv/bin/python -m pytest "$@"
