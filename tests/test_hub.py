@@ -79,7 +79,6 @@ def hub_env(server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_PROGRESS_BARS", True, raising=False)
     return tmp_path / "hf" / "hub"
 
 

@@ -583,7 +583,9 @@ def _build_json(spec: Mapping[str, Any]) -> Checker:
 
 def _build_contains_all(spec: Mapping[str, Any]) -> Checker:
     return ContainsAllChecker(
-        _req_str_list(spec, "contains_all", "expected"), _opt_bool(spec, "contains_all", "ignore_case", True), dict(spec)
+        _req_str_list(spec, "contains_all", "expected"),
+        _opt_bool(spec, "contains_all", "ignore_case", True),
+        dict(spec),
     )
 
 
@@ -625,7 +627,9 @@ def build_checker(spec: Mapping[str, Any]) -> Checker:
     builder, allowed = _BUILDERS[kind]
     unknown = sorted(set(spec) - allowed - {"kind"})
     if unknown:
-        raise ValueError(f"{kind} checker does not take {', '.join(map(repr, unknown))}; it takes: {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"{kind} checker does not take {', '.join(map(repr, unknown))}; it takes: {', '.join(sorted(allowed))}"
+        )
     return builder(spec)
 
 

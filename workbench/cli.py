@@ -227,15 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Other modules add their subcommands here (register(subparsers) and @command(name)).
+# Other CLI modules add their subcommands: EXTRA_PARSERS.append(register) where register(subparsers)
+# adds a parser, and @command(name) for the handler. Each area keeps its commands in its own module.
 EXTRA_PARSERS: list[Callable[[Any], None]] = []
+EXTENSION_MODULES = ("workbench.cli_models", "workbench.cli_quality", "workbench.cli_ratings",
+                     "workbench.cli_remote", "workbench.cli_bench")
 
 
 def _load_extensions() -> None:
     """Import the modules whose commands live beside their library code."""
     import importlib
 
-    for mod in ("workbench.cli_more",):
+    for mod in EXTENSION_MODULES:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

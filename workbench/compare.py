@@ -66,7 +66,7 @@ class RunSettings:
 
 @dataclass
 class Contestant:
-    """A local GGUF file taking part in a comparison."""
+    """A local GGUF file, or a remote endpoint (`endpoint` set, see remote.py), taking part in a comparison."""
 
     label: str
     path: str
@@ -74,6 +74,11 @@ class Contestant:
     size_bytes: int | None = None
     bits_per_weight: float | None = None
     is_reference: bool = False
+    endpoint: Any = None  # a remote.RemoteEndpoint; None for a local file
+
+    @property
+    def is_remote(self) -> bool:
+        return self.endpoint is not None
 
     @classmethod
     def from_ladder_file(cls, f: LadderFile, is_reference: bool | None = None) -> Contestant:
@@ -124,6 +129,10 @@ def run_contestant(
     cancel: threading.Event | None = None,
 ) -> ContestantResult:
     """Load (or reuse) the contestant's worker and generate; any failure becomes `result.error`."""
+    if contestant.is_remote:
+        from workbench.remote import run_remote
+
+        return run_remote(contestant, settings, messages, on_event, cancel)
     result = contestant.blank_result()
     label = contestant.label
     try:

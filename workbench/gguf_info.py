@@ -8,7 +8,8 @@ line, instead of a crash or a cryptic error deep inside llama.cpp.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,19 @@ def check_path(path: str | os.PathLike[str]) -> Path:
 
 
 def read_header(path: str | os.PathLike[str], *, check_arch: bool = True) -> GgufInfo:
-    """Parse and vet a GGUF header; raises GgufError naming the file and the cause."""
+    """Parse and vet a GGUF header; raises GgufError naming the file and the cause.
+
+    Parsed headers are cached by (path, size, mtime): the token table makes a parse take seconds.
+    """
     p = check_path(path)
-    size = p.stat().st_size
+    st = p.stat()
+    info = _read_header_cached(str(p.resolve()), st.st_size, st.st_mtime_ns, check_arch)
+    return replace(info, path=str(p))  # keep the caller's spelling of the path
+
+
+@lru_cache(maxsize=64)
+def _read_header_cached(path: str, size: int, mtime_ns: int, check_arch: bool) -> GgufInfo:
+    p = Path(path)
     try:
         reader = gguf.GGUFReader(p)
     except (ValueError, IndexError, OverflowError) as exc:

@@ -241,3 +241,15 @@ def ladder_from_files(files: list[str | os.PathLike[str]], name: str | None = No
     ladder = Ladder(name=name or (names.pop() if len(names) == 1 else "local files"), files=entries,
                     provenance={"origin": "files on this disk, named by the user"})
     return ladder, errors
+
+
+def list_ladders() -> list[Ladder]:
+    """Every ladder the workbench built or registered, the embedded demo first (built if missing)."""
+    found = [ensure_demo_ladder()]
+    for d in sorted(paths.ladders_dir().iterdir()):
+        if d.is_dir() and d != demo_dir() and (d / LADDER_FILE).exists():
+            try:
+                found.append(load_ladder(d))
+            except (GgufError, ValueError, KeyError, TypeError, OSError):
+                continue  # a ladder whose files moved is skipped, not fatal
+    return found

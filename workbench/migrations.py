@@ -116,3 +116,49 @@ def m001_runs_results_ratings(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX ratings_run ON ratings(run_id)")
+
+
+@migration
+def m002_ratings_detail(conn: sqlite3.Connection) -> None:
+    """Ratings that stand on their own, and pairwise votes.
+
+    Each rating snapshots what was rated (model, quantization, prompt, category, settings) from
+    its run at insert time, so it stays meaningful if the run is edited; `session` and
+    `display_letter` record a blind-mode rater session and the letter the output was shown as.
+    Existing ratings get the snapshot from their runs now.
+    """
+    for column in ("session TEXT", "display_letter TEXT", "quant_type TEXT", "ladder_name TEXT", "prompt TEXT",
+                   "category TEXT", "settings_json TEXT"):
+        conn.execute(f"ALTER TABLE ratings ADD COLUMN {column}")
+    conn.execute(
+        """UPDATE ratings SET
+            ladder_name = (SELECT ladder_name FROM runs WHERE runs.id = ratings.run_id),
+            prompt = (SELECT prompt FROM runs WHERE runs.id = ratings.run_id),
+            category = (SELECT category FROM runs WHERE runs.id = ratings.run_id),
+            settings_json = (SELECT settings_json FROM runs WHERE runs.id = ratings.run_id),
+            quant_type = (SELECT quant_type FROM results WHERE results.run_id = ratings.run_id
+                          AND results.label = ratings.label)"""
+    )
+    conn.execute("CREATE INDEX ratings_rater ON ratings(rater, session)")
+    conn.execute(
+        """CREATE TABLE votes (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            label_a TEXT NOT NULL,
+            label_b TEXT NOT NULL,
+            quant_type_a TEXT,
+            quant_type_b TEXT,
+            winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie')),
+            rater TEXT,
+            session TEXT,
+            mode TEXT NOT NULL DEFAULT 'pairwise',
+            comment TEXT,
+            ladder_name TEXT,
+            prompt TEXT,
+            category TEXT,
+            settings_json TEXT,
+            created_at TEXT NOT NULL,
+            CHECK (label_a <> label_b)
+        )"""
+    )
+    conn.execute("CREATE INDEX votes_run ON votes(run_id)")

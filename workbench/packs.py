@@ -402,7 +402,9 @@ def _case_from_mapping(raw: Mapping[str, Any], fillers: Mapping[str, str], fail:
 def _with_passage(prompt: str, spec: Any, fillers: Mapping[str, str], fail: Any) -> str:
     """Replace {passage} in the prompt with the passage its `passage` table describes."""
     if not isinstance(spec, dict):
-        raise fail("passage", "'passage' must be a table like { filler = \"name\", fact = \"...\", words = 2000, depth = 0.5 }")
+        raise fail(
+            "passage", "'passage' must be a table like { filler = \"name\", fact = \"...\", words = 2000, depth = 0.5 }"
+        )
     unknown = sorted(set(spec) - _PASSAGE_KEYS)
     missing = sorted(_PASSAGE_KEYS - set(spec))
     if unknown or missing:
@@ -411,7 +413,8 @@ def _with_passage(prompt: str, spec: Any, fillers: Mapping[str, str], fail: Any)
     names = spec["filler"] if isinstance(spec["filler"], list) else [spec["filler"]]
     absent = [n for n in names if n not in fillers]
     if absent or not names:
-        raise fail("passage", f"filler {absent or names!r} not found in [fillers] (have: {', '.join(sorted(fillers)) or 'none'})")
+        have = ", ".join(sorted(fillers)) or "none"
+        raise fail("passage", f"filler {absent or names!r} not found in [fillers] (have: {have})")
     if not isinstance(spec["fact"], str) or not spec["fact"].strip():
         raise fail("passage", "'passage.fact' must be a non-empty string")
     words, depth = spec["words"], spec["depth"]
@@ -468,7 +471,8 @@ def _parse_csv_pack(text: str, source: str, default_name: str) -> Pack:
     try:
         header = next(reader)
     except StopIteration:
-        raise PackError(source, None, "empty CSV: expected a header row with prompt, category, checker, expected") from None
+        reason = "empty CSV: expected a header row with prompt, category, checker, expected"
+        raise PackError(source, None, reason) from None
     except csv.Error as exc:
         raise PackError(source, 1, f"invalid CSV: {exc}") from None
     columns = [h.strip().lower() for h in header]
@@ -613,7 +617,8 @@ def load_examples(path: str | Path | None = None) -> dict[str, list[Example]]:
     raw = data.get("examples")
     if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):
         raise PackError(source, None, "no examples: add [[examples]] tables with category, title, prompt")
-    headers = [n for n, line, inside in _scan_lines(text) if not inside and re.match(r"^\s*\[\[\s*examples\s*\]\]", line)]
+    header_re = re.compile(r"^\s*\[\[\s*examples\s*\]\]")
+    headers = [n for n, line, inside in _scan_lines(text) if not inside and header_re.match(line)]
     grouped: dict[str, list[Example]] = {}
     for i, item in enumerate(raw):
         line = headers[i] if i < len(headers) else None
@@ -622,12 +627,15 @@ def load_examples(path: str | Path | None = None) -> dict[str, list[Example]]:
             raise PackError(source, line, f"example {i + 1}: unknown key {unknown[0]!r}")
         category = item.get("category")
         if category not in CATEGORIES:
-            raise PackError(source, line, f"example {i + 1}: category {category!r} is not one of: {', '.join(CATEGORIES)}")
+            raise PackError(
+                source, line, f"example {i + 1}: category {category!r} is not one of: {', '.join(CATEGORIES)}"
+            )
         for key in ("title", "prompt"):
             if not isinstance(item.get(key), str) or not item[key].strip():
                 raise PackError(source, line, f"example {i + 1}: missing or empty {key!r}")
         system = item.get("system")
         if system is not None and not isinstance(system, str):
             raise PackError(source, line, f"example {i + 1}: 'system' must be a string")
-        grouped.setdefault(category, []).append(Example(category, item["title"].strip(), item["prompt"].strip(), system))
+        example = Example(category, item["title"].strip(), item["prompt"].strip(), system)
+        grouped.setdefault(category, []).append(example)
     return {c: grouped[c] for c in CATEGORIES if c in grouped}

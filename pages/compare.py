@@ -1,0 +1,118 @@
+"""Compare: one prompt through every chosen quantization, side by side, streamed live; then diffs,
+metrics, ratings, charts and a table of the stored run."""
+
+import streamlit as st
+
+from pages import views
+from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store
+from workbench import hardware
+from workbench.compare import SEQUENTIAL_NOTE, RunSettings, contestants_for
+from workbench.packs import PackError, load_examples
+
+views.css()
+st.title("Compare quantizations")
+
+# ---- what takes part -------------------------------------------------------------------------
+all_ladders = ladders()
+ladder = active_ladder()
+names = [lad.name for lad in all_ladders]
+picked = st.selectbox("Model (ladder)", names, index=names.index(ladder.name))
+if picked != ladder.name:
+    set_active_ladder(all_ladders[names.index(picked)])
+    st.rerun()
+
+left, right = st.columns([3, 1])
+reference = right.selectbox("Reference", ladder.labels(), index=ladder.labels().index(ladder.reference.label),
+                            help="Diffs and divergence are measured against this one. Default: the highest precision.")
+others = [label for label in ladder.labels() if label != reference]
+defaults = [label for label in ladder.default_labels() if label in others]
+chosen = left.multiselect("Quantizations", others, default=defaults, key=f"quants-{ladder.directory}-{reference}")
+
+# ---- the prompt ------------------------------------------------------------------------------
+try:
+    examples = load_examples()
+except PackError as exc:
+    examples = {}
+    st.warning(f"Example prompts unavailable: {exc}")
+options = ["(type your own)"] + [f"{cat} — {ex.title}" for cat, exs in examples.items() for ex in exs]
+lookup = {f"{cat} — {ex.title}": ex for cat, exs in examples.items() for ex in exs}
+
+
+def use_example() -> None:
+    ex = lookup.get(st.session_state.example)
+    if ex is not None:
+        st.session_state.prompt = ex.prompt
+        st.session_state.system_prompt = ex.system or ""
+        st.session_state.category = ex.category
+
+
+st.selectbox("Example prompt (grouped by task)", options, key="example", on_change=use_example)
+if "prompt" not in st.session_state:
+    first = next(iter(lookup.values()), None)
+    st.session_state.prompt = first.prompt if first else "Explain what quantization does to a language model."
+    st.session_state.category = first.category if first else None
+prompt = st.text_area("Prompt", key="prompt", height=140)
+
+with st.expander("Settings (the same for every contestant)"):
+    c1, c2, c3, c4 = st.columns(4)
+    system_prompt = c1.text_area("System prompt", key="system_prompt", height=68)
+    max_tokens = c2.number_input("Max tokens", 1, 8192, 200)
+    n_ctx = c2.number_input("Context size", 128, 131072, 2048, step=256)
+    temperature = c3.number_input("Temperature", 0.0, 2.0, 0.0, step=0.1, help="0 = greedy: the fair default")
+    top_p = c3.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05)
+    seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+    threads = c4.number_input("Threads", 1, 256, hardware.default_threads())
+st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each file's own), same settings for all.")
+
+# ---- run / stop ------------------------------------------------------------------------------
+job = jobs().get(st.session_state.get("job_id"))
+running = job is not None and not job.finished
+if job is not None and job.finished and job.run_id and st.session_state.get("run_id") is None:
+    st.session_state.run_id = job.run_id  # the job ended between two reruns
+b1, b2, _ = st.columns([1, 1, 6])
+if b1.button("Run", type="primary", disabled=running or not chosen or not prompt.strip()):
+    settings = RunSettings(max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p),
+                           seed=int(seed), n_ctx=int(n_ctx), n_threads=int(threads), system_prompt=system_prompt)
+    try:
+        job = jobs().start(contestants_for(ladder, chosen, reference), prompt, settings, ladder=ladder,
+                           category=st.session_state.get("category"))
+        st.session_state.job_id, st.session_state.run_id = job.id, None
+        running = True
+    except ValueError as exc:
+        st.error(f"Cannot run: {exc}")
+if b2.button("Stop", disabled=not running) and job is not None:
+    job.stop()
+
+# ---- results -----------------------------------------------------------------------------------
+if running:
+
+    @st.fragment(run_every=0.3)
+    def live() -> None:
+        snap = job.snapshot()
+        if snap["finished"]:
+            st.session_state.run_id = snap["run_id"]
+            st.rerun()
+        if snap["cancelling"]:
+            st.caption("Stopping…")
+        views.live_columns(snap)
+
+    live()
+elif job is not None and job.failure:
+    st.error(f"The comparison could not run: {job.failure}")
+
+run_id = st.session_state.get("run_id")
+run = store().get_run(run_id) if run_id and not running else None
+if run is not None:
+    st.divider()
+    st.subheader(f"Run #{run['id']}")
+    st.caption(f"{run['created_at'][:19]} UTC · {run['ladder_name'] or 'local files'} · reference {run['reference_label']} · "
+               f"max {run['settings']['max_tokens']} tokens · temperature {run['settings']['temperature']} · "
+               f"seed {run['settings']['seed']} · context {run['settings']['n_ctx']} · {run['settings']['n_threads']} threads")
+    with st.expander("Prompt", expanded=False):
+        st.text(run["prompt"])
+    views.result_columns(run)
+    st.divider()
+    frame = views.metrics_frame(run)
+    views.charts(frame)
+    st.dataframe(frame, width="stretch", hide_index=True)
+    st.download_button("Download CSV", frame.to_csv(index=False), file_name=f"run-{run['id']}.csv", mime="text/csv")

@@ -1,0 +1,59 @@
+"""The Compare page end to end in Streamlit's headless AppTest, on the real embedded ladder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from workbench.store import Store
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def wait_for_run(at: AppTest, timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+        if at.session_state["run_id"]:
+            return at.session_state["run_id"]
+    raise AssertionError("the comparison did not finish in time")
+
+
+def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Compare quantizations"
+    assert at.multiselect[0].value == ["Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K"]  # the default four preselected
+    at.multiselect[0].set_value(["Q8_0", "Q2_K"])
+    at.number_input[0].set_value(24)  # max tokens: keep the test short
+    next(b for b in at.button if b.label == "Run").click()
+    at.run()
+    run_id = wait_for_run(at)
+
+    run = Store().get_run(run_id)
+    assert [r["label"] for r in run["results"]] == ["F16", "Q8_0", "Q2_K"]
+    assert all(r["error"] is None and r["text"] for r in run["results"])
+    titles = [m.value for m in at.markdown]
+    assert "**F16** · reference" in titles and "**Q8_0**" in titles and "**Q2_K**" in titles
+    html = " ".join(h.proto.body for h in at.get("html"))
+    diffs_or_identical = ("wb-diff" in html) and (("<ins" in html or "<del" in html) or len(at.success) >= 1)
+    assert diffs_or_identical
+
+    stars = at.get("feedback")
+    assert len(stars) == 3
+    stars[2].set_value(3)  # 0-based: four stars for Q2_K
+    at.run()
+    saved = Store().latest_ratings(run_id)
+    assert saved["Q2_K"]["score"] == 4 and saved["Q2_K"]["mode"] == "open"
+
+    # a second session (another tab) opening the same run sees the saved rating
+    other = AppTest.from_file(APP, default_timeout=120)
+    other.session_state["run_id"] = run_id
+    other.run()
+    assert not other.exception, other.exception
+    assert any("Saved: ★★★★" in c.value for c in other.caption)

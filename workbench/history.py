@@ -1,0 +1,309 @@
+"""Past runs: find them, delete them (with their outputs, ratings and votes), export and import them.
+
+Export formats:
+- JSON: one document, {"format": "quant-workbench-export", "version": 1, "exported_at", "runs": [...]},
+  each run holding its `results`, `ratings` and `votes`. It is the lossless format: `import_json`
+  reads it back into any database (new ids, relations kept).
+- CSV: one ZIP file holding one CSV per table (runs.csv, results.csv, ratings.csv, votes.csv) with
+  the database's own columns (JSON columns stay JSON text), for spreadsheets and pandas. One file
+  is easy to download from the app and to hand on; ids relate the tables.
+
+Secrets never leave in an export: the database holds none, and as a guard any settings key (run,
+rating and vote settings, and the settings inside a result's metrics) named like a token, key,
+secret or password is replaced by "[removed]"; `max_tokens` and friends are counts and stay.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from workbench.store import Store, now_iso
+
+EXPORT_FORMAT = "quant-workbench-export"
+EXPORT_VERSION = 1
+TABLES = ("runs", "results", "ratings", "votes")
+JSON_COLUMNS = ("settings_json", "ladder_json", "messages_json", "machine_json", "metrics_json", "token_ids_json")
+REDACTED = "[removed]"
+SECRET_KEY = re.compile(r"(^|[_\-.])(token|api[_\-]?key|key|secret|password|passwd|authorization|bearer|credentials?)$",
+                        re.IGNORECASE)
+
+
+class ImportFileError(ValueError):
+    """A file that is not a workbench export, or one this version cannot read."""
+
+
+# ---- search and delete ------------------------------------------------------------------------
+def _bound(value: date | datetime | str | None, end: bool) -> str | None:
+    """An ISO UTC bound for created_at; a bare date as `until` includes that whole day."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+    if not isinstance(value, datetime):
+        value = datetime.combine(value + timedelta(days=1) if end else value, time.min, tzinfo=timezone.utc)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def search_runs(
+    store: Store,
+    *,
+    text: str | None = None,
+    model: str | None = None,
+    since: date | datetime | str | None = None,
+    until: date | datetime | str | None = None,
+    kind: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Runs, newest first, matching prompt text and model (ladder) name (substrings, any case) and a date range.
+
+    Each row carries counts of its outputs, ratings and votes for a history table.
+    """
+    where, args = [], []
+    if text:
+        where.append("(runs.prompt LIKE ? OR runs.system_prompt LIKE ?)")
+        args += [f"%{text}%"] * 2
+    if model:
+        where.append("runs.ladder_name LIKE ?")
+        args.append(f"%{model}%")
+    lo, hi = _bound(since, end=False), _bound(until, end=True)
+    if lo:
+        where.append("runs.created_at >= ?")
+        args.append(lo)
+    if hi:
+        where.append("runs.created_at < ?" if not isinstance(until, datetime) else "runs.created_at <= ?")
+        args.append(hi)
+    if kind:
+        where.append("runs.kind = ?")
+        args.append(kind)
+    sql = f"""SELECT runs.id, runs.created_at, runs.kind, runs.status, runs.ladder_name, runs.prompt, runs.category,
+                     runs.reference_label,
+                     (SELECT COUNT(*) FROM results WHERE results.run_id = runs.id) AS n_results,
+                     (SELECT COUNT(*) FROM ratings WHERE ratings.run_id = runs.id) AS n_ratings,
+                     (SELECT COUNT(*) FROM votes WHERE votes.run_id = runs.id) AS n_votes
+              FROM runs {"WHERE " + " AND ".join(where) if where else ""}
+              ORDER BY runs.id DESC LIMIT ?"""
+    with store._connect() as conn:
+        return [dict(r) for r in conn.execute(sql, [*args, int(limit)])]
+
+
+def delete_runs(store: Store, run_ids: Sequence[int]) -> int:
+    """Delete runs with their outputs, ratings and votes (foreign-key cascade); returns how many existed."""
+    existing = [rid for rid in run_ids if store.get_run(int(rid)) is not None]
+    for rid in existing:
+        store.delete_run(int(rid))
+    return len(existing)
+
+
+# ---- export -----------------------------------------------------------------------------------
+def redact(value: Any) -> Any:
+    """`value` with every dict key named like a secret replaced by REDACTED, at any depth."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def secret_keys(value: Any, path: str = "") -> list[str]:
+    """Paths of keys named like secrets that still hold a value (for the guard and for tests)."""
+    found = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            here = f"{path}.{k}" if path else str(k)
+            if SECRET_KEY.search(str(k)) and v not in (None, "", REDACTED):
+                found.append(here)
+            found += secret_keys(v, here)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += secret_keys(v, f"{path}[{i}]")
+    return found
+
+
+def _rows(store: Store, table: str, run_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+    col = "id" if table == "runs" else "run_id"
+    sql = f"SELECT * FROM {table}"
+    args: list[Any] = []
+    if run_ids is not None:
+        sql += f" WHERE {col} IN ({', '.join('?' * len(run_ids)) or 'NULL'})"
+        args = [int(r) for r in run_ids]
+    with store._connect() as conn:
+        rows = [dict(r) for r in conn.execute(sql + " ORDER BY id", args)]
+    for row in rows:
+        _redact_row(row)
+    return rows
+
+
+def _redact_row(row: dict[str, Any]) -> None:
+    """Remove secrets from a database row's settings, in place (JSON text stays JSON text)."""
+    if row.get("settings_json"):
+        row["settings_json"] = json.dumps(redact(json.loads(row["settings_json"])), ensure_ascii=False)
+    if row.get("metrics_json"):
+        metrics = json.loads(row["metrics_json"])
+        if isinstance(metrics, dict) and isinstance(metrics.get("settings"), dict):
+            metrics["settings"] = redact(metrics["settings"])
+            row["metrics_json"] = json.dumps(metrics, ensure_ascii=False)
+
+
+def leaked_settings(row: dict[str, Any]) -> list[str]:
+    """Secret-named keys still holding a value in a row's settings (parsed or JSON text)."""
+    found = []
+    for key in ("settings", "settings_json", "metrics", "metrics_json"):
+        value = row.get(key)
+        if isinstance(value, str) and value:
+            value = json.loads(value)
+        if key.startswith("metrics"):
+            value = value.get("settings") if isinstance(value, dict) else None
+        found += secret_keys(value, key)
+    return found
+
+
+class SecretInExport(RuntimeError):
+    """Raised instead of writing an export that would hold a secret (a bug: redaction should prevent it)."""
+
+
+def export_data(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """Every run (or the chosen ones) with its results, ratings and votes, JSON columns parsed; no secrets."""
+    tables = {t: _rows(store, t, run_ids) for t in TABLES}
+    by_run: dict[int, dict[str, list[dict[str, Any]]]] = {r["id"]: {"results": [], "ratings": [], "votes": []}
+                                                          for r in tables["runs"]}
+    for table in ("results", "ratings", "votes"):
+        for row in tables[table]:
+            by_run[row["run_id"]][table].append(_parse_json_columns(row))
+    runs = [{**_parse_json_columns(r), **by_run[r["id"]]} for r in tables["runs"]]
+    with store._connect() as conn:
+        schema = [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+    data = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": now_iso(), "schema": schema,
+            "runs": runs}
+    leaked = [p for r in runs for row in [r, *r["results"], *r["ratings"], *r["votes"]] for p in leaked_settings(row)]
+    if leaked:
+        raise SecretInExport(f"refusing to export secrets: {leaked}")
+    return data
+
+
+def _parse_json_columns(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in JSON_COLUMNS:
+        if key in out:
+            out[key.removesuffix("_json")] = json.loads(out.pop(key)) if out[key] else None
+    return out
+
+
+def export_json_bytes(store: Store, run_ids: Sequence[int] | None = None) -> bytes:
+    return json.dumps(export_data(store, run_ids), indent=2, ensure_ascii=False).encode("utf-8")
+
+
+def export_json(store: Store, path: str | Path, run_ids: Sequence[int] | None = None) -> Path:
+    path = Path(path)
+    path.write_bytes(export_json_bytes(store, run_ids))
+    return path
+
+
+def csv_tables(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, str]:
+    """table name → CSV text, the database's columns in their order."""
+    out = {}
+    with store._connect() as conn:
+        columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in TABLES}
+    for table in TABLES:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns[table], extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(_rows(store, table, run_ids))
+        out[table] = buf.getvalue()
+    leaked = [p for text in out.values() for row in csv.DictReader(io.StringIO(text)) for p in leaked_settings(row)]
+    if leaked:
+        raise SecretInExport(f"refusing to export secrets: {leaked}")
+    return out
+
+
+def export_csv_bytes(store: Store, run_ids: Sequence[int] | None = None) -> bytes:
+    """A ZIP holding runs.csv, results.csv, ratings.csv and votes.csv."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for table, text in csv_tables(store, run_ids).items():
+            zf.writestr(f"{table}.csv", text)
+    return buf.getvalue()
+
+
+def export_csv(store: Store, path: str | Path, run_ids: Sequence[int] | None = None) -> Path:
+    path = Path(path)
+    path.write_bytes(export_csv_bytes(store, run_ids))
+    return path
+
+
+# ---- import -----------------------------------------------------------------------------------
+@dataclass
+class ImportSummary:
+    runs: int
+    results: int
+    ratings: int
+    votes: int
+    run_ids: dict[int, int]  # id in the file → id in this database
+
+
+def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> ImportSummary:
+    """Add the runs of an export to this database, all in one transaction (all or nothing).
+
+    Ids are new; results, ratings and votes keep pointing at their run (and ratings at their output).
+    Columns this database does not know are skipped, so exports from newer versions still load.
+    """
+    if isinstance(source, dict):
+        data = source
+    else:
+        raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ImportFileError(f"not a JSON file: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ImportFileError("not a Quant Workbench export (no \"format\": \"quant-workbench-export\")")
+    if int(data.get("version", 0)) > EXPORT_VERSION:
+        raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads ({EXPORT_VERSION})")
+    counts = {"results": 0, "ratings": 0, "votes": 0}
+    mapping: dict[int, int] = {}
+    with store.transaction() as conn:
+        columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})") if r[1] != "id"] for t in TABLES}
+
+        def insert(table: str, row: dict[str, Any], **override: Any) -> int:
+            flat = _flatten_json_columns(row)
+            flat.update(override)
+            cols = [c for c in columns[table] if c in flat]
+            cur = conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                               [flat[c] for c in cols])
+            return int(cur.lastrowid)
+
+        for run in data.get("runs", []):
+            new_run = insert("runs", run)
+            mapping[int(run["id"])] = new_run
+            result_ids: dict[int, int] = {}
+            for res in run.get("results", []):
+                result_ids[int(res["id"])] = insert("results", res, run_id=new_run)
+                counts["results"] += 1
+            for rating in run.get("ratings", []):
+                insert("ratings", rating, run_id=new_run, result_id=result_ids.get(rating.get("result_id")))
+                counts["ratings"] += 1
+            for vote in run.get("votes", []):
+                insert("votes", vote, run_id=new_run)
+                counts["votes"] += 1
+    return ImportSummary(len(mapping), counts["results"], counts["ratings"], counts["votes"], mapping)
+
+
+def _flatten_json_columns(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k not in ("results", "ratings", "votes")}
+    for key in JSON_COLUMNS:
+        short = key.removesuffix("_json")
+        if short in out:
+            value = out.pop(short)
+            out[key] = None if value is None else json.dumps(value, ensure_ascii=False)
+    return out

@@ -1,0 +1,655 @@
+"""Remote contestants: an OpenAI-compatible or llama.cpp server taking part in a comparison.
+
+A remote endpoint runs somewhere else, so nothing about it can be measured from inside (no load
+time, no RSS, no VRAM). What the workbench can measure, it measures on this side of the network
+and says so in `result.settings["measurement"]`:
+
+- ttft_s: request sent -> first content chunk received (network and server queueing included).
+- decode_tok_s: (completion tokens - 1) / (first -> last content chunk), completion tokens taken
+  from the response's `usage`; when the server sends no usage, stream chunks are counted instead
+  and the measurement note says so (a chunk may carry more than one token).
+- llama.cpp's native API reports its own `timings`; those become prefill_tok_s / decode_tok_s and
+  are labelled server-measured, with the client-side stream rate kept beside them.
+
+Only the standard library is used (http.client), so a stream can be cancelled by shutting its
+socket down from a watcher thread, and every failure becomes one clear line in `result.error`;
+nothing here raises into a comparison. API keys live only in memory: never in repr, to_dict,
+events, errors, the database or reports.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from workbench.metrics import ContestantResult
+
+if TYPE_CHECKING:
+    from workbench.compare import Contestant, RunSettings
+
+OnEvent = Callable[[str, str, dict[str, Any]], None]
+
+API_OPENAI = "openai"
+API_LLAMACPP = "llamacpp"
+APIS = (API_OPENAI, API_LLAMACPP)
+
+FINISH_REASONS = {"stop": "eos", "length": "max_tokens", "eos": "eos", "limit": "max_tokens", "word": "stop_word",
+                  "content_filter": "content_filter", "tool_calls": "tool_calls", "function_call": "tool_calls"}
+MAX_ERROR_BODY = 2000
+
+
+class RemoteError(Exception):
+    """A remote request failed; the message is one line meant for a person."""
+
+
+@dataclass
+class RemoteEndpoint:
+    """Where a remote model lives and how to talk to it. The API key is kept in memory only."""
+
+    base_url: str
+    model: str = ""
+    label: str = ""
+    api: str = API_OPENAI
+    api_key_env: str | None = None
+    api_key: str | None = field(default=None, repr=False, compare=False)
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 120.0  # longest silence tolerated while waiting for the next bytes
+    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific fields, e.g. {"repeat_penalty": 1.0}
+
+    def __post_init__(self) -> None:
+        if self.api not in APIS:
+            raise ValueError(f"unknown API {self.api!r}; choose {' or '.join(APIS)}")
+        parts = urlsplit(self.base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint URL must look like http://host:port (got {self.base_url!r})")
+        if parts.username or parts.password:
+            raise ValueError("the endpoint URL holds credentials; pass the API key through an environment variable instead")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"endpoint URL has a bad port: {self.base_url!r}") from None
+        self.base_url = self.base_url.strip().rstrip("/")
+        if not self.label:
+            self.label = f"{self.model or parts.hostname} @ {parts.netloc}"
+
+    @property
+    def display_url(self) -> str:
+        """The URL without query string, safe to show and store."""
+        p = urlsplit(self.base_url)
+        return f"{p.scheme}://{p.netloc}{p.path}"
+
+    def resolved_key(self) -> str | None:
+        """The API key: the in-memory one, else the named environment variable's value."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A description safe for logs, the database and reports: never the key itself."""
+        return {"base_url": self.display_url, "model": self.model, "label": self.label, "api": self.api,
+                "api_key_env": self.api_key_env, "has_api_key": self.resolved_key() is not None,
+                "connect_timeout_s": self.connect_timeout_s, "read_timeout_s": self.read_timeout_s,
+                "extra_body": dict(self.extra_body)}
+
+    @classmethod
+    def from_spec(cls, spec: str) -> RemoteEndpoint:
+        """Parse a CLI spec: `URL[,model=NAME][,label=TEXT][,api=openai|llamacpp][,key_env=VAR]`.
+
+        `url=` may also be given as a key. Raises ValueError with a plain message.
+        """
+        fields: dict[str, str] = {}
+        for i, part in enumerate(p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            if i == 0 and (not sep or "://" in key):
+                fields["url"] = part
+                continue
+            if not sep:
+                raise ValueError(f"endpoint spec part {part!r} is not key=value")
+            fields[key.strip().lower()] = value.strip()
+        known = {"url", "model", "label", "api", "key_env", "timeout"}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"unknown endpoint field(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(known))}")
+        if "url" not in fields:
+            raise ValueError("endpoint spec needs a URL")
+        kwargs: dict[str, Any] = {"base_url": fields["url"], "model": fields.get("model", ""),
+                                  "label": fields.get("label", ""), "api": fields.get("api", API_OPENAI),
+                                  "api_key_env": fields.get("key_env") or None}
+        if "timeout" in fields:
+            try:
+                kwargs["read_timeout_s"] = float(fields["timeout"])
+            except ValueError:
+                raise ValueError(f"timeout must be seconds, got {fields['timeout']!r}") from None
+        return cls(**kwargs)
+
+
+@dataclass
+class TokenLogprobs:
+    """One generated token as the server saw it: its text, id (if given) and top alternatives."""
+
+    token: str
+    logprob: float | None
+    top: list[tuple[str, float]]  # (token text, logprob), best first
+    id: int | None = None
+    top_ids: list[int | None] = field(default_factory=list)
+
+
+@dataclass
+class RemoteCompletion:
+    """Everything one remote generation returned, with client-side timestamps."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None  # from the server's usage / timings; None when not reported
+    content_chunks: int = 0
+    token_ids: list[int] = field(default_factory=list)  # llama.cpp's native API only
+    logprobs: list[TokenLogprobs] = field(default_factory=list)
+    server_timings: dict[str, Any] | None = None
+    t_request: float = 0.0
+    t_headers: float | None = None
+    t_first: float | None = None
+    t_last: float | None = None
+    t_end: float | None = None
+    cancelled: bool = False
+    done: bool = False  # the server said it finished (finish reason, [DONE] or stop flag)
+
+
+# ---- HTTP plumbing --------------------------------------------------------------------------------
+def _url(endpoint: RemoteEndpoint, route: str) -> str:
+    """The full URL of an API route; `/v1` in the base URL is honoured for OpenAI, dropped for llama.cpp."""
+    base = endpoint.base_url
+    if endpoint.api == API_OPENAI:
+        return base + route if base.endswith("/v1") else base + "/v1" + route
+    return (base[: -len("/v1")] if base.endswith("/v1") else base) + route
+
+
+def _scrub(text: str, endpoint: RemoteEndpoint) -> str:
+    """One line, shortened, with the API key blanked out should a server echo it back."""
+    key = endpoint.resolved_key()
+    if key:
+        text = text.replace(key, "***")
+    line = " ".join(text.split())
+    return line if len(line) <= 300 else line[:297] + "…"
+
+
+class _Connection:
+    """One HTTP request whose response can be read line by line and cancelled from another thread."""
+
+    def __init__(self, endpoint: RemoteEndpoint, url: str, cancel: threading.Event | None) -> None:
+        self.endpoint = endpoint
+        self.url = url
+        parts = urlsplit(url)
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if parts.scheme == "https":
+            self.conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=endpoint.connect_timeout_s, context=ssl.create_default_context())
+        else:
+            self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=endpoint.connect_timeout_s)
+        self.cancel = cancel
+        self._finished = threading.Event()
+        self.response: http.client.HTTPResponse | None = None
+
+    def _watch(self) -> None:
+        assert self.cancel is not None
+        while not self._finished.wait(0.05):
+            if self.cancel.is_set():
+                sock = self.conn.sock
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)  # unblocks a read waiting on the server
+                    except OSError:
+                        pass
+                return
+
+    def post(self, body: dict[str, Any]) -> http.client.HTTPResponse:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
+        key = self.endpoint.resolved_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps(body).encode("utf-8")
+        self.conn.connect()
+        assert self.conn.sock is not None
+        self.conn.sock.settimeout(self.endpoint.read_timeout_s)
+        if self.cancel is not None:
+            threading.Thread(target=self._watch, daemon=True).start()
+        self.conn.request("POST", self.path, body=data, headers=headers)
+        self.response = self.conn.getresponse()
+        return self.response
+
+    def close(self) -> None:
+        self._finished.set()
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+
+def _http_error(endpoint: RemoteEndpoint, url: str, status: int, reason: str, body: bytes) -> RemoteError:
+    """A plain line for an HTTP error status, with the server's own message where it gave one."""
+    detail = ""
+    try:
+        obj = json.loads(body.decode("utf-8", "replace"))
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(err, dict):
+            detail = str(err.get("message") or err.get("type") or "")
+        elif isinstance(err, str):
+            detail = err
+        elif isinstance(obj, dict) and obj.get("detail"):
+            detail = str(obj["detail"])
+    except (ValueError, AttributeError):
+        detail = body.decode("utf-8", "replace")[:200]
+    detail = _scrub(detail, endpoint) if detail else ""
+    if status in (401, 403):
+        how = (f"the API key from ${endpoint.api_key_env} was refused" if endpoint.api_key_env and endpoint.resolved_key()
+               else "an API key was refused" if endpoint.resolved_key()
+               else "no API key was sent; give one through an environment variable (key_env=VAR)")
+        return RemoteError(f"HTTP {status} from {endpoint.display_url}: the API key is missing or wrong ({how})")
+    hint = ""
+    if status == 404:
+        hint = (" — not an OpenAI-compatible server, or a wrong model name?" if endpoint.api == API_OPENAI
+                else " — not a llama.cpp server (try api=openai)?")
+    tail = f": {detail}" if detail else ""
+    return RemoteError(f"HTTP {status} {reason} from {_scrub(url, endpoint)}{tail}{hint}")
+
+
+def _network_error(endpoint: RemoteEndpoint, exc: BaseException, during: str, got: int) -> RemoteError:
+    """Turn a socket-level failure into one line that says what happened and when."""
+    where = endpoint.display_url
+    if isinstance(exc, ConnectionRefusedError):
+        return RemoteError(f"could not connect to {where}: connection refused (is the server running on that port?)")
+    if isinstance(exc, socket.gaierror):
+        return RemoteError(f"could not resolve the host of {where}: {exc.strerror or exc}")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        if during == "connect":
+            return RemoteError(f"could not connect to {where} within {endpoint.connect_timeout_s:g} s (timed out)")
+        if got:
+            return RemoteError(f"{where} went silent for {endpoint.read_timeout_s:g} s after {got} chunk(s) (timed out)")
+        return RemoteError(f"no answer from {where} within {endpoint.read_timeout_s:g} s (timed out)")
+    if isinstance(exc, ssl.SSLError):
+        return RemoteError(f"TLS error talking to {where}: {exc.reason or exc}")
+    if isinstance(exc, http.client.IncompleteRead) or (
+            isinstance(exc, (ConnectionError, http.client.HTTPException)) and (got or during == "stream")):
+        return RemoteError(f"the stream from {where} dropped midway after {got} chunk(s) ({type(exc).__name__})")
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return RemoteError(f"{where} closed the connection without answering")
+    return RemoteError(f"network error talking to {where} during {during}: {_scrub(str(exc) or type(exc).__name__, endpoint)}")
+
+
+def _sse_events(resp: http.client.HTTPResponse) -> Iterator[str]:
+    """The `data:` payloads of a server-sent-event stream; comments and other fields are skipped."""
+    data: list[str] = []
+    while True:
+        raw = resp.readline()
+        if not raw:
+            if data:
+                yield "\n".join(data)
+            return
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+
+
+def _parse_json(payload: str | bytes, endpoint: RemoteEndpoint) -> dict[str, Any]:
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        raise RemoteError(f"malformed JSON from {endpoint.display_url}: {_scrub(text, endpoint)[:80]!r}") from None
+    if not isinstance(obj, dict):
+        raise RemoteError(f"unexpected JSON from {endpoint.display_url}: not an object")
+    if "error" in obj and not obj.get("choices") and "content" not in obj:
+        err = obj["error"]
+        msg = err.get("message") if isinstance(err, dict) else err
+        raise RemoteError(f"{endpoint.display_url} reported an error: {_scrub(str(msg), endpoint)}")
+    return obj
+
+
+# ---- the two APIs ---------------------------------------------------------------------------------
+def _openai_body(endpoint: RemoteEndpoint, messages: list[dict[str, str]], max_tokens: int, temperature: float,
+                 top_p: float, seed: int, top_logprobs: int, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": endpoint.model, "messages": messages, "max_tokens": max_tokens,
+                            "temperature": temperature, "top_p": top_p, "seed": seed, "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if top_logprobs:
+        body["logprobs"] = True
+        body["top_logprobs"] = top_logprobs
+    return {**body, **endpoint.extra_body}
+
+
+def _openai_logprobs(block: Any) -> list[TokenLogprobs]:
+    out: list[TokenLogprobs] = []
+    if not isinstance(block, dict):
+        return out
+    for item in block.get("content") or []:
+        top = [(str(t.get("token", "")), float(t["logprob"])) for t in item.get("top_logprobs") or []
+               if t.get("logprob") is not None]
+        top.sort(key=lambda x: -x[1])
+        lp = item.get("logprob")
+        out.append(TokenLogprobs(str(item.get("token", "")), None if lp is None else float(lp), top))
+    return out
+
+
+def _absorb_openai(obj: dict[str, Any], c: RemoteCompletion, now: float, on_text: Callable[[str], None] | None) -> None:
+    """Fold one chat-completion chunk (or a whole non-streamed response) into `c`."""
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        c.prompt_tokens = usage.get("prompt_tokens", c.prompt_tokens)
+        c.completion_tokens = usage.get("completion_tokens", c.completion_tokens)
+    for choice in obj.get("choices") or []:
+        if choice.get("index", 0) != 0:
+            continue
+        part = (choice.get("delta") or choice.get("message") or {}).get("content")
+        if part is None and isinstance(choice.get("text"), str):
+            part = choice["text"]  # /v1/completions-shaped servers
+        if part:
+            if c.t_first is None:
+                c.t_first = now
+            c.t_last = now
+            c.content_chunks += 1
+            c.text += part
+            if on_text is not None:
+                on_text(part)
+        c.logprobs.extend(_openai_logprobs(choice.get("logprobs")))
+        if choice.get("finish_reason"):
+            c.finish_reason = choice["finish_reason"]
+            c.done = True
+
+
+def _llamacpp_body(endpoint: RemoteEndpoint, prompt: str, max_tokens: int, temperature: float, top_p: float,
+                   seed: int, top_logprobs: int, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"prompt": prompt, "n_predict": max_tokens, "temperature": temperature, "top_p": top_p,
+                            "seed": seed, "stream": stream, "return_tokens": True}
+    if endpoint.model:
+        body["model"] = endpoint.model
+    if top_logprobs:
+        body["n_probs"] = top_logprobs
+    return {**body, **endpoint.extra_body}
+
+
+def _llamacpp_logprobs(items: Any) -> list[TokenLogprobs]:
+    """Both shapes llama.cpp has used: {id, token, logprob, top_logprobs} and the older {content, probs}."""
+    out: list[TokenLogprobs] = []
+    for item in items or []:
+        if not isinstance(item, dict):
+            continue
+        if "top_logprobs" in item or "logprob" in item:
+            alts = item.get("top_logprobs") or []
+            top = [(str(t.get("token", "")), float(t["logprob"])) for t in alts if t.get("logprob") is not None]
+            ids = [t.get("id") for t in alts if t.get("logprob") is not None]
+            lp = item.get("logprob")
+            out.append(TokenLogprobs(str(item.get("token", "")), None if lp is None else float(lp), top,
+                                     item.get("id"), ids))
+        else:
+            alts = item.get("probs") or []
+            top = [(str(t.get("tok_str", "")), math.log(t["prob"]) if t.get("prob") else -math.inf) for t in alts]
+            chosen = str(item.get("content", ""))
+            lp = next((v for s, v in top if s == chosen), None)
+            out.append(TokenLogprobs(chosen, lp, top))
+    return out
+
+
+def _absorb_llamacpp(obj: dict[str, Any], c: RemoteCompletion, now: float, on_text: Callable[[str], None] | None) -> None:
+    """Fold one native /completion chunk (or the whole non-streamed answer) into `c`."""
+    part = obj.get("content")
+    if part:
+        if c.t_first is None:
+            c.t_first = now
+        c.t_last = now
+        c.content_chunks += 1
+        c.text += part
+        if on_text is not None:
+            on_text(part)
+    toks = obj.get("tokens")
+    if isinstance(toks, list):
+        c.token_ids.extend(int(t) for t in toks if isinstance(t, int))
+    c.logprobs.extend(_llamacpp_logprobs(obj.get("completion_probabilities") or obj.get("probs")))
+    if obj.get("stop"):
+        c.done = True
+        stop_type = obj.get("stop_type")
+        if not stop_type:
+            stop_type = ("eos" if obj.get("stopped_eos") else "limit" if obj.get("stopped_limit")
+                         else "word" if obj.get("stopped_word") else None)
+        c.finish_reason = stop_type or c.finish_reason
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            c.server_timings = timings
+        c.prompt_tokens = obj.get("tokens_evaluated", c.prompt_tokens)
+        c.completion_tokens = obj.get("tokens_predicted", (timings or {}).get("predicted_n", c.completion_tokens))
+
+
+def apply_template(endpoint: RemoteEndpoint, messages: list[dict[str, str]], cancel: threading.Event | None = None) -> str:
+    """The server's own chat formatting of `messages` (llama.cpp's POST /apply-template)."""
+    url = _url(endpoint, "/apply-template")
+    conn = _Connection(endpoint, url, cancel)
+    during = "connect"
+    try:
+        resp = conn.post({"messages": messages})
+        during = "response"
+        body = resp.read()
+        if resp.status == 404:
+            raise RemoteError(f"{endpoint.display_url} has no /apply-template, so its chat template cannot be used "
+                              "with the native API; use api=openai for chat models")
+        if resp.status >= 400:
+            raise _http_error(endpoint, url, resp.status, resp.reason, body)
+        prompt = _parse_json(body, endpoint).get("prompt")
+        if not isinstance(prompt, str):
+            raise RemoteError(f"{endpoint.display_url}/apply-template answered without a prompt")
+        return prompt
+    except RemoteError:
+        raise
+    except (OSError, http.client.HTTPException) as exc:
+        if cancel is not None and cancel.is_set():
+            raise RemoteError("cancelled") from None
+        raise _network_error(endpoint, exc, during, 0) from None
+    finally:
+        conn.close()
+
+
+def request_completion(
+    endpoint: RemoteEndpoint,
+    messages: list[dict[str, str]],
+    *,
+    max_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    top_logprobs: int = 0,
+    stream: bool = True,
+    cancel: threading.Event | None = None,
+    on_text: Callable[[str], None] | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> RemoteCompletion:
+    """Generate once on the endpoint; raises RemoteError (one line) on any failure.
+
+    A cancelled request returns what arrived so far with `cancelled=True`.
+    """
+    c = RemoteCompletion()
+    if endpoint.api_key_env and not endpoint.resolved_key():
+        raise RemoteError(f"the API key variable ${endpoint.api_key_env} is not set")
+    if endpoint.api == API_LLAMACPP:
+        prompt = apply_template(endpoint, messages, cancel)
+        body = _llamacpp_body(endpoint, prompt, max_tokens, temperature, top_p, seed, top_logprobs, stream)
+        url, absorb = _url(endpoint, "/completion"), _absorb_llamacpp
+    else:
+        body = _openai_body(endpoint, messages, max_tokens, temperature, top_p, seed, top_logprobs, stream)
+        url, absorb = _url(endpoint, "/chat/completions"), _absorb_openai
+    conn = _Connection(endpoint, url, cancel)
+    during = "connect"
+    c.t_request = time.perf_counter()
+    try:
+        resp = conn.post(body)
+        c.t_headers = time.perf_counter()
+        during = "response"
+        if resp.status >= 400:
+            raise _http_error(endpoint, url, resp.status, resp.reason, resp.read(MAX_ERROR_BODY))
+        if on_started is not None:
+            on_started()
+        ctype = (resp.getheader("Content-Type") or "").lower()
+        if "text/event-stream" in ctype:
+            during = "stream"
+            for payload in _sse_events(resp):
+                now = time.perf_counter()
+                if payload.strip() == "[DONE]":
+                    c.done = True
+                    break
+                absorb(_parse_json(payload, endpoint), c, now, on_text)
+                if cancel is not None and cancel.is_set():
+                    break
+        else:  # a whole JSON answer (non-streamed, or a server that ignores `stream`)
+            raw = resp.read()
+            now = time.perf_counter()
+            absorb(_parse_json(raw, endpoint), c, now, on_text)
+            c.done = True  # a complete JSON body is a finished answer
+        c.t_end = time.perf_counter()
+    except RemoteError:
+        raise
+    except (OSError, http.client.HTTPException) as exc:
+        if cancel is not None and cancel.is_set():
+            c.cancelled, c.t_end = True, time.perf_counter()
+            return c
+        raise _network_error(endpoint, exc, during, c.content_chunks) from None
+    finally:
+        conn.close()
+    if cancel is not None and cancel.is_set():
+        c.cancelled = True
+        return c
+    if not c.done:
+        raise RemoteError(f"the stream from {endpoint.display_url} dropped midway after {c.content_chunks} chunk(s) "
+                          "(it ended without a finish reason)")
+    return c
+
+
+# ---- a remote contestant --------------------------------------------------------------------------
+def contestant_for(endpoint: RemoteEndpoint, is_reference: bool = False) -> Contestant:
+    """A comparison contestant for `endpoint` (its `path` is the URL, for display only)."""
+    from workbench.compare import Contestant
+
+    return Contestant(label=endpoint.label, path=endpoint.display_url, is_reference=is_reference, endpoint=endpoint)
+
+
+def _measurement(endpoint: RemoteEndpoint, c: RemoteCompletion, tokens_from_usage: bool) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "where": "client",
+        "ttft_s": "client-side: request sent -> first content chunk received; network and server queueing included",
+        "decode_tok_s": ("client-side: (completion tokens from the server's usage - 1) / time from the first to the "
+                         "last content chunk" if tokens_from_usage else
+                         "client-side: counted from stream chunks because the server sent no token usage; "
+                         "(chunks - 1) / time from the first to the last chunk — a chunk may hold more than one token"),
+        "completion_tokens": "server's usage" if tokens_from_usage else "stream chunks counted (no usage from the server)",
+        "not_measurable": "load time, prefill speed, RAM and VRAM happen on the server and cannot be seen from here",
+    }
+    if c.server_timings:
+        m["where"] = "server timings + client"
+        m["prefill_tok_s"] = "server-measured: llama.cpp timings.prompt_per_second (prompt tokens it evaluated, cache excluded)"
+        m["decode_tok_s"] = "server-measured: llama.cpp timings.predicted_per_second"
+        m["server_timings"] = c.server_timings
+    return m
+
+
+def run_remote(
+    contestant: Contestant,
+    settings: RunSettings,
+    messages: list[dict[str, str]],
+    on_event: OnEvent | None = None,
+    cancel: threading.Event | None = None,
+) -> ContestantResult:
+    """Stream one generation from the contestant's endpoint; every failure becomes `result.error`."""
+    endpoint: RemoteEndpoint = contestant.endpoint
+    emit = on_event or (lambda label, status, payload: None)
+    label = contestant.label
+    result = contestant.blank_result()
+    result.file = endpoint.display_url
+    result.template = "server"
+    base_settings = {"endpoint": endpoint.to_dict(), "max_tokens": settings.max_tokens,
+                     "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+    result.settings = dict(base_settings)
+    emit(label, "connecting", {"url": endpoint.display_url})
+    try:
+        c = request_completion(
+            endpoint, messages, max_tokens=settings.max_tokens, temperature=settings.temperature,
+            top_p=settings.top_p, seed=settings.seed, stream=True, cancel=cancel,
+            on_text=lambda text: emit(label, "tokens", {"text": text}),
+            on_started=lambda: emit(label, "generating", {"prompt_tokens": None, "template": "server"}),
+        )
+    except RemoteError as exc:
+        result.error, result.stop_reason = f"{label}: {exc}", "error"
+        emit(label, "error", {"message": result.error})
+        return result
+    except Exception as exc:  # a bug here must not take the comparison down
+        result.error, result.stop_reason = f"{label}: unexpected {type(exc).__name__}: {_scrub(str(exc), endpoint)}", "error"
+        emit(label, "error", {"message": result.error})
+        return result
+    result.text = c.text
+    result.token_ids = list(c.token_ids)
+    result.prompt_tokens = c.prompt_tokens
+    tokens_from_usage = c.completion_tokens is not None
+    n_tokens = c.completion_tokens if tokens_from_usage else c.content_chunks
+    result.completion_tokens = n_tokens
+    if c.t_first is not None:
+        result.ttft_s = c.t_first - c.t_request
+    client_rate = None
+    if c.t_first is not None and c.t_last is not None and n_tokens and n_tokens > 1 and c.t_last > c.t_first:
+        result.decode_steps = n_tokens - 1
+        result.decode_s = c.t_last - c.t_first
+        client_rate = result.decode_steps / result.decode_s
+        result.decode_tok_s = client_rate
+    if c.t_end is not None:
+        result.total_s = c.t_end - c.t_request
+    measurement = _measurement(endpoint, c, tokens_from_usage)
+    t = c.server_timings or {}
+    if t:
+        result.prefill_tok_s = t.get("prompt_per_second")
+        result.prefill_s = t["prompt_ms"] / 1000 if t.get("prompt_ms") is not None else None
+        if t.get("predicted_per_second") is not None:
+            result.decode_tok_s = t["predicted_per_second"]
+            result.decode_s = t["predicted_ms"] / 1000 if t.get("predicted_ms") is not None else result.decode_s
+            measurement["client_decode_tok_s"] = client_rate
+    result.stop_reason = "cancelled" if c.cancelled else FINISH_REASONS.get(c.finish_reason or "", c.finish_reason)
+    result.settings = {**base_settings, "measurement": measurement, "finish_reason": c.finish_reason}
+    emit(label, "cancelled" if c.cancelled else "done", {"result": result.to_dict()})
+    return result
+
+
+def run_remote_batch(
+    contestants: list[Contestant],
+    settings: RunSettings,
+    messages: list[dict[str, str]],
+    on_event: OnEvent | None = None,
+    cancel: threading.Event | None = None,
+    concurrent: bool = False,
+) -> list[ContestantResult]:
+    """Run several remote contestants, in order or at once; results come back in input order.
+
+    Concurrent runs call `on_event` from worker threads, so it must be thread-safe. Remote
+    timings are the server's business: running them together does not disturb local figures.
+    """
+    if not concurrent or len(contestants) < 2:
+        return [run_remote(c, settings, messages, on_event, cancel) for c in contestants]
+    with ThreadPoolExecutor(max_workers=len(contestants), thread_name_prefix="remote") as ex:
+        futures = [ex.submit(run_remote, c, settings, messages, on_event, cancel) for c in contestants]
+        return [f.result() for f in futures]
