@@ -9,8 +9,8 @@ Every figure is measured inside the worker process around the llama.cpp calls, n
   Each of those tokens cost one llama_decode of its predecessor plus sampling, so prefill is
   excluded by construction. Counted in tokens, never in stream chunks.
 - completion_tokens: tokens in the output text (an end-of-generation token is not counted).
-- peak_rss_bytes: the worker process's lifetime peak resident memory (kernel ru_maxrss); with
-  the default mmap loading this includes the model file's pages the worker touched.
+- peak_rss_bytes: the worker process's peak resident memory since it started (VmHWM); with the
+  default mmap loading this includes the model file's pages the worker touched.
 - gpu_mem_bytes: GPU memory NVML attributes to the worker process, its CUDA context included;
   null when no layer is on a GPU.
 """
@@ -26,7 +26,7 @@ METRIC_LABELS = {
     "prefill_tok_s": "Prefill (tok/s) — prompt tokens / prompt decode time",
     "decode_tok_s": "Decode (tok/s) — tokens after the first / time since the first; prefill excluded",
     "completion_tokens": "Tokens — generated, end-of-generation token excluded",
-    "peak_rss_bytes": "Peak RAM — worker process lifetime peak RSS (ru_maxrss)",
+    "peak_rss_bytes": "Peak RAM — worker process peak RSS (VmHWM)",
     "gpu_mem_bytes": "VRAM — NVML, this worker process incl. CUDA context",
 }
 

@@ -7,7 +7,8 @@ corrupt the stream). A worker serves one model at a time and answers requests in
 
 Requests (field `op`):
   load      model_path, n_ctx, n_threads, n_gpu_layers, use_extra_bufts (true/false/null = llama.cpp default)
-  generate  id, messages ([{role, content}]) or text, max_tokens, temperature, top_p, seed
+  generate  id, messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
+            temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens)
   score     id, prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)
   tokenize  id, messages or text  (the prompt exactly as `generate` would feed it)
   cancel    (no fields)
@@ -17,7 +18,7 @@ Requests (field `op`):
 Events (field `event`):
   ready     pid                                   once, at start-up
   loaded    load_s, gpu_layers, n_layers, rss_bytes, gpu_mem_bytes, use_extra_bufts, system_info
-  started   id, prompt_tokens, template           generation began (template: "gguf" or "none")
+  started   id, prompt_tokens, template           generation began (template: "gguf", "none" or "tokens")
   tokens    id, ids, text                         a batch of new tokens (batched to ~20 events/s)
   done      id, metrics, token_ids, text          generation ended (see Metrics in metrics.py)
   scored    id, positions, summary                teacher-forced scoring finished

@@ -24,6 +24,10 @@ import time
 from collections import deque
 from typing import Any, BinaryIO
 
+# llama_cpp must be imported before numpy: on one CUDA machine (Python 3.12, numpy 2.5) loading
+# numpy's libraries first made llama.cpp segfault while initialising the tokenizer.
+import llama_cpp  # noqa: F401,I001
+
 import numpy as np
 
 from workbench import protocol
@@ -46,8 +50,20 @@ class _Out:
 
 
 def _peak_rss_bytes() -> int:
-    """Lifetime peak resident set of this process (kernel's ru_maxrss, KiB on Linux)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """Peak resident set of this process since it started: VmHWM from /proc/self/status.
+
+    Not getrusage's ru_maxrss: that survives fork+exec, so a worker would inherit its parent's
+    (the app's) peak and report it as its own. Falls back to ru_maxrss where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
 
 def _rss_bytes() -> int:
@@ -176,6 +192,8 @@ class Engine:
         A model without a template (a base model) runs as plain completion: we do not guess a
         format that the model was never trained on. The second value says which was used.
         """
+        if req.get("prompt_tokens"):
+            return [int(t) for t in req["prompt_tokens"]], "tokens"
         messages = req.get("messages")
         if messages and self.chat_template:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -236,6 +254,7 @@ class Engine:
         temperature = float(req.get("temperature") or 0.0)
         top_p = float(req.get("top_p") if req.get("top_p") is not None else 1.0)
         seed = int(req.get("seed") if req.get("seed") is not None else 0)
+        ignore_eos = bool(req.get("ignore_eos"))  # benchmarks: always decode max_tokens
         self.out.send(event="started", id=rid, prompt_tokens=len(tokens), template=template)
 
         self.ctx.kv_cache_clear()
@@ -273,7 +292,7 @@ class Engine:
                 if t_first is None:
                     t_first = now
                 t_last = now
-                if lc.llama_vocab_is_eog(vocab, tok):
+                if not ignore_eos and lc.llama_vocab_is_eog(vocab, tok):
                     stop_reason = "eos"
                     break
                 n = lc.llama_token_to_piece(vocab, tok, buf, 256, 0, False)

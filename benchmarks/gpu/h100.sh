@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# GPU runs on a machine with the CUDA toolkit and no package registry (the lent H100), in stages:
+#   bash benchmarks/gpu/h100.sh build     # llama.cpp with CUDA (shared libs + llama-bench), bindings over it
+#   bash benchmarks/gpu/h100.sh bench     # workbench vs llama-bench, all layers offloaded, synthetic 1B
+#   bash benchmarks/gpu/h100.sh scaling   # synthetic 0.5B..8B at Q8_0/Q4_K_M/Q2_K: load, VRAM, tok/s, fit
+# Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer);
+# in .whl/: wheels for the pure-Python dependencies. One llama.cpp build serves both llama-bench and
+# the Python bindings (LLAMA_CPP_LIB_PATH), so the two sides run the very same binaries.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+REPO=$(pwd)
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl > /dev/null 2>&1
+export PYTHONPATH=/tmp/lcpp-site:/tmp/site:$REPO
+export LLAMA_CPP_LIB_PATH=/tmp/lcpp-site/llama_cpp/lib
+export WORKBENCH_DATA_DIR=/tmp/wbdata
+case "${1:-}" in
+build)
+  if [ -f /tmp/lcpp-site/llama_cpp/lib/libllama.so ]; then echo "already built"; exit 0; fi
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  mkdir -p /tmp/b && tar xzf .gpu/llama_cpp_python-0.3.36.tar.gz -C /tmp/b
+  SRC=/tmp/b/llama_cpp_python-0.3.36
+  SECONDS=0
+  cmake -S $SRC/vendor/llama.cpp -B /tmp/lb -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DLLAMA_CURL=OFF \
+    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/cmake.log" 2>&1 || { tail -20 "$OUT/cmake.log"; exit 1; }
+  cmake --build /tmp/lb --target llama llama-bench -j 16 > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+  echo "built in ${SECONDS}s"
+  mkdir -p /tmp/lcpp-site/llama_cpp/lib && cp -r $SRC/llama_cpp/* /tmp/lcpp-site/llama_cpp/
+  find /tmp/lb -name "*.so*" -exec cp -P {} /tmp/lcpp-site/llama_cpp/lib/ \;
+  ls /tmp/lcpp-site/llama_cpp/lib
+  python3 -c "import llama_cpp; print('bindings', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())"
+  ;;
+bench)
+  mkdir -p /tmp/syn && SECONDS=0
+  [ -f /tmp/syn/synthetic-1B.F16.gguf ] || python3 -c "
+from workbench.synthetic import SHAPES, write_synthetic
+write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-1B.F16.gguf', SHAPES['1B'])"
+  for t in Q8_0 Q4_K_M Q2_K; do
+    [ -f /tmp/syn/synthetic-1B.$t.gguf ] || python3 -c "
+from workbench.quantize import quantize; quantize('/tmp/syn/synthetic-1B.F16.gguf', '/tmp/syn/synthetic-1B.$t.gguf', '$t', 16)"
+  done
+  echo "models ready in ${SECONDS}s"
+  python3 benchmarks/llama_bench_vs_workbench.py /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf --gpu-layers 99 \
+    --pp 512 --tg 128 --reps 5 --llama-bench /tmp/lb/bin/llama-bench --json "$OUT/bench-gpu.json"
+  ;;
+scaling)
+  python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
+    --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
+  ;;
+*) echo "usage: $0 build|bench|scaling"; exit 2 ;;
+esac

@@ -1,0 +1,74 @@
+"""Run llama-bench and the workbench on the same files and settings, back to back; print ratios.
+
+    .venv/bin/python benchmarks/llama_bench_vs_workbench.py --demo [--threads 2] [--reps 5] [--json out.json]
+    .venv/bin/python benchmarks/llama_bench_vs_workbench.py FILE.gguf ... --gpu-layers 99 --cuda
+
+llama-bench is built once from the pinned llama-cpp-python sdist (same llama.cpp as the bindings).
+The CPU-buffer setting follows this machine's crash notes (see workbench/crash_fallback.py) for
+both tools, so they always run the same code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workbench import crash_fallback, hardware
+from workbench.benchmark import BenchRow, build_llama_bench, markdown_table, run_llama_bench, run_workbench
+from workbench.gguf_info import read_header
+from workbench.ladder import ensure_demo_ladder, llama_cpp_version
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--demo", action="store_true")
+    ap.add_argument("--threads", type=int, default=hardware.default_threads())
+    ap.add_argument("--pp", type=int, default=128)
+    ap.add_argument("--tg", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--gpu-layers", type=int, default=0)
+    ap.add_argument("--cuda", action="store_true", help="build llama-bench with CUDA")
+    ap.add_argument("--llama-bench", default=None, help="use this llama-bench binary instead of building one")
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    args = ap.parse_args()
+
+    files = [f.path for f in ensure_demo_ladder(print).files] if args.demo else args.files
+    if not files:
+        ap.error("name GGUF files or use --demo")
+    use_extra_bufts = crash_fallback.use_extra_bufts_setting()
+    repack = None if use_extra_bufts is None else use_extra_bufts
+    binary = Path(args.llama_bench) if args.llama_bench else build_llama_bench(cuda=args.cuda)
+    rows = []
+    for f in files:  # one file at a time, each tool back to back, so both see the same machine state
+        info = read_header(f)
+        print(f"[{info.quant_type}] llama-bench …", file=sys.stderr, flush=True)
+        lb = run_llama_bench(binary, [f], threads=args.threads, pp=args.pp, tg=args.tg, reps=args.reps, repack=repack,
+                             gpu_layers=args.gpu_layers)
+        lb = next(iter(lb.values()))
+        print(f"[{info.quant_type}] workbench …", file=sys.stderr, flush=True)
+        wb = run_workbench(f, threads=args.threads, pp=args.pp, tg=args.tg, reps=args.reps,
+                           use_extra_bufts=use_extra_bufts, gpu_layers=args.gpu_layers)
+        rows.append(BenchRow(info.quant_type, f, info.size_bytes, lb.get("pp"), lb.get("tg"), wb["pp"], wb["tg"],
+                             wb["ttft_s"], wb["load_s"],
+                             {"gpu_layers": wb["gpu_layers"], "gpu_mem_bytes": wb["gpu_mem_bytes"],
+                              "use_extra_bufts": wb["use_extra_bufts"]}))
+        print(f"[{info.quant_type}] pp ratio {rows[-1].pp_ratio:.3f}  tg ratio {rows[-1].tg_ratio:.3f}", file=sys.stderr)
+    meta = {"machine": hardware.machine().one_line(), "platform": platform.platform(), "python": platform.python_version(),
+            "llama_cpp": llama_cpp_version(), "threads": args.threads, "pp": args.pp, "tg": args.tg, "reps": args.reps,
+            "gpu_layers": args.gpu_layers, "repack": "llama.cpp default" if repack is None else repack,
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
+    print(json.dumps(meta, indent=2))
+    print(markdown_table(rows, args.pp, args.tg))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows]}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
