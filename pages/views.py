@@ -65,7 +65,10 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("Peak RAM", fmt_bytes(r["peak_rss_bytes"])),
     ]
     if r.get("gpu_mem_bytes") is not None:
-        rows.append(("VRAM", f"{fmt_bytes(r['gpu_mem_bytes'])} ({r.get('gpu_layers')} layers on GPU)"))
+        rows.append(("VRAM", f"{fmt_bytes(r['gpu_mem_bytes'])} (NVML, this worker incl. CUDA context)"))
+    if r.get("gpu_layers"):
+        n_layers = r["metrics"].get("settings", {}).get("n_layers")
+        rows.append(("GPU layers", f"{r['gpu_layers']} of {n_layers + 1 if n_layers else '?'} (repeating + output)"))
     rows += [("File", fmt_bytes(r["size_bytes"])), ("Bits/weight", num(r["bits_per_weight"], ".2f")),
              ("Load", f"{num(r['load_s'], '.2f')} s{' (warm worker)' if r['metrics'].get('warm') else ''}")]
     return rows

@@ -112,7 +112,9 @@ def test_whole_model_on_a_gpu() -> None:
     p = fit.predict(big_model(), n_ctx=4096, ram_available_bytes=16 * GiB, gpus=[gpu(2, 0), gpu(20, 1)])
     assert p.verdict == "fits on the GPU entirely" and p.verdict_code == fit.GPU_FULL
     assert p.gpu_index == 1 and p.gpu_layers == 33  # every layer plus the output layer
-    assert p.vram_bytes > p.weights_bytes * 0.9 and p.ram_bytes < GiB
+    assert p.vram_bytes > p.weights_bytes * 0.9
+    # measured on an H100: peak RSS = file pages read through mmap during upload + the CUDA runtime
+    assert p.weights_bytes < p.ram_bytes < p.weights_bytes + GiB
     assert p.predicted_bytes == p.ram_bytes + p.vram_bytes and p.basis["vram"] == "estimated"
 
 

@@ -115,8 +115,12 @@ def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[
 def _settings_from(args: argparse.Namespace):
     from workbench.compare import RunSettings
 
+    if args.gpu_layers is None:
+        offload, layers = "auto", 0
+    else:
+        offload, layers = ("all" if args.gpu_layers < 0 else "cpu" if args.gpu_layers == 0 else "layers"), args.gpu_layers
     s = RunSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, n_ctx=args.ctx,
-                    system_prompt=args.system or "", n_gpu_layers=args.gpu_layers)
+                    system_prompt=args.system or "", n_gpu_layers=layers, gpu_offload=offload)
     if args.threads:
         s.n_threads = args.threads
     try:
@@ -197,7 +201,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument("--ctx", type=int, default=2048, help="context size in tokens")
     p.add_argument("--system", default="", help="system prompt")
-    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to a GPU (-1: all)")
+    p.add_argument("--gpu-layers", type=int, default=None,
+                   help="layers to offload to a GPU (-1: all, 0: CPU only; default: what the fit prediction says fits)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,9 @@ from workbench.store import Store
 # retrying, generating, tokens (payload["text"] is the new text), done, cancelled, crashed, error.
 OnEvent = Callable[[str, str, dict[str, Any]], None]
 
+# GPU offload: "auto" offloads what the fit prediction says fits, "all" every layer, "layers" the
+# given number (n_gpu_layers), "cpu" nothing. Without a usable GPU every mode runs on the CPU.
+OFFLOAD_MODES = ("auto", "all", "layers", "cpu")
 SEQUENTIAL_NOTE = "Contestants run one after another, so their timings do not compete for cores or memory bandwidth."
 CRASH_SIGNALS_FOR_FALLBACK = {"SIGSEGV", "SIGABRT", "SIGILL", "SIGBUS", "SIGFPE"}
 
@@ -40,6 +43,7 @@ class RunSettings:
     n_threads: int = field(default_factory=hardware.default_threads)
     n_gpu_layers: int = 0
     system_prompt: str = ""
+    gpu_offload: str = "auto"
 
     def messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
@@ -59,6 +63,20 @@ class RunSettings:
             raise ValueError("top-p must be in (0, 1]")
         if self.n_threads < 1:
             raise ValueError("threads must be at least 1")
+        if self.gpu_offload not in OFFLOAD_MODES:
+            raise ValueError(f"GPU offload must be one of {', '.join(OFFLOAD_MODES)}")
+
+    def gpu_layers_for(self, path: str) -> int:
+        """Layers to offload for one file under this run's offload mode (0 without a usable GPU)."""
+        if self.gpu_offload == "cpu" or not hardware.gpu_offload_available():
+            return 0
+        if self.gpu_offload == "all":
+            return -1
+        if self.gpu_offload == "layers":
+            return self.n_gpu_layers
+        from workbench import fit
+
+        return fit.predict(read_header(path), n_ctx=self.n_ctx).gpu_layers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +166,8 @@ def run_contestant(
         result.fallback = (f"loaded without llama.cpp's extra CPU buffer types: this machine crashed with them "
                            f"({note.get('signal') or 'signal'}) on {note.get('seen_at', 'an earlier run')}")
     for attempt in (1, 2):
-        load = LoadSettings(contestant.path, settings.n_ctx, settings.n_threads, settings.n_gpu_layers, use_extra_bufts)
+        load = LoadSettings(contestant.path, settings.n_ctx, settings.n_threads, settings.gpu_layers_for(contestant.path),
+                            use_extra_bufts)
         got_tokens = False
         first_generation = True
         during = "load"

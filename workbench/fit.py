@@ -49,6 +49,9 @@ LOAD_PER_TOKEN_BYTES = 310
 COMPUTE_FIXED_BYTES = 3 * MiB
 #: Device memory the CUDA context takes in the worker (ENVIRONMENT.md: ~590 MiB on an H100, driver 580).
 CUDA_CONTEXT_BYTES = 600 * MiB
+# Host memory the CUDA runtime adds to a worker that offloads (measured on an H100, CUDA 13, driver 580:
+# peak RSS was the file size + 324 MiB at every size from 0.5B to 8B; 324 MiB less our runtime overhead).
+CUDA_HOST_RUNTIME_BYTES = 280 * 1024 * 1024
 #: Fraction of free memory kept in reserve: the OS, the app and other workers need some too.
 DEFAULT_HEADROOM = 0.10
 DEFAULT_N_CTX = 2048  # the worker's default context
@@ -313,8 +316,12 @@ def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[
 
     full_vram = CUDA_CONTEXT_BYTES + layer_w + pred.kv_bytes + compute_gpu
     pred.basis.update(vram=ESTIMATED)
+    # Peak RSS also counts the model file's pages, read through mmap while the weights are uploaded,
+    # and the CUDA runtime's host memory; neither must stay resident, so the verdict uses host_base.
+    uploaded_pages = layer_w + CUDA_HOST_RUNTIME_BYTES
     if full_vram <= vram_budget and host_base <= ram_budget:
-        _set_gpu(pred, gpu, GPU_FULL, "fits on the GPU entirely", shape.n_layers + 1, host_base, full_vram, compute_gpu)
+        _set_gpu(pred, gpu, GPU_FULL, "fits on the GPU entirely", shape.n_layers + 1, host_base + uploaded_pages,
+                 full_vram, compute_gpu)
         return True
     layers = int((vram_budget - CUDA_CONTEXT_BYTES - compute_gpu) // per_layer) if per_layer else 0
     layers = max(0, min(layers, shape.n_layers))
@@ -322,7 +329,8 @@ def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[
         vram = int(CUDA_CONTEXT_BYTES + compute_gpu + layers * per_layer)
         host = int(pred.overhead_bytes + pred.weights_bytes + pred.kv_bytes + pred.compute_bytes - layers * per_layer)
         if host <= ram_budget:
-            _set_gpu(pred, gpu, GPU_PARTIAL, f"partial offload: {layers} of {shape.n_layers} layers on the GPU", layers, host, vram, compute_gpu)
+            _set_gpu(pred, gpu, GPU_PARTIAL, f"partial offload: {layers} of {shape.n_layers} layers on the GPU", layers,
+                     host + int(layers * layer_w / shape.n_layers) + CUDA_HOST_RUNTIME_BYTES, vram, compute_gpu)
             return True
     pred.notes.append(f"GPU {gpu.index} ({gpu.name}) has {gpu.free_bytes / 2**30:.1f} GiB free: not enough for a useful offload")
     return False

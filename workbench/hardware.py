@@ -138,3 +138,25 @@ def machine() -> Machine:
 def default_threads() -> int:
     """llama.cpp's best thread count is usually the physical core count."""
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=1)
+def llama_gpu_offload_supported() -> bool:
+    """Whether the installed llama.cpp build can offload to a GPU (asked in a child process, once).
+
+    A child, because loading llama.cpp's libraries into the app process is not needed for anything else.
+    """
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_supports_gpu_offload())"],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip().endswith("True")
+
+
+def gpu_offload_available() -> bool:
+    """A GPU is present and this llama.cpp build can use it."""
+    return bool(gpus()) and llama_gpu_offload_supported()
