@@ -78,7 +78,8 @@ def test_json_export_round_trips_through_an_empty_database(store, tmp_path):
     populated(store)
     first = history.export_data(store)
     assert first["format"] == "quant-workbench-export" and len(first["runs"]) == 2
-    assert {len(r["results"]) for r in first["runs"]} == {2} and first["runs"][0]["results"][0]["token_ids"] == [1, 2, 0]
+    assert {len(r["results"]) for r in first["runs"]} == {2}
+    assert first["runs"][0]["results"][0]["token_ids"] == [1, 2, 0]
     path = history.export_json(store, tmp_path / "export.json")
     fresh = Store(tmp_path / "fresh.sqlite3")
     summary = history.import_json(fresh, path)
@@ -96,7 +97,8 @@ def test_json_export_round_trips_through_an_empty_database(store, tmp_path):
 
 def test_import_refuses_files_that_are_not_exports(store, tmp_path):
     bad = tmp_path / "bad.json"
-    for content in (b"not json", b'{"runs": []}', json.dumps({"format": "quant-workbench-export", "version": 99}).encode()):
+    newer = json.dumps({"format": "quant-workbench-export", "version": 99}).encode()
+    for content in (b"not json", b'{"runs": []}', newer):
         bad.write_bytes(content)
         with pytest.raises(history.ImportFileError):
             history.import_json(store, bad)
@@ -116,8 +118,8 @@ def test_csv_export_is_a_zip_of_one_csv_per_table(store, tmp_path):
 
 def test_exports_never_carry_secret_named_settings(store, tmp_path):
     secret = "hf_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"
-    make_run(store, "p", settings={"max_tokens": 8, "hf_token": secret, "remote": {"api_key": secret, "url": "http://x",
-                                                                                  "headers": {"Authorization": secret}}})
+    remote = {"api_key": secret, "url": "http://x", "headers": {"Authorization": secret}}
+    make_run(store, "p", settings={"max_tokens": 8, "hf_token": secret, "remote": remote})
     data = history.export_data(store)
     settings = data["runs"][0]["settings"]
     assert settings["max_tokens"] == 8 and settings["remote"]["url"] == "http://x"  # counts and urls stay

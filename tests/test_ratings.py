@@ -105,7 +105,8 @@ def test_blind_view_follows_one_session_not_another_rater(store):
     assert not ratings.blind_view(store, run_id, session="s1").revealed
     for label in LABELS:
         letter = view.letter_of(label)
-        ratings.add_rating(store, run_id=run_id, label=label, score=2, mode="blind", session="s1", display_letter=letter)
+        ratings.add_rating(store, run_id=run_id, label=label, score=2, mode="blind", session="s1",
+                           display_letter=letter)
         revealed = ratings.blind_view(store, run_id, session="s1")
         assert revealed.order == view.order  # the letters do not move while rating
     assert revealed.revealed and revealed.rated == dict.fromkeys(LABELS, 2)

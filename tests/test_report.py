@@ -153,12 +153,14 @@ def test_cli_report_errors_are_plain(store, tmp_path, capsys):
 # ---- a real run on the embedded demo ladder ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_run(pool, demo_ladder):
-    """One real comparison (F16 reference and Q2_K), 8 tokens, stored in the test data directory's database."""
+    """One real comparison (F16 reference and Q2_K), 8 tokens on one thread (cores are shared), stored in the
+    test data directory's database."""
     from workbench.compare import RunSettings, contestants_for, run_comparison
 
     store = Store()
     comparison = run_comparison(pool, contestants_for(demo_ladder, ["Q2_K"]), "Name three colors.",
-                                RunSettings(max_tokens=8, n_ctx=256), store=store, ladder=demo_ladder, category="chat")
+                                RunSettings(max_tokens=8, n_ctx=256, n_threads=1), store=store, ladder=demo_ladder,
+                                category="chat")
     assert comparison.all_ok, [r.error for r in comparison.results]
     ratings.add_rating(store, run_id=comparison.run_id, label="F16", score=4, rater="tester")
     ratings.add_rating(store, run_id=comparison.run_id, label="Q2_K", score=2, rater="tester")

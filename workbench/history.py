@@ -269,7 +269,8 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> Im
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ImportFileError("not a Quant Workbench export (no \"format\": \"quant-workbench-export\")")
     if int(data.get("version", 0)) > EXPORT_VERSION:
-        raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads ({EXPORT_VERSION})")
+        raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads "
+                              f"({EXPORT_VERSION})")
     counts = {"results": 0, "ratings": 0, "votes": 0}
     mapping: dict[int, int] = {}
     with store.transaction() as conn:

@@ -254,14 +254,16 @@ def separability(standings: Sequence[QuantStanding]) -> list[str]:
         if upper.strength_low is not None and lower.strength_high is not None:
             if upper.strength_low > lower.strength_high:
                 out.append(f"{upper.key} is rated above {lower.key} (Bradley–Terry strength {upper.strength:.2f}, "
-                           f"95% interval {upper.strength_low:.2f}–{upper.strength_high:.2f}, vs {lower.strength:.2f}, "
+                           f"95% interval {upper.strength_low:.2f}–{upper.strength_high:.2f}, "
+                           f"vs {lower.strength:.2f}, "
                            f"{lower.strength_low:.2f}–{lower.strength_high:.2f}; "
                            f"{upper.comparisons} and {lower.comparisons} comparisons).")
                 continue
         elif upper.rating_low is not None and lower.rating_high is not None and upper.rating_low > lower.rating_high:
             out.append(f"{upper.key} is rated above {lower.key} (mean rating {upper.mean_rating:.2f}, 95% CI "
                        f"{upper.rating_low:.2f}–{upper.rating_high:.2f}, n={upper.n_ratings}, vs "
-                       f"{lower.mean_rating:.2f}, {lower.rating_low:.2f}–{lower.rating_high:.2f}, n={lower.n_ratings}).")
+                       f"{lower.mean_rating:.2f}, {lower.rating_low:.2f}–{lower.rating_high:.2f}, "
+                       f"n={lower.n_ratings}).")
             continue
         out.append(f"Not enough ratings to separate {upper.key} from {lower.key} (their 95% intervals overlap).")
     return out

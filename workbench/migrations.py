@@ -162,3 +162,78 @@ def m002_ratings_detail(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX votes_run ON votes(run_id)")
+
+
+@migration
+def m003_divergence_and_evals(conn: sqlite3.Connection) -> None:
+    """Teacher-forced divergence per contestant, and task-pack eval runs with per-case results.
+
+    `divergence`: one row per (run, source, contestant). `source` is "output" (the reference's
+    own output on the run's prompt, teacher-forced through each contestant) or "text" (the bundled
+    reference text, scored in chunks like llama-perplexity). The summary columns are what tables
+    and the CLI show; `summary_json` holds every statistic, `tokens_json` the per-token detail
+    (KLD, top-1 agreement, log-probability of the reference's token, top alternatives).
+
+    `eval_runs` / `eval_results`: a pack run across a ladder. The run row (kind "eval") holds the
+    settings and ladder; `eval_runs` the pack as it was run (cases with prompts and checks, so a
+    stored run can be judged and shown without the pack file); `eval_results` one row per case
+    and contestant with the output and the checker's verdict.
+    """
+    conn.execute(
+        """CREATE TABLE divergence (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            label TEXT NOT NULL,
+            quant_type TEXT,
+            file TEXT,
+            is_reference INTEGER NOT NULL DEFAULT 0,
+            reference_label TEXT NOT NULL,
+            n_tokens INTEGER,
+            mean_kld REAL,
+            median_kld REAL,
+            p99_kld REAL,
+            max_kld REAL,
+            top1_agreement REAL,
+            ppl REAL,
+            error TEXT,
+            summary_json TEXT,
+            tokens_json TEXT,
+            meta_json TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_id, source, label)
+        )"""
+    )
+    conn.execute("CREATE INDEX divergence_run ON divergence(run_id, source)")
+    conn.execute(
+        """CREATE TABLE eval_runs (
+            run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+            pack_name TEXT NOT NULL,
+            pack_source TEXT,
+            categories_json TEXT,
+            case_limit INTEGER,
+            labels_json TEXT NOT NULL,
+            cases_json TEXT NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE eval_results (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            case_id TEXT NOT NULL,
+            category TEXT NOT NULL,
+            label TEXT NOT NULL,
+            quant_type TEXT,
+            passed INTEGER NOT NULL,
+            detail TEXT,
+            output TEXT,
+            error TEXT,
+            stop_reason TEXT,
+            completion_tokens INTEGER,
+            decode_tok_s REAL,
+            total_s REAL,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_id, case_id, label)
+        )"""
+    )
+    conn.execute("CREATE INDEX eval_results_run ON eval_results(run_id)")

@@ -42,7 +42,8 @@ def rater_identity(row: dict[str, Any]) -> str:
     return (row.get("rater") or "").strip() or (row.get("session") or "").strip() or ANONYMOUS
 
 
-def _snapshot(conn: sqlite3.Connection, run_id: int, labels: Sequence[str]) -> tuple[sqlite3.Row, dict[str, sqlite3.Row]]:
+def _snapshot(conn: sqlite3.Connection, run_id: int,
+              labels: Sequence[str]) -> tuple[sqlite3.Row, dict[str, sqlite3.Row]]:
     """The run and its results for `labels`, read inside the caller's transaction; RatingError if missing."""
     run = conn.execute("SELECT id, ladder_name, prompt, category, settings_json FROM runs WHERE id = ?",
                        (run_id,)).fetchone()

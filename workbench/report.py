@@ -66,7 +66,8 @@ def provenance_lines(ladder: dict[str, Any] | None) -> list[str]:
     """Where the run's files came from, worded as the app and CLI word it (Ladder.provenance_lines)."""
     if not ladder:
         return ["No ladder was recorded for this run."]
-    lines = Ladder(name=ladder.get("name") or "?", files=[], provenance=ladder.get("provenance") or {}).provenance_lines()
+    provenance = ladder.get("provenance") or {}
+    lines = Ladder(name=ladder.get("name") or "?", files=[], provenance=provenance).provenance_lines()
     return lines or ["No provenance was recorded for these files."]
 
 
@@ -77,8 +78,13 @@ def machine_line(machine: dict[str, Any] | None) -> str:
     cores = machine.get("physical_cores") or machine.get("logical_cores") or "?"
     ram = machine.get("ram_total_bytes")
     ram_s = f"{ram / 2**30:.0f} GiB RAM" if ram else "RAM unknown"
-    gpus = "; ".join(f"{g.get('name', 'GPU')} {g.get('total_bytes', 0) / 2**30:.0f} GiB" for g in machine.get("gpus") or [])
+    gpus = "; ".join(f"{g.get('name', 'GPU')} {g.get('total_bytes', 0) / 2**30:.0f} GiB"
+                     for g in machine.get("gpus") or [])
     return f"{machine.get('cpu_model') or 'unknown CPU'} · {cores} cores · {ram_s} · {gpus or 'no GPU'}"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _divergence(r: dict[str, Any]) -> str:
@@ -116,7 +122,8 @@ def _reference(run: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _settings_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [(str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in (run.get("settings") or {}).items()]
+    rows = [(str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+            for k, v in (run.get("settings") or {}).items()]
     for key, name in (("workbench_version", "workbench"), ("llama_cpp_version", "llama.cpp")):
         if run.get(key):
             rows.append((name, str(run[key])))
@@ -265,10 +272,10 @@ def _ratings_html(board: Leaderboard, ratings: list[dict[str, Any]], votes: list
     if board.empty:
         parts.append("<p>No ratings or votes for these runs yet.</p></section>")
         return "".join(parts)
-    parts.append(f'<p class="wb-muted">{board.n_ratings} ratings, {board.n_votes} pairwise votes and '
-                 f'{board.n_rating_pairs} comparisons implied by ratings (one rater, two outputs of one run). '
-                 "Mean ratings carry a 95% t-interval; Bradley–Terry strengths (1 = average) a bootstrap 95% "
-                 "interval.</p>")
+    counts = (f'{_count(board.n_ratings, "rating")}, {_count(board.n_votes, "pairwise vote")} and '
+              f'{_count(board.n_rating_pairs, "comparison")} implied by ratings (one rater, two outputs of one run)')
+    parts.append(f'<p class="wb-muted">{counts}. Mean ratings carry a 95% t-interval; Bradley–Terry strengths '
+                 "(1 = average) a parametric-bootstrap 95% interval.</p>")
     parts.append(board.to_frame().to_html(index=False, escape=True, border=0, na_rep="-"))
     parts.append("<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in board.sentences + board.notes) + "</ul>")
     if ratings:
@@ -356,11 +363,13 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
     runs = load_runs(store, run_ids)
     ids = [r["id"] for r in runs]
     out = [f"# {_md_cell(title or _title(runs))}", "",
-           f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}. Figures were measured on the machine "
+           f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}. "
+           "Figures were measured on the machine "
            "named in each run, not estimated. Contestants ran one after another.", ""]
     for run in runs:
         out += [f"## Run {run['id']} · {_md_cell(run.get('ladder_name') or 'unnamed model')}", "",
-                f"{_md_cell(run.get('created_at'))} · {_md_cell(run.get('kind'))} · status {_md_cell(run.get('status'))}"
+                f"{_md_cell(run.get('created_at'))} · {_md_cell(run.get('kind'))} · "
+                f"status {_md_cell(run.get('status'))}"
                 + (f" · category {_md_cell(run['category'])}" if run.get("category") else ""), ""]
         if run.get("system_prompt"):
             out += ["### System prompt", "", _fence(run["system_prompt"]), ""]
@@ -368,7 +377,8 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
         out += [f"- {_md_cell(x)}" for x in provenance_lines(run.get("ladder"))] + [""]
         out += ["### Machine", "", _md_cell(machine_line(run.get("machine"))), "", "### Settings", "",
                 _md_table(["setting", "value"], _settings_rows(run)), "", "### Metrics", "",
-                _md_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]),
+                _md_table([h for h, _ in METRIC_COLUMNS],
+                          [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]),
                 "", "How each figure was measured: " + "; ".join(_md_cell(v) for v in METRIC_LABELS.values()) + ".", "",
                 "### Outputs", ""]
         ref = _reference(run)
@@ -391,8 +401,8 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
         out += ["No ratings or votes for these runs yet.", ""]
     else:
         frame = board.to_frame()
-        out += [f"{board.n_ratings} ratings, {board.n_votes} pairwise votes, {board.n_rating_pairs} comparisons implied "
-                "by ratings.", "", _md_extra(frame), ""]
+        out += [f"{_count(board.n_ratings, 'rating')}, {_count(board.n_votes, 'pairwise vote')}, "
+                f"{_count(board.n_rating_pairs, 'comparison')} implied by ratings.", "", _md_extra(frame), ""]
         out += [f"- {_md_cell(s)}" for s in board.sentences + board.notes] + [""]
     return "\n".join(out)
 
