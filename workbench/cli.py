@@ -105,7 +105,9 @@ def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[
         labels = [t.strip() for t in args.types.split(",")] if getattr(args, "types", None) else None
         return lad, contestants_for(lad, labels), {}
     if not args.files:
-        raise UsageError("name GGUF files or use --demo")
+        if getattr(args, "endpoint", None):
+            return None, [], {}
+        raise UsageError("name GGUF files, use --demo, or give --endpoint")
     lad, errors = ladders.ladder_from_files(args.files)
     contestants = [Contestant.from_ladder_file(f) for f in lad.files]
     contestants.sort(key=lambda c: not c.is_reference)
@@ -138,7 +140,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from workbench.store import Store
 
     settings = _settings_from(args)
+    settings.remote_concurrent = args.remote_concurrent
     lad, contestants, errors = resolve_contestants(args)
+    if args.endpoint:
+        from workbench.remote import RemoteEndpoint, contestant_for
+
+        try:
+            endpoints = [RemoteEndpoint.from_spec(spec) for spec in args.endpoint]
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        contestants += [contestant_for(e, is_reference=not contestants and i == 0) for i, e in enumerate(endpoints)]
     failed = [ContestantResult(label=path, quant_type=None, file=path, error=msg, stop_reason="error")
               for path, msg in errors.items()]
     for r in failed:
@@ -224,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
     p.add_argument("--types", default=None, help="with --demo: which labels take part (default: the default four)")
     p.add_argument("--prompt", required=True)
+    p.add_argument("--endpoint", action="append", default=[], metavar="URL[,model=M][,label=L][,api=openai|llamacpp][,key_env=VAR]",
+                   help="also run an OpenAI-compatible or llama.cpp server endpoint (repeatable); its API key is read "
+                        "from the environment variable key_env, never from the command line")
+    p.add_argument("--remote-concurrent", action="store_true", help="run endpoints at the same time as each other")
     p.add_argument("--json", action="store_true")
     add_run_options(p)
 

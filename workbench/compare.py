@@ -44,6 +44,7 @@ class RunSettings:
     n_gpu_layers: int = 0
     system_prompt: str = ""
     gpu_offload: str = "auto"
+    remote_concurrent: bool = False  # remote endpoints may run at the same time as each other
 
     def messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
@@ -257,18 +258,35 @@ def run_comparison(
     try:
         with pool.queue.turn(on_wait=lambda pos: [on_event(c.label, "waiting", {"position": pos}) for c in contestants],
                              cancel=cancel):
-            for i, c in enumerate(contestants):
-                if cancel is not None and cancel.is_set():
-                    r = c.blank_result()
-                    r.stop_reason = "cancelled"
-                    r.error = None
-                    on_event(c.label, "cancelled", {})
-                else:
-                    r = run_contestant(pool, c, settings, messages, on_event, cancel)
-                results.append(r)
+            by_index: dict[int, ContestantResult] = {}
+
+            def finish(i: int, r: ContestantResult) -> None:
+                by_index[i] = r
+                results[:] = [by_index[k] for k in sorted(by_index)]
                 mark_divergence(results)
                 if store is not None and run_id is not None:
                     store.add_result(run_id, i, r.to_dict())
+
+            def cancelled(c: Contestant) -> ContestantResult:
+                r = c.blank_result()
+                r.stop_reason = "cancelled"
+                on_event(c.label, "cancelled", {})
+                return r
+
+            remote = [i for i, c in enumerate(contestants) if c.is_remote]
+            batch = settings.remote_concurrent and len(remote) > 1
+            for i, c in enumerate(contestants):  # local files one at a time, in order
+                if batch and i in remote:
+                    continue
+                stop = cancel is not None and cancel.is_set()
+                finish(i, cancelled(c) if stop else run_contestant(pool, c, settings, messages, on_event, cancel))
+            if batch:  # remote endpoints together: they do not share this machine's cores
+                from workbench.remote import run_remote_batch
+
+                rs = run_remote_batch([contestants[i] for i in remote], settings, messages, on_event, cancel,
+                                      concurrent=True)
+                for i, r in zip(remote, rs):
+                    finish(i, r)
     except InterruptedError:
         status = "cancelled"
         for c in contestants[len(results):]:

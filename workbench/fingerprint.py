@@ -144,15 +144,16 @@ def align_positions(remote_tokens: list[str], local_pieces: list[str]) -> list[t
     return pairs
 
 
-def topk_kld(remote: TokenLogprobs, local_top: list[tuple[Any, float]], pieces: dict[str, str]) -> tuple[float, bool] | None:
+def topk_kld(remote: TokenLogprobs, local_top: list[tuple[Any, float]], pieces: dict[str, str],
+             use_ids: bool = True) -> tuple[float, bool] | None:
     """KL(endpoint || local) over the endpoint's top-k, both renormalised; and whether the top-1s agree.
 
     `local_top` is the worker's [[token_id, logprob], …], best first. Tokens are matched by id when
-    the endpoint gave ids, else by their text.
+    the endpoint gave ids and `use_ids` says they are the local vocabulary's, else by their text.
     """
     if not remote.top or not local_top:
         return None
-    by_id = bool(remote.top_ids) and all(i is not None for i in remote.top_ids)
+    by_id = use_ids and len(remote.top_ids) == len(remote.top) and all(i is not None for i in remote.top_ids)
     local: dict[Any, float] = {}
     for tid, lp in local_top:
         key = int(tid) if by_id else pieces.get(str(tid), "")
@@ -258,6 +259,8 @@ def _ask_endpoint(endpoint: RemoteEndpoint, prompts: list[str], settings: RunSet
         try:
             c = request_completion(endpoint, msgs, top_logprobs=TOP_LOGPROBS if want_logprobs else 0, **kwargs)
         except RemoteError as exc:
+            if i == 1 and not _answers_at_all(exc):
+                return [None] * len(prompts), [str(exc)] * len(prompts), False  # down: asking again will not help
             if not want_logprobs or any(o is not None for o in outs):
                 outs.append(None)
                 errors.append(str(exc))
@@ -276,6 +279,11 @@ def _ask_endpoint(endpoint: RemoteEndpoint, prompts: list[str], settings: RunSet
     if want_logprobs and not has_logprobs and any(o is not None for o in outs):
         notes.append("The endpoint returned no log-probabilities; only greedy agreement was compared.")
     return outs, errors, has_logprobs
+
+
+def _answers_at_all(exc: RemoteError) -> bool:
+    """Whether the endpoint got as far as answering (an HTTP status), so that a retry could help."""
+    return str(exc).startswith("HTTP ") or "reported an error" in str(exc)
 
 
 def fingerprint(
@@ -387,7 +395,9 @@ def _evaluate(pool: WorkerPool, f: LadderFile, settings: RunSettings, prompts: l
         prompt_toks = local.prompt_tokens(msgs, cancel)
         if c.prompt_tokens is not None and c.prompt_tokens != len(prompt_toks):
             token_mismatch.add(f"{c.prompt_tokens} vs {len(prompt_toks)}")
-        target = list(c.token_ids) if c.token_ids else local.text_tokens(c.text, cancel)
+        target = local.text_tokens(c.text, cancel)
+        # llama.cpp's native API returns token ids; trust them only where they are this vocabulary's
+        same_ids = bool(c.token_ids) and c.token_ids == target
         agree = 1.0 if res.text == c.text else greedy_agreement(res.token_ids, target)
         row.update(greedy_agreement=agree, identical=res.text == c.text,
                    first_divergence=None if res.text == c.text else _common_prefix(res.token_ids, target))
@@ -402,13 +412,13 @@ def _evaluate(pool: WorkerPool, f: LadderFile, settings: RunSettings, prompts: l
         pieces: dict[str, str] = scored.get("pieces", {})
         positions = scored["positions"]
         remote_tokens = [lp.token for lp in c.logprobs]
-        if c.token_ids and len(c.token_ids) == len(c.logprobs):
+        if same_ids and len(c.token_ids) == len(c.logprobs):
             pairs = [(j, j) for j in range(min(len(positions), len(c.logprobs)))]
         else:
             pairs = align_positions(remote_tokens, [pieces.get(str(t), "") for t in target[: len(positions)]])
         values = []
         for j, k in pairs:
-            got = topk_kld(c.logprobs[j], positions[k]["top"], pieces)
+            got = topk_kld(c.logprobs[j], positions[k]["top"], pieces, use_ids=same_ids)
             if got is None:
                 continue
             values.append(got[0])
@@ -464,13 +474,20 @@ def _rank(candidates: list[Candidate], method: str) -> tuple[str | None, str]:
     if len(usable) == 1:
         sentence = f"Closest to {best.label} ({figure}); it was the only file compared."
     elif not noise:
+        runner = usable[1]
+        ahead = sum(1 for a, b in zip(best_m, _metric(runner, method))
+                    if not (math.isnan(a) or math.isnan(b)) and ((a < b) if lower else (a > b)))
         weakest = min(best.wins_over.values())
-        sentence = (f"Closest to {best.label} ({figure}); it is closer than every other file in at least {weakest:.0%} "
-                    f"of {BOOTSTRAP_RESAMPLES} paired bootstrap resamples over {n_prompts} prompts.")
+        share = "all" if weakest >= 1.0 else f"at least {weakest:.0%}"
+        sentence = (f"Closest to {best.label} ({figure}); closer than the runner-up {runner.label} on {ahead} of "
+                    f"{n_prompts} prompts, and than every other file in {share} of {BOOTSTRAP_RESAMPLES} "
+                    "paired bootstrap resamples over prompts.")
     else:
         shares = ", ".join(f"{lab} {best.wins_over[lab]:.0%}" for lab in noise)
         sentence = (f"Closest to {best.label}; {' and '.join(noise)} within noise ({figure}; {best.label} is closer in "
                     f"only {shares} of paired bootstrap resamples over {n_prompts} prompts).")
+    if n_prompts < 5:
+        sentence += f" With only {n_prompts} prompts the bootstrap says little; use more prompts for a firmer answer."
     if method != "logprobs":
         sentence = ("Weaker evidence: the endpoint returned no log-probabilities, so only greedy agreement was compared. "
                     + sentence)

@@ -136,7 +136,14 @@ def machine() -> Machine:
 
 
 def default_threads() -> int:
-    """llama.cpp's best thread count is usually the physical core count."""
+    """llama.cpp's best thread count is usually the physical core count; `WORKBENCH_THREADS` overrides.
+
+    On a machine whose cores are busy with other work, fewer threads can be much faster: llama.cpp's
+    threads wait for each other at every step, so one descheduled thread stalls them all.
+    """
+    override = os.environ.get("WORKBENCH_THREADS", "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 

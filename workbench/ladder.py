@@ -253,3 +253,31 @@ def list_ladders() -> list[Ladder]:
             except (GgufError, ValueError, KeyError, TypeError, OSError):
                 continue  # a ladder whose files moved is skipped, not fatal
     return found
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "ladder"
+
+
+def register_ladder(name: str, files: list[str | os.PathLike[str]], provenance: dict[str, Any] | None = None,
+                    *, slug: str | None = None) -> Ladder:
+    """Make files that live elsewhere (HF cache, LM Studio, Ollama, a folder) a ladder, without copying them.
+
+    Writes `ladder.json` into ladders_dir()/linked-<slug> pointing at the files where they are; registering the
+    same name again replaces it. Raises GgufError (one line) when a file is not a usable GGUF or none is given.
+    """
+    if not files:
+        raise GgufError("no GGUF files were given for the ladder")
+    ladder, errors = ladder_from_files(list(files), name)
+    if errors:
+        path, msg = next(iter(errors.items()))
+        raise GgufError(msg if str(path) in msg else f"{path}: {msg}")
+    directory = paths.ladders_dir() / f"linked-{_slug(slug or name)}"
+    directory.mkdir(parents=True, exist_ok=True)
+    ladder.directory = str(directory)
+    ladder.provenance = {**(provenance or {}), "linked": True,
+                         "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    save_ladder(ladder)
+    return ladder

@@ -101,5 +101,9 @@ def mark_divergence(results: list[ContestantResult]) -> None:
     for r in results:
         if r is ref or not r.ok:
             continue
-        r.first_divergence_token = first_divergence(ref.token_ids, r.token_ids)
-        r.identical_to_reference = r.first_divergence_token is None
+        if ref.token_ids and r.token_ids:
+            r.first_divergence_token = first_divergence(ref.token_ids, r.token_ids)
+            r.identical_to_reference = r.first_divergence_token is None
+        else:  # a remote endpoint returns text, not token ids: compare what there is
+            r.first_divergence_token = None
+            r.identical_to_reference = r.text == ref.text

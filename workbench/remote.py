@@ -50,7 +50,14 @@ MAX_ERROR_BODY = 2000
 
 
 class RemoteError(Exception):
-    """A remote request failed; the message is one line meant for a person."""
+    """A remote request failed; the message is one line meant for a person.
+
+    `partial` holds what arrived before the failure (text streamed before a drop), if anything.
+    """
+
+    def __init__(self, message: str, partial: RemoteCompletion | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass
@@ -217,18 +224,20 @@ class _Connection:
                         pass
                 return
 
-    def post(self, body: dict[str, Any]) -> http.client.HTTPResponse:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
-        key = self.endpoint.resolved_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps(body).encode("utf-8")
+    def open(self) -> None:
+        """Connect; after this, a silent server is a read timeout, not a connect timeout."""
         self.conn.connect()
         assert self.conn.sock is not None
         self.conn.sock.settimeout(self.endpoint.read_timeout_s)
         if self.cancel is not None:
             threading.Thread(target=self._watch, daemon=True).start()
-        self.conn.request("POST", self.path, body=data, headers=headers)
+
+    def post(self, body: dict[str, Any]) -> http.client.HTTPResponse:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
+        key = self.endpoint.resolved_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self.conn.request("POST", self.path, body=json.dumps(body).encode("utf-8"), headers=headers)
         self.response = self.conn.getresponse()
         return self.response
 
@@ -297,8 +306,9 @@ def _sse_events(resp: http.client.HTTPResponse) -> Iterator[str]:
     while True:
         raw = resp.readline()
         if not raw:
-            if data:
-                yield "\n".join(data)
+            tail = "\n".join(data)
+            if tail.strip() == "[DONE]" or _is_json(tail):  # a last event cut off mid-way is not passed on
+                yield tail
             return
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not line:
@@ -309,8 +319,23 @@ def _sse_events(resp: http.client.HTTPResponse) -> Iterator[str]:
         if line.startswith(":"):
             continue
         name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
         if name == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
+            data.append(value)
+        elif name == "error":  # llama.cpp's server reports a failure mid-stream this way
+            try:
+                detail = json.loads(value)
+            except ValueError:
+                detail = value
+            yield json.dumps({"error": detail})
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_json(payload: str | bytes, endpoint: RemoteEndpoint) -> dict[str, Any]:
@@ -448,8 +473,9 @@ def apply_template(endpoint: RemoteEndpoint, messages: list[dict[str, str]], can
     conn = _Connection(endpoint, url, cancel)
     during = "connect"
     try:
-        resp = conn.post({"messages": messages})
+        conn.open()
         during = "response"
+        resp = conn.post({"messages": messages})
         body = resp.read()
         if resp.status == 404:
             raise RemoteError(f"{endpoint.display_url} has no /apply-template, so its chat template cannot be used "
@@ -502,9 +528,10 @@ def request_completion(
     during = "connect"
     c.t_request = time.perf_counter()
     try:
+        conn.open()
+        during = "response"
         resp = conn.post(body)
         c.t_headers = time.perf_counter()
-        during = "response"
         if resp.status >= 400:
             raise _http_error(endpoint, url, resp.status, resp.reason, resp.read(MAX_ERROR_BODY))
         if on_started is not None:
@@ -526,13 +553,14 @@ def request_completion(
             absorb(_parse_json(raw, endpoint), c, now, on_text)
             c.done = True  # a complete JSON body is a finished answer
         c.t_end = time.perf_counter()
-    except RemoteError:
+    except RemoteError as exc:
+        exc.partial = c
         raise
     except (OSError, http.client.HTTPException) as exc:
         if cancel is not None and cancel.is_set():
             c.cancelled, c.t_end = True, time.perf_counter()
             return c
-        raise _network_error(endpoint, exc, during, c.content_chunks) from None
+        raise RemoteError(str(_network_error(endpoint, exc, during, c.content_chunks)), c) from None
     finally:
         conn.close()
     if cancel is not None and cancel.is_set():
@@ -540,7 +568,7 @@ def request_completion(
         return c
     if not c.done:
         raise RemoteError(f"the stream from {endpoint.display_url} dropped midway after {c.content_chunks} chunk(s) "
-                          "(it ended without a finish reason)")
+                          "(it ended without a finish reason)", c)
     return c
 
 
@@ -555,7 +583,8 @@ def contestant_for(endpoint: RemoteEndpoint, is_reference: bool = False) -> Cont
 def _measurement(endpoint: RemoteEndpoint, c: RemoteCompletion, tokens_from_usage: bool) -> dict[str, Any]:
     m: dict[str, Any] = {
         "where": "client",
-        "ttft_s": "client-side: request sent -> first content chunk received; network and server queueing included",
+        "ttft_s": ("client-side: connection opened and request sent -> first content chunk received; network and "
+                   "server queueing included"),
         "decode_tok_s": ("client-side: (completion tokens from the server's usage - 1) / time from the first to the "
                          "last content chunk" if tokens_from_usage else
                          "client-side: counted from stream chunks because the server sent no token usage; "
@@ -597,7 +626,13 @@ def run_remote(
             on_started=lambda: emit(label, "generating", {"prompt_tokens": None, "template": "server"}),
         )
     except RemoteError as exc:
+        if cancel is not None and cancel.is_set():
+            result.stop_reason = "cancelled"
+            emit(label, "cancelled", {})
+            return result
         result.error, result.stop_reason = f"{label}: {exc}", "error"
+        if exc.partial is not None and exc.partial.text:
+            result.text = exc.partial.text  # what arrived before the failure stays visible
         emit(label, "error", {"message": result.error})
         return result
     except Exception as exc:  # a bug here must not take the comparison down

@@ -153,6 +153,7 @@ class Engine:
             "gpu_layers": gpu_layers,
             "n_layers": n_layers,
             "use_extra_bufts": bool(mparams.use_extra_bufts),
+            "flash_attn_type": int(cparams.flash_attn_type),  # llama.cpp's default: -1 = auto
         }
         self.vocab = self.model.vocab
         self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
@@ -255,6 +256,8 @@ class Engine:
         top_p = float(req.get("top_p") if req.get("top_p") is not None else 1.0)
         seed = int(req.get("seed") if req.get("seed") is not None else 0)
         ignore_eos = bool(req.get("ignore_eos"))  # benchmarks: always decode max_tokens
+        greedy = temperature <= 0
+        n_vocab = self.n_vocab
         self.out.send(event="started", id=rid, prompt_tokens=len(tokens), template=template)
 
         self.ctx.kv_cache_clear()
@@ -263,6 +266,7 @@ class Engine:
         vocab = self.vocab
         buf = self._piece_buf
         one = self._one_token
+        one_batch = lc.llama_batch_get_one(one, 1)  # points at `one`; reused for every decode step
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         out_ids: list[int] = []
         text_parts: list[str] = []
@@ -286,7 +290,12 @@ class Engine:
                 if self.cancel.is_set():
                     stop_reason = "cancelled"
                     break
-                tok = lc.llama_sampler_sample(sampler, ctx, -1)
+                if greedy:
+                    # argmax over the logits row in place: the same token the greedy sampler picks,
+                    # without building a 49k-entry candidate array every step
+                    tok = int(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).argmax())
+                else:
+                    tok = lc.llama_sampler_sample(sampler, ctx, -1)
                 now = time.perf_counter()
                 n_sampled += 1
                 if t_first is None:
@@ -312,7 +321,7 @@ class Engine:
                     stop_reason = "context_full"
                     break
                 one[0] = tok
-                rc = lc.llama_decode(ctx, lc.llama_batch_get_one(one, 1))
+                rc = lc.llama_decode(ctx, one_batch)
                 if rc != 0:
                     raise RuntimeError(f"llama_decode failed with code {rc}")
                 n_past += 1
