@@ -17,6 +17,7 @@ import gguf
 import numpy as np
 
 GGUF_MAGIC = b"GGUF"
+REPACKABLE_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
 
 
 class GgufError(ValueError):
@@ -45,6 +46,7 @@ class GgufInfo:
     vocab_size: int | None
     chat_template: str | None
     tensor_types: dict[str, int] = field(default_factory=dict)  # ggml type name -> tensor count
+    repackable_bytes: int = 0  # bytes of matrix weights llama.cpp's CPU backend may repack (see fit.py)
     metadata: dict[str, Any] = field(default_factory=dict)  # scalar fields only (no token arrays)
 
     @property
@@ -159,6 +161,10 @@ def _read_header_cached(path: str, size: int, mtime_ns: int, check_arch: bool) -
     types: dict[str, int] = {}
     for t in reader.tensors:
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    # llama.cpp's CPU "extra buffer" repacks these types of 2-D weights (not the token embedding,
+    # which is only looked up) into an interleaved copy when the CPU supports it
+    repackable = sum(int(t.n_bytes) for t in reader.tensors
+                     if t.tensor_type.name in REPACKABLE_TYPES and len(t.shape) == 2 and t.name != "token_embd.weight")
 
     head_count = arch_int("attention.head_count")
     embd = arch_int("embedding_length")
@@ -183,5 +189,6 @@ def _read_header_cached(path: str, size: int, mtime_ns: int, check_arch: bool) -
         vocab_size=len(tokens.data) if tokens is not None else arch_int("vocab_size"),
         chat_template=meta.get("tokenizer.chat_template"),
         tensor_types=types,
+        repackable_bytes=repackable,
         metadata=meta,
     )

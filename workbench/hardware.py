@@ -167,3 +167,13 @@ def llama_gpu_offload_supported() -> bool:
 def gpu_offload_available() -> bool:
     """A GPU is present and this llama.cpp build can use it."""
     return bool(gpus()) and llama_gpu_offload_supported()
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_repack() -> bool:
+    """Whether llama.cpp's CPU backend repacks Q4 weights here (x86 AVX2, or Arm with dot product)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine().lower() in ("arm64", "aarch64")
+    return " avx2" in text or " asimddp" in text
