@@ -6,7 +6,7 @@ import streamlit as st
 from pages import views
 from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store
 from workbench import hardware
-from workbench.compare import SEQUENTIAL_NOTE, RunSettings, contestants_for
+from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for
 from workbench.packs import PackError, load_examples
 
 views.css()
@@ -62,6 +62,16 @@ with st.expander("Settings (the same for every contestant)"):
     top_p = c3.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05)
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
     threads = c4.number_input("Threads", 1, 256, hardware.default_threads())
+    if hardware.gpu_offload_available():
+        g1, g2 = st.columns([3, 1])
+        offload = g1.radio("GPU offload", OFFLOAD_MODES, horizontal=True,
+                           format_func={"auto": "automatic (what the fit prediction says fits)", "all": "all layers",
+                                        "layers": "N layers", "cpu": "CPU only"}.get)
+        gpu_layers = g2.number_input("N layers", 0, 999, 0, disabled=offload != "layers")
+    else:
+        offload, gpu_layers = "cpu", 0
+        st.caption("GPU offload: no GPU usable here (no NVIDIA GPU found, or this llama.cpp build has no GPU support): "
+                   "everything runs on the CPU.")
 st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each file's own), same settings for all.")
 
 # ---- run / stop ------------------------------------------------------------------------------
@@ -72,7 +82,8 @@ if job is not None and job.finished and job.run_id and st.session_state.get("run
 b1, b2, _ = st.columns([1, 1, 6])
 if b1.button("Run", type="primary", disabled=running or not chosen or not prompt.strip()):
     settings = RunSettings(max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p),
-                           seed=int(seed), n_ctx=int(n_ctx), n_threads=int(threads), system_prompt=system_prompt)
+                           seed=int(seed), n_ctx=int(n_ctx), n_threads=int(threads), system_prompt=system_prompt,
+                           gpu_offload=offload, n_gpu_layers=int(gpu_layers))
     try:
         job = jobs().start(contestants_for(ladder, chosen, reference), prompt, settings, ladder=ladder,
                            category=st.session_state.get("category"))
@@ -116,3 +127,10 @@ if run is not None:
     views.charts(frame)
     st.dataframe(frame, width="stretch", hide_index=True)
     st.download_button("Download CSV", frame.to_csv(index=False), file_name=f"run-{run['id']}.csv", mime="text/csv")
+    with st.expander("Divergence from the reference", expanded=False):
+        from pages.quality_views import divergence_panel
+
+        divergence_panel(run)
+    from pages.history_views import report_downloads
+
+    report_downloads([run["id"]], key=f"compare-report-{run['id']}")  # made when clicked: a few seconds

@@ -75,11 +75,22 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _save_rating(run_id: int, label: str, key: str) -> None:
+    """Save the stars (and comment) the moment they are given, as an open-mode rating with rater and session."""
+    import uuid
+
+    from workbench.ratings import RatingError, add_rating
+
     value = st.session_state.get(f"{key}-stars")
     if value is None:
         return
     comment = st.session_state.get(f"{key}-comment") or None
-    store().add_rating(run_id=run_id, label=label, score=int(value) + 1, comment=comment, mode="open")
+    session = st.session_state.setdefault("rater_session", uuid.uuid4().hex)  # shared with the Ratings page
+    try:
+        add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, comment=comment, mode="open",
+                   rater=st.session_state.get("rater"), session=session)
+    except RatingError as exc:
+        st.toast(f"Rating not saved: {exc}", icon="⚠️")
+        return
     st.toast(f"Saved {int(value) + 1}★ for {label}")
 
 
@@ -92,7 +103,8 @@ def rating_widget(run: dict[str, Any], r: dict[str, Any], saved: dict[str, Any] 
     st.text_input("Comment (optional)", key=f"{key}-comment", on_change=_save_rating, args=(run["id"], r["label"], key),
                   label_visibility="collapsed", placeholder="Comment (optional), saved with your stars")
     if saved:
-        st.caption(f"Saved: {'★' * int(saved['score'])} at {saved['created_at'][11:19]} UTC")
+        by = f" by {saved['rater']}" if saved.get("rater") else ""
+        st.caption(f"Saved: {'★' * int(saved['score'])} at {saved['created_at'][11:19]} UTC{by}")
 
 
 def result_columns(run: dict[str, Any]) -> None:

@@ -1,0 +1,77 @@
+"""Ratings: judge the outputs of any stored run (blind, pairwise or open), then see the leaderboard
+with its uncertainty. Each star or vote is saved the moment it is given."""
+
+import streamlit as st
+
+from pages import rating_views as rv
+from pages import views
+from pages.history_views import run_label
+from pages.shared import store
+from workbench import ratings as rt
+from workbench.history import search_runs
+
+views.css()
+st.title("Rate outputs")
+st.caption("Rate without knowing which file wrote what: in Blind and Pairwise modes the outputs are letters, shuffled "
+           "for you, and the names appear once you have judged them all. Everything is saved as you click.")
+
+# ---- which run, who rates, how ----------------------------------------------------------------
+top1, top2 = st.columns([3, 1])
+with top2:
+    rv.rater_input()
+find = top1.text_input("Find a run (prompt or model)", key="ratings-find", placeholder="all runs, newest first")
+runs = search_runs(store(), text=find or None, kind="compare")
+if find:  # the prompt or the model name
+    seen = {r["id"] for r in runs}
+    runs = sorted(runs + [r for r in search_runs(store(), model=find, kind="compare") if r["id"] not in seen],
+                  key=lambda r: -r["id"])
+ids = [r["id"] for r in runs]
+wanted = st.session_state.pop("ratings_run_id", None)  # set by History's "Rate" button
+if wanted is not None and wanted not in ids and (row := store().get_run(int(wanted))) is not None:
+    runs.insert(0, row)
+    ids.insert(0, row["id"])
+if wanted in ids:
+    st.session_state["ratings-run-pick"] = wanted
+labels_of = {r["id"]: run_label(r) for r in runs}
+
+run = None
+if not runs:
+    st.info("No comparison runs to rate yet: run one on the Compare page." if not find
+            else f"No run matches “{rv.md(find)}”.")
+else:
+    run_id = top1.selectbox("Run", ids, key="ratings-run-pick", format_func=labels_of.get,
+                            help="The newest run is picked first; any past run can be rated.")
+    run = store().get_run(run_id)
+    if run is None:
+        st.warning(f"Run #{run_id} was deleted meanwhile.")
+
+view, mode = None, None
+if run is not None:
+    outputs = {r["label"]: r for r in run["results"] if not r["error"]}
+    failed = len(run["results"]) - len(outputs)
+    mode = st.radio("Mode", list(rv.MODES), key="ratings-mode", horizontal=True, captions=list(rv.MODES.values()))
+    s = run["settings"] or {}
+    st.caption(f"Run #{run['id']} · {run['created_at'][:19]} UTC · {run['ladder_name'] or 'local files'}"
+               f"{' · ' + run['category'] if run['category'] else ''} · {len(outputs)} outputs · "
+               f"max {s.get('max_tokens', '?')} tokens · temperature {s.get('temperature', '?')} · "
+               f"seed {s.get('seed', '?')}" + (f" · {failed} failed and left out" if failed else ""))
+    with st.expander("Prompt", expanded=True):
+        if run.get("system_prompt"):
+            st.caption("System prompt")
+            st.text(run["system_prompt"])
+        st.text(run["prompt"] or "")
+    if not outputs:
+        st.warning("No output of this run finished without an error: there is nothing to rate.")
+    else:
+        view = rt.blind_view(store(), run["id"], session=rv.session_id(), labels=list(outputs))
+        if mode == "Blind":
+            rv.blind(run, outputs, view)
+        elif mode == "Pairwise":
+            rv.pairwise(run, outputs, view)
+        else:
+            rv.open_mode(run, outputs)
+
+# ---- leaderboard --------------------------------------------------------------------------------
+st.divider()
+hidden = view is not None and not view.revealed and mode != "Open"
+rv.leaderboard_section(run["id"] if run is not None else None, hidden=hidden)
