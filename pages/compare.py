@@ -4,6 +4,7 @@ metrics, ratings, charts and a table of the stored run."""
 import streamlit as st
 
 from pages import views
+from pages.endpoint_views import endpoint_contestants, endpoint_editor
 from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store
 from workbench import hardware
 from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for
@@ -27,6 +28,8 @@ reference = right.selectbox("Reference", ladder.labels(), index=ladder.labels().
 others = [label for label in ladder.labels() if label != reference]
 defaults = [label for label in ladder.default_labels() if label in others]
 chosen = left.multiselect("Quantizations", others, default=defaults, key=f"quants-{ladder.directory}-{reference}")
+
+endpoint_editor()
 
 # ---- the prompt ------------------------------------------------------------------------------
 try:
@@ -72,6 +75,8 @@ with st.expander("Settings (the same for every contestant)"):
         offload, gpu_layers = "cpu", 0
         st.caption("GPU offload: no GPU usable here (no NVIDIA GPU found, or this llama.cpp build has no GPU support): "
                    "everything runs on the CPU.")
+    st.checkbox("Run remote endpoints at the same time as each other (local files still run one at a time)",
+                key="remote_concurrent")
 st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each file's own), same settings for all.")
 
 # ---- run / stop ------------------------------------------------------------------------------
@@ -83,9 +88,11 @@ b1, b2, _ = st.columns([1, 1, 6])
 if b1.button("Run", type="primary", disabled=running or not chosen or not prompt.strip()):
     settings = RunSettings(max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p),
                            seed=int(seed), n_ctx=int(n_ctx), n_threads=int(threads), system_prompt=system_prompt,
-                           gpu_offload=offload, n_gpu_layers=int(gpu_layers))
+                           gpu_offload=offload, n_gpu_layers=int(gpu_layers),
+                           remote_concurrent=bool(st.session_state.get("remote_concurrent")))
     try:
-        job = jobs().start(contestants_for(ladder, chosen, reference), prompt, settings, ladder=ladder,
+        job = jobs().start(contestants_for(ladder, chosen, reference) + endpoint_contestants(), prompt, settings,
+                           ladder=ladder,
                            category=st.session_state.get("category"))
         st.session_state.job_id, st.session_state.run_id = job.id, None
         running = True

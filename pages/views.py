@@ -15,7 +15,7 @@ from workbench.jobs import STATUS_TEXT
 from workbench.metrics import METRIC_LABELS
 
 MAX_COLUMNS = 5
-STATUS_ICON = {"queued": "⏳", "waiting": "⏳", "loading": "📦", "retrying": "🔁", "generating": "✍️", "done": "✅",
+STATUS_ICON = {"queued": "⏳", "waiting": "⏳", "loading": "📦", "connecting": "🌐", "retrying": "🔁", "generating": "✍️", "done": "✅",
                "cancelled": "⏹️", "crashed": "💥", "error": "⚠️"}
 
 

@@ -57,3 +57,30 @@ def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
     other.run()
     assert not other.exception, other.exception
     assert any("Saved: ★★★★" in c.value for c in other.caption)
+
+
+def test_a_remote_endpoint_that_refuses_fails_only_its_own_column(demo_ladder):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.multiselect[0].set_value(["Q2_K"])
+    at.number_input[0].set_value(8)
+    inputs = {t.label: t for t in at.text_input}
+    inputs["Base URL"].set_value(f"http://127.0.0.1:{port}/v1")
+    inputs["Label"].set_value("provider X")
+    at.run()
+    next(b for b in at.button if b.label == "Add endpoint").click()
+    at.run()
+    assert not at.exception, at.exception
+    next(b for b in at.button if b.label == "Run").click()
+    at.run()
+    run_id = wait_for_run(at)
+    by = {r["label"]: r for r in Store().get_run(run_id)["results"]}
+    assert set(by) == {"F16", "Q2_K", "provider X"}
+    assert by["Q2_K"]["error"] is None and by["Q2_K"]["text"]
+    assert by["provider X"]["error"] and "refused" in by["provider X"]["error"].lower()
+    assert any("refused" in e.value.lower() for e in at.error)

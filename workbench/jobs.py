@@ -23,6 +23,7 @@ STATUS_TEXT = {
     "queued": "queued",
     "waiting": "waiting for the machine",
     "loading": "loading",
+    "connecting": "connecting to the endpoint",
     "retrying": "retrying",
     "generating": "generating",
     "done": "done",
