@@ -52,9 +52,13 @@ def predict_for_result(result: dict[str, Any], settings: dict[str, Any], kind: s
     info = read_header(result["file"], check_arch=False)
     layers = int(result.get("gpu_layers") or 0)
     n_ctx = int(settings.get("n_ctx") or fit.DEFAULT_N_CTX)
+    loaded = (result.get("metrics") or {}).get("settings") or {}
+    # repacked weight copies exist only when the worker loaded with llama.cpp's extra buffer types
+    repack = loaded.get("use_extra_bufts")
+    common = dict(n_ctx=n_ctx, all_logits=kind in TEACHER_FORCED_KINDS, repack_cpu=None if repack is None else bool(repack))
     if layers and gpus:
-        return fit.predict(info, n_ctx=n_ctx, gpus=gpus, all_logits=kind in TEACHER_FORCED_KINDS)
-    return fit.predict(info, n_ctx=n_ctx, gpus=[], ram_available_bytes=2**62, all_logits=kind in TEACHER_FORCED_KINDS)
+        return fit.predict(info, gpus=gpus, **common)
+    return fit.predict(info, gpus=[], ram_available_bytes=2**62, **common)
 
 
 def fit_checks(store: Any, limit: int = 50, gpus: list[Gpu] | None = None) -> tuple[list[FitCheck], list[str]]:

@@ -19,11 +19,12 @@ from huggingface_hub import try_to_load_from_cache
 
 from workbench import discover, fit, hub
 from workbench.gguf_info import GgufError, GgufInfo, read_header
-from workbench.hardware import Gpu, machine
+from workbench.hardware import Gpu, cpu_supports_repack, machine
 from workbench.hub import GgufFile, HubError, RepoListing
 from workbench.ladder import Ladder, register_ladder
 
 HEADER_READERS = 4  # parallel range reads when peeking at several headers
+NEVER_REPACKED = {"F32", "F16", "BF16", "Q8_0"}  # no Q4_0/Q4_K/IQ4_NL matrices in these files
 SOURCE_NAMES = {"hf-cache": "Hugging Face cache", "folder": "folder", "lm-studio": "LM Studio", "ollama": "Ollama"}
 
 # --------------------------------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def fit_listing(
         elif shape is not None:
             size = e.size_bytes or shape.tensor_bytes
             info = dataclasses.replace(shape, path=e.name, quant_type=e.quant_type or "unknown", tensor_bytes=size,
-                                       size_bytes=size)
+                                       size_bytes=size, repackable_bytes=0)
             how, weights = f"estimated from {shape_from}'s header", size
         else:
             rows.append(FitRow(e, None, "unavailable", error or "no header could be read"))
@@ -150,6 +151,8 @@ def fit_listing(
                            weights_bytes=weights, download_bytes=download, disk_free_bytes=disk_free_bytes,
                            file=e.name)
         pred.quant_type = e.quant_type or pred.quant_type
+        if not isinstance(got, tuple) and (e.quant_type or "") not in NEVER_REPACKED and cpu_supports_repack():
+            pred.notes.append("weights llama.cpp may repack for this CPU are not counted: choose the file to read its header")
         rows.append(FitRow(e, pred, how, error))
     return rows
 
@@ -212,6 +215,8 @@ class DownloadJob:
             out = hub.download(self.listing.repo_id, self.entries, on_progress=self._on_progress, cancel=self.cancel,
                                listing=self.listing)
             with self._lock:
+                for e in self.entries:  # the listing the page shows now knows they are here
+                    e.cached = True
                 self.result = out
         except HubError as exc:
             with self._lock:

@@ -1,0 +1,104 @@
+"""Hardware: can this machine run it? CPU, RAM, GPUs, what fits from the active ladder, and how good the memory
+prediction has been against what stored runs measured."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.shared import active_ladder, fmt_bytes, store
+from workbench import fit, hardware, hub
+from workbench.fit_report import fit_checks
+from workbench.gguf_info import GgufError, read_header
+
+K = "hardware-"
+
+st.title("Hardware: can this machine run it?")
+m = hardware.machine()
+
+# ---- the machine -------------------------------------------------------------------------------------------
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("CPU cores", f"{m.physical_cores or m.logical_cores} ({m.logical_cores} threads)")
+c2.metric("RAM total", fmt_bytes(m.ram_total_bytes))
+c3.metric("RAM free", fmt_bytes(m.ram_available_bytes))
+c4.metric("Disk free (HF cache)", f"{hub.check_disk_space(0)[1] / 1e9:.1f} GB")
+st.caption(f"CPU: {m.cpu_model}")
+
+st.subheader("GPUs")
+if m.gpus:
+    st.dataframe(pd.DataFrame([{"GPU": g.index, "name": g.name, "VRAM total": fmt_bytes(g.total_bytes),
+                                "VRAM free": fmt_bytes(g.free_bytes), "driver": g.driver} for g in m.gpus]),
+                 hide_index=True, width="stretch")
+
+    @st.cache_data(show_spinner="Asking llama.cpp whether this build can offload to a GPU…")
+    def offload_supported() -> bool:
+        return hardware.llama_gpu_offload_supported()
+
+    if offload_supported():
+        st.caption("This llama.cpp build can offload layers to the GPU (NVML figures; VRAM per worker includes its CUDA context).")
+    else:
+        st.warning("A GPU is present, but this llama.cpp build has no GPU support: everything runs on the CPU. "
+                   'Rebuild with CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python to use it.')
+else:
+    st.info("no GPU (no NVIDIA driver/NVML found): every model runs on the CPU, from RAM.")
+
+# ---- fit at a glance for the active ladder ---------------------------------------------------------------------
+ladder = active_ladder()
+st.subheader(f"Fit at a glance: {ladder.name}")
+n_ctx = int(st.columns([1, 3])[0].number_input("Context size (tokens)", 128, 1_048_576, fit.DEFAULT_N_CTX, step=256,
+                                               key=K + "ctx"))
+preds, problems = [], []
+with st.spinner("Reading GGUF headers…"):
+    for f in ladder.files:
+        try:
+            p = fit.predict(read_header(f.path), n_ctx=n_ctx, ram_available_bytes=m.ram_available_bytes, gpus=m.gpus)
+        except (GgufError, OSError) as exc:
+            problems.append(f"{f.label}: {' '.join(str(exc).split())}")
+            continue
+        p.file = f.label
+        preds.append(p)
+for line in problems:
+    st.error(line)
+if preds:
+    st.dataframe(pd.DataFrame([{
+        "quantization": p.file, "type": p.quant_type, "weights": fmt_bytes(p.weights_bytes),
+        "KV cache": fmt_bytes(p.kv_bytes), "compute + runtime": fmt_bytes(p.compute_bytes + p.overhead_bytes),
+        "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": p.verdict,
+        "GPU layers": p.gpu_layers or "",
+    } for p in preds]), hide_index=True, width="stretch", key=K + "glance")
+    st.caption(f"Workers stay warm between prompts: all {len(preds)} at once need about "
+               f"{fmt_bytes(fit.warm_together_bytes(preds))} of RAM ({fmt_bytes(m.ram_available_bytes)} free). "
+               "Weights and KV cache come from each file's header; compute buffers and runtime are estimated.")
+
+# ---- predicted vs measured -----------------------------------------------------------------------------------
+st.subheader("Predicted vs measured memory")
+st.caption("For every stored run, each worker's measured peak RSS (VmHWM) against the prediction recomputed from the "
+           "file's header with that run's context size. Positive error = the prediction was high.")
+limit = int(st.columns([1, 3])[0].number_input("Runs to include (newest first)", 1, 500, 20, key=K + "runs"))
+with st.spinner("Recomputing predictions for stored runs…"):
+    checks, notes = fit_checks(store(), limit=limit, gpus=m.gpus)
+for note in notes:
+    st.caption(note)
+if not checks:
+    st.info("No measurements yet: run a comparison on the Compare page (or `workbench compare`); every run records "
+            "each worker's peak memory, and it shows up here against the prediction.")
+else:
+    frame = pd.DataFrame([{
+        "run": c.run_id, "kind": c.kind, "quantization": c.label, "type": c.quant_type, "context": c.n_ctx,
+        "GPU layers": c.gpu_layers, "predicted MiB": round(c.predicted_bytes / 2**20, 1),
+        "measured MiB": round(c.measured_bytes / 2**20, 1), "error %": round(c.error_pct, 1),
+        **({"VRAM error %": None if c.vram_error_pct is None else round(c.vram_error_pct, 1)}
+           if any(x.measured_vram_bytes for x in checks) else {}),
+    } for c in checks])
+    errs = frame["error %"].abs()
+    st.markdown(f"**{len(checks)} measurements** · median |error| {errs.median():.1f}% · worst {errs.max():.1f}% · "
+                f"{(errs <= 10).mean():.0%} within ±10%")
+    st.dataframe(frame, hide_index=True, width="stretch", key=K + "checks")
+    chart = frame.drop_duplicates(["quantization", "context"])  # newest measurement of each quantization and context
+    chart = chart.assign(name=chart["quantization"] + " · ctx " + chart["context"].astype(str))
+    long = chart.melt(id_vars=["name"], value_vars=["predicted MiB", "measured MiB"], var_name="figure", value_name="MiB")
+    fig = px.bar(long, x="name", y="MiB", color="figure", barmode="group",
+                 title="Peak memory per quantization: predicted vs measured (newest run of each)")
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), xaxis_title=None, title_font_size=13)
+    st.plotly_chart(fig, width="stretch", key=K + "chart")

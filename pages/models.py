@@ -1,0 +1,296 @@
+"""Models: from a Hub repo id to a verified local ladder (fit predicted before downloading), models already on
+this disk (HF cache, a folder, LM Studio, Ollama), and building a ladder from any local GGUF."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+from huggingface_hub import get_token
+
+from pages.shared import fmt_bytes, refresh_ladders, set_active_ladder
+from workbench import fit, hub, models
+from workbench.gguf_info import GgufError
+from workbench.hardware import machine
+from workbench.hub import HubError
+from workbench.ladder import DEFAULT_TYPES, Ladder
+from workbench.quantize import QUANT_TYPES
+
+K = "models-"  # session-state key prefix of this page
+
+st.title("Models: get quantizations, check they fit, make ladders")
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def params_text(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
+def activate(ladder: Ladder, how: str) -> None:
+    """Make a ladder the active one (sidebar, Compare page) and say so after the rerun."""
+    set_active_ladder(ladder)
+    refresh_ladders()
+    st.session_state[K + "flash"] = (f"**{ladder.name}** is now the active ladder ({how}): "
+                                     f"{', '.join(ladder.labels())}. Open the Compare page to run it.")
+    st.rerun()
+
+
+flash = st.session_state.pop(K + "flash", None)
+if flash:
+    st.success(flash)
+    st.page_link("pages/compare.py", label="Compare these quantizations", icon="⚖️")
+
+m = machine()
+gpu_line = "; ".join(f"GPU {g.index} {g.name}: {fmt_bytes(g.free_bytes)} free of {fmt_bytes(g.total_bytes)}"
+                     for g in m.gpus) or "no GPU"
+free_disk = hub.check_disk_space(0)[1]
+st.caption(f"This machine: {fmt_bytes(m.ram_available_bytes)} RAM free of {fmt_bytes(m.ram_total_bytes)} · {gpu_line} · "
+           f"{free_disk / 1e9:.1f} GB free in the Hugging Face cache ({hub.cache_dir()})")
+
+tab_hub, tab_disk, tab_make = st.tabs(["Download from the Hub", "Models already on disk", "Make a ladder"])
+
+# =============================================================================================================
+# Download from the Hub
+# =============================================================================================================
+with tab_hub:
+    offline = hub.is_offline()
+    if offline:
+        st.info("**Offline** (HF_HUB_OFFLINE is set): nothing is fetched from the Hub. Repos list only the GGUF files "
+                "already in the Hugging Face cache, and those can be used as ladders.")
+        cached = hub.cached_gguf_by_repo()
+        if cached:
+            st.dataframe(pd.DataFrame([
+                {"repo": repo, "type": f.quant_type or "?", "size": fmt_bytes(f.size), "file": os.path.basename(f.path)}
+                for repo, files in sorted(cached.items()) for f in files]), hide_index=True, width="stretch")
+        else:
+            st.caption("The Hugging Face cache holds no GGUF files yet.")
+    token_set = bool(get_token())
+    st.caption("HF_TOKEN is set: gated and private repos use it (it is never shown)." if token_set else
+               "HF_TOKEN is not set: public repos work; gated or private ones need a token in HF_TOKEN.")
+
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    repo_text = c1.text_input("Hugging Face repo id", key=K + "repo",
+                              placeholder="e.g. bartowski/Llama-3.2-1B-Instruct-GGUF or Qwen/Qwen2.5-0.5B-Instruct-GGUF")
+    if c2.button("List GGUF files", key=K + "list", type="primary", disabled=not repo_text.strip()):
+        st.session_state.pop(K + "listing", None)
+        st.session_state.pop(K + "download", None)
+        try:
+            with st.spinner("Asking the Hub for the repo's files…"):
+                st.session_state[K + "listing"] = hub.list_gguf(repo_text)
+        except HubError as exc:
+            st.error(one_line(exc))
+
+    listing: hub.RepoListing | None = st.session_state.get(K + "listing")
+    job: models.DownloadJob | None = st.session_state.get(K + "download")
+    if listing is not None:
+        if listing.source == "cache":
+            st.warning(f"{listing.notice}.")
+        st.markdown(f"**{listing.repo_id}**" + (f" · revision `{listing.revision[:12]}`" if listing.revision else "")
+                    + f" · {len(listing.files)} GGUF file(s)"
+                    + (f" · {params_text(listing.n_params)} parameters (the Hub's count)" if listing.n_params else ""))
+
+        names = [e.name for e in listing.files]
+        by_name = {e.name: e for e in listing.files}
+        pick_key = f"{K}pick-{listing.repo_id}-{listing.revision}"
+        f1, f2 = st.columns([3, 1])
+        picked = f1.multiselect(
+            "Files to download (the default four are preselected where the repo has them)", names,
+            default=[e.name for e in listing.selected()], key=pick_key,
+            format_func=lambda n: f"{by_name[n].quant_type or '?'} · {n} · {fmt_bytes(by_name[n].size_bytes)}")
+        n_ctx = int(f2.number_input("Context size (tokens)", 128, 1_048_576, fit.DEFAULT_N_CTX, step=256, key=K + "ctx",
+                                    help="The KV cache grows with it; the fit below is for this context."))
+
+        try:
+            with st.spinner("Reading GGUF headers (HTTP range requests: a few MB each, never the weights)…"):
+                rows = models.fit_listing(listing, n_ctx=n_ctx, read=set(picked) | {e.name for e in listing.selected()},
+                                          ram_available_bytes=m.ram_available_bytes, gpus=m.gpus,
+                                          disk_free_bytes=free_disk)
+        except (HubError, GgufError, OSError) as exc:
+            rows = []
+            st.error(one_line(exc))
+        table = []
+        for r in rows:
+            e, p = r.entry, r.prediction
+            table.append({
+                "type": e.quant_type or "unknown",
+                "file": e.name + (f" ({len(e.files)} shards joined)" if e.is_split else "")
+                        + ("" if e.complete else " — shards missing"),
+                "size": fmt_bytes(e.size_bytes),
+                "bits/weight": None if e.bits_per_weight is None else f"{e.bits_per_weight:.2f} ({e.bpw_basis})",
+                "chosen": e.name in picked,
+                "cached": e.cached,
+                "predicted memory": fmt_bytes(p.predicted_bytes) if p else "—",
+                "verdict": p.verdict if p else f"unknown: {r.error}",
+                "KV cache": f"{fmt_bytes(p.kv_bytes)} ({p.basis['kv_cache']})" if p else "—",
+                "weights": f"{fmt_bytes(p.weights_bytes)} ({p.basis['weights']})" if p else "—",
+                "model shape": r.header,
+                "notes": "; ".join(p.notes) if p else "",
+            })
+        if table:
+            st.markdown("**Fit on this machine, before downloading** · grouped by quantization type, highest precision first")
+            st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=K + "fit-table")
+            st.caption(
+                f"Predicted peak memory of one worker at {n_ctx:,} tokens = weights (tensor bytes in the GGUF header) + "
+                "KV cache (layers × KV heads × head sizes × context, f16, from the header) + compute buffers and runtime "
+                "(*estimated*). *read* = taken from the file's own header (fetched with HTTP range requests); "
+                "*estimated* = borrowed from another file's header of this repo, or computed. Verdicts keep "
+                f"{fit.DEFAULT_HEADROOM:.0%} of free memory in reserve. Check the accuracy on the Hardware page after a run.")
+
+        chosen = [by_name[n] for n in picked]
+        preds = [r.prediction for r in rows if r.entry.name in picked and r.prediction]
+        ok_disk, need, free = models.selection_disk_check(listing, chosen) if chosen else (True, 0, free_disk)
+        if chosen:
+            st.caption(f"Chosen: {len(chosen)} file(s), {need / 1e9:.2f} GB still to download, {free / 1e9:.1f} GB free "
+                       f"on disk ({'enough' if ok_disk else 'NOT enough'}, keeping {hub.DISK_RESERVE_BYTES / 1e9:.1f} GB "
+                       f"free). Workers stay warm between prompts: all chosen at once need about "
+                       f"{fmt_bytes(fit.warm_together_bytes(preds))} of RAM.")
+
+        running = job is not None and not job.finished
+        d1, d2, _ = st.columns([2, 1, 3])
+        if d1.button(f"Download {len(chosen)} file(s)", key=K + "download-go", type="primary",
+                     disabled=running or not chosen or not ok_disk,
+                     help=None if ok_disk else "Not enough free disk space for the chosen files"):
+            job = models.DownloadJob(listing, chosen).start()
+            st.session_state[K + "download"] = job
+            running = True
+        if d2.button("Cancel", key=K + "download-cancel", disabled=not running,
+                     help="Stop the download; the part already fetched is kept and the next download resumes it") \
+                and job is not None:
+            job.stop()
+
+        if running and job is not None:
+
+            @st.fragment(run_every=0.5)
+            def download_progress() -> None:
+                snap = job.snapshot()
+                if snap["finished"]:
+                    st.rerun()
+                st.progress(snap["fraction"], text=f"Overall: {snap['done_bytes'] / 1e6:,.1f} of "
+                                                   f"{snap['total_bytes'] / 1e6:,.1f} MB"
+                                                   + (" — cancelling…" if snap["cancelling"] else ""))
+                for f in snap["files"]:
+                    total = f["total"] or 0
+                    frac = min(1.0, f["bytes"] / total) if total else 0.0
+                    st.progress(frac, text=f"{f['name']}: {f['phase']} · {f['bytes'] / 1e6:,.1f} of {total / 1e6:,.1f} MB")
+
+            download_progress()
+        elif job is not None:
+            snap = job.snapshot()
+            if snap["error"]:
+                if snap["error_kind"] == "cancelled":
+                    st.warning(snap["error"])
+                else:
+                    st.error(snap["error"])
+            elif snap["result"] is not None:
+                done = snap["result"]
+                st.success(f"{len(done)} file(s) in the Hugging Face cache, "
+                           + ("size and sha256 verified." if all(d.verified or d.from_cache for d in done) else "size checked."))
+                st.dataframe(pd.DataFrame([{
+                    "type": d.quant_type, "file": d.name, "size": fmt_bytes(d.size_bytes),
+                    "check": "sha256 ✓" if d.verified else ("already cached" if d.from_cache else "size ✓"),
+                    "resumed": fmt_bytes(d.resumed_bytes) if d.resumed_bytes else "", "path": d.path,
+                } for d in done]), hide_index=True, width="stretch")
+                if st.button("Use as ladder", key=K + "use-download", type="primary",
+                             help="Register these files (where they are, in the HF cache) as a ladder and make it active"):
+                    try:
+                        lad = models.register_download(job.listing.repo_id, done, job.listing.revision)
+                    except (GgufError, OSError) as exc:
+                        st.error(f"Downloaded, but not usable as a ladder: {one_line(exc)}")
+                    else:
+                        activate(lad, "downloaded from the Hub")
+
+# =============================================================================================================
+# Models already on disk
+# =============================================================================================================
+with tab_disk:
+    st.caption("GGUF files already on this machine: the Hugging Face cache, LM Studio's models folder, Ollama's blob "
+               "store (its manifests name each model and tag) and a folder you name. Files of one model in different "
+               "quantizations are grouped into a ladder, used where they are (nothing is copied).")
+    s1, s2 = st.columns([4, 1], vertical_alignment="bottom")
+    folder = s1.text_input("Also look in this folder (optional)", key=K + "folder", placeholder="/path/to/models")
+    rescan = s2.button("Scan", key=K + "scan-go")
+    if folder.strip() and not os.path.isdir(os.path.expanduser(folder.strip())):
+        st.error(f"{folder.strip()}: no such folder")
+        folder = ""
+    fetched = st.session_state.get(K + "download")
+    # look again after a download: the new files are in the HF cache now
+    scan_id = (folder.strip(), id(fetched) if fetched is not None and fetched.result is not None else None)
+    if rescan or st.session_state.get(K + "scan-id") != scan_id:
+        try:
+            with st.spinner("Looking for GGUF files…"):
+                st.session_state[K + "scan"] = models.scan_disk(folder or None)
+            st.session_state[K + "scan-id"] = scan_id
+        except OSError as exc:
+            st.error(f"Scanning failed: {one_line(exc)}")
+    scan: models.Scan | None = st.session_state.get(K + "scan")
+    if scan is not None:
+        if not scan.ladders:
+            st.info("No GGUF files found in the Hugging Face cache, LM Studio, Ollama"
+                    + (f" or {folder.strip()}" if folder.strip() else "") + ".")
+        for i, lad in enumerate(scan.ladders):
+            with st.container(border=True):
+                name = models.found_ladder_name(lad)
+                st.markdown(f"**{name}** · {', '.join(lad.quant_types) or 'type unknown'}")
+                st.dataframe(pd.DataFrame([{
+                    "type": f.quant_type or "?", "size": fmt_bytes(f.size),
+                    "source": models.SOURCE_NAMES.get(f.source, f.source), "repo": f.repo_id or "",
+                    "path": f.path + (f" (+{len(f.paths) - 1} shards)" if len(f.paths) > 1 else ""),
+                } for f in lad.files]), hide_index=True, width="stretch")
+                few = len(lad.files) < 2
+                if st.button("Use as ladder", key=f"{K}use-found-{i}-{lad.files[0].key}", disabled=few,
+                             help="Only one file: nothing to compare yet" if few else "Make these files the active ladder"):
+                    try:
+                        registered = models.register_found(lad)
+                    except (GgufError, OSError) as exc:
+                        st.error(f"Cannot use {name}: {one_line(exc)}")
+                    else:
+                        activate(registered, "found on disk")
+
+# =============================================================================================================
+# Make a ladder
+# =============================================================================================================
+with tab_make:
+    st.caption("Quantize any local GGUF into a ladder with llama.cpp's own quantizer (a child process, so a crash "
+               "cannot take the app down). An F16 or BF16 source gives a real ladder; requantizing an already "
+               "quantized source works but cannot restore precision it lost.")
+    src = st.text_input("Source GGUF (a path on this machine)", key=K + "src", placeholder="/path/to/model-F16.gguf")
+    t1, t2 = st.columns([3, 1])
+    types = t1.multiselect("Quantization types", list(QUANT_TYPES), default=list(DEFAULT_TYPES), key=K + "types")
+    ref_choice = t2.selectbox("Reference", ["F16", "the source file itself"], key=K + "ref",
+                              help="What the others are diffed against")
+    build: models.LadderBuildJob | None = st.session_state.get(K + "build")
+    building = build is not None and not build.finished
+    if st.button("Build ladder", key=K + "build-go", type="primary", disabled=building or not types or not src.strip()):
+        try:
+            models.check_source(src)
+        except GgufError as exc:
+            st.error(one_line(exc))
+        else:
+            build = models.LadderBuildJob(src.strip(), types, None if ref_choice != "F16" else "F16").start()
+            st.session_state[K + "build"] = build
+            building = True
+
+    if building and build is not None:
+
+        @st.fragment(run_every=0.5)
+        def build_progress() -> None:
+            snap = build.snapshot()
+            if snap["finished"]:
+                st.rerun()
+            last = snap["messages"][-1] if snap["messages"] else "Starting…"
+            st.progress(snap["fraction"], text=f"{snap['step']} of {snap['steps']} built · {last}")
+
+        build_progress()
+    elif build is not None:
+        snap = build.snapshot()
+        if snap["error"]:
+            st.error(snap["error"])
+        elif snap["ladder"] is not None:
+            lad = snap["ladder"]
+            st.session_state.pop(K + "build", None)
+            activate(lad, f"built in {lad.directory}")

@@ -1,0 +1,99 @@
+"""`workbench fit` and `workbench download`: JSON shape on the real demo ladder, a download from the local Hub server
+with a progress bar, and one-line errors (exit 1), usage errors (exit 2), never a token or a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.models_helpers import REPO, SECRET, hub_server, models_env, tiny_files  # noqa: F401
+from workbench.cli import main
+from workbench.ladder import load_ladder
+
+VERDICTS = {"fits on the GPU entirely", "CPU only", "does not fit"}
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_demo_json_shape(capsys: pytest.CaptureFixture, demo_ladder) -> None:
+    code, out, err = run(capsys, "fit", "--demo", "--ctx", "2048", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["quant_type"] for r in rows] == [f.quant_type for f in demo_ladder.files]
+    for r, f in zip(rows, demo_ladder.files):
+        assert list(r) == ["file", "quant_type", "predicted_bytes", "verdict"]
+        assert r["file"] == Path(f.path).name
+        assert r["verdict"] in VERDICTS or r["verdict"].startswith("partial offload")
+        assert f.size_bytes < r["predicted_bytes"] < f.size_bytes + 2**30
+    longer = json.loads(run(capsys, "fit", "--demo", "--ctx", "8192", "--json")[1])
+    assert all(b["predicted_bytes"] - a["predicted_bytes"] == 3 * 45 * 2**20 for a, b in zip(rows, longer))  # KV grows
+
+
+def test_fit_repo_then_download_into_the_cache_as_a_ladder(capsys: pytest.CaptureFixture, models_env: Path, hub_server) -> None:
+    code, out, err = run(capsys, "fit", "--repo", REPO, "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["quant_type"] for r in rows] == ["F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K"]
+    assert all(r["verdict"] in VERDICTS and r["predicted_bytes"] > 0 for r in rows)
+    assert hub_server.seen("GET", "/cdn/tester/Tiny-GGUF/Tiny-F16.gguf")[0].range.startswith("bytes=0-")  # range reads
+
+    code, out, err = run(capsys, "download", REPO, "--types", "Q8_0,Q2_K", "--ladder", "--json")
+    assert code == 0, err
+    assert "[" in err and "100%" in err and "Tiny-Q2_K.gguf" in err  # the progress bar, on stderr
+    got = json.loads(out)
+    assert [f["quant_type"] for f in got["files"]] == ["Q8_0", "Q2_K"] and all(f["verified"] for f in got["files"])
+    assert all(Path(f["path"]).is_file() and str(models_env / "hf" / "hub") in f["path"] for f in got["files"])
+    lad = load_ladder(got["ladder"]["directory"])
+    assert lad.name == REPO and [f.quant_type for f in lad.files] == ["Q8_0", "Q2_K"]
+
+    code, out, err = run(capsys, "download", REPO, "--types", "Q2_K")  # again: from the cache, a table
+    assert code == 0 and "from cache" in out
+
+
+@pytest.mark.parametrize("argv, code, says", [
+    (["fit"], 2, "exactly one"),
+    (["fit", "--demo", "--repo", REPO], 2, "exactly one"),
+    (["fit", "--demo", "--ctx", "10"], 2, "--ctx"),
+    (["fit", "--demo", "--kv-type", "q3_banana"], 2, "KV cache type"),
+    (["fit", "--repo", "not a repo"], 2, "owner/name"),
+    (["fit", "/no/such/model.gguf"], 1, "no such file"),
+    (["download", "a/b/c"], 2, "owner/name"),
+    (["download", "tester/nothing-here"], 1, "not found"),
+    (["download", "tester/Safetensors-only"], 1, "no GGUF"),
+    (["download", REPO, "--types", "Q1_0"], 1, "offers"),
+])
+def test_errors_are_one_line(capsys: pytest.CaptureFixture, models_env: Path, argv: list[str], code: int, says: str) -> None:
+    got, out, err = run(capsys, *argv)
+    assert got == code, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and says in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_gated_repo_names_the_token_but_never_prints_it(capsys: pytest.CaptureFixture, models_env: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    code, out, err = run(capsys, "download", "gated-org/Gated-GGUF", "--types", "Q4_K_M")
+    assert code == 1 and "error:" in err and ("403" in err or "gated" in err)
+    assert SECRET not in out + err
+    code, out, err = run(capsys, "fit", "--repo", "gated-org/Gated-GGUF", "--json")
+    assert code == 1 and SECRET not in out + err
+    assert json.loads(out)[0]["verdict"] == "unknown" and "error:" in err
+
+
+def test_offline_fit_and_download_use_the_cache(capsys: pytest.CaptureFixture, models_env: Path, hub_server,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(capsys, "download", REPO, "--types", "Q4_K_M")[0] == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    n = len(hub_server.requests)
+    code, out, err = run(capsys, "fit", "--repo", REPO, "--json")
+    assert code == 0 and [r["quant_type"] for r in json.loads(out)] == ["Q4_K_M"] and "HF_HUB_OFFLINE" in err
+    code, out, err = run(capsys, "download", REPO, "--types", "Q8_0")
+    assert code == 1 and "offline" in err.lower()
+    assert len(hub_server.requests) == n  # offline means no request at all
