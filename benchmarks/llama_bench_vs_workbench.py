@@ -35,6 +35,9 @@ def main() -> int:
     ap.add_argument("--gpu-layers", type=int, default=0)
     ap.add_argument("--cuda", action="store_true", help="build llama-bench with CUDA")
     ap.add_argument("--llama-bench", default=None, help="use this llama-bench binary instead of building one")
+    ap.add_argument("--same-libs", action="store_true",
+                    help="run the workbench on llama-bench's own llama.cpp libraries (LLAMA_CPP_LIB_PATH), so both "
+                         "sides run identical binaries and only the workbench's overhead differs")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
 
@@ -44,6 +47,8 @@ def main() -> int:
     use_extra_bufts = crash_fallback.use_extra_bufts_setting()
     repack = None if use_extra_bufts is None else use_extra_bufts
     binary = Path(args.llama_bench) if args.llama_bench else build_llama_bench(cuda=args.cuda)
+    if args.same_libs:
+        os.environ["LLAMA_CPP_LIB_PATH"] = str(binary.parent)  # workers inherit it
     rows = []
     for f in files:  # one file at a time, each tool back to back, so both see the same machine state
         info = read_header(f)
@@ -61,7 +66,8 @@ def main() -> int:
         print(f"[{info.quant_type}] pp ratio {rows[-1].pp_ratio:.3f}  tg ratio {rows[-1].tg_ratio:.3f}", file=sys.stderr)
     meta = {"machine": hardware.machine().one_line(), "platform": platform.platform(), "python": platform.python_version(),
             "llama_cpp": llama_cpp_version(), "threads": args.threads, "pp": args.pp, "tg": args.tg, "reps": args.reps,
-            "gpu_layers": args.gpu_layers, "repack": "llama.cpp default" if repack is None else repack,
+            "gpu_layers": args.gpu_layers, "same_libs": args.same_libs or bool(os.environ.get("LLAMA_CPP_LIB_PATH")),
+            "repack": "llama.cpp default" if repack is None else repack,
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
     print(json.dumps(meta, indent=2))
     print(markdown_table(rows, args.pp, args.tg))
