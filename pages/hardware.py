@@ -9,6 +9,7 @@ import streamlit as st
 
 from pages.shared import active_ladder, fmt_bytes, store
 from workbench import fit, hardware, hub
+from workbench.benchmark import scaling_figure, scaling_results
 from workbench.fit_report import fit_checks
 from workbench.gguf_info import GgufError, read_header
 
@@ -102,3 +103,13 @@ else:
                  title="Peak memory per quantization: predicted vs measured (newest run of each)")
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=50, b=10), xaxis_title=None, title_font_size=13)
     st.plotly_chart(fig, width="stretch", key=K + "chart")
+
+st.subheader("How cost grows with model size")
+st.caption("Recorded benchmark runs on synthetic llama models (random weights, a real tokenizer: for cost only, never "
+           "for quality), from `benchmarks/scaling.py` — see docs/benchmarks.md for the machines and commands. "
+           "Speeds on the shared 2-core CPU were taken while other jobs ran and are low; memory is not affected.")
+scaling = scaling_results()
+if scaling:
+    st.plotly_chart(scaling_figure(scaling), width="stretch", key=K + "scaling")
+else:
+    st.info("No scaling runs recorded (docs/data/scaling-*.json).")

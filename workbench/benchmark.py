@@ -198,3 +198,43 @@ def markdown_table(rows: list[BenchRow], pp: int, tg: int) -> str:
                      f"{r(row.pp_ratio)} | {f(row.llama_bench_tg)} | {f(row.workbench_tg)} | {r(row.tg_ratio)} | "
                      f"{'—' if row.ttft_s is None else f'{row.ttft_s:.3f}'} | {'—' if row.load_s is None else f'{row.load_s:.2f}'} |")
     return "\n".join(lines)
+
+
+def scaling_results(directory: str | Path | None = None) -> list[dict[str, Any]]:
+    """Rows of the recorded scaling runs (docs/data/scaling-*.json), each tagged with its machine."""
+    folder = Path(directory) if directory else Path(__file__).resolve().parents[1] / "docs" / "data"
+    rows = []
+    for path in sorted(folder.glob("scaling-*.json")):
+        data = json.loads(path.read_text())
+        where = "GPU (all layers offloaded)" if data["meta"].get("gpu_layers") else "CPU"
+        for r in data["rows"]:
+            rows.append({**r, "machine": data["meta"].get("machine", "?"), "where": where, "source": path.name})
+    return rows
+
+
+def scaling_figure(rows: list[dict[str, Any]]):
+    """Plotly figure: decode tok/s and peak memory against parameters, one line per type and machine."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Decode tok/s (synthetic models)",
+                                                        "Peak memory MiB: measured (solid) vs fit prediction (dotted)"))
+    keys = sorted({(r["where"], r["type"]) for r in rows})
+    for where, qt in keys:
+        pts = sorted((r for r in rows if r["where"] == where and r["type"] == qt), key=lambda r: r["params"])
+        x = [r["params"] / 1e9 for r in pts]
+        name = f"{qt} · {where}"
+        fig.add_trace(go.Scatter(x=x, y=[r["decode_tok_s"] for r in pts], mode="lines+markers", name=name,
+                                 legendgroup=name), row=1, col=1)
+        mem = [(r["gpu_mem_bytes"] or r["peak_rss_bytes"]) / 2**20 if where.startswith("GPU") else r["peak_rss_bytes"] / 2**20
+               for r in pts]
+        pred = [(r["predicted_vram_bytes"] if where.startswith("GPU") else r.get("predicted_ram_bytes_now",
+                 r["predicted_ram_bytes"])) / 2**20 for r in pts]
+        fig.add_trace(go.Scatter(x=x, y=mem, mode="lines+markers", name=name, legendgroup=name, showlegend=False),
+                      row=1, col=2)
+        fig.add_trace(go.Scatter(x=x, y=pred, mode="lines", line={"dash": "dot"}, name=f"{name} predicted",
+                                 legendgroup=name, showlegend=False), row=1, col=2)
+    fig.update_xaxes(title_text="parameters (billions)", type="log")
+    fig.update_yaxes(type="log")
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
