@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -114,16 +113,19 @@ def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[
     return lad, contestants, errors
 
 
-def _settings_from(args: argparse.Namespace):
+def settings_from_args(args: argparse.Namespace, n_ctx: int | None = None):
+    """RunSettings from the shared run options (any a command lacks keep their defaults); usage errors exit 2."""
     from workbench.compare import RunSettings
 
-    if args.gpu_layers is None:
+    gpu_layers = getattr(args, "gpu_layers", None)
+    if gpu_layers is None:
         offload, layers = "auto", 0
     else:
-        offload, layers = ("all" if args.gpu_layers < 0 else "cpu" if args.gpu_layers == 0 else "layers"), args.gpu_layers
-    s = RunSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, n_ctx=args.ctx,
-                    system_prompt=args.system or "", n_gpu_layers=layers, gpu_offload=offload)
-    if args.threads:
+        offload, layers = ("all" if gpu_layers < 0 else "cpu" if gpu_layers == 0 else "layers"), gpu_layers
+    s = RunSettings(max_tokens=args.max_tokens, temperature=getattr(args, "temperature", 0.0) or 0.0,
+                    seed=getattr(args, "seed", 0) or 0, n_ctx=n_ctx or getattr(args, "ctx", None) or 2048,
+                    system_prompt=getattr(args, "system", "") or "", n_gpu_layers=layers, gpu_offload=offload)
+    if getattr(args, "threads", None):
         s.n_threads = args.threads
     try:
         s.validate()
@@ -139,7 +141,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from workbench.pool import WorkerPool
     from workbench.store import Store
 
-    settings = _settings_from(args)
+    settings = settings_from_args(args)
     settings.remote_concurrent = args.remote_concurrent
     lad, contestants, errors = resolve_contestants(args)
     if args.endpoint:

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.cli import EXTRA_PARSERS, UsageError, _progress, command, print_table, resolve_contestants
+from workbench.cli import (EXTRA_PARSERS, UsageError, _progress, command, print_table, resolve_contestants,
+                           settings_from_args)
 
 
 def _store(args: argparse.Namespace):
@@ -24,26 +25,8 @@ def _store(args: argparse.Namespace):
     return Store(args.db) if getattr(args, "db", None) else Store()
 
 
-def _offload(args: argparse.Namespace) -> dict[str, Any]:
-    """--gpu-layers as workbench.cli reads it: absent = auto (the fit prediction), -1 all, 0 CPU, N layers."""
-    if args.gpu_layers is None:
-        return {"gpu_offload": "auto", "n_gpu_layers": 0}
-    mode = "all" if args.gpu_layers < 0 else "cpu" if args.gpu_layers == 0 else "layers"
-    return {"gpu_offload": mode, "n_gpu_layers": args.gpu_layers}
-
-
 def _settings(args: argparse.Namespace, n_ctx: int | None = None):
-    from workbench.compare import RunSettings
-
-    s = RunSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
-                    n_ctx=n_ctx or args.ctx or 2048, system_prompt=getattr(args, "system", "") or "", **_offload(args))
-    if args.threads:
-        s.n_threads = args.threads
-    try:
-        s.validate()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return s
+    return settings_from_args(args, n_ctx)
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -159,7 +142,6 @@ def _resolve_pack(name: str):
 @command("eval")
 def cmd_eval(args: argparse.Namespace) -> int:
     from workbench import evals
-    from workbench.compare import RunSettings
     from workbench.pool import WorkerPool
 
     pack = _resolve_pack(args.pack)
@@ -168,12 +150,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cases = evals.select_cases(pack, categories, args.limit)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    base = RunSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, **_offload(args))
-    if args.ctx:
-        base.n_ctx = args.ctx
-    settings = evals.default_settings(cases, base) if not args.ctx else base
-    if args.threads:
-        settings.n_threads = args.threads
+    base = settings_from_args(args)
+    settings = evals.default_settings(cases, base) if not args.ctx else base  # long context needs a bigger window
     try:
         settings.validate()
     except ValueError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import ladder as ladders
-from workbench.cli import EXTRA_PARSERS, UsageError, command, fmt_num, print_table
+from workbench.cli import EXTRA_PARSERS, UsageError, command, fmt_num, print_table, settings_from_args
 
 
 def _register(sub: Any) -> None:
@@ -78,7 +78,6 @@ def _prompts(path: str | None) -> list[str] | None:
 
 @command("fingerprint")
 def cmd_fingerprint(args: argparse.Namespace) -> int:
-    from workbench.compare import RunSettings
     from workbench.fingerprint import fingerprint
     from workbench.pool import WorkerPool
 
@@ -86,13 +85,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     prompts = _prompts(args.prompts)
     if args.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
-    settings = RunSettings(max_tokens=args.max_tokens, n_ctx=args.ctx)
-    if args.threads:
-        settings.n_threads = args.threads
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    settings = settings_from_args(args)
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.ladder and not (Path(args.ladder) / ladders.LADDER_FILE).is_file():
         raise UsageError(f"{args.ladder} holds no {ladders.LADDER_FILE}; build a ladder with `workbench ladder` first")
