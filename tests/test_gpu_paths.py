@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from workbench import hardware
@@ -34,12 +36,17 @@ def test_offload_modes_map_to_layers_when_a_gpu_is_usable(demo_ladder, monkeypat
 
 
 def test_metrics_are_self_consistent_in_the_benchmark_maths():
-    from workbench.benchmark import Figure, parse_llama_bench_json, ratio, summarize
+    from workbench.benchmark import Figure, parse_llama_bench_json, pooled, ratio, ratio_interval, summarize
 
     fig = summarize([100.0, 110.0, 90.0])
     assert fig.mean == pytest.approx(100.0) and fig.sd == pytest.approx(10.0) and fig.median == 100.0 and fig.n == 3
     assert ratio(Figure(95.0, 1.0, 3, 96.0), Figure(100.0, 2.0, 3, 100.0)) == pytest.approx(0.96)
     assert ratio(None, fig) is None and ratio(fig, Figure(0.0, 0.0, 1)) is None
+    both = pooled([summarize([1.0, 2.0, 3.0]), summarize([10.0, 11.0]), Figure(4.0, 0.0, 1)])
+    assert both.n == 6 and both.median == pytest.approx(3.5) and sorted(both.samples) == [1, 2, 3, 4, 10, 11]
+    lo, hi = ratio_interval(summarize([95.0, 96.0, 97.0, 94.0]), summarize([99.0, 100.0, 101.0, 100.0]))
+    assert 0.93 <= lo <= 0.955 <= hi <= 0.99  # spans the ratio of medians (0.955), within the samples' extremes
+    assert ratio_interval(Figure(95.0, 1.0, 3, 96.0), fig) is None  # no samples, no interval
     text = """[{"model_filename": "/m/a.gguf", "n_prompt": 128, "n_gen": 0, "avg_ts": 700.5, "stddev_ts": 5.0,
                  "samples_ts": [695.0, 700.0, 706.5]},
                 {"model_filename": "/m/a.gguf", "n_prompt": 0, "n_gen": 64, "avg_ts": 90.0, "stddev_ts": 1.0,
@@ -47,3 +54,20 @@ def test_metrics_are_self_consistent_in_the_benchmark_maths():
     parsed = parse_llama_bench_json(text)
     assert parsed["/m/a.gguf"]["pp"].mean == 700.5 and parsed["/m/a.gguf"]["pp"].median == 700.0
     assert parsed["/m/a.gguf"]["tg"].n == 3 and parsed["/m/a.gguf"]["tg"].sd == 1.0
+    assert parsed["/m/a.gguf"]["pp"].samples == [695.0, 700.0, 706.5]
+
+
+def test_recorded_runs_round_trip_and_pool_type_by_type():
+    import json
+
+    from workbench.benchmark import BenchRow, markdown_table, merge_runs, rows_from_json, summarize
+
+    def run(lb: list[float], wb: list[float]) -> dict:
+        rows = [BenchRow("Q4_K_M", "/m/q4.gguf", 100, summarize(lb), summarize(lb), summarize(wb), summarize(wb), 0.3, 0.2)]
+        return json.loads(json.dumps({"rows": [r.to_dict() for r in rows]}))
+
+    merged = merge_runs([rows_from_json(run([100.0, 102.0, 98.0], [97.0, 99.0, 95.0])),
+                         rows_from_json(run([80.0, 82.0, 78.0], [79.0, 81.0, 77.0]))])
+    assert len(merged) == 1 and merged[0].workbench_tg.n == 6 and merged[0].llama_bench_pp.n == 6
+    assert merged[0].tg_ratio == pytest.approx(statistics.median([97, 99, 95, 79, 81, 77]) / statistics.median([100, 102, 98, 80, 82, 78]))
+    assert "Q4_K_M" in markdown_table(merged, 128, 64) and "[" in markdown_table(merged, 128, 64)

@@ -5,7 +5,9 @@ sides run the same engine. The workbench side goes through the real worker and p
 figures compared are the ones the app shows. Test shapes follow llama-bench:
 - pp N: a prompt of N tokens processed in one batch from an empty context (prefill tok/s).
 - tg N: N tokens generated one at a time after a one-token prompt (decode tok/s).
-Ratios are workbench median / llama-bench mean over the same number of repetitions.
+Ratios are medians over medians: the workbench's median rate over llama-bench's median rate.
+On a shared machine whose speed drifts by minutes, `pooled` combines interleaved rounds
+(llama-bench, workbench, llama-bench, …) so both tools sample the same machine states.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Figure:
     sd: float
     n: int
     median: float | None = None
+    samples: list[float] = field(default_factory=list, repr=False)
 
     def __str__(self) -> str:
         return f"{self.mean:.1f} ± {self.sd:.1f}"
@@ -63,6 +66,8 @@ class BenchRow:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["pp_ratio"], d["tg_ratio"] = self.pp_ratio, self.tg_ratio
+        d["pp_ratio_ci95"] = ratio_interval(self.workbench_pp, self.llama_bench_pp)
+        d["tg_ratio_ci95"] = ratio_interval(self.workbench_tg, self.llama_bench_tg)
         return d
 
 
@@ -71,14 +76,37 @@ def summarize(values: list[float]) -> Figure:
     if not values:
         raise ValueError("no measurements")
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return Figure(statistics.fmean(values), sd, len(values), statistics.median(values))
+    return Figure(statistics.fmean(values), sd, len(values), statistics.median(values), list(values))
+
+
+def pooled(figures: list[Figure]) -> Figure:
+    """One figure from several rounds' samples (a round without samples contributes its mean)."""
+    values = [v for f in figures for v in (f.samples or [f.mean])]
+    return summarize(values)
 
 
 def ratio(workbench: Figure | None, reference: Figure | None) -> float | None:
-    """Workbench over llama-bench; the workbench's median guards against one noisy repetition."""
-    if workbench is None or reference is None or not reference.mean:
+    """Workbench over llama-bench, median over median: one noisy repetition moves neither side."""
+    if workbench is None or reference is None:
         return None
-    return (workbench.median if workbench.median is not None else workbench.mean) / reference.mean
+    ref = reference.median if reference.median is not None else reference.mean
+    ours = workbench.median if workbench.median is not None else workbench.mean
+    return ours / ref if ref else None
+
+
+def ratio_interval(workbench: Figure | None, reference: Figure | None, level: float = 0.95,
+                   n_boot: int = 4000, seed: int = 0) -> tuple[float, float] | None:
+    """Bootstrap interval of the ratio of medians: how far the machine's noise alone moves it."""
+    if workbench is None or reference is None or len(workbench.samples) < 3 or len(reference.samples) < 3:
+        return None
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(workbench.samples), np.asarray(reference.samples)
+    ratios = (np.median(rng.choice(a, (n_boot, a.size)), axis=1) /
+              np.median(rng.choice(b, (n_boot, b.size)), axis=1))
+    lo, hi = np.percentile(ratios, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
 
 
 def parse_llama_bench_json(text: str) -> dict[str, dict[str, Figure]]:
@@ -93,7 +121,7 @@ def parse_llama_bench_json(text: str) -> dict[str, dict[str, Figure]]:
             continue
         samples = entry.get("samples_ts") or [entry["avg_ts"]]
         fig = Figure(float(entry["avg_ts"]), float(entry.get("stddev_ts", 0.0)), len(samples),
-                     statistics.median(samples))
+                     statistics.median(samples), [float(x) for x in samples])
         out.setdefault(entry["model_filename"], {})[kind] = fig
     return out
 
@@ -184,18 +212,58 @@ def run_workbench(file: str, *, threads: int, pp: int, tg: int, reps: int, use_e
         worker.shutdown()
 
 
-def markdown_table(rows: list[BenchRow], pp: int, tg: int) -> str:
-    def f(x: Figure | None) -> str:
-        return "—" if x is None else f"{x.mean:.1f} ± {x.sd:.1f}"
+def rows_from_json(data: dict[str, Any]) -> list[BenchRow]:
+    """BenchRows back from a recorded run (`--json` output)."""
+    def fig(d: dict[str, Any] | None) -> Figure | None:
+        return None if d is None else Figure(**d)
 
-    def r(x: float | None) -> str:
-        return "—" if x is None else f"{x:.3f}"
+    return [BenchRow(r["quant_type"], r["file"], r["size_bytes"], fig(r["llama_bench_pp"]), fig(r["llama_bench_tg"]),
+                     fig(r["workbench_pp"]), fig(r["workbench_tg"]), r.get("ttft_s"), r.get("load_s"), r.get("settings", {}))
+            for r in data["rows"]]
+
+
+def merge_runs(runs: list[list[BenchRow]]) -> list[BenchRow]:
+    """Pool the samples of several recorded runs of the same files, type by type (same protocol only)."""
+    by_type: dict[str, list[BenchRow]] = {}
+    for rows in runs:
+        for row in rows:
+            by_type.setdefault(row.quant_type, []).append(row)
+
+    def pool_of(rows: list[BenchRow], attr: str) -> Figure | None:
+        figs = [getattr(r, attr) for r in rows if getattr(r, attr) is not None]
+        return pooled(figs) if figs else None
+
+    def median_of(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    return [BenchRow(qt, rows[0].file, rows[0].size_bytes, pool_of(rows, "llama_bench_pp"), pool_of(rows, "llama_bench_tg"),
+                     pool_of(rows, "workbench_pp"), pool_of(rows, "workbench_tg"), median_of([r.ttft_s for r in rows]),
+                     median_of([r.load_s for r in rows]), rows[0].settings)
+            for qt, rows in by_type.items()]
+
+
+def markdown_table(rows: list[BenchRow], pp: int, tg: int) -> str:
+    """Rates as median [min–max] over all samples (mean ± sd where samples are missing); ratios of
+    medians with a 95% bootstrap interval where there are samples to resample."""
+    def f(x: Figure | None) -> str:
+        if x is None:
+            return "—"
+        if x.samples and x.median is not None:
+            return f"{x.median:.1f} [{min(x.samples):.1f}–{max(x.samples):.1f}]"
+        return f"{x.mean:.1f} ± {x.sd:.1f}"
+
+    def r(x: float | None, ci: tuple[float, float] | None = None) -> str:
+        if x is None:
+            return "—"
+        return f"{x:.3f}" if ci is None else f"{x:.3f} [{ci[0]:.2f}–{ci[1]:.2f}]"
 
     lines = [f"| type | MiB | llama-bench pp{pp} | workbench prefill | ratio | llama-bench tg{tg} | workbench decode | ratio | TTFT s (pp{pp}) | load s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row.quant_type} | {row.size_bytes / 2**20:.1f} | {f(row.llama_bench_pp)} | {f(row.workbench_pp)} | "
-                     f"{r(row.pp_ratio)} | {f(row.llama_bench_tg)} | {f(row.workbench_tg)} | {r(row.tg_ratio)} | "
+                     f"{r(row.pp_ratio, ratio_interval(row.workbench_pp, row.llama_bench_pp))} | {f(row.llama_bench_tg)} | "
+                     f"{f(row.workbench_tg)} | {r(row.tg_ratio, ratio_interval(row.workbench_tg, row.llama_bench_tg))} | "
                      f"{'—' if row.ttft_s is None else f'{row.ttft_s:.3f}'} | {'—' if row.load_s is None else f'{row.load_s:.2f}'} |")
     return "\n".join(lines)
 
