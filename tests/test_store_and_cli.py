@@ -52,7 +52,7 @@ def test_compare_demo_json_returns_the_ladder_with_sane_metrics(demo_ladder):
         assert r["error"] is None and r["text"]
         assert r["load_s"] > 0 and r["ttft_s"] > 0 and r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0
         assert 0 < r["completion_tokens"] <= 16 and r["stop_reason"] in ("eos", "max_tokens")
-        assert r["peak_rss_bytes"] > 50 * 2**20 and r["gpu_mem_bytes"] is None
+        assert r["peak_rss_bytes"] > 50 * 2**20 and r["gpu_mem_bytes"] is None and not r["gpu_layers"]  # CPU: no VRAM, no GPU layers
         sizes.append(r["size_bytes"])
     assert sizes == sorted(sizes, reverse=True)  # F16 > Q8_0 > Q5_K_M > Q4_K_M > Q2_K
     assert out["results"][0]["first_divergence_token"] is None  # the reference

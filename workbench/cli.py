@@ -182,10 +182,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                "settings": settings.to_dict(),
                "results": [{**{k: r.to_dict()[k] for k in keys}, "identical_to_reference": r.identical_to_reference,
                             "decode_s": r.decode_s, "decode_steps": r.decode_steps, "prefill_s": r.prefill_s,
-                            "is_reference": r.is_reference, "template": r.template, "warm": r.warm}
+                            "is_reference": r.is_reference, "template": r.template, "warm": r.warm,
+                            "gpu_layers": r.gpu_layers}
                            for r in results]}
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
+        on_gpu = any(r.gpu_layers for r in results)  # GPU columns only where a GPU held layers
         rows = []
         for r in results:
             div = ("reference" if r.is_reference else "identical" if r.identical_to_reference
@@ -193,9 +195,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             rows.append([r.label, r.quant_type or "-", fmt_bytes(r.size_bytes), fmt_num(r.bits_per_weight, 2),
                          fmt_num(r.load_s, 2), fmt_num(r.ttft_s, 3), fmt_num(r.prefill_tok_s), fmt_num(r.decode_tok_s),
                          r.completion_tokens if r.completion_tokens is not None else "-", r.stop_reason or "-",
-                         fmt_bytes(r.peak_rss_bytes), div])
+                         fmt_bytes(r.peak_rss_bytes)]
+                        + ([r.gpu_layers if r.gpu_layers is not None else "-", fmt_bytes(r.gpu_mem_bytes)] if on_gpu else [])
+                        + [div])
         print_table(["type", "quant", "size", "bits/w", "load s", "TTFT s", "prefill tok/s", "decode tok/s", "tokens",
-                     "stop", "peak RSS", "diverges at"], rows)
+                     "stop", "peak RSS"] + (["GPU layers", "VRAM (process)"] if on_gpu else []) + ["diverges at"], rows)
         if comparison and comparison.run_id is not None:
             print(f"\nrun {comparison.run_id} saved. Outputs:")
         for r in results:

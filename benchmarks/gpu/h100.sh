@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu/h100.sh build     # llama.cpp with CUDA (shared libs + llama-bench), bindings over it
 #   bash benchmarks/gpu/h100.sh bench     # workbench vs llama-bench, all layers offloaded, synthetic 1B
 #   bash benchmarks/gpu/h100.sh scaling   # synthetic 0.5B..8B at Q8_0/Q4_K_M/Q2_K: load, VRAM, tok/s, fit
+#   bash benchmarks/gpu/h100.sh offload   # `workbench compare` with each offload choice (auto, 8 layers, CPU)
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer);
 # in .whl/: wheels for the pure-Python dependencies. One llama.cpp build serves both llama-bench and
 # the Python bindings (LLAMA_CPP_LIB_PATH), so the two sides run the very same binaries.
@@ -14,6 +15,17 @@ python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /
 export PYTHONPATH=/tmp/lcpp-site:/tmp/site:$REPO
 export LLAMA_CPP_LIB_PATH=/tmp/lcpp-site/llama_cpp/lib
 export WORKBENCH_DATA_DIR=/tmp/wbdata
+models() {
+  mkdir -p /tmp/syn && SECONDS=0
+  [ -f /tmp/syn/synthetic-1B.F16.gguf ] || python3 -c "
+from workbench.synthetic import SHAPES, write_synthetic
+write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-1B.F16.gguf', SHAPES['1B'])"
+  for t in Q8_0 Q4_K_M Q2_K; do
+    [ -f /tmp/syn/synthetic-1B.$t.gguf ] || python3 -c "
+from workbench.quantize import quantize; quantize('/tmp/syn/synthetic-1B.F16.gguf', '/tmp/syn/synthetic-1B.$t.gguf', '$t', 16)"
+  done
+  echo "models ready in ${SECONDS}s"
+}
 case "${1:-}" in
 build)
   if [ -f /tmp/lcpp-site/llama_cpp/lib/libllama.so ]; then echo "already built"; exit 0; fi
@@ -32,21 +44,28 @@ build)
   python3 -c "import llama_cpp; print('bindings', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())"
   ;;
 bench)
-  mkdir -p /tmp/syn && SECONDS=0
-  [ -f /tmp/syn/synthetic-1B.F16.gguf ] || python3 -c "
-from workbench.synthetic import SHAPES, write_synthetic
-write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-1B.F16.gguf', SHAPES['1B'])"
-  for t in Q8_0 Q4_K_M Q2_K; do
-    [ -f /tmp/syn/synthetic-1B.$t.gguf ] || python3 -c "
-from workbench.quantize import quantize; quantize('/tmp/syn/synthetic-1B.F16.gguf', '/tmp/syn/synthetic-1B.$t.gguf', '$t', 16)"
-  done
-  echo "models ready in ${SECONDS}s"
+  models
   python3 benchmarks/llama_bench_vs_workbench.py /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf --gpu-layers 99 \
     --pp 512 --tg 128 --reps 5 --llama-bench /tmp/lb/bin/llama-bench --json "$OUT/bench-gpu.json"
+  ;;
+offload)
+  models
+  for layers in auto 8 0 -1; do
+    opt=(); [ "$layers" = auto ] || opt=(--gpu-layers "$layers")
+    echo "== workbench compare, offload: $layers"
+    python3 -m workbench compare /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf "${opt[@]}" --max-tokens 64 \
+      --prompt "The history of the printing press" --json > "$OUT/offload-$layers.json"
+    python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d['results']:
+    g = r.get('gpu_mem_bytes'); print(f\"{r['quant_type']:7s} gpu_layers={r.get('gpu_layers')} VRAM={'-' if g is None else f'{g/2**20:.0f} MiB'} \"
+          f\"RSS={r['peak_rss_bytes']/2**20:.0f} MiB decode={r['decode_tok_s'] or 0:.1f} tok/s error={r['error']}\")" "$OUT/offload-$layers.json"
+  done
   ;;
 scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|bench|scaling"; exit 2 ;;
+*) echo "usage: $0 build|bench|scaling|offload"; exit 2 ;;
 esac
