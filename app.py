@@ -4,16 +4,16 @@ import streamlit as st
 
 from pages.shared import sidebar
 
-st.set_page_config(page_title="Quant Workbench", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="Quant Workbench", page_icon=":material/compare_arrows:", layout="wide")
 
 PAGES = [
-    st.Page("pages/compare.py", title="Compare", icon="⚖️", default=True),
-    st.Page("pages/quality.py", title="Quality", icon="🔬"),
-    st.Page("pages/evals.py", title="Evals", icon="🧪"),
-    st.Page("pages/models.py", title="Models", icon="📦"),
-    st.Page("pages/hardware.py", title="Hardware", icon="🖥️"),
-    st.Page("pages/ratings.py", title="Ratings", icon="⭐"),
-    st.Page("pages/history.py", title="History", icon="🗂️"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=True),
+    st.Page("pages/quality.py", title="Quality", icon=":material/troubleshoot:"),
+    st.Page("pages/evals.py", title="Evals", icon=":material/fact_check:"),
+    st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
+    st.Page("pages/hardware.py", title="Hardware", icon=":material/memory:"),
+    st.Page("pages/ratings.py", title="Ratings", icon=":material/star:"),
+    st.Page("pages/history.py", title="History", icon=":material/history:"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -57,16 +57,16 @@ else:
     picked = by_id[rid]
     a1, a2, a3 = st.columns(3)
     comparison = picked["kind"] == "compare"
-    if a1.button("Open in Compare", key="hist-open", icon="⚖️", width="stretch", disabled=not comparison,
+    if a1.button("Open in Compare", key="hist-open", icon=":material/compare_arrows:", width="stretch", disabled=not comparison,
                  help="Show this run's outputs, diffs, metrics and ratings on the Compare page." if comparison
                  else "Only comparison runs open in Compare."):
         open_run(rid)
         st.switch_page("pages/compare.py")
-    if a2.button("Rate it", key="hist-rate", icon="⭐", width="stretch", disabled=not comparison,
+    if a2.button("Rate it", key="hist-rate", icon=":material/star:", width="stretch", disabled=not comparison,
                  help="Rate this run's outputs (blind, pairwise or open) on the Ratings page."):
         st.session_state["ratings_run_id"] = rid
         st.switch_page("pages/ratings.py")
-    if a3.button("Delete…", key="hist-delete", icon="🗑️", width="stretch"):
+    if a3.button("Delete…", key="hist-delete", icon=":material/delete:", width="stretch"):
         st.session_state["hist-confirm-delete"] = rid
 
     if st.session_state.get("hist-confirm-delete") == rid:
@@ -107,12 +107,12 @@ s = store()
 stamp = date.today().isoformat()
 e1, e2 = st.columns(2)
 e1.download_button("Export JSON", lambda: export_json_bytes(s, export_ids), file_name=f"quant-workbench-{stamp}.json",
-                   mime="application/json", key="hist-export-json", on_click="ignore", disabled=nothing, icon="⬇️",
+                   mime="application/json", key="hist-export-json", on_click="ignore", disabled=nothing, icon=":material/download:",
                    width="stretch", help="Lossless: runs with their outputs, metrics, ratings and votes. Import it "
                                          "here (or on another machine) to get them back.")
 e2.download_button("Export CSV (zip)", lambda: export_csv_bytes(s, export_ids),
                    file_name=f"quant-workbench-{stamp}-csv.zip", mime="application/zip", key="hist-export-csv",
-                   on_click="ignore", disabled=nothing, icon="⬇️", width="stretch",
+                   on_click="ignore", disabled=nothing, icon=":material/download:", width="stretch",
                    help="runs.csv, results.csv, ratings.csv and votes.csv in one ZIP, for spreadsheets and pandas.")
 if nothing:
     st.caption("Choose at least one run to export.")

@@ -48,9 +48,9 @@ def report_downloads(run_ids: Sequence[int], *, key: str, disabled: bool = False
     c1, c2 = st.columns(2)
     c1.download_button("Download report (HTML)", _deferred(lambda: report_html(s, ids), what, False),
                        file_name=f"{stem}-report.html", mime="text/html", key=f"{key}-html", on_click="ignore",
-                       disabled=disabled or not ids, icon="📄",
+                       disabled=disabled or not ids, icon=":material/description:",
                        help="One self-contained file (charts embedded, works offline) to hand on. Takes a few "
                             "seconds to make.")
     c2.download_button("Download report (Markdown)", _deferred(lambda: report_markdown(s, ids), what, True),
                        file_name=f"{stem}-report.md", mime="text/markdown", key=f"{key}-md", on_click="ignore",
-                       disabled=disabled or not ids, icon="📝")
+                       disabled=disabled or not ids, icon=":material/article:")

@@ -43,7 +43,7 @@ def activate(ladder: Ladder, how: str) -> None:
 flash = st.session_state.pop(K + "flash", None)
 if flash:
     st.success(flash)
-    st.page_link("pages/compare.py", label="Compare these quantizations", icon="⚖️")
+    st.page_link("pages/compare.py", label="Compare these quantizations", icon=":material/compare_arrows:")
 
 m = machine()
 gpu_line = "; ".join(f"GPU {g.index} {g.name}: {fmt_bytes(g.free_bytes)} free of {fmt_bytes(g.total_bytes)}"

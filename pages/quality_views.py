@@ -224,11 +224,11 @@ def case_drilldown(run: EvalRun, key: str) -> None:
     cases = {c["id"]: c for c in run.cases}
 
     def fmt(cid: str) -> str:
-        marks = "".join("✅" if (o := run.outcome(cid, lab)) and o.passed else "❌" if o else "·" for lab in run.labels)
+        marks = "".join("✓" if (o := run.outcome(cid, lab)) and o.passed else "✗" if o else "·" for lab in run.labels)
         return f"{cid} · {cases[cid]['category']} · {marks}"
 
     cid = st.selectbox("Case", ids, format_func=fmt, key=f"{key}-case",
-                       help="Marks are per quantization, in column order: ✅ passed, ❌ failed, · not run.")
+                       help="Marks are per quantization, in column order: ✓ passed, ✗ failed, · not run.")
     case = cases[cid]
     st.caption(f"Check: {md_escape(case.get('check_text') or case['check'].get('kind'))}"
                + (f" · max {case['max_tokens']} tokens" if case.get("max_tokens") else ""))

@@ -72,7 +72,7 @@ def _save_stars(run_id: int, label: str, key: str, mode: str, shown_as: str, let
                       display_letter=letter)
     except rt.RatingError as exc:
         st.toast(f"Rating of {shown_as} not saved: {exc if mode == 'open' else 'the run or output is gone'}",
-                 icon="⚠️")
+                 icon=":material/warning:")
         return
     st.toast(f"Saved {int(value) + 1}★ for {shown_as}")
 
@@ -83,7 +83,7 @@ def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, 
         rt.add_vote(store(), run_id=run_id, label_a=label_a, label_b=label_b, winner=winner, rater=rater(),
                     mode=mode, session=session_id())
     except rt.RatingError:
-        st.toast("Vote not saved: the run or one of its outputs is gone.", icon="⚠️")
+        st.toast("Vote not saved: the run or one of its outputs is gone.", icon=":material/warning:")
         return
     st.toast("Vote saved")
     done = {frozenset((v["label_a"], v["label_b"])) for v in rt.list_votes(store(), run_id=run_id,

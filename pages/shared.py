@@ -94,7 +94,7 @@ def sidebar() -> None:
             for line in lad.provenance_lines():
                 st.caption(line)
             st.caption(f"Folder: {lad.directory}")
-        st.caption(f"🖥️ {machine_line()}")
+        st.caption(f":material/computer: {machine_line()}")
         runs = store().list_runs(limit=8, kind="compare")
         if runs:
             st.markdown("**Recent runs**")

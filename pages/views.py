@@ -15,8 +15,11 @@ from workbench.jobs import STATUS_TEXT
 from workbench.metrics import METRIC_LABELS
 
 MAX_COLUMNS = 5
-STATUS_ICON = {"queued": "⏳", "waiting": "⏳", "loading": "📦", "connecting": "🌐", "retrying": "🔁", "generating": "✍️", "done": "✅",
-               "cancelled": "⏹️", "crashed": "💥", "error": "⚠️"}
+# Material Symbols ship with Streamlit, so they render offline and in browsers without an emoji font.
+STATUS_ICON = {"queued": ":material/schedule:", "waiting": ":material/hourglass_top:", "loading": ":material/upload:",
+               "connecting": ":material/lan:", "retrying": ":material/replay:", "generating": ":material/edit_note:",
+               "done": ":material/check_circle:", "cancelled": ":material/stop_circle:", "crashed": ":material/dangerous:",
+               "error": ":material/error:"}
 
 
 def css() -> None:
@@ -89,7 +92,7 @@ def _save_rating(run_id: int, label: str, key: str) -> None:
         add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, comment=comment, mode="open",
                    rater=st.session_state.get("rater"), session=session)
     except RatingError as exc:
-        st.toast(f"Rating not saved: {exc}", icon="⚠️")
+        st.toast(f"Rating not saved: {exc}", icon=":material/warning:")
         return
     st.toast(f"Saved {int(value) + 1}★ for {label}")
 
