@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.shared import sidebar
+from pages.shared import run_navigation, sidebar
 
 st.set_page_config(page_title="Quant Workbench", page_icon=":material/compare_arrows:", layout="wide")
 
@@ -18,4 +18,4 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 sidebar()
-navigation.run()
+run_navigation(navigation)

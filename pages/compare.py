@@ -5,10 +5,12 @@ import streamlit as st
 
 from pages import views
 from pages.endpoint_views import endpoint_contestants, endpoint_editor
-from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store
+from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store, through_entrypoint
 from workbench import hardware
 from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for
 from workbench.packs import PackError, load_examples
+
+through_entrypoint()
 
 views.css()
 st.title("Compare quantizations")

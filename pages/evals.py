@@ -7,11 +7,13 @@ import streamlit as st
 
 from pages import quality_views as qv
 from pages import views
-from pages.shared import active_ladder, fmt_time, store
+from pages.shared import active_ladder, fmt_time, store, through_entrypoint
 from workbench import evals
 from workbench.compare import SEQUENTIAL_NOTE, RunSettings
 from workbench.hardware import default_threads
 from workbench.packs import PackError, list_packs, load_pack, parse_pack
+
+through_entrypoint()
 
 views.css()
 st.title("Evals: where a quantization breaks, by task")

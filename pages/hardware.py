@@ -7,11 +7,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.shared import active_ladder, fmt_bytes, store
+from pages.shared import active_ladder, fmt_bytes, store, through_entrypoint
 from workbench import fit, hardware, hub
 from workbench.benchmark import scaling_figure, scaling_results
 from workbench.fit_report import fit_checks
 from workbench.gguf_info import GgufError, read_header
+
+through_entrypoint()
 
 K = "hardware-"
 

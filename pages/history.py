@@ -9,9 +9,11 @@ import streamlit as st
 
 from pages.history_views import report_downloads, run_label
 from pages.rating_views import md
-from pages.shared import open_run, store
+from pages.shared import open_run, store, through_entrypoint
 from workbench.history import (ImportFileError, delete_runs, export_csv_bytes, export_json_bytes, import_json,
                                search_runs)
+
+through_entrypoint()
 
 LIMIT = 500
 

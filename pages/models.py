@@ -9,13 +9,15 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
-from pages.shared import fmt_bytes, refresh_ladders, set_active_ladder
+from pages.shared import fmt_bytes, refresh_ladders, set_active_ladder, through_entrypoint
 from workbench import fit, hub, models
 from workbench.gguf_info import GgufError
 from workbench.hardware import machine
 from workbench.hub import HubError
 from workbench.ladder import DEFAULT_TYPES, Ladder
 from workbench.quantize import QUANT_TYPES
+
+through_entrypoint()
 
 K = "models-"  # session-state key prefix of this page
 

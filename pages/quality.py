@@ -5,10 +5,12 @@ import streamlit as st
 
 from pages import quality_views as qv
 from pages import views
-from pages.shared import active_ladder, fmt_time, store
+from pages.shared import active_ladder, fmt_time, store, through_entrypoint
 from workbench import divergence as dv
 from workbench.compare import SEQUENTIAL_NOTE, RunSettings
 from workbench.hardware import default_threads
+
+through_entrypoint()
 
 views.css()
 st.title("Quality: divergence from the reference")
@@ -51,7 +53,7 @@ with tab_prompt:
                     ref = next((r for r in run["results"] if r["is_reference"]), None)
                     if ref is not None:
                         st.html(views.plain_html(ref["text"] or ""))
-                qv.divergence_panel(run, key="quality")
+                qv.divergence_panel(run, key="quality", explain=False)
     else:
         prompt = st.text_area("Prompt", key="quality-prompt", height=120,
                               value="Explain in three sentences why bread rises.")

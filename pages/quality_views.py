@@ -154,7 +154,7 @@ def report_view(report: dv.DivergenceReport, key: str) -> None:
         st.plotly_chart(kld_chart(report), width="stretch", key=f"{key}-kld-chart")
 
 
-def divergence_panel(run: dict[str, Any], key: str = "cmp") -> None:
+def divergence_panel(run: dict[str, Any], key: str = "cmp", explain: bool = True) -> None:
     """Measure (in the background) and show how far each contestant of a stored run drifts from the reference."""
     run_id = run["id"]
     state_key = f"divergence-job-{run_id}"
@@ -169,7 +169,8 @@ def divergence_panel(run: dict[str, Any], key: str = "cmp") -> None:
         return
     report = dv.load_report(store(), run_id, "output")
     if report is None:
-        st.caption(EXPLAIN)
+        if explain:  # the Quality page says it once at the top
+            st.caption(EXPLAIN)
         st.caption("Takes one pass per quantization over the reference's output (seconds for a short answer).")
     else:
         report_view(report, f"{key}-{run_id}")

@@ -6,9 +6,11 @@ import streamlit as st
 from pages import rating_views as rv
 from pages import views
 from pages.history_views import run_label
-from pages.shared import store
+from pages.shared import store, through_entrypoint
 from workbench import ratings as rt
 from workbench.history import search_runs
+
+through_entrypoint()
 
 views.css()
 st.title("Rate outputs")

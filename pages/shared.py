@@ -7,15 +7,47 @@ switches and browser sessions; a session keeps only ids (of its ladder, job and 
 from __future__ import annotations
 
 import atexit
+import runpy
+import threading
 from datetime import datetime
+from pathlib import Path
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from workbench import hardware
 from workbench.jobs import JobRegistry
 from workbench.ladder import Ladder, list_ladders
 from workbench.pool import WorkerPool
 from workbench.store import Store
+
+
+APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
+_entrypoint = threading.local()  # Streamlit runs each session's script in its own thread
+
+
+def run_navigation(navigation: StreamlitPage) -> None:
+    """Run the chosen page, marked as started by app.py (see `through_entrypoint`)."""
+    _entrypoint.active = True
+    try:
+        navigation.run()
+    finally:
+        _entrypoint.active = False
+
+
+def through_entrypoint() -> None:
+    """Make sure this page runs inside app.py's navigation and sidebar; every page calls it first.
+
+    With a `pages/` folder beside app.py, the first request a fresh server gets runs in
+    Streamlit's legacy multipage mode until app.py has called `st.navigation` once: a deep link
+    such as /quality ran pages/quality.py alone, without our sidebar, and listed helper modules as
+    pages. Here the page runs app.py instead, which switches to `st.navigation` and runs this page
+    again (same URL path, so the same page), then stops the stray run.
+    """
+    if getattr(_entrypoint, "active", False):
+        return
+    runpy.run_path(str(APP_PATH), run_name="__main__")
+    st.stop()
 
 
 @st.cache_resource(show_spinner=False)
