@@ -89,6 +89,10 @@ with tab_hub:
 
     listing: hub.RepoListing | None = st.session_state.get(K + "listing")
     job: models.DownloadJob | None = st.session_state.get(K + "download")
+    # Read once, before the fit table is drawn: a download that finishes later in this run is
+    # still treated as running, so its progress fragment reruns the page and the table's
+    # "cached" column and the result below never disagree.
+    job_finished = job is not None and job.finished
     if listing is not None:
         if listing.source == "cache":
             st.warning(f"{listing.notice}.")
@@ -152,7 +156,7 @@ with tab_hub:
                        f"free). Workers stay warm between prompts: all chosen at once need about "
                        f"{fmt_bytes(fit.warm_together_bytes(preds))} of RAM.")
 
-        running = job is not None and not job.finished
+        running = job is not None and not job_finished
         d1, d2, _ = st.columns([2, 1, 3])
         if d1.button(f"Download {len(chosen)} file(s)", key=K + "download-go", type="primary",
                      disabled=running or not chosen or not ok_disk,
