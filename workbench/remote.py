@@ -176,6 +176,16 @@ class RemoteCompletion:
     cancelled: bool = False
     done: bool = False  # the server said it finished (finish reason, [DONE] or stop flag)
 
+    def add_text(self, part: str, now: float, on_text: Callable[[str], None] | None) -> None:
+        """One streamed piece of text, timestamped on arrival (first and last piece bound decode time)."""
+        if self.t_first is None:
+            self.t_first = now
+        self.t_last = now
+        self.content_chunks += 1
+        self.text += part
+        if on_text is not None:
+            on_text(part)
+
 
 # ---- HTTP plumbing --------------------------------------------------------------------------------
 def _url(endpoint: RemoteEndpoint, route: str) -> str:
@@ -392,13 +402,7 @@ def _absorb_openai(obj: dict[str, Any], c: RemoteCompletion, now: float, on_text
         if part is None and isinstance(choice.get("text"), str):
             part = choice["text"]  # /v1/completions-shaped servers
         if part:
-            if c.t_first is None:
-                c.t_first = now
-            c.t_last = now
-            c.content_chunks += 1
-            c.text += part
-            if on_text is not None:
-                on_text(part)
+            c.add_text(part, now, on_text)
         c.logprobs.extend(_openai_logprobs(choice.get("logprobs")))
         if choice.get("finish_reason"):
             c.finish_reason = choice["finish_reason"]
@@ -442,13 +446,7 @@ def _absorb_llamacpp(obj: dict[str, Any], c: RemoteCompletion, now: float, on_te
     """Fold one native /completion chunk (or the whole non-streamed answer) into `c`."""
     part = obj.get("content")
     if part:
-        if c.t_first is None:
-            c.t_first = now
-        c.t_last = now
-        c.content_chunks += 1
-        c.text += part
-        if on_text is not None:
-            on_text(part)
+        c.add_text(part, now, on_text)
     toks = obj.get("tokens")
     if isinstance(toks, list):
         c.token_ids.extend(int(t) for t in toks if isinstance(t, int))
