@@ -3,11 +3,13 @@ prediction has been against what stored runs measured."""
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.shared import active_ladder, fmt_bytes, store, through_entrypoint
+from pages.shared import active_ladder, fmt_bytes, pool, store, through_entrypoint
 from workbench import fit, hardware, hub
 from workbench.benchmark import scaling_figure, scaling_results
 from workbench.fit_report import fit_checks
@@ -45,6 +47,43 @@ if m.gpus:
                    'Rebuild with CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python to use it.')
 else:
     st.info("no GPU (no NVIDIA driver/NVML found): every model runs on the CPU, from RAM.")
+
+# ---- warm models ---------------------------------------------------------------------------------------------
+st.subheader("Warm models")
+warm_pool = pool()
+
+
+def set_budget() -> None:  # only on a change: the pool (and its budget) is shared by every browser session
+    gib = st.session_state[K + "budget"]
+    warm_pool.set_memory_budget(int(gib * 2**30) if gib > 0 else None)
+
+
+st.columns([1, 3])[0].number_input(
+    "Warm-model memory budget (GiB, 0 = automatic)", 0.0, 4096.0, (warm_pool.memory_budget_override() or 0) / 2**30,
+    step=0.5, key=K + "budget", on_change=set_budget,
+    help="The most RAM the warm workers may hold together (by prediction). Least recently used models are "
+         "unloaded to make room; a model bigger than the budget is refused with a clear message instead of "
+         "being killed for lack of memory.")
+try:
+    budget = warm_pool.budget(gpus=m.gpus)
+except ValueError as exc:  # a malformed WORKBENCH_MEMORY_BUDGET
+    st.error(str(exc))
+else:
+    in_use = warm_pool.memory_in_use()
+    st.markdown(f"**Budget:** {fmt_bytes(budget.ram_bytes)} of RAM"
+                + "".join(f" · GPU {g}: {fmt_bytes(b)}" for g, b in budget.vram_bytes.items())
+                + f" · **held now (predicted):** {fmt_bytes(in_use.ram_bytes)} of RAM")
+    st.caption(budget.explanation)
+warm = warm_pool.warm_models()
+if warm:
+    st.dataframe(pd.DataFrame([{
+        "file": w["file"], "predicted RAM": fmt_bytes(w["ram_bytes"]),
+        "predicted VRAM": fmt_bytes(w["vram_bytes"]) if w["vram_bytes"] else "",
+        "context": w["n_ctx"], "last used": time.strftime("%H:%M:%S", time.localtime(w["last_used"])),
+        "in use": "yes" if w["in_use"] else "",
+    } for w in warm]), hide_index=True, width="stretch", key=K + "warm")
+else:
+    st.caption("No model is loaded right now: a run loads what it needs and keeps it warm within the budget.")
 
 # ---- fit at a glance for the active ladder ---------------------------------------------------------------------
 ladder = active_ladder()

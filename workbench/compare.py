@@ -27,6 +27,9 @@ OnEvent = Callable[[str, str, dict[str, Any]], None]
 # GPU offload: "auto" offloads what the fit prediction says fits, "all" every layer, "layers" the
 # given number (n_gpu_layers), "cpu" nothing. Without a usable GPU every mode runs on the CPU.
 OFFLOAD_MODES = ("auto", "all", "layers", "cpu")
+# What a page did while the figures were taken (stored with each result's measurement): "none" (no page,
+# e.g. the CLI), "streamed" (live text, one column, at a bounded rate), "held" (statuses only, text at the end).
+DISPLAY_MODES = ("none", "streamed", "held")
 SEQUENTIAL_NOTE = "Contestants run one after another, so their timings do not compete for cores or memory bandwidth."
 CRASH_SIGNALS_FOR_FALLBACK = {"SIGSEGV", "SIGABRT", "SIGILL", "SIGBUS", "SIGFPE"}
 
@@ -45,6 +48,7 @@ class RunSettings:
     system_prompt: str = ""
     gpu_offload: str = "auto"
     remote_concurrent: bool = False  # remote endpoints may run at the same time as each other
+    display: str = "none"  # one of DISPLAY_MODES: recorded with each result, changes nothing in the worker
 
     def messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
@@ -66,10 +70,17 @@ class RunSettings:
             raise ValueError("threads must be at least 1")
         if self.gpu_offload not in OFFLOAD_MODES:
             raise ValueError(f"GPU offload must be one of {', '.join(OFFLOAD_MODES)}")
+        if self.display not in DISPLAY_MODES:
+            raise ValueError(f"display must be one of {', '.join(DISPLAY_MODES)}")
 
-    def gpu_layers_for(self, path: str) -> int:
-        """Layers to offload for one file under this run's offload mode (0 without a usable GPU)."""
-        if self.gpu_offload == "cpu" or not hardware.gpu_offload_available():
+    def gpu_layers_for(self, path: str, pool: WorkerPool | None = None, gpus: list[hardware.Gpu] | None = None) -> int:
+        """Layers to offload for one file under this run's offload mode (0 without a usable GPU).
+
+        "auto" sizes every file as if it ran alone: the VRAM `pool`'s warm workers hold counts as free
+        (the pool evicts them to make that room), so a contestant run later does not get fewer layers.
+        `gpus` replaces this machine's GPUs (tests, or a machine described elsewhere).
+        """
+        if self.gpu_offload == "cpu" or (gpus is None and not hardware.gpu_offload_available()):
             return 0
         if self.gpu_offload == "all":
             return -1
@@ -77,10 +88,18 @@ class RunSettings:
             return self.n_gpu_layers
         from workbench import fit
 
-        return fit.predict(read_header(path), n_ctx=self.n_ctx).gpu_layers
+        if pool is not None:
+            gpus = pool.gpus_as_if_alone(gpus)
+        return fit.predict(read_header(path), n_ctx=self.n_ctx, gpus=gpus).gpu_layers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, **overrides: Any) -> RunSettings:
+        """Settings as a stored run recorded them (unknown keys ignored, missing ones defaulted)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{**{k: v for k, v in (data or {}).items() if k in names}, **overrides})
 
 
 @dataclass
@@ -135,6 +154,20 @@ def contestants_for(ladder: Ladder, labels: list[str] | None = None, reference: 
     return [Contestant.from_ladder_file(f, is_reference=(f.label == ref_label)) for f in ordered]
 
 
+def local_contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
+    """The local files of a stored run, as contestants again (to re-measure it); remote endpoints are left out:
+    their keys are never stored, and their speed is not this machine's."""
+    out = []
+    for r in run.get("results", []):
+        if (r.get("settings") or {}).get("endpoint") or (r.get("metrics", {}).get("settings") or {}).get("endpoint"):
+            continue
+        if not isinstance(r.get("file"), str) or not r["file"]:
+            continue
+        out.append(Contestant(str(r["label"]), r["file"], r.get("quant_type"), r.get("size_bytes"),
+                              r.get("bits_per_weight"), bool(r.get("is_reference"))))
+    return sorted(out, key=lambda c: not c.is_reference)
+
+
 def _nothing(label: str, status: str, payload: dict[str, Any]) -> None:
     pass
 
@@ -167,8 +200,8 @@ def run_contestant(
         result.fallback = (f"loaded without llama.cpp's extra CPU buffer types: this machine crashed with them "
                            f"({note.get('signal') or 'signal'}) on {note.get('seen_at', 'an earlier run')}")
     for attempt in (1, 2):
-        load = LoadSettings(contestant.path, settings.n_ctx, settings.n_threads, settings.gpu_layers_for(contestant.path),
-                            use_extra_bufts)
+        load = LoadSettings(contestant.path, settings.n_ctx, settings.n_threads,
+                            settings.gpu_layers_for(contestant.path, pool), use_extra_bufts)
         got_tokens = False
         first_generation = True
         during = "load"
@@ -183,17 +216,17 @@ def run_contestant(
 
         try:
             on_event(label, "loading", {})
-            worker, loaded = pool.ensure_loaded(contestant.path, load)
-            first_generation = worker.generations == 0
-            result.warm = loaded is None
-            info = worker.last_loaded
-            result.load_s = info.get("load_s")
-            result.gpu_layers = info.get("gpu_layers")
-            during = "generate"
-            request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
-                       "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
-            done = worker.call(request, {"done"}, forward, cancel)
-            worker.generations += 1
+            with pool.lease(contestant.path, load) as (worker, loaded):  # in use: not evicted mid-request
+                first_generation = worker.generations == 0
+                result.warm = loaded is None
+                info = worker.last_loaded
+                result.load_s = info.get("load_s")
+                result.gpu_layers = info.get("gpu_layers")
+                during = "generate"
+                request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
+                           "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+                done = worker.call(request, {"done"}, forward, cancel)
+                worker.generations += 1
         except WorkerDied as died:
             early = died.during == "load" or during == "load" or (first_generation and not got_tokens)
             if (attempt == 1 and early and use_extra_bufts is not False
@@ -214,6 +247,7 @@ def run_contestant(
             on_event(label, "error", {"message": result.error})
             return result
         result.absorb_metrics(done["metrics"])
+        result.measurement = {**(result.measurement or {}), "display": settings.display}
         result.text = done.get("text", "")
         result.token_ids = list(done.get("token_ids", []))
         result.settings = {**done["metrics"].get("settings", {}), "warm_worker": result.warm}

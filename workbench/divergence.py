@@ -38,7 +38,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -262,10 +262,11 @@ def positions_per_call(vocab_size: int | None, budget_bytes: int = BUDGET_BYTES)
     return max(8, budget_bytes // (4 * vocab))
 
 
-def _load_settings(contestant: Contestant, settings: RunSettings, use_extra_bufts: bool | None) -> LoadSettings:
+def _load_settings(pool: WorkerPool, contestant: Contestant, settings: RunSettings,
+                   use_extra_bufts: bool | None) -> LoadSettings:
     # Exactly what compare.run_contestant builds, so a comparison's warm workers are reused as they are.
-    return LoadSettings(contestant.path, settings.n_ctx, settings.n_threads, settings.gpu_layers_for(contestant.path),
-                        use_extra_bufts)
+    return LoadSettings(contestant.path, settings.n_ctx, settings.n_threads,
+                        settings.gpu_layers_for(contestant.path, pool), use_extra_bufts)
 
 
 def _request(
@@ -280,8 +281,8 @@ def _request(
     use_extra_bufts = crash_fallback.use_extra_bufts_setting()
     for attempt in (1, 2):
         try:
-            worker, _ = pool.ensure_loaded(contestant.path, _load_settings(contestant, settings, use_extra_bufts))
-            return worker.call(request, terminal, None, cancel)
+            with pool.lease(contestant.path, _load_settings(pool, contestant, settings, use_extra_bufts)) as (worker, _):
+                return worker.call(request, terminal, None, cancel)
         except WorkerDied as died:
             if attempt == 1 and use_extra_bufts is not False and died.signal_name in CRASH_SIGNALS_FOR_FALLBACK:
                 crash_fallback.remember_crash(died.signal_name, died.during or request["op"], contestant.path)
@@ -473,8 +474,7 @@ def text_segments(tokens: Sequence[int], chunk_tokens: int, bos: int | None,
 
 
 def _run_settings(data: dict[str, Any] | None) -> RunSettings:
-    names = {f.name for f in fields(RunSettings)}
-    return RunSettings(**{k: v for k, v in (data or {}).items() if k in names})
+    return RunSettings.from_dict(data)
 
 
 def contestants_of_run(run: dict[str, Any]) -> list[Contestant]:

@@ -195,9 +195,9 @@ class _Local:
     def _call(self, request: dict[str, Any], terminal: str, cancel: threading.Event | None) -> dict[str, Any]:
         load = LoadSettings(self.file.path, self.settings.n_ctx, self.settings.n_threads, self.settings.n_gpu_layers,
                             crash_fallback.use_extra_bufts_setting())  # what run_contestant uses: no reload
-        worker, _ = self.pool.ensure_loaded(self.file.path, load)
         self._ids += 1
-        return worker.call({**request, "id": self._ids}, {terminal}, None, cancel)
+        with self.pool.lease(self.file.path, load) as (worker, _):  # in use: not evicted mid-request
+            return worker.call({**request, "id": self._ids}, {terminal}, None, cancel)
 
     def prompt_tokens(self, messages: list[dict[str, str]], cancel: threading.Event | None) -> list[int]:
         return list(self._call({"op": "tokenize", "messages": messages}, "tokenized", cancel)["tokens"])

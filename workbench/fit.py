@@ -217,6 +217,7 @@ def predict(
     headroom: float = DEFAULT_HEADROOM,
     file: str | None = None,
     repack_cpu: bool | None = None,
+    gpu_layers: int | None = None,
 ) -> FitPrediction:
     """Predict peak memory for a GGUF (a `gguf_info.GgufInfo`, local or read from the Hub) and give a verdict.
 
@@ -224,6 +225,8 @@ def predict(
     `weights_bytes` overrides the header's tensor bytes (a split model's first shard lists only its own).
     `all_logits` is for teacher-forced evaluation, which keeps logits for every prompt position.
     `gpu_offload=False` for a llama.cpp build without GPU support.
+    `gpu_layers` predicts a placement already chosen (a worker's n_gpu_layers: -1 = all, 0 = CPU) instead of
+    the most that fits; the figures are then what that placement needs, whether or not it fits.
     """
     if ram_available_bytes is None or gpus is None:
         from .hardware import machine
@@ -284,7 +287,8 @@ def predict(
         notes=notes,
     )
 
-    placed = _place_on_gpu(pred, info, shape, gpus if gpu_offload else [], n_ub, ram_budget, headroom) if gpus else False
+    use_gpus = gpus if gpu_offload and gpu_layers != 0 else []
+    placed = _place_on_gpu(pred, info, shape, use_gpus, n_ub, ram_budget, headroom, gpu_layers) if use_gpus else False
     if not placed:
         if cpu_total <= ram_budget:
             pred.verdict, pred.verdict_code = "CPU only", CPU_ONLY
@@ -323,8 +327,10 @@ def _non_layer_weight_bytes(info: Any, shape: _Shape) -> int:
     return int(min(shape.n_vocab * shape.n_embd * bits / 8, info.tensor_bytes * 0.5))
 
 
-def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[Gpu], n_ub: int, ram_budget: int, headroom: float) -> bool:
-    """Fill in a GPU verdict (whole model, else as many layers as fit) on the GPU with most free memory."""
+def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[Gpu], n_ub: int, ram_budget: int,
+                  headroom: float, force_layers: int | None = None) -> bool:
+    """Fill in a GPU verdict (whole model, else as many layers as fit) on the GPU with most free memory;
+    with `force_layers`, the figures for exactly that many layers (more than n_layers or negative: all)."""
     if not gpus:
         return False
     gpu = max(gpus, key=lambda g: g.free_bytes)
@@ -340,16 +346,20 @@ def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[
     # Peak RSS also counts the model file's pages, read through mmap while the weights are uploaded,
     # and the CUDA runtime's host memory; neither must stay resident, so the verdict uses host_base.
     uploaded_pages = layer_w + CUDA_HOST_RUNTIME_BYTES
-    if full_vram <= vram_budget and host_base <= ram_budget:
+    forced_all = force_layers is not None and (force_layers < 0 or force_layers > shape.n_layers)
+    if forced_all or (force_layers is None and full_vram <= vram_budget and host_base <= ram_budget):
         _set_gpu(pred, gpu, GPU_FULL, "fits on the GPU entirely", shape.n_layers + 1, host_base + uploaded_pages,
                  full_vram, compute_gpu)
         return True
-    layers = int((vram_budget - CUDA_CONTEXT_BYTES - compute_gpu) // per_layer) if per_layer else 0
+    if force_layers is not None:
+        layers = force_layers
+    else:
+        layers = int((vram_budget - CUDA_CONTEXT_BYTES - compute_gpu) // per_layer) if per_layer else 0
     layers = max(0, min(layers, shape.n_layers))
     if layers >= 1:
         vram = int(CUDA_CONTEXT_BYTES + compute_gpu + layers * per_layer)
         host = int(pred.overhead_bytes + pred.weights_bytes + pred.kv_bytes + pred.compute_bytes - layers * per_layer)
-        if host <= ram_budget:
+        if force_layers is not None or host <= ram_budget:
             _set_gpu(pred, gpu, GPU_PARTIAL, f"partial offload: {layers} of {shape.n_layers} layers on the GPU", layers,
                      host + int(layers * layer_w / shape.n_layers) + CUDA_HOST_RUNTIME_BYTES, vram, compute_gpu)
             return True

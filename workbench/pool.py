@@ -1,8 +1,10 @@
 """The parent's side of the workers: start them, talk to them, notice when they die.
 
 One worker process per contestant (a GGUF file plus load settings). Workers stay warm between
-prompts; a worker whose load settings changed is reloaded; a dead worker is reported as an error
-for its own request and replaced on the next one. The pool also holds the machine-wide run queue,
+prompts while their predicted memory fits the budget (memory_budget.py: least recently used idle
+workers are shut down to make room; a model too big for the budget alone is refused with DoesNotFit);
+a worker whose load settings changed is reloaded; a dead worker is reported as an error for its own
+request and replaced on the next one. The pool also holds the machine-wide run queue,
 so runs from several app sessions take turns instead of fighting over cores and memory bandwidth.
 """
 
@@ -19,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from workbench import protocol
+from workbench import hardware, memory_budget, protocol
+from workbench.hardware import Gpu
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -58,6 +61,10 @@ class WorkerDied(RuntimeError):
 
 class WorkerError(RuntimeError):
     """The worker answered a request with an error event (it is still alive)."""
+
+
+class DoesNotFit(WorkerError):
+    """The model's predicted memory does not fit the warm-model budget: refused before loading, not OOM-killed."""
 
 
 def describe_exit(returncode: int | None) -> tuple[str, str | None]:
@@ -258,53 +265,167 @@ class RunQueue:
                 self._cond.notify_all()
 
 
+@dataclass
+class _Slot:
+    """One contestant's worker and what the budget knows about it."""
+
+    worker: WorkerProcess | None = None
+    need: memory_budget.Need = field(default_factory=memory_budget.Need)  # predicted for the model loaded
+    last_used: float = 0.0  # time.time() of the last lease, for the UI
+    order: int = 0  # lease counter: the LRU order (time can tie)
+    in_use: int = 0  # leases open now: never evicted while > 0
+    lock: threading.RLock = field(default_factory=threading.RLock)  # one request at a time per worker
+
+    def live(self) -> bool:
+        return self.worker is not None and self.worker.alive()
+
+    def holds_memory(self) -> bool:
+        """Live, or reserving memory for a worker about to start (a dead worker holds nothing)."""
+        return self.worker is None or self.worker.alive()
+
+
 class WorkerPool:
-    """Warm workers keyed by contestant, plus the run queue. Thread-safe; one per app process."""
+    """Warm workers keyed by contestant, kept within a memory budget, plus the run queue.
+
+    Thread-safe; one per app process. See memory_budget.py for the budget rule and eviction.
+    """
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self._env = env
-        self._workers: dict[str, WorkerProcess] = {}
+        self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
+        self._order = itertools.count(1)
+        self._budget_override: int | None = None
         self.queue = RunQueue()
 
-    def worker(self, key: str) -> WorkerProcess:
-        """The live worker for `key`, starting a fresh one if there is none or it died."""
+    # ---- memory ------------------------------------------------------------------------------------------------
+    def set_memory_budget(self, ram_bytes: int | None) -> None:
+        """Cap the RAM warm workers may hold (a page setting); None: back to WORKBENCH_MEMORY_BUDGET or automatic."""
+        if ram_bytes is not None and ram_bytes <= 0:
+            raise ValueError("the memory budget must be more than zero bytes (None for automatic)")
+        self._budget_override = None if ram_bytes is None else int(ram_bytes)
+
+    def memory_budget_override(self) -> int | None:
+        """The RAM budget `set_memory_budget` set, or None (WORKBENCH_MEMORY_BUDGET or automatic)."""
+        return self._budget_override
+
+    def memory_in_use(self) -> memory_budget.Need:
+        """Predicted memory of the live workers together."""
         with self._lock:
-            w = self._workers.get(key)
-            if w is not None and not w.alive():
+            return memory_budget.total([s.need for s in self._slots.values() if s.holds_memory()])
+
+    def budget(self, gpus: list[Gpu] | None = None) -> memory_budget.MemoryBudget:
+        """The budget now (raises ValueError for a malformed WORKBENCH_MEMORY_BUDGET)."""
+        return memory_budget.compute_budget(self.memory_in_use(), self._budget_override, gpus=gpus)
+
+    def gpus_as_if_alone(self, gpus: list[Gpu] | None = None) -> list[Gpu]:
+        """This machine's GPUs (or `gpus`) with our warm workers' VRAM counted as free: fair offload sizing."""
+        return memory_budget.gpus_as_if_alone(hardware.gpus() if gpus is None else gpus, self.memory_in_use())
+
+    def warm_models(self) -> list[dict[str, Any]]:
+        """The live workers for the UI, most recently used first."""
+        with self._lock:
+            rows = [{"key": k, "file": os.path.basename(k), "pid": s.worker.pid,
+                     "ram_bytes": s.need.ram_bytes, "vram_bytes": sum(s.need.vram_bytes.values()),
+                     "vram_by_gpu": dict(s.need.vram_bytes), "last_used": s.last_used, "in_use": s.in_use > 0,
+                     "n_ctx": s.worker.settings.n_ctx if s.worker.settings else None, "order": s.order}
+                    for k, s in self._slots.items() if s.live() and s.worker is not None]
+        return [{k: v for k, v in r.items() if k != "order"} for r in sorted(rows, key=lambda r: -r["order"])]
+
+    def _make_room(self, key: str, slot: _Slot, settings: LoadSettings) -> None:
+        """Predict `settings`' memory, refuse it if it cannot fit even alone, else evict LRU idle workers."""
+        try:
+            gpus = self.gpus_as_if_alone() if settings.n_gpu_layers else []
+            prediction = memory_budget.predict_load(settings.model_path, settings.n_ctx, settings.n_gpu_layers,
+                                                    settings.use_extra_bufts, gpus)
+            budget = self.budget()
+        except (OSError, ValueError) as exc:  # an unreadable header, a malformed WORKBENCH_MEMORY_BUDGET
+            raise WorkerError(" ".join(str(exc).split())) from None
+        need = memory_budget.Need.of(prediction)
+        if not budget.fits(need):
+            raise DoesNotFit(memory_budget.does_not_fit_message(prediction, need, budget))
+        with self._lock:
+            held = [memory_budget.Held(k, s.need, s.order, s.in_use > 0)
+                    for k, s in self._slots.items() if k != key and s.holds_memory()]
+            victims = memory_budget.plan_evictions(need, held, budget)
+            if victims is None:
+                busy = ", ".join(os.path.basename(h.key) for h in held if h.in_use)
+                raise DoesNotFit(f"needs about {memory_budget.fmt(need.ram_bytes)} of RAM"
+                                 f"{' and GPU memory' if need.vram_bytes else ''}; the rest of the warm-model budget "
+                                 f"({memory_budget.fmt(budget.ram_bytes)} of RAM, {budget.source}) is held by models "
+                                 f"in use right now ({busy}) — try again when they finish, or raise the budget")
+            gone = [self._slots.pop(k).worker for k in victims]
+            slot.need = need  # reserved before the load starts, so a concurrent load counts it
+        for w in gone:
+            if w is not None:
                 w.shutdown()
-                w = None
-            if w is None:
-                w = WorkerProcess(self._env)
-                self._workers[key] = w
-            return w
+
+    # ---- workers -----------------------------------------------------------------------------------------------
+    @contextmanager
+    def lease(
+        self, key: str, settings: LoadSettings, on_event: EventCallback | None = None
+    ) -> Iterator[tuple[WorkerProcess, dict[str, Any] | None]]:
+        """`(worker, loaded)` with `settings` loaded, held in use (never evicted) until the block ends.
+
+        `loaded` is the `loaded` event when it had to (re)load, else None. Raises DoesNotFit when the model
+        cannot fit the memory budget, WorkerError/WorkerDied when the worker fails.
+        """
+        with self._lock:
+            slot = self._slots.setdefault(key, _Slot())
+            slot.in_use += 1
+            slot.order, slot.last_used = next(self._order), time.time()
+        try:
+            with slot.lock:
+                loaded = self._ensure(key, slot, settings, on_event)
+                assert slot.worker is not None
+                yield slot.worker, loaded
+        finally:
+            with self._lock:
+                slot.in_use -= 1
+                slot.last_used = time.time()
+                if slot.worker is None and slot.in_use == 0 and self._slots.get(key) is slot:
+                    del self._slots[key]  # a load refused before any worker started
+
+    def _ensure(self, key: str, slot: _Slot, settings: LoadSettings, on_event: EventCallback | None) -> dict[str, Any] | None:
+        if slot.worker is not None and not slot.worker.alive():
+            slot.worker.shutdown()
+            slot.worker, slot.need = None, memory_budget.Need()
+        if slot.worker is not None and slot.worker.settings == settings:
+            return None
+        self._make_room(key, slot, settings)
+        try:
+            if slot.worker is None:
+                slot.worker = WorkerProcess(self._env)
+            return slot.worker.load(settings, on_event)
+        except BaseException:
+            slot.need = memory_budget.Need()  # nothing (or a dead process) holds that memory now
+            raise
 
     def ensure_loaded(
         self, key: str, settings: LoadSettings, on_event: EventCallback | None = None
     ) -> tuple[WorkerProcess, dict[str, Any] | None]:
-        """A worker with `settings` loaded; the `loaded` event when it had to (re)load, else None."""
-        w = self.worker(key)
-        if w.settings == settings:
-            return w, None
-        return w, w.load(settings, on_event)
+        """Like `lease`, but the worker is not held in use after this returns: prefer `lease`."""
+        with self.lease(key, settings, on_event) as got:
+            return got
 
     def discard(self, key: str) -> None:
         with self._lock:
-            w = self._workers.pop(key, None)
-        if w is not None:
-            w.kill()
-            w.shutdown()
+            slot = self._slots.pop(key, None)
+        if slot is not None and slot.worker is not None:
+            slot.worker.kill()
+            slot.worker.shutdown()
 
     def keys(self) -> list[str]:
         with self._lock:
-            return list(self._workers)
+            return [k for k, s in self._slots.items() if s.worker is not None]
 
     def pids(self) -> dict[str, int]:
         with self._lock:
-            return {k: w.pid for k, w in self._workers.items() if w.alive()}
+            return {k: s.worker.pid for k, s in self._slots.items() if s.worker is not None and s.worker.alive()}
 
     def shutdown(self) -> None:
         with self._lock:
-            workers, self._workers = list(self._workers.values()), {}
-        for w in workers:
-            w.shutdown()
+            slots, self._slots = list(self._slots.values()), {}
+        for s in slots:
+            if s.worker is not None:
+                s.worker.shutdown()
