@@ -183,7 +183,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                "results": [{**{k: r.to_dict()[k] for k in keys}, "identical_to_reference": r.identical_to_reference,
                             "decode_s": r.decode_s, "decode_steps": r.decode_steps, "prefill_s": r.prefill_s,
                             "is_reference": r.is_reference, "template": r.template, "warm": r.warm,
-                            "gpu_layers": r.gpu_layers}
+                            "gpu_layers": r.gpu_layers, "disturbed": r.disturbed, "measurement": r.measurement}
                            for r in results]}
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
@@ -195,11 +195,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
             rows.append([r.label, r.quant_type or "-", fmt_bytes(r.size_bytes), fmt_num(r.bits_per_weight, 2),
                          fmt_num(r.load_s, 2), fmt_num(r.ttft_s, 3), fmt_num(r.prefill_tok_s), fmt_num(r.decode_tok_s),
                          r.completion_tokens if r.completion_tokens is not None else "-", r.stop_reason or "-",
-                         fmt_bytes(r.peak_rss_bytes)]
+                         fmt_bytes(r.peak_rss_bytes), _contention(r)]
                         + ([r.gpu_layers if r.gpu_layers is not None else "-", fmt_bytes(r.gpu_mem_bytes)] if on_gpu else [])
                         + [div])
         print_table(["type", "quant", "size", "bits/w", "load s", "TTFT s", "prefill tok/s", "decode tok/s", "tokens",
-                     "stop", "peak RSS"] + (["GPU layers", "VRAM (process)"] if on_gpu else []) + ["diverges at"], rows)
+                     "stop", "peak RSS", "CPU contention"] + (["GPU layers", "VRAM (process)"] if on_gpu else [])
+                    + ["diverges at"], rows)
+        if any(r.disturbed for r in results):
+            print("\nDISTURBED: other work took CPU from the worker while some figures were timed (CPU contention "
+                  "marked *); run again on a quieter machine for this machine's true speed.", file=sys.stderr)
         if comparison and comparison.run_id is not None:
             print(f"\nrun {comparison.run_id} saved. Outputs:")
         for r in results:
@@ -208,6 +212,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if r.fallback:
                 print(f"(note: {r.fallback})")
     return 0 if all(r.ok for r in results) else 1
+
+
+def _contention(r: Any) -> str:
+    """CPU contention during the decode window (disturbance.py), starred when it disturbed the figures."""
+    decode = (r.measurement or {}).get("decode") or {}
+    c = decode.get("contention")
+    return "-" if c is None else f"{c:.0%}{' *' if decode.get('disturbed') else ''}"
 
 
 # ---- argument parsing -------------------------------------------------------------------------

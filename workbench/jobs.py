@@ -52,6 +52,7 @@ class ComparisonJob:
     finished: bool = False
     failure: str | None = None  # an unexpected error of the job itself (not a contestant's)
     started_at: float = field(default_factory=time.time)
+    display: str = "none"  # what the page that started it draws while contestants are timed (RunSettings.display)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def on_event(self, label: str, status: str, payload: dict[str, Any]) -> None:
@@ -94,7 +95,8 @@ class JobRegistry:
               category: str | None = None) -> ComparisonJob:
         settings.validate()
         labels = [c.label for c in contestants]
-        job = ComparisonJob(next(self._ids), labels, {label: ColumnState(label) for label in labels})
+        job = ComparisonJob(next(self._ids), labels, {label: ColumnState(label) for label in labels},
+                            display=settings.display)
 
         def set_run(run_id: int) -> None:
             job.run_id = run_id

@@ -13,6 +13,10 @@ Every figure is measured inside the worker process around the llama.cpp calls, n
   default mmap loading this includes the model file's pages the worker touched.
 - gpu_mem_bytes: GPU memory NVML attributes to the worker process, its CUDA context included;
   null when no layer is on a GPU.
+- measurement: how undisturbed the timed windows were (disturbance.py): for prefill and decode,
+  the CPU the rest of the machine used meanwhile and whether that disturbed the figures; plus
+  `display`, what the app's page did meanwhile ("streamed": live text at a bounded rate, "held":
+  no live text, "none": no page, e.g. the CLI).
 """
 
 from __future__ import annotations
@@ -62,12 +66,20 @@ class ContestantResult:
     template: str | None = None
     fallback: str | None = None
     warm: bool = False
+    measurement: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def disturbed(self) -> bool | None:
+        """Whether the decode figure was taken while other work took the worker's cores (None: not judged)."""
+        from workbench.disturbance import summarize
+
+        return summarize(self.measurement)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -237,3 +237,18 @@ def m003_divergence_and_evals(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX eval_results_run ON eval_results(run_id)")
+
+
+@migration
+def m004_measurement_disturbance(conn: sqlite3.Connection) -> None:
+    """Whether each result's decode figure was disturbed by other work on the machine (disturbance.py).
+
+    `cpu_contention`: the share of the worker's threads that had to share a core during the decode
+    window (0-1; NULL when not judged: remote endpoints, windows too short, results stored before
+    this migration). `disturbed`: 1 when it reached the threshold, 0 when quiet, NULL when not
+    judged. `display`: what the app's page did meanwhile (none, streamed, held). The full record
+    stays in `metrics_json` under "measurement".
+    """
+    conn.execute("ALTER TABLE results ADD COLUMN cpu_contention REAL")
+    conn.execute("ALTER TABLE results ADD COLUMN disturbed INTEGER")
+    conn.execute("ALTER TABLE results ADD COLUMN display TEXT")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.diffing import DIFF_CSS, diff_html, plain_html, word_diff
+from workbench.disturbance import summarize
 from workbench.ladder import Ladder
 from workbench.leaderboard import Leaderboard, leaderboard
 from workbench.metrics import METRIC_LABELS
@@ -111,7 +112,19 @@ METRIC_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("peak RAM", lambda r: _mib(r.get("peak_rss_bytes"))),
     ("VRAM", lambda r: _mib(r.get("gpu_mem_bytes"))),
     ("diverges at", _divergence),
+    ("measured", lambda r: _measured(r)),
 ]
+
+
+def _measured(r: dict[str, Any]) -> str:
+    """Whether the speed figures were taken on a quiet machine (disturbance.py): quiet, DISTURBED, or -."""
+    disturbed, _ = summarize((r.get("metrics") or {}).get("measurement"))
+    return "-" if disturbed is None else "DISTURBED" if disturbed else "quiet"
+
+
+def _disturbance_note(r: dict[str, Any]) -> str | None:
+    disturbed, words = summarize((r.get("metrics") or {}).get("measurement"))
+    return f"Speed figures {words}; they read lower than this machine gives." if disturbed else None
 
 
 def _reference(run: dict[str, Any]) -> dict[str, Any] | None:
@@ -262,6 +275,8 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
             parts.append(f'<p class="wb-muted">{_esc(summary)}</p>{diff_html(d)}')
         if r.get("fallback"):
             parts.append(f'<p class="wb-muted">Note: {_esc(r["fallback"])}</p>')
+        if _disturbance_note(r):
+            parts.append(f'<p class="wb-error">{_esc(_disturbance_note(r))}</p>')
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
@@ -387,6 +402,8 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
                     "`{+this output only+}`.", ""]
         for r in run["results"]:
             out += [f"#### {_md_cell(r['label'])}{' (reference)' if r.get('is_reference') else ''}", ""]
+            if _disturbance_note(r):
+                out += [f"**{_md_cell(_disturbance_note(r))}**", ""]
             if r.get("error"):
                 out += [f"Error: {_md_cell(r['error'])}", ""]
             elif ref is None or r is ref:

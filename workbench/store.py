@@ -24,8 +24,12 @@ RESULT_COLUMNS = (
     "label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference", "text", "stop_reason",
     "error", "fallback", "load_s", "ttft_s", "prompt_tokens", "prefill_s", "prefill_tok_s", "completion_tokens",
     "decode_steps", "decode_s", "decode_tok_s", "peak_rss_bytes", "gpu_mem_bytes", "gpu_layers",
-    "first_divergence_token",
+    "first_divergence_token", "cpu_contention", "disturbed", "display",
 )
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def now_iso() -> str:
@@ -114,7 +118,12 @@ class Store:
 
     def add_result(self, run_id: int, position: int, result: dict[str, Any]) -> int:
         """Store one contestant's result (a ContestantResult.to_dict()); replaces one of the same label."""
-        values = [result.get(c) for c in RESULT_COLUMNS]
+        measurement = result.get("measurement") if isinstance(result.get("measurement"), dict) else {}
+        decode = measurement.get("decode") if isinstance(measurement.get("decode"), dict) else {}
+        derived = {"cpu_contention": _float_or_none(decode.get("contention")),
+                   "disturbed": None if decode.get("disturbed") is None else int(bool(decode.get("disturbed"))),
+                   "display": measurement.get("display") if isinstance(measurement.get("display"), str) else None}
+        values = [derived[c] if c in derived else result.get(c) for c in RESULT_COLUMNS]
         values[RESULT_COLUMNS.index("is_reference")] = int(bool(result.get("is_reference")))
         with self.transaction() as conn:
             cur = conn.execute(

@@ -31,6 +31,7 @@ import llama_cpp  # noqa: F401,I001
 import numpy as np
 
 from workbench import protocol
+from workbench.disturbance import CpuSnapshot, classify
 
 
 class _Out:
@@ -275,6 +276,9 @@ class Engine:
         stop_reason = "max_tokens"
         # Test-only fault injection (see crash_fallback.INJECT_ENV): die like the AMX crash does.
         inject_crash = bool(os.environ.get("WORKBENCH_INJECT_EXTRA_BUFTS_CRASH")) and self.settings["use_extra_bufts"]
+        app_pid = os.getppid()
+        cpu_prefill0 = CpuSnapshot.take(app_pid)
+        cpu_decode0 = cpu_end = None
         t_prefill0 = time.perf_counter()
         try:
             if inject_crash:
@@ -282,6 +286,7 @@ class Engine:
             self._decode_chunked(tokens)
             lc.llama_synchronize(ctx)
             t_prefill1 = time.perf_counter()
+            cpu_prefill1 = CpuSnapshot.take(app_pid)
             n_past = len(tokens)
             n_sampled = 0
             t_first = t_last = None
@@ -300,6 +305,7 @@ class Engine:
                 n_sampled += 1
                 if t_first is None:
                     t_first = now
+                    cpu_decode0 = CpuSnapshot.take(app_pid)
                 t_last = now
                 if not ignore_eos and lc.llama_vocab_is_eog(vocab, tok):
                     stop_reason = "eos"
@@ -327,6 +333,7 @@ class Engine:
                 n_past += 1
         finally:
             lc.llama_sampler_free(sampler)
+            cpu_end = CpuSnapshot.take(app_pid)
         tail = utf8.decode(b"", final=True)
         if tail:
             text_parts.append(tail)
@@ -355,9 +362,19 @@ class Engine:
             "template": template,
             "peak_rss_bytes": _peak_rss_bytes(),
             "gpu_mem_bytes": process_gpu_memory(os.getpid()) if self.settings.get("gpu_layers") else None,
+            "measurement": self._measurement(cpu_prefill0, cpu_prefill1, cpu_decode0, cpu_end),
             "settings": {**self.settings, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed},
         }
         self.out.send(event="done", id=rid, metrics=metrics, token_ids=out_ids, text="".join(text_parts), prompt_token_ids=tokens)
+
+    def _measurement(self, prefill0: CpuSnapshot, prefill1: CpuSnapshot, decode0: CpuSnapshot | None,
+                     end: CpuSnapshot | None) -> dict[str, Any]:
+        """How undisturbed the timed windows were (see disturbance.py): what the rest of the machine used."""
+        n_threads = int(self.settings.get("n_threads") or 1)
+        out: dict[str, Any] = {"prefill": classify("prefill", prefill0, prefill1, n_threads).to_dict()}
+        if decode0 is not None and end is not None:
+            out["decode"] = classify("decode", decode0, end, n_threads).to_dict()
+        return out
 
     # ---- score (teacher forcing) --------------------------------------------------------------
     def score(self, req: dict[str, Any]) -> None:

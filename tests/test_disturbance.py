@@ -1,0 +1,92 @@
+"""Disturbed timings are detected and said: the arithmetic, and a real run beside busy processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from workbench.compare import RunSettings, contestants_for, run_comparison
+from workbench.disturbance import DISTURBED_AT, CpuSnapshot, classify, machine_cpus, summarize
+
+LONG_PROMPT = "Write a long story about a lighthouse keeper and a storm, with many details."
+
+
+def snap(wall: float, worker: float, busy: float, steal: float = 0.0, app: float | None = None) -> CpuSnapshot:
+    return CpuSnapshot(wall, worker, busy, steal, app)
+
+
+def test_quiet_machine_is_not_disturbed():
+    # 2 threads on 2 CPUs for 2 s: the worker used 3.9 CPU-s, the machine 3.95 in all
+    d = classify("decode", snap(0, 0, 0), snap(2.0, 3.9, 3.95), n_threads=2, n_cpus=2)
+    assert d.contention == pytest.approx(0.0125) and d.disturbed is False
+    assert "quiet" in d.words()
+
+
+def test_others_using_spare_cores_do_not_disturb_but_sharing_the_workers_cores_does():
+    # 1 thread on 2 CPUs: another process using the spare core is no contention ...
+    spare = classify("decode", snap(0, 0, 0), snap(2.0, 2.0, 4.0), n_threads=1, n_cpus=2)
+    assert spare.contention == 0.0 and not spare.disturbed
+    # ... but 2 threads on 2 CPUs with one core's worth of other work is: half the threads shared a core
+    shared = classify("decode", snap(0, 0, 0, app=10.0), snap(2.0, 2.0, 4.0, app=10.4), n_threads=2, n_cpus=2)
+    assert shared.contention == pytest.approx(0.5) and shared.disturbed
+    assert shared.app_cpu_s == pytest.approx(0.4)
+    assert "disturbed: other processes used 50% of the CPU" in shared.words()
+    assert "the app itself 10%" in shared.words()
+
+
+def test_hypervisor_steal_counts_as_disturbance():
+    d = classify("decode", snap(0, 0, 0, steal=0.0), snap(1.0, 1.6, 1.6, steal=0.4), n_threads=2, n_cpus=2)
+    assert d.contention == pytest.approx(0.2) and d.disturbed
+    assert "hypervisor" in d.words()
+
+
+def test_short_windows_are_not_judged():
+    d = classify("prefill", snap(0, 0, 0), snap(0.05, 0.1, 0.1), n_threads=2, n_cpus=2)
+    assert d.disturbed is None and d.contention is None
+    assert "too short" in d.words()
+
+
+def test_stored_measurements_are_type_checked_before_they_are_used():
+    good = {"decode": classify("decode", snap(0, 0, 0), snap(2.0, 2.0, 4.0), 2, 2).to_dict()}
+    assert summarize(good)[0] is True
+    for bad in (None, "x", {"decode": "x"}, {"decode": {**good["decode"], "others_share": "<style>"}},
+                {"decode": {**good["decode"], "n_cpus": 0}}, {"decode": {**good["decode"], "disturbed": "yes"}}):
+        assert summarize(bad) == (None, "")
+
+
+def busy_processes(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 120\nwhile time.time() < end: pass"])
+            for _ in range(n)]
+
+
+@pytest.mark.slow
+def test_a_run_beside_busy_processes_is_marked_disturbed_and_says_so(pool, demo_ladder, store):
+    """CPU contention faked by busy processes (one per CPU): the stored result says it was disturbed."""
+    settings = RunSettings(max_tokens=96, n_threads=machine_cpus(), n_ctx=512)
+    contestants = contestants_for(demo_ladder, ["Q2_K"], reference="Q2_K")
+    run_comparison(pool, contestants, "Hello", settings)  # load first: the load is not what is measured
+    hogs = busy_processes(machine_cpus())
+    try:
+        time.sleep(0.5)
+        busy = run_comparison(pool, contestants, LONG_PROMPT, settings, store=store).results[0]
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    decode = busy.measurement["decode"]
+    print(f"beside {len(hogs)} busy processes: decode {busy.decode_tok_s:.1f} tok/s, contention "
+          f"{decode['contention']:.0%}, others {decode['others_cpu_s']:.2f} CPU-s in {decode['wall_s']:.2f} s")
+    assert busy.ok and decode["wall_s"] >= 0.25
+    assert decode["others_cpu_s"] > 0.2 * decode["wall_s"]
+    assert decode["contention"] >= DISTURBED_AT and busy.disturbed is True
+    stored = store.get_run(store.list_runs(limit=1)[0]["id"])["results"][0]
+    assert stored["disturbed"] == 1 and stored["cpu_contention"] == pytest.approx(decode["contention"])
+    assert summarize(stored["metrics"]["measurement"])[1].startswith("disturbed: other processes used")
+
+    quiet = run_comparison(pool, contestants, LONG_PROMPT, settings).results[0]
+    q = quiet.measurement["decode"]
+    print(f"without them: decode {quiet.decode_tok_s:.1f} tok/s, contention {q['contention']:.0%}")
+    assert q["contention"] < decode["contention"]
