@@ -5,9 +5,10 @@ import streamlit as st
 
 from pages import views
 from pages.endpoint_views import endpoint_contestants, endpoint_editor
+from pages.quality_views import md_escape
 from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store, through_entrypoint
 from workbench import hardware
-from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for
+from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for, local_contestants_of_run
 from workbench.packs import PackError, load_examples
 
 through_entrypoint()
@@ -79,7 +80,10 @@ with st.expander("Settings (the same for every contestant)"):
                    "everything runs on the CPU.")
     st.checkbox("Run remote endpoints at the same time as each other (local files still run one at a time)",
                 key="remote_concurrent")
-st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each file's own), same settings for all.")
+    st.toggle("Hold each answer until it is done (the quietest measurement: nothing is drawn while a contestant "
+              "is timed)", key="hold_text")
+st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each file's own), same settings for all. "
+           "Speed figures say whether other work on this machine disturbed them.")
 
 # ---- run / stop ------------------------------------------------------------------------------
 job = jobs().get(st.session_state.get("job_id"))
@@ -91,7 +95,8 @@ if b1.button("Run", type="primary", disabled=running or not chosen or not prompt
     settings = RunSettings(max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p),
                            seed=int(seed), n_ctx=int(n_ctx), n_threads=int(threads), system_prompt=system_prompt,
                            gpu_offload=offload, n_gpu_layers=int(gpu_layers),
-                           remote_concurrent=bool(st.session_state.get("remote_concurrent")))
+                           remote_concurrent=bool(st.session_state.get("remote_concurrent")),
+                           display="held" if st.session_state.get("hold_text") else "streamed")
     try:
         job = jobs().start(contestants_for(ladder, chosen, reference) + endpoint_contestants(), prompt, settings,
                            ladder=ladder,
@@ -104,19 +109,18 @@ if b2.button("Stop", disabled=not running) and job is not None:
     job.stop()
 
 # ---- results -----------------------------------------------------------------------------------
+
+def remeasure(stored: dict) -> None:
+    """Run a stored comparison's local files again with nothing drawn while each is timed; show the new run."""
+    contestants = local_contestants_of_run(stored)
+    settings = RunSettings.from_dict(stored["settings"], display="held")
+    same = next((lad for lad in ladders() if lad.name == stored.get("ladder_name")), None)
+    new = jobs().start(contestants, stored["prompt"] or "", settings, ladder=same, category=stored.get("category"))
+    st.session_state.job_id, st.session_state.run_id = new.id, None
+
+
 if running:
-
-    @st.fragment(run_every=0.3)
-    def live() -> None:
-        snap = job.snapshot()
-        if snap["finished"]:
-            st.session_state.run_id = snap["run_id"]
-            st.rerun()
-        if snap["cancelling"]:
-            st.caption("Stopping…")
-        views.live_columns(snap)
-
-    live()
+    views.stream_columns(job, hold_text=job.display == "held")
 elif job is not None and job.failure:
     st.error(f"The comparison could not run: {job.failure}")
 
@@ -130,6 +134,14 @@ if run is not None:
                f"seed {run['settings']['seed']} · context {run['settings']['n_ctx']} · {run['settings']['n_threads']} threads")
     with st.expander("Prompt", expanded=False):
         st.text(run["prompt"])
+    disturbed = [r["label"] for r in run["results"] if views.disturbance_note(r)[0]]
+    if disturbed:
+        w1, w2 = st.columns([5, 1])
+        w1.warning(f"Other work on this machine took CPU from the worker while {md_escape(', '.join(disturbed))} "
+                   f"{'was' if len(disturbed) == 1 else 'were'} timed: those speed figures read low. Re-measuring runs "
+                   "the same files and settings again with nothing drawn while each is timed.", icon=":material/speed:")
+        w2.button("Re-measure quietly", key=f"remeasure-{run['id']}", on_click=remeasure, args=(run,),
+                  disabled=not local_contestants_of_run(run))
     views.result_columns(run)
     st.divider()
     frame = views.metrics_frame(run)

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
-from pages.shared import fmt_bytes, refresh_ladders, set_active_ladder, through_entrypoint
+from pages.shared import fmt_bytes, refresh_ladders, set_active_ladder, through_entrypoint, watch
 from workbench import fit, hub, models
 from workbench.gguf_info import GgufError
 from workbench.hardware import machine
@@ -171,11 +171,7 @@ with tab_hub:
 
         if running and job is not None:
 
-            @st.fragment(run_every=0.5)
-            def download_progress() -> None:
-                snap = job.snapshot()
-                if snap["finished"]:
-                    st.rerun()
+            def download_progress(snap: dict) -> None:
                 st.progress(snap["fraction"], text=f"Overall: {snap['done_bytes'] / 1e6:,.1f} of "
                                                    f"{snap['total_bytes'] / 1e6:,.1f} MB"
                                                    + (" — cancelling…" if snap["cancelling"] else ""))
@@ -184,7 +180,7 @@ with tab_hub:
                     frac = min(1.0, f["bytes"] / total) if total else 0.0
                     st.progress(frac, text=f"{f['name']}: {f['phase']} · {f['bytes'] / 1e6:,.1f} of {total / 1e6:,.1f} MB")
 
-            download_progress()
+            watch(job.snapshot, download_progress)
         elif job is not None:
             snap = job.snapshot()
             if snap["error"]:
@@ -283,15 +279,11 @@ with tab_make:
 
     if building and build is not None:
 
-        @st.fragment(run_every=0.5)
-        def build_progress() -> None:
-            snap = build.snapshot()
-            if snap["finished"]:
-                st.rerun()
+        def build_progress(snap: dict) -> None:
             last = snap["messages"][-1] if snap["messages"] else "Starting…"
             st.progress(snap["fraction"], text=f"{snap['step']} of {snap['steps']} built · {last}")
 
-        build_progress()
+        watch(build.snapshot, build_progress)
     elif build is not None:
         snap = build.snapshot()
         if snap["error"]:

@@ -15,7 +15,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.shared import pool, store
+from pages.shared import pool, store, watch
 from workbench import divergence as dv
 from workbench.compare import Contestant
 from workbench.evals import ALL, EvalRun
@@ -45,19 +45,15 @@ def md_escape(text: str) -> str:
 
 # ---- background jobs ---------------------------------------------------------------------------
 def job_progress(job: TaskJob, key: str) -> None:
-    """A live progress bar with a Stop button; reruns the whole page once the job ends."""
+    """A live progress bar with a Stop button; reruns the whole page once the job ends (see `shared.watch`)."""
+    if st.button("Stop", key=f"{key}-stop", disabled=job.cancel.is_set()):
+        job.stop()
 
-    @st.fragment(run_every=0.5)
-    def poll() -> None:
-        snap = job.snapshot()
-        if snap["finished"]:
-            st.rerun()
+    def draw(snap: dict) -> None:
         text = f"{snap['title']}: {snap['message']} ({snap['elapsed_s']:.0f} s)"
         st.progress(min(1.0, snap["fraction"]), text="Stopping… " + text if snap["cancelling"] else text)
-        if st.button("Stop", key=f"{key}-stop", disabled=snap["cancelling"]):
-            job.stop()
 
-    poll()
+    watch(job.snapshot, draw)
 
 
 def job_outcome(job: TaskJob | None) -> None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import atexit
 import runpy
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-from workbench import hardware
+from workbench import hardware, heap
 from workbench.jobs import JobRegistry
 from workbench.ladder import Ladder, list_ladders
 from workbench.pool import WorkerPool
@@ -29,10 +32,15 @@ _entrypoint = threading.local()  # Streamlit runs each session's script in its o
 def run_navigation(navigation: StreamlitPage) -> None:
     """Run the chosen page, marked as started by app.py (see `through_entrypoint`)."""
     _entrypoint.active = True
+    _entrypoint.followers = []
     try:
         navigation.run()
+        heap.freeze_long_lived()  # after a page's first imports: keeps Streamlit's per-run full GC cheap
+        if _entrypoint.followers:
+            _follow_loop(_entrypoint.followers)
     finally:
         _entrypoint.active = False
+        _entrypoint.followers = None
 
 
 def through_entrypoint() -> None:
@@ -48,6 +56,64 @@ def through_entrypoint() -> None:
         return
     runpy.run_path(str(APP_PATH), run_name="__main__")
     st.stop()
+
+
+# How often the page looks at the jobs it follows. Nothing is sent to the browser when a job's state did not
+# change, so an idle look costs one snapshot per job.
+WATCH_TICK_S = 0.5
+
+
+def yield_point() -> None:
+    """Let Streamlit act on a pending click or page switch now (reading session state is one of its yield points)."""
+    st.session_state.get("_wb_yield")
+
+
+def follow(tick: Callable[[], bool]) -> None:
+    """Have this script run call `tick()` every WATCH_TICK_S once the page is drawn, until one returns True
+    (its job ended); then the page reruns to show the outcome.
+
+    Why not `st.fragment(run_every=...)`: every fragment run is a script run, and Streamlit ends each with a
+    full garbage collection of the server's heap. A few a second per open session took a whole core on a 2-core
+    machine and starved the very job being shown (issue 12: two viewers made a comparison 70x slower, an in-app
+    ladder build 5x slower). Followed here, an unchanged job costs one snapshot per tick and sends nothing, and a
+    click (Stop, another page) still interrupts at once. The loop runs after the whole page is drawn
+    (`run_navigation`), so what is below a progress bar stays visible and usable.
+    """
+    followers = getattr(_entrypoint, "followers", None)
+    if followers is None:  # a page run outside app.py (AppTest of one page): follow right away
+        _follow_loop([tick])
+    else:
+        followers.append(tick)
+
+
+def _follow_loop(ticks: list[Callable[[], bool]]) -> None:
+    while True:
+        ended = [t() for t in ticks]
+        if any(ended):
+            st.rerun()
+        yield_point()
+        time.sleep(WATCH_TICK_S)
+
+
+def watch(snapshot: Callable[[], dict[str, Any]], draw: Callable[[dict[str, Any]], None]) -> None:
+    """A placeholder here that `draw(snapshot())` fills, redrawn only when the job's state changed (see `follow`).
+
+    `elapsed_s` alone changing does not count as a change.
+    """
+    slot = st.empty()
+    last: list[dict[str, Any] | None] = [None]
+
+    def tick() -> bool:
+        snap = snapshot()
+        view = {k: v for k, v in snap.items() if k != "elapsed_s"}
+        if view != last[0]:
+            with slot.container():
+                draw(snap)
+            last[0] = view
+        return bool(snap.get("finished"))
+
+    tick()
+    follow(tick)
 
 
 @st.cache_resource(show_spinner=False)

@@ -3,18 +3,25 @@ ratings, charts and a table. Pages call these; the numbers come from the library
 
 from __future__ import annotations
 
+import html
+import time
 from typing import Any
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.shared import fmt_bytes, store
+from pages.quality_views import md_escape
+from pages.shared import fmt_bytes, follow, store
 from workbench.diffing import DIFF_CSS, diff_html, plain_html, word_diff
-from workbench.jobs import STATUS_TEXT
+from workbench.disturbance import summarize
+from workbench.jobs import STATUS_TEXT, ComparisonJob
 from workbench.metrics import METRIC_LABELS
 
 MAX_COLUMNS = 5
+# While a contestant is measured, its column's text is sent at most this often (and no other column's);
+# measured on the 2-core machine: see docs/benchmarks.md, "Live page vs quiet CLI".
+STREAM_TICK_S = 0.5
 # Material Symbols ship with Streamlit, so they render offline and in browsers without an emoji font.
 STATUS_ICON = {"queued": ":material/schedule:", "waiting": ":material/hourglass_top:", "loading": ":material/upload:",
                "connecting": ":material/lan:", "retrying": ":material/replay:", "generating": ":material/edit_note:",
@@ -41,19 +48,68 @@ def status_line(status: str, message: str = "", queue_position: int | None = Non
     if status == "waiting" and queue_position:
         text += f" — {queue_position} run{'s' if queue_position != 1 else ''} ahead of yours in the machine-wide queue"
     if message:
-        text += f" — {message}"
+        text += f" — {md_escape(message)}"
     return text
 
 
-def live_columns(snapshot: dict[str, Any]) -> None:
-    """Each contestant's status and the text streamed so far (escaped: model output is untrusted)."""
-    for row in column_rows(snapshot["columns"]):
+def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = STREAM_TICK_S) -> None:
+    """Each contestant's status and streamed text until the job ends; then a rerun shows the stored run.
+
+    Runs in this script run rather than as a fragment (see `shared.follow` for why), and sends only what
+    changed: a column's status line when its status changes, the active column's text at most every `tick_s`
+    seconds. With `hold_text` a column's text appears only once it is done, so nothing is drawn while a
+    contestant is timed. Model output is untrusted: escaped.
+    """
+    snap = job.snapshot()
+    slots: dict[str, tuple[Any, Any]] = {}
+    for row in column_rows(snap["columns"]):
         for col, c in row:
             with col:
-                st.markdown(f"**{c['label']}**")
-                st.caption(status_line(c["status"], c["message"], c["queue_position"]))
-                if c["text"]:
-                    st.html(plain_html(c["text"]))
+                st.markdown(f"**{md_escape(c['label'])}**")
+                slots[c["label"]] = (st.empty(), st.empty())
+    stopping = st.empty()
+    shown: dict[tuple[str, str], str] = {}
+    last_text_at = [0.0]
+
+    def put(label: str, part: str, value: str) -> bool:
+        if shown.get((label, part)) == value:
+            return False
+        shown[(label, part)] = value
+        return True
+
+    def tick() -> bool:
+        snap = job.snapshot()
+        text_due = time.monotonic() - last_text_at[0] >= tick_s
+        for c in snap["columns"]:
+            status_slot, text_slot = slots[c["label"]]
+            line = status_line(c["status"], c["message"], c["queue_position"])
+            if put(c["label"], "status", line):
+                status_slot.caption(line)
+            timed = c["status"] in ("generating", "loading", "retrying")
+            if timed and (hold_text or not text_due):
+                continue
+            text = c["text"]
+            if put(c["label"], "text", text):
+                if timed:
+                    last_text_at[0] = time.monotonic()
+                if text:
+                    text_slot.html(plain_html(text))
+                else:
+                    text_slot.empty()
+        if snap["cancelling"] and put("", "stopping", "yes"):
+            stopping.caption("Stopping…")
+        if snap["finished"]:
+            st.session_state.run_id = snap["run_id"]
+        return bool(snap["finished"])
+
+    tick()
+    follow(tick)
+
+
+def disturbance_note(r: dict[str, Any]) -> tuple[bool | None, str]:
+    """(disturbed?, words) for a stored result; also False/"" for results measured before this was recorded."""
+    disturbed, words = summarize(r.get("metrics", {}).get("measurement"))
+    return disturbed, words
 
 
 def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
@@ -74,6 +130,10 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("GPU layers", f"{r['gpu_layers']} of {n_layers + 1 if n_layers else '?'} (repeating + output)"))
     rows += [("File", fmt_bytes(r["size_bytes"])), ("Bits/weight", num(r["bits_per_weight"], ".2f")),
              ("Load", f"{num(r['load_s'], '.2f')} s{' (warm worker)' if r['metrics'].get('warm') else ''}")]
+    contention = r.get("cpu_contention")
+    if isinstance(contention, (int, float)):
+        verdict = "disturbed" if r.get("disturbed") else "quiet"
+        rows.append(("CPU contention", f"{contention:.0%} ({verdict})"))
     return rows
 
 
@@ -125,7 +185,11 @@ def result_columns(run: dict[str, Any]) -> None:
                 if r["stop_reason"] == "cancelled":
                     st.caption("⏹️ cancelled")
                 if r["fallback"]:
-                    st.caption(f"ℹ️ {r['fallback']}")
+                    st.caption(f"ℹ️ {md_escape(r['fallback'])}")
+                disturbed, words = disturbance_note(r)
+                if disturbed:
+                    st.warning(f"Speed figures {md_escape(words)}. They read lower than this machine gives; "
+                               "re-measure quietly (button above the columns).", icon=":material/speed:")
                 if r["is_reference"] or ref is None:
                     st.html(plain_html(r["text"] or ""))
                 else:
@@ -138,7 +202,7 @@ def result_columns(run: dict[str, Any]) -> None:
                                    f"token {r['first_divergence_token']}")
                         st.html(diff_html(d))
                 st.html("<table style='font-size:0.8rem;width:100%'>" + "".join(
-                    f"<tr><td style='color:#666'>{k}</td><td style='text-align:right'>{v}</td></tr>"
+                    f"<tr><td style='color:#666'>{html.escape(k)}</td><td style='text-align:right'>{html.escape(v)}</td></tr>"
                     for k, v in _metric_rows(r)) + "</table>")
                 rating_widget(run, r, saved.get(r["label"]))
 
@@ -153,7 +217,10 @@ def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
             "prefill tok/s": r["prefill_tok_s"], "decode tok/s": r["decode_tok_s"], "tokens": r["completion_tokens"],
             "stop": r["stop_reason"], "peak RAM MiB": None if r["peak_rss_bytes"] is None else round(r["peak_rss_bytes"] / 2**20, 1),
             "VRAM MiB": None if r["gpu_mem_bytes"] is None else round(r["gpu_mem_bytes"] / 2**20, 1),
-            "first divergence (token)": r["first_divergence_token"], "error": r["error"],
+            "first divergence (token)": r["first_divergence_token"],
+            "CPU contention": r.get("cpu_contention"),
+            "measured": {1: "disturbed", 0: "quiet"}.get(r.get("disturbed"), "not judged"),
+            "error": r["error"],
         })
     return pd.DataFrame(rows)
 
@@ -165,7 +232,15 @@ def charts(frame: pd.DataFrame) -> None:
     specs = [("decode tok/s", METRIC_LABELS["decode_tok_s"]), ("TTFT s", METRIC_LABELS["ttft_s"]),
              ("peak RAM MiB", METRIC_LABELS["peak_rss_bytes"]), ("file MiB", "File size (MiB) on disk")]
     cols = st.columns(2)
+    speed = {"decode tok/s", "TTFT s"}
+    colours = {"quiet": "#3b5bdb", "disturbed": "#e8590c", "not judged": "#868e96"}
     for i, (column, title) in enumerate(specs):
-        fig = px.bar(ok, x="quantization", y=column, title=title, text_auto=".3g" if column == "TTFT s" else ".4g")
+        fig = px.bar(ok, x="quantization", y=column, title=title, text_auto=".3g" if column == "TTFT s" else ".4g",
+                     color="measured" if column in speed else None, color_discrete_map=colours)
+        if column in speed:
+            fig.update_layout(legend_title_text="measurement", legend=dict(orientation="h", y=-0.25))
+            if (ok["measured"] == "disturbed").any():
+                fig.update_layout(title_text=f"{title}<br><sup>orange: timed while other work took CPU from the "
+                                             "worker (slower than this machine can be)</sup>")
         fig.update_layout(height=300, margin=dict(l=10, r=10, t=50, b=10), title_font_size=13)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"chart-{column}")

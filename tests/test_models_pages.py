@@ -42,13 +42,15 @@ def fit_table(at: AppTest):
 
 
 def wait_until(at: AppTest, done, timeout: float = 60) -> None:
+    """Rerun until `done(at)`. The page follows a running job inside its script run and reruns itself when the
+    job ends, so the run that started a job may already show the outcome: look before running again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        at.run()
         assert not at.exception, at.exception
         if done(at):
             return
         time.sleep(0.3)
+        at.run()
     raise AssertionError("the page did not get there in time")
 
 
