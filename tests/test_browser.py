@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -106,3 +108,60 @@ def test_a_deep_link_as_a_fresh_servers_first_request_gets_the_app_not_the_bare_
         assert page.get_by_text("Traceback").count() == 0
         page.screenshot(path=str(test_output / "deep-link-quality.png"))
         browser.close()
+
+
+def test_two_sessions_pressing_run_at_once_both_finish(app_url, test_output):
+    """Issue 12: two browser sessions press Run at the same moment. The runs queue machine-wide, so
+    the second waits for the first, but both must finish with every contestant done (the server
+    must not starve them: a ~7 s comparison once took 8 min 40 s)."""
+    from playwright.sync_api import sync_playwright
+
+    from workbench.paths import db_path
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pages = []
+        for _ in range(2):  # two contexts: two separate Streamlit sessions
+            page = browser.new_context(viewport={"width": 1600, "height": 1300}).new_page()
+            page.goto(app_url)
+            page.get_by_role("heading", name="Compare quantizations").wait_for(timeout=120_000)
+            pages.append(page)
+        buttons = [page.get_by_role("button", name="Run", exact=True) for page in pages]
+        for button in buttons:
+            button.wait_for(timeout=60_000)
+        clicked = []
+        for button in buttons:  # one right after the other
+            button.click()
+            clicked.append(time.monotonic())
+        walls: list[float | None] = [None, None]
+        deadline = clicked[0] + 600
+        while None in walls and time.monotonic() < deadline:
+            for i, page in enumerate(pages):
+                if walls[i] is None and page.get_by_text("Run #").count():  # every column finished and stored
+                    walls[i] = time.monotonic() - clicked[i]
+            pages[0].wait_for_timeout(250)
+        shown = ", ".join("not finished in 600 s" if w is None else f"{w:.1f} s" for w in walls)
+        print(f"two sessions pressing Run at once: wall times {shown}")
+        for i, page in enumerate(pages, 1):
+            page.screenshot(path=str(test_output / f"two-sessions-{i}.png"), full_page=True)
+        assert None not in walls, f"wall times: {shown}"
+
+        run_ids = []
+        for page in pages:
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            heading = page.get_by_role("heading", name=re.compile(r"^Run #\d+")).first.inner_text()
+            run_ids.append(int(re.search(r"Run #(\d+)", heading).group(1)))
+            assert page.locator(".wb-diff").count() >= 5  # reference + four quantizations, none an error
+            assert page.locator("[data-testid='stAlertContentError']").count() == 0
+            assert page.get_by_text("Traceback").count() == 0
+        browser.close()
+    assert run_ids[0] != run_ids[1]
+
+    conn = sqlite3.connect(f"file:{db_path()}?mode=ro", uri=True)
+    try:
+        for run_id in run_ids:  # every contestant of both runs stored without an error
+            rows = conn.execute("SELECT label, error, stop_reason FROM results WHERE run_id = ?", (run_id,)).fetchall()
+            assert len(rows) == 5, (run_id, rows)
+            assert all(err is None and stop not in ("cancelled", "error") for _label, err, stop in rows), (run_id, rows)
+    finally:
+        conn.close()
