@@ -367,6 +367,10 @@ async def stop_unfinished(pages_and_results: list[tuple[Any, dict[str, Any]]]) -
             res["stopped_after_timeout"] = f"could not stop: {type(exc).__name__}"
 
 
+RESULT_KEYS = ("label", "is_reference", "error", "stop_reason", "completion_tokens", "decode_tok_s", "load_s",
+               "ttft_s", "prefill_tok_s", "cpu_contention", "disturbed")
+
+
 def read_runs(db: Path, run_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Every contestant's figures for these runs, from the app's database (read-only)."""
     if not run_ids or not db.exists():
@@ -380,12 +384,11 @@ def read_runs(db: Path, run_ids: list[int]) -> dict[int, dict[str, Any]]:
             if run is None:
                 continue
             settings = json.loads(run["settings_json"] or "{}")
-            rows = conn.execute(
-                "SELECT label, is_reference, error, stop_reason, completion_tokens, decode_tok_s, load_s, ttft_s, "
-                "prefill_tok_s FROM results WHERE run_id = ? ORDER BY position", (rid,)).fetchall()
+            # SELECT *: an older checkout's database has no disturbance columns
+            rows = conn.execute("SELECT * FROM results WHERE run_id = ? ORDER BY position", (rid,)).fetchall()
             out[rid] = {"status": run["status"], "created_at": run["created_at"],
                         "n_threads": settings.get("n_threads"), "max_tokens": settings.get("max_tokens"),
-                        "results": [{k: r[k] for k in r.keys()} for r in rows]}
+                        "results": [{k: r[k] for k in r.keys() if k in RESULT_KEYS} for r in rows]}
         return out
     finally:
         conn.close()
@@ -409,7 +412,8 @@ async def one_round(browser, app: App, db: Path, n: int, threads: int | None, ti
             r["n_threads"] = run["n_threads"]
             r["contestants"] = [{"label": x["label"], "reference": bool(x["is_reference"]), "error": x["error"],
                                  "stop_reason": x["stop_reason"], "completion_tokens": x["completion_tokens"],
-                                 "decode_tok_s": x["decode_tok_s"], "load_s": x["load_s"], "ttft_s": x["ttft_s"]}
+                                 "decode_tok_s": x["decode_tok_s"], "load_s": x["load_s"], "ttft_s": x["ttft_s"],
+                                 "cpu_contention": x.get("cpu_contention"), "disturbed": x.get("disturbed")}
                                 for x in run["results"]]
             r["all_contestants_ok"] = bool(run["results"]) and all(x["error"] is None for x in run["results"])
     for ctx, _page in opened:
@@ -478,6 +482,61 @@ async def drive(args: argparse.Namespace, app: App, db: Path, record: dict[str, 
             await browser.close()
 
 
+def cli_yardstick(python: Path, app_dir: Path, env: dict[str, str], db: Path, rounds: list[dict[str, Any]],
+                  repeats: int) -> dict[str, Any]:
+    """The same files, prompt and settings as the first single-session round, through `workbench compare` `repeats`
+    times with the browser closed (the app idle): the quiet figures the page's should agree with."""
+    first = next((s for r in rounds if r["n"] == 1 for s in r["sessions"] if s.get("run_id")), None)
+    if first is None:
+        return {"error": "no single-session run to copy"}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        run = conn.execute("SELECT prompt, system_prompt, settings_json FROM runs WHERE id = ?",
+                           (first["run_id"],)).fetchone()
+        labels = [r[0] for r in conn.execute("SELECT label FROM results WHERE run_id = ? AND is_reference = 0 "
+                                             "ORDER BY position", (first["run_id"],))]
+    finally:
+        conn.close()
+    prompt, system, settings = run[0], run[1], json.loads(run[2])
+    cmd = [str(python), "-m", "workbench", "compare", "--demo", "--types", ",".join(labels), "--prompt", prompt,
+           "--max-tokens", str(settings["max_tokens"]), "--threads", str(settings["n_threads"]),
+           "--ctx", str(settings["n_ctx"]), "--seed", str(settings["seed"]), "--json"]
+    if system:
+        cmd += ["--system", system]
+    runs = []
+    for i in range(repeats):
+        log(f"CLI yardstick {i + 1}/{repeats}: workbench compare, same files and settings, browser closed")
+        out = subprocess.run(cmd, cwd=app_dir, env=env, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            runs.append({"error": out.stderr[-2000:]})
+            continue
+        data = json.loads(out.stdout)
+        runs.append({"results": [{"label": r["label"], "decode_tok_s": r["decode_tok_s"],
+                                  "completion_tokens": r["completion_tokens"], "disturbed": r.get("disturbed"),
+                                  "contention": ((r.get("measurement") or {}).get("decode") or {}).get("contention")}
+                                 for r in data["results"]], "uptime": uptime()})
+    return {"command": cmd[:3] + ["..."], "threads": settings["n_threads"], "runs": runs}
+
+
+def agreement_table(rounds: list[dict[str, Any]], cli: dict[str, Any]) -> str:
+    """App (each single-session round) against the CLI's median, per contestant."""
+    app_runs = [s for r in rounds if r["n"] == 1 for s in r["sessions"] if s.get("contestants")]
+    cli_by: dict[str, list[float]] = {}
+    for run in cli.get("runs", []):
+        for r in run.get("results", []):
+            if r["decode_tok_s"]:
+                cli_by.setdefault(r["label"], []).append(r["decode_tok_s"])
+    lines = [f"{'file':8} {'app decode tok/s (each N=1 run)':<34} {'CLI median (range)':<24} {'app/CLI':>8}"]
+    for label, values in cli_by.items():
+        app = [c["decode_tok_s"] for s in app_runs for c in s["contestants"]
+               if c["label"] == label and c["decode_tok_s"]]
+        med = statistics.median(values)
+        ratio = f"{statistics.median(app) / med:.2f}" if app else "-"
+        lines.append(f"{label:8} {', '.join(f'{a:.0f}' for a in app):<34} "
+                     f"{med:.0f} ({min(values):.0f}-{max(values):.0f}){'':<8} {ratio:>8}")
+    return "\n".join(lines)
+
+
 def write(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
@@ -496,6 +555,9 @@ def main() -> int:
     ap.add_argument("--chromium", default=CHROMIUM)
     ap.add_argument("--keep-data", action="store_true", help="keep the temporary data directory (database, app log)")
     ap.add_argument("--out", type=Path, default=None, help="JSON (default docs/data/sessions-<timestamp>.json)")
+    ap.add_argument("--cli-yardstick", type=int, default=0, metavar="K",
+                    help="then run the first single-session comparison K times through `workbench compare` and "
+                         "print the app's decode figures against the CLI's")
     args = ap.parse_args()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     args.out = args.out or REPO / "docs" / "data" / f"sessions-{stamp}.json"
@@ -544,6 +606,9 @@ def main() -> int:
         except psutil.Error:
             pass
         asyncio.run(drive(args, app, data / "workbench.sqlite3", record))
+        if args.cli_yardstick:
+            record["cli"] = cli_yardstick(python, args.app_dir, env, data / "workbench.sqlite3", record["rounds"],
+                                          args.cli_yardstick)
     except KeyboardInterrupt:
         record["interrupted"] = True
         raise
@@ -569,9 +634,13 @@ def main() -> int:
     print()
     for r in record["rounds"]:
         for i, s in enumerate(r["sessions"], 1):
-            tps = ", ".join(f"{c['label']} {c['decode_tok_s']:.1f}" if c["decode_tok_s"] is not None
-                            else f"{c['label']} -" for c in s.get("contestants", []))
-            print(f"N={r['n']} session {i}: run #{s.get('run_id')} decode tok/s: {tps or '(no run stored)'}")
+            tps = ", ".join((f"{c['label']} {c['decode_tok_s']:.1f}" if c["decode_tok_s"] is not None
+                             else f"{c['label']} -") + ("*" if c.get("disturbed") else "")
+                            for c in s.get("contestants", []))
+            print(f"N={r['n']} session {i}: run #{s.get('run_id')} decode tok/s (* disturbed): {tps or '(no run stored)'}")
+    if record.get("cli"):
+        print()
+        print(agreement_table(record["rounds"], record["cli"]))
     print(f"\nwrote {args.out}")
     return 0 if all(r["finished"] == r["n"] for r in record["rounds"]) else 1
 

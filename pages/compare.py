@@ -67,7 +67,9 @@ with st.expander("Settings (the same for every contestant)"):
     temperature = c3.number_input("Temperature", 0.0, 2.0, 0.0, step=0.1, help="0 = greedy: the fair default")
     top_p = c3.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05)
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
-    threads = c4.number_input("Threads", 1, 256, hardware.default_threads())
+    threads = c4.number_input("Threads", 1, 256, hardware.default_threads(beside_browser=True),
+                                help="llama.cpp threads. The default leaves a core to this page and the browser on "
+                                     "machines of up to 4 cores, so what you watch does not slow what is measured.")
     if hardware.gpu_offload_available():
         g1, g2 = st.columns([3, 1])
         offload = g1.radio("GPU offload", OFFLOAD_MODES, horizontal=True,

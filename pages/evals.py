@@ -80,7 +80,7 @@ if pack is not None:
         auto_ctx = evals.LONG_CONTEXT_N_CTX if "long-context" in categories else 2048
         n_ctx = s2.number_input("Context size", 512, 32768, auto_ctx, step=512, key=f"evals-ctx-{auto_ctx}",
                                 help="Long-context cases need about 4,096 tokens.")
-        threads = s3.number_input("Threads", 1, 256, default_threads(), key="evals-threads")
+        threads = s3.number_input("Threads", 1, 256, default_threads(beside_browser=True), key="evals-threads")
     try:
         selected = evals.select_cases(pack, categories or None, int(limit) or None) if categories else []
     except ValueError as exc:

@@ -67,7 +67,7 @@ with tab_prompt:
         running = job is not None and not job.finished
         if st.button("Measure", type="primary", disabled=running or not chosen or not prompt.strip(),
                      key="quality-prompt-run"):
-            settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=default_threads())
+            settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=default_threads(beside_browser=True))
             try:
                 job = qv.quality_jobs().start_divergence_prompt(qv.contestants_from(ladder, chosen), prompt, settings,
                                                                 ladder=ladder)
@@ -102,7 +102,7 @@ with tab_text:
     text_running = text_job is not None and not text_job.finished
     if st.button("Score the reference text", type="primary", disabled=text_running or not text_chosen,
                  key="quality-text-run"):
-        settings = RunSettings(n_ctx=max(2048, int(chunk)), n_threads=default_threads())
+        settings = RunSettings(n_ctx=max(2048, int(chunk)), n_threads=default_threads(beside_browser=True))
         text_job = qv.quality_jobs().start_divergence_text(qv.contestants_from(ladder, text_chosen), settings,
                                                           chunk_tokens=int(chunk), max_chunks=int(max_chunks) or None,
                                                           ladder=ladder)

@@ -135,16 +135,24 @@ def machine() -> Machine:
     )
 
 
-def default_threads() -> int:
-    """llama.cpp's best thread count is usually the physical core count; `WORKBENCH_THREADS` overrides.
+def default_threads(beside_browser: bool = False) -> int:
+    """llama.cpp's best thread count alone is usually the physical core count; `WORKBENCH_THREADS` overrides.
 
-    On a machine whose cores are busy with other work, fewer threads can be much faster: llama.cpp's
-    threads wait for each other at every step, so one descheduled thread stalls them all.
+    `beside_browser`: the app's pages, where the Streamlit server and a browser share the machine with the
+    worker, leave one core to them on machines of up to 4 physical cores. llama.cpp's threads wait for each
+    other at every step, so one thread descheduled by the page's work stalls them all. Measured on the 2-core
+    machine (docs/benchmarks.md, "Live page vs quiet CLI"): with 2 threads the page's decode figures read
+    0.78-0.88 of a quiet CLI run and fell 5x when a queued run started while another page drew its results;
+    with 1 thread they read 0.97-1.00 of the CLI at the same thread count. Above 4 cores one spare core is a
+    small share and was not measured, so all physical cores are used there.
     """
     override = os.environ.get("WORKBENCH_THREADS", "").strip()
     if override.isdigit() and int(override) > 0:
         return int(override)
-    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    cores = max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    if beside_browser and cores <= 4:
+        return max(1, cores - 1)
+    return cores
 
 
 @lru_cache(maxsize=1)
