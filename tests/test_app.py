@@ -84,3 +84,43 @@ def test_a_remote_endpoint_that_refuses_fails_only_its_own_column(demo_ladder):
     assert by["Q2_K"]["error"] is None and by["Q2_K"]["text"]
     assert by["provider X"]["error"] and "refused" in by["provider X"]["error"].lower()
     assert any("refused" in e.value.lower() for e in at.error)
+
+
+def test_a_disturbed_run_says_so_and_re_measures_quietly(demo_ladder, pool):
+    """A run timed beside busy processes is marked on the page; Re-measure runs it again with nothing drawn."""
+    import subprocess
+    import sys
+
+    from workbench.compare import RunSettings, contestants_for, run_comparison
+    from workbench.disturbance import machine_cpus
+
+    contestants = contestants_for(demo_ladder, ["Q2_K"], reference="Q8_0")
+    # as many threads as CPUs, beside as many busy processes: every thread shares its core (one thread would
+    # keep a core of its own here, and rightly not be called disturbed)
+    settings = RunSettings(max_tokens=32, n_threads=machine_cpus(), n_ctx=512)
+    run_comparison(pool, contestants, "Hello", settings)  # loads outside the timed run
+    hogs = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 60\nwhile time.time() < end: pass"])
+            for _ in range(machine_cpus())]
+    try:
+        time.sleep(0.5)
+        busy = run_comparison(pool, contestants, "Write a long story about a lighthouse keeper.", settings,
+                              store=Store(), ladder=demo_ladder)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert any(r.disturbed for r in busy.results), [r.measurement for r in busy.results]
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run_id"] = busy.run_id
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Speed figures disturbed: other processes used" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Re-measure quietly").click()
+    at.run()
+    new_id = wait_for_run(at)
+    assert new_id != busy.run_id
+    again = Store().get_run(new_id)
+    assert [r["label"] for r in again["results"]] == ["Q8_0", "Q2_K"]
+    assert all(r["error"] is None and r["metrics"]["measurement"]["display"] == "held" for r in again["results"])
+    assert again["prompt"] == "Write a long story about a lighthouse keeper."
