@@ -133,7 +133,8 @@ if run is not None:
     st.subheader(f"Run #{run['id']}")
     st.caption(f"{run['created_at'][:19]} UTC · {run['ladder_name'] or 'local files'} · reference {run['reference_label']} · "
                f"max {run['settings']['max_tokens']} tokens · temperature {run['settings']['temperature']} · "
-               f"seed {run['settings']['seed']} · context {run['settings']['n_ctx']} · {run['settings']['n_threads']} threads")
+               f"seed {run['settings']['seed']} · context {run['settings']['n_ctx']} · {run['settings']['n_threads']} "
+               f"thread{'s' if run['settings']['n_threads'] != 1 else ''}")
     with st.expander("Prompt", expanded=False):
         st.text(run["prompt"])
     disturbed = [r["label"] for r in run["results"] if views.disturbance_note(r)[0]]
