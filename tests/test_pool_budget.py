@@ -173,3 +173,20 @@ def test_fair_offload_sizes_each_contestant_as_if_alone(demo_ladder):
     cpu = mb.predict_load(path, 2048, 0, None, as_if_alone)
     assert full.vram_bytes > pred.vram_bytes > cpu.vram_bytes == 0
     assert "of GPU 0 memory" in mb.does_not_fit_message(full, mb.Need.of(full), budget)
+
+
+def test_lowering_the_budget_evicts_at_once_and_a_warm_model_over_it_is_refused(fresh_pool, q_files):
+    """Seen on the H200: a budget set below the warm workers left them all loaded until a new file came."""
+    a, b = q_files["Q2_K"], q_files["Q4_K_M"]
+    use(fresh_pool, a)
+    use(fresh_pool, b)  # b is the most recently used
+    assert len(fresh_pool.warm_models()) == 2
+    fresh_pool.set_memory_budget(need(b) + need(a) // 2)  # room for one of them
+    assert [w["key"] for w in fresh_pool.warm_models()] == [b]  # the least recently used went at once
+    assert fresh_pool.memory_in_use().ram_bytes <= fresh_pool.budget().ram_bytes
+
+    fresh_pool.set_memory_budget(need(b) // 2)  # now b, warm, no longer fits even alone
+    assert fresh_pool.warm_models() == []
+    result = run_contestant(fresh_pool, Contestant("Q4_K_M", b), SETTINGS, SETTINGS.messages(PROMPT))
+    assert result.error and "warm-model budget" in result.error and result.text == ""
+    assert fresh_pool.pids() == {}

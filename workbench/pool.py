@@ -314,6 +314,31 @@ class WorkerPool:
         if ram_bytes is not None and ram_bytes <= 0:
             raise ValueError("the memory budget must be more than zero bytes (None for automatic)")
         self._budget_override = None if ram_bytes is None else int(ram_bytes)
+        self.trim()
+
+    def trim(self, keep: str | None = None) -> list[str]:
+        """Shut down idle workers, least recently used first, until the warm ones fit the budget now.
+
+        The budget moves: a person lowers it, or other programs take RAM (the automatic budget follows free
+        RAM). Called when the budget is set and before every lease, so the pool never stays over it for
+        longer than the requests in flight. `keep` is left for the caller, who checks it against the budget
+        alone. Returns the keys shut down.
+        """
+        try:
+            budget = self.budget()
+        except ValueError:
+            return []  # a malformed WORKBENCH_MEMORY_BUDGET: the next load reports it
+        with self._lock:
+            held = [memory_budget.Held(k, s.need, s.order, s.in_use > 0 or k == keep)
+                    for k, s in self._slots.items() if s.holds_memory()]
+            victims = memory_budget.plan_evictions(memory_budget.Need(), held, budget)
+            if victims is None:  # still over with every idle worker gone: shut them all down anyway
+                victims = [h.key for h in held if not h.in_use]
+            gone = [self._slots.pop(k).worker for k in victims]
+        for w in gone:
+            if w is not None:
+                w.shutdown()
+        return victims
 
     def memory_budget_override(self) -> int | None:
         """The RAM budget `set_memory_budget` set, or None (WORKBENCH_MEMORY_BUDGET or automatic)."""
@@ -400,8 +425,13 @@ class WorkerPool:
         if slot.worker is not None and not slot.worker.alive():
             slot.worker.shutdown()
             slot.worker, slot.need = None, memory_budget.Need()
+        self.trim(keep=key)
         if slot.worker is not None and slot.worker.settings == settings:
-            return None
+            budget = self.budget()
+            if budget.fits(slot.need):
+                return None
+            slot.worker.shutdown()  # warm, but the budget was lowered below it since it loaded
+            slot.worker, slot.need = None, memory_budget.Need()
         self._make_room(key, slot, settings)
         try:
             if slot.worker is None:

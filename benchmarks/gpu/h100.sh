@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu/h100.sh bench     # workbench vs llama-bench, all layers offloaded, synthetic 1B
 #   bash benchmarks/gpu/h100.sh scaling   # synthetic 0.5B..8B at Q8_0/Q4_K_M/Q2_K: load, VRAM, tok/s, fit
 #   bash benchmarks/gpu/h100.sh offload   # `workbench compare` with each offload choice (auto, 8 layers, CPU)
+#   bash benchmarks/gpu/h100.sh pool      # fair automatic offload and the warm pool's memory budget on a GPU
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer);
 # in .whl/: wheels for the pure-Python dependencies. One llama.cpp build serves both llama-bench and
 # the Python bindings (LLAMA_CPP_LIB_PATH), so the two sides run the very same binaries.
@@ -63,9 +64,13 @@ for r in d['results']:
           f\"RSS={r['peak_rss_bytes']/2**20:.0f} MiB decode={r['decode_tok_s'] or 0:.1f} tok/s error={r['error']}\")" "$OUT/offload-$layers.json"
   done
   ;;
+pool)
+  models
+  python3 benchmarks/gpu/pool_check.py /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf
+  ;;
 scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|bench|scaling|offload"; exit 2 ;;
+*) echo "usage: $0 build|bench|scaling|offload|pool"; exit 2 ;;
 esac
