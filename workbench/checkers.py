@@ -58,6 +58,7 @@ class Verdict:
 
     passed: bool
     detail: str
+    error: bool = False  # the check itself could not be made (timed out, or the checker raised)
 
     def __bool__(self) -> bool:
         return self.passed

@@ -285,6 +285,21 @@ def run_comparison(
         )
         if on_run_created:
             on_run_created(run_id)
+    try:
+        return _run_comparison(pool, contestants, settings, messages, ref, store, run_id, on_event, cancel)
+    except BaseException:
+        # Whatever went wrong (a bug, a KeyboardInterrupt), the stored run must not stay "running".
+        if store is not None and run_id is not None:
+            try:
+                store.finish_run(run_id, "failed")
+            except Exception:
+                pass
+        raise
+
+
+def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: RunSettings,
+                    messages: list[dict[str, str]], ref: Contestant | None, store: Store | None, run_id: int | None,
+                    on_event: OnEvent, cancel: threading.Event | None) -> Comparison:
     for c in contestants:
         on_event(c.label, "queued", {})
     results: list[ContestantResult] = []

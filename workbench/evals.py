@@ -354,10 +354,11 @@ def run_eval(
                     if r.stop_reason == "cancelled" or (cancel is not None and cancel.is_set() and r.error):
                         cancelled = True
                         break
-                    verdict = case.check(r.text) if not r.error else None
+                    verdict = case.check(r.text or "") if not r.error else None
+                    error = r.error or (verdict.detail if verdict is not None and verdict.error else None)
                     outcome = CaseOutcome(
                         case.id, case.category, c.label, c.quant_type, bool(verdict and verdict.passed),
-                        verdict.detail if verdict else f"not judged: {r.error}", r.text, r.error, r.stop_reason,
+                        verdict.detail if verdict is not None else f"not judged: {r.error}", r.text, error, r.stop_reason,
                         r.completion_tokens, r.decode_tok_s, time.perf_counter() - t0)
                     run.outcomes.append(outcome)
                     if store is not None and run.run_id is not None:

@@ -111,8 +111,13 @@ class Case:
     checker: Checker
 
     def check(self, output: str) -> Verdict:
-        """Judge one model output for this case."""
-        return self.checker.check(output)
+        """Judge one model output for this case, within the checker time limit (see check_runner).
+
+        A check that overruns or raises comes back as an error verdict; it never hangs or raises.
+        """
+        from workbench.check_runner import run_check
+
+        return run_check(self.checker, output)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,15 @@ APIS = (API_OPENAI, API_LLAMACPP)
 FINISH_REASONS = {"stop": "eos", "length": "max_tokens", "eos": "eos", "limit": "max_tokens", "word": "stop_word",
                   "content_filter": "content_filter", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 MAX_ERROR_BODY = 2000
+MAX_RESPONSE_BYTES = 8 * 2**20  # a response (stream or body) larger than this is cut off as an error
+MIN_DEADLINE_S = 120.0  # every request ends by max(MIN_DEADLINE_S, DEADLINE_S_PER_TOKEN × max_tokens)
+DEADLINE_S_PER_TOKEN = 0.5  # i.e. a server may average down to 2 tokens/s on a long answer
+MAX_FINISH_REASON_CHARS = 64
+
+
+def request_deadline_s(max_tokens: int) -> float:
+    """The longest one remote generation may take, start to end, however the server keeps it alive."""
+    return max(MIN_DEADLINE_S, DEADLINE_S_PER_TOKEN * max(0, max_tokens))
 
 
 class RemoteError(Exception):
@@ -208,8 +217,13 @@ def _scrub(text: str, endpoint: RemoteEndpoint) -> str:
 class _Connection:
     """One HTTP request whose response can be read line by line and cancelled from another thread."""
 
-    def __init__(self, endpoint: RemoteEndpoint, url: str, cancel: threading.Event | None) -> None:
+    def __init__(self, endpoint: RemoteEndpoint, url: str, cancel: threading.Event | None,
+                 deadline_s: float | None = None) -> None:
         self.endpoint = endpoint
+        self.deadline_s = deadline_s
+        self.deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        self.expired = False  # the deadline passed and the socket was shut down
+        self.received = 0  # response bytes read so far
         self.url = url
         parts = urlsplit(url)
         self.path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -223,9 +237,11 @@ class _Connection:
         self.response: http.client.HTTPResponse | None = None
 
     def _watch(self) -> None:
-        assert self.cancel is not None
         while not self._finished.wait(0.05):
-            if self.cancel.is_set():
+            late = self.deadline is not None and time.monotonic() >= self.deadline
+            if late:
+                self.expired = True
+            if late or (self.cancel is not None and self.cancel.is_set()):
                 sock = self.conn.sock
                 if sock is not None:
                     try:
@@ -239,8 +255,31 @@ class _Connection:
         self.conn.connect()
         assert self.conn.sock is not None
         self.conn.sock.settimeout(self.endpoint.read_timeout_s)
-        if self.cancel is not None:
+        if self.cancel is not None or self.deadline is not None:
             threading.Thread(target=self._watch, daemon=True).start()
+
+    def check_limits(self, more: int = 0) -> None:
+        """Count `more` response bytes; raise RemoteError past the byte limit or the deadline."""
+        self.received += more
+        if self.received > MAX_RESPONSE_BYTES:
+            raise RemoteError(f"{self.endpoint.display_url} sent more than {MAX_RESPONSE_BYTES // 2**20} MiB; "
+                              "the response was cut off there")
+        if self.expired or (self.deadline is not None and time.monotonic() >= self.deadline):
+            self.expired = True
+            raise RemoteError(f"{self.endpoint.display_url} did not finish within {self.deadline_s:g} s "
+                              "(the limit for this request); the response was cut off there")
+
+    def read_body(self, resp: http.client.HTTPResponse) -> bytes:
+        """A whole (non-streamed) body, within the byte limit and the deadline."""
+        parts: list[bytes] = []
+        while True:
+            chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
+            if not chunk:
+                break
+            parts.append(chunk)
+            self.check_limits(len(chunk))
+        self.check_limits()
+        return b"".join(parts)
 
     def post(self, body: dict[str, Any]) -> http.client.HTTPResponse:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
@@ -310,11 +349,16 @@ def _network_error(endpoint: RemoteEndpoint, exc: BaseException, during: str, go
     return RemoteError(f"network error talking to {where} during {during}: {_scrub(str(exc) or type(exc).__name__, endpoint)}")
 
 
-def _sse_events(resp: http.client.HTTPResponse) -> Iterator[str]:
-    """The `data:` payloads of a server-sent-event stream; comments and other fields are skipped."""
+def _sse_events(resp: http.client.HTTPResponse, conn: _Connection | None = None) -> Iterator[str]:
+    """The `data:` payloads of a server-sent-event stream; comments and other fields are skipped.
+
+    With `conn`, every line (pings and comments included) counts toward its byte limit and deadline.
+    """
     data: list[str] = []
     while True:
-        raw = resp.readline()
+        raw = resp.readline(MAX_RESPONSE_BYTES + 1)
+        if conn is not None:
+            conn.check_limits(len(raw))
         if not raw:
             tail = "\n".join(data)
             if tail.strip() == "[DONE]" or _is_json(tail):  # a last event cut off mid-way is not passed on
@@ -389,23 +433,70 @@ def _openai_logprobs(block: Any) -> list[TokenLogprobs]:
     return out
 
 
+class _BadField(ValueError):
+    """A field of a response has the wrong type or an absurd value; the message names it."""
+
+
+def _count(value: Any, name: str, current: int | None) -> int | None:
+    """A token count from a response: an int >= 0 (a missing one keeps `current`)."""
+    if value is None:
+        return current
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _BadField(f"{name} must be a whole number >= 0, got {_kind(value)}")
+    return value
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _BadField(f"{name} must be text, got {_kind(value)}")
+
+
+def _finish(value: Any, name: str = "finish_reason") -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_FINISH_REASON_CHARS:
+        raise _BadField(f"{name} must be a short text or null, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    """What a bad value is, briefly and safely (never the whole value)."""
+    if isinstance(value, str):
+        return f"text of {len(value):,} characters" if len(value) > 40 else f"text {value!r}"
+    if isinstance(value, (dict, list)):
+        return f"{'an object' if isinstance(value, dict) else 'a list'} of {len(value)} item(s)"
+    return f"{type(value).__name__} {str(value)[:40]}"
+
+
 def _absorb_openai(obj: dict[str, Any], c: RemoteCompletion, now: float, on_text: Callable[[str], None] | None) -> None:
     """Fold one chat-completion chunk (or a whole non-streamed response) into `c`."""
     usage = obj.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        raise _BadField(f"usage must be an object, got {_kind(usage)}")
     if isinstance(usage, dict):
-        c.prompt_tokens = usage.get("prompt_tokens", c.prompt_tokens)
-        c.completion_tokens = usage.get("completion_tokens", c.completion_tokens)
-    for choice in obj.get("choices") or []:
+        c.prompt_tokens = _count(usage.get("prompt_tokens"), "usage.prompt_tokens", c.prompt_tokens)
+        c.completion_tokens = _count(usage.get("completion_tokens"), "usage.completion_tokens", c.completion_tokens)
+    choices = obj.get("choices") or []
+    if not isinstance(choices, list):
+        raise _BadField(f"choices must be a list, got {_kind(choices)}")
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise _BadField(f"each choice must be an object, got {_kind(choice)}")
         if choice.get("index", 0) != 0:
             continue
-        part = (choice.get("delta") or choice.get("message") or {}).get("content")
+        message = choice.get("delta") or choice.get("message") or {}
+        if not isinstance(message, dict):
+            raise _BadField(f"choices[0].delta must be an object, got {_kind(message)}")
+        part = _text(message.get("content"), "content")
         if part is None and isinstance(choice.get("text"), str):
             part = choice["text"]  # /v1/completions-shaped servers
         if part:
             c.add_text(part, now, on_text)
         c.logprobs.extend(_openai_logprobs(choice.get("logprobs")))
-        if choice.get("finish_reason"):
-            c.finish_reason = choice["finish_reason"]
+        reason = _finish(choice.get("finish_reason"))
+        if reason:
+            c.finish_reason = reason
             c.done = True
 
 
@@ -444,7 +535,7 @@ def _llamacpp_logprobs(items: Any) -> list[TokenLogprobs]:
 
 def _absorb_llamacpp(obj: dict[str, Any], c: RemoteCompletion, now: float, on_text: Callable[[str], None] | None) -> None:
     """Fold one native /completion chunk (or the whole non-streamed answer) into `c`."""
-    part = obj.get("content")
+    part = _text(obj.get("content"), "content")
     if part:
         c.add_text(part, now, on_text)
     toks = obj.get("tokens")
@@ -457,24 +548,34 @@ def _absorb_llamacpp(obj: dict[str, Any], c: RemoteCompletion, now: float, on_te
         if not stop_type:
             stop_type = ("eos" if obj.get("stopped_eos") else "limit" if obj.get("stopped_limit")
                          else "word" if obj.get("stopped_word") else None)
-        c.finish_reason = stop_type or c.finish_reason
+        c.finish_reason = _finish(stop_type, "stop_type") or c.finish_reason
         timings = obj.get("timings")
+        if timings is not None and not isinstance(timings, dict):
+            raise _BadField(f"timings must be an object, got {_kind(timings)}")
         if isinstance(timings, dict):
+            for key in ("prompt_ms", "prompt_per_second", "predicted_ms", "predicted_per_second"):
+                v = timings.get(key)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                      or v < 0):
+                    raise _BadField(f"timings.{key} must be a number >= 0, got {_kind(v)}")
             c.server_timings = timings
-        c.prompt_tokens = obj.get("tokens_evaluated", c.prompt_tokens)
-        c.completion_tokens = obj.get("tokens_predicted", (timings or {}).get("predicted_n", c.completion_tokens))
+        c.prompt_tokens = _count(obj.get("tokens_evaluated"), "tokens_evaluated", c.prompt_tokens)
+        c.completion_tokens = _count(obj.get("tokens_predicted"), "tokens_predicted",
+                                     _count((timings or {}).get("predicted_n"), "timings.predicted_n",
+                                            c.completion_tokens))
 
 
-def apply_template(endpoint: RemoteEndpoint, messages: list[dict[str, str]], cancel: threading.Event | None = None) -> str:
+def apply_template(endpoint: RemoteEndpoint, messages: list[dict[str, str]], cancel: threading.Event | None = None,
+                   deadline_s: float = MIN_DEADLINE_S) -> str:
     """The server's own chat formatting of `messages` (llama.cpp's POST /apply-template)."""
     url = _url(endpoint, "/apply-template")
-    conn = _Connection(endpoint, url, cancel)
+    conn = _Connection(endpoint, url, cancel, deadline_s)
     during = "connect"
     try:
         conn.open()
         during = "response"
         resp = conn.post({"messages": messages})
-        body = resp.read()
+        body = conn.read_body(resp)
         if resp.status == 404:
             raise RemoteError(f"{endpoint.display_url} has no /apply-template, so its chat template cannot be used "
                               "with the native API; use api=openai for chat models")
@@ -489,6 +590,8 @@ def apply_template(endpoint: RemoteEndpoint, messages: list[dict[str, str]], can
     except (OSError, http.client.HTTPException) as exc:
         if cancel is not None and cancel.is_set():
             raise RemoteError("cancelled") from None
+        if conn.expired:
+            raise RemoteError(f"{endpoint.display_url}/apply-template did not answer within {deadline_s:g} s") from None
         raise _network_error(endpoint, exc, during, 0) from None
     finally:
         conn.close()
@@ -507,22 +610,28 @@ def request_completion(
     cancel: threading.Event | None = None,
     on_text: Callable[[str], None] | None = None,
     on_started: Callable[[], None] | None = None,
+    deadline_s: float | None = None,
 ) -> RemoteCompletion:
     """Generate once on the endpoint; raises RemoteError (one line) on any failure.
 
-    A cancelled request returns what arrived so far with `cancelled=True`.
+    A cancelled request returns what arrived so far with `cancelled=True`. The whole request ends
+    within `deadline_s` (default `request_deadline_s(max_tokens)`) and MAX_RESPONSE_BYTES, however
+    the server keeps the connection busy (endless tokens, pings or comments); every field taken
+    from the response is type-checked, and a bad one is a RemoteError naming it.
     """
+    if deadline_s is None:
+        deadline_s = request_deadline_s(max_tokens)
     c = RemoteCompletion()
     if endpoint.api_key_env and not endpoint.resolved_key():
         raise RemoteError(f"the API key variable ${endpoint.api_key_env} is not set")
     if endpoint.api == API_LLAMACPP:
-        prompt = apply_template(endpoint, messages, cancel)
+        prompt = apply_template(endpoint, messages, cancel, min(deadline_s, MIN_DEADLINE_S))
         body = _llamacpp_body(endpoint, prompt, max_tokens, temperature, top_p, seed, top_logprobs, stream)
         url, absorb = _url(endpoint, "/completion"), _absorb_llamacpp
     else:
         body = _openai_body(endpoint, messages, max_tokens, temperature, top_p, seed, top_logprobs, stream)
         url, absorb = _url(endpoint, "/chat/completions"), _absorb_openai
-    conn = _Connection(endpoint, url, cancel)
+    conn = _Connection(endpoint, url, cancel, deadline_s)
     during = "connect"
     c.t_request = time.perf_counter()
     try:
@@ -537,18 +646,18 @@ def request_completion(
         ctype = (resp.getheader("Content-Type") or "").lower()
         if "text/event-stream" in ctype:
             during = "stream"
-            for payload in _sse_events(resp):
+            for payload in _sse_events(resp, conn):
                 now = time.perf_counter()
                 if payload.strip() == "[DONE]":
                     c.done = True
                     break
-                absorb(_parse_json(payload, endpoint), c, now, on_text)
+                _absorb_checked(absorb, _parse_json(payload, endpoint), c, now, on_text, endpoint)
                 if cancel is not None and cancel.is_set():
                     break
         else:  # a whole JSON answer (non-streamed, or a server that ignores `stream`)
-            raw = resp.read()
+            raw = conn.read_body(resp)
             now = time.perf_counter()
-            absorb(_parse_json(raw, endpoint), c, now, on_text)
+            _absorb_checked(absorb, _parse_json(raw, endpoint), c, now, on_text, endpoint)
             c.done = True  # a complete JSON body is a finished answer
         c.t_end = time.perf_counter()
     except RemoteError as exc:
@@ -558,9 +667,15 @@ def request_completion(
         if cancel is not None and cancel.is_set():
             c.cancelled, c.t_end = True, time.perf_counter()
             return c
+        if conn.expired:  # the deadline watcher shut the socket down under a read
+            raise RemoteError(f"{endpoint.display_url} did not finish within {deadline_s:g} s (the limit for this "
+                              "request); the response was cut off there", c) from None
         raise RemoteError(str(_network_error(endpoint, exc, during, c.content_chunks)), c) from None
     finally:
         conn.close()
+    if conn.expired and not c.done:
+        raise RemoteError(f"{endpoint.display_url} did not finish within {deadline_s:g} s (the limit for this "
+                          "request); the response was cut off there", c)
     if cancel is not None and cancel.is_set():
         c.cancelled = True
         return c
@@ -568,6 +683,18 @@ def request_completion(
         raise RemoteError(f"the stream from {endpoint.display_url} dropped midway after {c.content_chunks} chunk(s) "
                           "(it ended without a finish reason)", c)
     return c
+
+
+def _absorb_checked(absorb: Callable[..., None], obj: dict[str, Any], c: RemoteCompletion, now: float,
+                    on_text: Callable[[str], None] | None, endpoint: RemoteEndpoint) -> None:
+    """`absorb`, with a wrongly typed field turned into a RemoteError naming it."""
+    try:
+        absorb(obj, c, now, on_text)
+    except _BadField as exc:
+        raise RemoteError(f"unexpected response from {endpoint.display_url}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise RemoteError(f"unexpected response from {endpoint.display_url}: a field has the wrong shape "
+                          f"({type(exc).__name__})") from None
 
 
 # ---- a remote contestant --------------------------------------------------------------------------
@@ -606,6 +733,26 @@ def run_remote(
     cancel: threading.Event | None = None,
 ) -> ContestantResult:
     """Stream one generation from the contestant's endpoint; every failure becomes `result.error`."""
+    try:
+        return _run_remote(contestant, settings, messages, on_event, cancel)
+    except Exception as exc:  # a bug or an unforeseen response shape must not take the comparison down
+        endpoint: RemoteEndpoint = contestant.endpoint
+        result = contestant.blank_result()
+        result.file = endpoint.display_url
+        result.error = f"{contestant.label}: unexpected {type(exc).__name__}: {_scrub(str(exc), endpoint)}"
+        result.stop_reason = "error"
+        if on_event is not None:
+            on_event(contestant.label, "error", {"message": result.error})
+        return result
+
+
+def _run_remote(
+    contestant: Contestant,
+    settings: RunSettings,
+    messages: list[dict[str, str]],
+    on_event: OnEvent | None,
+    cancel: threading.Event | None,
+) -> ContestantResult:
     endpoint: RemoteEndpoint = contestant.endpoint
     emit = on_event or (lambda label, status, payload: None)
     label = contestant.label

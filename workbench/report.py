@@ -354,7 +354,8 @@ def _md_diff(reference: str, other: str) -> str:
     """The word diff in a fence: [-reference only-] {+this output only+}."""
     d = word_diff(reference, other)
     marks = {"equal": "{}", "delete": "[-{}-]", "insert": "{{+{}+}}"}
-    return _fence("".join(marks[op].format(text) for op, text in d.segments), "diff-words")
+    fenced = _fence("".join(marks[op].format(text) for op, text in d.segments), "diff-words")
+    return fenced + (f"\n\n_{_md_cell(d.note)}_" if d.note else "")
 
 
 def _md_extra(value: Any) -> str:
