@@ -23,11 +23,39 @@ REPO = Path(__file__).resolve().parents[1]
 AGREEMENT = 0.15
 
 
-def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(demo_ladder, test_output):
+@pytest.fixture(scope="module")
+def speed_app(demo_ladder):
+    require_chromium()
+    with started_app("browser-speed.log") as url:
+        yield url
+
+
+def test_stop_during_a_streamed_run_stops_it_and_the_page_comes_back(speed_app, test_output):
+    """The page follows a run inside its script run; a click on Stop must still get through at once."""
     from playwright.sync_api import sync_playwright
 
-    require_chromium()
-    with started_app("browser-speed.log") as url, sync_playwright() as p:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        page.goto(speed_app)
+        page.get_by_role("heading", name="Compare quantizations").wait_for(timeout=120_000)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("generating").first.wait_for(timeout=120_000)
+        page.get_by_role("button", name="Stop", exact=True).click()
+        page.get_by_text(re.compile(r"^Run #\d+")).first.wait_for(timeout=60_000)
+        run_id = int(re.search(r"Run #(\d+)", page.get_by_text(re.compile(r"^Run #\d+")).first.inner_text()).group(1))
+        page.screenshot(path=str(test_output / "compare-stopped.png"))
+        browser.close()
+    run = Store().get_run(run_id)
+    assert run["status"] == "cancelled"
+    assert any(r["stop_reason"] == "cancelled" for r in run["results"])
+
+
+def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(speed_app, test_output):
+    from playwright.sync_api import sync_playwright
+
+    url = speed_app
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1300})
         page.goto(url)
