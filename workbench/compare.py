@@ -17,7 +17,7 @@ from workbench import crash_fallback, hardware
 from workbench.gguf_info import GgufError, read_header
 from workbench.ladder import Ladder, LadderFile, llama_cpp_version
 from workbench.metrics import ContestantResult, mark_divergence
-from workbench.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
+from workbench.pool import LoadSettings, WorkerDied, WorkerError, WorkerKilledOnCancel, WorkerPool
 from workbench.store import Store
 
 # on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
@@ -227,6 +227,11 @@ def run_contestant(
                            "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
                 done = worker.call(request, {"done"}, forward, cancel)
                 worker.generations += 1
+        except WorkerKilledOnCancel as killed:  # Stop, with a worker that never read the cancel: not a crash
+            result.error = f"{label}: {killed.reason}"
+            result.stop_reason = "cancelled"
+            on_event(label, "cancelled", {"message": result.error})
+            return result
         except WorkerDied as died:
             early = died.during == "load" or during == "load" or (first_generation and not got_tokens)
             if (attempt == 1 and early and use_extra_bufts is not False

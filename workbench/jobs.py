@@ -69,7 +69,7 @@ class ComparisonJob:
             if status in ("loading", "retrying"):
                 col.text = ""
             col.status = status
-            col.message = payload.get("message", "") or col.message if status in ("crashed", "error", "retrying") else ""
+            col.message = payload.get("message", "") or col.message if status in ("crashed", "error", "retrying", "cancelled") else ""
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -33,6 +33,10 @@ EventCallback = Callable[[dict[str, Any]], None]
 # against a worker that hangs without dying. Generous on purpose.
 LOAD_TIMEOUT_S = 1800.0
 REQUEST_TIMEOUT_S = 3600.0
+# Stop sends the worker a cancel message; a worker busy where it never reads it (a chat template that loops for
+# minutes, llama.cpp stuck in a kernel) is killed this long after the cancel was sent. A healthy worker answers
+# within one decode step, far below this.
+CANCEL_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class WorkerDied(RuntimeError):
         self.reason = reason
         self.signal_name = signal_name
         self.during = during
+
+
+class WorkerKilledOnCancel(WorkerDied):
+    """The worker did not answer a cancel within the grace period, so it was killed (Stop, not a crash)."""
+
+    def __init__(self, grace_s: float, during: str | None) -> None:
+        super().__init__(f"stopped: the worker did not answer the cancel within {grace_s:g} s and was killed",
+                         None, during)
 
 
 class WorkerError(RuntimeError):
@@ -166,15 +178,20 @@ class WorkerProcess:
         """Send one request and pass its events to `on_event` until a terminal one arrives.
 
         Raises WorkerError for an error event and WorkerDied when the process ends.
-        `cancel`, when set, is forwarded to the worker once.
+        `cancel`, when set, is forwarded to the worker once; a worker that has not finished `CANCEL_GRACE_S`
+        later is killed and WorkerKilledOnCancel raised (the pool starts a fresh worker on the next request).
         """
         self.send(request)
         deadline = time.monotonic() + timeout
-        cancel_sent = False
+        cancel_sent_at: float | None = None
         while True:
-            if cancel is not None and cancel.is_set() and not cancel_sent:
+            if cancel is not None and cancel.is_set() and cancel_sent_at is None:
                 self.send({"op": "cancel"})
-                cancel_sent = True
+                cancel_sent_at = time.monotonic()
+            grace = CANCEL_GRACE_S  # read each time: tests may shorten it
+            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at >= grace:
+                self.kill()
+                raise WorkerKilledOnCancel(grace, request["op"])
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
