@@ -5,8 +5,7 @@ import streamlit as st
 
 from pages import views
 from pages.endpoint_views import endpoint_contestants, endpoint_editor
-from pages.quality_views import md_escape
-from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store, through_entrypoint
+from pages.shared import active_ladder, jobs, ladders, md_escape, set_active_ladder, store, through_entrypoint
 from workbench import hardware
 from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for, local_contestants_of_run
 from workbench.packs import PackError, load_examples
@@ -39,7 +38,7 @@ try:
     examples = load_examples()
 except PackError as exc:
     examples = {}
-    st.warning(f"Example prompts unavailable: {exc}")
+    st.warning(f"Example prompts unavailable: {md_escape(exc)}")
 options = ["(type your own)"] + [f"{cat} — {ex.title}" for cat, exs in examples.items() for ex in exs]
 lookup = {f"{cat} — {ex.title}": ex for cat, exs in examples.items() for ex in exs}
 
@@ -106,7 +105,7 @@ if b1.button("Run", type="primary", disabled=running or not chosen or not prompt
         st.session_state.job_id, st.session_state.run_id = job.id, None
         running = True
     except ValueError as exc:
-        st.error(f"Cannot run: {exc}")
+        st.error(f"Cannot run: {md_escape(exc)}")
 if b2.button("Stop", disabled=not running) and job is not None:
     job.stop()
 
@@ -124,16 +123,18 @@ def remeasure(stored: dict) -> None:
 if running:
     views.stream_columns(job, hold_text=job.display == "held")
 elif job is not None and job.failure:
-    st.error(f"The comparison could not run: {job.failure}")
+    st.error(f"The comparison could not run: {md_escape(job.failure)}")
 
 run_id = st.session_state.get("run_id")
 run = store().get_run(run_id) if run_id and not running else None
 if run is not None:
     st.divider()
     st.subheader(f"Run #{run['id']}")
-    st.caption(f"{run['created_at'][:19]} UTC · {run['ladder_name'] or 'local files'} · reference {run['reference_label']} · "
-               f"max {run['settings']['max_tokens']} tokens · temperature {run['settings']['temperature']} · "
-               f"seed {run['settings']['seed']} · context {run['settings']['n_ctx']} · {run['settings']['n_threads']} threads")
+    rs = run["settings"] if isinstance(run.get("settings"), dict) else {}
+    st.caption(md_escape(f"{str(run['created_at'])[:19]} UTC · {run['ladder_name'] or 'local files'} · "
+                         f"reference {run['reference_label']} · max {rs.get('max_tokens')} tokens · "
+                         f"temperature {rs.get('temperature')} · seed {rs.get('seed')} · context {rs.get('n_ctx')} · "
+                         f"{rs.get('n_threads')} threads"))
     with st.expander("Prompt", expanded=False):
         st.text(run["prompt"])
     disturbed = [r["label"] for r in run["results"] if views.disturbance_note(r)[0]]
