@@ -174,8 +174,12 @@ def open_run(run_id: int) -> None:
 
 # What Markdown (CommonMark + GFM + Streamlit's :directives[]) or HTML could act on in the middle of a line ...
 _MD_INLINE = re.compile(r"([\\`*_{}\[\]<>~$|])")
-# ... what makes a bare link (GFM autolinks) ...
-_MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data)(:)|\b(www)(\.)")
+# ... what makes a bare link (GFM autolinks: scheme://, www., user@host). Streamlit finds these after backslash escapes
+# are gone, so they are broken with an invisible WORD JOINER instead ("http\u2060://" shows as "http://") ...
+_MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript)(?=:)|\b(www)(?=\.)|(@)"
+                          # ... and Streamlit's :red[…] / :material/icon: / :emoji: (also found after escapes)
+                          r"|(:)(?=[a-z])")
+_JOINER = "\u2060"
 # ... and what acts at the start of a line (headings, quotes, lists, setext/thematic breaks).
 _MD_LINE_START = re.compile(r"^(\d+)([.)])|^([#>+=-])")
 
@@ -184,13 +188,13 @@ def md_escape(text: Any) -> str:
     """Untrusted text (labels, model and file names, error messages, prompts, anything from a run, an import, an
     endpoint or a ladder) made safe inside st.markdown / st.caption / st.error… / st.toast / widget labels.
 
-    The one helper every page uses. Whitespace collapses to single spaces (so no line but the first), and every
-    character that could make Markdown or HTML act is backslash-escaped: the text cannot become a link (bracketed
-    or bare), an image, a raw HTML element, emphasis, code, math, a table, a heading or list, or a Streamlit
-    colour directive; it shows as written.
+    The one helper every page uses. Whitespace collapses to single spaces (so no line but the first), every
+    character that could make Markdown or HTML act is backslash-escaped, and bare links are broken by an invisible
+    word joiner: the text cannot become a link (bracketed or bare), an image, a raw HTML element, emphasis, code,
+    math, a table, a heading or list, or a Streamlit colour directive; it shows as written.
     """
     out = _MD_INLINE.sub(r"\\\1", " ".join(str(text).split()))
-    out = _MD_AUTOLINK.sub(lambda m: f"{m.group(1)}\\:" if m.group(1) else f"{m.group(3)}\\.", out)
+    out = _MD_AUTOLINK.sub(lambda m: m.group(0) + _JOINER, out)
     return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1) else f"\\{m.group(3)}", out)
 
 
