@@ -261,6 +261,22 @@ def run_contestant(
     raise AssertionError("unreachable")
 
 
+def check_contestants(contestants: list[Contestant]) -> None:
+    """Raise ValueError unless there is at least one contestant and every label is unique.
+
+    Results, ratings and columns are keyed by label: an endpoint labelled like a local quantization (or like
+    another endpoint) would overwrite that result.
+    """
+    if not contestants:
+        raise ValueError("choose at least one quantization")
+    seen: set[str] = set()
+    for c in contestants:
+        if c.label in seen:
+            raise ValueError(f"two contestants are labelled {c.label!r}: give each endpoint a label that no "
+                             "local quantization or other endpoint uses")
+        seen.add(c.label)
+
+
 def run_comparison(
     pool: WorkerPool,
     contestants: list[Contestant],
@@ -277,8 +293,7 @@ def run_comparison(
     """Run `prompt` through every contestant in turn; each finished result is stored at once."""
     settings = settings or RunSettings()
     settings.validate()
-    if not contestants:
-        raise ValueError("choose at least one quantization")
+    check_contestants(contestants)
     messages = settings.messages(prompt)
     ref = next((c for c in contestants if c.is_reference), None)
     run_id = None
