@@ -150,7 +150,7 @@ if run is not None:
     frame = views.metrics_frame(run)
     views.charts(frame)
     st.dataframe(frame, width="stretch", hide_index=True)
-    st.download_button("Download CSV", frame.to_csv(index=False), file_name=f"run-{run['id']}.csv", mime="text/csv")
+    st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run['id']}.csv", mime="text/csv")
     with st.expander("Divergence from the reference", expanded=False):
         from pages.quality_views import divergence_panel
 

@@ -244,6 +244,13 @@ def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def csv_bytes(frame: pd.DataFrame) -> str:
+    """The metrics table as CSV, with text that a spreadsheet would run as a formula quoted (history.csv_safe)."""
+    from workbench.history import csv_safe
+
+    return frame.map(csv_safe).to_csv(index=False, lineterminator="\r\n")  # CRLF: a lone "\r" in text is quoted
+
+
 def charts(frame: pd.DataFrame) -> None:
     ok = frame[frame["error"].isna()].copy()
     if ok.empty:
