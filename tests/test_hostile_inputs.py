@@ -74,3 +74,24 @@ def test_csv_exports_quote_cells_a_spreadsheet_would_run_as_formulas(store):
     assert any(c.startswith("'=HYPERLINK") for c in page_cells)
     assert not [c for c in page_cells if c.startswith(history.FORMULA_STARTS)], page_cells
 
+
+def test_workers_start_without_tokens_or_api_keys(monkeypatch):
+    from pathlib import Path
+
+    from workbench.pool import WorkerProcess
+
+    secrets = {"HF_TOKEN": "hf_x", "HUGGING_FACE_HUB_TOKEN": "hf_y", "OPENAI_API_KEY": "sk-x", "GITHUB_TOKEN": "gh",
+               "PROVIDER_SECRET": "s", "PLAINLY_NAMED": "endpoint key"}
+    for k, v in secrets.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("WORKBENCH_HARMLESS", "1")
+    RemoteEndpoint("http://127.0.0.1:9/v1", model="m", label="x", api_key_env="PLAINLY_NAMED")
+    worker = WorkerProcess()
+    try:
+        raw = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+        names = {item.split(b"=", 1)[0].decode() for item in raw if item}
+        assert "WORKBENCH_HARMLESS" in names and "PATH" in names
+        assert not names & set(secrets), names & set(secrets)
+        assert not [item for item in raw if b"sk-x" in item or b"endpoint key" in item]
+    finally:
+        worker.shutdown()

@@ -79,6 +79,32 @@ class DoesNotFit(WorkerError):
     """The model's predicted memory does not fit the warm-model budget: refused before loading, not OOM-killed."""
 
 
+# Workers run llama.cpp and nothing else: they never need a credential, so they do not inherit one (a crash dump,
+# a core file or a library reading its environment cannot leak it).
+SECRET_ENV_NAMES = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACEHUB_API_TOKEN", "API_KEY", "TOKEN", "SECRET"}
+SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_ACCESS_KEY", "_SECRET_KEY")
+_named_secrets: set[str] = set()  # variables endpoints read their key from (any name): `keep_from_workers`
+_named_lock = threading.Lock()
+
+
+def keep_from_workers(name: str) -> None:
+    """Never hand environment variable `name` to a worker (an endpoint's key_env, whatever it is called)."""
+    with _named_lock:
+        _named_secrets.add(name)
+
+
+def is_secret_env(name: str) -> bool:
+    upper = name.upper()
+    with _named_lock:
+        named = name in _named_secrets
+    return named or upper in SECRET_ENV_NAMES or upper.endswith(SECRET_ENV_SUFFIXES)
+
+
+def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker starts with: the app's, plus `extra`, less every credential."""
+    return {k: v for k, v in {**os.environ, **(extra or {})}.items() if not is_secret_env(k)}
+
+
 def describe_exit(returncode: int | None) -> tuple[str, str | None]:
     """A human reason for a worker's exit status, and the signal's name if a signal killed it."""
     if returncode is None:
@@ -108,7 +134,7 @@ class WorkerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
-            env={**os.environ, **(env or {})},
+            env=worker_env(env),  # without HF_TOKEN, API keys and the like
             start_new_session=True,  # a Ctrl-C in the app's terminal is for the app, not each worker
         )
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
