@@ -5,8 +5,7 @@ import streamlit as st
 
 from pages import views
 from pages.endpoint_views import endpoint_contestants, endpoint_editor
-from pages.quality_views import md_escape
-from pages.shared import active_ladder, jobs, ladders, set_active_ladder, store, through_entrypoint
+from pages.shared import active_ladder, jobs, ladders, md_escape, set_active_ladder, store, through_entrypoint
 from workbench import hardware
 from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for, local_contestants_of_run
 from workbench.packs import PackError, load_examples
@@ -39,7 +38,7 @@ try:
     examples = load_examples()
 except PackError as exc:
     examples = {}
-    st.warning(f"Example prompts unavailable: {exc}")
+    st.warning(f"Example prompts unavailable: {md_escape(exc)}")
 options = ["(type your own)"] + [f"{cat} — {ex.title}" for cat, exs in examples.items() for ex in exs]
 lookup = {f"{cat} — {ex.title}": ex for cat, exs in examples.items() for ex in exs}
 
@@ -106,7 +105,7 @@ if b1.button("Run", type="primary", disabled=running or not chosen or not prompt
         st.session_state.job_id, st.session_state.run_id = job.id, None
         running = True
     except ValueError as exc:
-        st.error(f"Cannot run: {exc}")
+        st.error(f"Cannot run: {md_escape(exc)}")
 if b2.button("Stop", disabled=not running) and job is not None:
     job.stop()
 
@@ -124,17 +123,18 @@ def remeasure(stored: dict) -> None:
 if running:
     views.stream_columns(job, hold_text=job.display == "held")
 elif job is not None and job.failure:
-    st.error(f"The comparison could not run: {job.failure}")
+    st.error(f"The comparison could not run: {md_escape(job.failure)}")
 
 run_id = st.session_state.get("run_id")
 run = store().get_run(run_id) if run_id and not running else None
 if run is not None:
     st.divider()
     st.subheader(f"Run #{run['id']}")
-    st.caption(f"{run['created_at'][:19]} UTC · {run['ladder_name'] or 'local files'} · reference {run['reference_label']} · "
-               f"max {run['settings']['max_tokens']} tokens · temperature {run['settings']['temperature']} · "
-               f"seed {run['settings']['seed']} · context {run['settings']['n_ctx']} · {run['settings']['n_threads']} "
-               f"thread{'s' if run['settings']['n_threads'] != 1 else ''}")
+    rs = run["settings"] if isinstance(run.get("settings"), dict) else {}
+    st.caption(md_escape(f"{str(run['created_at'])[:19]} UTC · {run['ladder_name'] or 'local files'} · "
+                         f"reference {run['reference_label']} · max {rs.get('max_tokens')} tokens · "
+                         f"temperature {rs.get('temperature')} · seed {rs.get('seed')} · context {rs.get('n_ctx')} · "
+                         f"{rs.get('n_threads')} thread{'' if rs.get('n_threads') == 1 else 's'}"))
     with st.expander("Prompt", expanded=False):
         st.text(run["prompt"])
     disturbed = [r["label"] for r in run["results"] if views.disturbance_note(r)[0]]
@@ -150,7 +150,7 @@ if run is not None:
     frame = views.metrics_frame(run)
     views.charts(frame)
     st.dataframe(frame, width="stretch", hide_index=True)
-    st.download_button("Download CSV", frame.to_csv(index=False), file_name=f"run-{run['id']}.csv", mime="text/csv")
+    st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run['id']}.csv", mime="text/csv")
     with st.expander("Divergence from the reference", expanded=False):
         from pages.quality_views import divergence_panel
 

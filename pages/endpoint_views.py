@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.shared import md_escape
 from workbench.remote import RemoteEndpoint, contestant_for
 
 
@@ -39,10 +40,10 @@ def endpoint_editor() -> None:
                 eps.append(ep)
                 st.rerun()
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(md_escape(exc))
         for i, ep in enumerate(list(eps)):
             d1, d2 = st.columns([6, 1])
-            d1.caption(f"**{ep.label}** · {ep.display_url} · model {ep.model or '(server default)'} · {ep.api}"
+            d1.caption(f"**{md_escape(ep.label)}** · {md_escape(ep.display_url)} · model {md_escape(ep.model or '(server default)')} · {md_escape(ep.api)}"
                        f"{' · key set' if ep.resolved_key() else ''}")
             if d2.button("Remove", key=f"remove-endpoint-{i}"):
                 eps.pop(i)

@@ -125,7 +125,7 @@ if stored:
                                             and job.run_id == run_id):
             st.caption("This run did not finish (the app stopped while it ran); what it finished is shown.")
         complete = run.complete_case_ids()
-        st.subheader(f"{run.pack_name}: pass rates")
+        st.subheader(f"{qv.md_escape(run.pack_name)}: pass rates")
         st.caption(f"{len(complete)} of {len(run.cases)} cases finished on every quantization (only those are counted) "
                    f"· reference {qv.md_escape(run.reference_label)} · max tokens {run.settings.get('max_tokens')} "
                    f"· context {run.settings.get('n_ctx')} · greedy")

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.shared import active_ladder, fmt_bytes, pool, store, through_entrypoint
+from pages.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
 from workbench import fit, hardware, hub
 from workbench.benchmark import scaling_figure, scaling_results
 from workbench.fit_report import fit_checks
@@ -28,7 +28,7 @@ c1.metric("CPU cores", f"{m.physical_cores or m.logical_cores} ({m.logical_cores
 c2.metric("RAM total", fmt_bytes(m.ram_total_bytes))
 c3.metric("RAM free", fmt_bytes(m.ram_available_bytes))
 c4.metric("Disk free (HF cache)", f"{hub.check_disk_space(0)[1] / 1e9:.1f} GB")
-st.caption(f"CPU: {m.cpu_model}")
+st.caption(f"CPU: {md_escape(m.cpu_model)}")
 
 st.subheader("GPUs")
 if m.gpus:
@@ -67,13 +67,13 @@ st.columns([1, 3])[0].number_input(
 try:
     budget = warm_pool.budget(gpus=m.gpus)
 except ValueError as exc:  # a malformed WORKBENCH_MEMORY_BUDGET
-    st.error(str(exc))
+    st.error(md_escape(exc))
 else:
     in_use = warm_pool.memory_in_use()
     st.markdown(f"**Budget:** {fmt_bytes(budget.ram_bytes)} of RAM"
                 + "".join(f" · GPU {g}: {fmt_bytes(b)}" for g, b in budget.vram_bytes.items())
                 + f" · **held now (predicted):** {fmt_bytes(in_use.ram_bytes)} of RAM")
-    st.caption(budget.explanation)
+    st.caption(md_escape(budget.explanation))
 warm = warm_pool.warm_models()
 if warm:
     st.dataframe(pd.DataFrame([{
@@ -87,7 +87,7 @@ else:
 
 # ---- fit at a glance for the active ladder ---------------------------------------------------------------------
 ladder = active_ladder()
-st.subheader(f"Fit at a glance: {ladder.name}")
+st.subheader(f"Fit at a glance: {md_escape(ladder.name)}")
 n_ctx = int(st.columns([1, 3])[0].number_input("Context size (tokens)", 128, 1_048_576, fit.DEFAULT_N_CTX, step=256,
                                                key=K + "ctx"))
 preds, problems = [], []
@@ -101,7 +101,7 @@ with st.spinner("Reading GGUF headers…"):
         p.file = f.label
         preds.append(p)
 for line in problems:
-    st.error(line)
+    st.error(md_escape(line))
 if preds:
     st.dataframe(pd.DataFrame([{
         "quantization": p.file, "type": p.quant_type, "weights": fmt_bytes(p.weights_bytes),
@@ -121,7 +121,7 @@ limit = int(st.columns([1, 3])[0].number_input("Runs to include (newest first)",
 with st.spinner("Recomputing predictions for stored runs…"):
     checks, notes = fit_checks(store(), limit=limit, gpus=m.gpus)
 for note in notes:
-    st.caption(note)
+    st.caption(md_escape(note))
 if not checks:
     st.info("No measurements yet: run a comparison on the Compare page (or `workbench compare`); every run records "
             "each worker's peak memory, and it shows up here against the prediction.")

@@ -8,8 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.history_views import report_downloads, run_label
-from pages.rating_views import md
-from pages.shared import open_run, store, through_entrypoint
+from pages.shared import md_escape, open_run, store, through_entrypoint
 from workbench.history import (ImportFileError, delete_runs, export_csv_bytes, export_json_bytes, import_json,
                                search_runs)
 
@@ -129,16 +128,16 @@ upload = st.file_uploader("A JSON export from Quant Workbench", type=["json"], k
 if upload is not None:
     already = st.session_state.get("hist-imported") == upload.file_id
     if already:
-        st.caption(f"{md(upload.name)} was imported in this session; importing it again adds its runs a second time.")
+        st.caption(f"{md_escape(upload.name)} was imported in this session; importing it again adds its runs a second time.")
     if st.button("Import again" if already else "Import", key="hist-import-go", type="secondary" if already else
                  "primary"):
         try:
             summary = import_json(store(), upload.getvalue())
         except ImportFileError as exc:
-            st.error(f"Could not import {md(upload.name)}: {md(exc)}. Nothing was added.")
+            st.error(f"Could not import {md_escape(upload.name)}: {md_escape(exc)}. Nothing was added.")
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
-            st.error(f"Could not import {md(upload.name)}: it looks like an export but is damaged or incomplete "
-                     f"({type(exc).__name__}: {md(exc)}). Nothing was added.")
+            st.error(f"Could not import {md_escape(upload.name)}: it looks like an export but is damaged or incomplete "
+                     f"({type(exc).__name__}: {md_escape(exc)}). Nothing was added.")
         else:
             st.session_state["hist-imported"] = upload.file_id
             st.session_state["history-flash"] = (

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
-from pages.shared import fmt_bytes, refresh_ladders, set_active_ladder, through_entrypoint, watch
+from pages.shared import fmt_bytes, md_escape, refresh_ladders, set_active_ladder, through_entrypoint, watch
 from workbench import fit, hub, models
 from workbench.gguf_info import GgufError
 from workbench.hardware import machine
@@ -25,8 +25,9 @@ st.title("Models: get quantizations, check they fit, make ladders")
 
 
 def one_line(exc: BaseException) -> str:
+    """An error on one line, escaped for Markdown (messages can carry file names, repo ids, server text)."""
     text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return md_escape(text or type(exc).__name__)
 
 
 def params_text(n: int) -> str:
@@ -37,8 +38,8 @@ def activate(ladder: Ladder, how: str) -> None:
     """Make a ladder the active one (sidebar, Compare page) and say so after the rerun."""
     set_active_ladder(ladder)
     refresh_ladders()
-    st.session_state[K + "flash"] = (f"**{ladder.name}** is now the active ladder ({how}): "
-                                     f"{', '.join(ladder.labels())}. Open the Compare page to run it.")
+    st.session_state[K + "flash"] = (f"**{md_escape(ladder.name)}** is now the active ladder ({md_escape(how)}): "
+                                     f"{md_escape(', '.join(ladder.labels()))}. Open the Compare page to run it.")
     st.rerun()
 
 
@@ -95,8 +96,8 @@ with tab_hub:
     job_finished = job is not None and job.finished
     if listing is not None:
         if listing.source == "cache":
-            st.warning(f"{listing.notice}.")
-        st.markdown(f"**{listing.repo_id}**" + (f" · revision `{listing.revision[:12]}`" if listing.revision else "")
+            st.warning(f"{md_escape(listing.notice)}.")
+        st.markdown(f"**{md_escape(listing.repo_id)}**" + (f" · revision {md_escape(listing.revision[:12])}" if listing.revision else "")
                     + f" · {len(listing.files)} GGUF file(s)"
                     + (f" · {params_text(listing.n_params)} parameters (the Hub's count)" if listing.n_params else ""))
 
@@ -185,9 +186,9 @@ with tab_hub:
             snap = job.snapshot()
             if snap["error"]:
                 if snap["error_kind"] == "cancelled":
-                    st.warning(snap["error"])
+                    st.warning(md_escape(snap["error"]))
                 else:
-                    st.error(snap["error"])
+                    st.error(md_escape(snap["error"]))
             elif snap["result"] is not None:
                 done = snap["result"]
                 st.success(f"{len(done)} file(s) in the Hugging Face cache, "
@@ -217,7 +218,7 @@ with tab_disk:
     folder = s1.text_input("Also look in this folder (optional)", key=K + "folder", placeholder="/path/to/models")
     rescan = s2.button("Scan", key=K + "scan-go")
     if folder.strip() and not os.path.isdir(os.path.expanduser(folder.strip())):
-        st.error(f"{folder.strip()}: no such folder")
+        st.error(f"{md_escape(folder.strip())}: no such folder")
         folder = ""
     fetched = st.session_state.get(K + "download")
     # look again after a download: the new files are in the HF cache now
@@ -233,11 +234,11 @@ with tab_disk:
     if scan is not None:
         if not scan.ladders:
             st.info("No GGUF files found in the Hugging Face cache, LM Studio, Ollama"
-                    + (f" or {folder.strip()}" if folder.strip() else "") + ".")
+                    + (f" or {md_escape(folder.strip())}" if folder.strip() else "") + ".")
         for i, lad in enumerate(scan.ladders):
             with st.container(border=True):
                 name = models.found_ladder_name(lad)
-                st.markdown(f"**{name}** · {', '.join(lad.quant_types) or 'type unknown'}")
+                st.markdown(f"**{md_escape(name)}** · {md_escape(', '.join(lad.quant_types) or 'type unknown')}")
                 st.dataframe(pd.DataFrame([{
                     "type": f.quant_type or "?", "size": fmt_bytes(f.size),
                     "source": models.SOURCE_NAMES.get(f.source, f.source), "repo": f.repo_id or "",
@@ -249,7 +250,7 @@ with tab_disk:
                     try:
                         registered = models.register_found(lad)
                     except (GgufError, OSError) as exc:
-                        st.error(f"Cannot use {name}: {one_line(exc)}")
+                        st.error(f"Cannot use {md_escape(name)}: {one_line(exc)}")
                     else:
                         activate(registered, "found on disk")
 
@@ -287,7 +288,7 @@ with tab_make:
     elif build is not None:
         snap = build.snapshot()
         if snap["error"]:
-            st.error(snap["error"])
+            st.error(md_escape(snap["error"]))
         elif snap["ladder"] is not None:
             lad = snap["ladder"]
             st.session_state.pop(K + "build", None)

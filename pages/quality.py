@@ -61,7 +61,7 @@ with tab_prompt:
         chosen = c1.multiselect("Quantizations", others, default=defaults, key=f"quality-quants-{ladder.directory}")
         max_tokens = c2.number_input("Max tokens", 8, 2048, 128, key="quality-max-tokens")
         n_ctx = c3.number_input("Context size", 256, 32768, 2048, step=256, key="quality-ctx")
-        st.caption(f"Reference: {reference}. Only the reference generates; every quantization then reads its output. "
+        st.caption(f"Reference: {qv.md_escape(reference)}. Only the reference generates; every quantization then reads its output. "
                    f"{SEQUENTIAL_NOTE}")
         job = qv.quality_jobs().get(st.session_state.get("quality-prompt-job"))
         running = job is not None and not job.finished

@@ -7,7 +7,6 @@ Numbers come from workbench.divergence / workbench.evals; long work runs as a ba
 from __future__ import annotations
 
 import html
-import re
 from typing import Any
 
 import pandas as pd
@@ -15,7 +14,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.shared import pool, store, watch
+from pages.shared import md_escape, pool, store, watch  # noqa: F401 - md_escape: pages use qv.md_escape
 from workbench import divergence as dv
 from workbench.compare import Contestant
 from workbench.evals import ALL, EvalRun
@@ -31,16 +30,6 @@ EXPLAIN = ("The reference's tokens are fed to every quantization (teacher forcin
 @st.cache_resource(show_spinner=False)
 def quality_jobs() -> TaskRegistry:
     return TaskRegistry(pool(), store())
-
-
-def md_escape(text: str) -> str:
-    """Untrusted text safe inside st.markdown / st.error, shown inline after other words.
-
-    Escapes what changes meaning mid-line: emphasis, code, links and Streamlit's :color[…] directives
-    (brackets), raw HTML, math ($), tables (|) and strikethrough (~). Line-start syntax (#, -, 1.)
-    cannot trigger because callers never put this text at the start of a line.
-    """
-    return re.sub(r"([\\`*_\[\]<>~$|])", r"\\\1", " ".join(str(text).split()))
 
 
 # ---- background jobs ---------------------------------------------------------------------------
@@ -242,7 +231,7 @@ def case_drilldown(run: EvalRun, key: str) -> None:
             (st.success if o.passed else st.error)(("passed: " if o.passed else "failed: ") + md_escape(o.detail))
             st.html(f'<div class="wb-diff">{html.escape(o.output or o.error or "")}</div>')
             st.caption(f"{o.completion_tokens if o.completion_tokens is not None else '—'} tokens · "
-                       f"stopped: {o.stop_reason or '—'}")
+                       f"stopped: {md_escape(o.stop_reason or '—')}")
 
 
 def contestants_from(ladder: Any, chosen: list[str]) -> list[Contestant]:

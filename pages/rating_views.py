@@ -9,7 +9,6 @@ names a quantization.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -18,7 +17,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages import views
-from pages.shared import store
+from pages.shared import md_escape, store
 from workbench import ratings as rt
 from workbench.diffing import plain_html
 from workbench.leaderboard import Leaderboard, leaderboard
@@ -36,11 +35,6 @@ def session_id() -> str:
 
 def rater() -> str | None:
     return (st.session_state.get("rater") or "").strip() or None
-
-
-def md(text: Any) -> str:
-    """Text safe to put inside Markdown: every character Markdown or HTML could act on is escaped."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$&])", r"\\\1", str(text))
 
 
 def stars(n: int) -> str:
@@ -71,10 +65,11 @@ def _save_stars(run_id: int, label: str, key: str, mode: str, shown_as: str, let
                       comment=st.session_state.get(f"{key}-comment") or None, session=session_id(),
                       display_letter=letter)
     except rt.RatingError as exc:
-        st.toast(f"Rating of {shown_as} not saved: {exc if mode == 'open' else 'the run or output is gone'}",
+        st.toast(f"Rating of {md_escape(shown_as)} not saved: "
+                 f"{md_escape(exc) if mode == 'open' else 'the run or output is gone'}",
                  icon=":material/warning:")
         return
-    st.toast(f"Saved {int(value) + 1}★ for {shown_as}")
+    st.toast(f"Saved {int(value) + 1}★ for {md_escape(shown_as)}")
 
 
 def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, pick_key: str,
@@ -121,7 +116,7 @@ def blind(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.Blin
         for col, (letter, label) in row:
             with col:
                 ref = " · reference" if view.revealed and outputs[label]["is_reference"] else ""
-                st.markdown(f"**{md(view.display_name(label))}**{ref}")
+                st.markdown(f"**{md_escape(view.display_name(label))}**{ref}")
                 st.html(plain_html(outputs[label]["text"] or ""))
                 key = f"blind-{run['id']}-{letter}"  # the letter, never the label: widget ids reach the browser
                 star_widget(run["id"], label, key, mode=mode, shown_as=view.display_name(label), letter=letter,
@@ -156,11 +151,11 @@ def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.B
     name = st.selectbox("Pair", names, key=pick_key, format_func=lambda n: f"{n} ✓" if n in done else n)
     _, label_a, label_b = pairs[names.index(name)]
     la, lb = view.display_name(label_a), view.display_name(label_b)
-    st.markdown(f"#### Which is better, {md(la)} or {md(lb)}?")
+    st.markdown(f"#### Which is better, {md_escape(la)} or {md_escape(lb)}?")
     left, right = st.columns(2)
     for col, label, shown in ((left, label_a, la), (right, label_b, lb)):
         with col:
-            st.markdown(f"**{md(shown)}**")
+            st.markdown(f"**{md_escape(shown)}**")
             st.html(plain_html(outputs[label]["text"] or ""))
     mode = "pairwise" if view.revealed else "blind"  # a vote made with names hidden is stored as blind
     b1, b2, b3 = st.columns(3)
@@ -171,7 +166,7 @@ def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.B
     mine = latest.get(frozenset((label_a, label_b)))
     if mine is not None:
         won = mine["label_a"] if mine["winner"] == "a" else mine["label_b"] if mine["winner"] == "b" else None
-        st.caption(f"Your vote on this pair: {md(view.display_name(won)) + ' is better' if won else 'a tie'} "
+        st.caption(f"Your vote on this pair: {md_escape(view.display_name(won)) + ' is better' if won else 'a tie'} "
                    f"(saved {mine['created_at'][11:19]} UTC)")
     if view.revealed and latest:
         rows = []
@@ -190,7 +185,7 @@ def open_mode(run: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> None:
     for row in views.column_rows(list(outputs.values())):
         for col, r in row:
             with col:
-                st.markdown(f"**{md(r['label'])}**{' · reference' if r['is_reference'] else ''}")
+                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
                 st.html(plain_html(r["text"] or ""))
                 mine_r = saved.get(r["label"])
                 star_widget(run["id"], r["label"], f"open-{run['id']}-{r['label']}", mode="open", shown_as=r["label"],
@@ -270,10 +265,10 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
                f"{board.n_votes} pairwise vote{'s' if board.n_votes != 1 else ''}, and {board.n_rating_pairs} "
                "comparisons implied by ratings (two outputs of one run rated by one rater: the higher score wins).")
     st.dataframe(board.to_frame(), hide_index=True, width="stretch")
-    st.markdown("**Can the ratings tell them apart?**\n\n" + "\n".join(f"- {md(s)}" for s in board.sentences)
+    st.markdown("**Can the ratings tell them apart?**\n\n" + "\n".join(f"- {md_escape(s)}" for s in board.sentences)
                 if board.sentences else "Only one quantization has been judged so far.")
     for note in board.notes:
-        st.caption(f"ℹ️ {note}")
+        st.caption(f"ℹ️ {md_escape(note)}")
     st.plotly_chart(leaderboard_figure(board), width="stretch", key="leaderboard-chart")
     st.caption("Bradley–Terry: the chance that A beats B is strength A / (strength A + strength B); strengths are "
                "scaled so their geometric mean is 1; intervals from a parametric bootstrap (500 resamples). "

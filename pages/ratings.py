@@ -6,7 +6,7 @@ import streamlit as st
 from pages import rating_views as rv
 from pages import views
 from pages.history_views import run_label
-from pages.shared import store, through_entrypoint
+from pages.shared import md_escape, store, through_entrypoint
 from workbench import ratings as rt
 from workbench.history import search_runs
 
@@ -52,11 +52,11 @@ if run is not None:
     outputs = {r["label"]: r for r in run["results"] if not r["error"]}
     failed = len(run["results"]) - len(outputs)
     mode = st.radio("Mode", list(rv.MODES), key="ratings-mode", horizontal=True, captions=list(rv.MODES.values()))
-    s = run["settings"] or {}
-    st.caption(f"Run #{run['id']} · {run['created_at'][:19]} UTC · {run['ladder_name'] or 'local files'}"
-               f"{' · ' + run['category'] if run['category'] else ''} · {len(outputs)} outputs · "
-               f"max {s.get('max_tokens', '?')} tokens · temperature {s.get('temperature', '?')} · "
-               f"seed {s.get('seed', '?')}" + (f" · {failed} failed and left out" if failed else ""))
+    s = run["settings"] if isinstance(run["settings"], dict) else {}
+    st.caption(md_escape(f"Run #{run['id']} · {str(run['created_at'])[:19]} UTC · {run['ladder_name'] or 'local files'}"
+                         f"{' · ' + str(run['category']) if run['category'] else ''} · {len(outputs)} outputs · "
+                         f"max {s.get('max_tokens', '?')} tokens · temperature {s.get('temperature', '?')} · "
+                         f"seed {s.get('seed', '?')}" + (f" · {failed} failed and left out" if failed else "")))
     with st.expander("Prompt", expanded=True):
         if run.get("system_prompt"):
             st.caption("System prompt")

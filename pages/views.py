@@ -3,7 +3,6 @@ ratings, charts and a table. Pages call these; the numbers come from the library
 
 from __future__ import annotations
 
-import html
 import time
 from typing import Any
 
@@ -11,8 +10,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.quality_views import md_escape
-from pages.shared import fmt_bytes, follow, store
+from pages.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
 from workbench.diffing import DIFF_CSS, diff_html, plain_html, word_diff
 from workbench.disturbance import summarize
 from workbench.jobs import STATUS_TEXT, ComparisonJob
@@ -113,25 +111,30 @@ def disturbance_note(r: dict[str, Any]) -> tuple[bool | None, str]:
 
 
 def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
-    def num(x: float | None, fmt: str) -> str:
-        return "—" if x is None else format(x, fmt)
-
+    """(name, value) rows of plain text; the caller escapes them. Stored and imported runs may carry anything, so
+    numbers are formatted only when they are real numbers ("—" otherwise) and other values are shown as text."""
+    metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
+    tokens = r.get("completion_tokens")
+    stop = r.get("stop_reason")
     rows = [
-        ("TTFT", f"{num(r['ttft_s'], '.3f')} s"),
-        ("Prefill", f"{num(r['prefill_tok_s'], ',.0f')} tok/s"),
-        ("Decode", f"{num(r['decode_tok_s'], ',.1f')} tok/s"),
-        ("Tokens", f"{r['completion_tokens'] if r['completion_tokens'] is not None else '—'} ({r['stop_reason'] or '—'})"),
-        ("Peak RAM", fmt_bytes(r["peak_rss_bytes"])),
+        ("TTFT", f"{fmt_num(r.get('ttft_s'), '.3f')} s"),
+        ("Prefill", f"{fmt_num(r.get('prefill_tok_s'), ',.0f')} tok/s"),
+        ("Decode", f"{fmt_num(r.get('decode_tok_s'), ',.1f')} tok/s"),
+        ("Tokens", f"{fmt_num(tokens, 'd') if isinstance(tokens, int) else '—'} ({stop if stop else '—'})"),
+        ("Peak RAM", fmt_bytes(r.get("peak_rss_bytes"))),
     ]
     if r.get("gpu_mem_bytes") is not None:
         rows.append(("VRAM", f"{fmt_bytes(r['gpu_mem_bytes'])} (NVML, this worker incl. CUDA context)"))
     if r.get("gpu_layers"):
-        n_layers = r["metrics"].get("settings", {}).get("n_layers")
-        rows.append(("GPU layers", f"{r['gpu_layers']} of {n_layers + 1 if n_layers else '?'} (repeating + output)"))
-    rows += [("File", fmt_bytes(r["size_bytes"])), ("Bits/weight", num(r["bits_per_weight"], ".2f")),
-             ("Load", f"{num(r['load_s'], '.2f')} s{' (warm worker)' if r['metrics'].get('warm') else ''}")]
+        settings = metrics.get("settings") if isinstance(metrics.get("settings"), dict) else {}
+        n_layers = settings.get("n_layers")
+        layers = fmt_num(r["gpu_layers"], "d") if isinstance(r["gpu_layers"], int) else "—"
+        total = n_layers + 1 if isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers else "?"
+        rows.append(("GPU layers", f"{layers} of {total} (repeating + output)"))
+    rows += [("File", fmt_bytes(r.get("size_bytes"))), ("Bits/weight", fmt_num(r.get("bits_per_weight"), ".2f")),
+             ("Load", f"{fmt_num(r.get('load_s'), '.2f')} s{' (warm worker)' if metrics.get('warm') else ''}")]
     contention = r.get("cpu_contention")
-    if isinstance(contention, (int, float)):
+    if is_number(contention):
         verdict = "disturbed" if r.get("disturbed") else "quiet"
         rows.append(("CPU contention", f"{contention:.0%} ({verdict})"))
     return rows
@@ -152,9 +155,9 @@ def _save_rating(run_id: int, label: str, key: str) -> None:
         add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, comment=comment, mode="open",
                    rater=st.session_state.get("rater"), session=session)
     except RatingError as exc:
-        st.toast(f"Rating not saved: {exc}", icon=":material/warning:")
+        st.toast(f"Rating not saved: {md_escape(exc)}", icon=":material/warning:")
         return
-    st.toast(f"Saved {int(value) + 1}★ for {label}")
+    st.toast(f"Saved {int(value) + 1}★ for {md_escape(label)}")
 
 
 def rating_widget(run: dict[str, Any], r: dict[str, Any], saved: dict[str, Any] | None) -> None:
@@ -166,8 +169,12 @@ def rating_widget(run: dict[str, Any], r: dict[str, Any], saved: dict[str, Any] 
     st.text_input("Comment (optional)", key=f"{key}-comment", on_change=_save_rating, args=(run["id"], r["label"], key),
                   label_visibility="collapsed", placeholder="Comment (optional), saved with your stars")
     if saved:
-        by = f" by {saved['rater']}" if saved.get("rater") else ""
-        st.caption(f"Saved: {'★' * int(saved['score'])} at {saved['created_at'][11:19]} UTC{by}")
+        by = f" by {md_escape(saved['rater'])}" if saved.get("rater") else ""
+        st.caption(f"Saved: {'★' * int(saved['score'])} at {md_escape(str(saved['created_at'])[11:19])} UTC{by}")
+
+
+def _text(r: dict[str, Any]) -> str:
+    return r["text"] if isinstance(r.get("text"), str) else ""
 
 
 def result_columns(run: dict[str, Any]) -> None:
@@ -178,9 +185,9 @@ def result_columns(run: dict[str, Any]) -> None:
     for row in column_rows(results):
         for col, r in row:
             with col:
-                st.markdown(f"**{r['label']}**{' · reference' if r['is_reference'] else ''}")
+                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
                 if r["error"]:
-                    st.error(r["error"])
+                    st.error(md_escape(r["error"]))
                     continue
                 if r["stop_reason"] == "cancelled":
                     st.caption("⏹️ cancelled")
@@ -190,21 +197,32 @@ def result_columns(run: dict[str, Any]) -> None:
                 if disturbed:
                     st.warning(f"Speed figures {md_escape(words)}. They read lower than this machine gives; "
                                "re-measure quietly (button above the columns).", icon=":material/speed:")
+                text = _text(r)
                 if r["is_reference"] or ref is None:
-                    st.html(plain_html(r["text"] or ""))
+                    st.html(plain_html(text))
                 else:
-                    d = word_diff(ref["text"] or "", r["text"] or "")
+                    d = word_diff(_text(ref), text)
                     if d.identical:
                         st.success("identical to reference")
-                        st.html(plain_html(r["text"] or ""))
+                        st.html(plain_html(text))
                     else:
+                        first = r.get("first_divergence_token")
                         st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
-                                   f"token {r['first_divergence_token']}")
+                                   f"token {fmt_num(first, 'd') if isinstance(first, int) else '—'}")
                         st.html(diff_html(d))
                 st.html("<table style='font-size:0.8rem;width:100%'>" + "".join(
-                    f"<tr><td style='color:#666'>{html.escape(k)}</td><td style='text-align:right'>{html.escape(v)}</td></tr>"
+                    f"<tr><td style='color:#666'>{html_text(k)}</td><td style='text-align:right'>{html_text(v)}</td></tr>"
                     for k, v in _metric_rows(r)) + "</table>")
                 rating_widget(run, r, saved.get(r["label"]))
+
+
+def _n(x: Any) -> Any:
+    """A number for a table or chart cell, or None (imported runs may carry strings where numbers belong)."""
+    return x if is_number(x) else None
+
+
+def _mib(x: Any) -> float | None:
+    return round(x / 2**20, 1) if is_number(x) else None
 
 
 def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
@@ -212,23 +230,33 @@ def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
     for r in run["results"]:
         rows.append({
             "quantization": r["label"], "type": r["quant_type"], "reference": r["is_reference"],
-            "file MiB": None if r["size_bytes"] is None else round(r["size_bytes"] / 2**20, 1),
-            "bits/weight": r["bits_per_weight"], "load s": r["load_s"], "TTFT s": r["ttft_s"],
-            "prefill tok/s": r["prefill_tok_s"], "decode tok/s": r["decode_tok_s"], "tokens": r["completion_tokens"],
-            "stop": r["stop_reason"], "peak RAM MiB": None if r["peak_rss_bytes"] is None else round(r["peak_rss_bytes"] / 2**20, 1),
-            "VRAM MiB": None if r["gpu_mem_bytes"] is None else round(r["gpu_mem_bytes"] / 2**20, 1),
-            "first divergence (token)": r["first_divergence_token"],
-            "CPU contention": r.get("cpu_contention"),
+            "file MiB": _mib(r["size_bytes"]),
+            "bits/weight": _n(r["bits_per_weight"]), "load s": _n(r["load_s"]), "TTFT s": _n(r["ttft_s"]),
+            "prefill tok/s": _n(r["prefill_tok_s"]), "decode tok/s": _n(r["decode_tok_s"]),
+            "tokens": _n(r["completion_tokens"]),
+            "stop": r["stop_reason"], "peak RAM MiB": _mib(r["peak_rss_bytes"]),
+            "VRAM MiB": _mib(r["gpu_mem_bytes"]),
+            "first divergence (token)": _n(r["first_divergence_token"]),
+            "CPU contention": _n(r.get("cpu_contention")),
             "measured": {1: "disturbed", 0: "quiet"}.get(r.get("disturbed"), "not judged"),
             "error": r["error"],
         })
     return pd.DataFrame(rows)
 
 
+def csv_bytes(frame: pd.DataFrame) -> str:
+    """The metrics table as CSV, with text that a spreadsheet would run as a formula quoted (history.csv_safe)."""
+    from workbench.history import csv_safe
+
+    return frame.map(csv_safe).to_csv(index=False, lineterminator="\r\n")  # CRLF: a lone "\r" in text is quoted
+
+
 def charts(frame: pd.DataFrame) -> None:
-    ok = frame[frame["error"].isna()]
+    ok = frame[frame["error"].isna()].copy()
     if ok.empty:
         return
+    # Plotly renders a little HTML in axis labels (links among it): labels are untrusted text
+    ok["quantization"] = [html_text(q) for q in ok["quantization"]]
     specs = [("decode tok/s", METRIC_LABELS["decode_tok_s"]), ("TTFT s", METRIC_LABELS["ttft_s"]),
              ("peak RAM MiB", METRIC_LABELS["peak_rss_bytes"]), ("file MiB", "File size (MiB) on disk")]
     cols = st.columns(2)

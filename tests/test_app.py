@@ -39,7 +39,7 @@ def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
     assert [r["label"] for r in run["results"]] == ["F16", "Q8_0", "Q2_K"]
     assert all(r["error"] is None and r["text"] for r in run["results"])
     titles = [m.value for m in at.markdown]
-    assert "**F16** · reference" in titles and "**Q8_0**" in titles and "**Q2_K**" in titles
+    assert "**F16** · reference" in titles and r"**Q8\_0**" in titles and r"**Q2\_K**" in titles  # escaped Markdown
     html = " ".join(h.proto.body for h in at.get("html"))
     diffs_or_identical = ("wb-diff" in html) and (("<ins" in html or "<del" in html) or len(at.success) >= 1)
     assert diffs_or_identical

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.models_helpers import REPO, SECRET, hub_server, lm_studio_and_ollama, models_env, tiny_files  # noqa: F401
+from pages.shared import md_escape
 from workbench import hub
 from workbench.ladder import load_ladder
 
@@ -87,9 +88,9 @@ def test_repo_listing_fit_download_and_use_as_ladder(models_env: Path, hub_serve
     lad = load_ladder(active)
     assert lad.name == REPO and sorted(f.quant_type for f in lad.files) == ["Q2_K", "Q8_0"]
     assert all("/snapshots/" in f.path for f in lad.files)  # used where they are, in the HF cache
-    assert any(REPO in s.value and "active ladder" in s.value for s in at.success)
+    assert any(md_escape(REPO) in s.value and "active ladder" in s.value for s in at.success)
 
-    assert any(m.value == f"**Tiny (Hugging Face cache)** · Q8_0, Q2_K" for m in at.markdown)  # on disk now
+    assert any(m.value == r"**Tiny (Hugging Face cache)** · Q8\_0, Q2\_K" for m in at.markdown)  # on disk now
 
     at.switch_page("pages/compare.py")  # the Compare page (and the sidebar, from the same session state) use it
     at.run()
@@ -129,7 +130,7 @@ def test_offline_mode_says_so_and_lists_the_cache(models_env: Path, monkeypatch:
     cached = next(d.value for d in at.dataframe if "repo" in d.value.columns)
     assert list(cached["repo"]) == [REPO] and list(cached["type"]) == ["Q4_K_M"]
     list_repo(at, REPO)
-    assert any("HF_HUB_OFFLINE" in w.value for w in at.warning)
+    assert any(md_escape("HF_HUB_OFFLINE") in w.value for w in at.warning)
     table = fit_table(at)
     assert list(table["type"]) == ["Q4_K_M"] and table["model shape"][0] == "read (cached file)"
     button(at, "Download 1 file(s)").click()  # offline "download" = take it from the cache
@@ -148,14 +149,14 @@ def test_models_on_disk_become_ladders(models_env: Path, tiny_files) -> None:
         (folder / f"Folded-{q}.gguf").write_bytes(tiny_files[f"Tiny-{q}.gguf"])
     at = models_page()
     titles = [m.value for m in at.markdown]
-    assert "**Small (LM Studio)** · Q8_0, Q4_K_M" in titles
-    assert "**ollie (Ollama)** · Q8_0, Q2_K" in titles
+    assert r"**Small (LM Studio)** · Q8\_0, Q4\_K\_M" in titles  # names are escaped Markdown
+    assert r"**ollie (Ollama)** · Q8\_0, Q2\_K" in titles
     at.text_input(key="models-folder").set_value(str(models_env / "nope"))
     at.run()
     assert any("no such folder" in e.value for e in at.error)
     at.text_input(key="models-folder").set_value(str(folder))
     at.run()
-    assert "**Folded (folder)** · Q8_0, Q2_K" in [m.value for m in at.markdown]
+    assert r"**Folded (folder)** · Q8\_0, Q2\_K" in [m.value for m in at.markdown]
 
     ollama_button = next(b for b in at.button if b.key and b.key.startswith("models-use-found-") and "ollie" in b.key)
     ollama_button.click()

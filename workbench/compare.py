@@ -17,7 +17,7 @@ from workbench import crash_fallback, hardware
 from workbench.gguf_info import GgufError, read_header
 from workbench.ladder import Ladder, LadderFile, llama_cpp_version
 from workbench.metrics import ContestantResult, mark_divergence
-from workbench.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
+from workbench.pool import LoadSettings, WorkerDied, WorkerError, WorkerKilledOnCancel, WorkerPool
 from workbench.store import Store
 
 # on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
@@ -227,6 +227,11 @@ def run_contestant(
                            "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
                 done = worker.call(request, {"done"}, forward, cancel)
                 worker.generations += 1
+        except WorkerKilledOnCancel as killed:  # Stop, with a worker that never read the cancel: not a crash
+            result.error = f"{label}: {killed.reason}"
+            result.stop_reason = "cancelled"
+            on_event(label, "cancelled", {"message": result.error})
+            return result
         except WorkerDied as died:
             early = died.during == "load" or during == "load" or (first_generation and not got_tokens)
             if (attempt == 1 and early and use_extra_bufts is not False
@@ -256,6 +261,22 @@ def run_contestant(
     raise AssertionError("unreachable")
 
 
+def check_contestants(contestants: list[Contestant]) -> None:
+    """Raise ValueError unless there is at least one contestant and every label is unique.
+
+    Results, ratings and columns are keyed by label: an endpoint labelled like a local quantization (or like
+    another endpoint) would overwrite that result.
+    """
+    if not contestants:
+        raise ValueError("choose at least one quantization")
+    seen: set[str] = set()
+    for c in contestants:
+        if c.label in seen:
+            raise ValueError(f"two contestants are labelled {c.label!r}: give each endpoint a label that no "
+                             "local quantization or other endpoint uses")
+        seen.add(c.label)
+
+
 def run_comparison(
     pool: WorkerPool,
     contestants: list[Contestant],
@@ -272,8 +293,7 @@ def run_comparison(
     """Run `prompt` through every contestant in turn; each finished result is stored at once."""
     settings = settings or RunSettings()
     settings.validate()
-    if not contestants:
-        raise ValueError("choose at least one quantization")
+    check_contestants(contestants)
     messages = settings.messages(prompt)
     ref = next((c for c in contestants if c.is_reference), None)
     run_id = None

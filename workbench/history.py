@@ -210,6 +210,18 @@ def export_json(store: Store, path: str | Path, run_ids: Sequence[int] | None = 
     return path
 
 
+# A spreadsheet treats a cell starting with one of these as a formula (=HYPERLINK(...), =cmd|...): text from models,
+# endpoints and imports is prefixed with a single quote so it opens as text (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """`value` for a CSV cell: text that a spreadsheet would run as a formula gets a leading single quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_tables(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, str]:
     """table name → CSV text, the database's columns in their order."""
     out = {}
@@ -217,9 +229,10 @@ def csv_tables(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, 
         columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in TABLES}
     for table in TABLES:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns[table], extrasaction="ignore", lineterminator="\n")
+        # CRLF (RFC 4180): with "\n" alone a lone "\r" in model text went unquoted and broke the row
+        writer = csv.DictWriter(buf, fieldnames=columns[table], extrasaction="ignore", lineterminator="\r\n")
         writer.writeheader()
-        writer.writerows(_rows(store, table, run_ids))
+        writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in _rows(store, table, run_ids))
         out[table] = buf.getvalue()
     leaked = [p for text in out.values() for row in csv.DictReader(io.StringIO(text)) for p in leaked_settings(row)]
     if leaked:

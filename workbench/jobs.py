@@ -14,7 +14,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from workbench.compare import Contestant, RunSettings, run_comparison
+from workbench.compare import Contestant, RunSettings, check_contestants, run_comparison
 from workbench.ladder import Ladder
 from workbench.pool import WorkerPool
 from workbench.store import Store
@@ -69,7 +69,7 @@ class ComparisonJob:
             if status in ("loading", "retrying"):
                 col.text = ""
             col.status = status
-            col.message = payload.get("message", "") or col.message if status in ("crashed", "error", "retrying") else ""
+            col.message = payload.get("message", "") or col.message if status in ("crashed", "error", "retrying", "cancelled") else ""
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -94,6 +94,7 @@ class JobRegistry:
     def start(self, contestants: list[Contestant], prompt: str, settings: RunSettings, *, ladder: Ladder | None = None,
               category: str | None = None) -> ComparisonJob:
         settings.validate()
+        check_contestants(contestants)  # before the job starts: the page shows the reason at once
         labels = [c.label for c in contestants]
         job = ComparisonJob(next(self._ids), labels, {label: ColumnState(label) for label in labels},
                             display=settings.display)

@@ -33,6 +33,10 @@ EventCallback = Callable[[dict[str, Any]], None]
 # against a worker that hangs without dying. Generous on purpose.
 LOAD_TIMEOUT_S = 1800.0
 REQUEST_TIMEOUT_S = 3600.0
+# Stop sends the worker a cancel message; a worker busy where it never reads it (a chat template that loops for
+# minutes, llama.cpp stuck in a kernel) is killed this long after the cancel was sent. A healthy worker answers
+# within one decode step, far below this.
+CANCEL_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,46 @@ class WorkerDied(RuntimeError):
         self.during = during
 
 
+class WorkerKilledOnCancel(WorkerDied):
+    """The worker did not answer a cancel within the grace period, so it was killed (Stop, not a crash)."""
+
+    def __init__(self, grace_s: float, during: str | None) -> None:
+        super().__init__(f"stopped: the worker did not answer the cancel within {grace_s:g} s and was killed",
+                         None, during)
+
+
 class WorkerError(RuntimeError):
     """The worker answered a request with an error event (it is still alive)."""
 
 
 class DoesNotFit(WorkerError):
     """The model's predicted memory does not fit the warm-model budget: refused before loading, not OOM-killed."""
+
+
+# Workers run llama.cpp and nothing else: they never need a credential, so they do not inherit one (a crash dump,
+# a core file or a library reading its environment cannot leak it).
+SECRET_ENV_NAMES = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACEHUB_API_TOKEN", "API_KEY", "TOKEN", "SECRET"}
+SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_ACCESS_KEY", "_SECRET_KEY")
+_named_secrets: set[str] = set()  # variables endpoints read their key from (any name): `keep_from_workers`
+_named_lock = threading.Lock()
+
+
+def keep_from_workers(name: str) -> None:
+    """Never hand environment variable `name` to a worker (an endpoint's key_env, whatever it is called)."""
+    with _named_lock:
+        _named_secrets.add(name)
+
+
+def is_secret_env(name: str) -> bool:
+    upper = name.upper()
+    with _named_lock:
+        named = name in _named_secrets
+    return named or upper in SECRET_ENV_NAMES or upper.endswith(SECRET_ENV_SUFFIXES)
+
+
+def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker starts with: the app's, plus `extra`, less every credential."""
+    return {k: v for k, v in {**os.environ, **(extra or {})}.items() if not is_secret_env(k)}
 
 
 def describe_exit(returncode: int | None) -> tuple[str, str | None]:
@@ -96,7 +134,7 @@ class WorkerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
-            env={**os.environ, **(env or {})},
+            env=worker_env(env),  # without HF_TOKEN, API keys and the like
             start_new_session=True,  # a Ctrl-C in the app's terminal is for the app, not each worker
         )
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -166,15 +204,20 @@ class WorkerProcess:
         """Send one request and pass its events to `on_event` until a terminal one arrives.
 
         Raises WorkerError for an error event and WorkerDied when the process ends.
-        `cancel`, when set, is forwarded to the worker once.
+        `cancel`, when set, is forwarded to the worker once; a worker that has not finished `CANCEL_GRACE_S`
+        later is killed and WorkerKilledOnCancel raised (the pool starts a fresh worker on the next request).
         """
         self.send(request)
         deadline = time.monotonic() + timeout
-        cancel_sent = False
+        cancel_sent_at: float | None = None
         while True:
-            if cancel is not None and cancel.is_set() and not cancel_sent:
+            if cancel is not None and cancel.is_set() and cancel_sent_at is None:
                 self.send({"op": "cancel"})
-                cancel_sent = True
+                cancel_sent_at = time.monotonic()
+            grace = CANCEL_GRACE_S  # read each time: tests may shorten it
+            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at >= grace:
+                self.kill()
+                raise WorkerKilledOnCancel(grace, request["op"])
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()

@@ -96,6 +96,10 @@ class RemoteEndpoint:
         except ValueError:
             raise ValueError(f"endpoint URL has a bad port: {self.base_url!r}") from None
         self.base_url = self.base_url.strip().rstrip("/")
+        if self.api_key_env:
+            from workbench.pool import keep_from_workers
+
+            keep_from_workers(self.api_key_env)  # workers start without it, whatever its name
         if not self.label:
             self.label = f"{self.model or parts.hostname} @ {parts.netloc}"
 

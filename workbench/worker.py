@@ -34,6 +34,9 @@ from workbench import protocol
 from workbench.disturbance import CpuSnapshot, classify
 
 
+# Test-only: seconds each generate sleeps before it starts, ignoring cancel (see Engine.generate).
+INJECT_STUCK_ENV = "WORKBENCH_INJECT_STUCK_S"
+
 class _Out:
     """Writes protocol events on a private copy of the original stdout, safe from C-level prints."""
 
@@ -248,6 +251,11 @@ class Engine:
         lc = self.llama_cpp
         rid = req.get("id")
         t_request = time.perf_counter()
+        # Test-only fault injection: be stuck where a cancel is never read (like a chat template that loops for
+        # minutes), so Stop has to kill the worker (pool.CANCEL_GRACE_S). Never set outside tests.
+        stuck_s = float(os.environ.get(INJECT_STUCK_ENV) or 0)
+        if stuck_s > 0:
+            time.sleep(stuck_s)
         tokens, template = self.prompt_tokens(req)
         n_ctx = self.settings["n_ctx"]
         if len(tokens) >= n_ctx:
