@@ -145,3 +145,34 @@ def test_duplicate_key_in_a_real_file_is_a_gguf_error(tmp_path, demo_ladder):
     p.write_bytes(dup)
     with pytest.raises(GgufError, match="repeats the key 'general.architecture'"):
         read_header(p)
+
+
+def test_hostile_remote_header_is_a_hub_error_after_one_small_range(hostile, tmp_path, monkeypatch):
+    """A Hub file whose header declares a 2^30-entry array: one line, after one range read, nothing more."""
+    from tests.hubserver import HubServer, make_gguf
+    from workbench import hub
+    from workbench.hub import HubError
+
+    path, _ = hostile["huge array"]
+    good = make_gguf(tmp_path / "Good-Q8_0.gguf", file_type=7, n_vocab=2000, extra_bytes=100_000).read_bytes()
+    s = HubServer()
+    s.add_repo("tester/Hostile-GGUF", {"Evil-Q4_K_M.gguf": path.read_bytes() + b"\0" * 100_000,
+                                       "Dup-Q8_0.gguf": hostile["duplicate key"][0].read_bytes(),
+                                       "Good-Q8_0.gguf": good})
+    s.start()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", s.url)
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        with pytest.raises(HubError) as err:
+            hub.read_remote_header("tester/Hostile-GGUF", "Evil-Q4_K_M.gguf")
+        assert str(err.value) == ("tester/Hostile-GGUF/Evil-Q4_K_M.gguf: header declares an array of 1,073,741,824 "
+                                  "entries for key 'x' (limit 16,777,216)")
+        assert len(s.seen("GET", "/cdn/tester/Hostile-GGUF/")) == 1
+        with pytest.raises(HubError, match="repeats the key 'llama.block_count'"):
+            hub.read_remote_header("tester/Hostile-GGUF", "Dup-Q8_0.gguf")
+        info = hub.read_remote_header("tester/Hostile-GGUF", "Good-Q8_0.gguf")
+        assert info.vocab_size == 2000 and info.quant_type == "Q8_0" and info.size_bytes == len(good)
+    finally:
+        s.stop()
