@@ -253,13 +253,19 @@ def _same_source(ladder: Ladder, src: Path) -> bool:
 
 def ensure_demo_ladder(progress: Progress = lambda msg: None) -> Ladder:
     """The embedded demo ladder, building it on first use (a few seconds for a 135M model)."""
-    src = demo_source()
+    ladder = None
     try:
         ladder = load_ladder(demo_dir())
-        if _same_source(ladder, src):
-            return ladder
     except (FileNotFoundError, GgufError, json.JSONDecodeError, KeyError, TypeError):
         pass
+    try:
+        src = demo_source()
+    except FileNotFoundError:
+        if ladder is not None:  # built earlier; the package that shipped its source has gone since
+            return ladder
+        raise
+    if ladder is not None and _same_source(ladder, src):
+        return ladder
     progress(f"Building the embedded demo ladder in {demo_dir()} (once)…")
     return build_ladder(
         src,
