@@ -16,12 +16,10 @@ from typing import Any
 import gguf
 import numpy as np
 
+from workbench.gguf_header import TOKEN_KEYS, GgufError, Header, file_fetch, parse_header
+
 GGUF_MAGIC = b"GGUF"
 REPACKABLE_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
-
-
-class GgufError(ValueError):
-    """A file cannot be used as a GGUF model; the message names the file and the cause."""
 
 
 @dataclass
@@ -54,14 +52,6 @@ class GgufInfo:
         return bool(self.chat_template)
 
 
-def _field_value(f: gguf.ReaderField) -> Any:
-    try:
-        value = f.contents()
-    except Exception:  # unusual field types: skip rather than fail the whole header
-        return None
-    return value
-
-
 def quant_type_from_file_type(file_type: int | None) -> str | None:
     """Map `general.file_type` (llama.cpp's LLAMA_FTYPE) to a short name such as "Q4_K_M"."""
     if file_type is None:
@@ -71,14 +61,6 @@ def quant_type_from_file_type(file_type: int | None) -> str | None:
     except ValueError:
         return None
     return name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
-
-
-def _dominant_tensor_type(reader: gguf.GGUFReader) -> str:
-    """When a file lacks `general.file_type`, name it after the type holding most of its bytes."""
-    by_type: dict[str, int] = {}
-    for t in reader.tensors:
-        by_type[t.tensor_type.name] = by_type.get(t.tensor_type.name, 0) + int(t.n_bytes)
-    return max(by_type, key=by_type.get) if by_type else "unknown"
 
 
 def known_architectures() -> set[str]:
@@ -112,7 +94,8 @@ def check_path(path: str | os.PathLike[str]) -> Path:
 def read_header(path: str | os.PathLike[str], *, check_arch: bool = True) -> GgufInfo:
     """Parse and vet a GGUF header; raises GgufError naming the file and the cause.
 
-    Parsed headers are cached by (path, size, mtime): the token table makes a parse take seconds.
+    Parsing is bounded (`gguf_header`: limits on counts, lengths, bytes and time); parsed headers are
+    cached by (path, size, mtime).
     """
     p = check_path(path)
     st = p.stat()
@@ -124,25 +107,21 @@ def read_header(path: str | os.PathLike[str], *, check_arch: bool = True) -> Ggu
 def _read_header_cached(path: str, size: int, mtime_ns: int, check_arch: bool) -> GgufInfo:
     p = Path(path)
     try:
-        reader = gguf.GGUFReader(p)
-    except (ValueError, IndexError, OverflowError) as exc:
-        raise GgufError(f"{p}: truncated or corrupt GGUF header ({exc})") from None
+        with p.open("rb") as fh:
+            header = parse_header(file_fetch(fh), str(p))
     except OSError as exc:
         raise GgufError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    return info_from_header(header, str(p), size, check_arch=check_arch)
 
-    end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=reader.data_offset)
+
+def info_from_header(header: Header, name: str, size: int, *, check_arch: bool = True) -> GgufInfo:
+    """A GgufInfo from a parsed header of a file of `size` bytes (local or remote); vets it like `read_header`."""
+    p = name
+    end = max((t.offset + t.n_bytes for t in header.tensors), default=header.data_offset)
     if end > size:
         raise GgufError(f"{p}: truncated GGUF ({size:,} bytes on disk, header describes {end:,})")
 
-    meta: dict[str, Any] = {}
-    for key, f in reader.fields.items():
-        if key.startswith("GGUF.") or key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores",
-                                               "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
-            continue
-        value = _field_value(f)
-        if isinstance(value, list) and len(value) > 64:
-            continue
-        meta[key] = value
+    meta: dict[str, Any] = {k: v for k, v in header.metadata.items() if not k.startswith("GGUF.") and k not in TOKEN_KEYS}
 
     arch = str(meta.get("general.architecture") or "")
     if not arch:
@@ -152,30 +131,40 @@ def _read_header_cached(path: str, size: int, mtime_ns: int, check_arch: bool) -
 
     def arch_int(suffix: str) -> int | None:
         v = meta.get(f"{arch}.{suffix}")
-        if isinstance(v, (list, np.ndarray)):  # per-layer arrays: take the largest
-            return int(max(v)) if len(v) else None
-        return int(v) if v is not None else None
+        try:
+            if isinstance(v, (list, np.ndarray)):  # per-layer arrays: take the largest
+                return int(max(v)) if len(v) else None
+            return int(v) if v is not None else None
+        except (TypeError, ValueError):
+            raise GgufError(f"{p}: {arch}.{suffix} is {str(v)[:40]!r}, not a number") from None
 
-    n_params = sum(int(t.n_elements) for t in reader.tensors)
-    tensor_bytes = sum(int(t.n_bytes) for t in reader.tensors)
+    tensors = header.tensors
+    n_params = sum(t.n_elements for t in tensors)
+    tensor_bytes = sum(t.n_bytes for t in tensors)
     types: dict[str, int] = {}
-    for t in reader.tensors:
-        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    by_bytes: dict[str, int] = {}
+    for t in tensors:
+        types[t.type_name] = types.get(t.type_name, 0) + 1
+        by_bytes[t.type_name] = by_bytes.get(t.type_name, 0) + t.n_bytes
     # llama.cpp's CPU "extra buffer" repacks these types of 2-D weights (not the token embedding,
     # which is only looked up) into an interleaved copy when the CPU supports it
-    repackable = sum(int(t.n_bytes) for t in reader.tensors
-                     if t.tensor_type.name in REPACKABLE_TYPES and len(t.shape) == 2 and t.name != "token_embd.weight")
+    repackable = sum(t.n_bytes for t in tensors
+                     if t.type_name in REPACKABLE_TYPES and len(t.shape) == 2 and t.name != "token_embd.weight")
+    # when a file lacks `general.file_type`, name it after the type holding most of its bytes
+    dominant = max(by_bytes, key=by_bytes.get) if by_bytes else "unknown"
 
     head_count = arch_int("attention.head_count")
     embd = arch_int("embedding_length")
     head_dim = embd // head_count if embd and head_count else None
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    file_type = meta.get("general.file_type")
+    name_ = meta.get("general.name")
+    template = meta.get("tokenizer.chat_template")
     return GgufInfo(
         path=str(p),
         size_bytes=size,
         architecture=arch,
-        name=meta.get("general.name"),
-        quant_type=quant_type_from_file_type(meta.get("general.file_type")) or _dominant_tensor_type(reader),
+        name=name_ if isinstance(name_, str) else None,
+        quant_type=(quant_type_from_file_type(file_type) if isinstance(file_type, int) else None) or dominant,
         n_params=n_params,
         tensor_bytes=tensor_bytes,
         bits_per_weight=round(tensor_bytes * 8 / n_params, 3) if n_params else 0.0,
@@ -186,8 +175,8 @@ def _read_header_cached(path: str, size: int, mtime_ns: int, check_arch: bool) -
         head_count_kv=arch_int("attention.head_count_kv") or head_count,
         key_length=arch_int("attention.key_length") or head_dim,
         value_length=arch_int("attention.value_length") or head_dim,
-        vocab_size=len(tokens.data) if tokens is not None else arch_int("vocab_size"),
-        chat_template=meta.get("tokenizer.chat_template"),
+        vocab_size=header.array_lengths.get("tokenizer.ggml.tokens", arch_int("vocab_size")),
+        chat_template=template if isinstance(template, str) else None,
         tensor_types=types,
         repackable_bytes=repackable,
         metadata=meta,

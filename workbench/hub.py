@@ -23,7 +23,6 @@ import errno
 import hashlib
 import os
 import shutil
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -446,18 +445,19 @@ def _range_bytes(hub_url: str, location: str, start: int, end: int) -> bytes:
 
 
 def read_remote_header(
-    repo_id: str, filename: str, revision: str | None = None, *, first_bytes: int = 2 * 2**20, max_bytes: int = 128 * 2**20
+    repo_id: str, filename: str, revision: str | None = None, *, first_bytes: int = 1 << 20, max_bytes: int | None = None
 ):
     """Read a Hub file's GGUF header (architecture, layers, context, tensor bytes…) without downloading its weights.
 
-    Fetches the first few MB, doubling until the header parses. The bytes are written to a sparse temp file of
-    the remote file's full size, so the same `gguf_info.read_header` that reads local files reads this one; the
-    weights are holes that are never read. Returns a `GgufInfo` whose `path` is the file's Hub URL.
+    Fetches the first `first_bytes` (1 MiB) by a Range request and parses from memory with the bounded parser
+    (`gguf_header`); when the header runs past what was fetched, the next range continues where the last one
+    ended and is twice as large, up to the header cap (`gguf_header.MAX_HEADER_BYTES`, 64 MiB). No byte is
+    fetched twice and nothing is parsed twice. Returns a `GgufInfo` whose `path` is the file's Hub URL.
     """
-    import gguf
+    from .gguf_header import MAX_HEADER_BYTES, GgufError, parse_header
+    from .gguf_info import info_from_header
 
-    from .gguf_info import GgufError, read_header
-
+    cap = min(max_bytes or MAX_HEADER_BYTES, MAX_HEADER_BYTES)
     repo_id = check_repo_id(repo_id)
     if is_offline():
         raise HubError("offline", f"Offline (HF_HUB_OFFLINE is set): cannot read the header of {repo_id}/{filename}")
@@ -465,32 +465,35 @@ def read_remote_header(
     with _hub_errors(repo_id, filename):
         meta = get_hf_file_metadata(url)
         total = meta.size
-        want = first_bytes
-        with tempfile.TemporaryDirectory(prefix="workbench-header-") as tmp:
-            path = Path(tmp) / Path(filename).name
-            data = b""
-            while True:
-                n = want if total is None else min(want, total)
-                more = _range_bytes(url, meta.location, len(data), n - 1)  # only the bytes not fetched yet
-                data += more
-                if not data.startswith(b"GGUF"[: len(data)]) or not data:
-                    raise HubError("hub", f"{repo_id}/{filename} is not a GGUF file (starts with {data[:4]!r})")
-                with open(path, "wb") as fh:
-                    fh.write(data)
-                    fh.truncate(max(total or 0, len(data)))  # sparse: the weights are never fetched
-                try:  # the header is complete when everything the parser read lay inside the fetched bytes
-                    complete = gguf.GGUFReader(path).data_offset <= len(data)
-                except Exception:
-                    complete = False
-                if complete:
-                    try:
-                        info = read_header(path, check_arch=False)
-                    except GgufError as exc:
-                        raise HubError("hub", f"{repo_id}/{filename}: {str(exc).split(': ', 1)[-1]}") from None
-                    return dataclasses.replace(info, path=url)
-                if len(data) < n or (total is not None and n >= total) or want >= max_bytes:
-                    raise HubError("hub", f"{repo_id}/{filename}: no complete GGUF header in its first {len(data):,} bytes")
-                want *= 2
+        data = bytearray()
+        step = [first_bytes]
+
+        limit = cap if total is None else min(total, cap)
+
+        def fetch(offset: int, n: int) -> bytes:
+            """The remote file from `offset` on, as far as fetched; fetches the next, twice larger range while
+            fewer than `n` bytes are there."""
+            while len(data) < min(offset + n, limit):
+                end = min(max(offset + n, len(data) + step[0]), limit)
+                more = _range_bytes(url, meta.location, len(data), end - 1)  # only the bytes not fetched yet
+                if not data and not more.startswith(b"GGUF"[: max(len(more), 1)]):
+                    raise HubError("hub", f"{repo_id}/{filename} is not a GGUF file (starts with {bytes(more[:4])!r})")
+                data.extend(more)
+                step[0] *= 2
+                if len(data) < end:  # the server sent less: the file ends here
+                    break
+            return bytes(data[offset:])
+
+        try:
+            header = parse_header(fetch, f"{repo_id}/{filename}")
+            info = info_from_header(header, f"{repo_id}/{filename}", total if total is not None else len(data),
+                                    check_arch=False)
+        except GgufError as exc:
+            msg = str(exc).split(": ", 1)[-1]
+            if msg.startswith("truncated or corrupt") and len(data) >= cap:
+                msg = f"no complete GGUF header in its first {len(data):,} bytes"
+            raise HubError("hub", f"{repo_id}/{filename}: {msg}") from None
+        return dataclasses.replace(info, path=url)
 
 
 # --------------------------------------------------------------------------------------------------------------

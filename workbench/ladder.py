@@ -140,6 +140,30 @@ def load_ladder(directory: str | os.PathLike[str]) -> Ladder:
     return Ladder(name=data["name"], files=files, provenance=data.get("provenance", {}), directory=str(d))
 
 
+def ladder_dir_name(src: str | os.PathLike[str], src_sha256: str) -> str:
+    """A built ladder's folder: the source's name up to its first dot, and 12 hex digits of its sha256.
+
+    The name alone is not an identity: `model.gguf` in two folders, or `Llama-3.Q8_0.gguf` and
+    `Llama-3.Q4_K_M.gguf`, share the prefix; without the hash they would share (and reuse) each other's files.
+    """
+    return f"{Path(src).stem.split('.')[0].lower()}-{src_sha256[:12]}"
+
+
+def _built_before(out: Path, src_sha256: str) -> dict[str, dict[str, Any]]:
+    """Files of an earlier build in `out` that may be reused: {file name: its ladder.json entry}, only when that
+    build's provenance names the same source sha256 (else nothing: the files are of another model)."""
+    try:
+        data = json.loads((out / LADDER_FILE).read_text())
+        prov = data.get("provenance", {})
+        if prov.get("source_sha256") != src_sha256:
+            return {}
+        built_as = prov.get("built_files") or {}
+        return {Path(f["path"]).name: {**f, "built_as": built_as.get(Path(f["path"]).name)}
+                for f in data.get("files", []) if isinstance(f, dict) and f.get("path")}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return {}
+
+
 def build_ladder(
     src: str | os.PathLike[str],
     types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
@@ -151,34 +175,46 @@ def build_ladder(
     progress: Progress = lambda msg: None,
     threads: int | None = None,
 ) -> Ladder:
-    """Quantize `src` into each of `types` (and the reference type), skipping files already built.
+    """Quantize `src` into each of `types` (and the reference type), reusing files this source already built.
 
+    The default folder is named after the source and a hash of its content (`ladder_dir_name`). A file already
+    there is reused only when the folder's ladder.json says it was built from a source with the same sha256 as
+    the same quantization type, and its size is unchanged; anything else is quantized again.
     `reference_type=None` uses the source file itself as the reference.
     """
     src_info = read_header(src)
     stem = Path(src).stem.split(".")[0]
-    out = Path(out_dir) if out_dir else paths.ladders_dir() / stem.lower()
-    out.mkdir(parents=True, exist_ok=True)
     progress(f"Source {src} ({src_info.quant_type}, {src_info.size_bytes / 2**20:.1f} MiB)")
     progress("Hashing the source (sha256) for the provenance record…")
     src_sha = sha256_file(src)
+    out = Path(out_dir) if out_dir else paths.ladders_dir() / ladder_dir_name(src, src_sha)
+    out.mkdir(parents=True, exist_ok=True)
+    before = _built_before(out, src_sha)
     files: list[LadderFile] = []
+    built: dict[str, str] = {}
     plan = ([reference_type] if reference_type else []) + [t for t in types if t != reference_type]
     for i, qt in enumerate(plan, 1):
         dst = out / f"{stem}.{qt}.gguf"
-        if dst.exists():
+        prior = before.get(dst.name)
+        reusable = (prior is not None and dst.exists() and dst.stat().st_size == prior.get("size_bytes")
+                    and qt in (prior.get("built_as"), prior.get("quant_type")))
+        if reusable:
             progress(f"[{i}/{len(plan)}] {qt}: already built")
         else:
             progress(f"[{i}/{len(plan)}] {qt}: quantizing…")
             quantize(src, dst, qt, threads)
             progress(f"[{i}/{len(plan)}] {qt}: {dst.stat().st_size / 2**20:.1f} MiB")
         files.append(LadderFile.from_info(read_header(dst), reference=(qt == reference_type)))
+        built[dst.name] = qt
     if reference_type is None:
         files.insert(0, LadderFile.from_info(src_info, label=f"{src_info.quant_type} (source)", reference=True))
+    st = Path(src).stat()
     provenance = {
         "source_file": str(src),
         "source_sha256": src_sha,
+        "source_stat": [st.st_size, st.st_mtime_ns],  # lets ensure_demo_ladder skip re-hashing an unchanged source
         "source_quant_type": src_info.quant_type,
+        "built_files": built,  # file name -> the quantization type it was built as
         "built_with": f"llama.cpp's llama_model_quantize via {llama_cpp_version()}",
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(extra_provenance or {}),
@@ -197,13 +233,39 @@ def demo_dir() -> Path:
     return paths.ladders_dir() / DEMO_DIR_NAME
 
 
+def _same_source(ladder: Ladder, src: Path) -> bool:
+    """Was `ladder` built from `src` as it is now? Its size and mtime as recorded say so without reading it;
+    otherwise (a ladder.json from before `source_stat` was recorded, or a touched file) its sha256 decides,
+    and a match records the stat so that the next check is free."""
+    p = ladder.provenance
+    st = src.stat()
+    if p.get("source_stat") == [st.st_size, st.st_mtime_ns]:
+        return True
+    if p.get("source_sha256") != sha256_file(src):
+        return False
+    ladder.provenance = {**p, "source_stat": [st.st_size, st.st_mtime_ns]}
+    try:
+        save_ladder(ladder)
+    except OSError:
+        pass
+    return True
+
+
 def ensure_demo_ladder(progress: Progress = lambda msg: None) -> Ladder:
     """The embedded demo ladder, building it on first use (a few seconds for a 135M model)."""
+    ladder = None
     try:
-        return load_ladder(demo_dir())
+        ladder = load_ladder(demo_dir())
     except (FileNotFoundError, GgufError, json.JSONDecodeError, KeyError, TypeError):
         pass
-    src = demo_source()
+    try:
+        src = demo_source()
+    except FileNotFoundError:
+        if ladder is not None:  # built earlier; the package that shipped its source has gone since
+            return ladder
+        raise
+    if ladder is not None and _same_source(ladder, src):
+        return ladder
     progress(f"Building the embedded demo ladder in {demo_dir()} (once)…")
     return build_ladder(
         src,

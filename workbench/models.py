@@ -23,7 +23,7 @@ from workbench.hardware import Gpu, cpu_supports_repack, machine
 from workbench.hub import GgufFile, HubError, RepoListing
 from workbench.ladder import Ladder, register_ladder
 
-HEADER_READERS = 4  # parallel range reads when peeking at several headers
+HEADER_READERS = 8  # parallel range reads when peeking at several headers (each bounded by gguf_header)
 NEVER_REPACKED = {"F32", "F16", "BF16", "Q8_0"}  # no Q4_0/Q4_K/IQ4_NL matrices in these files
 SOURCE_NAMES = {"hf-cache": "Hugging Face cache", "folder": "folder", "lm-studio": "LM Studio", "ollama": "Ollama"}
 
