@@ -109,8 +109,9 @@ stamp = date.today().isoformat()
 e1, e2 = st.columns(2)
 e1.download_button("Export JSON", lambda: export_json_bytes(s, export_ids), file_name=f"quant-workbench-{stamp}.json",
                    mime="application/json", key="hist-export-json", on_click="ignore", disabled=nothing, icon=":material/download:",
-                   width="stretch", help="Lossless: runs with their outputs, metrics, ratings and votes. Import it "
-                                         "here (or on another machine) to get them back.")
+                   width="stretch", help="Lossless: runs with everything they own (outputs, metrics, ratings, votes, "
+                                         "divergence measurements, eval results). Import it here (or on another "
+                                         "machine) to get them back.")
 e2.download_button("Export CSV (zip)", lambda: export_csv_bytes(s, export_ids),
                    file_name=f"quant-workbench-{stamp}-csv.zip", mime="application/zip", key="hist-export-csv",
                    on_click="ignore", disabled=nothing, icon=":material/download:", width="stretch",

@@ -1,9 +1,11 @@
 """Past runs: find them, delete them (with their outputs, ratings and votes), export and import them.
 
 Export formats:
-- JSON: one document, {"format": "quant-workbench-export", "version": 1, "exported_at", "runs": [...]},
-  each run holding its `results`, `ratings` and `votes`. It is the lossless format: `import_json`
-  reads it back into any database (new ids, relations kept).
+- JSON: one document, {"format": "quant-workbench-export", "version": 2, "exported_at", "runs": [...]},
+  each run holding the rows of every table that belongs to it (`results`, `ratings`, `votes`,
+  `divergence`, `eval_runs`, `eval_results`: every table with a `run_id` column, see `run_tables`).
+  It is the lossless format: `import_json` reads it (and version 1, which had only results,
+  ratings and votes) back into any database (new ids, relations kept).
 - CSV: one ZIP file holding one CSV per table (runs.csv, results.csv, ratings.csv, votes.csv) with
   the database's own columns (JSON columns stay JSON text), for spreadsheets and pandas. One file
   is easy to download from the app and to hand on; ids relate the tables.
@@ -21,7 +23,7 @@ import json
 import re
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,13 @@ from typing import Any
 from workbench.store import Store, now_iso
 
 EXPORT_FORMAT = "quant-workbench-export"
-EXPORT_VERSION = 1
-TABLES = ("runs", "results", "ratings", "votes")
-JSON_COLUMNS = ("settings_json", "ladder_json", "messages_json", "machine_json", "metrics_json", "token_ids_json")
+EXPORT_VERSION = 2  # 2: every table with a run_id (divergence and evals too); 1: results, ratings, votes only
+TABLES = ("runs", "results", "ratings", "votes")  # the CSV export's tables
+# The tables a run owns, in the order an import inserts them (results before ratings, which point at them).
+# A table with a run_id column that is missing here is still exported and imported (see run_tables), after these.
+RUN_TABLES = ("results", "ratings", "votes", "divergence", "eval_runs", "eval_results")
+JSON_COLUMNS = ("settings_json", "ladder_json", "messages_json", "machine_json", "metrics_json", "token_ids_json",
+                "summary_json", "tokens_json", "meta_json", "categories_json", "labels_json", "cases_json")
 REDACTED = "[removed]"
 SECRET_KEY = re.compile(r"(^|[_\-.])(token|api[_\-]?key|key|secret|password|passwd|authorization|bearer|credentials?)$",
                         re.IGNORECASE)
@@ -131,6 +137,16 @@ def secret_keys(value: Any, path: str = "") -> list[str]:
     return found
 
 
+def run_tables(conn: Any) -> list[str]:
+    """Every table holding rows of a run (a `run_id` column), RUN_TABLES first in their order, then any other."""
+    found = []
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        if name != "runs" and not name.startswith(("_", "sqlite_")) and \
+                any(r[1] == "run_id" for r in conn.execute(f'PRAGMA table_info("{name}")')):
+            found.append(name)
+    return [t for t in RUN_TABLES if t in found] + [t for t in found if t not in RUN_TABLES]
+
+
 def _rows(store: Store, table: str, run_ids: Sequence[int] | None) -> list[dict[str, Any]]:
     col = "id" if table == "runs" else "run_id"
     sql = f"SELECT * FROM {table}"
@@ -139,7 +155,8 @@ def _rows(store: Store, table: str, run_ids: Sequence[int] | None) -> list[dict[
         sql += f" WHERE {col} IN ({', '.join('?' * len(run_ids)) or 'NULL'})"
         args = [int(r) for r in run_ids]
     with store._connect() as conn:
-        rows = [dict(r) for r in conn.execute(sql + " ORDER BY id", args)]
+        order = "id" if any(r[1] == "id" for r in conn.execute(f"PRAGMA table_info({table})")) else col
+        rows = [dict(r) for r in conn.execute(sql + f" ORDER BY {order}", args)]
     for row in rows:
         _redact_row(row)
     return rows
@@ -174,11 +191,12 @@ class SecretInExport(RuntimeError):
 
 
 def export_data(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, Any]:
-    """Every run (or the chosen ones) with its results, ratings and votes, JSON columns parsed; no secrets."""
-    tables = {t: _rows(store, t, run_ids) for t in TABLES}
-    by_run: dict[int, dict[str, list[dict[str, Any]]]] = {r["id"]: {"results": [], "ratings": [], "votes": []}
-                                                          for r in tables["runs"]}
-    for table in ("results", "ratings", "votes"):
+    """Every run (or the chosen ones) with the rows of every table it owns, JSON columns parsed; no secrets."""
+    with store._connect() as conn:
+        owned = run_tables(conn)
+    tables = {t: _rows(store, t, run_ids) for t in ("runs", *owned)}
+    by_run: dict[int, dict[str, list[dict[str, Any]]]] = {r["id"]: {t: [] for t in owned} for r in tables["runs"]}
+    for table in owned:
         for row in tables[table]:
             by_run[row["run_id"]][table].append(_parse_json_columns(row))
     runs = [{**_parse_json_columns(r), **by_run[r["id"]]} for r in tables["runs"]]
@@ -186,7 +204,7 @@ def export_data(store: Store, run_ids: Sequence[int] | None = None) -> dict[str,
         schema = [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY name")]
     data = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": now_iso(), "schema": schema,
             "runs": runs}
-    leaked = [p for r in runs for row in [r, *r["results"], *r["ratings"], *r["votes"]] for p in leaked_settings(row)]
+    leaked = [p for r in runs for row in [r, *(x for t in owned for x in r[t])] for p in leaked_settings(row)]
     if leaked:
         raise SecretInExport(f"refusing to export secrets: {leaked}")
     return data
@@ -263,12 +281,13 @@ class ImportSummary:
     ratings: int
     votes: int
     run_ids: dict[int, int]  # id in the file → id in this database
+    rows: dict[str, int] = field(default_factory=dict)  # table → rows added, every table a run owns
 
 
 def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> ImportSummary:
     """Add the runs of an export to this database, all in one transaction (all or nothing).
 
-    Ids are new; results, ratings and votes keep pointing at their run (and ratings at their output).
+    Ids are new; every row a run owns keeps pointing at its run (and ratings at their output).
     Columns this database does not know are skipped, so exports from newer versions still load.
     """
     if isinstance(source, dict):
@@ -284,10 +303,11 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> Im
     if int(data.get("version", 0)) > EXPORT_VERSION:
         raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads "
                               f"({EXPORT_VERSION})")
-    counts = {"results": 0, "ratings": 0, "votes": 0}
     mapping: dict[int, int] = {}
     with store.transaction() as conn:
-        columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})") if r[1] != "id"] for t in TABLES}
+        owned = run_tables(conn)
+        counts = {t: 0 for t in owned}
+        columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})") if r[1] != "id"] for t in ("runs", *owned)}
 
         def insert(table: str, row: dict[str, Any], **override: Any) -> int:
             flat = _flatten_json_columns(row)
@@ -301,20 +321,21 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> Im
             new_run = insert("runs", run)
             mapping[int(run["id"])] = new_run
             result_ids: dict[int, int] = {}
-            for res in run.get("results", []):
-                result_ids[int(res["id"])] = insert("results", res, run_id=new_run)
-                counts["results"] += 1
-            for rating in run.get("ratings", []):
-                insert("ratings", rating, run_id=new_run, result_id=result_ids.get(rating.get("result_id")))
-                counts["ratings"] += 1
-            for vote in run.get("votes", []):
-                insert("votes", vote, run_id=new_run)
-                counts["votes"] += 1
-    return ImportSummary(len(mapping), counts["results"], counts["ratings"], counts["votes"], mapping)
+            for table in owned:
+                for row in run.get(table) or []:
+                    if table == "results":
+                        result_ids[int(row["id"])] = insert(table, row, run_id=new_run)
+                    elif table == "ratings":
+                        insert(table, row, run_id=new_run, result_id=result_ids.get(row.get("result_id")))
+                    else:
+                        insert(table, row, run_id=new_run)
+                    counts[table] += 1
+    return ImportSummary(len(mapping), counts.get("results", 0), counts.get("ratings", 0), counts.get("votes", 0),
+                         mapping, counts)
 
 
 def _flatten_json_columns(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k not in ("results", "ratings", "votes")}
+    out = {k: v for k, v in row.items() if not isinstance(v, list) or k + "_json" in JSON_COLUMNS}
     for key in JSON_COLUMNS:
         short = key.removesuffix("_json")
         if short in out:
