@@ -7,7 +7,8 @@ from pages import views
 from pages.endpoint_views import endpoint_contestants, endpoint_editor
 from pages.shared import active_ladder, jobs, ladders, md_escape, set_active_ladder, store, through_entrypoint
 from workbench import hardware
-from workbench.compare import OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for, local_contestants_of_run
+from workbench.compare import (IMPORTED_NOTE, OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for, is_imported,
+                               local_contestants_of_run)
 from workbench.packs import PackError, load_examples
 
 through_entrypoint()
@@ -144,7 +145,8 @@ if run is not None:
                    f"{'was' if len(disturbed) == 1 else 'were'} timed: those speed figures read low. Re-measuring runs "
                    "the same files and settings again with nothing drawn while each is timed.", icon=":material/speed:")
         w2.button("Re-measure quietly", key=f"remeasure-{run['id']}", on_click=remeasure, args=(run,),
-                  disabled=not local_contestants_of_run(run))
+                  disabled=not local_contestants_of_run(run),
+                  help=f"This run {IMPORTED_NOTE}." if is_imported(run) else None)
     views.result_columns(run)
     st.divider()
     frame = views.metrics_frame(run)

@@ -133,7 +133,7 @@ if upload is not None:
     if st.button("Import again" if already else "Import", key="hist-import-go", type="secondary" if already else
                  "primary"):
         try:
-            summary = import_json(store(), upload.getvalue())
+            summary = import_json(store(), upload.getvalue(), origin=upload.name)
         except ImportFileError as exc:
             st.error(f"Could not import {md_escape(upload.name)}: {md_escape(exc)}. Nothing was added.")
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:

@@ -159,6 +159,10 @@ def divergence_panel(run: dict[str, Any], key: str = "cmp", explain: bool = True
         st.caption("Takes one pass per quantization over the reference's output (seconds for a short answer).")
     else:
         report_view(report, f"{key}-{run_id}")
+    if dv.is_imported(run):
+        st.caption(f"This run {dv.IMPORTED_NOTE}, so its divergence cannot be measured here: run the same prompt with "
+                   "your own files on the Quality page.")
+        return
     label = "Measure divergence" if report is None else "Measure again"
     if st.button(label, key=f"{key}-{run_id}-measure", type="primary" if report is None else "secondary"):
         new = quality_jobs().start_divergence_run(run_id)

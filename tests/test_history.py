@@ -67,6 +67,7 @@ def _strip_ids(data: dict) -> dict:
     out.pop("exported_at")
     for run in out["runs"]:
         run.pop("id")
+        run.pop("imported_from")  # an import marks its runs on purpose
         for table in ("results", "ratings", "votes"):
             for row in run[table]:
                 for key in ("id", "run_id", "result_id"):

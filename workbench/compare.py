@@ -154,9 +154,21 @@ def contestants_for(ladder: Ladder, labels: list[str] | None = None, reference: 
     return [Contestant.from_ladder_file(f, is_reference=(f.label == ref_label)) for f in ordered]
 
 
+IMPORTED_NOTE = ("was imported from an export: its file paths came from another machine (or from whoever wrote the "
+                 "file), so the workbench does not load them as models")
+
+
+def is_imported(run: dict[str, Any]) -> bool:
+    """Whether a stored run came in through History's import (its paths are not this machine's to load)."""
+    return bool(run.get("imported_from"))
+
+
 def local_contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
     """The local files of a stored run, as contestants again (to re-measure it); remote endpoints are left out:
-    their keys are never stored, and their speed is not this machine's."""
+    their keys are never stored, and their speed is not this machine's. An imported run has none: its paths
+    are never loaded as models (IMPORTED_NOTE)."""
+    if is_imported(run):
+        return []
     out = []
     for r in run.get("results", []):
         if (r.get("settings") or {}).get("endpoint") or (r.get("metrics", {}).get("settings") or {}).get("endpoint"):

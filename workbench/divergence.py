@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from workbench import crash_fallback, hardware
-from workbench.compare import CRASH_SIGNALS_FOR_FALLBACK, Contestant, RunSettings, run_contestant
+from workbench.compare import (CRASH_SIGNALS_FOR_FALLBACK, IMPORTED_NOTE, Contestant, RunSettings, is_imported,
+                               run_contestant)
 from workbench.gguf_info import GgufError, read_header
 from workbench.ladder import Ladder, llama_cpp_version
 from workbench.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
@@ -481,9 +482,12 @@ def contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
     """The reference and every other local contestant that produced a result in a stored run.
 
     A run made by `diverge_prompt` holds only the reference's output; its contestants are the
-    ones measured before (its divergence rows), else its ladder's default set.
+    ones measured before (its divergence rows), else its ladder's default set. An imported run has none:
+    its paths (and its ladder's) are never loaded as models.
     """
     found: list[Contestant] = []
+    if is_imported(run):
+        return found
     for r in run["results"]:
         if r.get("file") and (r["is_reference"] or not r.get("error")):
             found.append(Contestant(r["label"], r["file"], r.get("quant_type"), r.get("size_bytes"),
@@ -524,6 +528,8 @@ def diverge_run(
     target = [int(t) for t in ref_row.get("token_ids") or []]
     if not target:
         raise DivergenceError(f"run {run_id}: the reference produced no tokens, so there is nothing to compare")
+    if is_imported(run) and (contestants is None or not any(c.is_reference for c in contestants)):
+        raise DivergenceError(f"run {run_id} {IMPORTED_NOTE}; measure it by choosing the files yourself")
     if contestants is None:
         stored = load_report(store, run_id, "output")
         contestants = contestants_of_run({**run, "meta": {"contestants": [r.label for r in stored.results]}

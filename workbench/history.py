@@ -39,6 +39,18 @@ RUN_TABLES = ("results", "ratings", "votes", "divergence", "eval_runs", "eval_re
 JSON_COLUMNS = ("settings_json", "ladder_json", "messages_json", "machine_json", "metrics_json", "token_ids_json",
                 "summary_json", "tokens_json", "meta_json", "categories_json", "labels_json", "cases_json")
 REDACTED = "[removed]"
+
+# What an import accepts (finding 8 of issue 14: an import is untrusted input).
+MAX_IMPORT_BYTES = 200 * 1024 * 1024  # the whole file
+MAX_TEXT_BYTES = 1024 * 1024  # one TEXT value (a prompt, an output, an error)
+MAX_JSON_BYTES = 64 * 1024 * 1024  # one JSON value (a divergence measurement's per-token detail can be large)
+MAX_DEPTH = 64  # nesting of the whole document
+# JSON columns that must hold an object / a list (the pages read them as such)
+JSON_OBJECTS = ("settings_json", "ladder_json", "machine_json", "metrics_json", "summary_json", "tokens_json",
+                "meta_json")
+JSON_LISTS = ("messages_json", "token_ids_json", "categories_json", "labels_json", "cases_json")
+RUN_KINDS = ("compare", "eval", "diverge", "diverge-text")
+RUN_STATUSES = ("running", "done", "partial", "failed", "cancelled")
 SECRET_KEY = re.compile(r"(^|[_\-.])(token|api[_\-]?key|key|secret|password|passwd|authorization|bearer|credentials?)$",
                         re.IGNORECASE)
 
@@ -284,22 +296,37 @@ class ImportSummary:
     rows: dict[str, int] = field(default_factory=dict)  # table → rows added, every table a run owns
 
 
-def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> ImportSummary:
+def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origin: str | None = None) -> ImportSummary:
     """Add the runs of an export to this database, all in one transaction (all or nothing).
+
+    The file is untrusted: `validate_import` checks every value against the schema first, and each run is
+    marked `imported_from` (the time and `origin`, a file name), so its file paths are never loaded as models.
 
     Ids are new; every row a run owns keeps pointing at its run (and ratings at their output).
     Columns this database does not know are skipped, so exports from newer versions still load.
     """
+    if origin is None and isinstance(source, (str, Path)):
+        origin = Path(source).name
     if isinstance(source, dict):
         data = source
     else:
+        if not isinstance(source, bytes) and Path(source).stat().st_size > MAX_IMPORT_BYTES:
+            raise ImportFileError(f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
         raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+        if len(raw) > MAX_IMPORT_BYTES:
+            raise ImportFileError(f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ImportFileError(f"not a JSON file: {exc}") from None
+        except RecursionError:
+            raise ImportFileError(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ImportFileError("not a Quant Workbench export (no \"format\": \"quant-workbench-export\")")
+    if not isinstance(data.get("version", 0), int) or isinstance(data.get("version"), bool):
+        raise ImportFileError(f"the export version must be a whole number, got {_show(data.get('version'))}")
+    if _depth(data) > MAX_DEPTH:
+        raise ImportFileError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     if int(data.get("version", 0)) > EXPORT_VERSION:
         raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads "
                               f"({EXPORT_VERSION})")
@@ -307,7 +334,10 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> Im
     with store.transaction() as conn:
         owned = run_tables(conn)
         counts = {t: 0 for t in owned}
-        columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})") if r[1] != "id"] for t in ("runs", *owned)}
+        info = {t: list(conn.execute(f"PRAGMA table_info({t})")) for t in ("runs", *owned)}
+        columns = {t: [r[1] for r in rows if r[1] != "id"] for t, rows in info.items()}
+        validate_import(data, info)
+        stamp = f"{now_iso()} {str(origin or 'an export')[:200]}"
 
         def insert(table: str, row: dict[str, Any], **override: Any) -> int:
             flat = _flatten_json_columns(row)
@@ -318,7 +348,7 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> Im
             return int(cur.lastrowid)
 
         for run in data.get("runs", []):
-            new_run = insert("runs", run)
+            new_run = insert("runs", run, imported_from=stamp)
             mapping[int(run["id"])] = new_run
             result_ids: dict[int, int] = {}
             for table in owned:
@@ -335,10 +365,171 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any]) -> Im
 
 
 def _flatten_json_columns(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if not isinstance(v, list) or k + "_json" in JSON_COLUMNS}
+    out = dict(row)  # keys that are not columns (a run's lists of rows) are left out at insert
     for key in JSON_COLUMNS:
         short = key.removesuffix("_json")
         if short in out:
             value = out.pop(short)
             out[key] = None if value is None else json.dumps(value, ensure_ascii=False)
     return out
+
+
+# ---- import validation -----------------------------------------------------------------------
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (without recursion: a hostile file cannot blow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_value(table: str, column: str, declared: str, value: Any) -> str | None:
+    """What is wrong with `value` for this column (None when it fits); JSON columns get their parsed value."""
+    if column in JSON_COLUMNS:
+        short = column.removesuffix("_json")
+        if column in JSON_OBJECTS and not isinstance(value, dict):
+            return f"{short} must be an object, got {_show(value)}"
+        if column in JSON_LISTS and not isinstance(value, list):
+            return f"{short} must be a list, got {_show(value)}"
+        if column == "token_ids_json" and not all(_is_int(t) for t in value):
+            return "token_ids must be a list of whole numbers"
+        try:
+            size = len(json.dumps(value, ensure_ascii=False, allow_nan=True).encode())
+        except (TypeError, ValueError) as exc:
+            return f"{short} is not JSON ({exc})"
+        if size > MAX_JSON_BYTES:
+            return f"{short} is longer than {MAX_JSON_BYTES // 2**20} MiB"
+        return None
+    declared = declared.upper()
+    # SQLite keeps a float written to an INTEGER column as it is, so a genuine export may hold one there
+    if declared == "INTEGER" and not _is_int(value) and not (isinstance(value, float) and column not in ("id", "run_id",
+                                                                                                    "result_id")):
+        return f"{column} must be a whole number, got {_show(value)}"
+    if declared == "REAL" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        return f"{column} must be a number, got {_show(value)}"
+    if declared == "TEXT":
+        if not isinstance(value, str):
+            return f"{column} must be text, got {_show(value)}"
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+            return f"{column} is longer than {MAX_TEXT_BYTES // 2**20} MiB"
+    return None
+
+
+def _enum_problem(table: str, row: dict[str, Any]) -> str | None:
+    from workbench.compare import DISPLAY_MODES
+    from workbench.ratings import MODES, VOTE_MODES, WINNERS
+
+    allowed = {"runs": {"kind": RUN_KINDS, "status": RUN_STATUSES},
+               "results": {"display": DISPLAY_MODES},
+               "ratings": {"mode": MODES},
+               "votes": {"mode": VOTE_MODES, "winner": WINNERS},
+               "divergence": {"source": ("output", "text")}}.get(table, {})
+    for column, values in allowed.items():
+        if row.get(column) is not None and row[column] not in values:
+            return f"{column} must be one of {', '.join(values)}, got {_show(row[column])}"
+    if table == "ratings" and row.get("score") is not None and not 1 <= row["score"] <= 5:
+        return f"score must be 1 to 5, got {_show(row['score'])}"
+    if table in ("results", "divergence") and row.get("is_reference") not in (None, 0, 1, True, False):
+        return f"is_reference must be 0 or 1, got {_show(row['is_reference'])}"
+    return None
+
+
+def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
+    """Refuse (ImportFileError, naming run, table, row and column) an export holding anything the schema does not.
+
+    `info`: PRAGMA table_info rows of runs and of every table a run owns. Checks each value's type (INTEGER,
+    REAL, TEXT, or for JSON columns an object/list), sizes, required columns, enumerated fields (kind,
+    status, modes, winner, source), and that ratings and votes name outputs of their own run.
+    """
+    runs = data.get("runs", [])
+    if not isinstance(runs, list):
+        raise ImportFileError("\"runs\" must be a list")
+    owned = [t for t in info if t != "runs"]
+    seen_runs: set[int] = set()
+
+    def check_row(where: str, table: str, row: Any, fixed: set[str]) -> dict[str, Any]:
+        if not isinstance(row, dict):
+            raise ImportFileError(f"{where}: must be an object, got {_show(row)}")
+        flat = _flatten_json_columns(row)
+        for cid, column, declared, notnull, default, pk in info[table]:
+            if column in fixed or (column == "id" and table != "runs"):
+                continue
+            value = flat.get(column)
+            if value is None:
+                if notnull and default is None and not (column == "id"):
+                    raise ImportFileError(f"{where}: {column} is missing")
+                continue
+            if column in JSON_COLUMNS:
+                value = row.get(column.removesuffix("_json"), None)
+                if column in row:  # the raw column given as text instead of the parsed value
+                    try:
+                        value = json.loads(row[column]) if isinstance(row[column], str) else row[column]
+                    except (json.JSONDecodeError, RecursionError):
+                        raise ImportFileError(f"{where}: {column} is not JSON") from None
+            problem = _check_value(table, column, declared, value)
+            if problem:
+                raise ImportFileError(f"{where}: {problem}")
+        problem = _enum_problem(table, flat)
+        if problem:
+            raise ImportFileError(f"{where}: {problem}")
+        return flat
+
+    for n, run in enumerate(runs, 1):
+        name = f"run {run.get('id') if isinstance(run, dict) else n}"
+        flat = check_row(name, "runs", run, {"imported_from"})
+        if not _is_int(flat.get("id")):
+            raise ImportFileError(f"run {n} in the file: id must be a whole number, got {_show(flat.get('id'))}")
+        if flat["id"] in seen_runs:
+            raise ImportFileError(f"{name}: the same run id appears twice")
+        seen_runs.add(flat["id"])
+        for table in owned:
+            rows = run.get(table) or []
+            if not isinstance(rows, list):
+                raise ImportFileError(f"{name}: {table} must be a list")
+        labels: dict[int, str] = {}
+        for i, res in enumerate(run.get("results") or [], 1):
+            res_flat = check_row(f"{name}, results row {i}", "results", res, {"run_id"})
+            if not _is_int(res.get("id")) or res["id"] in labels:
+                raise ImportFileError(f"{name}, results row {i}: id must be a whole number, once per run, "
+                                      f"got {_show(res.get('id'))}")
+            if res_flat["label"] in labels.values():
+                raise ImportFileError(f"{name}, results row {i}: label {_show(res_flat['label'])} appears twice")
+            labels[res["id"]] = res_flat["label"]
+        for table in owned:
+            if table == "results":
+                continue
+            for i, row in enumerate(run.get(table) or [], 1):
+                where = f"{name}, {table} row {i}"
+                flat_row = check_row(where, table, row, {"run_id", "result_id"} if table == "ratings" else {"run_id"})
+                if table == "ratings":
+                    if flat_row["label"] not in labels.values():
+                        raise ImportFileError(f"{where}: label {_show(flat_row['label'])} is not an output of this run")
+                    rid = row.get("result_id")
+                    if rid is not None and labels.get(rid) != flat_row["label"]:
+                        raise ImportFileError(f"{where}: result_id {_show(rid)} is not this run's output "
+                                              f"{_show(flat_row['label'])}")
+                if table == "votes":
+                    for key in ("label_a", "label_b"):
+                        if flat_row[key] not in labels.values():
+                            raise ImportFileError(f"{where}: {key} {_show(flat_row[key])} is not an output of this run")
+                    if flat_row["label_a"] == flat_row["label_b"]:
+                        raise ImportFileError(f"{where}: label_a and label_b are the same output")

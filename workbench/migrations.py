@@ -252,3 +252,13 @@ def m004_measurement_disturbance(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE results ADD COLUMN cpu_contention REAL")
     conn.execute("ALTER TABLE results ADD COLUMN disturbed INTEGER")
     conn.execute("ALTER TABLE results ADD COLUMN display TEXT")
+
+
+@migration
+def m005_imported_runs(conn: sqlite3.Connection) -> None:
+    """Where an imported run came from (`imported_from`: the import's time and file name; NULL for runs made here).
+
+    An import's file paths point at another machine's files (or anywhere its author liked), so the
+    workbench never loads them as models: re-measuring and divergence refuse imported runs.
+    """
+    conn.execute("ALTER TABLE runs ADD COLUMN imported_from TEXT")

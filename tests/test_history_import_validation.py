@@ -1,0 +1,134 @@
+"""Imports are untrusted (issue 14, finding 8): every value is checked against the schema before anything is
+added (all or nothing, with a message naming run, table, row and column), and an imported run's file paths are
+never loaded as models."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from workbench import divergence, history, ratings
+from workbench.compare import local_contestants_of_run
+from workbench.store import Store
+
+
+@pytest.fixture()
+def export(store, tmp_path) -> dict:
+    """A real export: one run with two outputs (real GGUF-looking paths), two ratings and a vote."""
+    run_id = store.create_run(settings={"max_tokens": 8}, prompt="Name a river", ladder={"name": "Tiny", "files": []},
+                              reference_label="Q8_0")
+    for i, label in enumerate(("Q8_0", "Q2_K")):
+        store.add_result(run_id, i, {"label": label, "quant_type": label, "file": str(tmp_path / f"{label}.gguf"),
+                                     "text": "Nile", "is_reference": i == 0, "token_ids": [1, 2],
+                                     "decode_tok_s": 10.0})
+    store.finish_run(run_id, "done")
+    ratings.add_rating(store, run_id=run_id, label="Q8_0", score=4, rater="ann")
+    ratings.add_rating(store, run_id=run_id, label="Q2_K", score=2, rater="ann")
+    ratings.add_vote(store, run_id=run_id, label_a="Q8_0", label_b="Q2_K", winner="a", rater="bob")
+    return history.export_data(store)
+
+
+def refused(tmp_path, data: dict | bytes, *fragments: str) -> str:
+    fresh = Store(tmp_path / "fresh.sqlite3")
+    with pytest.raises(history.ImportFileError) as info:
+        history.import_json(fresh, data)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert history.search_runs(fresh) == []  # all or nothing
+    return message
+
+
+def test_a_string_in_a_numeric_field_is_refused_with_run_table_row_and_column(export, tmp_path):
+    run = export["runs"][0]
+    run["results"][1]["decode_tok_s"] = "abc"
+    message = refused(tmp_path, export)
+    assert message == f"run {run['id']}, results row 2: decode_tok_s must be a number, got 'abc'"
+
+
+def mutate(data: dict, change) -> dict:
+    out = copy.deepcopy(data)
+    change(out["runs"][0])
+    return out
+
+
+BAD = {
+    "integer as text": (lambda r: r["results"][0].update(completion_tokens="12"), "completion_tokens must be a whole"),
+    "text as number": (lambda r: r.update(prompt=12), "prompt must be text"),
+    "huge text": (lambda r: r["results"][0].update(text="x" * (history.MAX_TEXT_BYTES + 1)), "text is longer"),
+    "settings not an object": (lambda r: r.update(settings=["max_tokens"]), "settings must be an object"),
+    "metrics not an object": (lambda r: r["results"][0].update(metrics="{}"), "metrics must be an object"),
+    "token ids not numbers": (lambda r: r["results"][0].update(token_ids=["a"]), "token_ids must be a list of whole"),
+    "raw JSON column not JSON": (lambda r: r.update(settings_json="{nope"), "settings_json is not JSON"),
+    "unknown kind": (lambda r: r.update(kind="shell"), "kind must be one of"),
+    "unknown status": (lambda r: r.update(status="<b>done</b>"), "status must be one of"),
+    "unknown rating mode": (lambda r: r["ratings"][0].update(mode="secret"), "ratings row 1: mode must be one of"),
+    "score out of range": (lambda r: r["ratings"][0].update(score=9), "score must be 1 to 5"),
+    "rating of another model": (lambda r: r["ratings"][1].update(label="Q4_K_M", result_id=None),
+                                "ratings row 2: label 'Q4_K_M' is not an output of this run"),
+    "rating pointing at the other output": (lambda r: r["ratings"][1].update(result_id=r["results"][0]["id"]),
+                                            "is not this run's output 'Q2_K'"),
+    "vote for a stranger": (lambda r: r["votes"][0].update(label_b="GPT"), "votes row 1: label_b 'GPT' is not"),
+    "unknown winner": (lambda r: r["votes"][0].update(winner="c"), "winner must be one of"),
+    "missing label": (lambda r: r["results"][0].pop("label"), "results row 1: label is missing"),
+    "duplicate output label": (lambda r: r["results"][1].update(label="Q8_0"), "appears twice"),
+    "table not a list": (lambda r: r.update(votes={"a": 1}), "votes must be a list"),
+    "row not an object": (lambda r: r.update(votes=["x"]), "votes row 1: must be an object"),
+    "bad divergence source": (lambda r: r.update(divergence=[{"source": "web", "label": "Q8_0", "reference_label": "Q8_0",
+                                                              "created_at": "2026-01-01"}]), "source must be one of"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_hostile_values_are_refused_before_anything_is_added(export, tmp_path, case):
+    change, fragment = BAD[case]
+    refused(tmp_path, mutate(export, change), f"run {export['runs'][0]['id']}", fragment)
+
+
+def test_deep_nesting_and_huge_files_are_refused(export, tmp_path, monkeypatch):
+    deep = mutate(export, lambda r: r.update(settings={"a": json.loads("[" * 100 + "]" * 100)}))
+    refused(tmp_path, deep, "nested deeper")
+    refused(tmp_path, b'{"format": "quant-workbench-export", "runs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "nested deeper")
+    monkeypatch.setattr(history, "MAX_IMPORT_BYTES", 1000)
+    path = tmp_path / "big.json"
+    path.write_bytes(json.dumps(export).encode() + b" " * 1000)
+    refused(tmp_path, path, "larger than")
+
+
+def test_the_untouched_export_still_imports(export, tmp_path):
+    summary = history.import_json(Store(tmp_path / "fresh.sqlite3"), export)
+    assert (summary.runs, summary.results, summary.ratings, summary.votes) == (1, 2, 2, 1)
+
+
+def test_imported_runs_are_marked_and_their_paths_are_never_loaded_as_models(store, export, tmp_path):
+    original = store.get_run(export["runs"][0]["id"])
+    for r in original["results"]:  # the paths exist here, so only the import mark can stop them being loaded
+        open(r["file"], "wb").close()
+    assert len(local_contestants_of_run(original)) == 2 and len(divergence.contestants_of_run(original)) == 2
+    assert not original["imported_from"]
+
+    export["runs"][0]["imported_from"] = None  # a file cannot clear the mark
+    fresh = Store(tmp_path / "fresh.sqlite3")
+    new_id = history.import_json(fresh, export, origin="shared.json").run_ids[export["runs"][0]["id"]]
+    imported = fresh.get_run(new_id)
+    assert imported["imported_from"].endswith("shared.json")
+    assert local_contestants_of_run(imported) == []  # Compare's "Re-measure quietly" has nothing to load
+    assert divergence.contestants_of_run(imported) == []
+    with pytest.raises(divergence.DivergenceError, match="imported from an export"):
+        divergence.diverge_run(None, fresh, new_id)  # refused before any worker is asked for
+    # a re-export of the imported run keeps the mark when it is imported again
+    again = Store(tmp_path / "again.sqlite3")
+    history.import_json(again, history.export_data(fresh))
+    assert all(r["imported_from"] for r in history.export_data(again)["runs"])
+
+
+def test_a_run_without_a_whole_number_id_is_refused(export, tmp_path):
+    refused(tmp_path, mutate(export, lambda r: r.pop("id")), "run 1 in the file: id must be a whole number")
+    refused(tmp_path, mutate(export, lambda r: r.update(id="7")), "id must be a whole number")
+
+
+def test_a_list_where_text_belongs_is_refused_not_dropped(export, tmp_path):
+    refused(tmp_path, mutate(export, lambda r: r.update(prompt=["a"])), "prompt must be text")
