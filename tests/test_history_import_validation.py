@@ -132,3 +132,15 @@ def test_a_run_without_a_whole_number_id_is_refused(export, tmp_path):
 
 def test_a_list_where_text_belongs_is_refused_not_dropped(export, tmp_path):
     refused(tmp_path, mutate(export, lambda r: r.update(prompt=["a"])), "prompt must be text")
+
+
+def test_the_hardware_page_never_opens_an_imported_runs_files(store, export, tmp_path, monkeypatch):
+    from workbench import fit_report
+
+    for res in export["runs"][0]["results"]:
+        res["peak_rss_bytes"] = 10**9
+    history.import_json(store, export)
+    opened = []
+    monkeypatch.setattr(fit_report, "predict_for_result", lambda r, *a: opened.append(r["file"]) or 1 / 0)
+    fit_report.fit_checks(store)
+    assert opened == []  # the original run has no peak RSS; the imported one is skipped before its paths are read

@@ -67,7 +67,7 @@ def fit_checks(store: Any, limit: int = 50, gpus: list[Gpu] | None = None) -> tu
     missing: set[str] = set()
     for row in store.list_runs(limit=limit):
         run = store.get_run(row["id"])
-        if run is None:
+        if run is None or run.get("imported_from"):  # another machine's memory, and paths not ours to open
             continue
         settings = run.get("settings") or {}
         for r in run["results"]:
