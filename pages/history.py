@@ -126,6 +126,8 @@ st.caption("Exports never hold secrets: settings named like a token, key or pass
 # ---- import -------------------------------------------------------------------------------------
 st.subheader("Import")
 upload = st.file_uploader("A JSON export from Quant Workbench", type=["json"], key="hist-import")
+st.caption("Every value is checked before anything is added. Imported runs are marked, and their file paths (from "
+           "another machine) are never loaded as models.")
 if upload is not None:
     already = st.session_state.get("hist-imported") == upload.file_id
     if already:
