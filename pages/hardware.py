@@ -109,9 +109,10 @@ if preds:
         "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": p.verdict,
         "GPU layers": p.gpu_layers or "",
     } for p in preds]), hide_index=True, width="stretch", key=K + "glance")
-    st.caption(f"Workers stay warm between prompts: all {len(preds)} at once need about "
-               f"{fmt_bytes(fit.warm_together_bytes(preds))} of RAM ({fmt_bytes(m.ram_available_bytes)} free). "
-               "Weights and KV cache come from each file's header; compute buffers and runtime are estimated.")
+    st.caption(f"Keeping all {len(preds)} warm at once would need about {fmt_bytes(fit.warm_together_bytes(preds))} "
+               f"of RAM ({fmt_bytes(m.ram_available_bytes)} free); the pool keeps warm only what fits its budget "
+               "(above) and reloads the rest when they run. Weights and KV cache come from each file's header; "
+               "compute buffers and runtime are estimated.")
 
 # ---- predicted vs measured -----------------------------------------------------------------------------------
 st.subheader("Predicted vs measured memory")

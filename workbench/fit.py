@@ -395,7 +395,7 @@ def predict_many(infos: Iterable[Any], **kwargs: Any) -> list[FitPrediction]:
 
 
 def warm_together_bytes(predictions: Iterable[FitPrediction]) -> int:
-    """Host RAM for keeping every contestant's worker warm at once (workers stay loaded between prompts)."""
+    """Host RAM for keeping every contestant's worker warm at once (the pool keeps only what fits its budget)."""
     return sum(p.ram_bytes for p in predictions)
 
 
