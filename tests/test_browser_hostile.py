@@ -1,5 +1,5 @@
-"""Issue 14: a run whose non-text fields are hostile (as an endpoint's finish_reason or an imported file can make
-them) opens in a real browser without restyling, hiding or adding anything to the page."""
+"""Issue 14: a run whose fields are hostile (as an endpoint's finish_reason, or another tool writing the database,
+can make them) opens in a real browser without restyling, hiding or adding anything to the page."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ pytestmark = pytest.mark.browser
 def test_a_hostile_imported_run_opens_without_injecting_anything(demo_ladder, test_output, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from workbench.history import export_json_bytes, import_json
+    from workbench.history import ImportFileError, export_json_bytes, import_json
     from workbench.store import Store
 
     require_chromium()
-    scratch = Store(tmp_path / "elsewhere.sqlite3")  # made on "another machine", exported, imported here
+    scratch = Store(tmp_path / "elsewhere.sqlite3")  # made on "another machine"
     made = hostile_result_run(scratch)
-    summary = import_json(Store(), export_json_bytes(scratch, [made]))  # the app's database (WORKBENCH_DATA_DIR)
-    (run_id,) = summary.run_ids.values()
+    with pytest.raises(ImportFileError):  # an import of it is refused: numbers that are not numbers ...
+        import_json(Store(), export_json_bytes(scratch, [made]))
+    run_id = hostile_result_run(Store())  # ... but another tool can write them into the database itself
 
     with started_app("browser-hostile.log") as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
