@@ -11,6 +11,7 @@ from pages.history_views import report_downloads, run_label
 from pages.shared import md_escape, open_run, store, through_entrypoint
 from workbench.history import (ImportFileError, delete_runs, export_csv_bytes, export_json_bytes, import_json,
                                search_runs)
+from workbench.store import StoreError
 
 through_entrypoint()
 
@@ -19,7 +20,7 @@ LIMIT = 500
 st.title("History")
 flash = st.session_state.pop("history-flash", None)
 if flash:
-    st.success(flash)
+    (st.warning if flash.startswith("Nothing was deleted") else st.success)(md_escape(flash))
 
 # ---- search -----------------------------------------------------------------------------------
 c1, c2, c3, c4, c5 = st.columns([3, 2, 1.4, 1.4, 1.4])
@@ -74,7 +75,11 @@ else:
 
         def really_delete(run_id: int) -> None:
             st.session_state.pop("hist-confirm-delete", None)
-            n = delete_runs(store(), [run_id])
+            try:
+                n = delete_runs(store(), [run_id])
+            except StoreError as exc:
+                st.session_state["history-flash"] = f"Nothing was deleted: {exc}"
+                return
             for key in ("run_id", "ratings_run_id"):
                 if st.session_state.get(key) == run_id:
                     st.session_state[key] = None
@@ -136,7 +141,7 @@ if upload is not None:
                  "primary"):
         try:
             summary = import_json(store(), upload.getvalue(), origin=upload.name)
-        except ImportFileError as exc:
+        except (ImportFileError, StoreError) as exc:
             st.error(f"Could not import {md_escape(upload.name)}: {md_escape(exc)}. Nothing was added.")
         except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
             st.error(f"Could not import {md_escape(upload.name)}: it looks like an export but is damaged or incomplete "

@@ -21,6 +21,7 @@ from pages.shared import md_escape, store
 from workbench import ratings as rt
 from workbench.diffing import plain_html
 from workbench.leaderboard import Leaderboard, leaderboard
+from workbench.store import StoreError
 
 MODES = {"Blind": "letters in a random order; names appear once you have rated every output",
          "Pairwise": "which of two is better? letters too; names appear once you have voted on every pair",
@@ -64,6 +65,9 @@ def _save_stars(run_id: int, label: str, key: str, mode: str, shown_as: str, let
         rt.add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, rater=rater(), mode=mode,
                       comment=st.session_state.get(f"{key}-comment") or None, session=session_id(),
                       display_letter=letter)
+    except StoreError as exc:
+        st.toast(f"Rating of {md_escape(shown_as)} not saved: {md_escape(exc)}", icon=":material/warning:")
+        return
     except rt.RatingError as exc:
         st.toast(f"Rating of {md_escape(shown_as)} not saved: "
                  f"{md_escape(exc) if mode == 'open' else 'the run or output is gone'}",
@@ -79,6 +83,9 @@ def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, 
                     mode=mode, session=session_id())
     except rt.RatingError:
         st.toast("Vote not saved: the run or one of its outputs is gone.", icon=":material/warning:")
+        return
+    except StoreError as exc:
+        st.toast(f"Vote not saved: {md_escape(exc)}", icon=":material/warning:")
         return
     st.toast("Vote saved")
     done = {frozenset((v["label_a"], v["label_b"])) for v in rt.list_votes(store(), run_id=run_id,

@@ -24,7 +24,7 @@ from workbench import hardware, heap
 from workbench.jobs import JobRegistry
 from workbench.ladder import Ladder, list_ladders
 from workbench.pool import WorkerPool
-from workbench.store import Store
+from workbench.store import Store, StoreError
 
 
 APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
@@ -126,8 +126,19 @@ def pool() -> WorkerPool:
 
 
 @st.cache_resource(show_spinner=False)
-def store() -> Store:
+def _open_store() -> Store:
     return Store()
+
+
+def store() -> Store:
+    """The database, opened once per process. One that cannot be used stops the page with what is wrong and how
+    to recover (not cached, so the next rerun tries again once it is fixed); a read-only one still opens."""
+    try:
+        return _open_store()
+    except StoreError as exc:
+        st.error(md_escape(exc), icon=":material/database:")
+        st.stop()
+        raise  # st.stop() raises; this line is for type checkers
 
 
 @st.cache_resource(show_spinner=False)
@@ -229,6 +240,9 @@ def fmt_time(iso: str) -> str:
 def sidebar() -> None:
     lad = active_ladder()
     with st.sidebar:
+        reason = store().read_only_reason()
+        if reason:
+            st.warning(md_escape(reason), icon=":material/lock:")
         st.markdown(f"**Model:** {md_escape(lad.name)}")
         st.caption(" · ".join(f"{md_escape(f.label)}{' (ref)' if f.reference else ''} {fmt_bytes(f.size_bytes)}"
                               for f in lad.files))

@@ -15,6 +15,7 @@ from workbench.diffing import DIFF_CSS, diff_html, plain_html, word_diff
 from workbench.disturbance import summarize
 from workbench.jobs import STATUS_TEXT, ComparisonJob
 from workbench.metrics import METRIC_LABELS
+from workbench.store import StoreError
 
 MAX_COLUMNS = 5
 # While a contestant is measured, its column's text is sent at most this often (and no other column's);
@@ -154,7 +155,7 @@ def _save_rating(run_id: int, label: str, key: str) -> None:
     try:
         add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, comment=comment, mode="open",
                    rater=st.session_state.get("rater"), session=session)
-    except RatingError as exc:
+    except (RatingError, StoreError) as exc:
         st.toast(f"Rating not saved: {md_escape(exc)}", icon=":material/warning:")
         return
     st.toast(f"Saved {int(value) + 1}★ for {md_escape(label)}")
