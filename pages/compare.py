@@ -9,6 +9,7 @@ from pages.shared import active_ladder, jobs, ladders, md_escape, set_active_lad
 from workbench import hardware
 from workbench.compare import (IMPORTED_NOTE, OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for, is_imported,
                                local_contestants_of_run)
+from workbench.disturbance import of_result
 from workbench.packs import PackError, load_examples
 
 through_entrypoint()
@@ -138,7 +139,7 @@ if run is not None:
                          f"{rs.get('n_threads')} thread{'' if rs.get('n_threads') == 1 else 's'}"))
     with st.expander("Prompt", expanded=False):
         st.text(run["prompt"])
-    disturbed = [r["label"] for r in run["results"] if views.disturbance_note(r)[0]]
+    disturbed = [r["label"] for r in run["results"] if of_result(r)[0]]
     if disturbed:
         w1, w2 = st.columns([5, 1])
         w1.warning(f"Other work on this machine took CPU from the worker while {md_escape(', '.join(disturbed))} "

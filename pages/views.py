@@ -12,7 +12,7 @@ import streamlit as st
 
 from pages.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
 from workbench.diffing import DIFF_CSS, diff_html, plain_html, word_diff
-from workbench.disturbance import summarize
+from workbench.disturbance import of_result
 from workbench.jobs import STATUS_TEXT, ComparisonJob
 from workbench.metrics import METRIC_LABELS
 from workbench.store import StoreError
@@ -105,12 +105,6 @@ def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = 
     follow(tick)
 
 
-def disturbance_note(r: dict[str, Any]) -> tuple[bool | None, str]:
-    """(disturbed?, words) for a stored result; also False/"" for results measured before this was recorded."""
-    disturbed, words = summarize(r.get("metrics", {}).get("measurement"))
-    return disturbed, words
-
-
 def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) rows of plain text; the caller escapes them. Stored and imported runs may carry anything, so
     numbers are formatted only when they are real numbers ("—" otherwise) and other values are shown as text."""
@@ -194,7 +188,7 @@ def result_columns(run: dict[str, Any]) -> None:
                     st.caption("⏹️ cancelled")
                 if r["fallback"]:
                     st.caption(f"ℹ️ {md_escape(r['fallback'])}")
-                disturbed, words = disturbance_note(r)
+                disturbed, words = of_result(r)
                 if disturbed:
                     st.warning(f"Speed figures {md_escape(words)}. They read lower than this machine gives; "
                                "re-measure quietly (button above the columns).", icon=":material/speed:")

@@ -30,20 +30,32 @@ def speed_app(demo_ladder):
         yield url
 
 
+def press_run(p, url: str, height: int):
+    """A fresh browser on the Compare page with Run pressed (the page's default comparison)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1600, "height": height})
+    page.goto(url)
+    page.get_by_role("heading", name="Compare quantizations").wait_for(timeout=120_000)
+    page.get_by_role("button", name="Run", exact=True).click()
+    return browser, page
+
+
+def stored_run_id(page, timeout_ms: int) -> int:
+    """The id of the run the page shows once every contestant has finished ("Run #N")."""
+    heading = page.get_by_text(re.compile(r"^Run #\d+")).first
+    heading.wait_for(timeout=timeout_ms)
+    return int(re.search(r"Run #(\d+)", heading.inner_text()).group(1))
+
+
 def test_stop_during_a_streamed_run_stops_it_and_the_page_comes_back(speed_app, test_output):
     """The page follows a run inside its script run; a click on Stop must still get through at once."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1100})
-        page.goto(speed_app)
-        page.get_by_role("heading", name="Compare quantizations").wait_for(timeout=120_000)
-        page.get_by_role("button", name="Run", exact=True).click()
+        browser, page = press_run(p, speed_app, height=1100)
         page.get_by_text("generating").first.wait_for(timeout=120_000)
         page.get_by_role("button", name="Stop", exact=True).click()
-        page.get_by_text(re.compile(r"^Run #\d+")).first.wait_for(timeout=60_000)
-        run_id = int(re.search(r"Run #(\d+)", page.get_by_text(re.compile(r"^Run #\d+")).first.inner_text()).group(1))
+        run_id = stored_run_id(page, timeout_ms=60_000)
         page.screenshot(path=str(test_output / "compare-stopped.png"))
         browser.close()
     run = Store().get_run(run_id)
@@ -54,15 +66,9 @@ def test_stop_during_a_streamed_run_stops_it_and_the_page_comes_back(speed_app, 
 def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(speed_app, test_output):
     from playwright.sync_api import sync_playwright
 
-    url = speed_app
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1300})
-        page.goto(url)
-        page.get_by_role("heading", name="Compare quantizations").wait_for(timeout=120_000)
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.get_by_text(re.compile(r"^Run #\d+")).first.wait_for(timeout=600_000)
-        run_id = int(re.search(r"Run #(\d+)", page.get_by_text(re.compile(r"^Run #\d+")).first.inner_text()).group(1))
+        browser, page = press_run(p, speed_app, height=1300)
+        run_id = stored_run_id(page, timeout_ms=600_000)
         run = Store().get_run(run_id)
         body = page.locator("body").inner_text()
         page.screenshot(path=str(test_output / "compare-speed.png"), full_page=True)

@@ -33,12 +33,17 @@ def _stored_hostile_run() -> int:
     return run_id
 
 
-def test_compare_page_shows_hostile_output_as_text():
-    run_id = _stored_hostile_run()
+def compare_page_with_run(run_id: int) -> AppTest:
+    """The Compare page, run once, showing stored run `run_id`; it must not raise."""
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["run_id"] = run_id
     at.run()
     assert not at.exception, at.exception
+    return at
+
+
+def test_compare_page_shows_hostile_output_as_text():
+    at = compare_page_with_run(_stored_hostile_run())
     bodies = " ".join(h.proto.body for h in at.get("html"))
     assert "&lt;script&gt;alert" in bodies and "&lt;img src=x onerror=" in bodies
     assert "<script>alert" not in bodies and "<img src=x" not in bodies
@@ -87,11 +92,7 @@ def _markdown_bodies(at: AppTest) -> list[str]:
 
 
 def test_compare_page_escapes_every_hostile_value_of_a_stored_run():
-    run_id = hostile_result_run()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["run_id"] = run_id
-    at.run()
-    assert not at.exception, at.exception
+    at = compare_page_with_run(hostile_result_run())
     bodies = " ".join(h.proto.body for h in at.get("html"))
     assert "A harmless answer." in bodies  # the run is shown
     for raw in ("<style>body", "<style>*", "<img", "<script", "<b>fast"):

@@ -359,18 +359,19 @@ class WorkerPool:
         self._budget_override = None if ram_bytes is None else int(ram_bytes)
         self.trim()
 
-    def trim(self, keep: str | None = None) -> list[str]:
+    def trim(self, keep: str | None = None, budget: memory_budget.MemoryBudget | None = None) -> list[str]:
         """Shut down idle workers, least recently used first, until the warm ones fit the budget now.
 
         The budget moves: a person lowers it, or other programs take RAM (the automatic budget follows free
         RAM). Called when the budget is set and before every lease, so the pool never stays over it for
         longer than the requests in flight. `keep` is left for the caller, who checks it against the budget
-        alone. Returns the keys shut down.
+        alone. `budget`: the one the caller already computed. Returns the keys shut down.
         """
-        try:
-            budget = self.budget()
-        except ValueError:
-            return []  # a malformed WORKBENCH_MEMORY_BUDGET: the next load reports it
+        if budget is None:
+            try:
+                budget = self.budget()
+            except ValueError:
+                return []  # a malformed WORKBENCH_MEMORY_BUDGET: the next request reports it
         with self._lock:
             held = [memory_budget.Held(k, s.need, s.order, s.in_use > 0 or k == keep)
                     for k, s in self._slots.items() if s.holds_memory()]
@@ -468,9 +469,12 @@ class WorkerPool:
         if slot.worker is not None and not slot.worker.alive():
             slot.worker.shutdown()
             slot.worker, slot.need = None, memory_budget.Need()
-        self.trim(keep=key)
+        try:
+            budget = self.budget()  # once per lease: it reads free RAM and asks NVML
+        except ValueError as exc:  # a malformed WORKBENCH_MEMORY_BUDGET: this request's error
+            raise WorkerError(" ".join(str(exc).split())) from None
+        self.trim(keep=key, budget=budget)
         if slot.worker is not None and slot.worker.settings == settings:
-            budget = self.budget()
             if budget.fits(slot.need):
                 return None
             slot.worker.shutdown()  # warm, but the budget was lowered below it since it loaded

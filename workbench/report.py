@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.diffing import DIFF_CSS, diff_html, plain_html, word_diff
-from workbench.disturbance import summarize
+from workbench.disturbance import of_result
 from workbench.ladder import Ladder
 from workbench.leaderboard import Leaderboard, leaderboard
 from workbench.metrics import METRIC_LABELS
@@ -118,12 +118,12 @@ METRIC_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
 
 def _measured(r: dict[str, Any]) -> str:
     """Whether the speed figures were taken on a quiet machine (disturbance.py): quiet, DISTURBED, or -."""
-    disturbed, _ = summarize((r.get("metrics") or {}).get("measurement"))
+    disturbed, _ = of_result(r)
     return "-" if disturbed is None else "DISTURBED" if disturbed else "quiet"
 
 
 def _disturbance_note(r: dict[str, Any]) -> str | None:
-    disturbed, words = summarize((r.get("metrics") or {}).get("measurement"))
+    disturbed, words = of_result(r)
     return f"Speed figures {words}; they read lower than this machine gives." if disturbed else None
 
 
@@ -275,8 +275,8 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
             parts.append(f'<p class="wb-muted">{_esc(summary)}</p>{diff_html(d)}')
         if r.get("fallback"):
             parts.append(f'<p class="wb-muted">Note: {_esc(r["fallback"])}</p>')
-        if _disturbance_note(r):
-            parts.append(f'<p class="wb-error">{_esc(_disturbance_note(r))}</p>')
+        if note := _disturbance_note(r):
+            parts.append(f'<p class="wb-error">{_esc(note)}</p>')
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
@@ -403,8 +403,8 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
                     "`{+this output only+}`.", ""]
         for r in run["results"]:
             out += [f"#### {_md_cell(r['label'])}{' (reference)' if r.get('is_reference') else ''}", ""]
-            if _disturbance_note(r):
-                out += [f"**{_md_cell(_disturbance_note(r))}**", ""]
+            if note := _disturbance_note(r):
+                out += [f"**{_md_cell(note)}**", ""]
             if r.get("error"):
                 out += [f"Error: {_md_cell(r['error'])}", ""]
             elif ref is None or r is ref:
