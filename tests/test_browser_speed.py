@@ -21,6 +21,7 @@ from workbench.store import Store
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 AGREEMENT = 0.15
+CLI_RUNS = 3  # the quiet yardstick: the median of these (a single shared-machine run read 0.85x another once)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(s
         browser.close()
 
         # the same files, prompt and settings through the CLI, with nothing else running (the app's workers stay
-        # loaded and idle); a CLI run that was itself disturbed is no yardstick: once more, then give up loudly
+        # loaded and idle), three times; a CLI run that was itself disturbed is no yardstick
         labels = [r["label"] for r in run["results"] if not r["is_reference"]]
         s = run["settings"]
         cmd = [sys.executable, "-m", "workbench", "compare", "--demo", "--types", ",".join(labels), "--prompt",
@@ -84,15 +85,16 @@ def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(s
                str(s["n_ctx"]), "--seed", str(s["seed"]), "--temperature", str(s["temperature"]), "--json"]
         if run["system_prompt"]:
             cmd += ["--system", run["system_prompt"]]
-        for _ in range(2):
-            cli = json.loads(subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True, timeout=600,
-                                            env=os.environ).stdout)
-            if not any(r["disturbed"] for r in cli["results"]):
-                break
-        else:
-            pytest.fail("the CLI yardstick was itself disturbed twice: this machine is too busy to judge the app")
+        cli_runs = [json.loads(subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True,
+                                              timeout=600, env=os.environ).stdout)["results"] for _ in range(CLI_RUNS)]
 
-    cli_by = {r["label"]: r for r in cli["results"]}
+    cli_by = {}
+    for label in (r["label"] for r in run["results"]):
+        quiet = sorted((c for runs in cli_runs for c in runs if c["label"] == label and not c["disturbed"]),
+                       key=lambda c: c["decode_tok_s"])
+        if not quiet:
+            pytest.fail(f"every CLI run of {label} was itself disturbed: this machine is too busy to judge the app")
+        cli_by[label] = quiet[len(quiet) // 2]  # the median undisturbed run: one run alone drifts ±10% here
     print(f"\n{'file':8} {'app tok/s':>10} {'CLI tok/s':>10} {'app/CLI':>8}  app measurement")
     problems = []
     for r in run["results"]:
