@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.shared import run_navigation, sidebar
+from ui.shared import run_navigation, sidebar
 
 st.set_page_config(page_title="Quant Workbench", page_icon=":material/compare_arrows:", layout="wide")
 

@@ -2,7 +2,7 @@
 
 Runs one quantization of the demo ladder through the real worker while K busy-loop processes each
 use a duty cycle of D of a core (busy D x 10 ms, asleep the rest), for 1 and 2 llama.cpp threads,
-and prints, per condition, the contention the worker measured (workbench/disturbance.py) against
+and prints, per condition, the contention the worker measured (workbench/core/disturbance.py) against
 the decode speed relative to the same thread count with no load. Record results in
 docs/benchmarks.md ("Disturbance").
 
@@ -19,9 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.compare import RunSettings, contestants_for, run_comparison
-from workbench.ladder import ensure_demo_ladder
-from workbench.pool import WorkerPool
+from workbench.engine.pool import WorkerPool
+from workbench.models.ladder import ensure_demo_ladder
+from workbench.runs.compare import contestants_for, run_comparison
+from workbench.runs.contestants import RunSettings
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm, with many details."
 HOG = """

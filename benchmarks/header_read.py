@@ -1,4 +1,4 @@
-"""How long reading a GGUF header takes, and how much memory: the bounded parser (workbench.gguf_header, used by
+"""How long reading a GGUF header takes, and how much memory: the bounded parser (workbench.files.gguf_header, used by
 `gguf_info.read_header`) against gguf.GGUFReader (what read_header used before issue 14). Record results in
 docs/benchmarks.md ("GGUF header reading").
 
@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's workbench, and the tests' GGUF factory
 
 import gguf  # noqa: E402
-
 from gguf_factory import big_vocab_gguf  # noqa: E402
-from workbench.gguf_header import file_fetch, parse_header  # noqa: E402
-from workbench.gguf_info import _read_header_cached  # noqa: E402
-from workbench.ladder import demo_source  # noqa: E402
+
+from workbench.files.gguf_header import file_fetch, parse_header
+from workbench.files.gguf_info import _read_header_cached
+from workbench.models.ladder import demo_source
 
 
 def new_read(path: Path):

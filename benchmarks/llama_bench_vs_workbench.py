@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/llama_bench_vs_workbench.py --merge run1.json run2.json   # pool recorded runs
 
 llama-bench is built once from the pinned llama-cpp-python sdist (same llama.cpp as the bindings).
-The CPU-buffer setting follows this machine's crash notes (see workbench/crash_fallback.py) for
+The CPU-buffer setting follows this machine's crash notes (see workbench/core/crash_fallback.py) for
 both tools, so they always run the same code path. With --rounds N the two tools alternate N
 times per file (llama-bench, workbench, llama-bench, …) and their samples are pooled, so a
 machine whose speed drifts over minutes slows both sides alike.
@@ -22,11 +22,20 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench import crash_fallback, hardware
-from workbench.benchmark import (BenchRow, build_llama_bench, markdown_table, merge_runs, pooled, rows_from_json,
-                                 run_llama_bench, run_workbench)
-from workbench.gguf_info import read_header
-from workbench.ladder import ensure_demo_ladder, llama_cpp_version
+from workbench.core import crash_fallback, hardware
+from workbench.core.hardware import llama_cpp_version
+from workbench.files.gguf_info import read_header
+from workbench.models.ladder import ensure_demo_ladder
+from workbench.runs.benchmark import (
+    BenchRow,
+    build_llama_bench,
+    markdown_table,
+    merge_runs,
+    pooled,
+    rows_from_json,
+    run_llama_bench,
+    run_workbench,
+)
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """What the worker's decode loop adds to llama.cpp per token, measured in one process.
 
 The worker, per generated token, takes the argmax of llama.cpp's logits row in place and
-detokenizes one piece (workbench/worker.py, greedy path). This script runs the same decode
+detokenizes one piece (workbench/engine/worker.py, greedy path). This script runs the same decode
 loop twice on one context, with and without that work, and reports the share of loop time
 spent outside `llama_decode` and the tok/s of each variant (alternating, so drift hits both).
 
@@ -16,11 +16,11 @@ import statistics
 import sys
 import time
 
-import llama_cpp as lc  # before numpy: see workbench/worker.py
+import llama_cpp as lc  # before numpy: see workbench/engine/worker.py
 import numpy as np
 
-from workbench import hardware
-from workbench.ladder import ensure_demo_ladder
+from workbench.core import hardware
+from workbench.models.ladder import ensure_demo_ladder
 
 
 def main() -> int:

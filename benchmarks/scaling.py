@@ -5,7 +5,7 @@
 
 For each size and type: file size, load time, decode and prefill tok/s, the worker's peak RSS
 (and NVML GPU memory with offload), and the fit prediction for the same file and context, with
-its error. The models are synthetic (random weights; see workbench/synthetic.py): good for cost,
+its error. The models are synthetic (random weights; see workbench/files/synthetic.py): good for cost,
 meaningless for quality.
 """
 
@@ -18,12 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from workbench import crash_fallback, fit, hardware
-from workbench.gguf_info import read_header
-from workbench.ladder import demo_source, llama_cpp_version
-from workbench.pool import LoadSettings, WorkerProcess
-from workbench.quantize import quantize
-from workbench.synthetic import SHAPES, write_synthetic
+from workbench.core import crash_fallback, hardware
+from workbench.core.hardware import llama_cpp_version
+from workbench.engine.pool import LoadSettings, WorkerProcess
+from workbench.files import fit
+from workbench.files.gguf_info import read_header
+from workbench.files.synthetic import SHAPES, write_synthetic
+from workbench.models.ladder import demo_source
+from workbench.models.quantize import quantize
 
 
 def measure(path: Path, *, threads: int, gpu_layers: int, n_ctx: int, pp: int, tg: int) -> dict:
@@ -58,7 +60,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from workbench.benchmark import cache_dir
+    from workbench.runs.benchmark import cache_dir
 
     out_dir = Path(args.dir) if args.dir else cache_dir() / "synthetic"
     out_dir.mkdir(parents=True, exist_ok=True)

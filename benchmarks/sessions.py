@@ -7,14 +7,14 @@ with two sessions because the Streamlit server starved the runs. For each N this
 session's wall time from its click until "Run #" appears (all contestants finished and stored),
 their median and its ratio to N=1's median, and the CPU seconds spent in that round by the
 Streamlit server process, by its other child processes, and by the model workers
-(`python -m workbench.worker`), plus the machine's load and every contestant's decode tok/s
+(`python -m workbench.engine.worker`), plus the machine's load and every contestant's decode tok/s
 read from the app's SQLite database.
 
 How:
 - The app is started as the README starts it (`bash scripts/app.sh --server.port PORT` in the
   repository), or with `--app-dir DIR --streamlit PATH` as `PATH run app.py --server.port PORT`
   in DIR, so an older checkout can be measured with this virtualenv (the workers run
-  `python -m workbench.worker` from the app's working directory, so DIR's code is what runs; the
+  `python -m workbench.engine.worker` from the app's working directory, so DIR's code is what runs; the
   JSON records each worker's cwd and where `workbench` imports from there).
 - `WORKBENCH_DATA_DIR` is a fresh temporary directory (an empty database) and
   `WORKBENCH_LADDERS_DIR` the already built ladders directory, so nothing is rebuilt.
@@ -159,7 +159,7 @@ class App:
                     cmd = p.cmdline()
                     t = p.cpu_times()
                 kind = ("server" if p.pid == server.pid
-                        else "worker" if "workbench.worker" in cmd else "other_children")
+                        else "worker" if "workbench.engine.worker" in cmd else "other_children")
                 out[p.pid] = (kind, t.user + t.system, p)
                 self.seen.setdefault(p.pid, p)
             except psutil.Error:
@@ -437,7 +437,7 @@ async def one_round(browser, app: App, db: Path, n: int, threads: int | None, ti
 
 
 def import_check(python: Path, app_dir: Path) -> str:
-    """Where `workbench` imports from in the app's directory, as `python -m workbench.worker` sees it."""
+    """Where `workbench` imports from in the app's directory, as `python -m workbench.engine.worker` sees it."""
     try:
         out = subprocess.run([str(python), "-c", "import workbench; print(workbench.__file__)"], cwd=app_dir,
                              capture_output=True, text=True, timeout=60)
@@ -550,7 +550,7 @@ def main() -> int:
     ap.add_argument("--app-dir", type=Path, default=REPO, help="the checkout whose app is measured")
     ap.add_argument("--streamlit", default=None,
                     help="run PATH run app.py in --app-dir instead of bash scripts/app.sh (e.g. this venv's)")
-    ap.add_argument("--ladders-dir", default=None, help="built ladders (default: workbench.paths.ladders_dir())")
+    ap.add_argument("--ladders-dir", default=None, help="built ladders (default: workbench.core.paths.ladders_dir())")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the uncounted warm-up run")
     ap.add_argument("--chromium", default=CHROMIUM)
     ap.add_argument("--keep-data", action="store_true", help="keep the temporary data directory (database, app log)")
@@ -566,7 +566,7 @@ def main() -> int:
         raise SystemExit(f"{args.chromium} is missing (apt-get install chromium)")
 
     if args.ladders_dir is None:  # asked before WORKBENCH_DATA_DIR is overridden below (only for the app)
-        from workbench.paths import ladders_dir
+        from workbench.core.paths import ladders_dir
 
         args.ladders_dir = str(ladders_dir())
     if not any(Path(args.ladders_dir).glob("*/*.gguf")):

@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.compare import RunSettings, contestants_for, run_comparison, run_contestant
-from workbench.ladder import ensure_demo_ladder
-from workbench.pool import WorkerPool
+from workbench.engine.pool import WorkerPool
+from workbench.models.ladder import ensure_demo_ladder
+from workbench.runs.compare import contestants_for, run_comparison, run_contestant
+from workbench.runs.contestants import RunSettings
 
 PROMPTS = ["List three colours of the rainbow.", "Name two planets of the solar system."]
 

@@ -3,14 +3,20 @@ metrics, ratings, charts and a table of the stored run."""
 
 import streamlit as st
 
-from pages import views
-from pages.endpoint_views import endpoint_contestants, endpoint_editor
-from pages.shared import active_ladder, jobs, ladders, md_escape, set_active_ladder, store, through_entrypoint
-from workbench import hardware
-from workbench.compare import (IMPORTED_NOTE, OFFLOAD_MODES, SEQUENTIAL_NOTE, RunSettings, contestants_for, is_imported,
-                               local_contestants_of_run)
-from workbench.disturbance import of_result
-from workbench.packs import PackError, load_examples
+from ui import views
+from ui.endpoint_views import endpoint_contestants, endpoint_editor
+from ui.shared import active_ladder, jobs, ladders, md_escape, set_active_ladder, store, through_entrypoint
+from workbench.core import hardware
+from workbench.core.disturbance import of_result
+from workbench.quality.packs import PackError, load_examples
+from workbench.runs.compare import (
+    IMPORTED_NOTE,
+    SEQUENTIAL_NOTE,
+    contestants_for,
+    is_imported,
+    local_contestants_of_run,
+)
+from workbench.runs.contestants import OFFLOAD_MODES, RunSettings
 
 through_entrypoint()
 
@@ -155,9 +161,9 @@ if run is not None:
     st.dataframe(frame, width="stretch", hide_index=True)
     st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run['id']}.csv", mime="text/csv")
     with st.expander("Divergence from the reference", expanded=False):
-        from pages.quality_views import divergence_panel
+        from ui.quality_views import divergence_panel
 
         divergence_panel(run)
-    from pages.history_views import report_downloads
+    from ui.history_views import report_downloads
 
     report_downloads([run["id"]], key=f"compare-report-{run['id']}")  # made when clicked: a few seconds

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import quality_views as qv
-from pages import views
-from pages.shared import active_ladder, fmt_time, store, through_entrypoint
-from workbench import evals
-from workbench.compare import SEQUENTIAL_NOTE, RunSettings
-from workbench.hardware import default_threads
-from workbench.packs import PackError, list_packs, load_pack, parse_pack
+from ui import quality_views as qv
+from ui import views
+from ui.shared import active_ladder, fmt_time, store, through_entrypoint
+from workbench.core.hardware import default_threads
+from workbench.quality import evals
+from workbench.quality.packs import PackError, list_packs, load_pack, parse_pack
+from workbench.runs.compare import SEQUENTIAL_NOTE
+from workbench.runs.contestants import RunSettings
 
 through_entrypoint()
 

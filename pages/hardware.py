@@ -9,11 +9,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
-from workbench import fit, hardware, hub
-from workbench.benchmark import scaling_figure, scaling_results
-from workbench.fit_report import fit_checks
-from workbench.gguf_info import GgufError, read_header
+from ui.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
+from workbench.core import hardware
+from workbench.files import fit
+from workbench.files.gguf_info import GgufError, read_header
+from workbench.models import hub
+from workbench.models.fit_report import fit_checks
+from workbench.runs.benchmark import scaling_figure, scaling_results
 
 through_entrypoint()
 

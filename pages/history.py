@@ -7,11 +7,17 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from pages.history_views import report_downloads, run_label
-from pages.shared import md_escape, open_run, store, through_entrypoint
-from workbench.history import (ImportFileError, delete_runs, export_csv_bytes, export_json_bytes, import_json,
-                               search_runs)
-from workbench.store import StoreError
+from ui.history_views import report_downloads, run_label
+from ui.shared import md_escape, open_run, store, through_entrypoint
+from workbench.people.history import (
+    ImportFileError,
+    delete_runs,
+    export_csv_bytes,
+    export_json_bytes,
+    import_json,
+    search_runs,
+)
+from workbench.storage.store import StoreError
 
 through_entrypoint()
 

@@ -9,13 +9,16 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
-from pages.shared import fmt_bytes, md_escape, refresh_ladders, set_active_ladder, through_entrypoint, watch
-from workbench import fit, hub, models
-from workbench.gguf_info import GgufError
-from workbench.hardware import machine
-from workbench.hub import HubError
-from workbench.ladder import DEFAULT_TYPES, Ladder
-from workbench.quantize import QUANT_TYPES
+from ui.shared import fmt_bytes, md_escape, refresh_ladders, set_active_ladder, through_entrypoint, watch
+from workbench.core import paths
+from workbench.core.hardware import machine
+from workbench.files import fit
+from workbench.files.gguf_info import GgufError
+from workbench.models import acquire as models
+from workbench.models import hub
+from workbench.models.hub import HubError
+from workbench.models.ladder import DEFAULT_TYPES, Ladder
+from workbench.models.quantize import QUANT_TYPES
 
 through_entrypoint()
 
@@ -53,7 +56,7 @@ gpu_line = "; ".join(f"GPU {g.index} {g.name}: {fmt_bytes(g.free_bytes)} free of
                      for g in m.gpus) or "no GPU"
 free_disk = hub.check_disk_space(0)[1]
 st.caption(f"This machine: {fmt_bytes(m.ram_available_bytes)} RAM free of {fmt_bytes(m.ram_total_bytes)} · {gpu_line} · "
-           f"{free_disk / 1e9:.1f} GB free in the Hugging Face cache ({hub.cache_dir()})")
+           f"{free_disk / 1e9:.1f} GB free in the Hugging Face cache ({paths.hf_cache_dir()})")
 
 tab_hub, tab_disk, tab_make = st.tabs(["Download from the Hub", "Models already on disk", "Make a ladder"])
 

@@ -3,12 +3,13 @@ bundled reference text (the statistics llama-perplexity --kl-divergence reports)
 
 import streamlit as st
 
-from pages import quality_views as qv
-from pages import views
-from pages.shared import active_ladder, fmt_time, store, through_entrypoint
-from workbench import divergence as dv
-from workbench.compare import SEQUENTIAL_NOTE, RunSettings
-from workbench.hardware import default_threads
+from ui import quality_views as qv
+from ui import views
+from ui.shared import active_ladder, fmt_time, store, through_entrypoint
+from workbench.core.hardware import default_threads
+from workbench.quality import divergence as dv
+from workbench.runs.compare import SEQUENTIAL_NOTE
+from workbench.runs.contestants import RunSettings
 
 through_entrypoint()
 

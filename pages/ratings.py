@@ -3,12 +3,12 @@ with its uncertainty. Each star or vote is saved the moment it is given."""
 
 import streamlit as st
 
-from pages import rating_views as rv
-from pages import views
-from pages.history_views import run_label
-from pages.shared import md_escape, store, through_entrypoint
-from workbench import ratings as rt
-from workbench.history import search_runs
+from ui import rating_views as rv
+from ui import views
+from ui.history_views import run_label
+from ui.shared import md_escape, store, through_entrypoint
+from workbench.people import ratings as rt
+from workbench.people.history import search_runs
 
 through_entrypoint()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.ladder import Ladder, ensure_demo_ladder
+from workbench.models.ladder import Ladder, ensure_demo_ladder
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def demo_ladder() -> Ladder:
 @pytest.fixture(scope="session", autouse=True)
 def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, demo_ladder: Ladder) -> Path:
     """Point WORKBENCH_DATA_DIR at a fresh directory once the demo ladder exists."""
-    from workbench.paths import ladders_dir
+    from workbench.core.paths import ladders_dir
 
     path = tmp_path_factory.mktemp("data")
     saved = {k: os.environ.get(k) for k in ("WORKBENCH_DATA_DIR", "WORKBENCH_LADDERS_DIR")}
@@ -39,7 +39,7 @@ def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, demo_ladder: Lad
 
 @pytest.fixture(scope="session")
 def pool():
-    from workbench.pool import WorkerPool
+    from workbench.engine.pool import WorkerPool
 
     p = WorkerPool()
     yield p
@@ -48,7 +48,7 @@ def pool():
 
 @pytest.fixture()
 def store(tmp_path: Path):
-    from workbench.store import Store
+    from workbench.storage.store import Store
 
     return Store(tmp_path / "workbench.sqlite3")
 

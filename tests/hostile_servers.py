@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+
 def sse(obj: Any) -> bytes:
     return f"data: {json.dumps(obj)}\n\n".encode()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from workbench.store import Store
+from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -91,8 +91,9 @@ def test_a_disturbed_run_says_so_and_re_measures_quietly(demo_ladder, pool):
     import subprocess
     import sys
 
-    from workbench.compare import RunSettings, contestants_for, run_comparison
-    from workbench.disturbance import machine_cpus
+    from workbench.core.disturbance import machine_cpus
+    from workbench.runs.compare import contestants_for, run_comparison
+    from workbench.runs.contestants import RunSettings
 
     contestants = contestants_for(demo_ladder, ["Q2_K"], reference="Q8_0")
     # as many threads as CPUs, beside as many busy processes: every thread shares its core (one thread would

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from gguf_factory import copy_gguf, truncate
-from workbench.compare import Contestant, RunSettings, run_contestant
-from workbench.gguf_info import GgufError, check_path, read_header
+
+from workbench.files.gguf_info import GgufError, check_path, read_header
+from workbench.runs.compare import run_contestant
+from workbench.runs.contestants import Contestant, RunSettings
 
 SHORT = RunSettings(max_tokens=8, n_ctx=256)
 

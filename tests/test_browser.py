@@ -116,7 +116,7 @@ def test_two_sessions_pressing_run_at_once_both_finish(app_url, test_output):
     must not starve them: a ~7 s comparison once took 8 min 40 s)."""
     from playwright.sync_api import sync_playwright
 
-    from workbench.paths import db_path
+    from workbench.core.paths import db_path
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

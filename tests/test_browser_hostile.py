@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from test_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, started_app
 from test_escaping import hostile_result_run
 
@@ -16,8 +15,8 @@ pytestmark = pytest.mark.browser
 def test_a_hostile_imported_run_opens_without_injecting_anything(demo_ladder, test_output, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from workbench.history import ImportFileError, export_json_bytes, import_json
-    from workbench.store import Store
+    from workbench.people.history import ImportFileError, export_json_bytes, import_json
+    from workbench.storage.store import Store
 
     require_chromium()
     scratch = Store(tmp_path / "elsewhere.sqlite3")  # made on "another machine"

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, started_app
-from workbench.disturbance import summarize
-from workbench.store import Store
+
+from workbench.core.disturbance import summarize
+from workbench.storage.store import Store
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]

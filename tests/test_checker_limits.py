@@ -11,11 +11,11 @@ import time
 import pytest
 
 from tests.hostile_servers import serve  # noqa: F401 (fixture)
-from workbench import check_runner, evals
-from workbench.checkers import build_checker
-from workbench.compare import RunSettings
-from workbench.packs import parse_pack
-from workbench.remote import RemoteEndpoint, contestant_for
+from workbench.quality import check_runner, evals
+from workbench.quality.checkers import build_checker
+from workbench.quality.packs import parse_pack
+from workbench.runs.contestants import RemoteEndpoint, RunSettings
+from workbench.runs.remote import contestant_for
 
 BACKTRACKING = r"^\W*\S+(?:\s+\S+){0,14}\W*$"  # the starter pack's old fifteen-word check
 BANG_OUTPUT = "!" * 2000 + " " + " ".join(["word"] * 16)
@@ -46,7 +46,7 @@ def test_deep_brackets_become_an_error_verdict_not_a_recursion_error():
 
 
 def test_the_bundled_fifteen_word_pattern_is_linear_now():
-    from workbench.packs import bundled_dir, load_pack
+    from workbench.quality.packs import bundled_dir, load_pack
 
     case = next(c for c in load_pack(bundled_dir() / "starter.toml").cases if c.id == "sum-fifteen-words")
     t0 = time.monotonic()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from workbench.checkers import (
+from workbench.quality.checkers import (
     CHECKER_KINDS,
     Verdict,
     build_checker,

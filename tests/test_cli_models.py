@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.models_helpers import REPO, SECRET, hub_server, models_env, tiny_files  # noqa: F401
-from workbench.cli import main
-from workbench.ladder import load_ladder
+from workbench.cli.main import main
+from workbench.models.ladder import load_ladder
 
 VERDICTS = {"fits on the GPU entirely", "CPU only", "does not fit"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from workbench.diffing import MAX_DIFF_WORDS, diff_html, word_diff
+from workbench.quality.diffing import MAX_DIFF_WORDS, diff_html, word_diff
 
 SENTENCE = "The model keeps repeating the same answer because the sampler found a loop it cannot leave".split()
 

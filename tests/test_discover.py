@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.hubserver import make_gguf
-from workbench import discover
+from workbench.models import discover
 
 
 def touch(path: Path, size: int = 1000) -> Path:

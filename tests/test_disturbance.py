@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from workbench.compare import RunSettings, contestants_for, run_comparison
-from workbench.disturbance import DISTURBED_AT, CpuSnapshot, classify, machine_cpus, summarize
+from workbench.core.disturbance import DISTURBED_AT, CpuSnapshot, classify, machine_cpus, summarize
+from workbench.runs.compare import contestants_for, run_comparison
+from workbench.runs.contestants import RunSettings
 
 LONG_PROMPT = "Write a long story about a lighthouse keeper and a storm, with many details."
 

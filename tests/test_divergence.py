@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from workbench import divergence as dv
-from workbench.compare import Contestant, RunSettings, contestants_for, run_comparison
-from workbench.heatmap import heatmap_html, kld_alpha
+from workbench.quality import divergence as dv
+from workbench.quality.heatmap import heatmap_html, kld_alpha
+from workbench.runs.compare import contestants_for, run_comparison
+from workbench.runs.contestants import Contestant, RunSettings
 
 SETTINGS = dict(n_ctx=512)  # every test shares these load settings, so the session pool's workers stay warm
 

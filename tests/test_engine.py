@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
-from workbench import crash_fallback
-from workbench.compare import Contestant, RunSettings, contestants_for, run_comparison, run_contestant
-from workbench.pool import WorkerPool
+from workbench.core import crash_fallback
+from workbench.engine.pool import WorkerPool
+from workbench.runs.compare import contestants_for, run_comparison, run_contestant
+from workbench.runs.contestants import Contestant, RunSettings
 
 PROMPT = "List three colours of the rainbow."
 SHORT = RunSettings(max_tokens=24, n_ctx=512)
@@ -102,7 +103,7 @@ def test_model_without_chat_template_runs_as_plain_completion(demo_ladder, pool,
 
 
 def test_provenance_is_stored_with_the_run(demo_ladder, pool, store):
-    from workbench.ladder import demo_source, sha256_file
+    from workbench.models.ladder import demo_source, sha256_file
 
     comp = run_comparison(pool, contestants_for(demo_ladder, ["Q2_K"]), PROMPT, SHORT, store=store, ladder=demo_ladder)
     run = store.get_run(comp.run_id)

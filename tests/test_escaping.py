@@ -7,8 +7,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from workbench.diffing import diff_html, plain_html, word_diff
-from workbench.store import Store
+from workbench.quality.diffing import diff_html, plain_html, word_diff
+from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 HOSTILE = ('Sure! <script>alert("x")</script> <img src=x onerror="alert(1)"> '

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench import cli, evals
-from workbench.compare import RunSettings, contestants_for
-from workbench.packs import load_pack, parse_pack
-from workbench.store import Store
+from workbench.cli import main as cli
+from workbench.quality import evals
+from workbench.quality.packs import load_pack, parse_pack
+from workbench.runs.compare import contestants_for
+from workbench.runs.contestants import RunSettings
+from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

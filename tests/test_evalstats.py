@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.evalstats import (
-    compare_paired,
-    compare_pass_rates,
-    format_p,
-    newcombe_interval,
-    wilson_interval,
-)
+from workbench.quality.evalstats import compare_paired, compare_pass_rates, format_p, newcombe_interval, wilson_interval
 
 
 @pytest.mark.parametrize(

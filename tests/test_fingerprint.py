@@ -15,11 +15,20 @@ import numpy as np
 import pytest
 from test_remote import FakeServer, endpoint, free_port, llama_server  # noqa: F401 (fixture)
 
-from workbench.cli import main
-from workbench.compare import RunSettings
-from workbench.fingerprint import (REFERENCE_PROMPTS, Candidate, _rank, align_positions, fingerprint,
-                                   greedy_agreement, history, paired_bootstrap, topk_kld)
-from workbench.remote import TokenLogprobs
+from workbench.cli.main import main
+from workbench.runs.contestants import RunSettings
+from workbench.runs.fingerprint import (
+    REFERENCE_PROMPTS,
+    Candidate,
+    _rank,
+    align_positions,
+    fingerprint,
+    greedy_agreement,
+    history,
+    paired_bootstrap,
+    topk_kld,
+)
+from workbench.runs.remote import TokenLogprobs
 
 PLAIN_GREEDY = {"repeat_penalty": 1.0}  # llama-cpp-python's server adds a 1.1 repeat penalty otherwise
 # One thread: on a small shared machine, llama.cpp's spinning thread barriers stall badly when oversubscribed.

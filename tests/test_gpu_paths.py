@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from workbench import hardware
-from workbench.compare import RunSettings
+from workbench.core import hardware
+from workbench.runs.contestants import RunSettings
 
 
 def test_no_gpu_means_no_offload_and_no_gpu_figures(demo_ladder, monkeypatch):
@@ -36,7 +36,7 @@ def test_offload_modes_map_to_layers_when_a_gpu_is_usable(demo_ladder, monkeypat
 
 
 def test_metrics_are_self_consistent_in_the_benchmark_maths():
-    from workbench.benchmark import Figure, parse_llama_bench_json, pooled, ratio, ratio_interval, summarize
+    from workbench.runs.benchmark import Figure, parse_llama_bench_json, pooled, ratio, ratio_interval, summarize
 
     fig = summarize([100.0, 110.0, 90.0])
     assert fig.mean == pytest.approx(100.0) and fig.sd == pytest.approx(10.0) and fig.median == 100.0 and fig.n == 3
@@ -60,7 +60,7 @@ def test_metrics_are_self_consistent_in_the_benchmark_maths():
 def test_recorded_runs_round_trip_and_pool_type_by_type():
     import json
 
-    from workbench.benchmark import BenchRow, markdown_table, merge_runs, rows_from_json, summarize
+    from workbench.runs.benchmark import BenchRow, markdown_table, merge_runs, rows_from_json, summarize
 
     def run(lb: list[float], wb: list[float]) -> dict:
         rows = [BenchRow("Q4_K_M", "/m/q4.gguf", 100, summarize(lb), summarize(lb), summarize(wb), summarize(wb), 0.3, 0.2)]

@@ -10,9 +10,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from workbench import history, ratings
-from workbench.cli import main
-from workbench.store import Store
+from workbench.cli.main import main
+from workbench.people import history, ratings
+from workbench.storage.store import Store
 
 
 def make_run(store: Store, prompt: str, model: str = "Tiny model", settings: dict | None = None) -> int:

@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from workbench import divergence, history, ratings
-from workbench.compare import local_contestants_of_run
-from workbench.store import Store
+from workbench.people import history, ratings
+from workbench.quality import divergence
+from workbench.runs.compare import local_contestants_of_run
+from workbench.storage.store import Store
 
 
 @pytest.fixture()
@@ -135,7 +136,7 @@ def test_a_list_where_text_belongs_is_refused_not_dropped(export, tmp_path):
 
 
 def test_the_hardware_page_never_opens_an_imported_runs_files(store, export, tmp_path, monkeypatch):
-    from workbench import fit_report
+    from workbench.models import fit_report
 
     for res in export["runs"][0]["results"]:
         res["peak_rss_bytes"] = 10**9

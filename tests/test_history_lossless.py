@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from workbench import divergence, evals, history, ratings
-from workbench.store import Store
+from workbench.people import history, ratings
+from workbench.quality import divergence, evals
+from workbench.storage.store import Store
 
 
 def full_run(store: Store) -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.compare import Contestant, RunSettings, contestants_for, run_comparison
-from workbench.jobs import JobRegistry
-from workbench.remote import RemoteEndpoint, contestant_for
+from workbench.runs.compare import contestants_for, run_comparison
+from workbench.runs.contestants import Contestant, RemoteEndpoint, RunSettings
+from workbench.runs.jobs import JobRegistry
+from workbench.runs.remote import contestant_for
 
 
 def test_an_endpoint_labelled_like_a_local_quantization_is_refused(demo_ladder, store):
-    from workbench.pool import WorkerPool
+    from workbench.engine.pool import WorkerPool
 
     local = contestants_for(demo_ladder, ["Q8_0"])
     impostor = contestant_for(RemoteEndpoint("http://127.0.0.1:9/v1", model="m", label="Q8_0"))
@@ -55,8 +56,8 @@ def test_csv_exports_quote_cells_a_spreadsheet_would_run_as_formulas(store):
     import io
     import zipfile
 
-    from pages import views
-    from workbench import history
+    from ui import views
+    from workbench.people import history
 
     run_id = _formula_run(store)
     with zipfile.ZipFile(io.BytesIO(history.export_csv_bytes(store, [run_id]))) as zf:
@@ -78,7 +79,7 @@ def test_csv_exports_quote_cells_a_spreadsheet_would_run_as_formulas(store):
 def test_workers_start_without_tokens_or_api_keys(monkeypatch):
     from pathlib import Path
 
-    from workbench.pool import WorkerProcess
+    from workbench.engine.pool import WorkerProcess
 
     secrets = {"HF_TOKEN": "hf_x", "HUGGING_FACE_HUB_TOKEN": "hf_y", "OPENAI_API_KEY": "sk-x", "GITHUB_TOKEN": "gh",
                "PROVIDER_SECRET": "s", "PLAINLY_NAMED": "endpoint key"}

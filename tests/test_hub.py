@@ -17,8 +17,8 @@ import pytest
 from huggingface_hub import constants as hf_constants
 
 from tests.hubserver import HubServer, make_gguf
-from workbench import hub
-from workbench.hub import HubError
+from workbench.models import hub
+from workbench.models.hub import HubError
 
 REPO = "tester/Tiny-GGUF"
 QUANTS = {  # file name -> (LLAMA_FTYPE, extra bytes so sizes differ like real quantizations)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.ladder import Ladder, _same_source, build_ladder, sha256_file
+from workbench.models.ladder import Ladder, _same_source, build_ladder, sha256_file
 
 
 @pytest.fixture()
@@ -66,7 +66,7 @@ def test_a_shared_folder_does_not_reuse_another_sources_files(two_sources, tmp_p
 def test_demo_ladder_identity_check(tmp_path, demo_ladder):
     """The demo keeps its folder; its ladder.json must name the shipped source, checked by sha256 once and then by
     size and mtime (a ladder.json from before source_stat was recorded is not rebuilt)."""
-    from workbench.ladder import demo_source
+    from workbench.models.ladder import demo_source
 
     src = demo_source()
     old = Ladder("demo", [], {"source_sha256": sha256_file(src)}, str(tmp_path))

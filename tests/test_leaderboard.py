@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workbench import leaderboard as lb
-from workbench import ratings
-from workbench.store import Store
+from workbench.people import leaderboard as lb
+from workbench.people import ratings
+from workbench.storage.store import Store
 
 TRUE = {"Q8_0": 4.0, "Q5_K_M": 2.0, "Q4_K_M": 1.0, "Q2_K": 0.25}
 

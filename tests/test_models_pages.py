@@ -11,9 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.models_helpers import REPO, SECRET, hub_server, lm_studio_and_ollama, models_env, tiny_files  # noqa: F401
-from pages.shared import md_escape
-from workbench import hub
-from workbench.ladder import load_ladder
+from ui.shared import md_escape
+from workbench.models import hub
+from workbench.models.ladder import load_ladder
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -190,8 +190,9 @@ def test_make_a_ladder_with_progress(models_env: Path, demo_ladder) -> None:
 
 
 def test_hardware_page_no_gpu_and_predicted_vs_measured(pool, demo_ladder) -> None:
-    from workbench.compare import RunSettings, contestants_for, run_comparison
-    from workbench.store import Store
+    from workbench.runs.compare import contestants_for, run_comparison
+    from workbench.runs.contestants import RunSettings
+    from workbench.storage.store import Store
 
     q2 = contestants_for(demo_ladder, ["Q2_K"], reference="Q2_K")
     comparison = run_comparison(pool, q2, "Say hi.", RunSettings(max_tokens=4, n_ctx=1024), store=Store(), ladder=demo_ladder)
@@ -214,7 +215,7 @@ def test_hardware_page_no_gpu_and_predicted_vs_measured(pool, demo_ladder) -> No
 
 
 def test_download_job_behind_the_page_cancels_and_resumes(models_env: Path) -> None:
-    from workbench import models
+    from workbench.models import acquire as models
 
     listing = hub.list_gguf(REPO)
     job = models.DownloadJob(listing, [listing.find("Q8_0")])

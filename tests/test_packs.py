@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.packs import (
+from workbench.quality.packs import (
     CATEGORIES,
     Pack,
     PackError,

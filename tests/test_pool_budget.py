@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from workbench import memory_budget as mb
-from workbench.compare import Contestant, RunSettings, contestants_for, run_comparison, run_contestant
-from workbench.hardware import Gpu
-from workbench.pool import DoesNotFit, LoadSettings, WorkerPool
+from workbench.core.hardware import Gpu
+from workbench.engine import memory_budget as mb
+from workbench.engine.pool import DoesNotFit, LoadSettings, WorkerPool
+from workbench.runs.compare import contestants_for, run_comparison, run_contestant
+from workbench.runs.contestants import Contestant, RunSettings
 
 GiB = 2**30
 N_CTX = 256
@@ -19,7 +20,7 @@ PROMPT = "Name a colour."
 
 def load(path: str) -> LoadSettings:
     """What run_contestant builds for SETTINGS on a CPU, so leases and runs share workers."""
-    from workbench import crash_fallback
+    from workbench.core import crash_fallback
 
     return LoadSettings(path, N_CTX, 1, 0, crash_fallback.use_extra_bufts_setting())
 

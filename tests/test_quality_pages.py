@@ -6,9 +6,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from workbench import divergence as dv
-from workbench.compare import Contestant, RunSettings
-from workbench.store import Store
+from workbench.quality import divergence as dv
+from workbench.runs.contestants import Contestant, RunSettings
+from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 HOSTILE = "<script>alert('boom')</script> Then <b>bold</b> & done."

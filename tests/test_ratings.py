@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from workbench import migrations, ratings
-from workbench.ratings import RatingError
-from workbench.store import Store
+from workbench.people import ratings
+from workbench.people.ratings import RatingError
+from workbench.storage import migrations
+from workbench.storage.store import Store
 
 LABELS = ("F16", "Q8_0", "Q4_K_M", "Q2_K")
 

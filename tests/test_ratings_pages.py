@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench import ratings
-from workbench.store import Store
+from workbench.people import ratings
+from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 NAMES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
@@ -21,7 +21,8 @@ NAMES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
 @pytest.fixture(scope="module")
 def real_run(pool, demo_ladder) -> int:
     """F16 (reference), Q8_0 and Q2_K answer one prompt: 8 tokens on one thread (the cores are shared)."""
-    from workbench.compare import RunSettings, contestants_for, run_comparison
+    from workbench.runs.compare import contestants_for, run_comparison
+    from workbench.runs.contestants import RunSettings
 
     comparison = run_comparison(pool, contestants_for(demo_ladder, ["Q8_0", "Q2_K"]), "Name three colors.",
                                 RunSettings(max_tokens=8, n_ctx=256, n_threads=1), store=Store(), ladder=demo_ladder,
@@ -134,7 +135,7 @@ def test_history_lists_runs_confirms_deletes_exports_and_refuses_a_bad_import(re
     assert any("broken.json" in e and "not a JSON file" in e and "Nothing was added" in e for e in errors), errors
 
     # a good export goes back in as a new run, with its ratings
-    from workbench.history import export_json_bytes
+    from workbench.people.history import export_json_bytes
 
     before = {r["id"] for r in store.list_runs(limit=1000)}
     at.file_uploader(key="hist-import").set_value(("good.json", export_json_bytes(store, [real_run]),

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from workbench.compare import Contestant, RunSettings, run_comparison
-from workbench.remote import RemoteEndpoint, contestant_for, run_remote, run_remote_batch
+from workbench.runs.compare import run_comparison
+from workbench.runs.contestants import Contestant, RemoteEndpoint, RunSettings
+from workbench.runs.remote import contestant_for, run_remote, run_remote_batch
 
 SECRET = "sk-test-secret-never-shown-0123456789"
 PROMPT = "Name three colours."
@@ -277,7 +278,7 @@ def test_llamacpp_native_api_reports_server_timings_and_token_ids(fake):
     assert m["decode_tok_s"].startswith("server-measured") and m["prefill_tok_s"].startswith("server-measured")
     assert "client_decode_tok_s" in m  # ... with the client-side rate kept beside them
 
-    from workbench.remote import request_completion
+    from workbench.runs.remote import request_completion
 
     c = request_completion(ep, s.messages(PROMPT), max_tokens=3, top_logprobs=2, stream=True)
     assert server.requests[-1]["body"]["n_probs"] == 2

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from tests.hostile_servers import serve  # noqa: F401 (fixture)
-from workbench import remote
-from workbench.compare import RunSettings, run_comparison
-from workbench.remote import RemoteEndpoint, contestant_for
+from workbench.runs import remote
+from workbench.runs.compare import run_comparison
+from workbench.runs.contestants import RemoteEndpoint, RunSettings
+from workbench.runs.remote import contestant_for
 
 
 def test_hostile_endpoints_end_within_the_deadline_as_their_own_errors(monkeypatch, serve, pool, store):
@@ -47,7 +48,7 @@ def test_hostile_endpoints_end_within_the_deadline_as_their_own_errors(monkeypat
 
 
 def test_a_comparison_whose_runner_raises_is_marked_failed(monkeypatch, serve, pool, store):
-    import workbench.compare as compare
+    import workbench.runs.compare as compare
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in the runner")

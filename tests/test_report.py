@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from workbench import ratings
-from workbench.cli import main
-from workbench.report import UnknownRun, report_html, report_markdown, write_report
-from workbench.store import Store
+from workbench.cli.main import main
+from workbench.people import ratings
+from workbench.people.report import UnknownRun, report_html, report_markdown, write_report
+from workbench.storage.store import Store
 
 EVIL = "Hello <script>alert(1)</script> & <img src=x onerror=alert(2)> friend"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -155,7 +155,8 @@ def test_cli_report_errors_are_plain(store, tmp_path, capsys):
 def real_run(pool, demo_ladder):
     """One real comparison (F16 reference and Q2_K), 8 tokens on one thread (cores are shared), stored in the
     test data directory's database."""
-    from workbench.compare import RunSettings, contestants_for, run_comparison
+    from workbench.runs.compare import contestants_for, run_comparison
+    from workbench.runs.contestants import RunSettings
 
     store = Store()
     comparison = run_comparison(pool, contestants_for(demo_ladder, ["Q2_K"]), "Name three colors.",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from workbench import pool as pool_mod
-from workbench.compare import RunSettings, contestants_for, run_comparison
-from workbench.pool import WorkerPool
-from workbench.worker import INJECT_STUCK_ENV
+from workbench.engine import pool as pool_mod
+from workbench.engine.pool import WorkerPool
+from workbench.engine.worker import INJECT_STUCK_ENV
+from workbench.runs.compare import contestants_for, run_comparison
+from workbench.runs.contestants import RunSettings
 
 PROMPT = "List three colours of the rainbow."
 SHORT = RunSettings(max_tokens=16, n_ctx=512)

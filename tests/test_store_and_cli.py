@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
-from workbench.store import Store
+from workbench.storage.store import Store
 
 
 def test_migrations_apply_once_and_database_uses_wal(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench.store import Store, StoreError
+from workbench.storage.store import Store, StoreError
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -82,7 +82,7 @@ def test_a_read_only_database_opens_read_only_and_refuses_writes_plainly(tmp_pat
 
 
 def test_pages_say_what_is_wrong_instead_of_raising(tmp_path, monkeypatch, demo_ladder):
-    from pages import shared
+    from ui import shared
 
     data = tmp_path / "data"
     data.mkdir()

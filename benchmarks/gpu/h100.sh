@@ -19,11 +19,11 @@ export WORKBENCH_DATA_DIR=/tmp/wbdata
 models() {
   mkdir -p /tmp/syn && SECONDS=0
   [ -f /tmp/syn/synthetic-1B.F16.gguf ] || python3 -c "
-from workbench.synthetic import SHAPES, write_synthetic
+from workbench.files.synthetic import SHAPES, write_synthetic
 write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-1B.F16.gguf', SHAPES['1B'])"
   for t in Q8_0 Q4_K_M Q2_K; do
     [ -f /tmp/syn/synthetic-1B.$t.gguf ] || python3 -c "
-from workbench.quantize import quantize; quantize('/tmp/syn/synthetic-1B.F16.gguf', '/tmp/syn/synthetic-1B.$t.gguf', '$t', 16)"
+from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-1B.F16.gguf', '/tmp/syn/synthetic-1B.$t.gguf', '$t', 16)"
   done
   echo "models ready in ${SECONDS}s"
 }

@@ -10,9 +10,10 @@ import json
 import os
 import sys
 
-from workbench import hardware
-from workbench.compare import Contestant, RunSettings, run_comparison
-from workbench.pool import WorkerPool
+from workbench.core import hardware
+from workbench.engine.pool import WorkerPool
+from workbench.runs.compare import run_comparison
+from workbench.runs.contestants import Contestant, RunSettings
 
 GiB = 2**30
 

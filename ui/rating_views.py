@@ -1,0 +1,283 @@
+"""Drawing the Ratings page: blind, pairwise and open rating of one run, and the leaderboard.
+
+Every judgement is saved by the widget's callback the moment it is given (workbench.people.ratings),
+with the rater's name (optional) and this browser session's id. Blind letters come from
+workbench.people.ratings.blind_order seeded with the session id, so one session always sees the same
+letters; while names are hidden nothing on the page (headings, widget keys, toasts, leaderboard)
+names a quantization.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from ui import views
+from ui.shared import md_escape, store
+from workbench.people import ratings as rt
+from workbench.people.leaderboard import Leaderboard, leaderboard
+from workbench.quality.diffing import plain_html
+from workbench.storage.store import StoreError
+
+MODES = {"Blind": "letters in a random order; names appear once you have rated every output",
+         "Pairwise": "which of two is better? letters too; names appear once you have voted on every pair",
+         "Open": "names shown while you rate"}
+ALL = "(all)"
+
+
+def session_id() -> str:
+    """This browser session's rater id (the Compare page's star ratings use the same one)."""
+    return st.session_state.setdefault("rater_session", uuid.uuid4().hex)
+
+
+def rater() -> str | None:
+    return (st.session_state.get("rater") or "").strip() or None
+
+
+def stars(n: int) -> str:
+    return "★" * n + "☆" * (5 - n)
+
+
+def rater_input() -> None:
+    """The optional name saved with each rating; kept in st.session_state.rater across pages."""
+    if "rater-input" not in st.session_state:
+        st.session_state["rater-input"] = st.session_state.get("rater") or ""
+
+    def keep() -> None:
+        st.session_state.rater = st.session_state["rater-input"].strip() or None
+
+    st.text_input("Your name (optional)", key="rater-input", on_change=keep, max_chars=80,
+                  placeholder="anonymous",
+                  help="Saved with each rating and vote so the leaderboard can filter by rater. Leave empty to rate "
+                       "anonymously (your ratings still count once per output, by this browser session).")
+
+
+# ---- saving -------------------------------------------------------------------------------------
+def _save_stars(run_id: int, label: str, key: str, mode: str, shown_as: str, letter: str | None) -> None:
+    value = st.session_state.get(f"{key}-stars")
+    if value is None:
+        return
+    try:
+        rt.add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, rater=rater(), mode=mode,
+                      comment=st.session_state.get(f"{key}-comment") or None, session=session_id(),
+                      display_letter=letter)
+    except StoreError as exc:
+        st.toast(f"Rating of {md_escape(shown_as)} not saved: {md_escape(exc)}", icon=":material/warning:")
+        return
+    except rt.RatingError as exc:
+        st.toast(f"Rating of {md_escape(shown_as)} not saved: "
+                 f"{md_escape(exc) if mode == 'open' else 'the run or output is gone'}",
+                 icon=":material/warning:")
+        return
+    st.toast(f"Saved {int(value) + 1}★ for {md_escape(shown_as)}")
+
+
+def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, pick_key: str,
+               pairs: list[tuple[str, str, str]]) -> None:
+    try:
+        rt.add_vote(store(), run_id=run_id, label_a=label_a, label_b=label_b, winner=winner, rater=rater(),
+                    mode=mode, session=session_id())
+    except rt.RatingError:
+        st.toast("Vote not saved: the run or one of its outputs is gone.", icon=":material/warning:")
+        return
+    except StoreError as exc:
+        st.toast(f"Vote not saved: {md_escape(exc)}", icon=":material/warning:")
+        return
+    st.toast("Vote saved")
+    done = {frozenset((v["label_a"], v["label_b"])) for v in rt.list_votes(store(), run_id=run_id,
+                                                                            session=session_id())}
+    names = [name for name, _, _ in pairs]
+    here = names.index(st.session_state.get(pick_key, names[0])) if st.session_state.get(pick_key) in names else 0
+    todo = [name for name, a, b in pairs[here + 1:] + pairs[:here + 1] if frozenset((a, b)) not in done]
+    if todo:
+        st.session_state[pick_key] = todo[0]  # on to the next pair not voted yet
+
+
+def star_widget(run_id: int, label: str, key: str, *, mode: str, shown_as: str, letter: str | None,
+                saved: int | None) -> None:
+    """Stars (saved at once) and an optional comment saved with them; keys carry no quantization name in blind."""
+    if saved is not None and f"{key}-stars" not in st.session_state:
+        st.session_state[f"{key}-stars"] = saved - 1  # what this session (or rater) saved before: reload, other tab
+    args = (run_id, label, key, mode, shown_as, letter)
+    st.feedback("stars", key=f"{key}-stars", on_change=_save_stars, args=args)
+    st.text_input("Comment (optional)", key=f"{key}-comment", on_change=_save_stars, args=args,
+                  label_visibility="collapsed", placeholder="Comment (optional), saved with your stars")
+
+
+# ---- the three modes ----------------------------------------------------------------------------
+def blind(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.BlindView) -> None:
+    n_rated = sum(1 for label in outputs if label in view.rated)
+    if view.revealed:
+        st.success("Names revealed: you have judged every output of this run. Changing a star now is saved as an "
+                   "open rating (you can see the names).")
+    else:
+        st.info(f"Rated {n_rated} of {len(outputs)}. The quantization names appear once you have rated every "
+                "output. Letters are shuffled for you alone.")
+    mode = "open" if view.revealed else "blind"
+    items = list(view.order.items())
+    for row in views.column_rows(items):
+        for col, (letter, label) in row:
+            with col:
+                ref = " · reference" if view.revealed and outputs[label]["is_reference"] else ""
+                st.markdown(f"**{md_escape(view.display_name(label))}**{ref}")
+                st.html(plain_html(outputs[label]["text"] or ""))
+                key = f"blind-{run['id']}-{letter}"  # the letter, never the label: widget ids reach the browser
+                star_widget(run["id"], label, key, mode=mode, shown_as=view.display_name(label), letter=letter,
+                            saved=view.rated.get(label))
+    if view.revealed:
+        st.dataframe([{"letter": letter, "quantization": label, "your rating": stars(view.rated[label])
+                       if label in view.rated else "-"} for letter, label in items],
+                     hide_index=True, width="content")
+
+
+def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.BlindView) -> None:
+    if len(outputs) < 2:
+        st.info("Pairwise voting needs two outputs or more; this run has fewer that finished without an error.")
+        return
+    letters = list(view.order)
+    pairs = [(f"{a} vs {b}", view.order[a], view.order[b]) for i, a in enumerate(letters) for b in letters[i + 1:]]
+    latest: dict[frozenset[str], dict[str, Any]] = {}
+    for v in rt.list_votes(store(), run_id=run["id"], session=session_id()):
+        latest[frozenset((v["label_a"], v["label_b"]))] = v
+    voted = [p for p in pairs if frozenset(p[1:]) in latest]
+    if view.revealed:
+        st.success(f"Names revealed: you have voted on all {len(pairs)} pairs (or rated every output). A vote "
+                   "changed now is saved as an open pairwise vote.")
+    else:
+        st.info(f"Voted on {len(voted)} of {len(pairs)} pairs. The names appear once you have voted on every pair.")
+    pick_key = f"pair-{run['id']}"
+    names = [name for name, _, _ in pairs]
+    if st.session_state.get(pick_key) not in names:
+        first_open = next((name for name, a, b in pairs if frozenset((a, b)) not in latest), names[0])
+        st.session_state[pick_key] = first_open
+    done = {name for name, _, _ in voted}
+    name = st.selectbox("Pair", names, key=pick_key, format_func=lambda n: f"{n} ✓" if n in done else n)
+    _, label_a, label_b = pairs[names.index(name)]
+    la, lb = view.display_name(label_a), view.display_name(label_b)
+    st.markdown(f"#### Which is better, {md_escape(la)} or {md_escape(lb)}?")
+    left, right = st.columns(2)
+    for col, label, shown in ((left, label_a, la), (right, label_b, lb)):
+        with col:
+            st.markdown(f"**{md_escape(shown)}**")
+            st.html(plain_html(outputs[label]["text"] or ""))
+    mode = "pairwise" if view.revealed else "blind"  # a vote made with names hidden is stored as blind
+    b1, b2, b3 = st.columns(3)
+    for col, winner, text in ((b1, "a", f"{view.letter_of(label_a)} is better"), (b2, "tie", "Tie"),
+                              (b3, "b", f"{view.letter_of(label_b)} is better")):
+        col.button(text, key=f"vote-{run['id']}-{name}-{winner}", width="stretch", on_click=_save_vote,
+                   args=(run["id"], label_a, label_b, winner, mode, pick_key, pairs))
+    mine = latest.get(frozenset((label_a, label_b)))
+    if mine is not None:
+        won = mine["label_a"] if mine["winner"] == "a" else mine["label_b"] if mine["winner"] == "b" else None
+        st.caption(f"Your vote on this pair: {md_escape(view.display_name(won)) + ' is better' if won else 'a tie'} "
+                   f"(saved {mine['created_at'][11:19]} UTC)")
+    if view.revealed and latest:
+        rows = []
+        for v in latest.values():
+            won = v["label_a"] if v["winner"] == "a" else v["label_b"] if v["winner"] == "b" else None
+            first, second = sorted((v["label_a"], v["label_b"]), key=view.letter_of)
+            rows.append({"pair": f"{view.display_name(first)} vs {view.display_name(second)}",
+                         "your pick": view.display_name(won) if won else "tie"})
+        st.dataframe(sorted(rows, key=lambda r: r["pair"]), hide_index=True, width="content")
+
+
+def open_mode(run: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> None:
+    name = rater()
+    mine = rt.list_ratings(store(), run_id=run["id"], **({"rater": name} if name else {"session": session_id()}))
+    saved = {r["label"]: r for r in mine}  # oldest first: the newest per label wins
+    for row in views.column_rows(list(outputs.values())):
+        for col, r in row:
+            with col:
+                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
+                st.html(plain_html(r["text"] or ""))
+                mine_r = saved.get(r["label"])
+                star_widget(run["id"], r["label"], f"open-{run['id']}-{r['label']}", mode="open", shown_as=r["label"],
+                            letter=None, saved=mine_r["score"] if mine_r else None)
+                if mine_r:
+                    st.caption(f"Saved: {stars(mine_r['score'])} at {mine_r['created_at'][11:19]} UTC")
+
+
+# ---- leaderboard --------------------------------------------------------------------------------
+@st.cache_data(max_entries=32, show_spinner="Fitting the leaderboard…")
+def _board(model: str | None, category: str | None, rater_name: str | None, mode: str | None,
+           run_ids: tuple[int, ...] | None, version: tuple[int, int, int, int]) -> Leaderboard:
+    """The leaderboard for these filters; `version` (counts and id sums of the matching rows) renews it."""
+    return leaderboard(store(), model=model, category=category, rater=rater_name, mode=mode,
+                       run_ids=list(run_ids) if run_ids is not None else None)
+
+
+def _version(**filters: Any) -> tuple[int, int, int, int]:
+    r = rt.list_ratings(store(), **filters)
+    v = rt.list_votes(store(), **filters)
+    return len(r), sum(x["id"] for x in r), len(v), sum(x["id"] for x in v)
+
+
+def leaderboard_figure(board: Leaderboard) -> go.Figure:
+    """Mean rating with its 95% CI, and Bradley–Terry strength with its 95% bootstrap interval, per quantization."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Mean rating (1–5) with 95% CI",
+                                                        "Bradley–Terry strength with 95% interval (log scale)"))
+    rated = [s for s in board.standings if s.mean_rating is not None]
+    if rated:
+        fig.add_trace(go.Scatter(
+            x=[s.key for s in rated], y=[s.mean_rating for s in rated], mode="markers", name="mean rating",
+            marker=dict(size=11, color="#1f77b4"),
+            error_y=dict(type="data", symmetric=False,
+                         array=[(s.rating_high - s.mean_rating) if s.rating_high is not None else 0 for s in rated],
+                         arrayminus=[(s.mean_rating - s.rating_low) if s.rating_low is not None else 0
+                                     for s in rated]),
+            customdata=[s.n_ratings for s in rated],
+            hovertemplate="%{x}: %{y:.2f} (n=%{customdata})<extra></extra>"), row=1, col=1)
+    fitted = [s for s in board.standings if s.strength is not None]
+    if fitted:
+        fig.add_trace(go.Scatter(
+            x=[s.key for s in fitted], y=[s.strength for s in fitted], mode="markers", name="Bradley–Terry",
+            marker=dict(size=11, color="#d62728"),
+            error_y=dict(type="data", symmetric=False, array=[s.strength_high - s.strength for s in fitted],
+                         arrayminus=[s.strength - s.strength_low for s in fitted]),
+            customdata=[s.comparisons for s in fitted],
+            hovertemplate="%{x}: %{y:.2f} (%{customdata} comparisons)<extra></extra>"), row=1, col=2)
+        fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_yaxes(range=[0.5, 5.5], row=1, col=1)
+    fig.update_layout(height=340, showlegend=False, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_annotations(font_size=13)
+    return fig
+
+
+def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
+    st.subheader("Leaderboard")
+    if hidden:
+        st.info("Hidden while you rate blind: it names the quantizations, and watching it change would give your "
+                "letters away. It appears once the names of this run are revealed to you.")
+        return
+    opts = rt.filter_options(store())
+    c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
+    model = c1.selectbox("Model", [ALL, *opts["model"]], key="lb-model")
+    category = c2.selectbox("Prompt category", [ALL, *opts["category"]], key="lb-category")
+    who = c3.selectbox("Rater", [ALL, *opts["rater"]], key="lb-rater")
+    mode = c4.selectbox("Mode", [ALL, *opts["mode"]], key="lb-mode")
+    only_run = c5.checkbox("This run only", key="lb-this-run", disabled=run_id is None)
+    filters = {"model": None if model == ALL else model, "category": None if category == ALL else category,
+               "rater": None if who == ALL else who, "mode": None if mode == ALL else mode}
+    run_ids = (run_id,) if only_run and run_id is not None else None
+    board = _board(filters["model"], filters["category"], filters["rater"], filters["mode"], run_ids,
+                   _version(**filters, run_ids=list(run_ids) if run_ids else None))
+    if board.empty:
+        st.caption("No ratings or votes match these filters yet.")
+        return
+    st.caption(f"{board.n_ratings} rating{'s' if board.n_ratings != 1 else ''} (the newest per rater and output), "
+               f"{board.n_votes} pairwise vote{'s' if board.n_votes != 1 else ''}, and {board.n_rating_pairs} "
+               "comparisons implied by ratings (two outputs of one run rated by one rater: the higher score wins).")
+    st.dataframe(board.to_frame(), hide_index=True, width="stretch")
+    st.markdown("**Can the ratings tell them apart?**\n\n" + "\n".join(f"- {md_escape(s)}" for s in board.sentences)
+                if board.sentences else "Only one quantization has been judged so far.")
+    for note in board.notes:
+        st.caption(f"ℹ️ {md_escape(note)}")
+    st.plotly_chart(leaderboard_figure(board), width="stretch", key="leaderboard-chart")
+    st.caption("Bradley–Terry: the chance that A beats B is strength A / (strength A + strength B); strengths are "
+               "scaled so their geometric mean is 1; intervals from a parametric bootstrap (500 resamples). "
+               "Rating intervals are t-intervals with the spread floored at half a point, so a few identical scores "
+               "do not read as certainty.")

@@ -1,0 +1,262 @@
+"""What every page shares: process-wide resources, the active ladder, the sidebar, small widgets.
+
+Process-wide resources live in `st.cache_resource`, so models stay loaded across reruns, page
+switches and browser sessions; a session keeps only ids (of its ladder, job and run).
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import re
+import runpy
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from streamlit.navigation.page import StreamlitPage
+
+from workbench.core import hardware, heap
+from workbench.engine.pool import WorkerPool
+from workbench.models.ladder import Ladder, list_ladders
+from workbench.runs.jobs import JobRegistry
+from workbench.storage.store import Store, StoreError
+
+APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
+_entrypoint = threading.local()  # Streamlit runs each session's script in its own thread
+
+
+def run_navigation(navigation: StreamlitPage) -> None:
+    """Run the chosen page, marked as started by app.py (see `through_entrypoint`)."""
+    _entrypoint.active = True
+    _entrypoint.followers = []
+    try:
+        navigation.run()
+        heap.freeze_long_lived()  # after a page's first imports: keeps Streamlit's per-run full GC cheap
+        if _entrypoint.followers:
+            _follow_loop(_entrypoint.followers)
+    finally:
+        _entrypoint.active = False
+        _entrypoint.followers = None
+
+
+def through_entrypoint() -> None:
+    """Make sure this page runs inside app.py's navigation and sidebar; every page calls it first.
+
+    With a `pages/` folder beside app.py, the first request a fresh server gets runs in
+    Streamlit's legacy multipage mode until app.py has called `st.navigation` once: a deep link
+    such as /quality ran pages/quality.py alone, without our sidebar, and listed helper modules as
+    pages. Here the page runs app.py instead, which switches to `st.navigation` and runs this page
+    again (same URL path, so the same page), then stops the stray run.
+    """
+    if getattr(_entrypoint, "active", False):
+        return
+    runpy.run_path(str(APP_PATH), run_name="__main__")
+    st.stop()
+
+
+# How often the page looks at the jobs it follows. Nothing is sent to the browser when a job's state did not
+# change, so an idle look costs one snapshot per job.
+WATCH_TICK_S = 0.5
+
+
+def yield_point() -> None:
+    """Let Streamlit act on a pending click or page switch now (reading session state is one of its yield points)."""
+    st.session_state.get("_wb_yield")
+
+
+def follow(tick: Callable[[], bool]) -> None:
+    """Have this script run call `tick()` every WATCH_TICK_S once the page is drawn, until one returns True
+    (its job ended); then the page reruns to show the outcome.
+
+    Why not `st.fragment(run_every=...)`: every fragment run is a script run, and Streamlit ends each with a
+    full garbage collection of the server's heap. A few a second per open session took a whole core on a 2-core
+    machine and starved the very job being shown (issue 12: two viewers made a comparison 70x slower, an in-app
+    ladder build 5x slower). Followed here, an unchanged job costs one snapshot per tick and sends nothing, and a
+    click (Stop, another page) still interrupts at once. The loop runs after the whole page is drawn
+    (`run_navigation`), so what is below a progress bar stays visible and usable.
+    """
+    followers = getattr(_entrypoint, "followers", None)
+    if followers is None:  # a page run outside app.py (AppTest of one page): follow right away
+        _follow_loop([tick])
+    else:
+        followers.append(tick)
+
+
+def _follow_loop(ticks: list[Callable[[], bool]]) -> None:
+    while True:
+        ended = [t() for t in ticks]
+        if any(ended):
+            st.rerun()
+        yield_point()
+        time.sleep(WATCH_TICK_S)
+
+
+def watch(snapshot: Callable[[], dict[str, Any]], draw: Callable[[dict[str, Any]], None]) -> None:
+    """A placeholder here that `draw(snapshot())` fills, redrawn only when the job's state changed (see `follow`).
+
+    `elapsed_s` alone changing does not count as a change.
+    """
+    slot = st.empty()
+    last: list[dict[str, Any] | None] = [None]
+
+    def tick() -> bool:
+        snap = snapshot()
+        view = {k: v for k, v in snap.items() if k != "elapsed_s"}
+        if view != last[0]:
+            with slot.container():
+                draw(snap)
+            last[0] = view
+        return bool(snap.get("finished"))
+
+    tick()
+    follow(tick)
+
+
+@st.cache_resource(show_spinner=False)
+def pool() -> WorkerPool:
+    p = WorkerPool()
+    atexit.register(p.shutdown)
+    return p
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store() -> Store:
+    return Store()
+
+
+def store() -> Store:
+    """The database, opened once per process. One that cannot be used stops the page with what is wrong and how
+    to recover (not cached, so the next rerun tries again once it is fixed); a read-only one still opens."""
+    try:
+        return _open_store()
+    except StoreError as exc:
+        st.error(md_escape(exc), icon=":material/database:")
+        st.stop()
+        raise  # st.stop() raises; this line is for type checkers
+
+
+@st.cache_resource(show_spinner=False)
+def jobs() -> JobRegistry:
+    return JobRegistry(pool(), store())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def machine_line() -> str:
+    return hardware.machine().one_line()
+
+
+def ladders() -> list[Ladder]:
+    if "ladders" not in st.session_state:
+        with st.spinner("Preparing the embedded demo ladder (first start only)…"):
+            st.session_state.ladders = list_ladders()
+    return st.session_state.ladders
+
+
+def refresh_ladders() -> None:
+    st.session_state.pop("ladders", None)
+
+
+def active_ladder() -> Ladder:
+    """The ladder this session works with (the embedded demo until the user picks another)."""
+    all_ladders = ladders()
+    wanted = st.session_state.get("ladder_dir")
+    for lad in all_ladders:
+        if lad.directory == wanted:
+            return lad
+    st.session_state.ladder_dir = all_ladders[0].directory
+    return all_ladders[0]
+
+
+def set_active_ladder(ladder: Ladder) -> None:
+    st.session_state.ladder_dir = ladder.directory
+
+
+def open_run(run_id: int) -> None:
+    """Show a stored run on the Compare page."""
+    st.session_state.run_id = run_id
+    st.session_state.job_id = None
+
+
+# What Markdown (CommonMark + GFM + Streamlit's :directives[]) or HTML could act on in the middle of a line ...
+_MD_INLINE = re.compile(r"([\\`*_{}\[\]<>~$|])")
+# ... what makes a bare link (GFM autolinks: scheme://, www., user@host). Streamlit finds these after backslash escapes
+# are gone, so they are broken with an invisible WORD JOINER instead ("http\u2060://" shows as "http://") ...
+_MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript)(?=:)|\b(www)(?=\.)|(@)"
+                          # ... and Streamlit's :red[…] / :material/icon: / :emoji: (also found after escapes)
+                          r"|(:)(?=[a-z])")
+_JOINER = "\u2060"
+# ... and what acts at the start of a line (headings, quotes, lists, setext/thematic breaks).
+_MD_LINE_START = re.compile(r"^(\d+)([.)])|^([#>+=-])")
+
+
+def md_escape(text: Any) -> str:
+    """Untrusted text (labels, model and file names, error messages, prompts, anything from a run, an import, an
+    endpoint or a ladder) made safe inside st.markdown / st.caption / st.error… / st.toast / widget labels.
+
+    The one helper every page uses. Whitespace collapses to single spaces (so no line but the first), every
+    character that could make Markdown or HTML act is backslash-escaped, and bare links are broken by an invisible
+    word joiner: the text cannot become a link (bracketed or bare), an image, a raw HTML element, emphasis, code,
+    math, a table, a heading or list, or a Streamlit colour directive; it shows as written.
+    """
+    out = _MD_INLINE.sub(r"\\\1", " ".join(str(text).split()))
+    out = _MD_AUTOLINK.sub(lambda m: m.group(0) + _JOINER, out)
+    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1) else f"\\{m.group(3)}", out)
+
+
+def html_text(value: Any) -> str:
+    """Any value as escaped HTML text ("—" for None)."""
+    return "—" if value is None else html.escape(str(value))
+
+
+def is_number(x: Any) -> bool:
+    """A real number (not a bool, not a string that looks like one): only those get number formatting."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and x not in (float("inf"), float("-inf"))
+
+
+def fmt_num(x: Any, fmt: str) -> str:
+    """`x` formatted with `fmt` when it is a real number, else "—" (imported runs may carry anything)."""
+    return format(x, fmt) if is_number(x) else "—"
+
+
+def fmt_bytes(n: Any) -> str:
+    if not is_number(n):
+        return "—"
+    return f"{n / 2**20:,.0f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def fmt_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%d %b %H:%M")
+    except ValueError:
+        return iso
+
+
+def sidebar() -> None:
+    lad = active_ladder()
+    with st.sidebar:
+        reason = store().read_only_reason()
+        if reason:
+            st.warning(md_escape(reason), icon=":material/lock:")
+        st.markdown(f"**Model:** {md_escape(lad.name)}")
+        st.caption(" · ".join(f"{md_escape(f.label)}{' (ref)' if f.reference else ''} {fmt_bytes(f.size_bytes)}"
+                              for f in lad.files))
+        with st.expander("Where these files came from"):
+            for line in lad.provenance_lines():
+                st.caption(md_escape(line))
+            st.caption(f"Folder: {md_escape(lad.directory)}")
+        st.caption(f":material/computer: {md_escape(machine_line())}")
+        runs = store().list_runs(limit=8, kind="compare")
+        if runs:
+            st.markdown("**Recent runs**")
+            for r in runs:
+                prompt = " ".join(str(r["prompt"] or "").split())
+                label = (f"#{r['id']} · {md_escape(fmt_time(str(r['created_at'])))} · "
+                         f"{md_escape(prompt[:38])}{'…' if len(prompt) > 38 else ''}")
+                if st.button(label, key=f"open-run-{r['id']}", width="stretch"):
+                    open_run(r["id"])
+                    st.switch_page("pages/compare.py")

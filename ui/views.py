@@ -1,0 +1,269 @@
+"""Drawing comparisons: live columns while a job streams, and a stored run with diffs, metrics,
+ratings, charts and a table. Pages call these; the numbers come from the library and the store."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
+from workbench.core.disturbance import of_result
+from workbench.engine.metrics import METRIC_LABELS
+from workbench.quality.diffing import DIFF_CSS, diff_html, plain_html, word_diff
+from workbench.runs.jobs import STATUS_TEXT, ComparisonJob
+from workbench.storage.store import StoreError
+
+MAX_COLUMNS = 5
+# While a contestant is measured, its column's text is sent at most this often (and no other column's);
+# measured on the 2-core machine: see docs/benchmarks.md, "Live page vs quiet CLI".
+STREAM_TICK_S = 0.5
+# Material Symbols ship with Streamlit, so they render offline and in browsers without an emoji font.
+STATUS_ICON = {"queued": ":material/schedule:", "waiting": ":material/hourglass_top:", "loading": ":material/upload:",
+               "connecting": ":material/lan:", "retrying": ":material/replay:", "generating": ":material/edit_note:",
+               "done": ":material/check_circle:", "cancelled": ":material/stop_circle:", "crashed": ":material/dangerous:",
+               "error": ":material/error:"}
+
+
+def css() -> None:
+    st.html(f"<style>{DIFF_CSS}</style>")
+
+
+def column_rows(items: list[Any]) -> list[list[tuple[Any, Any]]]:
+    """Two to five columns side by side, wrapping onto new rows beyond five."""
+    rows = []
+    for start in range(0, len(items), MAX_COLUMNS):
+        chunk = items[start : start + MAX_COLUMNS]
+        cols = st.columns(max(2, len(chunk)) if len(items) > 1 else 1)
+        rows.append(list(zip(cols, chunk)))
+    return rows
+
+
+def status_line(status: str, message: str = "", queue_position: int | None = None) -> str:
+    text = f"{STATUS_ICON.get(status, '')} {STATUS_TEXT.get(status, status)}"
+    if status == "waiting" and queue_position:
+        text += f" — {queue_position} run{'s' if queue_position != 1 else ''} ahead of yours in the machine-wide queue"
+    if message:
+        text += f" — {md_escape(message)}"
+    return text
+
+
+def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = STREAM_TICK_S) -> None:
+    """Each contestant's status and streamed text until the job ends; then a rerun shows the stored run.
+
+    Runs in this script run rather than as a fragment (see `shared.follow` for why), and sends only what
+    changed: a column's status line when its status changes, the active column's text at most every `tick_s`
+    seconds. With `hold_text` a column's text appears only once it is done, so nothing is drawn while a
+    contestant is timed. Model output is untrusted: escaped.
+    """
+    snap = job.snapshot()
+    slots: dict[str, tuple[Any, Any]] = {}
+    for row in column_rows(snap["columns"]):
+        for col, c in row:
+            with col:
+                st.markdown(f"**{md_escape(c['label'])}**")
+                slots[c["label"]] = (st.empty(), st.empty())
+    stopping = st.empty()
+    shown: dict[tuple[str, str], str] = {}
+    last_text_at = [0.0]
+
+    def put(label: str, part: str, value: str) -> bool:
+        if shown.get((label, part)) == value:
+            return False
+        shown[(label, part)] = value
+        return True
+
+    def tick() -> bool:
+        snap = job.snapshot()
+        text_due = time.monotonic() - last_text_at[0] >= tick_s
+        for c in snap["columns"]:
+            status_slot, text_slot = slots[c["label"]]
+            line = status_line(c["status"], c["message"], c["queue_position"])
+            if put(c["label"], "status", line):
+                status_slot.caption(line)
+            timed = c["status"] in ("generating", "loading", "retrying")
+            if timed and (hold_text or not text_due):
+                continue
+            text = c["text"]
+            if put(c["label"], "text", text):
+                if timed:
+                    last_text_at[0] = time.monotonic()
+                if text:
+                    text_slot.html(plain_html(text))
+                else:
+                    text_slot.empty()
+        if snap["cancelling"] and put("", "stopping", "yes"):
+            stopping.caption("Stopping…")
+        if snap["finished"]:
+            st.session_state.run_id = snap["run_id"]
+        return bool(snap["finished"])
+
+    tick()
+    follow(tick)
+
+
+def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) rows of plain text; the caller escapes them. Stored and imported runs may carry anything, so
+    numbers are formatted only when they are real numbers ("—" otherwise) and other values are shown as text."""
+    metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
+    tokens = r.get("completion_tokens")
+    stop = r.get("stop_reason")
+    rows = [
+        ("TTFT", f"{fmt_num(r.get('ttft_s'), '.3f')} s"),
+        ("Prefill", f"{fmt_num(r.get('prefill_tok_s'), ',.0f')} tok/s"),
+        ("Decode", f"{fmt_num(r.get('decode_tok_s'), ',.1f')} tok/s"),
+        ("Tokens", f"{fmt_num(tokens, 'd') if isinstance(tokens, int) else '—'} ({stop if stop else '—'})"),
+        ("Peak RAM", fmt_bytes(r.get("peak_rss_bytes"))),
+    ]
+    if r.get("gpu_mem_bytes") is not None:
+        rows.append(("VRAM", f"{fmt_bytes(r['gpu_mem_bytes'])} (NVML, this worker incl. CUDA context)"))
+    if r.get("gpu_layers"):
+        settings = metrics.get("settings") if isinstance(metrics.get("settings"), dict) else {}
+        n_layers = settings.get("n_layers")
+        layers = fmt_num(r["gpu_layers"], "d") if isinstance(r["gpu_layers"], int) else "—"
+        total = n_layers + 1 if isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers else "?"
+        rows.append(("GPU layers", f"{layers} of {total} (repeating + output)"))
+    rows += [("File", fmt_bytes(r.get("size_bytes"))), ("Bits/weight", fmt_num(r.get("bits_per_weight"), ".2f")),
+             ("Load", f"{fmt_num(r.get('load_s'), '.2f')} s{' (warm worker)' if metrics.get('warm') else ''}")]
+    contention = r.get("cpu_contention")
+    if is_number(contention):
+        verdict = "disturbed" if r.get("disturbed") else "quiet"
+        rows.append(("CPU contention", f"{contention:.0%} ({verdict})"))
+    return rows
+
+
+def _save_rating(run_id: int, label: str, key: str) -> None:
+    """Save the stars (and comment) the moment they are given, as an open-mode rating with rater and session."""
+    import uuid
+
+    from workbench.people.ratings import RatingError, add_rating
+
+    value = st.session_state.get(f"{key}-stars")
+    if value is None:
+        return
+    comment = st.session_state.get(f"{key}-comment") or None
+    session = st.session_state.setdefault("rater_session", uuid.uuid4().hex)  # shared with the Ratings page
+    try:
+        add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, comment=comment, mode="open",
+                   rater=st.session_state.get("rater"), session=session)
+    except (RatingError, StoreError) as exc:
+        st.toast(f"Rating not saved: {md_escape(exc)}", icon=":material/warning:")
+        return
+    st.toast(f"Saved {int(value) + 1}★ for {md_escape(label)}")
+
+
+def rating_widget(run: dict[str, Any], r: dict[str, Any], saved: dict[str, Any] | None) -> None:
+    key = f"rate-{run['id']}-{r['label']}"
+    if saved and f"{key}-stars" not in st.session_state:
+        st.session_state[f"{key}-stars"] = int(saved["score"]) - 1  # show what another tab or reload saved
+        st.session_state[f"{key}-comment"] = saved.get("comment") or ""
+    st.feedback("stars", key=f"{key}-stars", on_change=_save_rating, args=(run["id"], r["label"], key))
+    st.text_input("Comment (optional)", key=f"{key}-comment", on_change=_save_rating, args=(run["id"], r["label"], key),
+                  label_visibility="collapsed", placeholder="Comment (optional), saved with your stars")
+    if saved:
+        by = f" by {md_escape(saved['rater'])}" if saved.get("rater") else ""
+        st.caption(f"Saved: {'★' * int(saved['score'])} at {md_escape(str(saved['created_at'])[11:19])} UTC{by}")
+
+
+def _text(r: dict[str, Any]) -> str:
+    return r["text"] if isinstance(r.get("text"), str) else ""
+
+
+def result_columns(run: dict[str, Any]) -> None:
+    """The finished outputs: diff against the reference, metric cards, and a star rating under each."""
+    results = run["results"]
+    ref = next((r for r in results if r["is_reference"] and not r["error"]), None)
+    saved = store().latest_ratings(run["id"])
+    for row in column_rows(results):
+        for col, r in row:
+            with col:
+                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
+                if r["error"]:
+                    st.error(md_escape(r["error"]))
+                    continue
+                if r["stop_reason"] == "cancelled":
+                    st.caption("⏹️ cancelled")
+                if r["fallback"]:
+                    st.caption(f"ℹ️ {md_escape(r['fallback'])}")
+                disturbed, words = of_result(r)
+                if disturbed:
+                    st.warning(f"Speed figures {md_escape(words)}. They read lower than this machine gives; "
+                               "re-measure quietly (button above the columns).", icon=":material/speed:")
+                text = _text(r)
+                if r["is_reference"] or ref is None:
+                    st.html(plain_html(text))
+                else:
+                    d = word_diff(_text(ref), text)
+                    if d.identical:
+                        st.success("identical to reference")
+                        st.html(plain_html(text))
+                    else:
+                        first = r.get("first_divergence_token")
+                        st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
+                                   f"token {fmt_num(first, 'd') if isinstance(first, int) else '—'}")
+                        st.html(diff_html(d))
+                st.html("<table style='font-size:0.8rem;width:100%'>" + "".join(
+                    f"<tr><td style='color:#666'>{html_text(k)}</td><td style='text-align:right'>{html_text(v)}</td></tr>"
+                    for k, v in _metric_rows(r)) + "</table>")
+                rating_widget(run, r, saved.get(r["label"]))
+
+
+def _n(x: Any) -> Any:
+    """A number for a table or chart cell, or None (imported runs may carry strings where numbers belong)."""
+    return x if is_number(x) else None
+
+
+def _mib(x: Any) -> float | None:
+    return round(x / 2**20, 1) if is_number(x) else None
+
+
+def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for r in run["results"]:
+        rows.append({
+            "quantization": r["label"], "type": r["quant_type"], "reference": r["is_reference"],
+            "file MiB": _mib(r["size_bytes"]),
+            "bits/weight": _n(r["bits_per_weight"]), "load s": _n(r["load_s"]), "TTFT s": _n(r["ttft_s"]),
+            "prefill tok/s": _n(r["prefill_tok_s"]), "decode tok/s": _n(r["decode_tok_s"]),
+            "tokens": _n(r["completion_tokens"]),
+            "stop": r["stop_reason"], "peak RAM MiB": _mib(r["peak_rss_bytes"]),
+            "VRAM MiB": _mib(r["gpu_mem_bytes"]),
+            "first divergence (token)": _n(r["first_divergence_token"]),
+            "CPU contention": _n(r.get("cpu_contention")),
+            "measured": {1: "disturbed", 0: "quiet"}.get(r.get("disturbed"), "not judged"),
+            "error": r["error"],
+        })
+    return pd.DataFrame(rows)
+
+
+def csv_bytes(frame: pd.DataFrame) -> str:
+    """The metrics table as CSV, with text that a spreadsheet would run as a formula quoted (history.csv_safe)."""
+    from workbench.people.history import csv_safe
+
+    return frame.map(csv_safe).to_csv(index=False, lineterminator="\r\n")  # CRLF: a lone "\r" in text is quoted
+
+
+def charts(frame: pd.DataFrame) -> None:
+    ok = frame[frame["error"].isna()].copy()
+    if ok.empty:
+        return
+    # Plotly renders a little HTML in axis labels (links among it): labels are untrusted text
+    ok["quantization"] = [html_text(q) for q in ok["quantization"]]
+    specs = [("decode tok/s", METRIC_LABELS["decode_tok_s"]), ("TTFT s", METRIC_LABELS["ttft_s"]),
+             ("peak RAM MiB", METRIC_LABELS["peak_rss_bytes"]), ("file MiB", "File size (MiB) on disk")]
+    cols = st.columns(2)
+    speed = {"decode tok/s", "TTFT s"}
+    colours = {"quiet": "#3b5bdb", "disturbed": "#e8590c", "not judged": "#868e96"}
+    for i, (column, title) in enumerate(specs):
+        fig = px.bar(ok, x="quantization", y=column, title=title, text_auto=".3g" if column == "TTFT s" else ".4g",
+                     color="measured" if column in speed else None, color_discrete_map=colours)
+        if column in speed:
+            fig.update_layout(legend_title_text="measurement", legend=dict(orientation="h", y=-0.25))
+            if (ok["measured"] == "disturbed").any():
+                fig.update_layout(title_text=f"{title}<br><sup>orange: timed while other work took CPU from the "
+                                             "worker (slower than this machine can be)</sup>")
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=50, b=10), title_font_size=13)
+        cols[i % 2].plotly_chart(fig, width="stretch", key=f"chart-{column}")

@@ -1,0 +1,312 @@
+"""`workbench …`: the library, headless. Every command prints a table or, with --json, JSON.
+
+Exit codes: 0 success, 1 when something ran but a contestant or file failed (its error says
+why), 2 on usage errors. A user's mistake is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from workbench.files.gguf_info import GgufError
+from workbench.models import ladder as ladders
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: exit code 2, one line."""
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _progress(quiet: bool) -> Callable[[str], None]:
+    return (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def fmt_num(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+# ---- demo / ladder ----------------------------------------------------------------------------
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    lad = ladders.ensure_demo_ladder(_progress(args.json))
+    if args.json:
+        print(json.dumps([{"label": f.label, "quant_type": f.quant_type, "file": f.path, "size_bytes": f.size_bytes,
+                           "reference": f.reference} for f in lad.files], indent=2))
+        return 0
+    print(lad.name)
+    for line in lad.provenance_lines():
+        print(f"  {line}")
+    print_table(["label", "type", "size", "bits/weight", "reference", "file"],
+                [[f.label, f.quant_type, fmt_bytes(f.size_bytes), f"{f.bits_per_weight:.2f}", "yes" if f.reference else "",
+                  f.path] for f in lad.files])
+    return 0
+
+
+@command("ladder")
+def cmd_ladder(args: argparse.Namespace) -> int:
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    from workbench.models.quantize import QUANT_TYPES, QuantizeError
+
+    bad = [t for t in types if t not in QUANT_TYPES]
+    if bad:
+        raise UsageError(f"unknown quantization type(s) {', '.join(bad)}; choose from {', '.join(QUANT_TYPES)}")
+    try:
+        lad = ladders.build_ladder(args.src, types, args.out, reference_type=args.reference or None,
+                                   progress=_progress(args.json))
+    except QuantizeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(lad.to_dict(), indent=2))
+    else:
+        print(f"Ladder written to {lad.directory}")
+        print_table(["label", "type", "size", "bits/weight", "reference"],
+                    [[f.label, f.quant_type, fmt_bytes(f.size_bytes), f"{f.bits_per_weight:.2f}", "yes" if f.reference else ""]
+                     for f in lad.files])
+    return 0
+
+
+# ---- compare ----------------------------------------------------------------------------------
+def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, str]]:
+    """The ladder and contestants named by --demo or FILE arguments, plus files that failed their checks."""
+    from workbench.runs.compare import contestants_for
+    from workbench.runs.contestants import Contestant
+
+    if args.demo:
+        lad = ladders.ensure_demo_ladder(_progress(getattr(args, "json", False)))
+        labels = [t.strip() for t in args.types.split(",")] if getattr(args, "types", None) else None
+        return lad, contestants_for(lad, labels), {}
+    if not args.files:
+        if getattr(args, "endpoint", None):
+            return None, [], {}
+        raise UsageError("name GGUF files, use --demo, or give --endpoint")
+    lad, errors = ladders.ladder_from_files(args.files)
+    contestants = [Contestant.from_ladder_file(f) for f in lad.files]
+    contestants.sort(key=lambda c: not c.is_reference)
+    return lad, contestants, errors
+
+
+def settings_from_args(args: argparse.Namespace, n_ctx: int | None = None):
+    """RunSettings from the shared run options (any a command lacks keep their defaults); usage errors exit 2."""
+    from workbench.runs.contestants import RunSettings
+
+    gpu_layers = getattr(args, "gpu_layers", None)
+    if gpu_layers is None:
+        offload, layers = "auto", 0
+    else:
+        offload, layers = ("all" if gpu_layers < 0 else "cpu" if gpu_layers == 0 else "layers"), gpu_layers
+    s = RunSettings(max_tokens=args.max_tokens, temperature=getattr(args, "temperature", 0.0) or 0.0,
+                    seed=getattr(args, "seed", 0) or 0, n_ctx=n_ctx or getattr(args, "ctx", None) or 2048,
+                    system_prompt=getattr(args, "system", "") or "", n_gpu_layers=layers, gpu_offload=offload)
+    if getattr(args, "threads", None):
+        s.n_threads = args.threads
+    try:
+        s.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return s
+
+
+@command("compare")
+def cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.engine.metrics import ContestantResult
+    from workbench.engine.pool import WorkerPool
+    from workbench.runs.compare import SEQUENTIAL_NOTE, run_comparison
+    from workbench.storage.store import Store
+
+    settings = settings_from_args(args)
+    settings.remote_concurrent = args.remote_concurrent
+    lad, contestants, errors = resolve_contestants(args)
+    if args.endpoint:
+        from workbench.runs.contestants import RemoteEndpoint
+        from workbench.runs.remote import contestant_for
+
+        try:
+            endpoints = [RemoteEndpoint.from_spec(spec) for spec in args.endpoint]
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        contestants += [contestant_for(e, is_reference=not contestants and i == 0) for i, e in enumerate(endpoints)]
+    failed = [ContestantResult(label=path, quant_type=None, file=path, error=msg, stop_reason="error")
+              for path, msg in errors.items()]
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    if not args.json:
+        print(SEQUENTIAL_NOTE, file=sys.stderr)
+
+    def on_event(label: str, status: str, payload: dict[str, Any]) -> None:
+        if args.json or status in ("tokens", "queued", "waiting"):
+            return
+        msg = payload.get("message", "")
+        print(f"[{label}] {status}{': ' + msg if msg else ''}", file=sys.stderr, flush=True)
+
+    pool = WorkerPool()
+    try:
+        comparison = run_comparison(pool, contestants, args.prompt, settings, store=Store(), ladder=lad,
+                                    on_event=on_event) if contestants else None
+    finally:
+        pool.shutdown()
+    results = (comparison.results if comparison else []) + failed
+    if args.json:
+        keys = ["label", "quant_type", "file", "size_bytes", "bits_per_weight", "load_s", "ttft_s", "prompt_tokens",
+                "prefill_tok_s", "completion_tokens", "decode_tok_s", "stop_reason", "peak_rss_bytes", "gpu_mem_bytes",
+                "text", "first_divergence_token", "fallback", "error"]
+        out = {"run_id": comparison.run_id if comparison else None,
+               "reference": comparison.reference_label if comparison else None,
+               "note": SEQUENTIAL_NOTE,
+               "settings": settings.to_dict(),
+               "results": [{**{k: r.to_dict()[k] for k in keys}, "identical_to_reference": r.identical_to_reference,
+                            "decode_s": r.decode_s, "decode_steps": r.decode_steps, "prefill_s": r.prefill_s,
+                            "is_reference": r.is_reference, "template": r.template, "warm": r.warm,
+                            "gpu_layers": r.gpu_layers, "disturbed": r.disturbed, "measurement": r.measurement}
+                           for r in results]}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        on_gpu = any(r.gpu_layers for r in results)  # GPU columns only where a GPU held layers
+        rows = []
+        for r in results:
+            div = ("reference" if r.is_reference else "identical" if r.identical_to_reference
+                   else "-" if r.first_divergence_token is None else f"token {r.first_divergence_token}")
+            rows.append([r.label, r.quant_type or "-", fmt_bytes(r.size_bytes), fmt_num(r.bits_per_weight, 2),
+                         fmt_num(r.load_s, 2), fmt_num(r.ttft_s, 3), fmt_num(r.prefill_tok_s), fmt_num(r.decode_tok_s),
+                         r.completion_tokens if r.completion_tokens is not None else "-", r.stop_reason or "-",
+                         fmt_bytes(r.peak_rss_bytes), _contention(r)]
+                        + ([r.gpu_layers if r.gpu_layers is not None else "-", fmt_bytes(r.gpu_mem_bytes)] if on_gpu else [])
+                        + [div])
+        print_table(["type", "quant", "size", "bits/w", "load s", "TTFT s", "prefill tok/s", "decode tok/s", "tokens",
+                     "stop", "peak RSS", "CPU contention"] + (["GPU layers", "VRAM (process)"] if on_gpu else [])
+                    + ["diverges at"], rows)
+        if any(r.disturbed for r in results):
+            print("\nDISTURBED: other work took CPU from the worker while some figures were timed (CPU contention "
+                  "marked *); run again on a quieter machine for this machine's true speed.", file=sys.stderr)
+        if comparison and comparison.run_id is not None:
+            print(f"\nrun {comparison.run_id} saved. Outputs:")
+        for r in results:
+            print(f"\n--- {r.label}{' (reference)' if r.is_reference else ''}")
+            print(r.error if r.error else r.text)
+            if r.fallback:
+                print(f"(note: {r.fallback})")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _contention(r: Any) -> str:
+    """CPU contention during the decode window (disturbance.py), starred when it disturbed the figures."""
+    decode = (r.measurement or {}).get("decode") or {}
+    c = decode.get("contention")
+    return "-" if c is None else f"{c:.0%}{' *' if decode.get('disturbed') else ''}"
+
+
+# ---- argument parsing -------------------------------------------------------------------------
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    p.add_argument("--ctx", type=int, default=2048, help="context size in tokens")
+    p.add_argument("--system", default="", help="system prompt")
+    p.add_argument("--gpu-layers", type=int, default=None,
+                   help="layers to offload to a GPU (-1: all, 0: CPU only; default: what the fit prediction says fits)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Compare GGUF quantizations of one model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="build (once) and list the embedded SmolLM2 demo ladder")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ladder", help="quantize a local GGUF into a ladder")
+    p.add_argument("src")
+    p.add_argument("--types", default=",".join(ladders.DEFAULT_TYPES))
+    p.add_argument("--reference", default="F16", help="reference type to build (empty: use the source itself)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("compare", help="run one prompt through several quantizations")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
+    p.add_argument("--types", default=None, help="with --demo: which labels take part (default: the default four)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--endpoint", action="append", default=[], metavar="URL[,model=M][,label=L][,api=openai|llamacpp][,key_env=VAR]",
+                   help="also run an OpenAI-compatible or llama.cpp server endpoint (repeatable); its API key is read "
+                        "from the environment variable key_env, never from the command line")
+    p.add_argument("--remote-concurrent", action="store_true", help="run endpoints at the same time as each other")
+    p.add_argument("--json", action="store_true")
+    add_run_options(p)
+
+    for register in EXTRA_PARSERS:
+        register(sub)
+    return parser
+
+
+# Other CLI modules add their subcommands: EXTRA_PARSERS.append(register) where register(subparsers)
+# adds a parser, and @command(name) for the handler. Each area keeps its commands in its own module.
+EXTRA_PARSERS: list[Callable[[Any], None]] = []
+EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings",
+                     "workbench.cli.remote", "workbench.cli_bench")
+
+
+def _load_extensions() -> None:
+    """Import the modules whose commands live beside their library code."""
+    import importlib
+
+    for mod in EXTENSION_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extensions()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (GgufError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `workbench … | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

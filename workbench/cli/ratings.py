@@ -1,0 +1,185 @@
+"""`workbench report|export|import|history|leaderboard`: ratings, history and reports, headless.
+
+Exit codes follow workbench.cli.main: 0 success, 1 when something named does not exist or a file
+cannot be read, 2 on usage errors. Mistakes are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
+from workbench.people.ratings import MODES
+
+
+def _store(args: argparse.Namespace):
+    from workbench.storage.store import Store
+
+    return Store(args.db) if args.db else Store()
+
+
+def _run_ids(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--runs takes comma-separated run ids, not {text!r}") from None
+
+
+def _missing(store: Any, run_ids: list[int] | None) -> int:
+    """Print the unknown ids (exit code 1) or return 0 when all exist."""
+    missing = [i for i in run_ids or [] if store.get_run(i) is None]
+    if missing:
+        print(f"error: no run with id {', '.join(map(str, missing))} (see `workbench history`)", file=sys.stderr)
+        return 1
+    return 0
+
+
+@command("report")
+def cmd_report(args: argparse.Namespace) -> int:
+    from workbench.people.report import UnknownRun, write_report
+
+    if not args.out and not args.markdown:
+        raise UsageError("say where to write the report: --out FILE.html and/or --markdown FILE.md")
+    for target in (args.out, args.markdown):
+        if target and not Path(target).expanduser().resolve().parent.is_dir():
+            raise UsageError(f"the folder for {target} does not exist")
+    store = _store(args)
+    try:
+        written = write_report(store, args.run_ids, html_path=args.out, markdown_path=args.markdown)
+    except UnknownRun as exc:
+        print(f"error: {exc} (see `workbench history`)", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.people import history
+
+    store = _store(args)
+    run_ids = _run_ids(args.runs)
+    if _missing(store, run_ids):
+        return 1
+    out = Path(args.out)
+    if not out.expanduser().resolve().parent.is_dir():
+        raise UsageError(f"the folder for {out} does not exist")
+    if args.format == "json":
+        history.export_json(store, out, run_ids)
+    else:
+        if out.suffix.lower() != ".zip":
+            raise UsageError("a CSV export is a ZIP of one CSV per table: give --out a name ending in .zip")
+        history.export_csv(store, out, run_ids)
+    n = len(run_ids) if run_ids is not None else len(history.search_runs(store, limit=10**9))
+    print(f"wrote {out} ({n} run{'s' if n != 1 else ''}, {args.format})")
+    return 0
+
+
+@command("import")
+def cmd_import(args: argparse.Namespace) -> int:
+    from workbench.people import history
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return 1
+    try:
+        summary = history.import_json(_store(args), path)
+    except history.ImportFileError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"imported {summary.runs} runs, {summary.results} outputs, {summary.ratings} ratings, {summary.votes} votes")
+    return 0
+
+
+@command("history")
+def cmd_history(args: argparse.Namespace) -> int:
+    from workbench.people import history
+
+    try:
+        rows = history.search_runs(_store(args), text=args.search, model=args.model, since=args.since, until=args.until,
+                                   limit=args.limit)
+    except ValueError as exc:  # a date that does not parse
+        raise UsageError(f"dates are YYYY-MM-DD: {exc}") from None
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    print_table(["id", "when", "kind", "status", "model", "outputs", "ratings", "votes", "prompt"],
+                [[r["id"], r["created_at"][:19].replace("T", " "), r["kind"], r["status"], r["ladder_name"] or "-",
+                  r["n_results"], r["n_ratings"], r["n_votes"], " ".join((r["prompt"] or "").split())[:60]]
+                 for r in rows])
+    return 0
+
+
+@command("leaderboard")
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from workbench.people.leaderboard import leaderboard
+
+    store = _store(args)
+    run_ids = _run_ids(args.runs)
+    if _missing(store, run_ids):
+        return 1
+    board = leaderboard(store, model=args.model, category=args.category, rater=args.rater, mode=args.mode,
+                        run_ids=run_ids)
+    if args.json:
+        print(json.dumps(board.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    if board.empty:
+        print("No ratings or votes match." if board.filters else "No ratings or votes yet.")
+        return 0
+    frame = board.to_frame().fillna("-")
+    print_table(list(frame.columns), frame.values.tolist())
+    print()
+    for line in board.sentences + board.notes:
+        print(line)
+    return 0
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("report", help="write an HTML (and/or Markdown) report of one or more runs")
+    p.add_argument("run_ids", metavar="RUN_ID", type=int, nargs="+")
+    p.add_argument("--out", default=None, metavar="FILE.html", help="self-contained HTML file (works offline)")
+    p.add_argument("--markdown", default=None, metavar="FILE.md")
+    _add_db(p)
+
+    p = sub.add_parser("export", help="export runs, outputs, ratings and votes (JSON, or a ZIP of CSVs)")
+    p.add_argument("--format", choices=("json", "csv"), required=True)
+    p.add_argument("--out", required=True, metavar="PATH", help="a .json file, or a .zip for CSV")
+    p.add_argument("--runs", default=None, help="comma-separated run ids (default: every run)")
+    _add_db(p)
+
+    p = sub.add_parser("import", help="add the runs of a JSON export to the database")
+    p.add_argument("file")
+    _add_db(p)
+
+    p = sub.add_parser("history", help="list past runs, newest first")
+    p.add_argument("--search", default=None, help="text in the prompt")
+    p.add_argument("--model", default=None, help="text in the model (ladder) name")
+    p.add_argument("--since", default=None, help="YYYY-MM-DD")
+    p.add_argument("--until", default=None, help="YYYY-MM-DD (inclusive)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+    p = sub.add_parser("leaderboard", help="ratings per quantization: means, win rates, Bradley–Terry strengths")
+    p.add_argument("--model", default=None, help="exact model (ladder) name")
+    p.add_argument("--category", default=None)
+    p.add_argument("--rater", default=None)
+    p.add_argument("--mode", choices=MODES, default=None)
+    p.add_argument("--runs", default=None, help="comma-separated run ids")
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+
+EXTRA_PARSERS.append(register)

@@ -1,0 +1,7 @@
+"""What every other part leans on: this install and this machine.
+
+Where the workbench keeps its files (`paths`), what hardware there is (`hardware`), how busy the CPU
+was during a timed window (`disturbance`), the per-machine memory of llama.cpp's CPU crash
+(`crash_fallback`), the app process's heap housekeeping (`heap`) and background jobs (`jobs`).
+Imports nothing else from the workbench.
+"""

@@ -1,0 +1,197 @@
+"""What this machine has: CPU, RAM, GPUs (via NVML when present), and per-process GPU memory.
+
+Every GPU function degrades to "no GPU" (an empty list or None) when NVML or a driver is missing,
+so CPU-only machines never see an error from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    driver: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu_model: str
+    physical_cores: int | None
+    logical_cores: int
+    ram_total_bytes: int
+    ram_available_bytes: int
+    gpus: list[Gpu] = field(default_factory=list)
+
+    def one_line(self) -> str:
+        """A short human summary, e.g. for the sidebar and reports."""
+        ram = f"{self.ram_total_bytes / 2**30:.0f} GiB RAM ({self.ram_available_bytes / 2**30:.1f} free)"
+        cores = f"{self.physical_cores or self.logical_cores} cores"
+        gpu = "; ".join(f"{g.name} {g.total_bytes / 2**30:.0f} GiB" for g in self.gpus) or "no GPU"
+        return f"{self.cpu_model} · {cores} · {ram} · {gpu}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, falling back to platform info."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def cpu_fingerprint() -> str:
+    """A stable id for this CPU model and its feature flags: facts learned about llama.cpp crashes key on it."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                break
+    except OSError:
+        pass
+    return hashlib.sha256(f"{cpu_model()}|{platform.machine()}|{flags}".encode()).hexdigest()[:16]
+
+
+def _nvml():
+    """The initialised pynvml module, or None where there is no NVIDIA driver."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:  # no library, no driver, no device: all mean "no GPU"
+        return None
+
+
+def gpus() -> list[Gpu]:
+    """Every NVIDIA GPU NVML sees, with free memory now; [] without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    out = []
+    try:
+        driver = nvml.nvmlSystemGetDriverVersion()
+        driver = driver.decode() if isinstance(driver, bytes) else driver
+        for i in range(nvml.nvmlDeviceGetCount()):
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+            name = nvml.nvmlDeviceGetName(h)
+            mem = nvml.nvmlDeviceGetMemoryInfo(h)
+            out.append(Gpu(i, name.decode() if isinstance(name, bytes) else name, int(mem.total), int(mem.free), driver))
+    except Exception:
+        return out
+    return out
+
+
+def process_gpu_memory(pid: int) -> int | None:
+    """GPU memory NVML attributes to process `pid` (its CUDA context included), summed over GPUs; None without NVML.
+
+    Returns None, not 0, when the process holds no GPU memory, so "no GPU used" never reads as a measured zero.
+    """
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    total, seen = 0, False
+    try:
+        for i in range(nvml.nvmlDeviceGetCount()):
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+            for proc in nvml.nvmlDeviceGetComputeRunningProcesses(h):
+                if proc.pid == pid and proc.usedGpuMemory:
+                    total += int(proc.usedGpuMemory)
+                    seen = True
+    except Exception:
+        return None
+    return total if seen else None
+
+
+def machine() -> Machine:
+    """A snapshot of this machine now (free memory changes; call again for fresh figures)."""
+    vm = psutil.virtual_memory()
+    return Machine(
+        cpu_model=cpu_model(),
+        physical_cores=psutil.cpu_count(logical=False),
+        logical_cores=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        ram_total_bytes=int(vm.total),
+        ram_available_bytes=int(vm.available),
+        gpus=gpus(),
+    )
+
+
+def default_threads(beside_browser: bool = False) -> int:
+    """llama.cpp's best thread count alone is usually the physical core count; `WORKBENCH_THREADS` overrides.
+
+    `beside_browser`: the app's pages, where the Streamlit server and a browser share the machine with the
+    worker, leave one core to them on machines of up to 4 physical cores. llama.cpp's threads wait for each
+    other at every step, so one thread descheduled by the page's work stalls them all. Measured on the 2-core
+    machine (docs/benchmarks.md, "Live page vs quiet CLI"): with 2 threads the page's decode figures read
+    0.78-0.88 of a quiet CLI run and fell 5x when a queued run started while another page drew its results;
+    with 1 thread they read 0.97-1.00 of the CLI at the same thread count. Above 4 cores one spare core is a
+    small share and was not measured, so all physical cores are used there.
+    """
+    override = os.environ.get("WORKBENCH_THREADS", "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    cores = max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    if beside_browser and cores <= 4:
+        return max(1, cores - 1)
+    return cores
+
+
+@lru_cache(maxsize=1)
+def llama_gpu_offload_supported() -> bool:
+    """Whether the installed llama.cpp build can offload to a GPU (asked in a child process, once).
+
+    A child, because loading llama.cpp's libraries into the app process is not needed for anything else.
+    """
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_supports_gpu_offload())"],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip().endswith("True")
+
+
+def gpu_offload_available() -> bool:
+    """A GPU is present and this llama.cpp build can use it."""
+    return bool(gpus()) and llama_gpu_offload_supported()
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_repack() -> bool:
+    """Whether llama.cpp's CPU backend repacks Q4 weights here (x86 AVX2, or Arm with dot product)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine().lower() in ("arm64", "aarch64")
+    return " avx2" in text or " asimddp" in text
+
+
+def llama_cpp_version() -> str:
+    """The llama.cpp build this install runs, as recorded with every measurement (figures differ across builds)."""
+    try:
+        from importlib.metadata import version
+
+        return f"llama-cpp-python {version('llama-cpp-python')}"
+    except Exception:
+        return "llama-cpp-python (version unknown)"

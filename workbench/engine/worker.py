@@ -1,0 +1,524 @@
+"""A model worker: one process, one loaded GGUF, driven by the JSON-lines protocol in protocol.py.
+
+This is the only module that runs llama.cpp inference. It lives in its own process because
+llama.cpp can segfault, abort or be OOM-killed, and none of that may take the app down.
+
+The generation loop stays in llama.cpp's native code as much as possible (native sampler chain,
+no logits copied to Python per token, reused ctypes buffers) so that the speeds it reports are
+the engine's, not Python's.
+
+Run as `python -m workbench.engine.worker`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import queue
+import resource
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, BinaryIO
+
+# llama_cpp must be imported before numpy: on one CUDA machine (Python 3.12, numpy 2.5) loading
+# numpy's libraries first made llama.cpp segfault while initialising the tokenizer.
+import llama_cpp  # noqa: F401,I001
+import numpy as np
+
+from workbench.core.disturbance import CpuSnapshot, classify
+from workbench.engine import protocol
+
+# Test-only: seconds each generate sleeps before it starts, ignoring cancel (see Engine.generate).
+INJECT_STUCK_ENV = "WORKBENCH_INJECT_STUCK_S"
+
+class _Out:
+    """Writes protocol events on a private copy of the original stdout, safe from C-level prints."""
+
+    def __init__(self) -> None:
+        fd = os.dup(1)
+        os.dup2(2, 1)  # anything llama.cpp or Python prints to stdout now lands on stderr
+        sys.stdout = sys.stderr
+        self._fh: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+        self._lock = threading.Lock()
+
+    def send(self, **event: Any) -> None:
+        data = protocol.encode(event)
+        with self._lock:
+            self._fh.write(data)
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident set of this process since it started: VmHWM from /proc/self/status.
+
+    Not getrusage's ru_maxrss: that survives fork+exec, so a worker would inherit its parent's
+    (the app's) peak and report it as its own. Falls back to ru_maxrss where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class Engine:
+    """Owns the llama.cpp model, context and sampler of this worker."""
+
+    def __init__(self, out: _Out, cancel: threading.Event) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.llama_cpp = llama_cpp
+        self._internals = _internals
+        self.out = out
+        self.cancel = cancel
+        self.model = None
+        self.ctx = None
+        self.settings: dict[str, Any] = {}
+        self.log_tail: deque[str] = deque(maxlen=40)
+        self._install_log_capture()
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._one_token = (llama_cpp.llama_token * 1)()
+
+    # ---- llama.cpp log: keep the last lines so a load failure can say why -------------------
+    def _install_log_capture(self) -> None:
+        llama_cpp = self.llama_cpp
+
+        @llama_cpp.llama_log_callback
+        def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            try:
+                line = text.decode("utf-8", "replace").strip()
+            except Exception:
+                return
+            if line and level in (2, 3):  # warn, error
+                self.log_tail.append(line)
+            if os.environ.get("WORKBENCH_WORKER_VERBOSE"):
+                sys.stderr.write(text.decode("utf-8", "replace"))
+
+        self._log_cb = on_log  # keep a reference: llama.cpp holds only the C pointer
+        llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+
+    def _llama_error(self, default: str) -> str:
+        """The most telling recent llama.cpp error line, or `default`."""
+        for line in reversed(self.log_tail):
+            if "error" in line.lower() or "unknown" in line.lower() or "failed" in line.lower():
+                return line
+        return default
+
+    # ---- load / unload --------------------------------------------------------------------
+    def load(self, req: dict[str, Any]) -> None:
+        lc = self.llama_cpp
+        self.unload(quiet=True)
+        path = str(req["model_path"])
+        n_threads = int(req.get("n_threads") or os.cpu_count() or 1)
+        n_gpu_layers = int(req.get("n_gpu_layers") or 0)
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = n_gpu_layers
+        if req.get("use_extra_bufts") is not None:
+            mparams.use_extra_bufts = bool(req["use_extra_bufts"])
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = int(req.get("n_ctx") or 2048)
+        cparams.n_batch = min(cparams.n_ctx, int(req.get("n_batch") or 512))
+        cparams.n_ubatch = cparams.n_batch
+        cparams.n_threads = n_threads
+        cparams.n_threads_batch = n_threads
+        self.log_tail.clear()
+        t0 = time.perf_counter()
+        try:
+            self.model = self._internals.LlamaModel(path_model=path, params=mparams, verbose=False)
+            self.ctx = self._internals.LlamaContext(model=self.model, params=cparams, verbose=False)
+        except ValueError as exc:
+            self.unload(quiet=True)
+            raise RuntimeError(f"{path}: llama.cpp could not load it: {self._llama_error(str(exc))}") from None
+        load_s = time.perf_counter() - t0
+        n_layers = int(lc.llama_model_n_layer(self.model.model))
+        gpu_layers = min(n_gpu_layers if n_gpu_layers >= 0 else n_layers + 1, n_layers + 1) if lc.llama_supports_gpu_offload() else 0
+        self.settings = {
+            "model_path": path,
+            "n_ctx": int(cparams.n_ctx),
+            "n_batch": int(cparams.n_batch),
+            "n_threads": n_threads,
+            "n_gpu_layers": n_gpu_layers,
+            "gpu_layers": gpu_layers,
+            "n_layers": n_layers,
+            "use_extra_bufts": bool(mparams.use_extra_bufts),
+            "flash_attn_type": int(cparams.flash_attn_type),  # llama.cpp's default: -1 = auto
+        }
+        self.vocab = self.model.vocab
+        self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
+        self.chat_template = self.model.metadata().get("tokenizer.chat_template")
+        from workbench.core.hardware import process_gpu_memory
+
+        self.out.send(
+            event="loaded",
+            load_s=load_s,
+            gpu_layers=gpu_layers,
+            n_layers=n_layers,
+            rss_bytes=_rss_bytes(),
+            gpu_mem_bytes=process_gpu_memory(os.getpid()) if gpu_layers else None,
+            use_extra_bufts=bool(mparams.use_extra_bufts),
+            n_ctx=int(cparams.n_ctx),
+            n_threads=n_threads,
+            system_info=lc.llama_print_system_info().decode("utf-8", "replace").strip(),
+        )
+
+    def unload(self, quiet: bool = False) -> None:
+        if self.ctx is not None:
+            self.ctx.close()
+        if self.model is not None:
+            self.model.close()
+        self.ctx = self.model = None
+        if not quiet:
+            self.out.send(event="unloaded")
+
+    def _require_model(self) -> None:
+        if self.model is None or self.ctx is None:
+            raise RuntimeError("no model loaded (send a load request first)")
+
+    # ---- prompts ----------------------------------------------------------------------------
+    def prompt_tokens(self, req: dict[str, Any]) -> tuple[list[int], str]:
+        """Tokens for a request, formatted with the GGUF's own chat template when it has one.
+
+        A model without a template (a base model) runs as plain completion: we do not guess a
+        format that the model was never trained on. The second value says which was used.
+        """
+        if req.get("prompt_tokens"):
+            return [int(t) for t in req["prompt_tokens"]], "tokens"
+        messages = req.get("messages")
+        if messages and self.chat_template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            def token_text(tok: int) -> str:
+                return self.model.token_get_text(tok) if tok != -1 else ""
+
+            fmt = Jinja2ChatFormatter(
+                template=self.chat_template,
+                eos_token=token_text(self.model.token_eos()),
+                bos_token=token_text(self.model.token_bos()),
+            )
+            rendered = fmt(messages=messages)
+            toks = self.model.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+            return toks, "gguf"
+        if messages:
+            text = "\n\n".join(m["content"] for m in messages if m.get("content"))
+        else:
+            text = str(req.get("text", ""))
+        return self.model.tokenize(text.encode("utf-8"), add_bos=self.model.add_bos_token(), special=False), "none"
+
+    def _decode_chunked(self, tokens: list[int]) -> None:
+        """Feed tokens to the context in n_batch chunks; only the last position's logits are kept."""
+        lc = self.llama_cpp
+        n_batch = self.settings["n_batch"]
+        for start in range(0, len(tokens), n_batch):
+            chunk = tokens[start : start + n_batch]
+            arr = (lc.llama_token * len(chunk))(*chunk)
+            rc = lc.llama_decode(self.ctx.ctx, lc.llama_batch_get_one(arr, len(chunk)))
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed with code {rc} during prefill")
+            if self.cancel.is_set():
+                return
+
+    def _make_sampler(self, temperature: float, top_p: float, seed: int):
+        lc = self.llama_cpp
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if temperature <= 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        else:
+            if 0 < top_p < 1:
+                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(top_p, 1))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(temperature))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    # ---- generate ---------------------------------------------------------------------------
+    def generate(self, req: dict[str, Any]) -> None:
+        self._require_model()
+        lc = self.llama_cpp
+        rid = req.get("id")
+        t_request = time.perf_counter()
+        # Test-only fault injection: be stuck where a cancel is never read (like a chat template that loops for
+        # minutes), so Stop has to kill the worker (pool.CANCEL_GRACE_S). Never set outside tests.
+        stuck_s = float(os.environ.get(INJECT_STUCK_ENV) or 0)
+        if stuck_s > 0:
+            time.sleep(stuck_s)
+        tokens, template = self.prompt_tokens(req)
+        n_ctx = self.settings["n_ctx"]
+        if len(tokens) >= n_ctx:
+            raise RuntimeError(f"the prompt has {len(tokens)} tokens but the context holds {n_ctx}; raise the context size")
+        max_tokens = max(1, int(req.get("max_tokens") or 256))
+        temperature = float(req.get("temperature") or 0.0)
+        top_p = float(req.get("top_p") if req.get("top_p") is not None else 1.0)
+        seed = int(req.get("seed") if req.get("seed") is not None else 0)
+        ignore_eos = bool(req.get("ignore_eos"))  # benchmarks: always decode max_tokens
+        greedy = temperature <= 0
+        n_vocab = self.n_vocab
+        self.out.send(event="started", id=rid, prompt_tokens=len(tokens), template=template)
+
+        self.ctx.kv_cache_clear()
+        sampler = self._make_sampler(temperature, top_p, seed)
+        ctx = self.ctx.ctx
+        vocab = self.vocab
+        buf = self._piece_buf
+        one = self._one_token
+        one_batch = lc.llama_batch_get_one(one, 1)  # points at `one`; reused for every decode step
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        out_ids: list[int] = []
+        text_parts: list[str] = []
+        pending_ids: list[int] = []
+        pending_text: list[str] = []
+        stop_reason = "max_tokens"
+        # Test-only fault injection (see crash_fallback.INJECT_ENV): die like the AMX crash does.
+        inject_crash = bool(os.environ.get("WORKBENCH_INJECT_EXTRA_BUFTS_CRASH")) and self.settings["use_extra_bufts"]
+        app_pid = os.getppid()
+        cpu_prefill0 = CpuSnapshot.take(app_pid)
+        cpu_decode0 = cpu_end = None
+        t_prefill0 = time.perf_counter()
+        try:
+            if inject_crash:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            self._decode_chunked(tokens)
+            lc.llama_synchronize(ctx)
+            t_prefill1 = time.perf_counter()
+            cpu_prefill1 = CpuSnapshot.take(app_pid)
+            n_past = len(tokens)
+            n_sampled = 0
+            t_first = t_last = None
+            last_flush = 0.0
+            while True:
+                if self.cancel.is_set():
+                    stop_reason = "cancelled"
+                    break
+                if greedy:
+                    # argmax over the logits row in place: the same token the greedy sampler picks,
+                    # without building a 49k-entry candidate array every step
+                    tok = int(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).argmax())
+                else:
+                    tok = lc.llama_sampler_sample(sampler, ctx, -1)
+                now = time.perf_counter()
+                n_sampled += 1
+                if t_first is None:
+                    t_first = now
+                    cpu_decode0 = CpuSnapshot.take(app_pid)
+                t_last = now
+                if not ignore_eos and lc.llama_vocab_is_eog(vocab, tok):
+                    stop_reason = "eos"
+                    break
+                n = lc.llama_token_to_piece(vocab, tok, buf, 256, 0, False)
+                piece = utf8.decode(buf.raw[: max(n, 0)])
+                out_ids.append(tok)
+                text_parts.append(piece)
+                pending_ids.append(tok)
+                pending_text.append(piece)
+                if len(out_ids) == 1 or now - last_flush >= protocol.TOKEN_FLUSH_S:
+                    self.out.send(event="tokens", id=rid, ids=pending_ids, text="".join(pending_text))
+                    pending_ids, pending_text = [], []
+                    last_flush = now
+                if len(out_ids) >= max_tokens:
+                    stop_reason = "max_tokens"
+                    break
+                if n_past + 1 >= n_ctx:
+                    stop_reason = "context_full"
+                    break
+                one[0] = tok
+                rc = lc.llama_decode(ctx, one_batch)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode failed with code {rc}")
+                n_past += 1
+        finally:
+            lc.llama_sampler_free(sampler)
+            cpu_end = CpuSnapshot.take(app_pid)
+        tail = utf8.decode(b"", final=True)
+        if tail:
+            text_parts.append(tail)
+            pending_text.append(tail)
+        if pending_ids or pending_text:
+            self.out.send(event="tokens", id=rid, ids=pending_ids, text="".join(pending_text))
+        t_end = time.perf_counter()
+        prefill_s = t_prefill1 - t_prefill0
+        # Decode speed counts sampled tokens after the first: each cost one llama_decode of its
+        # predecessor plus its own sampling. Prefill is excluded by construction.
+        decode_s = (t_last - t_first) if (t_first is not None and t_last is not None) else 0.0
+        decode_steps = max(0, n_sampled - 1)
+        from workbench.core.hardware import process_gpu_memory
+
+        metrics = {
+            "ttft_s": (t_first - t_request) if t_first is not None else None,
+            "prompt_tokens": len(tokens),
+            "prefill_s": prefill_s,
+            "prefill_tok_s": len(tokens) / prefill_s if prefill_s > 0 else None,
+            "completion_tokens": len(out_ids),
+            "decode_steps": decode_steps,
+            "decode_s": decode_s,
+            "decode_tok_s": decode_steps / decode_s if decode_steps and decode_s > 0 else None,
+            "total_s": t_end - t_request,
+            "stop_reason": stop_reason,
+            "template": template,
+            "peak_rss_bytes": _peak_rss_bytes(),
+            "gpu_mem_bytes": process_gpu_memory(os.getpid()) if self.settings.get("gpu_layers") else None,
+            "measurement": self._measurement(cpu_prefill0, cpu_prefill1, cpu_decode0, cpu_end),
+            "settings": {**self.settings, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed},
+        }
+        self.out.send(event="done", id=rid, metrics=metrics, token_ids=out_ids, text="".join(text_parts), prompt_token_ids=tokens)
+
+    def _measurement(self, prefill0: CpuSnapshot, prefill1: CpuSnapshot, decode0: CpuSnapshot | None,
+                     end: CpuSnapshot | None) -> dict[str, Any]:
+        """How undisturbed the timed windows were (see disturbance.py): what the rest of the machine used."""
+        n_threads = int(self.settings.get("n_threads") or 1)
+        out: dict[str, Any] = {"prefill": classify("prefill", prefill0, prefill1, n_threads).to_dict()}
+        if decode0 is not None and end is not None:
+            out["decode"] = classify("decode", decode0, end, n_threads).to_dict()
+        return out
+
+    # ---- score (teacher forcing) --------------------------------------------------------------
+    def score(self, req: dict[str, Any]) -> None:
+        """Feed prompt+target through the model and report, per target position, how it judged it.
+
+        Per position: log-prob of the target token, this model's top-k alternatives and, when a
+        reference's log-probs are given (a .npy of shape [positions, vocab]), the KL divergence
+        KL(reference || this) and whether the top-1 tokens agree.
+        """
+        self._require_model()
+        lc = self.llama_cpp
+        rid = req.get("id")
+        prompt = [int(t) for t in req["prompt_tokens"]]
+        target = [int(t) for t in req["target_tokens"]]
+        top_k = int(req.get("top_k") or 5)
+        if not prompt:
+            raise RuntimeError("score needs at least one prompt token")
+        seq = prompt + target
+        if len(seq) > self.settings["n_ctx"]:
+            raise RuntimeError(f"{len(seq)} tokens do not fit the context of {self.settings['n_ctx']}")
+        ref = np.load(req["reference_logprobs"]) if req.get("reference_logprobs") else None
+        first = len(prompt) - 1  # logits at position i predict token i+1
+        n_pos = len(target)
+        save = np.empty((n_pos, self.n_vocab), dtype=np.float32) if req.get("save_logprobs") else None
+        self.ctx.kv_cache_clear()
+        batch = self._internals.LlamaBatch(n_tokens=self.settings["n_batch"], embd=0, n_seq_max=1, verbose=False)
+        positions: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+        try:
+            n_batch = self.settings["n_batch"]
+            for start in range(0, len(seq) - 1, n_batch):
+                chunk = seq[start : min(start + n_batch, len(seq) - 1)]
+                b = batch.batch
+                b.n_tokens = len(chunk)
+                for i, tok in enumerate(chunk):
+                    b.token[i] = tok
+                    b.pos[i] = start + i
+                    b.n_seq_id[i] = 1
+                    b.seq_id[i][0] = 0
+                    b.logits[i] = (start + i) >= first
+                rc = lc.llama_decode(self.ctx.ctx, b)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode failed with code {rc} while scoring")
+                for i in range(len(chunk)):
+                    pos = start + i
+                    if pos < first:
+                        continue
+                    if self.cancel.is_set():
+                        raise _Cancelled()
+                    k = pos - first
+                    ptr = lc.llama_get_logits_ith(self.ctx.ctx, i)
+                    logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+                    m = logits.max()
+                    logp = logits - (m + np.log(np.exp(logits - m).sum()))
+                    if save is not None:
+                        save[k] = logp
+                    tgt = target[k]
+                    top = np.argpartition(-logp, top_k)[:top_k]
+                    top = top[np.argsort(-logp[top])]
+                    entry: dict[str, Any] = {
+                        "token": tgt,
+                        "logprob": float(logp[tgt]),
+                        "top": [[int(t), float(logp[t])] for t in top],
+                    }
+                    if ref is not None:
+                        r = ref[k].astype(np.float64)
+                        pr = np.exp(r)
+                        entry["kld"] = float(max(0.0, np.sum(pr * (r - logp))))
+                        entry["top1_agree"] = bool(int(np.argmax(r)) == int(top[0]))
+                        entry["ref_top"] = int(np.argmax(r))
+                    positions.append(entry)
+        finally:
+            batch.close()
+        if save is not None:
+            np.save(req["save_logprobs"], save)
+        pieces = {}
+        for p in positions:
+            for t, _ in p["top"]:
+                if t not in pieces:
+                    pieces[t] = self.model.token_to_piece(t).rstrip(b"\0").decode("utf-8", "replace")
+            if p["token"] not in pieces:
+                pieces[p["token"]] = self.model.token_to_piece(p["token"]).rstrip(b"\0").decode("utf-8", "replace")
+        self.out.send(event="scored", id=rid, positions=positions, pieces={str(k): v for k, v in pieces.items()},
+                      elapsed_s=time.perf_counter() - t0)
+
+    def tokenize(self, req: dict[str, Any]) -> None:
+        self._require_model()
+        tokens, template = self.prompt_tokens(req)
+        self.out.send(event="tokenized", id=req.get("id"), tokens=tokens, template=template)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _reader(requests: "queue.Queue[dict[str, Any] | None]", cancel: threading.Event, out: _Out) -> None:
+    """Read requests from stdin; `cancel` acts at once, everything else is queued in order."""
+    for raw in sys.stdin.buffer:
+        try:
+            req = protocol.decode(raw)
+        except ValueError as exc:
+            out.send(event="error", during="request", message=f"malformed request: {exc}")
+            continue
+        op = req.get("op")
+        if op == "cancel":
+            cancel.set()
+        elif op not in protocol.OPS:
+            out.send(event="error", during="request", message=f"unknown op {op!r}")
+        else:
+            requests.put(req)
+    requests.put(None)  # stdin closed: the parent is gone
+
+
+def main() -> None:
+    out = _Out()
+    cancel = threading.Event()
+    requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    threading.Thread(target=_reader, args=(requests, cancel, out), daemon=True).start()
+    engine = Engine(out, cancel)
+    out.send(event="ready", pid=os.getpid())
+    handlers = {"load": engine.load, "generate": engine.generate, "score": engine.score, "tokenize": engine.tokenize}
+    while True:
+        req = requests.get()
+        if req is None or req.get("op") == "shutdown":
+            break
+        op = req["op"]
+        if op == "unload":
+            engine.unload()
+            continue
+        cancel.clear()
+        try:
+            handlers[op](req)
+        except _Cancelled:
+            out.send(event="error", id=req.get("id"), during=op, message="cancelled")
+        except Exception as exc:  # reported to the parent; the worker stays up for the next request
+            out.send(event="error", id=req.get("id"), during=op, message=str(exc) or type(exc).__name__)
+    engine.unload(quiet=True)
+
+
+if __name__ == "__main__":
+    main()

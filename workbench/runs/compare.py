@@ -1,0 +1,291 @@
+"""Run one prompt through several contestants, one after another, and keep everything.
+
+Fair by default: the same messages, chat template (each GGUF's own), greedy decoding, seed,
+context size, thread count and max tokens for every contestant. Contestants run sequentially so
+their timings do not fight over cores and memory bandwidth; the reference runs first so the
+others can be diffed against it as they finish.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.core import crash_fallback, hardware
+from workbench.core.hardware import llama_cpp_version
+from workbench.engine.metrics import ContestantResult, mark_divergence
+from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerKilledOnCancel, WorkerPool
+from workbench.files.gguf_info import GgufError, read_header
+from workbench.models.ladder import Ladder
+from workbench.runs import remote
+from workbench.runs.contestants import Contestant, RunSettings
+from workbench.storage.store import Store
+
+# on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
+# retrying, generating, tokens (payload["text"] is the new text), done, cancelled, crashed, error.
+OnEvent = Callable[[str, str, dict[str, Any]], None]
+
+SEQUENTIAL_NOTE = "Contestants run one after another, so their timings do not compete for cores or memory bandwidth."
+CRASH_SIGNALS_FOR_FALLBACK = {"SIGSEGV", "SIGABRT", "SIGILL", "SIGBUS", "SIGFPE"}
+
+
+@dataclass
+class Comparison:
+    run_id: int | None
+    reference_label: str | None
+    results: list[ContestantResult]
+    settings: RunSettings
+    note: str = SEQUENTIAL_NOTE
+
+    @property
+    def all_ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "reference": self.reference_label, "note": self.note,
+                "settings": self.settings.to_dict(), "results": [r.to_dict() for r in self.results]}
+
+
+def contestants_for(ladder: Ladder, labels: list[str] | None = None, reference: str | None = None) -> list[Contestant]:
+    """Contestants from a ladder: the reference first, then the chosen labels in ladder order."""
+    labels = labels or ladder.default_labels()
+    ref_label = reference or ladder.reference.label
+    chosen = [f for f in ladder.files if f.label in labels or f.label == ref_label]
+    ordered = sorted(chosen, key=lambda f: (f.label != ref_label, ladder.files.index(f)))
+    return [Contestant.from_ladder_file(f, is_reference=(f.label == ref_label)) for f in ordered]
+
+
+IMPORTED_NOTE = ("was imported from an export: its file paths came from another machine (or from whoever wrote the "
+                 "file), so the workbench does not load them as models")
+
+
+def is_imported(run: dict[str, Any]) -> bool:
+    """Whether a stored run came in through History's import (its paths are not this machine's to load)."""
+    return bool(run.get("imported_from"))
+
+
+def local_contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
+    """The local files of a stored run, as contestants again (to re-measure it); remote endpoints are left out:
+    their keys are never stored, and their speed is not this machine's. An imported run has none: its paths
+    are never loaded as models (IMPORTED_NOTE)."""
+    if is_imported(run):
+        return []
+    out = []
+    for r in run.get("results", []):
+        if (r.get("settings") or {}).get("endpoint") or (r.get("metrics", {}).get("settings") or {}).get("endpoint"):
+            continue
+        if not isinstance(r.get("file"), str) or not r["file"]:
+            continue
+        out.append(Contestant(str(r["label"]), r["file"], r.get("quant_type"), r.get("size_bytes"),
+                              r.get("bits_per_weight"), bool(r.get("is_reference"))))
+    return sorted(out, key=lambda c: not c.is_reference)
+
+
+def _nothing(label: str, status: str, payload: dict[str, Any]) -> None:
+    pass
+
+
+def run_contestant(
+    pool: WorkerPool,
+    contestant: Contestant,
+    settings: RunSettings,
+    messages: list[dict[str, str]],
+    on_event: OnEvent = _nothing,
+    cancel: threading.Event | None = None,
+) -> ContestantResult:
+    """Load (or reuse) the contestant's worker and generate; any failure becomes `result.error`."""
+    if contestant.is_remote:
+        return remote.run_remote(contestant, settings, messages, on_event, cancel)
+    result = contestant.blank_result()
+    label = contestant.label
+    try:
+        read_header(contestant.path)  # cheap checks first: a clear line instead of a llama.cpp failure
+    except GgufError as exc:
+        result.error, result.stop_reason = str(exc), "error"
+        on_event(label, "error", {"message": result.error})
+        return result
+
+    use_extra_bufts = crash_fallback.use_extra_bufts_setting()
+    if use_extra_bufts is False:
+        note = crash_fallback.remembered() or {}
+        result.fallback = (f"loaded without llama.cpp's extra CPU buffer types: this machine crashed with them "
+                           f"({note.get('signal') or 'signal'}) on {note.get('seen_at', 'an earlier run')}")
+    for attempt in (1, 2):
+        load = LoadSettings(contestant.path, settings.n_ctx, settings.n_threads,
+                            settings.gpu_layers_for(contestant.path, pool), use_extra_bufts)
+        got_tokens = False
+        first_generation = True
+        during = "load"
+
+        def forward(event: dict[str, Any]) -> None:
+            nonlocal got_tokens
+            if event.get("event") == "tokens":
+                got_tokens = True
+                on_event(label, "tokens", {"text": event.get("text", ""), "ids": event.get("ids", [])})
+            elif event.get("event") == "started":
+                on_event(label, "generating", {"prompt_tokens": event.get("prompt_tokens"), "template": event.get("template")})
+
+        try:
+            on_event(label, "loading", {})
+            with pool.lease(contestant.path, load) as (worker, loaded):  # in use: not evicted mid-request
+                first_generation = worker.generations == 0
+                result.warm = loaded is None
+                info = worker.last_loaded
+                result.load_s = info.get("load_s")
+                result.gpu_layers = info.get("gpu_layers")
+                during = "generate"
+                request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
+                           "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+                done = worker.call(request, {"done"}, forward, cancel)
+                worker.generations += 1
+        except WorkerKilledOnCancel as killed:  # Stop, with a worker that never read the cancel: not a crash
+            result.error = f"{label}: {killed.reason}"
+            result.stop_reason = "cancelled"
+            on_event(label, "cancelled", {"message": result.error})
+            return result
+        except WorkerDied as died:
+            early = died.during == "load" or during == "load" or (first_generation and not got_tokens)
+            if (attempt == 1 and early and use_extra_bufts is not False
+                    and died.signal_name in CRASH_SIGNALS_FOR_FALLBACK):
+                crash_fallback.remember_crash(died.signal_name, during, contestant.path)
+                use_extra_bufts = False
+                result.fallback = (f"worker died by {died.signal_name} during {during} with llama.cpp's extra CPU "
+                                   "buffer types on; retried without them (remembered for this machine)")
+                on_event(label, "retrying", {"message": result.fallback})
+                continue
+            result.error = f"{label}: {died.reason} during {during}"
+            result.stop_reason = "error"
+            on_event(label, "crashed", {"message": result.error, "signal": died.signal_name})
+            return result
+        except WorkerError as exc:
+            result.error = str(exc) if str(exc).startswith(contestant.path) else f"{label}: {exc}"
+            result.stop_reason = "error"
+            on_event(label, "error", {"message": result.error})
+            return result
+        result.absorb_metrics(done["metrics"])
+        result.measurement = {**(result.measurement or {}), "display": settings.display}
+        result.text = done.get("text", "")
+        result.token_ids = list(done.get("token_ids", []))
+        result.settings = {**done["metrics"].get("settings", {}), "warm_worker": result.warm}
+        on_event(label, "cancelled" if result.stop_reason == "cancelled" else "done", {"result": result.to_dict()})
+        return result
+    raise AssertionError("unreachable")
+
+
+def check_contestants(contestants: list[Contestant]) -> None:
+    """Raise ValueError unless there is at least one contestant and every label is unique.
+
+    Results, ratings and columns are keyed by label: an endpoint labelled like a local quantization (or like
+    another endpoint) would overwrite that result.
+    """
+    if not contestants:
+        raise ValueError("choose at least one quantization")
+    seen: set[str] = set()
+    for c in contestants:
+        if c.label in seen:
+            raise ValueError(f"two contestants are labelled {c.label!r}: give each endpoint a label that no "
+                             "local quantization or other endpoint uses")
+        seen.add(c.label)
+
+
+def run_comparison(
+    pool: WorkerPool,
+    contestants: list[Contestant],
+    prompt: str,
+    settings: RunSettings | None = None,
+    *,
+    store: Store | None = None,
+    ladder: Ladder | None = None,
+    on_event: OnEvent = _nothing,
+    cancel: threading.Event | None = None,
+    category: str | None = None,
+    on_run_created: Callable[[int], None] | None = None,
+) -> Comparison:
+    """Run `prompt` through every contestant in turn; each finished result is stored at once."""
+    settings = settings or RunSettings()
+    settings.validate()
+    check_contestants(contestants)
+    messages = settings.messages(prompt)
+    ref = next((c for c in contestants if c.is_reference), None)
+    run_id = None
+    if store is not None:
+        run_id = store.create_run(
+            settings=settings.to_dict(), prompt=prompt, system_prompt=settings.system_prompt or None, messages=messages,
+            category=category, ladder=ladder.to_dict() if ladder else None, reference_label=ref.label if ref else None,
+            machine=hardware.machine().to_dict(), versions={"workbench": _version(), "llama_cpp": llama_cpp_version()},
+        )
+        if on_run_created:
+            on_run_created(run_id)
+    try:
+        return _run_comparison(pool, contestants, settings, messages, ref, store, run_id, on_event, cancel)
+    except BaseException:
+        # Whatever went wrong (a bug, a KeyboardInterrupt), the stored run must not stay "running".
+        if store is not None and run_id is not None:
+            try:
+                store.finish_run(run_id, "failed")
+            except Exception:
+                pass
+        raise
+
+
+def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: RunSettings,
+                    messages: list[dict[str, str]], ref: Contestant | None, store: Store | None, run_id: int | None,
+                    on_event: OnEvent, cancel: threading.Event | None) -> Comparison:
+    for c in contestants:
+        on_event(c.label, "queued", {})
+    results: list[ContestantResult] = []
+    status = "done"
+    try:
+        with pool.queue.turn(on_wait=lambda pos: [on_event(c.label, "waiting", {"position": pos}) for c in contestants],
+                             cancel=cancel):
+            by_index: dict[int, ContestantResult] = {}
+
+            def finish(i: int, r: ContestantResult) -> None:
+                by_index[i] = r
+                results[:] = [by_index[k] for k in sorted(by_index)]
+                mark_divergence(results)
+                if store is not None and run_id is not None:
+                    store.add_result(run_id, i, r.to_dict())
+
+            def cancelled(c: Contestant) -> ContestantResult:
+                r = c.blank_result()
+                r.stop_reason = "cancelled"
+                on_event(c.label, "cancelled", {})
+                return r
+
+            remote_ids = [i for i, c in enumerate(contestants) if c.is_remote]
+            batch = settings.remote_concurrent and len(remote_ids) > 1
+            for i, c in enumerate(contestants):  # local files one at a time, in order
+                if batch and i in remote_ids:
+                    continue
+                stop = cancel is not None and cancel.is_set()
+                finish(i, cancelled(c) if stop else run_contestant(pool, c, settings, messages, on_event, cancel))
+            if batch:  # remote endpoints together: they do not share this machine's cores
+                rs = remote.run_remote_batch([contestants[i] for i in remote_ids], settings, messages, on_event, cancel,
+                                             concurrent=True)
+                for i, r in zip(remote_ids, rs):
+                    finish(i, r)
+    except InterruptedError:
+        status = "cancelled"
+        for c in contestants[len(results):]:
+            r = c.blank_result()
+            r.stop_reason = "cancelled"
+            results.append(r)
+            on_event(c.label, "cancelled", {})
+    if cancel is not None and cancel.is_set():
+        status = "cancelled"
+    elif any(not r.ok for r in results):
+        status = "failed" if all(not r.ok for r in results) else "partial"
+    if store is not None and run_id is not None:
+        for i, r in enumerate(results):
+            store.add_result(run_id, i, r.to_dict())  # final divergence marks
+        store.finish_run(run_id, status)
+    return Comparison(run_id, ref.label if ref else None, results, settings)
+
+
+def _version() -> str:
+    from workbench import __version__
+
+    return __version__

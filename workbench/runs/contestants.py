@@ -1,0 +1,213 @@
+"""What takes part in a comparison and how: contestants (a local GGUF or a remote endpoint) and the run settings.
+
+Plain data shared by `compare` (which runs local contestants) and `remote` (which talks to endpoints), kept
+apart from both so neither has to import the other to name them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from workbench.core import hardware
+from workbench.engine.metrics import ContestantResult
+from workbench.files.gguf_info import read_header
+from workbench.models.ladder import LadderFile
+
+if TYPE_CHECKING:
+    from workbench.engine.pool import WorkerPool
+
+# GPU offload: "auto" offloads what the fit prediction says fits, "all" every layer, "layers" the
+# given number (n_gpu_layers), "cpu" nothing. Without a usable GPU every mode runs on the CPU.
+OFFLOAD_MODES = ("auto", "all", "layers", "cpu")
+# What a page did while the figures were taken (stored with each result's measurement): "none" (no page,
+# e.g. the CLI), "streamed" (live text, one column, at a bounded rate), "held" (statuses only, text at the end).
+DISPLAY_MODES = ("none", "streamed", "held")
+API_OPENAI = "openai"
+API_LLAMACPP = "llamacpp"
+APIS = (API_OPENAI, API_LLAMACPP)
+
+
+@dataclass
+class RemoteEndpoint:
+    """Where a remote model lives and how to talk to it. The API key is kept in memory only."""
+
+    base_url: str
+    model: str = ""
+    label: str = ""
+    api: str = API_OPENAI
+    api_key_env: str | None = None
+    api_key: str | None = field(default=None, repr=False, compare=False)
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 120.0  # longest silence tolerated while waiting for the next bytes
+    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific fields, e.g. {"repeat_penalty": 1.0}
+
+    def __post_init__(self) -> None:
+        if self.api not in APIS:
+            raise ValueError(f"unknown API {self.api!r}; choose {' or '.join(APIS)}")
+        parts = urlsplit(self.base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint URL must look like http://host:port (got {self.base_url!r})")
+        if parts.username or parts.password:
+            raise ValueError("the endpoint URL holds credentials; pass the API key through an environment variable instead")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"endpoint URL has a bad port: {self.base_url!r}") from None
+        self.base_url = self.base_url.strip().rstrip("/")
+        if self.api_key_env:
+            from workbench.engine.pool import keep_from_workers
+
+            keep_from_workers(self.api_key_env)  # workers start without it, whatever its name
+        if not self.label:
+            self.label = f"{self.model or parts.hostname} @ {parts.netloc}"
+
+    @property
+    def display_url(self) -> str:
+        """The URL without query string, safe to show and store."""
+        p = urlsplit(self.base_url)
+        return f"{p.scheme}://{p.netloc}{p.path}"
+
+    def resolved_key(self) -> str | None:
+        """The API key: the in-memory one, else the named environment variable's value."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A description safe for logs, the database and reports: never the key itself."""
+        return {"base_url": self.display_url, "model": self.model, "label": self.label, "api": self.api,
+                "api_key_env": self.api_key_env, "has_api_key": self.resolved_key() is not None,
+                "connect_timeout_s": self.connect_timeout_s, "read_timeout_s": self.read_timeout_s,
+                "extra_body": dict(self.extra_body)}
+
+    @classmethod
+    def from_spec(cls, spec: str) -> RemoteEndpoint:
+        """Parse a CLI spec: `URL[,model=NAME][,label=TEXT][,api=openai|llamacpp][,key_env=VAR]`.
+
+        `url=` may also be given as a key. Raises ValueError with a plain message.
+        """
+        fields: dict[str, str] = {}
+        for i, part in enumerate(p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            if i == 0 and (not sep or "://" in key):
+                fields["url"] = part
+                continue
+            if not sep:
+                raise ValueError(f"endpoint spec part {part!r} is not key=value")
+            fields[key.strip().lower()] = value.strip()
+        known = {"url", "model", "label", "api", "key_env", "timeout"}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"unknown endpoint field(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(known))}")
+        if "url" not in fields:
+            raise ValueError("endpoint spec needs a URL")
+        kwargs: dict[str, Any] = {"base_url": fields["url"], "model": fields.get("model", ""),
+                                  "label": fields.get("label", ""), "api": fields.get("api", API_OPENAI),
+                                  "api_key_env": fields.get("key_env") or None}
+        if "timeout" in fields:
+            try:
+                kwargs["read_timeout_s"] = float(fields["timeout"])
+            except ValueError:
+                raise ValueError(f"timeout must be seconds, got {fields['timeout']!r}") from None
+        return cls(**kwargs)
+
+
+@dataclass
+class RunSettings:
+    """Generation and load settings shared by every contestant of a comparison."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    n_ctx: int = 2048
+    n_threads: int = field(default_factory=hardware.default_threads)
+    n_gpu_layers: int = 0
+    system_prompt: str = ""
+    gpu_offload: str = "auto"
+    remote_concurrent: bool = False  # remote endpoints may run at the same time as each other
+    display: str = "none"  # one of DISPLAY_MODES: recorded with each result, changes nothing in the worker
+
+    def messages(self, prompt: str) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
+        return msgs + [{"role": "user", "content": prompt}]
+
+    def validate(self) -> None:
+        """Raise ValueError with a plain message for settings llama.cpp would reject or misuse."""
+        if self.max_tokens < 1:
+            raise ValueError("max tokens must be at least 1")
+        if self.n_ctx < 64:
+            raise ValueError("context size must be at least 64 tokens")
+        if self.max_tokens >= self.n_ctx:
+            raise ValueError(f"max tokens ({self.max_tokens}) must be smaller than the context size ({self.n_ctx})")
+        if self.temperature < 0:
+            raise ValueError("temperature cannot be negative")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top-p must be in (0, 1]")
+        if self.n_threads < 1:
+            raise ValueError("threads must be at least 1")
+        if self.gpu_offload not in OFFLOAD_MODES:
+            raise ValueError(f"GPU offload must be one of {', '.join(OFFLOAD_MODES)}")
+        if self.display not in DISPLAY_MODES:
+            raise ValueError(f"display must be one of {', '.join(DISPLAY_MODES)}")
+
+    def gpu_layers_for(self, path: str, pool: WorkerPool | None = None, gpus: list[hardware.Gpu] | None = None) -> int:
+        """Layers to offload for one file under this run's offload mode (0 without a usable GPU).
+
+        "auto" sizes every file as if it ran alone: the VRAM `pool`'s warm workers hold counts as free
+        (the pool evicts them to make that room), so a contestant run later does not get fewer layers.
+        `gpus` replaces this machine's GPUs (tests, or a machine described elsewhere).
+        """
+        if self.gpu_offload == "cpu" or (gpus is None and not hardware.gpu_offload_available()):
+            return 0
+        if self.gpu_offload == "all":
+            return -1
+        if self.gpu_offload == "layers":
+            return self.n_gpu_layers
+        from workbench.files import fit
+
+        if pool is not None:
+            gpus = pool.gpus_as_if_alone(gpus)
+        return fit.predict(read_header(path), n_ctx=self.n_ctx, gpus=gpus).gpu_layers
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, **overrides: Any) -> RunSettings:
+        """Settings as a stored run recorded them (unknown keys ignored, missing ones defaulted)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{**{k: v for k, v in (data or {}).items() if k in names}, **overrides})
+
+
+@dataclass
+class Contestant:
+    """A local GGUF file, or a remote endpoint (`endpoint` set; remote.py talks to it), taking part in a comparison."""
+
+    label: str
+    path: str
+    quant_type: str | None = None
+    size_bytes: int | None = None
+    bits_per_weight: float | None = None
+    is_reference: bool = False
+    endpoint: RemoteEndpoint | None = None  # None for a local file
+
+    @property
+    def is_remote(self) -> bool:
+        return self.endpoint is not None
+
+    @classmethod
+    def from_ladder_file(cls, f: LadderFile, is_reference: bool | None = None) -> Contestant:
+        return cls(f.label, f.path, f.quant_type, f.size_bytes, f.bits_per_weight,
+                   f.reference if is_reference is None else is_reference)
+
+    def blank_result(self) -> ContestantResult:
+        return ContestantResult(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
+                                bits_per_weight=self.bits_per_weight, is_reference=self.is_reference)
