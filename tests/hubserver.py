@@ -11,6 +11,9 @@ It implements only what `huggingface_hub` 2.x calls for listing and downloading:
 * errors carry the Hub's X-Error-Code header: RepoNotFound (404), GatedRepo (401 without a token,
   403 with one), RevisionNotFound, EntryNotFound.
 
+A branch can move: `push(repo_id, {...})` makes a new commit with changed files and points `main` at it;
+the files of earlier commits stay reachable by their sha, as on the Hub.
+
 Switches for failure tests: `cut_once` (send half the body then drop the connection, once per file),
 `drop_always` (headers then nothing, every time), `corrupt` (flip a byte: sha256 mismatch).
 Every request is recorded in `requests` (method, path, host, Range and whether Authorization was sent).
@@ -52,6 +55,13 @@ class FakeRepo:
     commit: str = field(default_factory=lambda: secrets.token_hex(20))
     gated: bool = False
     n_params: int | None = None
+    history: dict[str, dict[str, FakeFile]] = field(default_factory=dict)  # earlier commits: sha -> files
+
+    def at(self, rev: str) -> tuple[str, dict[str, FakeFile]] | None:
+        """(commit sha, files) that `rev` names ("main", the head's sha or an earlier commit's), else None."""
+        if rev in ("main", self.commit):
+            return self.commit, self.files
+        return (rev, self.history[rev]) if rev in self.history else None
 
 
 @dataclass
@@ -87,6 +97,15 @@ class HubServer:
         )
         self.repos[repo_id] = repo
         return repo
+
+    def push(self, repo_id: str, files: dict[str, bytes]) -> str:
+        """A new commit on `main` replacing/adding `files`; the old commit stays reachable by sha. Returns the new sha."""
+        repo = self.repos[repo_id]
+        with self._lock:
+            repo.history[repo.commit] = repo.files
+            changed = {n: FakeFile(d, n.endswith((".gguf", ".safetensors", ".bin"))) for n, d in files.items()}
+            repo.files, repo.commit = {**repo.files, **changed}, secrets.token_hex(20)
+        return repo.commit
 
     def start(self) -> "HubServer":
         hub = self
@@ -163,7 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         if len(segs) >= 5 and segs[2] == "resolve":
             return self._resolve("/".join(segs[:2]), segs[3], "/".join(segs[4:]), head)
         if segs[0] == "cdn" and len(segs) >= 4:
-            return self._cdn("/".join(segs[1:3]), "/".join(segs[3:]), head)
+            commit = parse_qs(parts.query).get("commit", ["main"])[0]
+            return self._cdn("/".join(segs[1:3]), "/".join(segs[3:]), commit, head)
         self._error(404, "NotFound", "Not found", head)
 
     # ---- endpoints ----------------------------------------------------------------------------------------
@@ -171,11 +191,13 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self.server_hub.repos.get(repo_id)
         if repo is None:
             return self._error(404, "RepoNotFound", "Repository not found", head)
-        if rev not in ("main", repo.commit):
+        found = repo.at(rev)
+        if found is None:
             return self._error(404, "RevisionNotFound", "Invalid rev id: " + rev, head)
+        commit, files = found
         blobs = query.get("blobs", ["false"])[0].lower() == "true"
         siblings = []
-        for name, f in sorted(repo.files.items()):
+        for name, f in sorted(files.items()):
             s: dict = {"rfilename": name}
             if blobs:
                 s["size"] = 134 if f.lfs else len(f.data)
@@ -184,11 +206,11 @@ class _Handler(BaseHTTPRequestHandler):
                     s["lfs"] = {"size": len(f.data), "sha256": f.sha256, "pointerSize": 134}
             siblings.append(s)
         info = {
-            "_id": repo.commit[:24],
+            "_id": commit[:24],
             "id": repo_id,
             "modelId": repo_id,
             "author": repo_id.split("/")[0],
-            "sha": repo.commit,
+            "sha": commit,
             "private": False,
             "gated": "manual" if repo.gated else False,
             "disabled": False,
@@ -207,14 +229,16 @@ class _Handler(BaseHTTPRequestHandler):
             if self.headers.get("Authorization"):
                 return self._error(403, "GatedRepo", "Access to model is restricted and you are not in the authorized list.", head)
             return self._error(401, "GatedRepo", "Access to model is restricted. You must have access to it and be authenticated to access it. Please log in.", head)
-        if rev not in ("main", repo.commit):
+        found = repo.at(rev)
+        if found is None:
             return self._error(404, "RevisionNotFound", "Invalid rev id: " + rev, head)
-        f = repo.files.get(filename)
-        commit = {"X-Repo-Commit": repo.commit}
+        sha, files = found
+        f = files.get(filename)
+        commit = {"X-Repo-Commit": sha}
         if f is None:
             return self._error(404, "EntryNotFound", "Entry not found", head, commit)
         if f.lfs:
-            location = f"{self.server_hub.cdn_url}/cdn/{repo_id}/{filename}?sig={f.sha256[:8]}"
+            location = f"{self.server_hub.cdn_url}/cdn/{repo_id}/{filename}?sig={f.sha256[:8]}&commit={sha}"
             return self._send(302, b"", {
                 **commit,
                 "Location": location,
@@ -224,10 +248,11 @@ class _Handler(BaseHTTPRequestHandler):
             }, head)
         self._send(200, f.data, {**commit, "ETag": f'"{f.git_oid}"', "Content-Type": "text/plain", "Accept-Ranges": "bytes"}, head)
 
-    def _cdn(self, repo_id: str, filename: str, head: bool) -> None:
+    def _cdn(self, repo_id: str, filename: str, commit: str, head: bool) -> None:
         hub = self.server_hub
         repo = hub.repos.get(repo_id)
-        f = repo.files.get(filename) if repo else None
+        found = repo.at(commit) if repo else None
+        f = found[1].get(filename) if found else None
         if f is None:
             return self._send(404, b"no such object", head=head)
         data = f.data

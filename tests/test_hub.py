@@ -160,6 +160,31 @@ def test_download_into_hf_cache_with_progress(hub_env: Path, gguf_bytes: dict[st
     assert again[0].from_cache and again[0].path == done[0].path
 
 
+def test_download_takes_the_listed_commit_when_main_moves(
+    server: HubServer, hub_env: Path, gguf_bytes: dict[str, bytes], tmp_path: Path
+) -> None:
+    """What was listed and vetted is what is downloaded, even when `main` moves in between (issue 14, finding 9d)."""
+    listing = hub.list_gguf(REPO)
+    vetted = listing.revision
+    newer = make_gguf(tmp_path / "v2.gguf", file_type=15, extra_bytes=48_000, name="Tiny v2").read_bytes()
+    moved = server.push(REPO, {"Tiny-Q4_K_M.gguf": newer})
+    assert moved != vetted and hub.list_gguf(REPO).find("Q4_K_M").sizes == [len(newer)]  # the fake Hub moved main
+
+    done = hub.download(REPO, ["Q4_K_M"], listing=listing)
+    storage = hub_env / "models--tester--Tiny-GGUF"
+    assert Path(done[0].path).read_bytes() == gguf_bytes["Tiny-Q4_K_M.gguf"] and done[0].verified
+    assert done[0].revision == vetted and f"/snapshots/{vetted}/" in done[0].path
+    assert not (storage / "snapshots" / moved).exists()  # nothing of the commit we did not vet entered the cache
+    assert [p.name for p in (storage / "blobs").iterdir()] == [listing.find("Q4_K_M").sha256[0]]
+    # main names the moved commit now: pointing refs/main at it would name a file we did not vet, at ours a false head
+    assert not (storage / "refs" / "main").exists()
+
+    relisted = hub.list_gguf(REPO)  # listed again, the new commit is vetted: downloaded, and refs/main names it
+    again = hub.download(REPO, ["Q4_K_M"], listing=relisted)
+    assert Path(again[0].path).read_bytes() == newer and again[0].verified and again[0].revision == moved
+    assert (storage / "refs" / "main").read_text() == moved
+
+
 def test_interrupted_download_resumes_with_range(
     server: HubServer, gguf_bytes: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -229,3 +229,19 @@ def test_download_job_behind_the_page_cancels_and_resumes(models_env: Path) -> N
     snap = again.snapshot()
     assert snap["error"] is None and snap["fraction"] == 1.0 and snap["files"][0]["phase"] == "done"
     assert listing.find("Q8_0").cached and Path(snap["result"][0].path).is_file()
+
+
+def test_download_job_registers_the_commit_it_downloaded(models_env: Path, hub_server, tiny_files) -> None:
+    """A branch moved after the listing: the job downloads the listed commit's file and the ladder names that commit."""
+    from workbench import models
+
+    listing = hub.list_gguf(REPO)
+    vetted = listing.revision
+    moved = hub_server.push(REPO, {"Tiny-Q2_K.gguf": tiny_files["Tiny-Q4_K_M.gguf"]})
+    job = models.DownloadJob(listing, [listing.find("Q2_K")]).start()
+    job.thread.join(30)
+    snap = job.snapshot()
+    assert snap["error"] is None and Path(snap["result"][0].path).read_bytes() == tiny_files["Tiny-Q2_K.gguf"]
+    assert snap["result"][0].revision == vetted != moved
+    lad = models.register_download(REPO, snap["result"], "main")  # a caller naming the branch, not the commit
+    assert lad.provenance["hub_revision"] == vetted and f"revision {vetted[:12]}" in lad.provenance["origin"]

@@ -311,7 +311,14 @@ def check_source(path: str) -> GgufInfo:
 
 
 def register_download(repo_id: str, files: Sequence[hub.DownloadedFile], revision: str | None = None) -> Ladder:
-    """Downloaded files (in the HF cache) as a ladder named after the repo."""
+    """Downloaded files (in the HF cache) as a ladder named after the repo.
+
+    The provenance names the commit the files were taken from when they say (one download: one commit),
+    so it records what was downloaded, not what the caller thought the revision was.
+    """
+    commits = {f.revision for f in files if f.revision}
+    if len(commits) == 1:
+        revision = commits.pop()
     verified = all(f.verified for f in files)
     origin = (f"Downloaded from {hub.endpoint()}/{repo_id}"
               + (f" (revision {revision[:12]})" if revision else "")

@@ -8,7 +8,8 @@ the product needs around it:
 * downloads that report bytes per file and overall, stop when a `threading.Event` is set, and resume
   later from a kept `blobs/<etag>.incomplete` file with a Range request (huggingface_hub 1.x/2.x
   discards its partial files, so a cancelled multi-GB download would otherwise start over);
-* integrity: size and LFS sha256 are checked before a file enters the cache; a mismatch deletes it;
+* integrity: size and LFS sha256 are checked before a file enters the cache; a mismatch deletes it; files are
+  fetched at the commit the listing read, never at a branch that may have moved since;
 * every failure becomes a `HubError` with a `kind` and one clear line, never a traceback, and never the token;
 * offline (HF_HUB_OFFLINE read at call time, or a network failure) falls back to what is cached.
 
@@ -22,6 +23,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import re
 import shutil
 import threading
 from contextlib import contextmanager
@@ -531,6 +533,7 @@ class DownloadedFile:
     verified: bool  # sha256 checked against the Hub's LFS metadata (False only for non-LFS files)
     resumed_bytes: int = 0  # bytes reused from an earlier, interrupted download
     from_cache: bool = False  # nothing was downloaded
+    revision: str | None = None  # commit sha the file was taken from (the listing's); None when only the cache knew
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -623,10 +626,12 @@ def _sha256_file(path: Path, overall: _Overall, name: str, index: int, size: int
 
 
 def _download_one(
-    repo_id: str, filename: str, revision: str, user_revision: str | None, expected_sha: str | None,
-    overall: _Overall, index: int,
+    repo_id: str, filename: str, revision: str, expected_sha: str | None, overall: _Overall, index: int,
 ) -> tuple[str, bool, int, bool]:
-    """One repo file into the cache. Returns (pointer path, sha verified, bytes resumed, was cached)."""
+    """One repo file at `revision` (the listing's commit sha) into the cache.
+
+    Returns (pointer path, sha verified, bytes resumed, was cached).
+    """
     cache = hf_cache_dir()
     ep = endpoint()
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=ep)
@@ -695,11 +700,39 @@ def _download_one(
         raise
     finally:
         lock.release()
-    # The blob is in place: let huggingface_hub write the snapshot pointer and refs, as for any download.
-    # user_revision or "main" so refs/main is written and offline look-ups by branch find the file.
-    pointer = hf_hub_download(repo_id, filename, revision=user_revision or "main", cache_dir=cache, endpoint=ep)
+    # The blob is in place: let huggingface_hub write the snapshot pointer, by the listed commit's sha. By a branch
+    # it would resolve the branch again and, had it moved since the listing, fetch and point at a file nobody vetted.
+    # A commit sha writes no refs: `_name_branch` does that once the branch is known to name this commit.
+    pointer = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, endpoint=ep)
+    if os.path.islink(pointer) and Path(pointer).resolve() != blob.resolve():
+        raise HubError("integrity", f"{repo_id}/{filename}: the cache points at another file than the one verified")
     overall.report(filename, index, meta.size or 0, meta.size, "done")
     return pointer, bool(expected_sha), resumed, False
+
+
+def _name_branch(repo_id: str, branch: str, commit: str, filename: str) -> bool:
+    """Write refs/<branch> = commit in the cache only if the branch still names that commit on the Hub.
+
+    Offline look-ups by branch (huggingface_hub's, other tools') then find the file; were the ref written for a
+    branch that moved, it would name either a commit whose files were not vetted or a head that is not one.
+    Returns whether the ref was written; a Hub that cannot say leaves the cache's refs as they were.
+    """
+    if re.fullmatch(r"[0-9a-f]{40}", branch):  # a commit sha is not a ref
+        return False
+    try:
+        head = get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=branch, endpoint=endpoint())).commit_hash
+    except (HfHubHTTPError, FileMetadataError, OfflineModeIsEnabled, *_NETWORK_ERRORS):
+        return False
+    if head != commit:
+        return False
+    ref = hf_cache_dir() / repo_folder_name(repo_id=repo_id, repo_type="model") / "refs" / branch
+    if ref.is_file() and ref.read_text().strip() == commit:
+        return True
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(f"{ref.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)  # atomic: a concurrent reader never sees half a sha
+    return True
 
 
 def download(
@@ -716,6 +749,8 @@ def download(
     Reports progress per chunk, stops when `cancel` is set (the partial file stays and the next call resumes it
     with a Range request), checks free disk space first, verifies size and sha256, and raises HubError with
     one line on any failure. Offline, it returns the requested files if they are all cached.
+    Files are taken at the listing's commit sha, so a branch moved since the listing cannot swap in a file
+    that was not vetted; refs/<branch> is written only while the branch still names that commit.
     """
     repo_id = check_repo_id(repo_id)
     listing = listing or list_gguf(repo_id, revision)
@@ -737,17 +772,20 @@ def download(
     overall = _Overall(total, 0, sum(len(e.files) for e in entries), on_progress, cancel)
     out: list[DownloadedFile] = []
     index = 0
+    commit = listing.revision or revision or "main"  # a Hub listing always has its commit sha
     for e in entries:
         paths, verified, resumed, from_cache = [], True, 0, True
         for fname, sha in zip(e.files, e.sha256):
             with _hub_errors(repo_id, fname, downloading=True):
                 overall.report(fname, index, 0, None, "downloading")  # honours cancel between files
-                p, v, r, c = _download_one(repo_id, fname, listing.revision or "main", revision, sha, overall, index)
+                p, v, r, c = _download_one(repo_id, fname, commit, sha, overall, index)
             paths.append(p)
             verified, resumed, from_cache = verified and (v or c), resumed + r, from_cache and c
             index += 1
         out.append(DownloadedFile(e.name, e.quant_type, paths[0], paths, sum(os.path.getsize(p) for p in paths),
-                                  verified, resumed, from_cache))
+                                  verified, resumed, from_cache, listing.revision))
+    if out and not all(d.from_cache for d in out):
+        _name_branch(repo_id, revision or "main", commit, entries[0].files[0])
     return out
 
 
