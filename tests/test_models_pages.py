@@ -233,7 +233,7 @@ def test_download_job_behind_the_page_cancels_and_resumes(models_env: Path) -> N
 
 def test_download_job_registers_the_commit_it_downloaded(models_env: Path, hub_server, tiny_files) -> None:
     """A branch moved after the listing: the job downloads the listed commit's file and the ladder names that commit."""
-    from workbench import models
+    from workbench.models import acquire as models
 
     listing = hub.list_gguf(REPO)
     vetted = listing.revision
