@@ -125,12 +125,15 @@ def describe_exit(returncode: int | None) -> tuple[str, str | None]:
 
 
 class WorkerProcess:
-    """One running `python -m workbench.worker`, with its events read on a background thread."""
+    """One running `python -m workbench.worker`, with its events read on a background thread.
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    `command` replaces the worker's command line: tests start a fake worker that speaks the same protocol.
+    """
+
+    def __init__(self, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
         self.stderr_file = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.worker"],
+            command or [sys.executable, "-m", "workbench.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
@@ -343,8 +346,9 @@ class WorkerPool:
     Thread-safe; one per app process. See memory_budget.py for the budget rule and eviction.
     """
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, worker_command: list[str] | None = None) -> None:
         self._env = env
+        self._worker_command = worker_command  # None: the real worker (tests pass a fake one)
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
         self._order = itertools.count(1)
@@ -482,7 +486,7 @@ class WorkerPool:
         self._make_room(key, slot, settings)
         try:
             if slot.worker is None:
-                slot.worker = WorkerProcess(self._env)
+                slot.worker = WorkerProcess(self._env, self._worker_command)
             return slot.worker.load(settings, on_event)
         except BaseException:
             slot.need = memory_budget.Need()  # nothing (or a dead process) holds that memory now

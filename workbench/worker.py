@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 # llama_cpp must be imported before numpy: on one CUDA machine (Python 3.12, numpy 2.5) loading
@@ -496,12 +497,13 @@ def _reader(requests: "queue.Queue[dict[str, Any] | None]", cancel: threading.Ev
     requests.put(None)  # stdin closed: the parent is gone
 
 
-def main() -> None:
+def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -> None:
+    """Serve requests until stdin closes. `engine_factory`: tests pass a fake engine (no llama.cpp)."""
     out = _Out()
     cancel = threading.Event()
     requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
     threading.Thread(target=_reader, args=(requests, cancel, out), daemon=True).start()
-    engine = Engine(out, cancel)
+    engine = (engine_factory or Engine)(out, cancel)
     out.send(event="ready", pid=os.getpid())
     handlers = {"load": engine.load, "generate": engine.generate, "score": engine.score, "tokenize": engine.tokenize}
     while True:
