@@ -17,7 +17,7 @@ from workbench import crash_fallback, hardware
 from workbench.gguf_info import GgufError, read_header
 from workbench.ladder import Ladder, LadderFile, llama_cpp_version
 from workbench.metrics import ContestantResult, mark_divergence
-from workbench.pool import LoadSettings, WorkerDied, WorkerError, WorkerKilledOnCancel, WorkerPool
+from workbench.pool import LoadSettings, WorkerCancelled, WorkerDied, WorkerError, WorkerKilledOnCancel, WorkerPool
 from workbench.store import Store
 
 # on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
@@ -237,8 +237,14 @@ def run_contestant(
                 during = "generate"
                 request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
                            "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+                # Stop pressed during the load (it cannot be interrupted): call() sees `cancel` set and does not
+                # start the generate; pressed just after, the cancel names this generate and the worker honours it
                 done = worker.call(request, {"done"}, forward, cancel)
                 worker.generations += 1
+        except WorkerCancelled:  # stopped before it produced anything: a cancelled result, not an error
+            result.stop_reason = "cancelled"
+            on_event(label, "cancelled", {"message": f"{label}: stopped before generating"})
+            return result
         except WorkerKilledOnCancel as killed:  # Stop, with a worker that never read the cancel: not a crash
             result.error = f"{label}: {killed.reason}"
             result.stop_reason = "cancelled"

@@ -75,6 +75,13 @@ class WorkerError(RuntimeError):
     """The worker answered a request with an error event (it is still alive)."""
 
 
+class WorkerCancelled(WorkerError):
+    """The request was cancelled before it produced a result (Stop before it started, or while it was queued)."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled")
+
+
 class DoesNotFit(WorkerError):
     """The model's predicted memory does not fit the warm-model budget: refused before loading, not OOM-killed."""
 
@@ -145,6 +152,7 @@ class WorkerProcess:
         self.generations = 0  # generate requests served since the last load
         self.last_loaded: dict[str, Any] = {}  # the `loaded` event of the model now loaded
         self._send_lock = threading.Lock()
+        self._ids = itertools.count(1)  # request ids: unique and increasing for this worker
         threading.Thread(target=self._read_events, daemon=True).start()
         ready = self._next_event(timeout=120.0, during="start")
         if ready.get("event") != "ready":
@@ -206,16 +214,34 @@ class WorkerProcess:
     ) -> dict[str, Any]:
         """Send one request and pass its events to `on_event` until a terminal one arrives.
 
-        Raises WorkerError for an error event and WorkerDied when the process ends.
-        `cancel`, when set, is forwarded to the worker once; a worker that has not finished `CANCEL_GRACE_S`
-        later is killed and WorkerKilledOnCancel raised (the pool starts a fresh worker on the next request).
+        The request gets a fresh id (any `id` in it is replaced); events of other ids are stale (a late
+        "cancelled" or the tail of an abandoned generate) and dropped, never taken for this request's.
+        Raises WorkerError for an error event (WorkerCancelled for "cancelled") and WorkerDied when the process
+        ends. `cancel` already set: nothing is sent and WorkerCancelled raised. Set later: a cancel naming this
+        request is sent once; a worker that has not finished `CANCEL_GRACE_S` later is killed and
+        WorkerKilledOnCancel raised (the pool starts a fresh worker on the next request).
         """
+        rid = next(self._ids)
+        request = {**request, "id": rid}
+        if cancel is not None and cancel.is_set():
+            raise WorkerCancelled()  # Stop came first (say, during the load): do not start what it stops
         self.send(request)
+        try:
+            return self._await(request, rid, terminal, on_event, cancel, timeout)
+        except WorkerError:
+            raise  # the worker answered: the request is over
+        except BaseException:
+            if self.alive():  # abandoned (a callback raised): stop it; what it still sends is stale
+                self.send({"op": "cancel", "id": rid})
+            raise
+
+    def _await(self, request: dict[str, Any], rid: int, terminal: set[str], on_event: EventCallback | None,
+               cancel: threading.Event | None, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         cancel_sent_at: float | None = None
         while True:
             if cancel is not None and cancel.is_set() and cancel_sent_at is None:
-                self.send({"op": "cancel"})
+                self.send({"op": "cancel", "id": rid})
                 cancel_sent_at = time.monotonic()
             grace = CANCEL_GRACE_S  # read each time: tests may shorten it
             if cancel_sent_at is not None and time.monotonic() - cancel_sent_at >= grace:
@@ -232,11 +258,14 @@ class WorkerProcess:
             if event is None:
                 self.events.put(None)  # let _next_event produce the death report
                 self._next_event(timeout=1.0, during=request["op"])
+            kind = event.get("event")
+            if event.get("id") != rid and not (kind == "error" and event.get("id") is None):
+                continue  # stale: an earlier request's (an id-less error is a malformed request's: ours)
             if on_event is not None:
                 on_event(event)
-            kind = event.get("event")
             if kind == "error":
-                raise WorkerError(event.get("message", "unknown worker error"))
+                message = event.get("message", "unknown worker error")
+                raise WorkerCancelled() if message == "cancelled" else WorkerError(message)
             if kind in terminal:
                 return event
 
@@ -261,7 +290,7 @@ class WorkerProcess:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         if self.alive():
-            self.send({"op": "shutdown"})
+            self.send({"op": "shutdown", "id": next(self._ids)})
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
