@@ -76,6 +76,13 @@ class WorkerError(RuntimeError):
     """The worker answered a request with an error event (it is still alive)."""
 
 
+class WorkerCancelled(WorkerError):
+    """The request was cancelled before it produced a result (Stop before it started, or while it was queued)."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled")
+
+
 class DoesNotFit(WorkerError):
     """The model's predicted memory does not fit the warm-model budget: refused before loading, not OOM-killed."""
 
@@ -126,12 +133,15 @@ def describe_exit(returncode: int | None) -> tuple[str, str | None]:
 
 
 class WorkerProcess:
-    """One running `python -m workbench.engine.worker`, with its events read on a background thread."""
+    """One running `python -m workbench.engine.worker`, with its events read on a background thread.
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    `command` replaces the worker's command line: tests start a fake worker that speaks the same protocol.
+    """
+
+    def __init__(self, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
         self.stderr_file = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.engine.worker"],
+            command or [sys.executable, "-m", "workbench.engine.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
@@ -143,6 +153,7 @@ class WorkerProcess:
         self.generations = 0  # generate requests served since the last load
         self.last_loaded: dict[str, Any] = {}  # the `loaded` event of the model now loaded
         self._send_lock = threading.Lock()
+        self._ids = itertools.count(1)  # request ids: unique and increasing for this worker
         threading.Thread(target=self._read_events, daemon=True).start()
         ready = self._next_event(timeout=120.0, during="start")
         if ready.get("event") != "ready":
@@ -204,16 +215,34 @@ class WorkerProcess:
     ) -> dict[str, Any]:
         """Send one request and pass its events to `on_event` until a terminal one arrives.
 
-        Raises WorkerError for an error event and WorkerDied when the process ends.
-        `cancel`, when set, is forwarded to the worker once; a worker that has not finished `CANCEL_GRACE_S`
-        later is killed and WorkerKilledOnCancel raised (the pool starts a fresh worker on the next request).
+        The request gets a fresh id (any `id` in it is replaced); events of other ids are stale (a late
+        "cancelled" or the tail of an abandoned generate) and dropped, never taken for this request's.
+        Raises WorkerError for an error event (WorkerCancelled for "cancelled") and WorkerDied when the process
+        ends. `cancel` already set: nothing is sent and WorkerCancelled raised. Set later: a cancel naming this
+        request is sent once; a worker that has not finished `CANCEL_GRACE_S` later is killed and
+        WorkerKilledOnCancel raised (the pool starts a fresh worker on the next request).
         """
+        rid = next(self._ids)
+        request = {**request, "id": rid}
+        if cancel is not None and cancel.is_set():
+            raise WorkerCancelled()  # Stop came first (say, during the load): do not start what it stops
         self.send(request)
+        try:
+            return self._await(request, rid, terminal, on_event, cancel, timeout)
+        except WorkerError:
+            raise  # the worker answered: the request is over
+        except BaseException:
+            if self.alive():  # abandoned (a callback raised): stop it; what it still sends is stale
+                self.send({"op": "cancel", "id": rid})
+            raise
+
+    def _await(self, request: dict[str, Any], rid: int, terminal: set[str], on_event: EventCallback | None,
+               cancel: threading.Event | None, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         cancel_sent_at: float | None = None
         while True:
             if cancel is not None and cancel.is_set() and cancel_sent_at is None:
-                self.send({"op": "cancel"})
+                self.send({"op": "cancel", "id": rid})
                 cancel_sent_at = time.monotonic()
             grace = CANCEL_GRACE_S  # read each time: tests may shorten it
             if cancel_sent_at is not None and time.monotonic() - cancel_sent_at >= grace:
@@ -230,11 +259,14 @@ class WorkerProcess:
             if event is None:
                 self.events.put(None)  # let _next_event produce the death report
                 self._next_event(timeout=1.0, during=request["op"])
+            kind = event.get("event")
+            if event.get("id") != rid and not (kind == "error" and event.get("id") is None):
+                continue  # stale: an earlier request's (an id-less error is a malformed request's: ours)
             if on_event is not None:
                 on_event(event)
-            kind = event.get("event")
             if kind == "error":
-                raise WorkerError(event.get("message", "unknown worker error"))
+                message = event.get("message", "unknown worker error")
+                raise WorkerCancelled() if message == "cancelled" else WorkerError(message)
             if kind in terminal:
                 return event
 
@@ -259,7 +291,7 @@ class WorkerProcess:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         if self.alive():
-            self.send({"op": "shutdown"})
+            self.send({"op": "shutdown", "id": next(self._ids)})
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -344,8 +376,9 @@ class WorkerPool:
     Thread-safe; one per app process. See memory_budget.py for the budget rule and eviction.
     """
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, worker_command: list[str] | None = None) -> None:
         self._env = env
+        self._worker_command = worker_command  # None: the real worker (tests pass a fake one)
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
         self._order = itertools.count(1)
@@ -483,7 +516,7 @@ class WorkerPool:
         self._make_room(key, slot, settings)
         try:
             if slot.worker is None:
-                slot.worker = WorkerProcess(self._env)
+                slot.worker = WorkerProcess(self._env, self._worker_command)
             return slot.worker.load(settings, on_event)
         except BaseException:
             slot.need = memory_budget.Need()  # nothing (or a dead process) holds that memory now

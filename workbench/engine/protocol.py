@@ -3,28 +3,41 @@
 One JSON object per line. Requests go to the worker's stdin; events come back on the worker's
 stdout (the worker moves its own C-level stdout to stderr first, so nothing llama.cpp prints can
 corrupt the stream). A worker serves one model at a time and answers requests in order, except
-`cancel`, which takes effect at once during a `generate` or `score`.
+`cancel`, which takes effect at once.
 
-Requests (field `op`):
+Request ids: every request carries an `id` (the parent's WorkerProcess numbers them 1, 2, 3, ... per
+worker), and every event the worker sends for a request carries that request's `id`. The parent drops
+events whose id is not the request it is waiting for: a late "cancelled" or the tail of an abandoned
+generate is never taken for the next request's answer.
+
+Cancel: `{"op": "cancel", "id": N}` cancels request N (a `target` field, when present, names it
+instead of `id`). A running request stops at its next check (a generate ends with `done`,
+stop_reason "cancelled"; a score with `error` "cancelled"); a request still queued (say, a generate
+sent while a slow load runs) does not run: it is answered at once with `error` "cancelled". A cancel
+for a finished or unknown id is ignored, so it can never stop a later request. A load cannot be
+interrupted (llama.cpp loads in one call); it finishes and stays loaded. A cancel without an id (older
+parents) cancels the running request and every queued one.
+
+Requests (field `op`; every one also has `id`):
   load      model_path, n_ctx, n_threads, n_gpu_layers, use_extra_bufts (true/false/null = llama.cpp default)
-  generate  id, messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
+  generate  messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
             temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens)
-  score     id, prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)
-  tokenize  id, messages or text  (the prompt exactly as `generate` would feed it)
-  cancel    (no fields)
-  unload    (no fields)
-  shutdown  (no fields)
+  score     prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)
+  tokenize  messages or text  (the prompt exactly as `generate` would feed it)
+  cancel    id (or target): the request to cancel; it gets no answer of its own
+  unload    (no other fields)
+  shutdown  (no other fields; no answer: the worker exits)
 
-Events (field `event`):
+Events (field `event`; `id` is the request's, null for `ready` and for an unparseable request):
   ready     pid                                   once, at start-up
-  loaded    load_s, gpu_layers, n_layers, rss_bytes, gpu_mem_bytes, use_extra_bufts, system_info
+  loaded    id, load_s, gpu_layers, n_layers, rss_bytes, gpu_mem_bytes, use_extra_bufts, system_info
   started   id, prompt_tokens, template           generation began (template: "gguf", "none" or "tokens")
   tokens    id, ids, text                         a batch of new tokens (batched to ~20 events/s)
   done      id, metrics, token_ids, text          generation ended (see Metrics in metrics.py)
   scored    id, positions, summary                teacher-forced scoring finished
   tokenized id, tokens
-  unloaded
-  error     message, id (optional), during ("load" | "generate" | "score" | "request")
+  unloaded  id
+  error     id, message, during ("load" | "generate" | "score" | "tokenize" | "unload" | "request")
 
 A worker that dies sends nothing more: the parent sees end-of-file and the exit status, and turns
 that into an `error` for the request in flight (see pool.py).

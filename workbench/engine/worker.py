@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 # llama_cpp must be imported before numpy: on one CUDA machine (Python 3.12, numpy 2.5) loading
@@ -164,6 +165,7 @@ class Engine:
 
         self.out.send(
             event="loaded",
+            id=req.get("id"),
             load_s=load_s,
             gpu_layers=gpu_layers,
             n_layers=n_layers,
@@ -476,47 +478,107 @@ class _Cancelled(Exception):
     pass
 
 
-def _reader(requests: "queue.Queue[dict[str, Any] | None]", cancel: threading.Event, out: _Out) -> None:
+class _Cancels:
+    """Which requests a cancel has reached, so that none is lost.
+
+    One Event cleared at the start of every request dropped a cancel that arrived while the request before
+    it (a slow load) was running: the parent pressed Stop, and the model generated all of max_tokens anyway
+    (issue 13). Now a cancel names its request: the running one stops at its next check, a queued one is
+    answered at once without running, a finished (or unknown) one is ignored.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()  # what the engine polls: set when the running request is cancelled
+        self._lock = threading.Lock()
+        self._queued: list[Any] = []  # ids read but not started, in order
+        self._cancelled: set[Any] = set()  # queued ids a cancel reached
+        self._running: Any = None
+        self._busy = False
+
+    def queued(self, rid: Any) -> None:
+        """Called by the reader before the request is queued, so a cancel read after it always finds it."""
+        with self._lock:
+            self._queued.append(rid)
+
+    def cancel(self, rid: Any) -> None:
+        """Cancel request `rid`; None (a cancel without an id, as older parents sent) cancels every pending one."""
+        with self._lock:
+            if rid is None:
+                self._cancelled.update(self._queued)
+                if self._busy:
+                    self.event.set()
+            elif self._busy and rid == self._running:
+                self.event.set()
+            elif rid in self._queued:
+                self._cancelled.add(rid)
+            # else: already finished (or never sent): nothing to stop
+
+    def start(self, rid: Any) -> bool:
+        """Mark `rid` running; False when it was cancelled while queued (then it must not run)."""
+        with self._lock:
+            if rid in self._queued:
+                self._queued.remove(rid)
+            if rid in self._cancelled:
+                self._cancelled.discard(rid)
+                return False
+            self._running, self._busy = rid, True
+            self.event.clear()  # only here, under the lock: a cancel for this request cannot be lost
+            return True
+
+    def finish(self) -> None:
+        with self._lock:
+            self._running, self._busy = None, False
+            self.event.clear()
+
+
+def _reader(requests: "queue.Queue[dict[str, Any] | None]", cancels: _Cancels, out: _Out) -> None:
     """Read requests from stdin; `cancel` acts at once, everything else is queued in order."""
     for raw in sys.stdin.buffer:
         try:
             req = protocol.decode(raw)
         except ValueError as exc:
-            out.send(event="error", during="request", message=f"malformed request: {exc}")
+            out.send(event="error", id=None, during="request", message=f"malformed request: {exc}")
             continue
         op = req.get("op")
         if op == "cancel":
-            cancel.set()
+            cancels.cancel(req.get("target", req.get("id")))
         elif op not in protocol.OPS:
-            out.send(event="error", during="request", message=f"unknown op {op!r}")
+            out.send(event="error", id=req.get("id"), during="request", message=f"unknown op {op!r}")
         else:
+            cancels.queued(req.get("id"))
             requests.put(req)
     requests.put(None)  # stdin closed: the parent is gone
 
 
-def main() -> None:
+def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -> None:
+    """Serve requests until stdin closes. `engine_factory`: tests pass a fake engine (no llama.cpp)."""
     out = _Out()
-    cancel = threading.Event()
+    cancels = _Cancels()
     requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
-    threading.Thread(target=_reader, args=(requests, cancel, out), daemon=True).start()
-    engine = Engine(out, cancel)
-    out.send(event="ready", pid=os.getpid())
+    threading.Thread(target=_reader, args=(requests, cancels, out), daemon=True).start()
+    engine = (engine_factory or Engine)(out, cancels.event)
+    out.send(event="ready", id=None, pid=os.getpid())
     handlers = {"load": engine.load, "generate": engine.generate, "score": engine.score, "tokenize": engine.tokenize}
     while True:
         req = requests.get()
         if req is None or req.get("op") == "shutdown":
             break
-        op = req["op"]
-        if op == "unload":
-            engine.unload()
+        op, rid = req["op"], req.get("id")
+        if not cancels.start(rid):  # cancelled while it waited: answered without running
+            out.send(event="error", id=rid, during=op, message="cancelled")
             continue
-        cancel.clear()
         try:
-            handlers[op](req)
+            if op == "unload":
+                engine.unload(quiet=True)
+                out.send(event="unloaded", id=rid)
+            else:
+                handlers[op](req)
         except _Cancelled:
-            out.send(event="error", id=req.get("id"), during=op, message="cancelled")
+            out.send(event="error", id=rid, during=op, message="cancelled")
         except Exception as exc:  # reported to the parent; the worker stays up for the next request
-            out.send(event="error", id=req.get("id"), during=op, message=str(exc) or type(exc).__name__)
+            out.send(event="error", id=rid, during=op, message=str(exc) or type(exc).__name__)
+        finally:
+            cancels.finish()
     engine.unload(quiet=True)
 
 

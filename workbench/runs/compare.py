@@ -16,7 +16,14 @@ from typing import Any
 from workbench.core import crash_fallback, hardware
 from workbench.core.hardware import llama_cpp_version
 from workbench.engine.metrics import ContestantResult, mark_divergence
-from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerKilledOnCancel, WorkerPool
+from workbench.engine.pool import (
+    LoadSettings,
+    WorkerCancelled,
+    WorkerDied,
+    WorkerError,
+    WorkerKilledOnCancel,
+    WorkerPool,
+)
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs import remote
@@ -138,8 +145,14 @@ def run_contestant(
                 during = "generate"
                 request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
                            "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+                # Stop pressed during the load (it cannot be interrupted): call() sees `cancel` set and does not
+                # start the generate; pressed just after, the cancel names this generate and the worker honours it
                 done = worker.call(request, {"done"}, forward, cancel)
                 worker.generations += 1
+        except WorkerCancelled:  # stopped before it produced anything: a cancelled result, not an error
+            result.stop_reason = "cancelled"
+            on_event(label, "cancelled", {"message": f"{label}: stopped before generating"})
+            return result
         except WorkerKilledOnCancel as killed:  # Stop, with a worker that never read the cancel: not a crash
             result.error = f"{label}: {killed.reason}"
             result.stop_reason = "cancelled"
