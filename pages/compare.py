@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import views
 from ui.endpoint_views import endpoint_contestants, endpoint_editor
-from ui.shared import active_ladder, jobs, ladders, md_escape, set_active_ladder, store, through_entrypoint
+from ui.shared import active_ladder, jobs, ladders, md_escape, pool, set_active_ladder, store, through_entrypoint
 from workbench.core import hardware
 from workbench.core.disturbance import of_result
 from workbench.quality.packs import PackError, load_examples
@@ -17,6 +17,7 @@ from workbench.runs.compare import (
     local_contestants_of_run,
 )
 from workbench.runs.contestants import OFFLOAD_MODES, RunSettings
+from workbench.runs.jobs import ComparisonJob
 
 through_entrypoint()
 
@@ -95,7 +96,7 @@ st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each f
            "Speed figures say whether other work on this machine disturbed them.")
 
 # ---- run / stop ------------------------------------------------------------------------------
-job = jobs().get(st.session_state.get("job_id"))
+job = jobs().get(st.session_state.get("job_id"), ComparisonJob)
 running = job is not None and not job.finished
 if job is not None and job.finished and job.run_id and st.session_state.get("run_id") is None:
     st.session_state.run_id = job.run_id  # the job ended between two reruns
@@ -107,9 +108,9 @@ if b1.button("Run", type="primary", disabled=running or not chosen or not prompt
                            remote_concurrent=bool(st.session_state.get("remote_concurrent")),
                            display="held" if st.session_state.get("hold_text") else "streamed")
     try:
-        job = jobs().start(contestants_for(ladder, chosen, reference) + endpoint_contestants(), prompt, settings,
-                           ladder=ladder,
-                           category=st.session_state.get("category"))
+        contestants = contestants_for(ladder, chosen, reference) + endpoint_contestants()
+        job = jobs().start(ComparisonJob(pool(), store(), contestants, prompt, settings, ladder=ladder,
+                                         category=st.session_state.get("category")))
         st.session_state.job_id, st.session_state.run_id = job.id, None
         running = True
     except ValueError as exc:
@@ -124,7 +125,8 @@ def remeasure(stored: dict) -> None:
     contestants = local_contestants_of_run(stored)
     settings = RunSettings.from_dict(stored["settings"], display="held")
     same = next((lad for lad in ladders() if lad.name == stored.get("ladder_name")), None)
-    new = jobs().start(contestants, stored["prompt"] or "", settings, ladder=same, category=stored.get("category"))
+    new = jobs().start(ComparisonJob(pool(), store(), contestants, stored["prompt"] or "", settings, ladder=same,
+                                     category=stored.get("category")))
     st.session_state.job_id, st.session_state.run_id = new.id, None
 
 

@@ -7,10 +7,11 @@ import streamlit as st
 
 from ui import quality_views as qv
 from ui import views
-from ui.shared import active_ladder, fmt_time, store, through_entrypoint
+from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from workbench.core.hardware import default_threads
 from workbench.quality import evals
 from workbench.quality.packs import PackError, list_packs, load_pack, parse_pack
+from workbench.quality.quality_jobs import eval_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
 from workbench.runs.contestants import RunSettings
 
@@ -93,13 +94,13 @@ if pack is not None:
                + (f" {n_long} long-context case{'s' if n_long != 1 else ''}: about 1–2 minutes each per quantization "
                   "on a laptop CPU." if n_long else ""))
 
-    job = qv.quality_jobs().get(st.session_state.get("evals-job"))
+    job = qv.quality_job(st.session_state.get("evals-job"))
     running = job is not None and not job.finished
     if st.button("Run eval", type="primary", disabled=running or not selected, key="evals-run"):
         settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=int(threads))
         try:
-            job = qv.quality_jobs().start_eval(pack, qv.contestants_from(ladder, chosen), settings,
-                                               categories=categories, limit=int(limit) or None, ladder=ladder)
+            job = jobs().start(eval_job(pool(), store(), pack, qv.contestants_from(ladder, chosen), settings,
+                                        categories=categories, limit=int(limit) or None, ladder=ladder))
             st.session_state["evals-job"] = job.id
             running = True
         except ValueError as exc:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
-from ui.shared import fmt_bytes, md_escape, refresh_ladders, set_active_ladder, through_entrypoint, watch
+from ui.shared import fmt_bytes, jobs, md_escape, refresh_ladders, set_active_ladder, through_entrypoint, watch
 from workbench.core import paths
 from workbench.core.hardware import machine
 from workbench.files import fit
@@ -92,7 +92,7 @@ with tab_hub:
             st.error(one_line(exc))
 
     listing: hub.RepoListing | None = st.session_state.get(K + "listing")
-    job: models.DownloadJob | None = st.session_state.get(K + "download")
+    job = jobs().get(st.session_state.get(K + "download"), models.DownloadJob)
     # Read once, before the fit table is drawn: a download that finishes later in this run is
     # still treated as running, so its progress fragment reruns the page and the table's
     # "cached" column and the result below never disagree.
@@ -165,8 +165,8 @@ with tab_hub:
         if d1.button(f"Download {len(chosen)} file(s)", key=K + "download-go", type="primary",
                      disabled=running or not chosen or not ok_disk,
                      help=None if ok_disk else "Not enough free disk space for the chosen files"):
-            job = models.DownloadJob(listing, chosen).start()
-            st.session_state[K + "download"] = job
+            job = jobs().start(models.DownloadJob(listing, chosen))
+            st.session_state[K + "download"] = job.id
             running = True
         if d2.button("Cancel", key=K + "download-cancel", disabled=not running,
                      help="Stop the download; the part already fetched is kept and the next download resumes it") \
@@ -223,9 +223,9 @@ with tab_disk:
     if folder.strip() and not os.path.isdir(os.path.expanduser(folder.strip())):
         st.error(f"{md_escape(folder.strip())}: no such folder")
         folder = ""
-    fetched = st.session_state.get(K + "download")
+    fetched = jobs().get(st.session_state.get(K + "download"), models.DownloadJob)
     # look again after a download: the new files are in the HF cache now
-    scan_id = (folder.strip(), id(fetched) if fetched is not None and fetched.result is not None else None)
+    scan_id = (folder.strip(), fetched.id if fetched is not None and fetched.result is not None else None)
     if rescan or st.session_state.get(K + "scan-id") != scan_id:
         try:
             with st.spinner("Looking for GGUF files…"):
@@ -269,7 +269,7 @@ with tab_make:
     types = t1.multiselect("Quantization types", list(QUANT_TYPES), default=list(DEFAULT_TYPES), key=K + "types")
     ref_choice = t2.selectbox("Reference", ["F16", "the source file itself"], key=K + "ref",
                               help="What the others are diffed against")
-    build: models.LadderBuildJob | None = st.session_state.get(K + "build")
+    build = jobs().get(st.session_state.get(K + "build"), models.LadderBuildJob)
     building = build is not None and not build.finished
     if st.button("Build ladder", key=K + "build-go", type="primary", disabled=building or not types or not src.strip()):
         try:
@@ -277,8 +277,8 @@ with tab_make:
         except GgufError as exc:
             st.error(one_line(exc))
         else:
-            build = models.LadderBuildJob(src.strip(), types, None if ref_choice != "F16" else "F16").start()
-            st.session_state[K + "build"] = build
+            build = jobs().start(models.LadderBuildJob(src.strip(), types, None if ref_choice != "F16" else "F16"))
+            st.session_state[K + "build"] = build.id
             building = True
 
     if building and build is not None:

@@ -5,9 +5,10 @@ import streamlit as st
 
 from ui import quality_views as qv
 from ui import views
-from ui.shared import active_ladder, fmt_time, store, through_entrypoint
+from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from workbench.core.hardware import default_threads
 from workbench.quality import divergence as dv
+from workbench.quality.quality_jobs import divergence_prompt_job, divergence_text_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
 from workbench.runs.contestants import RunSettings
 
@@ -64,14 +65,14 @@ with tab_prompt:
         n_ctx = c3.number_input("Context size", 256, 32768, 2048, step=256, key="quality-ctx")
         st.caption(f"Reference: {qv.md_escape(reference)}. Only the reference generates; every quantization then reads its output. "
                    f"{SEQUENTIAL_NOTE}")
-        job = qv.quality_jobs().get(st.session_state.get("quality-prompt-job"))
+        job = qv.quality_job(st.session_state.get("quality-prompt-job"))
         running = job is not None and not job.finished
         if st.button("Measure", type="primary", disabled=running or not chosen or not prompt.strip(),
                      key="quality-prompt-run"):
             settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=default_threads(beside_browser=True))
             try:
-                job = qv.quality_jobs().start_divergence_prompt(qv.contestants_from(ladder, chosen), prompt, settings,
-                                                                ladder=ladder)
+                job = jobs().start(divergence_prompt_job(pool(), store(), qv.contestants_from(ladder, chosen), prompt,
+                                                         settings, ladder=ladder))
                 st.session_state["quality-prompt-job"] = job.id
                 running = True
             except ValueError as exc:
@@ -99,14 +100,14 @@ with tab_text:
     chunk = c2.selectbox("Chunk (tokens)", [256, 512, 1024], index=1, key="quality-chunk",
                          help="llama-perplexity's -c; 512 is what published KLD tables use.")
     max_chunks = c3.number_input("Max chunks (0 = all)", 0, 100, 0, key="quality-max-chunks")
-    text_job = qv.quality_jobs().get(st.session_state.get("quality-text-job"))
+    text_job = qv.quality_job(st.session_state.get("quality-text-job"))
     text_running = text_job is not None and not text_job.finished
     if st.button("Score the reference text", type="primary", disabled=text_running or not text_chosen,
                  key="quality-text-run"):
         settings = RunSettings(n_ctx=max(2048, int(chunk)), n_threads=default_threads(beside_browser=True))
-        text_job = qv.quality_jobs().start_divergence_text(qv.contestants_from(ladder, text_chosen), settings,
-                                                          chunk_tokens=int(chunk), max_chunks=int(max_chunks) or None,
-                                                          ladder=ladder)
+        text_job = jobs().start(divergence_text_job(pool(), store(), qv.contestants_from(ladder, text_chosen), settings,
+                                                    chunk_tokens=int(chunk), max_chunks=int(max_chunks) or None,
+                                                    ladder=ladder))
         st.session_state["quality-text-job"] = text_job.id
         text_running = True
     if text_running:

@@ -6,7 +6,7 @@ import pytest
 
 from workbench.runs.compare import contestants_for, run_comparison
 from workbench.runs.contestants import Contestant, RemoteEndpoint, RunSettings
-from workbench.runs.jobs import JobRegistry
+from workbench.runs.jobs import ComparisonJob
 from workbench.runs.remote import contestant_for
 
 
@@ -20,7 +20,7 @@ def test_an_endpoint_labelled_like_a_local_quantization_is_refused(demo_ladder, 
         with pytest.raises(ValueError, match="two contestants are labelled 'Q8_0'"):
             run_comparison(pool, [*local, impostor], "hi", RunSettings(max_tokens=4), store=store)
         with pytest.raises(ValueError, match="labelled 'Q8_0'"):
-            JobRegistry(pool, store).start([*local, impostor], "hi", RunSettings(max_tokens=4))
+            ComparisonJob(pool, store, [*local, impostor], "hi", RunSettings(max_tokens=4))
         assert store.list_runs(limit=5) == []  # refused before anything was stored or run
         assert not pool.pids()
     finally:

@@ -77,3 +77,22 @@ def test_demo_ladder_identity_check(tmp_path, demo_ladder):
     other = Ladder("demo", [], {"source_sha256": "0" * 64}, str(tmp_path))
     assert not _same_source(other, src)
     assert _same_source(demo_ladder, src)
+
+
+def test_build_steps_come_as_numbers_beside_the_lines_for_people(two_sources):
+    """A progress bar reads (done, total, what) and never parses the "[i/n]" lines the CLI prints."""
+    from workbench.models.acquire import LadderBuildJob
+
+    a, _ = two_sources
+    lines: list[str] = []
+    steps: list[tuple[int, int, str]] = []
+    build_ladder(a, ["Q2_K"], reference_type=None, progress=lines.append, on_step=lambda *s: steps.append(s))
+    assert lines[-2:] == ["[1/1] Q2_K: quantizing…", lines[-1]] and lines[-1].endswith("MiB")
+    assert steps[0] == (0, 1, "Q2_K: quantizing…") and steps[1][:2] == (1, 1) and len(steps) == 2
+
+    job = LadderBuildJob(str(a), ["Q2_K"], reference_type=None).start()  # reused now: one step, already built
+    assert job.join(120)
+    snap = job.snapshot()
+    assert snap["error"] is None and snap["ladder"] is not None
+    assert (snap["step"], snap["steps"], snap["fraction"]) == (1, 1, 1.0)
+    assert snap["messages"][-1] == "[1/1] Q2_K: already built"

@@ -1,7 +1,8 @@
 """Drawing divergence measurements and eval runs; the Quality, Evals and Compare pages call these.
 
 Numbers come from workbench.quality.divergence / workbench.quality.evals; long work runs as a background job
-(workbench.quality.quality_jobs) that a fragment polls, so no page blocks while models work.
+(workbench.quality.quality_jobs) in the app's one job registry that the page follows, so no page blocks while
+models work.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.shared import md_escape, pool, store, watch
+from ui.shared import jobs, md_escape, pool, store, watch
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
 from workbench.quality.heatmap import heatmap_html
-from workbench.quality.quality_jobs import TaskJob, TaskRegistry
+from workbench.quality.quality_jobs import QualityJob, divergence_run_job
 from workbench.runs.contestants import Contestant
 
 EXPLAIN = ("The reference's tokens are fed to every quantization (teacher forcing), and at each position the two "
@@ -27,13 +28,13 @@ EXPLAIN = ("The reference's tokens are fed to every quantization (teacher forcin
            "reference's text under each model. Definitions: docs/quality.md.")
 
 
-@st.cache_resource(show_spinner=False)
-def quality_jobs() -> TaskRegistry:
-    return TaskRegistry(pool(), store())
-
-
 # ---- background jobs ---------------------------------------------------------------------------
-def job_progress(job: TaskJob, key: str) -> None:
+def quality_job(job_id: int | None) -> QualityJob | None:
+    """The divergence or eval job with this id (a session keeps only the id), while the registry keeps it."""
+    return jobs().get(job_id, QualityJob)
+
+
+def job_progress(job: QualityJob, key: str) -> None:
     """A live progress bar with a Stop button; reruns the whole page once the job ends (see `shared.watch`)."""
     if st.button("Stop", key=f"{key}-stop", disabled=job.cancel.is_set()):
         job.stop()
@@ -45,7 +46,7 @@ def job_progress(job: TaskJob, key: str) -> None:
     watch(job.snapshot, draw)
 
 
-def job_outcome(job: TaskJob | None) -> None:
+def job_outcome(job: QualityJob | None) -> None:
     """What a finished job left to say (stopped, or why it failed)."""
     if job is None or not job.finished:
         return
@@ -143,7 +144,7 @@ def divergence_panel(run: dict[str, Any], key: str = "cmp", explain: bool = True
     """Measure (in the background) and show how far each contestant of a stored run drifts from the reference."""
     run_id = run["id"]
     state_key = f"divergence-job-{run_id}"
-    job = quality_jobs().get(st.session_state.get(state_key))
+    job = quality_job(st.session_state.get(state_key))
     if job is not None and not job.finished:
         job_progress(job, f"{key}-{run_id}-job")
         return
@@ -165,7 +166,7 @@ def divergence_panel(run: dict[str, Any], key: str = "cmp", explain: bool = True
         return
     label = "Measure divergence" if report is None else "Measure again"
     if st.button(label, key=f"{key}-{run_id}-measure", type="primary" if report is None else "secondary"):
-        new = quality_jobs().start_divergence_run(run_id)
+        new = jobs().start(divergence_run_job(pool(), store(), run_id))
         st.session_state[state_key] = new.id
         st.rerun()
 

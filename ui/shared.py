@@ -1,7 +1,7 @@
 """What every page shares: process-wide resources, the active ladder, the sidebar, small widgets.
 
 Process-wide resources live in `st.cache_resource`, so models stay loaded across reruns, page
-switches and browser sessions; a session keeps only ids (of its ladder, job and run).
+switches and browser sessions; a session keeps only ids (of its ladder, jobs and run).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from workbench.core import hardware, heap
+from workbench.core.jobs import JobRegistry
 from workbench.engine.pool import WorkerPool
 from workbench.models.ladder import Ladder, list_ladders
-from workbench.runs.jobs import JobRegistry
 from workbench.storage.store import Store, StoreError
 
 APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
@@ -142,7 +142,9 @@ def store() -> Store:
 
 @st.cache_resource(show_spinner=False)
 def jobs() -> JobRegistry:
-    return JobRegistry(pool(), store())
+    """Every background job of this process (comparisons, divergence, evals, downloads, ladder builds), by id:
+    a session keeps only ids, so a job outlives page switches; finished ones are pruned (see JobRegistry)."""
+    return JobRegistry()
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -1,15 +1,13 @@
 """Getting models: fit rows for a Hub repo's files before download, background download and ladder-build jobs,
 and turning downloaded or discovered files into ladders. Shared by the Models page and `workbench fit/download`.
 
-Nothing here imports Streamlit: the jobs run in threads and expose `snapshot()` dicts that a page polls.
+Nothing here imports Streamlit: the jobs are `workbench.core.jobs.Job`s whose `snapshot()` dicts a page polls.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +15,15 @@ from typing import Any, Iterable, Sequence
 
 from huggingface_hub import try_to_load_from_cache
 
-from workbench.core import paths
+from workbench.core import jobs, paths
 from workbench.core.hardware import Gpu, cpu_supports_repack, machine
+from workbench.core.jobs import Job
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models import discover, hub
 from workbench.models.hub import GgufFile, HubError, RepoListing
-from workbench.models.ladder import Ladder, register_ladder
+from workbench.models.ladder import Ladder, build_ladder, register_ladder
+from workbench.models.quantize import QuantizeError
 
 HEADER_READERS = 8  # parallel range reads when peeking at several headers (each bounded by gguf_header)
 NEVER_REPACKED = {"F32", "F16", "BF16", "Q8_0"}  # no Q4_0/Q4_K/IQ4_NL matrices in these files
@@ -171,131 +171,88 @@ def selection_disk_check(listing: RepoListing, entries: Sequence[GgufFile]) -> t
 # --------------------------------------------------------------------------------------------------------------
 
 
-class DownloadJob:
-    """Downloads entries of a listing in a thread; progress per file and overall; `stop()` cancels (resumable)."""
+class DownloadJob(Job):
+    """Downloads entries of a listing (`hub.download`); progress is bytes overall with per-file bytes in `detail`;
+    `stop()` cancels, and the part already fetched is kept for the next download to resume."""
+
+    kind = "download"
+    expected = (HubError,)
+    failure_prefix = "Download failed: "
 
     def __init__(self, listing: RepoListing, entries: Sequence[GgufFile]) -> None:
         self.listing, self.entries = listing, list(entries)
-        self.cancel = threading.Event()
-        self._lock = threading.Lock()
-        self.files: list[dict[str, Any]] = [
-            {"name": f, "bytes": 0, "total": s, "phase": "waiting"}
-            for e in self.entries for f, s in zip(e.files, e.sizes)
-        ]
-        self.done_bytes = 0
-        self.total_bytes = sum(e.size_bytes or 0 for e in self.entries)
-        self.result: list[hub.DownloadedFile] | None = None
-        self.error: str | None = None
+        files = [{"name": f, "bytes": 0, "total": s, "phase": "waiting"}
+                 for e in self.entries for f, s in zip(e.files, e.sizes)]
+        super().__init__(self._download, title=f"download from {listing.repo_id}",
+                         progress=jobs.Progress(0, sum(e.size_bytes or 0 for e in self.entries), "waiting",
+                                                "queued", {"files": files}))
         self.error_kind: str | None = None
-        self.started = time.monotonic()
-        self.thread = threading.Thread(target=self._run, name=f"download {listing.repo_id}", daemon=True)
-
-    def start(self) -> "DownloadJob":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.cancel.set()
-
-    @property
-    def finished(self) -> bool:
-        return self.result is not None or self.error is not None
 
     def _on_progress(self, p: hub.DownloadProgress) -> None:
         with self._lock:
-            if 0 <= p.file_index < len(self.files):
-                f = self.files[p.file_index]
+            files = [dict(f) for f in self.progress.detail["files"]]
+            if 0 <= p.file_index < len(files):
+                f = files[p.file_index]
                 f["bytes"], f["phase"] = p.file_bytes, p.phase
                 if p.file_total:
                     f["total"] = p.file_total
                 if p.phase in ("done", "cached"):
                     f["bytes"] = f["total"] or p.file_bytes
-            self.done_bytes, self.total_bytes = p.done_bytes, p.total_bytes or self.total_bytes
+            self.report(p.done_bytes, p.total_bytes or self.progress.total, phase=p.phase, message=p.filename,
+                        detail={"files": files})
 
-    def _run(self) -> None:
+    def _download(self, _job: Job) -> list[hub.DownloadedFile]:
         try:
             out = hub.download(self.listing.repo_id, self.entries, on_progress=self._on_progress, cancel=self.cancel,
                                listing=self.listing)
-            with self._lock:
-                for e in self.entries:  # the listing the page shows now knows they are here
-                    e.cached = True
-                self.result = out
         except HubError as exc:
-            with self._lock:
-                self.error, self.error_kind = str(exc), exc.kind
-        except Exception as exc:  # a job thread must never die silently: the page shows one line
-            with self._lock:
-                self.error, self.error_kind = f"Download failed: {type(exc).__name__}: {exc}".splitlines()[0], "hub"
+            if exc.kind == "cancelled":
+                raise jobs.Cancelled(str(exc)) from None
+            self.error_kind = exc.kind
+            raise
+        for e in self.entries:  # the listing the page shows now knows they are here
+            e.cached = True
+        return out
 
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "repo_id": self.listing.repo_id,
-                "files": [dict(f) for f in self.files],
-                "done_bytes": self.done_bytes,
-                "total_bytes": self.total_bytes,
-                "fraction": min(1.0, self.done_bytes / self.total_bytes) if self.total_bytes else 0.0,
-                "finished": self.finished,
-                "cancelling": self.cancel.is_set() and not self.finished,
-                "error": self.error,
-                "error_kind": self.error_kind,
-                "result": list(self.result) if self.result is not None else None,
-                "elapsed_s": time.monotonic() - self.started,
-            }
+    def _snapshot_extra(self) -> dict[str, Any]:
+        p = self.progress
+        kind = "cancelled" if self.cancelled else (self.error_kind or "hub") if self.failure else None
+        return {"repo_id": self.listing.repo_id, "files": [dict(f) for f in p.detail["files"]],
+                "done_bytes": p.done, "total_bytes": p.total,
+                "error": p.message if self.cancelled else self.failure, "error_kind": kind,
+                "result": list(self.result) if self.result is not None else None}
 
 
-_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
+class LadderBuildJob(Job):
+    """Quantizes a local source GGUF into a ladder (`build_ladder`); progress is files built of files planned,
+    and the build's lines for people are kept in `detail["messages"]`."""
 
-
-class LadderBuildJob:
-    """Quantizes a local source GGUF into a ladder in a thread (build_ladder), keeping its progress lines."""
+    kind = "ladder-build"
+    expected = (GgufError, QuantizeError, OSError, ValueError)
+    failure_prefix = "Building the ladder failed: "
 
     def __init__(self, src: str, types: Sequence[str], reference_type: str | None = "F16", name: str | None = None) -> None:
         self.src, self.types, self.reference_type, self.name = src, list(types), reference_type, name
-        self._lock = threading.Lock()
-        self.messages: list[str] = []
-        self.step, self.steps = 0, len(self.types) + (1 if reference_type and reference_type not in self.types else 0)
-        self.ladder: Ladder | None = None
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._run, name=f"ladder {Path(src).name}", daemon=True)
+        steps = len(self.types) + (1 if reference_type and reference_type not in self.types else 0)
+        super().__init__(self._build, title=f"ladder from {Path(src).name}",
+                         progress=jobs.Progress(0, steps, "", "Starting…", {"messages": []}))
 
-    def start(self) -> "LadderBuildJob":
-        self.thread.start()
-        return self
-
-    @property
-    def finished(self) -> bool:
-        return self.ladder is not None or self.error is not None
-
-    def _progress(self, msg: str) -> None:
+    def _say(self, msg: str) -> None:
         with self._lock:
-            self.messages.append(msg)
-            m = _STEP.match(msg)
-            if m:
-                done = int(m[1]) - (0 if msg.rstrip().endswith(("built", "MiB")) else 1)
-                self.step, self.steps = max(self.step, done), int(m[2])
+            self.report(message=msg, detail={"messages": [*self.progress.detail["messages"], msg]})
 
-    def _run(self) -> None:
-        from workbench.models.ladder import build_ladder
-        from workbench.models.quantize import QuantizeError
-
-        try:
-            lad = build_ladder(self.src, self.types, reference_type=self.reference_type, name=self.name,
-                               progress=self._progress)
-            with self._lock:
-                self.ladder, self.step = lad, self.steps
-        except (GgufError, QuantizeError, OSError, ValueError) as exc:
-            with self._lock:
-                self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        except Exception as exc:
-            with self._lock:
-                self.error = f"Building the ladder failed: {type(exc).__name__}: {exc}".splitlines()[0]
-
-    def snapshot(self) -> dict[str, Any]:
+    def _step(self, done: int, total: int, _what: str) -> None:
         with self._lock:
-            return {"messages": list(self.messages), "step": self.step, "steps": self.steps,
-                    "fraction": self.step / self.steps if self.steps else 0.0, "finished": self.finished,
-                    "error": self.error, "ladder": self.ladder}
+            self.report(max(done, int(self.progress.done)), total)
+
+    def _build(self, _job: Job) -> Ladder:
+        return build_ladder(self.src, self.types, reference_type=self.reference_type, name=self.name,
+                            progress=self._say, on_step=self._step)
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        p = self.progress
+        return {"messages": list(p.detail["messages"]), "step": int(p.done), "steps": int(p.total),
+                "error": self.failure, "ladder": self.result}
 
 
 def check_source(path: str) -> GgufInfo:

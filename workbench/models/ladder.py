@@ -27,7 +27,8 @@ DEMO_NAME = "SmolLM2-135M-Instruct (embedded demo)"
 DEMO_DIR_NAME = "smollm2-135m-instruct-demo"
 LADDER_FILE = "ladder.json"
 
-Progress = Callable[[str], None]
+Progress = Callable[[str], None]  # a line for people (the CLI prints it)
+StepProgress = Callable[[int, int, str], None]  # (files built so far, files in the plan, what happens now): for code
 
 
 @dataclass
@@ -157,6 +158,12 @@ def _built_before(out: Path, src_sha256: str) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def _step(progress: Progress, on_step: StepProgress, i: int, total: int, what: str, *, built: bool) -> None:
+    """File `i` of `total`, told both ways: "[2/5] Q4_K_M: quantizing…" for people, (1, 5, …) for code."""
+    progress(f"[{i}/{total}] {what}")
+    on_step(i if built else i - 1, total, what)
+
+
 def build_ladder(
     src: str | os.PathLike[str],
     types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
@@ -166,6 +173,7 @@ def build_ladder(
     name: str | None = None,
     extra_provenance: dict[str, Any] | None = None,
     progress: Progress = lambda msg: None,
+    on_step: StepProgress = lambda done, total, msg: None,
     threads: int | None = None,
 ) -> Ladder:
     """Quantize `src` into each of `types` (and the reference type), reusing files this source already built.
@@ -173,7 +181,8 @@ def build_ladder(
     The default folder is named after the source and a hash of its content (`ladder_dir_name`). A file already
     there is reused only when the folder's ladder.json says it was built from a source with the same sha256 as
     the same quantization type, and its size is unchanged; anything else is quantized again.
-    `reference_type=None` uses the source file itself as the reference.
+    `reference_type=None` uses the source file itself as the reference. `progress` gets lines for people,
+    `on_step` the same steps as numbers, so a progress bar never parses the lines.
     """
     src_info = read_header(src)
     stem = Path(src).stem.split(".")[0]
@@ -192,11 +201,11 @@ def build_ladder(
         reusable = (prior is not None and dst.exists() and dst.stat().st_size == prior.get("size_bytes")
                     and qt in (prior.get("built_as"), prior.get("quant_type")))
         if reusable:
-            progress(f"[{i}/{len(plan)}] {qt}: already built")
+            _step(progress, on_step, i, len(plan), f"{qt}: already built", built=True)
         else:
-            progress(f"[{i}/{len(plan)}] {qt}: quantizing…")
+            _step(progress, on_step, i, len(plan), f"{qt}: quantizing…", built=False)
             quantize(src, dst, qt, threads)
-            progress(f"[{i}/{len(plan)}] {qt}: {dst.stat().st_size / 2**20:.1f} MiB")
+            _step(progress, on_step, i, len(plan), f"{qt}: {dst.stat().st_size / 2**20:.1f} MiB", built=True)
         files.append(LadderFile.from_info(read_header(dst), reference=(qt == reference_type)))
         built[dst.name] = qt
     if reference_type is None:
