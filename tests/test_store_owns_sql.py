@@ -105,6 +105,7 @@ def test_every_write_goes_through_the_store_transaction_and_its_errors(tmp_path)
         "add_eval_run": lambda: store.add_eval_run(run_id, pack_name="p", pack_source=None, categories=None,
                                                    case_limit=None, contestants=[], cases=[]),
         "save_eval_result": lambda: store.save_eval_result(run_id, outcome),
+        "add_fingerprint": lambda: store.add_fingerprint("0" * 16, {"closest": "Q8_0"}),
         "delete_run": lambda: store.delete_run(run_id),
     }
     store.read_only = True
@@ -115,6 +116,8 @@ def test_every_write_goes_through_the_store_transaction_and_its_errors(tmp_path)
     assert store.get_run(run_id) == before and len(store.list_runs()) == 1
     assert store.divergence_rows(run_id, "output") == [] and store.eval_rows(run_id) is None
     assert store.ratings() == [] and store.find_votes(JudgementFilters()) == []
+    assert store.fingerprint_history("0" * 16) == []
     for write in writes.values():  # and each one works on a writable database
         write()
     assert store.get_run(run_id) is None and len(store.list_runs()) == 2  # deleted; the new and the imported run
+    assert store.fingerprint_history("0" * 16) == [{"closest": "Q8_0"}]

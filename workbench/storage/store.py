@@ -639,3 +639,15 @@ class Store:
                 """SELECT e.run_id, r.created_at, r.status, r.ladder_name, e.pack_name, e.labels_json, e.cases_json
                    FROM eval_runs e JOIN runs r ON r.id = e.run_id ORDER BY e.run_id DESC LIMIT ?""", (limit,))]
 
+    # ---- fingerprint history (runs.fingerprint) ----------------------------------------------
+    def add_fingerprint(self, key: str, report: dict[str, Any]) -> None:
+        """Append one fingerprint report to the history of the endpoint `key` names."""
+        with self.transaction() as conn:
+            migrations.insert_fingerprint(conn, key, report)
+
+    def fingerprint_history(self, key: str) -> list[dict[str, Any]]:
+        """The endpoint's fingerprint reports, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT report_json FROM fingerprints WHERE endpoint_key = ? ORDER BY id",
+                                (key,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
