@@ -55,8 +55,8 @@ def full_run(store: Store) -> int:
 def dump(store: Store) -> dict[str, list[dict]]:
     """Every row of every table a run owns (and runs), ids replaced by their rank so remapped ids compare equal,
     JSON columns parsed."""
+    tables = ["runs", *history.run_tables(store)]
     with store._connect() as conn:
-        tables = ["runs", *history.run_tables(conn)]
         rows = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
     run_rank = {r["id"]: i for i, r in enumerate(rows["runs"])}
     result_rank = {r["id"]: i for i, r in enumerate(rows["results"])}
@@ -98,8 +98,8 @@ def test_a_table_with_a_run_id_column_is_exported_even_when_no_list_names_it(sto
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL "
                      "REFERENCES runs(id) ON DELETE CASCADE, body TEXT)")
         conn.execute("INSERT INTO notes (run_id, body) VALUES (?, 'remember this')", (run_id,))
+    owned = set(history.run_tables(store))
     with store._connect() as conn:
-        owned = set(history.run_tables(conn))
         with_run_id = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                        if any(c[1] == "run_id" for c in conn.execute(f"PRAGMA table_info({name})"))}
     assert with_run_id == owned

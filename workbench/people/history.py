@@ -28,7 +28,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from workbench.storage.store import Store, now_iso
+from workbench.storage.store import ImportRun, Store, now_iso
 
 EXPORT_FORMAT = "quant-workbench-export"
 EXPORT_VERSION = 2  # 2: every table with a run_id (divergence and evals too); 1: results, ratings, votes only
@@ -87,32 +87,8 @@ def search_runs(
 
     Each row carries counts of its outputs, ratings and votes for a history table.
     """
-    where, args = [], []
-    if text:
-        where.append("(runs.prompt LIKE ? OR runs.system_prompt LIKE ?)")
-        args += [f"%{text}%"] * 2
-    if model:
-        where.append("runs.ladder_name LIKE ?")
-        args.append(f"%{model}%")
-    lo, hi = _bound(since, end=False), _bound(until, end=True)
-    if lo:
-        where.append("runs.created_at >= ?")
-        args.append(lo)
-    if hi:
-        where.append("runs.created_at < ?" if not isinstance(until, datetime) else "runs.created_at <= ?")
-        args.append(hi)
-    if kind:
-        where.append("runs.kind = ?")
-        args.append(kind)
-    sql = f"""SELECT runs.id, runs.created_at, runs.kind, runs.status, runs.ladder_name, runs.prompt, runs.category,
-                     runs.reference_label,
-                     (SELECT COUNT(*) FROM results WHERE results.run_id = runs.id) AS n_results,
-                     (SELECT COUNT(*) FROM ratings WHERE ratings.run_id = runs.id) AS n_ratings,
-                     (SELECT COUNT(*) FROM votes WHERE votes.run_id = runs.id) AS n_votes
-              FROM runs {"WHERE " + " AND ".join(where) if where else ""}
-              ORDER BY runs.id DESC LIMIT ?"""
-    with store._connect() as conn:
-        return [dict(r) for r in conn.execute(sql, [*args, int(limit)])]
+    return store.search_runs(text=text, model=model, since=_bound(since, end=False), until=_bound(until, end=True),
+                             until_inclusive=isinstance(until, datetime), kind=kind, limit=int(limit))
 
 
 def delete_runs(store: Store, run_ids: Sequence[int]) -> int:
@@ -149,26 +125,13 @@ def secret_keys(value: Any, path: str = "") -> list[str]:
     return found
 
 
-def run_tables(conn: Any) -> list[str]:
+def run_tables(store: Store) -> list[str]:
     """Every table holding rows of a run (a `run_id` column), RUN_TABLES first in their order, then any other."""
-    found = []
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
-        if name != "runs" and not name.startswith(("_", "sqlite_")) and \
-                any(r[1] == "run_id" for r in conn.execute(f'PRAGMA table_info("{name}")')):
-            found.append(name)
-    return [t for t in RUN_TABLES if t in found] + [t for t in found if t not in RUN_TABLES]
+    return store.run_tables(RUN_TABLES)
 
 
 def _rows(store: Store, table: str, run_ids: Sequence[int] | None) -> list[dict[str, Any]]:
-    col = "id" if table == "runs" else "run_id"
-    sql = f"SELECT * FROM {table}"
-    args: list[Any] = []
-    if run_ids is not None:
-        sql += f" WHERE {col} IN ({', '.join('?' * len(run_ids)) or 'NULL'})"
-        args = [int(r) for r in run_ids]
-    with store._connect() as conn:
-        order = "id" if any(r[1] == "id" for r in conn.execute(f"PRAGMA table_info({table})")) else col
-        rows = [dict(r) for r in conn.execute(sql + f" ORDER BY {order}", args)]
+    rows = store.table_rows(table, run_ids)
     for row in rows:
         _redact_row(row)
     return rows
@@ -204,16 +167,14 @@ class SecretInExport(RuntimeError):
 
 def export_data(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, Any]:
     """Every run (or the chosen ones) with the rows of every table it owns, JSON columns parsed; no secrets."""
-    with store._connect() as conn:
-        owned = run_tables(conn)
+    owned = run_tables(store)
     tables = {t: _rows(store, t, run_ids) for t in ("runs", *owned)}
     by_run: dict[int, dict[str, list[dict[str, Any]]]] = {r["id"]: {t: [] for t in owned} for r in tables["runs"]}
     for table in owned:
         for row in tables[table]:
             by_run[row["run_id"]][table].append(_parse_json_columns(row))
     runs = [{**_parse_json_columns(r), **by_run[r["id"]]} for r in tables["runs"]]
-    with store._connect() as conn:
-        schema = [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+    schema = store.schema_version()
     data = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": now_iso(), "schema": schema,
             "runs": runs}
     leaked = [p for r in runs for row in [r, *(x for t in owned for x in r[t])] for p in leaked_settings(row)]
@@ -255,8 +216,7 @@ def csv_safe(value: Any) -> Any:
 def csv_tables(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, str]:
     """table name → CSV text, the database's columns in their order."""
     out = {}
-    with store._connect() as conn:
-        columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in TABLES}
+    columns = {t: [r[1] for r in rows] for t, rows in store.table_info(TABLES).items()}
     for table in TABLES:
         buf = io.StringIO()
         # CRLF (RFC 4180): with "\n" alone a lone "\r" in model text went unquoted and broke the row
@@ -330,36 +290,16 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origi
     if int(data.get("version", 0)) > EXPORT_VERSION:
         raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads "
                               f"({EXPORT_VERSION})")
-    mapping: dict[int, int] = {}
-    with store.transaction() as conn:
-        owned = run_tables(conn)
-        counts = {t: 0 for t in owned}
-        info = {t: list(conn.execute(f"PRAGMA table_info({t})")) for t in ("runs", *owned)}
-        columns = {t: [r[1] for r in rows if r[1] != "id"] for t, rows in info.items()}
+    stamp = f"{now_iso()} {str(origin or 'an export')[:200]}"
+
+    def prepare(info: dict[str, list[Any]]) -> list[ImportRun]:
         validate_import(data, info)
-        stamp = f"{now_iso()} {str(origin or 'an export')[:200]}"
+        owned = [t for t in info if t != "runs"]
+        return [ImportRun(_flatten_json_columns(run),
+                          {t: [_flatten_json_columns(row) for row in run.get(t) or []] for t in owned})
+                for run in data.get("runs", [])]
 
-        def insert(table: str, row: dict[str, Any], **override: Any) -> int:
-            flat = _flatten_json_columns(row)
-            flat.update(override)
-            cols = [c for c in columns[table] if c in flat]
-            cur = conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                               [flat[c] for c in cols])
-            return int(cur.lastrowid)
-
-        for run in data.get("runs", []):
-            new_run = insert("runs", run, imported_from=stamp)
-            mapping[int(run["id"])] = new_run
-            result_ids: dict[int, int] = {}
-            for table in owned:
-                for row in run.get(table) or []:
-                    if table == "results":
-                        result_ids[int(row["id"])] = insert(table, row, run_id=new_run)
-                    elif table == "ratings":
-                        insert(table, row, run_id=new_run, result_id=result_ids.get(row.get("result_id")))
-                    else:
-                        insert(table, row, run_id=new_run)
-                    counts[table] += 1
+    mapping, counts = store.import_runs(prepare, RUN_TABLES, stamp)
     return ImportSummary(len(mapping), counts.get("results", 0), counts.get("ratings", 0), counts.get("votes", 0),
                          mapping, counts)
 

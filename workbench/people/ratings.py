@@ -17,12 +17,11 @@ app crashes, and several tabs or processes can rate at once.
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.storage.store import Store, now_iso
+from workbench.storage.store import JudgementFilters, RowMissing, Store
 
 MODES = ("open", "blind", "pairwise")
 VOTE_MODES = ("pairwise", "blind")
@@ -42,21 +41,10 @@ def rater_identity(row: dict[str, Any]) -> str:
     return (row.get("rater") or "").strip() or (row.get("session") or "").strip() or ANONYMOUS
 
 
-def _snapshot(conn: sqlite3.Connection, run_id: int,
-              labels: Sequence[str]) -> tuple[sqlite3.Row, dict[str, sqlite3.Row]]:
-    """The run and its results for `labels`, read inside the caller's transaction; RatingError if missing."""
-    run = conn.execute("SELECT id, ladder_name, prompt, category, settings_json FROM runs WHERE id = ?",
-                       (run_id,)).fetchone()
-    if run is None:
-        raise RatingError(f"there is no run {run_id}")
-    results = {}
-    for label in labels:
-        row = conn.execute("SELECT id, label, quant_type FROM results WHERE run_id = ? AND label = ?",
-                           (run_id, label)).fetchone()
-        if row is None:
-            raise RatingError(f"run {run_id} has no output labelled {label!r}")
-        results[label] = row
-    return run, results
+def _missing(exc: RowMissing) -> RatingError:
+    if exc.label is None:
+        return RatingError(f"there is no run {exc.run_id}")
+    return RatingError(f"run {exc.run_id} has no output labelled {exc.label!r}")
 
 
 def add_rating(
@@ -80,18 +68,12 @@ def add_rating(
         raise RatingError(f"a rating is a whole number from 1 to 5, not {score!r}") from None
     if not 1 <= score <= 5:
         raise RatingError(f"a rating is a whole number from 1 to 5, not {score}")
-    with store.transaction() as conn:
-        run, results = _snapshot(conn, run_id, [label])
-        res = results[label]
-        cur = conn.execute(
-            """INSERT INTO ratings (run_id, result_id, label, score, comment, rater, mode, created_at, session,
-               display_letter, quant_type, ladder_name, prompt, category, settings_json)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-            (run_id, res["id"], label, score, (comment or "").strip() or None, (rater or "").strip() or None, mode,
-             now_iso(), session or None, display_letter, res["quant_type"], run["ladder_name"], run["prompt"],
-             run["category"], run["settings_json"]),
-        )
-        return int(cur.lastrowid)
+    try:
+        return store.add_rating_snapshot(
+            run_id=run_id, label=label, score=score, comment=(comment or "").strip() or None,
+            rater=(rater or "").strip() or None, mode=mode, session=session or None, display_letter=display_letter)
+    except RowMissing as exc:
+        raise _missing(exc) from None
 
 
 def add_vote(
@@ -114,17 +96,12 @@ def add_vote(
         raise RatingError(f"the winner must be 'a', 'b' or 'tie', not {winner!r}")
     if mode not in VOTE_MODES:
         raise RatingError(f"a vote's mode must be one of {', '.join(VOTE_MODES)}, not {mode!r}")
-    with store.transaction() as conn:
-        run, results = _snapshot(conn, run_id, [label_a, label_b])
-        cur = conn.execute(
-            """INSERT INTO votes (run_id, label_a, label_b, quant_type_a, quant_type_b, winner, rater, session, mode,
-               comment, ladder_name, prompt, category, settings_json, created_at)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-            (run_id, label_a, label_b, results[label_a]["quant_type"], results[label_b]["quant_type"], winner,
-             (rater or "").strip() or None, session or None, mode, (comment or "").strip() or None, run["ladder_name"],
-             run["prompt"], run["category"], run["settings_json"], now_iso()),
-        )
-        return int(cur.lastrowid)
+    try:
+        return store.add_vote(run_id=run_id, label_a=label_a, label_b=label_b, winner=winner,
+                              rater=(rater or "").strip() or None, session=session or None, mode=mode,
+                              comment=(comment or "").strip() or None)
+    except RowMissing as exc:
+        raise _missing(exc) from None
 
 
 # ---- blind mode -------------------------------------------------------------------------------
@@ -203,33 +180,6 @@ def blind_view(store: Store, run_id: int, *, session: str, rater: str | None = N
 
 
 # ---- reading ----------------------------------------------------------------------------------
-def _where(alias: str, *, run_id: int | None, run_ids: Sequence[int] | None, model: str | None, category: str | None,
-           rater: str | None, mode: str | None, session: str | None) -> tuple[str, list[Any]]:
-    where, args = [], []
-    if run_id is not None:
-        where.append(f"{alias}.run_id = ?")
-        args.append(run_id)
-    if run_ids is not None:
-        where.append(f"{alias}.run_id IN ({', '.join('?' * len(run_ids)) or 'NULL'})")
-        args += list(run_ids)
-    if model:
-        where.append(f"COALESCE({alias}.ladder_name, runs.ladder_name) = ?")
-        args.append(model)
-    if category:
-        where.append(f"COALESCE({alias}.category, runs.category) = ?")
-        args.append(category)
-    if rater:
-        where.append(f"{alias}.rater = ?")
-        args.append(rater)
-    if mode:
-        where.append(f"{alias}.mode = ?")
-        args.append(mode)
-    if session:
-        where.append(f"{alias}.session = ?")
-        args.append(session)
-    return (" WHERE " + " AND ".join(where)) if where else "", args
-
-
 def list_ratings(
     store: Store,
     *,
@@ -242,20 +192,7 @@ def list_ratings(
     session: str | None = None,
 ) -> list[dict[str, Any]]:
     """Ratings, oldest first, filtered; snapshot columns fall back to the run for rows saved without one."""
-    where, args = _where("r", run_id=run_id, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode,
-                         session=session)
-    sql = f"""SELECT r.id, r.run_id, r.result_id, r.label, r.score, r.comment, r.rater, r.session, r.mode,
-                     r.display_letter, r.created_at,
-                     COALESCE(r.quant_type, res.quant_type) AS quant_type,
-                     COALESCE(r.ladder_name, runs.ladder_name) AS ladder_name,
-                     COALESCE(r.prompt, runs.prompt) AS prompt,
-                     COALESCE(r.category, runs.category) AS category,
-                     COALESCE(r.settings_json, runs.settings_json) AS settings_json
-              FROM ratings r JOIN runs ON runs.id = r.run_id
-              LEFT JOIN results res ON res.run_id = r.run_id AND res.label = r.label
-              {where} ORDER BY r.id"""
-    with store._connect() as conn:
-        return [dict(row) for row in conn.execute(sql, args)]
+    return store.find_ratings(JudgementFilters(run_id, run_ids, model, category, rater, mode, session))
 
 
 def list_votes(
@@ -270,11 +207,7 @@ def list_votes(
     session: str | None = None,
 ) -> list[dict[str, Any]]:
     """Pairwise votes, oldest first, filtered like `list_ratings`."""
-    where, args = _where("v", run_id=run_id, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode,
-                         session=session)
-    sql = f"SELECT v.* FROM votes v JOIN runs ON runs.id = v.run_id{where} ORDER BY v.id"
-    with store._connect() as conn:
-        return [dict(row) for row in conn.execute(sql, args)]
+    return store.find_votes(JudgementFilters(run_id, run_ids, model, category, rater, mode, session))
 
 
 def filter_options(store: Store) -> dict[str, list[str]]:

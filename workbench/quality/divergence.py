@@ -51,7 +51,7 @@ from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs.compare import CRASH_SIGNALS_FOR_FALLBACK, IMPORTED_NOTE, is_imported, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
-from workbench.storage.store import Store, now_iso
+from workbench.storage.store import DivergenceRow, Store, now_iso
 
 __all__ = [
     "BUDGET_BYTES",
@@ -701,29 +701,17 @@ def save_report(store: Store, report: DivergenceReport) -> None:
         raise ValueError("only a report with a run can be stored")
     created = now_iso()
     report.created_at = created
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM divergence WHERE run_id = ? AND source = ?", (report.run_id, report.source))
-        for r in report.results:
-            s = r.summary
-            detail = {"tokens": r.tokens, "logprobs": _round(r.logprobs), "kld": _round(r.kld),
-                      "agree": r.agree, "top": [[[int(t), round(lp, 4)] for t, lp in top] for top in r.top],
-                      "pieces": {str(k): v for k, v in r.pieces.items()}}
-            conn.execute(
-                """INSERT INTO divergence (run_id, source, label, quant_type, file, is_reference, reference_label,
-                   n_tokens, mean_kld, median_kld, p99_kld, max_kld, top1_agreement, ppl, error, summary_json,
-                   tokens_json, meta_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (report.run_id, report.source, r.label, r.quant_type, r.file, int(r.is_reference),
-                 report.reference_label, s.get("n_tokens"), s.get("mean_kld"), s.get("median_kld"), s.get("p99_kld"),
-                 s.get("max_kld"), s.get("top1_agreement"), s.get("ppl"), r.error, json.dumps(s),
-                 json.dumps(detail, ensure_ascii=False), json.dumps(report.meta), created),
-            )
+    rows = [DivergenceRow(r.label, r.quant_type, r.file, r.is_reference, r.error, r.summary,
+                          {"tokens": r.tokens, "logprobs": _round(r.logprobs), "kld": _round(r.kld), "agree": r.agree,
+                           "top": [[[int(t), round(lp, 4)] for t, lp in top] for top in r.top],
+                           "pieces": {str(k): v for k, v in r.pieces.items()}})
+            for r in report.results]
+    store.replace_divergence(report.run_id, report.source, report.reference_label, report.meta, created, rows)
 
 
 def load_report(store: Store, run_id: int, source: str = "output") -> DivergenceReport | None:
     """The stored measurement of a run (None when it was never measured)."""
-    with store._connect() as conn:
-        rows = conn.execute("SELECT * FROM divergence WHERE run_id = ? AND source = ? ORDER BY id",
-                            (run_id, source)).fetchall()
+    rows = store.divergence_rows(run_id, source)
     if not rows:
         return None
     results = []
@@ -742,18 +730,9 @@ def load_report(store: Store, run_id: int, source: str = "output") -> Divergence
 
 def list_text_reports(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     """Stored reference-text measurements, newest first: run id, when, ladder, and each contestant's headline."""
-    with store._connect() as conn:
-        runs = conn.execute("SELECT id, created_at, ladder_name, status FROM runs WHERE kind = 'diverge-text' "
-                            "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return [dict(r) for r in runs]
+    return store.text_divergence_runs(limit)
 
 
 def measured_runs(store: Store, run_ids: Sequence[int]) -> set[int]:
     """Which of these runs have a stored measurement of their reference output."""
-    if not run_ids:
-        return set()
-    with store._connect() as conn:
-        rows = conn.execute(
-            f"SELECT DISTINCT run_id FROM divergence WHERE source = 'output' AND run_id IN ({','.join('?' * len(run_ids))})",
-            list(run_ids)).fetchall()
-    return {int(r[0]) for r in rows}
+    return store.runs_with_divergence(run_ids, "output")

@@ -35,7 +35,7 @@ from workbench.quality.evalstats import compare_paired, format_p, wilson_interva
 from workbench.quality.packs import CATEGORIES, Case, Pack
 from workbench.runs.compare import run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
-from workbench.storage.store import Store, now_iso
+from workbench.storage.store import Store
 
 __all__ = [
     "ALL",
@@ -322,15 +322,10 @@ def run_eval(
             ladder=ladder.to_dict() if ladder else None, reference_label=ref.label,
             machine=hardware.machine().to_dict(), versions={"workbench": __version__, "llama_cpp": llama_cpp_version()},
         )
-        with store.transaction() as conn:
-            conn.execute(
-                """INSERT INTO eval_runs (run_id, pack_name, pack_source, categories_json, case_limit, labels_json,
-                   cases_json) VALUES (?,?,?,?,?,?,?)""",
-                (run.run_id, pack.name, pack.source, json.dumps(run.categories), limit,
-                 json.dumps([{"label": c.label, "quant_type": c.quant_type, "file": c.path,
-                              "is_reference": c.is_reference} for c in contestants]),
-                 json.dumps(run.cases, ensure_ascii=False)),
-            )
+        store.add_eval_run(run.run_id, pack_name=pack.name, pack_source=pack.source, categories=run.categories,
+                           case_limit=limit, contestants=[{"label": c.label, "quant_type": c.quant_type, "file": c.path,
+                                                           "is_reference": c.is_reference} for c in contestants],
+                           cases=run.cases)
         if on_run_created:
             on_run_created(run.run_id)
     total = len(cases) * len(contestants)
@@ -384,16 +379,7 @@ def run_eval(
 
 
 def _store_outcome(store: Store, run_id: int, o: CaseOutcome) -> None:
-    with store.transaction() as conn:
-        conn.execute(
-            """INSERT INTO eval_results (run_id, case_id, category, label, quant_type, passed, detail, output, error,
-               stop_reason, completion_tokens, decode_tok_s, total_s, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-               ON CONFLICT (run_id, case_id, label) DO UPDATE SET passed=excluded.passed, detail=excluded.detail,
-               output=excluded.output, error=excluded.error, stop_reason=excluded.stop_reason,
-               completion_tokens=excluded.completion_tokens, decode_tok_s=excluded.decode_tok_s, total_s=excluded.total_s""",
-            (run_id, o.case_id, o.category, o.label, o.quant_type, int(o.passed), o.detail, o.output, o.error,
-             o.stop_reason, o.completion_tokens, o.decode_tok_s, o.total_s, now_iso()),
-        )
+    store.save_eval_result(run_id, asdict(o))
 
 
 # ------------------------------------------------------------------------------------ reading back
@@ -401,13 +387,10 @@ def _store_outcome(store: Store, run_id: int, o: CaseOutcome) -> None:
 
 def load_eval(store: Store, run_id: int) -> EvalRun | None:
     """A stored eval run with every outcome (None when `run_id` is not an eval)."""
-    with store._connect() as conn:
-        head = conn.execute(
-            """SELECT e.*, r.created_at, r.status, r.settings_json, r.reference_label FROM eval_runs e
-               JOIN runs r ON r.id = e.run_id WHERE e.run_id = ?""", (run_id,)).fetchone()
-        if head is None:
-            return None
-        rows = conn.execute("SELECT * FROM eval_results WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+    stored = store.eval_rows(run_id)
+    if stored is None:
+        return None
+    head, rows = stored
     contestants = json.loads(head["labels_json"])
     outcomes = [CaseOutcome(r["case_id"], r["category"], r["label"], r["quant_type"], bool(r["passed"]), r["detail"] or "",
                             r["output"] or "", r["error"], r["stop_reason"], r["completion_tokens"], r["decode_tok_s"],
@@ -421,10 +404,7 @@ def load_eval(store: Store, run_id: int) -> EvalRun | None:
 
 def list_evals(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     """Stored eval runs, newest first: run_id, created_at, status, pack_name, ladder_name, labels, n_cases."""
-    with store._connect() as conn:
-        rows = conn.execute(
-            """SELECT e.run_id, r.created_at, r.status, r.ladder_name, e.pack_name, e.labels_json, e.cases_json
-               FROM eval_runs e JOIN runs r ON r.id = e.run_id ORDER BY e.run_id DESC LIMIT ?""", (limit,)).fetchall()
+    rows = store.list_eval_runs(limit)
     return [{"run_id": r["run_id"], "created_at": r["created_at"], "status": r["status"], "ladder_name": r["ladder_name"],
              "pack_name": r["pack_name"], "labels": [c["label"] for c in json.loads(r["labels_json"])],
              "n_cases": len(json.loads(r["cases_json"]))} for r in rows]

@@ -20,30 +20,29 @@ The ranking uses mean KLD over prompts when log-probs exist, else greedy agreeme
 winner is comes from a paired bootstrap over prompts against every other candidate; candidates
 the winner does not beat in at least 95 % of resamples are "within noise".
 
-Every run is appended to `data_dir()/fingerprints/<key>.jsonl` (key: endpoint URL + model), so a
+Every run is appended to the endpoint's history in the database (key: endpoint URL + model), so a
 changed answer over time — a quietly swapped deployment — shows.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench.core import crash_fallback, paths
+from workbench.core import crash_fallback
 from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.compare import run_contestant
 from workbench.runs.contestants import Contestant, RemoteEndpoint, RunSettings
 from workbench.runs.remote import RemoteCompletion, RemoteError, TokenLogprobs, request_completion
+from workbench.storage.store import Store
 
 REFERENCE_PROMPTS: tuple[str, ...] = (
     "Name three colours.",
@@ -217,32 +216,18 @@ class _Local:
 
 
 # ---- persistence ----------------------------------------------------------------------------------
-def history_path(endpoint: RemoteEndpoint) -> Path:
-    """The JSON-lines file of this endpoint's fingerprint runs (keyed by URL + model)."""
-    key = hashlib.sha256(f"{endpoint.display_url}|{endpoint.model}".encode()).hexdigest()[:16]
-    d = paths.data_dir() / "fingerprints"
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{key}.jsonl"
+def history_key(endpoint: RemoteEndpoint) -> str:
+    """The key of this endpoint's fingerprint history (URL + model; it named the JSON-lines file of old)."""
+    return hashlib.sha256(f"{endpoint.display_url}|{endpoint.model}".encode()).hexdigest()[:16]
 
 
-def history(endpoint: RemoteEndpoint) -> list[dict[str, Any]]:
-    """Earlier fingerprint runs of this endpoint, oldest first; unreadable lines are skipped."""
-    p = history_path(endpoint)
-    if not p.exists():
-        return []
-    out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a half-written line after a crash must not hide the rest
-    return out
+def history(endpoint: RemoteEndpoint, store: Store | None = None) -> list[dict[str, Any]]:
+    """Earlier fingerprint runs of this endpoint, oldest first."""
+    return (store or Store()).fingerprint_history(history_key(endpoint))
 
 
-def _save(report: FingerprintReport, endpoint: RemoteEndpoint) -> None:
-    line = json.dumps(report.to_dict(), ensure_ascii=False, default=str)
-    with open(history_path(endpoint), "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
+def _save(report: FingerprintReport, endpoint: RemoteEndpoint, store: Store | None = None) -> None:
+    (store or Store()).add_fingerprint(history_key(endpoint), report.to_dict())
 
 
 # ---- the run --------------------------------------------------------------------------------------

@@ -7,11 +7,22 @@ function at the end to change the schema; never edit one that has shipped.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
+log = logging.getLogger(__name__)
+
+# What m006 reads of the fingerprint JSON-lines files it imports (they sit in the user's data folder).
+MAX_FINGERPRINT_FILE_BYTES = 64 * 1024 * 1024  # a larger file is left out whole, with a note
+MAX_FINGERPRINT_LINE_BYTES = 4 * 1024 * 1024  # a larger line (one report) is left out, with a note
+FINGERPRINT_KEY = re.compile(r"^[0-9a-f]{16}$")  # the file names runs.fingerprint made: 16 hex digits
 
 
 def migration(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
@@ -262,3 +273,83 @@ def m005_imported_runs(conn: sqlite3.Connection) -> None:
     workbench never loads them as models: re-measuring and divergence refuse imported runs.
     """
     conn.execute("ALTER TABLE runs ADD COLUMN imported_from TEXT")
+
+
+def insert_fingerprint(conn: sqlite3.Connection, key: str, report: dict[str, Any]) -> None:
+    """Append one fingerprint report to an endpoint's history (used by m006's import and by Store)."""
+    created = report.get("created_at")
+    closest = report.get("closest")
+    conn.execute(
+        "INSERT INTO fingerprints (endpoint_key, created_at, closest, report_json) VALUES (?, ?, ?, ?)",
+        (key, created if isinstance(created, str) else None, closest if isinstance(closest, str) else None,
+         json.dumps(report, ensure_ascii=False, default=str)),
+    )
+
+
+def import_fingerprint_files(conn: sqlite3.Connection, folder: Path) -> list[str]:
+    """Add every `<key>.jsonl` file in `folder` to the fingerprints table; returns notes on what was left out.
+
+    The files are untrusted leftovers: a line that is not a JSON object, or is too long, is skipped (a
+    half-written line after a crash must not hide the rest), as is a file that is too large or not named
+    by a key. The files are left where they are: the import then changes nothing outside the database, so
+    a migration that fails and rolls back can simply run again, and an older workbench still reads them.
+    """
+    notes: list[str] = []
+    if not folder.is_dir():
+        return notes
+    for path in sorted(folder.glob("*.jsonl")):
+        if not FINGERPRINT_KEY.match(path.stem) or not path.is_file():
+            notes.append(f"{path.name}: not a fingerprint history file name, left out")
+            continue
+        size = path.stat().st_size
+        if size > MAX_FINGERPRINT_FILE_BYTES:
+            notes.append(f"{path.name}: {size} bytes, over {MAX_FINGERPRINT_FILE_BYTES} bytes, left out")
+            continue
+        for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+            if not raw.strip():
+                continue
+            if len(raw) > MAX_FINGERPRINT_LINE_BYTES:
+                notes.append(f"{path.name} line {n}: longer than {MAX_FINGERPRINT_LINE_BYTES} bytes, skipped")
+                continue
+            try:
+                report = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                notes.append(f"{path.name} line {n}: not JSON ({str(exc)[:80]}), skipped")
+                continue
+            if not isinstance(report, dict):
+                notes.append(f"{path.name} line {n}: not a fingerprint report (a JSON object), skipped")
+                continue
+            insert_fingerprint(conn, path.stem, report)
+    return notes
+
+
+def _database_folder(conn: sqlite3.Connection) -> Path | None:
+    """The folder holding the main database file (None for an in-memory database)."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return Path(file).parent if file else None
+    return None
+
+
+@migration
+def m006_fingerprints(conn: sqlite3.Connection) -> None:
+    """Fingerprint history (runs.fingerprint) in the database instead of JSON-lines files beside it.
+
+    One row per fingerprint run of an endpoint; `endpoint_key` is the hash of URL and model that named
+    its file (`fingerprints/<key>.jsonl`), `report_json` the whole report, `created_at` and `closest`
+    copied out of it for queries. The files found beside the database are imported once, here.
+    """
+    conn.execute(
+        """CREATE TABLE fingerprints (
+            id INTEGER PRIMARY KEY,
+            endpoint_key TEXT NOT NULL,
+            created_at TEXT,
+            closest TEXT,
+            report_json TEXT NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX fingerprints_key ON fingerprints(endpoint_key, id)")
+    folder = _database_folder(conn)
+    if folder is not None:
+        for note in import_fingerprint_files(conn, folder / "fingerprints"):
+            log.warning("fingerprint history import: %s", note)

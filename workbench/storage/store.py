@@ -1,4 +1,8 @@
-"""The SQLite store of everything a user makes: runs, outputs, metrics and ratings.
+"""The SQLite store of everything a user makes: runs, outputs, metrics, ratings, evals, divergence, fingerprints.
+
+`Store` owns every connection and every SQL statement of the workbench: other modules call its named
+methods, so the schema, its transactions and the StoreError handling live in one place
+(tests/test_store_owns_sql.py keeps it so).
 
 WAL mode and a generous busy timeout let several app tabs, CLI runs and workers' parents write at
 once without "database is locked" reaching a user; every write is its own short transaction, so
@@ -10,8 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,49 @@ def now_iso() -> str:
 
 class StoreError(RuntimeError):
     """The database cannot be used as asked: the message says what is wrong and how to recover."""
+
+
+class RowMissing(LookupError):
+    """A write named a run (or an output of a run, `label`) that is not in the database."""
+
+    def __init__(self, run_id: int, label: str | None = None) -> None:
+        super().__init__(f"run {run_id}" if label is None else f"run {run_id}, output {label!r}")
+        self.run_id = run_id
+        self.label = label
+
+
+@dataclass(frozen=True)
+class JudgementFilters:
+    """Which ratings or votes to read (None / empty: any); model and category match the snapshot, else the run."""
+
+    run_id: int | None = None
+    run_ids: Sequence[int] | None = None
+    model: str | None = None
+    category: str | None = None
+    rater: str | None = None
+    mode: str | None = None
+    session: str | None = None
+
+
+@dataclass
+class ImportRun:
+    """One run of an export ready to insert: its row and each owned table's rows, JSON columns as JSON text."""
+
+    run: dict[str, Any]
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class DivergenceRow:
+    """One contestant's divergence measurement as stored: headline columns come from `summary`."""
+
+    label: str
+    quant_type: str | None
+    file: str | None
+    is_reference: bool
+    error: str | None
+    summary: dict[str, Any]
+    detail: dict[str, Any]
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -225,10 +273,6 @@ class Store:
             row = conn.execute("SELECT id FROM results WHERE run_id = ? AND label = ?", (run_id, result["label"])).fetchone()
             return int(row[0]) if row else int(cur.lastrowid)
 
-    def set_first_divergence(self, result_id: int, token: int | None) -> None:
-        with self.transaction() as conn:
-            conn.execute("UPDATE results SET first_divergence_token = ? WHERE id = ?", (token, result_id))
-
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         """A run with its settings, ladder and results (each with its full metrics), or None."""
         with self._connect() as conn:
@@ -312,3 +356,298 @@ class Store:
         for r in self.ratings(run_id):
             out[r["label"]] = r
         return out
+
+    # ---- ratings and votes with their snapshots (people.ratings) -----------------------------
+    def _snapshot(self, conn: sqlite3.Connection, run_id: int,
+                  labels: Sequence[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The run and its results for `labels`, read inside the caller's transaction; RowMissing if absent."""
+        run = conn.execute("SELECT id, ladder_name, prompt, category, settings_json FROM runs WHERE id = ?",
+                           (run_id,)).fetchone()
+        if run is None:
+            raise RowMissing(run_id)
+        results = {}
+        for label in labels:
+            row = conn.execute("SELECT id, label, quant_type FROM results WHERE run_id = ? AND label = ?",
+                               (run_id, label)).fetchone()
+            if row is None:
+                raise RowMissing(run_id, label)
+            results[label] = dict(row)
+        return dict(run), results
+
+    def add_rating_snapshot(self, *, run_id: int, label: str, score: int, comment: str | None, rater: str | None,
+                            mode: str, session: str | None, display_letter: str | None) -> int:
+        """Insert one rating with a snapshot of its run and output, in one transaction; returns its id."""
+        with self.transaction() as conn:
+            run, results = self._snapshot(conn, run_id, [label])
+            res = results[label]
+            cur = conn.execute(
+                """INSERT INTO ratings (run_id, result_id, label, score, comment, rater, mode, created_at, session,
+                   display_letter, quant_type, ladder_name, prompt, category, settings_json)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (run_id, res["id"], label, score, comment, rater, mode, now_iso(), session, display_letter,
+                 res["quant_type"], run["ladder_name"], run["prompt"], run["category"], run["settings_json"]),
+            )
+            return int(cur.lastrowid)
+
+    def add_vote(self, *, run_id: int, label_a: str, label_b: str, winner: str, rater: str | None,
+                 session: str | None, mode: str, comment: str | None) -> int:
+        """Insert one pairwise vote with a snapshot of its run and outputs, in one transaction; returns its id."""
+        with self.transaction() as conn:
+            run, results = self._snapshot(conn, run_id, [label_a, label_b])
+            cur = conn.execute(
+                """INSERT INTO votes (run_id, label_a, label_b, quant_type_a, quant_type_b, winner, rater, session,
+                   mode, comment, ladder_name, prompt, category, settings_json, created_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (run_id, label_a, label_b, results[label_a]["quant_type"], results[label_b]["quant_type"], winner,
+                 rater, session, mode, comment, run["ladder_name"], run["prompt"], run["category"],
+                 run["settings_json"], now_iso()),
+            )
+            return int(cur.lastrowid)
+
+    @staticmethod
+    def _judgement_where(alias: str, filters: JudgementFilters) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if filters.run_id is not None:
+            where.append(f"{alias}.run_id = ?")
+            args.append(filters.run_id)
+        if filters.run_ids is not None:
+            where.append(f"{alias}.run_id IN ({', '.join('?' * len(filters.run_ids)) or 'NULL'})")
+            args += list(filters.run_ids)
+        if filters.model:
+            where.append(f"COALESCE({alias}.ladder_name, runs.ladder_name) = ?")
+            args.append(filters.model)
+        if filters.category:
+            where.append(f"COALESCE({alias}.category, runs.category) = ?")
+            args.append(filters.category)
+        for column in ("rater", "mode", "session"):
+            if getattr(filters, column):
+                where.append(f"{alias}.{column} = ?")
+                args.append(getattr(filters, column))
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def find_ratings(self, filters: JudgementFilters) -> list[dict[str, Any]]:
+        """Ratings, oldest first; snapshot columns fall back to the run for rows saved without one."""
+        where, args = self._judgement_where("r", filters)
+        sql = f"""SELECT r.id, r.run_id, r.result_id, r.label, r.score, r.comment, r.rater, r.session, r.mode,
+                         r.display_letter, r.created_at,
+                         COALESCE(r.quant_type, res.quant_type) AS quant_type,
+                         COALESCE(r.ladder_name, runs.ladder_name) AS ladder_name,
+                         COALESCE(r.prompt, runs.prompt) AS prompt,
+                         COALESCE(r.category, runs.category) AS category,
+                         COALESCE(r.settings_json, runs.settings_json) AS settings_json
+                  FROM ratings r JOIN runs ON runs.id = r.run_id
+                  LEFT JOIN results res ON res.run_id = r.run_id AND res.label = r.label
+                  {where} ORDER BY r.id"""
+        with self._connect() as conn:
+            return [dict(row) for row in conn.execute(sql, args)]
+
+    def find_votes(self, filters: JudgementFilters) -> list[dict[str, Any]]:
+        """Pairwise votes, oldest first, filtered like `find_ratings`."""
+        where, args = self._judgement_where("v", filters)
+        with self._connect() as conn:
+            return [dict(row) for row in conn.execute(
+                f"SELECT v.* FROM votes v JOIN runs ON runs.id = v.run_id{where} ORDER BY v.id", args)]
+
+    # ---- history: search, export, import (people.history) ------------------------------------
+    def search_runs(self, *, text: str | None, model: str | None, since: str | None, until: str | None,
+                    until_inclusive: bool, kind: str | None, limit: int) -> list[dict[str, Any]]:
+        """Runs, newest first, by prompt text, ladder name (substrings), ISO time bounds and kind, with row counts."""
+        where, args = [], []
+        if text:
+            where.append("(runs.prompt LIKE ? OR runs.system_prompt LIKE ?)")
+            args += [f"%{text}%"] * 2
+        if model:
+            where.append("runs.ladder_name LIKE ?")
+            args.append(f"%{model}%")
+        if since:
+            where.append("runs.created_at >= ?")
+            args.append(since)
+        if until:
+            where.append("runs.created_at <= ?" if until_inclusive else "runs.created_at < ?")
+            args.append(until)
+        if kind:
+            where.append("runs.kind = ?")
+            args.append(kind)
+        sql = f"""SELECT runs.id, runs.created_at, runs.kind, runs.status, runs.ladder_name, runs.prompt, runs.category,
+                         runs.reference_label,
+                         (SELECT COUNT(*) FROM results WHERE results.run_id = runs.id) AS n_results,
+                         (SELECT COUNT(*) FROM ratings WHERE ratings.run_id = runs.id) AS n_ratings,
+                         (SELECT COUNT(*) FROM votes WHERE votes.run_id = runs.id) AS n_votes
+                  FROM runs {"WHERE " + " AND ".join(where) if where else ""}
+                  ORDER BY runs.id DESC LIMIT ?"""
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute(sql, [*args, int(limit)])]
+
+    @staticmethod
+    def _run_tables(conn: sqlite3.Connection, first: Sequence[str]) -> list[str]:
+        found = []
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+            if name != "runs" and not name.startswith(("_", "sqlite_")) and \
+                    any(r[1] == "run_id" for r in conn.execute(f'PRAGMA table_info("{name}")')):
+                found.append(name)
+        return [t for t in first if t in found] + [t for t in found if t not in first]
+
+    def run_tables(self, first: Sequence[str] = ()) -> list[str]:
+        """Every table holding rows of a run (a `run_id` column): `first` in its order, then any other by name."""
+        with self._connect() as conn:
+            return self._run_tables(conn, first)
+
+    def table_info(self, tables: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """PRAGMA table_info rows (cid, name, type, notnull, default, pk) of each table."""
+        with self._connect() as conn:
+            return {t: [tuple(r) for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in tables}
+
+    def table_rows(self, table: str, run_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Every row of `runs` or of a table a run owns (all runs, or the chosen ones), in id order."""
+        col = "id" if table == "runs" else "run_id"
+        sql = f'SELECT * FROM "{table}"'
+        args: list[Any] = []
+        if run_ids is not None:
+            sql += f" WHERE {col} IN ({', '.join('?' * len(run_ids)) or 'NULL'})"
+            args = [int(r) for r in run_ids]
+        with self._connect() as conn:
+            if table != "runs" and table not in self._run_tables(conn, ()):
+                raise ValueError(f"{table!r} is not a table of runs")
+            order = "id" if any(r[1] == "id" for r in conn.execute(f'PRAGMA table_info("{table}")')) else col
+            return [dict(r) for r in conn.execute(sql + f" ORDER BY {order}", args)]
+
+    def import_runs(self, prepare: Callable[[dict[str, list[tuple[Any, ...]]]], Sequence[ImportRun]],
+                    first: Sequence[str], stamp: str) -> tuple[dict[int, int], dict[str, int]]:
+        """Add runs from an export in one transaction (all or nothing), each marked `imported_from` = `stamp`.
+
+        `prepare` gets the PRAGMA table_info rows of runs and of every table a run owns (`first` first), read
+        inside the transaction, and returns the rows to add (it refuses bad input by raising). Ids are new;
+        rows keep pointing at their run, ratings at their output; columns this database lacks are skipped.
+        Returns (id in the file → new run id, table → rows added).
+        """
+        with self.transaction() as conn:
+            owned = self._run_tables(conn, first)
+            info = {t: [tuple(r) for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in ("runs", *owned)}
+            columns = {t: [r[1] for r in rows if r[1] != "id"] for t, rows in info.items()}
+            runs = prepare(info)
+            counts = {t: 0 for t in owned}
+            mapping: dict[int, int] = {}
+
+            def insert(table: str, row: dict[str, Any], **override: Any) -> int:
+                flat = {**row, **override}
+                cols = [c for c in columns[table] if c in flat]
+                cur = conn.execute(f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})',
+                                   [flat[c] for c in cols])
+                return int(cur.lastrowid)
+
+            for run in runs:
+                new_run = insert("runs", run.run, imported_from=stamp)
+                mapping[int(run.run["id"])] = new_run
+                result_ids: dict[int, int] = {}
+                for table in owned:
+                    for row in run.rows.get(table) or []:
+                        if table == "results":
+                            result_ids[int(row["id"])] = insert(table, row, run_id=new_run)
+                        elif table == "ratings":
+                            insert(table, row, run_id=new_run, result_id=result_ids.get(row.get("result_id")))
+                        else:
+                            insert(table, row, run_id=new_run)
+                        counts[table] += 1
+        return mapping, counts
+
+    # ---- divergence (quality.divergence) -----------------------------------------------------
+    def replace_divergence(self, run_id: int, source: str, reference_label: str, meta: dict[str, Any],
+                           created_at: str, rows: Sequence[DivergenceRow]) -> None:
+        """Replace the run's stored measurement of this source with `rows` (one transaction)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM divergence WHERE run_id = ? AND source = ?", (run_id, source))
+            for r in rows:
+                s = r.summary
+                conn.execute(
+                    """INSERT INTO divergence (run_id, source, label, quant_type, file, is_reference, reference_label,
+                       n_tokens, mean_kld, median_kld, p99_kld, max_kld, top1_agreement, ppl, error, summary_json,
+                       tokens_json, meta_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                    (run_id, source, r.label, r.quant_type, r.file, int(r.is_reference), reference_label,
+                     s.get("n_tokens"), s.get("mean_kld"), s.get("median_kld"), s.get("p99_kld"), s.get("max_kld"),
+                     s.get("top1_agreement"), s.get("ppl"), r.error, json.dumps(s),
+                     json.dumps(r.detail, ensure_ascii=False), json.dumps(meta), created_at),
+                )
+
+    def divergence_rows(self, run_id: int, source: str) -> list[dict[str, Any]]:
+        """The stored divergence rows of a run and source, in the order they were saved."""
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute(
+                "SELECT * FROM divergence WHERE run_id = ? AND source = ? ORDER BY id", (run_id, source))]
+
+    def text_divergence_runs(self, limit: int) -> list[dict[str, Any]]:
+        """Reference-text measurement runs, newest first: id, created_at, ladder_name, status."""
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute(
+                "SELECT id, created_at, ladder_name, status FROM runs WHERE kind = 'diverge-text' "
+                "ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def runs_with_divergence(self, run_ids: Sequence[int], source: str = "output") -> set[int]:
+        """Which of these runs have a stored divergence measurement of `source`."""
+        if not run_ids:
+            return set()
+        with self._connect() as conn:
+            marks = ",".join("?" * len(run_ids))
+            rows = conn.execute(f"SELECT DISTINCT run_id FROM divergence WHERE source = ? AND run_id IN ({marks})",
+                                [source, *run_ids]).fetchall()
+        return {int(r[0]) for r in rows}
+
+    # ---- evals (quality.evals) ---------------------------------------------------------------
+    def add_eval_run(self, run_id: int, *, pack_name: str, pack_source: str | None, categories: list[str] | None,
+                     case_limit: int | None, contestants: list[dict[str, Any]], cases: list[dict[str, Any]]) -> None:
+        """Record the pack as it was run (its cases and contestants) for an eval run."""
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO eval_runs (run_id, pack_name, pack_source, categories_json, case_limit, labels_json,
+                   cases_json) VALUES (?,?,?,?,?,?,?)""",
+                (run_id, pack_name, pack_source, json.dumps(categories), case_limit, json.dumps(contestants),
+                 json.dumps(cases, ensure_ascii=False)),
+            )
+
+    def save_eval_result(self, run_id: int, outcome: dict[str, Any]) -> None:
+        """Store one case's outcome on one contestant (a CaseOutcome as a dict); replaces an earlier one."""
+        o = outcome
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO eval_results (run_id, case_id, category, label, quant_type, passed, detail, output,
+                   error, stop_reason, completion_tokens, decode_tok_s, total_s, created_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (run_id, case_id, label) DO UPDATE SET passed=excluded.passed, detail=excluded.detail,
+                   output=excluded.output, error=excluded.error, stop_reason=excluded.stop_reason,
+                   completion_tokens=excluded.completion_tokens, decode_tok_s=excluded.decode_tok_s,
+                   total_s=excluded.total_s""",
+                (run_id, o["case_id"], o["category"], o["label"], o["quant_type"], int(o["passed"]), o["detail"],
+                 o["output"], o["error"], o["stop_reason"], o["completion_tokens"], o["decode_tok_s"], o["total_s"],
+                 now_iso()),
+            )
+
+    def eval_rows(self, run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """An eval run's head (eval_runs joined with its run) and its results in saved order; None if not an eval."""
+        with self._connect() as conn:
+            head = conn.execute(
+                """SELECT e.*, r.created_at, r.status, r.settings_json, r.reference_label FROM eval_runs e
+                   JOIN runs r ON r.id = e.run_id WHERE e.run_id = ?""", (run_id,)).fetchone()
+            if head is None:
+                return None
+            rows = conn.execute("SELECT * FROM eval_results WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+        return dict(head), [dict(r) for r in rows]
+
+    def list_eval_runs(self, limit: int) -> list[dict[str, Any]]:
+        """Eval runs, newest first: run_id, created_at, status, ladder_name, pack_name, labels_json, cases_json."""
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute(
+                """SELECT e.run_id, r.created_at, r.status, r.ladder_name, e.pack_name, e.labels_json, e.cases_json
+                   FROM eval_runs e JOIN runs r ON r.id = e.run_id ORDER BY e.run_id DESC LIMIT ?""", (limit,))]
+
+    # ---- fingerprint history (runs.fingerprint) ----------------------------------------------
+    def add_fingerprint(self, key: str, report: dict[str, Any]) -> None:
+        """Append one fingerprint report to the history of the endpoint `key` names."""
+        with self.transaction() as conn:
+            migrations.insert_fingerprint(conn, key, report)
+
+    def fingerprint_history(self, key: str) -> list[dict[str, Any]]:
+        """The endpoint's fingerprint reports, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT report_json FROM fingerprints WHERE endpoint_key = ? ORDER BY id",
+                                (key,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
