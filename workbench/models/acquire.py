@@ -20,6 +20,7 @@ from huggingface_hub import try_to_load_from_cache
 from workbench.core import paths
 from workbench.core.hardware import Gpu, cpu_supports_repack, machine
 from workbench.files import fit
+from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models import discover, hub
 from workbench.models.hub import GgufFile, HubError, RepoListing
@@ -45,16 +46,18 @@ class FitRow:
     prediction: fit.FitPrediction | None
     header: str  # "read from this file's header" | "read (cached file)" | "estimated from <name>'s header" | "unavailable"
     error: str | None = None
+    path: str | None = None  # the local file when it is in the HF cache and its header was read there
 
     @property
     def header_read(self) -> bool:
         return self.header.startswith("read")
 
     def summary(self) -> dict[str, Any]:
-        """The CLI's JSON row ({"file", "quant_type", "predicted_bytes", "verdict"})."""
+        """The CLI's JSON row, keyed like `FitPrediction.summary()`: `file` is the local path (null when the file
+        is not on disk), `name` its path in the repo."""
         p = self.prediction
-        return {"file": self.entry.name, "quant_type": self.entry.quant_type,
-                "predicted_bytes": p.predicted_bytes if p else None, "verdict": p.verdict if p else "unknown"}
+        return {jf.FILE: jf.abs_file(self.path), jf.NAME: self.entry.name, jf.QUANT_TYPE: self.entry.quant_type,
+                jf.PREDICTED_BYTES: p.predicted_bytes if p else None, jf.VERDICT: p.verdict if p else "unknown"}
 
 
 def cached_path(listing: RepoListing, entry: GgufFile) -> str | None:
@@ -155,7 +158,8 @@ def fit_listing(
         pred.quant_type = e.quant_type or pred.quant_type
         if not isinstance(got, tuple) and (e.quant_type or "") not in NEVER_REPACKED and cpu_supports_repack():
             pred.notes.append("weights llama.cpp may repack for this CPU are not counted: choose the file to read its header")
-        rows.append(FitRow(e, pred, how, error))
+        local = info.path if isinstance(got, tuple) and how == "read (cached file)" else None
+        rows.append(FitRow(e, pred, how, error, local))
     return rows
 
 
