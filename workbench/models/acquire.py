@@ -334,26 +334,27 @@ def register_download(repo_id: str, files: Sequence[hub.DownloadedFile], revisio
                            slug=f"hf-{repo_id}")
 
 
-def found_ladder_name(lad: discover.Ladder) -> str:
-    sources = sorted({SOURCE_NAMES.get(f.source, f.source) for f in lad.files})
-    return f"{lad.model} ({', '.join(sources)})"
+def found_ladder_name(group: discover.FoundGroup) -> str:
+    """The name the ladder registered from `group` gets: the model and where its files were found."""
+    sources = sorted({SOURCE_NAMES.get(f.source, f.source) for f in group.files})
+    return f"{group.model} ({', '.join(sources)})"
 
 
-def register_found(lad: discover.Ladder) -> Ladder:
-    """A ladder found on disk (HF cache, a folder, LM Studio, Ollama) as a ladder the Compare page can use."""
-    name = found_ladder_name(lad)
-    where = "; ".join(sorted({f"{SOURCE_NAMES.get(f.source, f.source)}: {Path(f.path).parent}" for f in lad.files}))
-    return register_ladder(name, [f.path for f in lad.files],
+def register_found(group: discover.FoundGroup) -> Ladder:
+    """Files found on disk (HF cache, a folder, LM Studio, Ollama) as a ladder the Compare page can use."""
+    name = found_ladder_name(group)
+    where = "; ".join(sorted({f"{SOURCE_NAMES.get(f.source, f.source)}: {Path(f.path).parent}" for f in group.files}))
+    return register_ladder(name, [f.path for f in group.files],
                            {"origin": f"Files already on this disk, used where they are ({where})",
-                            "source": ",".join(sorted({f.source for f in lad.files}))},
+                            "source": ",".join(sorted({f.source for f in group.files}))},
                            slug=f"found-{name}")
 
 
 @dataclass
 class Scan:
-    """What discover found, grouped into candidate ladders."""
+    """What discover found, grouped by model: each group can be registered as a ladder."""
 
-    ladders: list[discover.Ladder] = field(default_factory=list)
+    groups: list[discover.FoundGroup] = field(default_factory=list)
     n_files: int = 0
 
 
@@ -361,7 +362,7 @@ def scan_disk(folder: str | None = None, **roots: Any) -> Scan:
     """discover_all over the HF cache, LM Studio, Ollama and an optional folder, grouped by model."""
     folders = [folder.strip()] if folder and folder.strip() else []
     found = discover.discover_all(folders, **roots)
-    return Scan(discover.ladders(found), len(found))
+    return Scan(discover.group_by_model(found), len(found))
 
 
 __all__ = [
