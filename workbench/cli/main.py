@@ -280,20 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
 # Other CLI modules add their subcommands: EXTRA_PARSERS.append(register) where register(subparsers)
 # adds a parser, and @command(name) for the handler. Each area keeps its commands in its own module.
 EXTRA_PARSERS: list[Callable[[Any], None]] = []
-EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings",
-                     "workbench.cli.remote", "workbench.cli_bench")
+EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote")
 
 
 def _load_extensions() -> None:
-    """Import the modules whose commands live beside their library code."""
+    """Import the modules that register the other commands. Each one exists; an import error is a bug to see."""
     import importlib
 
     for mod in EXTENSION_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
