@@ -235,23 +235,23 @@ with tab_disk:
             st.error(f"Scanning failed: {one_line(exc)}")
     scan: models.Scan | None = st.session_state.get(K + "scan")
     if scan is not None:
-        if not scan.ladders:
+        if not scan.groups:
             st.info("No GGUF files found in the Hugging Face cache, LM Studio, Ollama"
                     + (f" or {md_escape(folder.strip())}" if folder.strip() else "") + ".")
-        for i, lad in enumerate(scan.ladders):
+        for i, group in enumerate(scan.groups):
             with st.container(border=True):
-                name = models.found_ladder_name(lad)
-                st.markdown(f"**{md_escape(name)}** · {md_escape(', '.join(lad.quant_types) or 'type unknown')}")
+                name = models.found_ladder_name(group)
+                st.markdown(f"**{md_escape(name)}** · {md_escape(', '.join(group.quant_types) or 'type unknown')}")
                 st.dataframe(pd.DataFrame([{
                     "type": f.quant_type or "?", "size": fmt_bytes(f.size),
                     "source": models.SOURCE_NAMES.get(f.source, f.source), "repo": f.repo_id or "",
                     "path": f.path + (f" (+{len(f.paths) - 1} shards)" if len(f.paths) > 1 else ""),
-                } for f in lad.files]), hide_index=True, width="stretch")
-                few = len(lad.files) < 2
-                if st.button("Use as ladder", key=f"{K}use-found-{i}-{lad.files[0].key}", disabled=few,
+                } for f in group.files]), hide_index=True, width="stretch")
+                few = len(group.files) < 2
+                if st.button("Use as ladder", key=f"{K}use-found-{i}-{group.files[0].key}", disabled=few,
                              help="Only one file: nothing to compare yet" if few else "Make these files the active ladder"):
                     try:
-                        registered = models.register_found(lad)
+                        registered = models.register_found(group)
                     except (GgufError, OSError) as exc:
                         st.error(f"Cannot use {md_escape(name)}: {one_line(exc)}")
                     else:

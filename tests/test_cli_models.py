@@ -27,8 +27,8 @@ def test_fit_demo_json_shape(capsys: pytest.CaptureFixture, demo_ladder) -> None
     rows = json.loads(out)
     assert [r["quant_type"] for r in rows] == [f.quant_type for f in demo_ladder.files]
     for r, f in zip(rows, demo_ladder.files):
-        assert list(r) == ["file", "quant_type", "predicted_bytes", "verdict"]
-        assert r["file"] == Path(f.path).name
+        assert list(r) == ["file", "name", "quant_type", "predicted_bytes", "verdict"]
+        assert r["file"] == f.path and r["name"] == Path(f.path).name  # the absolute path, as every command names it
         assert r["verdict"] in VERDICTS or r["verdict"].startswith("partial offload")
         assert f.size_bytes < r["predicted_bytes"] < f.size_bytes + 2**30
     longer = json.loads(run(capsys, "fit", "--demo", "--ctx", "8192", "--json")[1])
@@ -41,6 +41,7 @@ def test_fit_repo_then_download_into_the_cache_as_a_ladder(capsys: pytest.Captur
     rows = json.loads(out)
     assert [r["quant_type"] for r in rows] == ["F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K"]
     assert all(r["verdict"] in VERDICTS and r["predicted_bytes"] > 0 for r in rows)
+    assert all(r["file"] is None and r["name"].endswith(".gguf") for r in rows)  # not on this disk yet
     assert hub_server.seen("GET", "/cdn/tester/Tiny-GGUF/Tiny-F16.gguf")[0].range.startswith("bytes=0-")  # range reads
 
     code, out, err = run(capsys, "download", REPO, "--types", "Q8_0,Q2_K", "--ladder", "--json")
@@ -48,7 +49,8 @@ def test_fit_repo_then_download_into_the_cache_as_a_ladder(capsys: pytest.Captur
     assert "[" in err and "100%" in err and "Tiny-Q2_K.gguf" in err  # the progress bar, on stderr
     got = json.loads(out)
     assert [f["quant_type"] for f in got["files"]] == ["Q8_0", "Q2_K"] and all(f["verified"] for f in got["files"])
-    assert all(Path(f["path"]).is_file() and str(models_env / "hf" / "hub") in f["path"] for f in got["files"])
+    assert all(Path(f["file"]).is_file() and str(models_env / "hf" / "hub") in f["file"] for f in got["files"])
+    assert [f["file"] for f in got["ladder"]["files"]] == [f["file"] for f in got["files"]]  # one name for one file
     lad = load_ladder(got["ladder"]["directory"])
     assert lad.name == REPO and [f.quant_type for f in lad.files] == ["Q8_0", "Q2_K"]
 
@@ -94,6 +96,7 @@ def test_offline_fit_and_download_use_the_cache(capsys: pytest.CaptureFixture, m
     n = len(hub_server.requests)
     code, out, err = run(capsys, "fit", "--repo", REPO, "--json")
     assert code == 0 and [r["quant_type"] for r in json.loads(out)] == ["Q4_K_M"] and "HF_HUB_OFFLINE" in err
+    assert Path(json.loads(out)[0]["file"]).is_file()  # read from the cache: the local file, under `file`
     code, out, err = run(capsys, "download", REPO, "--types", "Q8_0")
     assert code == 1 and "offline" in err.lower()
     assert len(hub_server.requests) == n  # offline means no request at all

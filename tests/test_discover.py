@@ -49,14 +49,14 @@ def test_scan_folder(folder: Path) -> None:
     assert discover.scan_folder(folder / "nope") == []
 
 
-def test_ladders_group_quantizations_of_one_model(folder: Path) -> None:
-    ladders = discover.ladders(discover.scan_folder(folder))
-    smol = next(l for l in ladders if l.model.lower().startswith("smollm2"))
-    assert smol.quant_types == ["Q8_0", "Q4_K_M", "Q2_K"] and smol.is_ladder  # highest precision first
-    assert ladders[0] is smol  # most rungs first
-    qwen = next(l for l in ladders if l.model.startswith("Qwen"))
-    assert not qwen.is_ladder and qwen.quant_types == ["Q4_K_M"]
-    json.dumps([l.to_dict() for l in ladders])
+def test_groups_hold_the_quantizations_of_one_model(folder: Path) -> None:
+    groups = discover.group_by_model(discover.scan_folder(folder))
+    smol = next(g for g in groups if g.model.lower().startswith("smollm2"))
+    assert smol.quant_types == ["Q8_0", "Q4_K_M", "Q2_K"] and smol.comparable  # highest precision first
+    assert groups[0] is smol  # most rungs first
+    qwen = next(g for g in groups if g.model.startswith("Qwen"))
+    assert not qwen.comparable and qwen.quant_types == ["Q4_K_M"]
+    json.dumps([g.to_dict() for g in groups])
 
 
 def test_lm_studio_layout(tmp_path: Path) -> None:
@@ -66,8 +66,8 @@ def test_lm_studio_layout(tmp_path: Path) -> None:
     found = discover.scan_lm_studio([root, tmp_path / "absent"])
     assert sorted(f.repo_id for f in found) == ["bartowski/SmolLM2-135M-Instruct-GGUF", "lmstudio-community/SmolLM2-135M-Instruct-GGUF"]
     assert {f.source for f in found} == {"lm-studio"}
-    [ladder] = discover.ladders(found)
-    assert ladder.quant_types == ["Q8_0", "Q4_K_M"]
+    [group] = discover.group_by_model(found)
+    assert group.quant_types == ["Q8_0", "Q4_K_M"]
 
 
 def _ollama_model(root: Path, name: str, tag: str, blob: Path | None, *, host: str = "registry.ollama.ai", namespace: str = "library") -> None:
@@ -136,5 +136,5 @@ def test_discover_all_lists_a_file_once(tmp_path: Path) -> None:
     touch(lm / "pub" / "Model-GGUF" / "Model-Q8_0.gguf")
     found = discover.discover_all([lm], hf_cache=tmp_path / "hub", lm_studio=[lm], ollama=[tmp_path / "ollama"])
     assert len(found) == 2 and {f.source for f in found} == {"lm-studio"}
-    [ladder] = discover.ladders(found)
-    assert ladder.is_ladder and ladder.model == "Model"
+    [group] = discover.group_by_model(found)
+    assert group.comparable and group.model == "Model"

@@ -154,6 +154,8 @@ def test_cli_json_shapes(demo_ladder, tmp_path, capsys):
         (lab, cat) for lab in ("F16", "Q2_K") for cat in ("math", "classification")}
     for r in out["results"]:
         assert set(r) >= {"label", "quant_type", "category", "passed", "total"} and r["total"] == 1
+    assert {f["label"]: f["file"] for f in out["files"]} == {  # who took part, joinable on `file` (README)
+        lab: demo_ladder.by_label(lab).path for lab in ("F16", "Q2_K")}
 
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "Bad"\n[[cases]]\nid = "x"\ncategory = "math"\nprompt = "hi"\n')

@@ -54,7 +54,8 @@ def test_kv_cache_arithmetic() -> None:
 def test_header_fields_feed_the_prediction(tmp_path: Path) -> None:
     real = read_header(make_gguf(tmp_path / "t-Q4_K_M.gguf", file_type=15, n_embd=64, n_layers=2, n_head=4, n_head_kv=2))
     p = fit.predict(real, n_ctx=256, ram_available_bytes=8 * GiB, gpus=[])
-    assert p.weights_bytes == real.tensor_bytes and p.quant_type == "Q4_K_M" and p.file == "t-Q4_K_M.gguf"
+    assert p.weights_bytes == real.tensor_bytes and p.quant_type == "Q4_K_M"
+    assert p.file == str(tmp_path / "t-Q4_K_M.gguf")  # absolute, as the CLI JSON names files
     assert p.kv_bytes == 2 * 256 * 2 * (16 + 16) * 2
     assert p.basis["weights"] == "read" and p.basis["kv_cache"] == "read"
     assert p.basis["compute"] == "estimated" and p.basis["total"] == "estimated"
@@ -146,9 +147,10 @@ def test_disk_check_and_json_shape() -> None:
     assert p.disk_ok is False and any("disk" in n for n in p.notes)
     assert fit.predict(info(), ram_available_bytes=GiB, gpus=[], download_bytes=10**8, disk_free_bytes=10**9).disk_ok
     rows = json.loads(fit.summaries_json([p]))
-    assert rows == [{"file": "Synthetic-Q8_0.gguf", "quant_type": "Q8_0", "predicted_bytes": p.predicted_bytes, "verdict": "CPU only"}]
+    assert rows == [{"file": "/models/Synthetic-Q8_0.gguf", "name": "Synthetic-Q8_0.gguf", "quant_type": "Q8_0",
+                     "predicted_bytes": p.predicted_bytes, "verdict": "CPU only"}]
     d = p.to_dict()
-    assert list(d)[:4] == ["file", "quant_type", "predicted_bytes", "verdict"] and d["basis"]["weights"] == "read"
+    assert list(d)[:5] == ["file", "name", "quant_type", "predicted_bytes", "verdict"] and d["basis"]["weights"] == "read"
     json.dumps(d)
 
 

@@ -163,7 +163,8 @@ def test_cli_export_import_history_and_their_errors(store, tmp_path, capsys):
     assert "not a Quant Workbench export" in capsys.readouterr().err
 
     assert main(["history", "--search", "memo", "--json", "--db", fresh]) == 0
-    assert [r["prompt"] for r in json.loads(capsys.readouterr().out)] == ["Summarise this memo"]
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["prompt"] for r in rows] == ["Summarise this memo"] and isinstance(rows[0]["run_id"], int)  # not "id"
     assert main(["history", "--db", fresh]) == 0
     assert "Solve 17 * 23" in capsys.readouterr().out
     assert main(["history", "--since", "yesterday", "--db", fresh]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def test_compare_demo_json_returns_the_ladder_with_sane_metrics(demo_ladder):
     out = json.loads(proc.stdout)
     assert out["reference"] == "F16" and isinstance(out["run_id"], int)
     assert [r["quant_type"] for r in out["results"]] == ["F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K"]
-    required = {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "load_s", "ttft_s", "prompt_tokens",
+    required = {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference", "load_s", "ttft_s", "prompt_tokens",
                 "prefill_tok_s", "completion_tokens", "decode_tok_s", "stop_reason", "peak_rss_bytes", "gpu_mem_bytes",
                 "text", "first_divergence_token", "fallback", "error"}
     sizes = []
@@ -63,5 +64,6 @@ def test_demo_json_lists_files(demo_ladder):
     assert proc.returncode == 0, proc.stderr
     files = json.loads(proc.stdout)
     assert {f["quant_type"] for f in files} == {"F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K"}
-    assert [f["reference"] for f in files].count(True) == 1
-    assert all(set(f) == {"label", "quant_type", "file", "size_bytes", "reference"} for f in files)
+    assert [f["is_reference"] for f in files].count(True) == 1
+    assert all(set(f) == {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference"} for f in files)
+    assert all(f["file"] == os.path.abspath(f["file"]) for f in files)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError
 from workbench.models import ladder as ladders
 
@@ -58,8 +59,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     lad = ladders.ensure_demo_ladder(_progress(args.json))
     if args.json:
-        print(json.dumps([{"label": f.label, "quant_type": f.quant_type, "file": f.path, "size_bytes": f.size_bytes,
-                           "reference": f.reference} for f in lad.files], indent=2))
+        print(json.dumps([f.summary() for f in lad.files], indent=2))
         return 0
     print(lad.name)
     for line in lad.provenance_lines():
@@ -85,7 +85,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(lad.to_dict(), indent=2))
+        print(json.dumps(lad.summary(), indent=2))
     else:
         print(f"Ladder written to {lad.directory}")
         print_table(["label", "type", "size", "bits/weight", "reference"],
@@ -175,18 +175,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         pool.shutdown()
     results = (comparison.results if comparison else []) + failed
     if args.json:
-        keys = ["label", "quant_type", "file", "size_bytes", "bits_per_weight", "load_s", "ttft_s", "prompt_tokens",
-                "prefill_tok_s", "completion_tokens", "decode_tok_s", "stop_reason", "peak_rss_bytes", "gpu_mem_bytes",
-                "text", "first_divergence_token", "fallback", "error"]
-        out = {"run_id": comparison.run_id if comparison else None,
-               "reference": comparison.reference_label if comparison else None,
+        remote = {c.label: c.endpoint.to_dict() for c in contestants if c.is_remote}
+        out = {jf.RUN_ID: comparison.run_id if comparison else None,
+               jf.REFERENCE: comparison.reference_label if comparison else None,
                "note": SEQUENTIAL_NOTE,
                "settings": settings.to_dict(),
-               "results": [{**{k: r.to_dict()[k] for k in keys}, "identical_to_reference": r.identical_to_reference,
-                            "decode_s": r.decode_s, "decode_steps": r.decode_steps, "prefill_s": r.prefill_s,
-                            "is_reference": r.is_reference, "template": r.template, "warm": r.warm,
-                            "gpu_layers": r.gpu_layers, "disturbed": r.disturbed, "measurement": r.measurement}
-                           for r in results]}
+               "results": [_result_json(r, remote.get(r.label)) for r in results]}
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         on_gpu = any(r.gpu_layers for r in results)  # GPU columns only where a GPU held layers
@@ -214,6 +208,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if r.fallback:
                 print(f"(note: {r.fallback})")
     return 0 if all(r.ok for r in results) else 1
+
+
+RESULT_KEYS = ("load_s", "ttft_s", "prompt_tokens", "prefill_tok_s", "completion_tokens", "decode_tok_s", "stop_reason",
+               "peak_rss_bytes", "gpu_mem_bytes", "text", "first_divergence_token", "fallback", "error",
+               "identical_to_reference", "decode_s", "decode_steps", "prefill_s", "template", "warm", "gpu_layers",
+               "measurement")
+
+
+def _result_json(r: Any, endpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """One compare result in the shared vocabulary: a local file's `file` absolute; an endpoint's `file` null and
+    the endpoint described under `endpoint` (as `workbench fingerprint` does; never its key)."""
+    d = r.to_dict()
+    row = jf.gguf_fields(label=r.label, quant_type=r.quant_type, file=None if endpoint else r.file,
+                         size_bytes=r.size_bytes, bits_per_weight=r.bits_per_weight, is_reference=r.is_reference)
+    if endpoint:
+        row[jf.ENDPOINT] = endpoint
+    return {**row, **{k: d[k] for k in RESULT_KEYS}, "disturbed": r.disturbed}
 
 
 def _contention(r: Any) -> str:
@@ -269,20 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
 # Other CLI modules add their subcommands: EXTRA_PARSERS.append(register) where register(subparsers)
 # adds a parser, and @command(name) for the handler. Each area keeps its commands in its own module.
 EXTRA_PARSERS: list[Callable[[Any], None]] = []
-EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings",
-                     "workbench.cli.remote", "workbench.cli_bench")
+EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote")
 
 
 def _load_extensions() -> None:
-    """Import the modules whose commands live beside their library code."""
+    """Import the modules that register the other commands. Each one exists; an import error is a bug to see."""
     import importlib
 
     for mod in EXTENSION_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

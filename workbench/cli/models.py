@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -117,7 +118,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"Context {args.ctx} tokens, {args.kv_type} KV cache; keeping {fit.DEFAULT_HEADROOM:.0%} of free memory in reserve.")
         rows_out = []
         for p in preds:
-            rows_out.append([p.file, p.quant_type or "-", fmt_bytes(p.weights_bytes), fmt_bytes(p.kv_bytes),
+            shown = os.path.basename(p.file) if os.path.isabs(p.file) else p.file  # a Hub file: its name in the repo
+            rows_out.append([shown, p.quant_type or "-", fmt_bytes(p.weights_bytes), fmt_bytes(p.kv_bytes),
                              fmt_bytes(p.predicted_bytes), p.verdict, basis.get(p.file, "")])
         print_table(["file", "type", "weights", "KV cache", "predicted peak", "verdict", "header"], rows_out)
         if preds:
@@ -220,9 +222,9 @@ def cmd_download(args: argparse.Namespace) -> int:
             print(f"error: downloaded, but not usable as a ladder: {exc}", file=sys.stderr)
             return 1
     if args.json:
-        out: Any = [d.to_dict() for d in done]
+        out: Any = [d.summary() for d in done]
         if ladder is not None:
-            out = {"files": out, "ladder": ladder.to_dict()}
+            out = {"files": out, "ladder": ladder.summary()}
         print(json.dumps(out, indent=2))
     else:
         print_table(["type", "file", "size", "verified", "note", "path"],

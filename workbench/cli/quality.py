@@ -24,6 +24,7 @@ from workbench.cli.main import (
     resolve_contestants,
     settings_from_args,
 )
+from workbench.files import json_fields as jf
 
 
 def _store(args: argparse.Namespace):
@@ -183,7 +184,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         pool.shutdown()
     if args.json:
-        print(json.dumps(run.to_json(), indent=2, ensure_ascii=False))
+        files = [jf.gguf_fields(label=c.label, quant_type=c.quant_type, file=c.path, size_bytes=c.size_bytes,
+                                bits_per_weight=c.bits_per_weight, is_reference=c.is_reference) for c in contestants]
+        print(json.dumps({**run.to_json(), "files": files}, indent=2, ensure_ascii=False))
     else:
         _print_eval(run)
     errors = any(o.error for o in run.outcomes)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
+from workbench.files import json_fields as jf
 from workbench.people.ratings import MODES
 
 
@@ -108,8 +109,9 @@ def cmd_history(args: argparse.Namespace) -> int:
                                    limit=args.limit)
     except ValueError as exc:  # a date that does not parse
         raise UsageError(f"dates are YYYY-MM-DD: {exc}") from None
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    if args.json:  # the run's id under `run_id`, as every other command's JSON names it
+        print(json.dumps([{jf.RUN_ID: r["id"], **{k: v for k, v in r.items() if k != "id"}} for r in rows],
+                         indent=2, ensure_ascii=False))
         return 0
     print_table(["id", "when", "kind", "status", "model", "outputs", "ratings", "votes", "prompt"],
                 [[r["id"], r["created_at"][:19].replace("T", " "), r["kind"], r["status"], r["ladder_name"] or "-",

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 import gguf
 
 from workbench.core.hardware import Gpu
+from workbench.files import json_fields as jf
 from workbench.files.quant_names import nominal_bits_per_weight
 
 MiB = 2**20
@@ -66,7 +67,7 @@ READ, ESTIMATED, MEASURED = "read", "estimated", "measured"
 class FitPrediction:
     """Predicted peak memory of one worker running one GGUF, and where it can run. Bytes throughout."""
 
-    file: str
+    file: str  # the GGUF's absolute path when read from a local file; a display name otherwise (a Hub file)
     quant_type: str | None
     predicted_bytes: int  # host RAM + device memory the worker needs in the placement the verdict names
     verdict: str  # "fits on the GPU entirely" | "partial offload: N of M layers on the GPU" | "CPU only" | "does not fit"
@@ -90,8 +91,11 @@ class FitPrediction:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """The CLI's JSON row: {"file", "quant_type", "predicted_bytes", "verdict"}."""
-        return {"file": self.file, "quant_type": self.quant_type, "predicted_bytes": self.predicted_bytes, "verdict": self.verdict}
+        """The CLI's JSON row for a local file, in the shared vocabulary (json_fields): file, name, quant_type,
+        predicted_bytes, verdict."""
+        local = self.file if os.path.isabs(self.file) else None
+        return {jf.FILE: local, jf.NAME: os.path.basename(self.file), jf.QUANT_TYPE: self.quant_type,
+                jf.PREDICTED_BYTES: self.predicted_bytes, jf.VERDICT: self.verdict}
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, the summary keys first."""
@@ -266,7 +270,7 @@ def predict(
     ram_budget = int(ram_available_bytes * (1 - headroom))
 
     pred = FitPrediction(
-        file=file or os.path.basename(str(getattr(info, "path", "") or "")) or "?",
+        file=file or jf.abs_file(getattr(info, "path", None)) or "?",
         quant_type=getattr(info, "quant_type", None),
         predicted_bytes=cpu_total,
         verdict="",
@@ -400,7 +404,7 @@ def warm_together_bytes(predictions: Iterable[FitPrediction]) -> int:
 
 
 def summaries_json(predictions: Iterable[FitPrediction]) -> str:
-    """The CLI's JSON: [{"file", "quant_type", "predicted_bytes", "verdict"}]."""
+    """The CLI's JSON: [{"file", "name", "quant_type", "predicted_bytes", "verdict"}]."""
     return json.dumps([p.summary() for p in predictions], indent=2)
 
 

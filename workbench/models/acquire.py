@@ -19,6 +19,7 @@ from workbench.core import jobs, paths
 from workbench.core.hardware import Gpu, cpu_supports_repack, machine
 from workbench.core.jobs import Job
 from workbench.files import fit
+from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models import discover, hub
 from workbench.models.hub import GgufFile, HubError, RepoListing
@@ -45,16 +46,18 @@ class FitRow:
     prediction: fit.FitPrediction | None
     header: str  # "read from this file's header" | "read (cached file)" | "estimated from <name>'s header" | "unavailable"
     error: str | None = None
+    path: str | None = None  # the local file when it is in the HF cache and its header was read there
 
     @property
     def header_read(self) -> bool:
         return self.header.startswith("read")
 
     def summary(self) -> dict[str, Any]:
-        """The CLI's JSON row ({"file", "quant_type", "predicted_bytes", "verdict"})."""
+        """The CLI's JSON row, keyed like `FitPrediction.summary()`: `file` is the local path (null when the file
+        is not on disk), `name` its path in the repo."""
         p = self.prediction
-        return {"file": self.entry.name, "quant_type": self.entry.quant_type,
-                "predicted_bytes": p.predicted_bytes if p else None, "verdict": p.verdict if p else "unknown"}
+        return {jf.FILE: jf.abs_file(self.path), jf.NAME: self.entry.name, jf.QUANT_TYPE: self.entry.quant_type,
+                jf.PREDICTED_BYTES: p.predicted_bytes if p else None, jf.VERDICT: p.verdict if p else "unknown"}
 
 
 def cached_path(listing: RepoListing, entry: GgufFile) -> str | None:
@@ -155,7 +158,8 @@ def fit_listing(
         pred.quant_type = e.quant_type or pred.quant_type
         if not isinstance(got, tuple) and (e.quant_type or "") not in NEVER_REPACKED and cpu_supports_repack():
             pred.notes.append("weights llama.cpp may repack for this CPU are not counted: choose the file to read its header")
-        rows.append(FitRow(e, pred, how, error))
+        local = info.path if isinstance(got, tuple) and how == "read (cached file)" else None
+        rows.append(FitRow(e, pred, how, error, local))
     return rows
 
 
@@ -287,26 +291,27 @@ def register_download(repo_id: str, files: Sequence[hub.DownloadedFile], revisio
                            slug=f"hf-{repo_id}")
 
 
-def found_ladder_name(lad: discover.Ladder) -> str:
-    sources = sorted({SOURCE_NAMES.get(f.source, f.source) for f in lad.files})
-    return f"{lad.model} ({', '.join(sources)})"
+def found_ladder_name(group: discover.FoundGroup) -> str:
+    """The name the ladder registered from `group` gets: the model and where its files were found."""
+    sources = sorted({SOURCE_NAMES.get(f.source, f.source) for f in group.files})
+    return f"{group.model} ({', '.join(sources)})"
 
 
-def register_found(lad: discover.Ladder) -> Ladder:
-    """A ladder found on disk (HF cache, a folder, LM Studio, Ollama) as a ladder the Compare page can use."""
-    name = found_ladder_name(lad)
-    where = "; ".join(sorted({f"{SOURCE_NAMES.get(f.source, f.source)}: {Path(f.path).parent}" for f in lad.files}))
-    return register_ladder(name, [f.path for f in lad.files],
+def register_found(group: discover.FoundGroup) -> Ladder:
+    """Files found on disk (HF cache, a folder, LM Studio, Ollama) as a ladder the Compare page can use."""
+    name = found_ladder_name(group)
+    where = "; ".join(sorted({f"{SOURCE_NAMES.get(f.source, f.source)}: {Path(f.path).parent}" for f in group.files}))
+    return register_ladder(name, [f.path for f in group.files],
                            {"origin": f"Files already on this disk, used where they are ({where})",
-                            "source": ",".join(sorted({f.source for f in lad.files}))},
+                            "source": ",".join(sorted({f.source for f in group.files}))},
                            slug=f"found-{name}")
 
 
 @dataclass
 class Scan:
-    """What discover found, grouped into candidate ladders."""
+    """What discover found, grouped by model: each group can be registered as a ladder."""
 
-    ladders: list[discover.Ladder] = field(default_factory=list)
+    groups: list[discover.FoundGroup] = field(default_factory=list)
     n_files: int = 0
 
 
@@ -314,7 +319,7 @@ def scan_disk(folder: str | None = None, **roots: Any) -> Scan:
     """discover_all over the HF cache, LM Studio, Ollama and an optional folder, grouped by model."""
     folders = [folder.strip()] if folder and folder.strip() else []
     found = discover.discover_all(folders, **roots)
-    return Scan(discover.ladders(found), len(found))
+    return Scan(discover.group_by_model(found), len(found))
 
 
 __all__ = [

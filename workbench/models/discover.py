@@ -2,7 +2,8 @@
 
 Sources: the Hugging Face cache, folders the user names, LM Studio's models folder (publisher/repo/file.gguf)
 and Ollama's content-addressed blob store (manifests name the model, blobs hold the GGUF without a .gguf
-extension). Files of one base model with different quantizations form a candidate *ladder*.
+extension). Files of one base model are a `FoundGroup`; `acquire.register_found` makes one a real
+`ladder.Ladder` (headers read, a reference chosen) when the user picks it.
 Every root is an argument, so tests (and users with unusual setups) point it elsewhere.
 """
 
@@ -45,8 +46,9 @@ class FoundGguf:
 
 
 @dataclass
-class Ladder:
-    """Files of one base model, highest precision first: what a comparison can be built from."""
+class FoundGroup:
+    """Files of one base model found on disk, highest precision first: the makings of a ladder, not yet one
+    (no headers read, no reference; `acquire.register_found` turns it into a `ladder.Ladder`)."""
 
     model: str
     files: list[FoundGguf]
@@ -60,7 +62,7 @@ class Ladder:
         return seen
 
     @property
-    def is_ladder(self) -> bool:
+    def comparable(self) -> bool:
         """Two or more distinct quantizations: something to compare."""
         return len(self.quant_types) >= 2
 
@@ -285,7 +287,7 @@ def discover_all(
     return out
 
 
-def ladders(found: Iterable[FoundGguf]) -> list[Ladder]:
+def group_by_model(found: Iterable[FoundGguf]) -> list[FoundGroup]:
     """Group files by base model; each group ordered highest precision first, groups with most rungs first."""
     groups: dict[str, list[FoundGguf]] = {}
     for f in found:
@@ -293,6 +295,6 @@ def ladders(found: Iterable[FoundGguf]) -> list[Ladder]:
     out = []
     for files in groups.values():
         files.sort(key=lambda f: (precision_key(f.quant_type), f.size), reverse=True)
-        out.append(Ladder(files[0].model, files))
+        out.append(FoundGroup(files[0].model, files))
     out.sort(key=lambda l: (-len(l.quant_types), l.model.lower()))
     return out

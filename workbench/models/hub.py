@@ -55,6 +55,7 @@ from huggingface_hub.utils import (
 )
 
 from workbench.core.paths import hf_cache_dir
+from workbench.files import json_fields as jf
 from workbench.files.quant_names import (
     DEFAULT_QUANTS,
     nominal_bits_per_weight,
@@ -537,6 +538,13 @@ class DownloadedFile:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def summary(self) -> dict:
+        """The CLI's JSON row in the shared vocabulary (json_fields): `file` is the path llama.cpp opens, `paths`
+        every shard."""
+        return {jf.FILE: jf.abs_file(self.path), jf.NAME: self.name, jf.QUANT_TYPE: self.quant_type,
+                jf.SIZE_BYTES: self.size_bytes, "paths": [jf.abs_file(p) for p in self.paths], "verified": self.verified,
+                "resumed_bytes": self.resumed_bytes, "from_cache": self.from_cache, "revision": self.revision}
 
 
 ProgressCallback = Callable[[DownloadProgress], None]

@@ -19,6 +19,7 @@ from typing import Any
 
 from workbench.core import paths
 from workbench.core.hardware import llama_cpp_version
+from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models.quantize import quantize
 
@@ -42,7 +43,14 @@ class LadderFile:
 
     @classmethod
     def from_info(cls, info: GgufInfo, label: str | None = None, reference: bool = False) -> LadderFile:
-        return cls(label or info.quant_type, info.quant_type, info.path, info.size_bytes, info.bits_per_weight, reference)
+        # absolute: ladder.json and stored runs must name the file however the command was started
+        return cls(label or info.quant_type, info.quant_type, os.path.abspath(info.path), info.size_bytes,
+                   info.bits_per_weight, reference)
+
+    def summary(self) -> dict[str, Any]:
+        """The CLI's JSON row, in the shared vocabulary (json_fields): `file` absolute, `is_reference`."""
+        return jf.gguf_fields(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
+                              bits_per_weight=self.bits_per_weight, is_reference=self.reference)
 
 
 @dataclass
@@ -73,8 +81,15 @@ class Ladder:
         return [self.reference.label, *rest]
 
     def to_dict(self) -> dict[str, Any]:
+        """What ladder.json holds (its `path`/`reference` keys are the on-disk format; the CLI prints `summary()`)."""
         return {"name": self.name, "directory": self.directory, "provenance": self.provenance,
                 "files": [asdict(f) for f in self.files]}
+
+    def summary(self) -> dict[str, Any]:
+        """The CLI's JSON for a whole ladder: its files as `LadderFile.summary()` rows, the folder absolute."""
+        return {"name": self.name, "directory": jf.abs_file(self.directory),
+                jf.REFERENCE: self.reference.label if self.files else None,
+                "provenance": self.provenance, "files": [f.summary() for f in self.files]}
 
     def provenance_lines(self) -> list[str]:
         """Where these files came from, in plain words, for the sidebar, the CLI and reports."""
@@ -212,7 +227,7 @@ def build_ladder(
         files.insert(0, LadderFile.from_info(src_info, label=f"{src_info.quant_type} (source)", reference=True))
     st = Path(src).stat()
     provenance = {
-        "source_file": str(src),
+        "source_file": os.path.abspath(src),
         "source_sha256": src_sha,
         "source_stat": [st.st_size, st.st_mtime_ns],  # lets ensure_demo_ladder skip re-hashing an unchanged source
         "source_quant_type": src_info.quant_type,

@@ -47,6 +47,7 @@ import numpy as np
 from workbench.core import crash_fallback, hardware
 from workbench.core.hardware import llama_cpp_version
 from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
+from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs.compare import CRASH_SIGNALS_FOR_FALLBACK, IMPORTED_NOTE, is_imported, run_contestant
@@ -212,9 +213,9 @@ class ContestantDivergence:
     def headline(self) -> dict[str, Any]:
         """The figures the CLI's JSON and the summary tables lead with."""
         s = self.summary
-        return {"label": self.label, "quant_type": self.quant_type, "is_reference": self.is_reference,
-                "n_tokens": s.get("n_tokens"), "mean_kld": s.get("mean_kld"), "median_kld": s.get("median_kld"),
-                "p99_kld": s.get("p99_kld"), "max_kld": s.get("max_kld"), "top1_agreement": s.get("top1_agreement"),
+        return {jf.LABEL: self.label, jf.QUANT_TYPE: self.quant_type, jf.FILE: jf.abs_file(self.file),
+                jf.IS_REFERENCE: self.is_reference, "n_tokens": s.get("n_tokens"), "mean_kld": s.get("mean_kld"),
+                "median_kld": s.get("median_kld"), "p99_kld": s.get("p99_kld"), "max_kld": s.get("max_kld"), "top1_agreement": s.get("top1_agreement"),
                 "ppl": s.get("ppl"), "mean_p_token": s.get("mean_p_token"), "error": self.error}
 
     def piece(self, token: int) -> str:
@@ -251,7 +252,7 @@ class DivergenceReport:
         return [r for r in self.results if not r.is_reference]
 
     def to_json(self) -> dict[str, Any]:
-        return {"reference": self.reference_label, "run_id": self.run_id, "source": self.source,
+        return {jf.REFERENCE: self.reference_label, jf.RUN_ID: self.run_id, "source": self.source,
                 "n_tokens": self.n_tokens, "meta": self.meta, "results": [r.headline() for r in self.results]}
 
 

@@ -23,12 +23,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workbench.core import hardware
 from workbench.core.hardware import llama_cpp_version
 from workbench.engine.pool import WorkerPool
+from workbench.files import json_fields as jf
 from workbench.models.ladder import Ladder
 from workbench.quality.checkers import describe_spec
 from workbench.quality.evalstats import compare_paired, format_p, wilson_interval
@@ -219,15 +220,15 @@ class EvalRun:
         cells = self.matrix()
 
         def cell(c: MatrixCell) -> dict[str, Any]:
-            return {"label": c.label, "quant_type": c.quant_type, "category": c.category, "passed": c.passed,
+            return {jf.LABEL: c.label, jf.QUANT_TYPE: c.quant_type, "category": c.category, "passed": c.passed,
                     "total": c.total, "errors": c.errors, "rate": c.rate, "ci95": [c.low, c.high]}
 
         return {
-            "pack": self.pack_name, "run_id": self.run_id, "status": self.status, "reference": self.reference_label,
+            "pack": self.pack_name, jf.RUN_ID: self.run_id, "status": self.status, jf.REFERENCE: self.reference_label,
             "cases": len(self.cases),
             "results": [cell(c) for c in cells if c.category != ALL],
             "overall": [cell(c) for c in cells if c.category == ALL],
-            "paired": [{"label": r.label, "category": r.category, "reference": r.reference, "p_value": r.p_value,
+            "paired": [{jf.LABEL: r.label, "category": r.category, jf.REFERENCE: r.reference, "p_value": r.p_value,
                         "within_noise": r.within_noise, "verdict": r.verdict} for r in self.paired()],
         }
 
@@ -408,7 +409,3 @@ def list_evals(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     return [{"run_id": r["run_id"], "created_at": r["created_at"], "status": r["status"], "ladder_name": r["ladder_name"],
              "pack_name": r["pack_name"], "labels": [c["label"] for c in json.loads(r["labels_json"])],
              "n_cases": len(json.loads(r["cases_json"]))} for r in rows]
-
-
-def outcome_dicts(run: EvalRun) -> list[dict[str, Any]]:
-    return [asdict(o) for o in run.outcomes]

@@ -38,6 +38,7 @@ import numpy as np
 
 from workbench.core import crash_fallback
 from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
+from workbench.files import json_fields as jf
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.compare import run_contestant
 from workbench.runs.contestants import Contestant, RemoteEndpoint, RunSettings
@@ -79,6 +80,7 @@ class Candidate:
     wins_over: dict[str, float] = field(default_factory=dict)  # label -> share of bootstrap resamples closer
     within_noise: bool = False
     error: str | None = None
+    file: str | None = None  # the local GGUF, absolute (the CLI JSON's `file`)
 
 
 @dataclass
@@ -327,7 +329,7 @@ def fingerprint(
     with pool.queue.turn(cancel=cancel):
         for f in files:
             progress(f"local: {f.label}")
-            cand = Candidate(f.label, f.quant_type, f.bits_per_weight)
+            cand = Candidate(f.label, f.quant_type, f.bits_per_weight, file=jf.abs_file(f.path))
             try:
                 _evaluate(pool, f, settings, prompts, remote, has_logprobs, cand, token_mismatch, cancel)
             except (WorkerError, WorkerDied) as exc:

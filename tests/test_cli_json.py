@@ -1,0 +1,63 @@
+"""The CLI's JSON is one vocabulary: the same GGUF is the same absolute path under `file` in every command's output,
+with the same `label`, `quant_type` and `is_reference`, so a script can join `demo`, `ladder`, `fit`, `compare` and
+`diverge` (README.md, "CLI JSON fields"). Real commands on the embedded demo ladder, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--max-tokens", "8", "--ctx", "256", "--threads", "1"]
+TYPES = "F16,Q2_K"
+
+
+def workbench(*argv: str, cwd: Path | None = None) -> Any:
+    """Run `python -m workbench ARGV --json` (from `cwd`, to show relative paths come back absolute); its JSON."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "workbench", *argv, "--json"], capture_output=True, text=True,
+                          timeout=600, cwd=cwd or ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def by_file(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["file"]: r for r in rows}
+
+
+def test_one_file_is_one_absolute_path_under_file_in_every_command(demo_ladder, tmp_path: Path) -> None:
+    q2 = demo_ladder.by_label("Q2_K").path
+    f16 = demo_ladder.by_label("F16").path
+    assert os.path.isabs(q2) and os.path.isabs(f16)
+
+    demo = by_file(workbench("demo"))
+    fit = by_file(workbench("fit", "--demo", "--ctx", "256"))
+    # a relative source path, from its own folder: the ladder still names it absolutely
+    ladder = workbench("ladder", Path(q2).name, "--types", "", "--reference", "", "--out", str(tmp_path / "lad"),
+                       cwd=Path(q2).parent)
+    compare = workbench("compare", "--demo", "--types", TYPES, "--prompt", "Name a fruit.", *SMALL)
+    diverge = workbench("diverge", "--demo", "--types", TYPES, "--prompt", "Name a fruit.", "--db",
+                        str(tmp_path / "db.sqlite3"), *SMALL)
+
+    for rows in (demo, fit, by_file(ladder["files"]), by_file(compare["results"]), by_file(diverge["results"])):
+        assert q2 in rows, sorted(rows)  # the join key: the same absolute path, under `file`
+        assert rows[q2]["quant_type"] == "Q2_K"
+    for rows in (demo, by_file(compare["results"]), by_file(diverge["results"])):
+        assert rows[q2]["label"] == "Q2_K" and rows[q2]["is_reference"] is False
+        assert rows[f16]["label"] == "F16" and rows[f16]["is_reference"] is True
+    for rows in (demo, by_file(compare["results"])):
+        assert rows[q2]["size_bytes"] == os.path.getsize(q2)
+        assert rows[q2]["bits_per_weight"] == demo_ladder.by_label("Q2_K").bits_per_weight
+
+    assert set(demo[q2]) == {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference"}
+    assert fit[q2]["name"] == Path(q2).name and fit[q2]["predicted_bytes"] > os.path.getsize(q2)
+    [source] = ladder["files"]
+    assert source["file"] == q2 and source["is_reference"] is True and ladder["reference"] == source["label"]
+    assert ladder["directory"] == str(tmp_path / "lad")
+    assert compare["reference"] == diverge["reference"] == "F16"
+    assert isinstance(compare["run_id"], int) and isinstance(diverge["run_id"], int)
+    assert not any("path" in r or "reference" in r for r in [*demo.values(), *ladder["files"]])  # the old keys

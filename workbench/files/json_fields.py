@@ -1,0 +1,37 @@
+"""One vocabulary for the JSON the `workbench` commands print (README.md, "CLI JSON fields").
+
+The same thing goes by the same key in every `--json` output, and a GGUF is always named by its absolute
+path, so a script can join `demo`, `ladder`, `fit`, `download`, `compare`, `diverge`, `eval` and
+`fingerprint` on `file` (or `label`). The `summary()` methods behind those outputs build their rows here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+FILE = "file"  # absolute path of the GGUF on this machine; null where there is none (a Hub file, an endpoint)
+NAME = "name"  # the file's name: its base name, or its path inside a Hub repo
+LABEL = "label"  # the contestant's name in a ladder or run ("Q4_K_M", "F16 (source)")
+QUANT_TYPE = "quant_type"  # llama.cpp's quantization type name ("Q4_K_M")
+SIZE_BYTES = "size_bytes"  # the file's size on disk (all shards)
+BITS_PER_WEIGHT = "bits_per_weight"
+IS_REFERENCE = "is_reference"  # this row is the reference the others are measured against
+REFERENCE = "reference"  # at the top of an output: the reference's label
+PREDICTED_BYTES = "predicted_bytes"  # predicted peak memory of one worker running the file
+VERDICT = "verdict"  # where the file can run: "CPU only", "fits on the GPU entirely" …
+RUN_ID = "run_id"  # the stored run's id (`workbench history`, `report`)
+ENDPOINT = "endpoint"  # a remote endpoint: base_url, model, api … (never its key); a remote row's `file` is null
+
+
+def abs_file(path: str | os.PathLike[str] | None) -> str | None:
+    """A local GGUF path as the vocabulary names it: absolute, `~` expanded; None stays None."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path))) if path else None
+
+
+def gguf_fields(*, label: str | None, quant_type: str | None, file: str | os.PathLike[str] | None,
+                size_bytes: int | None = None, bits_per_weight: float | None = None,
+                is_reference: bool = False) -> dict[str, Any]:
+    """The fields every row that describes one GGUF of a ladder starts with, in this order."""
+    return {LABEL: label, QUANT_TYPE: quant_type, FILE: abs_file(file), SIZE_BYTES: size_bytes,
+            BITS_PER_WEIGHT: bits_per_weight, IS_REFERENCE: bool(is_reference)}
