@@ -3,8 +3,10 @@ recover; nothing saved before is lost, and the app stays up."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -107,3 +109,13 @@ def test_pages_say_what_is_wrong_instead_of_raising(tmp_path, monkeypatch, demo_
             assert at.title[0].value == "Compare quantizations"
     finally:
         shared._open_store.clear()
+
+
+def test_the_cli_says_a_damaged_database_in_one_line(tmp_path):
+    """Every command that opens the store (history, fingerprint, report…) reports a StoreError plainly, no traceback."""
+    db = tmp_path / "workbench.sqlite3"
+    db.write_bytes(b"this is not a database" * 100)
+    env = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "workbench", "history"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and out.stderr.startswith("error: ") and ".recover" in out.stderr

@@ -15,6 +15,7 @@ from typing import Any
 from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError
 from workbench.models import ladder as ladders
+from workbench.storage.store import StoreError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -303,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (GgufError, FileNotFoundError) as exc:
+    except (GgufError, FileNotFoundError, StoreError) as exc:  # a damaged, full or read-only database says so
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
