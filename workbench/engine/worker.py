@@ -108,6 +108,8 @@ class Engine:
                 self.log_tail.append(line)
             if os.environ.get("WORKBENCH_WORKER_VERBOSE"):
                 sys.stderr.write(text.decode("utf-8", "replace"))
+            elif line and level in (2, 3):  # on stderr too: the parent shows its tail when this worker dies
+                sys.stderr.write(line + "\n")
 
         self._log_cb = on_log  # keep a reference: llama.cpp holds only the C pointer
         llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
