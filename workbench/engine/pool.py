@@ -167,7 +167,7 @@ class WorkerProcess:
         )
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.settings: LoadSettings | None = None
-        self.generations = 0  # generate requests served since the last load
+        self.decodes = 0  # generate and score requests finished since the last load (the crash fallback reads it)
         self._stderr_mark = 0  # where the stderr of the request in flight starts
         self.last_loaded: dict[str, Any] = {}  # the `loaded` event of the model now loaded
         self._send_lock = threading.Lock()
@@ -262,7 +262,10 @@ class WorkerProcess:
         self._mark_stderr()
         self.send(request)
         try:
-            return self._await(request, rid, terminal, on_event, cancel, timeout)
+            event = self._await(request, rid, terminal, on_event, cancel, timeout)
+            if request["op"] in ("generate", "score"):
+                self.decodes += 1
+            return event
         except WorkerError:
             raise  # the worker answered: the request is over
         except BaseException:
@@ -318,7 +321,7 @@ class WorkerProcess:
                 raise
             raise WorkerError(with_output(str(exc), output)) from None
         self.settings = settings
-        self.generations = 0
+        self.decodes = 0
         self.last_loaded = event
         return event
 

@@ -35,6 +35,8 @@ from workbench.engine import protocol
 
 # Test-only: seconds each generate sleeps before it starts, ignoring cancel (see Engine.generate).
 INJECT_STUCK_ENV = "WORKBENCH_INJECT_STUCK_S"
+# Test-only: crash on a decode with extra buffer types on (crash_fallback.INJECT_ENV; see Engine._inject_extra_bufts_crash).
+INJECT_EXTRA_BUFTS_CRASH_ENV = "WORKBENCH_INJECT_EXTRA_BUFTS_CRASH"
 
 class _Out:
     """Writes protocol events on a private copy of the original stdout, safe from C-level prints."""
@@ -247,6 +249,14 @@ class Engine:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain
 
+    def _inject_extra_bufts_crash(self) -> None:
+        """Test-only fault injection (crash_fallback.INJECT_ENV): die on a decode with extra buffer types on, as
+        llama.cpp's AMX path does on some CPUs. Generate and score both decode, so both crash."""
+        if os.environ.get(INJECT_EXTRA_BUFTS_CRASH_ENV) and self.settings["use_extra_bufts"]:
+            sys.stderr.write("injected extra-buffer crash (test only)\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGSEGV)
+
     # ---- generate ---------------------------------------------------------------------------
     def generate(self, req: dict[str, Any]) -> None:
         self._require_model()
@@ -284,15 +294,12 @@ class Engine:
         pending_ids: list[int] = []
         pending_text: list[str] = []
         stop_reason = "max_tokens"
-        # Test-only fault injection (see crash_fallback.INJECT_ENV): die like the AMX crash does.
-        inject_crash = bool(os.environ.get("WORKBENCH_INJECT_EXTRA_BUFTS_CRASH")) and self.settings["use_extra_bufts"]
         app_pid = os.getppid()
         cpu_prefill0 = CpuSnapshot.take(app_pid)
         cpu_decode0 = cpu_end = None
         t_prefill0 = time.perf_counter()
         try:
-            if inject_crash:
-                os.kill(os.getpid(), signal.SIGSEGV)
+            self._inject_extra_bufts_crash()
             self._decode_chunked(tokens)
             lc.llama_synchronize(ctx)
             t_prefill1 = time.perf_counter()
@@ -414,6 +421,7 @@ class Engine:
         positions: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         try:
+            self._inject_extra_bufts_crash()
             n_batch = self.settings["n_batch"]
             for start in range(0, len(seq) - 1, n_batch):
                 chunk = seq[start : min(start + n_batch, len(seq) - 1)]
