@@ -8,7 +8,7 @@ import json
 import pytest
 
 from workbench.core import crash_fallback, hardware
-from workbench.engine.pool import LoadSettings, WorkerDied, WorkerPool, WorkerProcess
+from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool, WorkerProcess
 from workbench.quality import divergence as dv
 from workbench.runs.compare import run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
@@ -88,3 +88,19 @@ def test_a_dead_workers_error_carries_its_last_stderr_lines(demo_ladder, tmp_pat
     assert died.value.signal_name == "SIGSEGV"
     assert "injected extra-buffer crash" in died.value.output
     assert "injected extra-buffer crash" in died.value.describe() and "during score" in died.value.describe()
+
+
+def test_a_refused_loads_error_carries_llama_cpps_own_reason(demo_ladder, tmp_path):
+    """llama-cpp-python silences stderr while it loads; the worker's log capture still gets the reason out."""
+    import shutil
+
+    cut = tmp_path / "cut.gguf"
+    shutil.copy(demo_ladder.by_label("Q2_K").path, cut)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # header intact, tensor data missing
+    worker = WorkerProcess()
+    try:
+        with pytest.raises(WorkerError) as refused:
+            worker.load(LoadSettings(str(cut), 512, 1, 0, None))
+    finally:
+        worker.shutdown()
+    assert "not within the file bounds" in str(refused.value)

@@ -33,6 +33,9 @@ import numpy as np
 from workbench.core.disturbance import CpuSnapshot, classify
 from workbench.engine import protocol
 
+# ggml_log_level's WARN and ERROR (ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5; measured on this build:
+# a load's metadata dump arrives at 2, "error loading model" at 4). llama-cpp-python's _logger.py comment is stale.
+LOG_WARN_ERROR = (3, 4)
 # Test-only: seconds each generate sleeps before it starts, ignoring cancel (see Engine.generate).
 INJECT_STUCK_ENV = "WORKBENCH_INJECT_STUCK_S"
 # Test-only: crash on a decode with extra buffer types on (crash_fallback.INJECT_ENV; see Engine._inject_extra_bufts_crash).
@@ -99,6 +102,9 @@ class Engine:
     # ---- llama.cpp log: keep the last lines so a load failure can say why -------------------
     def _install_log_capture(self) -> None:
         llama_cpp = self.llama_cpp
+        # our own copy of stderr: llama-cpp-python points fd 2 at /dev/null while it loads a model, and a load
+        # is where a warning or error line says most about a death that follows
+        stderr_fd = os.dup(2)
 
         @llama_cpp.llama_log_callback
         def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
@@ -106,12 +112,15 @@ class Engine:
                 line = text.decode("utf-8", "replace").strip()
             except Exception:
                 return
-            if line and level in (2, 3):  # warn, error
+            if line and level in LOG_WARN_ERROR:
                 self.log_tail.append(line)
             if os.environ.get("WORKBENCH_WORKER_VERBOSE"):
                 sys.stderr.write(text.decode("utf-8", "replace"))
-            elif line and level in (2, 3):  # on stderr too: the parent shows its tail when this worker dies
-                sys.stderr.write(line + "\n")
+            elif line and level in LOG_WARN_ERROR:  # on stderr too: the parent shows its tail when this worker dies
+                try:
+                    os.write(stderr_fd, (line + "\n").encode("utf-8", "replace"))
+                except OSError:
+                    pass
 
         self._log_cb = on_log  # keep a reference: llama.cpp holds only the C pointer
         llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
