@@ -60,9 +60,3 @@ def remember_crash(signal_name: str | None, during: str | None, model: str) -> N
     tmp.write_text(json.dumps(notes, indent=2))
     os.replace(tmp, target)
 
-
-def forget() -> None:
-    """Drop this machine's note (e.g. after a llama.cpp upgrade the user wants to retry)."""
-    notes = _read()
-    if notes.get("extra_bufts_crash", {}).pop(_key(), None) is not None:
-        paths.machine_notes_path().write_text(json.dumps(notes, indent=2))

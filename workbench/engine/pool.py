@@ -38,6 +38,10 @@ REQUEST_TIMEOUT_S = 3600.0
 # minutes, llama.cpp stuck in a kernel) is killed this long after the cancel was sent. A healthy worker answers
 # within one decode step, far below this.
 CANCEL_GRACE_S = 5.0
+# How much of a worker's stderr an error message carries (its last lines: llama.cpp's warnings and errors, an
+# abort's message, a Python traceback). Untrusted text: whoever renders it escapes it.
+STDERR_TAIL_BYTES = 2048
+STDERR_TAIL_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,27 @@ class LoadSettings:
         return {"op": "load", **asdict(self)}
 
 
-class WorkerDied(RuntimeError):
-    """The worker process ended while a request was in flight."""
+def with_output(message: str, output: str) -> str:
+    """`message` plus the worker's last stderr lines, when it wrote any: why it died or failed, in its words."""
+    return f"{message}; the worker's last output: {output}" if output else message
 
-    def __init__(self, reason: str, signal_name: str | None, during: str | None) -> None:
-        super().__init__(reason)
+
+class WorkerDied(RuntimeError):
+    """The worker process ended while a request was in flight.
+
+    `output` is the tail of what it wrote to stderr meanwhile (untrusted text, one line, maybe empty).
+    """
+
+    def __init__(self, reason: str, signal_name: str | None, during: str | None, output: str = "") -> None:
+        super().__init__(with_output(reason, output))
         self.reason = reason
         self.signal_name = signal_name
         self.during = during
+        self.output = output
+
+    def describe(self, during: str | None = None) -> str:
+        """"<reason> during <what>", with the worker's last output: the line a result or report shows."""
+        return with_output(f"{self.reason} during {during or self.during or 'start'}", self.output)
 
 
 class WorkerKilledOnCancel(WorkerDied):
@@ -150,7 +167,8 @@ class WorkerProcess:
         )
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.settings: LoadSettings | None = None
-        self.generations = 0  # generate requests served since the last load
+        self.decodes = 0  # generate and score requests finished since the last load (the crash fallback reads it)
+        self._stderr_mark = 0  # where the stderr of the request in flight starts
         self.last_loaded: dict[str, Any] = {}  # the `loaded` event of the model now loaded
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)  # request ids: unique and increasing for this worker
@@ -196,14 +214,29 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
             reason, sig = describe_exit(self.proc.returncode)
-            raise WorkerDied(reason, sig, during)
+            raise WorkerDied(reason, sig, during, self.stderr_tail())
         return event
 
-    def stderr_tail(self, n: int = 2000) -> str:
-        self.stderr_file.seek(0, os.SEEK_END)
-        size = self.stderr_file.tell()
-        self.stderr_file.seek(max(0, size - n))
-        return self.stderr_file.read().decode("utf-8", "replace")
+    def stderr_tail(self, since: int | None = None) -> str:
+        """The last lines the worker wrote to stderr since the request in flight began (or `since`, a byte
+        offset), bounded to STDERR_TAIL_BYTES and STDERR_TAIL_LINES, control characters dropped, joined by " | "."""
+        start = self._stderr_mark if since is None else since
+        try:  # pread, not seek: the worker writes through the same open file, so moving its offset would clobber
+            fd = self.stderr_file.fileno()
+            size = os.fstat(fd).st_size
+            offset = max(start, size - STDERR_TAIL_BYTES)
+            raw = os.pread(fd, size - offset, offset) if size > offset else b""
+        except (OSError, ValueError):  # closed: the worker was shut down
+            return ""
+        lines = ["".join(ch for ch in line if ch.isprintable()).strip()
+                 for line in raw.decode("utf-8", "replace").splitlines()]
+        return " | ".join([line for line in lines if line][-STDERR_TAIL_LINES:])
+
+    def _mark_stderr(self) -> None:
+        try:
+            self._stderr_mark = os.fstat(self.stderr_file.fileno()).st_size
+        except (OSError, ValueError):
+            pass
 
     def call(
         self,
@@ -226,9 +259,13 @@ class WorkerProcess:
         request = {**request, "id": rid}
         if cancel is not None and cancel.is_set():
             raise WorkerCancelled()  # Stop came first (say, during the load): do not start what it stops
+        self._mark_stderr()
         self.send(request)
         try:
-            return self._await(request, rid, terminal, on_event, cancel, timeout)
+            event = self._await(request, rid, terminal, on_event, cancel, timeout)
+            if request["op"] in ("generate", "score"):
+                self.decodes += 1
+            return event
         except WorkerError:
             raise  # the worker answered: the request is over
         except BaseException:
@@ -251,7 +288,8 @@ class WorkerProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
-                raise WorkerDied(f"worker did not finish within {timeout:.0f} s and was stopped", None, request["op"])
+                raise WorkerDied(f"worker did not finish within {timeout:.0f} s and was stopped", None, request["op"],
+                                 self.stderr_tail())
             try:
                 event = self.events.get(timeout=min(0.05, remaining) if cancel is not None else remaining)
             except queue.Empty:
@@ -271,10 +309,19 @@ class WorkerProcess:
                 return event
 
     def load(self, settings: LoadSettings, on_event: EventCallback | None = None) -> dict[str, Any]:
+        """Load `settings`' model; a refused load's error carries the worker's last stderr lines."""
         self.settings = None  # the worker drops its current model first, even if this load fails
-        event = self.call(settings.request(), {"loaded"}, on_event, timeout=LOAD_TIMEOUT_S)
+        try:
+            event = self.call(settings.request(), {"loaded"}, on_event, timeout=LOAD_TIMEOUT_S)
+        except WorkerCancelled:
+            raise
+        except WorkerError as exc:
+            output = self.stderr_tail()
+            if not output or output == str(exc):
+                raise
+            raise WorkerError(with_output(str(exc), output)) from None
         self.settings = settings
-        self.generations = 0
+        self.decodes = 0
         self.last_loaded = event
         return event
 
@@ -521,24 +568,6 @@ class WorkerPool:
         except BaseException:
             slot.need = memory_budget.Need()  # nothing (or a dead process) holds that memory now
             raise
-
-    def ensure_loaded(
-        self, key: str, settings: LoadSettings, on_event: EventCallback | None = None
-    ) -> tuple[WorkerProcess, dict[str, Any] | None]:
-        """Like `lease`, but the worker is not held in use after this returns: prefer `lease`."""
-        with self.lease(key, settings, on_event) as got:
-            return got
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            slot = self._slots.pop(key, None)
-        if slot is not None and slot.worker is not None:
-            slot.worker.kill()
-            slot.worker.shutdown()
-
-    def keys(self) -> list[str]:
-        with self._lock:
-            return [k for k, s in self._slots.items() if s.worker is not None]
 
     def pids(self) -> dict[str, int]:
         with self._lock:

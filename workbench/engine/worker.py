@@ -33,8 +33,13 @@ import numpy as np
 from workbench.core.disturbance import CpuSnapshot, classify
 from workbench.engine import protocol
 
+# ggml_log_level's WARN and ERROR (ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5; measured on this build:
+# a load's metadata dump arrives at 2, "error loading model" at 4). llama-cpp-python's _logger.py comment is stale.
+LOG_WARN_ERROR = (3, 4)
 # Test-only: seconds each generate sleeps before it starts, ignoring cancel (see Engine.generate).
 INJECT_STUCK_ENV = "WORKBENCH_INJECT_STUCK_S"
+# Test-only: crash on a decode with extra buffer types on (crash_fallback.INJECT_ENV; see Engine._inject_extra_bufts_crash).
+INJECT_EXTRA_BUFTS_CRASH_ENV = "WORKBENCH_INJECT_EXTRA_BUFTS_CRASH"
 
 class _Out:
     """Writes protocol events on a private copy of the original stdout, safe from C-level prints."""
@@ -97,6 +102,9 @@ class Engine:
     # ---- llama.cpp log: keep the last lines so a load failure can say why -------------------
     def _install_log_capture(self) -> None:
         llama_cpp = self.llama_cpp
+        # our own copy of stderr: llama-cpp-python points fd 2 at /dev/null while it loads a model, and a load
+        # is where a warning or error line says most about a death that follows
+        stderr_fd = os.dup(2)
 
         @llama_cpp.llama_log_callback
         def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
@@ -104,10 +112,15 @@ class Engine:
                 line = text.decode("utf-8", "replace").strip()
             except Exception:
                 return
-            if line and level in (2, 3):  # warn, error
+            if line and level in LOG_WARN_ERROR:
                 self.log_tail.append(line)
             if os.environ.get("WORKBENCH_WORKER_VERBOSE"):
                 sys.stderr.write(text.decode("utf-8", "replace"))
+            elif line and level in LOG_WARN_ERROR:  # on stderr too: the parent shows its tail when this worker dies
+                try:
+                    os.write(stderr_fd, (line + "\n").encode("utf-8", "replace"))
+                except OSError:
+                    pass
 
         self._log_cb = on_log  # keep a reference: llama.cpp holds only the C pointer
         llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
@@ -245,6 +258,14 @@ class Engine:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain
 
+    def _inject_extra_bufts_crash(self) -> None:
+        """Test-only fault injection (crash_fallback.INJECT_ENV): die on a decode with extra buffer types on, as
+        llama.cpp's AMX path does on some CPUs. Generate and score both decode, so both crash."""
+        if os.environ.get(INJECT_EXTRA_BUFTS_CRASH_ENV) and self.settings["use_extra_bufts"]:
+            sys.stderr.write("injected extra-buffer crash (test only)\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGSEGV)
+
     # ---- generate ---------------------------------------------------------------------------
     def generate(self, req: dict[str, Any]) -> None:
         self._require_model()
@@ -282,15 +303,12 @@ class Engine:
         pending_ids: list[int] = []
         pending_text: list[str] = []
         stop_reason = "max_tokens"
-        # Test-only fault injection (see crash_fallback.INJECT_ENV): die like the AMX crash does.
-        inject_crash = bool(os.environ.get("WORKBENCH_INJECT_EXTRA_BUFTS_CRASH")) and self.settings["use_extra_bufts"]
         app_pid = os.getppid()
         cpu_prefill0 = CpuSnapshot.take(app_pid)
         cpu_decode0 = cpu_end = None
         t_prefill0 = time.perf_counter()
         try:
-            if inject_crash:
-                os.kill(os.getpid(), signal.SIGSEGV)
+            self._inject_extra_bufts_crash()
             self._decode_chunked(tokens)
             lc.llama_synchronize(ctx)
             t_prefill1 = time.perf_counter()
@@ -412,6 +430,7 @@ class Engine:
         positions: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         try:
+            self._inject_extra_bufts_crash()
             n_batch = self.settings["n_batch"]
             for start in range(0, len(seq) - 1, n_batch):
                 chunk = seq[start : min(start + n_batch, len(seq) - 1)]

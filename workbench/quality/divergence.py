@@ -26,8 +26,8 @@ SmolLM2's 49,152-token vocabulary), so no process holds more than that and the t
 deleted before the next stretch. A longer sequence is scored stretch by stretch with the earlier
 tokens as context, so the numbers do not depend on the stretch size.
 
-Workers are the pool's warm ones, loaded with the same LoadSettings a comparison builds, and the
-whole measurement takes one turn in the machine-wide run queue.
+Workers are the pool's warm ones, reached through engine.access like a comparison's (the same load
+settings, the same crash fallback), and the whole measurement takes one turn in the machine-wide run queue.
 """
 
 from __future__ import annotations
@@ -44,13 +44,14 @@ from typing import Any
 
 import numpy as np
 
-from workbench.core import crash_fallback, hardware
+from workbench.core import hardware
 from workbench.core.hardware import llama_cpp_version
-from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
+from workbench.engine.access import WorkerAccess
+from workbench.engine.pool import WorkerDied, WorkerError, WorkerPool
 from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
-from workbench.runs.compare import CRASH_SIGNALS_FOR_FALLBACK, IMPORTED_NOTE, is_imported, run_contestant
+from workbench.runs.compare import IMPORTED_NOTE, is_imported, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.storage.store import DivergenceRow, Store, now_iso
 
@@ -265,13 +266,6 @@ def positions_per_call(vocab_size: int | None, budget_bytes: int = BUDGET_BYTES)
     return max(8, budget_bytes // (4 * vocab))
 
 
-def _load_settings(pool: WorkerPool, contestant: Contestant, settings: RunSettings,
-                   use_extra_bufts: bool | None) -> LoadSettings:
-    # Exactly what compare.run_contestant builds, so a comparison's warm workers are reused as they are.
-    return LoadSettings(contestant.path, settings.n_ctx, settings.n_threads,
-                        settings.gpu_layers_for(contestant.path, pool), use_extra_bufts)
-
-
 def _request(
     pool: WorkerPool,
     contestant: Contestant,
@@ -280,23 +274,17 @@ def _request(
     terminal: set[str],
     cancel: threading.Event | None,
 ) -> dict[str, Any]:
-    """One request to the contestant's warm worker, surviving the extra-buffer-types crash like a comparison."""
-    use_extra_bufts = crash_fallback.use_extra_bufts_setting()
-    for attempt in (1, 2):
-        try:
-            with pool.lease(contestant.path, _load_settings(pool, contestant, settings, use_extra_bufts)) as (worker, _):
-                return worker.call(request, terminal, None, cancel)
-        except WorkerDied as died:
-            if attempt == 1 and use_extra_bufts is not False and died.signal_name in CRASH_SIGNALS_FOR_FALLBACK:
-                crash_fallback.remember_crash(died.signal_name, died.during or request["op"], contestant.path)
-                use_extra_bufts = False
-                continue
-            raise DivergenceError(f"{contestant.label}: {died.reason} during {request['op']}") from None
-        except WorkerError as exc:
-            if str(exc) == "cancelled" or (cancel is not None and cancel.is_set()):
-                raise DivergenceCancelled("stopped") from None
-            raise DivergenceError(f"{contestant.label}: {exc}") from None
-    raise AssertionError("unreachable")
+    """One request to the contestant's warm worker, through the one access path a comparison uses too (the same
+    load settings, so its warm workers are reused as they are; the same extra-buffer crash fallback)."""
+    access = WorkerAccess(pool, contestant.path, settings.placement())
+    try:
+        return access.run(lambda worker, _loaded: worker.call(request, terminal, None, cancel))
+    except WorkerDied as died:
+        raise DivergenceError(f"{contestant.label}: {died.describe(request['op'])}") from None
+    except WorkerError as exc:
+        if str(exc) == "cancelled" or (cancel is not None and cancel.is_set()):
+            raise DivergenceCancelled("stopped") from None
+        raise DivergenceError(f"{contestant.label}: {exc}") from None
 
 
 def _tokenize(pool: WorkerPool, contestant: Contestant, settings: RunSettings, *, messages: Any = None,

@@ -13,16 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.core import crash_fallback, hardware
+from workbench.core import hardware
 from workbench.core.hardware import llama_cpp_version
+from workbench.engine.access import WorkerAccess
 from workbench.engine.metrics import ContestantResult, mark_divergence
 from workbench.engine.pool import (
-    LoadSettings,
     WorkerCancelled,
     WorkerDied,
     WorkerError,
     WorkerKilledOnCancel,
     WorkerPool,
+    WorkerProcess,
 )
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
@@ -35,7 +36,6 @@ from workbench.storage.store import Store
 OnEvent = Callable[[str, str, dict[str, Any]], None]
 
 SEQUENTIAL_NOTE = "Contestants run one after another, so their timings do not compete for cores or memory bandwidth."
-CRASH_SIGNALS_FOR_FALLBACK = {"SIGSEGV", "SIGABRT", "SIGILL", "SIGBUS", "SIGFPE"}
 
 
 @dataclass
@@ -114,77 +114,60 @@ def run_contestant(
         on_event(label, "error", {"message": result.error})
         return result
 
-    use_extra_bufts = crash_fallback.use_extra_bufts_setting()
-    if use_extra_bufts is False:
-        note = crash_fallback.remembered() or {}
-        result.fallback = (f"loaded without llama.cpp's extra CPU buffer types: this machine crashed with them "
-                           f"({note.get('signal') or 'signal'}) on {note.get('seen_at', 'an earlier run')}")
-    for attempt in (1, 2):
-        load = LoadSettings(contestant.path, settings.n_ctx, settings.n_threads,
-                            settings.gpu_layers_for(contestant.path, pool), use_extra_bufts)
-        got_tokens = False
-        first_generation = True
-        during = "load"
+    def status(status: str, payload: dict[str, Any]) -> None:  # loading, retrying
+        if status == "retrying":
+            result.fallback = payload["message"]
+        on_event(label, status, payload)
 
-        def forward(event: dict[str, Any]) -> None:
-            nonlocal got_tokens
-            if event.get("event") == "tokens":
-                got_tokens = True
-                on_event(label, "tokens", {"text": event.get("text", ""), "ids": event.get("ids", [])})
-            elif event.get("event") == "started":
-                on_event(label, "generating", {"prompt_tokens": event.get("prompt_tokens"), "template": event.get("template")})
+    access = WorkerAccess(pool, contestant.path, settings.placement(), on_status=status)
+    result.fallback = access.fallback  # loaded without extra buffers: this machine is known to crash with them
 
-        try:
-            on_event(label, "loading", {})
-            with pool.lease(contestant.path, load) as (worker, loaded):  # in use: not evicted mid-request
-                first_generation = worker.generations == 0
-                result.warm = loaded is None
-                info = worker.last_loaded
-                result.load_s = info.get("load_s")
-                result.gpu_layers = info.get("gpu_layers")
-                during = "generate"
-                request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
-                           "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
-                # Stop pressed during the load (it cannot be interrupted): call() sees `cancel` set and does not
-                # start the generate; pressed just after, the cancel names this generate and the worker honours it
-                done = worker.call(request, {"done"}, forward, cancel)
-                worker.generations += 1
-        except WorkerCancelled:  # stopped before it produced anything: a cancelled result, not an error
-            result.stop_reason = "cancelled"
-            on_event(label, "cancelled", {"message": f"{label}: stopped before generating"})
-            return result
-        except WorkerKilledOnCancel as killed:  # Stop, with a worker that never read the cancel: not a crash
-            result.error = f"{label}: {killed.reason}"
-            result.stop_reason = "cancelled"
-            on_event(label, "cancelled", {"message": result.error})
-            return result
-        except WorkerDied as died:
-            early = died.during == "load" or during == "load" or (first_generation and not got_tokens)
-            if (attempt == 1 and early and use_extra_bufts is not False
-                    and died.signal_name in CRASH_SIGNALS_FOR_FALLBACK):
-                crash_fallback.remember_crash(died.signal_name, during, contestant.path)
-                use_extra_bufts = False
-                result.fallback = (f"worker died by {died.signal_name} during {during} with llama.cpp's extra CPU "
-                                   "buffer types on; retried without them (remembered for this machine)")
-                on_event(label, "retrying", {"message": result.fallback})
-                continue
-            result.error = f"{label}: {died.reason} during {during}"
-            result.stop_reason = "error"
-            on_event(label, "crashed", {"message": result.error, "signal": died.signal_name})
-            return result
-        except WorkerError as exc:
-            result.error = str(exc) if str(exc).startswith(contestant.path) else f"{label}: {exc}"
-            result.stop_reason = "error"
-            on_event(label, "error", {"message": result.error})
-            return result
-        result.absorb_metrics(done["metrics"])
-        result.measurement = {**(result.measurement or {}), "display": settings.display}
-        result.text = done.get("text", "")
-        result.token_ids = list(done.get("token_ids", []))
-        result.settings = {**done["metrics"].get("settings", {}), "warm_worker": result.warm}
-        on_event(label, "cancelled" if result.stop_reason == "cancelled" else "done", {"result": result.to_dict()})
+    def forward(event: dict[str, Any]) -> None:
+        if event.get("event") == "tokens":
+            access.output_started()  # the user saw part of it: a crash now is not retried
+            on_event(label, "tokens", {"text": event.get("text", ""), "ids": event.get("ids", [])})
+        elif event.get("event") == "started":
+            on_event(label, "generating", {"prompt_tokens": event.get("prompt_tokens"), "template": event.get("template")})
+
+    def generate(worker: WorkerProcess, loaded: dict[str, Any] | None) -> dict[str, Any]:
+        result.warm = loaded is None
+        info = worker.last_loaded
+        result.load_s = info.get("load_s")
+        result.gpu_layers = info.get("gpu_layers")
+        request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
+                   "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+        # Stop pressed during the load (it cannot be interrupted): call() sees `cancel` set and does not
+        # start the generate; pressed just after, the cancel names this generate and the worker honours it
+        return worker.call(request, {"done"}, forward, cancel)
+
+    try:
+        done = access.run(generate)
+    except WorkerCancelled:  # stopped before it produced anything: a cancelled result, not an error
+        result.stop_reason = "cancelled"
+        on_event(label, "cancelled", {"message": f"{label}: stopped before generating"})
         return result
-    raise AssertionError("unreachable")
+    except WorkerKilledOnCancel as killed:  # Stop, with a worker that never read the cancel: not a crash
+        result.error = f"{label}: {killed.reason}"
+        result.stop_reason = "cancelled"
+        on_event(label, "cancelled", {"message": result.error})
+        return result
+    except WorkerDied as died:
+        result.error = f"{label}: {died.describe(access.during)}"
+        result.stop_reason = "error"
+        on_event(label, "crashed", {"message": result.error, "signal": died.signal_name})
+        return result
+    except WorkerError as exc:
+        result.error = str(exc) if str(exc).startswith(contestant.path) else f"{label}: {exc}"
+        result.stop_reason = "error"
+        on_event(label, "error", {"message": result.error})
+        return result
+    result.absorb_metrics(done["metrics"])
+    result.measurement = {**(result.measurement or {}), "display": settings.display}
+    result.text = done.get("text", "")
+    result.token_ids = list(done.get("token_ids", []))
+    result.settings = {**done["metrics"].get("settings", {}), "warm_worker": result.warm}
+    on_event(label, "cancelled" if result.stop_reason == "cancelled" else "done", {"result": result.to_dict()})
+    return result
 
 
 def check_contestants(contestants: list[Contestant]) -> None:

@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from workbench.core import hardware
+from workbench.engine import access
+from workbench.engine.access import OFFLOAD_MODES, Placement
 from workbench.engine.metrics import ContestantResult
-from workbench.files.gguf_info import read_header
 from workbench.models.ladder import LadderFile
 
 if TYPE_CHECKING:
     from workbench.engine.pool import WorkerPool
 
-# GPU offload: "auto" offloads what the fit prediction says fits, "all" every layer, "layers" the
-# given number (n_gpu_layers), "cpu" nothing. Without a usable GPU every mode runs on the CPU.
-OFFLOAD_MODES = ("auto", "all", "layers", "cpu")
 # What a page did while the figures were taken (stored with each result's measurement): "none" (no page,
 # e.g. the CLI), "streamed" (live text, one column, at a bounded rate), "held" (statuses only, text at the end).
 DISPLAY_MODES = ("none", "streamed", "held")
@@ -158,24 +156,13 @@ class RunSettings:
         if self.display not in DISPLAY_MODES:
             raise ValueError(f"display must be one of {', '.join(DISPLAY_MODES)}")
 
+    def placement(self) -> Placement:
+        """How these settings load a file: what engine.access needs to lease a worker."""
+        return Placement(self.n_ctx, self.n_threads, self.gpu_offload, self.n_gpu_layers)
+
     def gpu_layers_for(self, path: str, pool: WorkerPool | None = None, gpus: list[hardware.Gpu] | None = None) -> int:
-        """Layers to offload for one file under this run's offload mode (0 without a usable GPU).
-
-        "auto" sizes every file as if it ran alone: the VRAM `pool`'s warm workers hold counts as free
-        (the pool evicts them to make that room), so a contestant run later does not get fewer layers.
-        `gpus` replaces this machine's GPUs (tests, or a machine described elsewhere).
-        """
-        if self.gpu_offload == "cpu" or (gpus is None and not hardware.gpu_offload_available()):
-            return 0
-        if self.gpu_offload == "all":
-            return -1
-        if self.gpu_offload == "layers":
-            return self.n_gpu_layers
-        from workbench.files import fit
-
-        if pool is not None:
-            gpus = pool.gpus_as_if_alone(gpus)
-        return fit.predict(read_header(path), n_ctx=self.n_ctx, gpus=gpus).gpu_layers
+        """Layers to offload for one file under this run's offload mode (engine.access.gpu_layers decides)."""
+        return access.gpu_layers(path, self.placement(), pool, gpus)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from workbench.core import crash_fallback
-from workbench.engine.pool import LoadSettings, WorkerDied, WorkerError, WorkerPool
+from workbench.engine.access import WorkerAccess
+from workbench.engine.pool import WorkerDied, WorkerError, WorkerPool
 from workbench.files import json_fields as jf
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.compare import run_contestant
@@ -195,11 +195,11 @@ class _Local:
         self._bos_prefix: list[int] | None = None
 
     def _call(self, request: dict[str, Any], terminal: str, cancel: threading.Event | None) -> dict[str, Any]:
-        load = LoadSettings(self.file.path, self.settings.n_ctx, self.settings.n_threads, self.settings.n_gpu_layers,
-                            crash_fallback.use_extra_bufts_setting())  # what run_contestant uses: no reload
+        # the access path run_contestant uses: the same load settings (GPU offload included), so its warm
+        # worker is reused without a reload, and the same extra-buffer crash fallback
         self._ids += 1
-        with self.pool.lease(self.file.path, load) as (worker, _):  # in use: not evicted mid-request
-            return worker.call({**request, "id": self._ids}, {terminal}, None, cancel)
+        access = WorkerAccess(self.pool, self.file.path, self.settings.placement())
+        return access.run(lambda worker, _loaded: worker.call({**request, "id": self._ids}, {terminal}, None, cancel))
 
     def prompt_tokens(self, messages: list[dict[str, str]], cancel: threading.Event | None) -> list[int]:
         return list(self._call({"op": "tokenize", "messages": messages}, "tokenized", cancel)["tokens"])

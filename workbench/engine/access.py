@@ -1,0 +1,137 @@
+"""The one way to a loaded worker: load settings, GPU offload, the pool's lease and the extra-buffer crash fallback.
+
+Every caller that runs a local file (a comparison, an eval through it, divergence scoring, an endpoint
+fingerprint's local side) goes through `WorkerAccess`, so they all load a file with the same `LoadSettings`
+(a warm worker one of them loaded is reused by the others, never reloaded) and all survive llama.cpp's
+extra-CPU-buffer crash the same way (core/crash_fallback.py): a worker that dies by a crash signal while
+loading, or on its first decode since the load before anything reached the user, with extra buffers on, is
+retried once without them, and the machine remembers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from workbench.core import crash_fallback, hardware
+from workbench.engine.pool import LoadSettings, WorkerDied, WorkerPool, WorkerProcess
+
+T = TypeVar("T")
+
+# GPU offload: "auto" offloads what the fit prediction says fits, "all" every layer, "layers" the
+# given number (n_gpu_layers), "cpu" nothing. Without a usable GPU every mode runs on the CPU.
+OFFLOAD_MODES = ("auto", "all", "layers", "cpu")
+# Signals the extra-buffer crash can show up as (a SIGKILL is the OOM killer or Stop: not retried).
+CRASH_SIGNALS_FOR_FALLBACK = {"SIGSEGV", "SIGABRT", "SIGILL", "SIGBUS", "SIGFPE"}
+
+# on_status(status, payload): "loading" before each load attempt, "retrying" (payload["message"]) before the second.
+OnStatus = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How the caller wants a file loaded; the GPU layers are decided per file and machine (`gpu_layers`)."""
+
+    n_ctx: int
+    n_threads: int
+    gpu_offload: str = "auto"
+    n_gpu_layers: int = 0  # used by gpu_offload="layers"
+
+
+def gpu_layers(path: str, placement: Placement, pool: WorkerPool | None = None,
+               gpus: Sequence[hardware.Gpu] | None = None) -> int:
+    """Layers to offload for one file under `placement`'s offload mode (0 without a usable GPU).
+
+    "auto" sizes every file as if it ran alone: the VRAM `pool`'s warm workers hold counts as free
+    (the pool evicts them to make that room), so a contestant run later does not get fewer layers.
+    `gpus` replaces this machine's GPUs (tests, or a machine described elsewhere).
+    """
+    if placement.gpu_offload == "cpu" or (gpus is None and not hardware.gpu_offload_available()):
+        return 0
+    if placement.gpu_offload == "all":
+        return -1
+    if placement.gpu_offload == "layers":
+        return placement.n_gpu_layers
+    from workbench.files import fit
+    from workbench.files.gguf_info import read_header
+
+    found = list(gpus) if gpus is not None else None
+    if pool is not None:
+        found = pool.gpus_as_if_alone(found)
+    return fit.predict(read_header(path), n_ctx=placement.n_ctx, gpus=found).gpu_layers
+
+
+def _remembered_note() -> str:
+    note = crash_fallback.remembered() or {}
+    return (f"loaded without llama.cpp's extra CPU buffer types: this machine crashed with them "
+            f"({note.get('signal') or 'signal'}) on {note.get('seen_at', 'an earlier run')}")
+
+
+class WorkerAccess:
+    """One caller's use of one file's warm worker, surviving the extra-buffer crash once.
+
+    `fallback` says what the crash fallback did (None: extra buffers as llama.cpp likes them), for the
+    caller's result. `during` is what the worker was doing when the last attempt ended: "load", or the
+    op of the request that died. A caller that passes output on to the user as it arrives (streamed
+    tokens) calls `output_started()`: a crash after that is not retried, the user already saw part of it.
+    """
+
+    def __init__(self, pool: WorkerPool, path: str, placement: Placement, on_status: OnStatus | None = None) -> None:
+        self.pool, self.path, self.placement = pool, path, placement
+        self._on_status = on_status
+        self.use_extra_bufts = crash_fallback.use_extra_bufts_setting()
+        self.fallback: str | None = _remembered_note() if self.use_extra_bufts is False else None
+        self.during = "load"
+        self._output_started = False
+        self._worker: WorkerProcess | None = None
+
+    def load_settings(self) -> LoadSettings:
+        """What the file is loaded with now: the same for every caller, so warm workers are shared."""
+        return LoadSettings(self.path, self.placement.n_ctx, self.placement.n_threads,
+                            gpu_layers(self.path, self.placement, self.pool), self.use_extra_bufts)
+
+    def output_started(self) -> None:
+        self._output_started = True
+
+    def run(self, use: Callable[[WorkerProcess, dict[str, Any] | None], T]) -> T:
+        """`use(worker, loaded)` on the file's leased worker (`loaded`: the `loaded` event if it had to load,
+        else None), once more without extra buffers if the first try died of their crash.
+
+        Raises what the pool and `use` raise: DoesNotFit, WorkerError (WorkerCancelled), WorkerDied.
+        """
+        for attempt in (1, 2):
+            self.during, self._output_started, self._worker = "load", False, None
+            self._status("loading", {})
+            try:
+                with self.pool.lease(self.path, self.load_settings()) as (worker, loaded):  # in use: never evicted
+                    self._worker = worker
+                    self.during = "request"
+                    return use(worker, loaded)
+            except WorkerDied as died:
+                if self.during != "load":
+                    self.during = died.during or self.during
+                if attempt == 1 and self._is_extra_bufts_crash(died):
+                    self._fall_back(died)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _is_extra_bufts_crash(self, died: WorkerDied) -> bool:
+        """Could this death be the extra-buffer crash? A crash signal with extra buffers on, while loading or
+        on the first decode since the load, before any output reached the user."""
+        if self.use_extra_bufts is False or died.signal_name not in CRASH_SIGNALS_FOR_FALLBACK:
+            return False
+        early = died.during == "load" or self.during == "load" or (self._worker is not None and self._worker.decodes == 0)
+        return early and not self._output_started
+
+    def _fall_back(self, died: WorkerDied) -> None:
+        crash_fallback.remember_crash(died.signal_name, self.during, self.path)
+        self.use_extra_bufts = False
+        self.fallback = (f"worker died by {died.signal_name} during {self.during} with llama.cpp's extra CPU "
+                         "buffer types on; retried without them (remembered for this machine)")
+        self._status("retrying", {"message": self.fallback})
+
+    def _status(self, status: str, payload: dict[str, Any]) -> None:
+        if self._on_status is not None:
+            self._on_status(status, payload)
