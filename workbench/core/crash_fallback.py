@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from workbench.core import hardware, paths
@@ -53,7 +53,7 @@ def remember_crash(signal_name: str | None, during: str | None, model: str) -> N
         "model": model,
         "cpu": hardware.cpu_model(),
         "llama_cpp": llama_cpp_version(),
-        "seen_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seen_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     target = paths.machine_notes_path()
     tmp = target.with_suffix(".tmp")

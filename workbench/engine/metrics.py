@@ -96,7 +96,7 @@ def first_divergence(reference: list[int], other: list[int]) -> int | None:
 
     When one is a prefix of the other, they diverge where the shorter one ends.
     """
-    for i, (a, b) in enumerate(zip(reference, other)):
+    for i, (a, b) in enumerate(zip(reference, other, strict=False)):  # lengths differ: a prefix ends early
         if a != b:
             return i
     if len(reference) == len(other):

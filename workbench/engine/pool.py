@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from workbench.core import hardware
 from workbench.core.hardware import Gpu
@@ -209,13 +209,17 @@ class WorkerProcess:
             self.kill()
             raise WorkerDied(f"worker did not answer within {timeout:.0f} s and was stopped", None, during) from None
         if event is None:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-            reason, sig = describe_exit(self.proc.returncode)
-            raise WorkerDied(reason, sig, during, self.stderr_tail())
+            self._died(during)
         return event
+
+    def _died(self, during: str | None) -> NoReturn:
+        """The worker's stdout closed: it exited. Raise the death report (exit reason, signal, stderr tail)."""
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        reason, sig = describe_exit(self.proc.returncode)
+        raise WorkerDied(reason, sig, during, self.stderr_tail())
 
     def stderr_tail(self, since: int | None = None) -> str:
         """The last lines the worker wrote to stderr since the request in flight began (or `since`, a byte
@@ -295,8 +299,7 @@ class WorkerProcess:
             except queue.Empty:
                 continue
             if event is None:
-                self.events.put(None)  # let _next_event produce the death report
-                self._next_event(timeout=1.0, during=request["op"])
+                self._died(request["op"])
             kind = event.get("event")
             if event.get("id") != rid and not (kind == "error" and event.get("id") is None):
                 continue  # stale: an earlier request's (an id-less error is a malformed request's: ours)
@@ -485,7 +488,7 @@ class WorkerPool:
     def warm_models(self) -> list[dict[str, Any]]:
         """The live workers for the UI, most recently used first."""
         with self._lock:
-            rows = [{"key": k, "file": os.path.basename(k), "pid": s.worker.pid,
+            rows: list[dict[str, Any]] = [{"key": k, "file": os.path.basename(k), "pid": s.worker.pid,
                      "ram_bytes": s.need.ram_bytes, "vram_bytes": sum(s.need.vram_bytes.values()),
                      "vram_by_gpu": dict(s.need.vram_bytes), "last_used": s.last_used, "in_use": s.in_use > 0,
                      "n_ctx": s.worker.settings.n_ctx if s.worker.settings else None, "order": s.order}

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 # llama_cpp must be imported before numpy: on one CUDA machine (Python 3.12, numpy 2.5) loading
 # numpy's libraries first made llama.cpp segfault while initialising the tokenizer.
-import llama_cpp  # noqa: F401,I001
+import llama_cpp  # noqa: I001
 import numpy as np
 
 from workbench.core.disturbance import CpuSnapshot, classify
@@ -84,15 +84,16 @@ class Engine:
     """Owns the llama.cpp model, context and sampler of this worker."""
 
     def __init__(self, out: _Out, cancel: threading.Event) -> None:
-        import llama_cpp
         from llama_cpp import _internals
 
         self.llama_cpp = llama_cpp
         self._internals = _internals
         self.out = out
         self.cancel = cancel
-        self.model = None
-        self.ctx = None
+        # llama_cpp._internals.LlamaModel / LlamaContext once loaded, None before: typed Any because every use
+        # below happens after a load (the request loop refuses generate/score/tokenize without a model)
+        self.model: Any = None
+        self.ctx: Any = None
         self.settings: dict[str, Any] = {}
         self.log_tail: deque[str] = deque(maxlen=40)
         self._install_log_capture()
@@ -101,7 +102,6 @@ class Engine:
 
     # ---- llama.cpp log: keep the last lines so a load failure can say why -------------------
     def _install_log_capture(self) -> None:
-        llama_cpp = self.llama_cpp
         # our own copy of stderr: llama-cpp-python points fd 2 at /dev/null while it loads a model, and a load
         # is where a warning or error line says most about a death that follows
         stderr_fd = os.dup(2)
@@ -283,8 +283,8 @@ class Engine:
             raise RuntimeError(f"the prompt has {len(tokens)} tokens but the context holds {n_ctx}; raise the context size")
         max_tokens = max(1, int(req.get("max_tokens") or 256))
         temperature = float(req.get("temperature") or 0.0)
-        top_p = float(req.get("top_p") if req.get("top_p") is not None else 1.0)
-        seed = int(req.get("seed") if req.get("seed") is not None else 0)
+        top_p = 1.0 if req.get("top_p") is None else float(req["top_p"])
+        seed = 0 if req.get("seed") is None else int(req["seed"])
         ignore_eos = bool(req.get("ignore_eos"))  # benchmarks: always decode max_tokens
         greedy = temperature <= 0
         n_vocab = self.n_vocab
@@ -550,7 +550,7 @@ class _Cancels:
             self.event.clear()
 
 
-def _reader(requests: "queue.Queue[dict[str, Any] | None]", cancels: _Cancels, out: _Out) -> None:
+def _reader(requests: queue.Queue[dict[str, Any] | None], cancels: _Cancels, out: _Out) -> None:
     """Read requests from stdin; `cancel` acts at once, everything else is queued in order."""
     for raw in sys.stdin.buffer:
         try:

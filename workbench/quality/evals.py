@@ -198,8 +198,8 @@ class EvalRun:
                 a, b = [mine[i] for i in ids], [ref[i] for i in ids]
                 cmp = compare_paired(a, b, label_a=label, label_b=self.reference_label,
                                      task=None if category == ALL else category, alpha=alpha)
-                only_this = sum(1 for x, y in zip(a, b) if x and not y)
-                only_ref = sum(1 for x, y in zip(a, b) if y and not x)
+                only_this = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+                only_ref = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
                 if not ids:
                     verdict = "no cases"
                 elif only_this == only_ref == 0:

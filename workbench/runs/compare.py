@@ -233,9 +233,12 @@ def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: R
         on_event(c.label, "queued", {})
     results: list[ContestantResult] = []
     status = "done"
+    def waiting(position: int) -> None:
+        for c in contestants:
+            on_event(c.label, "waiting", {"position": position})
+
     try:
-        with pool.queue.turn(on_wait=lambda pos: [on_event(c.label, "waiting", {"position": pos}) for c in contestants],
-                             cancel=cancel):
+        with pool.queue.turn(on_wait=waiting, cancel=cancel):
             by_index: dict[int, ContestantResult] = {}
 
             def finish(i: int, r: ContestantResult) -> None:
@@ -261,7 +264,7 @@ def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: R
             if batch:  # remote endpoints together: they do not share this machine's cores
                 rs = remote.run_remote_batch([contestants[i] for i in remote_ids], settings, messages, on_event, cancel,
                                              concurrent=True)
-                for i, r in zip(remote_ids, rs):
+                for i, r in zip(remote_ids, rs, strict=True):
                     finish(i, r)
     except InterruptedError:
         status = "cancelled"

@@ -51,7 +51,7 @@ class RemoteEndpoint:
         if parts.username or parts.password:
             raise ValueError("the endpoint URL holds credentials; pass the API key through an environment variable instead")
         try:
-            parts.port
+            _ = parts.port  # urlsplit checks the port only when asked
         except ValueError:
             raise ValueError(f"endpoint URL has a bad port: {self.base_url!r}") from None
         self.base_url = self.base_url.strip().rstrip("/")

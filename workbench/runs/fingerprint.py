@@ -31,7 +31,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -111,7 +111,7 @@ class FingerprintReport:
 # ---- evidence helpers ---------------------------------------------------------------------------
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # outputs of different lengths: the prefix ends with the shorter
         if x != y:
             break
         n += 1
@@ -139,9 +139,9 @@ def align_positions(remote_tokens: list[str], local_pieces: list[str]) -> list[t
         off += len(piece)
     pairs, off = [], 0
     for j, tok in enumerate(remote_tokens):
-        k = local_at.get(off)
-        if k is not None and local_pieces[k] == tok:
-            pairs.append((j, k))
+        at = local_at.get(off)
+        if at is not None and local_pieces[at] == tok:
+            pairs.append((j, at))
         off += len(tok)
     return pairs
 
@@ -242,7 +242,7 @@ def _ask_endpoint(endpoint: RemoteEndpoint, prompts: list[str], settings: RunSet
     for i, prompt in enumerate(prompts, 1):
         progress(f"endpoint: prompt {i}/{len(prompts)}")
         msgs = settings.messages(prompt)
-        kwargs = dict(max_tokens=settings.max_tokens, temperature=0.0, top_p=1.0, seed=settings.seed, stream=False,
+        kwargs: dict[str, Any] = dict(max_tokens=settings.max_tokens, temperature=0.0, top_p=1.0, seed=settings.seed, stream=False,
                       cancel=cancel)
         try:
             c = request_completion(endpoint, msgs, top_logprobs=TOP_LOGPROBS if want_logprobs else 0, **kwargs)
@@ -301,7 +301,7 @@ def fingerprint(
     def report(candidates: list[Candidate], closest: str | None, confidence: str, method: str,
                outputs: list[dict[str, Any]], error: str | None = None) -> FingerprintReport:
         r = FingerprintReport(endpoint=endpoint.to_dict(), ladder=ladder.name,
-                              created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompts=prompts,
+                              created_at=datetime.now(UTC).isoformat(timespec="seconds"), prompts=prompts,
                               max_tokens=max_tokens, method=method, candidates=candidates, closest=closest,
                               confidence=confidence, notes=notes, endpoint_outputs=outputs, previous_closest=previous,
                               changed=bool(previous and closest and previous != closest), error=error)
@@ -312,7 +312,7 @@ def fingerprint(
     remote, remote_errors, has_logprobs = _ask_endpoint(endpoint, prompts, settings, notes, cancel, progress)
     outputs = [{"prompt": p, "text": c.text if c else None, "prompt_tokens": c.prompt_tokens if c else None,
                 "finish_reason": c.finish_reason if c else None, "error": e}
-               for p, c, e in zip(prompts, remote, remote_errors)]
+               for p, c, e in zip(prompts, remote, remote_errors, strict=True)]
     method = "logprobs" if has_logprobs else "greedy"
     if all(c is None for c in remote):
         return report([], None, "No answer from the endpoint, so nothing could be compared.", method, outputs,
@@ -368,7 +368,7 @@ def _evaluate(pool: WorkerPool, f: LadderFile, settings: RunSettings, prompts: l
     top1_hits = top1_total = 0
     agreements: list[float] = []
     klds: list[float] = []
-    for i, (prompt, c) in enumerate(zip(prompts, remote)):
+    for i, (prompt, c) in enumerate(zip(prompts, remote, strict=True)):
         row: dict[str, Any] = {"prompt": i}
         cand.per_prompt.append(row)
         if c is None:
@@ -463,12 +463,12 @@ def _rank(candidates: list[Candidate], method: str) -> tuple[str | None, str]:
         sentence = f"Closest to {best.label} ({figure}); it was the only file compared."
     elif not noise:
         runner = usable[1]
-        ahead = sum(1 for a, b in zip(best_m, _metric(runner, method))
+        ahead = sum(1 for a, b in zip(best_m, _metric(runner, method), strict=True)
                     if not (math.isnan(a) or math.isnan(b)) and ((a < b) if lower else (a > b)))
         weakest = min(best.wins_over.values())
-        share = "all" if weakest >= 1.0 else f"at least {weakest:.0%}"
+        least = "all" if weakest >= 1.0 else f"at least {weakest:.0%}"
         sentence = (f"Closest to {best.label} ({figure}); closer than the runner-up {runner.label} on {ahead} of "
-                    f"{n_prompts} prompts, and than every other file in {share} of {BOOTSTRAP_RESAMPLES} "
+                    f"{n_prompts} prompts, and than every other file in {least} of {BOOTSTRAP_RESAMPLES} "
                     "paired bootstrap resamples over prompts.")
     else:
         shares = ", ".join(f"{lab} {best.wins_over[lab]:.0%}" for lab in noise)
