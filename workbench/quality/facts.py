@@ -364,14 +364,14 @@ def extract_facts(text: str) -> list[Fact]:
             take("date", m, _date_key(kind, m))
     for pattern in _MONEY_PATTERNS:
         for m in _matches(pattern, text):
-            key = _money_key(m)
-            take("money", m, *(key or (None,)))
+            money = _money_key(m)
+            take("money", m, *(money or (None, "")))
     for pattern in _TIME_PATTERNS:
         for m in _matches(pattern, text):
             take("time", m, _time_key(m))
     for m in _matches(_DURATION_RE, text):
-        key = _duration_key(m)
-        take("duration", m, *(key or (None,)))
+        duration = _duration_key(m)
+        take("duration", m, *(duration or (None, "")))
     for m in _matches(_PERCENT_RE, text):
         value = _decimal(m.group("n"))
         take("number", m, None if value is None else f"{_plain(value)}%", "%")
@@ -381,8 +381,8 @@ def extract_facts(text: str) -> list[Fact]:
         value = _decimal(m.group("n") or m.group())
         if m.group().lower() == "one":  # "one of the…" is rarely a count; see docs/facts.md
             continue
-        key = None if value is None else _plain(value) + (" (ordinal)" if m.group("ord") else "")
-        take("number", m, key, _next_word(text, m.end()))
+        number = None if value is None else _plain(value) + (" (ordinal)" if m.group("ord") else "")
+        take("number", m, number, _next_word(text, m.end()))
     for s, e, name in _names(text, taken):
         raw.append(("name", s, e, " ".join(name.casefold().split()), ""))
 
