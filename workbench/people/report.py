@@ -3,7 +3,7 @@
 The HTML works offline: styles are inline and plotly.js is embedded once, in the first chart.
 It holds, per run, the ladder and where its files came from, the machine, the settings, the
 measured metrics (with how each was measured), charts, every output with its word-level diff
-against the reference, optional extra sections (divergence, evaluations…) passed by the caller,
+against the reference, its one-line summary and changed facts (quality.summary, quality.facts), optional extra sections (divergence, evaluations…) passed by the caller,
 and the ratings summary (leaderboard) of the runs.
 
 Model output, prompts, labels and comments are untrusted text: every piece is escaped
@@ -27,6 +27,8 @@ from workbench.models.ladder import Ladder
 from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
 from workbench.quality.diffing import DIFF_CSS, diff_html, plain_html, word_diff
+from workbench.quality.facts import FactChange
+from workbench.quality.summary import summarize
 from workbench.storage.store import Store
 
 Extras = dict[str, Any]
@@ -272,7 +274,10 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
             d = word_diff(ref.get("text") or "", r.get("text") or "")
             summary = ("identical to the reference" if d.identical else
                        f"first divergence at word {d.first_divergence_word}; {100 * d.similarity:.0f}% of words shared")
+            column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
+            parts.append(f'<p class="wb-summary"><strong>{_esc(column.sentence)}</strong></p>')
             parts.append(f'<p class="wb-muted">{_esc(summary)}</p>{diff_html(d)}')
+            parts.append(_facts_html(column.facts))
         if r.get("fallback"):
             parts.append(f'<p class="wb-muted">Note: {_esc(r["fallback"])}</p>')
         if note := _disturbance_note(r):
@@ -280,6 +285,14 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
+
+
+def _facts_html(facts: Sequence[FactChange]) -> str:
+    """Changed facts as a list (model text, so escaped); nothing when no fact changed."""
+    if not facts:
+        return ""
+    items = "".join(f"<li>{_esc(f.kind)}: {_esc(f.describe())}</li>" for f in facts)
+    return f'<p class="wb-muted">Changed facts (docs/facts.md):</p><ul class="wb-facts">{items}</ul>'
 
 
 def _ratings_html(board: Leaderboard, ratings: list[dict[str, Any]], votes: list[dict[str, Any]]) -> str:
@@ -410,7 +423,12 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
             elif ref is None or r is ref:
                 out += [_fence(r.get("text") or ""), ""]
             else:
+                column = summarize(ref.get("text") or "", r.get("text") or "")
+                out += [f"**{_md_cell(column.sentence)}**", ""]
                 out += [_md_diff(ref.get("text") or "", r.get("text") or ""), ""]
+                if column.facts:
+                    out += ["Changed facts:", ""] + [f"- {_md_cell(f.kind)}: {_md_cell(f.describe())}"
+                                                     for f in column.facts] + [""]
     for name, value in (extras or {}).items():
         out += [f"## {_md_cell(name)}", "", _md_extra(value), ""]
     board = leaderboard(store, run_ids=ids, n_boot=n_boot)
