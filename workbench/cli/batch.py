@@ -75,13 +75,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from workbench.storage.store import Store
 
     store = Store(args.db) if args.db else Store()
+    notes: list[str] = []
     if args.resume is not None:
         if args.prompts or args.demo or args.ladder or args.files:
             raise UsageError("--resume continues a stored set run with its own prompts and models: name nothing else")
         if store.get_set_run(args.resume) is None:
             print(f"error: no set run with id {args.resume}", file=sys.stderr)
             return 1
-        set_run_id, lad, notes = args.resume, None, []
+        set_run_id, lad = args.resume, None
     else:
         set_run_id, lad, notes = _start(args, store)
     for note in notes:

@@ -86,8 +86,8 @@ class SetPrompt:
     def from_dict(cls, data: Mapping[str, Any]) -> SetPrompt:
         """Back from `to_dict` (as stored)."""
         check = data.get("check")
-        return cls(str(data["prompt"]), *(data.get(k) for k in TEXT_FIELDS),
-                   check=dict(check) if isinstance(check, Mapping) else None)
+        return cls(str(data["prompt"]), data.get("system"), data.get("category"), data.get("id"),
+                   dict(check) if isinstance(check, Mapping) else None)
 
 
 @dataclass(frozen=True)
