@@ -19,7 +19,7 @@ from workbench.core.jobs import JobRegistry
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.contestants import RunSettings
 from workbench.runs.prompt_sets import PromptSet, SetPrompt, parse_prompt_set
-from workbench.runs.set_runs import SetProgress, SetRunError, SetRunJob, run_set, start_set_run
+from workbench.runs.set_runs import SetProgress, SetRunError, SetRunJob, run_set, running_job, start_set_run
 from workbench.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,9 @@ def test_stop_keeps_finished_prompts_and_resume_runs_only_the_rest(pool, store: 
     # Resume as the app does, in the background: prompts 2 and 3 run; the finished first prompt is not re-run
     registry = JobRegistry()
     job = registry.start(SetRunJob(pool, store, set_id))
+    assert running_job(registry, set_id) in (job, None)  # None only once it has already finished
     assert job.join(300) and job.status == "done", job.failure
+    assert running_job(registry, set_id) is None
     done = store.get_set_run(set_id)
     assert done["status"] == "done"
     assert [(c["index"], c["status"]) for c in done["children"]] == [(0, "done"), (1, "done"), (2, "done")]

@@ -5,6 +5,8 @@ How a caller uses it (a page, the CLI):
     set_run_id = start_set_run(store, prompt_set, ladder, labels=["Q8_0", "Q4_K_M"])   # stored, nothing runs yet
     outcome = run_set(pool, store, ladder, set_run_id, on_progress, cancel)          # blocks; or, in the app:
     job = registry.start(SetRunJob(pool, store, set_run_id, ladder=ladder))           # follow job.snapshot()
+    job = running_job(registry, set_run_id)          # after a reload: the job still running, or None (resume)
+    store.get_set_run(set_run_id), store.list_set_runs()                               # what is stored
 
 Each prompt becomes one ordinary comparison run (`compare.run_comparison`, kind "compare") tagged with the
 set run and the prompt's index, so ratings, divergence, diff views and export understand every prompt.
@@ -12,7 +14,8 @@ Prompts run in order. A prompt is finished when its newest run is done, or ended
 (`store.SET_PROMPT_FINISHED`: a retry would give the same error); a contestant failure affects only that
 prompt. Stop (the `cancel` Event) ends the current prompt's run as cancelled and starts no other; finished
 prompts are kept. Resume is calling `run_set` (or starting a `SetRunJob`) again with the same id: it runs only
-the prompts that are not finished, after a Stop, a reload, or a crash alike.
+the prompts that are not finished, after a Stop, a reload, or a crash alike. A stored status "running" with no
+`running_job` means the process that ran it has ended: offer to resume it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from workbench.core.jobs import Cancelled, Job
+from workbench.core.jobs import Cancelled, Job, JobRegistry
 from workbench.engine.pool import WorkerPool
 from workbench.files.gguf_info import GgufError
 from workbench.models.ladder import Ladder, LadderFile
@@ -295,3 +298,9 @@ class SetRunJob(Job):
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"set_run_id": self.set_run_id, "progress": self.latest.to_dict() if self.latest else None,
                 "columns": [asdict(c) for c in self.columns.values()]}
+
+
+def running_job(registry: JobRegistry, set_run_id: int) -> SetRunJob | None:
+    """The registry's running job for this set run, if any: after a page reload (the browser session lost the
+    job id) a page shows that job's progress instead of offering to resume (which `run_set` would refuse)."""
+    return next((j for j in registry.active() if isinstance(j, SetRunJob) and j.set_run_id == set_run_id), None)
