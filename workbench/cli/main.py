@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Other CLI modules add their subcommands: EXTRA_PARSERS.append(register) where register(subparsers)
 # adds a parser, and @command(name) for the handler. Each area keeps its commands in its own module.
 EXTRA_PARSERS: list[Callable[[Any], None]] = []
-EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote")
+EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote",
+                     "workbench.cli.batch")
 
 
 def _load_extensions() -> None:

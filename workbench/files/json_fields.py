@@ -21,6 +21,7 @@ REFERENCE = "reference"  # at the top of an output: the reference's label
 PREDICTED_BYTES = "predicted_bytes"  # predicted peak memory of one worker running the file
 VERDICT = "verdict"  # where the file can run: "CPU only", "fits on the GPU entirely" …
 RUN_ID = "run_id"  # the stored run's id (`workbench history`, `report`)
+SET_RUN_ID = "set_run_id"  # a stored set run (`workbench batch`): a prompt set, each prompt its own run
 ENDPOINT = "endpoint"  # a remote endpoint: base_url, model, api … (never its key); a remote row's `file` is null
 
 

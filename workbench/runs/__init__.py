@@ -2,6 +2,7 @@
 
 `compare` runs one prompt through every contestant and stores the run; `jobs` runs that in the
 background; `remote` speaks to OpenAI-compatible and llama.cpp servers; `fingerprint` guesses which
-quantization an endpoint serves; `benchmark` checks our timings against llama-bench.
+quantization an endpoint serves; `benchmark` checks our timings against llama-bench; `prompt_sets` reads
+a user's prompts (lines, CSV, TOML, JSONL) and `set_runs` runs a set through the ladder as one resumable batch.
 May import `core`, `storage`, `files`, `engine`, `models`.
 """

@@ -353,3 +353,36 @@ def m006_fingerprints(conn: sqlite3.Connection) -> None:
     if folder is not None:
         for note in import_fingerprint_files(conn, folder / "fingerprints"):
             log.warning("fingerprint history import: %s", note)
+
+
+@migration
+def m007_set_runs(conn: sqlite3.Connection) -> None:
+    """Set runs: a prompt set put through a ladder as one batch (workbench.runs.set_runs).
+
+    One `set_runs` row holds what was asked: the prompts (`prompts_json`: a list of {"prompt", "system"?,
+    "category"?, "id"?, "check"?}), the ladder and chosen labels, the reference, the settings and how often the
+    reference is repeated for a noise floor (`noise_repeats`). Each prompt becomes an ordinary comparison run
+    in `runs` tagged with `set_run_id` and `set_index` (its position in the set), so everything that reads a run
+    reads each prompt. A prompt stopped and run again leaves its earlier, cancelled run tagged too: the
+    newest run of an index is the prompt's. `runs.set_run_id` carries no foreign key: a run imported from
+    another database keeps its own tag without needing that database's set run.
+    """
+    conn.execute(
+        """CREATE TABLE set_runs (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'running',
+            ladder_name TEXT,
+            ladder_json TEXT,
+            prompts_json TEXT NOT NULL,
+            labels_json TEXT NOT NULL,
+            reference_label TEXT,
+            settings_json TEXT NOT NULL,
+            noise_repeats INTEGER NOT NULL DEFAULT 0,
+            workbench_version TEXT
+        )"""
+    )
+    conn.execute("ALTER TABLE runs ADD COLUMN set_run_id INTEGER")
+    conn.execute("ALTER TABLE runs ADD COLUMN set_index INTEGER")
+    conn.execute("CREATE INDEX runs_set ON runs(set_run_id, set_index)")

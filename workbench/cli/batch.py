@@ -1,0 +1,180 @@
+"""`workbench batch`: a prompt set through several quantizations as one stored, resumable set run.
+
+    workbench batch --prompts our_prompts.csv --demo --labels Q8_0,Q4_K_M --json
+    workbench batch --resume 7 --json           # after Ctrl-C (or a crash): runs only the unfinished prompts
+
+Ctrl-C once stops after the current prompt's contestant (that prompt is run again on resume); twice
+interrupts at once. Exit codes follow workbench.cli.main: 0 success, 1 when a contestant failed on some
+prompt, a model file is missing or the set run was stopped, 2 on usage errors (a bad prompt file included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from workbench.cli.main import (
+    EXTRA_PARSERS,
+    UsageError,
+    add_run_options,
+    command,
+    fmt_num,
+    print_table,
+    settings_from_args,
+)
+from workbench.files import json_fields as jf
+
+RESULT_KEYS = ("text", "stop_reason", "error", "completion_tokens", "ttft_s", "decode_tok_s", "first_divergence_token")
+
+
+def _ladder(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
+    """The ladder named by --demo, --ladder DIR or FILE arguments, and the labels that take part."""
+    from workbench.models import ladder as ladders
+
+    chosen = [x.strip() for x in (args.labels or "").split(",") if x.strip()] or None
+    sources = sum(bool(x) for x in (args.demo, args.ladder, args.files))
+    if sources != 1:
+        raise UsageError("name the models once: --demo, --ladder DIR or GGUF files")
+    if args.demo:
+        return ladders.ensure_demo_ladder(lambda msg: None if args.json else print(msg, file=sys.stderr)), chosen
+    if args.ladder:
+        return ladders.load_ladder(args.ladder), chosen
+    lad, errors = ladders.ladder_from_files(args.files)
+    if errors:
+        raise UsageError("; ".join(f"{path}: {msg}" for path, msg in errors.items()))
+    return lad, chosen or lad.labels()  # files named one by one all take part
+
+
+def _start(args: argparse.Namespace, store: Any) -> tuple[int, Any, list[str]]:
+    """Parse the prompts, pick the models, store a new set run; (its id, the ladder, parse notes)."""
+    from workbench.runs.prompt_sets import PromptSetError, load_prompt_set
+    from workbench.runs.set_runs import SetRunError, start_set_run
+
+    if not args.prompts:
+        raise UsageError("give --prompts FILE (.txt, .csv, .toml or .jsonl), or --resume SET_RUN_ID")
+    try:
+        prompt_set = load_prompt_set(args.prompts, args.name)
+    except PromptSetError as exc:
+        raise UsageError(f"{args.prompts}: {exc}") from None
+    lad, labels = _ladder(args)
+    try:
+        set_run_id = start_set_run(store, prompt_set, lad, labels=labels, settings=settings_from_args(args))
+    except SetRunError as exc:
+        raise UsageError(str(exc)) from None
+    return set_run_id, lad, prompt_set.notes
+
+
+@command("batch")
+def cmd_batch(args: argparse.Namespace) -> int:
+    from workbench.engine.pool import WorkerPool
+    from workbench.runs.set_runs import SetProgress, SetRunError, run_set
+    from workbench.storage.store import Store
+
+    store = Store(args.db) if args.db else Store()
+    notes: list[str] = []
+    if args.resume is not None:
+        if args.prompts or args.demo or args.ladder or args.files:
+            raise UsageError("--resume continues a stored set run with its own prompts and models: name nothing else")
+        if store.get_set_run(args.resume) is None:
+            print(f"error: no set run with id {args.resume}", file=sys.stderr)
+            return 1
+        set_run_id, lad = args.resume, None
+    else:
+        set_run_id, lad, notes = _start(args, store)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+    def on_progress(p: SetProgress) -> None:
+        if not args.json and p.phase in ("prompt", "end"):
+            print(f"[set run {p.set_run_id}] {p.message()}", file=sys.stderr, flush=True)
+
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: Any) -> None:  # the first Ctrl-C stops gracefully, the next one interrupts
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("stopping after the current contestant; Ctrl-C again to interrupt", file=sys.stderr, flush=True)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, stop)
+    pool = WorkerPool()
+    try:
+        outcome = run_set(pool, store, lad, set_run_id, on_progress, cancel)
+    except SetRunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+        pool.shutdown()
+    out = set_run_json(store, set_run_id)
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        _print_table(out)
+    failed = any(r["error"] for p in out["prompts"] for r in p["results"])
+    return 0 if outcome.status == "done" and not failed else 1
+
+
+def set_run_json(store: Any, set_run_id: int) -> dict[str, Any]:
+    """A stored set run in the CLI's shared vocabulary: each prompt with its newest run and that run's results."""
+    set_run = store.get_set_run(set_run_id)
+    children = {c["index"]: c for c in set_run["children"]}
+    prompts = []
+    for index, item in enumerate(set_run["prompts"]):
+        child = children.get(index)
+        run = store.get_run(child["run_id"]) if child else None
+        prompts.append({"index": index, "prompt": item["prompt"],
+                        **{k: item[k] for k in ("id", "category", "system") if item.get(k) is not None},
+                        jf.RUN_ID: child["run_id"] if child else None,
+                        "status": child["status"] if child else "not run",
+                        "results": [_result(r) for r in (run or {}).get("results", [])]})
+    return {jf.SET_RUN_ID: set_run_id, "name": set_run["name"], "status": set_run["status"],
+            "ladder": set_run["ladder_name"], jf.REFERENCE: set_run["reference_label"], "labels": set_run["labels"],
+            "settings": set_run["settings"], "prompts": prompts}
+
+
+def _result(row: dict[str, Any]) -> dict[str, Any]:
+    fields = jf.gguf_fields(label=row["label"], quant_type=row["quant_type"], file=row["file"],
+                            size_bytes=row["size_bytes"], bits_per_weight=row["bits_per_weight"],
+                            is_reference=row["is_reference"])
+    return {**fields, **{k: row.get(k) for k in RESULT_KEYS}}
+
+
+def _print_table(out: dict[str, Any]) -> None:
+    rows = []
+    for p in out["prompts"]:
+        head = " ".join(p["prompt"].split())
+        head = head[:40] + ("…" if len(head) > 40 else "")
+        for r in p["results"] or [{}]:
+            text = " ".join((r.get("error") or r.get("text") or "").split())
+            rows.append([p["index"] + 1, head, p["run_id"] or "-", p["status"], r.get("label", "-"),
+                         r.get("stop_reason") or "-", r.get("completion_tokens") or "-",
+                         fmt_num(r.get("decode_tok_s")), text[:50] + ("…" if len(text) > 50 else "")])
+            head = ""
+    print_table(["#", "prompt", "run", "status", "label", "stop", "tokens", "decode tok/s", "output"], rows)
+    print(f"\nset run {out[jf.SET_RUN_ID]} ({out['name']}): {out['status']}"
+          + ("" if out["status"] == "done" else f"; resume with: workbench batch --resume {out[jf.SET_RUN_ID]}"))
+
+
+def _register(sub: Any) -> None:
+    p = sub.add_parser("batch", help="run a prompt set through several quantizations as one stored set run")
+    p.add_argument("files", nargs="*", help="GGUF files of one model (instead of --demo or --ladder)")
+    p.add_argument("--prompts", default=None, help="prompt set: .txt (one per line), .csv, .toml or .jsonl")
+    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
+    p.add_argument("--ladder", default=None, help="ladder directory (holding ladder.json)")
+    p.add_argument("--labels", default=None, help="comma-separated labels that take part (the reference always does)")
+    p.add_argument("--name", default=None, help="the set's name (default: the file's own name or its stem)")
+    p.add_argument("--resume", type=int, default=None, metavar="SET_RUN_ID", help="run the unfinished prompts of a set run")
+    p.add_argument("--db", default=None, help="database file (default: the app's)")
+    p.add_argument("--json", action="store_true")
+    add_run_options(p)
+
+
+EXTRA_PARSERS.append(_register)

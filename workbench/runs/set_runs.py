@@ -1,0 +1,306 @@
+"""Set runs: a prompt set put through the chosen quantizations as one batch, stoppable and resumable.
+
+How a caller uses it (a page, the CLI):
+
+    set_run_id = start_set_run(store, prompt_set, ladder, labels=["Q8_0", "Q4_K_M"])   # stored, nothing runs yet
+    outcome = run_set(pool, store, ladder, set_run_id, on_progress, cancel)          # blocks; or, in the app:
+    job = registry.start(SetRunJob(pool, store, set_run_id, ladder=ladder))           # follow job.snapshot()
+    job = running_job(registry, set_run_id)          # after a reload: the job still running, or None (resume)
+    store.get_set_run(set_run_id), store.list_set_runs()                               # what is stored
+
+Each prompt becomes one ordinary comparison run (`compare.run_comparison`, kind "compare") tagged with the
+set run and the prompt's index, so ratings, divergence, diff views and export understand every prompt.
+Prompts run in order. A prompt is finished when its newest run is done, or ended with a contestant's error
+(`store.SET_PROMPT_FINISHED`: a retry would give the same error); a contestant failure affects only that
+prompt. Stop (the `cancel` Event) ends the current prompt's run as cancelled and starts no other; finished
+prompts are kept. Resume is calling `run_set` (or starting a `SetRunJob`) again with the same id: it runs only
+the prompts that are not finished, after a Stop, a reload, or a crash alike. A stored status "running" with no
+`running_job` means the process that ran it has ended: offer to resume it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from workbench.core.jobs import Cancelled, Job, JobRegistry
+from workbench.engine.pool import WorkerPool
+from workbench.files.gguf_info import GgufError
+from workbench.models.ladder import Ladder, LadderFile
+from workbench.runs.compare import OnEvent, check_contestants, contestants_for, run_comparison
+from workbench.runs.contestants import Contestant, RunSettings
+from workbench.runs.jobs import ColumnState
+from workbench.runs.prompt_sets import PromptSet, SetPrompt
+from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
+
+CONTESTANT_ENDS = ("done", "cancelled", "crashed", "error")  # compare's on_event statuses that end a contestant
+
+_active: set[int] = set()  # set runs running in this process: a second run of the same one is refused
+_active_lock = threading.Lock()
+
+
+class SetRunError(ValueError):
+    """A set run that cannot run as asked (unknown id, a model file gone, labels not in the ladder, already
+    running); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SetProgress:
+    """Where a set run is, as data: `finished` of `total` prompts; the prompt running now (`index`, 0-based,
+    None between prompts and at the end), its text and child run; which of its contestants have ended.
+
+    `phase`: "prompt" (a prompt started), "contestant" (one of its contestants ended), "prompt-done", "end".
+    `statuses`: each prompt's newest run status (None: not run yet), by index.
+    """
+
+    set_run_id: int
+    total: int
+    finished: int
+    phase: str
+    index: int | None = None
+    prompt: str = ""
+    run_id: int | None = None
+    labels: tuple[str, ...] = ()
+    done_labels: tuple[str, ...] = ()
+    statuses: tuple[str | None, ...] = ()
+
+    def message(self) -> str:
+        """One line for people: "prompt 3 of 10: Summarize this…"."""
+        if self.index is None:
+            return f"{self.finished} of {self.total} prompts finished"
+        head = " ".join(self.prompt.split())
+        return f"prompt {self.index + 1} of {self.total}: {head[:60]}{'…' if len(head) > 60 else ''}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "labels": list(self.labels), "done_labels": list(self.done_labels),
+                "statuses": list(self.statuses)}
+
+
+@dataclass(frozen=True)
+class SetRunOutcome:
+    """How `run_set` ended: status done (every prompt finished), cancelled (stopped; resume runs the rest)."""
+
+    set_run_id: int
+    status: str
+    finished: int
+    total: int
+
+
+OnProgress = Callable[[SetProgress], None]
+
+
+def _quiet(progress: SetProgress) -> None:
+    pass
+
+
+def _version() -> str:
+    from workbench import __version__
+
+    return __version__
+
+
+# ---- creating ---------------------------------------------------------------------------------------------
+def set_contestants(ladder: Ladder, labels: list[str] | None, reference: str | None = None) -> list[Contestant]:
+    """The contestants of a set run: the reference first, then the chosen labels; unknown labels refused."""
+    unknown = [label for label in [*(labels or []), *([reference] if reference else [])] if label not in ladder.labels()]
+    if unknown:
+        raise SetRunError(f"{', '.join(unknown)}: not in the ladder {ladder.name!r} (it has {', '.join(ladder.labels())})")
+    contestants = contestants_for(ladder, labels, reference)
+    check_contestants(contestants)
+    return contestants
+
+
+def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels: list[str] | None = None,
+                  reference: str | None = None, settings: RunSettings | None = None, noise_repeats: int = 0) -> int:
+    """Store a new set run (status running) and return its id; `run_set` then runs it.
+
+    `labels`: the contestants (default: the ladder's default labels); the reference (default: the ladder's)
+    always takes part. Bad settings, labels or an empty set are refused here, before anything is stored.
+    """
+    settings = settings or RunSettings()
+    settings.validate()
+    if not prompt_set.prompts:
+        raise SetRunError("the prompt set is empty")
+    contestants = set_contestants(ladder, labels, reference)
+    ref = next((c.label for c in contestants if c.is_reference), None)
+    return store.create_set_run(name=prompt_set.name, prompts=prompt_set.to_dicts(), labels=[c.label for c in contestants],
+                                reference_label=ref, settings=settings.to_dict(), ladder=ladder.to_dict(),
+                                noise_repeats=noise_repeats, workbench_version=_version())
+
+
+def ladder_of(set_run: dict[str, Any]) -> Ladder:
+    """The ladder a stored set run was started with, its files checked (resume after a restart needs it)."""
+    data = set_run.get("ladder") or {}
+    try:
+        files = [LadderFile(**f) for f in data.get("files") or []]
+    except TypeError:
+        raise SetRunError(f"set run {set_run.get('id')}: its stored ladder cannot be read") from None
+    for f in files:
+        try:
+            with open(f.path, "rb"):
+                pass
+        except OSError:
+            raise SetRunError(f"set run {set_run.get('id')}: {f.path} ({f.label}) is gone; its prompts cannot be "
+                              "run again here") from None
+    if not files:
+        raise SetRunError(f"set run {set_run.get('id')} has no ladder to run")
+    return Ladder(name=str(data.get("name") or "ladder"), files=files, provenance=data.get("provenance") or {},
+                  directory=data.get("directory"))
+
+
+def unfinished(set_run: dict[str, Any]) -> list[int]:
+    """Indices of the prompts that still need a run (no finished newest run), in order."""
+    statuses = {c["index"]: c["status"] for c in set_run.get("children") or []}
+    return [i for i in range(len(set_run.get("prompts") or [])) if statuses.get(i) not in SET_PROMPT_FINISHED]
+
+
+# ---- running ----------------------------------------------------------------------------------------------
+def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: int,
+            on_progress: OnProgress = _quiet, cancel: threading.Event | None = None, *,
+            on_event: OnEvent | None = None) -> SetRunOutcome:
+    """Run every unfinished prompt of the set run through its contestants, in order (see the module docstring).
+
+    `ladder`: where the labels' files are (None: the ladder stored with the set run). `on_event` receives the
+    current prompt's contestant events as `compare.run_comparison` sends them (tokens for streaming).
+    Raises SetRunError when the set run cannot run; an unexpected error marks it failed and propagates.
+    """
+    set_run = store.get_set_run(set_run_id)
+    if set_run is None:
+        raise SetRunError(f"no set run with id {set_run_id}")
+    ladder = ladder or ladder_of(set_run)
+    contestants = set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
+    settings = RunSettings.from_dict(set_run["settings"])
+    prompts = [SetPrompt.from_dict(p) for p in set_run["prompts"]]
+    with _active_lock:
+        if set_run_id in _active:
+            raise SetRunError(f"set run {set_run_id} is already running")
+        _active.add(set_run_id)
+    try:
+        store.set_set_run_status(set_run_id, "running")
+        try:
+            return _run_prompts(pool, store, ladder, set_run_id, contestants, settings, prompts, on_progress,
+                                cancel, on_event)
+        except KeyboardInterrupt:
+            store.set_set_run_status(set_run_id, "cancelled")  # resumable: nothing is wrong with the set
+            raise
+        except BaseException:
+            try:
+                store.set_set_run_status(set_run_id, "failed")
+            except Exception:
+                pass
+            raise
+    finally:
+        with _active_lock:
+            _active.discard(set_run_id)
+
+
+def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int, contestants: list[Contestant],
+                 settings: RunSettings, prompts: list[SetPrompt], on_progress: OnProgress,
+                 cancel: threading.Event | None, on_event: OnEvent | None) -> SetRunOutcome:
+    labels = tuple(c.label for c in contestants)
+    total = len(prompts)
+
+    def statuses() -> tuple[str | None, ...]:
+        newest = {c["index"]: c["status"] for c in store.set_run_children(set_run_id)}
+        return tuple(newest.get(i) for i in range(total))
+
+    def count(now: tuple[str | None, ...]) -> int:
+        return sum(s in SET_PROMPT_FINISHED for s in now)
+
+    now = statuses()
+    for index in [i for i, s in enumerate(now) if s not in SET_PROMPT_FINISHED]:
+        if cancel is not None and cancel.is_set():
+            break
+        item = prompts[index]
+        base = SetProgress(set_run_id, total, count(now), "prompt", index, item.prompt, None, labels, (), now)
+        run_id: int | None = None
+        done: tuple[str, ...] = ()
+        on_progress(base)
+
+        def created(new_id: int, index: int = index) -> None:
+            nonlocal run_id
+            store.tag_set_run_child(new_id, set_run_id, index)
+            run_id = new_id
+
+        def event(label: str, status: str, payload: dict[str, Any], base: SetProgress = base) -> None:
+            nonlocal done
+            if on_event is not None:
+                on_event(label, status, payload)
+            if status in CONTESTANT_ENDS and label not in done:
+                done = (*done, label)
+                on_progress(replace(base, phase="contestant", run_id=run_id, done_labels=done))
+
+        prompt_settings = replace(settings, system_prompt=item.system) if item.system is not None else settings
+        run_comparison(pool, contestants, item.prompt, prompt_settings, store=store, ladder=ladder, on_event=event,
+                       cancel=cancel, category=item.category, on_run_created=created)
+        now = statuses()
+        on_progress(replace(base, phase="prompt-done", finished=count(now), run_id=run_id, done_labels=done,
+                            statuses=now))
+    finished = count(now)
+    status = "done" if finished == total else "cancelled" if cancel is not None and cancel.is_set() else "failed"
+    store.set_set_run_status(set_run_id, status)
+    on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now))
+    return SetRunOutcome(set_run_id, status, finished, total)
+
+
+# ---- in the background ------------------------------------------------------------------------------------
+class SetRunJob(Job):
+    """`run_set` on a background thread (core.jobs): start, Stop (`job.stop()`), and resume by starting another
+    SetRunJob for the same set run id.
+
+    Progress is data: `done`/`total` count finished prompts; `detail` is the latest `SetProgress.to_dict()`;
+    the snapshot adds `set_run_id`, `progress` (the same dict) and `columns` (the current prompt's contestants:
+    status and text so far, as `runs.jobs.ComparisonJob` shows them). A Stop ends the job "cancelled"; an
+    unknown set run, a missing model file or a read-only database ends it "failed" with that one line.
+    """
+
+    kind = "set-run"
+    expected = (SetRunError, StoreError, GgufError)
+
+    def __init__(self, pool: WorkerPool, store: Store, set_run_id: int, *, ladder: Ladder | None = None) -> None:
+        super().__init__(self._work, title=f"set run {set_run_id}")
+        self.pool, self.store, self.set_run_id, self.ladder = pool, store, set_run_id, ladder
+        self.latest: SetProgress | None = None
+        self.columns: dict[str, ColumnState] = {}
+
+    def _work(self, _job: Job) -> SetRunOutcome:
+        outcome = run_set(self.pool, self.store, self.ladder, self.set_run_id, self._on_progress, self.cancel,
+                          on_event=self._on_event)
+        if outcome.status == "cancelled":
+            raise Cancelled(f"stopped: {outcome.finished} of {outcome.total} prompts finished; resume runs the rest")
+        return outcome
+
+    def _on_progress(self, progress: SetProgress) -> None:
+        with self._lock:
+            self.latest = progress
+            if progress.phase == "prompt":
+                self.columns = {label: ColumnState(label) for label in progress.labels}
+        self.report(progress.finished, progress.total, phase=progress.phase, message=progress.message(),
+                    detail=progress.to_dict())
+
+    def _on_event(self, label: str, status: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            col = self.columns.get(label)
+            if col is None:
+                return
+            if status == "tokens":
+                col.text += payload.get("text", "")
+                col.status = "generating"
+                return
+            if status in ("loading", "retrying"):
+                col.text = ""
+            col.status = status
+            if status in ("crashed", "error", "retrying", "cancelled"):
+                col.message = payload.get("message", "") or col.message
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {"set_run_id": self.set_run_id, "progress": self.latest.to_dict() if self.latest else None,
+                "columns": [asdict(c) for c in self.columns.values()]}
+
+
+def running_job(registry: JobRegistry, set_run_id: int) -> SetRunJob | None:
+    """The registry's running job for this set run, if any: after a page reload (the browser session lost the
+    job id) a page shows that job's progress instead of offering to resume (which `run_set` would refuse)."""
+    return next((j for j in registry.active() if isinstance(j, SetRunJob) and j.set_run_id == set_run_id), None)
