@@ -204,13 +204,13 @@ DIFF_CSS = """
 .wb-diff.wb-prose { font-family: inherit; font-size: 0.92rem; line-height: 1.55; }
 .wb-diff mark.wb-chg { background: rgba(250,176,5,0.24); color: inherit; border-radius: 2px; cursor: help; }
 .wb-diff .wb-gap { cursor: help; }
-.wb-diff .wb-gap::before { content: "\2038"; color: #e8590c; font-weight: 700; font-size: 0.8em; }
+.wb-diff .wb-gap::before { content: "‸"; color: #e8590c; font-weight: 700; font-size: 0.8em; }
 .wb-diff .wb-ref { color: #868e96; font-size: 0.85em; font-style: italic; margin: 0 0.25em; }
-.wb-diff .wb-ref::before { content: "\2039"; }
-.wb-diff .wb-ref::after { content: "\203A"; }
+.wb-diff .wb-ref::before { content: "‹"; }
+.wb-diff .wb-ref::after { content: "›"; }
 .wb-diff .wb-first-mark { display: inline-block; width: 0; height: 1.15em; vertical-align: text-bottom;
                           border-left: 2px solid #d29922; margin: 0 1px; position: relative; }
-.wb-diff .wb-first-mark::before { content: "\25BE"; color: #d29922; font-size: 0.7rem; position: absolute;
+.wb-diff .wb-first-mark::before { content: "▾"; color: #d29922; font-size: 0.7rem; position: absolute;
                                   top: -0.85em; left: -0.38em; }
 """
 
@@ -368,7 +368,8 @@ def _title(span: Span, other_name: str) -> str:
     return f"{other_name} had: {other}"
 
 
-def spans_html(spans: list[Span], show_other: bool = False, other_name: str = "the reference") -> str:
+def spans_html(spans: list[Span], show_other: bool = False, other_name: str = "the reference",
+               mark_first: bool = True) -> str:
     """Spans as HTML: plain text, changed spans in <mark> with the other side's words in the title (hover).
 
     With `show_other` those words also follow each change inline, muted. The first-divergence marker and the
@@ -377,7 +378,7 @@ def spans_html(spans: list[Span], show_other: bool = False, other_name: str = "t
     """
     parts: list[str] = []
     for s in spans:
-        if s.first:
+        if s.first and mark_first:
             parts.append(f'<span class="wb-first-mark" title="first divergence from {html.escape(other_name)}"></span>')
         if s.kind == "equal":
             parts.append(html.escape(s.text))
