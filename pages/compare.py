@@ -157,6 +157,7 @@ if run is not None:
                   disabled=not local_contestants_of_run(run),
                   help=f"This run {IMPORTED_NOTE}." if is_imported(run) else None)
     views.result_columns(run)
+    views.side_by_side_view(run)
     st.divider()
     frame = views.metrics_frame(run)
     views.charts(frame)

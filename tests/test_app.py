@@ -41,7 +41,9 @@ def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
     titles = [m.value for m in at.markdown]
     assert "**F16** · reference" in titles and r"**Q8\_0**" in titles and r"**Q2\_K**" in titles  # escaped Markdown
     html = " ".join(h.proto.body for h in at.get("html"))
-    diffs_or_identical = ("wb-diff" in html) and (("<ins" in html or "<del" in html) or len(at.success) >= 1)
+    # by default each column reads as prose, its changes highlighted (the full diff is behind a toggle)
+    marked = 'class="wb-chg"' in html or 'class="wb-gap"' in html
+    diffs_or_identical = ("wb-prose" in html) and (marked or len(at.success) >= 1) and "<del" not in html
     assert diffs_or_identical
 
     stars = at.get("feedback")

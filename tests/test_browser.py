@@ -82,7 +82,7 @@ def test_run_in_a_real_browser_streams_diffs_and_charts(app_url, test_output):
         page.get_by_text("Run #").first.wait_for(timeout=600_000)  # every column finished and stored
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         assert page.locator(".wb-diff").count() >= 5  # reference + four quantizations
-        marks = page.locator(".wb-diff ins, .wb-diff del").count()
+        marks = page.locator(".wb-prose mark.wb-chg, .wb-prose .wb-gap").count()  # prose by default
         identical = page.get_by_text("identical to reference").count()
         assert marks + identical > 0
         assert page.get_by_text("Traceback").count() == 0

@@ -3,6 +3,7 @@ ratings, charts and a table. Pages call these; the numbers come from the library
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -13,7 +14,18 @@ import streamlit as st
 from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
 from workbench.core.disturbance import of_result
 from workbench.engine.metrics import METRIC_LABELS
-from workbench.quality.diffing import DIFF_CSS, diff_html, plain_html, word_diff
+from workbench.quality.diffing import (
+    DIFF_CSS,
+    MAX_SIDE_ROWS,
+    SideBySide,
+    WordDiff,
+    diff_html,
+    plain_html,
+    prose_html,
+    side_by_side,
+    spans_html,
+    word_diff,
+)
 from workbench.runs.jobs import STATUS_TEXT, ComparisonJob
 from workbench.storage.store import StoreError
 
@@ -28,8 +40,20 @@ STATUS_ICON = {"queued": ":material/schedule:", "waiting": ":material/hourglass_
                "error": ":material/error:"}
 
 
+SIDE_CSS = """
+.wb-side { width: 100%; border-collapse: collapse; font-size: 0.92rem; }
+.wb-side th { text-align: left; font-weight: 600; padding: 0.3rem 0.5rem; border-bottom: 1px solid rgba(127,127,127,0.3); }
+.wb-side td { vertical-align: top; width: 50%; padding: 0.25rem 0.5rem; }
+.wb-side td .wb-diff { padding: 0.15rem 0.3rem; background: none; }
+.wb-side tr.wb-para td { border-top: 1px solid rgba(127,127,127,0.25); }
+.wb-side tr.wb-changed td, .wb-side tr.wb-reference-only td, .wb-side tr.wb-output-only td {
+    background: rgba(250,176,5,0.06); }
+.wb-side td.wb-empty { color: #868e96; font-style: italic; font-size: 0.8rem; }
+"""
+
+
 def css() -> None:
-    st.html(f"<style>{DIFF_CSS}</style>")
+    st.html(f"<style>{DIFF_CSS}{SIDE_CSS}</style>")
 
 
 def column_rows(items: list[Any]) -> list[list[tuple[Any, Any]]]:
@@ -172,10 +196,43 @@ def _text(r: dict[str, Any]) -> str:
     return r["text"] if isinstance(r.get("text"), str) else ""
 
 
+@functools.lru_cache(maxsize=64)
+def _diff(ref_text: str, text: str) -> WordDiff:
+    """One word diff per pair of texts, shared by a column's header and body across reruns (not mutated)."""
+    return word_diff(ref_text, text)
+
+
+def column_header(ref_text: str, text: str, first_token: Any = None) -> None:
+    """The line above a column's text: how it differs from the reference, in one line.
+
+    This is the place for the one-line summary and the changed facts of issue 15 (workbench.quality.summary
+    and facts): they replace this body; the column layout around it stays.
+    """
+    d = _diff(ref_text, text)
+    if d.identical:
+        st.success("identical to reference")
+        return
+    st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
+               f"token {fmt_num(first_token, 'd') if isinstance(first_token, int) else '—'}")
+
+
+def _reference(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((r for r in results if r["is_reference"] and not r["error"]), None)
+
+
 def result_columns(run: dict[str, Any]) -> None:
-    """The finished outputs: diff against the reference, metric cards, and a star rating under each."""
+    """The finished outputs: each quantization's text as prose with its changes highlighted (or the full diff),
+    metric cards, and a star rating under each."""
     results = run["results"]
-    ref = next((r for r in results if r["is_reference"] and not r["error"]), None)
+    ref = _reference(results)
+    full, inline = False, False
+    if ref is not None and any(not r["is_reference"] and not r["error"] for r in results):
+        t1, t2 = st.columns(2)
+        full = t1.toggle("Show deletions (full diff)", key="diff_full",
+                         help="Every change: the reference's words struck through beside this output's words.")
+        inline = t2.toggle("Show the reference's words inline", key="diff_ref_inline", disabled=full,
+                           help="After each highlighted change, what the reference had there (muted). "
+                                "Hovering a highlight shows the same.")
     saved = store().latest_ratings(run["id"])
     for row in column_rows(results):
         for col, r in row:
@@ -194,21 +251,51 @@ def result_columns(run: dict[str, Any]) -> None:
                                "re-measure quietly (button above the columns).", icon=":material/speed:")
                 text = _text(r)
                 if r["is_reference"] or ref is None:
-                    st.html(plain_html(text))
+                    st.html(plain_html(text, prose=not full))
                 else:
-                    d = word_diff(_text(ref), text)
+                    column_header(_text(ref), text, r.get("first_divergence_token"))
+                    d = _diff(_text(ref), text)
                     if d.identical:
-                        st.success("identical to reference")
-                        st.html(plain_html(text))
+                        st.html(plain_html(text, prose=not full))
                     else:
-                        first = r.get("first_divergence_token")
-                        st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
-                                   f"token {fmt_num(first, 'd') if isinstance(first, int) else '—'}")
-                        st.html(diff_html(d))
+                        st.html(diff_html(d) if full else prose_html(d, show_reference=inline))
                 st.html("<table style='font-size:0.8rem;width:100%'>" + "".join(
                     f"<tr><td style='color:#666'>{html_text(k)}</td><td style='text-align:right'>{html_text(v)}</td></tr>"
                     for k, v in _metric_rows(r)) + "</table>")
                 rating_widget(run, r, saved.get(r["label"]))
+
+
+def side_by_side_html(view: SideBySide, ref_label: str, label: str) -> str:
+    """The aligned rows as a two-column table; changed words highlighted on both sides (hover: the other side's)."""
+    def cell(spans: list[Any], other_name: str) -> str:
+        if not spans:
+            return "<td class='wb-empty'>(nothing here)</td>"
+        return f"<td><div class='wb-diff wb-prose'>{spans_html(spans, other_name=other_name, mark_first=False)}</div></td>"
+
+    rows = []
+    for row in view.rows:
+        cls = f"wb-{row.kind.replace(' ', '-')}{' wb-para' if row.new_paragraph else ''}"
+        rows.append(f"<tr class='{cls}'>{cell(row.reference, label)}{cell(row.output, 'the reference')}</tr>")
+    return (f"<table class='wb-side'><thead><tr><th>{html_text(ref_label)} (reference)</th><th>{html_text(label)}</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def side_by_side_view(run: dict[str, Any]) -> None:
+    """Reference and one chosen quantization in two columns, aligned by paragraph then sentence."""
+    results = run["results"]
+    ref = _reference(results)
+    others = {r["label"]: r for r in results if not r["is_reference"] and not r["error"]}
+    if ref is None or not others:
+        return
+    pick = st.selectbox("Side by side: read one quantization against the reference, sentence by sentence",
+                        ["(none)", *others], key=f"side-{run['id']}")
+    if pick not in others:
+        return
+    view = side_by_side(_text(ref), _text(others[pick]))
+    st.html(side_by_side_html(view, ref["label"], pick))
+    if view.more:
+        st.caption(f"Only the first {MAX_SIDE_ROWS} sentences are shown side by side; the columns above show "
+                   "the whole text.")
 
 
 def _n(x: Any) -> Any:

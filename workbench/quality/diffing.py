@@ -11,6 +11,11 @@ looping quantization beside its reference). When the outputs differ so much that
 past a fixed work budget, difflib with its popularity heuristic (autojunk) diffs the middle
 instead: coarser, but bounded. Beyond MAX_DIFF_WORDS words per side only the first
 MAX_DIFF_WORDS words are diffed, and `WordDiff.note` says so.
+
+Two ways to read a diff: `diff_html` interleaves deleted reference words with inserted ones (every
+change visible, but the output cannot be read as prose); `prose_html` shows only this output's own
+text with the changed spans highlighted and the reference's words on hover (or inline, muted).
+`side_by_side` aligns reference and output by paragraph, then sentence, for close reading.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import difflib
 import html
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 # Words, runs of whitespace, and single punctuation marks: the units a reader notices changing.
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
@@ -195,6 +201,17 @@ DIFF_CSS = """
 .wb-diff .wb-first { outline: 2px solid #d29922; outline-offset: 1px; }
 .wb-diff .wb-diff-note { font-family: sans-serif; font-size: 0.75rem; color: #868e96; margin-top: 0.4rem; }
 .wb-diff .wb-first-label { font-size: 0.7rem; color: #d29922; font-weight: 600; vertical-align: super; }
+.wb-diff.wb-prose { font-family: inherit; font-size: 0.92rem; line-height: 1.55; }
+.wb-diff mark.wb-chg { background: rgba(250,176,5,0.24); color: inherit; border-radius: 2px; cursor: help; }
+.wb-diff .wb-gap { cursor: help; }
+.wb-diff .wb-gap::before { content: "‸"; color: #e8590c; font-weight: 700; font-size: 0.8em; }
+.wb-diff .wb-ref { color: #868e96; font-size: 0.85em; font-style: italic; margin: 0 0.25em; }
+.wb-diff .wb-ref::before { content: "‹"; }
+.wb-diff .wb-ref::after { content: "›"; }
+.wb-diff .wb-first-mark { display: inline-block; width: 0; height: 1.15em; vertical-align: text-bottom;
+                          border-left: 2px solid #d29922; margin: 0 1px; position: relative; }
+.wb-diff .wb-first-mark::before { content: "▾"; color: #d29922; font-size: 0.7rem; position: absolute;
+                                  top: -0.85em; left: -0.38em; }
 """
 
 
@@ -224,6 +241,258 @@ def diff_html(diff: WordDiff) -> str:
     return "".join(parts)
 
 
-def plain_html(text: str) -> str:
-    """Untrusted text as an escaped block, styled like a diff (used for the reference itself)."""
-    return f'<div class="wb-diff">{html.escape(text)}</div>'
+def plain_html(text: str, prose: bool = False) -> str:
+    """Untrusted text as an escaped block, styled like a diff (used for the reference itself).
+
+    `prose` uses the reading font of `prose_html`, so the reference reads like the columns beside it.
+    """
+    return f'<div class="wb-diff{" wb-prose" if prose else ""}">{html.escape(text)}</div>'
+
+
+# ---- readable views: this output's own text, the changes marked on it ---------------------------
+
+SpanKind = Literal["equal", "changed", "gap"]
+MAX_TITLE_CHARS = 300  # a hover text longer than this is cut (the inline toggle shows it whole)
+MAX_SIDE_ROWS = 200  # rows of the side-by-side view; beyond them `SideBySide.more` is set and the view says so
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of one side's text, in order; the spans of a side concatenate to exactly that side's text.
+
+    equal: the same on both sides. changed: differs; `other` is what the other side had here ("" when it had
+    nothing: words only on this side). gap: nothing on this side, the other side had `other` here; drawn as a
+    small marker, never as text. `first` marks the first divergence.
+    """
+
+    kind: SpanKind
+    text: str
+    other: str = ""
+    first: bool = False
+
+
+def _collapse(group: list[tuple[str, str, str]]) -> list[Span]:
+    """One run of changes (and the plain spaces between them) as spans: whitespace at its edges stays plain."""
+    own = "".join(text for _, text, _ in group)
+    other = "".join(o for _, _, o in group)
+    core = own.strip()
+    if not core:  # nothing of this side's own words: plain spacing plus a marker for what the other side had
+        spans = [Span("equal", own)] if own else []
+        return spans + [Span("gap", "", other.strip() or other)] if other and other != own else spans
+    lead = own[: len(own) - len(own.lstrip())]
+    trail = own[len(own.rstrip()):]
+    return ([Span("equal", lead)] if lead else []) + [Span("changed", core, other.strip())] + (
+        [Span("equal", trail)] if trail else [])
+
+
+def _side_spans(diff: WordDiff, own: str) -> list[Span]:
+    """The spans of one side (own = "insert": this output; own = "delete": the reference), in one pass.
+
+    Each change (a delete and/or insert between two equal stretches) becomes one span carrying the other side's
+    words. Changes separated only by spaces on one line are read as one ("is to postpone" for "states that no"),
+    so a rewritten phrase is one highlight, not one per word.
+    """
+    items: list[tuple[str, str, str]] = []  # (kind, own text, other text); kind "change" or "equal"
+    mine, theirs = "", ""
+    pending = False
+    for op, text in diff.segments:
+        if op == "equal":
+            if pending:
+                items.append(("change", mine, theirs))
+                mine, theirs, pending = "", "", False
+            items.append(("equal", text, text))
+        else:
+            pending = True
+            if op == own:
+                mine += text
+            else:
+                theirs += text
+    if pending:
+        items.append(("change", mine, theirs))
+    spans: list[Span] = []
+    i = 0
+    while i < len(items):
+        if items[i][0] == "equal":
+            spans.append(Span("equal", items[i][1]))
+            i += 1
+            continue
+        group = [items[i]]
+        i += 1
+        while (i + 1 < len(items) and items[i][0] == "equal" and items[i][1].isspace() and "\n" not in items[i][1]
+               and items[i + 1][0] == "change"):
+            group += items[i: i + 2]
+            i += 2
+        spans += _collapse(group)
+    return _mark_first(_join_equal(spans))
+
+
+def _join_equal(spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for s in spans:
+        if s.kind == "equal" and out and out[-1].kind == "equal":
+            out[-1] = Span("equal", out[-1].text + s.text)
+        elif s.kind != "equal" or s.text:
+            out.append(s)
+    return out
+
+
+def _mark_first(spans: list[Span]) -> list[Span]:
+    for i, s in enumerate(spans):
+        if s.kind != "equal":
+            spans[i] = Span(s.kind, s.text, s.other, first=True)
+            break
+    return spans
+
+
+def output_spans(diff: WordDiff) -> list[Span]:
+    """This output's text as spans; a changed span's `other` is what the reference had there.
+
+    The spans concatenate to the diffed output exactly (the whole output unless `diff.note` says it was cut).
+    """
+    return _side_spans(diff, "insert")
+
+
+def reference_spans(diff: WordDiff) -> list[Span]:
+    """The reference's text as spans; a changed span's `other` is what this output had there."""
+    return _side_spans(diff, "delete")
+
+
+def _title(span: Span, other_name: str) -> str:
+    other = span.other if len(span.other) <= MAX_TITLE_CHARS else span.other[:MAX_TITLE_CHARS] + "…"
+    if span.kind == "gap":
+        if not other.strip():
+            return f"{other_name} had different spacing or line breaks here"
+        return f"{other_name} had here: {other}"
+    if not other:
+        return f"not in {other_name}: it had nothing at this point"
+    return f"{other_name} had: {other}"
+
+
+def spans_html(spans: list[Span], show_other: bool = False, other_name: str = "the reference",
+               mark_first: bool = True) -> str:
+    """Spans as HTML: plain text, changed spans in <mark> with the other side's words in the title (hover).
+
+    With `show_other` those words also follow each change inline, muted. The first-divergence marker and the
+    gap markers are empty elements (drawn by CSS), so the HTML's text is exactly the spans' text.
+    Everything from a model, attributes included, goes through html.escape.
+    """
+    parts: list[str] = []
+    for s in spans:
+        if s.first and mark_first:
+            parts.append(f'<span class="wb-first-mark" title="first divergence from {html.escape(other_name)}"></span>')
+        if s.kind == "equal":
+            parts.append(html.escape(s.text))
+            continue
+        title = html.escape(_title(s, other_name), quote=True)
+        if s.kind == "changed":
+            parts.append(f'<mark class="wb-chg" title="{title}">{html.escape(s.text)}</mark>')
+        else:
+            parts.append(f'<span class="wb-gap" title="{title}"></span>')
+        if show_other and s.other.strip():
+            parts.append(f'<span class="wb-ref">{html.escape(s.other)}</span>')
+    return "".join(parts)
+
+
+def prose_html(diff: WordDiff, show_reference: bool = False) -> str:
+    """This output as readable prose: its own text only, changed spans softly highlighted, the reference's words
+    on hover (and inline, muted, with `show_reference`), the first divergence a thin marker between words."""
+    note = f'<div class="wb-diff-note">ℹ️ {html.escape(diff.note)}</div>' if diff.note else ""
+    return f'<div class="wb-diff wb-prose">{spans_html(output_spans(diff), show_reference)}{note}</div>'
+
+
+# ---- side by side: reference and one output, aligned by paragraph, then sentence ------------------
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+# A sentence ends after . ! ? or … (with any closing quotes or brackets) followed by whitespace, and at every
+# line break (list items, headings). Deliberately simple: "e.g. this" splits after "e.g.", "3.5" does not split.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])([\"'”’)\]]*)\s+|\s*\n\s*")
+
+
+def paragraphs(text: str) -> list[str]:
+    """Paragraphs: text between blank lines, stripped, empty ones dropped."""
+    return [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+
+
+def sentences(paragraph: str) -> list[str]:
+    """Sentences of one paragraph by the rule above, stripped, empty ones dropped."""
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_BREAK.finditer(paragraph):
+        out.append(paragraph[start: m.start()] + (m.group(1) or ""))
+        start = m.end()
+    out.append(paragraph[start:])
+    return [s.strip() for s in out if s.strip()]
+
+
+@dataclass(frozen=True)
+class SideRow:
+    """One row: the reference's sentence and the output's (either side empty when the other has none here)."""
+
+    kind: Literal["same", "changed", "reference only", "output only"]
+    reference: list[Span]
+    output: list[Span]
+    new_paragraph: bool  # a paragraph starts here on either side
+
+
+@dataclass
+class SideBySide:
+    rows: list[SideRow]
+    more: bool  # rows were left out beyond max_rows
+
+
+def _opcodes_of(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """Alignment of two sequences of strings (compared with whitespace normalised) by the Myers diff above."""
+    ids: dict[str, int] = {}
+    ia = [ids.setdefault(" ".join(x.split()), len(ids)) for x in a]
+    ib = [ids.setdefault(" ".join(x.split()), len(ids)) for x in b]
+    return _opcodes(len(a), len(b), _matching_blocks(ia, ib))
+
+
+def _sentences_of(paras: list[str]) -> list[tuple[str, bool]]:
+    return [(s, k == 0) for p in paras for k, s in enumerate(sentences(p))]
+
+
+def _rows_for(a: list[tuple[str, bool]], b: list[tuple[str, bool]], limit: int) -> list[SideRow]:
+    """Rows for stretches of sentences: identical sentences align by the diff; the rest pair up in order.
+
+    Stops once past `limit` rows, so a long output costs no more word diffs than the view shows."""
+    rows: list[SideRow] = []
+    for op, i1, i2, j1, j2 in _opcodes_of([s for s, _ in a], [s for s, _ in b]):
+        if len(rows) > limit:
+            break
+        if op == "equal":
+            rows += [SideRow("same", [Span("equal", a[i1 + k][0])], [Span("equal", b[j1 + k][0])],
+                             a[i1 + k][1] or b[j1 + k][1]) for k in range(i2 - i1)]
+            continue
+        for k in range(min(max(i2 - i1, j2 - j1), limit + 1 - len(rows))):
+            ra = a[i1 + k] if i1 + k < i2 else None
+            rb = b[j1 + k] if j1 + k < j2 else None
+            new = bool((ra and ra[1]) or (rb and rb[1]))
+            if ra and rb:
+                d = word_diff(ra[0], rb[0])
+                rows.append(SideRow("changed", reference_spans(d), output_spans(d), new))
+            elif ra:
+                rows.append(SideRow("reference only", [Span("changed", ra[0])], [], new))
+            elif rb:
+                rows.append(SideRow("output only", [], [Span("changed", rb[0])], new))
+    return rows
+
+
+def side_by_side(reference: str, output: str, max_rows: int = MAX_SIDE_ROWS) -> SideBySide:
+    """Reference and output aligned for close reading: identical paragraphs pair first, then within the rest
+    identical sentences pair, and the sentences between them pair in order (the first changed sentence with
+    the first, and so on); each changed pair carries a word diff. At most `max_rows` rows (`more` says so)."""
+    ref_paras, out_paras = paragraphs(reference), paragraphs(output)
+    rows: list[SideRow] = []
+    for op, i1, i2, j1, j2 in _opcodes_of(ref_paras, out_paras):
+        if len(rows) >= max_rows:
+            break
+        if op == "equal":
+            for p in ref_paras[i1:i2]:
+                rows += [SideRow("same", [Span("equal", s)], [Span("equal", s)], k == 0)
+                         for k, s in enumerate(sentences(p))]
+        else:
+            rows += _rows_for(_sentences_of(ref_paras[i1:i2]), _sentences_of(out_paras[j1:j2]), max_rows - len(rows))
+    if rows:
+        rows[0] = SideRow(rows[0].kind, rows[0].reference, rows[0].output, False)
+    return SideBySide(rows[:max_rows], more=len(rows) > max_rows)
