@@ -180,3 +180,21 @@ def test_compare_page_shows_prose_by_default_and_the_toggles_switch_views():
     assert not at.exception, at.exception
     assert "class='wb-side'" in bodies() and "F16 (reference)" in bodies()
     assert "<td class='wb-empty'>(nothing here)</td>" in bodies()  # "Bye": only in the output
+
+
+def test_compare_columns_say_in_words_how_each_answer_differs_and_list_changed_facts():
+    store = Store()
+    run_id = store.create_run(settings={"max_tokens": 32, "temperature": 0.0, "seed": 0, "n_ctx": 256, "n_threads": 1},
+                              prompt="summarise the notice", reference_label="F16")
+    texts = [("F16", "Buses leave every 30 minutes and journeys take about 20 minutes longer."),
+             ("Q4_K_M", "Buses leave every 30 minutes and journeys take about 2 minutes longer.")]
+    for i, (label, text) in enumerate(texts):
+        store.add_result(run_id, i, {"label": label, "quant_type": label, "file": f"/x/{label}.gguf",
+                                     "is_reference": label == "F16", "text": text, "stop_reason": "eos"})
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run_id"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    assert any(m.value.startswith("**same answer") for m in at.markdown), [m.value for m in at.markdown][:20]
+    facts = next(e for e in at.expander if e.label.startswith("Changed facts"))
+    assert "20 minutes → 2 minutes" in " ".join(m.value for m in facts.markdown)

@@ -26,6 +26,7 @@ from workbench.quality.diffing import (
     spans_html,
     word_diff,
 )
+from workbench.quality.summary import summarize
 from workbench.runs.jobs import STATUS_TEXT, ComparisonJob
 from workbench.storage.store import StoreError
 
@@ -203,17 +204,22 @@ def _diff(ref_text: str, text: str) -> WordDiff:
 
 
 def column_header(ref_text: str, text: str, first_token: Any = None) -> None:
-    """The line above a column's text: how it differs from the reference, in one line.
+    """The line above a column's text, in words (quality.summary), the figures behind it, and the changed facts.
 
-    This is the place for the one-line summary and the changed facts of issue 15 (workbench.quality.summary
-    and facts): they replace this body; the column layout around it stays.
+    Facts (numbers, dates, times, amounts, names: quality.facts, rules in docs/facts.md) are listed because a
+    single changed number can leave a text 99% similar and still be the difference that matters.
     """
     d = _diff(ref_text, text)
     if d.identical:
         st.success("identical to reference")
         return
+    line = summarize(ref_text, text, diff=d)
+    st.markdown(f"**{md_escape(line.sentence)}**")
     st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
                f"token {fmt_num(first_token, 'd') if isinstance(first_token, int) else '—'}")
+    if line.facts:
+        with st.expander(f"Changed facts ({line.facts_changed})", expanded=line.facts_changed <= 3):
+            st.markdown("\n".join(f"- {md_escape(f.describe())}" for f in line.facts))
 
 
 def _reference(results: list[dict[str, Any]]) -> dict[str, Any] | None:
