@@ -226,7 +226,7 @@ def case_drilldown(run: EvalRun, key: str) -> None:
     with st.expander(f"Prompt ({len(case['prompt']):,} characters)"):
         st.html(f'<div class="wb-diff">{html.escape(case["prompt"])}</div>')
     cols = st.columns(max(2, len(run.labels)))
-    for col, label in zip(cols, run.labels):
+    for col, label in zip(cols, run.labels, strict=False):
         o = run.outcome(cid, label)
         with col:
             st.markdown(f"**{md_escape(label)}**{' · reference' if label == run.reference_label else ''}")

@@ -38,7 +38,7 @@ def column_rows(items: list[Any]) -> list[list[tuple[Any, Any]]]:
     for start in range(0, len(items), MAX_COLUMNS):
         chunk = items[start : start + MAX_COLUMNS]
         cols = st.columns(max(2, len(chunk)) if len(items) > 1 else 1)
-        rows.append(list(zip(cols, chunk)))
+        rows.append(list(zip(cols, chunk, strict=False)))
     return rows
 
 

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gguf
 
@@ -309,6 +310,6 @@ def parse_header(fetch: Fetch, name: str) -> Header:
         raise cur.fail(f"general.alignment is {alignment!r}, not a power of two")
     pos = cur.offset
     header.data_offset = pos + (-pos % alignment)
-    for t, off in zip(header.tensors, offsets):
+    for t, off in zip(header.tensors, offsets, strict=True):
         t.offset = header.data_offset + off
     return header

@@ -26,10 +26,10 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import filelock
@@ -374,7 +374,7 @@ def _hub_errors(repo_id: str, filename: str | None = None, downloading: bool = F
     except HubError:
         raise
     except DownloadCancelled:
-        raise HubError("cancelled", f"Download of {what} cancelled; the part already downloaded is kept for resuming")
+        raise HubError("cancelled", f"Download of {what} cancelled; the part already downloaded is kept for resuming") from None
     except GatedRepoError:
         raise HubError(
             "gated",
@@ -573,7 +573,7 @@ class _ProgressHook:
         self.total = tqdm_kwargs.get("total")
         self.n = int(tqdm_kwargs.get("initial") or 0)
 
-    def __enter__(self) -> "_ProgressHook":
+    def __enter__(self) -> _ProgressHook:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -607,7 +607,7 @@ def bytes_to_download(listing: RepoListing, entries: Iterable[GgufFile]) -> int:
     for e in entries:
         if e.cached:
             continue
-        for size, sha in zip(e.sizes, e.sha256):
+        for size, sha in zip(e.sizes, e.sha256, strict=True):
             have = 0
             if sha:
                 part = _partial_path(cache, listing.repo_id, sha)
@@ -783,7 +783,7 @@ def download(
     commit = listing.revision or revision or "main"  # a Hub listing always has its commit sha
     for e in entries:
         paths, verified, resumed, from_cache = [], True, 0, True
-        for fname, sha in zip(e.files, e.sha256):
+        for fname, sha in zip(e.files, e.sha256, strict=True):
             with _hub_errors(repo_id, fname, downloading=True):
                 overall.report(fname, index, 0, None, "downloading")  # honours cancel between files
                 p, v, r, c = _download_one(repo_id, fname, commit, sha, overall, index)

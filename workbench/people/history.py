@@ -24,7 +24,7 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,10 @@ def _bound(value: date | datetime | str | None, end: bool) -> str | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
     if not isinstance(value, datetime):
-        value = datetime.combine(value + timedelta(days=1) if end else value, time.min, tzinfo=timezone.utc)
+        value = datetime.combine(value + timedelta(days=1) if end else value, time.min, tzinfo=UTC)
     elif value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def search_runs(
@@ -410,7 +410,7 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
         if not isinstance(row, dict):
             raise ImportFileError(f"{where}: must be an object, got {_show(row)}")
         flat = _flatten_json_columns(row)
-        for cid, column, declared, notnull, default, pk in info[table]:
+        for _cid, column, declared, notnull, default, _pk in info[table]:
             if column in fixed or (column == "id" and table != "runs"):
                 continue
             value = flat.get(column)
