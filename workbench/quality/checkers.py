@@ -66,10 +66,13 @@ class Verdict:
 
 
 class Checker(Protocol):
-    """What the eval runner needs from any checker."""
+    """What the eval runner needs from any checker (read-only: every checker is a frozen dataclass)."""
 
-    kind: str
-    spec: dict[str, Any]
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
 
     def check(self, output: str) -> Verdict: ...
 

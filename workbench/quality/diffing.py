@@ -130,7 +130,7 @@ def _matching_blocks(a: list[int], b: list[int]) -> list[tuple[int, int, int]]:
     if ma and mb:
         middle = _myers(ma, mb, MYERS_MAX_WORK)
         if middle is None:  # very different texts: bounded, coarser
-            middle = [tuple(blk) for blk in difflib.SequenceMatcher(a=ma, b=mb, autojunk=True).get_matching_blocks()
+            middle = [(blk.a, blk.b, blk.size) for blk in difflib.SequenceMatcher(a=ma, b=mb, autojunk=True).get_matching_blocks()
                       if blk.size]
         blocks += [(i + pre, j + pre, size) for i, j, size in middle]
     if suf:
