@@ -129,7 +129,7 @@ def fit_listing(
     elif read == "selected":
         wanted = [e for e in listing.files if e.selected or e.cached]
     else:
-        names = set(read)  # type: ignore[arg-type]
+        names = set(read)
         wanted = [e for e in listing.files if e.name in names or e.cached]
     if not wanted and listing.files:  # something must give the model's shape: the smallest file is cheapest
         wanted = [min(listing.files, key=lambda e: e.size_bytes or 0)]

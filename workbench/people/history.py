@@ -22,7 +22,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -325,6 +325,7 @@ def _depth(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):
@@ -378,11 +379,13 @@ def _enum_problem(table: str, row: dict[str, Any]) -> str | None:
     from workbench.people.ratings import MODES, VOTE_MODES, WINNERS
     from workbench.runs.contestants import DISPLAY_MODES
 
-    allowed = {"runs": {"kind": RUN_KINDS, "status": RUN_STATUSES},
-               "results": {"display": DISPLAY_MODES},
-               "ratings": {"mode": MODES},
-               "votes": {"mode": VOTE_MODES, "winner": WINNERS},
-               "divergence": {"source": ("output", "text")}}.get(table, {})
+    by_table: dict[str, dict[str, tuple[str, ...]]] = {
+        "runs": {"kind": RUN_KINDS, "status": RUN_STATUSES},
+        "results": {"display": DISPLAY_MODES},
+        "ratings": {"mode": MODES},
+        "votes": {"mode": VOTE_MODES, "winner": WINNERS},
+        "divergence": {"source": ("output", "text")}}
+    allowed = by_table.get(table, {})
     for column, values in allowed.items():
         if row.get(column) is not None and row[column] not in values:
             return f"{column} must be one of {', '.join(values)}, got {_show(row[column])}"

@@ -336,8 +336,7 @@ def leaderboard(
     """The leaderboard of the ratings and votes in `store` that match the filters (None: all)."""
     filters = {"model": model, "category": category, "rater": rater, "mode": mode,
                "run_ids": list(run_ids) if run_ids is not None else None}
-    kw = {k: v for k, v in filters.items() if k != "run_ids"}
-    ratings = list_ratings(store, run_ids=run_ids, **kw)
-    votes = list_votes(store, run_ids=run_ids, **kw)
+    ratings = list_ratings(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
+    votes = list_votes(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
     return build_leaderboard(ratings, votes, n_boot=n_boot, seed=seed,
                              filters={k: v for k, v in filters.items() if v is not None})

@@ -30,7 +30,8 @@ class QualityJob(Job):
         super().__init__(work, title=title, kind=kind)
         self.run_id = run_id
 
-    def set_run(self, run_id: int) -> None:
+    def set_run(self, run_id: int | None) -> None:
+        """The run the work stored (None when a report was not stored, as its run_id says)."""
         with self._lock:
             self.run_id = run_id
 
