@@ -79,7 +79,7 @@ def _drop_empty_errors(frame: pd.DataFrame) -> pd.DataFrame:
 
 def text_stats_frame(report: dv.DivergenceReport) -> pd.DataFrame:
     """The bundled text's statistics laid out like llama-perplexity --kl-divergence prints them."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in report.results:
         s = r.summary
         if r.error:
