@@ -342,7 +342,7 @@ class Store:
                  json.dumps(prompts, ensure_ascii=False), json.dumps(labels), reference_label, json.dumps(settings),
                  int(noise_repeats), workbench_version),
             )
-            return int(cur.lastrowid)
+            return _new_id(cur)
 
     def set_set_run_status(self, set_run_id: int, status: str) -> None:
         """running, done, cancelled or failed."""
