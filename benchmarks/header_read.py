@@ -25,9 +25,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's workbench, an
 import gguf  # noqa: E402
 from gguf_factory import big_vocab_gguf  # noqa: E402
 
-from workbench.files.gguf_header import file_fetch, parse_header
-from workbench.files.gguf_info import _read_header_cached
-from workbench.models.ladder import demo_source
+from workbench.files.gguf_header import file_fetch, parse_header  # noqa: E402
+from workbench.files.gguf_info import _read_header_cached  # noqa: E402
+from workbench.models.ladder import demo_source  # noqa: E402
 
 
 def new_read(path: Path):

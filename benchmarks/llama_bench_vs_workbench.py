@@ -19,7 +19,7 @@ import os
 import platform
 import statistics
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from workbench.core import crash_fallback, hardware
@@ -95,7 +95,7 @@ def main() -> int:
             "rounds": args.rounds, "gpu_layers": args.gpu_layers,
             "same_libs": args.same_libs or bool(os.environ.get("LLAMA_CPP_LIB_PATH")),
             "repack": "llama.cpp default" if repack is None else repack,
-            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
+            "when": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
     print(json.dumps(meta, indent=2))
     print(markdown_table(rows, args.pp, args.tg))
     if args.json:

@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -404,7 +404,7 @@ async def one_round(browser, app: App, db: Path, n: int, threads: int | None, ti
     log(f"round N={n}: clicking Run in {n} session(s) at once")
     results = list(await asyncio.gather(*(click_and_wait(p, round_start, timeout_s) for p in pages)))
     cpu = await meter.stop()
-    await stop_unfinished(list(zip(pages, results)))
+    await stop_unfinished(list(zip(pages, results, strict=True)))
     runs = read_runs(db, [r["run_id"] for r in results if r.get("run_id")])
     for r in results:
         run = runs.get(r.get("run_id"))
@@ -559,7 +559,7 @@ def main() -> int:
                     help="then run the first single-session comparison K times through `workbench compare` and "
                          "print the app's decode figures against the CLI's")
     args = ap.parse_args()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out = args.out or REPO / "docs" / "data" / f"sessions-{stamp}.json"
     args.app_dir = args.app_dir.resolve()
     if not Path(args.chromium).exists():
@@ -578,7 +578,7 @@ def main() -> int:
     record: dict[str, Any] = {
         "benchmark": "benchmarks/sessions.py",
         "what": "N browser sessions press Run on the Compare page at once; wall time from each click to 'Run #'",
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": sys.argv,
         "app_dir": str(args.app_dir),
         "app_git": git_state(args.app_dir),
@@ -614,7 +614,7 @@ def main() -> int:
         raise
     finally:
         record["uptime_after"] = uptime()
-        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             record["app_log_tail"] = (data / "app.log").read_text(errors="replace").splitlines()[-40:]
         except OSError:

@@ -130,7 +130,7 @@ def remeasure(stored: dict) -> None:
     st.session_state.job_id, st.session_state.run_id = new.id, None
 
 
-if running:
+if running and job is not None:  # running implies a job; the check tells the type checker so
     views.stream_columns(job, hold_text=job.display == "held")
 elif job is not None and job.failure:
     st.error(f"The comparison could not run: {md_escape(job.failure)}")

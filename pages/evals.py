@@ -105,7 +105,7 @@ if pack is not None:
             running = True
         except ValueError as exc:
             st.error(f"Cannot run: {qv.md_escape(exc)}")
-    if running:
+    if running and job is not None:  # running implies a job; the check tells the type checker so
         qv.job_progress(job, "evals")
     else:
         qv.job_outcome(job)

@@ -77,7 +77,7 @@ with tab_prompt:
                 running = True
             except ValueError as exc:
                 st.error(f"Cannot run: {qv.md_escape(exc)}")
-        if running:
+        if running and job is not None:  # running implies a job; the check tells the type checker so
             qv.job_progress(job, "quality-prompt")
         elif job is not None:
             qv.job_outcome(job)
@@ -110,7 +110,7 @@ with tab_text:
                                                     ladder=ladder))
         st.session_state["quality-text-job"] = text_job.id
         text_running = True
-    if text_running:
+    if text_running and text_job is not None:  # running implies a job; the check tells the type checker so
         qv.job_progress(text_job, "quality-text")
     else:
         qv.job_outcome(text_job)

@@ -39,9 +39,9 @@ labels_of = {r["id"]: run_label(r) for r in runs}
 run = None
 if not runs:
     st.info("No comparison runs to rate yet: run one on the Compare page." if not find
-            else f"No run matches “{rv.md(find)}”.")
+            else f"No run matches “{md_escape(find)}”.")
 else:
-    run_id = top1.selectbox("Run", ids, key="ratings-run-pick", format_func=labels_of.get,
+    run_id = top1.selectbox("Run", ids, key="ratings-run-pick", format_func=labels_of.__getitem__,
                             help="The newest run is picked first; any past run can be rated.")
     run = store().get_run(run_id)
     if run is None:

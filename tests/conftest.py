@@ -14,6 +14,10 @@ import pytest
 
 from workbench.models.ladder import Ladder, ensure_demo_ladder
 
+# Fixtures several test modules share, registered here rather than imported into each module (an
+# imported fixture is an unused name that a test's argument then shadows, which linters rightly flag).
+pytest_plugins = ["tests.hostile_servers", "tests.models_helpers"]
+
 
 @pytest.fixture(scope="session")
 def demo_ladder() -> Ladder:

@@ -107,7 +107,7 @@ class HubServer:
             repo.files, repo.commit = {**repo.files, **changed}, secrets.token_hex(20)
         return repo.commit
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         hub = self
 
         class Handler(_Handler):

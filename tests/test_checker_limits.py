@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests.hostile_servers import serve  # noqa: F401 (fixture)
 from workbench.quality import check_runner, evals
 from workbench.quality.checkers import build_checker
 from workbench.quality.packs import parse_pack

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models_helpers import REPO, SECRET, hub_server, models_env, tiny_files  # noqa: F401
+from tests.models_helpers import REPO, SECRET
 from workbench.cli.main import main
 from workbench.models.ladder import load_ladder
 
@@ -26,13 +26,13 @@ def test_fit_demo_json_shape(capsys: pytest.CaptureFixture, demo_ladder) -> None
     assert code == 0, err
     rows = json.loads(out)
     assert [r["quant_type"] for r in rows] == [f.quant_type for f in demo_ladder.files]
-    for r, f in zip(rows, demo_ladder.files):
+    for r, f in zip(rows, demo_ladder.files, strict=True):
         assert list(r) == ["file", "name", "quant_type", "predicted_bytes", "verdict"]
         assert r["file"] == f.path and r["name"] == Path(f.path).name  # the absolute path, as every command names it
         assert r["verdict"] in VERDICTS or r["verdict"].startswith("partial offload")
         assert f.size_bytes < r["predicted_bytes"] < f.size_bytes + 2**30
     longer = json.loads(run(capsys, "fit", "--demo", "--ctx", "8192", "--json")[1])
-    assert all(b["predicted_bytes"] - a["predicted_bytes"] == 3 * 45 * 2**20 for a, b in zip(rows, longer))  # KV grows
+    assert all(b["predicted_bytes"] - a["predicted_bytes"] == 3 * 45 * 2**20 for a, b in zip(rows, longer, strict=True))  # KV grows
 
 
 def test_fit_repo_then_download_into_the_cache_as_a_ladder(capsys: pytest.CaptureFixture, models_env: Path, hub_server) -> None:

@@ -71,7 +71,7 @@ def test_rank_says_within_noise_and_when_evidence_is_weaker():
     assert [c.label for c in cs] == ["Q4_K_M", "Q5_K_M", "Q2_K"] and cs[1].within_noise and not cs[2].within_noise
 
     g = [Candidate("Q8_0", "Q8_0", 8.5, greedy_agreement=0.2), Candidate("Q4_K_M", "Q4_K_M", 4.9, greedy_agreement=0.3)]
-    for c, v in zip(g, ([0.2] * 3, [0.3] * 3)):
+    for c, v in zip(g, ([0.2] * 3, [0.3] * 3), strict=True):
         c.per_prompt = [{"greedy_agreement": x} for x in v]
     closest, sentence = _rank(g, "greedy")
     assert closest == "Q4_K_M" and sentence.startswith("Weaker evidence: the endpoint returned no log-probabilities")

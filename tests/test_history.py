@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -45,10 +45,10 @@ def test_search_by_prompt_model_and_dates(store):
     assert [r["id"] for r in history.search_runs(store, model="qwen")] == [b]
     row = history.search_runs(store, text="17")[0]
     assert (row["n_results"], row["n_ratings"], row["n_votes"]) == (2, 2, 1)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     assert len(history.search_runs(store, since=today, until=today)) == 2
     assert len(history.search_runs(store, until=str(today - timedelta(days=1)))) == 0
-    assert len(history.search_runs(store, since=datetime.now(timezone.utc) + timedelta(hours=1))) == 0
+    assert len(history.search_runs(store, since=datetime.now(UTC) + timedelta(hours=1))) == 0
     assert history.search_runs(store, since=date(2000, 1, 1), text="nothing like this") == []
 
 

@@ -60,7 +60,7 @@ def dump(store: Store) -> dict[str, list[dict]]:
         rows = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
     run_rank = {r["id"]: i for i, r in enumerate(rows["runs"])}
     result_rank = {r["id"]: i for i, r in enumerate(rows["results"])}
-    for t, table_rows in rows.items():
+    for table_rows in rows.values():
         for row in table_rows:
             row.pop("id", None)
             if "run_id" in row:

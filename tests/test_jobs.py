@@ -76,7 +76,7 @@ def test_the_registry_prunes_old_finished_jobs_and_never_a_running_one() -> None
     reg = JobRegistry(keep_finished=2, keep_for_s=60)
     release = threading.Event()
     running = reg.start(Job(lambda job: release.wait(10)))
-    done = [reg.start(Job(lambda job: i)) for i in range(5)]
+    done = [reg.start(Job(lambda job, i=i: i)) for i in range(5)]
     for j in done:
         assert j.join(10)
     for age, j in enumerate(done):  # the first finished longest ago

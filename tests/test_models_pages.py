@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.models_helpers import REPO, SECRET, hub_server, lm_studio_and_ollama, models_env, tiny_files  # noqa: F401
+from tests.models_helpers import REPO, SECRET, lm_studio_and_ollama
 from ui.shared import md_escape
 from workbench.models import hub
 from workbench.models.ladder import load_ladder
@@ -62,7 +62,7 @@ def test_repo_listing_fit_download_and_use_as_ladder(models_env: Path, hub_serve
     table = fit_table(at)
     assert list(table["type"]) == ["F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K"]  # grouped, highest precision first
     assert set(table["verdict"]) <= {"CPU only", "fits on the GPU entirely"} and not table["verdict"].str.startswith("unknown").any()
-    shape = dict(zip(table["type"], table["model shape"]))
+    shape = dict(zip(table["type"], table["model shape"], strict=True))
     assert shape["Q8_0"] == "read from this file's header"  # a default: its header was range-read
     assert shape["F16"].startswith("estimated from")  # not chosen: shape borrowed, weights from the file size
     assert all("(read)" in b for b in table["bits/weight"])  # file size / the Hub's parameter count

@@ -75,7 +75,7 @@ def test_bundled_sets_are_listed_and_carry_facts_worth_checking() -> None:
     assert len({p.id for p in product.prompts}) == 10
     assert sum(any(ch.isdigit() for ch in p.prompt) for p in product.prompts) >= 8
     assert all(s.prompts == ps.load_prompt_set(p).prompts for s, p in
-               zip(sets, sorted(ps.bundled_sets_dir().iterdir())))
+               zip(sets, sorted(ps.bundled_sets_dir().iterdir()), strict=False))
 
 
 @pytest.mark.parametrize("fmt, text, line, reason", [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.shared import md_escape
 from workbench.people import ratings
 from workbench.storage.store import Store
 
@@ -80,6 +81,14 @@ def test_blind_mode_hides_names_until_every_output_is_rated(real_run):
     assert sorted(r["score"] for r in saved) == [3, 4, 5]
     assert {r["mode"] for r in saved} == {"blind"} and {r["display_letter"] for r in saved} == {"A", "B", "C"}
     assert any("quantization" in d.value.columns for d in at.dataframe)  # the leaderboard, now shown
+
+
+def test_a_search_that_finds_no_run_says_so(real_run):
+    """The page used to call a helper that does not exist here (found by mypy) and crashed instead."""
+    at = ratings_page(real_run)
+    at.text_input(key="ratings-find").input("no_such*run").run()
+    assert not at.exception, at.exception
+    assert [i.value for i in at.info] == [f"No run matches “{md_escape('no_such*run')}”."]  # escaped for Markdown
 
 
 def test_pairwise_votes_are_saved_blind_and_reveal_after_every_pair(real_run):

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from tests.hostile_servers import serve  # noqa: F401 (fixture)
 from workbench.runs import remote
 from workbench.runs.compare import run_comparison
 from workbench.runs.contestants import RemoteEndpoint, RunSettings

@@ -9,8 +9,11 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.shared import md_escape
-from workbench.runs.contestants import RemoteEndpoint
+from workbench.runs.contestants import API_LLAMACPP, API_OPENAI, RemoteEndpoint
 from workbench.runs.remote import contestant_for
+
+# the APIs a RemoteEndpoint speaks, as the picker names them
+API_NAMES = {API_OPENAI: "OpenAI chat completions", API_LLAMACPP: "llama.cpp /completion"}
 
 
 def endpoints() -> list[RemoteEndpoint]:
@@ -28,8 +31,7 @@ def endpoint_editor() -> None:
         model = c2.text_input("Model name", placeholder="as the server names it")
         label = c3.text_input("Label", placeholder="e.g. provider X")
         c4, c5, c6 = st.columns([2, 2, 2])
-        api = c4.selectbox("API", ["openai", "llamacpp"], format_func={"openai": "OpenAI chat completions",
-                                                                        "llamacpp": "llama.cpp /completion"}.get)
+        api = c4.selectbox("API", list(API_NAMES), format_func=API_NAMES.__getitem__)
         key = c5.text_input("API key (kept in this session only)", type="password")
         key_env = c6.text_input("…or read the key from env variable", placeholder="e.g. PROVIDER_API_KEY")
         if st.button("Add endpoint", disabled=not url.strip()):

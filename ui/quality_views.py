@@ -79,7 +79,7 @@ def _drop_empty_errors(frame: pd.DataFrame) -> pd.DataFrame:
 
 def text_stats_frame(report: dv.DivergenceReport) -> pd.DataFrame:
     """The bundled text's statistics laid out like llama-perplexity --kl-divergence prints them."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in report.results:
         s = r.summary
         if r.error:
@@ -226,7 +226,7 @@ def case_drilldown(run: EvalRun, key: str) -> None:
     with st.expander(f"Prompt ({len(case['prompt']):,} characters)"):
         st.html(f'<div class="wb-diff">{html.escape(case["prompt"])}</div>')
     cols = st.columns(max(2, len(run.labels)))
-    for col, label in zip(cols, run.labels):
+    for col, label in zip(cols, run.labels, strict=False):
         o = run.outcome(cid, label)
         with col:
             st.markdown(f"**{md_escape(label)}**{' · reference' if label == run.reference_label else ''}")

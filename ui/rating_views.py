@@ -187,7 +187,7 @@ def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.B
 
 def open_mode(run: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> None:
     name = rater()
-    mine = rt.list_ratings(store(), run_id=run["id"], **({"rater": name} if name else {"session": session_id()}))
+    mine = rt.list_ratings(store(), run_id=run["id"], rater=name or None, session=None if name else session_id())
     saved = {r["label"]: r for r in mine}  # oldest first: the newest per label wins
     for row in views.column_rows(list(outputs.values())):
         for col, r in row:
@@ -216,6 +216,11 @@ def _version(**filters: Any) -> tuple[int, int, int, int]:
     return len(r), sum(x["id"] for x in r), len(v), sum(x["id"] for x in v)
 
 
+def _span(start: float | None, end: float | None) -> float:
+    """One side of an error bar (end - start); 0 where the interval has no end there (a single rating)."""
+    return end - start if start is not None and end is not None else 0
+
+
 def leaderboard_figure(board: Leaderboard) -> go.Figure:
     """Mean rating with its 95% CI, and Bradley–Terry strength with its 95% bootstrap interval, per quantization."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Mean rating (1–5) with 95% CI",
@@ -226,9 +231,8 @@ def leaderboard_figure(board: Leaderboard) -> go.Figure:
             x=[s.key for s in rated], y=[s.mean_rating for s in rated], mode="markers", name="mean rating",
             marker=dict(size=11, color="#1f77b4"),
             error_y=dict(type="data", symmetric=False,
-                         array=[(s.rating_high - s.mean_rating) if s.rating_high is not None else 0 for s in rated],
-                         arrayminus=[(s.mean_rating - s.rating_low) if s.rating_low is not None else 0
-                                     for s in rated]),
+                         array=[_span(s.mean_rating, s.rating_high) for s in rated],
+                         arrayminus=[_span(s.rating_low, s.mean_rating) for s in rated]),
             customdata=[s.n_ratings for s in rated],
             hovertemplate="%{x}: %{y:.2f} (n=%{customdata})<extra></extra>"), row=1, col=1)
     fitted = [s for s in board.standings if s.strength is not None]
@@ -236,8 +240,8 @@ def leaderboard_figure(board: Leaderboard) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=[s.key for s in fitted], y=[s.strength for s in fitted], mode="markers", name="Bradley–Terry",
             marker=dict(size=11, color="#d62728"),
-            error_y=dict(type="data", symmetric=False, array=[s.strength_high - s.strength for s in fitted],
-                         arrayminus=[s.strength - s.strength_low for s in fitted]),
+            error_y=dict(type="data", symmetric=False, array=[_span(s.strength, s.strength_high) for s in fitted],
+                         arrayminus=[_span(s.strength_low, s.strength) for s in fitted]),
             customdata=[s.comparisons for s in fitted],
             hovertemplate="%{x}: %{y:.2f} (%{customdata} comparisons)<extra></extra>"), row=1, col=2)
         fig.update_yaxes(type="log", row=1, col=2)

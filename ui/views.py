@@ -63,7 +63,7 @@ def column_rows(items: list[Any]) -> list[list[tuple[Any, Any]]]:
     for start in range(0, len(items), MAX_COLUMNS):
         chunk = items[start : start + MAX_COLUMNS]
         cols = st.columns(max(2, len(chunk)) if len(items) > 1 else 1)
-        rows.append(list(zip(cols, chunk)))
+        rows.append(list(zip(cols, chunk, strict=False)))
     return rows
 
 
@@ -133,7 +133,8 @@ def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = 
 def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) rows of plain text; the caller escapes them. Stored and imported runs may carry anything, so
     numbers are formatted only when they are real numbers ("—" otherwise) and other values are shown as text."""
-    metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
+    metrics = r.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
     tokens = r.get("completion_tokens")
     stop = r.get("stop_reason")
     rows = [
@@ -146,7 +147,8 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if r.get("gpu_mem_bytes") is not None:
         rows.append(("VRAM", f"{fmt_bytes(r['gpu_mem_bytes'])} (NVML, this worker incl. CUDA context)"))
     if r.get("gpu_layers"):
-        settings = metrics.get("settings") if isinstance(metrics.get("settings"), dict) else {}
+        settings = metrics.get("settings")
+        settings = settings if isinstance(settings, dict) else {}
         n_layers = settings.get("n_layers")
         layers = fmt_num(r["gpu_layers"], "d") if isinstance(r["gpu_layers"], int) else "—"
         total = n_layers + 1 if isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers else "?"

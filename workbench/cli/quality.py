@@ -73,7 +73,7 @@ def cmd_diverge(args: argparse.Namespace) -> int:
             failed: dict[str, str] = {}
         else:
             lad, contestants, failed = resolve_contestants(args)
-            for path, msg in failed.items():
+            for msg in failed.values():
                 print(f"error: {msg}", file=sys.stderr)
             if not contestants:
                 return 1
@@ -165,7 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lad, contestants, failed = resolve_contestants(args)
-    for path, msg in failed.items():
+    for msg in failed.values():
         print(f"error: {msg}", file=sys.stderr)
     if not contestants:
         return 1

@@ -110,9 +110,10 @@ class Job:
 
     def _run(self) -> None:
         status, failure, result, message = DONE, None, None, None
+        stopped: tuple[type[BaseException], ...] = (Cancelled, *self.cancelled_by)
         try:
             result = self._work(self)
-        except (Cancelled, *self.cancelled_by) as exc:
+        except stopped as exc:
             status = CANCELLED
             message = one_line(exc) if isinstance(exc, Cancelled) and str(exc).strip() else "stopped"
         except self.expected as exc:
@@ -133,7 +134,7 @@ class Job:
     def report(self, done: float | None = None, total: float | None = None, *, phase: str | None = None,
                message: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
         """Update the fields given; the others keep their values."""
-        changes = {k: v for k, v in (("done", done), ("total", total), ("phase", phase), ("message", message),
+        changes: dict[str, Any] = {k: v for k, v in (("done", done), ("total", total), ("phase", phase), ("message", message),
                                      ("detail", detail)) if v is not None}
         with self._lock:
             self._progress = replace(self._progress, **changes)

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gguf
 
@@ -212,6 +213,7 @@ def _array(cur: _Cursor, key: str, depth: int, keep: bool) -> tuple[int, list | 
     if count > MAX_ARRAY_LEN:
         raise cur.fail(f"header declares an array of {count:,} entries for key '{key}' (limit {MAX_ARRAY_LEN:,})")
     keep = keep and count <= MAX_KEPT_ARRAY
+    values: list | None
     if etype in _SCALARS:
         size = _SIZES[etype]
         if not keep:
@@ -221,7 +223,7 @@ def _array(cur: _Cursor, key: str, depth: int, keep: bool) -> tuple[int, list | 
         values = list(struct.unpack_from(f"{cur.byteorder}{count}{_SCALARS[etype]}", cur.buf, cur.pos))
         cur.pos += count * size
         return count, values
-    values: list | None = [] if keep else None
+    values = [] if keep else None
     if etype == _STRING:
         unpack = struct.Struct(cur.byteorder + "Q").unpack_from
         for i in range(count):
@@ -309,6 +311,6 @@ def parse_header(fetch: Fetch, name: str) -> Header:
         raise cur.fail(f"general.alignment is {alignment!r}, not a power of two")
     pos = cur.offset
     header.data_offset = pos + (-pos % alignment)
-    for t, off in zip(header.tensors, offsets):
+    for t, off in zip(header.tensors, offsets, strict=True):
         t.offset = header.data_offset + off
     return header

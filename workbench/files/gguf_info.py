@@ -151,7 +151,7 @@ def info_from_header(header: Header, name: str, size: int, *, check_arch: bool =
     repackable = sum(t.n_bytes for t in tensors
                      if t.type_name in REPACKABLE_TYPES and len(t.shape) == 2 and t.name != "token_embd.weight")
     # when a file lacks `general.file_type`, name it after the type holding most of its bytes
-    dominant = max(by_bytes, key=by_bytes.get) if by_bytes else "unknown"
+    dominant = max(by_bytes, key=lambda name: by_bytes[name]) if by_bytes else "unknown"
 
     head_count = arch_int("attention.head_count")
     embd = arch_int("embedding_length")

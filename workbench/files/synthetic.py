@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -44,8 +45,13 @@ SHAPES = {
 }
 
 
-def _tokenizer_fields(src: gguf.GGUFReader) -> list[tuple[str, object, gguf.GGUFValueType, gguf.GGUFValueType | None]]:
-    fields = []
+# (key, value, type, array element type): the value as read (a string, a number or a list of them), passed
+# back to GGUFWriter.add_key_value unchanged.
+TokenizerField = tuple[str, Any, gguf.GGUFValueType, gguf.GGUFValueType | None]
+
+
+def _tokenizer_fields(src: gguf.GGUFReader) -> list[TokenizerField]:
+    fields: list[TokenizerField] = []
     for name, f in src.fields.items():
         if not name.startswith("tokenizer."):
             continue

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from huggingface_hub import try_to_load_from_cache
 
@@ -98,7 +99,7 @@ def read_headers(listing: RepoListing, entries: Sequence[GgufFile]) -> dict[str,
     if not entries:
         return {}
     with ThreadPoolExecutor(max_workers=min(HEADER_READERS, len(entries))) as ex:
-        return dict(zip([e.name for e in entries], ex.map(one, entries)))
+        return dict(zip([e.name for e in entries], ex.map(one, entries), strict=True))
 
 
 def fit_listing(
@@ -128,7 +129,7 @@ def fit_listing(
     elif read == "selected":
         wanted = [e for e in listing.files if e.selected or e.cached]
     else:
-        names = set(read)  # type: ignore[arg-type]
+        names = set(read)
         wanted = [e for e in listing.files if e.name in names or e.cached]
     if not wanted and listing.files:  # something must give the model's shape: the smallest file is cheapest
         wanted = [min(listing.files, key=lambda e: e.size_bytes or 0)]
@@ -186,7 +187,7 @@ class DownloadJob(Job):
     def __init__(self, listing: RepoListing, entries: Sequence[GgufFile]) -> None:
         self.listing, self.entries = listing, list(entries)
         files = [{"name": f, "bytes": 0, "total": s, "phase": "waiting"}
-                 for e in self.entries for f, s in zip(e.files, e.sizes)]
+                 for e in self.entries for f, s in zip(e.files, e.sizes, strict=True)]
         super().__init__(self._download, title=f"download from {listing.repo_id}",
                          progress=jobs.Progress(0, sum(e.size_bytes or 0 for e in self.entries), "waiting",
                                                 "queued", {"files": files}))

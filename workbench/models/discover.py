@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from workbench.files.quant_names import parse_shard, precision_key, quant_from_name, strip_quant
 
@@ -243,7 +243,7 @@ def scan_ollama(roots: Iterable[Path | str] | None = None, *, read_headers: bool
                     continue
                 layers = manifest.get("layers") if isinstance(manifest, dict) else None
                 digest = next(
-                    (l.get("digest") for l in layers or [] if isinstance(l, dict) and l.get("mediaType") == OLLAMA_MODEL_MEDIA_TYPE),
+                    (layer.get("digest") for layer in layers or [] if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL_MEDIA_TYPE),
                     None,
                 )
                 if not isinstance(digest, str) or not digest.startswith("sha256:"):
@@ -296,5 +296,5 @@ def group_by_model(found: Iterable[FoundGguf]) -> list[FoundGroup]:
     for files in groups.values():
         files.sort(key=lambda f: (precision_key(f.quant_type), f.size), reverse=True)
         out.append(FoundGroup(files[0].model, files))
-    out.sort(key=lambda l: (-len(l.quant_types), l.model.lower()))
+    out.sort(key=lambda g: (-len(g.quant_types), g.model.lower()))
     return out

@@ -55,10 +55,10 @@ def predict_for_result(result: dict[str, Any], settings: dict[str, Any], kind: s
     loaded = (result.get("metrics") or {}).get("settings") or {}
     # repacked weight copies exist only when the worker loaded with llama.cpp's extra buffer types
     repack = loaded.get("use_extra_bufts")
-    common = dict(n_ctx=n_ctx, all_logits=kind in TEACHER_FORCED_KINDS, repack_cpu=None if repack is None else bool(repack))
+    all_logits, repack_cpu = kind in TEACHER_FORCED_KINDS, None if repack is None else bool(repack)
     if layers and gpus:
-        return fit.predict(info, gpus=gpus, **common)
-    return fit.predict(info, gpus=[], ram_available_bytes=2**62, **common)
+        return fit.predict(info, gpus=gpus, n_ctx=n_ctx, all_logits=all_logits, repack_cpu=repack_cpu)
+    return fit.predict(info, gpus=[], ram_available_bytes=2**62, n_ctx=n_ctx, all_logits=all_logits, repack_cpu=repack_cpu)
 
 
 def fit_checks(store: Any, limit: int = 50, gpus: list[Gpu] | None = None) -> tuple[list[FitCheck], list[str]]:

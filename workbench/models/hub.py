@@ -26,10 +26,10 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import filelock
@@ -71,6 +71,8 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
     import httpx as _http  # type: ignore[no-redef]
 
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (_http.TransportError, ConnectionError, TimeoutError)
+# the Hub could not say (refused, not a Hub, offline or unreachable): named once, typed, for an except clause
+_UNANSWERED: tuple[type[BaseException], ...] = (HfHubHTTPError, FileMetadataError, OfflineModeIsEnabled, *_NETWORK_ERRORS)
 
 #: Free space kept after a download, so a full disk never takes the database or the OS down with it.
 DISK_RESERVE_BYTES = 512 * 2**20
@@ -179,7 +181,8 @@ class GgufFile:
 
     @property
     def size_bytes(self) -> int | None:
-        return None if any(s is None for s in self.sizes) else sum(self.sizes)  # type: ignore[misc]
+        known = [s for s in self.sizes if s is not None]
+        return sum(known) if len(known) == len(self.sizes) else None
 
     @property
     def is_split(self) -> bool:
@@ -317,8 +320,9 @@ def list_gguf(repo_id: str, revision: str | None = None) -> RepoListing:
             "separate repo, often named …-GGUF",
         )
     n_params = None
-    if isinstance(getattr(info, "gguf", None), dict):
-        n_params = info.gguf.get("total") or None
+    gguf_meta = getattr(info, "gguf", None)
+    if isinstance(gguf_meta, dict):
+        n_params = gguf_meta.get("total") or None
     files = _join_entries(rows, n_params)
     cache = hf_cache_dir()
     for f in files:
@@ -355,8 +359,8 @@ def _listing_from_cache(repo_id: str, kind: str, why: str) -> RepoListing:
         for p in f.paths:
             rows.append((Path(p).name, Path(p).stat().st_size, None))
     files = _join_entries(rows, None)
-    for f in files:
-        f.cached = True
+    for entry in files:
+        entry.cached = True
     return RepoListing(repo_id, None, files, "cache", f"{why}: showing the GGUF files already cached", None)
 
 
@@ -374,7 +378,7 @@ def _hub_errors(repo_id: str, filename: str | None = None, downloading: bool = F
     except HubError:
         raise
     except DownloadCancelled:
-        raise HubError("cancelled", f"Download of {what} cancelled; the part already downloaded is kept for resuming")
+        raise HubError("cancelled", f"Download of {what} cancelled; the part already downloaded is kept for resuming") from None
     except GatedRepoError:
         raise HubError(
             "gated",
@@ -573,7 +577,7 @@ class _ProgressHook:
         self.total = tqdm_kwargs.get("total")
         self.n = int(tqdm_kwargs.get("initial") or 0)
 
-    def __enter__(self) -> "_ProgressHook":
+    def __enter__(self) -> _ProgressHook:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -607,7 +611,7 @@ def bytes_to_download(listing: RepoListing, entries: Iterable[GgufFile]) -> int:
     for e in entries:
         if e.cached:
             continue
-        for size, sha in zip(e.sizes, e.sha256):
+        for size, sha in zip(e.sizes, e.sha256, strict=True):
             have = 0
             if sha:
                 part = _partial_path(cache, listing.repo_id, sha)
@@ -729,7 +733,7 @@ def _name_branch(repo_id: str, branch: str, commit: str, filename: str) -> bool:
         return False
     try:
         head = get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=branch, endpoint=endpoint())).commit_hash
-    except (HfHubHTTPError, FileMetadataError, OfflineModeIsEnabled, *_NETWORK_ERRORS):
+    except _UNANSWERED:
         return False
     if head != commit:
         return False
@@ -783,7 +787,7 @@ def download(
     commit = listing.revision or revision or "main"  # a Hub listing always has its commit sha
     for e in entries:
         paths, verified, resumed, from_cache = [], True, 0, True
-        for fname, sha in zip(e.files, e.sha256):
+        for fname, sha in zip(e.files, e.sha256, strict=True):
             with _hub_errors(repo_id, fname, downloading=True):
                 overall.report(fname, index, 0, None, "downloading")  # honours cancel between files
                 p, v, r, c = _download_one(repo_id, fname, commit, sha, overall, index)
@@ -807,11 +811,11 @@ def _from_cache_only(repo_id: str, wanted: GgufFile | str, listing: RepoListing)
         cached = ", ".join(f.quant_type or f.name for f in listing.files)
         raise HubError(kind, f"{listing.notice}; {label} is not among them (cached: {cached})") from None
     found = {Path(p).name: p for f in cached_gguf_by_repo().get(repo_id, []) for p in f.paths}
-    paths = [found.get(Path(f).name) for f in entry.files]
-    if not all(paths):
+    paths = [p for f in entry.files if (p := found.get(Path(f).name))]
+    if len(paths) != len(entry.files):
         raise HubError(kind, f"{listing.notice}; {label} is only partly cached")
-    return DownloadedFile(entry.name, entry.quant_type, paths[0], paths,  # type: ignore[arg-type]
-                          sum(os.path.getsize(p) for p in paths), False, 0, True)  # type: ignore[arg-type]
+    return DownloadedFile(entry.name, entry.quant_type, paths[0], paths,
+                          sum(os.path.getsize(p) for p in paths), False, 0, True)
 
 
 __all__ = [

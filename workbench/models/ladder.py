@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -233,7 +233,7 @@ def build_ladder(
         "source_quant_type": src_info.quant_type,
         "built_files": built,  # file name -> the quantization type it was built as
         "built_with": f"llama.cpp's llama_model_quantize via {llama_cpp_version()}",
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra_provenance or {}),
     }
     if src_info.quant_type not in ("F32", "F16", "BF16"):
@@ -357,6 +357,6 @@ def register_ladder(name: str, files: list[str | os.PathLike[str]], provenance: 
     directory.mkdir(parents=True, exist_ok=True)
     ladder.directory = str(directory)
     ladder.provenance = {**(provenance or {}), "linked": True,
-                         "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                         "registered_at": datetime.now(UTC).isoformat(timespec="seconds")}
     save_ladder(ladder)
     return ladder

@@ -22,9 +22,9 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,10 @@ def _bound(value: date | datetime | str | None, end: bool) -> str | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
     if not isinstance(value, datetime):
-        value = datetime.combine(value + timedelta(days=1) if end else value, time.min, tzinfo=timezone.utc)
+        value = datetime.combine(value + timedelta(days=1) if end else value, time.min, tzinfo=UTC)
     elif value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def search_runs(
@@ -325,6 +325,7 @@ def _depth(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):
@@ -378,11 +379,13 @@ def _enum_problem(table: str, row: dict[str, Any]) -> str | None:
     from workbench.people.ratings import MODES, VOTE_MODES, WINNERS
     from workbench.runs.contestants import DISPLAY_MODES
 
-    allowed = {"runs": {"kind": RUN_KINDS, "status": RUN_STATUSES},
-               "results": {"display": DISPLAY_MODES},
-               "ratings": {"mode": MODES},
-               "votes": {"mode": VOTE_MODES, "winner": WINNERS},
-               "divergence": {"source": ("output", "text")}}.get(table, {})
+    by_table: dict[str, dict[str, tuple[str, ...]]] = {
+        "runs": {"kind": RUN_KINDS, "status": RUN_STATUSES},
+        "results": {"display": DISPLAY_MODES},
+        "ratings": {"mode": MODES},
+        "votes": {"mode": VOTE_MODES, "winner": WINNERS},
+        "divergence": {"source": ("output", "text")}}
+    allowed = by_table.get(table, {})
     for column, values in allowed.items():
         if row.get(column) is not None and row[column] not in values:
             return f"{column} must be one of {', '.join(values)}, got {_show(row[column])}"
@@ -410,7 +413,7 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
         if not isinstance(row, dict):
             raise ImportFileError(f"{where}: must be an object, got {_show(row)}")
         flat = _flatten_json_columns(row)
-        for cid, column, declared, notnull, default, pk in info[table]:
+        for _cid, column, declared, notnull, default, _pk in info[table]:
             if column in fixed or (column == "id" and table != "runs"):
                 continue
             value = flat.get(column)

@@ -187,7 +187,7 @@ def fit_bradley_terry(items: Sequence[str], pairs: Sequence[Pair]) -> dict[str, 
     if not items:
         return {}
     p = _fit_batch(_win_matrix(items, pairs)[None])[0]
-    return dict(zip(items, p.tolist()))
+    return dict(zip(items, p.tolist(), strict=True))
 
 
 def bootstrap_bradley_terry(items: Sequence[str], pairs: Sequence[Pair], n_boot: int = N_BOOT,
@@ -212,7 +212,7 @@ def bootstrap_bradley_terry(items: Sequence[str], pairs: Sequence[Pair], n_boot:
     fitted = _fit_batch(_win_matrix(items, pairs)[None])[0]
     rng = np.random.default_rng(seed)
     w = np.zeros((n_boot, k, k))
-    for i, j in zip(*np.nonzero(games)):
+    for i, j in zip(*np.nonzero(games), strict=True):
         n, tie_rate = int(games[i, j]), ties[i, j] / games[i, j]
         q = fitted[i] / (fitted[i] + fitted[j])  # expected score of i against j, ties counting half
         decisive_win = 0.5 if tie_rate >= 1.0 else float(np.clip((q - 0.5 * tie_rate) / (1.0 - tie_rate), 0.0, 1.0))
@@ -250,7 +250,7 @@ def separability(standings: Sequence[QuantStanding]) -> list[str]:
     Bradley–Terry intervals decide where both have them; otherwise the mean-rating intervals.
     """
     out = []
-    for upper, lower in zip(standings, standings[1:]):
+    for upper, lower in zip(standings, standings[1:], strict=False):
         if upper.strength_low is not None and lower.strength_high is not None:
             if upper.strength_low > lower.strength_high:
                 out.append(f"{upper.key} is rated above {lower.key} (Bradley–Terry strength {upper.strength:.2f}, "
@@ -336,8 +336,7 @@ def leaderboard(
     """The leaderboard of the ratings and votes in `store` that match the filters (None: all)."""
     filters = {"model": model, "category": category, "rater": rater, "mode": mode,
                "run_ids": list(run_ids) if run_ids is not None else None}
-    kw = {k: v for k, v in filters.items() if k != "run_ids"}
-    ratings = list_ratings(store, run_ids=run_ids, **kw)
-    votes = list_votes(store, run_ids=run_ids, **kw)
+    ratings = list_ratings(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
+    votes = list_votes(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
     return build_leaderboard(ratings, votes, n_boot=n_boot, seed=seed,
                              filters={k: v for k, v in filters.items() if v is not None})

@@ -17,7 +17,7 @@ import html
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def load_runs(store: Store, run_ids: Sequence[int]) -> list[dict[str, Any]]:
     if not run_ids:
         raise ValueError("name at least one run")
     runs = [store.get_run(int(i)) for i in run_ids]
-    missing = [i for i, r in zip(run_ids, runs) if r is None]
+    missing = [i for i, r in zip(run_ids, runs, strict=True) if r is None]
     if missing:
         raise UnknownRun(missing)
     return runs  # type: ignore[return-value]
@@ -329,7 +329,7 @@ def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None =
     charts = _Charts()
     from workbench import __version__
 
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{_esc(title)}</title><style>{CSS}{DIFF_CSS}</style></head><body>",
@@ -392,7 +392,7 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
     runs = load_runs(store, run_ids)
     ids = [r["id"] for r in runs]
     out = [f"# {_md_cell(title or _title(runs))}", "",
-           f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}. "
+           f"Generated {datetime.now(UTC).isoformat(timespec='seconds')}. "
            "Figures were measured on the machine "
            "named in each run, not estimated. Contestants ran one after another.", ""]
     for run in runs:

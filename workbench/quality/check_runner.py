@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 from workbench.quality.checkers import Checker, Verdict
 
@@ -56,6 +56,9 @@ class _Helper:
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "workbench.quality.check_runner"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both opened with PIPE above
+        self.stdin: IO[bytes] = self.proc.stdin
+        self.stdout: IO[bytes] = self.proc.stdout
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -73,7 +76,7 @@ class _Helper:
                 pass
 
     def _read_exact(self, n: int, deadline: float) -> bytes | None:
-        fd = self.proc.stdout.fileno()
+        fd = self.stdout.fileno()
         buf = b""
         while len(buf) < n:
             left = deadline - time.monotonic()
@@ -91,8 +94,8 @@ class _Helper:
     def ask(self, checker: Any, output: str, timeout_s: float) -> Verdict | None:
         """The verdict, or None when the deadline passed."""
         data = pickle.dumps((checker, output), protocol=pickle.HIGHEST_PROTOCOL)
-        self.proc.stdin.write(_HEADER.pack(len(data)) + data)
-        self.proc.stdin.flush()
+        self.stdin.write(_HEADER.pack(len(data)) + data)
+        self.stdin.flush()
         deadline = time.monotonic() + timeout_s
         head = self._read_exact(_HEADER.size, deadline)
         if head is None:

@@ -29,8 +29,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "CHECKER_KINDS",
@@ -65,10 +66,13 @@ class Verdict:
 
 
 class Checker(Protocol):
-    """What the eval runner needs from any checker."""
+    """What the eval runner needs from any checker (read-only: every checker is a frozen dataclass)."""
 
-    kind: str
-    spec: dict[str, Any]
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
 
     def check(self, output: str) -> Verdict: ...
 

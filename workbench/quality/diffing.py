@@ -105,16 +105,13 @@ def _backtrack(trace: list[list[int]], n: int, m: int) -> list[tuple[int, int, i
             if x > 0:
                 blocks.append((0, 0, x))
             break
-        prev = trace[d - 1]  # diagonals -(d-1)..(d-1) at index k + d - 1
-
-        def at(kk: int) -> int:
-            return prev[kk + d - 1]
-
-        if k == -d or (k != d and at(k - 1) < at(k + 1)):
+        prev = trace[d - 1]  # diagonals -(d-1)..(d-1): diagonal kk at index kk + shift
+        shift = d - 1
+        if k == -d or (k != d and prev[k - 1 + shift] < prev[k + 1 + shift]):
             pk = k + 1
         else:
             pk = k - 1
-        px = at(pk)
+        px = prev[pk + shift]
         py = px - pk
         sx = px if pk == k + 1 else px + 1  # where the snake on this diagonal starts
         sy = sx - k
@@ -139,7 +136,7 @@ def _matching_blocks(a: list[int], b: list[int]) -> list[tuple[int, int, int]]:
     if ma and mb:
         middle = _myers(ma, mb, MYERS_MAX_WORK)
         if middle is None:  # very different texts: bounded, coarser
-            middle = [tuple(blk) for blk in difflib.SequenceMatcher(a=ma, b=mb, autojunk=True).get_matching_blocks()
+            middle = [(blk.a, blk.b, blk.size) for blk in difflib.SequenceMatcher(a=ma, b=mb, autojunk=True).get_matching_blocks()
                       if blk.size]
         blocks += [(i + pre, j + pre, size) for i, j, size in middle]
     if suf:

@@ -16,9 +16,9 @@ Two comparisons are offered:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
 from scipy import stats
 
@@ -176,8 +176,8 @@ def compare_paired(
     """
     if len(a_results) != len(b_results):
         raise ValueError(f"paired results need the same cases: {len(a_results)} vs {len(b_results)}")
-    a_only = sum(1 for a, b in zip(a_results, b_results) if a and not b)
-    b_only = sum(1 for a, b in zip(a_results, b_results) if b and not a)
+    a_only = sum(1 for a, b in zip(a_results, b_results, strict=True) if a and not b)
+    b_only = sum(1 for a, b in zip(a_results, b_results, strict=True) if b and not a)
     discordant = a_only + b_only
     p = 1.0 if discordant == 0 else float(stats.binomtest(a_only, discordant, 0.5).pvalue)
     n = len(a_results)

@@ -43,9 +43,10 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 try:  # Python 3.11+
     import tomllib
@@ -511,7 +512,7 @@ def _parse_csv_pack(text: str, source: str, default_name: str) -> Pack:
             continue
         if len(row) != len(columns):
             raise PackError(source, row_line, f"row has {len(row)} fields but the header has {len(columns)}")
-        values = {c: v.strip() for c, v in zip(columns, row)}
+        values = {c: v.strip() for c, v in zip(columns, row, strict=True)}
 
         def fail(_key: str | None, reason: str, row_line: int = row_line) -> PackError:
             return PackError(source, row_line, reason)

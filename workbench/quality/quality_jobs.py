@@ -26,11 +26,12 @@ class QualityJob(Job):
     expected = (divergence.DivergenceError, ValueError)  # a plain sentence for the user
     cancelled_by = (divergence.DivergenceCancelled,)
 
-    def __init__(self, kind: str, title: str, work: Callable[["QualityJob"], Any], run_id: int | None = None) -> None:
+    def __init__(self, kind: str, title: str, work: Callable[[QualityJob], Any], run_id: int | None = None) -> None:
         super().__init__(work, title=title, kind=kind)
         self.run_id = run_id
 
-    def set_run(self, run_id: int) -> None:
+    def set_run(self, run_id: int | None) -> None:
+        """The run the work stored (None when a report was not stored, as its run_id says)."""
         with self._lock:
             self.run_id = run_id
 

@@ -194,7 +194,7 @@ def _parse_csv(text: str) -> tuple[str | None, list[Row], list[str]]:
                 if len(values) > len(columns):
                     rows.append((start, f"{len(values)} values for {len(columns)} columns"))
                 else:
-                    rows.append((start, {c: v for c, v in zip(columns, values) if v.strip() or c == "prompt"}))
+                    rows.append((start, {c: v for c, v in zip(columns, values, strict=False) if v.strip() or c == "prompt"}))
             start = reader.line_num + 1
     except csv.Error as exc:
         raise PromptSetError([(reader.line_num or None, f"not valid CSV: {exc}")]) from None
@@ -237,7 +237,7 @@ def _parse_toml(text: str) -> tuple[str | None, list[Row], list[str]]:
         lines = _table_lines(text, key)
         if len(lines) != len(items):  # written inline (prompts = [{...}]): no line per table to point at
             lines = [None] * len(items)
-        for n, (line, item) in enumerate(zip(lines, items), start=1):
+        for n, (line, item) in enumerate(zip(lines, items, strict=True), start=1):
             if isinstance(item, dict) and key == "cases" and "passage" in item:
                 notes.append(f"{key} {n} ({item.get('id', '?')}) left out: its prompt is built from a generated "
                              "passage, a task-pack feature; run that pack as an eval")

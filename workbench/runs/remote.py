@@ -134,6 +134,8 @@ class _Connection:
         self.received = 0  # response bytes read so far
         self.url = url
         parts = urlsplit(url)
+        if not parts.hostname:  # RemoteEndpoint vets its base URL, so only a URL built wrongly gets here
+            raise ValueError(f"not an http(s) URL: {url!r}")
         self.path = parts.path + (f"?{parts.query}" if parts.query else "")
         if parts.scheme == "https":
             self.conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -639,10 +641,12 @@ def run_remote(
     cancel: threading.Event | None = None,
 ) -> ContestantResult:
     """Stream one generation from the contestant's endpoint; every failure becomes `result.error`."""
+    endpoint = contestant.endpoint
+    if endpoint is None:  # a caller's mistake, not an endpoint failure
+        raise ValueError(f"{contestant.label} is a local file, not an endpoint: compare runs it")
     try:
-        return _run_remote(contestant, settings, messages, on_event, cancel)
+        return _run_remote(contestant, endpoint, settings, messages, on_event, cancel)
     except Exception as exc:  # a bug or an unforeseen response shape must not take the comparison down
-        endpoint: RemoteEndpoint = contestant.endpoint
         result = contestant.blank_result()
         result.file = endpoint.display_url
         result.error = f"{contestant.label}: unexpected {type(exc).__name__}: {_scrub(str(exc), endpoint)}"
@@ -654,12 +658,12 @@ def run_remote(
 
 def _run_remote(
     contestant: Contestant,
+    endpoint: RemoteEndpoint,
     settings: RunSettings,
     messages: list[dict[str, str]],
     on_event: OnEvent | None,
     cancel: threading.Event | None,
 ) -> ContestantResult:
-    endpoint: RemoteEndpoint = contestant.endpoint
     emit = on_event or (lambda label, status, payload: None)
     label = contestant.label
     result = contestant.blank_result()

@@ -230,7 +230,8 @@ def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int
                 on_event(label, status, payload)
             if status in CONTESTANT_ENDS and label not in done:
                 done = (*done, label)
-                on_progress(replace(base, phase="contestant", run_id=run_id, done_labels=done))
+                # run_id is this prompt's, read as created() sets it: event() runs only within this iteration
+                on_progress(replace(base, phase="contestant", run_id=run_id, done_labels=done))  # noqa: B023
 
         prompt_settings = replace(settings, system_prompt=item.system) if item.system is not None else settings
         run_comparison(pool, contestants, item.prompt, prompt_settings, store=store, ladder=ladder, on_event=event,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,14 @@ def _float_or_none(value: object) -> float | None:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _new_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row a plain INSERT just made (sqlite3 sets lastrowid after every successful INSERT)."""
+    if cur.lastrowid is None:
+        raise sqlite3.DatabaseError("the INSERT reported no row id")
+    return cur.lastrowid
 
 
 class StoreError(RuntimeError):
@@ -249,7 +256,7 @@ class Store:
                     versions.get("llama_cpp"),
                 ),
             )
-            return int(cur.lastrowid)
+            return _new_id(cur)
 
     def finish_run(self, run_id: int, status: str) -> None:
         with self.transaction() as conn:
@@ -257,8 +264,10 @@ class Store:
 
     def add_result(self, run_id: int, position: int, result: dict[str, Any]) -> int:
         """Store one contestant's result (a ContestantResult.to_dict()); replaces one of the same label."""
-        measurement = result.get("measurement") if isinstance(result.get("measurement"), dict) else {}
-        decode = measurement.get("decode") if isinstance(measurement.get("decode"), dict) else {}
+        measurement = result.get("measurement")
+        measurement = measurement if isinstance(measurement, dict) else {}
+        decode = measurement.get("decode")
+        decode = decode if isinstance(decode, dict) else {}
         derived = {"cpu_contention": _float_or_none(decode.get("contention")),
                    "disturbed": None if decode.get("disturbed") is None else int(bool(decode.get("disturbed"))),
                    "display": measurement.get("display") if isinstance(measurement.get("display"), str) else None}
@@ -274,7 +283,7 @@ class Store:
                 (run_id, position, *values, json.dumps(result.get("token_ids") or []), json.dumps(result), now_iso()),
             )
             row = conn.execute("SELECT id FROM results WHERE run_id = ? AND label = ?", (run_id, result["label"])).fetchone()
-            return int(row[0]) if row else int(cur.lastrowid)
+            return int(row[0]) if row else _new_id(cur)
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         """A run with its settings, ladder and results (each with its full metrics), or None."""
@@ -300,7 +309,8 @@ class Store:
     def list_runs(self, limit: int = 50, search: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """Recent runs, newest first, optionally filtered by text in the prompt or ladder name."""
         sql = "SELECT id, created_at, kind, status, ladder_name, prompt, reference_label FROM runs"
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if search:
             where.append("(prompt LIKE ? OR ladder_name LIKE ?)")
             args += [f"%{search}%", f"%{search}%"]
@@ -332,7 +342,7 @@ class Store:
                  json.dumps(prompts, ensure_ascii=False), json.dumps(labels), reference_label, json.dumps(settings),
                  int(noise_repeats), workbench_version),
             )
-            return int(cur.lastrowid)
+            return _new_id(cur)
 
     def set_set_run_status(self, set_run_id: int, status: str) -> None:
         """running, done, cancelled or failed."""
@@ -416,7 +426,7 @@ class Store:
                    VALUES (?,?,?,?,?,?,?,?)""",
                 (run_id, result_id, label, int(score), comment or None, rater or None, mode, now_iso()),
             )
-            return int(cur.lastrowid)
+            return _new_id(cur)
 
     def ratings(self, run_id: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM ratings"
@@ -464,7 +474,7 @@ class Store:
                 (run_id, res["id"], label, score, comment, rater, mode, now_iso(), session, display_letter,
                  res["quant_type"], run["ladder_name"], run["prompt"], run["category"], run["settings_json"]),
             )
-            return int(cur.lastrowid)
+            return _new_id(cur)
 
     def add_vote(self, *, run_id: int, label_a: str, label_b: str, winner: str, rater: str | None,
                  session: str | None, mode: str, comment: str | None) -> int:
@@ -479,7 +489,7 @@ class Store:
                  rater, session, mode, comment, run["ladder_name"], run["prompt"], run["category"],
                  run["settings_json"], now_iso()),
             )
-            return int(cur.lastrowid)
+            return _new_id(cur)
 
     @staticmethod
     def _judgement_where(alias: str, filters: JudgementFilters) -> tuple[str, list[Any]]:
@@ -611,7 +621,7 @@ class Store:
                 cols = [c for c in columns[table] if c in flat]
                 cur = conn.execute(f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})',
                                    [flat[c] for c in cols])
-                return int(cur.lastrowid)
+                return _new_id(cur)
 
             for run in runs:
                 new_run = insert("runs", run.run, imported_from=stamp)
@@ -622,7 +632,9 @@ class Store:
                         if table == "results":
                             result_ids[int(row["id"])] = insert(table, row, run_id=new_run)
                         elif table == "ratings":
-                            insert(table, row, run_id=new_run, result_id=result_ids.get(row.get("result_id")))
+                            old_result = row.get("result_id")
+                            insert(table, row, run_id=new_run,
+                                   result_id=None if old_result is None else result_ids.get(old_result))
                         else:
                             insert(table, row, run_id=new_run)
                         counts[table] += 1
