@@ -5,7 +5,9 @@
 #   bash benchmarks/gpu/h100.sh scaling   # synthetic 0.5B..8B at Q8_0/Q4_K_M/Q2_K: load, VRAM, tok/s, fit
 #   bash benchmarks/gpu/h100.sh offload   # `workbench compare` with each offload choice (auto, 8 layers, CPU)
 #   bash benchmarks/gpu/h100.sh pool      # fair automatic offload and the warm pool's memory budget on a GPU
-# Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer);
+# Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
+#   .venv/bin/python -c "from workbench.files.synthetic import write_vocab_only; from workbench.models.ladder import
+#   demo_source; write_vocab_only(demo_source(), '.gpu/vocab.gguf')");
 # in .whl/: wheels for the pure-Python dependencies. One llama.cpp build serves both llama-bench and
 # the Python bindings (LLAMA_CPP_LIB_PATH), so the two sides run the very same binaries.
 set -u

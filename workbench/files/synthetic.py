@@ -70,6 +70,20 @@ def _tokenizer_fields(src: gguf.GGUFReader) -> list[TokenizerField]:
     return fields
 
 
+def write_vocab_only(src: str | Path, out: str | Path) -> Path:
+    """A GGUF holding only `src`'s tokenizer: a few MB to carry to the lent GPU machine (64 MiB per call),
+    where the full model would not fit; benchmarks/gpu/h100.sh builds its synthetic models from it."""
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(str(out), "llama")
+    for name, value, t, sub in _tokenizer_fields(reader):
+        writer.add_key_value(name, value, t, sub_type=sub)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(out)
+
+
 def write_synthetic(vocab_src: str | Path, out: str | Path, shape: Shape, seed: int = 0) -> Path:
     """Write an F16 synthetic model of `shape` using the tokenizer of `vocab_src`."""
     reader = gguf.GGUFReader(vocab_src)
