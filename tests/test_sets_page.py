@@ -1,0 +1,75 @@
+"""The Prompt sets page in Streamlit's headless AppTest, on the real embedded ladder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from workbench.storage.store import Store
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def table_with(at: AppTest, column: str):
+    """The first table on the page with this column (a read-only st.dataframe has no key AppTest can find)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def sets_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.switch_page("pages/sets.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Prompt sets"
+    return at
+
+
+def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladder):
+    before = {r["id"] for r in Store().list_set_runs()}
+    at = sets_page()
+    at.text_area(key="sets-paste").set_value("Name a colour.\nCount to three.\n")
+    at.run()
+    assert any("2 prompts" in c.value for c in at.caption)
+    at.multiselect(key=f"sets-quants-{demo_ladder.directory}").set_value(["Q8_0", "Q2_K"])
+    at.number_input(key="sets-max-tokens").set_value(8)
+    at.button(key="sets-run").click()
+    at.run()  # follows the job to its end, then reruns to show the results
+    assert not at.exception, at.exception
+
+    new = [r for r in Store().list_set_runs() if r["id"] not in before]
+    assert len(new) == 1 and new[0]["n_finished"] == new[0]["n_prompts"] == 2 and new[0]["status"] == "done"
+    table = table_with(at, "summary")
+    assert len(table) == 4  # 2 prompts × 2 quantizations (the reference is what they are measured against)
+    assert sorted(zip(table["prompt #"], table["quantization"])) == [(1, "Q2_K"), (1, "Q8_0"), (2, "Q2_K"), (2, "Q8_0")]
+    assert all(isinstance(s, str) and s for s in table["summary"])
+    assert all(any(w in s for w in ("identical", "same", "different", "spacing")) for s in table["summary"])
+    totals = table_with(at, "different answer")
+    assert list(totals["quantization"]) == ["Q8_0", "Q2_K"] and list(totals["prompts"]) == [2, 2]
+
+    # History lists the set run and opens it here
+    at.switch_page("pages/history.py")
+    at.run()
+    assert not at.exception, at.exception
+    hist = table_with(at, "set run")
+    assert new[0]["id"] in list(hist["set run"])
+    at.button(key="hist-sets-open").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Prompt sets"
+    assert at.selectbox(key="sets-pick").value == new[0]["id"]
+
+
+def test_a_bad_upload_shows_line_numbered_errors_and_runs_nothing(demo_ladder):
+    before = len(Store().list_set_runs())
+    at = sets_page()
+    at.radio(key="sets-source").set_value("Upload a file")
+    at.run()
+    bad = b'{"prompt": "fine"}\n{"system": "no prompt here"}\nnot json\n'
+    at.file_uploader(key="sets-upload").set_value(("ours.jsonl", bad, "application/jsonl"))
+    at.run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "ours.jsonl" in errors and "line 2: no \"prompt\" field" in errors and "line 3: not JSON" in errors, errors
+    assert at.button(key="sets-run").disabled
+    assert len(Store().list_set_runs()) == before
