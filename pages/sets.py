@@ -115,8 +115,9 @@ else:
         return (f"#{r['id']} · {fmt_time(r['created_at'])} · {r['name']} · {r['n_finished']} of {r['n_prompts']} "
                 f"prompts · {r['status']}")
 
-    picked = st.selectbox("Set run", ids, index=ids.index(wanted) if wanted in ids else 0, format_func=describe,
-                          key="sets-pick")
+    if wanted in ids:  # a set run just started, or opened from History: select it (before the widget exists)
+        st.session_state["sets-pick"] = wanted
+    picked = st.selectbox("Set run", ids, format_func=describe, key="sets-pick")
     sv.open_set_run(picked)
     set_run = store().get_set_run(picked)
     if set_run is not None:

@@ -73,3 +73,34 @@ def test_a_bad_upload_shows_line_numbered_errors_and_runs_nothing(demo_ladder):
     assert "ours.jsonl" in errors and "line 2: no \"prompt\" field" in errors and "line 3: not JSON" in errors, errors
     assert at.button(key="sets-run").disabled
     assert len(Store().list_set_runs()) == before
+
+
+def test_an_unfinished_set_run_offers_resume_and_escapes_its_prompts(demo_ladder):
+    """A set run stored but never run (its process ended): the page offers Resume, which runs it to the end;
+    prompt text with Markdown and HTML shows as written."""
+    from workbench.runs.contestants import RunSettings
+    from workbench.runs.prompt_sets import parse_prompt_set
+    from workbench.runs.set_runs import start_set_run
+
+    hostile = "Say **hi** <b>now</b> [x](http://evil.example)"
+    prompt_set = parse_prompt_set(f"{hostile}\nName a fruit.\n", "lines", name="<i>ours</i>")
+    set_run_id = start_set_run(Store(), prompt_set, demo_ladder, labels=["Q2_K"], settings=RunSettings(max_tokens=6))
+    older = start_set_run(Store(), prompt_set, demo_ladder, labels=["Q8_0"], settings=RunSettings(max_tokens=6))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["sets_run_id"] = set_run_id  # as History's button leaves it
+    at.switch_page("pages/sets.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="sets-pick").value == set_run_id != older
+    assert any("No prompt has finished yet" in c.value for c in at.caption)
+    at.button(key=f"sets-resume-{set_run_id}").click()
+    at.run()
+    assert not at.exception, at.exception
+    stored = Store().get_set_run(set_run_id)
+    assert stored is not None and stored["status"] == "done" and len(stored["children"]) == 2
+    table = table_with(at, "summary")
+    assert list(table["quantization"]) == ["Q2_K", "Q2_K"]
+    labels = [e.label for e in at.expander]
+    first = next(label for label in labels if label.startswith(r"1\."))
+    assert r"\*\*hi\*\*" in first and r"\<b\>" in first and "http\u2060:" in first
+    assert not any(b.key == f"sets-resume-{set_run_id}" for b in at.button)  # nothing left to resume
