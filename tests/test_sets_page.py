@@ -104,3 +104,44 @@ def test_an_unfinished_set_run_offers_resume_and_escapes_its_prompts(demo_ladder
     first = next(label for label in labels if label.startswith(r"1\."))
     assert r"\*\*hi\*\*" in first and r"\<b\>" in first and "http\u2060:" in first
     assert not any(b.key == f"sets-resume-{set_run_id}" for b in at.button)  # nothing left to resume
+
+
+def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_stop(demo_ladder, pool):
+    """A session that lost the job id (a reload) finds the running set run's job, follows it to its end (here a
+    Stop after the first prompt), and then offers to resume the unfinished prompts."""
+    import threading
+    import time
+
+    from ui.shared import jobs
+    from workbench.runs.contestants import RunSettings
+    from workbench.runs.prompt_sets import parse_prompt_set
+    from workbench.runs.set_runs import SetRunJob, start_set_run
+
+    prompt_set = parse_prompt_set("Name a colour.\nName a fruit.\nName a river.\n", "lines", name="stop me")
+    set_run_id = start_set_run(Store(), prompt_set, demo_ladder, labels=["Q2_K"], settings=RunSettings(max_tokens=48))
+    job = jobs().start(SetRunJob(pool, Store(), set_run_id, ladder=demo_ladder))
+
+    def stop_after_first_prompt() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not job.finished:
+            if job.snapshot()["done"] >= 1:
+                job.stop()
+                return
+            time.sleep(0.05)
+
+    stopper = threading.Thread(target=stop_after_first_prompt, daemon=True)
+    stopper.start()
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["sets_run_id"] = set_run_id
+    at.switch_page("pages/sets.py")
+    at.run()  # follows the job found in the registry until the Stop ends it
+    stopper.join(10)
+    assert not at.exception, at.exception
+    assert job.cancelled
+    stored = Store().get_set_run(set_run_id)
+    assert stored is not None and stored["status"] == "cancelled"
+    finished = sum(c["status"] == "done" for c in stored["children"])
+    assert 1 <= finished < 3
+    resume = at.button(key=f"sets-resume-{set_run_id}")
+    assert resume.label == f"Resume: run the {3 - finished} unfinished prompt{'s' if 3 - finished != 1 else ''}"
+    assert len(table_with(at, "summary")) >= finished

@@ -69,7 +69,8 @@ def job_outcome(job: SetRunJob | None) -> None:
     if job is None or not job.finished:
         return
     if job.cancelled:
-        st.info(f"{md_escape(job.failure or 'Stopped.')} Finished prompts are kept: Resume runs the rest.")
+        message = str(job.snapshot().get("message") or "stopped")
+        st.info(f"{md_escape(message[:1].upper() + message[1:])}. Finished prompts are kept.")
     elif job.failure:
         st.error(f"Could not finish: {md_escape(job.failure)}")
 
