@@ -83,7 +83,8 @@ st.caption(f"Reference: {md_escape(reference)} (always runs). Greedy decoding; p
 
 job = sv.set_job(st.session_state.get("sets-job"))
 running = job is not None and not job.finished
-if st.button("Run set", type="primary", disabled=running or prompt_set is None or not chosen, key="sets-run"):
+if st.button("Run set", type="primary", disabled=running or prompt_set is None or not chosen,
+             key="sets-run") and prompt_set is not None:
     settings = RunSettings(max_tokens=int(max_tokens), n_threads=default_threads(beside_browser=True))
     try:
         set_run_id = start_set_run(store(), prompt_set, ladder, labels=list(chosen), reference=reference,
