@@ -105,6 +105,13 @@ def test_an_unfinished_set_run_offers_resume_and_escapes_its_prompts(demo_ladder
     assert r"\*\*hi\*\*" in first and r"\<b\>" in first and "http\u2060:" in first
     assert not any(b.key == f"sets-resume-{set_run_id}" for b in at.button)  # nothing left to resume
 
+    # each prompt opens its own comparison run in Compare
+    at.button(key=f"sets-results-{set_run_id}-open-1").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Compare quantizations"
+    assert at.session_state["run_id"] == next(c["run_id"] for c in stored["children"] if c["index"] == 1)
+
 
 def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_stop(demo_ladder, pool):
     """A session that lost the job id (a reload) finds the running set run's job, follows it to its end (here a
