@@ -8,6 +8,7 @@ st.set_page_config(page_title="Quant Workbench", page_icon=":material/compare_ar
 
 PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=True),
+    st.Page("pages/sets.py", title="Prompt sets", icon=":material/list_alt:"),
     st.Page("pages/quality.py", title="Quality", icon=":material/troubleshoot:"),
     st.Page("pages/evals.py", title="Evals", icon=":material/fact_check:"),
     st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),

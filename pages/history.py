@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.history_views import report_downloads, run_label
+from ui.set_views import open_set_run
 from ui.shared import md_escape, open_run, store, through_entrypoint
 from workbench.people.history import (
     ImportFileError,
@@ -103,6 +104,26 @@ else:
         d2.button("Cancel", key="hist-delete-cancel", on_click=cancel, width="stretch")
 
     report_downloads([rid], key=f"hist-report-{rid}")
+
+# ---- prompt set runs ----------------------------------------------------------------------------
+st.divider()
+st.subheader("Prompt set runs")
+set_runs = store().list_set_runs(limit=LIMIT)
+if not set_runs:
+    st.caption("None yet: run a set of prompts on the Prompt sets page.")
+else:
+    sets_by_id = {r["id"]: r for r in set_runs}
+    st.dataframe(pd.DataFrame([{
+        "set run": r["id"], "created (UTC)": (r["created_at"] or "")[:16].replace("T", " "), "name": r["name"],
+        "status": r["status"], "prompts finished": f"{r['n_finished']} of {r['n_prompts']}",
+        "model": r["ladder_name"] or "local files"} for r in set_runs]),
+        hide_index=True, width="stretch", key="hist-sets-table")
+    s1, s2 = st.columns([3, 1])
+    set_pick = s1.selectbox("Set run", list(sets_by_id), key="hist-sets-pick", label_visibility="collapsed",
+                            format_func=lambda i: f"#{i} · {sets_by_id[i]['name']}")
+    if s2.button("Open on Prompt sets", key="hist-sets-open", icon=":material/list_alt:", width="stretch"):
+        open_set_run(set_pick)
+        st.switch_page("pages/sets.py")
 
 # ---- export -------------------------------------------------------------------------------------
 st.divider()

@@ -1,0 +1,138 @@
+"""Prompt sets: put "our prompts" (pasted, uploaded or bundled) through the chosen quantizations as one set run in
+the background, then read each quantization against the reference per prompt, in words and changed facts."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import set_views as sv
+from ui.shared import active_ladder, fmt_time, jobs, md_escape, pool, store, through_entrypoint
+from workbench.core.hardware import default_threads
+from workbench.runs.contestants import RunSettings
+from workbench.runs.prompt_sets import (
+    MAX_PROMPTS,
+    PromptSet,
+    PromptSetError,
+    format_for,
+    list_bundled_sets,
+    parse_prompt_set,
+    parse_prompt_set_bytes,
+)
+from workbench.runs.set_runs import SetRunError, SetRunJob, running_job, start_set_run
+from workbench.storage.store import StoreError
+
+through_entrypoint()
+
+st.title("Prompt sets")
+st.caption("Your own prompts through the ladder as one batch: each prompt becomes an ordinary comparison run, and "
+           "each quantization's answer is set against the reference's in words and changed facts. No checkers "
+           f"needed. Up to {MAX_PROMPTS} prompts; a bad row refuses the whole set, with its line number.")
+ladder = active_ladder()
+reference = ladder.reference.label
+others = [label for label in ladder.labels() if label != reference]
+defaults = [label for label in ladder.default_labels() if label in others]
+
+# ---- the prompts ------------------------------------------------------------------------------------------
+st.subheader("New set run")
+source = st.radio("Prompts from", ["Paste lines", "Upload a file", "A bundled set"], horizontal=True,
+                  key="sets-source")
+prompt_set: PromptSet | None = None
+if source == "Paste lines":
+    name = st.text_input("Set name", value="pasted prompts", key="sets-name")
+    text = st.text_area("Prompts, one per line (lines starting with # are skipped)", key="sets-paste", height=160)
+    if text.strip():
+        try:
+            prompt_set = parse_prompt_set(text, "lines", name=name or None)
+        except PromptSetError as exc:
+            sv.show_parse_errors(exc, "The pasted prompts")
+elif source == "Upload a file":
+    upload = st.file_uploader("CSV (a prompt column), TOML ([[prompts]]) or JSONL ({\"prompt\": …} per line)",
+                              type=["txt", "csv", "toml", "jsonl", "ndjson"], key="sets-upload")
+    if upload is not None:
+        try:
+            parsed = parse_prompt_set_bytes(upload.getvalue(), format_for(upload.name))
+            stem = upload.name.rsplit(".", 1)[0] or "prompts"
+            prompt_set = parsed if parsed.name != "prompts" else PromptSet(stem, parsed.prompts, parsed.notes)
+        except PromptSetError as exc:
+            sv.show_parse_errors(exc, upload.name)
+else:
+    try:
+        bundled = list_bundled_sets()
+    except PromptSetError as exc:
+        bundled = []
+        sv.show_parse_errors(exc, "A bundled set")
+    if bundled:
+        names = [s.name for s in bundled]
+        pick = st.selectbox("Bundled set", range(len(bundled)), format_func=lambda i: names[i], key="sets-bundled")
+        prompt_set = bundled[pick]
+    else:
+        st.info("No bundled sets found in prompts/sets/.")
+
+if prompt_set is not None:
+    n = len(prompt_set)
+    st.caption(f"{n} prompt{'s' if n != 1 else ''} in “{md_escape(prompt_set.name)}”.")
+    for note in prompt_set.notes:
+        st.caption(md_escape(note))
+    with st.expander("Preview"):
+        st.dataframe(pd.DataFrame([p.to_dict() for p in prompt_set.prompts]).drop(columns="check", errors="ignore"),
+                     hide_index=True, width="stretch", key="sets-preview")
+
+c1, c2 = st.columns([3, 1])
+chosen = c1.multiselect("Quantizations", others, default=defaults, key=f"sets-quants-{ladder.directory}")
+max_tokens = c2.number_input("Max tokens", 1, 8192, 200, key="sets-max-tokens")
+st.caption(f"Reference: {md_escape(reference)} (always runs). Greedy decoding; prompts run one after another.")
+
+job = sv.set_job(st.session_state.get("sets-job"))
+running = job is not None and not job.finished
+if st.button("Run set", type="primary", disabled=running or prompt_set is None or not chosen,
+             key="sets-run") and prompt_set is not None:
+    settings = RunSettings(max_tokens=int(max_tokens), n_threads=default_threads(beside_browser=True))
+    try:
+        set_run_id = start_set_run(store(), prompt_set, ladder, labels=list(chosen), reference=reference,
+                                   settings=settings)
+        job = jobs().start(SetRunJob(pool(), store(), set_run_id, ladder=ladder))
+        st.session_state["sets-job"] = job.id
+        sv.open_set_run(set_run_id)
+        running = True
+    except (SetRunError, StoreError, ValueError) as exc:
+        st.error(f"Cannot run: {md_escape(exc)}")
+
+# ---- set runs ---------------------------------------------------------------------------------------------
+st.divider()
+st.subheader("Set runs")
+if job is not None and job.finished and st.session_state.get("sets-job-shown") != job.id:
+    st.session_state["sets-job-shown"] = job.id
+    sv.open_set_run(job.set_run_id)  # show the set run that just ended
+sv.job_outcome(job)
+past = store().list_set_runs(limit=200)
+if not past:
+    st.info("No set runs yet: choose prompts above and press Run set.")
+else:
+    by_id = {r["id"]: r for r in past}
+    ids = list(by_id)
+    wanted = st.session_state.get("sets_run_id")
+
+    def describe(set_run_id: int) -> str:
+        r = by_id[set_run_id]
+        return (f"#{r['id']} · {fmt_time(r['created_at'])} · {r['name']} · {r['n_finished']} of {r['n_prompts']} "
+                f"prompts · {r['status']}")
+
+    if wanted in ids:  # a set run just started, or opened from History: select it (before the widget exists)
+        st.session_state["sets-pick"] = wanted
+    picked = st.selectbox("Set run", ids, format_func=describe, key="sets-pick")
+    sv.open_set_run(picked)
+    set_run = store().get_set_run(picked)
+    if set_run is not None:
+        live = job if running and job is not None and job.set_run_id == picked else running_job(jobs(), picked)
+        if live is not None:
+            sv.job_progress(live, f"sets-{picked}")
+        elif set_run["status"] != "done":
+            left = len(set_run["prompts"] or []) - by_id[picked]["n_finished"]
+            if left > 0 and st.button(f"Resume: run the {left} unfinished prompt{'s' if left != 1 else ''}",
+                                      key=f"sets-resume-{picked}", icon=":material/play_arrow:"):
+                try:
+                    job = jobs().start(SetRunJob(pool(), store(), picked))
+                    st.session_state["sets-job"] = job.id
+                    st.rerun()
+                except (SetRunError, StoreError) as exc:
+                    st.error(f"Cannot resume: {md_escape(exc)}")
+        sv.results_view(set_run, key=f"sets-results-{picked}")

@@ -1,0 +1,171 @@
+"""The Prompt sets page's pieces: parse errors, a set run's progress, and its results per prompt × quantization.
+
+A set run is one row in `set_runs` with one ordinary comparison run per prompt (runs.set_runs); the results here
+read those child runs and put each quantization's output beside the reference's in words (quality.summary) and
+changed facts (quality.facts). Everything shown that came from a file or a model goes through `md_escape`, or
+into a dataframe, which draws text as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ui.shared import jobs, md_escape, open_run, store, watch
+from workbench.quality.facts import FactChange
+from workbench.quality.summary import summarize
+from workbench.runs.prompt_sets import PromptSetError
+from workbench.runs.set_runs import SetRunJob
+
+SETS_PAGE = "pages/sets.py"
+SAME = ("same", "reworded")  # summary verdicts that read as the same answer
+IDENTICAL = ("identical", "spacing")
+
+
+def open_set_run(set_run_id: int) -> None:
+    """Show a stored set run on the Prompt sets page (History's button, a finished job)."""
+    st.session_state["sets_run_id"] = set_run_id
+
+
+# ---- input ------------------------------------------------------------------------------------------------
+def error_lines(exc: PromptSetError) -> list[str]:
+    """Every bad row as "line 7: reason" (or the reason alone when it is about the whole file)."""
+    return [f"line {line}: {reason}" if line else reason for line, reason in exc.errors]
+
+
+def show_parse_errors(exc: PromptSetError, what: str) -> None:
+    """One error box listing every bad row; nothing of the set is kept or run."""
+    lines = "\n".join(f"- {md_escape(line)}" for line in error_lines(exc))
+    st.error(f"{md_escape(what)} was not imported (nothing runs until every row is fixed):\n\n{lines}")
+
+
+# ---- a running set run ------------------------------------------------------------------------------------
+def set_job(job_id: int | None) -> SetRunJob | None:
+    """The set-run job with this id (a session keeps only the id), while the registry keeps it."""
+    return jobs().get(job_id, SetRunJob)
+
+
+def job_progress(job: SetRunJob, key: str) -> None:
+    """"prompt i of n" with the current prompt and its contestants, a Stop button; reruns the page at the end."""
+    if st.button("Stop", key=f"{key}-stop", disabled=job.cancel.is_set(),
+                 help="Finished prompts are kept; Resume runs the rest."):
+        job.stop()
+
+    def draw(snap: dict[str, Any]) -> None:
+        text = f"{md_escape(snap['message'])} ({snap['elapsed_s']:.0f} s)"
+        st.progress(min(1.0, snap["fraction"]), text="Stopping… " + text if snap["cancelling"] else text)
+        columns = snap.get("columns") or []
+        if columns:
+            st.caption(" · ".join(f"{md_escape(c['label'])}: {md_escape(c['status'])}" for c in columns))
+
+    watch(job.snapshot, draw)
+
+
+def job_outcome(job: SetRunJob | None) -> None:
+    """What a finished job left to say (stopped, or why it failed)."""
+    if job is None or not job.finished:
+        return
+    if job.cancelled:
+        message = str(job.snapshot().get("message") or "stopped")
+        st.info(f"{md_escape(message[:1].upper() + message[1:])}. Finished prompts are kept.")
+    elif job.failure:
+        st.error(f"Could not finish: {md_escape(job.failure)}")
+
+
+# ---- results ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    """One prompt × quantization: the summary line and the changed facts, or why there is no output."""
+
+    index: int
+    prompt: str
+    label: str
+    run_id: int
+    sentence: str
+    verdict: str  # a summary verdict, or "error" / "missing"
+    facts: tuple[FactChange, ...] = ()
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str) -> list[Cell]:
+    """The cells of one child run (cached: a finished run does not change; the database and `status` are in
+    the key, so a run that was still going is read again)."""
+    run = store().get_run(run_id)
+    if run is None:
+        return []
+    ref = next((r for r in run["results"] if r["is_reference"]), None)
+    cells = []
+    for r in run["results"]:
+        if r["is_reference"]:
+            continue
+        if r.get("error"):
+            cells.append(Cell(index, prompt, r["label"], run_id, f"no output: {r['error']}", "error"))
+        elif ref is None or ref.get("error") or ref.get("text") is None:
+            cells.append(Cell(index, prompt, r["label"], run_id, "no reference output to compare with", "missing"))
+        else:
+            s = summarize(ref["text"] or "", r["text"] or "")
+            cells.append(Cell(index, prompt, r["label"], run_id, s.sentence, s.verdict, tuple(s.facts)))
+    return cells
+
+
+def set_run_cells(set_run: dict[str, Any]) -> list[Cell]:
+    """Every prompt × quantization of the set run's newest child runs, in prompt order."""
+    prompts = set_run.get("prompts") or []
+    cells: list[Cell] = []
+    for child in set_run.get("children") or []:
+        i = child["index"]
+        prompt = str(prompts[i].get("prompt", "")) if i < len(prompts) else ""
+        cells += _run_cells(str(store().path), child["run_id"], child["status"], i, prompt)
+    return cells
+
+
+def cells_frame(cells: list[Cell]) -> pd.DataFrame:
+    """The table: one row per prompt × quantization."""
+    return pd.DataFrame([{"prompt #": c.index + 1, "prompt": " ".join(c.prompt.split())[:120],
+                          "quantization": c.label, "summary": c.sentence, "facts changed": len(c.facts)}
+                         for c in cells], columns=["prompt #", "prompt", "quantization", "summary", "facts changed"])
+
+
+def totals_frame(cells: list[Cell], labels: list[str]) -> pd.DataFrame:
+    """Per quantization: prompts identical / same answer / different answer / no output; facts changed in total."""
+    rows = []
+    for label in labels:
+        mine = [c for c in cells if c.label == label]
+        rows.append({"quantization": label, "prompts": len(mine),
+                     "identical": sum(c.verdict in IDENTICAL for c in mine),
+                     "same answer": sum(c.verdict in SAME for c in mine),
+                     "different answer": sum(c.verdict in ("different", "empty") for c in mine),
+                     "no output": sum(c.verdict in ("error", "missing") for c in mine),
+                     "facts changed": sum(len(c.facts) for c in mine)})
+    return pd.DataFrame(rows)
+
+
+def results_view(set_run: dict[str, Any], key: str) -> None:
+    """Totals per quantization, the prompt × quantization table, and one expander per prompt with its facts."""
+    cells = set_run_cells(set_run)
+    labels = [label for label in set_run.get("labels") or [] if label != set_run.get("reference_label")]
+    if not cells:
+        st.caption("No prompt has finished yet.")
+        return
+    st.markdown(f"**Totals per quantization** (against the reference, {md_escape(set_run.get('reference_label'))})")
+    st.dataframe(totals_frame(cells, labels), hide_index=True, width="stretch", key=f"{key}-totals")
+    st.markdown("**Each prompt**")
+    st.dataframe(cells_frame(cells), hide_index=True, width="stretch", key=f"{key}-cells")
+    by_index: dict[int, list[Cell]] = {}
+    for c in cells:
+        by_index.setdefault(c.index, []).append(c)
+    for index, mine in by_index.items():
+        head = " ".join(mine[0].prompt.split())
+        changed = sum(len(c.facts) for c in mine)
+        title = f"{index + 1}. {head[:80]}{'…' if len(head) > 80 else ''} · {changed} fact{'s' if changed != 1 else ''} changed"
+        with st.expander(md_escape(title)):
+            for c in mine:
+                st.markdown(f"**{md_escape(c.label)}**: {md_escape(c.sentence)}")
+                for fact in c.facts:
+                    st.markdown(f"- {md_escape(fact.kind)}: {md_escape(fact.describe())}")
+            if st.button("Open in Compare", key=f"{key}-open-{index}", icon=":material/compare_arrows:"):
+                open_run(mine[0].run_id)
+                st.switch_page("pages/compare.py")
