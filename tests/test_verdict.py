@@ -106,3 +106,18 @@ def test_set_verdict_reads_the_votes_and_measures_of_a_stored_set(store: Store):
     assert "changed fact" in got.paragraph and got.paragraph.startswith(v.paragraph)
     with pytest.raises(LookupError):
         set_verdict(store, set_id + 1, "Q4_K_M")
+
+
+def test_the_verdict_section_of_a_report_escapes_labels_in_html_and_markdown(store: Store):
+    from workbench.people.report import verdict_section_html, verdict_section_markdown
+    from workbench.people.verdict import SetVerdict, decide, set_quality
+
+    evil = "<script>alert(1)</script>*Q4*"
+    sv = SetVerdict(decide("Q8_0", evil, 12, 11, 7, n_prompts=30),
+                    set_quality([{"results": [{"label": "Q8_0", "text": "Walk 20 minutes."},
+                                              {"label": evil, "text": "Walk 2 minutes."}]}], "Q8_0", [evil]))
+    html = verdict_section_html(sv)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "no detectable difference" in html and "<td>1</td>" in html  # one prompt, one changed fact
+    md = verdict_section_markdown(sv)
+    assert "<script>" not in md and "\\*Q4\\*" in md and "95% interval 29–67%" in md
