@@ -193,7 +193,7 @@ def verdict_paragraph(v: Verdict) -> str:
             f"{v.candidate} {_times(v.prefer_candidate)}, {v.ties} tie{'s' if v.ties != 1 else ''}")
     if v.outcome == "too-few":
         return (f"{head}: too few decided votes to tell them apart (with fewer than {MIN_DECIDED} decided votes "
-                f"no difference can be detected, however one-sided; {v.decided} so far).")
+                f"no difference can be detected, however lopsided; {v.decided} so far).")
     share = (f"{v.candidate} preferred in {_pct(v.share or 0.0)} of decided votes, "
              f"{int(CONFIDENCE * 100)}% interval {100 * (v.low or 0.0):.0f}–{_pct(v.high or 0.0)}")
     if v.outcome == "no-difference":
