@@ -290,7 +290,7 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
 
 
 # ---- a blind session over a whole prompt set -----------------------------------------------------
-PICKS = (("1", "1 is better", "1"), ("tie", "Tie", "3"), ("2", "2 is better", "2"))  # choice, button, key
+PICKS = (("1", "1 is better", "1"), ("tie", "Tie", "3"), ("2", "2 is better", "2"))  # choice, label, key (shown on the button)
 
 
 def _set_label(row: dict[str, Any]) -> str:
@@ -374,7 +374,7 @@ def _set_item(session: ss.SetSession) -> None:
             st.html(plain_html(text or ""))
     cols = st.columns(3)
     for col, (choice, text, key) in zip(cols, PICKS):
-        col.button(f"{text} ({key})", key=f"set-vote-{item.run_id}-{choice}", width="stretch", shortcut=key,
+        col.button(text, key=f"set-vote-{item.run_id}-{choice}", width="stretch", shortcut=key,
                    on_click=_save_set_vote, args=(session, item, choice))
     st.caption("Keys: 1 and 2 pick an answer, 3 is a tie; each vote is saved at once and the next prompt follows.")
 
