@@ -1,5 +1,6 @@
-"""Ratings: judge the outputs of any stored run (blind, pairwise or open), then see the leaderboard
-with its uncertainty. Each star or vote is saved the moment it is given."""
+"""Ratings: judge the outputs of any stored run (blind, pairwise or open), or a whole prompt set blind with a
+verdict at the end, then see the leaderboard with its uncertainty. Each star or vote is saved the moment it is
+given."""
 
 import streamlit as st
 
@@ -21,6 +22,12 @@ st.caption("Rate without knowing which file wrote what: in Blind and Pairwise mo
 top1, top2 = st.columns([3, 1])
 with top2:
     rv.rater_input()
+what = top1.radio("Rate", list(rv.WHAT), key="ratings-what", horizontal=True, captions=list(rv.WHAT.values()))
+if what == rv.SET:  # a whole prompt set, blind, prompt by prompt, with a verdict at the end
+    hidden = rv.set_judging()
+    st.divider()
+    rv.leaderboard_section(None, hidden=hidden)
+    st.stop()  # the rest of the page is the one-run flow
 find = top1.text_input("Find a run (prompt or model)", key="ratings-find", placeholder="all runs, newest first")
 runs = search_runs(store(), text=find or None, kind="compare")
 if find:  # the prompt or the model name

@@ -1,4 +1,5 @@
-"""Drawing the Ratings page: blind, pairwise and open rating of one run, and the leaderboard.
+"""Drawing the Ratings page: blind, pairwise and open rating of one run, a blind session over a whole prompt
+set with its verdict (workbench.people.set_session, workbench.people.verdict), and the leaderboard.
 
 Every judgement is saved by the widget's callback the moment it is given (workbench.people.ratings),
 with the rater's name (optional) and this browser session's id. Blind letters come from
@@ -19,7 +20,9 @@ from plotly.subplots import make_subplots
 from ui import views
 from ui.shared import md_escape, store
 from workbench.people import ratings as rt
+from workbench.people import set_session as ss
 from workbench.people.leaderboard import Leaderboard, leaderboard
+from workbench.people.verdict import SET_MODE, set_verdict
 from workbench.quality.diffing import plain_html
 from workbench.storage.store import StoreError
 
@@ -27,6 +30,9 @@ MODES = {"Blind": "letters in a random order; names appear once you have rated e
          "Pairwise": "which of two is better? letters too; names appear once you have voted on every pair",
          "Open": "names shown while you rate"}
 ALL = "(all)"
+SET = "A prompt set"
+WHAT = {"One run": "the outputs of one prompt", SET: "blind, prompt by prompt, reference vs a candidate; "
+        "a verdict at the end"}
 
 
 def session_id() -> str:
@@ -285,3 +291,116 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
                "scaled so their geometric mean is 1; intervals from a parametric bootstrap (500 resamples). "
                "Rating intervals are t-intervals with the spread floored at half a point, so a few identical scores "
                "do not read as certainty.")
+
+
+# ---- a blind session over a whole prompt set -----------------------------------------------------
+PICKS = (("1", "1 is better", "1"), ("tie", "Tie", "3"), ("2", "2 is better", "2"))  # choice, label, key (shown on the button)
+
+
+def _set_label(row: dict[str, Any]) -> str:
+    return (f"#{row['id']} · {row.get('name') or 'set'} · {row.get('n_finished') or 0}/{row.get('n_prompts') or 0} "
+            f"prompts · {row.get('ladder_name') or 'local files'} · {str(row.get('created_at') or '')[:16]}")
+
+
+def _save_set_vote(session: ss.SetSession, item: ss.SessionItem, choice: str) -> None:
+    try:
+        ss.record_vote(store(), session, item, choice, rater())
+    except rt.RatingError:
+        st.toast("Vote not saved: the run or one of its outputs is gone.", icon=":material/warning:")
+        return
+    except StoreError as exc:
+        st.toast(f"Vote not saved: {md_escape(exc)}", icon=":material/warning:")
+        return
+    st.toast("Vote saved")
+
+
+def set_judging() -> bool:
+    """Pick a set run and a candidate, then judge its prompts blind one after another; the verdict at the end.
+
+    Returns whether names are hidden now (a session is under way), so the page can hide the leaderboard.
+    """
+    sets = [r for r in store().list_set_runs() if r.get("n_finished")]
+    if not sets:
+        st.info("No prompt set has finished prompts yet: run a set first, then judge it here.")
+        return False
+    by_id = {r["id"]: r for r in sets}
+    set_id = st.selectbox("Prompt set run", list(by_id), key="set-pick", format_func=lambda i: _set_label(by_id[i]))
+    set_run = store().get_set_run(set_id)
+    if set_run is None:
+        st.warning(f"Set run #{set_id} was deleted meanwhile.")
+        return False
+    labels = [x for x in set_run.get("labels") or [] if isinstance(x, str)]
+    default_ref = set_run.get("reference_label") if set_run.get("reference_label") in labels else None
+    c1, c2 = st.columns(2)
+    reference = c1.selectbox("Reference", labels, key=f"set-reference-{set_id}",
+                             index=labels.index(default_ref) if default_ref else 0,
+                             help="What the candidate is judged against; the set's reference unless you pick another.")
+    others = [x for x in labels if x != reference]
+    if not others:
+        st.info("This set run has only one quantization: there is nothing to compare.")
+        return False
+    candidate = c2.selectbox("Candidate", others, key=f"set-candidate-{set_id}",
+                             help="The quantization you are deciding about, e.g. Q4_K_M against Q8_0.")
+    token_key = f"set-token-{set_id}-{reference}-{candidate}"
+    if token_key not in st.session_state:  # resume this rater's newest session on this pair, or start one
+        earlier = ss.previous_sessions(store(), set_id, reference, candidate, rater())
+        st.session_state[token_key] = earlier[0]["token"] if earlier else ss.new_token(set_id)
+    session = ss.load_session(store(), set_id, st.session_state[token_key], reference, candidate)
+    if not session.items:
+        st.info("No prompt of this set has both outputs without an error yet.")
+        return False
+    if st.button("Start a new session", key="set-new-session",
+                 help="A fresh shuffled order; your votes so far stay saved under your earlier session."):
+        st.session_state[token_key] = ss.new_token(set_id)
+        st.rerun()
+    if not session.finished:
+        _set_item(session)
+        return True
+    _set_verdict(session)
+    return False
+
+
+def _set_item(session: ss.SetSession) -> None:
+    item = session.next_item
+    assert item is not None
+    done, total = len(session.items) - len(session.remaining), len(session.items)
+    st.progress(done / total, text=f"Prompt {done + 1} of {total}. Names are hidden until you have judged every "
+                                   "prompt; the answers are shuffled per prompt.")
+    if item.system:
+        st.caption("System prompt")
+        st.text(item.system)
+    st.markdown("**Prompt**")
+    st.text(item.prompt)
+    left, right = st.columns(2)
+    for col, name, text in ((left, "Answer 1", item.first_text), (right, "Answer 2", item.second_text)):
+        with col:
+            st.markdown(f"**{name}**")
+            st.html(plain_html(text or ""))
+    cols = st.columns(3)
+    for col, (choice, text, key) in zip(cols, PICKS):
+        col.button(text, key=f"set-vote-{item.run_id}-{choice}", width="stretch", shortcut=key,
+                   on_click=_save_set_vote, args=(session, item, choice))
+    st.caption("Keys: 1 and 2 pick an answer, 3 is a tie; each vote is saved at once and the next prompt follows.")
+
+
+def _set_verdict(session: ss.SetSession) -> None:
+    st.success(f"Done: you judged all {len(session.items)} prompts. The names are revealed below.")
+    mine = set_verdict(store(), session.set_run_id, session.candidate, session.reference, session=session.token,
+                       mode=SET_MODE)
+    st.markdown("**Your verdict**")
+    st.markdown(md_escape(mine.paragraph))
+    st.code(mine.paragraph, language=None, wrap_lines=True)
+    everyone = set_verdict(store(), session.set_run_id, session.candidate, session.reference)
+    if everyone.verdict.n_raters > 1:
+        st.markdown("**Every rater's votes on this set** (the newest per rater and prompt)")
+        st.markdown(md_escape(everyone.verdict.paragraph))
+    st.dataframe([{"quantization": q.label, "prompts": q.prompts, "identical": q.identical,
+                   "same answer": q.same_answer, "different answer": q.different_answer,
+                   "changed facts": q.facts_changed, "prompts with changed facts": q.prompts_with_changed_facts}
+                  for q in mine.quality], hide_index=True, width="stretch")
+    st.caption(f"Against the reference {session.reference}: summary of each prompt's answer and facts (numbers, "
+               "dates, names…) that changed, for every quantization of the set.")
+    picks = {"1": "Answer 1", "2": "Answer 2", "tie": "tie"}
+    st.dataframe([{"prompt #": i.index + 1, "prompt": i.prompt[:80], "Answer 1": i.first, "Answer 2": i.second,
+                   "your pick": picks[session.votes[i.run_id]]} for i in sorted(session.items, key=lambda i: i.index)],
+                 hide_index=True, width="stretch")

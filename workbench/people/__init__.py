@@ -1,4 +1,5 @@
-"""What people make of the runs: ratings and votes, the leaderboard, history (find, delete, export, import) and reports.
+"""What people make of the runs: ratings and votes, the leaderboard, history (find, delete, export, import), reports,
+and the blind judging of a whole prompt set with its verdict (set_session, verdict).
 
 May import everything below it (`core` … `quality`).
 """

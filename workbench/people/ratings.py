@@ -7,6 +7,8 @@ Three ways to judge (the `mode` of a rating or vote):
   a vote covers the pair), so the label cannot sway the judgement.
 - "pairwise": two outputs side by side, the rater picks the better one or a tie (a `votes` row).
   A pairwise vote made with the names hidden is stored with mode "blind".
+- "blind-set": a pairwise vote made in a blind session over a whole prompt set (people.verdict), one
+  prompt after another; its `session` names the session, whose seed fixed the prompt order.
 
 Every rating and vote snapshots what was judged (model, quantization, prompt, category,
 settings) from its run in the same transaction, so it stays meaningful on its own and leaderboards
@@ -24,7 +26,7 @@ from typing import Any
 from workbench.storage.store import JudgementFilters, RowMissing, Store
 
 MODES = ("open", "blind", "pairwise")
-VOTE_MODES = ("pairwise", "blind")
+VOTE_MODES = ("pairwise", "blind", "blind-set")
 WINNERS = ("a", "b", "tie")
 ANONYMOUS = "anonymous"
 

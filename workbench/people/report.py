@@ -4,7 +4,8 @@ The HTML works offline: styles are inline and plotly.js is embedded once, in the
 It holds, per run, the ladder and where its files came from, the machine, the settings, the
 measured metrics (with how each was measured), charts, every output with its word-level diff
 against the reference, its one-line summary and changed facts (quality.summary, quality.facts), optional extra sections (divergence, evaluations…) passed by the caller,
-and the ratings summary (leaderboard) of the runs.
+and the ratings summary (leaderboard) of the runs. A judged prompt set's verdict is a section of its own
+(verdict_section_html / verdict_section_markdown of a people.verdict.SetVerdict).
 
 Model output, prompts, labels and comments are untrusted text: every piece is escaped
 (html.escape, or a code fence in Markdown) before it meets our markup, so an output holding
@@ -26,6 +27,7 @@ from workbench.engine.metrics import METRIC_LABELS
 from workbench.models.ladder import Ladder
 from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
+from workbench.people.verdict import SetVerdict
 from workbench.quality.diffing import DIFF_CSS, diff_html, plain_html, word_diff
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import summarize
@@ -456,3 +458,34 @@ def write_report(store: Store, run_ids: Sequence[int], *, html_path: str | Path 
         p.write_text(report_markdown(store, run_ids, extras=extras), encoding="utf-8")
         written.append(p)
     return written
+
+
+# ---- the verdict of a judged prompt set (people.verdict) --------------------------------------
+_QUALITY_HEADERS = ("quantization", "prompts", "identical", "same answer", "different answer", "changed facts",
+                    "prompts with changed facts")
+
+
+def _quality_rows(sv: SetVerdict) -> list[list[Any]]:
+    return [[q.label, q.prompts, q.identical, q.same_answer, q.different_answer, q.facts_changed,
+             q.prompts_with_changed_facts] for q in sv.quality]
+
+
+def verdict_section_html(sv: SetVerdict) -> str:
+    """The set's verdict paragraph and its per-quantization facts and summary counts, as an escaped HTML section."""
+    v = sv.verdict
+    return (f"<section><h2>Verdict: {_esc(v.reference)} vs {_esc(v.candidate)}</h2><p>{_esc(sv.paragraph)}</p>"
+            f"{_table(_QUALITY_HEADERS, _quality_rows(sv))}"
+            f'<p class="wb-muted">Exact two-sided sign test on the decided votes; 95% Wilson interval of the share '
+            f"preferring {_esc(v.candidate)}. Summary and changed facts are each output against "
+            f"{_esc(v.reference)}'s, per prompt.</p></section>")
+
+
+def verdict_section_markdown(sv: SetVerdict) -> str:
+    """The same section in Markdown: the paragraph with Markdown's special characters escaped, then the table."""
+    v = sv.verdict
+    text = re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", sv.paragraph)
+    return "\n".join([f"## Verdict: {_md_cell(v.reference)} vs {_md_cell(v.candidate)}", "", f"> {text}", "",
+                      _md_table(_QUALITY_HEADERS, _quality_rows(sv)), "",
+                      "_Exact two-sided sign test on the decided votes; 95% Wilson interval of the share preferring "
+                      "the candidate. Summary and changed facts are each output against the reference's, per "
+                      "prompt._"])

@@ -1,0 +1,270 @@
+"""The verdict of a judged prompt set: did raters prefer the reference or the candidate, and how sure is that?
+
+A product person asks "is Q4_K_M good enough vs Q8_0 for our prompts?". After a blind session over a set
+run, this turns the saved pairwise votes into one paragraph they can paste to a stakeholder:
+
+- counts: votes preferring the reference, the candidate, and ties (the newest vote per rater and prompt);
+- a two-sided exact sign test on the decided (non-tied) votes: under "no difference" each decided vote
+  is a fair coin (scipy.stats.binomtest, p = 0.5);
+- the share of decided votes preferring the candidate with its 95% Wilson interval, which says how big a
+  preference the data still allow; "no detectable difference" with 27–69% is not "they are equal".
+
+With fewer than MIN_DECIDED (6) decided votes even a clean sweep cannot reach p < 0.05 (5 of 5 gives
+p = 0.0625), so the paragraph says so instead of "no difference". Votes of several raters on one prompt
+are counted as separate votes; the test treats them as independent, which overstates certainty a little
+when raters agree because the prompt, not the quantization, decided.
+
+Beside the votes, the set's machine measures per quantization: changed facts (facts.compare_facts) and the
+column summary verdicts (summary.summarize) of each prompt's output against the reference.
+Values read from the database are untrusted: a vote whose labels or winner are not what a vote holds is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.people.ratings import WINNERS, list_votes, rater_identity
+from workbench.quality.summary import summarize
+from workbench.storage.store import SET_PROMPT_FINISHED, Store
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+MIN_DECIDED = 6  # the fewest decided votes whose clean sweep is significant at ALPHA, two-sided
+SET_MODE = "blind-set"  # the mode of votes made in a blind set session (people.ratings.VOTE_MODES)
+
+# summary.summarize verdicts grouped the way a stakeholder reads them
+SUMMARY_GROUPS = {"identical": "identical", "spacing": "identical", "same": "same answer",
+                  "reworded": "same answer", "different": "different answer", "empty": "different answer"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Pairwise votes of a set, reference vs candidate, and what they show."""
+
+    reference: str
+    candidate: str
+    n_prompts: int
+    prefer_reference: int
+    prefer_candidate: int
+    ties: int
+    n_raters: int = 0
+    p_value: float | None = None
+    share: float | None = None  # of decided votes, preferring the candidate
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def decided(self) -> int:
+        return self.prefer_reference + self.prefer_candidate
+
+    @property
+    def votes(self) -> int:
+        return self.decided + self.ties
+
+    @property
+    def outcome(self) -> str:
+        """no-votes | too-few | no-difference | prefers-reference | prefers-candidate."""
+        if not self.votes:
+            return "no-votes"
+        if self.decided < MIN_DECIDED:
+            return "too-few"
+        if self.p_value is None or self.p_value >= ALPHA:
+            return "no-difference"
+        return "prefers-candidate" if self.prefer_candidate > self.prefer_reference else "prefers-reference"
+
+    @property
+    def paragraph(self) -> str:
+        return verdict_paragraph(self)
+
+
+@dataclass(frozen=True)
+class QuantQuality:
+    """One quantization's machine measures over a set: how many prompts fall in each summary group, facts changed."""
+
+    label: str
+    prompts: int = 0
+    identical: int = 0
+    same_answer: int = 0
+    different_answer: int = 0
+    facts_changed: int = 0
+    prompts_with_changed_facts: int = 0
+
+
+@dataclass
+class SetVerdict:
+    verdict: Verdict
+    quality: list[QuantQuality] = field(default_factory=list)
+
+    @property
+    def paragraph(self) -> str:
+        return self.verdict.paragraph + "".join(" " + quality_sentence(q) for q in self.quality
+                                                if q.label == self.verdict.candidate)
+
+
+# ---- matching labels -----------------------------------------------------------------------------
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def matches(name: str, label: Any, quant_type: Any = None) -> bool:
+    """Whether an output (its label, its quant type) is `name`, as the leaderboard keys them."""
+    return name in (_text(label), _text(quant_type))
+
+
+def result_label(results: Iterable[Any], name: str) -> str | None:
+    """The label of the result in a run that is `name` (by label first, then quant type) and has no error."""
+    ok = [r for r in results if isinstance(r, dict) and not r.get("error") and isinstance(r.get("text"), str)]
+    return next((r["label"] for r in ok if _text(r.get("label")) == name),
+                next((r["label"] for r in ok if _text(r.get("quant_type")) == name and _text(r.get("label"))), None))
+
+
+# ---- counting votes ------------------------------------------------------------------------------
+def count_votes(votes: Iterable[Any], reference: str, candidate: str) -> tuple[int, int, int, int]:
+    """(prefer reference, prefer candidate, ties, raters) from vote rows; the newest per (run, rater) counts.
+
+    Only votes between an output that is `reference` and one that is `candidate` count; rows whose run,
+    labels or winner are not the right type are skipped.
+    """
+    latest: dict[tuple[Any, str], tuple[str, str]] = {}  # (run, rater) → (side a is, winner)
+    for v in votes:
+        if not isinstance(v, dict) or not isinstance(v.get("run_id"), int) or v.get("winner") not in WINNERS:
+            continue
+        a_ref = matches(reference, v.get("label_a"), v.get("quant_type_a"))
+        b_ref = matches(reference, v.get("label_b"), v.get("quant_type_b"))
+        a_cand = matches(candidate, v.get("label_a"), v.get("quant_type_a"))
+        b_cand = matches(candidate, v.get("label_b"), v.get("quant_type_b"))
+        if a_ref and b_cand:
+            side = "reference"
+        elif a_cand and b_ref:
+            side = "candidate"
+        else:
+            continue
+        latest[(v["run_id"], rater_identity(v))] = (side, v["winner"])
+    ref = cand = ties = 0
+    for side, winner in latest.values():
+        if winner == "tie":
+            ties += 1
+        elif (winner == "a") == (side == "reference"):
+            ref += 1
+        else:
+            cand += 1
+    return ref, cand, ties, len({who for _, who in latest})
+
+
+def decide(reference: str, candidate: str, prefer_reference: int, prefer_candidate: int, ties: int, *,
+           n_prompts: int, n_raters: int = 0) -> Verdict:
+    """The sign test and the Wilson interval of these counts."""
+    from scipy.stats import binomtest
+
+    for n in (prefer_reference, prefer_candidate, ties, n_prompts, n_raters):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"counts are whole numbers ≥ 0, not {n!r}")
+    decided = prefer_reference + prefer_candidate
+    if not decided:
+        return Verdict(reference, candidate, n_prompts, prefer_reference, prefer_candidate, ties, n_raters)
+    test = binomtest(prefer_candidate, decided, 0.5, alternative="two-sided")
+    ci = test.proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return Verdict(reference, candidate, n_prompts, prefer_reference, prefer_candidate, ties, n_raters,
+                   float(test.pvalue), prefer_candidate / decided, float(ci.low), float(ci.high))
+
+
+# ---- words ---------------------------------------------------------------------------------------
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def verdict_paragraph(v: Verdict) -> str:
+    """The verdict in words a stakeholder understands, with its uncertainty."""
+    prompts = f"{v.n_prompts} prompt{'s' if v.n_prompts != 1 else ''}"
+    if not v.votes:
+        return f"No votes yet comparing {v.reference} and {v.candidate} on your {prompts}."
+    who = f" ({v.votes} votes from {v.n_raters} raters)" if v.n_raters > 1 else ""
+    head = (f"On your {prompts}{who}, raters preferred {v.reference} {_times(v.prefer_reference)}, "
+            f"{v.candidate} {_times(v.prefer_candidate)}, {v.ties} tie{'s' if v.ties != 1 else ''}")
+    if v.outcome == "too-few":
+        return (f"{head}: too few decided votes to tell them apart (with fewer than {MIN_DECIDED} decided votes "
+                f"no difference can be detected, however lopsided; {v.decided} so far).")
+    share = (f"{v.candidate} preferred in {_pct(v.share or 0.0)} of decided votes, "
+             f"{int(CONFIDENCE * 100)}% interval {100 * (v.low or 0.0):.0f}–{_pct(v.high or 0.0)}")
+    if v.outcome == "no-difference":
+        return (f"{head}: no detectable difference ({share}; {_p(v.p_value or 1.0)}). The interval shows how "
+                "large a preference these votes cannot rule out; more prompts narrow it.")
+    winner = v.candidate if v.outcome == "prefers-candidate" else v.reference
+    return f"{head}: raters clearly preferred {winner} ({_p(v.p_value or 0.0)}; {share})."
+
+
+def quality_sentence(q: QuantQuality) -> str:
+    """The machine measures in one sentence: summary groups and changed facts."""
+    return (f"Against the reference, {q.label}'s answers were identical on {q.identical}, the same answer on "
+            f"{q.same_answer} and a different answer on {q.different_answer} of {q.prompts} prompts, with "
+            f"{q.facts_changed} changed fact{'s' if q.facts_changed != 1 else ''} on "
+            f"{q.prompts_with_changed_facts} prompt{'s' if q.prompts_with_changed_facts != 1 else ''}.")
+
+
+# ---- from a stored set run -----------------------------------------------------------------------
+def set_child_runs(store: Store, set_run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The finished child run of each prompt of the set, in prompt order (runs with their results)."""
+    out = []
+    for child in set_run.get("children") or []:
+        if not isinstance(child, dict) or child.get("status") not in SET_PROMPT_FINISHED:
+            continue
+        run = store.get_run(child["run_id"]) if isinstance(child.get("run_id"), int) else None
+        if run is not None:
+            out.append(run)
+    return out
+
+
+def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence[str]) -> list[QuantQuality]:
+    """Summary groups and changed facts per quantization in `labels`, each output against the reference's."""
+    out = []
+    for name in labels:
+        if name == reference:
+            continue
+        counts = {"identical": 0, "same answer": 0, "different answer": 0}
+        facts = with_facts = prompts = 0
+        for run in runs:
+            results = run.get("results") or []
+            ref_label, cand_label = result_label(results, reference), result_label(results, name)
+            if ref_label is None or cand_label is None:
+                continue
+            texts = {r["label"]: r["text"] for r in results if isinstance(r, dict) and r.get("label")}
+            s = summarize(texts[ref_label], texts[cand_label])
+            prompts += 1
+            counts[SUMMARY_GROUPS.get(s.verdict, "different answer")] += 1
+            facts += s.facts_changed
+            with_facts += bool(s.facts_changed)
+        out.append(QuantQuality(name, prompts, counts["identical"], counts["same answer"],
+                                counts["different answer"], facts, with_facts))
+    return out
+
+
+def set_verdict(store: Store, set_run_id: int, candidate: str, reference: str | None = None, *,
+                rater: str | None = None, session: str | None = None, mode: str | None = None) -> SetVerdict:
+    """The verdict of a set run's votes for reference vs candidate (filtered by rater, session, mode: None is
+    any), with every quantization's machine measures. Raises LookupError for an unknown set run."""
+    set_run = store.get_set_run(set_run_id)
+    if set_run is None:
+        raise LookupError(f"there is no set run {set_run_id}")
+    reference = reference or _text(set_run.get("reference_label"))
+    if reference is None:
+        raise ValueError(f"set run {set_run_id} has no reference: name one")
+    runs = set_child_runs(store, set_run)
+    votes = list_votes(store, run_ids=[r["id"] for r in runs], rater=rater, session=session, mode=mode) if runs else []
+    ref, cand, ties, raters = count_votes(votes, reference, candidate)
+    prompts = set_run.get("prompts")
+    n_prompts = len(prompts) if isinstance(prompts, list) else len(runs)
+    labels = [x for x in (set_run.get("labels") or []) if isinstance(x, str)]
+    if candidate not in labels:
+        labels.append(candidate)
+    return SetVerdict(decide(reference, candidate, ref, cand, ties, n_prompts=n_prompts, n_raters=raters),
+                      set_quality(runs, reference, labels))
