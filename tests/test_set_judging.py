@@ -31,7 +31,7 @@ def make_set(store: Store) -> int:
     for i, texts in enumerate(TEXTS):
         run_id = store.create_run(settings={}, prompt=prompts[i]["prompt"], reference_label="Q8_0")
         store.tag_set_run_child(run_id, set_id, i)
-        for pos, (label, text) in enumerate(zip(NAMES, texts)):
+        for pos, (label, text) in enumerate(zip(NAMES, texts, strict=True)):
             store.add_result(run_id, pos, {"label": label, "quant_type": label, "text": text,
                                            "is_reference": label == "Q8_0"})
         store.finish_run(run_id, "done")

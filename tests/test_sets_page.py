@@ -41,7 +41,7 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     assert len(new) == 1 and new[0]["n_finished"] == new[0]["n_prompts"] == 2 and new[0]["status"] == "done"
     table = table_with(at, "summary")
     assert len(table) == 4  # 2 prompts × 2 quantizations (the reference is what they are measured against)
-    assert sorted(zip(table["prompt #"], table["quantization"])) == [(1, "Q2_K"), (1, "Q8_0"), (2, "Q2_K"), (2, "Q8_0")]
+    assert sorted(zip(table["prompt #"], table["quantization"], strict=True)) == [(1, "Q2_K"), (1, "Q8_0"), (2, "Q2_K"), (2, "Q8_0")]
     assert all(isinstance(s, str) and s for s in table["summary"])
     assert all(any(w in s for w in ("identical", "same", "different", "spacing")) for s in table["summary"])
     totals = table_with(at, "different answer")

@@ -88,7 +88,7 @@ def test_set_verdict_reads_the_votes_and_measures_of_a_stored_set(store: Store):
         ("Walk 20 minutes to the station.", "Walk 2 minutes to the station."),
         ("The meeting is on Monday at 9:30 with Jane Smith.", "Bananas are yellow and grow in bunches."),
     ])
-    for run_id, winner in zip(run_ids, ("tie", "a", "a")):
+    for run_id, winner in zip(run_ids, ("tie", "a", "a"), strict=True):
         ratings.add_vote(store, run_id=run_id, label_a="Q8_0", label_b="Q4_K_M", winner=winner, rater="ann",
                          mode=SET_MODE, session="s1")
     ratings.add_vote(store, run_id=run_ids[0], label_a="Q4_K_M", label_b="Q8_0", winner="a", rater="bob",

@@ -377,7 +377,7 @@ def _set_item(session: ss.SetSession) -> None:
             st.markdown(f"**{name}**")
             st.html(plain_html(text or ""))
     cols = st.columns(3)
-    for col, (choice, text, key) in zip(cols, PICKS):
+    for col, (choice, text, key) in zip(cols, PICKS, strict=True):
         col.button(text, key=f"set-vote-{item.run_id}-{choice}", width="stretch", shortcut=key,
                    on_click=_save_set_vote, args=(session, item, choice))
     st.caption("Keys: 1 and 2 pick an answer, 3 is a tie; each vote is saved at once and the next prompt follows.")
