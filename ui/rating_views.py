@@ -11,6 +11,7 @@ names a quantization.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import plotly.graph_objects as go
@@ -82,18 +83,25 @@ def _save_stars(run_id: int, label: str, key: str, mode: str, shown_as: str, let
     st.toast(f"Saved {int(value) + 1}★ for {md_escape(shown_as)}")
 
 
-def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, pick_key: str,
-               pairs: list[tuple[str, str, str]]) -> None:
+def _vote_saved(save: Callable[[], object]) -> bool:
+    """Run one vote's save; say plainly if it could not be saved (the run is gone, the database refuses)."""
     try:
-        rt.add_vote(store(), run_id=run_id, label_a=label_a, label_b=label_b, winner=winner, rater=rater(),
-                    mode=mode, session=session_id())
+        save()
     except rt.RatingError:
         st.toast("Vote not saved: the run or one of its outputs is gone.", icon=":material/warning:")
-        return
+        return False
     except StoreError as exc:
         st.toast(f"Vote not saved: {md_escape(exc)}", icon=":material/warning:")
-        return
+        return False
     st.toast("Vote saved")
+    return True
+
+
+def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, pick_key: str,
+               pairs: list[tuple[str, str, str]]) -> None:
+    if not _vote_saved(lambda: rt.add_vote(store(), run_id=run_id, label_a=label_a, label_b=label_b, winner=winner,
+                                           rater=rater(), mode=mode, session=session_id())):
+        return
     done = {frozenset((v["label_a"], v["label_b"])) for v in rt.list_votes(store(), run_id=run_id,
                                                                             session=session_id())}
     names = [name for name, _, _ in pairs]
@@ -303,15 +311,7 @@ def _set_label(row: dict[str, Any]) -> str:
 
 
 def _save_set_vote(session: ss.SetSession, item: ss.SessionItem, choice: str) -> None:
-    try:
-        ss.record_vote(store(), session, item, choice, rater())
-    except rt.RatingError:
-        st.toast("Vote not saved: the run or one of its outputs is gone.", icon=":material/warning:")
-        return
-    except StoreError as exc:
-        st.toast(f"Vote not saved: {md_escape(exc)}", icon=":material/warning:")
-        return
-    st.toast("Vote saved")
+    _vote_saved(lambda: ss.record_vote(store(), session, item, choice, rater()))
 
 
 def set_judging() -> bool:

@@ -16,13 +16,11 @@ import streamlit as st
 
 from ui.shared import jobs, md_escape, open_run, store, watch
 from workbench.quality.facts import FactChange
-from workbench.quality.summary import summarize
+from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError
 from workbench.runs.set_runs import SetRunJob
 
 SETS_PAGE = "pages/sets.py"
-SAME = ("same", "reworded")  # summary verdicts that read as the same answer
-IDENTICAL = ("identical", "spacing")
 
 
 def open_set_run(set_run_id: int) -> None:
@@ -135,9 +133,9 @@ def totals_frame(cells: list[Cell], labels: list[str]) -> pd.DataFrame:
     for label in labels:
         mine = [c for c in cells if c.label == label]
         rows.append({"quantization": label, "prompts": len(mine),
-                     "identical": sum(c.verdict in IDENTICAL for c in mine),
-                     "same answer": sum(c.verdict in SAME for c in mine),
-                     "different answer": sum(c.verdict in ("different", "empty") for c in mine),
+                     "identical": sum(GROUPS.get(c.verdict) == "identical" for c in mine),
+                     "same answer": sum(GROUPS.get(c.verdict) == "same answer" for c in mine),
+                     "different answer": sum(GROUPS.get(c.verdict) == "different answer" for c in mine),
                      "no output": sum(c.verdict in ("error", "missing") for c in mine),
                      "facts changed": sum(len(c.facts) for c in mine)})
     return pd.DataFrame(rows)

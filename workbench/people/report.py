@@ -28,7 +28,7 @@ from workbench.models.ladder import Ladder
 from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
 from workbench.people.verdict import SetVerdict
-from workbench.quality.diffing import DIFF_CSS, diff_html, plain_html, word_diff
+from workbench.quality.diffing import DIFF_CSS, WordDiff, diff_html, plain_html, word_diff
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import summarize
 from workbench.storage.store import Store
@@ -365,9 +365,8 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _md_diff(reference: str, other: str) -> str:
+def _md_diff(d: WordDiff) -> str:
     """The word diff in a fence: [-reference only-] {+this output only+}."""
-    d = word_diff(reference, other)
     marks = {"equal": "{}", "delete": "[-{}-]", "insert": "{{+{}+}}"}
     fenced = _fence("".join(marks[op].format(text) for op, text in d.segments), "diff-words")
     return fenced + (f"\n\n_{_md_cell(d.note)}_" if d.note else "")
@@ -425,9 +424,10 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
             elif ref is None or r is ref:
                 out += [_fence(r.get("text") or ""), ""]
             else:
-                column = summarize(ref.get("text") or "", r.get("text") or "")
+                d = word_diff(ref.get("text") or "", r.get("text") or "")
+                column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
                 out += [f"**{_md_cell(column.sentence)}**", ""]
-                out += [_md_diff(ref.get("text") or "", r.get("text") or ""), ""]
+                out += [_md_diff(d), ""]
                 if column.facts:
                     out += ["Changed facts:", ""] + [f"- {_md_cell(f.kind)}: {_md_cell(f.describe())}"
                                                      for f in column.facts] + [""]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.people.ratings import WINNERS, list_votes, rater_identity
-from workbench.quality.summary import summarize
+from workbench.quality.summary import GROUPS, summarize
 from workbench.storage.store import SET_PROMPT_FINISHED, Store
 
 CONFIDENCE = 0.95
@@ -35,8 +35,6 @@ MIN_DECIDED = 6  # the fewest decided votes whose clean sweep is significant at 
 SET_MODE = "blind-set"  # the mode of votes made in a blind set session (people.ratings.VOTE_MODES)
 
 # summary.summarize verdicts grouped the way a stakeholder reads them
-SUMMARY_GROUPS = {"identical": "identical", "spacing": "identical", "same": "same answer",
-                  "reworded": "same answer", "different": "different answer", "empty": "different answer"}
 
 
 @dataclass(frozen=True)
@@ -240,7 +238,7 @@ def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence
             texts = {r["label"]: r["text"] for r in results if isinstance(r, dict) and r.get("label")}
             s = summarize(texts[ref_label], texts[cand_label])
             prompts += 1
-            counts[SUMMARY_GROUPS.get(s.verdict, "different answer")] += 1
+            counts[GROUPS[s.verdict]] += 1
             facts += s.facts_changed
             with_facts += bool(s.facts_changed)
         out.append(QuantQuality(name, prompts, counts["identical"], counts["same answer"],

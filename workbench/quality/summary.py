@@ -31,6 +31,10 @@ from dataclasses import dataclass, field
 from workbench.quality.diffing import WordDiff, split_words, word_diff
 from workbench.quality.facts import FactChange, compare_facts
 
+# What each verdict means when a set of prompts is counted: the three groups reports and verdicts use.
+GROUPS = {"identical": "identical", "spacing": "identical", "same": "same answer", "reworded": "same answer",
+          "different": "different answer", "empty": "different answer"}
+
 SAME_ANSWER = 0.9  # similarity at or above which the answer reads as the same text
 REWORDED = 0.7  # similarity at or above which it is the same answer in other words
 

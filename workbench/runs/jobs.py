@@ -39,6 +39,20 @@ class ColumnState:
     message: str = ""
     queue_position: int | None = None
 
+    def apply(self, status: str, payload: dict[str, Any]) -> None:
+        """One `compare.OnEvent` for this contestant: new text streams in, a (re)load starts the text over,
+        an error-like status keeps its message."""
+        if status == "tokens":
+            self.text += payload.get("text", "")
+            self.status = "generating"
+            return
+        if status == "waiting":
+            self.queue_position = payload.get("position")
+        if status in ("loading", "retrying"):
+            self.text = ""
+        self.status = status
+        self.message = payload.get("message", "") or self.message if status in ("crashed", "error", "retrying", "cancelled") else ""
+
 
 class ComparisonJob(Job):
     """One prompt through several contestants. Bad settings or contestants are refused by the constructor,
@@ -71,18 +85,8 @@ class ComparisonJob(Job):
     def on_event(self, label: str, status: str, payload: dict[str, Any]) -> None:
         with self._lock:
             col = self.columns.get(label)
-            if col is None:
-                return
-            if status == "tokens":
-                col.text += payload.get("text", "")
-                col.status = "generating"
-                return
-            if status == "waiting":
-                col.queue_position = payload.get("position")
-            if status in ("loading", "retrying"):
-                col.text = ""
-            col.status = status
-            col.message = payload.get("message", "") or col.message if status in ("crashed", "error", "retrying", "cancelled") else ""
+            if col is not None:
+                col.apply(status, payload)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "cancelling": self.cancel.is_set(),

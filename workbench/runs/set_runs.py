@@ -284,17 +284,8 @@ class SetRunJob(Job):
     def _on_event(self, label: str, status: str, payload: dict[str, Any]) -> None:
         with self._lock:
             col = self.columns.get(label)
-            if col is None:
-                return
-            if status == "tokens":
-                col.text += payload.get("text", "")
-                col.status = "generating"
-                return
-            if status in ("loading", "retrying"):
-                col.text = ""
-            col.status = status
-            if status in ("crashed", "error", "retrying", "cancelled"):
-                col.message = payload.get("message", "") or col.message
+            if col is not None:
+                col.apply(status, payload)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"set_run_id": self.set_run_id, "progress": self.latest.to_dict() if self.latest else None,
