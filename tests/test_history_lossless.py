@@ -26,6 +26,8 @@ def full_run(store: Store) -> int:
     ratings.add_rating(store, run_id=run_id, label="Q2_K", score=2, rater="ann", mode="blind", session="s",
                        display_letter="B")
     ratings.add_vote(store, run_id=run_id, label_a="Q8_0", label_b="Q2_K", winner="tie", rater="bob")
+    store.add_reference_repeat(run_id, 1, label="Q8_0", perturbation={"kind": "n_batch", "n_batch": 1},
+                               text="Nile, Amazon → Q8_0", completion_tokens=3, stop_reason="length", error=None)
     ref = divergence.ContestantDivergence("Q8_0", "Q8_0", "/models/tiny-Q8_0.gguf", True, tokens=[5, 6],
                                           logprobs=[-0.1, -0.2], top=[[[5, -0.1]], [[6, -0.2]]],
                                           pieces={5: "Nile", 6: ","}, summary={"n_tokens": 2})
@@ -77,12 +79,13 @@ def dump(store: Store) -> dict[str, list[dict]]:
 def test_every_column_of_every_table_a_run_owns_survives_export_and_import(store, tmp_path):
     full_run(store)
     before = dump(store)
-    assert all(before[t] for t in ("results", "ratings", "votes", "divergence", "eval_runs", "eval_results"))
+    assert all(before[t] for t in ("results", "ratings", "votes", "divergence", "eval_runs", "eval_results",
+                                   "reference_repeats"))
     path = history.export_json(store, tmp_path / "all.json")
     fresh = Store(tmp_path / "fresh.sqlite3")
     summary = history.import_json(fresh, path)
     assert summary.rows == {"results": 2, "ratings": 2, "votes": 1, "divergence": 2, "eval_runs": 1,
-                            "eval_results": 1}
+                            "eval_results": 1, "reference_repeats": 1}
     after = dump(fresh)
     assert after.keys() == before.keys()
     for table in before:

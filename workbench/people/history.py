@@ -35,9 +35,10 @@ EXPORT_VERSION = 2  # 2: every table with a run_id (divergence and evals too); 1
 TABLES = ("runs", "results", "ratings", "votes")  # the CSV export's tables
 # The tables a run owns, in the order an import inserts them (results before ratings, which point at them).
 # A table with a run_id column that is missing here is still exported and imported (see run_tables), after these.
-RUN_TABLES = ("results", "ratings", "votes", "divergence", "eval_runs", "eval_results")
+RUN_TABLES = ("results", "ratings", "votes", "divergence", "eval_runs", "eval_results", "reference_repeats")
 JSON_COLUMNS = ("settings_json", "ladder_json", "messages_json", "machine_json", "metrics_json", "token_ids_json",
-                "summary_json", "tokens_json", "meta_json", "categories_json", "labels_json", "cases_json")
+                "summary_json", "tokens_json", "meta_json", "categories_json", "labels_json", "cases_json",
+                "perturbation_json")
 REDACTED = "[removed]"
 
 # What an import accepts (finding 8 of issue 14: an import is untrusted input).
@@ -47,7 +48,7 @@ MAX_JSON_BYTES = 64 * 1024 * 1024  # one JSON value (a divergence measurement's 
 MAX_DEPTH = 64  # nesting of the whole document
 # JSON columns that must hold an object / a list (the pages read them as such)
 JSON_OBJECTS = ("settings_json", "ladder_json", "machine_json", "metrics_json", "summary_json", "tokens_json",
-                "meta_json")
+                "meta_json", "perturbation_json")
 JSON_LISTS = ("messages_json", "token_ids_json", "categories_json", "labels_json", "cases_json")
 RUN_KINDS = ("compare", "eval", "diverge", "diverge-text")
 RUN_STATUSES = ("running", "done", "partial", "failed", "cancelled")

@@ -386,3 +386,30 @@ def m007_set_runs(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN set_run_id INTEGER")
     conn.execute("ALTER TABLE runs ADD COLUMN set_index INTEGER")
     conn.execute("CREATE INDEX runs_set ON runs(set_run_id, set_index)")
+
+
+@migration
+def m008_reference_repeats(conn: sqlite3.Connection) -> None:
+    """The noise floor: the reference run again on a run's prompt (quality.noise_floor, runs.noise).
+
+    Each row is one repeat of the run's reference (`label`), made with one `perturbation_json`:
+    {"kind": "seed", "seed": N} at temperature > 0, or {"kind": "n_batch", "n_batch": N} when greedy (the
+    prompt evaluated in micro-batches of N tokens: other kernels, another summation order). `error` is set
+    when the repeat failed; `stop_reason` "cancelled" when it was stopped. Rows belong to their run (run_id),
+    so export, import and delete treat them like results.
+    """
+    conn.execute(
+        """CREATE TABLE reference_repeats (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            repeat INTEGER NOT NULL,
+            label TEXT NOT NULL,
+            perturbation_json TEXT NOT NULL,
+            text TEXT,
+            completion_tokens INTEGER,
+            stop_reason TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_id, repeat)
+        )"""
+    )
