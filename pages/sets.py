@@ -8,6 +8,7 @@ from ui import set_views as sv
 from ui.shared import active_ladder, fmt_time, jobs, md_escape, pool, store, through_entrypoint
 from workbench.core.hardware import default_threads
 from workbench.runs.contestants import RunSettings
+from workbench.runs.noise import MAX_REPEATS
 from workbench.runs.prompt_sets import (
     MAX_PROMPTS,
     PromptSet,
@@ -76,10 +77,17 @@ if prompt_set is not None:
         st.dataframe(pd.DataFrame([p.to_dict() for p in prompt_set.prompts]).drop(columns="check", errors="ignore"),
                      hide_index=True, width="stretch", key="sets-preview")
 
-c1, c2 = st.columns([3, 1])
+c1, c2, c3 = st.columns([3, 1, 1])
 chosen = c1.multiselect("Quantizations", others, default=defaults, key=f"sets-quants-{ladder.directory}")
 max_tokens = c2.number_input("Max tokens", 1, 8192, 200, key="sets-max-tokens")
-st.caption(f"Reference: {md_escape(reference)} (always runs). Greedy decoding; prompts run one after another.")
+repeats = c3.number_input("Reference repeats", 0, MAX_REPEATS, 2, key="sets-repeats",
+                          help="The noise floor: the reference runs this many more times on each prompt, with the "
+                               "prompt evaluated in other micro-batch sizes (1, 7, 64 … tokens), so each "
+                               "quantization's difference is shown against the reference's own variation. "
+                               "0 skips it.")
+st.caption(f"Reference: {md_escape(reference)} (always runs). Greedy decoding; prompts run one after another"
+           + (f"; the reference {int(repeats)} more time{'s' if repeats != 1 else ''} per prompt for the noise floor."
+              if repeats else "."))
 
 job = sv.set_job(st.session_state.get("sets-job"))
 running = job is not None and not job.finished
@@ -88,7 +96,7 @@ if st.button("Run set", type="primary", disabled=running or prompt_set is None o
     settings = RunSettings(max_tokens=int(max_tokens), n_threads=default_threads(beside_browser=True))
     try:
         set_run_id = start_set_run(store(), prompt_set, ladder, labels=list(chosen), reference=reference,
-                                   settings=settings)
+                                   settings=settings, noise_repeats=int(repeats))
         job = jobs().start(SetRunJob(pool(), store(), set_run_id, ladder=ladder))
         st.session_state["sets-job"] = job.id
         sv.open_set_run(set_run_id)
@@ -127,8 +135,9 @@ else:
             sv.job_progress(live, f"sets-{picked}")
         elif set_run["status"] != "done":
             left = len(set_run["prompts"] or []) - by_id[picked]["n_finished"]
-            if left > 0 and st.button(f"Resume: run the {left} unfinished prompt{'s' if left != 1 else ''}",
-                                      key=f"sets-resume-{picked}", icon=":material/play_arrow:"):
+            label = (f"Resume: run the {left} unfinished prompt{'s' if left != 1 else ''}" if left > 0 else
+                     "Resume: finish the reference repeats" if set_run.get("noise_repeats") else None)
+            if label and st.button(label, key=f"sets-resume-{picked}", icon=":material/play_arrow:"):
                 try:
                     job = jobs().start(SetRunJob(pool(), store(), picked))
                     st.session_state["sets-job"] = job.id

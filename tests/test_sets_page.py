@@ -46,6 +46,14 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     assert all(any(w in s for w in ("identical", "same", "different", "spacing")) for s in table["summary"])
     totals = table_with(at, "different answer")
     assert list(totals["quantization"]) == ["Q8_0", "Q2_K"] and list(totals["prompts"]) == [2, 2]
+    # the noise floor is on by default (2 repeats of the reference per prompt), stored and shown
+    stored = Store().get_set_run(new[0]["id"])
+    assert stored["noise_repeats"] == 2
+    assert all(len(Store().reference_repeats(c["run_id"])) == 2 for c in stored["children"])
+    assert set(table["vs noise floor"]) <= {"within", "beyond"} and len(table["vs noise floor"]) == 4
+    assert all(v.endswith(" of 2") for v in totals["beyond noise floor"])
+    floor_text = " ".join(m.value for m in at.markdown if "Noise floor" in m.value).replace("\\", "")
+    assert "Repeated 2 times on each of 2 prompts" in floor_text and "Q2_K went" in floor_text, floor_text
 
     # History lists the set run and opens it here
     at.switch_page("pages/history.py")

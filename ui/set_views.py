@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.shared import jobs, md_escape, open_run, store, watch
+from workbench.quality import noise_floor
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError
@@ -85,16 +86,21 @@ class Cell:
     sentence: str
     verdict: str  # a summary verdict, or "error" / "missing"
     facts: tuple[FactChange, ...] = ()
+    floor: str = ""  # the reference's repeats on this prompt, in words ("" without a noise floor)
+    against_floor: str = ""  # noise_floor.WITHIN / BEYOND, "" without a floor
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
-def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str) -> list[Cell]:
-    """The cells of one child run (cached: a finished run does not change; the database and `status` are in
-    the key, so a run that was still going is read again)."""
+def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str, n_repeats: int) -> list[Cell]:
+    """The cells of one child run (cached: a finished run does not change; the database, `status` and the
+    number of stored repeats are in the key, so a run that was still going is read again)."""
     run = store().get_run(run_id)
     if run is None:
         return []
     ref = next((r for r in run["results"] if r["is_reference"]), None)
+    floor = None
+    if n_repeats and ref is not None and isinstance(ref.get("text"), str) and not ref.get("error"):
+        floor = noise_floor.floor_of(ref["text"], store().reference_repeats(run_id))
     cells = []
     for r in run["results"]:
         if r["is_reference"]:
@@ -105,7 +111,9 @@ def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str
             cells.append(Cell(index, prompt, r["label"], run_id, "no reference output to compare with", "missing"))
         else:
             s = summarize(ref["text"] or "", r["text"] or "")
-            cells.append(Cell(index, prompt, r["label"], run_id, s.sentence, s.verdict, tuple(s.facts)))
+            cells.append(Cell(index, prompt, r["label"], run_id, s.sentence, s.verdict, tuple(s.facts),
+                              floor.sentence() if floor else "",
+                              noise_floor.standing(s, floor) if floor else ""))
     return cells
 
 
@@ -113,18 +121,26 @@ def set_run_cells(set_run: dict[str, Any]) -> list[Cell]:
     """Every prompt × quantization of the set run's newest child runs, in prompt order."""
     prompts = set_run.get("prompts") or []
     cells: list[Cell] = []
-    for child in set_run.get("children") or []:
+    children = set_run.get("children") or []
+    repeats = store().reference_repeat_counts([c["run_id"] for c in children]) if set_run.get("noise_repeats") else {}
+    for child in children:
         i = child["index"]
         prompt = str(prompts[i].get("prompt", "")) if i < len(prompts) else ""
-        cells += _run_cells(str(store().path), child["run_id"], child["status"], i, prompt)
+        cells += _run_cells(str(store().path), child["run_id"], child["status"], i, prompt,
+                            repeats.get(child["run_id"], 0))
     return cells
 
 
 def cells_frame(cells: list[Cell]) -> pd.DataFrame:
-    """The table: one row per prompt × quantization."""
+    """The table: one row per prompt × quantization (and where it stands against the noise floor, when any)."""
+    columns = ["prompt #", "prompt", "quantization", "summary", "facts changed"]
+    with_floor = any(c.against_floor for c in cells)
+    if with_floor:
+        columns.append("vs noise floor")
     return pd.DataFrame([{"prompt #": c.index + 1, "prompt": " ".join(c.prompt.split())[:120],
-                          "quantization": c.label, "summary": c.sentence, "facts changed": len(c.facts)}
-                         for c in cells], columns=["prompt #", "prompt", "quantization", "summary", "facts changed"])
+                          "quantization": c.label, "summary": c.sentence, "facts changed": len(c.facts),
+                          **({"vs noise floor": c.against_floor or "no floor"} if with_floor else {})}
+                         for c in cells], columns=columns)
 
 
 def totals_frame(cells: list[Cell], labels: list[str]) -> pd.DataFrame:
@@ -137,8 +153,31 @@ def totals_frame(cells: list[Cell], labels: list[str]) -> pd.DataFrame:
                      "same answer": sum(GROUPS.get(c.verdict) == "same answer" for c in mine),
                      "different answer": sum(GROUPS.get(c.verdict) == "different answer" for c in mine),
                      "no output": sum(c.verdict in ("error", "missing") for c in mine),
-                     "facts changed": sum(len(c.facts) for c in mine)})
+                     "facts changed": sum(len(c.facts) for c in mine),
+                     **({"beyond noise floor": f"{sum(c.against_floor == noise_floor.BEYOND for c in mine)} of "
+                                               f"{sum(bool(c.against_floor) for c in mine)}"}
+                        if any(c.against_floor for c in cells) else {})})
     return pd.DataFrame(rows)
+
+
+def floor_view(set_run: dict[str, Any]) -> None:
+    """The noise floor in words: the reference against itself, then each quantization against that."""
+    asked = int(set_run.get("noise_repeats") or 0)
+    if not asked:
+        st.caption("No noise floor: this set run did not repeat the reference, so a difference cannot be told "
+                   "from the reference's own variation. Start a set run with reference repeats to get one.")
+        return
+    got = noise_floor.stored_set_floor(store(), set_run)
+    if got is None or not got.floors:
+        st.caption(f"Noise floor: {asked} repeat{'s' if asked != 1 else ''} of the reference per prompt, none "
+                   "finished yet.")
+        return
+    settings = set_run.get("settings") or {}
+    how = ("other seeds at the same temperature" if float(settings.get("temperature") or 0) > 0 else
+           "greedy, with the prompt evaluated in other micro-batch sizes (other kernels, another summation order)")
+    lines = [f"**Noise floor** ({md_escape(how)}): {md_escape(got.sentence())}"]
+    lines += [f"- {md_escape(q.sentence())}" for q in got.quants]
+    st.markdown("\n".join(lines))
 
 
 def results_view(set_run: dict[str, Any], key: str) -> None:
@@ -150,6 +189,7 @@ def results_view(set_run: dict[str, Any], key: str) -> None:
         return
     st.markdown(f"**Totals per quantization** (against the reference, {md_escape(set_run.get('reference_label'))})")
     st.dataframe(totals_frame(cells, labels), hide_index=True, width="stretch", key=f"{key}-totals")
+    floor_view(set_run)
     st.markdown("**Each prompt**")
     st.dataframe(cells_frame(cells), hide_index=True, width="stretch", key=f"{key}-cells")
     by_index: dict[int, list[Cell]] = {}
@@ -160,8 +200,11 @@ def results_view(set_run: dict[str, Any], key: str) -> None:
         changed = sum(len(c.facts) for c in mine)
         title = f"{index + 1}. {head[:80]}{'…' if len(head) > 80 else ''} · {changed} fact{'s' if changed != 1 else ''} changed"
         with st.expander(md_escape(title)):
+            if mine[0].floor:
+                st.caption(md_escape(mine[0].floor[:1].upper() + mine[0].floor[1:]))
             for c in mine:
-                st.markdown(f"**{md_escape(c.label)}**: {md_escape(c.sentence)}")
+                where = f" — {c.against_floor} the reference's own variation" if c.against_floor else ""
+                st.markdown(f"**{md_escape(c.label)}**: {md_escape(c.sentence)}{md_escape(where)}")
                 for fact in c.facts:
                     st.markdown(f"- {md_escape(fact.kind)}: {md_escape(fact.describe())}")
             if st.button("Open in Compare", key=f"{key}-open-{index}", icon=":material/compare_arrows:"):

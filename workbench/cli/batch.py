@@ -2,6 +2,7 @@
 
     workbench batch --prompts our_prompts.csv --demo --labels Q8_0,Q4_K_M --json
     workbench batch --resume 7 --json           # after Ctrl-C (or a crash): runs only the unfinished prompts
+    workbench batch --prompts p.toml --demo --noise 3   # the reference 3 more times per prompt: a noise floor
 
 Ctrl-C once stops after the current prompt's contestant (that prompt is run again on resume); twice
 interrupts at once. Exit codes follow workbench.cli.main: 0 success, 1 when a contestant failed on some
@@ -62,7 +63,8 @@ def _start(args: argparse.Namespace, store: Any) -> tuple[int, Any, list[str]]:
         raise UsageError(f"{args.prompts}: {exc}") from None
     lad, labels = _ladder(args)
     try:
-        set_run_id = start_set_run(store, prompt_set, lad, labels=labels, settings=settings_from_args(args))
+        set_run_id = start_set_run(store, prompt_set, lad, labels=labels, settings=settings_from_args(args),
+                                   noise_repeats=args.noise)
     except SetRunError as exc:
         raise UsageError(str(exc)) from None
     return set_run_id, lad, prompt_set.notes
@@ -123,21 +125,43 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def set_run_json(store: Any, set_run_id: int) -> dict[str, Any]:
-    """A stored set run in the CLI's shared vocabulary: each prompt with its newest run and that run's results."""
+    """A stored set run in the CLI's shared vocabulary: each prompt with its newest run and that run's results,
+    and with a noise floor each prompt's reference repeats and each result's place against them."""
+    from workbench.quality import noise_floor
+    from workbench.quality.summary import summarize
+
     set_run = store.get_set_run(set_run_id)
     children = {c["index"]: c for c in set_run["children"]}
+    reference = set_run["reference_label"]
     prompts = []
     for index, item in enumerate(set_run["prompts"]):
         child = children.get(index)
         run = store.get_run(child["run_id"]) if child else None
-        prompts.append({"index": index, "prompt": item["prompt"],
-                        **{k: item[k] for k in ("id", "category", "system") if item.get(k) is not None},
-                        jf.RUN_ID: child["run_id"] if child else None,
-                        "status": child["status"] if child else "not run",
-                        "results": [_result(r) for r in (run or {}).get("results", [])]})
+        results = [_result(r) for r in (run or {}).get("results", [])]
+        entry = {"index": index, "prompt": item["prompt"],
+                 **{k: item[k] for k in ("id", "category", "system") if item.get(k) is not None},
+                 jf.RUN_ID: child["run_id"] if child else None, "status": child["status"] if child else "not run",
+                 "results": results}
+        repeats = store.reference_repeats(child["run_id"]) if child and set_run["noise_repeats"] else []
+        ref = next((r for r in results if r["label"] == reference and not r["error"]), None)
+        floor = noise_floor.floor_of(ref["text"] or "", repeats) if ref is not None else None
+        if set_run["noise_repeats"]:
+            entry["reference_repeats"] = [{k: r[k] for k in ("repeat", "perturbation", "text", "completion_tokens",
+                                                             "stop_reason", "error")} for r in repeats]
+            entry["noise_floor"] = floor.to_dict() if floor else None
+            for r in results:
+                r["vs_noise_floor"] = None  # within / beyond; None for the reference, an error, or no floor
+                if floor is not None and ref is not None and r is not ref and not r["error"]:
+                    r["vs_noise_floor"] = noise_floor.standing(summarize(ref["text"] or "", r["text"] or ""), floor)
+        prompts.append(entry)
+    whole = noise_floor.stored_set_floor(store, set_run)
     return {jf.SET_RUN_ID: set_run_id, "name": set_run["name"], "status": set_run["status"],
-            "ladder": set_run["ladder_name"], jf.REFERENCE: set_run["reference_label"], "labels": set_run["labels"],
-            "settings": set_run["settings"], "prompts": prompts}
+            "ladder": set_run["ladder_name"], jf.REFERENCE: reference, "labels": set_run["labels"],
+            "settings": set_run["settings"], "noise_repeats": set_run["noise_repeats"],
+            "noise_floor": {**whole.to_dict(), "sentence": whole.sentence(),
+                            "quants": [{**q.to_dict(), "sentence": q.sentence()} for q in whole.quants]}
+            if whole else None,
+            "prompts": prompts}
 
 
 def _result(row: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +183,10 @@ def _print_table(out: dict[str, Any]) -> None:
                          fmt_num(r.get("decode_tok_s")), text[:50] + ("…" if len(text) > 50 else "")])
             head = ""
     print_table(["#", "prompt", "run", "status", "label", "stop", "tokens", "decode tok/s", "output"], rows)
+    if out.get("noise_floor"):
+        print("\n" + out["noise_floor"]["sentence"])
+        for q in out["noise_floor"]["quants"]:
+            print(q["sentence"])
     print(f"\nset run {out[jf.SET_RUN_ID]} ({out['name']}): {out['status']}"
           + ("" if out["status"] == "done" else f"; resume with: workbench batch --resume {out[jf.SET_RUN_ID]}"))
 
@@ -171,6 +199,9 @@ def _register(sub: Any) -> None:
     p.add_argument("--ladder", default=None, help="ladder directory (holding ladder.json)")
     p.add_argument("--labels", default=None, help="comma-separated labels that take part (the reference always does)")
     p.add_argument("--name", default=None, help="the set's name (default: the file's own name or its stem)")
+    p.add_argument("--noise", type=int, default=0, metavar="N",
+                   help="repeat the reference N more times per prompt (0-8) for a noise floor: other micro-batch "
+                        "sizes when greedy, other seeds at temperature > 0")
     p.add_argument("--resume", type=int, default=None, metavar="SET_RUN_ID", help="run the unfinished prompts of a set run")
     p.add_argument("--db", default=None, help="database file (default: the app's)")
     p.add_argument("--json", action="store_true")

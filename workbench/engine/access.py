@@ -37,6 +37,7 @@ class Placement:
     n_threads: int
     gpu_offload: str = "auto"
     n_gpu_layers: int = 0  # used by gpu_offload="layers"
+    n_batch: int | None = None  # None: the worker's default; another size is another warm worker (runs.noise)
 
 
 def gpu_layers(path: str, placement: Placement, pool: WorkerPool | None = None,
@@ -89,7 +90,8 @@ class WorkerAccess:
     def load_settings(self) -> LoadSettings:
         """What the file is loaded with now: the same for every caller, so warm workers are shared."""
         return LoadSettings(self.path, self.placement.n_ctx, self.placement.n_threads,
-                            gpu_layers(self.path, self.placement, self.pool), self.use_extra_bufts)
+                            gpu_layers(self.path, self.placement, self.pool), self.use_extra_bufts,
+                            self.placement.n_batch)
 
     def output_started(self) -> None:
         self._output_started = True

@@ -53,6 +53,7 @@ class LoadSettings:
     n_threads: int = 1
     n_gpu_layers: int = 0
     use_extra_bufts: bool | None = None  # None: llama.cpp's default
+    n_batch: int | None = None  # prompt micro-batch size; None: the worker's default (min(n_ctx, 512))
 
     def request(self) -> dict[str, Any]:
         return {"op": "load", **asdict(self)}

@@ -19,7 +19,8 @@ interrupted (llama.cpp loads in one call); it finishes and stays loaded. A cance
 parents) cancels the running request and every queued one.
 
 Requests (field `op`; every one also has `id`):
-  load      model_path, n_ctx, n_threads, n_gpu_layers, use_extra_bufts (true/false/null = llama.cpp default)
+  load      model_path, n_ctx, n_threads, n_gpu_layers, use_extra_bufts (true/false/null = llama.cpp default),
+            n_batch (null = min(n_ctx, 512); also the micro-batch)
   generate  messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
             temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens)
   score     prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)

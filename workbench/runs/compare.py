@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from workbench.core import hardware
@@ -101,8 +101,13 @@ def run_contestant(
     messages: list[dict[str, str]],
     on_event: OnEvent = _nothing,
     cancel: threading.Event | None = None,
+    *,
+    n_batch: int | None = None,
 ) -> ContestantResult:
-    """Load (or reuse) the contestant's worker and generate; any failure becomes `result.error`."""
+    """Load (or reuse) the contestant's worker and generate; any failure becomes `result.error`.
+
+    `n_batch`: evaluate the prompt in micro-batches of this many tokens (the noise floor's greedy perturbation,
+    runs.noise); None is the worker's default. Ignored for remote endpoints."""
     if contestant.is_remote:
         return remote.run_remote(contestant, settings, messages, on_event, cancel)
     result = contestant.blank_result()
@@ -119,7 +124,8 @@ def run_contestant(
             result.fallback = payload["message"]
         on_event(label, status, payload)
 
-    access = WorkerAccess(pool, contestant.path, settings.placement(), on_status=status)
+    placement = settings.placement() if n_batch is None else replace(settings.placement(), n_batch=n_batch)
+    access = WorkerAccess(pool, contestant.path, placement, on_status=status)
     result.fallback = access.fallback  # loaded without extra buffers: this machine is known to crash with them
 
     def forward(event: dict[str, Any]) -> None:

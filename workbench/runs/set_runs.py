@@ -11,8 +11,9 @@ How a caller uses it (a page, the CLI):
 Each prompt becomes one ordinary comparison run (`compare.run_comparison`, kind "compare") tagged with the
 set run and the prompt's index, so ratings, divergence, diff views and export understand every prompt.
 Prompts run in order. A prompt is finished when its newest run is done, or ended with a contestant's error
-(`store.SET_PROMPT_FINISHED`: a retry would give the same error); a contestant failure affects only that
-prompt. Stop (the `cancel` Event) ends the current prompt's run as cancelled and starts no other; finished
+(`store.SET_PROMPT_FINISHED`: a retry would give the same error), and, with a noise floor (`noise_repeats`),
+its reference has been repeated that often (runs.noise; a prompt whose reference failed gets no repeats);
+a contestant failure affects only that prompt. Stop (the `cancel` Event) ends the current prompt's run as cancelled and starts no other; finished
 prompts are kept. Resume is calling `run_set` (or starting a `SetRunJob`) again with the same id: it runs only
 the prompts that are not finished, after a Stop, a reload, or a crash alike. A stored status "running" with no
 `running_job` means the process that ran it has ended: offer to resume it.
@@ -32,6 +33,7 @@ from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.compare import OnEvent, check_contestants, contestants_for, run_comparison
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.jobs import ColumnState
+from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
 from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
 
@@ -51,7 +53,8 @@ class SetProgress:
     """Where a set run is, as data: `finished` of `total` prompts; the prompt running now (`index`, 0-based,
     None between prompts and at the end), its text and child run; which of its contestants have ended.
 
-    `phase`: "prompt" (a prompt started), "contestant" (one of its contestants ended), "prompt-done", "end".
+    `phase`: "prompt" (a prompt started), "contestant" (one of its contestants ended), "repeat" (a repeat of
+    its reference for the noise floor started: `repeat` of `repeats`), "prompt-done", "end".
     `statuses`: each prompt's newest run status (None: not run yet), by index.
     """
 
@@ -65,11 +68,15 @@ class SetProgress:
     labels: tuple[str, ...] = ()
     done_labels: tuple[str, ...] = ()
     statuses: tuple[str | None, ...] = ()
+    repeat: int | None = None
+    repeats: int = 0
 
     def message(self) -> str:
-        """One line for people: "prompt 3 of 10: Summarize this…"."""
+        """One line for people: "prompt 3 of 10: Summarize this…" or "prompt 3 of 10: reference repeat 2 of 3"."""
         if self.index is None:
             return f"{self.finished} of {self.total} prompts finished"
+        if self.phase == "repeat" and self.repeat is not None:
+            return f"prompt {self.index + 1} of {self.total}: reference repeat {self.repeat} of {self.repeats} (noise floor)"
         head = " ".join(self.prompt.split())
         return f"prompt {self.index + 1} of {self.total}: {head[:60]}{'…' if len(head) > 60 else ''}"
 
@@ -117,14 +124,20 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
     """Store a new set run (status running) and return its id; `run_set` then runs it.
 
     `labels`: the contestants (default: the ladder's default labels); the reference (default: the ladder's)
-    always takes part. Bad settings, labels or an empty set are refused here, before anything is stored.
+    always takes part. `noise_repeats`: how often each prompt's reference is run again for the noise floor
+    (runs.noise). Bad settings, labels, repeats or an empty set are refused here, before anything is stored.
     """
     settings = settings or RunSettings()
     settings.validate()
     if not prompt_set.prompts:
         raise SetRunError("the prompt set is empty")
     contestants = set_contestants(ladder, labels, reference)
-    ref = next((c.label for c in contestants if c.is_reference), None)
+    reference_contestant = next((c for c in contestants if c.is_reference), None)
+    try:
+        check_repeatable(reference_contestant, settings, noise_repeats)
+    except NoiseError as exc:
+        raise SetRunError(str(exc)) from None
+    ref = reference_contestant.label if reference_contestant else None
     return store.create_set_run(name=prompt_set.name, prompts=prompt_set.to_dicts(), labels=[c.label for c in contestants],
                                 reference_label=ref, settings=settings.to_dict(), ladder=ladder.to_dict(),
                                 noise_repeats=noise_repeats, workbench_version=_version())
@@ -151,9 +164,17 @@ def ladder_of(set_run: dict[str, Any]) -> Ladder:
 
 
 def unfinished(set_run: dict[str, Any]) -> list[int]:
-    """Indices of the prompts that still need a run (no finished newest run), in order."""
+    """Indices of the prompts that still need a run (no finished newest run), in order. Repeats of the
+    reference still owed by a finished prompt are `run_set`'s to find (they need the store)."""
     statuses = {c["index"]: c["status"] for c in set_run.get("children") or []}
     return [i for i in range(len(set_run.get("prompts") or [])) if statuses.get(i) not in SET_PROMPT_FINISHED]
+
+
+def _reference_ok(store: Store, run_id: int | None, reference: str | None) -> bool:
+    """Whether the run's reference produced an output (only then is there something to repeat)."""
+    run = store.get_run(run_id) if run_id is not None and reference else None
+    return any(r.get("label") == reference and not r.get("error") and isinstance(r.get("text"), str)
+               for r in (run or {}).get("results") or [])
 
 
 # ---- running ----------------------------------------------------------------------------------------------
@@ -173,6 +194,7 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
     contestants = set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
     settings = RunSettings.from_dict(set_run["settings"])
     prompts = [SetPrompt.from_dict(p) for p in set_run["prompts"]]
+    repeats = int(set_run.get("noise_repeats") or 0)
     with _active_lock:
         if set_run_id in _active:
             raise SetRunError(f"set run {set_run_id} is already running")
@@ -180,8 +202,8 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
     try:
         store.set_set_run_status(set_run_id, "running")
         try:
-            return _run_prompts(pool, store, ladder, set_run_id, contestants, settings, prompts, on_progress,
-                                cancel, on_event)
+            return _run_prompts(pool, store, ladder, set_run_id, contestants, settings, prompts, repeats,
+                                on_progress, cancel, on_event)
         except KeyboardInterrupt:
             store.set_set_run_status(set_run_id, "cancelled")  # resumable: nothing is wrong with the set
             raise
@@ -197,53 +219,92 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
 
 
 def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int, contestants: list[Contestant],
-                 settings: RunSettings, prompts: list[SetPrompt], on_progress: OnProgress,
+                 settings: RunSettings, prompts: list[SetPrompt], repeats: int, on_progress: OnProgress,
                  cancel: threading.Event | None, on_event: OnEvent | None) -> SetRunOutcome:
     labels = tuple(c.label for c in contestants)
     total = len(prompts)
+    reference = next((c for c in contestants if c.is_reference), None)
+
+    def children() -> dict[int, dict[str, Any]]:
+        return {c["index"]: c for c in store.set_run_children(set_run_id)}
 
     def statuses() -> tuple[str | None, ...]:
-        newest = {c["index"]: c["status"] for c in store.set_run_children(set_run_id)}
-        return tuple(newest.get(i) for i in range(total))
+        newest = children()
+        return tuple(newest[i]["status"] if i in newest else None for i in range(total))
 
-    def count(now: tuple[str | None, ...]) -> int:
-        return sum(s in SET_PROMPT_FINISHED for s in now)
+    def owes_repeats(child: dict[str, Any] | None) -> bool:
+        """A finished prompt whose reference answered, with repeats still missing."""
+        if not repeats or reference is None or child is None or child["status"] not in SET_PROMPT_FINISHED:
+            return False
+        return bool(missing_repeats(store, child["run_id"], repeats)) and \
+            _reference_ok(store, child["run_id"], reference.label)
+
+    def finished_count() -> int:
+        return sum(c["status"] in SET_PROMPT_FINISHED and not owes_repeats(c) for c in children().values())
 
     now = statuses()
-    for index in [i for i, s in enumerate(now) if s not in SET_PROMPT_FINISHED]:
+    newest = children()
+    todo = [i for i in range(total) if now[i] not in SET_PROMPT_FINISHED or owes_repeats(newest.get(i))]
+    for index in todo:
         if cancel is not None and cancel.is_set():
             break
         item = prompts[index]
-        base = SetProgress(set_run_id, total, count(now), "prompt", index, item.prompt, None, labels, (), now)
-        run_id: int | None = None
+        base = SetProgress(set_run_id, total, finished_count(), "prompt", index, item.prompt, None, labels, (), now,
+                           repeats=repeats)
+        child = children().get(index)
+        run_id: int | None = child["run_id"] if child and child["status"] in SET_PROMPT_FINISHED else None
         done: tuple[str, ...] = ()
-        on_progress(base)
-
-        def created(new_id: int, index: int = index) -> None:
-            nonlocal run_id
-            store.tag_set_run_child(new_id, set_run_id, index)
-            run_id = new_id
-
-        def event(label: str, status: str, payload: dict[str, Any], base: SetProgress = base) -> None:
-            nonlocal done
-            if on_event is not None:
-                on_event(label, status, payload)
-            if status in CONTESTANT_ENDS and label not in done:
-                done = (*done, label)
-                # run_id is this prompt's, read as created() sets it: event() runs only within this iteration
-                on_progress(replace(base, phase="contestant", run_id=run_id, done_labels=done))  # noqa: B023
-
         prompt_settings = replace(settings, system_prompt=item.system) if item.system is not None else settings
-        run_comparison(pool, contestants, item.prompt, prompt_settings, store=store, ladder=ladder, on_event=event,
-                       cancel=cancel, category=item.category, on_run_created=created)
+        if run_id is None:
+            on_progress(base)
+            run_id = _run_one_prompt(pool, store, ladder, set_run_id, index, contestants, item, prompt_settings,
+                                     base, on_progress, cancel, on_event)
+            done = labels
+        stopped = cancel is not None and cancel.is_set()
+        if repeats and reference is not None and run_id is not None and not stopped and \
+                _reference_ok(store, run_id, reference.label):
+
+            def started(k: int, n: int, phase: str, row: dict[str, Any] | None, base: SetProgress = base,
+                        run_id: int = run_id) -> None:
+                if phase == "start":
+                    on_progress(replace(base, phase="repeat", run_id=run_id, repeat=k, done_labels=labels))
+
+            run_repeats(pool, store, run_id, reference, prompt_settings, prompt_settings.messages(item.prompt),
+                        repeats, cancel=cancel, on_repeat=started)
         now = statuses()
-        on_progress(replace(base, phase="prompt-done", finished=count(now), run_id=run_id, done_labels=done,
+        on_progress(replace(base, phase="prompt-done", finished=finished_count(), run_id=run_id, done_labels=done,
                             statuses=now))
-    finished = count(now)
+    now = statuses()
+    finished = finished_count()
     status = "done" if finished == total else "cancelled" if cancel is not None and cancel.is_set() else "failed"
     store.set_set_run_status(set_run_id, status)
-    on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now))
+    on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
     return SetRunOutcome(set_run_id, status, finished, total)
+
+
+def _run_one_prompt(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int, index: int,
+                    contestants: list[Contestant], item: SetPrompt, prompt_settings: RunSettings, base: SetProgress,
+                    on_progress: OnProgress, cancel: threading.Event | None, on_event: OnEvent | None) -> int | None:
+    """Run one prompt through the contestants as a comparison run tagged with the set run; its run id."""
+    run_id: int | None = None
+    done: tuple[str, ...] = ()
+
+    def created(new_id: int) -> None:
+        nonlocal run_id
+        store.tag_set_run_child(new_id, set_run_id, index)
+        run_id = new_id
+
+    def event(label: str, status: str, payload: dict[str, Any]) -> None:
+        nonlocal done
+        if on_event is not None:
+            on_event(label, status, payload)
+        if status in CONTESTANT_ENDS and label not in done:
+            done = (*done, label)
+            on_progress(replace(base, phase="contestant", run_id=run_id, done_labels=done))
+
+    run_comparison(pool, contestants, item.prompt, prompt_settings, store=store, ladder=ladder, on_event=event,
+                   cancel=cancel, category=item.category, on_run_created=created)
+    return run_id
 
 
 # ---- in the background ------------------------------------------------------------------------------------

@@ -418,6 +418,14 @@ class Store:
                 (run_id, int(repeat), label, json.dumps(perturbation), text, completion_tokens, stop_reason, error,
                  now_iso()))
 
+    def reference_repeat_counts(self, run_ids: Sequence[int]) -> dict[int, int]:
+        """How many repeat rows each run has (runs without any are left out): cheap, for cache keys."""
+        with self._connect() as conn:
+            rows = conn.execute(f"""SELECT run_id, COUNT(*) FROM reference_repeats
+                                    WHERE run_id IN ({', '.join('?' * len(run_ids)) or 'NULL'}) GROUP BY run_id""",
+                                [int(r) for r in run_ids])
+            return {int(r[0]): int(r[1]) for r in rows}
+
     def reference_repeats(self, run_id: int) -> list[dict[str, Any]]:
         """The run's reference repeats in repeat order, `perturbation` decoded (rows of reference_repeats)."""
         with self._connect() as conn:
