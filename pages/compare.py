@@ -18,6 +18,7 @@ from workbench.runs.compare import (
 )
 from workbench.runs.contestants import OFFLOAD_MODES, RunSettings
 from workbench.runs.jobs import ComparisonJob
+from workbench.runs.noise import MAX_REPEATS
 
 through_entrypoint()
 
@@ -88,6 +89,11 @@ with st.expander("Settings (the same for every contestant)"):
         offload, gpu_layers = "cpu", 0
         st.caption("GPU offload: no GPU usable here (no NVIDIA GPU found, or this llama.cpp build has no GPU support): "
                    "everything runs on the CPU.")
+    st.number_input("Reference repeats (noise floor)", 0, MAX_REPEATS, 0, key="noise_repeats",
+                    help="After every contestant has run, the reference runs this many more times: with other seeds "
+                         "at temperature > 0, or greedy with the prompt evaluated in other micro-batch sizes. Each "
+                         "column then says whether it differs from the reference more than the reference differs "
+                         "from itself. The contestants' timings are not affected.")
     st.checkbox("Run remote endpoints at the same time as each other (local files still run one at a time)",
                 key="remote_concurrent")
     st.toggle("Hold each answer until it is done (the quietest measurement: nothing is drawn while a contestant "
@@ -110,7 +116,8 @@ if b1.button("Run", type="primary", disabled=running or not chosen or not prompt
     try:
         contestants = contestants_for(ladder, chosen, reference) + endpoint_contestants()
         job = jobs().start(ComparisonJob(pool(), store(), contestants, prompt, settings, ladder=ladder,
-                                         category=st.session_state.get("category")))
+                                         category=st.session_state.get("category"),
+                                         noise_repeats=int(st.session_state.get("noise_repeats") or 0)))
         st.session_state.job_id, st.session_state.run_id = job.id, None
         running = True
     except ValueError as exc:

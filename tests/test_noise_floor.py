@@ -173,3 +173,35 @@ def test_a_quantization_never_beyond_the_floor_is_said_to_stay_within_it() -> No
     q = noise_floor.QuantAgainstFloor("Q8_0", 5, 5, 0, 0.0, 0.0, None)
     assert q.sentence() == ("Q8_0 stayed within the reference's own variation on all 5 prompts (it changed 0 words "
                             "on average, the reference's repeats 0).")
+
+
+def test_compare_page_repeats_the_reference_after_the_contestants_and_places_each_column(demo_ladder) -> None:
+    """On Compare, at temperature > 0 (where the reference differs from itself run to run): the repeats use other
+    seeds, are stored with the run, and each column says where it stands against them."""
+    import time
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.run()
+    at.multiselect[0].set_value(["Q2_K"])
+    at.number_input[0].set_value(16)  # max tokens
+    next(n for n in at.number_input if n.label == "Temperature").set_value(0.9)
+    at.number_input(key="noise_repeats").set_value(2)
+    next(b for b in at.button if b.label == "Run").click()
+    at.run()
+    deadline = time.monotonic() + 300
+    while not at.session_state["run_id"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+    run_id = at.session_state["run_id"]
+    assert run_id
+    rows = Store().reference_repeats(run_id)
+    assert [(r["repeat"], r["perturbation"], r["label"]) for r in rows] == [
+        (1, {"kind": "seed", "seed": 1}, "F16"), (2, {"kind": "seed", "seed": 2}, "F16")]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Noise floor: the reference repeated 2 times" in captions and "seed 1, seed 2" in captions, captions
+    assert "the reference's own variation (its 2 repeats" in captions or any(
+        s.value == "identical to reference" for s in at.success), captions

@@ -14,6 +14,7 @@ import streamlit as st
 from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
 from workbench.core.disturbance import of_result
 from workbench.engine.metrics import METRIC_LABELS
+from workbench.quality import noise_floor
 from workbench.quality.diffing import (
     DIFF_CSS,
     MAX_SIDE_ROWS,
@@ -26,6 +27,7 @@ from workbench.quality.diffing import (
     spans_html,
     word_diff,
 )
+from workbench.quality.noise_floor import Floor
 from workbench.quality.summary import summarize
 from workbench.runs.jobs import STATUS_TEXT, ComparisonJob
 from workbench.storage.store import StoreError
@@ -91,7 +93,7 @@ def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = 
             with col:
                 st.markdown(f"**{md_escape(c['label'])}**")
                 slots[c["label"]] = (st.empty(), st.empty())
-    stopping = st.empty()
+    stopping, noise = st.empty(), st.empty()
     shown: dict[tuple[str, str], str] = {}
     last_text_at = [0.0]
 
@@ -122,6 +124,9 @@ def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = 
                     text_slot.empty()
         if snap["cancelling"] and put("", "stopping", "yes"):
             stopping.caption("Stopping…")
+        if snap.get("repeat") and put("", "noise", str(snap["repeat"])):
+            noise.caption(f"Noise floor: the reference again, repeat {snap['repeat']} of {snap['noise_repeats']} "
+                          "(after every contestant was timed)")
         if snap["finished"]:
             st.session_state.run_id = snap["run_id"]
         return bool(snap["finished"])
@@ -205,7 +210,7 @@ def _diff(ref_text: str, text: str) -> WordDiff:
     return word_diff(ref_text, text)
 
 
-def column_header(ref_text: str, text: str, first_token: Any = None) -> None:
+def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floor | None = None) -> None:
     """The line above a column's text, in words (quality.summary), the figures behind it, and the changed facts.
 
     Facts (numbers, dates, times, amounts, names: quality.facts, rules in docs/facts.md) are listed because a
@@ -217,6 +222,9 @@ def column_header(ref_text: str, text: str, first_token: Any = None) -> None:
         return
     line = summarize(ref_text, text, diff=d)
     st.markdown(f"**{md_escape(line.sentence)}**")
+    if floor is not None:
+        words = noise_floor.standing_sentence(line, floor)
+        st.caption(md_escape(words[:1].upper() + words[1:]))
     st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
                f"token {fmt_num(first_token, 'd') if isinstance(first_token, int) else '—'}")
     if line.facts:
@@ -242,6 +250,7 @@ def result_columns(run: dict[str, Any]) -> None:
                            help="After each highlighted change, what the reference had there (muted). "
                                 "Hovering a highlight shows the same.")
     saved = store().latest_ratings(run["id"])
+    floor = noise_floor.floor_of(_text(ref), store().reference_repeats(run["id"])) if ref is not None else None
     for row in column_rows(results):
         for col, r in row:
             with col:
@@ -258,10 +267,13 @@ def result_columns(run: dict[str, Any]) -> None:
                     st.warning(f"Speed figures {md_escape(words)}. They read lower than this machine gives; "
                                "re-measure quietly (button above the columns).", icon=":material/speed:")
                 text = _text(r)
+                if r["is_reference"] and floor is not None:
+                    st.caption(f"Noise floor: {md_escape(floor.sentence())} "
+                               f"({md_escape(', '.join(floor.perturbations))})")
                 if r["is_reference"] or ref is None:
                     st.html(plain_html(text, prose=not full))
                 else:
-                    column_header(_text(ref), text, r.get("first_divergence_token"))
+                    column_header(_text(ref), text, r.get("first_divergence_token"), floor)
                     d = _diff(_text(ref), text)
                     if d.identical:
                         st.html(plain_html(text, prose=not full))
