@@ -54,6 +54,13 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     assert all(v.endswith(" of 2") for v in totals["beyond noise floor"])
     floor_text = " ".join(m.value for m in at.markdown if "Noise floor" in m.value).replace("\\", "")
     assert "Repeated 2 times on each of 2 prompts" in floor_text and "Q2_K went" in floor_text, floor_text
+    # one prompt's answers read as prose, each quantization with its summary line (the reader, prompt 2)
+    at.selectbox(key=f"sets-results-{new[0]['id']}-read").set_value(1)
+    at.run()
+    assert not at.exception, at.exception
+    html = " ".join(h.proto.body for h in at.get("html"))
+    assert html.count("wb-prose") >= 3  # the reference and both quantizations, as prose
+    assert any("Noise floor: the reference repeated 2 times" in c.value for c in at.caption)
 
     # History lists the set run and opens it here
     at.switch_page("pages/history.py")

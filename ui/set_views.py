@@ -14,8 +14,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from ui import views
 from ui.shared import jobs, md_escape, open_run, store, watch
 from workbench.quality import noise_floor
+from workbench.quality.diffing import plain_html, prose_html
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError
@@ -192,6 +194,7 @@ def results_view(set_run: dict[str, Any], key: str) -> None:
     floor_view(set_run)
     st.markdown("**Each prompt**")
     st.dataframe(cells_frame(cells), hide_index=True, width="stretch", key=f"{key}-cells")
+    prompt_reader(set_run, key)
     by_index: dict[int, list[Cell]] = {}
     for c in cells:
         by_index.setdefault(c.index, []).append(c)
@@ -210,3 +213,42 @@ def results_view(set_run: dict[str, Any], key: str) -> None:
             if st.button("Open in Compare", key=f"{key}-open-{index}", icon=":material/compare_arrows:"):
                 open_run(mine[0].run_id)
                 st.switch_page("pages/compare.py")
+
+
+def prompt_reader(set_run: dict[str, Any], key: str) -> None:
+    """One prompt's answers side by side as prose, each quantization's changes highlighted, its summary line,
+    changed facts and place against the noise floor above it: reading, not just counting."""
+    prompts = set_run.get("prompts") or []
+    children = [c for c in set_run.get("children") or [] if c["index"] < len(prompts)]
+    if not children:
+        return
+    by_index = {c["index"]: c for c in children}
+
+    def describe(i: int) -> str:
+        head = " ".join(str(prompts[i].get("prompt", "")).split())
+        return f"{i + 1}. {head[:90]}{'…' if len(head) > 90 else ''}"
+
+    st.markdown("**Read one prompt's answers**")
+    index = st.selectbox("Prompt", list(by_index), format_func=describe, key=f"{key}-read")
+    run = store().get_run(by_index[index]["run_id"]) if index is not None else None
+    if run is None:
+        return
+    views.css()
+    ref = next((r for r in run["results"] if r["is_reference"] and not r["error"]), None)
+    ref_text = ref["text"] if ref is not None and isinstance(ref.get("text"), str) else None
+    floor = noise_floor.floor_of(ref_text, store().reference_repeats(run["id"])) if ref_text is not None else None
+    for row in views.column_rows(run["results"]):
+        for col, r in row:
+            with col:
+                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
+                text = r["text"] if isinstance(r.get("text"), str) else ""
+                if r["error"]:
+                    st.error(md_escape(r["error"]))
+                elif r["is_reference"] or ref_text is None:
+                    if r["is_reference"] and floor is not None:
+                        st.caption(f"Noise floor: {md_escape(floor.sentence())}")
+                    st.html(plain_html(text, prose=True))
+                else:
+                    views.column_header(ref_text, text, r.get("first_divergence_token"), floor)
+                    d = views.word_diff_of(ref_text, text)
+                    st.html(plain_html(text, prose=True) if d.identical else prose_html(d))

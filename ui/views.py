@@ -210,6 +210,11 @@ def _diff(ref_text: str, text: str) -> WordDiff:
     return word_diff(ref_text, text)
 
 
+def word_diff_of(ref_text: str, text: str) -> WordDiff:
+    """The (cached) word diff a column's header used: draw the body from the same one."""
+    return _diff(ref_text, text)
+
+
 def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floor | None = None) -> None:
     """The line above a column's text, in words (quality.summary), the figures behind it, and the changed facts.
 
