@@ -205,3 +205,17 @@ def test_compare_page_repeats_the_reference_after_the_contestants_and_places_eac
     assert "Noise floor: the reference repeated 2 times" in captions and "seed 1, seed 2" in captions, captions
     assert "the reference's own variation (its 2 repeats" in captions or any(
         s.value == "identical to reference" for s in at.success), captions
+
+
+def test_the_set_verdict_paragraph_carries_the_noise_floor(pool, store: Store, demo_ladder) -> None:
+    from workbench.people.verdict import set_verdict
+
+    set_id = start_set_run(store, two_prompts(), demo_ladder, labels=["Q2_K"], settings=SMALL, noise_repeats=1)
+    assert run_set(pool, store, None, set_id).status == "done"
+    sv = set_verdict(store, set_id, "Q2_K")
+    assert sv.floor is not None and sv.floor.repeats == 1 and len(sv.floor.floors) == 2
+    assert "Repeated 1 time on each of 2 prompts, the reference was" in sv.paragraph
+    assert f"{sv.floor.quants[0].sentence()}" in sv.paragraph and sv.paragraph.count("Q2_K") >= 2
+    plain = start_set_run(store, two_prompts(), demo_ladder, labels=["Q2_K"], settings=SMALL)
+    run_set(pool, store, None, plain)
+    assert set_verdict(store, plain, "Q2_K").floor is None and "Repeated" not in set_verdict(store, plain, "Q2_K").paragraph

@@ -15,7 +15,8 @@ are counted as separate votes; the test treats them as independent, which overst
 when raters agree because the prompt, not the quantization, decided.
 
 Beside the votes, the set's machine measures per quantization: changed facts (facts.compare_facts) and the
-column summary verdicts (summary.summarize) of each prompt's output against the reference.
+column summary verdicts (summary.summarize) of each prompt's output against the reference, and, when the
+set run repeated its reference, where the candidate stands against that noise floor (quality.noise_floor).
 Values read from the database are untrusted: a vote whose labels or winner are not what a vote holds is skipped.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.people.ratings import WINNERS, list_votes, rater_identity
+from workbench.quality.noise_floor import SetFloor, stored_set_floor
 from workbench.quality.summary import GROUPS, summarize
 from workbench.storage.store import SET_PROMPT_FINISHED, Store
 
@@ -94,11 +96,17 @@ class QuantQuality:
 class SetVerdict:
     verdict: Verdict
     quality: list[QuantQuality] = field(default_factory=list)
+    floor: SetFloor | None = None  # the reference's repeats (None: the set run did not repeat it)
 
     @property
     def paragraph(self) -> str:
-        return self.verdict.paragraph + "".join(" " + quality_sentence(q) for q in self.quality
-                                                if q.label == self.verdict.candidate)
+        """The votes, the candidate's machine measures, and its place against the noise floor: one paragraph."""
+        parts = [self.verdict.paragraph, *(quality_sentence(q) for q in self.quality
+                                           if q.label == self.verdict.candidate)]
+        if self.floor is not None and self.floor.floors:
+            parts += [self.floor.sentence(), *(q.sentence() for q in self.floor.quants
+                                               if q.label == self.verdict.candidate)]
+        return " ".join(parts)
 
 
 # ---- matching labels -----------------------------------------------------------------------------
@@ -264,5 +272,6 @@ def set_verdict(store: Store, set_run_id: int, candidate: str, reference: str | 
     labels = [x for x in (set_run.get("labels") or []) if isinstance(x, str)]
     if candidate not in labels:
         labels.append(candidate)
+    floor = stored_set_floor(store, set_run) if reference == set_run.get("reference_label") else None
     return SetVerdict(decide(reference, candidate, ref, cand, ties, n_prompts=n_prompts, n_raters=raters),
-                      set_quality(runs, reference, labels))
+                      set_quality(runs, reference, labels), floor)
