@@ -1,4 +1,5 @@
-"""`workbench report|export|import|history|leaderboard`: ratings, history and reports, headless.
+"""`workbench report|export|import|history|leaderboard`: ratings, history and reports (of runs or a set
+run), headless.
 
 Exit codes follow workbench.cli.main: 0 success, 1 when something named does not exist or a file
 cannot be read, 2 on usage errors. Mistakes are one line on stderr, never a traceback.
@@ -44,7 +45,10 @@ def _missing(store: Any, run_ids: list[int] | None) -> int:
 @command("report")
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.people.report import UnknownRun, write_report
+    from workbench.people.set_report import UnknownSetRun, write_set_report
 
+    if bool(args.run_ids) == (args.set is not None):
+        raise UsageError("name the runs (RUN_ID …) or one set run (--set SET_RUN_ID), not both")
     if not args.out and not args.markdown:
         raise UsageError("say where to write the report: --out FILE.html and/or --markdown FILE.md")
     for target in (args.out, args.markdown):
@@ -52,7 +56,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"the folder for {target} does not exist")
     store = _store(args)
     try:
-        written = write_report(store, args.run_ids, html_path=args.out, markdown_path=args.markdown)
+        if args.set is not None:
+            written = write_set_report(store, args.set, html_path=args.out, markdown_path=args.markdown)
+        else:
+            written = write_report(store, args.run_ids, html_path=args.out, markdown_path=args.markdown)
+    except UnknownSetRun as exc:
+        print(f"error: {exc} (see `workbench history` or the History page's set runs)", file=sys.stderr)
+        return 1
     except UnknownRun as exc:
         print(f"error: {exc} (see `workbench history`)", file=sys.stderr)
         return 1
@@ -149,10 +159,14 @@ def _add_db(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("report", help="write an HTML (and/or Markdown) report of one or more runs")
-    p.add_argument("run_ids", metavar="RUN_ID", type=int, nargs="+")
-    p.add_argument("--out", default=None, metavar="FILE.html", help="self-contained HTML file (works offline)")
-    p.add_argument("--markdown", default=None, metavar="FILE.md")
+    p = sub.add_parser("report", help="write an HTML (and/or Markdown) report of one or more runs, or of a set run")
+    p.add_argument("run_ids", metavar="RUN_ID", type=int, nargs="*")
+    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID",
+                   help="report a whole set run (workbench batch, the Prompt sets page): its verdict, machine "
+                        "measures and every prompt")
+    p.add_argument("--out", "--html", dest="out", default=None, metavar="FILE.html",
+                   help="self-contained HTML file (works offline)")
+    p.add_argument("--markdown", "--md", dest="markdown", default=None, metavar="FILE.md")
     _add_db(p)
 
     p = sub.add_parser("export", help="export runs, outputs, ratings and votes (JSON, or a ZIP of CSVs)")
