@@ -179,5 +179,8 @@ if upload is not None:
             st.session_state["history-flash"] = (
                 f"Imported {summary.runs} run{'s' if summary.runs != 1 else ''} with {summary.results} outputs, "
                 f"{summary.ratings} ratings and {summary.votes} votes (new run numbers: "
-                + ", ".join(f"#{new}" for new in summary.run_ids.values()) + ").")
+                + ", ".join(f"#{new}" for new in summary.run_ids.values()) + ")"
+                + (f", and {summary.set_runs} prompt set run{'s' if summary.set_runs != 1 else ''} (new numbers: "
+                   + ", ".join(f"#{new}" for new in summary.set_run_ids.values()) + ")" if summary.set_runs else "")
+                + ".")
             st.rerun()

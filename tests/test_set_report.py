@@ -261,3 +261,32 @@ def test_the_sets_and_history_pages_offer_the_set_report(page_set: int):
     at.run()
     labels = [b.proto.label for b in at.get("download_button")]
     assert {"Download set report (HTML)", "Download set report (Markdown)"} <= set(labels)
+
+
+def test_an_imported_set_run_shows_its_results_and_report_but_offers_no_resume(tmp_path: Path):
+    """Imported into the app's database, a stopped set run keeps its results, verdict and report; the page says it
+    was imported and offers no Resume (its files are another machine's)."""
+    from workbench.people import history
+
+    elsewhere = Store(tmp_path / "elsewhere.sqlite3")
+    set_id = hostile_set(elsewhere, votes=True)
+    elsewhere.set_set_run_status(set_id, "cancelled")
+    summary = history.import_json(Store(), history.export_data(elsewhere), origin="from-bob.json")
+    new_set = summary.set_run_ids[set_id]
+    try:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.session_state["sets_run_id"] = new_set
+        at.switch_page("pages/sets.py")
+        at.run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="sets-pick").value == new_set
+        assert not any(b.key == f"sets-resume-{new_set}" for b in at.button)
+        assert any("Imported" in c.value and "from-bob.json" in c.value for c in at.caption)
+        cells = next(d.value for d in at.dataframe if "summary" in d.value.columns)
+        assert len(cells) == 4  # two finished prompts × two quantizations
+        assert {"Download set report (HTML)", "Download set report (Markdown)"} <= \
+            {b.proto.label for b in at.get("download_button")}
+        assert "Verdict: Q8_0 vs Q4<script>" in visible(set_report_html(Store(), new_set))
+    finally:
+        for new in summary.run_ids.values():
+            Store().delete_run(new)

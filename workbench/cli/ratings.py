@@ -106,7 +106,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     except history.ImportFileError as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 1
-    print(f"imported {summary.runs} runs, {summary.results} outputs, {summary.ratings} ratings, {summary.votes} votes")
+    print(f"imported {summary.runs} runs, {summary.results} outputs, {summary.ratings} ratings, {summary.votes} votes"
+          + (f", {summary.set_runs} set runs" if summary.set_runs else ""))
     return 0
 
 
