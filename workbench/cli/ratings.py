@@ -15,7 +15,7 @@ from typing import Any
 
 from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
 from workbench.files import json_fields as jf
-from workbench.people.ratings import MODES
+from workbench.people.ratings import MODES, VOTE_MODES
 
 
 def _store(args: argparse.Namespace):
@@ -139,8 +139,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     run_ids = _run_ids(args.runs)
     if _missing(store, run_ids):
         return 1
-    board = leaderboard(store, model=args.model, category=args.category, rater=args.rater, mode=args.mode,
-                        run_ids=run_ids)
+    try:
+        board = leaderboard(store, model=args.model, category=args.category, rater=args.rater, mode=args.mode,
+                            run_ids=run_ids, set_run_id=args.set)
+    except LookupError:
+        print(f"error: no set run with id {args.set}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(board.to_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -149,6 +153,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return 0
     frame = board.to_frame().fillna("-")
     print_table(list(frame.columns), frame.values.tolist())
+    print(f"\n{board.n_ratings} ratings, {board.n_votes} pairwise votes"
+          + (f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""))
     print()
     for line in board.sentences + board.notes:
         print(line)
@@ -193,8 +199,10 @@ def register(sub: Any) -> None:
     p.add_argument("--model", default=None, help="exact model (ladder) name")
     p.add_argument("--category", default=None)
     p.add_argument("--rater", default=None)
-    p.add_argument("--mode", choices=MODES, default=None)
+    p.add_argument("--mode", choices=tuple(dict.fromkeys(MODES + VOTE_MODES)), default=None,
+                   help="how the judgements were made (blind-set: votes of blind sessions over a set run)")
     p.add_argument("--runs", default=None, help="comma-separated run ids")
+    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID", help="only the judgements of one set run")
     p.add_argument("--json", action="store_true")
     _add_db(p)
 

@@ -339,7 +339,8 @@ def _ratings_html(board: Leaderboard, ratings: list[dict[str, Any]], votes: list
     if board.empty:
         parts.append("<p>No ratings or votes for these runs yet.</p></section>")
         return "".join(parts)
-    counts = (f'{_count(board.n_ratings, "rating")}, {_count(board.n_votes, "pairwise vote")} and '
+    from_sets = f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""
+    counts = (f'{_count(board.n_ratings, "rating")}, {_count(board.n_votes, "pairwise vote")}{from_sets} and '
               f'{_count(board.n_rating_pairs, "comparison")} implied by ratings (one rater, two outputs of one run)')
     parts.append(f'<p class="wb-muted">{counts}. Mean ratings carry a 95% t-interval; Bradley–Terry strengths '
                  "(1 = average) a parametric-bootstrap 95% interval.</p>")
