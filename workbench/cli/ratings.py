@@ -151,7 +151,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if board.empty:
         print("No ratings or votes match." if board.filters else "No ratings or votes yet.")
         return 0
-    frame = board.to_frame().fillna("-")
+    frame = board.to_frame().astype(object).fillna("-")
     print_table(list(frame.columns), frame.values.tolist())
     print(f"\n{board.n_ratings} ratings, {board.n_votes} pairwise votes"
           + (f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""))
