@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from ui.history_views import report_downloads, run_label
+from ui.history_views import report_downloads, run_label, set_report_downloads
 from ui.set_views import open_set_run
 from ui.shared import md_escape, open_run, store, through_entrypoint
 from workbench.people.history import (
@@ -124,6 +124,7 @@ else:
     if s2.button("Open on Prompt sets", key="hist-sets-open", icon=":material/list_alt:", width="stretch"):
         open_set_run(set_pick)
         st.switch_page("pages/sets.py")
+    set_report_downloads(set_pick, key=f"hist-set-report-{set_pick}")
 
 # ---- export -------------------------------------------------------------------------------------
 st.divider()
@@ -178,5 +179,8 @@ if upload is not None:
             st.session_state["history-flash"] = (
                 f"Imported {summary.runs} run{'s' if summary.runs != 1 else ''} with {summary.results} outputs, "
                 f"{summary.ratings} ratings and {summary.votes} votes (new run numbers: "
-                + ", ".join(f"#{new}" for new in summary.run_ids.values()) + ").")
+                + ", ".join(f"#{new}" for new in summary.run_ids.values()) + ")"
+                + (f", and {summary.set_runs} prompt set run{'s' if summary.set_runs != 1 else ''} (new numbers: "
+                   + ", ".join(f"#{new}" for new in summary.set_run_ids.values()) + ")" if summary.set_runs else "")
+                + ".")
             st.rerun()

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import set_views as sv
+from ui.history_views import set_report_downloads
 from ui.shared import active_ladder, fmt_time, jobs, md_escape, pool, store, through_entrypoint
 from workbench.core.hardware import default_threads
 from workbench.runs.contestants import RunSettings
@@ -133,6 +134,9 @@ else:
         live = job if running and job is not None and job.set_run_id == picked else running_job(jobs(), picked)
         if live is not None:
             sv.job_progress(live, f"sets-{picked}")
+        elif set_run.get("imported_from"):
+            st.caption(f"Imported ({md_escape(set_run['imported_from'])}): its prompts ran on another machine. Its "
+                       "results, verdict and report are here; its prompts cannot be run again here.")
         elif set_run["status"] != "done":
             left = len(set_run["prompts"] or []) - by_id[picked]["n_finished"]
             label = (f"Resume: run the {left} unfinished prompt{'s' if left != 1 else ''}" if left > 0 else
@@ -144,4 +148,6 @@ else:
                     st.rerun()
                 except (SetRunError, StoreError) as exc:
                     st.error(f"Cannot resume: {md_escape(exc)}")
+        if live is None:
+            set_report_downloads(picked, key=f"sets-report-{picked}")
         sv.results_view(set_run, key=f"sets-results-{picked}")

@@ -145,3 +145,56 @@ def test_the_hardware_page_never_opens_an_imported_runs_files(store, export, tmp
     monkeypatch.setattr(fit_report, "predict_for_result", lambda r, *a: opened.append(r["file"]) or 1 / 0)
     fit_report.fit_checks(store)
     assert opened == []  # the original run has no peak RSS; the imported one is skipped before its paths are read
+
+
+@pytest.fixture()
+def set_export(store) -> dict:
+    """A real export with a set run of two prompts, each prompt's run tagged with it."""
+    set_id = store.create_set_run(name="ours", prompts=[{"prompt": "a"}, {"prompt": "b", "system": "s"}],
+                                  labels=["Q8_0"], reference_label="Q8_0", settings={"max_tokens": 8},
+                                  ladder={"name": "Tiny", "files": []})
+    for i in range(2):
+        run_id = store.create_run(settings={}, prompt="ab"[i], reference_label="Q8_0")
+        store.tag_set_run_child(run_id, set_id, i)
+        store.add_result(run_id, 0, {"label": "Q8_0", "quant_type": "Q8_0", "text": "x", "is_reference": True})
+        store.finish_run(run_id, "done")
+    return history.export_data(store)
+
+
+SET_BAD = {
+    "set runs not a list": (lambda d: d.update(set_runs={"id": 1}), "\"set_runs\" must be a list"),
+    "no id": (lambda d: d["set_runs"][0].pop("id"), "set run 1 in the file: id must be a whole number"),
+    "same id twice": (lambda d: d["set_runs"].append(copy.deepcopy(d["set_runs"][0])), "once per file"),
+    "unknown status": (lambda d: d["set_runs"][0].update(status="<b>done</b>"), "status must be one of"),
+    "name missing": (lambda d: d["set_runs"][0].pop("name"), "name is missing"),
+    "prompts not a list": (lambda d: d["set_runs"][0].update(prompts="a"), "prompts must be a list"),
+    "no prompts": (lambda d: d["set_runs"][0].update(prompts=[]), "prompts must hold 1 to"),
+    "prompt without text": (lambda d: d["set_runs"][0]["prompts"].append({"system": "x"}),
+                            "prompt 3 must be an object with a \"prompt\" text"),
+    "system not text": (lambda d: d["set_runs"][0]["prompts"][1].update(system=["x"]), "prompt 2: system must be text"),
+    "labels not names": (lambda d: d["set_runs"][0].update(labels=["Q8_0", 4]), "labels must be a list of names"),
+    "settings not an object": (lambda d: d["set_runs"][0].update(settings=[1]), "settings must be an object"),
+    "negative repeats": (lambda d: d["set_runs"][0].update(noise_repeats=-1), "noise_repeats must be"),
+    "huge name": (lambda d: d["set_runs"][0].update(name="x" * (history.MAX_TEXT_BYTES + 1)), "name is longer"),
+    "fractional tag": (lambda d: d["runs"][0].update(set_run_id=d["set_runs"][0]["id"] + 0.5),
+                       "set_run_id must be a whole number"),
+    "index past the prompts": (lambda d: d["runs"][1].update(set_index=2), "set_index must name one of the 2 prompts"),
+    "negative index": (lambda d: d["runs"][0].update(set_index=-1), "set_index must name one of the 2 prompts"),
+}
+
+
+@pytest.mark.parametrize("case", list(SET_BAD))
+def test_hostile_set_runs_are_refused_before_anything_is_added(set_export, tmp_path, case):
+    change, fragment = SET_BAD[case]
+    data = copy.deepcopy(set_export)
+    change(data)
+    refused(tmp_path, data, fragment)
+    assert Store(tmp_path / "fresh.sqlite3").list_set_runs() == []
+
+
+def test_the_untouched_set_run_export_imports_marked(set_export, tmp_path):
+    fresh = Store(tmp_path / "fresh.sqlite3")
+    set_export["set_runs"][0]["imported_from"] = None  # a file cannot clear the mark
+    summary = history.import_json(fresh, set_export, origin="ours.json")
+    imported = fresh.get_set_run(summary.set_run_ids[set_export["set_runs"][0]["id"]])
+    assert imported["imported_from"].endswith("ours.json") and len(imported["children"]) == 2

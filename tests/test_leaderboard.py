@@ -124,3 +124,80 @@ def test_store_leaderboard_filters_by_model_category_rater_and_mode(store: Store
     assert list(frame["quantization"]) == [s.key for s in full.standings]
     assert {"mean rating", "rating 95% CI", "ratings (n)", "win", "tie", "loss", "BT strength",
             "BT 95% interval"} <= set(frame.columns)
+
+
+# ---- votes from blind sessions over set runs ---------------------------------------------------------------
+def _set_run(store: Store, name: str, winners: str) -> int:
+    """A done set run with one prompt per winner, each voted on once in a blind set session by "ann"."""
+    prompts = [{"prompt": f"{name} {i}"} for i in range(len(winners))]
+    set_id = store.create_set_run(name=name, prompts=prompts, labels=["Q8_0", "Q2_K"], reference_label="Q8_0",
+                                  settings={})
+    for i, winner in enumerate(winners):
+        run_id = _make_run(store, "Model A", "chat")
+        store.tag_set_run_child(run_id, set_id, i)
+        store.finish_run(run_id, "done")
+        ratings.add_vote(store, run_id=run_id, label_a="Q8_0", label_b="Q2_K", winner={"1": "a", "2": "b"}[winner],
+                         rater="ann", mode=ratings.SET_MODE, session=f"set-{set_id}-s")
+    store.set_set_run_status(set_id, "done")
+    return set_id
+
+
+def test_blind_set_votes_count_say_so_and_one_set_run_can_be_singled_out(store: Store, capsys):
+    from workbench.cli.main import main
+
+    first, second = _set_run(store, "first", "1112"), _set_run(store, "second", "22")
+    plain = _make_run(store, "Model A", "chat")
+    ratings.add_vote(store, run_id=plain, label_a="Q8_0", label_b="Q2_K", winner="a", rater="bob")
+    ratings.add_rating(store, run_id=plain, label="Q8_0", score=4, rater="bob")
+
+    board = lb.leaderboard(store)
+    assert (board.n_votes, board.n_set_votes, board.n_ratings) == (7, 6, 1)
+    q8 = next(s for s in board.standings if s.key == "Q8_0")
+    assert (q8.wins, q8.losses) == (4, 3)  # 3 + 1 wins from the sets and the plain vote; 1 + 2 losses
+    assert board.to_dict()["n_set_votes"] == 6
+
+    only_first = lb.leaderboard(store, set_run_id=first)
+    assert (only_first.n_votes, only_first.n_set_votes, only_first.n_ratings) == (4, 4, 0)
+    assert only_first.filters == {"set_run_id": first}
+    assert lb.leaderboard(store, set_run_id=second, run_ids=[plain]).empty  # the plain run is in no set
+    assert lb.leaderboard(store, mode=ratings.SET_MODE).n_votes == 6
+    with pytest.raises(LookupError):
+        lb.leaderboard(store, set_run_id=999)
+
+    db = str(store.path)
+    assert main(["leaderboard", "--mode", "blind-set", "--set", str(second), "--json", "--db", db]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["n_votes"], out["n_set_votes"]) == (2, 2)
+    assert main(["leaderboard", "--db", db]) == 0
+    assert "7 pairwise votes (6 of them from blind set sessions)" in capsys.readouterr().out
+    assert main(["leaderboard", "--set", "999", "--db", db]) == 1
+    assert capsys.readouterr().err == "error: no set run with id 999\n"
+
+
+def test_the_ratings_page_says_how_many_votes_came_from_set_sessions_and_filters_by_set_run():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    store = Store()  # the app's database (a test session's own)
+    set_id = _set_run(store, "page set", "1122")
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+        at.switch_page("pages/ratings.py")
+        at.run()
+        at.radio(key="ratings-mode").set_value("Open")  # blind rating of the newest run would hide the board
+        at.run()
+        assert not at.exception, at.exception
+        everyone = lb.leaderboard(store, n_boot=10)
+        assert everyone.n_set_votes >= 4
+        assert any(f"{everyone.n_votes} pairwise votes ({everyone.n_set_votes} of them from blind set sessions)"
+                   in c.value for c in at.caption), [c.value for c in at.caption]
+        at.selectbox(key="lb-set").set_value(set_id)
+        at.run()
+        assert not at.exception, at.exception
+        assert any("4 pairwise votes (4 of them from blind set sessions)" in c.value for c in at.caption)
+        board = next(d.value for d in at.dataframe if "quantization" in d.value.columns)
+        assert sorted(board["quantization"]) == ["Q2_K", "Q8_0"] and list(board["comparisons (n)"]) == [4, 4]
+    finally:
+        for child in store.get_set_run(set_id)["children"]:
+            store.delete_run(child["run_id"])

@@ -219,3 +219,19 @@ def test_the_set_verdict_paragraph_carries_the_noise_floor(pool, store: Store, d
     plain = start_set_run(store, two_prompts(), demo_ladder, labels=["Q2_K"], settings=SMALL)
     run_set(pool, store, None, plain)
     assert set_verdict(store, plain, "Q2_K").floor is None and "Repeated" not in set_verdict(store, plain, "Q2_K").paragraph
+
+
+def test_the_set_report_carries_the_noise_floor(pool, store: Store, demo_ladder) -> None:
+    from workbench.people.set_report import set_report_html, set_report_markdown
+
+    set_id = start_set_run(store, two_prompts(), demo_ladder, labels=["Q2_K"], settings=SMALL, noise_repeats=2)
+    assert run_set(pool, store, None, set_id).status == "done"
+    html, md = set_report_html(store, set_id), set_report_markdown(store, set_id)
+    for text in (html, md):
+        assert "Noise floor" in text and "Repeated 2 times on each of 2 prompts, the reference was" in text
+        assert "noise floor)" in text  # each prompt's cell says within or beyond it
+    assert '<section id="noise-floor">' in html and "one-sided Wilcoxon p" in html
+    assert "Q2\\_K went beyond" in md or "Q2\\_K stayed within" in md  # Markdown-escaped label
+    plain = start_set_run(store, two_prompts(), demo_ladder, labels=["Q2_K"], settings=SMALL)
+    run_set(pool, store, None, plain)
+    assert "Noise floor" not in set_report_html(store, plain)

@@ -79,4 +79,4 @@ def test_reports_show_the_summary_and_changed_facts_escaped(store: Store) -> Non
     md = report_markdown(store, [run_id])
     assert "**same answer, 2 words differ; 1 fact changed**" in md
     assert "- duration: 20 minutes → 2 minutes" in md
-    assert "- name: Jane O&#x27;Brien → Sam O&#x27;Neil" in md
+    assert "- name: Jane O'Brien → Sam O'Neil" in md

@@ -1,5 +1,5 @@
-"""Small pieces the History, Ratings and Compare pages share about stored runs: how a run is named
-in a picker, and the report downloads (generated only when clicked)."""
+"""Small pieces the History, Ratings, Compare and Prompt sets pages share about stored runs: how a run is named
+in a picker, and the report downloads of runs and of set runs (generated only when clicked)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import streamlit as st
 
 from ui.shared import fmt_time, store
 from workbench.people.report import report_html, report_markdown
+from workbench.people.set_report import set_report_html, set_report_markdown
 
 
 def run_label(row: dict[str, Any], width: int = 60) -> str:
@@ -54,3 +55,19 @@ def report_downloads(run_ids: Sequence[int], *, key: str, disabled: bool = False
     c2.download_button("Download report (Markdown)", _deferred(lambda: report_markdown(s, ids), what, True),
                        file_name=f"{stem}-report.md", mime="text/markdown", key=f"{key}-md", on_click="ignore",
                        disabled=disabled or not ids, icon=":material/article:")
+
+
+def set_report_downloads(set_run_id: int, *, key: str) -> None:
+    """A 'Download set report (HTML)' / '(Markdown)' pair for a set run: its verdict, machine measures and every
+    prompt in one file to hand on; made when clicked."""
+    s, sid = store(), int(set_run_id)
+    what = f"report of set run {sid}"
+    c1, c2 = st.columns(2)
+    c1.download_button("Download set report (HTML)", _deferred(lambda: set_report_html(s, sid), what, False),
+                       file_name=f"set-run-{sid}-report.html", mime="text/html", key=f"{key}-html",
+                       on_click="ignore", icon=":material/description:",
+                       help="One self-contained file (works offline) to hand to a stakeholder: the verdict in words, "
+                            "machine measures per quantization, and every prompt with its outputs.")
+    c2.download_button("Download set report (Markdown)", _deferred(lambda: set_report_markdown(s, sid), what, True),
+                       file_name=f"set-run-{sid}-report.md", mime="text/markdown", key=f"{key}-md",
+                       on_click="ignore", icon=":material/article:")

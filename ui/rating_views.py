@@ -22,7 +22,7 @@ from ui import views
 from ui.shared import md_escape, store
 from workbench.people import ratings as rt
 from workbench.people import set_session as ss
-from workbench.people.leaderboard import Leaderboard, leaderboard
+from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
 from workbench.people.verdict import SET_MODE, set_verdict
 from workbench.quality.diffing import plain_html
 from workbench.storage.store import StoreError
@@ -280,15 +280,29 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
     only_run = c5.checkbox("This run only", key="lb-this-run", disabled=run_id is None)
     filters = {"model": None if model == ALL else model, "category": None if category == ALL else category,
                "rater": None if who == ALL else who, "mode": None if mode == ALL else mode}
-    run_ids = (run_id,) if only_run and run_id is not None else None
+    run_ids: tuple[int, ...] | None = (run_id,) if only_run and run_id is not None else None
+    sets = {r["id"]: r for r in store().list_set_runs(limit=200) if r.get("n_finished")}
+    if sets:
+        set_pick = st.selectbox("Prompt set run", [ALL, *sets], key="lb-set", format_func=lambda i: i if i == ALL else
+                                f"#{i} · {sets[i]['name']} · {sets[i]['n_finished']}/{sets[i]['n_prompts']} prompts",
+                                help="Only the judgements of one set run's prompts (its blind set sessions, and any "
+                                     "other rating or vote on those runs).")
+        if set_pick != ALL:
+            try:
+                in_set = set_run_ids(store(), int(set_pick))
+            except LookupError:  # deleted meanwhile
+                in_set = []
+            run_ids = tuple(r for r in (run_ids or in_set) if r in in_set)
     board = _board(filters["model"], filters["category"], filters["rater"], filters["mode"], run_ids,
-                   _version(**filters, run_ids=list(run_ids) if run_ids else None))
+                   _version(**filters, run_ids=list(run_ids) if run_ids is not None else None))
     if board.empty:
         st.caption("No ratings or votes match these filters yet.")
         return
+    from_sets = f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""
     st.caption(f"{board.n_ratings} rating{'s' if board.n_ratings != 1 else ''} (the newest per rater and output), "
-               f"{board.n_votes} pairwise vote{'s' if board.n_votes != 1 else ''}, and {board.n_rating_pairs} "
-               "comparisons implied by ratings (two outputs of one run rated by one rater: the higher score wins).")
+               f"{board.n_votes} pairwise vote{'s' if board.n_votes != 1 else ''}{from_sets}, and "
+               f"{board.n_rating_pairs} comparisons implied by ratings (two outputs of one run rated by one rater: the "
+               "higher score wins).")
     st.dataframe(board.to_frame(), hide_index=True, width="stretch")
     st.markdown("**Can the ratings tell them apart?**\n\n" + "\n".join(f"- {md_escape(s)}" for s in board.sentences)
                 if board.sentences else "Only one quantization has been judged so far.")

@@ -1,4 +1,5 @@
-"""`workbench report|export|import|history|leaderboard`: ratings, history and reports, headless.
+"""`workbench report|export|import|history|leaderboard`: ratings, history and reports (of runs or a set
+run), headless.
 
 Exit codes follow workbench.cli.main: 0 success, 1 when something named does not exist or a file
 cannot be read, 2 on usage errors. Mistakes are one line on stderr, never a traceback.
@@ -14,7 +15,7 @@ from typing import Any
 
 from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
 from workbench.files import json_fields as jf
-from workbench.people.ratings import MODES
+from workbench.people.ratings import MODES, VOTE_MODES
 
 
 def _store(args: argparse.Namespace):
@@ -44,7 +45,10 @@ def _missing(store: Any, run_ids: list[int] | None) -> int:
 @command("report")
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.people.report import UnknownRun, write_report
+    from workbench.people.set_report import UnknownSetRun, write_set_report
 
+    if bool(args.run_ids) == (args.set is not None):
+        raise UsageError("name the runs (RUN_ID …) or one set run (--set SET_RUN_ID), not both")
     if not args.out and not args.markdown:
         raise UsageError("say where to write the report: --out FILE.html and/or --markdown FILE.md")
     for target in (args.out, args.markdown):
@@ -52,7 +56,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"the folder for {target} does not exist")
     store = _store(args)
     try:
-        written = write_report(store, args.run_ids, html_path=args.out, markdown_path=args.markdown)
+        if args.set is not None:
+            written = write_set_report(store, args.set, html_path=args.out, markdown_path=args.markdown)
+        else:
+            written = write_report(store, args.run_ids, html_path=args.out, markdown_path=args.markdown)
+    except UnknownSetRun as exc:
+        print(f"error: {exc} (see `workbench history` or the History page's set runs)", file=sys.stderr)
+        return 1
     except UnknownRun as exc:
         print(f"error: {exc} (see `workbench history`)", file=sys.stderr)
         return 1
@@ -96,7 +106,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     except history.ImportFileError as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 1
-    print(f"imported {summary.runs} runs, {summary.results} outputs, {summary.ratings} ratings, {summary.votes} votes")
+    print(f"imported {summary.runs} runs, {summary.results} outputs, {summary.ratings} ratings, {summary.votes} votes"
+          + (f", {summary.set_runs} set runs" if summary.set_runs else ""))
     return 0
 
 
@@ -128,16 +139,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     run_ids = _run_ids(args.runs)
     if _missing(store, run_ids):
         return 1
-    board = leaderboard(store, model=args.model, category=args.category, rater=args.rater, mode=args.mode,
-                        run_ids=run_ids)
+    try:
+        board = leaderboard(store, model=args.model, category=args.category, rater=args.rater, mode=args.mode,
+                            run_ids=run_ids, set_run_id=args.set)
+    except LookupError:
+        print(f"error: no set run with id {args.set}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(board.to_dict(), indent=2, ensure_ascii=False))
         return 0
     if board.empty:
         print("No ratings or votes match." if board.filters else "No ratings or votes yet.")
         return 0
-    frame = board.to_frame().fillna("-")
+    frame = board.to_frame().astype(object).fillna("-")
     print_table(list(frame.columns), frame.values.tolist())
+    print(f"\n{board.n_ratings} ratings, {board.n_votes} pairwise votes"
+          + (f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""))
     print()
     for line in board.sentences + board.notes:
         print(line)
@@ -149,10 +166,14 @@ def _add_db(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("report", help="write an HTML (and/or Markdown) report of one or more runs")
-    p.add_argument("run_ids", metavar="RUN_ID", type=int, nargs="+")
-    p.add_argument("--out", default=None, metavar="FILE.html", help="self-contained HTML file (works offline)")
-    p.add_argument("--markdown", default=None, metavar="FILE.md")
+    p = sub.add_parser("report", help="write an HTML (and/or Markdown) report of one or more runs, or of a set run")
+    p.add_argument("run_ids", metavar="RUN_ID", type=int, nargs="*")
+    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID",
+                   help="report a whole set run (workbench batch, the Prompt sets page): its verdict, machine "
+                        "measures and every prompt")
+    p.add_argument("--out", "--html", dest="out", default=None, metavar="FILE.html",
+                   help="self-contained HTML file (works offline)")
+    p.add_argument("--markdown", "--md", dest="markdown", default=None, metavar="FILE.md")
     _add_db(p)
 
     p = sub.add_parser("export", help="export runs, outputs, ratings and votes (JSON, or a ZIP of CSVs)")
@@ -178,8 +199,10 @@ def register(sub: Any) -> None:
     p.add_argument("--model", default=None, help="exact model (ladder) name")
     p.add_argument("--category", default=None)
     p.add_argument("--rater", default=None)
-    p.add_argument("--mode", choices=MODES, default=None)
+    p.add_argument("--mode", choices=tuple(dict.fromkeys(MODES + VOTE_MODES)), default=None,
+                   help="how the judgements were made (blind-set: votes of blind sessions over a set run)")
     p.add_argument("--runs", default=None, help="comma-separated run ids")
+    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID", help="only the judgements of one set run")
     p.add_argument("--json", action="store_true")
     _add_db(p)
 

@@ -1,11 +1,13 @@
 """Past runs: find them, delete them (with their outputs, ratings and votes), export and import them.
 
 Export formats:
-- JSON: one document, {"format": "quant-workbench-export", "version": 2, "exported_at", "runs": [...]},
-  each run holding the rows of every table that belongs to it (`results`, `ratings`, `votes`,
-  `divergence`, `eval_runs`, `eval_results`: every table with a `run_id` column, see `run_tables`).
-  It is the lossless format: `import_json` reads it (and version 1, which had only results,
-  ratings and votes) back into any database (new ids, relations kept).
+- JSON: one document, {"format": "quant-workbench-export", "version": 3, "exported_at", "runs": [...],
+  "set_runs": [...]}, each run holding the rows of every table that belongs to it (`results`, `ratings`,
+  `votes`, `divergence`, `eval_runs`, `eval_results`, `reference_repeats`: every table with a `run_id`
+  column, see `run_tables`), and the set runs (`set_runs` rows) the exported runs are prompts of.
+  It is the lossless format: `import_json` reads it (and version 2, without set runs, and version 1,
+  which had only results, ratings and votes) back into any database (new ids, relations kept: a run
+  stays its set run's child). An imported set run is marked like an imported run and never resumed.
 - CSV: one ZIP file holding one CSV per table (runs.csv, results.csv, ratings.csv, votes.csv) with
   the database's own columns (JSON columns stay JSON text), for spreadsheets and pandas. One file
   is easy to download from the app and to hand on; ids relate the tables.
@@ -28,17 +30,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from workbench.storage.store import ImportRun, Store, now_iso
+from workbench.storage.store import ImportBatch, ImportRun, Store, now_iso
 
 EXPORT_FORMAT = "quant-workbench-export"
-EXPORT_VERSION = 2  # 2: every table with a run_id (divergence and evals too); 1: results, ratings, votes only
+EXPORT_VERSION = 3  # 3: with the set runs of the runs; 2: every table with a run_id; 1: results, ratings, votes
 TABLES = ("runs", "results", "ratings", "votes")  # the CSV export's tables
 # The tables a run owns, in the order an import inserts them (results before ratings, which point at them).
 # A table with a run_id column that is missing here is still exported and imported (see run_tables), after these.
 RUN_TABLES = ("results", "ratings", "votes", "divergence", "eval_runs", "eval_results", "reference_repeats")
 JSON_COLUMNS = ("settings_json", "ladder_json", "messages_json", "machine_json", "metrics_json", "token_ids_json",
                 "summary_json", "tokens_json", "meta_json", "categories_json", "labels_json", "cases_json",
-                "perturbation_json")
+                "perturbation_json", "prompts_json")
 REDACTED = "[removed]"
 
 # What an import accepts (finding 8 of issue 14: an import is untrusted input).
@@ -49,9 +51,10 @@ MAX_DEPTH = 64  # nesting of the whole document
 # JSON columns that must hold an object / a list (the pages read them as such)
 JSON_OBJECTS = ("settings_json", "ladder_json", "machine_json", "metrics_json", "summary_json", "tokens_json",
                 "meta_json", "perturbation_json")
-JSON_LISTS = ("messages_json", "token_ids_json", "categories_json", "labels_json", "cases_json")
+JSON_LISTS = ("messages_json", "token_ids_json", "categories_json", "labels_json", "cases_json", "prompts_json")
 RUN_KINDS = ("compare", "eval", "diverge", "diverge-text")
 RUN_STATUSES = ("running", "done", "partial", "failed", "cancelled")
+SET_RUN_STATUSES = ("running", "done", "cancelled", "failed")
 SECRET_KEY = re.compile(r"(^|[_\-.])(token|api[_\-]?key|key|secret|password|passwd|authorization|bearer|credentials?)$",
                         re.IGNORECASE)
 
@@ -167,18 +170,28 @@ class SecretInExport(RuntimeError):
 
 
 def export_data(store: Store, run_ids: Sequence[int] | None = None) -> dict[str, Any]:
-    """Every run (or the chosen ones) with the rows of every table it owns, JSON columns parsed; no secrets."""
+    """Every run (or the chosen ones) with the rows of every table it owns, and the set runs they are prompts of;
+    JSON columns parsed; no secrets.
+
+    A run's `set_run_id` is kept only when it is a child of an exported set run: a run imported by an older
+    version may still carry another database's set run id, which means nothing here.
+    """
     owned = run_tables(store)
     tables = {t: _rows(store, t, run_ids) for t in ("runs", *owned)}
     by_run: dict[int, dict[str, list[dict[str, Any]]]] = {r["id"]: {t: [] for t in owned} for r in tables["runs"]}
     for table in owned:
         for row in tables[table]:
             by_run[row["run_id"]][table].append(_parse_json_columns(row))
-    runs = [{**_parse_json_columns(r), **by_run[r["id"]]} for r in tables["runs"]]
+    set_rows, owner = store.set_runs_of(run_ids)
+    for row in set_rows:
+        _redact_row(row)
+    runs = [{**_parse_json_columns(r), **by_run[r["id"]], "set_run_id": owner.get(r["id"])} for r in tables["runs"]]
+    sets = [_parse_json_columns(r) for r in set_rows]
     schema = store.schema_version()
     data = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": now_iso(), "schema": schema,
-            "runs": runs}
+            "runs": runs, "set_runs": sets}
     leaked = [p for r in runs for row in [r, *(x for t in owned for x in r[t])] for p in leaked_settings(row)]
+    leaked += [p for row in sets for p in leaked_settings(row)]
     if leaked:
         raise SecretInExport(f"refusing to export secrets: {leaked}")
     return data
@@ -255,6 +268,11 @@ class ImportSummary:
     votes: int
     run_ids: dict[int, int]  # id in the file → id in this database
     rows: dict[str, int] = field(default_factory=dict)  # table → rows added, every table a run owns
+    set_run_ids: dict[int, int] = field(default_factory=dict)  # set run id in the file → id in this database
+
+    @property
+    def set_runs(self) -> int:
+        return len(self.set_run_ids)
 
 
 def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origin: str | None = None) -> ImportSummary:
@@ -293,16 +311,23 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origi
                               f"({EXPORT_VERSION})")
     stamp = f"{now_iso()} {str(origin or 'an export')[:200]}"
 
-    def prepare(info: dict[str, list[Any]]) -> list[ImportRun]:
+    def prepare(info: dict[str, list[Any]]) -> ImportBatch:
         validate_import(data, info)
-        owned = [t for t in info if t != "runs"]
-        return [ImportRun(_flatten_json_columns(run),
-                          {t: [_flatten_json_columns(row) for row in run.get(t) or []] for t in owned})
-                for run in data.get("runs", [])]
+        owned = _owned(info)
+        return ImportBatch([ImportRun(_flatten_json_columns(run),
+                                      {t: [_flatten_json_columns(row) for row in run.get(t) or []] for t in owned})
+                            for run in data.get("runs", [])],
+                           [_flatten_json_columns(row) for row in data.get("set_runs") or []])
 
-    mapping, counts = store.import_runs(prepare, RUN_TABLES, stamp)
-    return ImportSummary(len(mapping), counts.get("results", 0), counts.get("ratings", 0), counts.get("votes", 0),
-                         mapping, counts)
+    done = store.import_runs(prepare, RUN_TABLES, stamp)
+    counts = done.rows
+    return ImportSummary(len(done.run_ids), counts.get("results", 0), counts.get("ratings", 0),
+                         counts.get("votes", 0), done.run_ids, counts, done.set_run_ids)
+
+
+def _owned(info: dict[str, list[Any]]) -> list[str]:
+    """The tables a run owns among those `Store.import_runs` describes (all but runs and set_runs)."""
+    return [t for t in info if t not in ("runs", "set_runs")]
 
 
 def _flatten_json_columns(row: dict[str, Any]) -> dict[str, Any]:
@@ -344,6 +369,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+IDS = ("id", "run_id", "result_id", "set_run_id", "set_index")  # INTEGER columns that must hold whole numbers
+
+
 def _check_value(table: str, column: str, declared: str, value: Any) -> str | None:
     """What is wrong with `value` for this column (None when it fits); JSON columns get their parsed value."""
     if column in JSON_COLUMNS:
@@ -363,8 +391,7 @@ def _check_value(table: str, column: str, declared: str, value: Any) -> str | No
         return None
     declared = declared.upper()
     # SQLite keeps a float written to an INTEGER column as it is, so a genuine export may hold one there
-    if declared == "INTEGER" and not _is_int(value) and not (isinstance(value, float) and column not in ("id", "run_id",
-                                                                                                    "result_id")):
+    if declared == "INTEGER" and not _is_int(value) and not (isinstance(value, float) and column not in IDS):
         return f"{column} must be a whole number, got {_show(value)}"
     if declared == "REAL" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
         return f"{column} must be a number, got {_show(value)}"
@@ -382,6 +409,7 @@ def _enum_problem(table: str, row: dict[str, Any]) -> str | None:
 
     by_table: dict[str, dict[str, tuple[str, ...]]] = {
         "runs": {"kind": RUN_KINDS, "status": RUN_STATUSES},
+        "set_runs": {"status": SET_RUN_STATUSES},
         "results": {"display": DISPLAY_MODES},
         "ratings": {"mode": MODES},
         "votes": {"mode": VOTE_MODES, "winner": WINNERS},
@@ -407,7 +435,10 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
     runs = data.get("runs", [])
     if not isinstance(runs, list):
         raise ImportFileError("\"runs\" must be a list")
-    owned = [t for t in info if t != "runs"]
+    set_runs = data.get("set_runs") or []
+    if not isinstance(set_runs, list):
+        raise ImportFileError("\"set_runs\" must be a list")
+    owned = _owned(info)
     seen_runs: set[int] = set()
 
     def check_row(where: str, table: str, row: Any, fixed: set[str]) -> dict[str, Any]:
@@ -437,6 +468,18 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
             raise ImportFileError(f"{where}: {problem}")
         return flat
 
+    seen_sets: dict[int, int] = {}  # set run id → its number of prompts
+    for n, set_run in enumerate(set_runs, 1):
+        name = f"set run {set_run.get('id') if isinstance(set_run, dict) else n}"
+        flat = check_row(name, "set_runs", set_run, {"imported_from"})
+        if not _is_int(flat.get("id")) or flat["id"] in seen_sets:
+            raise ImportFileError(f"set run {n} in the file: id must be a whole number, once per file, "
+                                  f"got {_show(flat.get('id'))}")
+        problem = _set_run_problem(set_run)
+        if problem:
+            raise ImportFileError(f"{name}: {problem}")
+        seen_sets[flat["id"]] = len(set_run.get("prompts") or [])
+
     for n, run in enumerate(runs, 1):
         name = f"run {run.get('id') if isinstance(run, dict) else n}"
         flat = check_row(name, "runs", run, {"imported_from"})
@@ -445,6 +488,10 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
         if flat["id"] in seen_runs:
             raise ImportFileError(f"{name}: the same run id appears twice")
         seen_runs.add(flat["id"])
+        tag, index = flat.get("set_run_id"), flat.get("set_index")
+        if tag in seen_sets and not (isinstance(index, int) and 0 <= index < seen_sets[tag]):
+            raise ImportFileError(f"{name}: set_index must name one of the {seen_sets[tag]} prompts of set run {tag} "
+                                  f"(0 to {seen_sets[tag] - 1}), got {_show(index)}")
         for table in owned:
             rows = run.get(table) or []
             if not isinstance(rows, list):
@@ -477,3 +524,31 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
                             raise ImportFileError(f"{where}: {key} {_show(flat_row[key])} is not an output of this run")
                     if flat_row["label_a"] == flat_row["label_b"]:
                         raise ImportFileError(f"{where}: label_a and label_b are the same output")
+
+
+def _set_run_problem(row: dict[str, Any]) -> str | None:
+    """What is wrong with a set run's prompts, labels or repeats beyond their column types (None: nothing): the
+    pages read each prompt as {"prompt": text, "system"?, "category"?, "id"?, "check"?} and labels as names."""
+    from workbench.runs.prompt_sets import MAX_PROMPT_CHARS, MAX_PROMPTS
+
+    prompts = row.get("prompts")
+    if isinstance(prompts, list):
+        if not prompts or len(prompts) > MAX_PROMPTS:
+            return f"prompts must hold 1 to {MAX_PROMPTS} prompts, got {len(prompts)}"
+        for i, item in enumerate(prompts, 1):
+            if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+                return f"prompt {i} must be an object with a \"prompt\" text, got {_show(item)}"
+            if len(item["prompt"]) > MAX_PROMPT_CHARS:
+                return f"prompt {i} is longer than {MAX_PROMPT_CHARS} characters"
+            for key in ("system", "category", "id"):
+                if item.get(key) is not None and not isinstance(item[key], str):
+                    return f"prompt {i}: {key} must be text, got {_show(item[key])}"
+            if item.get("check") is not None and not isinstance(item["check"], dict):
+                return f"prompt {i}: check must be an object, got {_show(item['check'])}"
+    labels = row.get("labels")
+    if isinstance(labels, list) and not all(isinstance(x, str) and x for x in labels):
+        return f"labels must be a list of names, got {_show(labels)}"
+    repeats = row.get("noise_repeats")
+    if repeats is not None and (not _is_int(repeats) or repeats < 0):
+        return f"noise_repeats must be a whole number ≥ 0, got {_show(repeats)}"
+    return None

@@ -13,6 +13,8 @@ Per quantization (its quant type; the label where a result has none) this comput
 
 A rater who judges the same output (or pair) twice counts once, with their newest judgement.
 Quantizations of different models pool under one quant type unless filtered by model.
+Votes from blind sessions over a set run (mode "blind-set") count like any pairwise vote; `n_set_votes` says how
+many of the votes came from them, and `set_run_id` narrows the board to one set run's prompts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.people.ratings import list_ratings, list_votes, rater_identity
+from workbench.people.ratings import SET_MODE, list_ratings, list_votes, rater_identity
 from workbench.storage.store import Store
 
 N_BOOT = 500
@@ -78,6 +80,7 @@ class Leaderboard:
     n_rating_pairs: int
     filters: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    n_set_votes: int = 0  # of n_votes, those made in blind sessions over a set run
 
     @property
     def empty(self) -> bool:
@@ -85,7 +88,7 @@ class Leaderboard:
 
     def to_dict(self) -> dict[str, Any]:
         return {"filters": self.filters, "n_ratings": self.n_ratings, "n_votes": self.n_votes,
-                "n_rating_pairs": self.n_rating_pairs, "standings": [s.to_dict() for s in self.standings],
+                "n_set_votes": self.n_set_votes, "n_rating_pairs": self.n_rating_pairs, "standings": [s.to_dict() for s in self.standings],
                 "separability": self.sentences, "notes": self.notes}
 
     def to_frame(self):
@@ -144,17 +147,20 @@ def rating_pairs(ratings: Iterable[dict[str, Any]]) -> list[Pair]:
     return pairs
 
 
-def vote_pairs(votes: Iterable[dict[str, Any]]) -> list[Pair]:
-    """Comparisons from pairwise votes, one per (run, rater, pair of outputs): the newest."""
+def counted_votes(votes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The votes that become comparisons: the newest per (run, rater, pair of outputs), between two quantizations
+    (two outputs of the same quant type compare nothing)."""
     latest: dict[tuple[Any, str, frozenset[str]], dict[str, Any]] = {}
     for v in votes:
         latest[(v["run_id"], rater_identity(v), frozenset((v["label_a"], v["label_b"])))] = v
-    pairs: list[Pair] = []
-    for v in latest.values():
-        ka, kb = item_key(v.get("quant_type_a"), v["label_a"]), item_key(v.get("quant_type_b"), v["label_b"])
-        if ka != kb:
-            pairs.append((ka, kb, {"a": 1.0, "b": 0.0, "tie": 0.5}[v["winner"]]))
-    return pairs
+    return [v for v in latest.values()
+            if item_key(v.get("quant_type_a"), v["label_a"]) != item_key(v.get("quant_type_b"), v["label_b"])]
+
+
+def vote_pairs(votes: Iterable[dict[str, Any]]) -> list[Pair]:
+    """Comparisons from pairwise votes, one per (run, rater, pair of outputs): the newest."""
+    return [(item_key(v.get("quant_type_a"), v["label_a"]), item_key(v.get("quant_type_b"), v["label_b"]),
+             {"a": 1.0, "b": 0.0, "tie": 0.5}[v["winner"]]) for v in counted_votes(votes)]
 
 
 # ---- Bradley–Terry ----------------------------------------------------------------------------
@@ -274,7 +280,8 @@ def build_leaderboard(ratings: Sequence[dict[str, Any]], votes: Sequence[dict[st
     """The leaderboard of these ratings and votes (already filtered); pure, for tests and other callers."""
     kept = newest_ratings(ratings)
     from_ratings = rating_pairs(kept)
-    from_votes = vote_pairs(votes)
+    counted = counted_votes(votes)
+    from_votes = vote_pairs(counted)
     pairs = from_ratings + from_votes
     scores: dict[str, list[float]] = {}
     for r in kept:
@@ -319,7 +326,16 @@ def build_leaderboard(ratings: Sequence[dict[str, Any]], votes: Sequence[dict[st
         notes.append("No comparisons yet: rate two or more outputs of the same run, or vote on pairs, for "
                      "Bradley–Terry strengths.")
     return Leaderboard(ranked, separability(ranked), len(kept), len(from_votes), len(from_ratings),
-                       filters or {}, notes)
+                       filters or {}, notes, sum(v.get("mode") == SET_MODE for v in counted))
+
+
+def set_run_ids(store: Store, set_run_id: int) -> list[int]:
+    """The runs of a set run's prompts (the newest of each), for filtering judgements to that set run; LookupError
+    for an unknown set run."""
+    set_run = store.get_set_run(int(set_run_id))
+    if set_run is None:
+        raise LookupError(f"there is no set run {set_run_id}")
+    return [c["run_id"] for c in set_run.get("children") or []]
 
 
 def leaderboard(
@@ -330,12 +346,17 @@ def leaderboard(
     rater: str | None = None,
     mode: str | None = None,
     run_ids: Sequence[int] | None = None,
+    set_run_id: int | None = None,
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> Leaderboard:
-    """The leaderboard of the ratings and votes in `store` that match the filters (None: all)."""
+    """The leaderboard of the ratings and votes in `store` that match the filters (None: all); `set_run_id` keeps
+    the judgements of that set run's prompts (with `run_ids` too: of those runs among them)."""
     filters = {"model": model, "category": category, "rater": rater, "mode": mode,
-               "run_ids": list(run_ids) if run_ids is not None else None}
+               "run_ids": list(run_ids) if run_ids is not None else None, "set_run_id": set_run_id}
+    if set_run_id is not None:
+        in_set = set_run_ids(store, set_run_id)
+        run_ids = in_set if run_ids is None else [r for r in run_ids if r in set(in_set)]
     ratings = list_ratings(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
     votes = list_votes(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
     return build_leaderboard(ratings, votes, n_boot=n_boot, seed=seed,

@@ -26,7 +26,8 @@ from typing import Any
 from workbench.storage.store import JudgementFilters, RowMissing, Store
 
 MODES = ("open", "blind", "pairwise")
-VOTE_MODES = ("pairwise", "blind", "blind-set")
+SET_MODE = "blind-set"  # the mode of votes made in a blind session over a set run (people.set_session)
+VOTE_MODES = ("pairwise", "blind", SET_MODE)
 WINNERS = ("a", "b", "tie")
 ANONYMOUS = "anonymous"
 

@@ -27,7 +27,7 @@ from workbench.engine.metrics import METRIC_LABELS
 from workbench.models.ladder import Ladder
 from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
-from workbench.people.verdict import SetVerdict
+from workbench.people.verdict import QuantQuality, SetVerdict
 from workbench.quality.diffing import DIFF_CSS, WordDiff, diff_html, plain_html, word_diff
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import summarize
@@ -57,34 +57,44 @@ def load_runs(store: Store, run_ids: Sequence[int]) -> list[dict[str, Any]]:
 
 
 # ---- shared facts -----------------------------------------------------------------------------
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _mib(n: Any) -> str:
-    if n is None:
+    if not _is_number(n):  # None, or whatever an imported ladder holds there
         return "-"
     return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
+def _gib(n: Any) -> str:
+    return f"{(n if _is_number(n) else 0) / 2**30:.0f} GiB"
+
+
 def _num(x: Any, digits: int = 1) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+    return f"{x:.{digits}f}" if _is_number(x) else "-"
 
 
 def provenance_lines(ladder: dict[str, Any] | None) -> list[str]:
     """Where the run's files came from, worded as the app and CLI word it (Ladder.provenance_lines)."""
     if not ladder:
         return ["No ladder was recorded for this run."]
-    provenance = ladder.get("provenance") or {}
+    provenance = ladder.get("provenance")
+    provenance = provenance if isinstance(provenance, dict) else {}
     lines = Ladder(name=ladder.get("name") or "?", files=[], provenance=provenance).provenance_lines()
     return lines or ["No provenance was recorded for these files."]
 
 
 def machine_line(machine: dict[str, Any] | None) -> str:
     """The machine the run was measured on, in one line (as hardware.Machine.one_line words it)."""
-    if not machine:
+    if not machine or not isinstance(machine, dict):
         return "No machine was recorded for this run."
     cores = machine.get("physical_cores") or machine.get("logical_cores") or "?"
     ram = machine.get("ram_total_bytes")
-    ram_s = f"{ram / 2**30:.0f} GiB RAM" if ram else "RAM unknown"
-    gpus = "; ".join(f"{g.get('name', 'GPU')} {g.get('total_bytes', 0) / 2**30:.0f} GiB"
-                     for g in machine.get("gpus") or [])
+    ram_s = f"{ram / 2**30:.0f} GiB RAM" if _is_number(ram) and ram else "RAM unknown"
+    gpu_list = machine.get("gpus")
+    gpu_list = gpu_list if isinstance(gpu_list, list) else []
+    gpus = "; ".join(f"{g.get('name', 'GPU')} {_gib(g.get('total_bytes'))}" for g in gpu_list if isinstance(g, dict))
     return f"{machine.get('cpu_model') or 'unknown CPU'} · {cores} cores · {ram_s} · {gpus or 'no GPU'}"
 
 
@@ -138,13 +148,29 @@ def _reference(run: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _settings_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
+def settings_rows(settings: Any, versions: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(setting, value) rows of a run's or set run's settings, then the versions that made it (name → version,
+    unknown ones left out)."""
     rows = [(str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-            for k, v in (run.get("settings") or {}).items()]
-    for key, name in (("workbench_version", "workbench"), ("llama_cpp_version", "llama.cpp")):
-        if run.get(key):
-            rows.append((name, str(run[key])))
+            for k, v in (settings.items() if isinstance(settings, dict) else [])]
+    rows += [(name, str(version)) for name, version in (versions or {}).items() if version]
     return rows
+
+
+def _settings_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
+    return settings_rows(run.get("settings"), {"workbench": run.get("workbench_version"),
+                                                "llama.cpp": run.get("llama_cpp_version")})
+
+
+LADDER_FILE_HEADERS = ("label", "type", "size", "bits/weight", "reference", "file")
+
+
+def ladder_file_rows(ladder: dict[str, Any] | None) -> list[list[Any]]:
+    """One row per file of a stored ladder (LADDER_FILE_HEADERS); none when no files were recorded."""
+    files = (ladder or {}).get("files")
+    return [[f.get("label"), f.get("quant_type"), _mib(f.get("size_bytes")), _num(f.get("bits_per_weight"), 2),
+             "yes" if f.get("reference") else "", f.get("path")]
+            for f in (files if isinstance(files, list) else []) if isinstance(f, dict)]
 
 
 def _title(runs: Sequence[dict[str, Any]]) -> str:
@@ -165,16 +191,30 @@ pre.wb-text { white-space: pre-wrap; background: #f6f8fa; padding: .5rem; border
 .wb-muted { color: #59636e; font-size: .85rem; }
 .wb-error { color: #cf222e; }
 .wb-output { margin-bottom: 1.2rem; }
+.wb-verdict { font-size: 1.05rem; border-left: 4px solid #0969da; padding: .2rem 0 .2rem .8rem; }
 """
 
 
-def _esc(x: Any) -> str:
+def generated_at() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def html_head(title: str, note: str, css: str = "") -> list[str]:
+    """The opening of a self-contained report page up to its title and a muted note under it (both escaped);
+    the caller appends sections and closes it with "</body></html>"."""
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{esc(title)}</title><style>{CSS}{DIFF_CSS}{css}</style></head><body>",
+            f"<h1>{esc(title)}</h1>", f'<p class="wb-muted">{esc(note)}</p>']
+
+
+def esc(x: Any) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -220,40 +260,37 @@ def _extra_html(value: Any, charts: _Charts) -> str:
     if hasattr(value, "to_html") and hasattr(value, "columns"):  # a pandas DataFrame
         return value.to_html(index=False, escape=True, border=0, na_rep="-")
     if isinstance(value, dict):
-        return _table(["", ""], [(k, json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
+        return html_table(["", ""], [(k, json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
                                  for k, v in value.items()])
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         headers = list(dict.fromkeys(k for row in value for k in row))
-        return _table(headers, [[row.get(h, "") for h in headers] for row in value])
+        return html_table(headers, [[row.get(h, "") for h in headers] for row in value])
     if isinstance(value, list):
-        return "<ul>" + "".join(f"<li>{_esc(v)}</li>" for v in value) + "</ul>"
-    return f'<pre class="wb-text">{_esc(value)}</pre>'
+        return "<ul>" + "".join(f"<li>{esc(v)}</li>" for v in value) + "</ul>"
+    return f'<pre class="wb-text">{esc(value)}</pre>'
 
 
 def _run_html(run: dict[str, Any], charts: _Charts) -> str:
     ladder = run.get("ladder") or {}
     parts = [f'<section id="run-{run["id"]}">',
-             f"<h2>Run {run['id']} · {_esc(run.get('ladder_name') or 'unnamed model')}</h2>",
-             f'<p class="wb-muted">{_esc(run.get("created_at"))} · {_esc(run.get("kind"))} · status '
-             f'{_esc(run.get("status"))}{" · category " + _esc(run["category"]) if run.get("category") else ""}</p>']
+             f"<h2>Run {run['id']} · {esc(run.get('ladder_name') or 'unnamed model')}</h2>",
+             f'<p class="wb-muted">{esc(run.get("created_at"))} · {esc(run.get("kind"))} · status '
+             f'{esc(run.get("status"))}{" · category " + esc(run["category"]) if run.get("category") else ""}</p>']
     if run.get("system_prompt"):
-        parts.append(f'<h3>System prompt</h3><pre class="wb-text">{_esc(run["system_prompt"])}</pre>')
-    parts.append(f'<h3>Prompt</h3><pre class="wb-text">{_esc(run.get("prompt"))}</pre>')
+        parts.append(f'<h3>System prompt</h3><pre class="wb-text">{esc(run["system_prompt"])}</pre>')
+    parts.append(f'<h3>Prompt</h3><pre class="wb-text">{esc(run.get("prompt"))}</pre>')
 
-    parts.append("<h3>Ladder and provenance</h3><ul>" + "".join(f"<li>{_esc(x)}</li>" for x in provenance_lines(ladder))
+    parts.append("<h3>Ladder and provenance</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in provenance_lines(ladder))
                  + "</ul>")
-    if ladder.get("files"):
-        parts.append(_table(["label", "type", "size", "bits/weight", "reference", "file"],
-                            [[f.get("label"), f.get("quant_type"), _mib(f.get("size_bytes")),
-                              _num(f.get("bits_per_weight"), 2), "yes" if f.get("reference") else "", f.get("path")]
-                             for f in ladder["files"]]))
-    parts.append(f"<h3>Machine</h3><p>{_esc(machine_line(run.get('machine')))}</p>")
-    parts.append("<h3>Settings</h3>" + _table(["setting", "value"], _settings_rows(run)))
+    if files := ladder_file_rows(ladder):
+        parts.append(html_table(LADDER_FILE_HEADERS, files))
+    parts.append(f"<h3>Machine</h3><p>{esc(machine_line(run.get('machine')))}</p>")
+    parts.append("<h3>Settings</h3>" + html_table(["setting", "value"], _settings_rows(run)))
 
     parts.append("<h3>Metrics</h3>")
-    parts.append(_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]))
+    parts.append(html_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]))
     parts.append('<p class="wb-muted">How each figure was measured: ' +
-                 "; ".join(_esc(v) for v in METRIC_LABELS.values()) + ".</p>")
+                 "; ".join(esc(v) for v in METRIC_LABELS.values()) + ".</p>")
     fig = metrics_figure(run)
     if fig is not None:
         parts.append(charts.html(fig))
@@ -264,12 +301,12 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
         parts.append('<p class="wb-muted">No reference output to diff against: outputs are shown as they are.</p>')
     else:
         parts.append(f'<p class="wb-muted">Each output is diffed word by word against the reference '
-                     f'({_esc(ref["label"])}): <ins>only in this output</ins>, <del>in the reference only</del>.</p>')
+                     f'({esc(ref["label"])}): <ins>only in this output</ins>, <del>in the reference only</del>.</p>')
     for r in run["results"]:
         parts.append('<div class="wb-output">')
-        parts.append(f"<h4>{_esc(r['label'])}{' (reference)' if r.get('is_reference') else ''}</h4>")
+        parts.append(f"<h4>{esc(r['label'])}{' (reference)' if r.get('is_reference') else ''}</h4>")
         if r.get("error"):
-            parts.append(f'<p class="wb-error">{_esc(r["error"])}</p>')
+            parts.append(f'<p class="wb-error">{esc(r["error"])}</p>')
         elif ref is None or r is ref:
             parts.append(plain_html(r.get("text") or ""))
         else:
@@ -277,23 +314,23 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
             summary = ("identical to the reference" if d.identical else
                        f"first divergence at word {d.first_divergence_word}; {100 * d.similarity:.0f}% of words shared")
             column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
-            parts.append(f'<p class="wb-summary"><strong>{_esc(column.sentence)}</strong></p>')
-            parts.append(f'<p class="wb-muted">{_esc(summary)}</p>{diff_html(d)}')
-            parts.append(_facts_html(column.facts))
+            parts.append(f'<p class="wb-summary"><strong>{esc(column.sentence)}</strong></p>')
+            parts.append(f'<p class="wb-muted">{esc(summary)}</p>{diff_html(d)}')
+            parts.append(facts_html(column.facts))
         if r.get("fallback"):
-            parts.append(f'<p class="wb-muted">Note: {_esc(r["fallback"])}</p>')
+            parts.append(f'<p class="wb-muted">Note: {esc(r["fallback"])}</p>')
         if note := _disturbance_note(r):
-            parts.append(f'<p class="wb-error">{_esc(note)}</p>')
+            parts.append(f'<p class="wb-error">{esc(note)}</p>')
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
 
 
-def _facts_html(facts: Sequence[FactChange]) -> str:
+def facts_html(facts: Sequence[FactChange]) -> str:
     """Changed facts as a list (model text, so escaped); nothing when no fact changed."""
     if not facts:
         return ""
-    items = "".join(f"<li>{_esc(f.kind)}: {_esc(f.describe())}</li>" for f in facts)
+    items = "".join(f"<li>{esc(f.kind)}: {esc(f.describe())}</li>" for f in facts)
     return f'<p class="wb-muted">Changed facts (docs/facts.md):</p><ul class="wb-facts">{items}</ul>'
 
 
@@ -302,20 +339,21 @@ def _ratings_html(board: Leaderboard, ratings: list[dict[str, Any]], votes: list
     if board.empty:
         parts.append("<p>No ratings or votes for these runs yet.</p></section>")
         return "".join(parts)
-    counts = (f'{_count(board.n_ratings, "rating")}, {_count(board.n_votes, "pairwise vote")} and '
+    from_sets = f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""
+    counts = (f'{_count(board.n_ratings, "rating")}, {_count(board.n_votes, "pairwise vote")}{from_sets} and '
               f'{_count(board.n_rating_pairs, "comparison")} implied by ratings (one rater, two outputs of one run)')
     parts.append(f'<p class="wb-muted">{counts}. Mean ratings carry a 95% t-interval; Bradley–Terry strengths '
                  "(1 = average) a parametric-bootstrap 95% interval.</p>")
     parts.append(board.to_frame().to_html(index=False, escape=True, border=0, na_rep="-"))
-    parts.append("<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in board.sentences + board.notes) + "</ul>")
+    parts.append("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in board.sentences + board.notes) + "</ul>")
     if ratings:
         parts.append("<h3>Every rating</h3>")
-        parts.append(_table(["run", "output", "score", "rater", "mode", "when", "comment"],
+        parts.append(html_table(["run", "output", "score", "rater", "mode", "when", "comment"],
                             [[r["run_id"], r["label"], r["score"], r.get("rater") or "-", r["mode"], r["created_at"],
                               r.get("comment") or ""] for r in ratings]))
     if votes:
         parts.append("<h3>Every pairwise vote</h3>")
-        parts.append(_table(["run", "A", "B", "winner", "rater", "mode", "when", "comment"],
+        parts.append(html_table(["run", "A", "B", "winner", "rater", "mode", "when", "comment"],
                             [[v["run_id"], v["label_a"], v["label_b"], v["winner"], v.get("rater") or "-", v["mode"],
                               v["created_at"], v.get("comment") or ""] for v in votes]))
     parts.append("</section>")
@@ -331,16 +369,11 @@ def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None =
     charts = _Charts()
     from workbench import __version__
 
-    generated = datetime.now(UTC).isoformat(timespec="seconds")
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_esc(title)}</title><style>{CSS}{DIFF_CSS}</style></head><body>",
-             f"<h1>{_esc(title)}</h1>",
-             f'<p class="wb-muted">Generated {generated} by Quant Workbench {_esc(__version__)}. Figures were measured '
-             "on the machine named in each run, not estimated. Contestants ran one after another.</p>"]
+    parts = html_head(title, f"Generated {generated_at()} by Quant Workbench {__version__}. Figures were measured "
+                             "on the machine named in each run, not estimated. Contestants ran one after another.")
     parts += [_run_html(run, charts) for run in runs]
     for name, value in (extras or {}).items():
-        parts.append(f"<section><h2>{_esc(name)}</h2>{_extra_html(value, charts)}</section>")
+        parts.append(f"<section><h2>{esc(name)}</h2>{_extra_html(value, charts)}</section>")
     ratings, votes = list_ratings(store, run_ids=ids), list_votes(store, run_ids=ids)
     parts.append(_ratings_html(leaderboard(store, run_ids=ids, n_boot=n_boot), ratings, votes))
     parts.append("</body></html>")
@@ -348,43 +381,50 @@ def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None =
 
 
 # ---- Markdown ---------------------------------------------------------------------------------
-def _fence(text: str, info: str = "text") -> str:
+def fence(text: str, info: str = "text") -> str:
     """A code fence longer than any backtick run inside, so the text can never close it early."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     bar = "`" * max(3, longest + 1)
     return f"{bar}{info}\n{text}\n{bar}"
 
 
-def _md_cell(x: Any) -> str:
-    return html.escape("" if x is None else str(x)).replace("|", "\\|").replace("\n", " ")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
 
 
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+def md_cell(x: Any) -> str:
+    """Untrusted text for one line or table cell of Markdown: Markdown's special characters backslash-escaped,
+    HTML's (<, >, &) as entities, line breaks as spaces; it shows as written and never becomes markup. Quotes stay
+    as they are: Markdown text holds no attribute they could end."""
+    text = " ".join(("" if x is None else str(x)).splitlines())
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _md_diff(d: WordDiff) -> str:
+def md_diff(d: WordDiff) -> str:
     """The word diff in a fence: [-reference only-] {+this output only+}."""
     marks = {"equal": "{}", "delete": "[-{}-]", "insert": "{{+{}+}}"}
-    fenced = _fence("".join(marks[op].format(text) for op, text in d.segments), "diff-words")
-    return fenced + (f"\n\n_{_md_cell(d.note)}_" if d.note else "")
+    fenced = fence("".join(marks[op].format(text) for op, text in d.segments), "diff-words")
+    return fenced + (f"\n\n_{md_cell(d.note)}_" if d.note else "")
 
 
 def _md_extra(value: Any) -> str:
     if hasattr(value, "to_plotly_json"):
         return "_(chart: see the HTML report)_"
     if hasattr(value, "columns") and hasattr(value, "itertuples"):
-        return _md_table([str(c) for c in value.columns], [list(row) for row in value.itertuples(index=False)])
+        return md_table([str(c) for c in value.columns], [list(row) for row in value.itertuples(index=False)])
     if isinstance(value, dict):
-        return _md_table(["", ""], list(value.items()))
+        return md_table(["", ""], list(value.items()))
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         headers = list(dict.fromkeys(k for row in value for k in row))
-        return _md_table(headers, [[row.get(h, "") for h in headers] for row in value])
+        return md_table(headers, [[row.get(h, "") for h in headers] for row in value])
     if isinstance(value, list):
-        return "\n".join(f"- {_md_cell(v)}" for v in value)
-    return _fence(str(value))
+        return "\n".join(f"- {md_cell(v)}" for v in value)
+    return fence(str(value))
 
 
 def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | None = None, title: str | None = None,
@@ -392,47 +432,47 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
     """The same report as Markdown (no charts); model text sits in code fences, table cells are escaped."""
     runs = load_runs(store, run_ids)
     ids = [r["id"] for r in runs]
-    out = [f"# {_md_cell(title or _title(runs))}", "",
-           f"Generated {datetime.now(UTC).isoformat(timespec='seconds')}. "
+    out = [f"# {md_cell(title or _title(runs))}", "",
+           f"Generated {generated_at()}. "
            "Figures were measured on the machine "
            "named in each run, not estimated. Contestants ran one after another.", ""]
     for run in runs:
-        out += [f"## Run {run['id']} · {_md_cell(run.get('ladder_name') or 'unnamed model')}", "",
-                f"{_md_cell(run.get('created_at'))} · {_md_cell(run.get('kind'))} · "
-                f"status {_md_cell(run.get('status'))}"
-                + (f" · category {_md_cell(run['category'])}" if run.get("category") else ""), ""]
+        out += [f"## Run {run['id']} · {md_cell(run.get('ladder_name') or 'unnamed model')}", "",
+                f"{md_cell(run.get('created_at'))} · {md_cell(run.get('kind'))} · "
+                f"status {md_cell(run.get('status'))}"
+                + (f" · category {md_cell(run['category'])}" if run.get("category") else ""), ""]
         if run.get("system_prompt"):
-            out += ["### System prompt", "", _fence(run["system_prompt"]), ""]
-        out += ["### Prompt", "", _fence(run.get("prompt") or ""), "", "### Ladder and provenance", ""]
-        out += [f"- {_md_cell(x)}" for x in provenance_lines(run.get("ladder"))] + [""]
-        out += ["### Machine", "", _md_cell(machine_line(run.get("machine"))), "", "### Settings", "",
-                _md_table(["setting", "value"], _settings_rows(run)), "", "### Metrics", "",
-                _md_table([h for h, _ in METRIC_COLUMNS],
+            out += ["### System prompt", "", fence(run["system_prompt"]), ""]
+        out += ["### Prompt", "", fence(run.get("prompt") or ""), "", "### Ladder and provenance", ""]
+        out += [f"- {md_cell(x)}" for x in provenance_lines(run.get("ladder"))] + [""]
+        out += ["### Machine", "", md_cell(machine_line(run.get("machine"))), "", "### Settings", "",
+                md_table(["setting", "value"], _settings_rows(run)), "", "### Metrics", "",
+                md_table([h for h, _ in METRIC_COLUMNS],
                           [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]),
-                "", "How each figure was measured: " + "; ".join(_md_cell(v) for v in METRIC_LABELS.values()) + ".", "",
+                "", "How each figure was measured: " + "; ".join(md_cell(v) for v in METRIC_LABELS.values()) + ".", "",
                 "### Outputs", ""]
         ref = _reference(run)
         if ref is not None:
-            out += [f"Diffs against the reference ({_md_cell(ref['label'])}): `[-reference only-]`, "
+            out += [f"Diffs against the reference ({md_cell(ref['label'])}): `[-reference only-]`, "
                     "`{+this output only+}`.", ""]
         for r in run["results"]:
-            out += [f"#### {_md_cell(r['label'])}{' (reference)' if r.get('is_reference') else ''}", ""]
+            out += [f"#### {md_cell(r['label'])}{' (reference)' if r.get('is_reference') else ''}", ""]
             if note := _disturbance_note(r):
-                out += [f"**{_md_cell(note)}**", ""]
+                out += [f"**{md_cell(note)}**", ""]
             if r.get("error"):
-                out += [f"Error: {_md_cell(r['error'])}", ""]
+                out += [f"Error: {md_cell(r['error'])}", ""]
             elif ref is None or r is ref:
-                out += [_fence(r.get("text") or ""), ""]
+                out += [fence(r.get("text") or ""), ""]
             else:
                 d = word_diff(ref.get("text") or "", r.get("text") or "")
                 column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
-                out += [f"**{_md_cell(column.sentence)}**", ""]
-                out += [_md_diff(d), ""]
+                out += [f"**{md_cell(column.sentence)}**", ""]
+                out += [md_diff(d), ""]
                 if column.facts:
-                    out += ["Changed facts:", ""] + [f"- {_md_cell(f.kind)}: {_md_cell(f.describe())}"
+                    out += ["Changed facts:", ""] + [f"- {md_cell(f.kind)}: {md_cell(f.describe())}"
                                                      for f in column.facts] + [""]
     for name, value in (extras or {}).items():
-        out += [f"## {_md_cell(name)}", "", _md_extra(value), ""]
+        out += [f"## {md_cell(name)}", "", _md_extra(value), ""]
     board = leaderboard(store, run_ids=ids, n_boot=n_boot)
     out += ["## Ratings", ""]
     if board.empty:
@@ -441,7 +481,7 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
         frame = board.to_frame()
         out += [f"{_count(board.n_ratings, 'rating')}, {_count(board.n_votes, 'pairwise vote')}, "
                 f"{_count(board.n_rating_pairs, 'comparison')} implied by ratings.", "", _md_extra(frame), ""]
-        out += [f"- {_md_cell(s)}" for s in board.sentences + board.notes] + [""]
+        out += [f"- {md_cell(s)}" for s in board.sentences + board.notes] + [""]
     return "\n".join(out)
 
 
@@ -461,31 +501,43 @@ def write_report(store: Store, run_ids: Sequence[int], *, html_path: str | Path 
 
 
 # ---- the verdict of a judged prompt set (people.verdict) --------------------------------------
-_QUALITY_HEADERS = ("quantization", "prompts", "identical", "same answer", "different answer", "changed facts",
-                    "prompts with changed facts")
+QUALITY_HEADERS = ("quantization", "prompts", "identical", "same answer", "different answer", "changed facts",
+                   "prompts with changed facts")
+_TEST_NOTE = ("Exact two-sided sign test on the decided votes; 95% Wilson interval of the share preferring the "
+              "candidate.")
 
 
-def _quality_rows(sv: SetVerdict) -> list[list[Any]]:
+def quality_rows(quality: Sequence[QuantQuality]) -> list[list[Any]]:
+    """QUALITY_HEADERS rows: each quantization's summary groups and changed facts over a set."""
     return [[q.label, q.prompts, q.identical, q.same_answer, q.different_answer, q.facts_changed,
-             q.prompts_with_changed_facts] for q in sv.quality]
+             q.prompts_with_changed_facts] for q in quality]
+
+
+def verdict_html(sv: SetVerdict, level: int = 2) -> str:
+    """The verdict's heading (reference vs candidate) and the paragraph to paste, escaped, without the table."""
+    v = sv.verdict
+    return (f"<h{level}>Verdict: {esc(v.reference)} vs {esc(v.candidate)}</h{level}>"
+            f'<p class="wb-verdict">{esc(sv.paragraph)}</p>'
+            f'<p class="wb-muted">{esc(_TEST_NOTE)}</p>')
+
+
+def verdict_markdown(sv: SetVerdict, level: int = 2) -> str:
+    """The same in Markdown: the paragraph as a quote with Markdown's special characters escaped."""
+    v = sv.verdict
+    text = re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", " ".join(sv.paragraph.splitlines()))
+    return "\n".join([f"{'#' * level} Verdict: {md_cell(v.reference)} vs {md_cell(v.candidate)}", "", f"> {text}",
+                      "", f"_{_TEST_NOTE}_"])
 
 
 def verdict_section_html(sv: SetVerdict) -> str:
     """The set's verdict paragraph and its per-quantization facts and summary counts, as an escaped HTML section."""
     v = sv.verdict
-    return (f"<section><h2>Verdict: {_esc(v.reference)} vs {_esc(v.candidate)}</h2><p>{_esc(sv.paragraph)}</p>"
-            f"{_table(_QUALITY_HEADERS, _quality_rows(sv))}"
-            f'<p class="wb-muted">Exact two-sided sign test on the decided votes; 95% Wilson interval of the share '
-            f"preferring {_esc(v.candidate)}. Summary and changed facts are each output against "
-            f"{_esc(v.reference)}'s, per prompt.</p></section>")
+    return (f"<section>{verdict_html(sv)}{html_table(QUALITY_HEADERS, quality_rows(sv.quality))}"
+            f'<p class="wb-muted">Summary and changed facts are each output against '
+            f"{esc(v.reference)}'s, per prompt.</p></section>")
 
 
 def verdict_section_markdown(sv: SetVerdict) -> str:
     """The same section in Markdown: the paragraph with Markdown's special characters escaped, then the table."""
-    v = sv.verdict
-    text = re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", sv.paragraph)
-    return "\n".join([f"## Verdict: {_md_cell(v.reference)} vs {_md_cell(v.candidate)}", "", f"> {text}", "",
-                      _md_table(_QUALITY_HEADERS, _quality_rows(sv)), "",
-                      "_Exact two-sided sign test on the decided votes; 95% Wilson interval of the share preferring "
-                      "the candidate. Summary and changed facts are each output against the reference's, per "
-                      "prompt._"])
+    return "\n".join([verdict_markdown(sv), "", md_table(QUALITY_HEADERS, quality_rows(sv.quality)), "",
+                      "_Summary and changed facts are each output against the reference's, per prompt._"])

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.people.ratings import SET_MODE as SET_MODE  # the mode of votes made in a blind set session
 from workbench.people.ratings import WINNERS, list_votes, rater_identity
 from workbench.quality.noise_floor import SetFloor, stored_set_floor
 from workbench.quality.summary import GROUPS, summarize
@@ -34,7 +35,6 @@ from workbench.storage.store import SET_PROMPT_FINISHED, Store
 CONFIDENCE = 0.95
 ALPHA = 0.05
 MIN_DECIDED = 6  # the fewest decided votes whose clean sweep is significant at ALPHA, two-sided
-SET_MODE = "blind-set"  # the mode of votes made in a blind set session (people.ratings.VOTE_MODES)
 
 # summary.summarize verdicts grouped the way a stakeholder reads them
 
@@ -254,24 +254,54 @@ def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence
     return out
 
 
+def _set_of(store: Store, set_run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]], str | None, int]:
+    """The set run, its finished child runs, its reference (None when it recorded none) and its number of prompts;
+    LookupError for an unknown set run."""
+    set_run = store.get_set_run(set_run_id)
+    if set_run is None:
+        raise LookupError(f"there is no set run {set_run_id}")
+    runs = set_child_runs(store, set_run)
+    prompts = set_run.get("prompts")
+    return set_run, runs, _text(set_run.get("reference_label")), len(prompts) if isinstance(prompts, list) else len(runs)
+
+
+def set_labels(set_run: dict[str, Any]) -> list[str]:
+    """The quantizations a set run compared (its labels that are text), in their order."""
+    return [x for x in (set_run.get("labels") or []) if isinstance(x, str)]
+
+
 def set_verdict(store: Store, set_run_id: int, candidate: str, reference: str | None = None, *,
                 rater: str | None = None, session: str | None = None, mode: str | None = None) -> SetVerdict:
     """The verdict of a set run's votes for reference vs candidate (filtered by rater, session, mode: None is
     any), with every quantization's machine measures. Raises LookupError for an unknown set run."""
-    set_run = store.get_set_run(set_run_id)
-    if set_run is None:
-        raise LookupError(f"there is no set run {set_run_id}")
-    reference = reference or _text(set_run.get("reference_label"))
+    set_run, runs, own_reference, n_prompts = _set_of(store, set_run_id)
+    reference = reference or own_reference
     if reference is None:
         raise ValueError(f"set run {set_run_id} has no reference: name one")
-    runs = set_child_runs(store, set_run)
     votes = list_votes(store, run_ids=[r["id"] for r in runs], rater=rater, session=session, mode=mode) if runs else []
     ref, cand, ties, raters = count_votes(votes, reference, candidate)
-    prompts = set_run.get("prompts")
-    n_prompts = len(prompts) if isinstance(prompts, list) else len(runs)
-    labels = [x for x in (set_run.get("labels") or []) if isinstance(x, str)]
+    labels = set_labels(set_run)
     if candidate not in labels:
         labels.append(candidate)
     floor = stored_set_floor(store, set_run) if reference == set_run.get("reference_label") else None
     return SetVerdict(decide(reference, candidate, ref, cand, ties, n_prompts=n_prompts, n_raters=raters),
                       set_quality(runs, reference, labels), floor)
+
+
+def set_verdicts(store: Store, set_run_id: int) -> list[SetVerdict]:
+    """`set_verdict` of every quantization of the set run against its reference (every vote counts), in the set's
+    order; their machine measures and the noise floor are computed once and shared. Empty when the set run
+    recorded no reference. Raises LookupError for an unknown set run."""
+    set_run, runs, reference, n_prompts = _set_of(store, set_run_id)
+    if reference is None:
+        return []
+    labels = set_labels(set_run)
+    quality = set_quality(runs, reference, labels)
+    floor = stored_set_floor(store, set_run)
+    votes = list_votes(store, run_ids=[r["id"] for r in runs]) if runs else []
+    out = []
+    for candidate in dict.fromkeys(x for x in labels if x != reference):
+        ref, cand, ties, raters = count_votes(votes, reference, candidate)
+        out.append(SetVerdict(decide(reference, candidate, ref, cand, ties, n_prompts=n_prompts, n_raters=raters),
+                              quality, floor))
+    return out

@@ -190,6 +190,9 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
     set_run = store.get_set_run(set_run_id)
     if set_run is None:
         raise SetRunError(f"no set run with id {set_run_id}")
+    if set_run.get("imported_from"):
+        raise SetRunError(f"set run {set_run_id} was imported ({set_run['imported_from']}): its prompts ran on another "
+                          "machine, and its file paths are not this one's to load, so it cannot be resumed here")
     ladder = ladder or ladder_of(set_run)
     contestants = set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
     settings = RunSettings.from_dict(set_run["settings"])

@@ -413,3 +413,13 @@ def m008_reference_repeats(conn: sqlite3.Connection) -> None:
             UNIQUE (run_id, repeat)
         )"""
     )
+
+
+@migration
+def m009_imported_set_runs(conn: sqlite3.Connection) -> None:
+    """Where an imported set run came from (`set_runs.imported_from`, as m005 gives runs; NULL for set runs made
+    here). An export carries the set runs its runs belong to; on import each gets a new id and this mark, and its
+    runs the same mark, which is how a set run finds its children: a local set run those made here, an imported
+    one those of its own import. An imported set run is never resumed: its file paths are another machine's.
+    """
+    conn.execute("ALTER TABLE set_runs ADD COLUMN imported_from TEXT")

@@ -87,6 +87,24 @@ class ImportRun:
 
 
 @dataclass
+class ImportBatch:
+    """What an import adds: runs (each with its rows) and the set runs they belong to (`set_runs` rows, each with
+    its id in the file, JSON columns as JSON text)."""
+
+    runs: Sequence[ImportRun]
+    set_runs: Sequence[dict[str, Any]] = ()
+
+
+@dataclass
+class Imported:
+    """What an import added: id in the file → new id, of runs and of set runs; rows added per table a run owns."""
+
+    run_ids: dict[int, int]
+    set_run_ids: dict[int, int]
+    rows: dict[str, int]
+
+
+@dataclass
 class DivergenceRow:
     """One contestant's divergence measurement as stored: headline columns come from `summary`."""
 
@@ -357,22 +375,44 @@ class Store:
             if cur.rowcount == 0:
                 raise RowMissing(run_id)
 
+    # A set run's children are the runs tagged with its id that came the way it came: made here (imported_from
+    # NULL) for a local set run, in the same import (the same imported_from mark) for an imported one. So a
+    # local set run never adopts runs imported from elsewhere (older exports kept another database's set run
+    # id on their runs), and an imported set run shows exactly the runs imported with it.
+    _CHILDREN = """runs.set_run_id = {set}.id AND runs.imported_from IS {set}.imported_from
+                   AND runs.set_index IS NOT NULL"""
+
     def set_run_children(self, set_run_id: int) -> list[dict[str, Any]]:
         """The run of each prompt that has one, by index: {index, run_id, status, attempts}.
 
         A prompt stopped and run again has several runs; the newest is its run, `attempts` counts them all.
-        Imported runs are never children here: their tag names a set run of the database they came from.
+        A local set run's children are runs made here; an imported set run's, the runs imported with it.
         """
         with self._connect() as conn:
             rows = conn.execute(
-                """SELECT set_index, MAX(id) AS run_id, COUNT(*) AS attempts FROM runs
-                   WHERE set_run_id = ? AND imported_from IS NULL AND set_index IS NOT NULL
-                   GROUP BY set_index ORDER BY set_index""", (set_run_id,)).fetchall()
+                f"""SELECT runs.set_index, MAX(runs.id) AS run_id, COUNT(*) AS attempts FROM runs
+                    JOIN set_runs s ON {self._CHILDREN.format(set="s")}
+                    WHERE s.id = ? GROUP BY runs.set_index ORDER BY runs.set_index""", (set_run_id,)).fetchall()
             status = {int(r[0]): r[1] for r in conn.execute(
                 f"SELECT id, status FROM runs WHERE id IN ({', '.join('?' * len(rows)) or 'NULL'})",
                 [r["run_id"] for r in rows])}
         return [{"index": int(r["set_index"]), "run_id": int(r["run_id"]), "status": status.get(int(r["run_id"])),
                  "attempts": int(r["attempts"])} for r in rows]
+
+    def set_runs_of(self, run_ids: Sequence[int] | None) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """The set runs these runs (None: every run) are children of, as stored (JSON columns as text, id order),
+        and run id → its set run's id for each of those runs (for an export: `history.export_data`)."""
+        sql = f"SELECT runs.id, s.id FROM runs JOIN set_runs s ON {self._CHILDREN.format(set='s')}"
+        args: list[int] = []
+        if run_ids is not None:
+            sql += f" WHERE runs.id IN ({', '.join('?' * len(run_ids)) or 'NULL'})"
+            args = [int(r) for r in run_ids]
+        with self._connect() as conn:
+            owner = {int(run): int(set_id) for run, set_id in conn.execute(sql, args)}
+            ids = sorted(set(owner.values()))
+            rows = [dict(r) for r in conn.execute(
+                f"SELECT * FROM set_runs WHERE id IN ({', '.join('?' * len(ids)) or 'NULL'}) ORDER BY id", ids)]
+        return rows, owner
 
     def get_set_run(self, set_run_id: int) -> dict[str, Any] | None:
         """A set run with its JSON columns decoded (prompts, labels, settings, ladder) and `children`
@@ -396,8 +436,8 @@ class Store:
         sql = f"""SELECT s.id, s.created_at, s.name, s.status, s.ladder_name, s.reference_label,
                          json_array_length(s.prompts_json) AS n_prompts,
                          (SELECT COUNT(*) FROM runs r WHERE r.id IN (
-                             SELECT MAX(id) FROM runs WHERE set_run_id = s.id AND imported_from IS NULL
-                             AND set_index IS NOT NULL GROUP BY set_index) AND r.status IN ({marks})) AS n_finished
+                             SELECT MAX(runs.id) FROM runs WHERE {self._CHILDREN.format(set="s")}
+                             GROUP BY runs.set_index) AND r.status IN ({marks})) AS n_finished
                   FROM set_runs s ORDER BY s.id DESC LIMIT ?"""
         with self._connect() as conn:
             return [dict(r) for r in conn.execute(sql, [*finished_statuses, int(limit)])]
@@ -636,22 +676,27 @@ class Store:
             order = "id" if any(r[1] == "id" for r in conn.execute(f'PRAGMA table_info("{table}")')) else col
             return [dict(r) for r in conn.execute(sql + f" ORDER BY {order}", args)]
 
-    def import_runs(self, prepare: Callable[[dict[str, list[tuple[Any, ...]]]], Sequence[ImportRun]],
-                    first: Sequence[str], stamp: str) -> tuple[dict[int, int], dict[str, int]]:
-        """Add runs from an export in one transaction (all or nothing), each marked `imported_from` = `stamp`.
+    def import_runs(self, prepare: Callable[[dict[str, list[tuple[Any, ...]]]], Sequence[ImportRun] | ImportBatch],
+                    first: Sequence[str], stamp: str) -> Imported:
+        """Add runs (and the set runs they belong to) from an export in one transaction (all or nothing), each
+        marked `imported_from` = `stamp`.
 
-        `prepare` gets the PRAGMA table_info rows of runs and of every table a run owns (`first` first), read
-        inside the transaction, and returns the rows to add (it refuses bad input by raising). Ids are new;
-        rows keep pointing at their run, ratings at their output; columns this database lacks are skipped.
-        Returns (id in the file → new run id, table → rows added).
+        `prepare` gets the PRAGMA table_info rows of runs, set_runs and every table a run owns (`first` first),
+        read inside the transaction, and returns the rows to add (it refuses bad input by raising). Ids are new;
+        rows keep pointing at their run, ratings at their output, runs at their set run (a run naming a set run
+        the import does not carry is no set run's child here: that id was another database's). Columns this
+        database lacks are skipped.
         """
         with self.transaction() as conn:
             owned = self._run_tables(conn, first)
-            info = {t: [tuple(r) for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in ("runs", *owned)}
+            info = {t: [tuple(r) for r in conn.execute(f'PRAGMA table_info("{t}")')]
+                    for t in ("runs", "set_runs", *owned)}
             columns = {t: [r[1] for r in rows if r[1] != "id"] for t, rows in info.items()}
-            runs = prepare(info)
+            prepared = prepare(info)
+            batch = prepared if isinstance(prepared, ImportBatch) else ImportBatch(prepared)
             counts = {t: 0 for t in owned}
             mapping: dict[int, int] = {}
+            set_mapping: dict[int, int] = {}
 
             def insert(table: str, row: dict[str, Any], **override: Any) -> int:
                 flat = {**row, **override}
@@ -660,8 +705,12 @@ class Store:
                                    [flat[c] for c in cols])
                 return _new_id(cur)
 
-            for run in runs:
-                new_run = insert("runs", run.run, imported_from=stamp)
+            for set_row in batch.set_runs:
+                set_mapping[int(set_row["id"])] = insert("set_runs", set_row, imported_from=stamp)
+            for run in batch.runs:
+                tag = run.run.get("set_run_id")
+                new_run = insert("runs", run.run, imported_from=stamp,
+                                 set_run_id=None if tag is None else set_mapping.get(int(tag)))
                 mapping[int(run.run["id"])] = new_run
                 result_ids: dict[int, int] = {}
                 for table in owned:
@@ -675,7 +724,7 @@ class Store:
                         else:
                             insert(table, row, run_id=new_run)
                         counts[table] += 1
-        return mapping, counts
+        return Imported(mapping, set_mapping, counts)
 
     # ---- divergence (quality.divergence) -----------------------------------------------------
     def replace_divergence(self, run_id: int, source: str, reference_label: str, meta: dict[str, Any],
