@@ -235,3 +235,18 @@ def test_the_set_report_carries_the_noise_floor(pool, store: Store, demo_ladder)
     plain = start_set_run(store, two_prompts(), demo_ladder, labels=["Q2_K"], settings=SMALL)
     run_set(pool, store, None, plain)
     assert "Noise floor" not in set_report_html(store, plain)
+
+
+def test_a_compare_run_with_repeats_reports_its_floor(pool, store: Store, demo_ladder) -> None:
+    from workbench.people.report import report_html, report_markdown
+    from workbench.runs.compare import run_comparison
+
+    contestants = contestants_for(demo_ladder, ["Q2_K"])
+    comparison = run_comparison(pool, contestants, "Name a river.", SMALL, store=store)
+    reference = next(c for c in contestants if c.is_reference)
+    assert noise.run_repeats(pool, store, comparison.run_id, reference, SMALL, SMALL.messages("Name a river."), 2) == 2
+    assert noise.run_repeats(pool, store, comparison.run_id, reference, SMALL, SMALL.messages("Name a river."), 2) == 0
+    html, md = report_html(store, [comparison.run_id], n_boot=10), report_markdown(store, [comparison.run_id])
+    for text in (html, md):
+        assert "Noise floor: the reference repeated 2 times" in text and "micro-batches of 1, micro-batches of 7" in text
+        assert "own variation (its 2 repeat" in text

@@ -30,6 +30,7 @@ from workbench.people.ratings import list_ratings, list_votes
 from workbench.people.verdict import QuantQuality, SetVerdict
 from workbench.quality.diffing import DIFF_CSS, WordDiff, diff_html, plain_html, word_diff
 from workbench.quality.facts import FactChange
+from workbench.quality.noise_floor import Floor, floor_of, standing_sentence
 from workbench.quality.summary import summarize
 from workbench.storage.store import Store
 
@@ -53,7 +54,24 @@ def load_runs(store: Store, run_ids: Sequence[int]) -> list[dict[str, Any]]:
     missing = [i for i, r in zip(run_ids, runs, strict=True) if r is None]
     if missing:
         raise UnknownRun(missing)
+    for run in runs:  # the noise floor's repeats of the reference, when the run made any
+        run["reference_repeats"] = store.reference_repeats(run["id"])  # type: ignore[index]
     return runs  # type: ignore[return-value]
+
+
+def _floor(run: dict[str, Any], ref: dict[str, Any] | None) -> Floor | None:
+    """The run's noise floor (quality.noise_floor) from its stored repeats; None without repeats or reference."""
+    if ref is None or not run.get("reference_repeats"):
+        return None
+    return floor_of(ref.get("text") or "", run["reference_repeats"])
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _floor_line(floor: Floor) -> str:
+    return f"Noise floor: {floor.sentence()} ({', '.join(floor.perturbations)}); docs/noise-floor.md."
 
 
 # ---- shared facts -----------------------------------------------------------------------------
@@ -302,6 +320,9 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
     else:
         parts.append(f'<p class="wb-muted">Each output is diffed word by word against the reference '
                      f'({esc(ref["label"])}): <ins>only in this output</ins>, <del>in the reference only</del>.</p>')
+    floor = _floor(run, ref)
+    if floor is not None:
+        parts.append(f'<p class="wb-summary">{esc(_floor_line(floor))}</p>')
     for r in run["results"]:
         parts.append('<div class="wb-output">')
         parts.append(f"<h4>{esc(r['label'])}{' (reference)' if r.get('is_reference') else ''}</h4>")
@@ -315,6 +336,8 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
                        f"first divergence at word {d.first_divergence_word}; {100 * d.similarity:.0f}% of words shared")
             column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
             parts.append(f'<p class="wb-summary"><strong>{esc(column.sentence)}</strong></p>')
+            if floor is not None:
+                parts.append(f'<p class="wb-muted">{esc(_upper_first(standing_sentence(column, floor)))}</p>')
             parts.append(f'<p class="wb-muted">{esc(summary)}</p>{diff_html(d)}')
             parts.append(facts_html(column.facts))
         if r.get("fallback"):
@@ -455,6 +478,9 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
         if ref is not None:
             out += [f"Diffs against the reference ({md_cell(ref['label'])}): `[-reference only-]`, "
                     "`{+this output only+}`.", ""]
+        floor = _floor(run, ref)
+        if floor is not None:
+            out += [md_cell(_floor_line(floor)), ""]
         for r in run["results"]:
             out += [f"#### {md_cell(r['label'])}{' (reference)' if r.get('is_reference') else ''}", ""]
             if note := _disturbance_note(r):
@@ -467,6 +493,8 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
                 d = word_diff(ref.get("text") or "", r.get("text") or "")
                 column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
                 out += [f"**{md_cell(column.sentence)}**", ""]
+                if floor is not None:
+                    out += [md_cell(_upper_first(standing_sentence(column, floor))), ""]
                 out += [md_diff(d), ""]
                 if column.facts:
                     out += ["Changed facts:", ""] + [f"- {md_cell(f.kind)}: {md_cell(f.describe())}"
