@@ -124,6 +124,7 @@ _CONTEXT_WORD = re.compile(r"[^\W\d_]{1,30}")
 _STOP_CONTEXT = {"the", "a", "an", "and", "or", "of", "to", "is", "are", "was", "were", "be", "been", "it", "its",
                  "this", "that", "in", "for", "with"}
 _NAME_STOP = {
+    "i'm", "i’m", "i'll", "i’ll", "i'd", "i’d", "i've", "i’ve",  # "I" contracted is never a name
     "a", "an", "the", "i", "it", "its", "this", "that", "these", "those", "we", "you", "he", "she", "they", "my",
     "our", "your", "his", "her", "their", "in", "on", "at", "for", "to", "of", "and", "but", "or", "if", "when",
     "while", "as", "with", "by", "from", "here", "there", "yes", "no", "not", "note", "however", "also", "so",
