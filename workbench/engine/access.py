@@ -38,6 +38,7 @@ class Placement:
     gpu_offload: str = "auto"
     n_gpu_layers: int = 0  # used by gpu_offload="layers"
     n_batch: int | None = None  # None: the worker's default; another size is another warm worker (runs.noise)
+    n_seq: int | None = None  # None: one sequence; more is a context for generate_batch (runs.batched)
 
 
 def gpu_layers(path: str, placement: Placement, pool: WorkerPool | None = None,
@@ -60,7 +61,7 @@ def gpu_layers(path: str, placement: Placement, pool: WorkerPool | None = None,
     found = list(gpus) if gpus is not None else None
     if pool is not None:
         found = pool.gpus_as_if_alone(found)
-    return fit.predict(read_header(path), n_ctx=placement.n_ctx, gpus=found).gpu_layers
+    return fit.predict(read_header(path), n_ctx=placement.n_ctx * (placement.n_seq or 1), gpus=found).gpu_layers
 
 
 def _remembered_note() -> str:
@@ -91,7 +92,7 @@ class WorkerAccess:
         """What the file is loaded with now: the same for every caller, so warm workers are shared."""
         return LoadSettings(self.path, self.placement.n_ctx, self.placement.n_threads,
                             gpu_layers(self.path, self.placement, self.pool), self.use_extra_bufts,
-                            self.placement.n_batch)
+                            self.placement.n_batch, self.placement.n_seq)
 
     def output_started(self) -> None:
         self._output_started = True

@@ -54,6 +54,7 @@ class LoadSettings:
     n_gpu_layers: int = 0
     use_extra_bufts: bool | None = None  # None: llama.cpp's default
     n_batch: int | None = None  # prompt micro-batch size; None: the worker's default (min(n_ctx, 512))
+    n_seq: int | None = None  # sequences generate_batch may decode together (None: 1); each gets n_ctx of KV cache
 
     def request(self) -> dict[str, Any]:
         return {"op": "load", **asdict(self)}
@@ -268,7 +269,7 @@ class WorkerProcess:
         self.send(request)
         try:
             event = self._await(request, rid, terminal, on_event, cancel, timeout)
-            if request["op"] in ("generate", "score"):
+            if request["op"] in ("generate", "generate_batch", "score"):
                 self.decodes += 1
             return event
         except WorkerError:
@@ -500,7 +501,8 @@ class WorkerPool:
         """Predict `settings`' memory, refuse it if it cannot fit even alone, else evict LRU idle workers."""
         try:
             gpus = self.gpus_as_if_alone() if settings.n_gpu_layers else []
-            prediction = memory_budget.predict_load(settings.model_path, settings.n_ctx, settings.n_gpu_layers,
+            prediction = memory_budget.predict_load(settings.model_path, settings.n_ctx * (settings.n_seq or 1),
+                                                    settings.n_gpu_layers,
                                                     settings.use_extra_bufts, gpus)
             budget = self.budget()
         except (OSError, ValueError) as exc:  # an unreadable header, a malformed WORKBENCH_MEMORY_BUDGET

@@ -20,9 +20,12 @@ parents) cancels the running request and every queued one.
 
 Requests (field `op`; every one also has `id`):
   load      model_path, n_ctx, n_threads, n_gpu_layers, use_extra_bufts (true/false/null = llama.cpp default),
-            n_batch (null = min(n_ctx, 512); also the micro-batch)
+            n_batch (null = min(n_ctx, 512); also the micro-batch), n_seq (null = 1: sequences that
+            generate_batch may decode together; each gets n_ctx cells of the KV cache)
   generate  messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
             temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens)
+  generate_batch  items ([{messages | text | prompt_tokens, max_tokens}]), n_seq, temperature, top_p, seed,
+            ignore_eos: every item through up to n_seq sequences decoding together
   score     prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)
   tokenize  messages or text  (the prompt exactly as `generate` would feed it)
   cancel    id (or target): the request to cancel; it gets no answer of its own
@@ -35,6 +38,10 @@ Events (field `event`; `id` is the request's, null for `ready` and for an unpars
   started   id, prompt_tokens, template           generation began (template: "gguf", "none" or "tokens")
   tokens    id, ids, text                         a batch of new tokens (batched to ~20 events/s)
   done      id, metrics, token_ids, text          generation ended (see Metrics in metrics.py)
+            (generate_batch: id, cancelled, metrics: n_items, n_seq, finished, generated_tokens, wall_s, …)
+  batch_started  id, n_items, n_seq               generate_batch began
+  item      id, index, text, token_ids, prompt_tokens, completion_tokens, stop_reason, template, time_s
+            (or id, index, error): one generate_batch item ended; "cancelled" items are partial
   scored    id, positions, summary                teacher-forced scoring finished
   tokenized id, tokens
   unloaded  id
@@ -49,8 +56,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-OPS = frozenset({"load", "generate", "score", "tokenize", "cancel", "unload", "shutdown"})
-EVENTS = frozenset({"ready", "loaded", "started", "tokens", "done", "scored", "tokenized", "unloaded", "error"})
+OPS = frozenset({"load", "generate", "generate_batch", "score", "tokenize", "cancel", "unload", "shutdown"})
+EVENTS = frozenset({"ready", "loaded", "started", "tokens", "done", "batch_started", "item", "scored", "tokenized",
+                    "unloaded", "error"})
 
 # A `tokens` event is flushed when this many seconds passed since the last one (the first token
 # of a generation is always sent at once, so time-to-first-token is not delayed by batching).

@@ -144,7 +144,9 @@ class Engine:
         if req.get("use_extra_bufts") is not None:
             mparams.use_extra_bufts = bool(req["use_extra_bufts"])
         cparams = lc.llama_context_default_params()
-        cparams.n_ctx = int(req.get("n_ctx") or 2048)
+        n_seq = max(1, int(req.get("n_seq") or 1))  # sequences generate_batch may decode together
+        cparams.n_ctx = int(req.get("n_ctx") or 2048) * n_seq  # each sequence gets n_ctx cells of the KV cache
+        cparams.n_seq_max = n_seq
         cparams.n_batch = min(cparams.n_ctx, int(req.get("n_batch") or 512))
         cparams.n_ubatch = cparams.n_batch
         cparams.n_threads = n_threads
@@ -162,7 +164,8 @@ class Engine:
         gpu_layers = min(n_gpu_layers if n_gpu_layers >= 0 else n_layers + 1, n_layers + 1) if lc.llama_supports_gpu_offload() else 0
         self.settings = {
             "model_path": path,
-            "n_ctx": int(cparams.n_ctx),
+            "n_ctx": int(cparams.n_ctx) // n_seq,  # per sequence: what one prompt and its answer may use
+            "n_seq": n_seq,
             "n_batch": int(cparams.n_batch),
             "n_threads": n_threads,
             "n_gpu_layers": n_gpu_layers,
@@ -185,7 +188,8 @@ class Engine:
             rss_bytes=_rss_bytes(),
             gpu_mem_bytes=process_gpu_memory(os.getpid()) if gpu_layers else None,
             use_extra_bufts=bool(mparams.use_extra_bufts),
-            n_ctx=int(cparams.n_ctx),
+            n_ctx=int(cparams.n_ctx) // n_seq,
+            n_seq=n_seq,
             n_threads=n_threads,
             system_info=lc.llama_print_system_info().decode("utf-8", "replace").strip(),
         )
@@ -402,6 +406,172 @@ class Engine:
             out["decode"] = classify("decode", decode0, end, n_threads).to_dict()
         return out
 
+    # ---- generate_batch: many prompts, several sequences in one context -------------------------
+    def generate_batch(self, req: dict[str, Any]) -> None:
+        """Generate every item of `req["items"]` with up to n_seq sequences decoding together.
+
+        Each item is a prompt (messages, text or prompt_tokens, and max_tokens); the sampling settings are the
+        request's and each item gets its own sampler, seeded alike, so an item's draw does not depend on its
+        neighbours. Weights are read once per step for every active sequence (llama.cpp's multi-sequence
+        batching, as llama-server's slots and llama-batched-bench do); a finished sequence frees its slot and
+        its KV cells for the next item. Each item's stop rules are `generate`'s, in the same order (eos,
+        max_tokens, the sequence's context full). An `item` event reports each finished item at once; on a
+        cancel the active items are reported "cancelled" with their text so far and the rest not at all;
+        `done` closes the request with the batch's throughput. Timings per item are not single-stream
+        figures: the step time is shared by every active sequence.
+        """
+        self._require_model()
+        lc = self.llama_cpp
+        rid = req.get("id")
+        items = list(req.get("items") or [])
+        n_seq = max(1, min(int(req.get("n_seq") or 1), int(self.settings.get("n_seq") or 1)))
+        temperature = float(req.get("temperature") or 0.0)
+        top_p = 1.0 if req.get("top_p") is None else float(req["top_p"])
+        seed = 0 if req.get("seed") is None else int(req["seed"])
+        ignore_eos = bool(req.get("ignore_eos"))
+        n_ctx_seq = int(self.settings["n_ctx"])
+        n_batch = int(self.settings["n_batch"])
+        ctx, vocab, n_vocab, buf = self.ctx.ctx, self.vocab, self.n_vocab, self._piece_buf
+        mem = lc.llama_get_memory(ctx)
+        lc.llama_memory_clear(mem, True)
+        batch = lc.llama_batch_init(max(n_batch, n_seq), 0, 1)
+        slots: list[_Slot | None] = [None] * n_seq
+        pending = deque(enumerate(items))
+        t0 = time.perf_counter()
+        prefill_s = step_s = 0.0
+        steps = finished = generated = 0
+        self.out.send(event="batch_started", id=rid, n_items=len(items), n_seq=n_seq)
+
+        def put(tokens: list[int], first_pos: int, seq: int, logits_last: bool) -> None:
+            batch.n_tokens = 0
+            for k, tok in enumerate(tokens):
+                batch.token[k], batch.pos[k], batch.n_seq_id[k] = tok, first_pos + k, 1
+                batch.seq_id[k][0] = seq
+                batch.logits[k] = logits_last and k == len(tokens) - 1
+            batch.n_tokens = len(tokens)
+
+        def sample(slot: _Slot, idx: int) -> int:
+            if slot.sampler is None:  # greedy: the argmax, as `generate` takes it
+                return int(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, idx), shape=(n_vocab,)).argmax())
+            return int(lc.llama_sampler_sample(slot.sampler, ctx, idx))
+
+        def report(slot: _Slot, stop_reason: str) -> None:
+            nonlocal finished
+            tail = slot.utf8.decode(b"", final=True)
+            if tail:
+                slot.text.append(tail)
+            self.out.send(event="item", id=rid, index=slot.index, text="".join(slot.text), token_ids=slot.ids,
+                          prompt_tokens=slot.prompt_tokens, completion_tokens=len(slot.ids), stop_reason=stop_reason,
+                          template=slot.template, time_s=time.perf_counter() - slot.started)
+            finished += stop_reason != "cancelled"
+
+        def release(s: int) -> None:
+            slot = slots[s]
+            if slot is not None and slot.sampler is not None:
+                lc.llama_sampler_free(slot.sampler)
+            slots[s] = None
+            lc.llama_memory_seq_rm(mem, s, -1, -1)
+
+        def accept(s: int, tok: int) -> None:
+            """`generate`'s per-token rules for the token just sampled in slot s: stop, or queue it for decoding."""
+            nonlocal generated
+            slot = slots[s]
+            assert slot is not None
+            if not ignore_eos and lc.llama_vocab_is_eog(vocab, tok):
+                report(slot, "eos")
+                release(s)
+                return
+            n = lc.llama_token_to_piece(vocab, tok, buf, 256, 0, False)
+            slot.text.append(slot.utf8.decode(buf.raw[: max(n, 0)]))
+            slot.ids.append(tok)
+            generated += 1
+            if len(slot.ids) >= slot.max_tokens:
+                report(slot, "max_tokens")
+                release(s)
+            elif slot.pos + 1 >= n_ctx_seq:
+                report(slot, "context_full")
+                release(s)
+            else:
+                slot.next_token = tok
+
+        def admit(s: int, index: int, item: dict[str, Any]) -> None:
+            nonlocal prefill_s
+            started = time.perf_counter()
+            try:
+                tokens, template = self.prompt_tokens(item)
+            except Exception as exc:
+                self.out.send(event="item", id=rid, index=index, error=f"could not build the prompt: {exc}")
+                return
+            if len(tokens) >= n_ctx_seq:
+                self.out.send(event="item", id=rid, index=index, prompt_tokens=len(tokens),
+                              error=f"the prompt has {len(tokens)} tokens but each sequence's context holds "
+                                    f"{n_ctx_seq}; raise the context size")
+                return
+            lc.llama_memory_seq_rm(mem, s, -1, -1)
+            t = time.perf_counter()
+            for start in range(0, len(tokens), n_batch):
+                chunk = tokens[start : start + n_batch]
+                put(chunk, start, s, start + n_batch >= len(tokens))
+                rc = lc.llama_decode(ctx, batch)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode failed with code {rc} during the prefill of item {index}")
+            prefill_s += time.perf_counter() - t
+            sampler = None if temperature <= 0 else self._make_sampler(temperature, top_p, seed)
+            slots[s] = _Slot(index, max(1, int(item.get("max_tokens") or 256)), len(tokens), template, sampler,
+                             codecs.getincrementaldecoder("utf-8")(errors="replace"), started, pos=len(tokens))
+            accept(s, sample(slots[s], batch.n_tokens - 1))  # type: ignore[arg-type]
+
+        try:
+            self._inject_extra_bufts_crash()
+            while not self.cancel.is_set():
+                for s in range(n_seq):
+                    while slots[s] is None and pending and not self.cancel.is_set():
+                        admit(s, *pending.popleft())
+                active = [s for s in range(n_seq) if slots[s] is not None]
+                if not active:
+                    if not pending:
+                        break
+                    continue
+                batch.n_tokens = 0
+                for k, s in enumerate(active):
+                    slot = slots[s]
+                    assert slot is not None
+                    batch.token[k], batch.pos[k], batch.n_seq_id[k] = slot.next_token, slot.pos, 1
+                    batch.seq_id[k][0] = s
+                    batch.logits[k] = True
+                batch.n_tokens = len(active)
+                t = time.perf_counter()
+                rc = lc.llama_decode(ctx, batch)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode failed with code {rc}")
+                step_s += time.perf_counter() - t
+                steps += 1
+                for k, s in enumerate(active):
+                    slot = slots[s]
+                    assert slot is not None
+                    slot.pos += 1
+                    accept(s, sample(slot, k))
+            cancelled = self.cancel.is_set()
+            for s in range(n_seq):
+                if slots[s] is not None:
+                    report(slots[s], "cancelled")  # type: ignore[arg-type]
+        finally:
+            for s in range(n_seq):
+                if slots[s] is not None:
+                    release(s)
+            lc.llama_batch_free(batch)
+        wall_s = time.perf_counter() - t0
+        from workbench.core.hardware import process_gpu_memory
+
+        self.out.send(event="done", id=rid, cancelled=cancelled, metrics={
+            "n_items": len(items), "n_seq": n_seq, "finished": finished, "generated_tokens": generated,
+            "wall_s": wall_s, "prefill_s": prefill_s, "step_s": step_s, "steps": steps,
+            "generated_tok_s": generated / wall_s if wall_s > 0 else None,
+            "peak_rss_bytes": _peak_rss_bytes(),
+            "gpu_mem_bytes": process_gpu_memory(os.getpid()) if self.settings.get("gpu_layers") else None,
+            "settings": {**self.settings, "temperature": temperature, "top_p": top_p, "seed": seed},
+        })
+
     # ---- score (teacher forcing) --------------------------------------------------------------
     def score(self, req: dict[str, Any]) -> None:
         """Feed prompt+target through the model and report, per target position, how it judged it.
@@ -497,6 +667,18 @@ class _Cancelled(Exception):
     pass
 
 
+class _Slot:
+    """One sequence of a `generate_batch`: the item it is generating and how far it got."""
+
+    def __init__(self, index: int, max_tokens: int, prompt_tokens: int, template: str, sampler: Any,
+                 utf8: codecs.IncrementalDecoder, started: float, pos: int) -> None:
+        self.index, self.max_tokens, self.prompt_tokens, self.template = index, max_tokens, prompt_tokens, template
+        self.sampler, self.utf8, self.started, self.pos = sampler, utf8, started, pos
+        self.ids: list[int] = []
+        self.text: list[str] = []
+        self.next_token = -1  # sampled, not yet decoded
+
+
 class _Cancels:
     """Which requests a cancel has reached, so that none is lost.
 
@@ -577,7 +759,8 @@ def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -
     threading.Thread(target=_reader, args=(requests, cancels, out), daemon=True).start()
     engine = (engine_factory or Engine)(out, cancels.event)
     out.send(event="ready", id=None, pid=os.getpid())
-    handlers = {"load": engine.load, "generate": engine.generate, "score": engine.score, "tokenize": engine.tokenize}
+    handlers = {"load": engine.load, "generate": engine.generate, "generate_batch": engine.generate_batch,
+                "score": engine.score, "tokenize": engine.tokenize}
     while True:
         req = requests.get()
         if req is None or req.get("op") == "shutdown":
