@@ -70,7 +70,8 @@ def test_eval_run_end_to_end_is_stored_counted_and_shown(pool, demo_ladder):
                          ladder=demo_ladder, on_progress=seen.append)
     assert run.status == "done", [o.error for o in run.outcomes]
     assert len(run.outcomes) == 6 and all(o.error is None for o in run.outcomes)
-    assert [o.label for o in run.outcomes[:2]] == ["F16", "Q2_K"]  # case by case, the reference first
+    assert [o.label for o in run.outcomes] == ["F16"] * 3 + ["Q2_K"] * 3  # file by file (batched), the reference first
+    assert "cases/s" in seen[-2].message  # the page shows the rate while it runs
     assert seen[-1].done == seen[-1].total == 6
 
     stored = evals.load_eval(store, run.run_id)
@@ -119,8 +120,24 @@ def test_eval_stops_when_cancelled(pool, demo_ladder, store):
     run = evals.run_eval(pool, pack, contestants_for(demo_ladder, ["Q2_K"]), RunSettings(max_tokens=16, n_ctx=512),
                          store=store, on_progress=progress, cancel=cancel)
     assert run.status == "cancelled"
-    assert len(run.outcomes) == 2 and run.complete_case_ids() == ["add"]
+    # the reference's batch stops at its next step: the cases it answered are kept, Q2_K never starts
+    assert 2 <= len(run.outcomes) <= 3 and {o.label for o in run.outcomes} == {"F16"}
+    assert run.complete_case_ids() == [] and len(evals.load_eval(store, run.run_id).outcomes) == len(run.outcomes)
     assert evals.load_eval(store, run.run_id).status == "cancelled"
+
+
+def test_eval_one_case_at_a_time_when_batching_is_off(pool, demo_ladder, store, monkeypatch):
+    """WORKBENCH_BATCH=off reproduces sequential runs exactly; greedy answers here match the batched ones."""
+    pack = parse_pack(SMALL_PACK, "toml", source="tiny.toml")
+    settings = RunSettings(max_tokens=16, n_ctx=512)
+    batched_run = evals.run_eval(pool, pack, contestants_for(demo_ladder, ["Q2_K"]), settings, store=store)
+    monkeypatch.setenv("WORKBENCH_BATCH", "off")
+    one_by_one = evals.run_eval(pool, pack, contestants_for(demo_ladder, ["Q2_K"]), settings, store=store)
+    assert one_by_one.status == batched_run.status == "done"
+    key = lambda o: (o.label, o.case_id)  # noqa: E731
+    assert [(o.label, o.case_id, o.output) for o in sorted(one_by_one.outcomes, key=key)] == \
+        [(o.label, o.case_id, o.output) for o in sorted(batched_run.outcomes, key=key)]
+    assert all(o.decode_tok_s for o in one_by_one.outcomes) and not any(o.decode_tok_s for o in batched_run.outcomes)
 
 
 def test_cli_json_shapes(demo_ladder, tmp_path, capsys):

@@ -34,6 +34,7 @@ from workbench.models.ladder import Ladder
 from workbench.quality.checkers import describe_spec
 from workbench.quality.evalstats import compare_paired, format_p, wilson_interval
 from workbench.quality.packs import CATEGORIES, Case, Pack
+from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, ItemResult, batching_enabled, generate_many
 from workbench.runs.compare import run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.storage.store import Store
@@ -300,8 +301,13 @@ def run_eval(
     on_progress: Callable[[EvalProgress], None] = _nothing,
     cancel: threading.Event | None = None,
     on_run_created: Callable[[int], None] | None = None,
+    n_seq: int = DEFAULT_N_SEQ,
 ) -> EvalRun:
-    """Run the chosen cases of `pack` through every contestant; judge, store and return the run."""
+    """Run the chosen cases of `pack` through every contestant; judge, store and return the run.
+
+    One file at a time, its cases batched (runs.batched: up to `n_seq` sequences decode together; 1, or
+    WORKBENCH_BATCH=off, is one case at a time, as endpoints always are). Each outcome is stored as it is judged.
+    """
     if not contestants:
         raise ValueError("choose at least one quantization")
     contestants = sorted(contestants, key=lambda c: not c.is_reference)  # the reference answers first
@@ -330,42 +336,43 @@ def run_eval(
         if on_run_created:
             on_run_created(run.run_id)
     total = len(cases) * len(contestants)
-    done = 0
+    counter = {"done": 0}
+    started = time.perf_counter()
+
+    def record(case: Case, c: Contestant, text: str, error: str | None, stop_reason: str | None,
+               completion_tokens: int | None, decode_tok_s: float | None, total_s: float | None) -> None:
+        verdict = case.check(text or "") if not error else None
+        error = error or (verdict.detail if verdict is not None and verdict.error else None)
+        outcome = CaseOutcome(case.id, case.category, c.label, c.quant_type, bool(verdict and verdict.passed),
+                              verdict.detail if verdict is not None else f"not judged: {error}", text, error,
+                              stop_reason, completion_tokens, decode_tok_s, total_s)
+        run.outcomes.append(outcome)
+        if store is not None and run.run_id is not None:
+            _store_outcome(store, run.run_id, outcome)
+        counter["done"] += 1
+        rate = counter["done"] / max(time.perf_counter() - started, 1e-9)
+        on_progress(EvalProgress(counter["done"], total, case.id, c.label,
+                                 f"{case.id} ({case.category}) on {c.label} · {rate:.2f} cases/s"))
+
     cancelled = False
     try:
-        for case in cases:
+        for c in contestants:  # one file at a time: its cases batched (runs.batched), or one by one
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
-            on_progress(EvalProgress(done, total, case.id, None, f"{case.id}: waiting for the machine"))
+            on_progress(EvalProgress(counter["done"], total, None, c.label, f"{c.label}: waiting for the machine"))
             with pool.queue.turn(cancel=cancel):
-                case_settings = replace(settings, max_tokens=case.max_tokens or settings.max_tokens,
-                                        system_prompt=case.system if case.system is not None else settings.system_prompt)
-                messages = case_settings.messages(case.prompt)
-                for c in contestants:
-                    if cancel is not None and cancel.is_set():
-                        cancelled = True
-                        break
-                    on_progress(EvalProgress(done, total, case.id, c.label, f"{case.id} ({case.category}) on {c.label}"))
-                    t0 = time.perf_counter()
-                    r = run_contestant(pool, c, case_settings, messages, cancel=cancel)
-                    if r.stop_reason == "cancelled" or (cancel is not None and cancel.is_set() and r.error):
-                        cancelled = True
-                        break
-                    verdict = case.check(r.text or "") if not r.error else None
-                    error = r.error or (verdict.detail if verdict is not None and verdict.error else None)
-                    outcome = CaseOutcome(
-                        case.id, case.category, c.label, c.quant_type, bool(verdict and verdict.passed),
-                        verdict.detail if verdict is not None else f"not judged: {r.error}", r.text, error, r.stop_reason,
-                        r.completion_tokens, r.decode_tok_s, time.perf_counter() - t0)
-                    run.outcomes.append(outcome)
-                    if store is not None and run.run_id is not None:
-                        _store_outcome(store, run.run_id, outcome)
-                    done += 1
+                if c.is_remote or not batching_enabled():
+                    cancelled = _run_cases_one_by_one(pool, c, cases, settings, record, on_progress, counter, total,
+                                                      cancel)
+                else:
+                    cancelled = _run_cases_batched(pool, c, cases, settings, record, on_progress, counter, total,
+                                                   cancel, n_seq)
             if cancelled:
                 break
     except InterruptedError:  # stopped while waiting in the queue
         cancelled = True
+    done = counter["done"]
     errors = [o for o in run.outcomes if o.error]
     if cancelled:
         run.status = "cancelled"
@@ -377,6 +384,53 @@ def run_eval(
     if store is not None and run.run_id is not None:
         store.finish_run(run.run_id, run.status)
     return run
+
+
+# record(case, contestant, text, error, stop_reason, completion_tokens, decode_tok_s, total_s): judge and store one
+Record = Callable[[Case, Contestant, str, str | None, str | None, int | None, float | None, float | None], None]
+
+
+def _case_settings(case: Case, settings: RunSettings) -> RunSettings:
+    return replace(settings, max_tokens=case.max_tokens or settings.max_tokens,
+                   system_prompt=case.system if case.system is not None else settings.system_prompt)
+
+
+def _run_cases_one_by_one(pool: WorkerPool, c: Contestant, cases: Sequence[Case], settings: RunSettings,
+                          record: Record, on_progress: Callable[[EvalProgress], None], counter: dict[str, int],
+                          total: int, cancel: threading.Event | None) -> bool:
+    """Each case through `c` on its own (an endpoint, or WORKBENCH_BATCH=off); True when stopped."""
+    for case in cases:
+        if cancel is not None and cancel.is_set():
+            return True
+        on_progress(EvalProgress(counter["done"], total, case.id, c.label, f"{case.id} ({case.category}) on {c.label}"))
+        case_settings = _case_settings(case, settings)
+        t0 = time.perf_counter()
+        r = run_contestant(pool, c, case_settings, case_settings.messages(case.prompt), cancel=cancel)
+        if r.stop_reason == "cancelled" or (cancel is not None and cancel.is_set() and r.error):
+            return True
+        record(case, c, r.text, r.error, r.stop_reason, r.completion_tokens, r.decode_tok_s, time.perf_counter() - t0)
+    return False
+
+
+def _run_cases_batched(pool: WorkerPool, c: Contestant, cases: Sequence[Case], settings: RunSettings,
+                       record: Record, on_progress: Callable[[EvalProgress], None], counter: dict[str, int],
+                       total: int, cancel: threading.Event | None, n_seq: int) -> bool:
+    """Every case through `c` in one batch (runs.batched), each judged and stored as it is answered; True when
+    stopped. Per-case decode speed is not recorded: a batched step is shared by every sequence."""
+    on_progress(EvalProgress(counter["done"], total, None, c.label, f"{c.label}: {len(cases)} cases, batched"))
+    items = [BatchItem(_case_settings(case, settings).messages(case.prompt), case.max_tokens or settings.max_tokens)
+             for case in cases]
+
+    def on_item(item: ItemResult) -> None:
+        if item.stop_reason != "cancelled":
+            record(cases[item.index], c, item.text, item.error, item.stop_reason, item.completion_tokens, None,
+                   item.time_s)
+
+    outcome = generate_many(pool, c, settings, items, n_seq=n_seq, on_item=on_item, cancel=cancel)
+    for i, r in enumerate(outcome.results):  # a dead worker: the cases it never answered fail with its reason
+        if r is not None and r.error and outcome.error and r.error == outcome.error:
+            record(cases[i], c, "", r.error, "error", None, None, None)
+    return outcome.cancelled or (cancel is not None and cancel.is_set())
 
 
 def _store_outcome(store: Store, run_id: int, o: CaseOutcome) -> None:
