@@ -103,3 +103,19 @@ def test_the_sequences_are_sized_to_the_memory_budget(pool, q8, monkeypatch) -> 
     monkeypatch.setenv("WORKBENCH_MEMORY_BUDGET", str(400 * 2**20))  # room for the file, not for 64 contexts
     n = batched.choose_n_seq(pool, q8.path, RunSettings(n_ctx=8192), 64, 100)
     assert 1 <= n < 64
+
+
+def test_a_small_micro_batch_bounds_the_sequences_instead_of_aborting_llama_cpp(pool, q8) -> None:
+    """llama.cpp aborts (SIGABRT) when a step's sequences exceed the micro-batch: the noise floor's greedy repeats
+    evaluate prompts in micro-batches of 1 or 7 tokens, so those batches run with at most that many sequences."""
+    out = generate_many(pool, q8, SETTINGS, items(4), n_seq=4, n_batch=1)
+    assert out.error is None and out.n_seq == 1 and all(r is not None and r.ok for r in out.results)
+    from workbench.engine.pool import LoadSettings, WorkerError, WorkerProcess
+
+    worker = WorkerProcess()
+    try:
+        with pytest.raises(WorkerError, match="4 sequences need a micro-batch of at least 4 tokens, not 2"):
+            worker.load(LoadSettings(q8.path, 256, 1, 0, None, n_batch=2, n_seq=4))
+        assert worker.alive()  # refused, not crashed
+    finally:
+        worker.shutdown()

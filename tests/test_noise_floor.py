@@ -116,26 +116,45 @@ def test_a_set_run_repeats_the_reference_on_every_prompt_and_resumes_missing_rep
 
     def on_progress(p: SetProgress) -> None:
         seen.append(p)
-        if p.phase == "repeat" and p.index == 1 and p.repeat == 1:
-            cancel.set()  # stop during the second prompt's first repeat
+        if p.phase == "repeat" and p.repeat == 2:
+            cancel.set()  # stop as the second repeat (of every prompt, batched) starts
 
     first = run_set(pool, store, None, set_id, on_progress, cancel)
-    assert first.status == "cancelled" and first.finished == 1
-    assert "reference repeat 1 of 2 (noise floor)" in next(p for p in seen if p.phase == "repeat").message()
+    assert first.status == "cancelled" and first.finished == 0  # both prompts still owe their second repeat
+    assert "reference repeat 1 of 2 (noise floor), batched" in next(p for p in seen if p.phase == "repeat").message()
     children = store.get_set_run(set_id)["children"]
     assert [c["status"] for c in children] == ["done", "done"]  # both prompts ran; the repeats are what is owed
-    done_rows = store.reference_repeats(children[0]["run_id"])
-    assert [(r["repeat"], r["perturbation"], r["label"]) for r in done_rows] == [
-        (1, {"kind": "n_batch", "n_batch": 1}, "F16"), (2, {"kind": "n_batch", "n_batch": 7}, "F16")]
-    assert all(isinstance(r["text"], str) and r["text"] and r["error"] is None for r in done_rows)
-    assert noise.missing_repeats(store, children[1]["run_id"], 2) != []
+    for child in children:
+        rows = store.reference_repeats(child["run_id"])
+        assert [(r["repeat"], r["perturbation"], r["label"]) for r in rows] == [
+            (1, {"kind": "n_batch", "n_batch": 1}, "F16")]
+        assert all(isinstance(r["text"], str) and r["text"] and r["error"] is None for r in rows)
+        assert noise.missing_repeats(store, child["run_id"], 2) == [2]
 
     seen.clear()
     again = run_set(pool, store, None, set_id, seen.append)
     assert again.status == "done" and again.finished == 2
-    assert not [p for p in seen if p.phase == "prompt"]  # no prompt ran again: only its missing repeats
-    assert noise.missing_repeats(store, children[1]["run_id"], 2) == []
+    assert not [p for p in seen if p.phase in ("prompt", "batch")]  # no prompt ran again: only the missing repeats
+    for child in children:
+        rows = store.reference_repeats(child["run_id"])
+        assert [r["perturbation"] for r in rows] == [{"kind": "n_batch", "n_batch": 1}, {"kind": "n_batch", "n_batch": 7}]
     assert [c["run_id"] for c in store.get_set_run(set_id)["children"]] == [c["run_id"] for c in children]
+
+
+def test_sequential_repeats_without_batching(pool, store: Store, demo_ladder, monkeypatch) -> None:
+    """WORKBENCH_BATCH=off: each prompt's repeats follow it, one at a time; a Stop mid-way is resumed the same."""
+    monkeypatch.setenv("WORKBENCH_BATCH", "off")
+    set_id = start_set_run(store, two_prompts(), demo_ladder, labels=["Q2_K"], settings=SMALL, noise_repeats=2)
+    cancel = threading.Event()
+
+    def on_progress(p: SetProgress) -> None:
+        if p.phase == "repeat" and p.index == 1 and p.repeat == 1:
+            cancel.set()
+
+    assert run_set(pool, store, None, set_id, on_progress, cancel).finished == 1
+    assert run_set(pool, store, None, set_id).status == "done"
+    children = store.get_set_run(set_id)["children"]
+    assert all(noise.missing_repeats(store, c["run_id"], 2) == [] for c in children)
 
 
 def test_repeats_are_refused_before_anything_is_stored(store: Store, demo_ladder) -> None:

@@ -65,7 +65,10 @@ def test_the_store_keeps_set_runs_and_the_newest_run_of_each_prompt(store: Store
     assert store.get_set_run(set_id + 1) is None
 
 
-def test_stop_keeps_finished_prompts_and_resume_runs_only_the_rest(pool, store: Store, demo_ladder: Ladder) -> None:
+def test_stop_keeps_finished_prompts_and_resume_runs_only_the_rest(pool, store: Store, demo_ladder: Ladder,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """One prompt at a time (WORKBENCH_BATCH=off, exact reproduction of sequential runs)."""
+    monkeypatch.setenv("WORKBENCH_BATCH", "off")
     set_id = start_set_run(store, three_prompts(), demo_ladder, labels=LABELS, settings=replace(SMALL))
     cancel, seen = threading.Event(), []
 
@@ -117,6 +120,42 @@ def test_stop_keeps_finished_prompts_and_resume_runs_only_the_rest(pool, store: 
     # a finished set run has nothing left: running it again changes nothing
     again = run_set(pool, store, demo_ladder, set_id)
     assert again.status == "done" and store.get_set_run(set_id)["children"] == done["children"]
+
+
+def test_batched_stop_keeps_every_answer_and_resume_asks_only_for_the_missing_ones(pool, store: Store,
+                                                                                  demo_ladder: Ladder) -> None:
+    """Batched (the default): each file answers the prompts together. Stopped while Q2_K answers, the reference's
+    answers are kept; resume carries on in the same runs and asks Q2_K only for what it had not answered."""
+    set_id = start_set_run(store, three_prompts(), demo_ladder, labels=LABELS, settings=replace(SMALL))
+    cancel, seen = threading.Event(), []
+
+    def on_progress(p: SetProgress) -> None:
+        seen.append(p)
+        if p.phase == "batch" and p.label == "Q2_K" and p.answered >= 1:
+            cancel.set()
+
+    outcome = run_set(pool, store, demo_ladder, set_id, on_progress, cancel, n_seq=1)  # one slot: stoppable midway
+    assert outcome.status == "cancelled"
+    assert seen[0].message().startswith("prompts 1–3 of 3: F16, batched (0 of 3 answered)")
+    first = store.get_set_run(set_id)["children"]
+    runs = [store.get_run(c["run_id"]) for c in first]
+    assert all(r["results"][0]["label"] == "F16" and r["results"][0]["text"] for r in runs)  # every reference kept
+    answered = [c["index"] for c, r in zip(first, runs, strict=True) if len(r["results"]) == 2]
+    assert 1 <= len(answered) < 3
+
+    seen.clear()
+    again = run_set(pool, store, None, set_id, seen.append)
+    assert again.status == "done" and again.finished == 3
+    batches = [p for p in seen if p.phase == "batch"]
+    assert {p.label for p in batches} <= {"Q2_K"}  # the reference is not asked again
+    done = store.get_set_run(set_id)["children"]
+    assert [c["run_id"] for c in done] == [c["run_id"] for c in first]  # carried on in the same runs
+    assert [c["status"] for c in done] == ["done"] * 3 and all(c["attempts"] == 1 for c in done)
+    for c in done:
+        results = store.get_run(c["run_id"])["results"]
+        assert [r["label"] for r in results] == ["F16", "Q2_K"] and all(r["text"] for r in results)
+        assert all(r["metrics"]["measurement"]["batched"]["n_seq"] >= 1 for r in results)
+        assert results[1]["decode_tok_s"] is None  # no single-stream speed from a batch
 
 
 def test_a_failing_contestant_affects_only_its_own_results(pool, store: Store, demo_ladder: Ladder,

@@ -130,7 +130,8 @@ def test_an_unfinished_set_run_offers_resume_and_escapes_its_prompts(demo_ladder
 
 def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_stop(demo_ladder, pool):
     """A session that lost the job id (a reload) finds the running set run's job, follows it to its end (here a
-    Stop after the first prompt), and then offers to resume the unfinished prompts."""
+    Stop once Q2_K has answered a prompt, one sequence at a time), and then offers to resume the unfinished
+    prompts, showing what was answered meanwhile."""
     import threading
     import time
 
@@ -141,15 +142,16 @@ def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_sto
 
     prompt_set = parse_prompt_set("Name a colour.\nName a fruit.\nName a river.\n", "lines", name="stop me")
     set_run_id = start_set_run(Store(), prompt_set, demo_ladder, labels=["Q2_K"], settings=RunSettings(max_tokens=48))
-    job = jobs().start(SetRunJob(pool, Store(), set_run_id, ladder=demo_ladder))
+    job = jobs().start(SetRunJob(pool, Store(), set_run_id, ladder=demo_ladder, n_seq=1))
 
     def stop_after_first_prompt() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not job.finished:
-            if job.snapshot()["done"] >= 1:
+            progress = job.snapshot()["progress"] or {}
+            if progress.get("label") == "Q2_K" and progress.get("answered", 0) >= 1:
                 job.stop()
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     stopper = threading.Thread(target=stop_after_first_prompt, daemon=True)
     stopper.start()
@@ -162,8 +164,11 @@ def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_sto
     assert job.cancelled
     stored = Store().get_set_run(set_run_id)
     assert stored is not None and stored["status"] == "cancelled"
-    finished = sum(c["status"] == "done" for c in stored["children"])
+    # batched: the three prompts ran together; a prompt both files answered before the Stop is finished
+    answered = [len(Store().get_run(c["run_id"])["results"]) == 2 for c in stored["children"]]
+    assert [c["status"] for c in stored["children"]] == ["done" if a else "cancelled" for a in answered]
+    finished = sum(answered)
     assert 1 <= finished < 3
     resume = at.button(key=f"sets-resume-{set_run_id}")
     assert resume.label == f"Resume: run the {3 - finished} unfinished prompt{'s' if 3 - finished != 1 else ''}"
-    assert len(table_with(at, "summary")) >= finished
+    assert len(table_with(at, "summary")) == finished

@@ -21,7 +21,7 @@ Every figure is measured inside the worker process around the llama.cpp calls, n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 METRIC_LABELS = {
@@ -80,6 +80,12 @@ class ContestantResult:
         from workbench.core.disturbance import summarize
 
         return summarize(self.measurement)[0]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContestantResult:
+        """Back from `to_dict()` (a stored result's metrics): keys that are not fields are left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -149,6 +149,8 @@ class Engine:
         cparams.n_seq_max = n_seq
         cparams.n_batch = min(cparams.n_ctx, int(req.get("n_batch") or 512))
         cparams.n_ubatch = cparams.n_batch
+        if n_seq > cparams.n_ubatch:  # llama.cpp would abort: a step's tokens must fit one micro-batch
+            raise RuntimeError(f"{n_seq} sequences need a micro-batch of at least {n_seq} tokens, not {cparams.n_ubatch}")
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
         self.log_tail.clear()

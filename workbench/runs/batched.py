@@ -33,6 +33,7 @@ from typing import Any
 
 from workbench.engine import memory_budget
 from workbench.engine.access import WorkerAccess, gpu_layers
+from workbench.engine.metrics import ContestantResult
 from workbench.engine.pool import REQUEST_TIMEOUT_S, WorkerDied, WorkerError, WorkerPool, WorkerProcess
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.runs.contestants import Contestant, RunSettings
@@ -77,6 +78,7 @@ class ItemResult:
     template: str | None = None
     time_s: float | None = None
     error: str | None = None
+    n_seq: int | None = None  # the batch's sequences (how it was made)
 
     @property
     def ok(self) -> bool:
@@ -152,6 +154,8 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
     except GgufError as exc:
         return _failed(results, 0, f"{contestant.label}: {exc}")
     n = choose_n_seq(pool, contestant.path, settings, n_seq, len(items))
+    if n_batch is not None:  # llama.cpp aborts when a step's sequences exceed the micro-batch (n_ubatch)
+        n = max(1, min(n, n_batch))
     placement = replace(settings.placement(), n_seq=n, n_batch=n_batch)
     access = WorkerAccess(pool, contestant.path, placement)
     outcome = BatchOutcome(results, n, fallback=access.fallback)
@@ -160,6 +164,7 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
         if event.get("event") == "item" and isinstance(event.get("index"), int) and 0 <= event["index"] < len(items):
             access.output_started()  # a crash from here on is not retried: answers were already handed on
             item = ItemResult.from_event(event)
+            item.n_seq = n
             results[item.index] = item
             on_item(item)
 
@@ -192,7 +197,22 @@ def _failed(results: list[ItemResult | None], n_seq: int, error: str, outcome: B
     """Every item without an answer gets `error`; answers already made are kept."""
     for i, r in enumerate(results):
         if r is None or r.stop_reason == "cancelled":
-            results[i] = ItemResult(i, error=error)
+            results[i] = ItemResult(i, error=error, n_seq=n_seq)
     out = outcome or BatchOutcome(results, n_seq)
     out.error = error
     return out
+
+
+def result_of(contestant: Contestant, item: ItemResult, settings: RunSettings) -> ContestantResult:
+    """A batch item as a comparison result (stored like any other): its text, tokens and stop reason; no
+    single-stream speed figures, and `measurement.batched` saying how it was made."""
+    r = contestant.blank_result()
+    r.text, r.token_ids, r.prompt_tokens = item.text, list(item.token_ids), item.prompt_tokens
+    r.completion_tokens, r.stop_reason, r.template, r.total_s = item.completion_tokens, item.stop_reason, \
+        item.template, item.time_s
+    r.error = item.error
+    if item.error and not r.stop_reason:
+        r.stop_reason = "error"
+    r.measurement = {"batched": {"n_seq": item.n_seq}, "display": settings.display}
+    r.settings = {**settings.to_dict(), "n_seq": item.n_seq}
+    return r

@@ -213,11 +213,7 @@ def run_comparison(
     ref = next((c for c in contestants if c.is_reference), None)
     run_id = None
     if store is not None:
-        run_id = store.create_run(
-            settings=settings.to_dict(), prompt=prompt, system_prompt=settings.system_prompt or None, messages=messages,
-            category=category, ladder=ladder.to_dict() if ladder else None, reference_label=ref.label if ref else None,
-            machine=hardware.machine().to_dict(), versions={"workbench": _version(), "llama_cpp": llama_cpp_version()},
-        )
+        run_id = new_run(store, contestants, prompt, settings, ladder=ladder, category=category)
         if on_run_created:
             on_run_created(run_id)
     try:
@@ -230,6 +226,18 @@ def run_comparison(
             except Exception:
                 pass
         raise
+
+
+def new_run(store: Store, contestants: list[Contestant], prompt: str, settings: RunSettings, *,
+            ladder: Ladder | None = None, category: str | None = None) -> int:
+    """Store a new comparison run (status running) for `prompt` through `contestants`; its results come later."""
+    ref = next((c for c in contestants if c.is_reference), None)
+    return store.create_run(
+        settings=settings.to_dict(), prompt=prompt, system_prompt=settings.system_prompt or None,
+        messages=settings.messages(prompt), category=category, ladder=ladder.to_dict() if ladder else None,
+        reference_label=ref.label if ref else None, machine=hardware.machine().to_dict(),
+        versions={"workbench": _version(), "llama_cpp": llama_cpp_version()},
+    )
 
 
 def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: RunSettings,

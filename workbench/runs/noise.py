@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workbench.engine.pool import WorkerPool
+from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, generate_many
 from workbench.runs.compare import OnEvent, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.storage.store import Store
@@ -136,3 +137,36 @@ def run_repeats(pool: WorkerPool, store: Store, run_id: int, reference: Contesta
         ran += 1
         on_repeat(k, n, "end", {"repeat": k, **row})
     return ran
+
+
+def run_repeats_batched(pool: WorkerPool, store: Store, runs: list[tuple[int, list[dict[str, str]]]],
+                        reference: Contestant, settings: RunSettings, n: int, *, cancel: threading.Event | None = None,
+                        on_repeat: OnRepeat = _quiet_repeat, n_seq: int = DEFAULT_N_SEQ) -> int:
+    """`run_repeats` for many runs at once: repeat k of every run that still needs it is one batch
+    (runs.batched), since all of them share repeat k's perturbation. `runs`: (run id, its prompt's messages).
+    Returns how many repeats were stored."""
+    check_repeatable(reference, settings, n)
+    plan = perturbations(settings, n)
+    stored = 0
+    for k in range(1, n + 1):
+        if cancel is not None and cancel.is_set():
+            break
+        todo = [(run_id, messages) for run_id, messages in runs if k in missing_repeats(store, run_id, n)]
+        if not todo:
+            continue
+        p = plan[k - 1]
+        on_repeat(k, n, "start", None)
+        varied = replace(settings, seed=p.value) if p.kind == "seed" else settings
+        items = [BatchItem(messages, settings.max_tokens) for _, messages in todo]
+        outcome = generate_many(pool, reference, varied, items, n_batch=p.value if p.kind == "n_batch" else None,
+                                n_seq=n_seq, cancel=cancel)
+        for (run_id, _), item in zip(todo, outcome.results, strict=True):
+            if item is None or item.stop_reason == "cancelled":
+                continue  # stopped: run again on resume
+            store.add_reference_repeat(run_id, k, label=reference.label, perturbation=p.to_dict(),
+                                       text=None if item.error else item.text, completion_tokens=item.completion_tokens,
+                                       stop_reason=item.stop_reason or ("error" if item.error else None),
+                                       error=item.error)
+            stored += 1
+        on_repeat(k, n, "end", None)
+    return stored

@@ -8,8 +8,15 @@ How a caller uses it (a page, the CLI):
     job = running_job(registry, set_run_id)          # after a reload: the job still running, or None (resume)
     store.get_set_run(set_run_id), store.list_set_runs()                               # what is stored
 
-Each prompt becomes one ordinary comparison run (`compare.run_comparison`, kind "compare") tagged with the
-set run and the prompt's index, so ratings, divergence, diff views and export understand every prompt.
+Each prompt becomes one ordinary comparison run (kind "compare") tagged with the set run and the prompt's
+index, so ratings, divergence, diff views and export understand every prompt.
+
+Batched (the default, runs.batched): unfinished prompts go in chunks of CHUNK_PROMPTS; within a chunk each
+file answers all of them in one batch (the reference first), every answer stored in its prompt's run as it
+comes; a prompt is finished when every file answered it. A Stop keeps every answer: on resume a prompt whose
+run was stopped carries on in that run and only the files that had not answered it run again. The noise
+floor's repeats then run one batch per repeat. Results carry `measurement.batched` and no single-stream speed.
+With WORKBENCH_BATCH=off prompts run one at a time through `compare.run_comparison`, as described below.
 Prompts run in order. A prompt is finished when its newest run is done, or ended with a contestant's error
 (`store.SET_PROMPT_FINISHED`: a retry would give the same error), and, with a noise floor (`noise_repeats`),
 its reference has been repeated that often (runs.noise; a prompt whose reference failed gets no repeats);
@@ -27,13 +34,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from workbench.core.jobs import Cancelled, Job, JobRegistry
+from workbench.engine.metrics import ContestantResult, mark_divergence
 from workbench.engine.pool import WorkerPool
 from workbench.files.gguf_info import GgufError
 from workbench.models.ladder import Ladder, LadderFile
-from workbench.runs.compare import OnEvent, check_contestants, contestants_for, run_comparison
+from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, ItemResult, batching_enabled, generate_many, result_of
+from workbench.runs.compare import OnEvent, check_contestants, contestants_for, new_run, run_comparison
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.jobs import ColumnState
-from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats
+from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats, run_repeats_batched
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
 from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
 
@@ -70,9 +79,18 @@ class SetProgress:
     statuses: tuple[str | None, ...] = ()
     repeat: int | None = None
     repeats: int = 0
+    label: str | None = None  # phase "batch": the file answering prompts chunk[0]..chunk[1]-1 together
+    chunk: tuple[int, int] | None = None
+    answered: int = 0
 
     def message(self) -> str:
         """One line for people: "prompt 3 of 10: Summarize this…" or "prompt 3 of 10: reference repeat 2 of 3"."""
+        if self.phase == "batch" and self.chunk is not None:
+            a, b = self.chunk
+            return (f"prompts {a + 1}–{b} of {self.total}: {self.label}, batched ({self.answered} of {b - a} "
+                    "answered)")
+        if self.phase == "repeat" and self.index is None and self.repeat is not None:
+            return f"reference repeat {self.repeat} of {self.repeats} (noise floor), batched over the prompts"
         if self.index is None:
             return f"{self.finished} of {self.total} prompts finished"
         if self.phase == "repeat" and self.repeat is not None:
@@ -82,7 +100,7 @@ class SetProgress:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "labels": list(self.labels), "done_labels": list(self.done_labels),
-                "statuses": list(self.statuses)}
+                "statuses": list(self.statuses), "chunk": list(self.chunk) if self.chunk else None}
 
 
 @dataclass(frozen=True)
@@ -180,7 +198,7 @@ def _reference_ok(store: Store, run_id: int | None, reference: str | None) -> bo
 # ---- running ----------------------------------------------------------------------------------------------
 def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: int,
             on_progress: OnProgress = _quiet, cancel: threading.Event | None = None, *,
-            on_event: OnEvent | None = None) -> SetRunOutcome:
+            on_event: OnEvent | None = None, n_seq: int = DEFAULT_N_SEQ) -> SetRunOutcome:
     """Run every unfinished prompt of the set run through its contestants, in order (see the module docstring).
 
     `ladder`: where the labels' files are (None: the ladder stored with the set run). `on_event` receives the
@@ -205,8 +223,11 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
     try:
         store.set_set_run_status(set_run_id, "running")
         try:
-            return _run_prompts(pool, store, ladder, set_run_id, contestants, settings, prompts, repeats,
-                                on_progress, cancel, on_event)
+            if not batching_enabled():
+                return _run_prompts(pool, store, ladder, set_run_id, contestants, settings, prompts, repeats,
+                                    on_progress, cancel, on_event)
+            return _run_prompts_batched(pool, store, ladder, set_run_id, contestants, settings, prompts, repeats,
+                                        on_progress, cancel, on_event, n_seq)
         except KeyboardInterrupt:
             store.set_set_run_status(set_run_id, "cancelled")  # resumable: nothing is wrong with the set
             raise
@@ -285,6 +306,167 @@ def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int
     return SetRunOutcome(set_run_id, status, finished, total)
 
 
+CHUNK_PROMPTS = 16  # prompts batched together per file: a Stop loses at most one chunk's unfinished prompts
+
+
+def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int,
+                         contestants: list[Contestant], settings: RunSettings, prompts: list[SetPrompt], repeats: int,
+                         on_progress: OnProgress, cancel: threading.Event | None,
+                         on_event: OnEvent | None, n_seq: int) -> SetRunOutcome:
+    """`_run_prompts` at batch speed (runs.batched): unfinished prompts in chunks of CHUNK_PROMPTS; within a
+    chunk each file answers every prompt in one batch, each answer stored as it comes; then the chunk's runs are
+    finished. Then the noise floor's repeats, one batch per repeat over every prompt that owes it."""
+    labels = tuple(c.label for c in contestants)
+    total = len(prompts)
+    reference = next((c for c in contestants if c.is_reference), None)
+
+    def prompt_settings(i: int) -> RunSettings:
+        system = prompts[i].system
+        return replace(settings, system_prompt=system) if system is not None else settings
+
+    def children() -> dict[int, dict[str, Any]]:
+        return {c["index"]: c for c in store.set_run_children(set_run_id)}
+
+    def statuses() -> tuple[str | None, ...]:
+        newest = children()
+        return tuple(newest[i]["status"] if i in newest else None for i in range(total))
+
+    def owes_repeats(child: dict[str, Any] | None) -> bool:
+        if not repeats or reference is None or child is None or child["status"] not in SET_PROMPT_FINISHED:
+            return False
+        return bool(missing_repeats(store, child["run_id"], repeats)) and \
+            _reference_ok(store, child["run_id"], reference.label)
+
+    def finished_count() -> int:
+        return sum(c["status"] in SET_PROMPT_FINISHED and not owes_repeats(c) for c in children().values())
+
+    def stopped() -> bool:
+        return cancel is not None and cancel.is_set()
+
+    now = statuses()
+    todo = [i for i in range(total) if now[i] not in SET_PROMPT_FINISHED]
+    for start in range(0, len(todo), CHUNK_PROMPTS):
+        if stopped():
+            break
+        chunk = todo[start : start + CHUNK_PROMPTS]
+        span = (chunk[0], chunk[-1] + 1)
+        run_ids, results = _chunk_runs(store, set_run_id, chunk, contestants, prompts, prompt_settings, ladder)
+        for position, c in enumerate(contestants):
+            if stopped():
+                break
+            if all(results[i][position] is not None for i in chunk):
+                continue  # answered before a Stop: kept
+            base = SetProgress(set_run_id, total, finished_count(), "batch", chunk[0], prompts[chunk[0]].prompt,
+                               None, labels, labels[:position], now, repeats=repeats, label=c.label, chunk=span)
+            on_progress(base)
+            if not _answer_chunk(pool, store, c, position, chunk, run_ids, results, prompt_settings, settings,
+                                 prompts, base, on_progress, cancel, on_event, n_seq):
+                break  # stopped while waiting for the machine
+        for i in chunk:
+            got = [r for r in results[i] if r is not None]
+            mark_divergence(got)
+            for position, done_result in enumerate(results[i]):
+                if done_result is not None:
+                    store.add_result(run_ids[i], position, done_result.to_dict())  # the divergence marks
+            if len(got) < len(contestants):
+                status = "cancelled"
+            elif all(not r.ok for r in got):
+                status = "failed"
+            else:
+                status = "partial" if any(not r.ok for r in got) else "done"
+            store.finish_run(run_ids[i], status)
+        now = statuses()
+        on_progress(SetProgress(set_run_id, total, finished_count(), "prompt-done", chunk[-1], prompts[chunk[-1]].prompt,
+                                None, labels, labels, now, repeats=repeats, chunk=span))
+    if repeats and reference is not None and not stopped():
+        newest = children()
+        owed = [(newest[i]["run_id"], prompt_settings(i).messages(prompts[i].prompt)) for i in range(total)
+                if owes_repeats(newest.get(i))]
+
+        def started(k: int, n: int, phase: str, row: dict[str, Any] | None) -> None:
+            if phase == "start":
+                on_progress(SetProgress(set_run_id, total, finished_count(), "repeat", labels=labels,
+                                        statuses=statuses(), repeat=k, repeats=repeats))
+
+        if owed:
+            run_repeats_batched(pool, store, owed, reference, settings, repeats, cancel=cancel, on_repeat=started,
+                                n_seq=n_seq)
+    now = statuses()
+    finished = finished_count()
+    status = "done" if finished == total else "cancelled" if stopped() else "failed"
+    store.set_set_run_status(set_run_id, status)
+    on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
+    return SetRunOutcome(set_run_id, status, finished, total)
+
+
+def _chunk_runs(store: Store, set_run_id: int, chunk: list[int], contestants: list[Contestant],
+                prompts: list[SetPrompt], prompt_settings: Callable[[int], RunSettings], ladder: Ladder
+                ) -> tuple[dict[int, int], dict[int, list[ContestantResult | None]]]:
+    """Each prompt's run for this chunk and the results it already has. A prompt whose newest run was stopped
+    midway carries on in that run, keeping the answers it got (a file's error too: a retry would repeat it);
+    any other prompt gets a new run. Results are by contestant position."""
+    newest = {c["index"]: c for c in store.set_run_children(set_run_id)}
+    position_of = {c.label: k for k, c in enumerate(contestants)}
+    run_ids: dict[int, int] = {}
+    results: dict[int, list[ContestantResult | None]] = {}
+    for i in chunk:
+        results[i] = [None] * len(contestants)
+        child = newest.get(i)
+        prior = store.get_run(child["run_id"]) if child and child["status"] == "cancelled" else None
+        kept = [r for r in (prior or {}).get("results") or []
+                if r.get("label") in position_of and r.get("stop_reason") != "cancelled"]
+        if prior is not None and kept:
+            run_ids[i] = prior["id"]
+            for row in kept:
+                metrics = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
+                results[i][position_of[row["label"]]] = ContestantResult.from_dict({**metrics, **{
+                    k: row[k] for k in ("label", "text", "error", "stop_reason", "token_ids", "is_reference")}})
+            store.finish_run(prior["id"], "running")
+            continue
+        run_ids[i] = new_run(store, contestants, prompts[i].prompt, prompt_settings(i), ladder=ladder,
+                             category=prompts[i].category)
+        store.tag_set_run_child(run_ids[i], set_run_id, i)
+    return run_ids, results
+
+
+def _answer_chunk(pool: WorkerPool, store: Store, c: Contestant, position: int, chunk: list[int],
+                  run_ids: dict[int, int], results: dict[int, list[ContestantResult | None]],
+                  prompt_settings: Callable[[int], RunSettings], settings: RunSettings, prompts: list[SetPrompt],
+                  base: SetProgress, on_progress: OnProgress, cancel: threading.Event | None,
+                  on_event: OnEvent | None, n_seq: int) -> bool:
+    """One file answers every prompt of the chunk in one batch; each answer is stored in its prompt's run as it
+    comes (a dead worker's unanswered prompts get its error). False when stopped before the batch started."""
+    answered = 0
+
+    def on_item(item: ItemResult) -> None:
+        nonlocal answered
+        if item.stop_reason == "cancelled":
+            return  # stopped midway: the prompt runs again on resume
+        i = chunk[item.index]
+        r = result_of(c, item, prompt_settings(i))
+        results[i][position] = r
+        store.add_result(run_ids[i], position, r.to_dict())
+        answered += 1
+        if on_event is not None:
+            on_event(c.label, "done" if r.ok else "error", {"result": r.to_dict(), "index": i})
+        on_progress(replace(base, answered=answered, run_id=run_ids[i]))
+
+    chunk = [i for i in chunk if results[i][position] is None]  # what a Stop left unanswered
+    items = [BatchItem(prompt_settings(i).messages(prompts[i].prompt), settings.max_tokens) for i in chunk]
+    try:
+        with pool.queue.turn(cancel=cancel):
+            outcome = generate_many(pool, c, settings, items, n_seq=n_seq, on_item=on_item, cancel=cancel)
+    except InterruptedError:
+        return False
+    for k, item in enumerate(outcome.results):
+        i = chunk[k]
+        if item is not None and item.error and results[i][position] is None:
+            r = result_of(c, item, prompt_settings(i))
+            results[i][position] = r
+            store.add_result(run_ids[i], position, r.to_dict())
+    return True
+
+
 def _run_one_prompt(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int, index: int,
                     contestants: list[Contestant], item: SetPrompt, prompt_settings: RunSettings, base: SetProgress,
                     on_progress: OnProgress, cancel: threading.Event | None, on_event: OnEvent | None) -> int | None:
@@ -324,15 +506,16 @@ class SetRunJob(Job):
     kind = "set-run"
     expected = (SetRunError, StoreError, GgufError)
 
-    def __init__(self, pool: WorkerPool, store: Store, set_run_id: int, *, ladder: Ladder | None = None) -> None:
+    def __init__(self, pool: WorkerPool, store: Store, set_run_id: int, *, ladder: Ladder | None = None,
+                 n_seq: int = DEFAULT_N_SEQ) -> None:
         super().__init__(self._work, title=f"set run {set_run_id}")
-        self.pool, self.store, self.set_run_id, self.ladder = pool, store, set_run_id, ladder
+        self.pool, self.store, self.set_run_id, self.ladder, self.n_seq = pool, store, set_run_id, ladder, n_seq
         self.latest: SetProgress | None = None
         self.columns: dict[str, ColumnState] = {}
 
     def _work(self, _job: Job) -> SetRunOutcome:
         outcome = run_set(self.pool, self.store, self.ladder, self.set_run_id, self._on_progress, self.cancel,
-                          on_event=self._on_event)
+                          on_event=self._on_event, n_seq=self.n_seq)
         if outcome.status == "cancelled":
             raise Cancelled(f"stopped: {outcome.finished} of {outcome.total} prompts finished; resume runs the rest")
         return outcome
