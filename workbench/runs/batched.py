@@ -140,7 +140,7 @@ def choose_n_seq(pool: WorkerPool, path: str, settings: RunSettings, wanted: int
 
 def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSettings, items: Sequence[BatchItem], *,
                   n_seq: int = DEFAULT_N_SEQ, n_batch: int | None = None, on_item: OnItem = _quiet,
-                  cancel: threading.Event | None = None) -> BatchOutcome:
+                  cancel: threading.Event | None = None, ignore_eos: bool = False) -> BatchOutcome:
     """Generate every item through `contestant`'s file with up to `n_seq` sequences at once (see the module
     docstring); `on_item` gets each result as it is made. Local files only. Never raises for the file or the
     worker: a broken file or a dead worker is the outcome's `error`, and each unanswered item carries it."""
@@ -170,7 +170,8 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
 
     def run(worker: WorkerProcess, loaded: dict[str, Any] | None) -> dict[str, Any]:
         request = {"op": "generate_batch", "items": [it.request() for it in items], "n_seq": n,
-                   "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+                   "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
+                   "ignore_eos": ignore_eos}  # benchmarks: every item decodes exactly its max_tokens
         rounds = math.ceil(len(items) / n)
         return worker.call(request, {"done"}, forward, cancel, timeout=REQUEST_TIMEOUT_S * max(1, rounds))
 
