@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu/h100.sh scaling   # synthetic 0.5B..8B at Q8_0/Q4_K_M/Q2_K: load, VRAM, tok/s, fit
 #   bash benchmarks/gpu/h100.sh offload   # `workbench compare` with each offload choice (auto, 8 layers, CPU)
 #   bash benchmarks/gpu/h100.sh pool      # fair automatic offload and the warm pool's memory budget on a GPU
+#   bash benchmarks/gpu/h100.sh batch [1B,8B]  # generated tok/s at 1..16 sequences vs one request per prompt
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
 #   .venv/bin/python -c "from workbench.files.synthetic import write_vocab_only; from workbench.models.ladder import
 #   demo_source; write_vocab_only(demo_source(), '.gpu/vocab.gguf')");
@@ -70,9 +71,27 @@ pool)
   models
   python3 benchmarks/gpu/pool_check.py /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf
   ;;
+batch)
+  mkdir -p /tmp/syn
+  for size in $(echo "${2:-1B}" | tr , ' '); do
+    SECONDS=0
+    [ -f /tmp/syn/synthetic-$size.F16.gguf ] || python3 -c "
+from workbench.files.synthetic import SHAPES, write_synthetic
+write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-$size.F16.gguf', SHAPES['$size'])"
+    for t in Q8_0 Q4_K_M Q2_K; do
+      [ -f /tmp/syn/synthetic-$size.$t.gguf ] || python3 -c "
+from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$size.F16.gguf', '/tmp/syn/synthetic-$size.$t.gguf', '$t', 16)"
+    done
+    rm -f /tmp/syn/synthetic-$size.F16.gguf  # only the quantized files are measured; frees the disk
+    echo "$size models ready in ${SECONDS}s"
+    python3 benchmarks/batch_speed.py sweep /tmp/syn/synthetic-$size.{Q8_0,Q4_K_M,Q2_K}.gguf --gpu-layers 99 \
+      --n-seq 1,2,4,8,16 --prompts 16 --tokens 128 --prompt-tokens 64 --ctx 512 --threads 8 --repeats 3 \
+      --json "$OUT/batch-gpu-$size.json"
+  done
+  ;;
 scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|bench|scaling|offload|pool"; exit 2 ;;
+*) echo "usage: $0 build|bench|scaling|offload|pool|batch"; exit 2 ;;
 esac

@@ -548,11 +548,15 @@ class Engine:
                     raise RuntimeError(f"llama_decode failed with code {rc}")
                 step_s += time.perf_counter() - t
                 steps += 1
+                greedy_rows = None
+                if temperature <= 0:  # every row's argmax in one pass over the step's logits (one row per sequence)
+                    rows = np.ctypeslib.as_array(lc.llama_get_logits(ctx), shape=(len(active), n_vocab))
+                    greedy_rows = rows.argmax(axis=1)
                 for k, s in enumerate(active):
                     slot = slots[s]
                     assert slot is not None
                     slot.pos += 1
-                    accept(s, sample(slot, k))
+                    accept(s, int(greedy_rows[k]) if greedy_rows is not None else sample(slot, k))
             cancelled = self.cancel.is_set()
             for s in range(n_seq):
                 if slots[s] is not None:
