@@ -35,7 +35,9 @@ Events (field `event`; `id` is the request's, null for `ready` and for an unpars
   started   id, prompt_tokens, template           generation began (template: "gguf", "none" or "tokens")
   tokens    id, ids, text                         a batch of new tokens (batched to ~20 events/s)
   done      id, metrics, token_ids, text          generation ended (see Metrics in metrics.py)
-  scored    id, positions, summary                teacher-forced scoring finished
+  scored    id, positions, pieces, elapsed_s     teacher-forced scoring finished: per target position
+                                                  {token, logprob, top: [[id, logprob]...]}, with a
+                                                  reference also kld, top1_agree, ref_top; pieces: id -> text
   tokenized id, tokens
   unloaded  id
   error     id, message, during ("load" | "generate" | "score" | "tokenize" | "unload" | "request")

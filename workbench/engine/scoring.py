@@ -5,13 +5,14 @@ hands the rows here as one [positions, vocab] float32 block. `score_rows` works 
 at once (no Python per position); `score_rows_per_position` is the previous row-at-a-time code,
 kept as the reference implementation that tests and `benchmarks/divergence_speed.py` compare
 against (the worker uses it when `PER_POSITION_ENV` is set). Both compute in float64 where the
-old code did, so their figures agree to ~1e-12 (tests/test_divergence_vectorised.py).
+old code did; on the demo ladder their figures are bitwise identical (tests/test_divergence_vectorised.py
+allows 1e-9). One request's rows ([255, 49152]) take ~65 ms instead of ~190 ms (docs/benchmarks.md).
 
 Memory: a block of `rows_per_block(vocab)` rows keeps three float64 [rows, vocab] buffers (log-probs,
-scratch, the reference's log-probs) within `BLOCK_BYTES`, whatever the vocabulary: 8 MiB is 21 rows at
-SmolLM2's 49,152 tokens and 4 at a 256k vocabulary, small beside the model and the logits llama.cpp
-already holds, and small enough to stay in cache between the passes over a block (blocks of 8 to 64
-MiB measured within a few percent of each other on this machine's CPU).
+scratch, the reference's log-probs) within `BLOCK_BYTES`, whatever the vocabulary: 8 MiB is 7 rows at
+SmolLM2's 49,152 tokens and 1 at 256k. Small beside the model and the logits llama.cpp already holds,
+and the fastest size measured here: the passes over a block then stay in cache (2 to 8 MiB within 5 %
+of each other; 32 MiB 1.35x and a whole 255-row request at once 1.85x slower).
 
 Ties: the top-k are ordered by log-prob, then by token id (the lowest id first, as np.argmax picks it),
 so top-1 agreement with the reference's argmax is decided the same way on both sides. The old code
