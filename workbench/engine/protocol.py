@@ -42,7 +42,9 @@ Events (field `event`; `id` is the request's, null for `ready` and for an unpars
   batch_started  id, n_items, n_seq               generate_batch began
   item      id, index, text, token_ids, prompt_tokens, completion_tokens, stop_reason, template, time_s
             (or id, index, error): one generate_batch item ended; "cancelled" items are partial
-  scored    id, positions, summary                teacher-forced scoring finished
+  scored    id, positions, pieces, elapsed_s     teacher-forced scoring finished: per target position
+                                                  {token, logprob, top: [[id, logprob]...]}, with a
+                                                  reference also kld, top1_agree, ref_top; pieces: id -> text
   tokenized id, tokens
   unloaded  id
   error     id, message, during ("load" | "generate" | "score" | "tokenize" | "unload" | "request")

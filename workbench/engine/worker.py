@@ -31,7 +31,7 @@ import llama_cpp  # noqa: I001
 import numpy as np
 
 from workbench.core.disturbance import CpuSnapshot, classify
-from workbench.engine import protocol
+from workbench.engine import protocol, scoring
 
 # ggml_log_level's WARN and ERROR (ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5; measured on this build:
 # a load's metadata dump arrives at 2, "error loading model" at 4). llama-cpp-python's _logger.py comment is stale.
@@ -585,6 +585,10 @@ class Engine:
         Per position: log-prob of the target token, this model's top-k alternatives and, when a
         reference's log-probs are given (a .npy of shape [positions, vocab]), the KL divergence
         KL(reference || this) and whether the top-1 tokens agree.
+
+        Each decode asks for logits at every scored position; its rows are scored as one block by
+        scoring.score_rows (scoring.score_rows_per_position, the old row-at-a-time code, when
+        scoring.PER_POSITION_ENV is set). The reference's file is memory-mapped, not read whole.
         """
         self._require_model()
         lc = self.llama_cpp
@@ -597,13 +601,20 @@ class Engine:
         seq = prompt + target
         if len(seq) > self.settings["n_ctx"]:
             raise RuntimeError(f"{len(seq)} tokens do not fit the context of {self.settings['n_ctx']}")
-        ref = np.load(req["reference_logprobs"]) if req.get("reference_logprobs") else None
+        per_position = bool(os.environ.get(scoring.PER_POSITION_ENV))
         first = len(prompt) - 1  # logits at position i predict token i+1
         n_pos = len(target)
-        save = np.empty((n_pos, self.n_vocab), dtype=np.float32) if req.get("save_logprobs") else None
+        n_vocab = self.n_vocab
+        ref = None
+        if req.get("reference_logprobs"):
+            ref = np.load(req["reference_logprobs"], mmap_mode=None if per_position else "r")
+            if ref.shape != (n_pos, n_vocab):
+                raise RuntimeError(f"the reference's log-probs are {list(ref.shape)}, not [{n_pos}, {n_vocab}]")
+        save = np.empty((n_pos, n_vocab), dtype=np.float32) if req.get("save_logprobs") else None
+        targets = np.asarray(target, dtype=np.int64)
         self.ctx.kv_cache_clear()
         batch = self._internals.LlamaBatch(n_tokens=self.settings["n_batch"], embd=0, n_seq_max=1, verbose=False)
-        positions: list[dict[str, Any]] = []
+        parts: list[scoring.Scores] = []
         t0 = time.perf_counter()
         try:
             self._inject_extra_bufts_crash()
@@ -621,38 +632,25 @@ class Engine:
                 rc = lc.llama_decode(self.ctx.ctx, b)
                 if rc != 0:
                     raise RuntimeError(f"llama_decode failed with code {rc} while scoring")
-                for i in range(len(chunk)):
-                    pos = start + i
-                    if pos < first:
-                        continue
-                    if self.cancel.is_set():
-                        raise _Cancelled()
-                    k = pos - first
-                    ptr = lc.llama_get_logits_ith(self.ctx.ctx, i)
-                    logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
-                    m = logits.max()
-                    logp = logits - (m + np.log(np.exp(logits - m).sum()))
-                    if save is not None:
-                        save[k] = logp
-                    tgt = target[k]
-                    top = np.argpartition(-logp, top_k)[:top_k]
-                    top = top[np.argsort(-logp[top])]
-                    entry: dict[str, Any] = {
-                        "token": tgt,
-                        "logprob": float(logp[tgt]),
-                        "top": [[int(t), float(logp[t])] for t in top],
-                    }
-                    if ref is not None:
-                        r = ref[k].astype(np.float64)
-                        pr = np.exp(r)
-                        entry["kld"] = float(max(0.0, np.sum(pr * (r - logp))))
-                        entry["top1_agree"] = bool(int(np.argmax(r)) == int(top[0]))
-                        entry["ref_top"] = int(np.argmax(r))
-                    positions.append(entry)
+                if self.cancel.is_set():
+                    raise _Cancelled()
+                i0 = max(first - start, 0)  # the first position of this chunk with logits
+                if i0 >= len(chunk):
+                    continue
+                k0, k1 = start + i0 - first, start + len(chunk) - first
+                score = scoring.score_rows_per_position if per_position else scoring.score_rows
+                try:
+                    parts.append(score(self._logit_rows(i0, len(chunk)), targets[k0:k1], top_k,
+                                       ref=None if ref is None else ref[k0:k1],
+                                       save=None if save is None else save[k0:k1], cancelled=self.cancel.is_set))
+                except InterruptedError:
+                    raise _Cancelled() from None
         finally:
             batch.close()
         if save is not None:
             np.save(req["save_logprobs"], save)
+        del ref  # a memory map: close the file now
+        positions = self._positions(target, parts)
         pieces = {}
         for p in positions:
             for t, _ in p["top"]:
@@ -662,6 +660,41 @@ class Engine:
                 pieces[p["token"]] = self.model.token_to_piece(p["token"]).rstrip(b"\0").decode("utf-8", "replace")
         self.out.send(event="scored", id=rid, positions=positions, pieces={str(k): v for k, v in pieces.items()},
                       elapsed_s=time.perf_counter() - t0)
+
+    def _logit_rows(self, i0: int, i1: int) -> np.ndarray:
+        """The last decode's logits for batch positions i0..i1-1 (all of which asked for logits), [rows, vocab].
+
+        llama.cpp keeps one sequence's outputs in batch order in one buffer, so this is a view of it (valid
+        until the next decode); should a build ever order them otherwise, the rows are gathered one by one.
+        """
+        lc, ctx, n_vocab = self.llama_cpp, self.ctx.ctx, self.n_vocab
+        n = i1 - i0
+        base = lc.llama_get_logits(ctx)
+        at = ctypes.cast(base, ctypes.c_void_p).value
+        first_row = ctypes.cast(lc.llama_get_logits_ith(ctx, i0), ctypes.c_void_p).value
+        last_row = ctypes.cast(lc.llama_get_logits_ith(ctx, i1 - 1), ctypes.c_void_p).value
+        if at and first_row == at and last_row == at + (n - 1) * n_vocab * ctypes.sizeof(ctypes.c_float):
+            return np.ctypeslib.as_array(base, shape=(n, n_vocab))
+        return np.stack([np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, i), shape=(n_vocab,)) for i in range(i0, i1)])
+
+    @staticmethod
+    def _positions(target: list[int], parts: list[scoring.Scores]) -> list[dict[str, Any]]:
+        """The `scored` event's per-position entries (protocol.py), from the scored blocks in order."""
+        positions: list[dict[str, Any]] = []
+        k = 0
+        for part in parts:
+            lp, ids, top_lp = part.logprob.tolist(), part.top_ids.tolist(), part.top_logprobs.tolist()
+            kld = part.kld.tolist() if part.kld is not None else None
+            agree = part.agree.tolist() if part.agree is not None else None
+            ref_top = part.ref_top.tolist() if part.ref_top is not None else None
+            for j in range(len(part)):
+                entry: dict[str, Any] = {"token": target[k], "logprob": lp[j],
+                                         "top": [[t, v] for t, v in zip(ids[j], top_lp[j], strict=True)]}
+                if kld is not None and agree is not None and ref_top is not None:
+                    entry["kld"], entry["top1_agree"], entry["ref_top"] = kld[j], agree[j], ref_top[j]
+                positions.append(entry)
+                k += 1
+        return positions
 
     def tokenize(self, req: dict[str, Any]) -> None:
         self._require_model()

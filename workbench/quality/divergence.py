@@ -23,7 +23,8 @@ How: the reference worker scores a stretch with `save_logprobs` (its [positions,
 log-probs written to a temporary .npy); then each contestant scores the same stretch against that
 file. Stretches hold at most `positions_per_call(vocab)` positions (64 MiB of log-probs; 341 at
 SmolLM2's 49,152-token vocabulary), so no process holds more than that and the temporary file is
-deleted before the next stretch. A longer sequence is scored stretch by stretch with the earlier
+deleted before the next stretch. (The worker scores each decoded chunk a block of rows at a time,
+engine/scoring.py, and memory-maps the reference's file.) A longer sequence is scored stretch by stretch with the earlier
 tokens as context, so the numbers do not depend on the stretch size.
 
 Workers are the pool's warm ones, reached through engine.access like a comparison's (the same load

@@ -1,0 +1,143 @@
+"""How long divergence on the bundled reference text takes over the embedded ladder: the worker scoring a
+decoded chunk row by row (the code before issue 17, selected by WORKBENCH_SCORE_PER_POSITION=1) against
+scoring it in blocks of rows (workbench/engine/scoring.py). Record results in docs/benchmarks.md
+("Divergence scoring").
+
+Runs alternate old, new, old, new, ... (`--pairs` pairs, back to back), each side with a fresh worker pool
+whose workers get its mode in their environment: one chunk first (worker start and model loads, not
+timed), then the whole text timed on the warm workers; with `--cold` the first whole-text run is timed
+instead (start and loads included, as `workbench diverge --reference-text --demo` sees it). Every run's
+statistics are compared with the first old run's: the largest absolute difference of any summary figure
+and of any per-position log-prob or KLD is printed, and whether top-k and top-1 agreement are identical.
+Then both scoring functions are timed in-process on one request's worth of seeded random logits
+([255, 49152], the size of one chunk's scored half on SmolLM2).
+
+The runs use a temporary data directory (the ladder stays where it is), so this machine's notes (the
+extra-buffer crash fallback) are neither read nor written: every run loads with llama.cpp's defaults,
+and a run where the fallback had to act says so.
+
+    WORKBENCH_THREADS=2 .venv/bin/python benchmarks/divergence_speed.py [--pairs 4] [--cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's workbench
+
+import numpy as np  # noqa: E402
+
+from workbench.core.paths import ladders_dir  # noqa: E402
+from workbench.engine import scoring  # noqa: E402
+from workbench.engine.pool import WorkerPool  # noqa: E402
+from workbench.models.ladder import ensure_demo_ladder  # noqa: E402
+from workbench.quality import divergence as dv  # noqa: E402
+from workbench.runs.compare import contestants_for  # noqa: E402
+from workbench.runs.contestants import RunSettings  # noqa: E402
+
+
+def run_mode(old: bool, contestants: list[Any], settings: RunSettings, chunk: int, cold: bool) -> tuple[float, Any]:
+    """Seconds for the whole text, and its report, on a fresh pool whose workers score the `old` way."""
+    pool = WorkerPool(env={scoring.PER_POSITION_ENV: "1" if old else ""})
+    try:
+        if not cold:
+            dv.diverge_text(pool, contestants, settings, chunk_tokens=chunk, max_chunks=1)
+        t0 = time.perf_counter()
+        report = dv.diverge_text(pool, contestants, settings, chunk_tokens=chunk)
+        return time.perf_counter() - t0, report
+    finally:
+        pool.shutdown()
+
+
+def differences(a: Any, b: Any) -> tuple[float, float, bool]:
+    """Largest |difference| over summary figures, over per-position log-probs and KLDs; top-k/top-1 identical?"""
+    summary = per_position = 0.0
+    same = True
+    for ra in a.results:
+        rb = b.result(ra.label)
+        for key, va in ra.summary.items():
+            if isinstance(va, float):
+                summary = max(summary, abs(va - rb.summary[key]))
+        per_position = max(per_position, float(np.max(np.abs(np.subtract(ra.logprobs, rb.logprobs)))))
+        if ra.kld is not None:
+            per_position = max(per_position, float(np.max(np.abs(np.subtract(ra.kld, rb.kld)))))
+        same = same and ra.top == rb.top and ra.agree == rb.agree
+    return summary, per_position, same
+
+
+def spread(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):6.2f} s (min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})"
+
+
+def in_process(reps: int) -> None:
+    rng = np.random.default_rng(17)
+    n, vocab = 255, 49_152
+    logits = (rng.standard_normal((n, vocab)) * 3).astype(np.float32)
+    ref = logits + rng.standard_normal((n, vocab)).astype(np.float32) * 0.3
+    ref = (ref - np.log(np.exp(ref.astype(np.float64)).sum(axis=1, keepdims=True))).astype(np.float32)
+    targets = rng.integers(0, vocab, n)
+    times: dict[str, list[float]] = {"per position": [], "blocks": []}
+    for _ in range(reps):
+        for name, fn in (("per position", scoring.score_rows_per_position), ("blocks", scoring.score_rows)):
+            save = np.empty((n, vocab), np.float32)
+            t0 = time.perf_counter()
+            fn(logits, targets, 5, ref=ref, save=save)
+            times[name].append(time.perf_counter() - t0)
+    print(f"\nscoring one request's rows in-process ([{n}, {vocab}] float32, with a reference, top-5, "
+          f"{scoring.rows_per_block(vocab)} rows a block):")
+    for name, xs in times.items():
+        print(f"  {name:12s} median {statistics.median(xs) * 1e3:6.1f} ms (min {min(xs) * 1e3:.1f}, max {max(xs) * 1e3:.1f})")
+    print(f"  speed-up {statistics.median(times['per position']) / statistics.median(times['blocks']):.1f}x")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=4, help="old/new pairs, run back to back (default 4)")
+    ap.add_argument("--cold", action="store_true", help="time the first run (worker start and loads included)")
+    ap.add_argument("--chunk", type=int, default=dv.DEFAULT_CHUNK_TOKENS)
+    ap.add_argument("--reps", type=int, default=7, help="repeats of the in-process timing")
+    args = ap.parse_args()
+    ladder = ensure_demo_ladder(lambda *a: None)
+    os.environ["WORKBENCH_LADDERS_DIR"] = str(ladders_dir())
+    os.environ["WORKBENCH_DATA_DIR"] = data_dir = tempfile.mkdtemp(prefix="workbench-divergence-speed-")
+    contestants = contestants_for(ladder, None)
+    settings = RunSettings(n_ctx=max(2048, args.chunk))  # what `workbench diverge --reference-text` uses
+    print(f"{', '.join(c.label for c in contestants)}; WORKBENCH_THREADS={os.environ.get('WORKBENCH_THREADS', '(unset)')}; "
+          f"{'cold' if args.cold else 'warm'} runs; load {os.getloadavg()[0]:.2f}")
+    times: dict[bool, list[float]] = {True: [], False: []}
+    ratios = []
+    baseline = None
+    worst = (0.0, 0.0, True)
+    for i in range(args.pairs):
+        for old in (True, False):
+            seconds, report = run_mode(old, contestants, settings, args.chunk, args.cold)
+            times[old].append(seconds)
+            baseline = baseline or report
+            d = differences(baseline, report)
+            worst = (max(worst[0], d[0]), max(worst[1], d[1]), worst[2] and d[2])
+            print(f"pair {i + 1} {'old' if old else 'new'}: {seconds:6.2f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+        ratios.append(times[True][-1] / times[False][-1])
+    print(f"\n{baseline.n_tokens if baseline else 0} tokens scored per run")
+    print(f"old {spread(times[True])}\nnew {spread(times[False])}")
+    print(f"speed-up: {statistics.median(times[True]) / statistics.median(times[False]):.2f}x (medians); "
+          f"per pair {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"largest |difference| from the first old run: summary figures {worst[0]:.3g}, "
+          f"per-position log-probs and KLD {worst[1]:.3g}; top-k and top-1 identical: {worst[2]}")
+    notes = Path(data_dir) / "machine.json"
+    print("the extra-buffer crash fallback acted: " + (notes.read_text() if notes.exists() else "no"))
+    shutil.rmtree(data_dir, ignore_errors=True)
+    in_process(args.reps)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
