@@ -40,7 +40,7 @@ build)
   cmake -S $SRC/vendor/llama.cpp -B /tmp/lb -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/cmake.log" 2>&1 || { tail -20 "$OUT/cmake.log"; exit 1; }
-  cmake --build /tmp/lb --target llama llama-bench -j 16 > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+  cmake --build /tmp/lb --target llama llama-bench llama-batched-bench -j 16 > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
   echo "built in ${SECONDS}s"
   mkdir -p /tmp/lcpp-site/llama_cpp/lib && cp -r $SRC/llama_cpp/* /tmp/lcpp-site/llama_cpp/
   find /tmp/lb -name "*.so*" -exec cp -P {} /tmp/lcpp-site/llama_cpp/lib/ \;
@@ -85,8 +85,13 @@ from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$si
     rm -f /tmp/syn/synthetic-$size.F16.gguf  # only the quantized files are measured; frees the disk
     echo "$size models ready in ${SECONDS}s"
     python3 benchmarks/batch_speed.py sweep /tmp/syn/synthetic-$size.{Q8_0,Q4_K_M,Q2_K}.gguf --gpu-layers 99 \
-      --n-seq 1,2,4,8,16 --prompts 16 --tokens 128 --prompt-tokens 64 --ctx 512 --threads 8 --repeats 3 \
+      --n-seq 1,2,4,8,16 --prompts 16 --tokens 128 --prompt-tokens 64 --ctx 512 --threads 8 --repeats "${REPEATS:-3}" \
       --json "$OUT/batch-gpu-$size.json"
+    for t in Q8_0 Q4_K_M Q2_K; do  # llama.cpp's own batched decode on the same file: the ceiling to compare with
+      /tmp/lb/bin/llama-batched-bench -m /tmp/syn/synthetic-$size.$t.gguf -c 4096 -b 2048 -ub 512 -npp 64 -ntg 128 \
+        -npl 1,2,4,8,16 -ngl 99 > "$OUT/batched-bench-$size-$t.txt" 2>&1
+      echo "llama-batched-bench $size $t:"; grep -E "^\|" "$OUT/batched-bench-$size-$t.txt" | tail -6
+    done
   done
   ;;
 scaling)
