@@ -38,7 +38,7 @@ from workbench.engine.pool import REQUEST_TIMEOUT_S, WorkerDied, WorkerError, Wo
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.runs.contestants import Contestant, RunSettings
 
-DEFAULT_N_SEQ = 8  # measured on the 2-core machine: most of the gain, little KV cache (docs/benchmarks.md)
+DEFAULT_N_SEQ = 16  # the most sequences measured (docs/benchmarks.md); choose_n_seq lowers it to fit memory
 MAX_N_SEQ = 64
 BATCH_ENV = "WORKBENCH_BATCH"  # "off": every batch feature runs one sequence at a time (exact reproduction)
 
