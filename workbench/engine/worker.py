@@ -798,8 +798,9 @@ def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -
     threading.Thread(target=_reader, args=(requests, cancels, out), daemon=True).start()
     engine = (engine_factory or Engine)(out, cancels.event)
     out.send(event="ready", id=None, pid=os.getpid())
-    handlers = {"load": engine.load, "generate": engine.generate, "generate_batch": engine.generate_batch,
-                "score": engine.score, "tokenize": engine.tokenize}
+    # an engine answers the ops it has (a test's fake engine may lack some: those get an error, not a crash)
+    handlers = {op: getattr(engine, op) for op in ("load", "generate", "generate_batch", "score", "tokenize")
+                if hasattr(engine, op)}
     while True:
         req = requests.get()
         if req is None or req.get("op") == "shutdown":
@@ -812,6 +813,8 @@ def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -
             if op == "unload":
                 engine.unload(quiet=True)
                 out.send(event="unloaded", id=rid)
+            elif op not in handlers:
+                out.send(event="error", id=rid, during=op, message=f"this worker does not do {op!r}")
             else:
                 handlers[op](req)
         except _Cancelled:
