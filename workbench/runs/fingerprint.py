@@ -362,7 +362,12 @@ def _check_greedy(remote: list[RemoteCompletion | None], notes: list[str]) -> No
 def _evaluate(pool: WorkerPool, f: LadderFile, settings: RunSettings, prompts: list[str],
               remote: list[RemoteCompletion | None], has_logprobs: bool, cand: Candidate, token_mismatch: set[str],
               cancel: threading.Event | None) -> None:
-    """Fill `cand` with per-prompt greedy and log-prob evidence for one local file."""
+    """Fill `cand` with per-prompt greedy and log-prob evidence for one local file.
+
+    One prompt at a time on purpose, not batched (runs.batched): the evidence is exact greedy agreement with
+    the endpoint, and several sequences per step switch K-quants to other kernels that change greedy outputs
+    (34 of 78 starter cases, docs/benchmarks.md), which would blur which quantization the endpoint serves.
+    """
     local = _Local(pool, f, settings)
     contestant = Contestant.from_ladder_file(f, is_reference=False)
     top1_hits = top1_total = 0
