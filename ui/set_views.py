@@ -162,6 +162,15 @@ def totals_frame(cells: list[Cell], labels: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@st.cache_data(show_spinner=False, max_entries=200)
+def _set_floor(db: str, set_run_id: int, signature: tuple[tuple[int, str | None, int], ...]
+               ) -> noise_floor.SetFloor | None:
+    """The set's noise floor, measured once per state of its runs and repeats (`signature` is in the key, so a
+    prompt or a repeat that finished since is measured again); every rerun of the page would redo the diffs."""
+    set_run = store().get_set_run(set_run_id)
+    return noise_floor.stored_set_floor(store(), set_run) if set_run is not None else None
+
+
 def floor_view(set_run: dict[str, Any]) -> None:
     """The noise floor in words: the reference against itself, then each quantization against that."""
     asked = int(set_run.get("noise_repeats") or 0)
@@ -169,7 +178,10 @@ def floor_view(set_run: dict[str, Any]) -> None:
         st.caption("No noise floor: this set run did not repeat the reference, so a difference cannot be told "
                    "from the reference's own variation. Start a set run with reference repeats to get one.")
         return
-    got = noise_floor.stored_set_floor(store(), set_run)
+    children = set_run.get("children") or []
+    repeats = store().reference_repeat_counts([c["run_id"] for c in children])
+    got = _set_floor(str(store().path), int(set_run["id"]),
+                     tuple((c["run_id"], c["status"], repeats.get(c["run_id"], 0)) for c in children))
     if got is None or not got.floors:
         st.caption(f"Noise floor: {asked} repeat{'s' if asked != 1 else ''} of the reference per prompt, none "
                    "finished yet.")

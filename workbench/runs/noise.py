@@ -64,6 +64,15 @@ class Perturbation:
         value = data.get(data["kind"])
         return cls(data["kind"], value) if isinstance(value, int) and not isinstance(value, bool) else None
 
+    def settings(self, settings: RunSettings) -> RunSettings:
+        """`settings` as this repeat runs them (another seed, or unchanged)."""
+        return replace(settings, seed=self.value) if self.kind == "seed" else settings
+
+    @property
+    def n_batch(self) -> int | None:
+        """The prompt micro-batch this repeat asks for (None: the worker's default)."""
+        return self.value if self.kind == "n_batch" else None
+
     def describe(self) -> str:
         """E.g. "seed 4" or "prompt in micro-batches of 7 tokens"."""
         if self.kind == "seed":
@@ -124,9 +133,7 @@ def run_repeats(pool: WorkerPool, store: Store, run_id: int, reference: Contesta
             break
         p = plan[k - 1]
         on_repeat(k, n, "start", None)
-        varied = replace(settings, seed=p.value) if p.kind == "seed" else settings
-        result = run_contestant(pool, reference, varied, messages, on_event, cancel,
-                                n_batch=p.value if p.kind == "n_batch" else None)
+        result = run_contestant(pool, reference, p.settings(settings), messages, on_event, cancel, n_batch=p.n_batch)
         text = result.text if result.ok else None
         error = None if result.stop_reason == "cancelled" else result.error
         store.add_reference_repeat(run_id, k, label=reference.label, perturbation=p.to_dict(), text=text,
@@ -156,10 +163,9 @@ def run_repeats_batched(pool: WorkerPool, store: Store, runs: list[tuple[int, li
             continue
         p = plan[k - 1]
         on_repeat(k, n, "start", None)
-        varied = replace(settings, seed=p.value) if p.kind == "seed" else settings
         items = [BatchItem(messages, settings.max_tokens) for _, messages in todo]
-        outcome = generate_many(pool, reference, varied, items, n_batch=p.value if p.kind == "n_batch" else None,
-                                n_seq=n_seq, cancel=cancel)
+        outcome = generate_many(pool, reference, p.settings(settings), items, n_batch=p.n_batch, n_seq=n_seq,
+                                cancel=cancel)
         for (run_id, _), item in zip(todo, outcome.results, strict=True):
             if item is None or item.stop_reason == "cancelled":
                 continue  # stopped: run again on resume

@@ -242,43 +242,58 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
             _active.discard(set_run_id)
 
 
+class _SetState:
+    """What both ways of running a set read from the store as they go: each prompt's newest run, which prompts
+    are finished (and not owed reference repeats), and each prompt's own settings (its system prompt)."""
+
+    def __init__(self, store: Store, set_run_id: int, prompts: list[SetPrompt], settings: RunSettings,
+                 repeats: int, reference: Contestant | None) -> None:
+        self.store, self.set_run_id, self.prompts, self.settings = store, set_run_id, prompts, settings
+        self.repeats, self.reference, self.total = repeats, reference, len(prompts)
+
+    def children(self) -> dict[int, dict[str, Any]]:
+        return {c["index"]: c for c in self.store.set_run_children(self.set_run_id)}
+
+    def statuses(self) -> tuple[str | None, ...]:
+        newest = self.children()
+        return tuple(newest[i]["status"] if i in newest else None for i in range(self.total))
+
+    def owes_repeats(self, child: dict[str, Any] | None) -> bool:
+        """A finished prompt whose reference answered, with repeats still missing."""
+        if not self.repeats or self.reference is None or child is None or child["status"] not in SET_PROMPT_FINISHED:
+            return False
+        return bool(missing_repeats(self.store, child["run_id"], self.repeats)) and \
+            _reference_ok(self.store, child["run_id"], self.reference.label)
+
+    def finished_count(self) -> int:
+        return sum(c["status"] in SET_PROMPT_FINISHED and not self.owes_repeats(c) for c in self.children().values())
+
+    def prompt_settings(self, i: int) -> RunSettings:
+        system = self.prompts[i].system
+        return replace(self.settings, system_prompt=system) if system is not None else self.settings
+
+
 def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int, contestants: list[Contestant],
                  settings: RunSettings, prompts: list[SetPrompt], repeats: int, on_progress: OnProgress,
                  cancel: threading.Event | None, on_event: OnEvent | None) -> SetRunOutcome:
     labels = tuple(c.label for c in contestants)
     total = len(prompts)
     reference = next((c for c in contestants if c.is_reference), None)
+    state = _SetState(store, set_run_id, prompts, settings, repeats, reference)
 
-    def children() -> dict[int, dict[str, Any]]:
-        return {c["index"]: c for c in store.set_run_children(set_run_id)}
-
-    def statuses() -> tuple[str | None, ...]:
-        newest = children()
-        return tuple(newest[i]["status"] if i in newest else None for i in range(total))
-
-    def owes_repeats(child: dict[str, Any] | None) -> bool:
-        """A finished prompt whose reference answered, with repeats still missing."""
-        if not repeats or reference is None or child is None or child["status"] not in SET_PROMPT_FINISHED:
-            return False
-        return bool(missing_repeats(store, child["run_id"], repeats)) and \
-            _reference_ok(store, child["run_id"], reference.label)
-
-    def finished_count() -> int:
-        return sum(c["status"] in SET_PROMPT_FINISHED and not owes_repeats(c) for c in children().values())
-
-    now = statuses()
-    newest = children()
-    todo = [i for i in range(total) if now[i] not in SET_PROMPT_FINISHED or owes_repeats(newest.get(i))]
+    now = state.statuses()
+    newest = state.children()
+    todo = [i for i in range(total) if now[i] not in SET_PROMPT_FINISHED or state.owes_repeats(newest.get(i))]
     for index in todo:
         if cancel is not None and cancel.is_set():
             break
         item = prompts[index]
-        base = SetProgress(set_run_id, total, finished_count(), "prompt", index, item.prompt, None, labels, (), now,
+        base = SetProgress(set_run_id, total, state.finished_count(), "prompt", index, item.prompt, None, labels, (), now,
                            repeats=repeats)
-        child = children().get(index)
+        child = state.children().get(index)
         run_id: int | None = child["run_id"] if child and child["status"] in SET_PROMPT_FINISHED else None
         done: tuple[str, ...] = ()
-        prompt_settings = replace(settings, system_prompt=item.system) if item.system is not None else settings
+        prompt_settings = state.prompt_settings(index)
         if run_id is None:
             on_progress(base)
             run_id = _run_one_prompt(pool, store, ladder, set_run_id, index, contestants, item, prompt_settings,
@@ -295,11 +310,11 @@ def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int
 
             run_repeats(pool, store, run_id, reference, prompt_settings, prompt_settings.messages(item.prompt),
                         repeats, cancel=cancel, on_repeat=started)
-        now = statuses()
-        on_progress(replace(base, phase="prompt-done", finished=finished_count(), run_id=run_id, done_labels=done,
+        now = state.statuses()
+        on_progress(replace(base, phase="prompt-done", finished=state.finished_count(), run_id=run_id, done_labels=done,
                             statuses=now))
-    now = statuses()
-    finished = finished_count()
+    now = state.statuses()
+    finished = state.finished_count()
     status = "done" if finished == total else "cancelled" if cancel is not None and cancel.is_set() else "failed"
     store.set_set_run_status(set_run_id, status)
     on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
@@ -319,47 +334,28 @@ def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run
     labels = tuple(c.label for c in contestants)
     total = len(prompts)
     reference = next((c for c in contestants if c.is_reference), None)
-
-    def prompt_settings(i: int) -> RunSettings:
-        system = prompts[i].system
-        return replace(settings, system_prompt=system) if system is not None else settings
-
-    def children() -> dict[int, dict[str, Any]]:
-        return {c["index"]: c for c in store.set_run_children(set_run_id)}
-
-    def statuses() -> tuple[str | None, ...]:
-        newest = children()
-        return tuple(newest[i]["status"] if i in newest else None for i in range(total))
-
-    def owes_repeats(child: dict[str, Any] | None) -> bool:
-        if not repeats or reference is None or child is None or child["status"] not in SET_PROMPT_FINISHED:
-            return False
-        return bool(missing_repeats(store, child["run_id"], repeats)) and \
-            _reference_ok(store, child["run_id"], reference.label)
-
-    def finished_count() -> int:
-        return sum(c["status"] in SET_PROMPT_FINISHED and not owes_repeats(c) for c in children().values())
+    state = _SetState(store, set_run_id, prompts, settings, repeats, reference)
 
     def stopped() -> bool:
         return cancel is not None and cancel.is_set()
 
-    now = statuses()
+    now = state.statuses()
     todo = [i for i in range(total) if now[i] not in SET_PROMPT_FINISHED]
     for start in range(0, len(todo), CHUNK_PROMPTS):
         if stopped():
             break
         chunk = todo[start : start + CHUNK_PROMPTS]
         span = (chunk[0], chunk[-1] + 1)
-        run_ids, results = _chunk_runs(store, set_run_id, chunk, contestants, prompts, prompt_settings, ladder)
+        run_ids, results = _chunk_runs(store, set_run_id, chunk, contestants, prompts, state.prompt_settings, ladder)
         for position, c in enumerate(contestants):
             if stopped():
                 break
             if all(results[i][position] is not None for i in chunk):
                 continue  # answered before a Stop: kept
-            base = SetProgress(set_run_id, total, finished_count(), "batch", chunk[0], prompts[chunk[0]].prompt,
+            base = SetProgress(set_run_id, total, state.finished_count(), "batch", chunk[0], prompts[chunk[0]].prompt,
                                None, labels, labels[:position], now, repeats=repeats, label=c.label, chunk=span)
             on_progress(base)
-            if not _answer_chunk(pool, store, c, position, chunk, run_ids, results, prompt_settings, settings,
+            if not _answer_chunk(pool, store, c, position, chunk, run_ids, results, state.prompt_settings, settings,
                                  prompts, base, on_progress, cancel, on_event, n_seq):
                 break  # stopped while waiting for the machine
         for i in chunk:
@@ -375,24 +371,24 @@ def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run
             else:
                 status = "partial" if any(not r.ok for r in got) else "done"
             store.finish_run(run_ids[i], status)
-        now = statuses()
-        on_progress(SetProgress(set_run_id, total, finished_count(), "prompt-done", chunk[-1], prompts[chunk[-1]].prompt,
-                                None, labels, labels, now, repeats=repeats, chunk=span))
+        now = state.statuses()
+        on_progress(SetProgress(set_run_id, total, state.finished_count(), "prompt-done", chunk[-1],
+                                prompts[chunk[-1]].prompt, None, labels, labels, now, repeats=repeats, chunk=span))
     if repeats and reference is not None and not stopped():
-        newest = children()
-        owed = [(newest[i]["run_id"], prompt_settings(i).messages(prompts[i].prompt)) for i in range(total)
-                if owes_repeats(newest.get(i))]
+        newest = state.children()
+        owed = [(newest[i]["run_id"], state.prompt_settings(i).messages(prompts[i].prompt)) for i in range(total)
+                if state.owes_repeats(newest.get(i))]
 
         def started(k: int, n: int, phase: str, row: dict[str, Any] | None) -> None:
             if phase == "start":
-                on_progress(SetProgress(set_run_id, total, finished_count(), "repeat", labels=labels,
-                                        statuses=statuses(), repeat=k, repeats=repeats))
+                on_progress(SetProgress(set_run_id, total, state.finished_count(), "repeat", labels=labels,
+                                        statuses=state.statuses(), repeat=k, repeats=repeats))
 
         if owed:
             run_repeats_batched(pool, store, owed, reference, settings, repeats, cancel=cancel, on_repeat=started,
                                 n_seq=n_seq)
-    now = statuses()
-    finished = finished_count()
+    now = state.statuses()
+    finished = state.finished_count()
     status = "done" if finished == total else "cancelled" if stopped() else "failed"
     store.set_set_run_status(set_run_id, status)
     on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
