@@ -814,6 +814,52 @@ class Store:
                 """SELECT e.run_id, r.created_at, r.status, r.ladder_name, e.pack_name, e.labels_json, e.cases_json
                    FROM eval_runs e JOIN runs r ON r.id = e.run_id ORDER BY e.run_id DESC LIMIT ?""", (limit,))]
 
+    # ---- evidence for a recommendation (decide.evidence) ------------------------------------------
+    def ladder_divergence(self, ladder_name: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Divergence rows of the ladder's newest measurement runs, newest run first, with the run's kind and time."""
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute(
+                """SELECT d.run_id, d.source, d.label, d.quant_type, d.is_reference, d.reference_label, d.n_tokens,
+                          d.mean_kld, d.top1_agreement, d.ppl, d.error, runs.kind, runs.created_at
+                   FROM divergence d JOIN runs ON runs.id = d.run_id
+                   WHERE d.run_id IN (SELECT id FROM runs WHERE ladder_name = ? AND kind IN ('diverge', 'diverge-text')
+                                      ORDER BY id DESC LIMIT ?)
+                   ORDER BY d.run_id DESC, d.id""", (ladder_name, limit))]
+
+    def ladder_eval_results(self, ladder_name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Per-case eval outcomes of the ladder's newest eval runs (newest run first): run, pack, label, passed."""
+        with self._connect() as conn:
+            return [dict(r) for r in conn.execute(
+                """SELECT e.run_id, er.pack_name, e.label, e.quant_type, e.passed, e.error, runs.created_at,
+                          runs.reference_label
+                   FROM eval_results e JOIN eval_runs er ON er.run_id = e.run_id JOIN runs ON runs.id = e.run_id
+                   WHERE e.run_id IN (SELECT id FROM runs WHERE kind = 'eval' AND ladder_name = ?
+                                      ORDER BY id DESC LIMIT ?)
+                   ORDER BY e.run_id DESC, e.id""", (ladder_name, limit))]
+
+    def ladder_results(self, ladder_name: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Results of the ladder's newest comparisons made on this machine (imported runs measured elsewhere), newest
+        first: label, quant type, file, decode speed, whether it was disturbed, memory, GPU layers, metrics."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                """SELECT res.run_id, res.label, res.quant_type, res.file, res.is_reference, res.error,
+                          res.decode_tok_s, res.completion_tokens, res.disturbed, res.peak_rss_bytes,
+                          res.gpu_mem_bytes, res.gpu_layers, res.metrics_json, runs.created_at
+                   FROM results res JOIN runs ON runs.id = res.run_id
+                   WHERE res.run_id IN (SELECT id FROM runs WHERE kind = 'compare' AND ladder_name = ?
+                                        AND imported_from IS NULL ORDER BY id DESC LIMIT ?)
+                   ORDER BY res.run_id DESC, res.position""", (ladder_name, limit)).fetchall()
+        out = []
+        for row in rows:
+            r = dict(row)
+            try:
+                metrics = json.loads(r.pop("metrics_json") or "{}")
+            except json.JSONDecodeError:
+                metrics = {}
+            r["metrics"] = metrics if isinstance(metrics, dict) else {}
+            out.append(r)
+        return out
+
     # ---- fingerprint history (runs.fingerprint) ----------------------------------------------
     def add_fingerprint(self, key: str, report: dict[str, Any]) -> None:
         """Append one fingerprint report to the history of the endpoint `key` names."""

@@ -1,0 +1,112 @@
+"""The recommender on handmade evidence tables: the right pick, the right words, and "not enough evidence" when it
+isn't there. Pure logic: no model, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.decide.evidence import CandidateKey, DivergenceEvidence, EvalEvidence, Evidence, split_label
+from workbench.decide.recommend import Constraints, Facts, recommend, to_json
+from workbench.people.verdict import decide
+
+GiB = 2**30
+REF = CandidateKey("Q8_0")
+
+
+def facts(label: str, *, kv: str = "f16", kld: float | None, need_gib: float, spare_gib: float, tok_s: float | None,
+          fits: bool = True, votes: tuple[int, int, int] | None = None) -> Facts:
+    key = CandidateKey(label, kv, kv)
+    ev = Evidence(key, is_reference=key == REF)
+    if kld is not None and key != REF:
+        ev.divergence = DivergenceEvidence(kld, 0.9, 4096, (7,), "reference text")
+    if key == REF:
+        ev.divergence = DivergenceEvidence(0.0, 1.0, 0, (), "the reference itself")
+    if votes is not None:
+        ev.verdict = decide(REF.label, key.label, *votes, n_prompts=sum(votes))
+    return Facts(key, ev, "cpu" if fits else "no_fit", "CPU only" if fits else "does not fit",
+                 int(need_gib * GiB), int(spare_gib * GiB), tok_s)
+
+
+def laptop_16gb_table() -> list[Facts]:
+    return [
+        facts("Q8_0", kld=0.0, need_gib=14.5, spare_gib=-1.2, tok_s=6.0, fits=False),
+        facts("Q8_0", kv="q8_0", kld=0.002, need_gib=12.9, spare_gib=0.4, tok_s=7.5),
+        facts("Q4_K_M", kld=0.031, need_gib=10.2, spare_gib=3.1, tok_s=12.0),
+        facts("Q4_K_M", kv="q8_0", kld=0.033, need_gib=9.4, spare_gib=3.9, tok_s=13.9, votes=(9, 8, 13)),
+        facts("Q2_K", kld=0.45, need_gib=7.0, spare_gib=6.3, tok_s=20.0),
+    ]
+
+
+def test_picks_best_quality_that_fits_and_is_fast_enough() -> None:
+    rec = recommend(laptop_16gb_table(), Constraints("16 GB laptop", 8192, min_tok_s=10))
+    assert rec.recommended is not None and rec.recommended.label == "Q4_K_M"
+    first = rec.reasons[0]
+    assert first.startswith("Q4_K_M: CPU only on the 16 GB laptop at 8k with 3.1 GiB to spare (predicted)")
+    assert "est. 12.0 tok/s (estimate)" in first and "mean KLD 0.031 (measured)" in first
+    # the better-quality ones that lost say why
+    assert any(r.startswith("Q8_0 would rank higher but does not fit the 16 GB laptop at 8k: 1.2 GiB short") for r in rec.reasons)
+    assert any("Q8_0 · KV q8_0 would rank higher but est. 7.5 tok/s, below the 10 tok/s asked" in r for r in rec.reasons)
+    assert rec.would_change[0].startswith("Next in line: Q4_K_M · KV q8_0 (0.8 GiB less memory")
+
+
+def test_prefer_memory_with_a_quality_bar() -> None:
+    rec = recommend(laptop_16gb_table(), Constraints("16 GB laptop", 8192, min_tok_s=10, max_kld=0.05, prefer="memory"))
+    assert rec.recommended is not None and rec.recommended.label == "Q4_K_M · KV q8_0"
+    assert "no detectable preference in 30 blind judgements vs Q8_0" in rec.reasons[0]
+    assert any("Q2_K" in r and "above the 0.05 allowed" in r for r in rec.reasons)
+
+
+def test_blind_votes_for_the_reference_rule_a_candidate_out() -> None:
+    table = [facts("Q8_0", kld=0.0, need_gib=9, spare_gib=2, tok_s=11),
+             facts("Q4_K_M", kld=0.03, need_gib=5, spare_gib=6, tok_s=20, votes=(24, 4, 2))]
+    rec = recommend(table, Constraints("16 GB laptop", 4096, prefer="memory"))
+    assert rec.recommended is not None and rec.recommended.label == "Q8_0"
+    assert any("people preferred Q8_0 in 24 of 28 decided blind judgements" in r for r in rec.reasons)
+
+
+def test_not_enough_evidence_says_what_to_run() -> None:
+    table = [facts("Q8_0", kld=0.0, need_gib=14.5, spare_gib=-1.2, tok_s=6.0, fits=False),
+             facts("Q4_K_M", kld=None, need_gib=10.2, spare_gib=3.1, tok_s=None),
+             facts("Q4_K_M", kv="q8_0", kld=None, need_gib=9.4, spare_gib=3.9, tok_s=None)]
+    rec = recommend(table, Constraints("16 GB laptop", 8192, min_tok_s=10))
+    assert rec.recommended is None and not rec.enough_evidence
+    assert rec.reasons[0] == "Not enough evidence to recommend anything."
+    kinds = {a.kind: a.labels for a in rec.actions}
+    assert kinds["divergence"] == ("Q4_K_M", "Q4_K_M · KV q8_0")
+    assert kinds["speed"] == ("Q4_K_M", "Q4_K_M · KV q8_0")
+    out = to_json(rec)
+    assert out["recommended"] is None and out["actions"][0]["kind"] == "divergence"
+
+
+def test_nothing_meets_the_constraints_is_not_missing_evidence() -> None:
+    table = [facts("Q8_0", kld=0.0, need_gib=30, spare_gib=-14, tok_s=2, fits=False),
+             facts("Q2_K", kld=0.45, need_gib=9, spare_gib=5, tok_s=4)]
+    rec = recommend(table, Constraints("16 GB laptop", 8192, min_tok_s=10))
+    assert rec.recommended is None
+    assert rec.reasons[0] == "No candidate meets every constraint."
+    assert rec.actions == []
+
+
+def test_eval_evidence_is_quoted() -> None:
+    table = [facts("Q8_0", kld=0.0, need_gib=5, spare_gib=9, tok_s=20)]
+    table[0].evidence.evals = EvalEvidence(18, 20, 3, "starter")
+    rec = recommend(table, Constraints("16 GB laptop", 8192))
+    assert "passed 18 of 20 eval cases (starter, measured)" in rec.reasons[0]
+
+
+@pytest.mark.parametrize("bad", [Constraints("x", 10), Constraints("x", 8192, min_tok_s=-1),
+                                 Constraints("x", 8192, max_kld=float("nan")), Constraints("x", 8192, prefer="speed")])
+def test_impossible_constraints_are_plain_errors(bad: Constraints) -> None:
+    with pytest.raises(ValueError):
+        recommend([], bad)
+
+
+@pytest.mark.parametrize(("label", "key", "n_ctx"), [
+    ("Q4_K_M", CandidateKey("Q4_K_M"), None),
+    ("Q4_K_M · KV q8_0 · 8k", CandidateKey("Q4_K_M", "q8_0", "q8_0"), 8192),
+    ("Q4_K_M · KV q8_0/q4_0", CandidateKey("Q4_K_M", "q8_0", "q4_0"), None),
+    ("my file · nightly", CandidateKey("my file · nightly"), None),
+])
+def test_stored_labels_name_their_variant(label: str, key: CandidateKey, n_ctx: int | None) -> None:
+    assert split_label(label) == (key, n_ctx)
+    assert split_label(key.label)[0] == key

@@ -1,0 +1,271 @@
+"""Which candidate to ship on a target machine, and why, from facts already gathered: a pure function.
+
+Rules (the page, the CLI and the report say them the same way):
+- A candidate is *eligible* when every constraint is known to hold: it fits the target at the context asked
+  (predicted), its estimated decode speed there reaches the minimum (an estimate), its measured mean KLD is
+  at most the maximum, and blind votes do not show people preferring the reference over it (sign test).
+  A constraint that cannot be checked for lack of evidence makes it *unknown*, never eligible.
+- Among eligible candidates, `prefer="quality"` picks the least quality loss (mean KLD; the reference is 0 by
+  definition; ties: the smaller footprint), `prefer="memory"` the smallest predicted footprint.
+- Without a measured quality figure a candidate cannot be ranked by quality: it is listed with what to run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.decide.evidence import CandidateKey, Evidence
+
+GiB = 2**30
+NO_FIT = "no_fit"
+PREFERENCES = ("quality", "memory")
+PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the person deciding asks for."""
+
+    target: str
+    n_ctx: int = 8192
+    min_tok_s: float | None = None
+    max_kld: float | None = None
+    prefer: str = "quality"
+
+    def validate(self) -> None:
+        """Plain-message ValueErrors for settings that cannot be met by anything."""
+        if not 64 <= self.n_ctx <= 1 << 22:
+            raise ValueError("the context must be between 64 and 4,194,304 tokens")
+        if self.min_tok_s is not None and not (math.isfinite(self.min_tok_s) and self.min_tok_s >= 0):
+            raise ValueError("the minimum speed must be a number of tokens per second, 0 or more")
+        if self.max_kld is not None and not (math.isfinite(self.max_kld) and self.max_kld >= 0):
+            raise ValueError("the maximum mean KLD must be a number, 0 or more")
+        if self.prefer not in PREFERENCES:
+            raise ValueError(f"prefer must be one of {', '.join(PREFERENCES)}")
+
+
+@dataclass
+class Facts:
+    """One candidate on one target: its evidence, the fit and speed predicted there."""
+
+    key: CandidateKey
+    evidence: Evidence
+    verdict_code: str  # fit.GPU_FULL | GPU_PARTIAL | CPU_ONLY | NO_FIT
+    verdict: str  # in words
+    needed_bytes: int  # predicted footprint on the target (RAM + VRAM)
+    spare_bytes: int  # predicted room left in the memory that binds (negative: short by that much)
+    est_tok_s: float | None  # estimated decode speed on the target (None: no estimate)
+    file: str | None = None
+    quant_type: str | None = None
+    published_kld: float | None = None  # another model's figure for the same type, for context only
+    detail: Any = None  # the TargetFit / SpeedEstimate behind these numbers, for reports
+
+    @property
+    def label(self) -> str:
+        return self.key.label
+
+    @property
+    def kld(self) -> float | None:
+        d = self.evidence.divergence
+        return d.mean_kld if d is not None else None
+
+
+@dataclass
+class Check:
+    name: str  # fit | speed | quality | votes
+    status: str  # pass | fail | unknown
+    words: str
+
+
+@dataclass
+class Assessment:
+    facts: Facts
+    checks: list[Check]
+
+    @property
+    def status(self) -> str:
+        statuses = {c.status for c in self.checks}
+        return FAIL if FAIL in statuses else UNKNOWN if UNKNOWN in statuses else PASS
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    def unknown(self) -> list[Check]:
+        return [c for c in self.checks if c.status == UNKNOWN]
+
+
+@dataclass(frozen=True)
+class Action:
+    """Evidence to collect, and for which candidates: what a button or a command runs."""
+
+    kind: str  # divergence | eval | speed | votes
+    labels: tuple[str, ...]
+    words: str
+
+
+@dataclass
+class Recommendation:
+    constraints: Constraints
+    recommended: Facts | None
+    reasons: list[str]
+    would_change: list[str]
+    assessments: list[Assessment]
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def enough_evidence(self) -> bool:
+        return self.recommended is not None
+
+
+# ---- words --------------------------------------------------------------------------------------------------------
+def gib(n: float) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+def ctx_words(n_ctx: int) -> str:
+    return f"{n_ctx // 1024}k" if n_ctx % 1024 == 0 else f"{n_ctx:,} tokens"
+
+
+def kld_words(x: float) -> str:
+    return "0 (the reference)" if x == 0 else f"{x:.4f}" if x < 0.01 else f"{x:.3f}"
+
+
+def _verdict_words(e: Evidence) -> str | None:
+    v = e.verdict
+    if v is None or not v.votes:
+        return None
+    outcome = v.outcome
+    if outcome == "prefers-reference":
+        return f"people preferred {v.reference} in {v.prefer_reference} of {v.decided} decided blind judgements (p = {v.p_value:.3f})"
+    if outcome == "prefers-candidate":
+        return f"people preferred it over {v.reference} in {v.prefer_candidate} of {v.decided} decided blind judgements"
+    if outcome == "too-few":
+        return f"{v.votes} blind judgement(s) vs {v.reference}: too few to tell"
+    return f"no detectable preference in {v.votes} blind judgements vs {v.reference}"
+
+
+def assess(f: Facts, c: Constraints) -> Assessment:
+    """Each constraint checked for one candidate, with the words that say why."""
+    ctx = ctx_words(c.n_ctx)
+    checks = []
+    if f.verdict_code == NO_FIT:
+        checks.append(Check("fit", FAIL, f"does not fit the {c.target} at {ctx}: {gib(-f.spare_bytes)} short (predicted)"))
+    else:
+        checks.append(Check("fit", PASS, f"{f.verdict} on the {c.target} at {ctx} with {gib(max(0, f.spare_bytes))} to spare (predicted)"))
+    if c.min_tok_s is not None:
+        if f.est_tok_s is None:
+            checks.append(Check("speed", UNKNOWN, "no decode speed estimate for the target"))
+        elif f.est_tok_s < c.min_tok_s:
+            checks.append(Check("speed", FAIL, f"est. {f.est_tok_s:.1f} tok/s, below the {c.min_tok_s:g} tok/s asked (estimate)"))
+        else:
+            checks.append(Check("speed", PASS, f"est. {f.est_tok_s:.1f} tok/s (estimate)"))
+    elif f.est_tok_s is not None:
+        checks.append(Check("speed", PASS, f"est. {f.est_tok_s:.1f} tok/s (estimate)"))
+    kld = f.kld
+    if kld is None:
+        status = UNKNOWN if (c.max_kld is not None or c.prefer == "quality") and not f.evidence.is_reference else PASS
+        checks.append(Check("quality", status, "no divergence measured for it yet"))
+    elif c.max_kld is not None and kld > c.max_kld:
+        checks.append(Check("quality", FAIL, f"mean KLD {kld_words(kld)}, above the {c.max_kld:g} allowed (measured)"))
+    else:
+        checks.append(Check("quality", PASS, f"mean KLD {kld_words(kld)}" + ("" if f.evidence.is_reference else " (measured)")))
+    votes = _verdict_words(f.evidence)
+    if votes is not None:
+        prefers_ref = f.evidence.verdict is not None and f.evidence.verdict.outcome == "prefers-reference"
+        checks.append(Check("votes", FAIL if prefers_ref else PASS, votes))
+    return Assessment(f, checks)
+
+
+def _order(c: Constraints, f: Facts) -> tuple[float, float]:
+    kld = f.kld if f.kld is not None else math.inf
+    return (kld, f.needed_bytes) if c.prefer == "quality" else (f.needed_bytes, kld)
+
+
+def _pick_sentence(a: Assessment) -> str:
+    words = [ch.words for ch in a.checks]
+    evals = a.facts.evidence.evals
+    if evals is not None:
+        words.append(f"passed {evals.passed} of {evals.cases} eval cases ({evals.pack}, measured)")
+    return f"{a.facts.label}: " + "; ".join(words) + "."
+
+
+def _actions(assessments: Sequence[Assessment], c: Constraints) -> list[Action]:
+    """What to run to settle the candidates whose standing is unknown, most useful first."""
+    need_kld = tuple(a.facts.label for a in assessments if any(ch.name == "quality" and ch.status == UNKNOWN
+                                                              for ch in a.checks) and a.failed() == [])
+    need_speed = tuple(a.facts.label for a in assessments if any(ch.name == "speed" and ch.status == UNKNOWN
+                                                                for ch in a.checks) and a.failed() == [])
+    no_votes = tuple(a.facts.label for a in assessments if a.status == PASS and not a.facts.evidence.is_reference
+                     and (a.facts.evidence.verdict is None or not a.facts.evidence.verdict.votes))
+    out = []
+    if need_kld:
+        out.append(Action("divergence", need_kld, "measure divergence from the reference (teacher-forced KLD) for "
+                          + ", ".join(need_kld)))
+    if need_speed:
+        out.append(Action("speed", need_speed, "run a comparison on this machine to calibrate the speed estimate for "
+                          + ", ".join(need_speed)))
+    if no_votes:
+        out.append(Action("votes", no_votes, "judge a prompt set blind, reference vs " + ", ".join(no_votes)
+                          + ", to see whether people can tell them apart"))
+    return out
+
+
+def recommend(facts: Sequence[Facts], constraints: Constraints) -> Recommendation:
+    """The pick under `constraints`, why, what would change it, and what evidence would help."""
+    constraints.validate()
+    assessments = [assess(f, constraints) for f in facts]
+    eligible = sorted((a for a in assessments if a.status == PASS), key=lambda a: _order(constraints, a.facts))
+    actions = _actions(assessments, constraints)
+    if not eligible:
+        reasons = ["Not enough evidence to recommend anything." if any(a.status == UNKNOWN for a in assessments)
+                   else "No candidate meets every constraint."]
+        reasons += [f"{a.facts.label}: " + "; ".join(ch.words for ch in a.failed() + a.unknown()) + "."
+                    for a in assessments if a.status != PASS]
+        return Recommendation(constraints, None, reasons, [], assessments, actions)
+    pick = eligible[0]
+    reasons = [_pick_sentence(pick)]
+    better = [a for a in assessments if a is not pick and a.status != PASS
+              and _order(constraints, a.facts) < _order(constraints, pick.facts)]
+    for a in better:
+        reasons.append(f"{a.facts.label} would rank higher but " + "; ".join(ch.words for ch in a.failed() + a.unknown()) + ".")
+    would_change = _would_change(pick, eligible, constraints)
+    return Recommendation(constraints, pick.facts, reasons, would_change, assessments, actions)
+
+
+def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constraints) -> list[str]:
+    f = pick.facts
+    out = []
+    if len(eligible) > 1:
+        nxt = eligible[1].facts
+        diff = nxt.needed_bytes - f.needed_bytes
+        size = f"{gib(abs(diff))} {'more' if diff > 0 else 'less'} memory"
+        kld = f", mean KLD {kld_words(nxt.kld)}" if nxt.kld is not None else ""
+        out.append(f"Next in line: {nxt.label} ({size}{kld}).")
+    if f.kld is not None and f.kld > 0:
+        out.append(f"A maximum mean KLD below {kld_words(f.kld)} would rule {f.label} out.")
+    if f.est_tok_s is not None:
+        out.append(f"A minimum above {f.est_tok_s:.1f} tok/s would rule it out on the {c.target}.")
+    if f.spare_bytes >= 0:
+        out.append(f"Another {gib(f.spare_bytes)} of use on the {c.target} (a longer context, other programs) would "
+                   "leave it without room.")
+    verdict = f.evidence.verdict
+    if not f.evidence.is_reference and (verdict is None or not verdict.votes):
+        out.append("No one has judged it blind against the reference yet: a preference for the reference would rule it out.")
+    return out
+
+
+def to_json(rec: Recommendation) -> dict[str, Any]:
+    """The chosen target's part of the CLI's JSON: recommended, reasons, would_change, actions."""
+    return {
+        "recommended": rec.recommended.label if rec.recommended else None,
+        "target": rec.constraints.target,
+        "n_ctx": rec.constraints.n_ctx,
+        "constraints": {"min_tok_s": rec.constraints.min_tok_s, "max_kld": rec.constraints.max_kld,
+                        "prefer": rec.constraints.prefer},
+        "reasons": rec.reasons,
+        "would_change": rec.would_change,
+        "actions": [{"kind": a.kind, "labels": list(a.labels), "words": a.words} for a in rec.actions],
+    }
