@@ -129,7 +129,9 @@ with tab_text:
             st.caption(f"{m.get('text_tokens')} tokens of text, {m.get('chunks')} chunks of {m.get('chunk_tokens')}, "
                        f"{m.get('scored_per_chunk')} scored per chunk: {text_report.n_tokens} scored tokens. "
                        f"Reference {qv.md_escape(text_report.reference_label)}.")
-            st.dataframe(qv.text_stats_frame(text_report), hide_index=True, width="stretch")
+            st.dataframe(qv.text_stats_frame(text_report), hide_index=True, width="stretch",
+                         column_config={qv.PUBLISHED_COLUMN: st.column_config.NumberColumn(format="%.4f")})
+            st.caption(qv.PUBLISHED_CAPTION)
             per = int(m.get("scored_per_chunk") or text_report.n_tokens or 1)
             n_chunks = max(1, int(m.get("chunks") or 1))
             which = st.selectbox("Heatmap of chunk", list(range(1, n_chunks + 1)), key="quality-text-chunk",

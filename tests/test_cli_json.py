@@ -59,5 +59,9 @@ def test_one_file_is_one_absolute_path_under_file_in_every_command(demo_ladder, 
     assert source["file"] == q2 and source["is_reference"] is True and ladder["reference"] == source["label"]
     assert ladder["directory"] == str(tmp_path / "lad")
     assert compare["reference"] == diverge["reference"] == "F16"
+    published = by_file(diverge["results"])[q2]["published"]  # another model's figure, labelled as such
+    assert published["kind"] == "published elsewhere" and published["mean_kld"] == 0.445132
+    assert published["model"] == "LLaMA-3-8B" and "llama.cpp" in published["source_url"]
+    assert by_file(diverge["results"])[f16]["published"] is None  # none beside the reference
     assert isinstance(compare["run_id"], int) and isinstance(diverge["run_id"], int)
     assert not any("path" in r or "reference" in r for r in [*demo.values(), *ladder["files"]])  # the old keys

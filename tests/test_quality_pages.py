@@ -53,6 +53,10 @@ def test_quality_page_draws_an_escaped_heatmap_for_a_real_run(pool, demo_ladder)
     summary = next(d.value for d in at.dataframe if "mean KLD" in d.value.columns)
     assert list(summary["quantization"]) == ["F16 (reference)", "Q2_K"]
     assert summary["mean KLD"].iloc[1] > 0
+    published = summary["Published (LLaMA-3-8B) mean KLD"]  # beside the measured figure, for the same type
+    assert published.iloc[1] == 0.445132 and published.isna().iloc[0]  # none beside the reference itself
+    assert any("published elsewhere, not measured here" in c.value and "ggml-org/llama.cpp" in c.value
+               for c in at.caption)
 
     # The Compare page's stored-run section carries the same panel, collapsed.
     at = AppTest.from_file(APP, default_timeout=120)

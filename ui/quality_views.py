@@ -19,6 +19,7 @@ from ui.shared import jobs, md_escape, pool, store, watch
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
 from workbench.quality.heatmap import heatmap_html
+from workbench.quality.published import MODEL, NOTE, PUBLISHED_COLUMN, SOURCE_TITLE, SOURCE_URL, published_for_row
 from workbench.quality.quality_jobs import QualityJob, divergence_run_job
 from workbench.runs.contestants import Contestant
 
@@ -57,6 +58,20 @@ def job_outcome(job: QualityJob | None) -> None:
 
 
 # ---- divergence --------------------------------------------------------------------------------
+# Beside each measured mean KLD: the one published elsewhere for the same type (workbench.quality.published).
+PUBLISHED_CAPTION = (f"**{PUBLISHED_COLUMN}** is published elsewhere, not measured here: "
+                     f"[{md_escape(SOURCE_TITLE)}]({SOURCE_URL}), the same quantization type on {MODEL} over "
+                     f"Wikitext-2 (without an importance matrix where the source lists one). It is {md_escape(NOTE)}: "
+                     "compare rankings and ratios, not values. Every other column is measured here; a type the source "
+                     "does not list has no published figure.")
+
+
+def published_kld(quant_type: str | None, is_reference: bool = False) -> float | None:
+    """The published mean KLD for a row's type; none for the reference, which every row is measured against."""
+    figure = published_for_row(quant_type, is_reference)
+    return None if figure is None else figure.mean_kld
+
+
 def summary_frame(report: dv.DivergenceReport) -> pd.DataFrame:
     rows = []
     for r in report.results:
@@ -66,7 +81,8 @@ def summary_frame(report: dv.DivergenceReport) -> pd.DataFrame:
             "tokens": s.get("n_tokens"), "mean KLD": s.get("mean_kld"), "median KLD": s.get("median_kld"),
             "p99 KLD": s.get("p99_kld"), "max KLD": s.get("max_kld"),
             "same top-1 %": None if s.get("top1_agreement") is None else 100 * s["top1_agreement"],
-            "PPL": s.get("ppl"), "mean p(ref token)": s.get("mean_p_token"), "error": r.error,
+            "PPL": s.get("ppl"), "mean p(ref token)": s.get("mean_p_token"),
+            PUBLISHED_COLUMN: published_kld(r.quant_type, r.is_reference), "error": r.error,
         })
     return _drop_empty_errors(pd.DataFrame(rows))
 
@@ -83,7 +99,7 @@ def text_stats_frame(report: dv.DivergenceReport) -> pd.DataFrame:
     for r in report.results:
         s = r.summary
         if r.error:
-            rows.append({"quantization": r.label, "error": r.error})
+            rows.append({"quantization": r.label, PUBLISHED_COLUMN: None, "error": r.error})
             continue
         rows.append({
             "quantization": r.label + (" (reference)" if r.is_reference else ""), "type": r.quant_type,
@@ -92,7 +108,8 @@ def text_stats_frame(report: dv.DivergenceReport) -> pd.DataFrame:
             "99.9% KLD": round(s["p999_kld"], 4), "99% KLD": round(s["p99_kld"], 4), "90% KLD": round(s["p90_kld"], 4),
             "median KLD": round(s["median_kld"], 5), "same top p %": f"{100 * s['top1_agreement']:.2f} ± "
                                                                      f"{100 * s['top1_stderr']:.2f}",
-            "RMS Δp %": round(100 * s["rms_delta_p"], 3), "error": None,
+            "RMS Δp %": round(100 * s["rms_delta_p"], 3),
+            PUBLISHED_COLUMN: published_kld(r.quant_type, r.is_reference), "error": None,
         })
     return _drop_empty_errors(pd.DataFrame(rows))
 
@@ -131,7 +148,9 @@ def report_view(report: dv.DivergenceReport, key: str) -> None:
                                 "max KLD": st.column_config.NumberColumn(format="%.3f"),
                                 "same top-1 %": st.column_config.NumberColumn(format="%.1f"),
                                 "PPL": st.column_config.NumberColumn(format="%.2f"),
-                                "mean p(ref token)": st.column_config.NumberColumn(format="%.3f")})
+                                "mean p(ref token)": st.column_config.NumberColumn(format="%.3f"),
+                                PUBLISHED_COLUMN: st.column_config.NumberColumn(format="%.4f")})
+    st.caption(PUBLISHED_CAPTION)
     note = report.meta.get("note")
     st.caption(f"{report.n_tokens} tokens of {md_escape(report.reference_label)}'s output, measured "
                f"{(report.created_at or '')[:19].replace('T', ' ')} UTC" + (f" · {md_escape(note)}" if note else ""))

@@ -97,10 +97,23 @@ def cmd_diverge(args: argparse.Namespace) -> int:
     finally:
         pool.shutdown()
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        print(json.dumps(_with_published(report.to_json()), indent=2, ensure_ascii=False))
     else:
         _print_divergence(report)
     return 0 if all(r.ok for r in report.results) and not failed else 1
+
+
+def _with_published(doc: dict[str, Any]) -> dict[str, Any]:
+    """Each result row gains `published`: the figure published elsewhere for its quantization type (another model's,
+    labelled `"kind": "published elsewhere"`), or null for the reference and for types the source does not list.
+    The row's own figures are `"measured"`, as the top-level `figures` says."""
+    from workbench.quality.published import published_for_row
+
+    for row in doc.get("results", []):
+        figure = published_for_row(row.get(jf.QUANT_TYPE), bool(row.get(jf.IS_REFERENCE)))
+        row["published"] = None if figure is None else figure.to_json()
+    doc["figures"] = {"results[]": "measured", "results[].published": "published elsewhere"}
+    return doc
 
 
 def _print_divergence(report: Any) -> None:
@@ -113,20 +126,27 @@ def _print_divergence(report: Any) -> None:
         print(f"Reference {report.reference_label}'s output ({report.n_tokens} tokens), teacher-forced through each:")
         print("  " + " ".join("".join(ref.piece(t) for t in ref.tokens).split())[:300])
     print()
+    from workbench.quality.published import MODEL, NOTE, SOURCE_URL, published_for_row
+
     rows = []
     for r in report.results:
         s = r.summary
         if r.error:
-            rows.append([r.label, r.quant_type or "-", "-", "-", "-", "-", "-", "-", r.error])
+            rows.append([r.label, r.quant_type or "-", "-", "-", "-", "-", "-", "-", r.error, "-"])
             continue
+        figure = published_for_row(r.quant_type, r.is_reference)
         rows.append([r.label + (" (ref)" if r.is_reference else ""), r.quant_type or "-", s.get("n_tokens"),
                      f"{_fmt(s.get('mean_kld'), '.4f')} ± {_fmt(s.get('kld_stderr'), '.4f')}",
                      _fmt(s.get("median_kld"), ".4f"), _fmt(s.get("p99_kld"), ".4f"), _fmt(s.get("max_kld"), ".3f"),
                      f"{_fmt(100 * s['top1_agreement'] if s.get('top1_agreement') is not None else None, '.1f')}%",
-                     f"{_fmt(s.get('ppl'), '.2f')} ± {_fmt(s.get('ppl_stderr'), '.2f')}"])
-    print_table(["quant", "type", "tokens", "mean KLD", "median KLD", "p99 KLD", "max KLD", "same top-1", "PPL"], rows)
-    print("\nKLD: KL(reference || quantization) of the next-token distributions, in nats; PPL: perplexity of the "
-          "reference's tokens under each model. Definitions: docs/quality.md")
+                     f"{_fmt(s.get('ppl'), '.2f')} ± {_fmt(s.get('ppl_stderr'), '.2f')}",
+                     _fmt(None if figure is None else figure.mean_kld, ".4f")])
+    print_table(["quant", "type", "tokens", "mean KLD", "median KLD", "p99 KLD", "max KLD", "same top-1", "PPL",
+                 f"published KLD ({MODEL})"], rows)
+    print("\nMeasured here: every column but the last. KLD: KL(reference || quantization) of the next-token "
+          "distributions, in nats; PPL: perplexity of the reference's tokens under each model. Definitions: "
+          "docs/quality.md")
+    print(f"Published elsewhere: the last column, llama.cpp's LLaMA 3 8b scoreboard ({SOURCE_URL}); {NOTE}.")
     if report.run_id is not None:
         print(f"saved with run {report.run_id}")
 

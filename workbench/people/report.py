@@ -29,8 +29,10 @@ from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
 from workbench.people.verdict import QuantQuality, SetVerdict
 from workbench.quality.diffing import DIFF_CSS, WordDiff, diff_html, plain_html, word_diff
+from workbench.quality.divergence import DivergenceReport, load_report
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import Floor, floor_of, standing_sentence
+from workbench.quality.published import MODEL, NOTE, PUBLISHED_COLUMN, SOURCE_TITLE, SOURCE_URL, published_for_row
 from workbench.quality.summary import summarize
 from workbench.storage.store import Store
 
@@ -56,6 +58,8 @@ def load_runs(store: Store, run_ids: Sequence[int]) -> list[dict[str, Any]]:
         raise UnknownRun(missing)
     for run in runs:  # the noise floor's repeats of the reference, when the run made any
         run["reference_repeats"] = store.reference_repeats(run["id"])  # type: ignore[index]
+        run["divergence_reports"] = [d for source in ("output", "text")  # type: ignore[index]
+                                     if (d := load_report(store, run["id"], source)) is not None]  # type: ignore[index]
     return runs  # type: ignore[return-value]
 
 
@@ -191,6 +195,40 @@ def ladder_file_rows(ladder: dict[str, Any] | None) -> list[list[Any]]:
             for f in (files if isinstance(files, list) else []) if isinstance(f, dict)]
 
 
+# ---- divergence from the reference, with the figure published elsewhere beside each measured one ----------
+DIVERGENCE_HEADERS = ("quantization", "type", "tokens", "mean KLD (measured)", "same top-1 % (measured)",
+                      "PPL (measured)", f"{PUBLISHED_COLUMN} (published elsewhere)")
+PUBLISHED_NOTE = (f"The last column is published elsewhere, not measured here: {SOURCE_TITLE}, the same quantization type "
+                  f"on {MODEL} over Wikitext-2 (without an importance matrix where the source lists one); it is {NOTE}. "
+                  "Compare rankings and ratios, not values. A type the source does not list has no published figure.")
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return format(x, spec) if _is_number(x) else "-"
+
+
+def divergence_rows(report: DivergenceReport) -> list[list[Any]]:
+    """DIVERGENCE_HEADERS rows of one stored divergence measurement."""
+    rows = []
+    for r in report.results:
+        s = r.summary
+        figure = published_for_row(r.quant_type, r.is_reference)
+        top1 = s.get("top1_agreement")
+        top1_pct = 100 * top1 if isinstance(top1, (int, float)) else None
+        rows.append([r.label + (" (reference)" if r.is_reference else ""), r.quant_type or "-",
+                     s.get("n_tokens") if not r.error else "-",
+                     r.error or _fmt(s.get("mean_kld"), ".4f"), _fmt(top1_pct, ".1f"),
+                     _fmt(s.get("ppl"), ".2f"), "-" if figure is None else _fmt(figure.mean_kld, ".4f")])
+    return rows
+
+
+def _divergence_caption(report: DivergenceReport) -> str:
+    what = ("the bundled reference text, scored in chunks like llama-perplexity --kl-divergence"
+            if report.source == "text" else "the reference's output on this run's prompt")
+    return (f"{report.n_tokens} tokens of {what}, teacher-forced through each quantization; KLD is "
+            f"KL(reference || quantization) in nats, measured on this machine.")
+
+
 def _title(runs: Sequence[dict[str, Any]]) -> str:
     models = sorted({r.get("ladder_name") or "unnamed model" for r in runs})
     ids = ", ".join(str(r["id"]) for r in runs)
@@ -312,6 +350,12 @@ def _run_html(run: dict[str, Any], charts: _Charts) -> str:
     fig = metrics_figure(run)
     if fig is not None:
         parts.append(charts.html(fig))
+    for report in run.get("divergence_reports") or []:
+        parts.append("<h3>Divergence from the reference</h3>")
+        parts.append(f'<p class="wb-muted">{esc(_divergence_caption(report))}</p>')
+        parts.append(html_table(DIVERGENCE_HEADERS, divergence_rows(report)))
+        parts.append(f'<p class="wb-muted">{esc(PUBLISHED_NOTE)} Source: <a href="{esc(SOURCE_URL)}">'
+                     f"{esc(SOURCE_URL)}</a></p>")
 
     parts.append("<h3>Outputs</h3>")
     ref = _reference(run)
@@ -472,8 +516,12 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
                 md_table(["setting", "value"], _settings_rows(run)), "", "### Metrics", "",
                 md_table([h for h, _ in METRIC_COLUMNS],
                           [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]),
-                "", "How each figure was measured: " + "; ".join(md_cell(v) for v in METRIC_LABELS.values()) + ".", "",
-                "### Outputs", ""]
+                "", "How each figure was measured: " + "; ".join(md_cell(v) for v in METRIC_LABELS.values()) + ".", ""]
+        for report in run.get("divergence_reports") or []:
+            out += ["### Divergence from the reference", "", md_cell(_divergence_caption(report)), "",
+                    md_table(DIVERGENCE_HEADERS, divergence_rows(report)), "",
+                    f"{md_cell(PUBLISHED_NOTE)} Source: <{SOURCE_URL}>", ""]
+        out += ["### Outputs", ""]
         ref = _reference(run)
         if ref is not None:
             out += [f"Diffs against the reference ({md_cell(ref['label'])}): `[-reference only-]`, "
