@@ -151,3 +151,31 @@ class WorkerAccess:
     def _status(self, status: str, payload: dict[str, Any]) -> None:
         if self._on_status is not None:
             self._on_status(status, payload)
+
+
+def memory_lines(pool: WorkerPool | None, worker: WorkerProcess, measured: dict[str, Any]) -> dict[str, Any]:
+    """A result's memory as lines, each labelled by how it was obtained:
+
+    - "predicted": fit.predict for the settings the worker loaded (its context × sequences, KV types, GPU layers);
+    - "reported": llama.cpp's own buffer sizes from its load log (reserved bytes: a CPU compute buffer is reserved
+      whole but only partly touched, so it can exceed what RSS shows);
+    - "measured": the worker's peak RSS and GPU memory from `measured` (a `done` event's metrics).
+    """
+    from workbench.engine import memory_budget
+
+    out: dict[str, Any] = {"reported": dict(worker.last_loaded.get("memory_reported") or {}),
+                           "measured": {"peak_rss_bytes": measured.get("peak_rss_bytes"),
+                                        "gpu_mem_bytes": measured.get("gpu_mem_bytes")}}
+    s = worker.settings
+    if s is None:
+        return out
+    try:
+        gpus = (pool.gpus_as_if_alone() if pool is not None else hardware.gpus()) if s.n_gpu_layers else []
+        p = memory_budget.predict_load(s.model_path, s.n_ctx * (s.n_seq or 1), s.n_gpu_layers, s.use_extra_bufts, gpus,
+                                       kv_type_k=s.type_k or "f16", kv_type_v=s.type_v)
+    except (OSError, ValueError):
+        return out
+    out["predicted"] = {"weights_bytes": p.weights_bytes, "kv_bytes": p.kv_bytes, "compute_bytes": p.compute_bytes,
+                        "overhead_bytes": p.overhead_bytes, "total_bytes": p.predicted_bytes,
+                        "ram_bytes": p.ram_bytes, "vram_bytes": p.vram_bytes}
+    return out

@@ -457,9 +457,12 @@ def _answer_chunk(pool: WorkerPool, store: Store, c: Contestant, position: int, 
     for k, item in enumerate(outcome.results):
         i = chunk[k]
         if item is not None and item.error and results[i][position] is None:
-            r = result_of(c, item, prompt_settings(i))
+            r = result_of(c, item, prompt_settings(i), outcome.memory)
             results[i][position] = r
             store.add_result(run_ids[i], position, r.to_dict())
+        elif outcome.memory and (done := results[i][position]) is not None and not done.memory:
+            done.memory = dict(outcome.memory)  # known once the batch ends: each answer stored again with it
+            store.add_result(run_ids[i], position, done.to_dict())
     return True
 
 
