@@ -147,3 +147,29 @@ def test_each_variant_keeps_its_own_warm_worker(variant_run, fresh_pool, q4):
     name = q4.path.rsplit("/", 1)[-1]
     assert {(name, "f16", "f16"), (name, "q8_0", "q8_0"), (name, "q4_0", "q4_0"), (name, "q8_0", "q4_0")} <= warm
     assert Placement(N_CTX, 1).worker_key(q4.path) == q4.path
+
+
+def test_cli_compare_runs_each_variant_and_says_what_was_loaded_in_json():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    argv = [sys.executable, "-m", "workbench", "compare", "--demo", "--types", "Q2_K", "--prompt", "Hi", "--max-tokens",
+            "4", "--ctx", "512", "--threads", "1", "--gpu-layers", "0", "--variant", "kv=q8_0", "--variant",
+            "k=q8_0,v=q4_0,ctx=1024", "--no-baseline", "--json"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=root, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["label"]: r for r in json.loads(proc.stdout)["results"]}
+    # --no-baseline drops Q2_K's plain run, never the reference's
+    assert set(rows) == {"F16", "F16 · KV q8_0", "F16 · KV q8_0/q4_0 · 1k", "Q2_K · KV q8_0", "Q2_K · KV q8_0/q4_0 · 1k"}
+    mixed = rows["Q2_K · KV q8_0/q4_0 · 1k"]
+    assert (mixed["kv_type_k"], mixed["kv_type_v"], mixed["n_ctx"]) == ("q8_0", "q4_0", 1024)
+    assert rows["F16"]["kv_type_k"] == "f16" and rows["F16"]["n_ctx"] == 512
+    assert mixed["memory"]["reported"]["kv_bytes"] > rows["Q2_K · KV q8_0"]["memory"]["reported"]["kv_bytes"]
+    bad = subprocess.run(argv[:-6] + ["--variant", "kv=q3_k"], capture_output=True, text=True, timeout=120, cwd=root,
+                         env=env)
+    assert bad.returncode == 2 and "unknown K cache type" in bad.stderr and "Traceback" not in bad.stderr
