@@ -173,3 +173,24 @@ def test_cli_compare_runs_each_variant_and_says_what_was_loaded_in_json():
     bad = subprocess.run(argv[:-6] + ["--variant", "kv=q3_k"], capture_output=True, text=True, timeout=120, cwd=root,
                          env=env)
     assert bad.returncode == 2 and "unknown K cache type" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_compare_page_runs_a_variant_and_its_card_shows_the_memory_lines(demo_ladder):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP, wait_for_run
+    from workbench.storage.store import Store
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    at.multiselect[0].set_value(["Q2_K"])
+    at.number_input[0].set_value(8)  # max tokens
+    at.multiselect(key="compare_kv").set_value(["f16", "q4_0"])
+    next(b for b in at.button if b.label == "Run").click()
+    at.run()
+    run = Store().get_run(wait_for_run(at))
+    assert [r["label"] for r in run["results"]] == ["F16", "F16 · KV q4_0", "Q2_K", "Q2_K · KV q4_0"]
+    assert run["results"][3]["metrics"]["kv_type_v"] == "q4_0"
+    html = " ".join(h.proto.body for h in at.get("html"))
+    assert "KV q4_0 · context 2048" in html and "llama.cpp" in html and "measured peak RSS" in html
