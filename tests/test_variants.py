@@ -194,3 +194,35 @@ def test_compare_page_runs_a_variant_and_its_card_shows_the_memory_lines(demo_la
     assert run["results"][3]["metrics"]["kv_type_v"] == "q4_0"
     html = " ".join(h.proto.body for h in at.get("html"))
     assert "KV q4_0 · context 2048" in html and "llama.cpp" in html and "measured peak RSS" in html
+
+
+def test_a_set_run_with_variants_runs_them_and_resumes_with_the_same_contestants(demo_ladder, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from workbench.runs.set_runs import stored_contestants
+    from workbench.storage.store import Store
+
+    root = Path(__file__).resolve().parents[1]
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("Name a fruit.\nName a colour.\n")
+    db = tmp_path / "sets.sqlite3"
+    argv = [sys.executable, "-m", "workbench", "batch", "--prompts", str(prompts), "--demo", "--labels", "Q2_K",
+            "--max-tokens", "4", "--threads", "1", "--gpu-layers", "0", "--noise", "0", "--variant", "kv=q4_0",
+            "--no-baseline", "--db", str(db), "--json"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for p in out["prompts"]:
+        rows = {r["label"]: r for r in p["results"]}
+        assert set(rows) == {"F16", "F16 · KV q4_0", "Q2_K · KV q4_0"}  # variants apply to the reference's file too
+        assert rows["Q2_K · KV q4_0"]["kv_type_v"] == "q4_0" and rows["F16"]["kv_type_v"] == "f16"
+        assert not rows["Q2_K · KV q4_0"]["error"]
+    set_run = Store(db).get_set_run(out["set_run_id"] if "set_run_id" in out else out["id"])
+    again = stored_contestants(demo_ladder, set_run)
+    assert [(c.label, c.kv_type_k, c.kv_type_v) for c in again] == [
+        ("F16", "f16", "f16"), ("F16 · KV q4_0", "q4_0", "q4_0"), ("Q2_K · KV q4_0", "q4_0", "q4_0")]
