@@ -203,6 +203,7 @@ def test_a_set_run_with_variants_runs_them_and_resumes_with_the_same_contestants
     import sys
     from pathlib import Path
 
+    from workbench.files import json_fields as jf
     from workbench.runs.set_runs import stored_contestants
     from workbench.storage.store import Store
 
@@ -222,7 +223,7 @@ def test_a_set_run_with_variants_runs_them_and_resumes_with_the_same_contestants
         assert set(rows) == {"F16", "F16 · KV q4_0", "Q2_K · KV q4_0"}  # variants apply to the reference's file too
         assert rows["Q2_K · KV q4_0"]["kv_type_v"] == "q4_0" and rows["F16"]["kv_type_v"] == "f16"
         assert not rows["Q2_K · KV q4_0"]["error"]
-    set_run = Store(db).get_set_run(out["set_run_id"] if "set_run_id" in out else out["id"])
+    set_run = Store(db).get_set_run(out[jf.SET_RUN_ID])
     again = stored_contestants(demo_ladder, set_run)
     assert [(c.label, c.kv_type_k, c.kv_type_v) for c in again] == [
         ("F16", "f16", "f16"), ("F16 · KV q4_0", "q4_0", "q4_0"), ("Q2_K · KV q4_0", "q4_0", "q4_0")]
