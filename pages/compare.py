@@ -6,6 +6,7 @@ import streamlit as st
 from ui import views
 from ui.endpoint_views import endpoint_contestants, endpoint_editor
 from ui.shared import active_ladder, jobs, ladders, md_escape, pool, set_active_ladder, store, through_entrypoint
+from ui.variant_views import variant_picker
 from workbench.core import hardware
 from workbench.core.disturbance import of_result
 from workbench.quality.packs import PackError, load_examples
@@ -19,6 +20,7 @@ from workbench.runs.compare import (
 from workbench.runs.contestants import OFFLOAD_MODES, RunSettings
 from workbench.runs.jobs import ComparisonJob
 from workbench.runs.noise import MAX_REPEATS
+from workbench.runs.variants import variant_contestants
 
 through_entrypoint()
 
@@ -98,6 +100,7 @@ with st.expander("Settings (the same for every contestant)"):
                 key="remote_concurrent")
     st.toggle("Hold each answer until it is done (the quietest measurement: nothing is drawn while a contestant "
               "is timed)", key="hold_text")
+variants, baseline = variant_picker("compare")
 st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each file's own), same settings for all. "
            "Speed figures say whether other work on this machine disturbed them.")
 
@@ -114,7 +117,8 @@ if b1.button("Run", type="primary", disabled=running or not chosen or not prompt
                            remote_concurrent=bool(st.session_state.get("remote_concurrent")),
                            display="held" if st.session_state.get("hold_text") else "streamed")
     try:
-        contestants = contestants_for(ladder, chosen, reference) + endpoint_contestants()
+        contestants = variant_contestants(contestants_for(ladder, chosen, reference), variants, int(n_ctx),
+                                          baseline=baseline) + endpoint_contestants()
         job = jobs().start(ComparisonJob(pool(), store(), contestants, prompt, settings, ladder=ladder,
                                          category=st.session_state.get("category"),
                                          noise_repeats=int(st.session_state.get("noise_repeats") or 0)))

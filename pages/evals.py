@@ -8,12 +8,14 @@ import streamlit as st
 from ui import quality_views as qv
 from ui import views
 from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
+from ui.variant_views import variant_picker
 from workbench.core.hardware import default_threads
 from workbench.quality import evals
 from workbench.quality.packs import PackError, list_packs, load_pack, parse_pack
 from workbench.quality.quality_jobs import eval_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
 from workbench.runs.contestants import RunSettings
+from workbench.runs.variants import variant_contestants
 
 through_entrypoint()
 
@@ -83,13 +85,15 @@ if pack is not None:
         n_ctx = s2.number_input("Context size", 512, 32768, auto_ctx, step=512, key=f"evals-ctx-{auto_ctx}",
                                 help="Long-context cases need about 4,096 tokens.")
         threads = s3.number_input("Threads", 1, 256, default_threads(beside_browser=True), key="evals-threads")
+    variants, baseline = variant_picker("evals")
+    n_contestants = len(variant_contestants(qv.contestants_from(ladder, chosen), variants, int(n_ctx), baseline=baseline))
     try:
         selected = evals.select_cases(pack, categories or None, int(limit) or None) if categories else []
     except ValueError as exc:
         selected = []
         st.error(f"Cannot choose these cases: {qv.md_escape(exc)}")
     n_long = sum(1 for c in selected if c.category == "long-context")
-    st.caption(f"{len(selected)} cases × {len(chosen) + 1} quantizations = {len(selected) * (len(chosen) + 1)} "
+    st.caption(f"{len(selected)} cases × {n_contestants} quantizations = {len(selected) * n_contestants} "
                f"generations. {SEQUENTIAL_NOTE}"
                + (f" {n_long} long-context case{'s' if n_long != 1 else ''}: about 1–2 minutes each per quantization "
                   "on a laptop CPU." if n_long else ""))
@@ -99,7 +103,8 @@ if pack is not None:
     if st.button("Run eval", type="primary", disabled=running or not selected, key="evals-run"):
         settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=int(threads))
         try:
-            job = jobs().start(eval_job(pool(), store(), pack, qv.contestants_from(ladder, chosen), settings,
+            contestants = variant_contestants(qv.contestants_from(ladder, chosen), variants, int(n_ctx), baseline=baseline)
+            job = jobs().start(eval_job(pool(), store(), pack, contestants, settings,
                                         categories=categories, limit=int(limit) or None, ladder=ladder))
             st.session_state["evals-job"] = job.id
             running = True

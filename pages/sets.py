@@ -7,6 +7,7 @@ import streamlit as st
 from ui import set_views as sv
 from ui.history_views import set_report_downloads
 from ui.shared import active_ladder, fmt_time, jobs, md_escape, pool, store, through_entrypoint
+from ui.variant_views import variant_picker
 from workbench.core.hardware import default_threads
 from workbench.runs.contestants import RunSettings
 from workbench.runs.noise import MAX_REPEATS
@@ -86,6 +87,7 @@ repeats = c3.number_input("Reference repeats", 0, MAX_REPEATS, 2, key="sets-repe
                                "prompt evaluated in other micro-batch sizes (1, 7, 64 … tokens), so each "
                                "quantization's difference is shown against the reference's own variation. "
                                "0 skips it.")
+variants, baseline = variant_picker("sets")
 st.caption(f"Reference: {md_escape(reference)} (always runs). Greedy decoding; prompts run one after another"
            + (f"; the reference {int(repeats)} more time{'s' if repeats != 1 else ''} per prompt for the noise floor."
               if repeats else "."))
@@ -97,7 +99,8 @@ if st.button("Run set", type="primary", disabled=running or prompt_set is None o
     settings = RunSettings(max_tokens=int(max_tokens), n_threads=default_threads(beside_browser=True))
     try:
         set_run_id = start_set_run(store(), prompt_set, ladder, labels=list(chosen), reference=reference,
-                                   settings=settings, noise_repeats=int(repeats))
+                                   settings=settings, noise_repeats=int(repeats), variants=variants,
+                                   variant_baseline=baseline)
         job = jobs().start(SetRunJob(pool(), store(), set_run_id, ladder=ladder))
         st.session_state["sets-job"] = job.id
         sv.open_set_run(set_run_id)

@@ -12,6 +12,7 @@ import plotly.express as px
 import streamlit as st
 
 from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
+from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
 from workbench.core.disturbance import of_result
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.quality import noise_floor
@@ -164,7 +165,7 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if is_number(contention):
         verdict = "disturbed" if r.get("disturbed") else "quiet"
         rows.append(("CPU contention", f"{contention:.0%} ({verdict})"))
-    return rows
+    return rows + memory_rows(r)
 
 
 def _save_rating(run_id: int, label: str, key: str) -> None:
@@ -343,6 +344,8 @@ def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
             "tokens": _n(r["completion_tokens"]),
             "stop": r["stop_reason"], "peak RAM MiB": _mib(r["peak_rss_bytes"]),
             "VRAM MiB": _mib(r["gpu_mem_bytes"]),
+            "variant": variant_line(r) or "",
+            "KV MiB (llama.cpp)": _mib(reported_kv_bytes(r)),
             "first divergence (token)": _n(r["first_divergence_token"]),
             "CPU contention": _n(r.get("cpu_contention")),
             "measured": {1: "disturbed", 0: "quiet"}.get(r.get("disturbed"), "not judged"),

@@ -22,10 +22,12 @@ from workbench.cli.main import (
     EXTRA_PARSERS,
     UsageError,
     add_run_options,
+    add_variant_options,
     command,
     fmt_num,
     print_table,
     settings_from_args,
+    variants_from_args,
 )
 from workbench.files import json_fields as jf
 
@@ -64,7 +66,8 @@ def _start(args: argparse.Namespace, store: Any) -> tuple[int, Any, list[str]]:
     lad, labels = _ladder(args)
     try:
         set_run_id = start_set_run(store, prompt_set, lad, labels=labels, settings=settings_from_args(args),
-                                   noise_repeats=args.noise)
+                                   noise_repeats=args.noise, variants=variants_from_args(args),
+                                   variant_baseline=not args.no_baseline)
     except SetRunError as exc:
         raise UsageError(str(exc)) from None
     return set_run_id, lad, prompt_set.notes
@@ -168,7 +171,10 @@ def _result(row: dict[str, Any]) -> dict[str, Any]:
     fields = jf.gguf_fields(label=row["label"], quant_type=row["quant_type"], file=row["file"],
                             size_bytes=row["size_bytes"], bits_per_weight=row["bits_per_weight"],
                             is_reference=row["is_reference"])
-    return {**fields, **{k: row.get(k) for k in RESULT_KEYS}}
+    stored = row.get("metrics")
+    metrics: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    variant = {k: metrics.get(k) for k in ("kv_type_k", "kv_type_v", "n_ctx")}  # None in runs from before variants
+    return {**fields, **{k: row.get(k) for k in RESULT_KEYS}, **variant}
 
 
 def _print_table(out: dict[str, Any]) -> None:
@@ -206,6 +212,7 @@ def _register(sub: Any) -> None:
     p.add_argument("--db", default=None, help="database file (default: the app's)")
     p.add_argument("--json", action="store_true")
     add_run_options(p)
+    add_variant_options(p)
 
 
 EXTRA_PARSERS.append(_register)

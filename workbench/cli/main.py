@@ -101,10 +101,11 @@ def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[
     from workbench.runs.compare import contestants_for
     from workbench.runs.contestants import Contestant
 
+    variants = variants_from_args(args)  # usage errors first, before a ladder is built or a file read
     if args.demo:
         lad = ladders.ensure_demo_ladder(_progress(getattr(args, "json", False)))
         labels = [t.strip() for t in args.types.split(",")] if getattr(args, "types", None) else None
-        return lad, contestants_for(lad, labels), {}
+        return lad, with_variants(args, contestants_for(lad, labels), variants), {}
     if not args.files:
         if getattr(args, "endpoint", None):
             return None, [], {}
@@ -112,7 +113,40 @@ def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[
     lad, errors = ladders.ladder_from_files(args.files)
     contestants = [Contestant.from_ladder_file(f) for f in lad.files]
     contestants.sort(key=lambda c: not c.is_reference)
-    return lad, contestants, errors
+    return lad, with_variants(args, contestants, variants), errors
+
+
+VARIANT_HELP = ("also run every chosen file as a variant: KV-cache types and/or a context of its own, e.g. "
+                "kv=q8_0, kv=q4_0,ctx=8192, k=q8_0,v=q4_0, ctx=16k (repeatable; KV types f16, q8_0, q4_0; a quantized "
+                "V cache runs with flash attention on). Each file also runs as itself (f16 cache at --ctx) unless "
+                "--no-baseline; the reference always does. Labels read \"Q4_K_M · KV q8_0 · 8k\".")
+
+
+def add_variant_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", action="append", default=[], metavar="kv=TYPE[,ctx=N] | k=TYPE,v=TYPE[,ctx=N]",
+                   help=VARIANT_HELP)
+    p.add_argument("--no-baseline", action="store_true",
+                   help="with --variant: leave out each file's plain run (f16 cache at --ctx), except the reference's")
+
+
+def variants_from_args(args: argparse.Namespace) -> list[Any]:
+    """The --variant options parsed (runs.variants); a malformed one is a usage error."""
+    from workbench.runs.variants import parse_variant
+
+    try:
+        return [parse_variant(spec) for spec in getattr(args, "variant", None) or []]
+    except ValueError as exc:
+        raise UsageError(f"--variant: {exc}") from None
+
+
+def with_variants(args: argparse.Namespace, contestants: list[Any], variants: list[Any]) -> list[Any]:
+    """`contestants` expanded by the --variant options (unchanged without any)."""
+    from workbench.runs.variants import variant_contestants
+
+    if not variants:
+        return contestants
+    return variant_contestants(contestants, variants, getattr(args, "ctx", None) or 2048,
+                               baseline=not getattr(args, "no_baseline", False))
 
 
 def settings_from_args(args: argparse.Namespace, n_ctx: int | None = None):
@@ -214,7 +248,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 RESULT_KEYS = ("load_s", "ttft_s", "prompt_tokens", "prefill_tok_s", "completion_tokens", "decode_tok_s", "stop_reason",
                "peak_rss_bytes", "gpu_mem_bytes", "text", "first_divergence_token", "fallback", "error",
                "identical_to_reference", "decode_s", "decode_steps", "prefill_s", "template", "warm", "gpu_layers",
-               "measurement")
+               "measurement", "kv_type_k", "kv_type_v", "n_ctx", "memory")
 
 
 def _result_json(r: Any, endpoint: dict[str, Any] | None) -> dict[str, Any]:
@@ -272,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remote-concurrent", action="store_true", help="run endpoints at the same time as each other")
     p.add_argument("--json", action="store_true")
     add_run_options(p)
+    add_variant_options(p)
 
     for register in EXTRA_PARSERS:
         register(sub)

@@ -19,6 +19,7 @@ from workbench.cli.main import (
     EXTRA_PARSERS,
     UsageError,
     _progress,
+    add_variant_options,
     command,
     print_table,
     resolve_contestants,
@@ -249,6 +250,7 @@ def _common(p: argparse.ArgumentParser, max_tokens: int, ctx: int | None) -> Non
     p.add_argument("--gpu-layers", type=int, default=None,
                    help="layers to offload to a GPU (-1: all, 0: CPU only; default: what the fit prediction says fits)")
     p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
+    add_variant_options(p)
 
 
 def register(sub: Any) -> None:

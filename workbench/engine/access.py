@@ -39,6 +39,17 @@ class Placement:
     n_gpu_layers: int = 0  # used by gpu_offload="layers"
     n_batch: int | None = None  # None: the worker's default; another size is another warm worker (runs.noise)
     n_seq: int | None = None  # None: one sequence; more is a context for generate_batch (runs.batched)
+    type_k: str = "f16"  # KV-cache types (llama.cpp names); a quantized V cache loads with flash attention on
+    type_v: str = "f16"
+
+    def kv_default(self) -> bool:
+        """llama.cpp's default cache (f16 K and V): loaded exactly as before variants existed."""
+        return self.type_k == "f16" and self.type_v == "f16"
+
+    def worker_key(self, path: str) -> str:
+        """The pool key of this placement's worker: the path for the default cache (so every caller shares it, as
+        before), the path plus the cache types otherwise (a variant stays warm beside the plain file)."""
+        return path if self.kv_default() else f"{path}#kv={self.type_k}/{self.type_v}"
 
 
 def gpu_layers(path: str, placement: Placement, pool: WorkerPool | None = None,
@@ -61,7 +72,8 @@ def gpu_layers(path: str, placement: Placement, pool: WorkerPool | None = None,
     found = list(gpus) if gpus is not None else None
     if pool is not None:
         found = pool.gpus_as_if_alone(found)
-    return fit.predict(read_header(path), n_ctx=placement.n_ctx * (placement.n_seq or 1), gpus=found).gpu_layers
+    return fit.predict(read_header(path), n_ctx=placement.n_ctx * (placement.n_seq or 1), gpus=found,
+                       kv_type=placement.type_k, kv_type_v=placement.type_v).gpu_layers
 
 
 def _remembered_note() -> str:
@@ -90,9 +102,10 @@ class WorkerAccess:
 
     def load_settings(self) -> LoadSettings:
         """What the file is loaded with now: the same for every caller, so warm workers are shared."""
-        return LoadSettings(self.path, self.placement.n_ctx, self.placement.n_threads,
-                            gpu_layers(self.path, self.placement, self.pool), self.use_extra_bufts,
-                            self.placement.n_batch, self.placement.n_seq)
+        p = self.placement
+        kv = {} if p.kv_default() else {"type_k": p.type_k, "type_v": p.type_v}  # default: the settings as before
+        return LoadSettings(self.path, p.n_ctx, p.n_threads, gpu_layers(self.path, p, self.pool),
+                            self.use_extra_bufts, p.n_batch, p.n_seq, **kv)
 
     def output_started(self) -> None:
         self._output_started = True
@@ -107,7 +120,7 @@ class WorkerAccess:
             self.during, self._output_started, self._worker = "load", False, None
             self._status("loading", {})
             try:
-                with self.pool.lease(self.path, self.load_settings()) as (worker, loaded):  # in use: never evicted
+                with self.pool.lease(self.placement.worker_key(self.path), self.load_settings()) as (worker, loaded):  # in use: never evicted
                     self._worker = worker
                     self.during = "request"
                     return use(worker, loaded)
@@ -138,3 +151,31 @@ class WorkerAccess:
     def _status(self, status: str, payload: dict[str, Any]) -> None:
         if self._on_status is not None:
             self._on_status(status, payload)
+
+
+def memory_lines(pool: WorkerPool | None, worker: WorkerProcess, measured: dict[str, Any]) -> dict[str, Any]:
+    """A result's memory as lines, each labelled by how it was obtained:
+
+    - "predicted": fit.predict for the settings the worker loaded (its context × sequences, KV types, GPU layers);
+    - "reported": llama.cpp's own buffer sizes from its load log (reserved bytes: a CPU compute buffer is reserved
+      whole but only partly touched, so it can exceed what RSS shows);
+    - "measured": the worker's peak RSS and GPU memory from `measured` (a `done` event's metrics).
+    """
+    from workbench.engine import memory_budget
+
+    out: dict[str, Any] = {"reported": dict(worker.last_loaded.get("memory_reported") or {}),
+                           "measured": {"peak_rss_bytes": measured.get("peak_rss_bytes"),
+                                        "gpu_mem_bytes": measured.get("gpu_mem_bytes")}}
+    s = worker.settings
+    if s is None:
+        return out
+    try:
+        gpus = (pool.gpus_as_if_alone() if pool is not None else hardware.gpus()) if s.n_gpu_layers else []
+        p = memory_budget.predict_load(s.model_path, s.n_ctx * (s.n_seq or 1), s.n_gpu_layers, s.use_extra_bufts, gpus,
+                                       kv_type_k=s.type_k or "f16", kv_type_v=s.type_v)
+    except (OSError, ValueError):
+        return out
+    out["predicted"] = {"weights_bytes": p.weights_bytes, "kv_bytes": p.kv_bytes, "compute_bytes": p.compute_bytes,
+                        "overhead_bytes": p.overhead_bytes, "total_bytes": p.predicted_bytes,
+                        "ram_bytes": p.ram_bytes, "vram_bytes": p.vram_bytes}
+    return out

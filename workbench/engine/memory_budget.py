@@ -141,12 +141,14 @@ def compute_budget(own: Need, override: int | None = None, override_source: str 
     return MemoryBudget(ram, vram, "automatic", words)
 
 
-def predict_load(path: str, n_ctx: int, n_gpu_layers: int, use_extra_bufts: bool | None, gpus: Sequence[Gpu]) -> Any:
-    """`fit.predict` for a worker's load settings: its context, its GPU layers (0: CPU), its repacking."""
+def predict_load(path: str, n_ctx: int, n_gpu_layers: int, use_extra_bufts: bool | None, gpus: Sequence[Gpu], *,
+                 kv_type_k: str = "f16", kv_type_v: str | None = None) -> Any:
+    """`fit.predict` for a worker's load settings: its context, its GPU layers (0: CPU), its repacking, its KV types."""
     from workbench.files import fit
     from workbench.files.gguf_info import read_header
 
     return fit.predict(read_header(path), n_ctx=n_ctx, gpus=list(gpus) if n_gpu_layers else [],
+                       kv_type=kv_type_k, kv_type_v=kv_type_v,
                        ram_available_bytes=int(psutil.virtual_memory().available), gpu_layers=n_gpu_layers,
                        repack_cpu=use_extra_bufts is not False, file=os.path.basename(path))
 

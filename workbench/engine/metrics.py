@@ -69,6 +69,13 @@ class ContestantResult:
     measurement: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    # what was loaded (a variant: runs.variants); None for a remote endpoint or an older run (= f16 at the run's n_ctx)
+    kv_type_k: str | None = None
+    kv_type_v: str | None = None
+    n_ctx: int | None = None
+    # memory as lines (engine.access.memory_lines): "predicted" (fit.predict for the settings loaded), "reported"
+    # (llama.cpp's own buffer sizes from its load log), "measured" (the worker's peak RSS, its VRAM by NVML)
+    memory: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

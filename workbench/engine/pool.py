@@ -55,6 +55,11 @@ class LoadSettings:
     use_extra_bufts: bool | None = None  # None: llama.cpp's default
     n_batch: int | None = None  # prompt micro-batch size; None: the worker's default (min(n_ctx, 512))
     n_seq: int | None = None  # sequences generate_batch may decode together (None: 1); each gets n_ctx of KV cache
+    # KV-cache types by GGML name ("f16", "q8_0", "q4_0"); None: llama.cpp's default (f16). A quantized V cache
+    # needs flash attention: the worker turns it on unless `flash_attn` says otherwise.
+    type_k: str | None = None
+    type_v: str | None = None
+    flash_attn: str | None = None  # "auto" | "on" | "off"; None: "on" when V is quantized, else llama.cpp's auto
 
     def request(self) -> dict[str, Any]:
         return {"op": "load", **asdict(self)}
@@ -490,7 +495,10 @@ class WorkerPool:
     def warm_models(self) -> list[dict[str, Any]]:
         """The live workers for the UI, most recently used first."""
         with self._lock:
-            rows: list[dict[str, Any]] = [{"key": k, "file": os.path.basename(k), "pid": s.worker.pid,
+            rows: list[dict[str, Any]] = [{"key": k, "pid": s.worker.pid,
+                     "file": os.path.basename(s.worker.settings.model_path if s.worker.settings else k.split("#")[0]),
+                     "type_k": (s.worker.settings.type_k if s.worker.settings else None) or "f16",
+                     "type_v": (s.worker.settings.type_v if s.worker.settings else None) or "f16",
                      "ram_bytes": s.need.ram_bytes, "vram_bytes": sum(s.need.vram_bytes.values()),
                      "vram_by_gpu": dict(s.need.vram_bytes), "last_used": s.last_used, "in_use": s.in_use > 0,
                      "n_ctx": s.worker.settings.n_ctx if s.worker.settings else None, "order": s.order}
@@ -503,7 +511,8 @@ class WorkerPool:
             gpus = self.gpus_as_if_alone() if settings.n_gpu_layers else []
             prediction = memory_budget.predict_load(settings.model_path, settings.n_ctx * (settings.n_seq or 1),
                                                     settings.n_gpu_layers,
-                                                    settings.use_extra_bufts, gpus)
+                                                    settings.use_extra_bufts, gpus,
+                                                    kv_type_k=settings.type_k or "f16", kv_type_v=settings.type_v)
             budget = self.budget()
         except (OSError, ValueError) as exc:  # an unreadable header, a malformed WORKBENCH_MEMORY_BUDGET
             raise WorkerError(" ".join(str(exc).split())) from None

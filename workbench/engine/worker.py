@@ -16,6 +16,7 @@ import codecs
 import ctypes
 import os
 import queue
+import re
 import resource
 import signal
 import sys
@@ -36,6 +37,62 @@ from workbench.engine import protocol, scoring
 # ggml_log_level's WARN and ERROR (ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5; measured on this build:
 # a load's metadata dump arrives at 2, "error loading model" at 4). llama-cpp-python's _logger.py comment is stale.
 LOG_WARN_ERROR = (3, 4)
+LOG_INFO = 2  # where llama.cpp logs its buffer sizes (DEBUG, 1, floods with per-tensor lines: never kept)
+# KV-cache types a load may ask for, by the names llama.cpp's tools use (--cache-type-k/-v), and their GGML enums.
+KV_CACHE_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+FLASH_ATTN_TYPES = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}
+# llama.cpp's INFO log lines that size its buffers at load, e.g. "load_tensors:   CPU_Mapped model buffer size =
+# 98.87 MiB", "llama_kv_cache:        CPU KV buffer size =   180.00 MiB", "sched_reserve:  CPU compute buffer size
+# = 98.25 MiB", "llama_context:  CPU  output buffer size =  0.19 MiB". At most this many are kept per load.
+BUFFER_LINE = re.compile(r"^\s*\w+:\s+(\S{1,40})\s+(model|KV|compute|output|RS)\s+buffer size\s*=\s*([0-9]{1,9}(?:\.[0-9]{1,4})?)\s*MiB\s*$")
+MAX_BUFFER_LINES = 64
+BUFFER_KINDS = {"model": "weights_bytes", "KV": "kv_bytes", "RS": "kv_bytes", "compute": "compute_bytes",
+                "output": "compute_bytes"}
+
+
+def parse_buffer_lines(lines: list[str]) -> dict[str, Any]:
+    """llama.cpp's own buffer sizes from its load log: {"weights_bytes", "kv_bytes", "compute_bytes"} summed over
+    devices (compute includes the logits output buffer; kv the recurrent state) and "by_device": {device: {kind:
+    bytes}}. A kind llama.cpp did not log is missing. Sizes are logged in MiB to 2 decimals (±5 KiB)."""
+    out: dict[str, Any] = {}
+    by_device: dict[str, dict[str, int]] = {}
+    for line in lines[:MAX_BUFFER_LINES]:
+        m = BUFFER_LINE.match(line)
+        if not m:
+            continue
+        device, kind, mib = m[1], m[2], float(m[3])
+        n = int(round(mib * 2**20))
+        key = BUFFER_KINDS[kind]
+        out[key] = out.get(key, 0) + n
+        dev = by_device.setdefault(device, {})
+        dev[kind.lower()] = dev.get(kind.lower(), 0) + n
+    if by_device:
+        out["by_device"] = by_device
+    return out
+
+
+FLASH_LINE = re.compile(r"(?:Flash Attention|flash_attn)\s*(?:=\s*)?(enabled|disabled)", re.IGNORECASE)
+
+
+def flash_attn_resolved(lines: list[str]) -> str | None:
+    """"enabled"/"disabled" as llama.cpp's load log last said it (auto resolves at load), None when it did not."""
+    found = None
+    for line in lines[:MAX_BUFFER_LINES]:
+        m = FLASH_LINE.search(line)
+        if m:
+            found = m[1].lower()
+    return found
+
+
+def kv_cache_type(name: Any, which: str) -> int:
+    """The GGML type enum of a KV-cache type name; a plain error for one the worker does not offer."""
+    key = str(name or "f16").lower()
+    if key not in KV_CACHE_TYPES:
+        raise RuntimeError(f"unknown {which} cache type {name!r}: use {', '.join(KV_CACHE_TYPES)}")
+    return int(KV_CACHE_TYPES[key])
+
+
 # Test-only: seconds each generate sleeps before it starts, ignoring cancel (see Engine.generate).
 INJECT_STUCK_ENV = "WORKBENCH_INJECT_STUCK_S"
 # Test-only: crash on a decode with extra buffer types on (crash_fallback.INJECT_ENV; see Engine._inject_extra_bufts_crash).
@@ -96,6 +153,7 @@ class Engine:
         self.ctx: Any = None
         self.settings: dict[str, Any] = {}
         self.log_tail: deque[str] = deque(maxlen=40)
+        self.buffer_lines: deque[str] = deque(maxlen=MAX_BUFFER_LINES)  # this load's "… buffer size = … MiB" lines
         self._install_log_capture()
         self._piece_buf = ctypes.create_string_buffer(256)
         self._one_token = (llama_cpp.llama_token * 1)()
@@ -114,6 +172,9 @@ class Engine:
                 return
             if line and level in LOG_WARN_ERROR:
                 self.log_tail.append(line)
+            elif level == LOG_INFO and line and ("buffer size" in line or "flash" in line.lower()) and len(line) < 200:
+                # INFO: llama.cpp's buffer sizes at load, and whether flash attention ended up on
+                self.buffer_lines.append(line)
             if os.environ.get("WORKBENCH_WORKER_VERBOSE"):
                 sys.stderr.write(text.decode("utf-8", "replace"))
             elif line and level in LOG_WARN_ERROR:  # on stderr too: the parent shows its tail when this worker dies
@@ -153,7 +214,18 @@ class Engine:
             raise RuntimeError(f"{n_seq} sequences need a micro-batch of at least {n_seq} tokens, not {cparams.n_ubatch}")
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
+        type_k, type_v = str(req.get("type_k") or "f16").lower(), str(req.get("type_v") or "f16").lower()
+        cparams.type_k = kv_cache_type(type_k, "K")
+        cparams.type_v = kv_cache_type(type_v, "V")
+        flash = req.get("flash_attn")
+        if flash is None and type_v != "f16":
+            flash = "on"  # llama.cpp refuses a quantized V cache without flash attention
+        if flash is not None:
+            if flash not in FLASH_ATTN_TYPES:
+                raise RuntimeError(f"unknown flash attention setting {flash!r}: use {', '.join(FLASH_ATTN_TYPES)}")
+            cparams.flash_attn_type = FLASH_ATTN_TYPES[flash]
         self.log_tail.clear()
+        self.buffer_lines.clear()
         t0 = time.perf_counter()
         try:
             self.model = self._internals.LlamaModel(path_model=path, params=mparams, verbose=False)
@@ -174,8 +246,13 @@ class Engine:
             "gpu_layers": gpu_layers,
             "n_layers": n_layers,
             "use_extra_bufts": bool(mparams.use_extra_bufts),
-            "flash_attn_type": int(cparams.flash_attn_type),  # llama.cpp's default: -1 = auto
+            "flash_attn_type": int(cparams.flash_attn_type),  # llama.cpp's default: -1 = auto, 0 off, 1 on
+            "type_k": type_k,
+            "type_v": type_v,
         }
+        load_lines = list(self.buffer_lines)
+        memory_reported = parse_buffer_lines(load_lines)
+        self.settings["flash_attn"] = flash_attn_resolved(load_lines)
         self.vocab = self.model.vocab
         self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
         self.chat_template = self.model.metadata().get("tokenizer.chat_template")
@@ -193,6 +270,11 @@ class Engine:
             n_ctx=int(cparams.n_ctx) // n_seq,
             n_seq=n_seq,
             n_threads=n_threads,
+            type_k=type_k,
+            type_v=type_v,
+            flash_attn_type=int(cparams.flash_attn_type),
+            flash_attn=self.settings["flash_attn"],
+            memory_reported=memory_reported,
             system_info=lc.llama_print_system_info().decode("utf-8", "replace").strip(),
         )
 

@@ -74,7 +74,7 @@ class FitPrediction:
     verdict: str  # "fits on the GPU entirely" | "partial offload: N of M layers on the GPU" | "CPU only" | "does not fit"
     verdict_code: str  # gpu_full | gpu_partial | cpu | no_fit
     n_ctx: int
-    kv_type: str
+    kv_type: str  # K's cache type (and V's unless kv_type_v says otherwise)
     n_layers: int | None
     gpu_layers: int  # layers to offload (n_gpu_layers) for the verdict; 0 on the CPU
     gpu_index: int | None
@@ -90,6 +90,7 @@ class FitPrediction:
     disk_free_bytes: int | None = None
     disk_ok: bool | None = None  # None when no download was asked about
     notes: list[str] = field(default_factory=list)
+    kv_type_v: str = "f16"  # V's cache type
 
     def summary(self) -> dict[str, Any]:
         """The CLI's JSON row for a local file, in the shared vocabulary (json_fields): file, name, quant_type,
@@ -124,9 +125,13 @@ def padded_ctx(n_ctx: int) -> int:
     return int(math.ceil(n_ctx / KV_PAD) * KV_PAD)
 
 
-def kv_cache_bytes(n_layers: int, n_ctx: int, n_kv_heads: int, key_length: int, value_length: int, kv_type: str = "f16") -> int:
-    """n_layers x n_ctx x n_kv_heads x (key_length + value_length) x bytes per element (n_ctx as given: pad first)."""
-    return int(n_layers * n_ctx * n_kv_heads * (key_length + value_length) * kv_bytes_per_element(kv_type))
+def kv_cache_bytes(n_layers: int, n_ctx: int, n_kv_heads: int, key_length: int, value_length: int, kv_type: str = "f16",
+                   kv_type_v: str | None = None) -> int:
+    """n_layers x n_ctx x n_kv_heads x (key_length x bytes per K element + value_length x bytes per V element)
+    (n_ctx as given: pad first). `kv_type` is K's type, and V's too unless `kv_type_v` is given."""
+    per_k = kv_bytes_per_element(kv_type)
+    per_v = kv_bytes_per_element(kv_type_v or kv_type)
+    return int(n_layers * n_ctx * n_kv_heads * (key_length * per_k + value_length * per_v))
 
 
 @dataclass
@@ -210,6 +215,7 @@ def predict(
     *,
     n_ctx: int | None = None,
     kv_type: str = "f16",
+    kv_type_v: str | None = None,
     n_ubatch: int = DEFAULT_N_UBATCH,
     all_logits: bool = False,
     ram_available_bytes: int | None = None,
@@ -230,6 +236,7 @@ def predict(
     `weights_bytes` overrides the header's tensor bytes (a split model's first shard lists only its own).
     `all_logits` is for teacher-forced evaluation, which keeps logits for every prompt position.
     `gpu_offload=False` for a llama.cpp build without GPU support.
+    `kv_type` is the K cache's type and V's too unless `kv_type_v` is given (llama.cpp names: f16, q8_0, q4_0 …).
     `gpu_layers` predicts a placement already chosen (a worker's n_gpu_layers: -1 = all, 0 = CPU) instead of
     the most that fits; the figures are then what that placement needs, whether or not it fits.
     """
@@ -246,11 +253,13 @@ def predict(
     if ctx_train and n_ctx > ctx_train:
         notes.append(f"n_ctx {n_ctx} exceeds the {ctx_train} tokens the model was trained for")
     n_ub = max(1, min(n_ubatch, n_ctx))
-    if kv_type.lower() != "f16" and kv_type.lower() not in ("f32", "bf16"):
+    type_v = (kv_type_v or kv_type).lower()
+    if type_v not in ("f16", "f32", "bf16"):
         notes.append("a quantized V cache needs flash attention")
 
     weights = int(weights_bytes if weights_bytes is not None else info.tensor_bytes)
-    kv = kv_cache_bytes(shape.n_layers, padded_ctx(n_ctx), shape.n_kv_heads, shape.key_length, shape.value_length, kv_type)
+    kv = kv_cache_bytes(shape.n_layers, padded_ctx(n_ctx), shape.n_kv_heads, shape.key_length, shape.value_length, kv_type,
+                        type_v)
     overhead = int(runtime_overhead_bytes + load_overhead_bytes(shape))
     compute_cpu = compute_bytes_cpu(shape, n_ub, all_logits)
     basis = {
@@ -278,6 +287,7 @@ def predict(
         verdict_code="",
         n_ctx=n_ctx,
         kv_type=kv_type.lower(),
+        kv_type_v=type_v,
         n_layers=shape.n_layers,
         gpu_layers=0,
         gpu_index=None,

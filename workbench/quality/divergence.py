@@ -54,6 +54,7 @@ from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs.compare import IMPORTED_NOTE, is_imported, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
+from workbench.runs.variants import with_stored_variant
 from workbench.storage.store import DivergenceRow, Store, now_iso
 
 __all__ = [
@@ -277,7 +278,7 @@ def _request(
 ) -> dict[str, Any]:
     """One request to the contestant's warm worker, through the one access path a comparison uses too (the same
     load settings, so its warm workers are reused as they are; the same extra-buffer crash fallback)."""
-    access = WorkerAccess(pool, contestant.path, settings.placement())
+    access = WorkerAccess(pool, contestant.path, settings.placement_for(contestant))
     try:
         return access.run(lambda worker, _loaded: worker.call(request, terminal, None, cancel))
     except WorkerDied as died:
@@ -479,10 +480,11 @@ def contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
     found: list[Contestant] = []
     if is_imported(run):
         return found
+    run_n_ctx = (run.get("settings") or {}).get("n_ctx")
     for r in run["results"]:
         if r.get("file") and (r["is_reference"] or not r.get("error")):
-            found.append(Contestant(r["label"], r["file"], r.get("quant_type"), r.get("size_bytes"),
-                                    r.get("bits_per_weight"), bool(r["is_reference"])))
+            found.append(with_stored_variant(Contestant(r["label"], r["file"], r.get("quant_type"), r.get("size_bytes"),
+                                                        r.get("bits_per_weight"), bool(r["is_reference"])), r, run_n_ctx))
     if len(found) <= 1:
         extra = (run.get("meta") or {}).get("contestants") or []
         ladder = run.get("ladder") or {}

@@ -331,7 +331,9 @@ def run_eval(
         )
         store.add_eval_run(run.run_id, pack_name=pack.name, pack_source=pack.source, categories=run.categories,
                            case_limit=limit, contestants=[{"label": c.label, "quant_type": c.quant_type, "file": c.path,
-                                                           "is_reference": c.is_reference} for c in contestants],
+                                                           "is_reference": c.is_reference, "kv_type_k": c.kv_type_k,
+                                                           "kv_type_v": c.kv_type_v,
+                                                           "n_ctx": c.n_ctx or settings.n_ctx} for c in contestants],
                            cases=run.cases)
         if on_run_created:
             on_run_created(run.run_id)

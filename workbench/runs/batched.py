@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workbench.engine import memory_budget
-from workbench.engine.access import WorkerAccess, gpu_layers
+from workbench.engine.access import Placement, WorkerAccess, gpu_layers, memory_lines
 from workbench.engine.metrics import ContestantResult
 from workbench.engine.pool import REQUEST_TIMEOUT_S, WorkerDied, WorkerError, WorkerPool, WorkerProcess
 from workbench.files.gguf_info import GgufError, read_header
@@ -102,6 +102,7 @@ class BatchOutcome:
     cancelled: bool = False
     error: str | None = None
     fallback: str | None = None  # the crash fallback's note, as compare results carry it
+    memory: dict[str, Any] = field(default_factory=dict)  # engine.access.memory_lines of the batch's worker
 
     def measurement(self) -> dict[str, Any]:
         """What a result made in this batch stores as its measurement: batched, with the batch's throughput."""
@@ -116,7 +117,8 @@ def _quiet(item: ItemResult) -> None:
     pass
 
 
-def choose_n_seq(pool: WorkerPool, path: str, settings: RunSettings, wanted: int, n_items: int) -> int:
+def choose_n_seq(pool: WorkerPool, path: str, settings: RunSettings, wanted: int, n_items: int,
+                 placement: Placement | None = None) -> int:
     """Sequences for a batch of `n_items` prompts: at most `wanted` and `n_items`, halved until n_ctx × n_seq
     of KV cache (with the rest of the worker, fit's prediction) fits the pool's memory budget; 1 without
     batching (WORKBENCH_BATCH=off)."""
@@ -125,11 +127,12 @@ def choose_n_seq(pool: WorkerPool, path: str, settings: RunSettings, wanted: int
     n = max(1, min(int(wanted), int(n_items), MAX_N_SEQ))
     try:
         budget = pool.budget()
-        placement = settings.placement()
+        placement = placement or settings.placement()
         while n > 1:
             layers = gpu_layers(path, replace(placement, n_seq=n), pool)
             gpus = pool.gpus_as_if_alone() if layers else []
-            need = memory_budget.Need.of(memory_budget.predict_load(path, settings.n_ctx * n, layers, None, gpus))
+            need = memory_budget.Need.of(memory_budget.predict_load(
+                path, placement.n_ctx * n, layers, None, gpus, kv_type_k=placement.type_k, kv_type_v=placement.type_v))
             if budget.fits(need):
                 break
             n //= 2
@@ -153,10 +156,11 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
         read_header(contestant.path)
     except GgufError as exc:
         return _failed(results, 0, f"{contestant.label}: {exc}")
-    n = choose_n_seq(pool, contestant.path, settings, n_seq, len(items))
+    base = settings.placement_for(contestant)  # the contestant's variant: its KV-cache types and context
+    n = choose_n_seq(pool, contestant.path, settings, n_seq, len(items), base)
     if n_batch is not None:  # llama.cpp aborts when a step's sequences exceed the micro-batch (n_ubatch)
         n = max(1, min(n, n_batch))
-    placement = replace(settings.placement(), n_seq=n, n_batch=n_batch)
+    placement = replace(base, n_seq=n, n_batch=n_batch)
     access = WorkerAccess(pool, contestant.path, placement)
     outcome = BatchOutcome(results, n, fallback=access.fallback)
 
@@ -173,7 +177,9 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
                    "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
                    "ignore_eos": ignore_eos}  # benchmarks: every item decodes exactly its max_tokens
         rounds = math.ceil(len(items) / n)
-        return worker.call(request, {"done"}, forward, cancel, timeout=REQUEST_TIMEOUT_S * max(1, rounds))
+        done = worker.call(request, {"done"}, forward, cancel, timeout=REQUEST_TIMEOUT_S * max(1, rounds))
+        outcome.memory = memory_lines(pool, worker, done.get("metrics") or {})
+        return done
 
     try:
         done = access.run(run)
@@ -204,10 +210,14 @@ def _failed(results: list[ItemResult | None], n_seq: int, error: str, outcome: B
     return out
 
 
-def result_of(contestant: Contestant, item: ItemResult, settings: RunSettings) -> ContestantResult:
+def result_of(contestant: Contestant, item: ItemResult, settings: RunSettings,
+              memory: dict[str, Any] | None = None) -> ContestantResult:
     """A batch item as a comparison result (stored like any other): its text, tokens and stop reason; no
-    single-stream speed figures, and `measurement.batched` saying how it was made."""
+    single-stream speed figures, and `measurement.batched` saying how it was made. `memory`: the batch's
+    memory lines (BatchOutcome.memory), when known."""
     r = contestant.blank_result()
+    r.n_ctx = contestant.n_ctx or settings.n_ctx
+    r.memory = dict(memory or {})
     r.text, r.token_ids, r.prompt_tokens = item.text, list(item.token_ids), item.prompt_tokens
     r.completion_tokens, r.stop_reason, r.template, r.total_s = item.completion_tokens, item.stop_reason, \
         item.template, item.time_s

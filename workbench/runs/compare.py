@@ -15,7 +15,7 @@ from typing import Any
 
 from workbench.core import hardware
 from workbench.core.hardware import llama_cpp_version
-from workbench.engine.access import WorkerAccess
+from workbench.engine.access import WorkerAccess, memory_lines
 from workbench.engine.metrics import ContestantResult, mark_divergence
 from workbench.engine.pool import (
     WorkerCancelled,
@@ -29,6 +29,7 @@ from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs import remote
 from workbench.runs.contestants import Contestant, RunSettings
+from workbench.runs.variants import with_stored_variant
 from workbench.storage.store import Store
 
 # on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
@@ -85,8 +86,9 @@ def local_contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
             continue
         if not isinstance(r.get("file"), str) or not r["file"]:
             continue
-        out.append(Contestant(str(r["label"]), r["file"], r.get("quant_type"), r.get("size_bytes"),
-                              r.get("bits_per_weight"), bool(r.get("is_reference"))))
+        out.append(with_stored_variant(Contestant(str(r["label"]), r["file"], r.get("quant_type"), r.get("size_bytes"),
+                                                  r.get("bits_per_weight"), bool(r.get("is_reference"))),
+                                       r, (run.get("settings") or {}).get("n_ctx")))
     return sorted(out, key=lambda c: not c.is_reference)
 
 
@@ -124,7 +126,9 @@ def run_contestant(
             result.fallback = payload["message"]
         on_event(label, status, payload)
 
-    placement = settings.placement() if n_batch is None else replace(settings.placement(), n_batch=n_batch)
+    placement = settings.placement_for(contestant)
+    if n_batch is not None:
+        placement = replace(placement, n_batch=n_batch)
     access = WorkerAccess(pool, contestant.path, placement, on_status=status)
     result.fallback = access.fallback  # loaded without extra buffers: this machine is known to crash with them
 
@@ -140,11 +144,14 @@ def run_contestant(
         info = worker.last_loaded
         result.load_s = info.get("load_s")
         result.gpu_layers = info.get("gpu_layers")
+        loaded_as(result, info)
         request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
                    "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
         # Stop pressed during the load (it cannot be interrupted): call() sees `cancel` set and does not
         # start the generate; pressed just after, the cancel names this generate and the worker honours it
-        return worker.call(request, {"done"}, forward, cancel)
+        done = worker.call(request, {"done"}, forward, cancel)
+        result.memory = memory_lines(pool, worker, done.get("metrics") or {})
+        return done
 
     try:
         done = access.run(generate)
@@ -174,6 +181,13 @@ def run_contestant(
     result.settings = {**done["metrics"].get("settings", {}), "warm_worker": result.warm}
     on_event(label, "cancelled" if result.stop_reason == "cancelled" else "done", {"result": result.to_dict()})
     return result
+
+
+def loaded_as(result: ContestantResult, loaded: dict[str, Any]) -> None:
+    """Record on `result` what its worker's `loaded` event says was loaded: KV-cache types and context."""
+    result.kv_type_k = loaded.get("type_k") or "f16"
+    result.kv_type_v = loaded.get("type_v") or "f16"
+    result.n_ctx = loaded.get("n_ctx") or result.n_ctx
 
 
 def check_contestants(contestants: list[Contestant]) -> None:

@@ -7,7 +7,7 @@ apart from both so neither has to import the other to name them.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -160,6 +160,15 @@ class RunSettings:
         """How these settings load a file: what engine.access needs to lease a worker."""
         return Placement(self.n_ctx, self.n_threads, self.gpu_offload, self.n_gpu_layers)
 
+    def placement_for(self, contestant: Contestant) -> Placement:
+        """How these settings load `contestant`: its variant's KV-cache types and context over the run's."""
+        return replace(self.placement(), n_ctx=contestant.n_ctx or self.n_ctx, type_k=contestant.kv_type_k,
+                       type_v=contestant.kv_type_v)
+
+    def for_contestant(self, contestant: Contestant) -> RunSettings:
+        """These settings with the contestant's context (a variant may set its own)."""
+        return self if not contestant.n_ctx or contestant.n_ctx == self.n_ctx else replace(self, n_ctx=contestant.n_ctx)
+
     def gpu_layers_for(self, path: str, pool: WorkerPool | None = None, gpus: list[hardware.Gpu] | None = None) -> int:
         """Layers to offload for one file under this run's offload mode (engine.access.gpu_layers decides)."""
         return access.gpu_layers(path, self.placement(), pool, gpus)
@@ -185,6 +194,10 @@ class Contestant:
     bits_per_weight: float | None = None
     is_reference: bool = False
     endpoint: RemoteEndpoint | None = None  # None for a local file
+    # the variant (runs.variants): KV-cache types and a context of its own (None: the run's)
+    kv_type_k: str = "f16"
+    kv_type_v: str = "f16"
+    n_ctx: int | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -197,4 +210,6 @@ class Contestant:
 
     def blank_result(self) -> ContestantResult:
         return ContestantResult(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
-                                bits_per_weight=self.bits_per_weight, is_reference=self.is_reference)
+                                bits_per_weight=self.bits_per_weight, is_reference=self.is_reference,
+                                kv_type_k=None if self.is_remote else self.kv_type_k,
+                                kv_type_v=None if self.is_remote else self.kv_type_v, n_ctx=self.n_ctx)

@@ -29,7 +29,7 @@ the prompts that are not finished, after a Stop, a reload, or a crash alike. A s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -44,6 +44,7 @@ from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.jobs import ColumnState
 from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats, run_repeats_batched
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
+from workbench.runs.variants import Variant, variant_contestants
 from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
 
 CONTESTANT_ENDS = ("done", "cancelled", "crashed", "error")  # compare's on_event statuses that end a contestant
@@ -137,19 +138,44 @@ def set_contestants(ladder: Ladder, labels: list[str] | None, reference: str | N
     return contestants
 
 
+def stored_contestants(ladder: Ladder, set_run: dict[str, Any]) -> list[Contestant]:
+    """A stored set run's contestants: its files, expanded by the variants it was started with (kept in its
+    settings as "variants", "variant_baseline" and "file_labels"; absent in set runs from before variants)."""
+    stored = set_run.get("settings") or {}
+    raw = stored.get("variants") or []
+    if not raw:
+        return set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
+    try:
+        variants = [Variant(**v) for v in raw]
+    except (TypeError, ValueError) as exc:
+        raise SetRunError(f"set run {set_run.get('id')}: its stored variants cannot be read ({exc})") from None
+    files = set_contestants(ladder, list(stored.get("file_labels") or []), set_run.get("reference_label"))
+    expanded = variant_contestants(files, variants, int(stored.get("n_ctx") or RunSettings().n_ctx),
+                                   baseline=bool(stored.get("variant_baseline", True)))
+    wanted = list(set_run["labels"] or [])
+    return [c for c in expanded if c.label in wanted]
+
+
 def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels: list[str] | None = None,
-                  reference: str | None = None, settings: RunSettings | None = None, noise_repeats: int = 0) -> int:
+                  reference: str | None = None, settings: RunSettings | None = None, noise_repeats: int = 0,
+                  variants: Sequence[Variant] = (), variant_baseline: bool = True) -> int:
     """Store a new set run (status running) and return its id; `run_set` then runs it.
 
     `labels`: the contestants (default: the ladder's default labels); the reference (default: the ladder's)
-    always takes part. `noise_repeats`: how often each prompt's reference is run again for the noise floor
+    always takes part. `variants` (runs.variants): each file also runs as these (and as itself unless
+    `variant_baseline` is False; the reference always does). `noise_repeats`: how often each prompt's reference is run again for the noise floor
     (runs.noise). Bad settings, labels, repeats or an empty set are refused here, before anything is stored.
     """
     settings = settings or RunSettings()
     settings.validate()
     if not prompt_set.prompts:
         raise SetRunError("the prompt set is empty")
-    contestants = set_contestants(ladder, labels, reference)
+    files = set_contestants(ladder, labels, reference)
+    contestants = variant_contestants(files, variants, settings.n_ctx, baseline=variant_baseline)
+    stored_settings = settings.to_dict()
+    if variants:
+        stored_settings.update(variants=[asdict(v) for v in variants], variant_baseline=variant_baseline,
+                               file_labels=[c.label for c in files])
     reference_contestant = next((c for c in contestants if c.is_reference), None)
     try:
         check_repeatable(reference_contestant, settings, noise_repeats)
@@ -157,7 +183,7 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
         raise SetRunError(str(exc)) from None
     ref = reference_contestant.label if reference_contestant else None
     return store.create_set_run(name=prompt_set.name, prompts=prompt_set.to_dicts(), labels=[c.label for c in contestants],
-                                reference_label=ref, settings=settings.to_dict(), ladder=ladder.to_dict(),
+                                reference_label=ref, settings=stored_settings, ladder=ladder.to_dict(),
                                 noise_repeats=noise_repeats, workbench_version=_version())
 
 
@@ -212,7 +238,7 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
         raise SetRunError(f"set run {set_run_id} was imported ({set_run['imported_from']}): its prompts ran on another "
                           "machine, and its file paths are not this one's to load, so it cannot be resumed here")
     ladder = ladder or ladder_of(set_run)
-    contestants = set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
+    contestants = stored_contestants(ladder, set_run)
     settings = RunSettings.from_dict(set_run["settings"])
     prompts = [SetPrompt.from_dict(p) for p in set_run["prompts"]]
     repeats = int(set_run.get("noise_repeats") or 0)
@@ -457,9 +483,12 @@ def _answer_chunk(pool: WorkerPool, store: Store, c: Contestant, position: int, 
     for k, item in enumerate(outcome.results):
         i = chunk[k]
         if item is not None and item.error and results[i][position] is None:
-            r = result_of(c, item, prompt_settings(i))
+            r = result_of(c, item, prompt_settings(i), outcome.memory)
             results[i][position] = r
             store.add_result(run_ids[i], position, r.to_dict())
+        elif outcome.memory and (done := results[i][position]) is not None and not done.memory:
+            done.memory = dict(outcome.memory)  # known once the batch ends: each answer stored again with it
+            store.add_result(run_ids[i], position, done.to_dict())
     return True
 
 
