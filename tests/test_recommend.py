@@ -110,3 +110,11 @@ def test_impossible_constraints_are_plain_errors(bad: Constraints) -> None:
 def test_stored_labels_name_their_variant(label: str, key: CandidateKey, n_ctx: int | None) -> None:
     assert split_label(label) == (key, n_ctx)
     assert split_label(key.label)[0] == key
+
+
+def test_labels_of_runs_variants_parse_back() -> None:
+    from workbench.runs.variants import Variant
+
+    for variant in (Variant("q8_0", "q8_0", 8192), Variant("q8_0", "q4_0"), Variant("f16", "f16", 1000), Variant("q4_0", "q4_0", 1000)):
+        key, n_ctx = split_label(variant.label_for("Q4_K_M", 2048))
+        assert key == CandidateKey("Q4_K_M", variant.kv_type_k, variant.kv_type_v) and n_ctx == variant.n_ctx

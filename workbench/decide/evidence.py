@@ -23,7 +23,7 @@ from workbench.storage.store import JudgementFilters, Store
 DEFAULT_KV = "f16"
 SEP = " · "
 _KV = re.compile(r"^KV (?P<k>[A-Za-z0-9_]{1,12})(?:/(?P<v>[A-Za-z0-9_]{1,12}))?$")
-_CTX = re.compile(r"^(?P<n>\d{1,4}(?:\.\d)?)k$")
+_CTX = re.compile(r"^(?:(?P<k>\d{1,4})k|(?P<n>\d{2,7}))$")  # runs.variants.ctx_label: "8k", or "1000" tokens
 
 
 @dataclass(frozen=True, order=True)
@@ -46,13 +46,12 @@ class CandidateKey:
 def split_label(label: str) -> tuple[CandidateKey, int | None]:
     """A stored label as (candidate, context in tokens or None when the label does not say)."""
     parts = label.split(SEP)
-    base, k, v, n_ctx = parts[0], DEFAULT_KV, DEFAULT_KV, None
+    base, k, v, n_ctx, seen_kv = parts[0], DEFAULT_KV, DEFAULT_KV, None, False
     for part in parts[1:]:
         if m := _KV.match(part):
-            k = m["k"].lower()
-            v = (m["v"] or m["k"]).lower()
-        elif m := _CTX.match(part):
-            n_ctx = int(float(m["n"]) * 1024)
+            k, v, seen_kv = m["k"].lower(), (m["v"] or m["k"]).lower(), True
+        elif (m := _CTX.match(part)) and (m["k"] or seen_kv):
+            n_ctx = int(m["k"]) * 1024 if m["k"] else int(m["n"])
         else:  # not a variant suffix: part of the file's own label
             base = f"{base}{SEP}{part}"
     return CandidateKey(base, k, v), n_ctx
