@@ -6,11 +6,13 @@ import streamlit as st
 from ui import quality_views as qv
 from ui import views
 from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
+from ui.variant_views import variant_picker
 from workbench.core.hardware import default_threads
 from workbench.quality import divergence as dv
 from workbench.quality.quality_jobs import divergence_prompt_job, divergence_text_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
 from workbench.runs.contestants import RunSettings
+from workbench.runs.variants import variant_contestants
 
 through_entrypoint()
 
@@ -65,14 +67,16 @@ with tab_prompt:
         n_ctx = c3.number_input("Context size", 256, 32768, 2048, step=256, key="quality-ctx")
         st.caption(f"Reference: {qv.md_escape(reference)}. Only the reference generates; every quantization then reads its output. "
                    f"{SEQUENTIAL_NOTE}")
+        prompt_variants, prompt_baseline = variant_picker("quality-prompt")
         job = qv.quality_job(st.session_state.get("quality-prompt-job"))
         running = job is not None and not job.finished
         if st.button("Measure", type="primary", disabled=running or not chosen or not prompt.strip(),
                      key="quality-prompt-run"):
             settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=default_threads(beside_browser=True))
             try:
-                job = jobs().start(divergence_prompt_job(pool(), store(), qv.contestants_from(ladder, chosen), prompt,
-                                                         settings, ladder=ladder))
+                contestants = variant_contestants(qv.contestants_from(ladder, chosen), prompt_variants, int(n_ctx),
+                                                  baseline=prompt_baseline)
+                job = jobs().start(divergence_prompt_job(pool(), store(), contestants, prompt, settings, ladder=ladder))
                 st.session_state["quality-prompt-job"] = job.id
                 running = True
             except ValueError as exc:
@@ -100,12 +104,15 @@ with tab_text:
     chunk = c2.selectbox("Chunk (tokens)", [256, 512, 1024], index=1, key="quality-chunk",
                          help="llama-perplexity's -c; 512 is what published KLD tables use.")
     max_chunks = c3.number_input("Max chunks (0 = all)", 0, 100, 0, key="quality-max-chunks")
+    text_variants, text_baseline = variant_picker("quality-text")
     text_job = qv.quality_job(st.session_state.get("quality-text-job"))
     text_running = text_job is not None and not text_job.finished
     if st.button("Score the reference text", type="primary", disabled=text_running or not text_chosen,
                  key="quality-text-run"):
         settings = RunSettings(n_ctx=max(2048, int(chunk)), n_threads=default_threads(beside_browser=True))
-        text_job = jobs().start(divergence_text_job(pool(), store(), qv.contestants_from(ladder, text_chosen), settings,
+        text_contestants = variant_contestants(qv.contestants_from(ladder, text_chosen), text_variants,
+                                               settings.n_ctx, baseline=text_baseline)
+        text_job = jobs().start(divergence_text_job(pool(), store(), text_contestants, settings,
                                                     chunk_tokens=int(chunk), max_chunks=int(max_chunks) or None,
                                                     ladder=ladder))
         st.session_state["quality-text-job"] = text_job.id
