@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -195,3 +197,89 @@ def llama_cpp_version() -> str:
         return f"llama-cpp-python {version('llama-cpp-python')}"
     except Exception:
         return "llama-cpp-python (version unknown)"
+
+
+# ---- memory bandwidth ---------------------------------------------------------------------------------------------
+
+BANDWIDTH_ARRAY_BYTES = 128 * 2**20  # well beyond any desktop L3 (32 MiB here), so the copy streams from DRAM
+BANDWIDTH_REPEATS = 4
+_bandwidth_cache: dict[str, MemoryBandwidth] = {}
+
+
+@dataclass(frozen=True)
+class MemoryBandwidth:
+    """A measured STREAM-style copy rate: bytes read + bytes written per second, best of a few copies."""
+
+    gbs: float  # 1e9 bytes per second
+    threads: int
+    array_bytes: int
+    repeats: int
+    cpu_fingerprint: str
+    measured_at: str
+    method: str = "numpy copy of a 128 MiB array split over threads (read + write bytes, best of 4)"
+
+
+def _copy_rate(src: Any, dst: Any, threads: int) -> float:
+    """Bytes per second of one copy of src into dst split into `threads` slices (numpy releases the GIL)."""
+    import threading
+
+    import numpy as np
+
+    n = len(src)
+    bounds = [(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+    workers = [threading.Thread(target=np.copyto, args=(dst[a:b], src[a:b])) for a, b in bounds]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return 2 * n / max(time.perf_counter() - start, 1e-9)
+
+
+def measure_memory_bandwidth(*, refresh: bool = False, threads: int | None = None,
+                             array_bytes: int = BANDWIDTH_ARRAY_BYTES) -> MemoryBandwidth:
+    """This machine's RAM bandwidth as a copy rate (a fraction of a second; 2 x `array_bytes` of RAM for a moment).
+
+    Why: decode speed is bounded by how fast the weights stream from memory, so a target's estimated speed is
+    calibrated against this figure. It is a measured copy rate, not the theoretical peak a spec sheet quotes
+    (a copy usually reaches well under the peak). Kept for this process and in the data directory (keyed on
+    the CPU), so the app and the CLI agree until `refresh=True` measures again.
+    """
+    import json
+
+    import numpy as np
+
+    from workbench.core import paths
+
+    key = cpu_fingerprint()
+    if not refresh and key in _bandwidth_cache and threads in (None, _bandwidth_cache[key].threads):
+        return _bandwidth_cache[key]
+    cache = paths.data_dir() / "bandwidth.json"
+    if not refresh:
+        try:
+            data = json.loads(cache.read_text())
+            if data.get("cpu_fingerprint") == key and threads in (None, data.get("threads")):
+                found = MemoryBandwidth(**{k: data[k] for k in MemoryBandwidth.__dataclass_fields__ if k in data})
+                _bandwidth_cache[key] = found
+                return found
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    threads = max(1, threads or psutil.cpu_count(logical=False) or 1)
+    n = max(2**20, int(array_bytes))
+    src = np.ones(n, dtype=np.uint8)
+    dst = np.zeros(n, dtype=np.uint8)  # zeros touches no page: the first copy (not counted) faults them in
+    _copy_rate(src, dst, threads)
+    best = max(_copy_rate(src, dst, threads) for _ in range(BANDWIDTH_REPEATS))
+    del src, dst
+    from datetime import UTC, datetime
+
+    found = MemoryBandwidth(gbs=round(best / 1e9, 2), threads=threads, array_bytes=n, repeats=BANDWIDTH_REPEATS,
+                            cpu_fingerprint=key, measured_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    _bandwidth_cache[key] = found
+    try:
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(found), indent=2))
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only data dir: the figure still holds for this process
+    return found
