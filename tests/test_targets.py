@@ -292,3 +292,30 @@ def test_calibration_from_a_stored_run(store, tmp_path: Path) -> None:
     again = speed.calibrate(store, bandwidth=bw)
     assert again.samples == 2 and again.efficiency == pytest.approx(0.6, rel=1e-6)  # the median of 0.4 and 0.8
     assert again.spread == (pytest.approx(0.4), pytest.approx(0.8))
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------------------
+
+
+def test_cli_lists_adds_and_removes_targets(capsys) -> None:
+    import json
+
+    from workbench.cli.main import main
+
+    assert main(["targets", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows][:4] == [targets.THIS_MACHINE, "8 GB laptop", "16 GB laptop", "24 GB GPU desktop"]
+    assert rows[1]["ram_bandwidth_gbs"] == 51.2 and "jedec.org" in rows[1]["sources"]["ram_bandwidth_gbs"]
+    assert main(["targets", "add", "CLI box", "--ram-gib", "12", "--ram-bw", "40",
+                 "--source", "ram_bandwidth_gbs=measured with STREAM"]) == 0
+    assert "saved CLI box" in capsys.readouterr().out
+    assert main(["targets", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "CLI box" in out and "ram_bandwidth_gbs: measured with STREAM" in out
+    assert "ram_bytes: assumption: entered by hand, no source given" in out
+    assert main(["targets", "add", "8 GB laptop", "--ram-gib", "12", "--ram-bw", "40"]) == 2
+    assert main(["targets", "add", "bad", "--ram-gib", "12", "--ram-bw", "-1"]) == 2
+    assert "RAM bandwidth must be between" in capsys.readouterr().err
+    assert main(["targets", "add", "bad", "--ram-gib", "12", "--ram-bw", "4", "--source", "nonsense"]) == 2
+    assert main(["targets", "remove", "cli BOX"]) == 0
+    assert main(["targets", "remove", "cli box"]) == 2 and main(["targets", "remove", "16 GB laptop"]) == 2

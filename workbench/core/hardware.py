@@ -202,7 +202,7 @@ def llama_cpp_version() -> str:
 # ---- memory bandwidth ---------------------------------------------------------------------------------------------
 
 BANDWIDTH_ARRAY_BYTES = 128 * 2**20  # well beyond any desktop L3 (32 MiB here), so the copy streams from DRAM
-BANDWIDTH_REPEATS = 4
+BANDWIDTH_REPEATS = 8  # best of: other work on a shared machine only ever slows a copy down
 _bandwidth_cache: dict[str, MemoryBandwidth] = {}
 
 
@@ -216,7 +216,7 @@ class MemoryBandwidth:
     repeats: int
     cpu_fingerprint: str
     measured_at: str
-    method: str = "numpy copy of a 128 MiB array split over threads (read + write bytes, best of 4)"
+    method: str = "numpy copy of a 128 MiB array split over threads (read + write bytes, best of 8)"
 
 
 def _copy_rate(src: Any, dst: Any, threads: int) -> float:
