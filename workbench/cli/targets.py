@@ -94,8 +94,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
         print(json.dumps(_row(saved), indent=2) if args.json else f"saved {saved.name}")
         return 0
 
-    saved, notes = targets.saved_targets(store)
-    profiles = [targets.this_machine()] + targets.presets() + saved
+    mine, notes = targets.saved_targets(store)
+    profiles = [targets.this_machine()] + targets.presets() + mine
     if args.json:
         print(json.dumps([_row(p) for p in profiles], indent=2))
         return 0
