@@ -200,7 +200,8 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
     st.dataframe(pd.DataFrame(verdicts), hide_index=True, width="stretch", key=k + "verdicts")
     st.caption("Speeds are **estimates**, not measurements: bytes read per token (all weights + the KV cache with "
                "the context full) over the target's memory bandwidth, times the share of bandwidth decode reaches. "
-               f"{md_escape(cal.source if cal.efficiency is not None else 'No calibration yet: ' + cal.source + '; 50% assumed')}. "
+               + md_escape(cal.source if cal.efficiency is not None else
+                           f"{cal.source}: {speed.DEFAULT_EFFICIENCY:.0%} of the bandwidth assumed") + ". "
                "A target's bandwidth is its profile's figure (theoretical peaks for the presets, a measured copy rate "
                "for this machine). The OS reserve is the headroom; llama.cpp's CPU repacking is assumed off.")
     with st.expander(f"Notes on the predictions for {md_escape(infos[0][0])}"):

@@ -238,47 +238,55 @@ def _copy_rate(src: Any, dst: Any, threads: int) -> float:
 
 def measure_memory_bandwidth(*, refresh: bool = False, threads: int | None = None,
                              array_bytes: int = BANDWIDTH_ARRAY_BYTES) -> MemoryBandwidth:
-    """This machine's RAM bandwidth as a copy rate (a fraction of a second; 2 x `array_bytes` of RAM for a moment).
+    """This machine's RAM bandwidth as a copy rate with `threads` threads (default: the physical cores), in a
+    fraction of a second, holding 2 x `array_bytes` of RAM for that moment.
 
     Why: decode speed is bounded by how fast the weights stream from memory, so a target's estimated speed is
     calibrated against this figure. It is a measured copy rate, not the theoretical peak a spec sheet quotes
     (a copy usually reaches well under the peak). Kept for this process and in the data directory (keyed on
-    the CPU), so the app and the CLI agree until `refresh=True` measures again.
+    the CPU and the thread count), so the app and the CLI agree until `refresh=True` measures again.
     """
     import json
+    from datetime import UTC, datetime
 
     import numpy as np
 
     from workbench.core import paths
 
     key = cpu_fingerprint()
-    if not refresh and key in _bandwidth_cache and threads in (None, _bandwidth_cache[key].threads):
-        return _bandwidth_cache[key]
+    threads = max(1, int(threads or psutil.cpu_count(logical=False) or 1))
+    slot = f"{key}:{threads}"
+    if not refresh and slot in _bandwidth_cache:
+        return _bandwidth_cache[slot]
     cache = paths.data_dir() / "bandwidth.json"
+    try:
+        data = json.loads(cache.read_text())
+        figures = data.get("figures") if isinstance(data, dict) and data.get("cpu_fingerprint") == key else None
+        figures = figures if isinstance(figures, dict) else {}
+    except (OSError, ValueError):
+        figures = {}
     if not refresh:
         try:
-            data = json.loads(cache.read_text())
-            if data.get("cpu_fingerprint") == key and threads in (None, data.get("threads")):
-                found = MemoryBandwidth(**{k: data[k] for k in MemoryBandwidth.__dataclass_fields__ if k in data})
-                _bandwidth_cache[key] = found
+            row = figures[str(threads)]
+            found = MemoryBandwidth(**{k: row[k] for k in MemoryBandwidth.__dataclass_fields__ if k in row})
+            if isinstance(found.gbs, (int, float)) and found.gbs > 0:
+                _bandwidth_cache[slot] = found
                 return found
-        except (OSError, ValueError, TypeError, KeyError):
+        except (KeyError, TypeError):
             pass
-    threads = max(1, threads or psutil.cpu_count(logical=False) or 1)
     n = max(2**20, int(array_bytes))
     src = np.ones(n, dtype=np.uint8)
     dst = np.zeros(n, dtype=np.uint8)  # zeros touches no page: the first copy (not counted) faults them in
     _copy_rate(src, dst, threads)
     best = max(_copy_rate(src, dst, threads) for _ in range(BANDWIDTH_REPEATS))
     del src, dst
-    from datetime import UTC, datetime
-
     found = MemoryBandwidth(gbs=round(best / 1e9, 2), threads=threads, array_bytes=n, repeats=BANDWIDTH_REPEATS,
                             cpu_fingerprint=key, measured_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    _bandwidth_cache[key] = found
+    _bandwidth_cache[slot] = found
+    figures[str(threads)] = asdict(found)
     try:
         tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(found), indent=2))
+        tmp.write_text(json.dumps({"cpu_fingerprint": key, "figures": figures}, indent=2))
         tmp.replace(cache)
     except OSError:
         pass  # a read-only data dir: the figure still holds for this process

@@ -49,11 +49,11 @@ class Calibration:
     """The share of measured bandwidth llama.cpp's decode reached on this machine (None: nothing to calibrate on)."""
 
     efficiency: float | None
-    bandwidth_gbs: float | None  # this machine's measured copy rate the ratio is relative to
+    bandwidth_gbs: float | None  # the copy rate measured here the ratio is relative to (the highest of several)
     samples: int
     source: str
     spread: tuple[float, float] | None = None  # lowest and highest ratio among the samples
-    threads: list[int] = field(default_factory=list)  # the decode thread counts the samples ran with
+    threads: list[int] = field(default_factory=list)  # the thread counts the samples' decodes (and copies) used
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +64,8 @@ def _header(path: str) -> Any:
 
     key = (path, os.path.getmtime(path))
     if key not in _HEADERS:
+        if len(_HEADERS) >= 256:  # bounded: drop the oldest
+            _HEADERS.pop(next(iter(_HEADERS)))
         _HEADERS[key] = read_header(path, check_arch=False)
     return _HEADERS[key]
 
@@ -73,11 +75,12 @@ def calibrate(store: Any, *, bandwidth: hardware.MemoryBandwidth | None = None,
     """The median decode efficiency of stored, local, undisturbed, CPU-only results of files still on disk.
 
     For each: bytes per token at the context the decode attended to on average (prompt + half the completion),
-    times the measured decode tok/s, over this machine's measured copy bandwidth.
+    times the measured decode tok/s, over the copy bandwidth measured here with the same number of threads the
+    decode used (a 1-thread decode cannot stream what all cores can; the ratio is llama.cpp's share of what its
+    threads could copy). `bandwidth` fixes the figure instead (tests).
     """
-    bw = bandwidth or hardware.measure_memory_bandwidth()
     ratios: list[float] = []
-    threads: set[int] = set()
+    used: dict[int, float] = {}
     for r in store.decode_samples(limit):
         if (r.get("decode_steps") or r.get("completion_tokens") or 0) < MIN_DECODE_STEPS:
             continue
@@ -93,19 +96,20 @@ def calibrate(store: Any, *, bandwidth: hardware.MemoryBandwidth | None = None,
             bpt = bytes_per_token(info, attended, kv_k, kv_v)
         except ValueError:
             continue
-        ratios.append(float(r["decode_tok_s"]) * bpt / (bw.gbs * 1e9))
         n_threads = (r.get("settings") or {}).get("n_threads")
-        if isinstance(n_threads, int):
-            threads.add(n_threads)
+        threads = n_threads if isinstance(n_threads, int) and n_threads > 0 else None
+        bw = bandwidth or hardware.measure_memory_bandwidth(threads=threads)
+        used[bw.threads] = bw.gbs
+        ratios.append(float(r["decode_tok_s"]) * bpt / (bw.gbs * 1e9))
     if not ratios:
-        return Calibration(None, bw.gbs, 0, "no calibration: no undisturbed CPU decode of a file still on disk is "
-                                            "stored here yet (run a comparison to calibrate)")
+        return Calibration(None, None, 0, "no calibration: no undisturbed CPU decode of a file still on disk is "
+                                          "stored here yet (run a comparison to calibrate)")
     eff = statistics.median(ratios)
-    thread_text = f", decoded with {'/'.join(str(t) for t in sorted(threads))} thread(s)" if threads else ""
-    return Calibration(eff, bw.gbs, len(ratios),
-                       f"calibrated by the ratio measured on this machine: {eff:.0%} of the measured "
-                       f"{bw.gbs:.1f} GB/s copy bandwidth (median of {len(ratios)} run result(s){thread_text})",
-                       (min(ratios), max(ratios)), sorted(threads))
+    copy = ", ".join(f"{gbs:.1f} GB/s with {t} thread(s)" for t, gbs in sorted(used.items()))
+    return Calibration(eff, max(used.values()), len(ratios),
+                       f"calibrated by the ratio measured on this machine: decode reached {eff:.0%} of the copy "
+                       f"bandwidth measured here with as many threads ({copy}; median of {len(ratios)} run "
+                       "result(s))", (min(ratios), max(ratios)), sorted(used))
 
 
 @dataclass
