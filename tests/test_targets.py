@@ -336,3 +336,29 @@ def test_k_and_v_cache_types_apart() -> None:
     else:
         assert f.kv_bytes == targets.kv_bytes(model, 32768, "q8_0", "q8_0")
         assert any("upper bound" in n for n in f.notes)
+
+
+def test_a_gpu_s_bandwidth_from_nvml_clock_and_bus_width(monkeypatch) -> None:
+    """NVML gives the maximum memory clock and bus width; an RTX 4090 reports 10,501 MHz and 384 bits (NVIDIA's
+    1008 GB/s). Faked here: this machine has no GPU. Without NVML the figure is unknown, never a guess."""
+
+    class FakeNvml:
+        NVML_CLOCK_MEM = 2
+
+        @staticmethod
+        def nvmlDeviceGetHandleByIndex(i):
+            return i
+
+        @staticmethod
+        def nvmlDeviceGetMaxClockInfo(h, kind):
+            assert kind == FakeNvml.NVML_CLOCK_MEM
+            return 10501
+
+        @staticmethod
+        def nvmlDeviceGetMemoryBusWidth(h):
+            return 384
+
+    monkeypatch.setattr(hardware, "_nvml", lambda: FakeNvml)
+    assert hardware.gpu_memory_bandwidth_gbs(0) == 1008.1
+    monkeypatch.setattr(hardware, "_nvml", lambda: None)
+    assert hardware.gpu_memory_bandwidth_gbs(0) is None

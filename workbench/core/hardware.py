@@ -124,6 +124,24 @@ def process_gpu_memory(pid: int) -> int | None:
     return total if seen else None
 
 
+def gpu_memory_bandwidth_gbs(index: int) -> float | None:
+    """A GPU's theoretical memory bandwidth from NVML: maximum memory clock x 2 (double data rate) x bus width / 8,
+    in GB/s; None without NVML or when the driver does not say. (RTX 4090: 10,501 MHz x 2 x 384 bits = 1008 GB/s,
+    NVIDIA's figure.)"""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    try:
+        h = nvml.nvmlDeviceGetHandleByIndex(index)
+        clock_mhz = int(nvml.nvmlDeviceGetMaxClockInfo(h, nvml.NVML_CLOCK_MEM))
+        bus_bits = int(nvml.nvmlDeviceGetMemoryBusWidth(h))
+    except Exception:  # an old driver or a device without the query
+        return None
+    if clock_mhz <= 0 or bus_bits <= 0:
+        return None
+    return round(clock_mhz * 1e6 * 2 * bus_bits / 8 / 1e9, 1)
+
+
 def machine() -> Machine:
     """A snapshot of this machine now (free memory changes; call again for fresh figures)."""
     vm = psutil.virtual_memory()

@@ -214,12 +214,15 @@ def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> Target
         "cores": "measured: physical cores (psutil)",
         "vram_bytes": f"measured: {gpu.name} total memory (NVML)" if gpu else "measured: no GPU found (NVML)",
     }
+    vram_bw = hardware.gpu_memory_bandwidth_gbs(gpu.index) if gpu else None
     if gpu:
         sources["vram_reserve_bytes"] = "measured: GPU memory in use now (NVML total − free)"
-        sources["vram_bandwidth_gbs"] = "not measured: enter the GPU's figure in a saved profile for a GPU estimate"
+        sources["vram_bandwidth_gbs"] = (
+            "read from NVML: maximum memory clock x 2 x bus width, a theoretical peak" if vram_bw else
+            "not known: NVML did not give the memory clock and bus width; a saved profile can give the figure")
     return TargetProfile(
         name=THIS_MACHINE, ram_bytes=int(m.ram_total_bytes), vram_bytes=int(gpu.total_bytes) if gpu else 0,
-        ram_bandwidth_gbs=max(0.1, float(bw.gbs)), vram_bandwidth_gbs=None,
+        ram_bandwidth_gbs=max(0.1, float(bw.gbs)), vram_bandwidth_gbs=vram_bw,
         cores=int(m.physical_cores or m.logical_cores), os_reserve_bytes=int(reserve),
         vram_reserve_bytes=int(gpu.total_bytes - gpu.free_bytes) if gpu else 0,
         sources=sources, builtin=True, description=m.one_line())
