@@ -102,7 +102,7 @@ def test_validation_says_what_is_wrong(over, message) -> None:
 
 
 def test_validation_tidies_names_and_sources() -> None:
-    clean = profile(name="  my\tbox  ", sources={"ram_bytes": "line one\nline\x00two", "cores": ""}).validate()
+    clean = targets.validate(profile(name="  my\tbox\x00 ", sources={"ram_bytes": "line one\nline\x00two", "cores": ""}))
     assert clean.name == "my box" and clean.sources == {"ram_bytes": "line one line two"}
 
 

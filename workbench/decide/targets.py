@@ -61,7 +61,7 @@ class TargetProfile:
 
     def validate(self) -> TargetProfile:
         """This profile with its name and texts tidied, or ValueError saying in plain words what is wrong."""
-        name = " ".join(str(self.name or "").split())
+        name = " ".join(_CONTROL.sub(" ", str(self.name or "")).split())
         if not name:
             raise ValueError("a target needs a name")
         if len(name) > MAX_NAME_CHARS:
@@ -128,6 +128,11 @@ class TargetProfile:
             missing = sorted(names - set(data) - {"builtin", "description", "vram_reserve_bytes"})
             raise ValueError(f"a profile needs {', '.join(missing) or 'its figures'}") from exc
         return profile.validate()
+
+
+def validate(profile: TargetProfile) -> TargetProfile:
+    """`profile.validate()`: the profile tidied, or ValueError in plain words."""
+    return profile.validate()
 
 
 def _check_bandwidth(label: str, value: Any) -> None:
