@@ -362,3 +362,12 @@ def test_a_gpu_s_bandwidth_from_nvml_clock_and_bus_width(monkeypatch) -> None:
     assert hardware.gpu_memory_bandwidth_gbs(0) == 1008.1
     monkeypatch.setattr(hardware, "_nvml", lambda: None)
     assert hardware.gpu_memory_bandwidth_gbs(0) is None
+
+
+def test_a_small_model_s_estimate_says_it_reads_high() -> None:
+    p, cal = profile(), _cal(0.5)
+    tiny, large = big(tensor_bytes=100 * 10**6, block_count=4), big()
+    assert any("small model" in a for a in speed.estimate_decode(
+        tiny, targets.fit_on_target(tiny, p, n_ctx=512), p, cal).assumptions)
+    assert not any("small model" in a for a in speed.estimate_decode(
+        large, targets.fit_on_target(large, p, n_ctx=512), p, cal).assumptions)

@@ -40,7 +40,7 @@ def _bandwidth() -> hardware.MemoryBandwidth:
 
 @st.cache_data(ttl=60, show_spinner="Calibrating the speed estimate against stored runs…")
 def _calibration(db: str) -> speed.Calibration:
-    return speed.calibrate(Store(db), bandwidth=_bandwidth())
+    return speed.calibrate(Store(db))  # each sample against the copy rate of its own thread count
 
 
 def calibration(store: Store) -> speed.Calibration:
@@ -53,6 +53,10 @@ def all_targets(store: Store) -> list[TargetProfile]:
     for note in notes:
         st.warning(md_escape(note))
     return [targets.this_machine(bandwidth=_bandwidth())] + targets.presets() + saved
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _gib(n: int | None) -> str:
@@ -200,8 +204,8 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
     st.dataframe(pd.DataFrame(verdicts), hide_index=True, width="stretch", key=k + "verdicts")
     st.caption("Speeds are **estimates**, not measurements: bytes read per token (all weights + the KV cache with "
                "the context full) over the target's memory bandwidth, times the share of bandwidth decode reaches. "
-               + md_escape(cal.source if cal.efficiency is not None else
-                           f"{cal.source}: {speed.DEFAULT_EFFICIENCY:.0%} of the bandwidth assumed") + ". "
+               + md_escape(_sentence(cal.source) if cal.efficiency is not None else
+                           f"{_sentence(cal.source)}: {speed.DEFAULT_EFFICIENCY:.0%} of the bandwidth assumed") + ". "
                "A target's bandwidth is its profile's figure (theoretical peaks for the presets, a measured copy rate "
                "for this machine). The OS reserve is the headroom; llama.cpp's CPU repacking is assumed off.")
     with st.expander(f"Notes on the predictions for {md_escape(infos[0][0])}"):

@@ -25,6 +25,7 @@ from workbench.files.gguf_info import GgufError, read_header
 DEFAULT_EFFICIENCY = 0.5
 MIN_DECODE_STEPS = 8  # shorter decode windows are too noisy to calibrate with
 MAX_SAMPLES = 200
+SMALL_MODEL_BYTES = 2**30  # below this per token, fixed per-token costs are not negligible against streaming
 _HEADERS: dict[tuple[str, float], Any] = {}  # (path, mtime) -> GgufInfo: a tokenizer can take seconds to parse
 
 
@@ -146,6 +147,9 @@ def estimate_decode(info: Any, target_fit: TargetFit, profile: TargetProfile, ca
                    f"no calibration: assumed {DEFAULT_EFFICIENCY:.0%} of the bandwidth ({calibration.source})",
                    "bytes per token = all weights + the KV cache with the context full "
                    f"({n_ctx:,} tokens): a shorter conversation decodes faster"]
+    if bpt < SMALL_MODEL_BYTES:
+        assumptions.append("a small model: per-token overheads (thread sync, kernel launches, sampling) weigh more "
+                           "than streaming its bytes, so the estimate reads high, most of all on a GPU")
     ram_bw = profile.ram_bandwidth_gbs
     vram_bw = profile.vram_bandwidth_gbs
     code = target_fit.verdict_code
