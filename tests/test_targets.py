@@ -371,3 +371,14 @@ def test_a_small_model_s_estimate_says_it_reads_high() -> None:
         tiny, targets.fit_on_target(tiny, p, n_ctx=512), p, cal).assumptions)
     assert not any("small model" in a for a in speed.estimate_decode(
         large, targets.fit_on_target(large, p, n_ctx=512), p, cal).assumptions)
+
+
+def test_this_machine_with_a_busy_gpu_stays_a_valid_profile(monkeypatch) -> None:
+    busy = hardware.Gpu(0, "Busy GPU", 8 * GiB, 0, "test")  # another program holds all of it
+    real = hardware.machine()
+    monkeypatch.setattr(hardware, "machine", lambda: replace(real, gpus=[busy]))
+    monkeypatch.setattr(hardware, "gpu_memory_bandwidth_gbs", lambda index: 448.0)
+    me = targets.this_machine()
+    assert me.validate() == me and me.vram_bytes == 8 * GiB and me.vram_bandwidth_gbs == 448.0
+    f = targets.fit_on_target(big(), me, n_ctx=4096)
+    assert f.verdict_code == fit.CPU_ONLY  # no room on the GPU now: it runs from RAM

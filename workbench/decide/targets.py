@@ -229,7 +229,7 @@ def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> Target
         name=THIS_MACHINE, ram_bytes=int(m.ram_total_bytes), vram_bytes=int(gpu.total_bytes) if gpu else 0,
         ram_bandwidth_gbs=max(0.1, float(bw.gbs)), vram_bandwidth_gbs=vram_bw,
         cores=int(m.physical_cores or m.logical_cores), os_reserve_bytes=int(reserve),
-        vram_reserve_bytes=int(gpu.total_bytes - gpu.free_bytes) if gpu else 0,
+        vram_reserve_bytes=int(min(gpu.total_bytes - gpu.free_bytes, gpu.total_bytes - 2**20)) if gpu else 0,
         sources=sources, builtin=True, description=m.one_line())
 
 
