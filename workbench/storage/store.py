@@ -858,7 +858,8 @@ class Store:
             return conn.execute("DELETE FROM target_profiles WHERE name = ?", (name,)).rowcount > 0
 
     def decode_samples(self, limit: int = 500) -> list[dict[str, Any]]:
-        """The newest local, undisturbed, error-free CPU decode measurements (for speed calibration), newest first:
+        """The newest local, undisturbed, error-free CPU decode measurements of comparison runs (a set run's prompts
+        are comparison runs too), for speed calibration, newest first:
         result columns file, label, quant_type, decode_tok_s, decode_steps, prompt_tokens, completion_tokens,
         gpu_layers, metrics (decoded), and the run's id, kind and settings (decoded)."""
         with self._connect() as conn:
@@ -867,7 +868,7 @@ class Store:
                           res.completion_tokens, res.gpu_layers, res.metrics_json, runs.id AS run_id, runs.kind,
                           runs.settings_json
                    FROM results res JOIN runs ON runs.id = res.run_id
-                   WHERE runs.imported_from IS NULL AND res.error IS NULL AND res.disturbed = 0
+                   WHERE runs.kind = 'compare' AND runs.imported_from IS NULL AND res.error IS NULL AND res.disturbed = 0
                      AND res.decode_tok_s > 0 AND res.file IS NOT NULL AND COALESCE(res.gpu_layers, 0) = 0
                    ORDER BY res.id DESC LIMIT ?""", (int(limit),))]
         for r in rows:
