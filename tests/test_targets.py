@@ -293,6 +293,9 @@ def test_calibration_from_a_stored_run(store, tmp_path: Path) -> None:
     assert cal.samples == 1 and cal.efficiency == pytest.approx(0.4, rel=1e-6) and cal.threads == [2]
     assert cal.source.startswith("calibrated by the ratio measured on this machine: decode reached 40% of the copy "
                                  "bandwidth measured here with as many threads (10.0 GB/s with 2 thread(s); median of 1")
+    other = store.create_run(settings={"n_threads": 2}, prompt="p", kind="diverge")  # not a decode measurement
+    store.add_result(other, 0, result("teacher-forced", False, decode_tok_s=tok_s * 7))
+    assert speed.calibrate(store, bandwidth=bw).samples == 1
     store.add_result(run, 4, result("later", False, decode_tok_s=tok_s * 2))
     again = speed.calibrate(store, bandwidth=bw)
     assert again.samples == 2 and again.efficiency == pytest.approx(0.6, rel=1e-6)  # the median of 0.4 and 0.8
