@@ -385,3 +385,29 @@ def test_this_machine_with_a_busy_gpu_stays_a_valid_profile(monkeypatch) -> None
     assert me.validate() == me and me.vram_bytes == 8 * GiB and me.vram_bandwidth_gbs == 448.0
     f = targets.fit_on_target(big(), me, n_ctx=4096)
     assert f.verdict_code == fit.CPU_ONLY  # no room on the GPU now: it runs from RAM
+
+
+def test_cli_fit_per_target_on_real_files(capsys, tmp_path: Path) -> None:
+    import json
+
+    from workbench.cli.main import main
+
+    small = make_gguf(tmp_path / "s-Q8_0.gguf", n_embd=64, n_layers=2, ctx=4096)
+    other = make_gguf(tmp_path / "o-Q8_0.gguf", n_embd=64, n_layers=2, ctx=4096, extra_bytes=4 * MiB)
+    assert main(["targets", "fit", str(small), str(other), "--target", "8 GB laptop", "--target", "24 GB GPU desktop",
+                 "--ctx", "2048", "--kv-type", "q8_0", "--kv-type-v", "q4_0", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(Path(r["file"]).name, r["target"]) for r in rows] == [
+        ("s-Q8_0.gguf", "8 GB laptop"), ("s-Q8_0.gguf", "24 GB GPU desktop"),
+        ("o-Q8_0.gguf", "8 GB laptop"), ("o-Q8_0.gguf", "24 GB GPU desktop")]
+    laptop, desk = rows[0], rows[1]
+    assert laptop["verdict_code"] == fit.CPU_ONLY and desk["verdict_code"] == fit.GPU_FULL
+    v_type = "q4_0" if targets._PREDICT_TAKES_KV_V else "q8_0"  # an upper bound until fit.predict takes V's type
+    assert laptop["kv_bytes"] == targets.kv_bytes(read_header(small), 2048, "q8_0", v_type)
+    assert rows[2]["weights_bytes"] > laptop["weights_bytes"] and rows[2]["est_decode_tok_s"] < laptop["est_decode_tok_s"]
+    assert any("small model" in a for a in laptop["estimate_assumptions"])
+    assert main(["targets", "fit", str(small)]) == 0
+    out = capsys.readouterr().out
+    assert "Speeds are estimates, not measurements" in out and "24 GB GPU desktop" in out
+    assert main(["targets", "fit"]) == 2 and main(["targets", "fit", str(small), "--kv-type", "q3_banana"]) == 2
+    assert main(["targets", "fit", str(tmp_path / "missing.gguf")]) == 1

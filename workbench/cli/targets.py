@@ -41,6 +41,18 @@ def _register(sub: Any) -> None:
     a.add_argument("--json", action="store_true")
     r = actions.add_parser("remove", help="delete a saved target profile")
     r.add_argument("name")
+    f = actions.add_parser("fit", help="where each GGUF runs on each target, and its estimated decode speed",
+                           description="Predicted memory and verdict per target (fits on GPU / partial / CPU only / "
+                                       "does not fit) at --ctx with the KV-cache types given, and an ESTIMATED decode "
+                                       "speed: bytes per token over the target's bandwidth, calibrated by runs "
+                                       "stored here.")
+    f.add_argument("files", nargs="*", metavar="FILE.gguf")
+    f.add_argument("--demo", action="store_true", help="the embedded SmolLM2 demo ladder")
+    f.add_argument("--target", action="append", default=[], help="a target's name (repeatable; default: all)")
+    f.add_argument("--ctx", type=int, default=8192, help="context size in tokens (default 8192)")
+    f.add_argument("--kv-type", default="f16", help="K cache type (and V's unless --kv-type-v): f16, q8_0, q4_0 …")
+    f.add_argument("--kv-type-v", default=None, help="V cache type (default: as --kv-type)")
+    f.add_argument("--json", action="store_true")
 
 
 EXTRA_PARSERS.append(_register)
@@ -94,6 +106,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
         print(json.dumps(_row(saved), indent=2) if args.json else f"saved {saved.name}")
         return 0
 
+    if action == "fit":
+        return _fit(args, store)
     mine, notes = targets.saved_targets(store)
     profiles = [targets.this_machine()] + targets.presets() + mine
     if args.json:
@@ -112,3 +126,71 @@ def cmd_targets(args: argparse.Namespace) -> int:
         for figure, text in p.sources.items():
             print(f"    {figure}: {text}")
     return 0
+
+
+def _fit(args: argparse.Namespace, store: Any) -> int:
+    import os
+    import sys
+
+    from workbench.decide import speed, targets
+    from workbench.files import fit
+    from workbench.files import json_fields as jf
+    from workbench.files.gguf_info import GgufError, read_header
+
+    if bool(args.files) == bool(args.demo):
+        raise UsageError("name GGUF files, or use --demo (one of them)")
+    if args.ctx < 64:
+        raise UsageError("--ctx must be at least 64 tokens")
+    kv_k, kv_v = args.kv_type.lower(), (args.kv_type_v or args.kv_type).lower()
+    try:
+        fit.kv_bytes_per_element(kv_k)
+        fit.kv_bytes_per_element(kv_v)
+        profiles = [targets.get_target(store, n) for n in args.target] or targets.list_targets(store)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.demo:
+        from workbench.models.ladder import ensure_demo_ladder
+
+        files = [f.path for f in ensure_demo_ladder(lambda msg: print(msg, file=sys.stderr)).files]
+    else:
+        files = [os.path.abspath(f) for f in args.files]
+    cal = speed.calibrate(store)
+    rows, failed = [], 0
+    for path in files:
+        try:
+            info = read_header(path)
+        except GgufError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for p in profiles:
+            tf, est = speed.fit_and_speed(info, p, cal, n_ctx=args.ctx, kv_type_k=kv_k, kv_type_v=kv_v)
+            rows.append({jf.FILE: path, jf.NAME: os.path.basename(path), jf.QUANT_TYPE: info.quant_type,
+                         "target": p.name, "n_ctx": tf.n_ctx, "kv_type_k": kv_k, "kv_type_v": kv_v,
+                         jf.PREDICTED_BYTES: tf.predicted_bytes, jf.VERDICT: tf.verdict, "verdict_code": tf.verdict_code,
+                         "weights_bytes": tf.weights_bytes, "kv_bytes": tf.kv_bytes,
+                         "compute_other_bytes": tf.compute_bytes + tf.overhead_bytes, "spare_bytes": tf.spare_bytes,
+                         "spare_in": tf.spare_in, "gpu_layers": tf.gpu_layers,
+                         "est_decode_tok_s": None if est.tok_s is None else round(est.tok_s, 2),
+                         "estimate_assumptions": est.assumptions, "notes": tf.notes})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"Context {args.ctx:,} tokens, KV cache {kv_k}" + ("" if kv_k == kv_v else f"/{kv_v}") + ".")
+        print_table(["file", "target", "weights", "KV cache", "compute+other", "verdict", "spare", "est. tok/s"],
+                    [[r[jf.NAME], r["target"], _mib(r["weights_bytes"]), _mib(r["kv_bytes"]),
+                      _mib(r["compute_other_bytes"]), r[jf.VERDICT],
+                      (_mib(r["spare_bytes"]) if r["spare_bytes"] >= 0 else f"short {_mib(-r['spare_bytes'])}")
+                      + f" {r['spare_in']}", "-" if r["est_decode_tok_s"] is None else f"~{r['est_decode_tok_s']:.1f}"]
+                     for r in rows])
+        print("\nSpeeds are estimates, not measurements. Assumptions:")
+        seen: list[str] = []
+        for r in rows:
+            seen += [a for a in r["estimate_assumptions"] if a not in seen]
+        for line in seen:
+            print(f"  - {line}")
+    return 1 if failed or not rows else 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n < GiB else f"{n / GiB:.2f} GiB"
