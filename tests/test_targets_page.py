@@ -48,6 +48,10 @@ def test_targets_table_form_and_verdicts(demo_ladder) -> None:
     assert set(verdicts["verdict"]) <= {"fits on GPU", "partial offload", "CPU only", "does not fit"}
     assert verdicts["est. tok/s (estimate)"].notna().all()  # a 135M model fits everywhere
     assert any("estimates" in c.value and "bandwidth" in c.value for c in at.caption)
+    by_target = frame(at, "24 GB GPU desktop")  # one row per quantization, one column per target
+    assert list(by_target["quantization"]) == demo_ladder.labels()
+    assert by_target["16 GB laptop"].str.match(r"CPU only · [\d.]+ (MiB|GiB) RAM spare · est\. ~[\d,]+ tok/s").all()
+    assert any("Assumption: a small model" in c.value for c in at.caption)
 
     # a quantized KV cache shrinks the KV line
     before = lines.iloc[0, 2]

@@ -188,29 +188,37 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
                + (f" ({max_ctx:,} tokens)." if max_ctx else "."))
 
     cal = calibration(store)
-    verdicts = []
+    verdicts: list[dict[str, object]] = []
+    cells: dict[str, dict[str, str]] = {}
+    assumptions: list[str] = []
     for label, info in infos:
         for p in profiles:
             f, est = speed.fit_and_speed(info, p, cal, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v)
-            verdicts.append({
-                "quantization": label, "target": p.name, "verdict": VERDICT_WORDS.get(f.verdict_code, f.verdict),
-                "detail": f.verdict, "predicted memory": fmt_bytes(f.predicted_bytes),
-                "spare": (fmt_bytes(f.spare_bytes) if f.spare_bytes >= 0 else f"short by {fmt_bytes(-f.spare_bytes)}")
-                + f" ({f.spare_in})",
-                "est. tok/s (estimate)": None if est.tok_s is None else round(est.tok_s, 1),
-            })
+            spare = (f"{fmt_bytes(f.spare_bytes)} {f.spare_in} spare" if f.spare_bytes >= 0
+                     else f"short by {fmt_bytes(-f.spare_bytes)} {f.spare_in}")
+            verdict = VERDICT_WORDS.get(f.verdict_code, f.verdict)
+            tok_s = None if est.tok_s is None else round(est.tok_s, 1)
+            cells.setdefault(label, {"quantization": label})[p.name] = \
+                f"{verdict} · {spare}" + ("" if tok_s is None else f" · est. ~{tok_s:,.0f} tok/s")
+            verdicts.append({"quantization": label, "target": p.name, "verdict": verdict, "detail": f.verdict,
+                             "predicted memory": fmt_bytes(f.predicted_bytes), "spare": spare,
+                             "GPU layers": f.gpu_layers or None, "est. tok/s (estimate)": tok_s})
+            assumptions += [a for a in est.assumptions if a not in assumptions]
     st.markdown(f"**Fit and estimated decode speed per target** at {n_ctx:,} tokens, KV {md_escape(kv_k)}"
                 + ("" if kv_k == kv_v else f"/{md_escape(kv_v)}"))
-    st.dataframe(pd.DataFrame(verdicts), hide_index=True, width="stretch", key=k + "verdicts")
-    st.caption("Speeds are **estimates**, not measurements: bytes read per token (all weights + the KV cache with "
-               "the context full) over the target's memory bandwidth, times the share of bandwidth decode reaches. "
+    st.dataframe(pd.DataFrame(list(cells.values())), hide_index=True, width="stretch", key=k + "by-target")
+    st.caption("Memory is predicted and speeds are **estimates**, not measurements: bytes read per token (all weights "
+               "+ the KV cache with the context full) over the target's memory bandwidth, times the share of "
+               "bandwidth decode reaches. "
                + md_escape(_sentence(cal.source) if cal.efficiency is not None else
                            f"{_sentence(cal.source)}: {speed.DEFAULT_EFFICIENCY:.0%} of the bandwidth assumed") + ". "
                "A target's bandwidth is its profile's figure (theoretical peaks for the presets, a measured copy rate "
                "for this machine). The OS reserve is the headroom; llama.cpp's CPU repacking is assumed off.")
-    with st.expander(f"Notes on the predictions for {md_escape(infos[0][0])}"):
+    with st.expander("Every figure, and what the estimates assume"):
+        st.dataframe(pd.DataFrame(verdicts), hide_index=True, width="stretch", key=k + "verdicts")
+        for line in assumptions:
+            st.caption(f"Assumption: {md_escape(line)}")
         for label, info in infos[:1]:
             for p in profiles:
                 f = targets.fit_on_target(info, p, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v)
                 st.caption(f"{md_escape(label)} on {md_escape(p.name)}: " + md_escape("; ".join(f.notes)))
-
