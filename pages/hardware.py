@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from ui import target_views
 from ui.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
 from workbench.core import hardware
 from workbench.files import fit
@@ -115,6 +116,17 @@ if preds:
                f"of RAM ({fmt_bytes(m.ram_available_bytes)} free); the pool keeps warm only what fits its budget "
                "(above) and reloads the rest when they run. Weights and KV cache come from each file's header; "
                "compute buffers and runtime are estimated.")
+
+# ---- target machines -------------------------------------------------------------------------------------------
+st.subheader("Target machines")
+st.caption("Would it fit there, and how fast? This machine (measured), built-in presets and your own profiles. "
+           "Every figure says where it comes from, or that it is an assumption.")
+profiles = target_views.all_targets(store())
+target_views.targets_table(profiles)
+with st.expander("Add, edit or delete a target"):
+    target_views.target_editor(store(), profiles)
+st.markdown(f"**Memory as lines: {md_escape(ladder.name)}**")
+target_views.memory_lines_section(store(), ladder, profiles)
 
 # ---- predicted vs measured -----------------------------------------------------------------------------------
 st.subheader("Predicted vs measured memory")

@@ -106,6 +106,8 @@ def test_every_write_goes_through_the_store_transaction_and_its_errors(tmp_path)
                                                    case_limit=None, contestants=[], cases=[]),
         "save_eval_result": lambda: store.save_eval_result(run_id, outcome),
         "add_fingerprint": lambda: store.add_fingerprint("0" * 16, {"closest": "Q8_0"}),
+        "save_target_profile": lambda: store.save_target_profile("box", {"ram_bytes": 2**33}),
+        "delete_target_profile": lambda: store.delete_target_profile("box"),
         "delete_run": lambda: store.delete_run(run_id),
     }
     store.read_only = True
@@ -116,7 +118,7 @@ def test_every_write_goes_through_the_store_transaction_and_its_errors(tmp_path)
     assert store.get_run(run_id) == before and len(store.list_runs()) == 1
     assert store.divergence_rows(run_id, "output") == [] and store.eval_rows(run_id) is None
     assert store.ratings() == [] and store.find_votes(JudgementFilters()) == []
-    assert store.fingerprint_history("0" * 16) == []
+    assert store.fingerprint_history("0" * 16) == [] and store.target_profiles() == []
     for write in writes.values():  # and each one works on a writable database
         write()
     assert store.get_run(run_id) is None and len(store.list_runs()) == 2  # deleted; the new and the imported run

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -122,6 +124,24 @@ def process_gpu_memory(pid: int) -> int | None:
     return total if seen else None
 
 
+def gpu_memory_bandwidth_gbs(index: int) -> float | None:
+    """A GPU's theoretical memory bandwidth from NVML: maximum memory clock x 2 (double data rate) x bus width / 8,
+    in GB/s; None without NVML or when the driver does not say. (RTX 4090: 10,501 MHz x 2 x 384 bits = 1008 GB/s,
+    NVIDIA's figure.)"""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    try:
+        h = nvml.nvmlDeviceGetHandleByIndex(index)
+        clock_mhz = int(nvml.nvmlDeviceGetMaxClockInfo(h, nvml.NVML_CLOCK_MEM))
+        bus_bits = int(nvml.nvmlDeviceGetMemoryBusWidth(h))
+    except Exception:  # an old driver or a device without the query
+        return None
+    if clock_mhz <= 0 or bus_bits <= 0:
+        return None
+    return round(clock_mhz * 1e6 * 2 * bus_bits / 8 / 1e9, 1)
+
+
 def machine() -> Machine:
     """A snapshot of this machine now (free memory changes; call again for fresh figures)."""
     vm = psutil.virtual_memory()
@@ -195,3 +215,97 @@ def llama_cpp_version() -> str:
         return f"llama-cpp-python {version('llama-cpp-python')}"
     except Exception:
         return "llama-cpp-python (version unknown)"
+
+
+# ---- memory bandwidth ---------------------------------------------------------------------------------------------
+
+BANDWIDTH_ARRAY_BYTES = 128 * 2**20  # well beyond any desktop L3 (32 MiB here), so the copy streams from DRAM
+BANDWIDTH_REPEATS = 8  # best of: other work on a shared machine only ever slows a copy down
+_bandwidth_cache: dict[str, MemoryBandwidth] = {}
+
+
+@dataclass(frozen=True)
+class MemoryBandwidth:
+    """A measured STREAM-style copy rate: bytes read + bytes written per second, best of a few copies."""
+
+    gbs: float  # 1e9 bytes per second
+    threads: int
+    array_bytes: int
+    repeats: int
+    cpu_fingerprint: str
+    measured_at: str
+    method: str = "numpy copy of a 128 MiB array split over threads (read + write bytes, best of 8)"
+
+
+def _copy_rate(src: Any, dst: Any, threads: int) -> float:
+    """Bytes per second of one copy of src into dst split into `threads` slices (numpy releases the GIL)."""
+    import threading
+
+    import numpy as np
+
+    n = len(src)
+    bounds = [(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+    workers = [threading.Thread(target=np.copyto, args=(dst[a:b], src[a:b])) for a, b in bounds]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return 2 * n / max(time.perf_counter() - start, 1e-9)
+
+
+def measure_memory_bandwidth(*, refresh: bool = False, threads: int | None = None,
+                             array_bytes: int = BANDWIDTH_ARRAY_BYTES) -> MemoryBandwidth:
+    """This machine's RAM bandwidth as a copy rate with `threads` threads (default: the physical cores), in a
+    fraction of a second, holding 2 x `array_bytes` of RAM for that moment.
+
+    Why: decode speed is bounded by how fast the weights stream from memory, so a target's estimated speed is
+    calibrated against this figure. It is a measured copy rate, not the theoretical peak a spec sheet quotes
+    (a copy usually reaches well under the peak). Kept for this process and in the data directory (keyed on
+    the CPU and the thread count), so the app and the CLI agree until `refresh=True` measures again.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from workbench.core import paths
+
+    key = cpu_fingerprint()
+    threads = max(1, int(threads or psutil.cpu_count(logical=False) or 1))
+    slot = f"{key}:{threads}"
+    if not refresh and slot in _bandwidth_cache:
+        return _bandwidth_cache[slot]
+    cache = paths.data_dir() / "bandwidth.json"
+    try:
+        data = json.loads(cache.read_text())
+        figures = data.get("figures") if isinstance(data, dict) and data.get("cpu_fingerprint") == key else None
+        figures = figures if isinstance(figures, dict) else {}
+    except (OSError, ValueError):
+        figures = {}
+    if not refresh:
+        try:
+            row = figures[str(threads)]
+            found = MemoryBandwidth(**{k: row[k] for k in MemoryBandwidth.__dataclass_fields__ if k in row})
+            if isinstance(found.gbs, (int, float)) and found.gbs > 0:
+                _bandwidth_cache[slot] = found
+                return found
+        except (KeyError, TypeError):
+            pass
+    n = max(2**20, int(array_bytes))
+    src = np.ones(n, dtype=np.uint8)
+    dst = np.zeros(n, dtype=np.uint8)  # zeros touches no page: the first copy (not counted) faults them in
+    _copy_rate(src, dst, threads)
+    best = max(_copy_rate(src, dst, threads) for _ in range(BANDWIDTH_REPEATS))
+    del src, dst
+    found = MemoryBandwidth(gbs=round(best / 1e9, 2), threads=threads, array_bytes=n, repeats=BANDWIDTH_REPEATS,
+                            cpu_fingerprint=key, measured_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    _bandwidth_cache[slot] = found
+    figures[str(threads)] = asdict(found)
+    try:
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"cpu_fingerprint": key, "figures": figures}, indent=2))
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only data dir: the figure still holds for this process
+    return found

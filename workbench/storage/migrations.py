@@ -423,3 +423,21 @@ def m009_imported_set_runs(conn: sqlite3.Connection) -> None:
     one those of its own import. An imported set run is never resumed: its file paths are another machine's.
     """
     conn.execute("ALTER TABLE set_runs ADD COLUMN imported_from TEXT")
+
+
+@migration
+def m010_target_profiles(conn: sqlite3.Connection) -> None:
+    """Target machines a user saved (decide.targets): one row per profile, `name` unique, the whole profile
+    (RAM, VRAM, bandwidths, cores, OS reserve, the source of each figure) as JSON in `profile_json`. The presets
+    and "this machine" are built in code, never stored. No run owns a profile (no run_id), so history export and
+    import leave them alone.
+    """
+    conn.execute(
+        """CREATE TABLE target_profiles (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            profile_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )"""
+    )

@@ -872,3 +872,56 @@ class Store:
             rows = conn.execute("SELECT report_json FROM fingerprints WHERE endpoint_key = ? ORDER BY id",
                                 (key,)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # ---- target machines (decide.targets) -----------------------------------------------------
+    def save_target_profile(self, name: str, data: dict[str, Any]) -> None:
+        """Save a target profile under `name` (replacing one of the same name, keeping its created_at)."""
+        now = now_iso()
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO target_profiles (name, profile_json, created_at, updated_at) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (name) DO UPDATE SET profile_json = excluded.profile_json,
+                   updated_at = excluded.updated_at""",
+                (name, json.dumps(data, ensure_ascii=False), now, now))
+
+    def target_profiles(self) -> list[dict[str, Any]]:
+        """Saved target profiles by name: {name, data (the decoded JSON; {} when unreadable), created_at, updated_at}."""
+        with self._connect() as conn:
+            rows = [dict(r) for r in conn.execute("SELECT * FROM target_profiles ORDER BY name")]
+        out = []
+        for r in rows:
+            try:
+                data = json.loads(r["profile_json"])
+            except ValueError:
+                data = {}
+            out.append({"name": r["name"], "data": data if isinstance(data, dict) else {},
+                        "created_at": r["created_at"], "updated_at": r["updated_at"]})
+        return out
+
+    def delete_target_profile(self, name: str) -> bool:
+        """Delete the saved profile `name`; False when there was none."""
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM target_profiles WHERE name = ?", (name,)).rowcount > 0
+
+    def decode_samples(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest local, undisturbed, error-free CPU decode measurements of comparison runs (a set run's prompts
+        are comparison runs too), for speed calibration, newest first:
+        result columns file, label, quant_type, decode_tok_s, decode_steps, prompt_tokens, completion_tokens,
+        gpu_layers, metrics (decoded), and the run's id, kind and settings (decoded)."""
+        with self._connect() as conn:
+            rows = [dict(r) for r in conn.execute(
+                """SELECT res.file, res.label, res.quant_type, res.decode_tok_s, res.decode_steps, res.prompt_tokens,
+                          res.completion_tokens, res.gpu_layers, res.metrics_json, runs.id AS run_id, runs.kind,
+                          runs.settings_json
+                   FROM results res JOIN runs ON runs.id = res.run_id
+                   WHERE runs.kind = 'compare' AND runs.imported_from IS NULL AND res.error IS NULL AND res.disturbed = 0
+                     AND res.decode_tok_s > 0 AND res.file IS NOT NULL AND COALESCE(res.gpu_layers, 0) = 0
+                   ORDER BY res.id DESC LIMIT ?""", (int(limit),))]
+        for r in rows:
+            for key in ("metrics_json", "settings_json"):
+                try:
+                    value = json.loads(r.pop(key) or "{}")
+                except ValueError:
+                    value = {}
+                r[key.removesuffix("_json")] = value if isinstance(value, dict) else {}
+        return rows

@@ -1,0 +1,440 @@
+"""Target machines: "would it fit there, and how fast?" for machines other than this one.
+
+A `TargetProfile` is the few figures that decide fit and decode speed: RAM, one GPU's VRAM, the bandwidth of
+each, cores, and how much of the RAM the operating system and other programs keep. Every figure carries its
+source (a spec sheet, a standard's arithmetic, a measurement here) or says "assumption: …", so a verdict on a
+target can be traced back. "this machine" is measured; the presets are built in; a user's profiles are saved
+in the store (`target_profiles`).
+
+Fit on a target reuses `files.fit.predict` with the target's memory in place of this machine's: the RAM budget
+is RAM − OS reserve (no further headroom: the reserve is the headroom), the GPU is one device of the profile's
+VRAM less its reserve, and llama.cpp's CPU weight repacking is assumed off (it depends on the target's CPU,
+which a profile does not describe).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from workbench.core import hardware
+from workbench.core.hardware import Gpu
+from workbench.files import fit
+
+GiB = 2**30
+THIS_MACHINE = "this machine"
+
+# Bounds on what a user may type into a profile (it is user input, stored and shown).
+MAX_NAME_CHARS = 60
+MAX_DESCRIPTION_CHARS = 500
+MAX_SOURCE_CHARS = 400
+MAX_SOURCES = 16
+MAX_RAM_BYTES = 64 * 2**40  # 64 TiB
+MIN_RAM_BYTES = 256 * 2**20
+MAX_VRAM_BYTES = 4 * 2**40
+MAX_BANDWIDTH_GBS = 100_000.0
+MAX_CORES = 4096
+FIGURES = ("ram_bytes", "vram_bytes", "ram_bandwidth_gbs", "vram_bandwidth_gbs", "cores", "os_reserve_bytes",
+           "vram_reserve_bytes")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """A machine to predict for. Bytes are binary (GiB = 2**30); bandwidths in GB/s (1e9 bytes/s)."""
+
+    name: str
+    ram_bytes: int
+    vram_bytes: int  # one GPU's memory; 0 = no GPU llama.cpp can use
+    ram_bandwidth_gbs: float
+    vram_bandwidth_gbs: float | None
+    cores: int
+    os_reserve_bytes: int  # RAM the OS and other programs keep: the budget is ram_bytes - this
+    sources: dict[str, str]  # figure name -> where it comes from, or "assumption: …"
+    builtin: bool
+    description: str = ""
+    vram_reserve_bytes: int = 0  # VRAM the display / desktop keeps
+
+    def validate(self) -> TargetProfile:
+        """This profile with its name and texts tidied, or ValueError saying in plain words what is wrong."""
+        name = " ".join(_CONTROL.sub(" ", str(self.name or "")).split())
+        if not name:
+            raise ValueError("a target needs a name")
+        if len(name) > MAX_NAME_CHARS:
+            raise ValueError(f"a target's name is at most {MAX_NAME_CHARS} characters ({len(name)} given)")
+        for label, value in (("RAM", self.ram_bytes), ("VRAM", self.vram_bytes), ("OS reserve", self.os_reserve_bytes),
+                             ("VRAM reserve", self.vram_reserve_bytes), ("cores", self.cores)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{label} must be a whole number")
+            if value < 0:
+                raise ValueError(f"{label} cannot be negative")
+        if not MIN_RAM_BYTES <= self.ram_bytes <= MAX_RAM_BYTES:
+            raise ValueError(f"RAM must be between {MIN_RAM_BYTES / GiB:.2f} GiB and {MAX_RAM_BYTES / GiB:,.0f} GiB")
+        if self.vram_bytes > MAX_VRAM_BYTES:
+            raise ValueError(f"VRAM must be at most {MAX_VRAM_BYTES / GiB:,.0f} GiB")
+        if self.os_reserve_bytes >= self.ram_bytes:
+            raise ValueError("the OS reserve must be less than the RAM")
+        if self.vram_bytes and self.vram_reserve_bytes >= self.vram_bytes:
+            raise ValueError("the VRAM reserve must be less than the VRAM")
+        if not 1 <= self.cores <= MAX_CORES:
+            raise ValueError(f"cores must be between 1 and {MAX_CORES}")
+        _check_bandwidth("RAM bandwidth", self.ram_bandwidth_gbs)
+        if self.vram_bandwidth_gbs is not None:
+            _check_bandwidth("VRAM bandwidth", self.vram_bandwidth_gbs)
+        description = " ".join(str(self.description or "").split())
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            raise ValueError(f"the description is at most {MAX_DESCRIPTION_CHARS} characters")
+        if not isinstance(self.sources, dict) or len(self.sources) > MAX_SOURCES:
+            raise ValueError(f"sources: at most {MAX_SOURCES} entries, one per figure")
+        sources = {}
+        for key, text in self.sources.items():
+            if key not in FIGURES:
+                raise ValueError(f"sources: {str(key)[:40]!r} is not a figure of a profile ({', '.join(FIGURES)})")
+            text = " ".join(_CONTROL.sub(" ", str(text)).split())
+            if len(text) > MAX_SOURCE_CHARS:
+                raise ValueError(f"the source of {key} is at most {MAX_SOURCE_CHARS} characters")
+            if text:
+                sources[key] = text
+        return replace(self, name=name, description=description, sources=sources,
+                       ram_bandwidth_gbs=float(self.ram_bandwidth_gbs),
+                       vram_bandwidth_gbs=None if self.vram_bandwidth_gbs is None else float(self.vram_bandwidth_gbs))
+
+    @property
+    def ram_budget_bytes(self) -> int:
+        return self.ram_bytes - self.os_reserve_bytes
+
+    @property
+    def vram_budget_bytes(self) -> int:
+        return max(0, self.vram_bytes - self.vram_reserve_bytes) if self.vram_bytes else 0
+
+    def source(self, figure: str) -> str:
+        """Where a figure comes from ("not given" when the profile does not say)."""
+        return self.sources.get(figure) or "not given"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, builtin: bool = False) -> TargetProfile:
+        """A profile from stored or typed-in data (unknown keys ignored), validated; ValueError when unusable."""
+        names = {f.name for f in fields(cls)}
+        try:
+            profile = cls(**{**{k: v for k, v in data.items() if k in names}, "builtin": builtin})
+        except TypeError as exc:
+            missing = sorted(names - set(data) - {"builtin", "description", "vram_reserve_bytes"})
+            raise ValueError(f"a profile needs {', '.join(missing) or 'its figures'}") from exc
+        return profile.validate()
+
+
+def validate(profile: TargetProfile) -> TargetProfile:
+    """`profile.validate()`: the profile tidied, or ValueError in plain words."""
+    return profile.validate()
+
+
+def _check_bandwidth(label: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{label} must be a number of GB/s")
+    if not 0.1 <= value <= MAX_BANDWIDTH_GBS:
+        raise ValueError(f"{label} must be between 0.1 and {MAX_BANDWIDTH_GBS:,.0f} GB/s")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# presets and this machine
+# --------------------------------------------------------------------------------------------------------------
+
+_DDR4_3200 = ("JEDEC DDR4-3200 (JESD79-4, https://www.jedec.org/standards-documents/docs/jesd79-4a): 3200 MT/s x "
+              "8 bytes per 64-bit channel x 2 channels = 51.2 GB/s theoretical peak (measured copy rates on such "
+              "machines are lower, e.g. ~46 GB/s read in guru3d's dual-channel DDR4-3200 test, "
+              "https://guru3d.com/review/g-skill-tridentz-royal-ddr4-3200-mhz-review/page-10)")
+_DDR5_5600 = ("JEDEC DDR5-5600 (JESD79-5, https://www.jedec.org/standards-documents/docs/jesd79-5b): 5600 MT/s x "
+              "8 bytes per 64-bit DIMM (two 32-bit subchannels) x 2 DIMMs = 89.6 GB/s theoretical peak")
+
+
+def presets() -> list[TargetProfile]:
+    """The built-in targets. Machine classes, not products: each figure's source says which are assumptions."""
+    return [
+        TargetProfile(
+            name="8 GB laptop", ram_bytes=8 * GiB, vram_bytes=0, ram_bandwidth_gbs=51.2, vram_bandwidth_gbs=None,
+            cores=4, os_reserve_bytes=3 * GiB, builtin=True,
+            description="A budget or older laptop: 8 GB of dual-channel DDR4-3200, integrated graphics (CPU inference).",
+            sources={
+                "ram_bytes": "assumption: 8 GiB installed, the common entry configuration",
+                "ram_bandwidth_gbs": _DDR4_3200,
+                "vram_bytes": "assumption: integrated graphics, which llama.cpp's CPU build does not use",
+                "cores": "assumption: 4 cores (e.g. a 4-core mobile CPU such as the Core i5-1135G7); decode speed "
+                         "is estimated from bandwidth, so cores only inform",
+                "os_reserve_bytes": "assumption: the OS, a browser and the app keep about 3 GiB busy",
+            }),
+        TargetProfile(
+            name="16 GB laptop", ram_bytes=16 * GiB, vram_bytes=0, ram_bandwidth_gbs=89.6, vram_bandwidth_gbs=None,
+            cores=8, os_reserve_bytes=4 * GiB, builtin=True,
+            description="A current mid-range laptop: 16 GB of dual-channel DDR5-5600, integrated graphics (CPU "
+                        "inference).",
+            sources={
+                "ram_bytes": "assumption: 16 GiB installed",
+                "ram_bandwidth_gbs": _DDR5_5600,
+                "vram_bytes": "assumption: integrated graphics, which llama.cpp's CPU build does not use",
+                "cores": "assumption: 8 cores; decode speed is estimated from bandwidth, so cores only inform",
+                "os_reserve_bytes": "assumption: the OS, a browser and the app keep about 4 GiB busy",
+            }),
+        TargetProfile(
+            name="24 GB GPU desktop", ram_bytes=32 * GiB, vram_bytes=24 * GiB, ram_bandwidth_gbs=89.6,
+            vram_bandwidth_gbs=1008.0, cores=8, os_reserve_bytes=4 * GiB, vram_reserve_bytes=512 * 2**20,
+            builtin=True,
+            description="A desktop with an NVIDIA GeForce RTX 4090 (24 GB GDDR6X) and 32 GB of dual-channel "
+                        "DDR5-5600.",
+            sources={
+                "vram_bytes": "NVIDIA GeForce RTX 4090 specifications: 24 GB GDDR6X "
+                              "(https://www.nvidia.com/en-us/geforce/graphics-cards/40-series/rtx-4090/)",
+                "vram_bandwidth_gbs": "NVIDIA GeForce RTX 4090 specifications: 384-bit memory interface at 21 Gbps "
+                                      "= 21 x 384 / 8 = 1008 GB/s theoretical peak "
+                                      "(https://www.nvidia.com/en-us/geforce/graphics-cards/40-series/rtx-4090/)",
+                "ram_bytes": "assumption: 32 GiB installed beside the GPU",
+                "ram_bandwidth_gbs": _DDR5_5600,
+                "cores": "assumption: 8 cores; decode speed is estimated from bandwidth, so cores only inform",
+                "os_reserve_bytes": "assumption: the OS, a browser and the app keep about 4 GiB busy",
+                "vram_reserve_bytes": "assumption: the desktop and display keep about 0.5 GiB of VRAM",
+            }),
+    ]
+
+
+def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> TargetProfile:
+    """This machine, measured now: RAM, the largest GPU (NVML), cores, and RAM bandwidth (a copy rate).
+
+    The OS reserve is what other processes use right now (total − available), so the budget is today's free RAM.
+    """
+    m = hardware.machine()
+    bw = bandwidth or hardware.measure_memory_bandwidth()
+    gpu = max(m.gpus, key=lambda g: g.total_bytes) if m.gpus else None
+    reserve = max(0, min(m.ram_total_bytes - m.ram_available_bytes, m.ram_total_bytes - MIN_RAM_BYTES))
+    sources = {
+        "ram_bytes": "measured: total RAM (psutil)",
+        "os_reserve_bytes": "measured: RAM in use by other processes now (total − available, psutil)",
+        "ram_bandwidth_gbs": f"measured: {bw.method}, {bw.threads} thread(s), {bw.measured_at} — a copy rate, "
+                             "below the theoretical peak a spec sheet would quote",
+        "cores": "measured: physical cores (psutil)",
+        "vram_bytes": f"measured: {gpu.name} total memory (NVML)" if gpu else "measured: no GPU found (NVML)",
+    }
+    vram_bw = hardware.gpu_memory_bandwidth_gbs(gpu.index) if gpu else None
+    if gpu:
+        sources["vram_reserve_bytes"] = "measured: GPU memory in use now (NVML total − free)"
+        sources["vram_bandwidth_gbs"] = (
+            "read from NVML: maximum memory clock x 2 x bus width, a theoretical peak" if vram_bw else
+            "not known: NVML did not give the memory clock and bus width; a saved profile can give the figure")
+    return TargetProfile(
+        name=THIS_MACHINE, ram_bytes=int(m.ram_total_bytes), vram_bytes=int(gpu.total_bytes) if gpu else 0,
+        ram_bandwidth_gbs=max(0.1, float(bw.gbs)), vram_bandwidth_gbs=vram_bw,
+        cores=int(m.physical_cores or m.logical_cores), os_reserve_bytes=int(reserve),
+        vram_reserve_bytes=int(min(gpu.total_bytes - gpu.free_bytes, gpu.total_bytes - 2**20)) if gpu else 0,
+        sources=sources, builtin=True, description=m.one_line())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# saved profiles
+# --------------------------------------------------------------------------------------------------------------
+
+def _reserved_names() -> set[str]:
+    return {THIS_MACHINE.casefold()} | {p.name.casefold() for p in presets()}
+
+
+def saved_targets(store: Any) -> tuple[list[TargetProfile], list[str]]:
+    """The user's saved profiles, and one note per stored row that could not be read (left out)."""
+    out, notes = [], []
+    for row in store.target_profiles():
+        try:
+            out.append(TargetProfile.from_dict({**row["data"], "name": row["name"]}))
+        except ValueError as exc:
+            notes.append(f"saved target {str(row['name'])[:MAX_NAME_CHARS]!r} left out: {exc}")
+    return out, notes
+
+
+def list_targets(store: Any, *, include_this_machine: bool = True) -> list[TargetProfile]:
+    """This machine, the presets, then the saved profiles by name."""
+    head = [this_machine()] if include_this_machine else []
+    return head + presets() + saved_targets(store)[0]
+
+
+def get_target(store: Any, name: str) -> TargetProfile:
+    """The target called `name` (case-insensitive); ValueError naming the choices when there is none."""
+    wanted = " ".join(str(name).split()).casefold()
+    if wanted == THIS_MACHINE:
+        return this_machine()
+    for profile in presets() + saved_targets(store)[0]:
+        if profile.name.casefold() == wanted:
+            return profile
+    names = [THIS_MACHINE] + [p.name for p in presets()] + [p.name for p in saved_targets(store)[0]]
+    raise ValueError(f"no target called {str(name)[:MAX_NAME_CHARS]!r}; choose one of: {', '.join(names)}")
+
+
+def save_target(store: Any, profile: TargetProfile) -> TargetProfile:
+    """Validate and save (replacing a saved profile of the same name); a preset's or this machine's name is refused."""
+    clean = replace(profile, builtin=False).validate()
+    if clean.name.casefold() in _reserved_names():
+        raise ValueError(f"{clean.name!r} is a built-in target: save your version under another name")
+    data = clean.to_dict()
+    data.pop("builtin")
+    store.save_target_profile(clean.name, data)
+    return clean
+
+
+def delete_target(store: Any, name: str) -> None:
+    """Delete a saved profile; built-in ones cannot be deleted; ValueError when there is no such saved profile."""
+    clean = " ".join(str(name).split())
+    if clean.casefold() in _reserved_names():
+        raise ValueError(f"{clean!r} is built in and cannot be deleted")
+    for profile in saved_targets(store)[0]:
+        if profile.name.casefold() == clean.casefold():
+            store.delete_target_profile(profile.name)
+            return
+    raise ValueError(f"there is no saved target called {clean[:MAX_NAME_CHARS]!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fit on a target
+# --------------------------------------------------------------------------------------------------------------
+
+# fit.predict takes V's cache type separately once issue 16's variants land; until then the larger of the two
+# types is predicted for both (an upper bound) and a note says so.
+_PREDICT_TAKES_KV_V = "kv_type_v" in inspect.signature(fit.predict).parameters
+
+
+@dataclass
+class TargetFit:
+    """Where one model runs on one target at one context and KV-cache type, and with how much to spare."""
+
+    target: str
+    verdict_code: str  # fit.GPU_FULL | GPU_PARTIAL | CPU_ONLY | NO_FIT
+    verdict: str
+    n_ctx: int
+    kv_type_k: str
+    kv_type_v: str
+    predicted_bytes: int
+    ram_bytes: int
+    vram_bytes: int
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    overhead_bytes: int
+    spare_bytes: int  # budget left in the memory that binds (VRAM on the GPU, else RAM); negative: short by that much
+    gpu_layers: int
+    n_layers: int | None
+    notes: list[str] = field(default_factory=list)
+    spare_in: str = "RAM"  # which memory spare_bytes is about ("RAM" or "VRAM")
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict_code != fit.NO_FIT
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _bigger_kv(a: str, b: str) -> str:
+    return a if fit.kv_bytes_per_element(a) >= fit.kv_bytes_per_element(b) else b
+
+
+def _predict(info: Any, profile: TargetProfile, n_ctx: int, kv_type_k: str, kv_type_v: str,
+             weights_bytes: int | None) -> fit.FitPrediction:
+    gpus = [Gpu(0, f"{profile.name} GPU", profile.vram_bytes, profile.vram_budget_bytes, "target")] \
+        if profile.vram_bytes else []
+    kv: dict[str, Any] = {"kv_type": kv_type_k}
+    if _PREDICT_TAKES_KV_V:
+        kv["kv_type_v"] = kv_type_v
+    elif kv_type_v != kv_type_k:
+        kv["kv_type"] = _bigger_kv(kv_type_k, kv_type_v)
+    pred = fit.predict(info, n_ctx=n_ctx, ram_available_bytes=profile.ram_budget_bytes, gpus=gpus, headroom=0.0,
+                       repack_cpu=False, weights_bytes=weights_bytes, **kv)
+    if not _PREDICT_TAKES_KV_V and kv_type_v != kv_type_k:
+        pred.notes.append(f"K and V caches both predicted as {kv['kv_type']} (an upper bound)")
+    return pred
+
+
+def _spare(pred: fit.FitPrediction, info: Any, profile: TargetProfile) -> tuple[int, str]:
+    """Budget left where it binds, from the same arithmetic fit.predict placed the model with."""
+    shape = fit._shape(info)  # the header's dimensions, guessed where silent, exactly as predict used them
+    n_ub = max(1, min(fit.DEFAULT_N_UBATCH, pred.n_ctx))
+    ram_budget, vram_budget = profile.ram_budget_bytes, profile.vram_budget_bytes
+    cpu_total = pred.overhead_bytes + pred.weights_bytes + pred.kv_bytes + fit.compute_bytes_cpu(shape, n_ub, False)
+    embd_host = fit._non_layer_weight_bytes(info, shape)
+    if pred.verdict_code == fit.GPU_FULL:
+        host = pred.overhead_bytes + embd_host + fit.compute_bytes_cpu(shape, 1, False)
+        vram_left, ram_left = vram_budget - pred.vram_bytes, ram_budget - host
+        return (int(vram_left), "VRAM") if vram_left <= ram_left else (int(ram_left), "RAM")
+    per_layer = (max(0, pred.weights_bytes - embd_host) + pred.kv_bytes) / shape.n_layers
+    if pred.verdict_code == fit.GPU_PARTIAL:  # VRAM is filled by design: the RAM holds the rest
+        return int(ram_budget - (cpu_total - pred.gpu_layers * per_layer)), "RAM"
+    if pred.verdict_code == fit.NO_FIT and vram_budget and per_layer:
+        # short by: the RAM the rest needs with as many layers on the GPU as its memory takes
+        layers = (vram_budget - fit.CUDA_CONTEXT_BYTES - fit.compute_bytes_gpu(shape, n_ub)) // per_layer
+        layers = max(0, min(int(layers), shape.n_layers))
+        return int(ram_budget - (cpu_total - layers * per_layer)), "RAM"
+    return int(ram_budget - cpu_total), "RAM"
+
+
+def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16",
+                  weights_bytes: int | None = None) -> TargetFit:
+    """Predict where a GGUF (a `gguf_info.GgufInfo`) runs on `profile` at `n_ctx` with this KV-cache type."""
+    kv_type_k, kv_type_v = kv_type_k.lower(), kv_type_v.lower()
+    pred = _predict(info, profile, int(n_ctx), kv_type_k, kv_type_v, weights_bytes)
+    spare, where = _spare(pred, info, profile)
+    notes = [n for n in pred.notes if not n.startswith("on GPU 0 (")]
+    if profile.vram_bytes:
+        notes.append(f"GPU: {profile.vram_budget_bytes / GiB:.1f} GiB usable of {profile.vram_bytes / GiB:.1f} GiB; "
+                     f"includes ~{fit.CUDA_CONTEXT_BYTES / 2**20:.0f} MiB for the CUDA context")
+    notes.append("assumption: llama.cpp's CPU weight repacking is off (it depends on the target's CPU)")
+    if pred.verdict_code == fit.NO_FIT:
+        notes = [n for n in notes if not n.startswith("needs about")]
+        notes.append(f"short by {-spare / GiB:.2f} GiB of RAM (budget {profile.ram_budget_bytes / GiB:.1f} GiB = "
+                     f"RAM − OS reserve)")
+    return TargetFit(
+        target=profile.name, verdict_code=pred.verdict_code, verdict=pred.verdict, n_ctx=pred.n_ctx,
+        kv_type_k=kv_type_k, kv_type_v=kv_type_v, predicted_bytes=pred.predicted_bytes, ram_bytes=pred.ram_bytes,
+        vram_bytes=pred.vram_bytes, weights_bytes=pred.weights_bytes, kv_bytes=pred.kv_bytes,
+        compute_bytes=pred.compute_bytes, overhead_bytes=pred.overhead_bytes, spare_bytes=int(spare),
+        gpu_layers=pred.gpu_layers, n_layers=pred.n_layers, notes=notes, spare_in=where)
+
+
+def kv_bytes(info: Any, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16") -> int:
+    """The KV cache llama.cpp allocates for `n_ctx` tokens (padded to 256 cells), K and V each of its own type."""
+    s = fit._shape(info)
+    ctx = fit.padded_ctx(int(n_ctx))
+    return (fit.kv_cache_bytes(s.n_layers, ctx, s.n_kv_heads, s.key_length, 0, kv_type_k)
+            + fit.kv_cache_bytes(s.n_layers, ctx, s.n_kv_heads, 0, s.value_length, kv_type_v))
+
+
+def kv_lines(info: Any, contexts: Sequence[int | None] = (4096, 8192, 32768, None), kv_type_k: str = "f16",
+             kv_type_v: str = "f16") -> list[tuple[int, int]]:
+    """(n_ctx, KV-cache bytes) per context; None is the model's trained maximum (left out when the header has none).
+    Contexts beyond the trained maximum are left out too: llama.cpp would run them, the model was not made for them."""
+    ctx_train = getattr(info, "context_length", None)
+    out: list[tuple[int, int]] = []
+    for c in contexts:
+        n = ctx_train if c is None else int(c)
+        if not n or (ctx_train and n > ctx_train) or any(n == seen for seen, _ in out):
+            continue
+        out.append((int(n), kv_bytes(info, n, kv_type_k, kv_type_v)))
+    return sorted(out)
+
+
+@dataclass
+class MemoryLines:
+    """One model's memory as lines at one context and KV type (the CPU placement: everything in RAM)."""
+
+    weights_bytes: int
+    kv_bytes: int
+    compute_other_bytes: int  # compute buffers + runtime overhead
+    total_bytes: int
+    n_ctx: int
+    basis: dict[str, str]
+
+
+def memory_lines(info: Any, *, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16") -> MemoryLines:
+    """Predicted weights / KV cache / compute+other for one worker on the CPU (no repacking), KV exact for K ≠ V."""
+    pred = fit.predict(info, n_ctx=n_ctx, kv_type=kv_type_k, ram_available_bytes=2**62, gpus=[], repack_cpu=False)
+    kv = kv_bytes(info, pred.n_ctx, kv_type_k, kv_type_v)
+    other = pred.compute_bytes + pred.overhead_bytes
+    return MemoryLines(pred.weights_bytes, kv, other, pred.weights_bytes + kv + other, pred.n_ctx, dict(pred.basis))
