@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.shared import jobs, md_escape, pool, store, watch
+from workbench.core.jobs import Job
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
 from workbench.quality.heatmap import heatmap_html
@@ -35,7 +36,7 @@ def quality_job(job_id: int | None) -> QualityJob | None:
     return jobs().get(job_id, QualityJob)
 
 
-def job_progress(job: QualityJob, key: str) -> None:
+def job_progress(job: Job, key: str) -> None:
     """A live progress bar with a Stop button; reruns the whole page once the job ends (see `shared.watch`)."""
     if st.button("Stop", key=f"{key}-stop", disabled=job.cancel.is_set()):
         job.stop()
@@ -47,7 +48,7 @@ def job_progress(job: QualityJob, key: str) -> None:
     watch(job.snapshot, draw)
 
 
-def job_outcome(job: QualityJob | None) -> None:
+def job_outcome(job: Job | None) -> None:
     """What a finished job left to say (stopped, or why it failed)."""
     if job is None or not job.finished:
         return

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 # adds a parser, and @command(name) for the handler. Each area keeps its commands in its own module.
 EXTRA_PARSERS: list[Callable[[Any], None]] = []
 EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote",
-                     "workbench.cli.batch", "workbench.cli.targets")
+                     "workbench.cli.batch", "workbench.cli.targets", "workbench.cli.recommend")
 
 
 def _load_extensions() -> None:

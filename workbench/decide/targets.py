@@ -14,7 +14,6 @@ which a profile does not describe).
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from collections.abc import Sequence
@@ -297,11 +296,6 @@ def delete_target(store: Any, name: str) -> None:
 # fit on a target
 # --------------------------------------------------------------------------------------------------------------
 
-# fit.predict takes V's cache type separately once issue 16's variants land; until then the larger of the two
-# types is predicted for both (an upper bound) and a note says so.
-_PREDICT_TAKES_KV_V = "kv_type_v" in inspect.signature(fit.predict).parameters
-
-
 @dataclass
 class TargetFit:
     """Where one model runs on one target at one context and KV-cache type, and with how much to spare."""
@@ -333,24 +327,12 @@ class TargetFit:
         return asdict(self)
 
 
-def _bigger_kv(a: str, b: str) -> str:
-    return a if fit.kv_bytes_per_element(a) >= fit.kv_bytes_per_element(b) else b
-
-
 def _predict(info: Any, profile: TargetProfile, n_ctx: int, kv_type_k: str, kv_type_v: str,
              weights_bytes: int | None) -> fit.FitPrediction:
     gpus = [Gpu(0, f"{profile.name} GPU", profile.vram_bytes, profile.vram_budget_bytes, "target")] \
         if profile.vram_bytes else []
-    kv: dict[str, Any] = {"kv_type": kv_type_k}
-    if _PREDICT_TAKES_KV_V:
-        kv["kv_type_v"] = kv_type_v
-    elif kv_type_v != kv_type_k:
-        kv["kv_type"] = _bigger_kv(kv_type_k, kv_type_v)
-    pred = fit.predict(info, n_ctx=n_ctx, ram_available_bytes=profile.ram_budget_bytes, gpus=gpus, headroom=0.0,
-                       repack_cpu=False, weights_bytes=weights_bytes, **kv)
-    if not _PREDICT_TAKES_KV_V and kv_type_v != kv_type_k:
-        pred.notes.append(f"K and V caches both predicted as {kv['kv_type']} (an upper bound)")
-    return pred
+    return fit.predict(info, n_ctx=n_ctx, ram_available_bytes=profile.ram_budget_bytes, gpus=gpus, headroom=0.0,
+                       repack_cpu=False, weights_bytes=weights_bytes, kv_type=kv_type_k, kv_type_v=kv_type_v)
 
 
 def _spare(pred: fit.FitPrediction, info: Any, profile: TargetProfile) -> tuple[int, str]:

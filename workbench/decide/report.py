@@ -1,0 +1,179 @@
+"""The stakeholder report: the recommendation, its chart, the per-target fit table and the evidence behind it, as
+one self-contained HTML file (inline SVG, no scripts, works offline) or Markdown.
+
+Every figure says what it is: predicted (fit, memory), estimate (speed on a target), measured (here), or
+published elsewhere (another model's KLD). Labels, ladder names, target names and sources come from files and
+the database: every one is escaped (people.report's esc / md_cell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.decide.chart import ChartPoint, pareto_front, svg_chart
+from workbench.decide.recommend import Facts, ctx_words, gib, kld_words
+from workbench.decide.study import Study
+from workbench.people.report import esc, generated_at, html_head, html_table, md_cell, md_table, provenance_lines
+
+CSS = """
+.wb-pick { font-size: 1.15rem; border-left: 4px solid #1a7f37; padding: .3rem 0 .3rem .8rem; background: #f0fff4; }
+.wb-none { font-size: 1.15rem; border-left: 4px solid #9a6700; padding: .3rem 0 .3rem .8rem; background: #fff8c5; }
+.wb-chart svg { max-width: 100%; height: auto; }
+"""
+KIND_NOTE = ("Fit and memory are predicted from each GGUF header; speed on a target is an estimate; divergence, eval "
+             "pass rates, votes and speeds here are measured on this machine; the LLaMA-3-8B KLD is published "
+             "elsewhere, for another model, for context only.")
+
+
+def chart_points(facts: Sequence[Facts], recommended: str | None) -> tuple[list[ChartPoint], list[str]]:
+    """One point per candidate with a measured quality figure; the labels of those left off (no divergence yet)."""
+    points, left_off = [], []
+    for f in facts:
+        if f.kld is None:
+            left_off.append(f.label)
+            continue
+        points.append(ChartPoint(f.label, f.needed_bytes, f.kld, f.est_tok_s, f.verdict_code != "no_fit", False,
+                                 f.label == recommended))
+    fitting = [i for i, p in enumerate(points) if p.fits]
+    front = {fitting[j] for j in pareto_front([points[i] for i in fitting])} if fitting else set()
+    points = [ChartPoint(p.label, p.memory_bytes, p.quality_loss, p.tok_s, p.fits, i in front, p.recommended)
+              for i, p in enumerate(points)]
+    return points, left_off
+
+
+def chart_svg(s: Study) -> tuple[str | None, list[str]]:
+    """The quality-vs-memory chart for the chosen target (None when no candidate has a measured quality figure)."""
+    rec = s.recommendation.recommended
+    points, left_off = chart_points(s.facts, rec.label if rec else None)
+    if not points:
+        return None, left_off
+    c = s.constraints
+    svg = svg_chart(points, x_title=f"Predicted memory on the {c.target} at {ctx_words(c.n_ctx)} (GiB, predicted)",
+                    y_title="Mean KLD vs the reference (measured)",
+                    title=f"Quality loss against memory: {s.ladder.name} on the {c.target}")
+    return svg, left_off
+
+
+def _fit_cell(f: Facts) -> str:
+    speed = "" if f.est_tok_s is None else f", est. {f.est_tok_s:.1f} tok/s"
+    return f"{f.verdict}: {gib(f.needed_bytes)}{speed}"
+
+
+def target_rows(s: Study) -> tuple[list[str], list[list[Any]]]:
+    """Candidates down, targets across: verdict, predicted memory and estimated speed on each."""
+    headers = ["candidate", *(p.name for p in s.profiles)]
+    rows = [[f.label, *(_fit_cell(s.by_target[p.name][i]) for p in s.profiles)] for i, f in enumerate(s.facts)]
+    return headers, rows
+
+
+EVIDENCE_HEADERS = ["candidate", "mean KLD (measured)", "how", "KLD, LLaMA-3-8B (published)", "top-1 agreement",
+                    "evals (measured)", "blind votes vs reference", "ratings", "decode here (measured)"]
+
+
+def evidence_rows(s: Study) -> list[list[Any]]:
+    rows = []
+    for f in s.facts:
+        e = f.evidence
+        d, ev, v, here = e.divergence, e.evals, e.verdict, e.speed_here
+        rows.append([
+            f.label,
+            "-" if d is None else kld_words(d.mean_kld),
+            "-" if d is None else d.how,
+            "-" if f.published_kld is None else f"{f.published_kld:.4f}",
+            "-" if d is None or d.top1_agreement is None else f"{d.top1_agreement:.1%}",
+            "-" if ev is None else f"{ev.passed}/{ev.cases} ({ev.pack}, run #{ev.run_id})",
+            "-" if v is None or not v.votes else
+            f"{v.prefer_reference} prefer {v.reference}, {v.prefer_candidate} prefer it, {v.ties} ties ({v.outcome})",
+            "-" if e.rating_mean is None else f"{e.rating_mean:.2f} / 5 ({e.n_ratings})",
+            "-" if here is None else f"{here.median_tok_s:.1f} tok/s median, {here.low_tok_s:.1f}–{here.high_tok_s:.1f} ({here.n} runs)",
+        ])
+    return rows
+
+
+def target_profile_rows(s: Study) -> list[list[Any]]:
+    return [[p.name, gib(p.ram_bytes), gib(p.vram_bytes) if p.vram_bytes else "none", f"{p.ram_bandwidth_gbs:g} GB/s",
+             "-" if not p.vram_bandwidth_gbs else f"{p.vram_bandwidth_gbs:g} GB/s", p.cores,
+             "; ".join(f"{k}: {v}" for k, v in p.sources.items())] for p in s.profiles]
+
+
+PROFILE_HEADERS = ["target", "RAM", "VRAM", "RAM bandwidth", "VRAM bandwidth", "cores", "sources and assumptions"]
+
+
+def _constraint_rows(s: Study) -> list[list[Any]]:
+    c = s.constraints
+    return [["target machine", c.target], ["context needed", f"{c.n_ctx:,} tokens"],
+            ["minimum decode speed", "none" if c.min_tok_s is None else f"{c.min_tok_s:g} tok/s (estimated on the target)"],
+            ["maximum mean KLD", "none" if c.max_kld is None else f"{c.max_kld:g} (measured)"],
+            ["preference", "best quality that meets these" if c.prefer == "quality" else "smallest that meets these"]]
+
+
+def calibration_line(s: Study) -> str:
+    cal = s.calibration
+    if cal.efficiency is None:
+        return f"Speed estimates are not calibrated on this machine yet ({cal.source})."
+    return (f"Speed estimates are calibrated by the ratio measured on this machine: {cal.efficiency:.0%} of "
+            f"{cal.bandwidth_gbs or 0:.1f} GB/s measured memory bandwidth, from {cal.samples} run(s) ({cal.source}).")
+
+
+def title_of(s: Study) -> str:
+    return f"Which quantization to ship: {s.ladder.name} on the {s.constraints.target}"
+
+
+def report_html(s: Study) -> str:
+    rec = s.recommendation
+    out = html_head(title_of(s), f"Quant Workbench recommendation, generated {generated_at()}. {KIND_NOTE}", CSS)
+    if rec.recommended is not None:
+        out.append(f'<p class="wb-pick">Ship <strong>{esc(rec.recommended.label)}</strong> on the '
+                   f"{esc(s.constraints.target)} at {esc(ctx_words(s.constraints.n_ctx))}.</p>")
+    else:
+        out.append(f'<p class="wb-none">{esc(rec.reasons[0])}</p>')
+    out.append("<h2>Why</h2><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.reasons) + "</ul>")
+    if rec.would_change:
+        out.append("<h2>What would change the pick</h2><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.would_change) + "</ul>")
+    if rec.actions:
+        out.append("<h2>Evidence still missing</h2><ul>" + "".join(f"<li>{esc(a.words)}</li>" for a in rec.actions) + "</ul>")
+    out.append("<h2>Constraints</h2>" + html_table(["constraint", "value"], _constraint_rows(s)))
+    svg, left_off = chart_svg(s)
+    out.append("<h2>Quality against memory</h2>")
+    if svg is not None:
+        out.append(f'<div class="wb-chart">{svg}</div>')  # svg_chart escapes every label it writes
+        out.append('<p class="wb-muted">Pareto front: no other candidate that fits is both smaller and closer to the '
+                   "reference. Hollow markers do not fit the target.</p>")
+    if left_off:
+        out.append(f'<p class="wb-muted">Not on the chart (no divergence measured yet): {esc(", ".join(left_off))}.</p>')
+    headers, rows = target_rows(s)
+    out.append(f"<h2>Fit per target at {esc(ctx_words(s.constraints.n_ctx))} (predicted; speed estimated)</h2>"
+               + html_table(headers, rows) + f'<p class="wb-muted">{esc(calibration_line(s))}</p>')
+    out.append("<h2>Evidence</h2>" + html_table(EVIDENCE_HEADERS, evidence_rows(s)))
+    out.append("<h2>Target machines</h2>" + html_table(PROFILE_HEADERS, target_profile_rows(s)))
+    lines = provenance_lines(s.ladder.to_dict())
+    if lines:
+        out.append("<h2>Files</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def report_markdown(s: Study) -> str:
+    rec = s.recommendation
+    out = [f"# {md_cell(title_of(s))}", "", f"_Quant Workbench recommendation, generated {generated_at()}._ {md_cell(KIND_NOTE)}", ""]
+    if rec.recommended is not None:
+        out.append(f"**Ship {md_cell(rec.recommended.label)}** on the {md_cell(s.constraints.target)} at "
+                   f"{ctx_words(s.constraints.n_ctx)}.")
+    else:
+        out.append(f"**{md_cell(rec.reasons[0])}**")
+    out += ["", "## Why", "", *(f"- {md_cell(r)}" for r in rec.reasons)]
+    if rec.would_change:
+        out += ["", "## What would change the pick", "", *(f"- {md_cell(r)}" for r in rec.would_change)]
+    if rec.actions:
+        out += ["", "## Evidence still missing", "", *(f"- {md_cell(a.words)}" for a in rec.actions)]
+    out += ["", "## Constraints", "", md_table(["constraint", "value"], _constraint_rows(s))]
+    headers, rows = target_rows(s)
+    out += ["", f"## Fit per target at {ctx_words(s.constraints.n_ctx)} (predicted; speed estimated)", "",
+            md_table(headers, rows), "", md_cell(calibration_line(s))]
+    out += ["", "## Evidence", "", md_table(EVIDENCE_HEADERS, evidence_rows(s))]
+    out += ["", "## Target machines", "", md_table(PROFILE_HEADERS, target_profile_rows(s))]
+    lines = provenance_lines(s.ladder.to_dict())
+    if lines:
+        out += ["", "## Files", "", *(f"- {md_cell(x)}" for x in lines)]
+    return "\n".join(out) + "\n"
