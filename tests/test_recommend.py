@@ -46,7 +46,7 @@ def test_picks_best_quality_that_fits_and_is_fast_enough() -> None:
     # the better-quality ones that lost say why
     assert any(r.startswith("Q8_0 would rank higher but does not fit the 16 GB laptop at 8k: 1.2 GiB short") for r in rec.reasons)
     assert any("Q8_0 · KV q8_0 would rank higher but est. 7.5 tok/s, below the 10 tok/s asked" in r for r in rec.reasons)
-    assert rec.would_change[0].startswith("Next in line: Q4_K_M · KV q8_0 (0.8 GiB less memory")
+    assert rec.would_change[0].startswith("Next in line: Q4_K_M · KV q8_0 (819 MiB less memory, mean KLD 0.033)")
 
 
 def test_prefer_memory_with_a_quality_bar() -> None:
@@ -118,3 +118,14 @@ def test_labels_of_runs_variants_parse_back() -> None:
     for variant in (Variant("q8_0", "q8_0", 8192), Variant("q8_0", "q4_0"), Variant("f16", "f16", 1000), Variant("q4_0", "q4_0", 1000)):
         key, n_ctx = split_label(variant.label_for("Q4_K_M", 2048))
         assert key == CandidateKey("Q4_K_M", variant.kv_type_k, variant.kv_type_v) and n_ctx == variant.n_ctx
+
+
+def test_reasons_stay_short_and_votes_are_asked_for_the_contenders_only() -> None:
+    table = [facts("Q8_0", kld=0.0, need_gib=30, spare_gib=-14, tok_s=2, fits=False)]
+    table += [facts(f"Q{i}", kld=0.01 * i, need_gib=20 - i, spare_gib=i - 6, tok_s=20, fits=i >= 6) for i in range(1, 10)]
+    rec = recommend(table, Constraints("16 GB laptop", 8192))
+    assert rec.recommended is not None and rec.recommended.label == "Q6"
+    beaten = [r for r in rec.reasons if "would rank higher" in r]
+    assert len(beaten) == 4 and beaten[0].startswith("Q5 would rank higher") and beaten[-1].startswith("3 more")
+    votes = next(a for a in rec.actions if a.kind == "votes")
+    assert votes.labels == ("Q6", "Q7")

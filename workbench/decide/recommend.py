@@ -23,6 +23,7 @@ GiB = 2**30
 NO_FIT = "no_fit"
 PREFERENCES = ("quality", "memory")
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
+MAX_BEATEN = 3  # candidates that would rank higher named in the reasons; the table has them all
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class Recommendation:
 
 # ---- words --------------------------------------------------------------------------------------------------------
 def gib(n: float) -> str:
-    return f"{n / GiB:.1f} GiB"
+    """Bytes in words: GiB from 1 GiB up, MiB below (a small model's differences are MiB)."""
+    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / 2**20:.0f} MiB"
 
 
 def ctx_words(n_ctx: int) -> str:
@@ -198,7 +200,8 @@ def _actions(assessments: Sequence[Assessment], c: Constraints) -> list[Action]:
                                                               for ch in a.checks) and a.failed() == [])
     need_speed = tuple(a.facts.label for a in assessments if any(ch.name == "speed" and ch.status == UNKNOWN
                                                                 for ch in a.checks) and a.failed() == [])
-    no_votes = tuple(a.facts.label for a in assessments if a.status == PASS and not a.facts.evidence.is_reference
+    contenders = sorted((a for a in assessments if a.status == PASS), key=lambda a: _order(c, a.facts))[:2]
+    no_votes = tuple(a.facts.label for a in contenders if not a.facts.evidence.is_reference
                      and (a.facts.evidence.verdict is None or not a.facts.evidence.verdict.votes))
     out = []
     if need_kld:
@@ -227,10 +230,13 @@ def recommend(facts: Sequence[Facts], constraints: Constraints) -> Recommendatio
         return Recommendation(constraints, None, reasons, [], assessments, actions)
     pick = eligible[0]
     reasons = [_pick_sentence(pick)]
-    better = [a for a in assessments if a is not pick and a.status != PASS
-              and _order(constraints, a.facts) < _order(constraints, pick.facts)]
-    for a in better:
+    better = sorted((a for a in assessments if a is not pick and a.status != PASS
+                     and _order(constraints, a.facts) < _order(constraints, pick.facts)),
+                    key=lambda a: _order(constraints, a.facts), reverse=True)  # the closest to the pick first
+    for a in better[:MAX_BEATEN]:
         reasons.append(f"{a.facts.label} would rank higher but " + "; ".join(ch.words for ch in a.failed() + a.unknown()) + ".")
+    if len(better) > MAX_BEATEN:
+        reasons.append(f"{len(better) - MAX_BEATEN} more would rank higher but miss a constraint (see the table).")
     would_change = _would_change(pick, eligible, constraints)
     return Recommendation(constraints, pick.facts, reasons, would_change, assessments, actions)
 

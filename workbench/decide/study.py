@@ -51,7 +51,9 @@ def _facts(ladder: Ladder, keys: Sequence[CandidateKey], evidence: dict[Candidat
         est = speed.estimate_decode(info, fit, profile, calibration, n_ctx=n_ctx, kv_type_k=key.kv_type_k,
                                     kv_type_v=key.kv_type_v)
         # the published table ran llama.cpp's default f16 cache: beside a quantized cache it would mislead
-        published = published_for(f.quant_type) if key.kv_type_k == key.kv_type_v == "f16" else None
+        # and the reference is the yardstick here, not a candidate measured against one
+        plain = key.kv_type_k == key.kv_type_v == "f16" and not evidence[key].is_reference
+        published = published_for(f.quant_type) if plain else None
         out.append(Facts(key, evidence[key], fit.verdict_code, fit.verdict, fit.predicted_bytes, fit.spare_bytes,
                          est.tok_s, f.path, f.quant_type, published.mean_kld if published else None,
                          {"fit": fit, "speed": est, "published": published}))
