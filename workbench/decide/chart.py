@@ -172,6 +172,23 @@ def _empty(width: int, height: int, title: str) -> str:
             "Nothing to plot</text></svg>")
 
 
+def _labels_without_overlap(points: Sequence[ChartPoint], xy: Sequence[tuple[float, float]], max_label: int) -> set[int]:
+    """ids of the points whose label is drawn: in order of importance, each unless it would overlap one drawn
+    (boxes estimated from 6.2 px per character at the chart's 11 px font)."""
+    order = sorted(range(len(points)), key=lambda i: (not points[i].recommended, not points[i].on_front,
+                                                      not points[i].fits))
+    boxes: list[tuple[float, float, float, float]] = []
+    keep: set[int] = set()
+    for i in order:
+        x, y = xy[i]
+        box = (x + 8, y - 19, x + 10 + 6.2 * min(len(points[i].label), max_label), y - 5)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
+            continue
+        boxes.append(box)
+        keep.add(id(points[i]))
+    return keep
+
+
 def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
               y_title: str = "Quality loss (mean KLD, nats)", title: str = "", width: int = 720, height: int = 440,
               max_points: int = MAX_POINTS, max_label: int = MAX_LABEL) -> str:
@@ -267,8 +284,11 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
         out.append(f'<path d="{"".join(path)}" fill="none" stroke="{_FRONT}" stroke-width="1.5" '
                    'stroke-dasharray="5 3"/>')
 
+    # labels that would overlap one already placed are left to the hover title: the recommended, the front and the
+    # points that fit are placed first
+    labelled = _labels_without_overlap(shown, [(sx(p.memory_bytes / GIB), sy(float(p.quality_loss))) for p in shown],
+                                       max_label)
     # points: the ones that do not fit first (underneath), the recommended last (on top)
-    n_labels = len(shown) <= 30
     for p in sorted(shown, key=lambda p: (p.recommended, p.fits)):
         x, y = sx(p.memory_bytes / GIB), sy(float(p.quality_loss))
         v = _speed(p)
@@ -284,7 +304,7 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
         else:
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="none" stroke="{_NOT_FIT}" stroke-width="1.5" '
                        'stroke-dasharray="2 2"/>')
-        if n_labels or p.recommended or p.on_front:
+        if id(p) in labelled:
             colour = "#222222" if p.fits else "#888888"
             weight = ' font-weight="bold"' if p.recommended else ""
             out.append(f'<text x="{x + 9:.1f}" y="{y - 8:.1f}" fill="{colour}"{weight}>{_text(p.label, max_label)}</text>')
@@ -321,8 +341,8 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
     notes = []
     if left_out:
         notes.append(f"{left_out} more point{'s' if left_out != 1 else ''} not shown")
-    if not n_labels:
-        notes.append("labels on the front and the pick only")
+    if len(labelled) < len(shown):
+        notes.append("hover a point for the names that would overlap")
     if notes:
         out.append(f'<text x="{ml}" y="{height - 8}" fill="#666666">{_text("; ".join(notes))}</text>')
     out.append("</svg>")
