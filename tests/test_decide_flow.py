@@ -99,8 +99,10 @@ def test_cli_recommend_json_and_exit_codes(evidence_db: Path) -> None:
         return subprocess.run([sys.executable, "-m", "workbench", "recommend", "--demo", "--db", str(evidence_db), *args],
                               capture_output=True, text=True, timeout=300)
 
-    proc = run("--target", LAPTOP, "--ctx", "8192", "--min-tok-s", "1", "--kv", "f16,q8_0", "--json")
+    html = evidence_db.parent / "rec.html"
+    proc = run("--target", LAPTOP, "--ctx", "8192", "--min-tok-s", "1", "--kv", "f16,q8_0", "--json", "--out", str(html))
     assert proc.returncode == 0, proc.stderr
+    assert "<svg" in html.read_text() and "Ship <strong>" in html.read_text()
     out = json.loads(proc.stdout)
     assert out["recommended"] and out["reasons"] and out["candidates"]
     assert {"label", "file", "kv_type", "n_ctx", "predicted_bytes_by_target", "verdict_by_target",

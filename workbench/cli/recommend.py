@@ -32,6 +32,8 @@ def _register(sub: Any) -> None:
                    help="among candidates that meet every constraint: the best quality (default) or the smallest")
     p.add_argument("--kv", default="f16,q8_0,q4_0", help="KV-cache types to consider (comma-separated; default "
                                                          "f16,q8_0,q4_0)")
+    p.add_argument("--out", default=None, metavar="FILE.html", help="also write the stakeholder report (HTML, offline)")
+    p.add_argument("--markdown", default=None, metavar="FILE.md", help="also write the report as Markdown")
     p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
     p.add_argument("--json", action="store_true")
 
@@ -52,6 +54,21 @@ def _ladder(args: argparse.Namespace) -> Any:
         raise UsageError(f"{args.ladder}: not a ladder directory ({exc})") from None
 
 
+def _write_reports(s: Any, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from workbench.decide import report
+
+    for path, render in ((args.out, report.report_html), (args.markdown, report.report_markdown)):
+        if path:
+            try:
+                Path(path).write_text(render(s), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+            if not args.json:
+                print(f"wrote {path}", file=sys.stderr)
+
+
 @command("recommend")
 def cmd_recommend(args: argparse.Namespace) -> int:
     from workbench.decide.recommend import Constraints
@@ -69,6 +86,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     rec = s.recommendation
+    _write_reports(s, args)
     if args.json:
         print(json.dumps(study_json(s), indent=2))
         return 0 if rec.recommended else 1

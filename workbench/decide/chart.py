@@ -172,21 +172,25 @@ def _empty(width: int, height: int, title: str) -> str:
             "Nothing to plot</text></svg>")
 
 
-def _labels_without_overlap(points: Sequence[ChartPoint], xy: Sequence[tuple[float, float]], max_label: int) -> set[int]:
-    """ids of the points whose label is drawn: in order of importance, each unless it would overlap one drawn
-    (boxes estimated from 6.2 px per character at the chart's 11 px font)."""
+def _labels_without_overlap(points: Sequence[ChartPoint], xy: Sequence[tuple[float, float]],
+                            max_label: int) -> dict[int, tuple[float, float]]:
+    """Where each drawn label goes, by the point's id: in order of importance (the recommended, the front, what
+    fits), above right of its point, else below right, else above left, unless all three would overlap a label
+    already placed (boxes estimated from 6.2 px per character at the chart's 11 px font)."""
     order = sorted(range(len(points)), key=lambda i: (not points[i].recommended, not points[i].on_front,
                                                       not points[i].fits))
     boxes: list[tuple[float, float, float, float]] = []
-    keep: set[int] = set()
+    placed: dict[int, tuple[float, float]] = {}
     for i in order:
         x, y = xy[i]
-        box = (x + 8, y - 19, x + 10 + 6.2 * min(len(points[i].label), max_label), y - 5)
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
-            continue
-        boxes.append(box)
-        keep.add(id(points[i]))
-    return keep
+        w = 6.2 * min(len(points[i].label), max_label)
+        for tx, ty in ((x + 9, y - 8), (x + 9, y + 16), (x - 9 - w, y - 8)):
+            box = (tx - 1, ty - 11, tx + w + 1, ty + 3)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
+                boxes.append(box)
+                placed[id(points[i])] = (tx, ty)
+                break
+    return placed
 
 
 def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
@@ -307,7 +311,8 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
         if id(p) in labelled:
             colour = "#222222" if p.fits else "#888888"
             weight = ' font-weight="bold"' if p.recommended else ""
-            out.append(f'<text x="{x + 9:.1f}" y="{y - 8:.1f}" fill="{colour}"{weight}>{_text(p.label, max_label)}</text>')
+            tx, ty = labelled[id(p)]
+            out.append(f'<text x="{tx:.1f}" y="{ty:.1f}" fill="{colour}"{weight}>{_text(p.label, max_label)}</text>')
         out.append("</g>")
 
     # legend
