@@ -330,15 +330,12 @@ def test_cli_lists_adds_and_removes_targets(capsys) -> None:
 
 
 def test_k_and_v_cache_types_apart() -> None:
-    """Exact when fit.predict takes V's type (issue 16's variants); until then an upper bound that says so."""
+    """K and V each of its own type: exactly their sum, between the all-q4_0 and the all-q8_0 cache."""
     model, laptop = big(), targets.presets()[1]
     f = targets.fit_on_target(model, laptop, n_ctx=32768, kv_type_k="q8_0", kv_type_v="q4_0")
     assert (f.kv_type_k, f.kv_type_v) == ("q8_0", "q4_0")
-    if targets._PREDICT_TAKES_KV_V:
-        assert f.kv_bytes == targets.kv_bytes(model, 32768, "q8_0", "q4_0")
-    else:
-        assert f.kv_bytes == targets.kv_bytes(model, 32768, "q8_0", "q8_0")
-        assert any("upper bound" in n for n in f.notes)
+    assert f.kv_bytes == targets.kv_bytes(model, 32768, "q8_0", "q4_0")
+    assert targets.kv_bytes(model, 32768, "q4_0", "q4_0") < f.kv_bytes < targets.kv_bytes(model, 32768, "q8_0", "q8_0")
 
 
 def test_a_gpu_s_bandwidth_from_nvml_clock_and_bus_width(monkeypatch) -> None:
