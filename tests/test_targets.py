@@ -399,8 +399,7 @@ def test_cli_fit_per_target_on_real_files(capsys, tmp_path: Path) -> None:
         ("o-Q8_0.gguf", "8 GB laptop"), ("o-Q8_0.gguf", "24 GB GPU desktop")]
     laptop, desk = rows[0], rows[1]
     assert laptop["verdict_code"] == fit.CPU_ONLY and desk["verdict_code"] == fit.GPU_FULL
-    v_type = "q4_0" if targets._PREDICT_TAKES_KV_V else "q8_0"  # an upper bound until fit.predict takes V's type
-    assert laptop["kv_bytes"] == targets.kv_bytes(read_header(small), 2048, "q8_0", v_type)
+    assert laptop["kv_bytes"] == targets.kv_bytes(read_header(small), 2048, "q8_0", "q4_0")
     assert rows[2]["weights_bytes"] > laptop["weights_bytes"] and rows[2]["est_decode_tok_s"] < laptop["est_decode_tok_s"]
     assert any("small model" in a for a in laptop["estimate_assumptions"])
     assert main(["targets", "fit", str(small)]) == 0
