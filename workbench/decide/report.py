@@ -26,6 +26,10 @@ KIND_NOTE = ("Fit and memory are predicted from each GGUF header; speed on a tar
              "elsewhere, for another model, for context only.")
 
 
+def _sentence(words: str) -> str:
+    return words[:1].upper() + words[1:] + ("" if words.endswith(".") else ".")
+
+
 def chart_points(facts: Sequence[Facts], recommended: str | None) -> tuple[list[ChartPoint], list[str]]:
     """One point per candidate with a measured quality figure; the labels of those left off (no divergence yet)."""
     points, left_off = [], []
@@ -132,7 +136,7 @@ def report_html(s: Study) -> str:
     if rec.would_change:
         out.append("<h2>What would change the pick</h2><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.would_change) + "</ul>")
     if rec.actions:
-        out.append("<h2>Evidence still missing</h2><ul>" + "".join(f"<li>{esc(a.words)}</li>" for a in rec.actions) + "</ul>")
+        out.append("<h2>Evidence still missing</h2><ul>" + "".join(f"<li>{esc(_sentence(a.words))}</li>" for a in rec.actions) + "</ul>")
     out.append("<h2>Constraints</h2>" + html_table(["constraint", "value"], _constraint_rows(s)))
     svg, left_off = chart_svg(s)
     out.append("<h2>Quality against memory</h2>")
@@ -166,7 +170,7 @@ def report_markdown(s: Study) -> str:
     if rec.would_change:
         out += ["", "## What would change the pick", "", *(f"- {md_cell(r)}" for r in rec.would_change)]
     if rec.actions:
-        out += ["", "## Evidence still missing", "", *(f"- {md_cell(a.words)}" for a in rec.actions)]
+        out += ["", "## Evidence still missing", "", *(f"- {md_cell(_sentence(a.words))}" for a in rec.actions)]
     out += ["", "## Constraints", "", md_table(["constraint", "value"], _constraint_rows(s))]
     headers, rows = target_rows(s)
     out += ["", f"## Fit per target at {ctx_words(s.constraints.n_ctx)} (predicted; speed estimated)", "",
