@@ -64,3 +64,18 @@ def test_fit_within_10_percent_without_extra_buffers(demo_ladder, monkeypatch: p
 def test_fit_within_10_percent_with_llama_cpp_defaults(demo_ladder, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(crash_fallback, "use_extra_bufts_setting", lambda: None)  # a machine that never crashed
     check(measure(demo_ladder))
+
+
+def test_a_variant_is_predicted_with_its_own_cache_and_context(demo_ladder) -> None:
+    """A stored variant's result is checked against the prediction for what it loaded (its KV types, its context),
+    not the run's defaults: otherwise every q4_0 cache looks 20% over-predicted on the Hardware page."""
+    from workbench.models.fit_report import predict_for_result
+
+    path = demo_ladder.by_label("Q4_K_M").path
+    plain = predict_for_result({"file": path, "metrics": {}}, {"n_ctx": 2048})
+    variant = predict_for_result({"file": path, "metrics": {"kv_type_k": "q8_0", "kv_type_v": "q4_0", "n_ctx": 8192}},
+                                 {"n_ctx": 2048})
+    assert (plain.n_ctx, plain.kv_type, plain.kv_type_v) == (2048, "f16", "f16")
+    assert (variant.n_ctx, variant.kv_type, variant.kv_type_v) == (8192, "q8_0", "q4_0")
+    hostile = predict_for_result({"file": path, "metrics": {"kv_type_k": 7, "n_ctx": "big"}}, {"n_ctx": 1024})
+    assert (hostile.n_ctx, hostile.kv_type) == (1024, "f16")

@@ -51,14 +51,24 @@ def predict_for_result(result: dict[str, Any], settings: dict[str, Any], kind: s
     """The prediction for one stored result, placed as the run placed it (CPU unless layers were offloaded)."""
     info = read_header(result["file"], check_arch=False)
     layers = int(result.get("gpu_layers") or 0)
-    n_ctx = int(settings.get("n_ctx") or fit.DEFAULT_N_CTX)
-    loaded = (result.get("metrics") or {}).get("settings") or {}
+    metrics: dict[str, Any] = result["metrics"] if isinstance(result.get("metrics"), dict) else {}
+    # a variant (runs.variants) ran with its own KV-cache types and context; older results have neither
+    n_ctx = _int(metrics.get("n_ctx")) or _int(settings.get("n_ctx")) or fit.DEFAULT_N_CTX
+    kv_k: str = metrics["kv_type_k"] if isinstance(metrics.get("kv_type_k"), str) else "f16"
+    kv_v: str = metrics["kv_type_v"] if isinstance(metrics.get("kv_type_v"), str) else kv_k
+    loaded: dict[str, Any] = metrics["settings"] if isinstance(metrics.get("settings"), dict) else {}
     # repacked weight copies exist only when the worker loaded with llama.cpp's extra buffer types
     repack = loaded.get("use_extra_bufts")
     all_logits, repack_cpu = kind in TEACHER_FORCED_KINDS, None if repack is None else bool(repack)
     if layers and gpus:
-        return fit.predict(info, gpus=gpus, n_ctx=n_ctx, all_logits=all_logits, repack_cpu=repack_cpu)
-    return fit.predict(info, gpus=[], ram_available_bytes=2**62, n_ctx=n_ctx, all_logits=all_logits, repack_cpu=repack_cpu)
+        return fit.predict(info, gpus=gpus, n_ctx=n_ctx, all_logits=all_logits, repack_cpu=repack_cpu,
+                           kv_type=kv_k, kv_type_v=kv_v)
+    return fit.predict(info, gpus=[], ram_available_bytes=2**62, n_ctx=n_ctx, all_logits=all_logits, repack_cpu=repack_cpu,
+                       kv_type=kv_k, kv_type_v=kv_v)
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def fit_checks(store: Any, limit: int = 50, gpus: list[Gpu] | None = None) -> tuple[list[FitCheck], list[str]]:
