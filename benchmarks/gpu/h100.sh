@@ -6,6 +6,8 @@
 #   bash benchmarks/gpu/h100.sh offload   # `workbench compare` with each offload choice (auto, 8 layers, CPU)
 #   bash benchmarks/gpu/h100.sh pool      # fair automatic offload and the warm pool's memory budget on a GPU
 #   bash benchmarks/gpu/h100.sh batch [1B,8B]  # generated tok/s at 1..16 sequences vs one request per prompt
+#   bash benchmarks/gpu/h100.sh variants  # KV-cache variants on the GPU: predicted vs llama.cpp vs NVML, GPU bandwidth,
+#                                         # measured decode vs the target estimate for this machine
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
 #   .venv/bin/python -c "from workbench.files.synthetic import write_vocab_only; from workbench.models.ladder import
 #   demo_source; write_vocab_only(demo_source(), '.gpu/vocab.gguf')");
@@ -94,9 +96,24 @@ from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$si
     done
   done
   ;;
+variants)
+  mkdir -p /tmp/syn && SECONDS=0
+  [ -f /tmp/syn/synthetic-1B.F16.gguf ] || python3 -c "
+from workbench.files.synthetic import SHAPES, write_synthetic
+write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-1B.F16.gguf', SHAPES['1B'])"
+  [ -f /tmp/syn/synthetic-1B.Q4_K_M.gguf ] || python3 -c "
+from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-1B.F16.gguf', '/tmp/syn/synthetic-1B.Q4_K_M.gguf', 'Q4_K_M', 16)"
+  echo "model ready in ${SECONDS}s"
+  python3 -m workbench compare /tmp/syn/synthetic-1B.Q4_K_M.gguf --prompt "Write a long story about a lighthouse keeper." \
+    --gpu-layers -1 --ctx 8192 --max-tokens 128 --variant kv=q8_0 --variant kv=q4_0 --json > "$OUT/variants-gpu.json"
+  python3 -m workbench targets --json > "$OUT/targets-gpu.json"
+  python3 -m workbench targets fit /tmp/syn/synthetic-1B.Q4_K_M.gguf --target "this machine" --ctx 8192 \
+    --kv-type q8_0 --json > "$OUT/targets-fit-gpu.json"
+  python3 benchmarks/gpu/variants_summary.py "$OUT"
+  ;;
 scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|bench|scaling|offload|pool|batch"; exit 2 ;;
+*) echo "usage: $0 build|bench|scaling|offload|pool|batch|variants"; exit 2 ;;
 esac
