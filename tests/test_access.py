@@ -104,3 +104,17 @@ def test_a_refused_loads_error_carries_llama_cpps_own_reason(demo_ladder, tmp_pa
     finally:
         worker.shutdown()
     assert "not within the file bounds" in str(refused.value)
+
+
+def test_a_file_that_crashes_either_way_is_not_remembered_as_the_extra_buffer_crash(demo_ladder, tmp_path, monkeypatch):
+    """A worker that dies with extra buffers on and again without them is a broken file (or a broken build), not
+    the extra-buffer crash: its error says so, and no machine note turns repacking off for every later run."""
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    pool = WorkerPool(env={crash_fallback.INJECT_ENV: "always"})
+    try:
+        c = Contestant.from_ladder_file(demo_ladder.by_label("Q4_K_M"))
+        r = run_contestant(pool, c, SETTINGS, SETTINGS.messages("Say hi."))
+        assert not r.ok and "SIGSEGV" in (r.error or "")
+        assert crash_fallback.remembered() is None and not (tmp_path / "machine.json").exists()
+    finally:
+        pool.shutdown()

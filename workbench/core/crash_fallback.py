@@ -4,8 +4,8 @@ On some CPUs (seen: AMX under KVM) llama.cpp's repacked "extra" CPU buffers make
 model segfault on its first decode. The cure is loading with `use_extra_bufts=False`. We do not
 hard-code that for everyone (most laptops are fine and repacking can be faster): a worker that
 dies by a signal while loading or on its first decode with extra buffers on is retried once
-without them, the result says so, and this machine's notes remember it so the next run does not
-crash first. The notes key on the CPU's fingerprint and the llama.cpp version, so a new build or
+without them, the result says so, and, when that retry works, this machine's notes remember it so the next
+run does not crash first (a file that crashes either way is broken: nothing is remembered). The notes key on the CPU's fingerprint and the llama.cpp version, so a new build or
 another CPU is tried afresh.
 """
 

@@ -5,7 +5,8 @@ fingerprint's local side) goes through `WorkerAccess`, so they all load a file w
 (a warm worker one of them loaded is reused by the others, never reloaded) and all survive llama.cpp's
 extra-CPU-buffer crash the same way (core/crash_fallback.py): a worker that dies by a crash signal while
 loading, or on its first decode since the load before anything reached the user, with extra buffers on, is
-retried once without them, and the machine remembers it.
+retried once without them, and the machine remembers it once that retry succeeds (a file that crashes either
+way is broken, not a victim of extra buffers).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class WorkerAccess:
         self.during = "load"
         self._output_started = False
         self._worker: WorkerProcess | None = None
+        self._crash: tuple[str | None, str | None, str] | None = None  # a crash to remember if the retry succeeds
 
     def load_settings(self) -> LoadSettings:
         """What the file is loaded with now: the same for every caller, so warm workers are shared."""
@@ -123,7 +125,11 @@ class WorkerAccess:
                 with self.pool.lease(self.placement.worker_key(self.path), self.load_settings()) as (worker, loaded):  # in use: never evicted
                     self._worker = worker
                     self.during = "request"
-                    return use(worker, loaded)
+                    result = use(worker, loaded)
+                    if self._crash is not None:  # the retry without extra buffers worked: that was their crash
+                        crash_fallback.remember_crash(*self._crash)
+                        self._crash = None
+                    return result
             except WorkerDied as died:
                 if self.during != "load":
                     self.during = died.during or self.during
@@ -142,7 +148,9 @@ class WorkerAccess:
         return early and not self._output_started
 
     def _fall_back(self, died: WorkerDied) -> None:
-        crash_fallback.remember_crash(died.signal_name, self.during, self.path)
+        # remembered only once the retry without extra buffers succeeds: a file that crashes either way is broken,
+        # and must not turn repacking off for every later run on this machine
+        self._crash = (died.signal_name, self.during, self.path)
         self.use_extra_bufts = False
         self.fallback = (f"worker died by {died.signal_name} during {self.during} with llama.cpp's extra CPU "
                          "buffer types on; retried without them (remembered for this machine)")

@@ -348,8 +348,10 @@ class Engine:
 
     def _inject_extra_bufts_crash(self) -> None:
         """Test-only fault injection (crash_fallback.INJECT_ENV): die on a decode with extra buffer types on, as
-        llama.cpp's AMX path does on some CPUs. Generate and score both decode, so both crash."""
-        if os.environ.get(INJECT_EXTRA_BUFTS_CRASH_ENV) and self.settings["use_extra_bufts"]:
+        llama.cpp's AMX path does on some CPUs ("always": with or without them, like a file that is simply broken).
+        Generate and score both decode, so both crash."""
+        mode = os.environ.get(INJECT_EXTRA_BUFTS_CRASH_ENV)
+        if mode and (self.settings["use_extra_bufts"] or mode == "always"):
             sys.stderr.write("injected extra-buffer crash (test only)\n")
             sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGSEGV)
