@@ -227,3 +227,25 @@ def test_a_set_run_with_variants_runs_them_and_resumes_with_the_same_contestants
     again = stored_contestants(demo_ladder, set_run)
     assert [(c.label, c.kv_type_k, c.kv_type_v) for c in again] == [
         ("F16", "f16", "f16"), ("F16 · KV q4_0", "q4_0", "q4_0"), ("Q2_K · KV q4_0", "q4_0", "q4_0")]
+
+
+def test_a_variant_context_too_small_for_max_tokens_is_refused_before_anything_runs(demo_ladder, store) -> None:
+    """A variant's own context must hold max tokens like the run's does; said with its label, before any load."""
+    from workbench.runs.compare import contestants_for, run_comparison
+    from workbench.runs.contestants import RunSettings
+    from workbench.runs.variants import Variant, variant_contestants
+
+    settings = RunSettings(max_tokens=256, n_ctx=2048)
+    contestants = variant_contestants(contestants_for(demo_ladder, ["Q4_K_M"]), [Variant(n_ctx=128)], 2048)
+    with pytest.raises(ValueError, match=r"F16 · KV f16 · 128: max tokens \(256\) must be smaller than the context size \(128\)"):
+        run_comparison(None, contestants, "hi", settings, store=store)  # type: ignore[arg-type]  # refused before the pool is used
+    assert store.list_runs() == []
+    RunSettings(max_tokens=64, n_ctx=2048).validate(contestants)  # 64 < 128: fine
+
+
+def test_cli_refuses_a_variant_context_too_small_in_one_line(demo_ladder, capsys) -> None:
+    from workbench.cli.main import main
+
+    assert main(["compare", "--demo", "--prompt", "hi", "--variant", "ctx=128", "--max-tokens", "256"]) == 2
+    err = capsys.readouterr().err
+    assert "ctx=128: max tokens (256) must be smaller than its context" in err and "Traceback" not in err

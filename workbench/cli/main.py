@@ -145,6 +145,10 @@ def with_variants(args: argparse.Namespace, contestants: list[Any], variants: li
 
     if not variants:
         return contestants
+    max_tokens = getattr(args, "max_tokens", None)
+    for v in variants:
+        if v.n_ctx and isinstance(max_tokens, int) and max_tokens >= v.n_ctx:
+            raise UsageError(f"--variant with ctx={v.n_ctx}: max tokens ({max_tokens}) must be smaller than its context")
     return variant_contestants(contestants, variants, getattr(args, "ctx", None) or 2048,
                                baseline=not getattr(args, "no_baseline", False))
 

@@ -574,7 +574,7 @@ def diverge_prompt(
     kept.
     """
     settings = settings or RunSettings()
-    settings.validate()
+    settings.validate(contestants)
     if not prompt.strip():
         raise DivergenceError("the prompt is empty")
     if not contestants:

@@ -51,7 +51,7 @@ def divergence_run_job(pool: WorkerPool, store: Store, run_id: int,
 
 def divergence_prompt_job(pool: WorkerPool, store: Store, contestants: Sequence[Contestant], prompt: str,
                           settings: RunSettings, ladder: Ladder | None = None) -> QualityJob:
-    settings.validate()
+    settings.validate(contestants)
 
     def work(job: QualityJob) -> divergence.DivergenceReport:
         report = divergence.diverge_prompt(pool, contestants, prompt, settings, store=store, ladder=ladder,

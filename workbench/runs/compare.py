@@ -221,7 +221,7 @@ def run_comparison(
 ) -> Comparison:
     """Run `prompt` through every contestant in turn; each finished result is stored at once."""
     settings = settings or RunSettings()
-    settings.validate()
+    settings.validate(contestants)
     check_contestants(contestants)
     messages = settings.messages(prompt)
     ref = next((c for c in contestants if c.is_reference), None)

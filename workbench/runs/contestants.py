@@ -7,6 +7,7 @@ apart from both so neither has to import the other to name them.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -137,8 +138,15 @@ class RunSettings:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
         return msgs + [{"role": "user", "content": prompt}]
 
-    def validate(self) -> None:
-        """Raise ValueError with a plain message for settings llama.cpp would reject or misuse."""
+    def validate(self, contestants: Sequence[Contestant] = ()) -> None:
+        """Raise ValueError with a plain message for settings llama.cpp would reject or misuse; with `contestants`,
+        also for each variant that sets its own context (a variant's context too small for max tokens)."""
+        for c in contestants:
+            if c.n_ctx and c.n_ctx != self.n_ctx:
+                try:
+                    self.for_contestant(c).validate()
+                except ValueError as exc:
+                    raise ValueError(f"{c.label}: {exc}") from None
         if self.max_tokens < 1:
             raise ValueError("max tokens must be at least 1")
         if self.n_ctx < 64:

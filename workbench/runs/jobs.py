@@ -69,7 +69,7 @@ class ComparisonJob(Job):
     def __init__(self, pool: WorkerPool, store: Store, contestants: list[Contestant], prompt: str,
                  settings: RunSettings, *, ladder: Ladder | None = None, category: str | None = None,
                  noise_repeats: int = 0) -> None:
-        settings.validate()
+        settings.validate(contestants)
         check_contestants(contestants)
         check_repeatable(next((c for c in contestants if c.is_reference), None), settings, noise_repeats)
         super().__init__(self._compare, title="comparison")
