@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workbench.decide.chart import ChartPoint, pareto_front, svg_chart
+from workbench.decide.chart import ChartPoint, mark_front, svg_chart
 from workbench.decide.recommend import Facts, ctx_words, gib, kld_words
 from workbench.decide.study import Study
 from workbench.people.report import esc, generated_at, html_head, html_table, md_cell, md_table, provenance_lines
@@ -39,11 +39,8 @@ def chart_points(facts: Sequence[Facts], recommended: str | None) -> tuple[list[
             continue
         points.append(ChartPoint(f.label, f.needed_bytes, f.kld, f.est_tok_s, f.verdict_code != "no_fit", False,
                                  f.label == recommended))
-    fitting = [i for i, p in enumerate(points) if p.fits]
-    front = {fitting[j] for j in pareto_front([points[i] for i in fitting])} if fitting else set()
-    points = [ChartPoint(p.label, p.memory_bytes, p.quality_loss, p.tok_s, p.fits, i in front, p.recommended)
-              for i, p in enumerate(points)]
-    return points, left_off
+    # the front is of what fits the target: a smaller file that does not fit dominates nothing there
+    return mark_front([p for p in points if p.fits]) + [p for p in points if not p.fits], left_off
 
 
 def chart_svg(s: Study) -> tuple[str | None, list[str]]:

@@ -383,9 +383,8 @@ def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: s
 def kv_bytes(info: Any, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16") -> int:
     """The KV cache llama.cpp allocates for `n_ctx` tokens (padded to 256 cells), K and V each of its own type."""
     s = fit._shape(info)
-    ctx = fit.padded_ctx(int(n_ctx))
-    return (fit.kv_cache_bytes(s.n_layers, ctx, s.n_kv_heads, s.key_length, 0, kv_type_k)
-            + fit.kv_cache_bytes(s.n_layers, ctx, s.n_kv_heads, 0, s.value_length, kv_type_v))
+    return fit.kv_cache_bytes(s.n_layers, fit.padded_ctx(int(n_ctx)), s.n_kv_heads, s.key_length, s.value_length,
+                              kv_type_k, kv_type_v)
 
 
 def kv_lines(info: Any, contexts: Sequence[int | None] = (4096, 8192, 32768, None), kv_type_k: str = "f16",
@@ -416,7 +415,8 @@ class MemoryLines:
 
 def memory_lines(info: Any, *, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16") -> MemoryLines:
     """Predicted weights / KV cache / compute+other for one worker on the CPU (no repacking), KV exact for K ≠ V."""
-    pred = fit.predict(info, n_ctx=n_ctx, kv_type=kv_type_k, ram_available_bytes=2**62, gpus=[], repack_cpu=False)
-    kv = kv_bytes(info, pred.n_ctx, kv_type_k, kv_type_v)
+    pred = fit.predict(info, n_ctx=n_ctx, kv_type=kv_type_k, kv_type_v=kv_type_v, ram_available_bytes=2**62, gpus=[],
+                       repack_cpu=False)
     other = pred.compute_bytes + pred.overhead_bytes
-    return MemoryLines(pred.weights_bytes, kv, other, pred.weights_bytes + kv + other, pred.n_ctx, dict(pred.basis))
+    return MemoryLines(pred.weights_bytes, pred.kv_bytes, other, pred.weights_bytes + pred.kv_bytes + other, pred.n_ctx,
+                       dict(pred.basis))
