@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,9 @@ from workbench.storage.store import Store
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
-AGREEMENT = 0.15
-CLI_RUNS = 3  # the quiet yardstick: the median of these (a single shared-machine run read 0.85x another once)
+AGREEMENT = 0.15  # app against CLI, the fastest of PAIRS runs each (issue 12)
+SANITY = 0.5  # any one undisturbed app figure against the CLI median: within 2x
+PAIRS = 5  # app run, then CLI run, this many times
 
 
 @pytest.fixture(scope="module")
@@ -64,65 +66,92 @@ def test_stop_during_a_streamed_run_stops_it_and_the_page_comes_back(speed_app, 
     assert any(r["stop_reason"] == "cancelled" for r in run["results"])
 
 
-def test_app_decode_figures_agree_with_a_quiet_cli_run_or_are_marked_disturbed(speed_app, test_output):
-    """Each decode figure the page shows is within 15% of a quiet CLI run's, or marked disturbed.
+def test_app_decode_figures_agree_with_quiet_cli_runs_or_are_marked_disturbed(speed_app, test_output):
+    """The page's decode figures agree with quiet CLI runs' within 15%, or are marked disturbed.
 
-    A disagreement the next whole check does not repeat is the shared machine's: memory bandwidth taken by other
-    virtual machines is invisible to CPU accounting (seen once: Q8_0 0.65x, "quiet", then 0.98x). So one failed
-    check is run again; a drag by the app itself shows in both, and the second must be clean."""
-    first = _disagreements(speed_app, test_output, "compare-speed.png")
-    if first:
-        print(f"\nfirst check disagreed, checking again: {first}")
-        second = _disagreements(speed_app, test_output, "compare-speed-again.png")
-        assert not second, {"first": first, "second": second}
-
-
-def _disagreements(url: str, test_output, shot: str) -> list[str]:
-    """Run the page's default comparison in a browser, then the same through the CLI; what disagrees unmarked."""
+    One decode window of the default prompt is about 33 tokens in 0.35 s. On this shared 2-core machine such a
+    window reads up to 30% low now and then, in a bare llama-cpp-python loop and in the CLI as much as in the app,
+    with nothing else using the CPU: the slowdown lasts the whole window, so it is memory bandwidth or clock taken
+    by other virtual machines, which CPU accounting cannot see (docs/benchmarks.md, "The app against the CLI, run
+    after run"). One figure against one figure cannot tell a dragging app from that. So the app and the CLI run
+    the same comparison in turns, PAIRS times each (drift hits both alike), and for each file:
+    * the fastest undisturbed app figure is within 15% of the CLI's fastest: a drag that holds run after run, like
+      issue 12's, lowers every figure, while the machine's dips, which come and go over tens of seconds, left one
+      of five runs clean in every check so far (medians and second-fastest fell to 0.80x in a noisy spell in the
+      CLI and the app alike);
+    * every undisturbed app figure is within 2x of the CLI median (issue 12's drag was 2-4x);
+    * every disturbed figure says so on the page, with a re-measure button (checked in _app_run).
+    Every figure and the medians are printed for the record."""
     from playwright.sync_api import sync_playwright
 
+    app: dict[str, list[float]] = {}
+    cli: dict[str, list[float]] = {}
+    notes: dict[str, list[str]] = {}
     with sync_playwright() as p:
-        browser, page = press_run(p, url, height=1300)
-        run_id = stored_run_id(page, timeout_ms=600_000)
-        run = Store().get_run(run_id)
-        body = page.locator("body").inner_text()
-        page.screenshot(path=str(test_output / shot), full_page=True)
+        for turn in range(PAIRS):
+            run = _app_run(p, speed_app, test_output / "compare-speed.png" if turn == 0 else None)
+            for r in run["results"]:
+                assert r["error"] is None
+                disturbed, words = summarize(r["metrics"].get("measurement"))
+                notes.setdefault(r["label"], []).append(f"app {r['decode_tok_s']:.1f}: {words}")
+                if not disturbed:
+                    app.setdefault(r["label"], []).append(r["decode_tok_s"])
+            for c in _cli_run(run):
+                assert c["error"] is None
+                disturbed, words = summarize(c["measurement"])
+                notes[c["label"]].append(f"CLI {c['decode_tok_s']:.1f}: {words}")
+                if not disturbed:
+                    cli.setdefault(c["label"], []).append(c["decode_tok_s"])
 
-        browser.close()
-
-        # the same files, prompt and settings through the CLI, with nothing else running (the app's workers stay
-        # loaded and idle), three times; a CLI run that was itself disturbed is no yardstick
-        labels = [r["label"] for r in run["results"] if not r["is_reference"]]
-        s = run["settings"]
-        cmd = [sys.executable, "-m", "workbench", "compare", "--demo", "--types", ",".join(labels), "--prompt",
-               run["prompt"], "--max-tokens", str(s["max_tokens"]), "--threads", str(s["n_threads"]), "--ctx",
-               str(s["n_ctx"]), "--seed", str(s["seed"]), "--temperature", str(s["temperature"]), "--json"]
-        if run["system_prompt"]:
-            cmd += ["--system", run["system_prompt"]]
-        cli_runs = [json.loads(subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True,
-                                              timeout=600, env=os.environ).stdout)["results"] for _ in range(CLI_RUNS)]
-
-    cli_by = {}
-    for label in (r["label"] for r in run["results"]):
-        quiet = sorted((c for runs in cli_runs for c in runs if c["label"] == label and not c["disturbed"]),
-                       key=lambda c: c["decode_tok_s"])
-        if not quiet:
-            pytest.fail(f"every CLI run of {label} was itself disturbed: this machine is too busy to judge the app")
-        cli_by[label] = quiet[len(quiet) // 2]  # the median undisturbed run: one run alone drifts ±10% here
-    print(f"\n{'file':8} {'app tok/s':>10} {'CLI tok/s':>10} {'app/CLI':>8}  app measurement")
+    print(f"\n{'file':8} {'app best':>8} {'CLI best':>8} {'ratio':>6} {'medians':>14}  app | CLI (undisturbed figures)")
     problems = []
+    for label, lines in notes.items():
+        if label not in cli:
+            pytest.fail(f"every CLI run of {label} was itself disturbed: this machine is too busy to judge the app")
+        if label not in app:
+            continue  # every app figure was marked disturbed, and the page said so (checked in _app_run)
+        a, c = max(app[label]), max(cli[label])
+        a_med, c_med = statistics.median(app[label]), statistics.median(cli[label])
+        print(f"{label:8} {a:8.1f} {c:8.1f} {a / c:6.2f} {a_med:6.1f}/{c_med:<6.1f}  "
+              f"{_figures(app[label])} | {_figures(cli[label])}")
+        print("         " + "\n         ".join(lines))
+        if abs(a / c - 1) > AGREEMENT:
+            problems.append(f"{label}: the app's fastest figure {a:.1f} vs the CLI's {c:.1f} tok/s "
+                            f"({a / c:.2f}x; all: {_figures(app[label])} | {_figures(cli[label])})")
+        problems += [f"{label}: one undisturbed app figure {x:.1f} vs CLI median {c_med:.1f} tok/s"
+                     for x in app[label] if not 1 / SANITY >= x / c_med >= SANITY]
+    assert not problems, problems
+
+
+def _figures(xs: list[float]) -> str:
+    return " ".join(f"{x:.0f}" for x in xs)
+
+
+def _app_run(p, url: str, shot: Path | None) -> dict:
+    """The page's default comparison, run in a fresh browser; the stored run, after checking the page shows it."""
+    browser, page = press_run(p, url, height=1300)
+    try:
+        run = Store().get_run(stored_run_id(page, timeout_ms=600_000))
+        body = page.locator("body").inner_text()
+        if shot is not None:
+            page.screenshot(path=str(shot), full_page=True)
+    finally:
+        browser.close()
     for r in run["results"]:
-        c = cli_by[r["label"]]
-        assert r["error"] is None and c["error"] is None
-        ratio = r["decode_tok_s"] / c["decode_tok_s"]
-        disturbed, words = summarize(r["metrics"].get("measurement"))
-        print(f"{r['label']:8} {r['decode_tok_s']:10.1f} {c['decode_tok_s']:10.1f} {ratio:8.2f}  "
-              f"{r['metrics']['measurement'].get('display')}: {words}; CLI: {summarize(c['measurement'])[1]}")
-        # the figure the person sees is the stored one
-        assert f"{r['decode_tok_s']:,.1f} tok/s" in body
-        if abs(ratio - 1) > AGREEMENT and not disturbed:
-            problems.append(f"{r['label']}: app {r['decode_tok_s']:.1f} vs CLI {c['decode_tok_s']:.1f} tok/s, "
-                            f"not marked disturbed ({words})")
-        if disturbed:
+        assert f"{r['decode_tok_s']:,.1f} tok/s" in body  # the figure the person sees is the stored one
+        if summarize(r["metrics"].get("measurement"))[0]:
             assert "Re-measure quietly" in body and "Speed figures disturbed" in body
-    return problems
+    return run
+
+
+def _cli_run(run: dict) -> list[dict]:
+    """The same files, prompt and settings through the CLI (the app's workers stay loaded and idle)."""
+    labels = [r["label"] for r in run["results"] if not r["is_reference"]]
+    s = run["settings"]
+    cmd = [sys.executable, "-m", "workbench", "compare", "--demo", "--types", ",".join(labels), "--prompt",
+           run["prompt"], "--max-tokens", str(s["max_tokens"]), "--threads", str(s["n_threads"]), "--ctx",
+           str(s["n_ctx"]), "--seed", str(s["seed"]), "--temperature", str(s["temperature"]), "--json"]
+    if run["system_prompt"]:
+        cmd += ["--system", run["system_prompt"]]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True, timeout=600, env=os.environ)
+    return json.loads(out.stdout)["results"]
