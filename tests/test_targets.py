@@ -185,6 +185,29 @@ def test_spare_is_negative_exactly_when_it_does_not_fit(size_gb) -> None:
         assert (f.spare_bytes < 0) == (f.verdict_code == fit.NO_FIT), (target.name, size_gb, f)
 
 
+@pytest.mark.parametrize("gpu_free_gib", [None, 3.0, 20.0])
+def test_this_machine_gives_the_verdict_the_rest_of_the_app_gives(monkeypatch, gpu_free_gib) -> None:
+    """"This machine" on the Recommend page and Fit at a glance on the Hardware page must not disagree on a file:
+    both keep the same share of the free memory in reserve (they once differed by that 10%)."""
+    real = hardware.machine()
+    gpus = [] if gpu_free_gib is None else [hardware.Gpu(0, "Test GPU", 24 * GiB, int(gpu_free_gib * GiB), "test")]
+    frozen = replace(real, ram_total_bytes=32 * GiB, ram_available_bytes=20 * GiB, gpus=gpus)
+    monkeypatch.setattr(hardware, "machine", lambda: frozen)
+    monkeypatch.setattr(hardware, "gpu_memory_bandwidth_gbs", lambda index: 448.0)
+    bandwidth = hardware.MemoryBandwidth(gbs=20.0, threads=1, array_bytes=2**26, repeats=1, cpu_fingerprint="test",
+                                         measured_at="now")
+    me = targets.this_machine(bandwidth=bandwidth)
+    codes = set()
+    for size_gb in (4, 15, 17.5, 18.5, 19.5, 21, 30, 45):
+        model = big(tensor_bytes=int(size_gb * 10**9))
+        here = targets.fit_on_target(model, me, n_ctx=8192)
+        glance = fit.predict(model, n_ctx=8192, repack_cpu=False)  # this machine's figures, default headroom
+        assert here.verdict_code == glance.verdict_code, (size_gb, here.verdict, glance.verdict)
+        assert here.gpu_layers == glance.gpu_layers and here.spare_bytes == glance.spare_bytes
+        codes.add(here.verdict_code)
+    assert fit.NO_FIT in codes and len(codes) >= 2  # the sizes straddle the boundary
+
+
 def test_quantized_kv_cache_shrinks_the_kv_line() -> None:
     model = big()
     f16, q8, q4 = (targets.fit_on_target(model, targets.presets()[1], n_ctx=32768, kv_type_k=t, kv_type_v=t)

@@ -204,15 +204,19 @@ def presets() -> list[TargetProfile]:
 def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> TargetProfile:
     """This machine, measured now: RAM, the largest GPU (NVML), cores, and RAM bandwidth (a copy rate).
 
-    The OS reserve is what other processes use right now (total − available), so the budget is today's free RAM.
+    The OS reserve is what other processes use right now (total − available) plus the share of the rest that the
+    fit check everywhere else keeps free (fit.DEFAULT_HEADROOM), so this machine's verdict here is the verdict the
+    Models and Hardware pages give; the same for the GPU's memory.
     """
     m = hardware.machine()
     bw = bandwidth or hardware.measure_memory_bandwidth()
     gpu = max(m.gpus, key=lambda g: g.total_bytes) if m.gpus else None
-    reserve = max(0, min(m.ram_total_bytes - m.ram_available_bytes, m.ram_total_bytes - MIN_RAM_BYTES))
+    in_use = m.ram_total_bytes - m.ram_available_bytes
+    reserve = max(0, min(in_use + int(m.ram_available_bytes * fit.DEFAULT_HEADROOM), m.ram_total_bytes - MIN_RAM_BYTES))
     sources = {
         "ram_bytes": "measured: total RAM (psutil)",
-        "os_reserve_bytes": "measured: RAM in use by other processes now (total − available, psutil)",
+        "os_reserve_bytes": "measured: RAM in use by other processes now (total − available, psutil), plus "
+                            f"{fit.DEFAULT_HEADROOM:.0%} of the available RAM kept free as everywhere in the app",
         "ram_bandwidth_gbs": f"measured: {bw.method}, {bw.threads} thread(s), {bw.measured_at} — a copy rate, "
                              "below the theoretical peak a spec sheet would quote",
         "cores": "measured: physical cores (psutil)",
@@ -220,7 +224,8 @@ def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> Target
     }
     vram_bw = hardware.gpu_memory_bandwidth_gbs(gpu.index) if gpu else None
     if gpu:
-        sources["vram_reserve_bytes"] = "measured: GPU memory in use now (NVML total − free)"
+        sources["vram_reserve_bytes"] = (f"measured: GPU memory in use now (NVML total − free), plus "
+                                         f"{fit.DEFAULT_HEADROOM:.0%} of the free memory kept free as everywhere")
         sources["vram_bandwidth_gbs"] = (
             "read from NVML: maximum memory clock x 2 x bus width, a theoretical peak" if vram_bw else
             "not known: NVML did not give the memory clock and bus width; a saved profile can give the figure")
@@ -228,7 +233,8 @@ def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> Target
         name=THIS_MACHINE, ram_bytes=int(m.ram_total_bytes), vram_bytes=int(gpu.total_bytes) if gpu else 0,
         ram_bandwidth_gbs=max(0.1, float(bw.gbs)), vram_bandwidth_gbs=vram_bw,
         cores=int(m.physical_cores or m.logical_cores), os_reserve_bytes=int(reserve),
-        vram_reserve_bytes=int(min(gpu.total_bytes - gpu.free_bytes, gpu.total_bytes - 2**20)) if gpu else 0,
+        vram_reserve_bytes=int(min(gpu.total_bytes - gpu.free_bytes + gpu.free_bytes * fit.DEFAULT_HEADROOM,
+                                   gpu.total_bytes - 2**20)) if gpu else 0,
         sources=sources, builtin=True, description=m.one_line())
 
 
@@ -335,34 +341,12 @@ def _predict(info: Any, profile: TargetProfile, n_ctx: int, kv_type_k: str, kv_t
                        repack_cpu=False, weights_bytes=weights_bytes, kv_type=kv_type_k, kv_type_v=kv_type_v)
 
 
-def _spare(pred: fit.FitPrediction, info: Any, profile: TargetProfile) -> tuple[int, str]:
-    """Budget left where it binds, from the same arithmetic fit.predict placed the model with."""
-    shape = fit._shape(info)  # the header's dimensions, guessed where silent, exactly as predict used them
-    n_ub = max(1, min(fit.DEFAULT_N_UBATCH, pred.n_ctx))
-    ram_budget, vram_budget = profile.ram_budget_bytes, profile.vram_budget_bytes
-    cpu_total = pred.overhead_bytes + pred.weights_bytes + pred.kv_bytes + fit.compute_bytes_cpu(shape, n_ub, False)
-    embd_host = fit._non_layer_weight_bytes(info, shape)
-    if pred.verdict_code == fit.GPU_FULL:
-        host = pred.overhead_bytes + embd_host + fit.compute_bytes_cpu(shape, 1, False)
-        vram_left, ram_left = vram_budget - pred.vram_bytes, ram_budget - host
-        return (int(vram_left), "VRAM") if vram_left <= ram_left else (int(ram_left), "RAM")
-    per_layer = (max(0, pred.weights_bytes - embd_host) + pred.kv_bytes) / shape.n_layers
-    if pred.verdict_code == fit.GPU_PARTIAL:  # VRAM is filled by design: the RAM holds the rest
-        return int(ram_budget - (cpu_total - pred.gpu_layers * per_layer)), "RAM"
-    if pred.verdict_code == fit.NO_FIT and vram_budget and per_layer:
-        # short by: the RAM the rest needs with as many layers on the GPU as its memory takes
-        layers = (vram_budget - fit.CUDA_CONTEXT_BYTES - fit.compute_bytes_gpu(shape, n_ub)) // per_layer
-        layers = max(0, min(int(layers), shape.n_layers))
-        return int(ram_budget - (cpu_total - layers * per_layer)), "RAM"
-    return int(ram_budget - cpu_total), "RAM"
-
-
 def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16",
                   weights_bytes: int | None = None) -> TargetFit:
     """Predict where a GGUF (a `gguf_info.GgufInfo`) runs on `profile` at `n_ctx` with this KV-cache type."""
     kv_type_k, kv_type_v = kv_type_k.lower(), kv_type_v.lower()
     pred = _predict(info, profile, int(n_ctx), kv_type_k, kv_type_v, weights_bytes)
-    spare, where = _spare(pred, info, profile)
+    spare, where = pred.spare_bytes, pred.spare_in
     notes = [n for n in pred.notes if not n.startswith("on GPU 0 (")]
     if profile.vram_bytes:
         notes.append(f"GPU: {profile.vram_budget_bytes / GiB:.1f} GiB usable of {profile.vram_bytes / GiB:.1f} GiB; "

@@ -91,6 +91,10 @@ class FitPrediction:
     disk_ok: bool | None = None  # None when no download was asked about
     notes: list[str] = field(default_factory=list)
     kv_type_v: str = "f16"  # V's cache type
+    # the budget left in the memory that binds the placement (VRAM on the GPU, else RAM; negative: short by that
+    # much), from the same arithmetic as the verdict, so "fits" and "spare >= 0" cannot disagree
+    spare_bytes: int = 0
+    spare_in: str = "RAM"
 
     def summary(self) -> dict[str, Any]:
         """The CLI's JSON row for a local file, in the shared vocabulary (json_fields): file, name, quant_type,
@@ -303,6 +307,7 @@ def predict(
     )
 
     use_gpus = gpus if gpu_offload and gpu_layers != 0 else []
+    pred.spare_bytes = ram_budget - cpu_total
     placed = _place_on_gpu(pred, info, shape, use_gpus, n_ub, ram_budget, headroom, gpu_layers) if use_gpus else False
     if not placed:
         if cpu_total <= ram_budget:
@@ -365,6 +370,8 @@ def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[
     if forced_all or (force_layers is None and full_vram <= vram_budget and host_base <= ram_budget):
         _set_gpu(pred, gpu, GPU_FULL, "fits on the GPU entirely", shape.n_layers + 1, host_base + uploaded_pages,
                  full_vram, compute_gpu)
+        vram_left, ram_left = vram_budget - full_vram, ram_budget - host_base
+        pred.spare_bytes, pred.spare_in = (vram_left, "VRAM") if vram_left <= ram_left else (ram_left, "RAM")
         return True
     if force_layers is not None:
         layers = force_layers
@@ -374,6 +381,9 @@ def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[
     if layers >= 1:
         vram = int(CUDA_CONTEXT_BYTES + compute_gpu + layers * per_layer)
         host = int(pred.overhead_bytes + pred.weights_bytes + pred.kv_bytes + pred.compute_bytes - layers * per_layer)
+        # VRAM is filled by design, so the RAM holding the rest binds; when that is short, the model does not fit
+        # and this is by how much, with as many layers on the GPU as its memory takes
+        pred.spare_bytes, pred.spare_in = ram_budget - host, "RAM"
         if force_layers is not None or host <= ram_budget:
             _set_gpu(pred, gpu, GPU_PARTIAL, f"partial offload: {layers} of {shape.n_layers} layers on the GPU", layers,
                      host + int(layers * layer_w / shape.n_layers) + CUDA_HOST_RUNTIME_BYTES, vram, compute_gpu)
