@@ -33,6 +33,19 @@ while time.time() < end:
     while time.perf_counter() - t < duty * 0.01: pass
     if duty < 1: time.sleep((1 - duty) * 0.01)
 """
+# the same duty cycle, but the busy part streams through memory (a copy of 64 MiB, larger than the caches), as a
+# browser drawing a page or another program working through data does: it competes for caches and bandwidth
+# without needing the worker's core
+MEMORY_HOG = """
+import time, sys
+import numpy as np
+duty = float(sys.argv[1]); end = time.time() + 600
+a = np.ones(8 * 2**20); b = np.empty_like(a)
+while time.time() < end:
+    t = time.perf_counter()
+    while time.perf_counter() - t < duty * 0.01: np.copyto(b, a)
+    if duty < 1: time.sleep((1 - duty) * 0.01)
+"""
 CONDITIONS = {  # threads -> (busy processes, duty cycle of each)
     1: [(0, 0.0), (1, 0.1), (1, 0.25), (1, 0.5), (1, 1.0), (2, 0.25), (2, 0.5), (2, 1.0)],
     # two threads on two cores collapse under heavier load (a 100% busy process: < 1 tok/s), so only light loads
@@ -46,18 +59,22 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--hog", choices=("cpu", "memory"), default="cpu",
+                    help="what the competing processes do while busy: spin (cpu) or copy 64 MiB arrays (memory)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     ladder = ensure_demo_ladder(lambda _m: None)
     contestants = contestants_for(ladder, [args.label], reference=args.label)
     pool = WorkerPool()
     rows = []
     try:
-        for threads in (1, 2):
+        for threads in args.threads:
             settings = RunSettings(max_tokens=args.max_tokens, n_threads=threads, n_ctx=512)
             run_comparison(pool, contestants, "Hello", settings)  # load outside the measurements
             base = None
             for hogs, duty in CONDITIONS[threads]:
-                procs = [subprocess.Popen([sys.executable, "-c", HOG, str(duty)]) for _ in range(hogs)]
+                hog = MEMORY_HOG if args.hog == "memory" else HOG
+                procs = [subprocess.Popen([sys.executable, "-c", hog, str(duty)]) for _ in range(hogs)]
                 try:
                     time.sleep(0.5 if hogs else 0)
                     runs = [run_comparison(pool, contestants, PROMPT, settings).results[0] for _ in range(args.reps)]
@@ -68,11 +85,14 @@ def main() -> int:
                 speed = statistics.median(r.decode_tok_s for r in runs)
                 contention = statistics.median(r.measurement["decode"]["contention"] for r in runs)
                 base = base or speed
-                row = {"threads": threads, "hogs": hogs, "duty": duty, "decode_tok_s": [r.decode_tok_s for r in runs],
+                row = {"threads": threads, "hog": args.hog, "hogs": hogs, "duty": duty, "decode_tok_s": [r.decode_tok_s for r in runs],
                        "contention": [r.measurement["decode"]["contention"] for r in runs],
                        "disturbed": [r.disturbed for r in runs], "speed_vs_quiet": round(speed / base, 3)}
                 rows.append(row)
-                print(f"threads {threads}  load {hogs} x {duty:>4.0%}  contention {contention:5.0%}  "
+                share = statistics.median(r.measurement["decode"]["others_share"] for r in runs)
+                row["others_share"] = [r.measurement["decode"]["others_share"] for r in runs]
+                print(f"threads {threads}  load {hogs} x {duty:>4.0%} {args.hog}  others {share:4.0%}  "
+                      f"contention {contention:5.0%}  "
                       f"decode {speed:6.1f} tok/s  vs quiet {speed / base:5.2f}  disturbed {sum(map(bool, row['disturbed']))}/"
                       f"{len(runs)}", flush=True)
     finally:

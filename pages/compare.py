@@ -161,8 +161,8 @@ if run is not None:
     disturbed = [r["label"] for r in run["results"] if of_result(r)[0]]
     if disturbed:
         w1, w2 = st.columns([5, 1])
-        w1.warning(f"Other work on this machine took CPU from the worker while {md_escape(', '.join(disturbed))} "
-                   f"{'was' if len(disturbed) == 1 else 'were'} timed: those speed figures read low. Re-measuring runs "
+        w1.warning(f"Other work on this machine competed with the worker while {md_escape(', '.join(disturbed))} "
+                   f"{'was' if len(disturbed) == 1 else 'were'} timed: those speed figures can read low. Re-measuring runs "
                    "the same files and settings again with nothing drawn while each is timed.", icon=":material/speed:")
         w2.button("Re-measure quietly", key=f"remeasure-{run['id']}", on_click=remeasure, args=(run,),
                   disabled=not local_contestants_of_run(run),

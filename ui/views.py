@@ -270,7 +270,7 @@ def result_columns(run: dict[str, Any]) -> None:
                     st.caption(f"ℹ️ {md_escape(r['fallback'])}")
                 disturbed, words = of_result(r)
                 if disturbed:
-                    st.warning(f"Speed figures {md_escape(words)}. They read lower than this machine gives; "
+                    st.warning(f"Speed figures {md_escape(words)}. They can read lower than this machine gives; "
                                "re-measure quietly (button above the columns).", icon=":material/speed:")
                 text = _text(r)
                 if r["is_reference"] and floor is not None:
@@ -378,7 +378,7 @@ def charts(frame: pd.DataFrame) -> None:
         if column in speed:
             fig.update_layout(legend_title_text="measurement", legend=dict(orientation="h", y=-0.25))
             if (ok["measured"] == "disturbed").any():
-                fig.update_layout(title_text=f"{title}<br><sup>orange: timed while other work took CPU from the "
-                                             "worker (slower than this machine can be)</sup>")
+                fig.update_layout(title_text=f"{title}<br><sup>orange: timed while other work competed with the "
+                                             "worker (can be slower than this machine gives)</sup>")
         fig.update_layout(height=300, margin=dict(l=10, r=10, t=50, b=10), title_font_size=13)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"chart-{column}")

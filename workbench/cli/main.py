@@ -237,8 +237,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      "stop", "peak RSS", "CPU contention"] + (["GPU layers", "VRAM (process)"] if on_gpu else [])
                     + ["diverges at"], rows)
         if any(r.disturbed for r in results):
-            print("\nDISTURBED: other work took CPU from the worker while some figures were timed (CPU contention "
-                  "marked *); run again on a quieter machine for this machine's true speed.", file=sys.stderr)
+            print("\nDISTURBED: other work competed with the worker while some figures were timed (a shared "
+                  "core, or a busy free core: marked *); run again on a quieter machine for this machine's true speed.", file=sys.stderr)
         if comparison and comparison.run_id is not None:
             print(f"\nrun {comparison.run_id} saved. Outputs:")
         for r in results:

@@ -25,6 +25,14 @@ docs/data/disturbance-calibration.json, docs/benchmarks.md "Disturbance"):
 * 2 threads: contention 0.4-0.6% when quiet; 3-4% cost 30% in 2 of 3 runs (0.70), 5% cost 6%,
   12% cost 19%, 20% cost 45%.
 
+A window is also **disturbed** when the worker shared no core but other work kept the cores it left free at
+least `SPARE_BUSY_AT` (40%) busy: work there competes with the worker for memory bandwidth and caches, which
+CPU accounting cannot see. Measured on the same machine with a neighbour that copies 64 MiB arrays
+(`--hog memory`): one beside a one-thread decode cost 11-26% (free core 42-100% busy; 43% in
+tests/test_disturbance.py) while the spinning neighbour above cost nothing; in the app, a busy browser beside a
+run (free core 43-100% busy) cost 10-14%, while the page's usual streaming kept it under 40% (at most 38%). The share cannot tell a spinning neighbour from a
+memory-bound one, so the words say what was seen and that it *can* slow decoding.
+
 Windows shorter than `MIN_WINDOW_S` are not judged: /proc/stat counts in 10 ms ticks.
 """
 
@@ -39,6 +47,7 @@ import psutil
 
 DISTURBED_AT = 0.10
 DISTURBED_AT_MULTI = 0.03
+SPARE_BUSY_AT = 0.40
 MIN_WINDOW_S = 0.25
 HOW = ("machine-wide CPU time (/proc/stat) minus the worker's own CPU time (all its threads) during the timed "
        "window; contention = the share of the worker's threads that had to share a core with other work")
@@ -103,9 +112,27 @@ class Disturbance:
         app = f" (the app itself {self.app_cpu_s / (self.wall_s * self.n_cpus):.0%})" if self.app_cpu_s else ""
         steal = f", the hypervisor took {self.steal_s / (self.wall_s * self.n_cpus):.0%}" if self.steal_s > 0.01 else ""
         head = "disturbed" if self.disturbed else "quiet"
-        return (f"{head}: other processes used {self.others_share:.0%} of the CPU during this {self.window} "
-                f"measurement{app}{steal}; {self.contention:.0%} of the worker's {self.n_threads} thread"
-                f"{'s' if self.n_threads != 1 else ''} had to share a core")
+        words = (f"{head}: other processes used {self.others_share:.0%} of the CPU during this {self.window} "
+                 f"measurement{app}{steal}; {self.contention:.0%} of the worker's {self.n_threads} thread"
+                 f"{'s' if self.n_threads != 1 else ''} had to share a core")
+        busy = self.spare_busy
+        if self.disturbed and (self.contention or 0.0) < self.threshold and busy is not None:
+            words += (f", but the free core{'s were' if self.spare_cpus > 1 else ' was'} {busy:.0%} busy, and work "
+                      "there competes for memory bandwidth and caches (a memory-copying neighbour there cost a "
+                      "one-thread decode 11-43% where this was calibrated)")
+        return words
+
+    @property
+    def spare_cpus(self) -> int:
+        """CPUs the worker's threads leave to other work."""
+        return max(0, self.n_cpus - max(1, min(self.n_threads, self.n_cpus)))
+
+    @property
+    def spare_busy(self) -> float | None:
+        """How busy other work kept the CPUs the worker left free (0-1); None when it left none."""
+        if not self.spare_cpus:
+            return None
+        return min(1.0, self.others_share * self.n_cpus / self.spare_cpus)
 
 
 def classify(window: str, start: CpuSnapshot, end: CpuSnapshot, n_threads: int, n_cpus: int | None = None) -> Disturbance:
@@ -123,7 +150,8 @@ def classify(window: str, start: CpuSnapshot, end: CpuSnapshot, n_threads: int, 
         threads = max(1, min(n_threads, n_cpus))
         spare = n_cpus - threads
         contention = round(min(1.0, max(0.0, (others + steal) / wall - spare) / threads), 4)
-        disturbed = contention >= threshold_for(n_threads)
+        spare_busy = min(1.0, (others + steal) / wall / spare) if spare else 0.0
+        disturbed = contention >= threshold_for(n_threads) or spare_busy >= SPARE_BUSY_AT
     return Disturbance(window, round(wall, 4), n_cpus, n_threads, round(worker, 3), round(others, 3),
                        None if app is None else round(app, 3), round(steal, 3), round(share, 4), contention, disturbed,
                        threshold_for(n_threads))

@@ -160,7 +160,7 @@ def _measured(r: dict[str, Any]) -> str:
 
 def _disturbance_note(r: dict[str, Any]) -> str | None:
     disturbed, words = of_result(r)
-    return f"Speed figures {words}; they read lower than this machine gives." if disturbed else None
+    return f"Speed figures {words}; they can read lower than this machine gives." if disturbed else None
 
 
 def _reference(run: dict[str, Any]) -> dict[str, Any] | None:
