@@ -10,7 +10,7 @@ from ui import quality_views as qv
 from ui.shared import active_ladder, jobs, md_escape, pool, store, through_entrypoint
 from workbench.decide import actions, report, study
 from workbench.decide.recommend import PREFERENCES, Constraints, ctx_words, gib
-from workbench.decide.targets import THIS_MACHINE, list_targets
+from workbench.decide.targets import THIS_MACHINE, list_targets, the
 from workbench.files.gguf_info import GgufError
 
 through_entrypoint()
@@ -53,7 +53,7 @@ rec = s.recommendation
 
 # ---- the answer -------------------------------------------------------------------------------------------------
 if rec.recommended is not None:
-    st.success(f"Ship **{md_escape(rec.recommended.label)}** on the {md_escape(target)} at {ctx_words(int(n_ctx))}.")
+    st.success(f"Ship **{md_escape(rec.recommended.label)}** on {md_escape(the(target))} at {ctx_words(int(n_ctx))}.")
 else:
     st.warning(md_escape(rec.reasons[0]))
 st.markdown("\n".join(f"- {md_escape(r)}" for r in (rec.reasons if rec.recommended else rec.reasons[1:])))
@@ -82,7 +82,7 @@ elif job is not None:
     qv.job_outcome(job)
 
 # ---- the chart ------------------------------------------------------------------------------------------------------
-st.subheader(f"Quality against memory on the {md_escape(target)}")
+st.subheader(f"Quality against memory on {md_escape(the(target))}")
 svg, left_off = report.chart_svg(s)
 if svg is not None:
     # st.html drops an inline <svg>; markdown keeps it (and its hover titles). decide.chart escapes every label.

@@ -139,3 +139,13 @@ def test_a_one_thread_run_beside_a_memory_bound_neighbour_is_marked_disturbed(po
     assert beside.ok and beside.disturbed is True
     words = summarize(beside.measurement)[1]
     assert words.startswith("disturbed:") and ("memory bandwidth" in words or "share a core" in words)
+
+
+def test_the_result_card_names_the_busy_free_core_and_survives_a_hostile_measurement():
+    from ui.views import _metric_rows
+
+    d = classify("decode", snap(0, 0, 0), snap(2.0, 2.0, 4.0), n_threads=1, n_cpus=2)
+    result = {"cpu_contention": d.contention, "disturbed": 1, "metrics": {"measurement": {"decode": d.to_dict()}}}
+    assert ("CPU contention", "0% · free core 100% busy (disturbed)") in _metric_rows(result)
+    hostile = {**result, "metrics": {"measurement": {"decode": {**d.to_dict(), "n_cpus": "<b>2</b>"}}}}
+    assert ("CPU contention", "0% (disturbed)") in _metric_rows(hostile)

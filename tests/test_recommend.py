@@ -129,3 +129,11 @@ def test_reasons_stay_short_and_votes_are_asked_for_the_contenders_only() -> Non
     assert len(beaten) == 4 and beaten[0].startswith("Q5 would rank higher") and beaten[-1].startswith("3 more")
     votes = next(a for a in rec.actions if a.kind == "votes")
     assert votes.labels == ("Q6", "Q7")
+
+
+def test_a_target_is_named_as_a_sentence_needs_it():
+    from workbench.decide.targets import THIS_MACHINE, the
+
+    assert the("16 GB laptop") == "the 16 GB laptop"
+    assert the(THIS_MACHINE) == "this machine" and the("My laptop") == "My laptop"
+    assert the("Theo's box") == "the Theo's box"  # a name that only starts with the letters is still a name

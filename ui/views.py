@@ -13,7 +13,7 @@ import streamlit as st
 
 from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
 from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
-from workbench.core.disturbance import of_result
+from workbench.core.disturbance import of_result, stored_decode
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.quality import noise_floor
 from workbench.quality.diffing import (
@@ -164,7 +164,11 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     contention = r.get("cpu_contention")
     if is_number(contention):
         verdict = "disturbed" if r.get("disturbed") else "quiet"
-        rows.append(("CPU contention", f"{contention:.0%} ({verdict})"))
+        decode = stored_decode(metrics.get("measurement"))
+        busy = decode.spare_busy if decode is not None else None
+        free = f" · free core{'s' if decode is not None and decode.spare_cpus > 1 else ''} {busy:.0%} busy" \
+            if busy is not None else ""
+        rows.append(("CPU contention", f"{contention:.0%}{free} ({verdict})"))
     return rows + memory_rows(r)
 
 

@@ -181,22 +181,28 @@ def summarize(measurement: Any) -> tuple[bool | None, str]:
 
     Stored results can come from an import: every field is type-checked before it is used or shown.
     """
+    d = stored_decode(measurement)
+    return (None, "") if d is None else (d.disturbed, d.words())
+
+
+def stored_decode(measurement: Any) -> Disturbance | None:
+    """The decode window's Disturbance rebuilt from a stored `measurement`, every field type-checked; None when
+    it has none or it is malformed."""
     decode = measurement.get("decode") if isinstance(measurement, dict) else None
     if not isinstance(decode, dict):
-        return None, ""
+        return None
 
     def number(key: str) -> bool:
         return isinstance(decode.get(key), (int, float)) and not isinstance(decode.get(key), bool)
 
     if not all(number(k) for k in _NUMBERS) or not isinstance(decode.get("n_cpus"), int) \
             or not isinstance(decode.get("n_threads"), int) or decode["n_cpus"] < 1 or decode["wall_s"] <= 0:
-        return None, ""
+        return None
     disturbed = decode.get("disturbed") if isinstance(decode.get("disturbed"), bool) else None
     contention = decode.get("contention") if number("contention") else None
     if (disturbed is None) != (contention is None):
-        return None, ""
-    d = Disturbance("decode", float(decode["wall_s"]), decode["n_cpus"], decode["n_threads"],
+        return None
+    return Disturbance("decode", float(decode["wall_s"]), decode["n_cpus"], decode["n_threads"],
                     float(decode["worker_cpu_s"]), float(decode["others_cpu_s"]),
                     float(decode["app_cpu_s"]) if number("app_cpu_s") else None, float(decode["steal_s"]),
                     float(decode["others_share"]), contention, disturbed)
-    return d.disturbed, d.words()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.decide.evidence import CandidateKey, Evidence
+from workbench.decide.targets import the
 
 GiB = 2**30
 NO_FIT = "no_fit"
@@ -154,9 +155,9 @@ def assess(f: Facts, c: Constraints) -> Assessment:
     ctx = ctx_words(c.n_ctx)
     checks = []
     if f.verdict_code == NO_FIT:
-        checks.append(Check("fit", FAIL, f"does not fit the {c.target} at {ctx}: {gib(-f.spare_bytes)} short (predicted)"))
+        checks.append(Check("fit", FAIL, f"does not fit {the(c.target)} at {ctx}: {gib(-f.spare_bytes)} short (predicted)"))
     else:
-        checks.append(Check("fit", PASS, f"{f.verdict} on the {c.target} at {ctx} with {gib(max(0, f.spare_bytes))} to spare (predicted)"))
+        checks.append(Check("fit", PASS, f"{f.verdict} on {the(c.target)} at {ctx} with {gib(max(0, f.spare_bytes))} to spare (predicted)"))
     if c.min_tok_s is not None:
         if f.est_tok_s is None:
             checks.append(Check("speed", UNKNOWN, "no decode speed estimate for the target"))
@@ -253,9 +254,9 @@ def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constrain
     if f.kld is not None and f.kld > 0:
         out.append(f"A maximum mean KLD below {kld_words(f.kld)} would rule {f.label} out.")
     if f.est_tok_s is not None:
-        out.append(f"A minimum above {f.est_tok_s:.1f} tok/s would rule it out on the {c.target}.")
+        out.append(f"A minimum above {f.est_tok_s:.1f} tok/s would rule it out on {the(c.target)}.")
     if f.spare_bytes >= 0:
-        out.append(f"Another {gib(f.spare_bytes)} of use on the {c.target} (a longer context, other programs) would "
+        out.append(f"Another {gib(f.spare_bytes)} of use on {the(c.target)} (a longer context, other programs) would "
                    "leave it without room.")
     verdict = f.evidence.verdict
     if not f.evidence.is_reference and (verdict is None or not verdict.votes):

@@ -14,6 +14,7 @@ from typing import Any
 from workbench.decide.chart import ChartPoint, mark_front, svg_chart
 from workbench.decide.recommend import Facts, ctx_words, gib, kld_words
 from workbench.decide.study import Study
+from workbench.decide.targets import the
 from workbench.people.report import esc, generated_at, html_head, html_table, md_cell, md_table, provenance_lines
 
 CSS = """
@@ -50,9 +51,9 @@ def chart_svg(s: Study) -> tuple[str | None, list[str]]:
     if not points:
         return None, left_off
     c = s.constraints
-    svg = svg_chart(points, x_title=f"Predicted memory on the {c.target} at {ctx_words(c.n_ctx)} (GiB, predicted)",
+    svg = svg_chart(points, x_title=f"Predicted memory on {the(c.target)} at {ctx_words(c.n_ctx)} (GiB, predicted)",
                     y_title="Mean KLD vs the reference (measured)",
-                    title=f"Quality loss against memory: {s.ladder.name} on the {c.target}")
+                    title=f"Quality loss against memory: {s.ladder.name} on {the(c.target)}")
     return svg, left_off
 
 
@@ -118,7 +119,7 @@ def calibration_line(s: Study) -> str:
 
 
 def title_of(s: Study) -> str:
-    return f"Which quantization to ship: {s.ladder.name} on the {s.constraints.target}"
+    return f"Which quantization to ship: {s.ladder.name} on {the(s.constraints.target)}"
 
 
 def report_html(s: Study) -> str:
@@ -159,7 +160,7 @@ def report_markdown(s: Study) -> str:
     rec = s.recommendation
     out = [f"# {md_cell(title_of(s))}", "", f"_Quant Workbench recommendation, generated {generated_at()}._ {md_cell(KIND_NOTE)}", ""]
     if rec.recommended is not None:
-        out.append(f"**Ship {md_cell(rec.recommended.label)}** on the {md_cell(s.constraints.target)} at "
+        out.append(f"**Ship {md_cell(rec.recommended.label)}** on {md_cell(the(s.constraints.target))} at "
                    f"{ctx_words(s.constraints.n_ctx)}.")
     else:
         out.append(f"**{md_cell(rec.reasons[0])}**")

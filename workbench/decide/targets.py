@@ -201,6 +201,14 @@ def presets() -> list[TargetProfile]:
     ]
 
 
+_DETERMINERS = ("this ", "that ", "the ", "my ", "our ", "your ", "a ", "an ")
+
+
+def the(name: str) -> str:
+    """A target's name as a sentence needs it: "the 16 GB laptop", but "this machine" and "my laptop" as they are."""
+    return name if name.casefold().startswith(_DETERMINERS) else f"the {name}"
+
+
 def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> TargetProfile:
     """This machine, measured now: RAM, the largest GPU (NVML), cores, and RAM bandwidth (a copy rate).
 
