@@ -81,28 +81,43 @@ def test_app_decode_figures_agree_with_quiet_cli_runs_or_are_marked_disturbed(sp
       CLI and the app alike);
     * every undisturbed app figure is within 2x of the CLI median (issue 12's drag was 2-4x);
     * every disturbed figure says so on the page, with a re-measure button (checked in _app_run).
-    Every figure and the medians are printed for the record."""
+    When a check is not clear, PAIRS more pairs are taken and all of them judged together: a drag that holds
+    fails again. Every figure and the medians are printed for the record."""
     from playwright.sync_api import sync_playwright
 
     app: dict[str, list[float]] = {}
     cli: dict[str, list[float]] = {}
     notes: dict[str, list[str]] = {}
     with sync_playwright() as p:
-        for turn in range(PAIRS):
-            run = _app_run(p, speed_app, test_output / "compare-speed.png" if turn == 0 else None)
-            for r in run["results"]:
-                assert r["error"] is None
-                disturbed, words = summarize(r["metrics"].get("measurement"))
-                notes.setdefault(r["label"], []).append(f"app {r['decode_tok_s']:.1f}: {words}")
-                if not disturbed:
-                    app.setdefault(r["label"], []).append(r["decode_tok_s"])
-            for c in _cli_run(run):
-                assert c["error"] is None
-                disturbed, words = summarize(c["measurement"])
-                notes[c["label"]].append(f"CLI {c['decode_tok_s']:.1f}: {words}")
-                if not disturbed:
-                    cli.setdefault(c["label"], []).append(c["decode_tok_s"])
+        _take_pairs(p, speed_app, test_output / "compare-speed.png", app, cli, notes)
+        problems = _judge(app, cli, notes)
+        if problems:  # a noisy spell can take four of five page runs; a drag that holds takes all ten
+            print(f"\nnot clear after {PAIRS} pairs, taking {PAIRS} more: {problems}")
+            _take_pairs(p, speed_app, None, app, cli, notes)
+            problems = _judge(app, cli, notes)
+    assert not problems, problems
 
+
+def _take_pairs(p, url: str, shot: Path | None, app: dict, cli: dict, notes: dict) -> None:
+    """PAIRS times: the page's run, then the CLI's; undisturbed decode figures per label into app and cli."""
+    for turn in range(PAIRS):
+        run = _app_run(p, url, shot if turn == 0 else None)
+        for r in run["results"]:
+            assert r["error"] is None
+            disturbed, words = summarize(r["metrics"].get("measurement"))
+            notes.setdefault(r["label"], []).append(f"app {r['decode_tok_s']:.1f}: {words}")
+            if not disturbed:
+                app.setdefault(r["label"], []).append(r["decode_tok_s"])
+        for c in _cli_run(run):
+            assert c["error"] is None
+            disturbed, words = summarize(c["measurement"])
+            notes[c["label"]].append(f"CLI {c['decode_tok_s']:.1f}: {words}")
+            if not disturbed:
+                cli.setdefault(c["label"], []).append(c["decode_tok_s"])
+
+
+def _judge(app: dict, cli: dict, notes: dict) -> list[str]:
+    """Print every figure; what disagrees (see the test's docstring for the rules)."""
     print(f"\n{'file':8} {'app best':>8} {'CLI best':>8} {'ratio':>6} {'medians':>14}  app | CLI (undisturbed figures)")
     problems = []
     for label, lines in notes.items():
@@ -120,7 +135,7 @@ def test_app_decode_figures_agree_with_quiet_cli_runs_or_are_marked_disturbed(sp
                             f"({a / c:.2f}x; all: {_figures(app[label])} | {_figures(cli[label])})")
         problems += [f"{label}: one undisturbed app figure {x:.1f} vs CLI median {c_med:.1f} tok/s"
                      for x in app[label] if not 1 / SANITY >= x / c_med >= SANITY]
-    assert not problems, problems
+    return problems
 
 
 def _figures(xs: list[float]) -> str:
