@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -78,22 +79,28 @@ def busy_processes(n: int) -> list[subprocess.Popen]:
             for _ in range(n)]
 
 
+def run_beside(start_hogs: Callable[[], list[subprocess.Popen]], pool, contestants, settings, store):
+    """One stored, timed run while the processes `start_hogs` starts keep going; the model is loaded first, outside
+    the timing, and the processes are gone afterwards."""
+    run_comparison(pool, contestants, "Hello", settings)  # load first: the load is not what is measured
+    hogs = start_hogs()
+    try:
+        time.sleep(0.5)
+        return run_comparison(pool, contestants, LONG_PROMPT, settings, store=store).results[0]
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
 @pytest.mark.slow
 def test_a_run_beside_busy_processes_is_marked_disturbed_and_says_so(pool, demo_ladder, store):
     """CPU contention faked by busy processes (one per CPU): the stored result says it was disturbed."""
     settings = RunSettings(max_tokens=96, n_threads=machine_cpus(), n_ctx=512)
     contestants = contestants_for(demo_ladder, ["Q2_K"], reference="Q2_K")
-    run_comparison(pool, contestants, "Hello", settings)  # load first: the load is not what is measured
-    hogs = busy_processes(machine_cpus())
-    try:
-        time.sleep(0.5)
-        busy = run_comparison(pool, contestants, LONG_PROMPT, settings, store=store).results[0]
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
+    busy = run_beside(lambda: busy_processes(machine_cpus()), pool, contestants, settings, store)
     decode = busy.measurement["decode"]
-    print(f"beside {len(hogs)} busy processes: decode {busy.decode_tok_s:.1f} tok/s, contention "
+    print(f"beside {machine_cpus()} busy processes: decode {busy.decode_tok_s:.1f} tok/s, contention "
           f"{decode['contention']:.0%}, others {decode['others_cpu_s']:.2f} CPU-s in {decode['wall_s']:.2f} s")
     assert busy.ok and decode["wall_s"] >= 0.25
     assert decode["others_cpu_s"] > 0.2 * decode["wall_s"]
@@ -123,15 +130,8 @@ def test_a_one_thread_run_beside_a_memory_bound_neighbour_is_marked_disturbed(po
         pytest.skip("needs a core the worker leaves free")
     settings = RunSettings(max_tokens=96, n_threads=1, n_ctx=512)
     contestants = contestants_for(demo_ladder, ["Q8_0"], reference="Q8_0")
-    run_comparison(pool, contestants, "Hello", settings)  # load first: the load is not what is measured
-    hogs = [subprocess.Popen([sys.executable, "-c", MEMORY_HOG]) for _ in range(machine_cpus() - 1)]
-    try:
-        time.sleep(0.5)
-        beside = run_comparison(pool, contestants, LONG_PROMPT, settings, store=store).results[0]
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
+    beside = run_beside(lambda: [subprocess.Popen([sys.executable, "-c", MEMORY_HOG])
+                                 for _ in range(machine_cpus() - 1)], pool, contestants, settings, store)
     quiet = run_comparison(pool, contestants, LONG_PROMPT, settings).results[0]
     decode = beside.measurement["decode"]
     print(f"beside a memory-bound neighbour: {beside.decode_tok_s:.1f} tok/s, others {decode['others_share']:.0%}, "

@@ -165,9 +165,9 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if is_number(contention):
         verdict = "disturbed" if r.get("disturbed") else "quiet"
         decode = stored_decode(metrics.get("measurement"))
-        busy = decode.spare_busy if decode is not None else None
-        free = f" · free core{'s' if decode is not None and decode.spare_cpus > 1 else ''} {busy:.0%} busy" \
-            if busy is not None else ""
+        free = ""
+        if decode is not None and decode.spare_busy is not None:
+            free = f" · free core{'s' if decode.spare_cpus > 1 else ''} {decode.spare_busy:.0%} busy"
         rows.append(("CPU contention", f"{contention:.0%}{free} ({verdict})"))
     return rows + memory_rows(r)
 

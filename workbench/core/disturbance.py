@@ -125,14 +125,23 @@ class Disturbance:
     @property
     def spare_cpus(self) -> int:
         """CPUs the worker's threads leave to other work."""
-        return max(0, self.n_cpus - max(1, min(self.n_threads, self.n_cpus)))
+        return _free_cpus(self.n_threads, self.n_cpus)
 
     @property
     def spare_busy(self) -> float | None:
         """How busy other work kept the CPUs the worker left free (0-1); None when it left none."""
-        if not self.spare_cpus:
-            return None
-        return min(1.0, self.others_share * self.n_cpus / self.spare_cpus)
+        return _free_busy(self.others_share, self.n_threads, self.n_cpus)
+
+
+def _free_cpus(n_threads: int, n_cpus: int) -> int:
+    """CPUs a worker with `n_threads` threads leaves to other work."""
+    return max(0, n_cpus - max(1, min(n_threads, n_cpus)))
+
+
+def _free_busy(others_share: float, n_threads: int, n_cpus: int) -> float | None:
+    """The share of the free CPUs that others' load (a share of the whole machine) kept busy; None without any."""
+    free = _free_cpus(n_threads, n_cpus)
+    return min(1.0, others_share * n_cpus / free) if free else None
 
 
 def classify(window: str, start: CpuSnapshot, end: CpuSnapshot, n_threads: int, n_cpus: int | None = None) -> Disturbance:
@@ -148,10 +157,9 @@ def classify(window: str, start: CpuSnapshot, end: CpuSnapshot, n_threads: int, 
     disturbed: bool | None = None
     if wall >= MIN_WINDOW_S:
         threads = max(1, min(n_threads, n_cpus))
-        spare = n_cpus - threads
-        contention = round(min(1.0, max(0.0, (others + steal) / wall - spare) / threads), 4)
-        spare_busy = min(1.0, (others + steal) / wall / spare) if spare else 0.0
-        disturbed = contention >= threshold_for(n_threads) or spare_busy >= SPARE_BUSY_AT
+        contention = round(min(1.0, max(0.0, (others + steal) / wall - _free_cpus(n_threads, n_cpus)) / threads), 4)
+        free_busy = _free_busy(share, n_threads, n_cpus)
+        disturbed = contention >= threshold_for(n_threads) or (free_busy is not None and free_busy >= SPARE_BUSY_AT)
     return Disturbance(window, round(wall, 4), n_cpus, n_threads, round(worker, 3), round(others, 3),
                        None if app is None else round(app, 3), round(steal, 3), round(share, 4), contention, disturbed,
                        threshold_for(n_threads))
