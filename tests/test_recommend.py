@@ -73,6 +73,7 @@ def test_not_enough_evidence_says_what_to_run() -> None:
     rec = recommend(table, Constraints("16 GB laptop", 8192, min_tok_s=10))
     assert rec.recommended is None and not rec.enough_evidence
     assert rec.reasons[0] == "Not enough evidence to recommend anything."
+    assert rec.answer == "Not enough evidence to recommend anything on the 16 GB laptop at 8k."
     kinds = {a.kind: a.labels for a in rec.actions}
     assert kinds["divergence"] == ("Q4_K_M", "Q4_K_M · KV q8_0")
     assert kinds["speed"] == ("Q4_K_M", "Q4_K_M · KV q8_0")
@@ -198,7 +199,7 @@ def test_the_default_answer_is_the_smallest_quantized_file_whose_quality_holds()
 def test_when_nothing_quantized_holds_it_keeps_the_reference_and_says_why() -> None:
     rec = recommend(demo_like(Q8_0=0.012, Q4_K_M=0.052, Q2_K=0.397), Constraints("16 GB laptop"))
     assert rec.recommended is not None and rec.recommended.label == "F16"
-    assert rec.answer == ("Keep F16: no quantized option holds — 3 lose more than the 0.01076 mean KLD allowed "
+    assert rec.answer == ("Keep F16 on the 16 GB laptop at 8k: no quantized option holds — 3 lose more than the 0.01076 mean KLD allowed "
                           "(the closest: Q8_0, 0.012).")
     assert "a quantized option would save up to 256 MiB" in rec.meaning
 
@@ -208,7 +209,7 @@ def test_low_kld_but_people_prefer_the_reference_rules_the_file_out() -> None:
     table[1].evidence.verdict = decide("F16", "Q8_0", 24, 4, 2, n_prompts=30)
     rec = recommend(table, Constraints("16 GB laptop"))
     assert rec.recommended is not None and rec.recommended.label == "F16"
-    assert rec.answer == ("Keep F16: no quantized option holds — people preferred F16 over Q8_0 in blind votes; "
+    assert rec.answer == ("Keep F16 on the 16 GB laptop at 8k: no quantized option holds — people preferred F16 over Q8_0 in blind votes; "
                           "Q4_K_M loses more than the 0.01076 mean KLD allowed (0.052).")
     # votes that cannot tell them apart do not rule it out
     table[1].evidence.verdict = decide("F16", "Q8_0", 12, 11, 7, n_prompts=30)
@@ -218,11 +219,11 @@ def test_low_kld_but_people_prefer_the_reference_rules_the_file_out() -> None:
 def test_unmeasured_files_keep_the_reference_for_now_and_say_what_to_run() -> None:
     rec = recommend(demo_like(Q8_0=None, Q4_K_M=None), Constraints("16 GB laptop"))
     assert rec.recommended is not None and rec.recommended.label == "F16"
-    assert rec.answer.startswith("Keep F16 for now: no quantized option has its quality measured yet (Q8_0 and Q4_K_M)")
+    assert rec.answer.startswith("Keep F16 on the 16 GB laptop at 8k for now: no quantized option has its quality measured yet (Q8_0 and Q4_K_M)")
     assert any(a.kind == "divergence" and set(a.labels) == {"Q8_0", "Q4_K_M"} for a in rec.actions)
     # one measured and failing, one not measured: both said
     mixed = recommend(demo_like(Q8_0=0.02, Q4_K_M=None), Constraints("16 GB laptop"))
-    assert mixed.answer == ("Keep F16 for now: Q8_0 loses more than the 0.01076 mean KLD allowed (0.020); "
+    assert mixed.answer == ("Keep F16 on the 16 GB laptop at 8k for now: Q8_0 loses more than the 0.01076 mean KLD allowed (0.020); "
                             "Q4_K_M is not measured yet.")
     # a pick with a smaller file still unmeasured says it could change
     later = recommend(demo_like(Q8_0=0.004, Q4_K_M=None), Constraints("16 GB laptop"))

@@ -276,7 +276,8 @@ def recommend(facts: Sequence[Facts], constraints: Constraints) -> Recommendatio
                    else "No candidate meets every constraint."]
         reasons += [f"{a.facts.label}: " + "; ".join(ch.words for ch in a.failed() + a.unknown()) + "."
                     for a in assessments if a.status != PASS]
-        return Recommendation(constraints, None, reasons, [], assessments, actions, reasons[0], rule)
+        answer = f"{reasons[0][:-1]} on {the(constraints.target)} at {ctx_words(constraints.n_ctx)}."
+        return Recommendation(constraints, None, reasons, [], assessments, actions, answer, rule)
     pick = eligible[0]
     reasons = [_pick_sentence(pick)]
     better = sorted((a for a in assessments if a is not pick and a.status != PASS
@@ -360,12 +361,13 @@ def _answer(pick: Assessment, better: Sequence[Assessment], assessments: Sequenc
     if not others:
         return f"Ship {f.label} {where}: it is the only option."
     if unknown and not failed:
-        return (f"Keep {f.label} for now: no quantized option has its quality measured yet "
+        return (f"Keep {f.label} {where} for now: no quantized option has its quality measured yet "
                 f"({_names(unknown)}); measure divergence to see whether one holds.")
     why = _why_not(failed, c, f.label)
     if unknown:
-        return f"Keep {f.label} for now: {why}; {_names(unknown)} {'are' if len(unknown) > 1 else 'is'} not measured yet."
-    return f"Keep {f.label}: no quantized option holds — {why}."
+        return (f"Keep {f.label} {where} for now: {why}; {_names(unknown)} {'are' if len(unknown) > 1 else 'is'} "
+                "not measured yet.")
+    return f"Keep {f.label} {where}: no quantized option holds — {why}."
 
 
 def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constraints) -> list[str]:
