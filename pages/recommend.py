@@ -69,7 +69,7 @@ max_kld = c5.number_input("Quality holds up to a mean KLD of (0 = no bar)", 0.0,
                           help="Mean KLD (Kullback-Leibler divergence) measures how far an option's next-token "
                                "probabilities drift from the reference's, averaged over reference text: 0 is "
                                f"identical. The default {bar_words(DEFAULT_MAX_KLD)} is what llama.cpp published for "
-                               f"{HOLDS_TYPE} on LLaMA-3-8B, the smallest type its quantizer calls \"very low quality "
+                               f"{HOLDS_TYPE} on LLaMA-3-8B, the smallest type common GGUF guides call \"very low quality "
                                "loss\".")
 min_tok_s = c6.number_input("Minimum decode speed (tok/s, estimated; 0 = none)", 0.0, 10_000.0, key=K + "min-tok-s",
                             step=1.0, help="Tokens generated per second on the target, estimated from its memory "
@@ -85,7 +85,8 @@ except (ValueError, GgufError, OSError) as exc:
 rec = s.recommendation
 
 # ---- the answer -------------------------------------------------------------------------------------------------
-(st.success if rec.recommended is not None else st.warning)(md_escape(rec.answer))
+say = st.warning if rec.recommended is None else st.info if rec.keeps_reference else st.success
+say(md_escape(rec.answer))
 st.caption(md_escape(rec.rule) + " Change the bar above.")
 if rec.meaning:
     st.markdown(md_escape(rec.meaning))

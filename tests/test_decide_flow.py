@@ -170,6 +170,11 @@ def test_cli_recommend_json_and_exit_codes(evidence_db: Path) -> None:
     assert "<svg" in html.read_text() and '<p class="wb-pick">Ship ' in html.read_text()
     out = json.loads(proc.stdout)
     assert out["recommended"] and out["reasons"] and out["candidates"]
+    assert out["answer"].startswith(("Ship ", "Keep ")) and "Q5_K_M on LLaMA-3-8B" in out["rule"]
+    assert out["constraints"]["prefer"] == "memory" and out["constraints"]["max_kld"] == pytest.approx(DEFAULT_MAX_KLD)
+    # the bar is an option: 0 is no bar, and the smallest that fits wins whatever its loss
+    loose = json.loads(run("--target", LAPTOP, "--kv", "f16", "--max-kld", "0", "--json").stdout)
+    assert loose["rule"].startswith("No quality bar") and loose["constraints"]["max_kld"] is None
     assert {"label", "file", "kv_type", "n_ctx", "predicted_bytes_by_target", "verdict_by_target",
             "est_decode_tok_s_by_target", "quality"} <= set(out["candidates"][0])
     # an impossible speed: nothing to recommend, exit 1 with the reasons
@@ -177,6 +182,14 @@ def test_cli_recommend_json_and_exit_codes(evidence_db: Path) -> None:
     assert proc.returncode == 1 and json.loads(proc.stdout)["recommended"] is None
     bad = run("--target", "a toaster")
     assert bad.returncode == 2 and "unknown target" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _answer(at: AppTest) -> str:
+    """The page's one-sentence answer: a success (ship), an info (keep the reference) or a warning (nothing)."""
+    found = [x.value for x in [*at.success, *at.info, *at.warning]
+             if x.value.startswith(("Ship ", "Keep ", "Not enough evidence", "No candidate"))]
+    assert len(found) == 1, found
+    return str(found[0])
 
 
 def test_recommend_page(demo_ladder: Ladder) -> None:
@@ -195,7 +208,7 @@ def test_recommend_page(demo_ladder: Ladder) -> None:
     at.selectbox(key="recommend-target").set_value(LAPTOP)
     at.run()
     assert not at.exception, at.exception
-    answer = ([s.value for s in at.success] + [w.value for w in at.warning])[0]
+    answer = _answer(at)
     assert "the 16 GB laptop at 8k" in answer
     assert any(c.value.startswith("Quality holds when the mean KLD") for c in at.caption)
     assert any("<svg" in m.value for m in at.markdown)
@@ -205,7 +218,7 @@ def test_recommend_page(demo_ladder: Ladder) -> None:
     at.selectbox(key="recommend-target").set_value("8 GB laptop")
     at.number_input(key="recommend-max-kld").set_value(0.5)
     at.run()
-    answer = ([s.value for s in at.success] + [w.value for w in at.warning])[0]
+    answer = _answer(at)
     assert "the 8 GB laptop at 8k" in answer and "16 GB" not in answer
     assert any("at most 0.5 (your setting" in c.value for c in at.caption)
     # another page and back: every choice is still there
@@ -216,5 +229,5 @@ def test_recommend_page(demo_ladder: Ladder) -> None:
     assert not at.exception, at.exception
     assert at.selectbox(key="recommend-target").value == "8 GB laptop"
     assert at.number_input(key="recommend-max-kld").value == pytest.approx(0.5)
-    answer = ([s.value for s in at.success] + [w.value for w in at.warning])[0]
+    answer = _answer(at)
     assert "the 8 GB laptop at 8k" in answer

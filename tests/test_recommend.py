@@ -198,7 +198,7 @@ def test_the_default_answer_is_the_smallest_quantized_file_whose_quality_holds()
 
 def test_when_nothing_quantized_holds_it_keeps_the_reference_and_says_why() -> None:
     rec = recommend(demo_like(Q8_0=0.012, Q4_K_M=0.052, Q2_K=0.397), Constraints("16 GB laptop"))
-    assert rec.recommended is not None and rec.recommended.label == "F16"
+    assert rec.recommended is not None and rec.recommended.label == "F16" and rec.keeps_reference
     assert rec.answer == ("Keep F16 on the 16 GB laptop at 8k: no quantized option holds — 3 lose more than the 0.01076 mean KLD allowed "
                           "(the closest: Q8_0, 0.012).")
     assert "a quantized option would save up to 256 MiB" in rec.meaning

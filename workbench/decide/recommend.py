@@ -4,7 +4,7 @@ Rules (the page, the CLI and the report say them the same way):
 - A candidate's quality *holds* when its measured mean KLD from the reference is at most a threshold and blind
   votes do not show people preferring the reference over it (sign test). The default threshold is published
   practice, not a number tuned to any ladder: the mean KLD llama.cpp published for Q5_K_M on LLaMA-3-8B
-  (quality.published), the smallest type its quantizer calls "very low quality loss" (docs/recommend.md says why).
+  (quality.published), the smallest type common GGUF guides call "very low quality loss" (docs/recommend.md says why).
 - A candidate is *eligible* when every constraint is known to hold: it fits the target at the context asked
   (predicted), its estimated decode speed there reaches the minimum (an estimate), and its quality holds.
   A constraint that cannot be checked for lack of evidence makes it *unknown*, never eligible.
@@ -31,7 +31,7 @@ GiB = 2**30
 NO_FIT = "no_fit"
 PREFERENCES = ("memory", "quality")  # the first is the default
 PREFER_WORDS = {"memory": "The smallest whose quality holds", "quality": "The best quality (the reference if it fits)"}
-#: The type whose published loss sets the default bar: the smallest llama.cpp's quantizer calls "very low quality loss".
+#: The type whose published loss sets the default bar: the smallest common GGUF guides call "very low quality loss".
 HOLDS_TYPE = "Q5_K_M"
 
 
@@ -145,6 +145,12 @@ class Recommendation:
     def enough_evidence(self) -> bool:
         return self.recommended is not None
 
+    @property
+    def keeps_reference(self) -> bool:
+        """The smallest-that-holds rule fell back to the reference: no quantized option holds (or is measured yet)."""
+        return (self.constraints.prefer == "memory" and self.recommended is not None
+                and self.recommended.evidence.is_reference)
+
 
 # ---- words --------------------------------------------------------------------------------------------------------
 def gib(n: float) -> str:
@@ -172,8 +178,8 @@ def rule_sentence(c: Constraints, reference: str) -> str:
     votes = f"blind votes do not prefer {reference}"
     if c.max_kld is None:
         return f"No quality bar is set: any measured mean KLD counts, as long as {votes}."
-    published = (f"the loss llama.cpp published for {HOLDS_TYPE} on {PUBLISHED_MODEL}, the smallest type its "
-                 "quantizer calls \"very low quality loss\"")
+    published = (f"the loss llama.cpp published for {HOLDS_TYPE} on {PUBLISHED_MODEL}, the smallest type common "
+                 "GGUF guides call \"very low quality loss\"")
     if math.isclose(c.max_kld, DEFAULT_MAX_KLD, rel_tol=1e-6):
         return f"Quality holds when {kld} is at most {bar_words(c.max_kld)}, {published}, and {votes}."
     return (f"Quality holds when {kld} is at most {bar_words(c.max_kld)} (your setting; the default "
@@ -286,7 +292,8 @@ def recommend(facts: Sequence[Facts], constraints: Constraints) -> Recommendatio
     for a in better[:MAX_BEATEN]:
         reasons.append(f"{a.facts.label} would rank higher but " + "; ".join(ch.words for ch in a.failed() + a.unknown()) + ".")
     if len(better) > MAX_BEATEN:
-        reasons.append(f"{len(better) - MAX_BEATEN} more would rank higher but miss a constraint (see the table).")
+        reasons.append(f"{len(better) - MAX_BEATEN} more would rank higher but miss a constraint or lack evidence "
+                       "(see the table).")
     would_change = _would_change(pick, eligible, constraints)
     answer = _answer(pick, better, assessments, constraints)
     return Recommendation(constraints, pick.facts, reasons, would_change, assessments, actions, answer, rule,
