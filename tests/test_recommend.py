@@ -187,6 +187,7 @@ def test_the_default_answer_is_the_smallest_quantized_file_whose_quality_holds()
                           "(mean KLD 0.0050).")
     assert rec.meaning.startswith("Q8_0 · KV q8_0 needs 225 MiB on the 16 GB laptop where F16 needs 461 MiB: 51% less memory")
     assert "mean KLD 0.0050 (measured), within the 0.01076 allowed" in rec.reasons[0]
+    assert "A quality bar (mean KLD) below 0.0050 would rule Q8_0 · KV q8_0 out." in rec.would_change
     assert any(r.startswith("Q2_K would rank higher but mean KLD 0.397, above the 0.01076 allowed") for r in rec.reasons)
     # a looser bar the person types moves the answer to a smaller file, at once (nothing to press)
     loose = recommend(table, Constraints("16 GB laptop", max_kld=0.5))

@@ -387,7 +387,7 @@ def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constrain
         kld = f", mean KLD {kld_words(nxt.kld)}" if nxt.kld is not None else ""
         out.append(f"Next in line: {nxt.label} ({size}{kld}).")
     if f.kld is not None and f.kld > 0:
-        out.append(f"A maximum mean KLD below {kld_words(f.kld)} would rule {f.label} out.")
+        out.append(f"A quality bar (mean KLD) below {kld_words(f.kld)} would rule {f.label} out.")
     if f.est_tok_s is not None:
         out.append(f"A minimum above {f.est_tok_s:.1f} tok/s would rule it out on {the(c.target)}.")
     if f.spare_bytes >= 0:
