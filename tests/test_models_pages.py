@@ -98,6 +98,23 @@ def test_repo_listing_fit_download_and_use_as_ladder(models_env: Path, hub_serve
     assert at.selectbox[0].value == REPO
 
 
+def test_a_file_whose_header_is_refused_gets_no_verdict_on_the_page(models_env: Path, hub_server, tmp_path: Path) -> None:
+    """Issue 24: a 49-byte GGUF declaring a 2^30-entry array was shown "CPU only"; now its row says why it has no
+    verdict, and choosing it warns before the download."""
+    from tests.gguf_factory import hostile_files
+    from tests.hubserver import make_gguf
+
+    evil = hostile_files(tmp_path)["huge array"][0].read_bytes()
+    hub_server.add_repo("tester/Hostile-GGUF", {"Evil-Q4_K_M.gguf": evil,
+                                                "Good-Q8_0.gguf": make_gguf(tmp_path / "g.gguf").read_bytes()})
+    at = models_page()
+    list_repo(at, "tester/Hostile-GGUF")
+    verdicts = dict(zip(fit_table(at)["type"], fit_table(at)["verdict"], strict=True))
+    assert verdicts["Q4_K_M"].startswith("header unreadable: header declares an array of 1,073,741,824 entries")
+    assert verdicts["Q8_0"] in {"CPU only", "fits on the GPU entirely"}
+    assert any("No fit verdict for Evil-Q4\\_K\\_M.gguf" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
 def test_bad_repo_ids_get_one_line(models_env: Path) -> None:
     at = models_page()
     list_repo(at, "not a repo")
