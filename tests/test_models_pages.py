@@ -231,6 +231,29 @@ def test_hardware_page_no_gpu_and_predicted_vs_measured(pool, demo_ladder) -> No
     assert at.get("plotly_chart")
 
 
+def test_hardware_page_gives_a_refused_header_no_verdict(models_env: Path, demo_ladder, tmp_path: Path) -> None:
+    """Issue 24: a ladder file whose header the parser refuses is a row that says so, beside the others' verdicts."""
+    import json
+    from dataclasses import asdict, replace
+
+    from tests.gguf_factory import hostile_files
+
+    evil, _ = hostile_files(tmp_path)["huge array"]
+    q2 = demo_ladder.by_label("Q2_K")
+    bad = replace(q2, path=str(evil), label="Evil", size_bytes=evil.stat().st_size)
+    lad = models_env / "ladders" / "with-a-bad-file"  # among the ladders the app lists (models_env's own folder)
+    lad.mkdir()
+    (lad / "ladder.json").write_text(json.dumps({"name": "with a bad file", "files": [asdict(q2), asdict(bad)]}))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["ladder_dir"] = str(lad)
+    at.switch_page("pages/hardware.py")
+    at.run()
+    assert not at.exception, at.exception
+    glance = next(d.value for d in at.dataframe if "predicted peak" in d.value.columns).set_index("quantization")
+    assert glance.loc["Q2_K", "verdict"] == "CPU only"
+    assert glance.loc["Evil", "verdict"].startswith("header unreadable: header declares an array of 1,073,741,824")
+
+
 def test_download_job_behind_the_page_cancels_and_resumes(models_env: Path) -> None:
     from workbench.models import acquire as models
 
