@@ -427,3 +427,13 @@ def test_an_endpoint_url_error_never_repeats_a_credential():
         assert URL_KEY not in str(err.value) and ("credential" in str(err.value) or "http://host:port" in str(err.value))
     ok = RemoteEndpoint("http://127.0.0.1:1/v1?api-version=2024-06-01")  # a query string without a credential stays
     assert ok.base_url.endswith("?api-version=2024-06-01")
+
+
+def test_a_query_string_without_a_credential_is_kept_after_the_route(fake):
+    """Azure-style `?api-version=…` is not a key: it stays, and goes after the API route, not inside the query."""
+    server = fake("usage")
+    s = RunSettings(max_tokens=8, n_ctx=256)
+    r = run_remote(contestant_for(endpoint(f"{server.url}/v1?api-version=2024-06-01")), s, s.messages(PROMPT))
+    assert r.ok, r.error
+    assert server.requests[0]["path"] == "/v1/chat/completions?api-version=2024-06-01"
+    assert r.file == f"{server.url}/v1"  # what is stored and shown drops the query string

@@ -106,11 +106,14 @@ class RemoteCompletion:
 
 # ---- HTTP plumbing --------------------------------------------------------------------------------
 def _url(endpoint: RemoteEndpoint, route: str) -> str:
-    """The full URL of an API route; `/v1` in the base URL is honoured for OpenAI, dropped for llama.cpp."""
-    base = endpoint.base_url
+    """The full URL of an API route; `/v1` in the base URL is honoured for OpenAI, dropped for llama.cpp. A query
+    string (never a credential: RemoteEndpoint refuses those) goes after the route."""
+    base, query = endpoint.display_url.rstrip("/"), urlsplit(endpoint.base_url).query
     if endpoint.api == API_OPENAI:
-        return base + route if base.endswith("/v1") else base + "/v1" + route
-    return (base[: -len("/v1")] if base.endswith("/v1") else base) + route
+        url = base + route if base.endswith("/v1") else base + "/v1" + route
+    else:
+        url = (base[: -len("/v1")] if base.endswith("/v1") else base) + route
+    return url + (f"?{query}" if query else "")
 
 
 def _scrub(text: str, endpoint: RemoteEndpoint) -> str:
