@@ -421,12 +421,15 @@ def test_a_key_in_the_endpoint_url_is_refused_and_never_stored_printed_or_export
 
 def test_an_endpoint_url_error_never_repeats_a_credential():
     for url in (f"htp://127.0.0.1:1/v1?api_key={URL_KEY}", f"http://127.0.0.1:99999/v1?token={URL_KEY}",
-                f"127.0.0.1:1/v1?x=1&apikey={URL_KEY}", f"http://u:{URL_KEY}@127.0.0.1:1"):
+                f"127.0.0.1:1/v1?x=1&apikey={URL_KEY}", f"http://u:{URL_KEY}@127.0.0.1:1",
+                f"http://127.0.0.1:1/v1?subscription-key={URL_KEY}", f"http://127.0.0.1:1/v1?sv=1&sig={URL_KEY}",
+                f"http://127.0.0.1:1/v1#access_token={URL_KEY}"):
         with pytest.raises(ValueError) as err:
             RemoteEndpoint(url)
         assert URL_KEY not in str(err.value) and ("credential" in str(err.value) or "http://host:port" in str(err.value))
     ok = RemoteEndpoint("http://127.0.0.1:1/v1?api-version=2024-06-01")  # a query string without a credential stays
     assert ok.base_url.endswith("?api-version=2024-06-01")
+    assert RemoteEndpoint("http://127.0.0.1:1/v1?design=plain&monkeys=2").base_url  # words that merely contain one
 
 
 def test_a_query_string_without_a_credential_is_kept_after_the_route(fake):
@@ -437,3 +440,6 @@ def test_a_query_string_without_a_credential_is_kept_after_the_route(fake):
     assert r.ok, r.error
     assert server.requests[0]["path"] == "/v1/chat/completions?api-version=2024-06-01"
     assert r.file == f"{server.url}/v1"  # what is stored and shown drops the query string
+    failing = fake("server_error")
+    r = run_remote(contestant_for(endpoint(f"{failing.url}/v1?opaque-thing=2024")), s, s.messages(PROMPT))
+    assert "HTTP 500" in r.error and "opaque-thing" not in r.error  # an error (stored) never repeats the query

@@ -27,10 +27,11 @@ DISPLAY_MODES = ("none", "streamed", "held")
 API_OPENAI = "openai"
 API_LLAMACPP = "llamacpp"
 APIS = (API_OPENAI, API_LLAMACPP)
-# query-string parameter names that carry a credential (compared lower-case, without "-" and "_"): a URL holding one
-# is refused, since a URL is stored, shown and exported and a key must never be (README: "Remote endpoints")
-CREDENTIAL_PARAMS = ("key", "apikey", "token", "secret", "password", "passwd", "pwd", "auth", "sig", "signature",
-                     "credential", "session", "bearer")
+# query-string parameter names that carry a credential, compared lower-case without "-" and "_": a URL holding one
+# is refused, because a URL is stored, shown and exported and a key must never be (README, remote endpoints)
+CREDENTIAL_WORDS = ("apikey", "token", "secret", "password", "passwd", "credential", "signature", "bearer",
+                    "authorization")  # anywhere in the name: x-api-key, access_token, client_secret …
+CREDENTIAL_NAMES = ("key", "sig", "pwd", "auth", "pass", "session", "sessionid")  # the whole name (a SAS sig=…)
 KEY_HINT = ("pass the key through an environment variable instead: key_env=VAR in --endpoint, --key-env VAR for "
             "fingerprint, or the API key field on the Compare page")
 
@@ -43,8 +44,8 @@ def credential_in_url(url: str) -> str | None:
         return "a user name or password before the host (user:pass@host)"
     for name, _ in parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(parts.fragment, keep_blank_values=True):
         plain = name.lower().replace("-", "").replace("_", "")
-        if any(word in plain for word in CREDENTIAL_PARAMS):
-            return f"the parameter {name[:40]!r} in its query string"
+        if plain in CREDENTIAL_NAMES or plain.endswith("key") or any(w in plain for w in CREDENTIAL_WORDS):
+            return f"the parameter {name[:40]!r} after its '?' or '#'"
     return None
 
 

@@ -236,7 +236,8 @@ def _http_error(endpoint: RemoteEndpoint, url: str, status: int, reason: str, bo
         hint = (" — not an OpenAI-compatible server, or a wrong model name?" if endpoint.api == API_OPENAI
                 else " — not a llama.cpp server (try api=openai)?")
     tail = f": {detail}" if detail else ""
-    return RemoteError(f"HTTP {status} {reason} from {_scrub(url, endpoint)}{tail}{hint}")
+    where = url.split("?", 1)[0]  # never the query string: errors are stored, and a bare token may sit there
+    return RemoteError(f"HTTP {status} {reason} from {_scrub(where, endpoint)}{tail}{hint}")
 
 
 def _network_error(endpoint: RemoteEndpoint, exc: BaseException, during: str, got: int) -> RemoteError:
