@@ -93,25 +93,23 @@ ladder = active_ladder()
 st.subheader(f"Fit at a glance: {md_escape(ladder.name)}")
 n_ctx = int(st.columns([1, 3])[0].number_input("Context size (tokens)", 128, 1_048_576, fit.DEFAULT_N_CTX, step=256,
                                                key=K + "ctx"))
-preds, problems = [], []
+preds, unreadable = [], []
 with st.spinner("Reading GGUF headers…"):
     for f in ladder.files:
         try:
             p = fit.predict(read_header(f.path), n_ctx=n_ctx, ram_available_bytes=m.ram_available_bytes, gpus=m.gpus)
-        except (GgufError, OSError) as exc:
-            problems.append(f"{f.label}: {' '.join(str(exc).split())}")
+        except (GgufError, OSError) as exc:  # no verdict without the file's own header: the row says why
+            unreadable.append({"quantization": f.label, "verdict": fit.unreadable(exc, f.path)})
             continue
         p.file = f.label
         preds.append(p)
-for line in problems:
-    st.error(md_escape(line))
-if preds:
+if preds or unreadable:
     st.dataframe(pd.DataFrame([{
         "quantization": p.file, "type": p.quant_type, "weights": fmt_bytes(p.weights_bytes),
         "KV cache": fmt_bytes(p.kv_bytes), "compute + runtime": fmt_bytes(p.compute_bytes + p.overhead_bytes),
         "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": p.verdict,
         "GPU layers": p.gpu_layers or "",
-    } for p in preds]), hide_index=True, width="stretch", key=K + "glance")
+    } for p in preds] + unreadable), hide_index=True, width="stretch", key=K + "glance")
     st.caption(f"Keeping all {len(preds)} warm at once would need about {fmt_bytes(fit.warm_together_bytes(preds))} "
                f"of RAM ({fmt_bytes(m.ram_available_bytes)} free); the pool keeps warm only what fits its budget "
                "(above) and reloads the rest when they run. Weights and KV cache come from each file's header; "

@@ -135,7 +135,7 @@ with tab_hub:
                 "chosen": e.name in picked,
                 "cached": e.cached,
                 "predicted memory": fmt_bytes(p.predicted_bytes) if p else "—",
-                "verdict": p.verdict if p else f"unknown: {r.error}",
+                "verdict": r.verdict_text,
                 "KV cache": f"{fmt_bytes(p.kv_bytes)} ({p.basis['kv_cache']})" if p else "—",
                 "weights": f"{fmt_bytes(p.weights_bytes)} ({p.basis['weights']})" if p else "—",
                 "model shape": r.header,
@@ -148,10 +148,15 @@ with tab_hub:
                 f"Predicted peak memory of one worker at {n_ctx:,} tokens = weights (tensor bytes in the GGUF header) + "
                 "KV cache (layers × KV heads × head sizes × context, f16, from the header) + compute buffers and runtime "
                 "(*estimated*). *read* = taken from the file's own header (fetched with HTTP range requests); "
-                "*estimated* = borrowed from another file's header of this repo, or computed. Verdicts keep "
+                "*estimated* = borrowed from another file's header of this repo, or computed; *header unreadable* = "
+                "the file's own header was refused or could not be fetched, so it gets no verdict. Verdicts keep "
                 f"{fit.DEFAULT_HEADROOM:.0%} of free memory in reserve. Check the accuracy on the Hardware page after a run.")
 
         chosen = [by_name[n] for n in picked]
+        for r in rows:
+            if r.entry.name in picked and r.prediction is None:
+                st.warning(f"No fit verdict for {md_escape(r.entry.name)}: {md_escape(r.verdict_text)}. "
+                           "A file whose header cannot be read is unlikely to load; think twice before downloading it.")
         preds = [r.prediction for r in rows if r.entry.name in picked and r.prediction]
         ok_disk, need, free = models.selection_disk_check(listing, chosen) if chosen else (True, 0, free_disk)
         if chosen:

@@ -88,6 +88,22 @@ def test_a_remote_endpoint_that_refuses_fails_only_its_own_column(demo_ladder):
     assert any("refused" in e.value.lower() for e in at.error)
 
 
+def test_the_endpoint_form_refuses_a_key_in_the_url_without_repeating_it(demo_ladder):
+    """Issue 24: a URL carrying ?api_key=… is refused with a pointer to the key field, and the key is not echoed."""
+    secret = "qs-secret-key-typed-into-the-form-42"
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    inputs = {t.label: t for t in at.text_input}
+    inputs["Base URL"].set_value(f"http://127.0.0.1:9/v1?api_key={secret}")
+    at.run()
+    next(b for b in at.button if b.label == "Add endpoint").click()
+    at.run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "credential" in errors and "API key field" in errors and secret not in errors
+    assert at.session_state["endpoints"] == []  # not added, so never run, stored or exported
+
+
 def test_a_disturbed_run_says_so_and_re_measures_quietly(demo_ladder, pool):
     """A run timed beside busy processes is marked on the page; Re-measure runs it again with nothing drawn."""
     import subprocess

@@ -151,8 +151,8 @@ def ladder_infos(ladder: Ladder) -> tuple[list[tuple[str, GgufInfo]], list[str]]
     for f in ladder.files:
         try:
             out.append((f.label, header(f.path)))
-        except (GgufError, OSError) as exc:
-            problems.append(f"{f.label}: {' '.join(str(exc).split())}")
+        except (GgufError, OSError) as exc:  # no fit row without the file's own header
+            problems.append(f"{f.label}: {fit.unreadable(exc, f.path)} (no fit verdict for it)")
     return out, problems
 
 

@@ -159,8 +159,8 @@ def _fit(args: argparse.Namespace, store: Any) -> int:
     for path in files:
         try:
             info = read_header(path)
-        except GgufError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except GgufError as exc:  # no verdict without the file's own header
+            print(f"error: {os.path.basename(path)}: {fit.unreadable(exc, path)}", file=sys.stderr)
             failed += 1
             continue
         for p in profiles:

@@ -106,11 +106,14 @@ class RemoteCompletion:
 
 # ---- HTTP plumbing --------------------------------------------------------------------------------
 def _url(endpoint: RemoteEndpoint, route: str) -> str:
-    """The full URL of an API route; `/v1` in the base URL is honoured for OpenAI, dropped for llama.cpp."""
-    base = endpoint.base_url
+    """The full URL of an API route; `/v1` in the base URL is honoured for OpenAI, dropped for llama.cpp. A query
+    string (never a credential: RemoteEndpoint refuses those) goes after the route."""
+    base, query = endpoint.display_url.rstrip("/"), urlsplit(endpoint.base_url).query
     if endpoint.api == API_OPENAI:
-        return base + route if base.endswith("/v1") else base + "/v1" + route
-    return (base[: -len("/v1")] if base.endswith("/v1") else base) + route
+        url = base + route if base.endswith("/v1") else base + "/v1" + route
+    else:
+        url = (base[: -len("/v1")] if base.endswith("/v1") else base) + route
+    return url + (f"?{query}" if query else "")
 
 
 def _scrub(text: str, endpoint: RemoteEndpoint) -> str:
@@ -233,7 +236,8 @@ def _http_error(endpoint: RemoteEndpoint, url: str, status: int, reason: str, bo
         hint = (" — not an OpenAI-compatible server, or a wrong model name?" if endpoint.api == API_OPENAI
                 else " — not a llama.cpp server (try api=openai)?")
     tail = f": {detail}" if detail else ""
-    return RemoteError(f"HTTP {status} {reason} from {_scrub(url, endpoint)}{tail}{hint}")
+    where = url.split("?", 1)[0]  # never the query string: errors are stored, and a bare token may sit there
+    return RemoteError(f"HTTP {status} {reason} from {_scrub(where, endpoint)}{tail}{hint}")
 
 
 def _network_error(endpoint: RemoteEndpoint, exc: BaseException, during: str, got: int) -> RemoteError:
