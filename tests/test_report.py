@@ -198,3 +198,22 @@ def test_cli_report_on_a_real_run_writes_files(real_run, tmp_path):
     assert proc.returncode == 1 and "no run with id 987654" in proc.stderr and "Traceback" not in proc.stderr
     written = write_report(store, [comparison.run_id], markdown_path=tmp_path / "only.md")
     assert written == [tmp_path / "only.md"]  # Markdown alone is fine
+
+
+# ---- the recommendation report names this machine as a sentence needs it (issue 24) ------------------------------
+def test_recommendation_html_says_on_this_machine_not_on_the_this_machine(demo_ladder, store):
+    from dataclasses import replace
+
+    from workbench.decide import report as decide_report
+    from workbench.decide.recommend import Constraints
+    from workbench.decide.study import study
+    from workbench.decide.targets import THIS_MACHINE
+
+    s = study(store, demo_ladder, Constraints(THIS_MACHINE, 4096))
+    s = replace(s, recommendation=replace(s.recommendation, recommended=s.facts[0]))  # as if the evidence were in
+    html_text = decide_report.report_html(s)
+    assert f"Ship <strong>{s.facts[0].label}</strong> on this machine at" in html_text
+    assert "the this machine" not in html_text and "the this machine" not in decide_report.report_markdown(s)
+    laptop = study(store, demo_ladder, Constraints("16 GB laptop", 4096))
+    laptop = replace(laptop, recommendation=replace(laptop.recommendation, recommended=laptop.facts[0]))
+    assert "on the 16 GB laptop at" in decide_report.report_html(laptop)
