@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.files.text_formats import TextFormatError, csv_records, load_toml, lone_surrogate, split_lines, toml_lines
+from workbench.files.text_formats import (
+    TextFormatError,
+    csv_records,
+    load_toml,
+    lone_surrogate,
+    split_lines,
+    toml_lines,
+)
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_PROMPTS = 500
