@@ -126,8 +126,8 @@ def report_html(s: Study) -> str:
     rec = s.recommendation
     out = html_head(title_of(s), f"Quant Workbench recommendation, generated {generated_at()}. {KIND_NOTE}", CSS)
     if rec.recommended is not None:
-        out.append(f'<p class="wb-pick">Ship <strong>{esc(rec.recommended.label)}</strong> on the '
-                   f"{esc(s.constraints.target)} at {esc(ctx_words(s.constraints.n_ctx))}.</p>")
+        out.append(f'<p class="wb-pick">Ship <strong>{esc(rec.recommended.label)}</strong> on '
+                   f"{esc(the(s.constraints.target))} at {esc(ctx_words(s.constraints.n_ctx))}.</p>")
     else:
         out.append(f'<p class="wb-none">{esc(rec.reasons[0])}</p>')
     out.append("<h2>Why</h2><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.reasons) + "</ul>")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -60,9 +61,13 @@ class TargetProfile:
 
     def validate(self) -> TargetProfile:
         """This profile with its name and texts tidied, or ValueError saying in plain words what is wrong."""
-        name = " ".join(_CONTROL.sub(" ", str(self.name or "")).split())
+        name = " ".join(unicodedata.normalize("NFKC", str(self.name or "")).split())
         if not name:
             raise ValueError("a target needs a name")
+        hidden = next((ch for ch in name if unicodedata.category(ch) in ("Cc", "Cf")), None)
+        if hidden is not None:  # zero-width and bidi-override characters make one name look like another
+            raise ValueError(f"a target's name may not hold an invisible or control character "
+                             f"(U+{ord(hidden):04X} {unicodedata.name(hidden, 'control')})")
         if len(name) > MAX_NAME_CHARS:
             raise ValueError(f"a target's name is at most {MAX_NAME_CHARS} characters ({len(name)} given)")
         for label, value in (("RAM", self.ram_bytes), ("VRAM", self.vram_bytes), ("OS reserve", self.os_reserve_bytes),
@@ -250,8 +255,13 @@ def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> Target
 # saved profiles
 # --------------------------------------------------------------------------------------------------------------
 
+def name_key(name: str) -> str:
+    """What makes two target names the same one: case, width and spacing do not count ("Lab box" = "ＬＡＢ ＢＯＸ")."""
+    return " ".join(unicodedata.normalize("NFKC", str(name)).split()).casefold()
+
+
 def _reserved_names() -> set[str]:
-    return {THIS_MACHINE.casefold()} | {p.name.casefold() for p in presets()}
+    return {name_key(THIS_MACHINE)} | {name_key(p.name) for p in presets()}
 
 
 def saved_targets(store: Any) -> tuple[list[TargetProfile], list[str]]:
@@ -272,37 +282,42 @@ def list_targets(store: Any, *, include_this_machine: bool = True) -> list[Targe
 
 
 def get_target(store: Any, name: str) -> TargetProfile:
-    """The target called `name` (case-insensitive); ValueError naming the choices when there is none."""
-    wanted = " ".join(str(name).split()).casefold()
-    if wanted == THIS_MACHINE:
+    """The target called `name` (as `name_key` compares); ValueError naming the choices when there is none."""
+    wanted = name_key(name)
+    if wanted == name_key(THIS_MACHINE):
         return this_machine()
     for profile in presets() + saved_targets(store)[0]:
-        if profile.name.casefold() == wanted:
+        if name_key(profile.name) == wanted:
             return profile
     names = [THIS_MACHINE] + [p.name for p in presets()] + [p.name for p in saved_targets(store)[0]]
     raise ValueError(f"no target called {str(name)[:MAX_NAME_CHARS]!r}; choose one of: {', '.join(names)}")
 
 
 def save_target(store: Any, profile: TargetProfile) -> TargetProfile:
-    """Validate and save (replacing a saved profile of the same name); a preset's or this machine's name is refused."""
+    """Validate and save, replacing a saved profile of the same name (as `name_key` compares, so "lab box" edits
+    "Lab box" rather than saving a second one); a preset's or this machine's name is refused."""
     clean = replace(profile, builtin=False).validate()
-    if clean.name.casefold() in _reserved_names():
+    if name_key(clean.name) in _reserved_names():
         raise ValueError(f"{clean.name!r} is a built-in target: save your version under another name")
     data = clean.to_dict()
     data.pop("builtin")
     store.save_target_profile(clean.name, data)
+    for row in store.target_profiles():  # the same target under another spelling: the new one replaces it
+        if row["name"] != clean.name and name_key(row["name"]) == name_key(clean.name):
+            store.delete_target_profile(row["name"])
     return clean
 
 
 def delete_target(store: Any, name: str) -> None:
     """Delete a saved profile; built-in ones cannot be deleted; ValueError when there is no such saved profile."""
     clean = " ".join(str(name).split())
-    if clean.casefold() in _reserved_names():
+    if name_key(clean) in _reserved_names():
         raise ValueError(f"{clean!r} is built in and cannot be deleted")
-    for profile in saved_targets(store)[0]:
-        if profile.name.casefold() == clean.casefold():
-            store.delete_target_profile(profile.name)
-            return
+    rows = [row for row in store.target_profiles() if name_key(row["name"]) == name_key(clean)]
+    for row in rows:  # every spelling saved before names were compared this way
+        store.delete_target_profile(row["name"])
+    if rows:
+        return
     raise ValueError(f"there is no saved target called {clean[:MAX_NAME_CHARS]!r}")
 
 

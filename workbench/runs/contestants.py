@@ -6,6 +6,7 @@ apart from both so neither has to import the other to name them.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -184,8 +185,8 @@ class RunSettings:
             raise ValueError("context size must be at least 64 tokens")
         if self.max_tokens >= self.n_ctx:
             raise ValueError(f"max tokens ({self.max_tokens}) must be smaller than the context size ({self.n_ctx})")
-        if self.temperature < 0:
-            raise ValueError("temperature cannot be negative")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError("temperature must be a finite number of 0 or more")
         if not 0 < self.top_p <= 1:
             raise ValueError("top-p must be in (0, 1]")
         if self.n_threads < 1:
