@@ -171,7 +171,7 @@ if upload is not None:
             summary = import_json(store(), upload.getvalue(), origin=upload.name)
         except (ImportFileError, StoreError) as exc:
             st.error(f"Could not import {md_escape(upload.name)}: {md_escape(exc)}. Nothing was added.")
-        except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, sqlite3.Error) as exc:
             st.error(f"Could not import {md_escape(upload.name)}: it looks like an export but is damaged or incomplete "
                      f"({type(exc).__name__}: {md_escape(exc)}). Nothing was added.")
         else:

@@ -17,7 +17,7 @@ Limits (a pasted or uploaded file is untrusted): MAX_BYTES per file, MAX_PROMPTS
 per prompt or system prompt, MAX_JSON_DEPTH nesting per JSON line. Errors are `PromptSetError`, whose message
 reads "line 7: no "prompt" field" (more bad rows are listed after the first).
 
-Bundled sets live in prompts/sets/ (`list_bundled_sets`). Imports nothing from the workbench.
+Bundled sets live in prompts/sets/ (`list_bundled_sets`). Imports only the database's limits (storage.limits).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the tomli backport
     import tomli as tomllib  # type: ignore[no-redef]
 
+from workbench.storage.limits import MAX_PROMPT_CHARS, MAX_SET_PROMPTS
+
 MAX_BYTES = 2 * 1024 * 1024
-MAX_PROMPTS = 500
-MAX_PROMPT_CHARS = 20_000
+MAX_PROMPTS = MAX_SET_PROMPTS  # the database's limits (storage.limits): what an export of a set run may hold
 MAX_JSON_DEPTH = 20
 MAX_ERRORS_SHOWN = 10
 FORMATS = ("lines", "csv", "toml", "jsonl")
