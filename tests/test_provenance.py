@@ -228,3 +228,42 @@ def test_what_an_import_would_refuse_is_refused_when_written(store: Store, demo_
     with pytest.raises(ValueError, match="more than the"):
         store.create_set_run(name="x", prompts=big.to_dicts(), labels=["F16"], reference_label="F16", settings={})
     assert history.search_runs(store) == [] and store.list_set_runs() == []
+
+
+def test_the_recommend_page_shows_imported_figures_apart_and_labelled(tmp_path: Path, demo_ladder: Ladder,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from ui.shared import _open_store
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    _open_store.clear()  # the app opens its database once per process: open this test's
+    try:
+        store = Store()
+        _divergence_run(store, demo_ladder, MEASURED)
+        history.import_json(store, _forged_export(tmp_path, demo_ladder), origin="forged.json")
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("pages/recommend.py")
+        at.run()
+        assert not at.exception, at.exception
+        tables = [df.value for df in at.dataframe]
+        imported = next(t for t in tables if list(t.columns) == report.IMPORTED_HEADERS)
+        assert list(imported["candidate"]) == ["F16", "Q2_K"]
+        q2 = imported[imported["candidate"] == "Q2_K"].iloc[0]
+        assert "mean KLD 0.0001" in q2.iloc[1] and q2.iloc[2].startswith("imported from Forger 9000")
+        evidence = next(t for t in tables if list(t.columns) == report.EVIDENCE_HEADERS)
+        assert "0.0001" not in evidence.to_string() and "Forger" not in evidence.to_string()
+        assert any("never used for the pick" in c.value for c in at.caption)
+    finally:
+        _open_store.clear()
+
+
+def test_a_repeated_eval_case_cannot_inflate_a_pass_count(tmp_path: Path, demo_ladder: Ladder) -> None:
+    data = _forged_export(tmp_path, demo_ladder)
+    run = next(r for r in data["runs"] if r["eval_results"])
+    run["eval_results"].append(dict(run["eval_results"][1]))
+    target = Store(tmp_path / "target.sqlite3")
+    with pytest.raises(history.ImportFileError, match="eval_results row 11: case_id and label .'c0', 'Q2_K'. appear twice"):
+        history.import_json(target, data)
+    assert target.table_rows("runs") == []

@@ -136,6 +136,11 @@ class SpeedHere:
     peak_rss_bytes: int | None
     gpu_layers: int
 
+    @property
+    def provenance(self) -> Provenance:
+        """Always measured here: the store reads no imported comparison for it (Store.ladder_results)."""
+        return Provenance(MEASURED_HERE)
+
 
 @dataclass(frozen=True)
 class ImportedEvidence:

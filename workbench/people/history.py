@@ -401,6 +401,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# What names a row once in its run (the schema's UNIQUE keys beside run_id): a file repeating one is refused.
+ONCE_PER_RUN = {"divergence": ("source", "label"), "eval_results": ("case_id", "label"), "reference_repeats": ("repeat",)}
 IDS = ("id", "run_id", "result_id", "set_run_id", "set_index")  # INTEGER columns that must hold whole numbers
 
 
@@ -549,9 +551,16 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
         for table in owned:
             if table == "results":
                 continue
+            keys: set[tuple[Any, ...]] = set()
             for i, row in enumerate(run.get(table) or [], 1):
                 where = f"{name}, {table} row {i}"
                 flat_row = check_row(where, table, row, {"run_id", "result_id"} if table == "ratings" else {"run_id"})
+                if table in ONCE_PER_RUN:  # a repeated row would count twice (5 of 5 from one case passed 5 times)
+                    once = tuple(flat_row.get(c) for c in ONCE_PER_RUN[table])
+                    if once in keys:
+                        raise ImportFileError(f"{where}: {' and '.join(ONCE_PER_RUN[table])} {_show(once)} appear twice "
+                                              "in this run")
+                    keys.add(once)
                 if table == "ratings":
                     if flat_row["label"] not in labels.values():
                         raise ImportFileError(f"{where}: label {_show(flat_row['label'])} is not an output of this run")
