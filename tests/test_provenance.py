@@ -120,6 +120,12 @@ def test_a_forged_import_changes_neither_the_pick_nor_the_figures_and_is_shown_l
     assert "votes 0 for F16, 3 for it" in imported["figures"]
     assert all(not c["imported"] for c in after["candidates"] if c["label"] not in ("Q2_K", "F16"))  # F16: its evals
 
+    capsys.readouterr()
+    main(["recommend", "--demo", "--db", str(local_db), *CONSTRAINTS])
+    text = capsys.readouterr().out
+    assert "Recommended: Q4_K_M" in text
+    assert "Q2_K: mean KLD 0.0001" in text.split("Imported from other machines (shown, never used for the pick):")[1]
+
     s = study(Store(local_db), demo_ladder, Constraints(THIS_MACHINE, 8192, None, 0.1, "memory"), ("f16",))
     ev = s.evidence[CandidateKey("Q2_K")]
     assert ev.divergence is not None and ev.divergence.provenance.measured_here and ev.evals is None
