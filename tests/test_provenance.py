@@ -273,3 +273,23 @@ def test_a_repeated_eval_case_cannot_inflate_a_pass_count(tmp_path: Path, demo_l
     with pytest.raises(history.ImportFileError, match="eval_results row 11: case_id and label .'c0', 'Q2_K'. appear twice"):
         history.import_json(target, data)
     assert target.table_rows("runs") == []
+
+
+def test_each_kind_of_figure_says_where_it_came_from() -> None:
+    from workbench.quality.published import published_for
+    from workbench.storage.provenance import Provenance
+
+    assert Provenance.of_row({"run_id": 7, "imported_from": None}).words() == "measured here (run #7)"
+    row = {"run_id": 9, "imported_from": "2026-12-01T10:00:00 backup.json", "created_at": "2026-11-30T08:00:00",
+           "run_machine_json": json.dumps({"cpu_model": "<b>Big</b>   box\n", "logical_cores": True})}
+    imported = Provenance.of_row(row)
+    assert not imported.measured_here
+    assert imported.words() == "imported from <b>Big</b> box, 2026-11-30 (run #9 here)"  # escaped where shown
+    hostile = Provenance.of_row({"imported_from": "x", "created_at": 5, "run_machine_json": "[not json"})
+    assert hostile.words() == "imported from another machine"
+    escapes = Provenance.of_row({"imported_from": "x", "run_machine_json": {"cpu_model": "\x1b[2Jevil" + "x" * 200}})
+    assert escapes.machine is not None and "\x1b" not in escapes.machine and len(escapes.machine) == 80
+    published = published_for("Q4_K_M")
+    assert published is not None and published.provenance.kind == "published"
+    assert published.provenance.words().startswith("published elsewhere: LLaMA-3-8B") and "https://" in \
+        published.provenance.words()

@@ -26,7 +26,7 @@ MAX_WORDS = 80  # characters of a machine name or an import mark shown
 def _short(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
-    text = " ".join(value.split())
+    text = "".join(ch for ch in " ".join(value.split()) if ch.isprintable())  # no terminal escapes from a file
     return text if len(text) <= MAX_WORDS else text[: MAX_WORDS - 1] + "…"
 
 
@@ -71,7 +71,8 @@ class Provenance:
 
     @classmethod
     def published(cls, source: str) -> Provenance:
-        return cls(PUBLISHED, source=_short(source))
+        """A figure someone else published; `source` (the workbench's own table, not user input) names it whole."""
+        return cls(PUBLISHED, source=source)
 
     @property
     def measured_here(self) -> bool:
