@@ -360,11 +360,13 @@ def gather(store: Store, ladder: Ladder, keys: Sequence[CandidateKey]) -> dict[C
         for key, scores in _ratings(ratings.get(origin, ()), wanted).items():
             found.setdefault(key, {}).update(rating_mean=statistics.fmean(scores), n_ratings=len(scores))
         for key, figures in found.items():
-            if origin.measured_here:
-                for name, value in figures.items():
-                    setattr(evidence[key], name, value)
-            else:
+            if not origin.measured_here:
                 evidence[key].imported.append(ImportedEvidence(origin, **figures))
+                continue
+            here = evidence[key]
+            here.divergence = figures.get("divergence", here.divergence)  # the reference keeps its own
+            here.evals, here.verdict = figures.get("evals"), figures.get("verdict")
+            here.rating_mean, here.n_ratings = figures.get("rating_mean"), figures.get("n_ratings", 0)
     for key, s in _speeds(store.ladder_results(ladder.name), wanted).items():  # the store reads local runs only
         evidence[key].speed_here = s
     return evidence
