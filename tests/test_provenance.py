@@ -195,11 +195,21 @@ def test_an_impossible_figure_is_refused_whole_naming_the_field(case: str, tmp_p
 
 def test_a_hostile_value_handed_over_as_data_is_refused_too(tmp_path: Path, demo_ladder: Ladder) -> None:
     data = _export_with_divergence(tmp_path, demo_ladder)
-    for value, words in ((10**5000, "beyond the 64-bit range"), (float("nan"), "finite"), ("\ud800", "lone surrogate")):
+    for value, words in ((10**5000, "n_tokens must be a whole number, got a 5,001-digit integer"),
+                         (2**70, "n_tokens is beyond the 64-bit range"), (float("nan"), "n_tokens must be a finite"),
+                         ("\ud800", "quant_type holds a lone surrogate")):
         bad = copy.deepcopy(data)
         _divergence_row(bad)["quant_type" if isinstance(value, str) else "n_tokens"] = value
         with pytest.raises(history.ImportFileError, match=words):
             history.import_json(Store(tmp_path / "target.sqlite3"), bad)
+    bad = copy.deepcopy(data)  # inside a JSON column, where writing it back as JSON once failed unnamed
+    bad["runs"][0]["settings"] = {"n_threads": 10**5000}
+    with pytest.raises(history.ImportFileError, match="run 1: settings holds a value that cannot be stored"):
+        history.import_json(Store(tmp_path / "target.sqlite3"), bad)
+    bad = copy.deepcopy(data)
+    bad["version"] = 10**5000
+    with pytest.raises(history.ImportFileError, match="version must be a whole number, got a 5,001-digit integer"):
+        history.import_json(Store(tmp_path / "target.sqlite3"), bad)
 
 
 def test_the_apps_own_export_imports_back_at_the_limits(store: Store, tmp_path: Path, demo_ladder: Ladder) -> None:

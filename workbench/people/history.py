@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -313,12 +314,14 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origi
             raise ImportFileError(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ImportFileError("not a Quant Workbench export (no \"format\": \"quant-workbench-export\")")
-    if not isinstance(data.get("version", 0), int) or isinstance(data.get("version"), bool):
-        raise ImportFileError(f"the export version must be a whole number, got {_show(data.get('version'))}")
     if _depth(data) > MAX_DEPTH:
         raise ImportFileError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(source, dict):
+        data = _tame_ints(data)  # as the file reader leaves them: an integer too long to store named, not converted
+    if not isinstance(data.get("version", 0), int) or isinstance(data.get("version"), bool):
+        raise ImportFileError(f"the export version must be a whole number, got {_show(data.get('version'))}")
     if int(data.get("version", 0)) > EXPORT_VERSION:
-        raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads "
+        raise ImportFileError(f"export version {_show(data.get('version'))} is newer than this workbench reads "
                               f"({EXPORT_VERSION})")
     origin = str(origin or "an export")[:200].encode("utf-8", "replace").decode("utf-8")  # an odd file name
     stamp = f"{now_iso()} {origin}"
@@ -371,10 +374,19 @@ def _parse_int(text: str) -> int | HugeInt:
     return int(text) if len(text) <= MAX_INT_DIGITS else HugeInt(len(text.lstrip("-")))
 
 
-def _show(value: Any) -> str:
+def _tame_ints(value: Any) -> Any:
+    """`value` (nested no deeper than MAX_DEPTH) with every integer too long for a column as a HugeInt."""
+    if isinstance(value, dict):
+        return {k: _tame_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tame_ints(v) for v in value]
     if _is_int(value) and abs(value) >= 10**MAX_INT_DIGITS:
-        return repr(HugeInt(len(str(abs(value))) if abs(value) < 10**4000 else 4000))  # str() refuses > 4,300 digits
-    text = repr(value)
+        return HugeInt(int(math.log10(abs(value))) + 1)  # str() refuses one of over 4,300 digits
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(_tame_ints(value) if _is_int(value) else value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -399,6 +411,14 @@ def _depth(value: Any) -> int:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _writable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 # What names a row once in its run (the schema's UNIQUE keys beside run_id): a file repeating one is refused.
@@ -487,7 +507,12 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
     def check_row(where: str, table: str, row: Any, fixed: set[str]) -> dict[str, Any]:
         if not isinstance(row, dict):
             raise ImportFileError(f"{where}: must be an object, got {_show(row)}")
-        flat = _flatten_json_columns(row)
+        try:
+            flat = _flatten_json_columns(row)
+        except (TypeError, ValueError):  # a value JSON cannot write: an integer too long to store, or not JSON at all
+            bad = next(c.removesuffix("_json") for c in JSON_COLUMNS if not _writable(row.get(c.removesuffix("_json"))))
+            raise ImportFileError(f"{where}: {bad} holds a value that cannot be stored (an integer too long, or not "
+                                  "JSON)") from None
         for _cid, column, declared, notnull, default, _pk in info[table]:
             if column in fixed or (column == "id" and table != "runs"):
                 continue
