@@ -303,3 +303,30 @@ def test_each_kind_of_figure_says_where_it_came_from() -> None:
     assert published is not None and published.provenance.kind == "published"
     assert published.provenance.words().startswith("published elsewhere: LLaMA-3-8B") and "https://" in \
         published.provenance.words()
+
+
+def test_the_history_page_refuses_an_impossible_figure_in_one_sentence(tmp_path: Path, demo_ladder: Ladder,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from ui.shared import _open_store
+
+    data = _export_with_divergence(tmp_path, demo_ladder)
+    _divergence_row(data)["n_tokens"] = "@@HOSTILE@@"
+    raw = json.dumps(data).replace('"@@HOSTILE@@"', str(2**70)).encode()
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "app"))
+    _open_store.clear()
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("pages/history.py")
+        at.run()
+        at.file_uploader(key="hist-import").set_value(("forged.json", raw, "application/json")).run()
+        next(b for b in at.button if b.label == "Import").click().run()
+        assert not at.exception, at.exception
+        errors = [e.value.replace("\\", "") for e in at.error]  # drop Markdown escapes
+        assert any("forged.json" in e and "n_tokens is beyond the 64-bit range" in e and "Nothing was added" in e
+                   for e in errors), errors
+        assert Store().table_rows("runs") == []
+    finally:
+        _open_store.clear()
