@@ -136,6 +136,17 @@ def test_a_forged_import_changes_neither_the_pick_nor_the_figures_and_is_shown_l
     assert "0.0001" not in evidence_section  # never mixed into the measured evidence
 
 
+def test_the_leaderboard_says_which_judgements_are_on_imported_runs(store: Store, tmp_path: Path,
+                                                                    demo_ladder: Ladder) -> None:
+    from workbench.people.leaderboard import leaderboard
+
+    assert not any("imported" in n for n in leaderboard(store, n_boot=10).notes)
+    history.import_json(store, _forged_export(tmp_path, demo_ladder), origin="forged.json")
+    notes = leaderboard(store, n_boot=10).notes
+    assert "3 of the votes and 3 of the ratings are on imported runs (outputs made on another machine); Recommend " \
+           "uses none of them." in notes, notes
+
+
 def test_an_imported_speed_never_calibrates(local_db: Path, tmp_path: Path, demo_ladder: Ladder) -> None:
     store = Store(local_db)
     bw = MemoryBandwidth(gbs=10.0, threads=1, array_bytes=1 << 20, repeats=1, cpu_fingerprint="x",
