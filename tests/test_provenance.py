@@ -147,6 +147,15 @@ def test_the_leaderboard_says_which_judgements_are_on_imported_runs(store: Store
            "uses none of them." in notes, notes
 
 
+def test_imports_never_push_this_machines_measurements_out_of_the_window(local_db: Path, tmp_path: Path,
+                                                                         demo_ladder: Ladder) -> None:
+    store = Store(local_db)
+    history.import_json(store, _forged_export(tmp_path, demo_ladder), origin="forged.json")
+    rows = store.ladder_divergence(demo_ladder.name, limit=1)  # one run of each: the local one is still read
+    assert {r["imported_from"] is None for r in rows} == {True, False}
+    assert {r["imported_from"] is None for r in store.ladder_eval_results(demo_ladder.name, limit=1)} == {False}
+
+
 def test_an_imported_speed_never_calibrates(local_db: Path, tmp_path: Path, demo_ladder: Ladder) -> None:
     store = Store(local_db)
     bw = MemoryBandwidth(gbs=10.0, threads=1, array_bytes=1 << 20, repeats=1, cpu_fingerprint="x",
