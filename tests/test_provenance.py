@@ -317,6 +317,7 @@ def test_each_kind_of_figure_says_where_it_came_from() -> None:
     assert imported.words() == "imported from <b>Big</b> box, 2026-11-30 (run #9 here)"  # escaped where shown
     hostile = Provenance.of_row({"imported_from": "x", "created_at": 5, "run_machine_json": "[not json"})
     assert hostile.words() == "imported from another machine"
+    assert Provenance.of_row({"imported_from": "x", "created_at": "2026-<b>1</b>"}).date is None
     escapes = Provenance.of_row({"imported_from": "x", "run_machine_json": {"cpu_model": "\x1b[2Jevil" + "x" * 200}})
     assert escapes.machine is not None and "\x1b" not in escapes.machine and len(escapes.machine) == 80
     published = published_for("Q4_K_M")

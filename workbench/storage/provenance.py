@@ -13,6 +13,7 @@ Imports nothing from the workbench.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -21,6 +22,7 @@ IMPORTED: Final = "imported"
 PUBLISHED: Final = "published"
 ProvenanceKind = Literal["measured_here", "imported", "published"]
 MAX_WORDS = 80  # characters of a machine name or an import mark shown
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?![\d])")
 
 
 def _short(value: Any) -> str | None:
@@ -66,7 +68,7 @@ class Provenance:
         if mark is None:
             return cls(MEASURED_HERE, run_id)
         created = row.get("created_at")
-        date = created[:10] if isinstance(created, str) and created[:4].isdigit() else None
+        date = created[:10] if isinstance(created, str) and _DATE.match(created) else None
         return cls(IMPORTED, run_id, machine_name(row.get("run_machine_json")), date, _short(str(mark)))
 
     @classmethod
