@@ -18,7 +18,8 @@ per prompt or system prompt, MAX_JSON_DEPTH nesting per JSON line. Errors are `P
 reads "line 7: no "prompt" field" (more bad rows are listed after the first). TOML and CSV go through
 files.text_formats' bounded readers (nesting, number length, strict quoting); lines are split on "\n" only.
 
-Bundled sets live in prompts/sets/ (`list_bundled_sets`). Imports only workbench.files.text_formats.
+Bundled sets live in prompts/sets/ (`list_bundled_sets`). Imports only workbench.files.text_formats and the
+database's limits (storage.limits).
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from workbench.files.text_formats import (
     split_lines,
     toml_lines,
 )
+from workbench.storage.limits import MAX_PROMPT_CHARS, MAX_SET_PROMPTS
 
 MAX_BYTES = 2 * 1024 * 1024
-MAX_PROMPTS = 500
-MAX_PROMPT_CHARS = 20_000
+MAX_PROMPTS = MAX_SET_PROMPTS  # the database's limits (storage.limits): what an export of a set run may hold
 MAX_JSON_DEPTH = 20
 MAX_ERRORS_SHOWN = 10
 FORMATS = ("lines", "csv", "toml", "jsonl")
