@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from workbench.engine.metrics import ContestantResult
 from workbench.runs.contestants import API_LLAMACPP, API_OPENAI, Contestant, RemoteEndpoint, RunSettings
+from workbench.storage import limits
 
 OnEvent = Callable[[str, str, dict[str, Any]], None]
 
@@ -92,6 +93,7 @@ class RemoteCompletion:
     t_end: float | None = None
     cancelled: bool = False
     done: bool = False  # the server said it finished (finish reason, [DONE] or stop flag)
+    text_bytes: int = 0
 
     def add_text(self, part: str, now: float, on_text: Callable[[str], None] | None) -> None:
         """One streamed piece of text, timestamped on arrival (first and last piece bound decode time)."""
@@ -99,7 +101,12 @@ class RemoteCompletion:
             self.t_first = now
         self.t_last = now
         self.content_chunks += 1
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if self.text_bytes + size > limits.MAX_TEXT_BYTES:  # what is kept must import back (storage.limits)
+            raise RemoteError(f"the answer grew past {limits.MAX_TEXT_BYTES // 2**20} MiB of text, the most one stored "
+                              "answer may hold; it was cut off there")
         self.text += part
+        self.text_bytes += size
         if on_text is not None:
             on_text(part)
 
