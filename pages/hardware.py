@@ -11,7 +11,8 @@ import streamlit as st
 
 from ui import target_views
 from ui.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
-from workbench.core import hardware
+from workbench.core import glossary, hardware
+from workbench.decide import targets
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models import hub
@@ -25,7 +26,14 @@ K = "hardware-"
 st.title("Hardware: can this machine run it?")
 m = hardware.machine()
 
+# ---- the answer first: will the active ladder fit each target ----------------------------------------------
+ladder = active_ladder()
+st.subheader(f"Will {md_escape(ladder.name)} fit?")
+profiles = target_views.all_targets(store())
+n_ctx_lines, kv_k, kv_v = target_views.fit_answer(ladder, profiles)
+
 # ---- the machine -------------------------------------------------------------------------------------------
+st.subheader("This machine")
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("CPU cores", f"{m.physical_cores or m.logical_cores} ({m.logical_cores} threads)")
 c2.metric("RAM total", fmt_bytes(m.ram_total_bytes))
@@ -80,16 +88,18 @@ else:
 warm = warm_pool.warm_models()
 if warm:
     st.dataframe(pd.DataFrame([{
-        "file": w["file"], "predicted RAM": fmt_bytes(w["ram_bytes"]),
+        "file": w["file"], "KV type": w["type_k"] if w["type_k"] == w["type_v"] else f"{w['type_k']}/{w['type_v']}",
+        "context": w["n_ctx"], "predicted RAM": fmt_bytes(w["ram_bytes"]),
         "predicted VRAM": fmt_bytes(w["vram_bytes"]) if w["vram_bytes"] else "",
-        "context": w["n_ctx"], "last used": time.strftime("%H:%M:%S", time.localtime(w["last_used"])),
-        "in use": "yes" if w["in_use"] else "",
-    } for w in warm]), hide_index=True, width="stretch", key=K + "warm")
+        "last used": time.strftime("%H:%M:%S", time.localtime(w["last_used"])), "in use": "yes" if w["in_use"] else "",
+    } for w in warm]), hide_index=True, width="stretch", key=K + "warm",
+        column_config={"KV type": st.column_config.TextColumn(help=glossary.help_text("kv_type")),
+                       "context": st.column_config.NumberColumn(help=glossary.help_text("context"))})
+    st.caption("One row per loaded worker: the same file loaded with another KV type or context is another worker.")
 else:
     st.caption("No model is loaded right now: a run loads what it needs and keeps it warm within the budget.")
 
 # ---- fit at a glance for the active ladder ---------------------------------------------------------------------
-ladder = active_ladder()
 st.subheader(f"Fit at a glance: {md_escape(ladder.name)}")
 n_ctx = int(st.columns([1, 3])[0].number_input("Context size (tokens)", 128, 1_048_576, fit.DEFAULT_N_CTX, step=256,
                                                key=K + "ctx"))
@@ -109,7 +119,7 @@ if preds:
     st.dataframe(pd.DataFrame([{
         "quantization": p.file, "type": p.quant_type, "weights": fmt_bytes(p.weights_bytes),
         "KV cache": fmt_bytes(p.kv_bytes), "compute + runtime": fmt_bytes(p.compute_bytes + p.overhead_bytes),
-        "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": p.verdict,
+        "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": targets.verdict_words(p.verdict_code, p.verdict),
         "GPU layers": p.gpu_layers or "",
     } for p in preds]), hide_index=True, width="stretch", key=K + "glance")
     st.caption(f"Keeping all {len(preds)} warm at once would need about {fmt_bytes(fit.warm_together_bytes(preds))} "
@@ -121,12 +131,11 @@ if preds:
 st.subheader("Target machines")
 st.caption("Would it fit there, and how fast? This machine (measured), built-in presets and your own profiles. "
            "Every figure says where it comes from, or that it is an assumption.")
-profiles = target_views.all_targets(store())
 target_views.targets_table(profiles)
 with st.expander("Add, edit or delete a target"):
     target_views.target_editor(store(), profiles)
 st.markdown(f"**Memory as lines: {md_escape(ladder.name)}**")
-target_views.memory_lines_section(store(), ladder, profiles)
+target_views.memory_lines_section(store(), ladder, profiles, n_ctx_lines, kv_k, kv_v)
 
 # ---- predicted vs measured -----------------------------------------------------------------------------------
 st.subheader("Predicted vs measured memory")

@@ -9,18 +9,15 @@ import pandas as pd
 import streamlit as st
 
 from ui.shared import fmt_bytes, md_escape
-from workbench.core import hardware
+from workbench.core import glossary, hardware
 from workbench.decide import speed, targets
 from workbench.decide.targets import TargetProfile
-from workbench.files import fit
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models.ladder import Ladder
 from workbench.storage.store import Store, StoreError
 
 GiB = 2**30
 KV_TYPES = ("f16", "q8_0", "q4_0")
-VERDICT_WORDS = {fit.GPU_FULL: "fits on GPU", fit.GPU_PARTIAL: "partial offload", fit.CPU_ONLY: "CPU only",
-                 fit.NO_FIT: "does not fit"}
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -156,15 +153,36 @@ def ladder_infos(ladder: Ladder) -> tuple[list[tuple[str, GgufInfo]], list[str]]
     return out, problems
 
 
-def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProfile]) -> None:
-    """The ladder's memory as lines at the chosen context and KV type, the KV line at standard contexts, and a
-    verdict with an estimated speed per target."""
+def fit_answer(ladder: Ladder, profiles: list[TargetProfile]) -> tuple[int, str, str]:
+    """The Hardware page's first answer: per target, will the active ladder fit, in one sentence from the library.
+    Returns the chosen context and KV types, which the details further down use too."""
     k = "hardware-lines-"
     c1, c2, c3 = st.columns([1, 1, 2])
-    n_ctx = int(c1.number_input("Context (tokens)", 256, 1_048_576, 8192, step=1024, key=k + "ctx"))
-    kv_k = c2.selectbox("KV cache K type", KV_TYPES, key=k + "kv-k")
-    kv_v = c3.selectbox("KV cache V type", KV_TYPES, key=k + "kv-v",
-                        help="A quantized V cache needs flash attention (llama.cpp turns it on)")
+    n_ctx = int(c1.number_input("Context (tokens)", 256, 1_048_576, 8192, step=1024, key=k + "ctx",
+                                help=glossary.help_text("context")))
+    kv_k = c2.selectbox("KV cache K type", KV_TYPES, key=k + "kv-k", help=glossary.help_text("kv_type"))
+    kv_v = c3.selectbox("KV cache V type", KV_TYPES, key=k + "kv-v", help=glossary.help_text("kv_type"))
+    infos, problems = ladder_infos(ladder)
+    for line in problems:
+        st.error(md_escape(line))
+    for p in profiles:
+        fits = [(label, targets.fit_on_target(info, p, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v))
+                for label, info in infos]
+        room = f"{_gib(p.ram_budget_bytes)} of RAM for models" + (f", {_gib(p.vram_budget_bytes)} of VRAM"
+                                                                  if p.vram_bytes else "")
+        st.markdown(f"**{md_escape(_sentence(targets.the(p.name)))}** ({room}): "
+                    f"{md_escape(targets.ladder_fit_sentence(p, fits))}", help=glossary.help_text("fit"))
+    st.caption(f"Predicted from each file's header at {n_ctx:,} tokens of context with a {md_escape(kv_k)}"
+               + ("" if kv_k == kv_v else f"/{md_escape(kv_v)}") + " KV cache, not measured; each target's figures "
+               "and their sources are under Target machines below.")
+    return n_ctx, kv_k, kv_v
+
+
+def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProfile], n_ctx: int, kv_k: str,
+                         kv_v: str) -> None:
+    """The ladder's memory as lines at the chosen context and KV type (picked in `fit_answer`), the KV line at
+    standard contexts, and a verdict with an estimated speed per target."""
+    k = "hardware-lines-"
     infos, problems = ladder_infos(ladder)
     for line in problems:
         st.error(md_escape(line))
@@ -196,7 +214,7 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
             f, est = speed.fit_and_speed(info, p, cal, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v)
             spare = (f"{fmt_bytes(f.spare_bytes)} {f.spare_in} spare" if f.spare_bytes >= 0
                      else f"short by {fmt_bytes(-f.spare_bytes)} {f.spare_in}")
-            verdict = VERDICT_WORDS.get(f.verdict_code, f.verdict)
+            verdict = targets.verdict_words(f.verdict_code, f.verdict)
             tok_s = None if est.tok_s is None else round(est.tok_s, 1)
             cells.setdefault(label, {"quantization": label})[p.name] = \
                 f"{verdict} · {spare}" + ("" if tok_s is None else f" · est. ~{tok_s:,.0f} tok/s")
