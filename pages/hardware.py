@@ -10,6 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from ui import target_views
+from ui.glossary_views import help_columns
 from ui.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
 from workbench.core import glossary, hardware
 from workbench.decide import targets
@@ -116,12 +117,14 @@ with st.spinner("Reading GGUF headers…"):
 for line in problems:
     st.error(md_escape(line))
 if preds:
-    st.dataframe(pd.DataFrame([{
+    glance = pd.DataFrame([{
         "quantization": p.file, "type": p.quant_type, "weights": fmt_bytes(p.weights_bytes),
         "KV cache": fmt_bytes(p.kv_bytes), "compute + runtime": fmt_bytes(p.compute_bytes + p.overhead_bytes),
         "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": targets.verdict_words(p.verdict_code, p.verdict),
         "GPU layers": p.gpu_layers or "",
-    } for p in preds]), hide_index=True, width="stretch", key=K + "glance")
+    } for p in preds])
+    st.dataframe(glance, hide_index=True, width="stretch", key=K + "glance",
+                 column_config=help_columns(glance.columns, {"verdict": st.column_config.Column(help=glossary.help_text("fit"))}))
     st.caption(f"Keeping all {len(preds)} warm at once would need about {fmt_bytes(fit.warm_together_bytes(preds))} "
                f"of RAM ({fmt_bytes(m.ram_available_bytes)} free); the pool keeps warm only what fits its budget "
                "(above) and reloads the rest when they run. Weights and KV cache come from each file's header; "
@@ -160,7 +163,7 @@ else:
     errs = frame["error %"].abs()
     st.markdown(f"**{len(checks)} measurements** · median |error| {errs.median():.1f}% · worst {errs.max():.1f}% · "
                 f"{(errs <= 10).mean():.0%} within ±10%")
-    st.dataframe(frame, hide_index=True, width="stretch", key=K + "checks")
+    st.dataframe(frame, hide_index=True, width="stretch", key=K + "checks", column_config=help_columns(frame.columns))
     chart = frame.drop_duplicates(["quantization", "context"])  # newest measurement of each quantization and context
     chart = chart.assign(name=chart["quantization"] + " · ctx " + chart["context"].astype(str))
     long = chart.melt(id_vars=["name"], value_vars=["predicted MiB", "measured MiB"], var_name="figure", value_name="MiB")

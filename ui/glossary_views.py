@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.shared import md_escape
+from ui.shared import html_text, md_escape
 from workbench.core import glossary
 
 
@@ -20,13 +20,29 @@ def term_help(name: str) -> str | None:
     return entry.help() if entry else None
 
 
-def help_columns(columns: Iterable[Any]) -> dict[str, Any]:
-    """`column_config` giving every column whose header is a glossary term a tooltip with the term's words."""
-    out: dict[str, Any] = {}
-    for column in columns:
-        text = term_help(str(column))
-        if text:
-            out[str(column)] = st.column_config.Column(help=text)
+def card_cell(name: str, value: str) -> str:
+    """A metric card's name cell as HTML: the term's words as its hover text (dotted underline) where the glossary
+    has it, a busy free core explained beside the contention it qualifies; plain text otherwise."""
+    texts = [t for t in (term_help(name), term_help("free core") if "free core" in value else None) if t]
+    if not texts:
+        return f"<td style='color:#666'>{html_text(name)}</td>"
+    return (f"<td style='color:#666;text-decoration:underline dotted;cursor:help' title='{html_text(' '.join(texts))}'>"
+            f"{html_text(name)}</td>")
+
+
+def help_columns(columns: Iterable[Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`column_config` giving every column whose header is a glossary term a tooltip with the term's words; a
+    column's own config in `config` (a number format …) is kept, and its own help wins."""
+    out = dict(config or {})
+    for column in map(str, columns):
+        text = term_help(column)
+        if not text:
+            continue
+        own = out.get(column)
+        if isinstance(own, dict):
+            out[column] = {**own, "help": own.get("help") or text}
+        elif column not in out:
+            out[column] = st.column_config.Column(help=text)
     return out
 
 

@@ -8,6 +8,7 @@ import os
 import pandas as pd
 import streamlit as st
 
+from ui.glossary_views import help_columns
 from ui.shared import fmt_bytes, md_escape
 from workbench.core import glossary, hardware
 from workbench.decide import speed, targets
@@ -61,14 +62,15 @@ def _gib(n: int | None) -> str:
 
 
 def targets_table(profiles: list[TargetProfile]) -> None:
-    st.dataframe(pd.DataFrame([{
+    table = pd.DataFrame([{
         "target": p.name, "kind": "measured here" if p.name == targets.THIS_MACHINE else
         ("preset" if p.builtin else "saved"),
         "RAM": _gib(p.ram_bytes), "OS reserve": _gib(p.os_reserve_bytes),
         "RAM bandwidth": f"{p.ram_bandwidth_gbs:.1f} GB/s", "VRAM": _gib(p.vram_bytes) if p.vram_bytes else "none",
         "VRAM bandwidth": "—" if not p.vram_bandwidth_gbs else f"{p.vram_bandwidth_gbs:.0f} GB/s",
         "cores": p.cores, "description": p.description,
-    } for p in profiles]), hide_index=True, width="stretch", key="hardware-targets")
+    } for p in profiles])
+    st.dataframe(table, hide_index=True, width="stretch", key="hardware-targets", column_config=help_columns(table.columns))
     with st.expander("Where each figure comes from"):
         st.dataframe(pd.DataFrame([{"target": p.name, "figure": figure, "source": p.source(figure)}
                                    for p in profiles for figure in targets.FIGURES
@@ -197,7 +199,9 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
                      f"KV cache ({lines.n_ctx:,})": fmt_bytes(lines.kv_bytes),
                      "compute + other": fmt_bytes(lines.compute_other_bytes), "total (CPU)": fmt_bytes(lines.total_bytes),
                      **kv_at})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=k + "table")
+    lines_frame = pd.DataFrame(rows)
+    st.dataframe(lines_frame, hide_index=True, width="stretch", key=k + "table",
+                 column_config=help_columns(lines_frame.columns))
     max_ctx = infos[0][1].context_length
     st.caption(f"Predicted (not measured): weights from each file's header, KV cache = layers × KV heads × head sizes × "
                f"context × bytes per element of {md_escape(kv_k)}/{md_escape(kv_v)} (exact for plain attention), "
@@ -224,7 +228,8 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
             assumptions += [a for a in est.assumptions if a not in assumptions]
     st.markdown(f"**Fit and estimated decode speed per target** at {n_ctx:,} tokens, KV {md_escape(kv_k)}"
                 + ("" if kv_k == kv_v else f"/{md_escape(kv_v)}"))
-    st.dataframe(pd.DataFrame(list(cells.values())), hide_index=True, width="stretch", key=k + "by-target")
+    st.dataframe(pd.DataFrame(list(cells.values())), hide_index=True, width="stretch", key=k + "by-target",
+                 column_config={p.name: st.column_config.Column(help=glossary.help_text("fit")) for p in profiles})
     st.caption("Memory is predicted and speeds are **estimates**, not measurements: bytes read per token (all weights "
                "+ the KV cache with the context full) over the target's memory bandwidth, times the share of "
                "bandwidth decode reaches. "

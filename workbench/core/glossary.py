@@ -46,7 +46,7 @@ TERMS: tuple[Term, ...] = (
          "The same model with its weights stored in fewer bits: smaller and faster, and a little less exact.",
          "Q8_0 keeps about 8 bits per weight, Q4_K_M about 4.5 to 5, Q2_K about 2.5 to 3.",
          "the letters name llama.cpp's storage formats; K types mix precisions across tensors",
-         aliases=("quant", "quant type", "type")),
+         aliases=("quant type",)),
     Term("bits_per_weight", "bits per weight", QUALITY,
          "The file's size in bits divided by the number of weights: how much room each number in the model gets.",
          "a 7B model at 4.8 bits per weight is about 4.2 GB.",
@@ -80,7 +80,8 @@ TERMS: tuple[Term, ...] = (
          "mean KLD 0.004 (typical of Q8_0) is barely different; 0.4 (Q2_K on the demo model) is far off.",
          "Kullback–Leibler divergence KL(reference ‖ quantization) in nats, as llama-perplexity --kl-divergence "
          "reports it; docs/quality.md",
-         aliases=("KLD", "median KLD", "p99 KLD", "max KLD", "KL divergence")),
+         aliases=("KLD", "median KLD", "p99 KLD", "max KLD", "KL divergence", "99.9% KLD", "99% KLD", "90% KLD",
+                  "KLD (nats)")),
     Term("top1", "same top-1", QUALITY,
          "How often the quantization would pick the same next word as the reference.",
          "same top-1 95% means 1 token in 20 would be chosen differently.",
@@ -132,7 +133,8 @@ TERMS: tuple[Term, ...] = (
          "How many bytes per second the memory can deliver; decoding reads every weight once per token, so this "
          "sets the speed limit.",
          "51.2 GB/s and a 4 GB file: at most about 12 tokens per second.",
-         "presets quote spec-sheet peaks; this machine's figure is a measured copy rate"),
+         "presets quote spec-sheet peaks; this machine's figure is a measured copy rate",
+         aliases=("RAM bandwidth", "VRAM bandwidth")),
     # ---- memory --------------------------------------------------------------------------------------------------
     Term("peak_ram", "peak RAM", MEMORY,
          "The most memory the model's worker process held at any moment.",
@@ -163,7 +165,8 @@ TERMS: tuple[Term, ...] = (
     Term("os_reserve", "OS reserve", MEMORY,
          "Memory the operating system and other programs keep busy on a target, so the model cannot use it.",
          "an 8 GB laptop with a 3 GiB reserve has 5 GiB for the model.",
-         "an assumption for the presets; measured for this machine"),
+         "an assumption for the presets; measured for this machine",
+         aliases=("OS reserve (GiB)",)),
     Term("gpu_offload", "GPU offload (full, partial)", MEMORY,
          "Whether the model's layers run on the graphics card: all of them (fast), some of them (partial offload: "
          "the rest run on the CPU, slower), or none.",
@@ -173,7 +176,7 @@ TERMS: tuple[Term, ...] = (
          "Whether the model, its KV cache and working memory fit in the memory a machine has free.",
          "\"does not fit: needs 9.1 GiB, has 5.0\" means 4.1 GiB is missing.",
          "predicted from the file's header (weights, KV cache) plus estimated compute buffers; not measured",
-         aliases=("verdict", "predicted peak")),
+         aliases=("predicted peak", "total (CPU)", "predicted memory")),
     # ---- people --------------------------------------------------------------------------------------------------
     Term("stars", "mean rating", PEOPLE,
          "The average of the 1–5 stars people gave a quantization's answers, with the range the true average "
@@ -190,7 +193,7 @@ TERMS: tuple[Term, ...] = (
          "another.",
          "strengths 2 and 1: the first wins about 2 votes in 3.",
          "Bradley–Terry model: P(A beats B) = strength A / (strength A + strength B), 95% bootstrap interval",
-         aliases=("Bradley–Terry", "Bradley-Terry", "strength")),
+         aliases=("Bradley–Terry", "Bradley-Terry", "strength", "BT strength", "BT 95% interval")),
     # ---- statistics ----------------------------------------------------------------------------------------------
     Term("chance", "could be chance: 1 in N", STATISTICS,
          "How often a difference at least this large would appear by luck alone if the two files were really "
@@ -198,7 +201,7 @@ TERMS: tuple[Term, ...] = (
          "\"could be chance: 1 in 2\" is no evidence; \"1 in 256\" means luck is an unlikely explanation.",
          "a p-value written as 1 in 1/p; the test is named beside it (one-sided Wilcoxon signed-rank for words "
          "changed against the noise floor, a paired test for eval cases)",
-         aliases=("p", "p-value", "one-sided Wilcoxon p", "Wilcoxon")),
+         aliases=("p", "p-value", "one-sided Wilcoxon p", "Wilcoxon", "could be chance", "p (exact McNemar)")),
     Term("within_noise", "within noise", STATISTICS,
          "The difference is small enough that it could be chance; do not act on it.",
          "Q4_K_M passed 1 case fewer out of 20: within noise.",
@@ -208,7 +211,7 @@ TERMS: tuple[Term, ...] = (
          "The range the true value probably lies in, given how few measurements there are.",
          "decode 30 tok/s (28–33): a repeat would likely land in that range.",
          "a 95% confidence or bootstrap interval",
-         aliases=("CI", "confidence interval", "95% CI")),
+         aliases=("CI", "confidence interval", "95% CI", "rating 95% CI")),
     Term("pareto", "Pareto front", STATISTICS,
          "The files worth considering: for each, no other file that fits is both smaller and closer to the "
          "reference.",
@@ -217,7 +220,7 @@ TERMS: tuple[Term, ...] = (
 )
 
 _BY_KEY = {t.key: t for t in TERMS}
-_BY_NAME = {n.casefold(): t for t in TERMS for n in (t.key, t.name, *t.aliases)}
+_BY_NAME = {n.casefold(): t for t in TERMS for n in (t.name, *t.aliases)}  # not by key: "quantization" is a column
 
 
 def term(key: str) -> Term:
