@@ -221,16 +221,17 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
             verdict = targets.verdict_words(f.verdict_code, f.verdict)
             tok_s = None if est.tok_s is None else round(est.tok_s, 1)
             cells.setdefault(label, {"quantization": label})[p.name] = \
-                f"{verdict} · {spare}" + ("" if tok_s is None else f" · est. ~{tok_s:,.0f} tok/s")
+                verdict + ("" if tok_s is None else f" · ~{tok_s:,.0f} tok/s")  # short: five targets fit the width
             verdicts.append({"quantization": label, "target": p.name, "verdict": verdict, "detail": f.verdict,
                              "predicted memory": fmt_bytes(f.predicted_bytes), "spare": spare,
                              "GPU layers": f.gpu_layers or None, "est. tok/s (estimate)": tok_s})
             assumptions += [a for a in est.assumptions if a not in assumptions]
-    st.markdown(f"**Fit and estimated decode speed per target** at {n_ctx:,} tokens, KV {md_escape(kv_k)}"
+    st.markdown(f"**Fit and estimated decode speed (tok/s) per target** at {n_ctx:,} tokens, KV {md_escape(kv_k)}"
                 + ("" if kv_k == kv_v else f"/{md_escape(kv_v)}"))
     st.dataframe(pd.DataFrame(list(cells.values())), hide_index=True, width="stretch", key=k + "by-target",
                  column_config={p.name: st.column_config.Column(help=glossary.help_text("fit")) for p in profiles})
-    st.caption("Memory is predicted and speeds are **estimates**, not measurements: bytes read per token (all weights "
+    st.caption("How much each file leaves to spare is under *Every figure* below. "
+               "Memory is predicted and speeds are **estimates**, not measurements: bytes read per token (all weights "
                "+ the KV cache with the context full) over the target's memory bandwidth, times the share of "
                "bandwidth decode reaches. "
                + md_escape(_sentence(cal.source) if cal.efficiency is not None else
