@@ -128,3 +128,34 @@ def test_a_set_run_does_not_push_compare_runs_out_of_the_sidebar(demo_ladder) ->
     assert any(label.startswith(f"#{lone} ") and label.endswith("a compare run of my own") for label in labels)
     assert not any(label.endswith("· p3") for label in labels)  # the set's prompts are not listed one by one ...
     assert any(label.startswith(f"#{set_run} ") and "ten prompts" in label for label in labels)  # ... the set is
+
+
+def test_a_column_line_explains_itself() -> None:
+    words = glossary.verdict_help("different", facts_changed=3)
+    assert words == f"{glossary.help_text('first_divergence')} {glossary.help_text('facts_changed')}"
+    assert glossary.verdict_help("same") == glossary.help_text("same_answer")
+    assert glossary.verdict_help("identical") is None
+
+
+def test_a_stored_run_on_compare_explains_its_line_and_its_cards(pool, demo_ladder) -> None:
+    import html
+
+    from workbench.runs.compare import contestants_for, run_comparison
+    from workbench.runs.contestants import RunSettings
+    from workbench.storage.store import Store
+
+    run = run_comparison(pool, contestants_for(demo_ladder, ["Q2_K"], reference="Q8_0"),
+                         "Write two sentences about the sea.", RunSettings(max_tokens=24, n_ctx=512, n_threads=1),
+                         store=Store(), ladder=demo_ladder)
+    assert run.all_ok, [r.error for r in run.results]
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run_id"] = run.run_id
+    at.run()
+    assert not at.exception, at.exception
+    cards = html.unescape(" ".join(str(h.proto) for h in at.get("html")))
+    assert "cursor:help" in cards  # hover text on the metric cards: TTFT, decode speed, peak RAM
+    assert all(glossary.term(k).sentence in cards for k in ("ttft", "decode", "peak_ram"))
+    ref, q2 = run.results[0].text, run.results[1].text
+    helps = [m.help for m in at.markdown if m.help]
+    if ref.split() != q2.split():  # the line above Q2_K's column is explained where it differs (greedy: usually)
+        assert any(h.startswith(("The output", "Numbers")) for h in helps), helps

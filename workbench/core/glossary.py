@@ -250,6 +250,17 @@ def help_text(key: str) -> str:
     return term(key).help()
 
 
+# A column's summary verdict (quality.summary) -> the term that explains its line.
+VERDICT_TERMS = {"same": "same_answer", "reworded": "same_answer", "different": "first_divergence",
+                 "empty": "first_divergence"}
+
+
+def verdict_help(verdict: str, facts_changed: int = 0) -> str | None:
+    """The tooltip for a column's summary line ("different answer from sentence 1; 3 facts changed")."""
+    keys = ([VERDICT_TERMS[verdict]] if verdict in VERDICT_TERMS else []) + (["facts_changed"] if facts_changed else [])
+    return " ".join(help_text(k) for k in keys) or None
+
+
 def by_group() -> list[tuple[str, list[Term]]]:
     """Every term, grouped in page order (quality, speed, memory, people's judgements, statistics)."""
     return [(g, [t for t in TERMS if t.group == g]) for g in GROUPS]
