@@ -74,7 +74,14 @@ with tab_hub:
                 {"repo": repo, "type": f.quant_type or "?", "size": fmt_bytes(f.size), "file": os.path.basename(f.path)}
                 for repo, files in sorted(cached.items()) for f in files]), hide_index=True, width="stretch")
         else:
-            st.caption("The Hugging Face cache holds no GGUF files yet.")
+            st.markdown("The Hugging Face cache holds no GGUF files yet. What you can do now:\n"
+                        "- **Use the demo**: the embedded demo ladder is ready; open the Compare page and press Run.\n"
+                        "- **Use files you have**: the *Models already on disk* tab finds GGUF files in LM Studio's and "
+                        "Ollama's folders or a folder you name, and makes them a ladder.\n"
+                        "- **Download later**: on a machine with a network, unset HF_HUB_OFFLINE and restart the app; "
+                        "then list a repo here and download its quantizations (they land in the Hugging Face cache, "
+                        "so they work offline afterwards).")
+            st.page_link("pages/compare.py", label="Compare the demo ladder", icon=":material/compare_arrows:")
     token_set = bool(get_token())
     st.caption("HF_TOKEN is set: gated and private repos use it (it is never shown)." if token_set else
                "HF_TOKEN is not set: public repos work; gated or private ones need a token in HF_TOKEN.")

@@ -222,7 +222,7 @@ def test_hardware_page_no_gpu_and_predicted_vs_measured(pool, demo_ladder) -> No
     assert at.title[0].value == "Hardware: can this machine run it?"
     assert any(i.value.startswith("no GPU (no NVIDIA driver/NVML found)") for i in at.info)
     glance = next(d.value for d in at.dataframe if "predicted peak" in d.value.columns)
-    assert list(glance["quantization"]) == demo_ladder.labels() and set(glance["verdict"]) == {"CPU only"}
+    assert list(glance["quantization"]) == demo_ladder.labels() and set(glance["verdict"]) == {"fits (CPU)"}
     checks = next(d.value for d in at.dataframe if "measured MiB" in d.value.columns)
     row = checks[checks["run"] == comparison.run_id].iloc[0]
     assert row["quantization"] == "Q2_K" and row["context"] == 1024

@@ -19,6 +19,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from ui import views
+from ui.glossary_views import help_columns
 from ui.shared import md_escape, store
 from workbench.people import ratings as rt
 from workbench.people import set_session as ss
@@ -303,7 +304,8 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
                f"{board.n_votes} pairwise vote{'s' if board.n_votes != 1 else ''}{from_sets}, and "
                f"{board.n_rating_pairs} comparisons implied by ratings (two outputs of one run rated by one rater: the "
                "higher score wins).")
-    st.dataframe(board.to_frame(), hide_index=True, width="stretch")
+    frame = board.to_frame()
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=help_columns(frame.columns))
     st.markdown("**Can the ratings tell them apart?**\n\n" + "\n".join(f"- {md_escape(s)}" for s in board.sentences)
                 if board.sentences else "Only one quantization has been judged so far.")
     for note in board.notes:

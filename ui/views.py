@@ -11,8 +11,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from ui.glossary_views import card_cell
 from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
 from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
+from workbench.core import glossary
 from workbench.core.disturbance import of_result, stored_decode
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.quality import noise_floor
@@ -231,7 +233,7 @@ def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floo
         st.success("identical to reference")
         return
     line = summarize(ref_text, text, diff=d)
-    st.markdown(f"**{md_escape(line.sentence)}**")
+    st.markdown(f"**{md_escape(line.sentence)}**", help=glossary.verdict_help(line.verdict, line.facts_changed))
     if floor is not None:
         words = noise_floor.standing_sentence(line, floor)
         st.caption(md_escape(words[:1].upper() + words[1:]))
@@ -290,7 +292,7 @@ def result_columns(run: dict[str, Any]) -> None:
                     else:
                         st.html(diff_html(d) if full else prose_html(d, show_reference=inline))
                 st.html("<table style='font-size:0.8rem;width:100%'>" + "".join(
-                    f"<tr><td style='color:#666'>{html_text(k)}</td><td style='text-align:right'>{html_text(v)}</td></tr>"
+                    f"<tr>{card_cell(k, v)}<td style='text-align:right'>{html_text(v)}</td></tr>"
                     for k, v in _metric_rows(r)) + "</table>")
                 rating_widget(run, r, saved.get(r["label"]))
 

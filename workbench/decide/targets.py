@@ -387,6 +387,72 @@ def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: s
         gpu_layers=pred.gpu_layers, n_layers=pred.n_layers, notes=notes, spare_in=where)
 
 
+# The verdict as a short cell, fit first (a table says "CPU only" to no one asking "will it fit my laptop?").
+VERDICT_WORDS = {fit.GPU_FULL: "fits on GPU", fit.GPU_PARTIAL: "fits, partial GPU offload", fit.CPU_ONLY: "fits (CPU)",
+                 fit.NO_FIT: "does not fit"}
+
+
+def verdict_words(code: str, fallback: str = "") -> str:
+    """A fit verdict code in a few words for a table cell; `fallback` for a code this table does not know."""
+    return VERDICT_WORDS.get(code, fallback or code)
+
+
+def _amount(n: int) -> str:
+    """Bytes as a person says them: "4.6 GiB", "310 MiB" under one GiB."""
+    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / 2**20:,.0f} MiB"
+
+
+def fit_sentence(f: TargetFit, profile: TargetProfile) -> str:
+    """Will this file fit on this target, in words, the answer first: "fits, with 4.6 GiB to spare", "fits with
+    partial GPU offload (20 of 33 layers on the GPU), with 2.1 GiB of RAM to spare", "does not fit: needs 9.1 GiB
+    of RAM, has 5.0 GiB (8.0 GiB less 3.0 GiB for the OS)"."""
+    spare = _amount(f.spare_bytes)
+    if f.verdict_code == fit.NO_FIT:
+        has = profile.ram_budget_bytes
+        return (f"does not fit: needs {_amount(has - f.spare_bytes)} of RAM, has {_amount(has)} "
+                f"({_amount(profile.ram_bytes)} less {_amount(profile.os_reserve_bytes)} for the OS)")
+    if f.verdict_code == fit.GPU_FULL:
+        return f"fits on the GPU, with {spare} of {f.spare_in} to spare"
+    if f.verdict_code == fit.GPU_PARTIAL:
+        of = f" of {f.n_layers}" if f.n_layers else ""
+        return (f"fits with partial GPU offload ({f.gpu_layers}{of} layers on the GPU, the rest on the CPU), with "
+                f"{spare} of {f.spare_in} to spare")
+    if profile.vram_bytes:
+        return f"fits in RAM and runs on the CPU (not on the GPU), with {spare} to spare"
+    return f"fits, with {spare} to spare"
+
+
+def ladder_fit_sentence(profile: TargetProfile, fits: Sequence[tuple[str, TargetFit]]) -> str:
+    """A whole ladder on one target, the answer first: which files fit, and the margin of the one that binds.
+
+    "All 5 fit; the tightest, F16, fits, with 4.6 GiB to spare." · "Q4_K_M and Q2_K fit; the tightest, Q4_K_M,
+    fits, with 0.8 GiB to spare. F16 and Q8_0 do not; the nearest, Q8_0, does not fit: needs …" · "None fits: even
+    the smallest, Q2_K, does not fit: needs …"."""
+    if not fits:
+        return "No file could be read."
+    ok = [(label, f) for label, f in fits if f.fits]
+    short = [(label, f) for label, f in fits if not f.fits]
+    if not ok:
+        label, near = max(short, key=lambda x: x[1].spare_bytes)
+        return f"None fits: even the smallest, {label}, {fit_sentence(near, profile)}."
+    label, tight = min(ok, key=lambda x: x[1].spare_bytes)
+    if len(ok) == 1:
+        head = f"{label} {fit_sentence(tight, profile)}."
+    else:
+        every = f"All {len(ok)}" if not short else _and([lb for lb, _ in ok])
+        head = f"{every} fit; the tightest, {label}, {fit_sentence(tight, profile)}."
+    if not short:
+        return head
+    label, near = max(short, key=lambda x: x[1].spare_bytes)
+    if len(short) == 1:
+        return f"{head} {label} {fit_sentence(near, profile)}."
+    return f"{head} {_and([lb for lb, _ in short])} do not; the nearest, {label}, {fit_sentence(near, profile)}."
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def kv_bytes(info: Any, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16") -> int:
     """The KV cache llama.cpp allocates for `n_ctx` tokens (padded to 256 cells), K and V each of its own type."""
     s = fit._shape(info)

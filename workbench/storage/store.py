@@ -325,8 +325,10 @@ class Store:
         r["is_reference"] = bool(r["is_reference"])
         return r
 
-    def list_runs(self, limit: int = 50, search: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        """Recent runs, newest first, optionally filtered by text in the prompt or ladder name."""
+    def list_runs(self, limit: int = 50, search: str | None = None, kind: str | None = None,
+                  standalone: bool = False) -> list[dict[str, Any]]:
+        """Recent runs, newest first, optionally filtered by text in the prompt or ladder name; `standalone` leaves
+        out the prompts of set runs (so a set run does not push the Compare runs out of a short list)."""
         sql = "SELECT id, created_at, kind, status, ladder_name, prompt, reference_label FROM runs"
         where: list[str] = []
         args: list[str | int] = []
@@ -336,6 +338,8 @@ class Store:
         if kind:
             where.append("kind = ?")
             args.append(kind)
+        if standalone:
+            where.append("set_run_id IS NULL")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
