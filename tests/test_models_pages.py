@@ -250,7 +250,7 @@ def test_hardware_page_gives_a_refused_header_no_verdict(models_env: Path, demo_
     at.run()
     assert not at.exception, at.exception
     glance = next(d.value for d in at.dataframe if "predicted peak" in d.value.columns).set_index("quantization")
-    assert glance.loc["Q2_K", "verdict"] == "CPU only"
+    assert glance.loc["Q2_K", "verdict"] == "fits (CPU)"
     assert glance.loc["Evil", "verdict"].startswith("header unreadable: header declares an array of 1,073,741,824")
 
 

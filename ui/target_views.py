@@ -13,6 +13,7 @@ from ui.shared import fmt_bytes, md_escape
 from workbench.core import glossary, hardware
 from workbench.decide import speed, targets
 from workbench.decide.targets import TargetProfile
+from workbench.files import fit
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models.ladder import Ladder
 from workbench.storage.store import Store, StoreError
