@@ -63,7 +63,7 @@ def test_no_votes_and_no_noise_floor():
     assert (h.machine, h.people, h.disagreement) == (hl.CHANGED, hl.NO_VOTES, False)
     assert h.sentence == ("Q4_K_M changed facts on 9 of 10 prompts (no noise floor, so some of it may be ordinary "
                           "run-to-run variation); nobody has compared them blind yet.")
-    assert any(d.startswith("Noise floor: not measured") for d in h.details)
+    assert any(d.startswith("No noise floor (the reference was not repeated)") for d in h.details)
 
 
 def test_facts_changed_but_within_the_floor_reads_same_and_says_so():

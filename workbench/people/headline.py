@@ -89,6 +89,10 @@ def _n(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
 def _of(k: int, n: int) -> str:
     return f"all {n}" if k == n and n > 1 else f"{k} of {n}"
 
@@ -192,8 +196,8 @@ def _details(e: PairEvidence) -> tuple[str, ...]:
                    f"differed from {e.baseline} more than that on {e.beyond_floor} of {e.floor_prompts} prompts. "
                    f"The floor is always {whose}'s own variation, whichever pair is compared.")
     elif e.prompts:
-        out.append("Noise floor: not measured (no repeats of the reference), so a difference cannot be told from "
-                   "ordinary run-to-run variation.")
+        out.append("No noise floor (the reference was not repeated), so a difference cannot be told from ordinary "
+                   "run-to-run variation.")
     if e.mean_kld is not None:
         size = ("barely moved" if e.mean_kld < KLD_SMALL else "moved a little" if e.mean_kld < KLD_LARGE
                 else "moved a lot")
@@ -201,8 +205,8 @@ def _details(e: PairEvidence) -> tuple[str, ...]:
                    f"{e.mean_kld:.3f}; under {KLD_SMALL} is negligible, over {KLD_LARGE} is large).")
     v = e.verdict
     if v is not None and v.votes:
-        out.append(f"Blind votes: {v.reference} preferred {_n(v.prefer_reference, 'time')}, {v.candidate} "
-                   f"{_n(v.prefer_candidate, 'time')}, {_n(v.ties, 'tie')}; {vote_test_words(v)}.")
+        out.append(f"Blind votes: {v.reference} preferred {_times(v.prefer_reference)}, {v.candidate} "
+                   f"{_times(v.prefer_candidate)}, {_n(v.ties, 'tie')}; {vote_test_words(v)}.")
     return tuple(out)
 
 
