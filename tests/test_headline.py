@@ -103,3 +103,28 @@ def test_default_pair_is_the_smallest_common_quant_against_the_eight_bit_one():
     assert default_pair(["F16", "Q8_0", "Q2_K"], "F16") == ("Q2_K", "Q8_0")  # never "F16 vs Q8_0"
     assert default_pair(["a", "b"], "a", quant_of={"a": "Q8_0", "b": "Q4_K_M"}) == ("b", "a")
     assert default_pair(["Q8_0"], "Q8_0") is None
+
+
+def test_one_run_any_pair_with_the_reference_floor_and_votes():
+    """One prompt's run: Q4_K_M vs Q8_0 read from their own outputs; the floor is F16's repeats (identical, so the
+    changed duration is beyond it); pairwise votes between the two count, others do not."""
+    run = {"id": 1, "results": [
+        {"label": "F16", "text": "Walk 20 minutes to the station.", "is_reference": True},
+        {"label": "Q8_0", "text": "Walk 20 minutes to the station."},
+        {"label": "Q4_K_M", "text": "Walk 2 minutes to the station."},
+        {"label": "Q2_K", "error": "worker died", "text": None},
+    ]}
+    repeats = [{"text": "Walk 20 minutes to the station.", "perturbation": {"kind": "n_batch", "n_batch": 7}}]
+    votes = [{"run_id": 1, "label_a": "Q8_0", "label_b": "Q4_K_M", "winner": "a", "rater": r} for r in "abc"]
+    votes.append({"run_id": 1, "label_a": "F16", "label_b": "Q4_K_M", "winner": "b", "rater": "d"})  # another pair
+    e = hl.run_evidence(run, C, B, repeats, votes=votes)
+    assert (e.prompts, e.prompts_with_changed_facts, e.facts_changed, e.floor_prompts, e.beyond_floor, e.floor_of) == (
+        1, 1, 1, 1, 1, "F16")
+    assert e.verdict is not None and (e.verdict.prefer_reference, e.verdict.votes) == (3, 3)
+    h = hl.headline(e)
+    assert h.sentence == ("Q4_K_M changed 1 fact, beyond F16's own variation; 3 blind comparisons are too few to say "
+                          "whether people notice (3 decided so far; it takes at least 6).")
+    assert hl.run_evidence(run, "Q2_K", B).prompts == 0  # a failed output is no evidence
+    same = hl.headline(hl.run_evidence(run, "Q8_0", "F16", repeats))
+    assert same.machine == hl.SAME and same.sentence.startswith("Q8_0 gave the same answer as F16, no fact changed, "
+                                                                "within the reference's own variation")

@@ -17,6 +17,7 @@ from tests.test_report import parse
 from workbench.cli.main import main
 from workbench.models.ladder import Ladder
 from workbench.people import ratings
+from workbench.people.headline import set_headline
 from workbench.people.set_report import (
     NO_VOTES,
     UnknownSetRun,
@@ -25,7 +26,6 @@ from workbench.people.set_report import (
     set_report_markdown,
     write_set_report,
 )
-from workbench.people.headline import set_headline
 from workbench.people.verdict import SET_MODE, set_child_runs, set_quality, set_verdict
 from workbench.runs.contestants import RunSettings
 from workbench.runs.prompt_sets import PromptSet, SetPrompt

@@ -3,10 +3,13 @@ and Ratings. The sentence and its evidence come from workbench.people.headline; 
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
-from ui.shared import md_escape
-from workbench.people.headline import Headline
+from ui.shared import md_escape, store
+from workbench.files.quant_names import default_pair
+from workbench.people.headline import Headline, stored_run_headline
 
 
 def pair_picker(labels: list[str], default: tuple[str, str] | None, key: str) -> tuple[str, str] | None:
@@ -40,3 +43,17 @@ def headline_view(h: Headline, pair: str) -> None:
         st.markdown("\n".join(f"- {md_escape(d)}" for d in h.details) or "No evidence yet.")
         st.caption("Changed facts, the noise floor and divergence are measured by the machine; blind votes are "
                    "people's. How the sentence is built: docs/headlines.md.")
+
+
+def run_pair_section(run: dict[str, Any]) -> str | None:
+    """Compare's question for a stored run: pick the pair (Q4_K_M vs Q8_0 by default), show its headline; returns
+    the baseline the columns below read against (None: the reference, when the run has fewer than two outputs)."""
+    rows = [r for r in run.get("results") or [] if isinstance(r, dict) and not r.get("error")
+            and isinstance(r.get("label"), str) and isinstance(r.get("text"), str)]
+    labels = [r["label"] for r in rows]
+    quant_of = {r["label"]: r.get("quant_type") if isinstance(r.get("quant_type"), str) else None for r in rows}
+    pair = pair_picker(labels, default_pair(labels, run.get("reference_label"), quant_of), f"cmp-pair-{run['id']}")
+    if pair is None:
+        return None
+    headline_view(stored_run_headline(store(), run, *pair), f"{pair[0]} vs {pair[1]}")
+    return pair[1]

@@ -23,8 +23,8 @@ from ui.headline_views import headline_view
 from ui.shared import md_escape, store
 from workbench.people import ratings as rt
 from workbench.people import set_session as ss
-from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
 from workbench.people.headline import set_headline
+from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
 from workbench.people.verdict import SET_MODE, default_set_pair, set_verdict
 from workbench.quality.diffing import plain_html
 from workbench.storage.store import StoreError

@@ -298,10 +298,11 @@ def prompt_reader(set_run: dict[str, Any], key: str, baseline: str | None = None
     base = own if baseline is None else next((r for r in run["results"] if r["label"] == baseline and not r["error"]),
                                              None)
     ref_text = base["text"] if base is not None and isinstance(base.get("text"), str) else None
+    base_label = base["label"] if base is not None and base is not own else None
     for row in views.column_rows(run["results"]):
         for col, r in row:
             with col:
-                role = (" · reference" if r["is_reference"] else "") + (" · baseline" if r is base and baseline else "")
+                role = " · reference" if r["is_reference"] else " · baseline" if r["label"] == base_label else ""
                 st.markdown(f"**{md_escape(r['label'])}**{role}")
                 text = r["text"] if isinstance(r.get("text"), str) else ""
                 if r["error"]:

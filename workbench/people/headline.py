@@ -23,14 +23,28 @@ the short form:
   "same" and people preferred the baseline, the evidence disagrees: the sentence says both, and the advice says
   what settles it.
 
-Pure functions over plain records: no store, no Streamlit.
+The rules are pure functions over plain records; only `stored_run_headline` at the bottom reads the store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from workbench.people.verdict import MIN_DECIDED, SetVerdict, Verdict, chance_words, vote_test_words
+from workbench.people.ratings import list_votes
+from workbench.people.verdict import (
+    MIN_DECIDED,
+    SetVerdict,
+    Verdict,
+    chance_words,
+    count_votes,
+    decide,
+    vote_test_words,
+)
+from workbench.quality.noise_floor import BEYOND, floor_of, standing
+from workbench.quality.summary import GROUPS, summarize
+from workbench.storage.store import Store
 
 SURE_DECIDED = 20  # decided votes below which "could not tell" is still "not yet": the 95% interval spans ±20 points
 KLD_SMALL = 0.01  # mean KL divergence (nats per token) below which the candidate's next-token odds barely move
@@ -123,10 +137,12 @@ def machine_clause(e: PairEvidence) -> str:
         return f"{c} has no answers to set against {e.baseline}'s yet"
     said = machine_says(e)
     floor_whose = f"{e.floor_of}'s" if e.floor_of and e.floor_of != e.baseline else "the reference's"
+    one = e.prompts == 1
     if e.prompts_with_changed_facts:
-        what = f"{c} changed facts on {_of(e.prompts_with_changed_facts, e.prompts)} prompts"
+        what = (f"{c} changed {_n(e.facts_changed, 'fact')}" if one else
+                f"{c} changed facts on {_of(e.prompts_with_changed_facts, e.prompts)} prompts")
     elif e.different_answers:
-        what = f"{c} gave a different answer on {_of(e.different_answers, e.prompts)} prompts"
+        what = f"{c} gave a different answer" + ("" if one else f" on {_of(e.different_answers, e.prompts)} prompts")
     else:
         what = f"{c} gave the same answers as {e.baseline} on {_of(e.prompts, e.prompts)} prompts, no fact changed"
         if e.prompts == 1:
@@ -134,7 +150,7 @@ def machine_clause(e: PairEvidence) -> str:
     if e.has_floor:
         n = e.floor_prompts or 0
         if said == CHANGED:
-            return f"{what}, beyond {floor_whose} own variation on {_of(e.beyond_floor, n)}"
+            return f"{what}, beyond {floor_whose} own variation" + ("" if one else f" on {_of(e.beyond_floor, n)}")
         if e.prompts_with_changed_facts or e.different_answers:
             return f"{what}, but no more than {floor_whose} own variation when it is run again"
         return f"{what}, within {floor_whose} own variation"
@@ -247,3 +263,39 @@ def set_evidence(sv: SetVerdict) -> PairEvidence:
 def set_headline(sv: SetVerdict) -> Headline:
     """The headline of one pair over a prompt set."""
     return headline(set_evidence(sv))
+
+
+# ---- from one stored comparison run ------------------------------------------------------------------------
+def run_evidence(run: dict[str, Any], candidate: str, baseline: str, repeats: Sequence[Any] = (),
+                 mean_kld: float | None = None, votes: Iterable[Any] = ()) -> PairEvidence:
+    """The evidence of one prompt's run (store.get_run) for candidate vs baseline: their stored outputs' summary and
+    changed facts, the reference's repeats as the floor (store.reference_repeats), a divergence measured against
+    the baseline, and pairwise votes on the run. Untrusted rows: outputs that are not text or carry an error count
+    as missing."""
+    rows = [r for r in run.get("results") or [] if isinstance(r, dict)]
+    texts = {r["label"]: r["text"] for r in rows
+             if isinstance(r.get("label"), str) and isinstance(r.get("text"), str) and not r.get("error")}
+    own = next((r["label"] for r in rows if r.get("is_reference") and r.get("label") in texts), None)
+    ref, cand, ties, raters = count_votes(votes, baseline, candidate)
+    verdict = decide(baseline, candidate, ref, cand, ties, n_prompts=1, n_raters=raters) if ref + cand + ties else None
+    if candidate not in texts or baseline not in texts:
+        return PairEvidence(candidate, baseline, 0, verdict=verdict)
+    s = summarize(texts[baseline], texts[candidate])
+    floor = floor_of(texts[own], repeats) if own is not None and repeats else None
+    return PairEvidence(candidate, baseline, 1, int(bool(s.facts)), s.facts_changed,
+                        int(GROUPS[s.verdict] == "different answer"), 1 if floor is not None else None,
+                        int(floor is not None and standing(s, floor) == BEYOND), own, mean_kld, verdict)
+
+
+def stored_run_headline(store: Store, run: dict[str, Any], candidate: str, baseline: str) -> Headline:
+    """`run_evidence` read from the store (repeats, a divergence measured against the baseline, the run's votes)."""
+    from workbench.quality.divergence import load_report
+
+    report = load_report(store, int(run["id"]), "output")
+    kld = None
+    if report is not None and report.reference_label == baseline:
+        found = next((c for c in report.results if c.label == candidate and not c.error), None)
+        value = found.summary.get("mean_kld") if found is not None else None
+        kld = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return headline(run_evidence(run, candidate, baseline, store.reference_repeats(int(run["id"])), kld,
+                                 list_votes(store, run_ids=[int(run["id"])])))

@@ -360,7 +360,7 @@ def set_verdicts(store: Store, set_run_id: int, baseline: str | None = None) -> 
 def quant_types(set_run: dict[str, Any]) -> dict[str, str | None]:
     """label → quant type from the set run's stored ladder (untrusted: only text values count)."""
     ladder = set_run.get("ladder") if isinstance(set_run.get("ladder"), dict) else {}
-    files = ladder.get("files") if isinstance(ladder, dict) and isinstance(ladder.get("files"), list) else []
+    files: list[Any] = ladder["files"] if isinstance(ladder, dict) and isinstance(ladder.get("files"), list) else []
     return {f["label"]: _text(f.get("quant_type")) for f in files if isinstance(f, dict) and _text(f.get("label"))}
 
 
