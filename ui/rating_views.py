@@ -34,7 +34,7 @@ MODES = {"Blind": "letters in a random order; names appear once you have rated e
          "Open": "names shown while you rate"}
 ALL = "(all)"
 SET = "A prompt set"
-WHAT = {"One run": "the outputs of one prompt", SET: "blind, prompt by prompt, reference vs a candidate; "
+WHAT = {"One run": "the outputs of one prompt", SET: "blind, prompt by prompt, a candidate vs any baseline; "
         "a verdict at the end"}
 
 
