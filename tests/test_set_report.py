@@ -261,6 +261,16 @@ def test_cli_report_of_a_set_run(store: Store, tmp_path: Path, capsys: pytest.Ca
     assert main(["report", "1", "--set", str(set_id), "--out", str(missing), "--db", db]) == 2  # runs or a set
     assert main(["report", "--set", str(set_id), "--db", db]) == 2  # nowhere to write
     assert "--out" in capsys.readouterr().err
+    pair = tmp_path / "pair.md"  # any pair of the set: Q2_K against Q8_0 (the reference), by label
+    assert main(["report", "--set", str(set_id), "--candidate", "Q2_K", "--vs", "Q8_0", "--md", str(pair),
+                 "--db", db]) == 0
+    assert "### Q2\\_K vs Q8\\_0" in pair.read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", "--set", str(set_id), "--vs", "Q9_X", "--md", str(pair), "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'Q9_X' is not a quantization of set run" in err
+    assert main(["report", "1", "--vs", "Q8_0", "--md", str(pair), "--db", db]) == 2  # a pair needs --set
+    assert "use them with --set" in capsys.readouterr().err
 
 
 @pytest.fixture()

@@ -210,6 +210,10 @@ def build_set_report(store: Store, set_run_id: int, candidate: str | None = None
     if set_run is None:
         raise UnknownSetRun(set_run_id)
     reference = _text(set_run.get("reference_label")) or None
+    for name in (candidate, baseline):
+        if name is not None and name not in set_labels(set_run):
+            raise ValueError(f"{name!r} is not a quantization of set run {set_run_id} (it compared: "
+                             f"{', '.join(set_labels(set_run)) or 'none'})")
     if candidate is None and baseline is None:
         candidate, baseline = default_set_pair(store, int(set_run_id)) or (None, None)
     baseline = baseline or reference
