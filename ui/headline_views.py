@@ -8,8 +8,7 @@ from typing import Any
 import streamlit as st
 
 from ui.shared import md_escape, store
-from workbench.files.quant_names import default_pair
-from workbench.people.headline import Headline, stored_run_headline
+from workbench.people.headline import Headline, default_run_pair, run_outputs, stored_run_headline
 
 
 def pair_picker(labels: list[str], default: tuple[str, str] | None, key: str) -> tuple[str, str] | None:
@@ -48,11 +47,7 @@ def headline_view(h: Headline, pair: str) -> None:
 def run_pair_section(run: dict[str, Any]) -> str | None:
     """Compare's question for a stored run: pick the pair (Q4_K_M vs Q8_0 by default), show its headline; returns
     the baseline the columns below read against (None: the reference, when the run has fewer than two outputs)."""
-    rows = [r for r in run.get("results") or [] if isinstance(r, dict) and not r.get("error")
-            and isinstance(r.get("label"), str) and isinstance(r.get("text"), str)]
-    labels = [r["label"] for r in rows]
-    quant_of = {r["label"]: r.get("quant_type") if isinstance(r.get("quant_type"), str) else None for r in rows}
-    pair = pair_picker(labels, default_pair(labels, run.get("reference_label"), quant_of), f"cmp-pair-{run['id']}")
+    pair = pair_picker(run_outputs(run), default_run_pair(run), f"cmp-pair-{run['id']}")
     if pair is None:
         return None
     headline_view(stored_run_headline(store(), run, *pair), f"{pair[0]} vs {pair[1]}")

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.files.quant_names import default_pair
 from workbench.people.ratings import list_votes
 from workbench.people.verdict import (
     MIN_DECIDED,
@@ -285,6 +286,21 @@ def run_evidence(run: dict[str, Any], candidate: str, baseline: str, repeats: Se
     return PairEvidence(candidate, baseline, 1, int(bool(s.facts)), s.facts_changed,
                         int(GROUPS[s.verdict] == "different answer"), 1 if floor is not None else None,
                         int(floor is not None and standing(s, floor) == BEYOND), own, mean_kld, verdict)
+
+
+def run_outputs(run: dict[str, Any]) -> list[str]:
+    """The labels of a run's outputs that can be compared (text, no error), in column order."""
+    return list(dict.fromkeys(r["label"] for r in run.get("results") or [] if isinstance(r, dict)
+                              and isinstance(r.get("label"), str) and isinstance(r.get("text"), str)
+                              and not r.get("error")))
+
+
+def default_run_pair(run: dict[str, Any]) -> tuple[str, str] | None:
+    """(candidate, baseline) a stored run is asked about first: files.quant_names.default_pair of its outputs."""
+    rows = [r for r in run.get("results") or [] if isinstance(r, dict) and isinstance(r.get("label"), str)]
+    quant_of = {r["label"]: r["quant_type"] if isinstance(r.get("quant_type"), str) else None for r in rows}
+    reference = run.get("reference_label") if isinstance(run.get("reference_label"), str) else None
+    return default_pair(run_outputs(run), reference, quant_of)
 
 
 def stored_run_headline(store: Store, run: dict[str, Any], candidate: str, baseline: str) -> Headline:
