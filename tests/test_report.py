@@ -114,7 +114,7 @@ def test_html_report_is_valid_self_contained_and_escapes_model_text(store):
     assert "Not enough ratings to separate Q8_0 from Q2_K" in text  # the ratings summary
     # the answer first: Q2_K vs Q8_0 (Q4_K_M failed) in one sentence, before the run's evidence; hostile text escaped
     assert text.index("The answer") < text.index("Ladder and provenance")
-    assert "Run %d, Q2_K vs Q8_0:" % run_id in text and "nobody has compared them blind yet" in text
+    assert f"Run {run_id}, Q2_K vs Q8_0:" in text and "nobody has compared them blind yet" in text
 
 
 def test_markdown_report_fences_model_text(store):
