@@ -31,6 +31,7 @@ from typing import Any
 from workbench.files.quant_names import default_pair
 from workbench.people.ratings import SET_MODE as SET_MODE  # the mode of votes made in a blind set session
 from workbench.people.ratings import WINNERS, list_votes, rater_identity
+from workbench.quality.evalstats import chance_words as chance_words  # p-values in words (one home)
 from workbench.quality.noise_floor import BEYOND, Floor, SetFloor, standing, stored_set_floor
 from workbench.quality.summary import GROUPS, summarize
 from workbench.storage.store import SET_PROMPT_FINISHED, Store
@@ -202,19 +203,6 @@ def _p(p: float) -> str:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
-
-
-def chance_words(p: float) -> str:
-    """A p-value for people: how often a split at least this uneven comes from a coin, e.g. "could be chance:
-    about 1 in 2" (p = 0.45), "chance would do this about 1 in 125 times" (p = 0.008)."""
-    if not p < 1.0:
-        return "could well be chance"
-    if p < 0.001:
-        return "chance would do this less than 1 in 1,000 times"
-    odds = max(1, round(1 / p))
-    if p >= ALPHA:
-        return "could well be chance" if odds <= 1 else f"could be chance: about 1 in {odds:,}"
-    return f"chance would do this about 1 in {odds:,} times"
 
 
 def vote_test_words(v: Verdict) -> str:

@@ -24,6 +24,7 @@ from scipy import stats
 
 __all__ = [
     "Comparison",
+    "chance_words",
     "compare_paired",
     "compare_pass_rates",
     "format_p",
@@ -77,6 +78,20 @@ def newcombe_interval(
     low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
     return (max(-1.0, low), min(1.0, high))
+
+
+def chance_words(p: float, alpha: float = 0.05) -> str:
+    """A p-value for people: how often chance alone gives a result at least this far from "no difference", e.g.
+    "could be chance: about 1 in 2" (p = 0.45), "chance would do this about 1 in 125 times" (p = 0.008). The test's
+    name and its p belong beside it, in the details."""
+    if not p < 1.0:
+        return "could well be chance"
+    if p < 0.001:
+        return "chance would do this less than 1 in 1,000 times"
+    odds = max(1, round(1 / p))
+    if p >= alpha:
+        return "could well be chance" if odds <= 1 else f"could be chance: about 1 in {odds:,}"
+    return f"chance would do this about 1 in {odds:,} times"
 
 
 def format_p(p: float) -> str:
