@@ -38,6 +38,21 @@ def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
     run = Store().get_run(run_id)
     assert [r["label"] for r in run["results"]] == ["F16", "Q8_0", "Q2_K"]
     assert all(r["error"] is None and r["text"] for r in run["results"])
+    # the answer first: the pair a fresh ladder is asked about (the smallest against the 8-bit one), in one sentence
+    from workbench.people.headline import stored_run_headline
+
+    assert at.selectbox(key=f"cmp-pair-{run_id}-baseline").value == "Q8_0"
+    assert at.selectbox(key=f"cmp-pair-{run_id}-candidate-Q8_0").value == "Q2_K"
+    head = stored_run_headline(Store(), run, "Q2_K", "Q8_0")
+    assert head.machine in ("changed", "same") and head.people == "no-votes"
+    boxes = " ".join([b.value for b in at.info] + [b.value for b in at.warning]).replace("\\", "")
+    assert head.sentence in boxes and head.advice in boxes
+    titles = [m.value for m in at.markdown]
+    assert "**F16** · reference" in titles and r"**Q8\_0** · baseline" in titles and r"**Q2\_K**" in titles
+    # any pair, after the run: against the reference the columns read as before
+    at.selectbox(key=f"cmp-pair-{run_id}-baseline").set_value("F16")
+    at.run()
+    assert not at.exception, at.exception
     titles = [m.value for m in at.markdown]
     assert "**F16** · reference" in titles and r"**Q8\_0**" in titles and r"**Q2\_K**" in titles  # escaped Markdown
     html = " ".join(h.proto.body for h in at.get("html"))

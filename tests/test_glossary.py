@@ -47,9 +47,11 @@ def test_unknown_names_have_no_entry_and_a_typo_in_a_key_fails() -> None:
         glossary.help_text("ttfb")
 
 
-@pytest.mark.parametrize(("p", "words"), [(0.5, "could be chance: 1 in 2"), (0.65, "could be chance: 1 in 2"),
-                                          (0.0039, "unlikely to be chance: 1 in 256"), (0.05, "could be chance: 1 in 20"),
-                                          (0.00098, "unlikely to be chance: 1 in 1,020"), (None, ""), (0.0, "")])
+@pytest.mark.parametrize(("p", "words"), [(0.5, "could be chance: about 1 in 2"), (0.65, "could be chance: about 1 in 2"),
+                                          (0.0039, "chance would do this about 1 in 256 times"),
+                                          (0.05, "could be chance: about 1 in 20"), (1.0, "could well be chance"),
+                                          (0.00098, "chance would do this less than 1 in 1,000 times"), (None, ""),
+                                          (0.0, "chance would do this less than 1 in 1,000 times"), (-1.0, "")])
 def test_a_p_value_reads_as_odds(p, words: str) -> None:
     assert glossary.chance_words(p) == words
 
@@ -59,7 +61,7 @@ def test_the_floor_sentence_says_the_odds_before_the_test() -> None:
 
     q = QuantAgainstFloor("Q4_K_M", prompts=10, within=3, beyond=7, mean_changed_words=41,
                           floor_mean_changed_words=3, p_value=0.0039)
-    assert "unlikely to be chance: 1 in 256, one-sided Wilcoxon p = 0.0039)" in q.sentence()
+    assert "chance would do this about 1 in 256 times — one-sided Wilcoxon p = 0.0039)" in q.sentence()
 
 
 def test_demo_note_only_for_the_demo(demo_ladder) -> None:

@@ -112,6 +112,9 @@ def test_html_report_is_valid_self_contained_and_escapes_model_text(store):
         assert visible in text, visible
     assert '<mark class="wb-chg"' in html_text and "wb-first-mark" in html_text  # the answer's changes, as prose
     assert "Not enough ratings to separate Q8_0 from Q2_K" in text  # the ratings summary
+    # the answer first: Q2_K vs Q8_0 (Q4_K_M failed) in one sentence, before the run's evidence; hostile text escaped
+    assert text.index("The answer") < text.index("Ladder and provenance")
+    assert f"Run {run_id}, Q2_K vs Q8_0:" in text and "nobody has compared them blind yet" in text
 
 
 def test_markdown_report_fences_model_text(store):
@@ -128,6 +131,7 @@ def test_markdown_report_fences_model_text(store):
     assert "<script>alert(1)</script>" in md[fence_start:fence_end]
     outside = md[:fence_start] + md[fence_end:]
     assert "<script>" not in outside and "Tiny &lt;model&gt;" in outside
+    assert md.index("## The answer") < md.index("## Run") and "Q2\\_K vs Q8\\_0" in md
 
 
 def test_unknown_runs_are_named(store):

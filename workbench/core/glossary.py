@@ -198,7 +198,8 @@ TERMS: tuple[Term, ...] = (
     Term("chance", "could be chance: 1 in N", STATISTICS,
          "How often a difference at least this large would appear by luck alone if the two files were really "
          "the same.",
-         "\"could be chance: 1 in 2\" is no evidence; \"1 in 256\" means luck is an unlikely explanation.",
+         "\"could be chance: about 1 in 2\" is no evidence; \"chance would do this about 1 in 256 times\" means "
+         "luck is an unlikely explanation.",
          "a p-value written as 1 in 1/p; the test is named beside it (one-sided Wilcoxon signed-rank for words "
          "changed against the noise floor, a paired test for eval cases)",
          aliases=("p", "p-value", "one-sided Wilcoxon p", "Wilcoxon", "could be chance", "p (exact McNemar)")),
@@ -266,9 +267,17 @@ def by_group() -> list[tuple[str, list[Term]]]:
     return [(g, [t for t in TERMS if t.group == g]) for g in GROUPS]
 
 
-def chance_words(p: float | None) -> str:
-    """A p-value for people: "could be chance: 1 in 2", "unlikely to be chance: 1 in 256"; "" when there is none."""
-    if p is None or not 0 < p <= 1:
+def chance_words(p: float | None, alpha: float = 0.05) -> str:
+    """A p-value for people: how often chance alone gives a result at least this far from "no difference", e.g.
+    "could be chance: about 1 in 2" (p = 0.45), "chance would do this about 1 in 125 times" (p = 0.008); "" when
+    there is none. The test's name and its p belong beside it, in the details."""
+    if p is None or p != p or p < 0:
         return ""
+    if not p < 1.0:
+        return "could well be chance"
+    if p < 0.001:
+        return "chance would do this less than 1 in 1,000 times"
     odds = max(1, round(1 / p))
-    return f"{'could be' if p >= 0.05 else 'unlikely to be'} chance: 1 in {odds:,}"
+    if p >= alpha:
+        return "could well be chance" if odds <= 1 else f"could be chance: about 1 in {odds:,}"
+    return f"chance would do this about 1 in {odds:,} times"

@@ -28,6 +28,7 @@ from typing import Any
 from workbench.core.disturbance import of_result
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.models.ladder import Ladder
+from workbench.people.headline import Headline, default_run_pair, stored_run_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
 from workbench.people.report_kit import (
@@ -491,6 +492,38 @@ ul.wb-answer { font-size: 1.05rem; border-left: 4px solid #3b5bdb; padding: .2re
 """
 
 
+def run_answers(store: Store, runs: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], str, Headline]]:
+    """(run, "Q4_K_M vs Q8_0", headline) of each run with two outputs to compare: the answer a report opens with."""
+    out = []
+    for run in runs:
+        pair = default_run_pair(run)
+        if pair is not None:
+            out.append((run, f"{pair[0]} vs {pair[1]}", stored_run_headline(store, run, *pair)))
+    return out
+
+
+def _answers_html(store: Store, runs: Sequence[dict[str, Any]]) -> str:
+    """The answer first: each run's headline and what it means, before the runs' evidence (docs/headlines.md)."""
+    answers = run_answers(store, runs)
+    if not answers:
+        return ""
+    items = "".join(f"<li><strong>Run {run['id']}, {esc(pair)}:</strong> {esc(h.sentence)} <em>{esc(h.advice)}</em>"
+                    "</li>" for run, pair, h in answers)
+    return (f'<section id="answer"><h2>The answer</h2><ul class="wb-verdict">{items}</ul>'
+            '<p class="wb-muted">Built from changed facts, the reference\'s own variation (noise floor), divergence and '
+            "blind votes (docs/headlines.md); each run's evidence follows.</p></section>")
+
+
+def _answers_markdown(store: Store, runs: Sequence[dict[str, Any]]) -> list[str]:
+    answers = run_answers(store, runs)
+    if not answers:
+        return []
+    return (["## The answer", ""] + [f"- **Run {run['id']}, {md_cell(pair)}:** {md_cell(h.sentence)} "
+                                     f"_{md_cell(h.advice)}_" for run, pair, h in answers]
+            + ["", "Built from changed facts, the reference's own variation (noise floor), divergence and blind votes "
+                   "(docs/headlines.md); each run's evidence follows.", ""])
+
+
 def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None = None, title: str | None = None,
                 n_boot: int = 500) -> str:
     """One self-contained HTML page (str) for these runs; `extras` maps a section title to its content."""
@@ -502,6 +535,11 @@ def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None =
 
     parts = html_head(title, "Measured on this machine, not estimated. How, with which files and settings: the last "
                              "section.", RUN_CSS)
+
+
+    parts = html_head(title, f"Generated {generated_at()} by Quant Workbench {__version__}. Figures were measured "
+                             "on the machine named in each run, not estimated. Contestants ran one after another.")
+    parts.append(_answers_html(store, runs))
     parts += [_run_html(run, charts) for run in runs]
     for name, value in (extras or {}).items():
         parts.append(f"<section><h2>{esc(name)}</h2>{_extra_html(value, charts)}</section>")
@@ -597,6 +635,7 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
     ids = [r["id"] for r in runs]
     out = [f"# {md_cell(title or _title(runs))}", "",
            "_Measured on this machine, not estimated. How, with which files and settings: the last section._", ""]
+    out += _answers_markdown(store, runs)
     for run in runs:
         out += _run_markdown(run)
     for name, value in (extras or {}).items():
