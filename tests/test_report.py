@@ -113,7 +113,7 @@ def test_html_report_is_valid_self_contained_and_escapes_model_text(store):
     assert '<mark class="wb-chg"' in html_text and "wb-first-mark" in html_text  # the answer's changes, as prose
     assert "Not enough ratings to separate Q8_0 from Q2_K" in text  # the ratings summary
     # the answer first: Q2_K vs Q8_0 (Q4_K_M failed) in one sentence, before the run's evidence; hostile text escaped
-    assert text.index("The answer") < text.index("Ladder and provenance")
+    assert text.index("The answer") < text.index("The answers") < text.index("Method and provenance")
     assert f"Run {run_id}, Q2_K vs Q8_0:" in text and "nobody has compared them blind yet" in text
 
 

@@ -502,7 +502,7 @@ def run_answers(store: Store, runs: Sequence[dict[str, Any]]) -> list[tuple[dict
     return out
 
 
-def _answers_html(store: Store, runs: Sequence[dict[str, Any]]) -> str:
+def _headlines_html(store: Store, runs: Sequence[dict[str, Any]]) -> str:
     """The answer first: each run's headline and what it means, before the runs' evidence (docs/headlines.md)."""
     answers = run_answers(store, runs)
     if not answers:
@@ -514,7 +514,7 @@ def _answers_html(store: Store, runs: Sequence[dict[str, Any]]) -> str:
             "blind votes (docs/headlines.md); each run's evidence follows.</p></section>")
 
 
-def _answers_markdown(store: Store, runs: Sequence[dict[str, Any]]) -> list[str]:
+def _headlines_markdown(store: Store, runs: Sequence[dict[str, Any]]) -> list[str]:
     answers = run_answers(store, runs)
     if not answers:
         return []
@@ -539,7 +539,7 @@ def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None =
 
     parts = html_head(title, f"Generated {generated_at()} by Quant Workbench {__version__}. Figures were measured "
                              "on the machine named in each run, not estimated. Contestants ran one after another.")
-    parts.append(_answers_html(store, runs))
+    parts.append(_headlines_html(store, runs))
     parts += [_run_html(run, charts) for run in runs]
     for name, value in (extras or {}).items():
         parts.append(f"<section><h2>{esc(name)}</h2>{_extra_html(value, charts)}</section>")
@@ -635,7 +635,7 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
     ids = [r["id"] for r in runs]
     out = [f"# {md_cell(title or _title(runs))}", "",
            "_Measured on this machine, not estimated. How, with which files and settings: the last section._", ""]
-    out += _answers_markdown(store, runs)
+    out += _headlines_markdown(store, runs)
     for run in runs:
         out += _run_markdown(run)
     for name, value in (extras or {}).items():
