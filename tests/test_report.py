@@ -120,6 +120,7 @@ def test_html_report_is_valid_self_contained_and_escapes_model_text(store):
 def test_markdown_report_fences_model_text(store):
     run_id = fake_run(store, text="Here ```\n<script>alert(1)</script>\n``` done")
     md = report_markdown(store, [run_id])
+    assert "About this model" not in md  # only the embedded demo needs the note
     assert md.startswith("# Quant Workbench report")
     headings = ("## Tiny &lt;model&gt;: what changed", "### The prompt", "### The answers",
                 "### Speed and memory, measured", "## Ratings", "## Method and provenance", "### Run",
@@ -185,6 +186,9 @@ def test_report_of_a_real_run(real_run, test_output):
         assert r.label in text and " ".join(r.text.split()[:2]) in " ".join(text.split())
     assert doc.chart_divs >= 1 and any("plotly.js v" in s[:2000] for s in doc.scripts)
     assert "tester" in text and "Bradley–Terry" in text
+    # the embedded demo says why its figures look odd, before the answers (issue 23); a test ladder does not
+    assert text.index("About this model:") < text.index("The answers") and "Q4_1" in text
+    assert "About this model:" in report_markdown(store, [comparison.run_id])
     (test_output / "report_real_run.html").write_text(html_text, encoding="utf-8")
 
 

