@@ -1,10 +1,15 @@
 """Quant Workbench: the Streamlit entry point. Wires the pages and the shared sidebar; no logic here."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui.shared import run_navigation, sidebar
 
-st.set_page_config(page_title="Quant Workbench", page_icon=":material/compare_arrows:", layout="wide")
+# The tab icon is a file in the repo: an emoji or :material/…: icon here makes the browser fetch it from a CDN,
+# and this is an offline tool (tests/test_browser_offline.py).
+FAVICON = str(Path(__file__).resolve().parent / "ui" / "favicon.png")
+st.set_page_config(page_title="Quant Workbench", page_icon=FAVICON, layout="wide")
 
 PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=True),
@@ -16,6 +21,7 @@ PAGES = [
     st.Page("pages/hardware.py", title="Hardware", icon=":material/memory:"),
     st.Page("pages/ratings.py", title="Ratings", icon=":material/star:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
+    st.Page("pages/glossary.py", title="What the numbers mean", icon=":material/help:"),
 ]
 
 navigation = st.navigation(PAGES)

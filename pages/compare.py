@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import views
 from ui.endpoint_views import endpoint_contestants, endpoint_editor
+from ui.headline_views import run_pair_section
 from ui.shared import active_ladder, jobs, ladders, md_escape, pool, set_active_ladder, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core import hardware
@@ -158,6 +159,7 @@ if run is not None:
                          f"{rs.get('n_threads')} thread{'' if rs.get('n_threads') == 1 else 's'}"))
     with st.expander("Prompt", expanded=False):
         st.text(run["prompt"])
+    vs = run_pair_section(run)  # the answer first: "Q4_K_M vs Q8_0" in one sentence; the columns follow it
     disturbed = [r["label"] for r in run["results"] if of_result(r)[0]]
     if disturbed:
         w1, w2 = st.columns([5, 1])
@@ -167,8 +169,8 @@ if run is not None:
         w2.button("Re-measure quietly", key=f"remeasure-{run['id']}", on_click=remeasure, args=(run,),
                   disabled=not local_contestants_of_run(run),
                   help=f"This run {IMPORTED_NOTE}." if is_imported(run) else None)
-    views.result_columns(run)
-    views.side_by_side_view(run)
+    views.result_columns(run, vs)
+    views.side_by_side_view(run, vs)
     st.divider()
     frame = views.metrics_frame(run)
     views.charts(frame)

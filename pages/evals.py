@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import quality_views as qv
 from ui import views
+from ui.glossary_views import help_columns
 from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core.hardware import default_threads
@@ -142,7 +143,7 @@ if stored:
             paired = qv.paired_frame(run)
             if not paired.empty:
                 st.markdown("**Against the reference, on the same cases**")
-                st.dataframe(paired, hide_index=True, width="stretch")
+                st.dataframe(paired, hide_index=True, width="stretch", column_config=help_columns(paired.columns))
                 beyond = sum(1 for p in run.paired() if not p.within_noise)
                 st.caption(("No difference is beyond noise: with this many cases, what differs could be chance. "
                             if not beyond else f"{beyond} of {len(paired)} rows are *beyond noise*. ")

@@ -10,8 +10,10 @@ import plotly.express as px
 import streamlit as st
 
 from ui import target_views
+from ui.glossary_views import help_columns
 from ui.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
-from workbench.core import hardware
+from workbench.core import glossary, hardware
+from workbench.decide import targets
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models import hub
@@ -25,7 +27,14 @@ K = "hardware-"
 st.title("Hardware: can this machine run it?")
 m = hardware.machine()
 
+# ---- the answer first: will the active ladder fit each target ----------------------------------------------
+ladder = active_ladder()
+st.subheader(f"Will {md_escape(ladder.name)} fit?")
+profiles = target_views.all_targets(store())
+n_ctx_lines, kv_k, kv_v = target_views.fit_answer(ladder, profiles)
+
 # ---- the machine -------------------------------------------------------------------------------------------
+st.subheader("This machine")
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("CPU cores", f"{m.physical_cores or m.logical_cores} ({m.logical_cores} threads)")
 c2.metric("RAM total", fmt_bytes(m.ram_total_bytes))
@@ -80,38 +89,40 @@ else:
 warm = warm_pool.warm_models()
 if warm:
     st.dataframe(pd.DataFrame([{
-        "file": w["file"], "predicted RAM": fmt_bytes(w["ram_bytes"]),
+        "file": w["file"], "KV type": w["type_k"] if w["type_k"] == w["type_v"] else f"{w['type_k']}/{w['type_v']}",
+        "context": w["n_ctx"], "predicted RAM": fmt_bytes(w["ram_bytes"]),
         "predicted VRAM": fmt_bytes(w["vram_bytes"]) if w["vram_bytes"] else "",
-        "context": w["n_ctx"], "last used": time.strftime("%H:%M:%S", time.localtime(w["last_used"])),
-        "in use": "yes" if w["in_use"] else "",
-    } for w in warm]), hide_index=True, width="stretch", key=K + "warm")
+        "last used": time.strftime("%H:%M:%S", time.localtime(w["last_used"])), "in use": "yes" if w["in_use"] else "",
+    } for w in warm]), hide_index=True, width="stretch", key=K + "warm",
+        column_config={"KV type": st.column_config.TextColumn(help=glossary.help_text("kv_type")),
+                       "context": st.column_config.NumberColumn(help=glossary.help_text("context"))})
+    st.caption("One row per loaded worker: the same file loaded with another KV type or context is another worker.")
 else:
     st.caption("No model is loaded right now: a run loads what it needs and keeps it warm within the budget.")
 
 # ---- fit at a glance for the active ladder ---------------------------------------------------------------------
-ladder = active_ladder()
 st.subheader(f"Fit at a glance: {md_escape(ladder.name)}")
 n_ctx = int(st.columns([1, 3])[0].number_input("Context size (tokens)", 128, 1_048_576, fit.DEFAULT_N_CTX, step=256,
                                                key=K + "ctx"))
-preds, problems = [], []
+preds, unreadable = [], []
 with st.spinner("Reading GGUF headers…"):
     for f in ladder.files:
         try:
             p = fit.predict(read_header(f.path), n_ctx=n_ctx, ram_available_bytes=m.ram_available_bytes, gpus=m.gpus)
-        except (GgufError, OSError) as exc:
-            problems.append(f"{f.label}: {' '.join(str(exc).split())}")
+        except (GgufError, OSError) as exc:  # no verdict without the file's own header: the row says why
+            unreadable.append({"quantization": f.label, "verdict": fit.unreadable(exc, f.path)})
             continue
         p.file = f.label
         preds.append(p)
-for line in problems:
-    st.error(md_escape(line))
-if preds:
-    st.dataframe(pd.DataFrame([{
+if preds or unreadable:
+    glance = pd.DataFrame([{
         "quantization": p.file, "type": p.quant_type, "weights": fmt_bytes(p.weights_bytes),
         "KV cache": fmt_bytes(p.kv_bytes), "compute + runtime": fmt_bytes(p.compute_bytes + p.overhead_bytes),
-        "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": p.verdict,
+        "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": targets.verdict_words(p.verdict_code, p.verdict),
         "GPU layers": p.gpu_layers or "",
-    } for p in preds]), hide_index=True, width="stretch", key=K + "glance")
+    } for p in preds] + unreadable)
+    st.dataframe(glance, hide_index=True, width="stretch", key=K + "glance",
+                 column_config=help_columns(glance.columns, {"verdict": st.column_config.Column(help=glossary.help_text("fit"))}))
     st.caption(f"Keeping all {len(preds)} warm at once would need about {fmt_bytes(fit.warm_together_bytes(preds))} "
                f"of RAM ({fmt_bytes(m.ram_available_bytes)} free); the pool keeps warm only what fits its budget "
                "(above) and reloads the rest when they run. Weights and KV cache come from each file's header; "
@@ -121,12 +132,11 @@ if preds:
 st.subheader("Target machines")
 st.caption("Would it fit there, and how fast? This machine (measured), built-in presets and your own profiles. "
            "Every figure says where it comes from, or that it is an assumption.")
-profiles = target_views.all_targets(store())
 target_views.targets_table(profiles)
 with st.expander("Add, edit or delete a target"):
     target_views.target_editor(store(), profiles)
 st.markdown(f"**Memory as lines: {md_escape(ladder.name)}**")
-target_views.memory_lines_section(store(), ladder, profiles)
+target_views.memory_lines_section(store(), ladder, profiles, n_ctx_lines, kv_k, kv_v)
 
 # ---- predicted vs measured -----------------------------------------------------------------------------------
 st.subheader("Predicted vs measured memory")
@@ -151,7 +161,7 @@ else:
     errs = frame["error %"].abs()
     st.markdown(f"**{len(checks)} measurements** · median |error| {errs.median():.1f}% · worst {errs.max():.1f}% · "
                 f"{(errs <= 10).mean():.0%} within ±10%")
-    st.dataframe(frame, hide_index=True, width="stretch", key=K + "checks")
+    st.dataframe(frame, hide_index=True, width="stretch", key=K + "checks", column_config=help_columns(frame.columns))
     chart = frame.drop_duplicates(["quantization", "context"])  # newest measurement of each quantization and context
     chart = chart.assign(name=chart["quantization"] + " · ctx " + chart["context"].astype(str))
     long = chart.melt(id_vars=["name"], value_vars=["predicted MiB", "measured MiB"], var_name="figure", value_name="MiB")

@@ -159,8 +159,10 @@ st.caption("Exports never hold secrets: settings named like a token, key or pass
 # ---- import -------------------------------------------------------------------------------------
 st.subheader("Import")
 upload = st.file_uploader("A JSON export from Quant Workbench", type=["json"], key="hist-import")
-st.caption("Every value is checked before anything is added. Imported runs are marked, and their file paths (from "
-           "another machine) are never loaded as models.")
+st.caption("Every value is checked before anything is added, and a file holding a figure no measurement could give "
+           "(a negative KLD, an agreement above 100%) is refused whole. Imported runs are marked, their file paths "
+           "(from another machine) are never loaded as models, and their figures are shown as imported: they never "
+           "decide a recommendation or calibrate a speed estimate.")
 if upload is not None:
     already = st.session_state.get("hist-imported") == upload.file_id
     if already:
@@ -171,7 +173,7 @@ if upload is not None:
             summary = import_json(store(), upload.getvalue(), origin=upload.name)
         except (ImportFileError, StoreError) as exc:
             st.error(f"Could not import {md_escape(upload.name)}: {md_escape(exc)}. Nothing was added.")
-        except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, sqlite3.Error) as exc:
             st.error(f"Could not import {md_escape(upload.name)}: it looks like an export but is damaged or incomplete "
                      f"({type(exc).__name__}: {md_escape(exc)}). Nothing was added.")
         else:

@@ -74,7 +74,14 @@ with tab_hub:
                 {"repo": repo, "type": f.quant_type or "?", "size": fmt_bytes(f.size), "file": os.path.basename(f.path)}
                 for repo, files in sorted(cached.items()) for f in files]), hide_index=True, width="stretch")
         else:
-            st.caption("The Hugging Face cache holds no GGUF files yet.")
+            st.markdown("The Hugging Face cache holds no GGUF files yet. What you can do now:\n"
+                        "- **Use the demo**: the embedded demo ladder is ready; open the Compare page and press Run.\n"
+                        "- **Use files you have**: the *Models already on disk* tab finds GGUF files in LM Studio's and "
+                        "Ollama's folders or a folder you name, and makes them a ladder.\n"
+                        "- **Download later**: on a machine with a network, unset HF_HUB_OFFLINE and restart the app; "
+                        "then list a repo here and download its quantizations (they land in the Hugging Face cache, "
+                        "so they work offline afterwards).")
+            st.page_link("pages/compare.py", label="Compare the demo ladder", icon=":material/compare_arrows:")
     token_set = bool(get_token())
     st.caption("HF_TOKEN is set: gated and private repos use it (it is never shown)." if token_set else
                "HF_TOKEN is not set: public repos work; gated or private ones need a token in HF_TOKEN.")
@@ -135,7 +142,7 @@ with tab_hub:
                 "chosen": e.name in picked,
                 "cached": e.cached,
                 "predicted memory": fmt_bytes(p.predicted_bytes) if p else "—",
-                "verdict": p.verdict if p else f"unknown: {r.error}",
+                "verdict": r.verdict_text,
                 "KV cache": f"{fmt_bytes(p.kv_bytes)} ({p.basis['kv_cache']})" if p else "—",
                 "weights": f"{fmt_bytes(p.weights_bytes)} ({p.basis['weights']})" if p else "—",
                 "model shape": r.header,
@@ -148,10 +155,15 @@ with tab_hub:
                 f"Predicted peak memory of one worker at {n_ctx:,} tokens = weights (tensor bytes in the GGUF header) + "
                 "KV cache (layers × KV heads × head sizes × context, f16, from the header) + compute buffers and runtime "
                 "(*estimated*). *read* = taken from the file's own header (fetched with HTTP range requests); "
-                "*estimated* = borrowed from another file's header of this repo, or computed. Verdicts keep "
+                "*estimated* = borrowed from another file's header of this repo, or computed; *header unreadable* = "
+                "the file's own header was refused or could not be fetched, so it gets no verdict. Verdicts keep "
                 f"{fit.DEFAULT_HEADROOM:.0%} of free memory in reserve. Check the accuracy on the Hardware page after a run.")
 
         chosen = [by_name[n] for n in picked]
+        for r in rows:
+            if r.entry.name in picked and r.prediction is None:
+                st.warning(f"No fit verdict for {md_escape(r.entry.name)}: {md_escape(r.verdict_text)}. "
+                           "A file whose header cannot be read is unlikely to load; think twice before downloading it.")
         preds = [r.prediction for r in rows if r.entry.name in picked and r.prediction]
         ok_disk, need, free = models.selection_disk_check(listing, chosen) if chosen else (True, 0, free_disk)
         if chosen:

@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import quality_views as qv
 from ui import views
+from ui.glossary_views import help_columns
 from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core.hardware import default_threads
@@ -136,8 +137,9 @@ with tab_text:
             st.caption(f"{m.get('text_tokens')} tokens of text, {m.get('chunks')} chunks of {m.get('chunk_tokens')}, "
                        f"{m.get('scored_per_chunk')} scored per chunk: {text_report.n_tokens} scored tokens. "
                        f"Reference {qv.md_escape(text_report.reference_label)}.")
-            st.dataframe(qv.text_stats_frame(text_report), hide_index=True, width="stretch",
-                         column_config={qv.PUBLISHED_COLUMN: st.column_config.NumberColumn(format="%.4f")})
+            stats = qv.text_stats_frame(text_report)
+            st.dataframe(stats, hide_index=True, width="stretch", column_config=help_columns(
+                stats.columns, {qv.PUBLISHED_COLUMN: st.column_config.NumberColumn(format="%.4f")}))
             st.caption(qv.PUBLISHED_CAPTION)
             per = int(m.get("scored_per_chunk") or text_report.n_tokens or 1)
             n_chunks = max(1, int(m.get("chunks") or 1))

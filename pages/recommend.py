@@ -136,6 +136,10 @@ st.caption(report.KIND_NOTE + " " + report.calibration_line(s))
 
 st.subheader("Evidence")
 st.dataframe(pd.DataFrame(report.evidence_rows(s), columns=report.EVIDENCE_HEADERS), hide_index=True, width="stretch")
+if imported := report.imported_rows(s):
+    st.caption("Imported from other machines: shown for reference, never used for the pick (only what was measured "
+               "here decides).")
+    st.dataframe(pd.DataFrame(imported, columns=report.IMPORTED_HEADERS), hide_index=True, width="stretch")
 with st.expander("Memory on the target, line by line (predicted)"):
     st.dataframe(pd.DataFrame([{
         "candidate": f.label, "weights": gib(f.detail["fit"].weights_bytes), "KV cache": gib(f.detail["fit"].kv_bytes),

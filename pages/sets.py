@@ -151,6 +151,7 @@ else:
                     st.rerun()
                 except (SetRunError, StoreError) as exc:
                     st.error(f"Cannot resume: {md_escape(exc)}")
+        pair = sv.pair_section(set_run, key=f"sets-pair-{picked}")  # "Q4_K_M vs Q8_0" and its headline
         if live is None:
-            set_report_downloads(picked, key=f"sets-report-{picked}")
-        sv.results_view(set_run, key=f"sets-results-{picked}")
+            set_report_downloads(picked, key=f"sets-report-{picked}", pair=pair)
+        sv.results_view(set_run, key=f"sets-results-{picked}", pair=pair)

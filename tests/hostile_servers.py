@@ -69,6 +69,10 @@ class Hostile(BaseHTTPRequestHandler):
                 line = sse(chunk("x" * 60_000))
                 for _ in range(200):  # ~12 MB
                     self.wfile.write(line)
+            elif mode == "padded":  # over 8 MiB of SSE comments and not one byte of answer
+                line = b": " + b"p" * 60_000 + b"\n\n"
+                for _ in range(200):
+                    self.wfile.write(line)
         except (BrokenPipeError, ConnectionResetError):
             pass
 

@@ -38,6 +38,21 @@ def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
     run = Store().get_run(run_id)
     assert [r["label"] for r in run["results"]] == ["F16", "Q8_0", "Q2_K"]
     assert all(r["error"] is None and r["text"] for r in run["results"])
+    # the answer first: the pair a fresh ladder is asked about (the smallest against the 8-bit one), in one sentence
+    from workbench.people.headline import stored_run_headline
+
+    assert at.selectbox(key=f"cmp-pair-{run_id}-baseline").value == "Q8_0"
+    assert at.selectbox(key=f"cmp-pair-{run_id}-candidate-Q8_0").value == "Q2_K"
+    head = stored_run_headline(Store(), run, "Q2_K", "Q8_0")
+    assert head.machine in ("changed", "same") and head.people == "no-votes"
+    boxes = " ".join([b.value for b in at.info] + [b.value for b in at.warning]).replace("\\", "")
+    assert head.sentence in boxes and head.advice in boxes
+    titles = [m.value for m in at.markdown]
+    assert "**F16** · reference" in titles and r"**Q8\_0** · baseline" in titles and r"**Q2\_K**" in titles
+    # any pair, after the run: against the reference the columns read as before
+    at.selectbox(key=f"cmp-pair-{run_id}-baseline").set_value("F16")
+    at.run()
+    assert not at.exception, at.exception
     titles = [m.value for m in at.markdown]
     assert "**F16** · reference" in titles and r"**Q8\_0**" in titles and r"**Q2\_K**" in titles  # escaped Markdown
     html = " ".join(h.proto.body for h in at.get("html"))
@@ -86,6 +101,22 @@ def test_a_remote_endpoint_that_refuses_fails_only_its_own_column(demo_ladder):
     assert by["Q2_K"]["error"] is None and by["Q2_K"]["text"]
     assert by["provider X"]["error"] and "refused" in by["provider X"]["error"].lower()
     assert any("refused" in e.value.lower() for e in at.error)
+
+
+def test_the_endpoint_form_refuses_a_key_in_the_url_without_repeating_it(demo_ladder):
+    """Issue 24: a URL carrying ?api_key=… is refused with a pointer to the key field, and the key is not echoed."""
+    secret = "qs-secret-key-typed-into-the-form-42"
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    inputs = {t.label: t for t in at.text_input}
+    inputs["Base URL"].set_value(f"http://127.0.0.1:9/v1?api_key={secret}")
+    at.run()
+    next(b for b in at.button if b.label == "Add endpoint").click()
+    at.run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "credential" in errors and "API key field" in errors and secret not in errors
+    assert at.session_state["endpoints"] == []  # not added, so never run, stored or exported
 
 
 def test_a_disturbed_run_says_so_and_re_measures_quietly(demo_ladder, pool):

@@ -31,6 +31,8 @@ def test_a_set_is_judged_with_the_keys_1_2_3_and_ends_with_the_verdict(demo_ladd
             page.keyboard.press(key)
             page.get_by_text(shown_next).wait_for(timeout=60_000)
         page.get_by_text("On your 3 prompts, raters preferred Q8_0").first.wait_for(timeout=30_000)
+        page.get_by_text("Q4_K_M vs Q8_0").first.wait_for(timeout=30_000)  # the pair's headline, above the verdict
+        page.get_by_text("too few to say whether people notice").first.wait_for(timeout=30_000)
         assert page.get_by_text("Traceback").count() == 0
         page.screenshot(path=str(test_output / "set-verdict.png"), full_page=True)
         browser.close()

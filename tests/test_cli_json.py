@@ -65,3 +65,24 @@ def test_one_file_is_one_absolute_path_under_file_in_every_command(demo_ladder, 
     assert by_file(diverge["results"])[f16]["published"] is None  # none beside the reference
     assert isinstance(compare["run_id"], int) and isinstance(diverge["run_id"], int)
     assert not any("path" in r or "reference" in r for r in [*demo.values(), *ladder["files"]])  # the old keys
+
+
+def test_batch_json_says_what_the_page_says(demo_ladder, tmp_path: Path) -> None:
+    """Issue 24: each batch result carries the page's one-line summary against the reference and its changed facts
+    (the reference's and the quantization's wording), made by the same library functions the page calls."""
+    from workbench.quality.facts import compare_facts
+    from workbench.quality.summary import summarize
+
+    prompts = tmp_path / "numbers.txt"
+    prompts.write_text("A train leaves at 9:15 and the trip takes 45 minutes. When does it arrive?\n"
+                       "List three prime numbers and their sum.\n", encoding="utf-8")
+    out = workbench("batch", "--prompts", str(prompts), "--demo", "--labels", "Q2_K", "--max-tokens", "24", "--ctx",
+                    "256", "--threads", "1", "--db", str(tmp_path / "batch.sqlite3"))
+    assert out["reference"] == "F16"
+    for p in out["prompts"]:
+        ref, q2 = (next(r for r in p["results"] if r["label"] == label) for label in ("F16", "Q2_K"))
+        assert ref["summary"] is None and ref["facts"] == []  # the reference is what the others are read against
+        page = summarize(ref["text"], q2["text"])
+        assert q2["summary"] == page.sentence and q2["summary"]
+        assert q2["facts"] == [{"kind": c.kind, "status": c.status, "reference": c.reference, "quantization": c.output}
+                               for c in compare_facts(ref["text"], q2["text"])]

@@ -149,3 +149,29 @@ def test_runs_that_cannot_be_measured_say_why(pool, store):
                                  "stop_reason": "error"})
     with pytest.raises(dv.DivergenceError, match="the reference failed"):
         dv.diverge_run(pool, store, run_id)
+
+
+def test_stale_scratch_folders_of_killed_runs_are_swept_and_live_ones_kept(pool, demo_ladder, tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that was killed mid-measurement: its pid no longer runs
+    dead = tmp_path / f"workbench-divergence-{gone.pid}-abc123"
+    live = tmp_path / f"workbench-divergence-{os.getppid()}-def456"  # a running process's: never touched
+    old = tmp_path / "workbench-divergence-k2j3h4"  # named without a pid, from hours ago
+    fresh = tmp_path / "workbench-divergence-q9w8e7"  # named without a pid, just now
+    other = tmp_path / "someone-elses-folder"
+    for folder in (dead, live, old, fresh, other):
+        folder.mkdir()
+        (folder / "reference-0.npy").write_bytes(b"x" * 1000)
+    os.utime(old, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    f16 = demo_ladder.reference
+    report = dv.diverge_prompt(pool, [Contestant(f16.label, f16.path, f16.quant_type, is_reference=True),
+                                      Contestant("F16 again", f16.path, f16.quant_type)], "Say hi.", settings(4))
+    assert report.result("F16 again").ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, fresh, other))

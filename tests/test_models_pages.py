@@ -98,6 +98,23 @@ def test_repo_listing_fit_download_and_use_as_ladder(models_env: Path, hub_serve
     assert at.selectbox[0].value == REPO
 
 
+def test_a_file_whose_header_is_refused_gets_no_verdict_on_the_page(models_env: Path, hub_server, tmp_path: Path) -> None:
+    """Issue 24: a 49-byte GGUF declaring a 2^30-entry array was shown "CPU only"; now its row says why it has no
+    verdict, and choosing it warns before the download."""
+    from tests.gguf_factory import hostile_files
+    from tests.hubserver import make_gguf
+
+    evil = hostile_files(tmp_path)["huge array"][0].read_bytes()
+    hub_server.add_repo("tester/Hostile-GGUF", {"Evil-Q4_K_M.gguf": evil,
+                                                "Good-Q8_0.gguf": make_gguf(tmp_path / "g.gguf").read_bytes()})
+    at = models_page()
+    list_repo(at, "tester/Hostile-GGUF")
+    verdicts = dict(zip(fit_table(at)["type"], fit_table(at)["verdict"], strict=True))
+    assert verdicts["Q4_K_M"].startswith("header unreadable: header declares an array of 1,073,741,824 entries")
+    assert verdicts["Q8_0"] in {"CPU only", "fits on the GPU entirely"}
+    assert any("No fit verdict for Evil-Q4\\_K\\_M.gguf" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
 def test_bad_repo_ids_get_one_line(models_env: Path) -> None:
     at = models_page()
     list_repo(at, "not a repo")
@@ -205,13 +222,36 @@ def test_hardware_page_no_gpu_and_predicted_vs_measured(pool, demo_ladder) -> No
     assert at.title[0].value == "Hardware: can this machine run it?"
     assert any(i.value.startswith("no GPU (no NVIDIA driver/NVML found)") for i in at.info)
     glance = next(d.value for d in at.dataframe if "predicted peak" in d.value.columns)
-    assert list(glance["quantization"]) == demo_ladder.labels() and set(glance["verdict"]) == {"CPU only"}
+    assert list(glance["quantization"]) == demo_ladder.labels() and set(glance["verdict"]) == {"fits (CPU)"}
     checks = next(d.value for d in at.dataframe if "measured MiB" in d.value.columns)
     row = checks[checks["run"] == comparison.run_id].iloc[0]
     assert row["quantization"] == "Q2_K" and row["context"] == 1024
     assert row["measured MiB"] == round(comparison.results[0].peak_rss_bytes / 2**20, 1)
     assert abs(row["error %"]) < 25  # the bound itself is asserted in test_fit_measured.py
     assert at.get("plotly_chart")
+
+
+def test_hardware_page_gives_a_refused_header_no_verdict(models_env: Path, demo_ladder, tmp_path: Path) -> None:
+    """Issue 24: a ladder file whose header the parser refuses is a row that says so, beside the others' verdicts."""
+    import json
+    from dataclasses import asdict, replace
+
+    from tests.gguf_factory import hostile_files
+
+    evil, _ = hostile_files(tmp_path)["huge array"]
+    q2 = demo_ladder.by_label("Q2_K")
+    bad = replace(q2, path=str(evil), label="Evil", size_bytes=evil.stat().st_size)
+    lad = models_env / "ladders" / "with-a-bad-file"  # among the ladders the app lists (models_env's own folder)
+    lad.mkdir()
+    (lad / "ladder.json").write_text(json.dumps({"name": "with a bad file", "files": [asdict(q2), asdict(bad)]}))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["ladder_dir"] = str(lad)
+    at.switch_page("pages/hardware.py")
+    at.run()
+    assert not at.exception, at.exception
+    glance = next(d.value for d in at.dataframe if "predicted peak" in d.value.columns).set_index("quantization")
+    assert glance.loc["Q2_K", "verdict"] == "fits (CPU)"
+    assert glance.loc["Evil", "verdict"].startswith("header unreadable: header declares an array of 1,073,741,824")
 
 
 def test_download_job_behind_the_page_cancels_and_resumes(models_env: Path) -> None:

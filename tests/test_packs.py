@@ -463,3 +463,23 @@ def test_examples_errors(tmp_path: Path) -> None:
         load_examples(path)
     with pytest.raises(PackError, match="no examples"):
         load_examples(write(tmp_path, "none.toml", 'x = 1\n'))
+
+
+# ---- hostile pack files (issue 24): the prompt sets' bounded readers protect packs too ------------------------
+@pytest.mark.parametrize(
+    ("fmt", "text", "line", "message"),
+    [
+        ("toml", GOOD_TOML + "x = " + "[" * 3000 + "]" * 3000 + "\n", None, "nested deeper than 20"),
+        ("toml", GOOD_TOML + "x = " + "{a=" * 2000 + "1" + "}" * 2000 + "\n", None, "nested deeper than 20"),
+        ("toml", GOOD_TOML + "n = " + "1" * 5000 + "\n", None, "5000 digits long"),
+        ("csv", 'prompt,category,checker,expected\nWhat is 2+3?,math,number,5\n"What is 1+1?,math,number,2\n'
+                "Name a colour,math,number,3\n", 3, "never closed"),
+        ("csv", 'prompt,category,checker,expected\n"What is" 2+3?,math,number,5\n', 2, "after a closing quote"),
+    ],
+)
+def test_hostile_pack_files_are_a_pack_error_naming_the_line(fmt: str, text: str, line: int | None,
+                                                            message: str) -> None:
+    with pytest.raises(PackError) as caught:
+        parse_pack(text, fmt, source="up." + fmt)
+    expected = line if line is not None else len(GOOD_TOML.splitlines()) + 1  # the line that nests or overflows
+    assert caught.value.line == expected and message in str(caught.value)

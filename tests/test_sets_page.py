@@ -39,6 +39,25 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
 
     new = [r for r in Store().list_set_runs() if r["id"] not in before]
     assert len(new) == 1 and new[0]["n_finished"] == new[0]["n_prompts"] == 2 and new[0]["status"] == "done"
+    # the question a fresh set is asked first: the smallest common quantization against the 8-bit one, answered in
+    # one sentence from the stored outputs; every measure then reads against Q8_0 (F16, the reference, included)
+    pair_key = f"sets-pair-{new[0]['id']}"
+    assert at.selectbox(key=f"{pair_key}-baseline").value == "Q8_0"
+    assert at.selectbox(key=f"{pair_key}-candidate-Q8_0").value == "Q2_K"
+    from workbench.people.headline import set_headline
+    from workbench.people.verdict import set_verdict
+
+    head = set_headline(set_verdict(Store(), new[0]["id"], "Q2_K", "Q8_0"))
+    assert head.people == "no-votes" and head.sentence.startswith("Q2_K ")
+    boxes = " ".join([b.value for b in at.info] + [b.value for b in at.warning]).replace("\\", "")
+    assert head.sentence in boxes and head.advice in boxes
+    pair_table = table_with(at, "summary")
+    assert sorted(set(pair_table["quantization"])) == ["F16", "Q2_K"]  # both against the baseline Q8_0
+    assert "vs noise floor" in pair_table.columns  # the floor stays the reference's own variation
+    # any pair, after the run: the reference as the baseline gives the old view
+    at.selectbox(key=f"{pair_key}-baseline").set_value("F16")
+    at.run()
+    assert not at.exception, at.exception
     table = table_with(at, "summary")
     assert len(table) == 4  # 2 prompts × 2 quantizations (the reference is what they are measured against)
     assert sorted(zip(table["prompt #"], table["quantization"], strict=True)) == [(1, "Q2_K"), (1, "Q8_0"), (2, "Q2_K"), (2, "Q8_0")]

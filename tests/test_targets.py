@@ -102,7 +102,7 @@ def test_validation_says_what_is_wrong(over, message) -> None:
 
 
 def test_validation_tidies_names_and_sources() -> None:
-    clean = targets.validate(profile(name="  my\tbox\x00 ", sources={"ram_bytes": "line one\nline\x00two", "cores": ""}))
+    clean = targets.validate(profile(name="  my\tbox\n ", sources={"ram_bytes": "line one\nline\x00two", "cores": ""}))
     assert clean.name == "my box" and clean.sources == {"ram_bytes": "line one line two"}
 
 
@@ -127,6 +127,31 @@ def test_save_list_get_delete_and_presets_protected(store) -> None:
         targets.get_target(store, "nobody")
     targets.delete_target(store, "DEV laptop")
     assert targets.saved_targets(store) == ([], []) and store.target_profiles() == []
+
+
+def test_names_that_differ_only_in_case_or_width_are_one_target(store) -> None:
+    targets.save_target(store, profile(name="Lab box", ram_bytes=8 * GiB))
+    targets.save_target(store, profile(name="lab box", ram_bytes=32 * GiB))  # the same target, edited
+    targets.save_target(store, profile(name="ＬＡＢ　ＢＯＸ", ram_bytes=64 * GiB))  # fullwidth: NFKC makes it "LAB BOX"
+    saved = targets.saved_targets(store)[0]
+    assert [(p.name, p.ram_bytes) for p in saved] == [("LAB BOX", 64 * GiB)]
+    assert targets.get_target(store, "lab box").ram_bytes == 64 * GiB
+    targets.delete_target(store, "Lab Box")
+    assert store.target_profiles() == []
+
+
+@pytest.mark.parametrize("name", ["8 GB\u200blaptop", "\u202e8 GB laptop", "lab\u2066box", "my\x00box", "box\x7f"])
+def test_names_with_invisible_or_control_characters_are_refused(store, name: str) -> None:
+    with pytest.raises(ValueError, match="invisible or control character"):
+        targets.save_target(store, profile(name=name))
+    assert store.target_profiles() == []
+
+
+def test_a_name_equal_to_a_preset_after_normalising_is_refused(store) -> None:
+    for name in ("8 gb LAPTOP", "８ GB laptop", "THIS  machine"):
+        with pytest.raises(ValueError, match="built-in"):
+            targets.save_target(store, profile(name=name))
+    assert store.target_profiles() == []
 
 
 def test_a_damaged_stored_profile_is_left_out_with_a_note(store) -> None:
@@ -346,10 +371,23 @@ def test_cli_lists_adds_and_removes_targets(capsys) -> None:
     assert "ram_bytes: assumption: entered by hand, no source given" in out
     assert main(["targets", "add", "8 GB laptop", "--ram-gib", "12", "--ram-bw", "40"]) == 2
     assert main(["targets", "add", "bad", "--ram-gib", "12", "--ram-bw", "-1"]) == 2
-    assert "RAM bandwidth must be between" in capsys.readouterr().err
+    assert "argument --ram-bw: '-1': give a finite number above 0" in capsys.readouterr().err
     assert main(["targets", "add", "bad", "--ram-gib", "12", "--ram-bw", "4", "--source", "nonsense"]) == 2
     assert main(["targets", "remove", "cli BOX"]) == 0
     assert main(["targets", "remove", "cli box"]) == 2 and main(["targets", "remove", "16 GB laptop"]) == 2
+
+
+@pytest.mark.parametrize("flag, value", [("--ram-gib", "inf"), ("--ram-gib", "nan"), ("--ram-gib", "-4"),
+                                         ("--vram-gib", "inf"), ("--os-reserve-gib", "nan"), ("--ram-bw", "inf")])
+def test_cli_refuses_numbers_that_are_not_finite_and_positive(capsys, flag: str, value: str) -> None:
+    from workbench.cli.main import main
+
+    args = {"--ram-gib": "12", "--ram-bw": "40"}
+    args[flag] = value
+    assert main(["targets", "add", "odd box", *[x for kv in args.items() for x in kv]]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+    assert main(["targets", "remove", "odd box"]) == 2  # nothing was saved
 
 
 def test_k_and_v_cache_types_apart() -> None:

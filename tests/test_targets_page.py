@@ -34,6 +34,11 @@ def submit(at: AppTest) -> None:
 
 def test_targets_table_form_and_verdicts(demo_ladder) -> None:
     at = hardware_page()
+    # the page answers first: one sentence per target, before the machine's own figures
+    assert at.subheader[0].value.startswith("Will ") and at.subheader[1].value == "This machine"
+    answers = [m.value for m in at.markdown if "of RAM for models" in m.value]
+    assert len(answers) == 4 and all("All 5 fit; the tightest, F16, fits" in a for a in answers)
+    assert "fits on the GPU, with" in answers[3] and "of VRAM to spare" in answers[3]
     assert any(s.value == "Target machines" for s in at.subheader)
     table = frame(at, "RAM bandwidth")
     assert list(table["target"])[:4] == [targets.THIS_MACHINE, "8 GB laptop", "16 GB laptop", "24 GB GPU desktop"]
@@ -45,12 +50,14 @@ def test_targets_table_form_and_verdicts(demo_ladder) -> None:
     assert {"KV at 4k", "KV at 8k"} <= set(lines.columns)  # SmolLM2 was trained for 8k: no 32k column
     verdicts = frame(at, "est. tok/s (estimate)")
     assert set(verdicts["target"]) == set(table["target"])
-    assert set(verdicts["verdict"]) <= {"fits on GPU", "partial offload", "CPU only", "does not fit"}
+    assert set(verdicts["verdict"]) <= set(targets.VERDICT_WORDS.values())
     assert verdicts["est. tok/s (estimate)"].notna().all()  # a 135M model fits everywhere
     assert any("estimates" in c.value and "bandwidth" in c.value for c in at.caption)
     by_target = frame(at, "24 GB GPU desktop")  # one row per quantization, one column per target
     assert list(by_target["quantization"]) == demo_ladder.labels()
-    assert by_target["16 GB laptop"].str.match(r"CPU only · [\d.]+ (MiB|GiB) RAM spare · est\. ~[\d,]+ tok/s").all()
+    assert by_target["16 GB laptop"].str.fullmatch(r"fits \(CPU\) · ~[\d,]+ tok/s").all()  # short enough to fit
+    assert by_target["24 GB GPU desktop"].str.fullmatch(r"fits on GPU · ~[\d,]+ tok/s").all()
+    assert verdicts["spare"].str.match(r"[\d.]+ (MiB|GiB) (RAM|VRAM) spare").all()  # the margins, in the details
     assert any("Assumption: a small model" in c.value for c in at.caption)
 
     # a quantized KV cache shrinks the KV line

@@ -40,19 +40,23 @@ def test_sign_test_and_wilson_interval_on_known_counts():
     assert v.share == pytest.approx(11 / 23)
     assert (v.low, v.high) == (pytest.approx(0.2918, abs=1e-3), pytest.approx(0.6703, abs=1e-3))
     assert v.paragraph.startswith("On your 30 prompts, raters preferred Q8_0 12 times, Q4_K_M 11 times, 7 ties: "
-                                  "no detectable difference (Q4_K_M preferred in 48% of decided votes, "
+                                  "people could not tell them apart by these votes (could well be chance; "
+                                  "sign test p = 1.00; Q4_K_M preferred in 48% of decided votes, "
                                   "95% interval 29–67%")
+    assert "no detectable difference" not in v.paragraph and "not proof they are equal" in v.paragraph
     clear = decide("Q8_0", "Q4_K_M", 15, 3, 2, n_prompts=20)
     assert clear.p_value == pytest.approx(0.00754, abs=1e-4)  # 2 * P(X ≤ 3), X ~ Bin(18, 1/2)
     assert clear.outcome == "prefers-reference"
-    assert "raters clearly preferred Q8_0 (p = 0.008;" in clear.paragraph
+    assert "raters clearly preferred Q8_0 (chance would do this about 1 in 133 times; sign test p = 0.008;" \
+        in clear.paragraph
     assert decide("Q8_0", "Q4_K_M", 1, 9, 0, n_prompts=10).outcome == "prefers-candidate"
 
 
 def test_fewer_than_six_decided_votes_can_never_show_a_difference():
     sweep5 = decide("Q8_0", "Q4_K_M", 5, 0, 4, n_prompts=9)
     assert sweep5.p_value > 0.05 and sweep5.outcome == "too-few"  # 2 / 2**5 = 0.0625
-    assert "with fewer than 6 decided votes no difference can be detected" in sweep5.paragraph
+    assert "too few decided votes to say whether people notice a difference (5 so far; with fewer than 6 even a " \
+        "clean sweep could be chance)" in sweep5.paragraph
     sweep6 = decide("Q8_0", "Q4_K_M", MIN_DECIDED, 0, 0, n_prompts=6)
     assert sweep6.p_value < 0.05 and sweep6.outcome == "prefers-reference"
     assert decide("Q8_0", "Q4_K_M", 0, 0, 3, n_prompts=3).outcome == "too-few"
@@ -118,6 +122,47 @@ def test_the_verdict_section_of_a_report_escapes_labels_in_html_and_markdown(sto
                                               {"label": evil, "text": "Walk 2 minutes."}]}], "Q8_0", [evil]))
     html = verdict_section_html(sv)
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "no detectable difference" in html and "<td>1</td>" in html  # one prompt, one changed fact
+    assert "could not tell them apart" in html and "<td>1</td>" in html  # one prompt, one changed fact
     md = verdict_section_markdown(sv)
     assert "<script>" not in md and "\\*Q4\\*" in md and "95% interval 29–67%" in md
+
+
+def test_p_values_are_worded_for_people():
+    from workbench.people.verdict import chance_words
+
+    assert chance_words(0.45) == "could be chance: about 1 in 2"
+    assert chance_words(0.0625) == "could be chance: about 1 in 16"
+    assert chance_words(1.0) == chance_words(0.8) == "could well be chance"
+    assert chance_words(0.008) == "chance would do this about 1 in 125 times"
+    assert chance_words(0.0001) == "chance would do this less than 1 in 1,000 times"
+
+
+def test_any_pair_reads_against_its_own_baseline_and_keeps_the_reference_floor(store: Store):
+    """Q4_K_M vs Q2_K, not vs the reference: the measures are Q4_K_M's output against Q2_K's, the noise floor is
+    still the reference's own variation (a repeat identical to it), and the words say whose floor it is."""
+    from workbench.people.verdict import set_verdicts
+
+    prompts = [{"prompt": "p0"}, {"prompt": "p1"}]
+    set_id = store.create_set_run(name="pair", prompts=prompts, labels=["Q8_0", "Q4_K_M", "Q2_K"],
+                                  reference_label="Q8_0", settings={}, noise_repeats=1)
+    outputs = [("Walk 20 minutes.", "Walk 20 minutes.", "Walk 2 minutes."),
+               ("Call Jane at 9:30.", "Call Jane at 9:30.", "Call Jane at 9:30.")]
+    for i, texts in enumerate(outputs):
+        run_id = store.create_run(settings={}, prompt=prompts[i]["prompt"], reference_label="Q8_0")
+        store.tag_set_run_child(run_id, set_id, i)
+        for pos, (label, text) in enumerate(zip(("Q8_0", "Q4_K_M", "Q2_K"), texts, strict=True)):
+            store.add_result(run_id, pos, {"label": label, "quant_type": label, "text": text,
+                                           "is_reference": label == "Q8_0"})
+        store.add_reference_repeat(run_id, 0, label="Q8_0", perturbation={"kind": "n_batch", "n_batch": 7},
+                                   text=texts[0], completion_tokens=4, stop_reason="stop", error=None)
+        store.finish_run(run_id, "done")
+    store.set_set_run_status(set_id, "done")
+    got = set_verdict(store, set_id, "Q4_K_M", "Q2_K")
+    assert (got.verdict.reference, got.verdict.candidate, got.floor_of) == ("Q2_K", "Q4_K_M", "Q8_0")
+    q = got.candidate_quality
+    assert q is not None and (q.prompts, q.identical, q.prompts_with_changed_facts) == (2, 1, 1)
+    assert (q.floor_prompts, q.beyond_floor) == (2, 1)  # 20 → 2 minutes is beyond an identical floor
+    assert "Against Q2_K, Q4_K_M's answers" in got.paragraph
+    assert "went beyond Q8_0's own variation on 1 of 2 prompts" in got.paragraph
+    # every quantization against one baseline: the reference among them, the baseline itself left out
+    assert [sv.verdict.candidate for sv in set_verdicts(store, set_id, "Q2_K")] == ["Q8_0", "Q4_K_M"]

@@ -57,17 +57,19 @@ def report_downloads(run_ids: Sequence[int], *, key: str, disabled: bool = False
                        disabled=disabled or not ids, icon=":material/article:")
 
 
-def set_report_downloads(set_run_id: int, *, key: str) -> None:
+def set_report_downloads(set_run_id: int, *, key: str, pair: tuple[str, str] | None = None) -> None:
     """A 'Download set report (HTML)' / '(Markdown)' pair for a set run: its verdict, machine measures and every
-    prompt in one file to hand on; made when clicked."""
+    prompt in one file to hand on, about `pair` (candidate, baseline; the set's default pair if None); made when
+    clicked."""
     s, sid = store(), int(set_run_id)
+    cand, base = pair if pair is not None else (None, None)
     what = f"report of set run {sid}"
     c1, c2 = st.columns(2)
-    c1.download_button("Download set report (HTML)", _deferred(lambda: set_report_html(s, sid), what, False),
+    c1.download_button("Download set report (HTML)", _deferred(lambda: set_report_html(s, sid, cand, base), what, False),
                        file_name=f"set-run-{sid}-report.html", mime="text/html", key=f"{key}-html",
                        on_click="ignore", icon=":material/description:",
                        help="One self-contained file (works offline) to hand to a stakeholder: the verdict in words, "
                             "machine measures per quantization, and every prompt with its outputs.")
-    c2.download_button("Download set report (Markdown)", _deferred(lambda: set_report_markdown(s, sid), what, True),
+    c2.download_button("Download set report (Markdown)", _deferred(lambda: set_report_markdown(s, sid, cand, base), what, True),
                        file_name=f"set-run-{sid}-report.md", mime="text/markdown", key=f"{key}-md",
                        on_click="ignore", icon=":material/article:")

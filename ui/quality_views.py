@@ -15,7 +15,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from ui.glossary_views import help_columns
 from ui.shared import jobs, md_escape, pool, store, watch
+from workbench.core import glossary
 from workbench.core.jobs import Job
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
@@ -142,15 +144,16 @@ def heatmap(report: dv.DivergenceReport, key: str, start: int = 0, end: int | No
 
 def report_view(report: dv.DivergenceReport, key: str) -> None:
     """Summary table, token heatmap (switchable) and per-token KLD chart of one measurement."""
-    st.dataframe(summary_frame(report), hide_index=True, width="stretch",
-                 column_config={"mean KLD": st.column_config.NumberColumn(format="%.4f"),
+    frame = summary_frame(report)
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=help_columns(frame.columns, {
+                                "mean KLD": st.column_config.NumberColumn(format="%.4f"),
                                 "median KLD": st.column_config.NumberColumn(format="%.4f"),
                                 "p99 KLD": st.column_config.NumberColumn(format="%.4f"),
                                 "max KLD": st.column_config.NumberColumn(format="%.3f"),
                                 "same top-1 %": st.column_config.NumberColumn(format="%.1f"),
                                 "PPL": st.column_config.NumberColumn(format="%.2f"),
                                 "mean p(ref token)": st.column_config.NumberColumn(format="%.3f"),
-                                PUBLISHED_COLUMN: st.column_config.NumberColumn(format="%.4f")})
+                                PUBLISHED_COLUMN: st.column_config.NumberColumn(format="%.4f")}))
     st.caption(PUBLISHED_CAPTION)
     note = report.meta.get("note")
     st.caption(f"{report.n_tokens} tokens of {md_escape(report.reference_label)}'s output, measured "
@@ -223,7 +226,8 @@ def paired_frame(run: EvalRun) -> pd.DataFrame:
     return pd.DataFrame([{"category": p.category, "quantization": p.label,
                           "passed": f"{p.passed}/{p.total}", f"{run.reference_label} passed": f"{p.reference_passed}/{p.total}",
                           "only this passed": p.only_this, "only reference passed": p.only_reference,
-                          "p-value": round(p.p_value, 3), "verdict": p.verdict} for p in run.paired()])
+                          "could be chance": glossary.chance_words(p.p_value), "p (exact McNemar)": round(p.p_value, 3),
+                          "verdict": p.verdict} for p in run.paired()])
 
 
 def case_drilldown(run: EvalRun, key: str) -> None:

@@ -19,11 +19,14 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from ui import views
+from ui.glossary_views import help_columns
+from ui.headline_views import headline_view
 from ui.shared import md_escape, store
 from workbench.people import ratings as rt
 from workbench.people import set_session as ss
+from workbench.people.headline import set_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
-from workbench.people.verdict import SET_MODE, set_verdict
+from workbench.people.verdict import SET_MODE, default_set_pair, set_verdict
 from workbench.quality.diffing import plain_html
 from workbench.storage.store import StoreError
 
@@ -32,7 +35,7 @@ MODES = {"Blind": "letters in a random order; names appear once you have rated e
          "Open": "names shown while you rate"}
 ALL = "(all)"
 SET = "A prompt set"
-WHAT = {"One run": "the outputs of one prompt", SET: "blind, prompt by prompt, reference vs a candidate; "
+WHAT = {"One run": "the outputs of one prompt", SET: "blind, prompt by prompt, a candidate vs any baseline; "
         "a verdict at the end"}
 
 
@@ -303,7 +306,8 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
                f"{board.n_votes} pairwise vote{'s' if board.n_votes != 1 else ''}{from_sets}, and "
                f"{board.n_rating_pairs} comparisons implied by ratings (two outputs of one run rated by one rater: the "
                "higher score wins).")
-    st.dataframe(board.to_frame(), hide_index=True, width="stretch")
+    frame = board.to_frame()
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=help_columns(frame.columns))
     st.markdown("**Can the ratings tell them apart?**\n\n" + "\n".join(f"- {md_escape(s)}" for s in board.sentences)
                 if board.sentences else "Only one quantization has been judged so far.")
     for note in board.notes:
@@ -343,17 +347,21 @@ def set_judging() -> bool:
     if set_run is None:
         st.warning(f"Set run #{set_id} was deleted meanwhile.")
         return False
-    labels = [x for x in set_run.get("labels") or [] if isinstance(x, str)]
-    default_ref = set_run.get("reference_label") if set_run.get("reference_label") in labels else None
+    labels = list(dict.fromkeys(x for x in set_run.get("labels") or [] if isinstance(x, str)))
+    pair = default_set_pair(store(), set_id)  # the pair judged most so far, else e.g. Q4_K_M vs Q8_0
     c1, c2 = st.columns(2)
-    reference = c1.selectbox("Reference", labels, key=f"set-reference-{set_id}",
-                             index=labels.index(default_ref) if default_ref else 0,
-                             help="What the candidate is judged against; the set's reference unless you pick another.")
-    others = [x for x in labels if x != reference]
+    others_of = {b: [x for x in labels if x != b] for b in labels}
+    candidate_key = f"set-candidate-{set_id}"
+    reference = c2.selectbox("Compare against", labels, key=f"set-reference-{set_id}",
+                             index=labels.index(pair[1]) if pair and pair[1] in labels else 0,
+                             help="The baseline the candidate is judged against: any quantization of the set, not "
+                                  "only its reference (e.g. Q4_K_M against Q8_0).")
+    others = others_of.get(reference, [])
     if not others:
         st.info("This set run has only one quantization: there is nothing to compare.")
         return False
-    candidate = c2.selectbox("Candidate", others, key=f"set-candidate-{set_id}",
+    candidate = c1.selectbox("Candidate", others, key=candidate_key,
+                             index=others.index(pair[0]) if pair and pair[0] in others else 0,
                              help="The quantization you are deciding about, e.g. Q4_K_M against Q8_0.")
     token_key = f"set-token-{set_id}-{reference}-{candidate}"
     if token_key not in st.session_state:  # resume this rater's newest session on this pair, or start one
@@ -401,10 +409,11 @@ def _set_verdict(session: ss.SetSession) -> None:
     st.success(f"Done: you judged all {len(session.items)} prompts. The names are revealed below.")
     mine = set_verdict(store(), session.set_run_id, session.candidate, session.reference, session=session.token,
                        mode=SET_MODE)
+    everyone = set_verdict(store(), session.set_run_id, session.candidate, session.reference)
+    headline_view(set_headline(everyone), f"{session.candidate} vs {session.reference}")
     st.markdown("**Your verdict**")
     st.markdown(md_escape(mine.paragraph))
     st.code(mine.paragraph, language=None, wrap_lines=True)
-    everyone = set_verdict(store(), session.set_run_id, session.candidate, session.reference)
     if everyone.verdict.n_raters > 1:
         st.markdown("**Every rater's votes on this set** (the newest per rater and prompt)")
         st.markdown(md_escape(everyone.verdict.paragraph))
@@ -412,7 +421,7 @@ def _set_verdict(session: ss.SetSession) -> None:
                    "same answer": q.same_answer, "different answer": q.different_answer,
                    "changed facts": q.facts_changed, "prompts with changed facts": q.prompts_with_changed_facts}
                   for q in mine.quality], hide_index=True, width="stretch")
-    st.caption(f"Against the reference {session.reference}: summary of each prompt's answer and facts (numbers, "
+    st.caption(f"Against {session.reference}: summary of each prompt's answer and facts (numbers, "
                "dates, names…) that changed, for every quantization of the set.")
     picks = {"1": "Answer 1", "2": "Answer 2", "tie": "tie"}
     st.dataframe([{"prompt #": i.index + 1, "prompt": i.prompt[:80], "Answer 1": i.first, "Answer 2": i.second,

@@ -15,13 +15,18 @@ import pandas as pd
 import streamlit as st
 
 from ui import views
+from ui.headline_views import headline_view, pair_picker
 from ui.shared import jobs, md_escape, open_run, store, watch
+from workbench.people.headline import Headline, set_headline
+from workbench.people.ratings import list_votes
+from workbench.people.verdict import default_set_pair, set_verdict
 from workbench.quality import noise_floor
 from workbench.quality.diffing import plain_html, prose_html
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError
 from workbench.runs.set_runs import SetRunJob
+from workbench.storage.store import SET_PROMPT_FINISHED
 
 SETS_PAGE = "pages/sets.py"
 
@@ -93,19 +98,22 @@ class Cell:
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
-def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str, n_repeats: int) -> list[Cell]:
-    """The cells of one child run (cached: a finished run does not change; the database, `status` and the
-    number of stored repeats are in the key, so a run that was still going is read again)."""
+def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str, n_repeats: int,
+               baseline: str | None = None) -> list[Cell]:
+    """The cells of one child run against `baseline` (a label; None: the run's reference), cached: a finished run
+    does not change; the database, `status` and the number of stored repeats are in the key, so a run that was
+    still going is read again. The noise floor is always the reference's own repeats."""
     run = store().get_run(run_id)
     if run is None:
         return []
-    ref = next((r for r in run["results"] if r["is_reference"]), None)
+    own = next((r for r in run["results"] if r["is_reference"]), None)
+    ref = own if baseline is None else next((r for r in run["results"] if r["label"] == baseline), None)
     floor = None
-    if n_repeats and ref is not None and isinstance(ref.get("text"), str) and not ref.get("error"):
-        floor = noise_floor.floor_of(ref["text"], store().reference_repeats(run_id))
+    if n_repeats and own is not None and isinstance(own.get("text"), str) and not own.get("error"):
+        floor = noise_floor.floor_of(own["text"], store().reference_repeats(run_id))
     cells = []
     for r in run["results"]:
-        if r["is_reference"]:
+        if r is ref or (ref is None and r["is_reference"]):
             continue
         if r.get("error"):
             cells.append(Cell(index, prompt, r["label"], run_id, f"no output: {r['error']}", "error"))
@@ -119,8 +127,9 @@ def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str
     return cells
 
 
-def set_run_cells(set_run: dict[str, Any]) -> list[Cell]:
-    """Every prompt × quantization of the set run's newest child runs, in prompt order."""
+def set_run_cells(set_run: dict[str, Any], baseline: str | None = None) -> list[Cell]:
+    """Every prompt × quantization of the set run's newest child runs against `baseline` (None: the reference),
+    in prompt order."""
     prompts = set_run.get("prompts") or []
     cells: list[Cell] = []
     children = set_run.get("children") or []
@@ -129,7 +138,7 @@ def set_run_cells(set_run: dict[str, Any]) -> list[Cell]:
         i = child["index"]
         prompt = str(prompts[i].get("prompt", "")) if i < len(prompts) else ""
         cells += _run_cells(str(store().path), child["run_id"], child["status"], i, prompt,
-                            repeats.get(child["run_id"], 0))
+                            repeats.get(child["run_id"], 0), baseline)
     return cells
 
 
@@ -194,19 +203,55 @@ def floor_view(set_run: dict[str, Any]) -> None:
     st.markdown("\n".join(lines))
 
 
-def results_view(set_run: dict[str, Any], key: str) -> None:
-    """Totals per quantization, the prompt × quantization table, and one expander per prompt with its facts."""
-    cells = set_run_cells(set_run)
-    labels = [label for label in set_run.get("labels") or [] if label != set_run.get("reference_label")]
+def _vote_version(set_run: dict[str, Any]) -> tuple[int, int]:
+    """(count, id sum) of the votes on the set's runs: in the cache key, so a new vote renews the headline."""
+    ids = [c["run_id"] for c in set_run.get("children") or [] if isinstance(c.get("run_id"), int)]
+    votes = list_votes(store(), run_ids=ids) if ids else []
+    return len(votes), sum(int(v["id"]) for v in votes)
+
+
+@st.cache_data(show_spinner="Weighing the evidence…", max_entries=200)
+def _pair_headline(db: str, set_run_id: int, candidate: str, baseline: str,
+                   signature: tuple[tuple[int, str | None, int], ...], votes: tuple[int, int]) -> Headline:
+    """The pair's headline over the set (cached per state of its runs, repeats and votes: the diffs are slow)."""
+    return set_headline(set_verdict(store(), set_run_id, candidate, baseline))
+
+
+def pair_section(set_run: dict[str, Any], key: str) -> tuple[str, str] | None:
+    """Pick the pair the set is asked about (the one judged most, else the smallest common quantization against
+    the 8-bit one) and show its headline; returns (candidate, baseline), None with fewer than two quantizations."""
+    labels = [x for x in set_run.get("labels") or [] if isinstance(x, str)]
+    st.markdown("**The question**: which two quantizations to put face to face (chosen after the run: nothing runs "
+                "again)")
+    pair = pair_picker(labels, default_set_pair(store(), int(set_run["id"])), key)
+    if pair is None or not any(c.get("status") in SET_PROMPT_FINISHED for c in set_run.get("children") or []):
+        return pair
+    children = set_run.get("children") or []
+    repeats = store().reference_repeat_counts([c["run_id"] for c in children])
+    signature = tuple((c["run_id"], c["status"], repeats.get(c["run_id"], 0)) for c in children)
+    head = _pair_headline(str(store().path), int(set_run["id"]), pair[0], pair[1], signature,
+                          _vote_version(set_run))
+    headline_view(head, f"{pair[0]} vs {pair[1]}")
+    return pair
+
+
+def results_view(set_run: dict[str, Any], key: str, pair: tuple[str, str] | None = None) -> None:
+    """Totals per quantization, the prompt × quantization table, and one expander per prompt with its facts, each
+    against the pair's baseline (the reference when no pair is given)."""
+    reference = set_run.get("reference_label")
+    baseline = pair[1] if pair is not None else reference
+    cells = set_run_cells(set_run, None if baseline == reference else baseline)
+    labels = [label for label in set_run.get("labels") or [] if label != baseline]
     if not cells:
         st.caption("No prompt has finished yet.")
         return
-    st.markdown(f"**Totals per quantization** (against the reference, {md_escape(set_run.get('reference_label'))})")
+    role = "the reference" if baseline == reference else "the baseline"
+    st.markdown(f"**Totals per quantization** (against {role}, {md_escape(baseline)})")
     st.dataframe(totals_frame(cells, labels), hide_index=True, width="stretch", key=f"{key}-totals")
     floor_view(set_run)
     st.markdown("**Each prompt**")
     st.dataframe(cells_frame(cells), hide_index=True, width="stretch", key=f"{key}-cells")
-    prompt_reader(set_run, key)
+    prompt_reader(set_run, key, None if baseline == reference else baseline)
     by_index: dict[int, list[Cell]] = {}
     for c in cells:
         by_index.setdefault(c.index, []).append(c)
@@ -227,9 +272,10 @@ def results_view(set_run: dict[str, Any], key: str) -> None:
                 st.switch_page("pages/compare.py")
 
 
-def prompt_reader(set_run: dict[str, Any], key: str) -> None:
-    """One prompt's answers side by side as prose, each quantization's changes highlighted, its summary line,
-    changed facts and place against the noise floor above it: reading, not just counting."""
+def prompt_reader(set_run: dict[str, Any], key: str, baseline: str | None = None) -> None:
+    """One prompt's answers side by side as prose, each quantization's changes against `baseline` (None: the
+    reference) highlighted, its summary line, changed facts and place against the reference's noise floor above
+    it: reading, not just counting."""
     prompts = set_run.get("prompts") or []
     children = [c for c in set_run.get("children") or [] if c["index"] < len(prompts)]
     if not children:
@@ -246,21 +292,27 @@ def prompt_reader(set_run: dict[str, Any], key: str) -> None:
     if run is None:
         return
     views.css()
-    ref = next((r for r in run["results"] if r["is_reference"] and not r["error"]), None)
-    ref_text = ref["text"] if ref is not None and isinstance(ref.get("text"), str) else None
-    floor = noise_floor.floor_of(ref_text, store().reference_repeats(run["id"])) if ref_text is not None else None
+    own = next((r for r in run["results"] if r["is_reference"] and not r["error"]), None)
+    own_text = own["text"] if own is not None and isinstance(own.get("text"), str) else None
+    floor = noise_floor.floor_of(own_text, store().reference_repeats(run["id"])) if own_text is not None else None
+    base = own if baseline is None else next((r for r in run["results"] if r["label"] == baseline and not r["error"]),
+                                             None)
+    ref_text = base["text"] if base is not None and isinstance(base.get("text"), str) else None
+    base_label = base["label"] if base is not None and base is not own else None
     for row in views.column_rows(run["results"]):
         for col, r in row:
             with col:
-                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
+                role = " · reference" if r["is_reference"] else " · baseline" if r["label"] == base_label else ""
+                st.markdown(f"**{md_escape(r['label'])}**{role}")
                 text = r["text"] if isinstance(r.get("text"), str) else ""
                 if r["error"]:
                     st.error(md_escape(r["error"]))
-                elif r["is_reference"] or ref_text is None:
+                elif r is base or ref_text is None:
                     if r["is_reference"] and floor is not None:
                         st.caption(f"Noise floor: {md_escape(floor.sentence())}")
                     st.html(plain_html(text, prose=True))
                 else:
-                    views.column_header(ref_text, text, r.get("first_divergence_token"), floor)
+                    first = r.get("first_divergence_token") if baseline is None else None  # measured vs the reference
+                    views.column_header(ref_text, text, first, floor)
                     d = views.word_diff_of(ref_text, text)
                     st.html(plain_html(text, prose=True) if d.identical else prose_html(d))

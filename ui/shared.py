@@ -23,6 +23,7 @@ from streamlit.navigation.page import StreamlitPage
 from workbench.core import hardware, heap
 from workbench.core.jobs import JobRegistry
 from workbench.engine.pool import WorkerPool
+from workbench.models.demo_note import demo_note
 from workbench.models.ladder import Ladder, list_ladders
 from workbench.storage.store import Store, StoreError
 
@@ -247,12 +248,13 @@ def sidebar() -> None:
         st.markdown(f"**Model:** {md_escape(lad.name)}")
         st.caption(" · ".join(f"{md_escape(f.label)}{' (ref)' if f.reference else ''} {fmt_bytes(f.size_bytes)}"
                               for f in lad.files))
+        demo_note_box(lad)
         with st.expander("Where these files came from"):
             for line in lad.provenance_lines():
                 st.caption(md_escape(line))
             st.caption(f"Folder: {md_escape(lad.directory)}")
         st.caption(f":material/computer: {md_escape(machine_line())}")
-        runs = store().list_runs(limit=8, kind="compare")
+        runs = store().list_runs(limit=8, kind="compare", standalone=True)  # a set's prompts are listed by set
         if runs:
             st.markdown("**Recent runs**")
             for r in runs:
@@ -262,3 +264,20 @@ def sidebar() -> None:
                 if st.button(label, key=f"open-run-{r['id']}", width="stretch"):
                     open_run(r["id"])
                     st.switch_page("pages/compare.py")
+        sets = store().list_set_runs(limit=4)
+        if sets:
+            st.markdown("**Recent prompt sets**")
+            for r in sets:
+                label = (f"#{r['id']} · {md_escape(fmt_time(str(r['created_at'])))} · {md_escape(str(r['name'])[:30])} · "
+                         f"{r['n_finished']} of {r['n_prompts']} prompts")
+                if st.button(label, key=f"open-set-run-{r['id']}", width="stretch"):
+                    st.session_state["sets_run_id"] = r["id"]  # what ui.set_views.open_set_run sets
+                    st.switch_page("pages/sets.py")
+
+
+def demo_note_box(ladder: Ladder) -> None:
+    """Under the model's name: what is unusual about the embedded demo (nothing for any other ladder)."""
+    note = demo_note(ladder)
+    if note is None:
+        return
+    st.caption(md_escape(note.short), help=" ".join(note.reasons) + f" More in {note.docs}.")

@@ -8,8 +8,9 @@ import os
 import pandas as pd
 import streamlit as st
 
+from ui.glossary_views import help_columns
 from ui.shared import fmt_bytes, md_escape
-from workbench.core import hardware
+from workbench.core import glossary, hardware
 from workbench.decide import speed, targets
 from workbench.decide.targets import TargetProfile
 from workbench.files import fit
@@ -19,8 +20,6 @@ from workbench.storage.store import Store, StoreError
 
 GiB = 2**30
 KV_TYPES = ("f16", "q8_0", "q4_0")
-VERDICT_WORDS = {fit.GPU_FULL: "fits on GPU", fit.GPU_PARTIAL: "partial offload", fit.CPU_ONLY: "CPU only",
-                 fit.NO_FIT: "does not fit"}
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -64,14 +63,15 @@ def _gib(n: int | None) -> str:
 
 
 def targets_table(profiles: list[TargetProfile]) -> None:
-    st.dataframe(pd.DataFrame([{
+    table = pd.DataFrame([{
         "target": p.name, "kind": "measured here" if p.name == targets.THIS_MACHINE else
         ("preset" if p.builtin else "saved"),
         "RAM": _gib(p.ram_bytes), "OS reserve": _gib(p.os_reserve_bytes),
         "RAM bandwidth": f"{p.ram_bandwidth_gbs:.1f} GB/s", "VRAM": _gib(p.vram_bytes) if p.vram_bytes else "none",
         "VRAM bandwidth": "—" if not p.vram_bandwidth_gbs else f"{p.vram_bandwidth_gbs:.0f} GB/s",
         "cores": p.cores, "description": p.description,
-    } for p in profiles]), hide_index=True, width="stretch", key="hardware-targets")
+    } for p in profiles])
+    st.dataframe(table, hide_index=True, width="stretch", key="hardware-targets", column_config=help_columns(table.columns))
     with st.expander("Where each figure comes from"):
         st.dataframe(pd.DataFrame([{"target": p.name, "figure": figure, "source": p.source(figure)}
                                    for p in profiles for figure in targets.FIGURES
@@ -151,20 +151,41 @@ def ladder_infos(ladder: Ladder) -> tuple[list[tuple[str, GgufInfo]], list[str]]
     for f in ladder.files:
         try:
             out.append((f.label, header(f.path)))
-        except (GgufError, OSError) as exc:
-            problems.append(f"{f.label}: {' '.join(str(exc).split())}")
+        except (GgufError, OSError) as exc:  # no fit row without the file's own header
+            problems.append(f"{f.label}: {fit.unreadable(exc, f.path)} (no fit verdict for it)")
     return out, problems
 
 
-def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProfile]) -> None:
-    """The ladder's memory as lines at the chosen context and KV type, the KV line at standard contexts, and a
-    verdict with an estimated speed per target."""
+def fit_answer(ladder: Ladder, profiles: list[TargetProfile]) -> tuple[int, str, str]:
+    """The Hardware page's first answer: per target, will the active ladder fit, in one sentence from the library.
+    Returns the chosen context and KV types, which the details further down use too."""
     k = "hardware-lines-"
     c1, c2, c3 = st.columns([1, 1, 2])
-    n_ctx = int(c1.number_input("Context (tokens)", 256, 1_048_576, 8192, step=1024, key=k + "ctx"))
-    kv_k = c2.selectbox("KV cache K type", KV_TYPES, key=k + "kv-k")
-    kv_v = c3.selectbox("KV cache V type", KV_TYPES, key=k + "kv-v",
-                        help="A quantized V cache needs flash attention (llama.cpp turns it on)")
+    n_ctx = int(c1.number_input("Context (tokens)", 256, 1_048_576, 8192, step=1024, key=k + "ctx",
+                                help=glossary.help_text("context")))
+    kv_k = c2.selectbox("KV cache K type", KV_TYPES, key=k + "kv-k", help=glossary.help_text("kv_type"))
+    kv_v = c3.selectbox("KV cache V type", KV_TYPES, key=k + "kv-v", help=glossary.help_text("kv_type"))
+    infos, problems = ladder_infos(ladder)
+    for line in problems:
+        st.error(md_escape(line))
+    for p in profiles:
+        fits = [(label, targets.fit_on_target(info, p, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v))
+                for label, info in infos]
+        room = f"{_gib(p.ram_budget_bytes)} of RAM for models" + (f", {_gib(p.vram_budget_bytes)} of VRAM"
+                                                                  if p.vram_bytes else "")
+        st.markdown(f"**{md_escape(_sentence(targets.the(p.name)))}** ({room}): "
+                    f"{md_escape(targets.ladder_fit_sentence(p, fits))}", help=glossary.help_text("fit"))
+    st.caption(f"Predicted from each file's header at {n_ctx:,} tokens of context with a {md_escape(kv_k)}"
+               + ("" if kv_k == kv_v else f"/{md_escape(kv_v)}") + " KV cache, not measured; each target's figures "
+               "and their sources are under Target machines below.")
+    return n_ctx, kv_k, kv_v
+
+
+def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProfile], n_ctx: int, kv_k: str,
+                         kv_v: str) -> None:
+    """The ladder's memory as lines at the chosen context and KV type (picked in `fit_answer`), the KV line at
+    standard contexts, and a verdict with an estimated speed per target."""
+    k = "hardware-lines-"
     infos, problems = ladder_infos(ladder)
     for line in problems:
         st.error(md_escape(line))
@@ -179,7 +200,9 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
                      f"KV cache ({lines.n_ctx:,})": fmt_bytes(lines.kv_bytes),
                      "compute + other": fmt_bytes(lines.compute_other_bytes), "total (CPU)": fmt_bytes(lines.total_bytes),
                      **kv_at})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=k + "table")
+    lines_frame = pd.DataFrame(rows)
+    st.dataframe(lines_frame, hide_index=True, width="stretch", key=k + "table",
+                 column_config=help_columns(lines_frame.columns))
     max_ctx = infos[0][1].context_length
     st.caption(f"Predicted (not measured): weights from each file's header, KV cache = layers × KV heads × head sizes × "
                f"context × bytes per element of {md_escape(kv_k)}/{md_escape(kv_v)} (exact for plain attention), "
@@ -196,18 +219,20 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
             f, est = speed.fit_and_speed(info, p, cal, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v)
             spare = (f"{fmt_bytes(f.spare_bytes)} {f.spare_in} spare" if f.spare_bytes >= 0
                      else f"short by {fmt_bytes(-f.spare_bytes)} {f.spare_in}")
-            verdict = VERDICT_WORDS.get(f.verdict_code, f.verdict)
+            verdict = targets.verdict_words(f.verdict_code, f.verdict)
             tok_s = None if est.tok_s is None else round(est.tok_s, 1)
             cells.setdefault(label, {"quantization": label})[p.name] = \
-                f"{verdict} · {spare}" + ("" if tok_s is None else f" · est. ~{tok_s:,.0f} tok/s")
+                verdict + ("" if tok_s is None else f" · ~{tok_s:,.0f} tok/s")  # short: five targets fit the width
             verdicts.append({"quantization": label, "target": p.name, "verdict": verdict, "detail": f.verdict,
                              "predicted memory": fmt_bytes(f.predicted_bytes), "spare": spare,
                              "GPU layers": f.gpu_layers or None, "est. tok/s (estimate)": tok_s})
             assumptions += [a for a in est.assumptions if a not in assumptions]
-    st.markdown(f"**Fit and estimated decode speed per target** at {n_ctx:,} tokens, KV {md_escape(kv_k)}"
+    st.markdown(f"**Fit and estimated decode speed (tok/s) per target** at {n_ctx:,} tokens, KV {md_escape(kv_k)}"
                 + ("" if kv_k == kv_v else f"/{md_escape(kv_v)}"))
-    st.dataframe(pd.DataFrame(list(cells.values())), hide_index=True, width="stretch", key=k + "by-target")
-    st.caption("Memory is predicted and speeds are **estimates**, not measurements: bytes read per token (all weights "
+    st.dataframe(pd.DataFrame(list(cells.values())), hide_index=True, width="stretch", key=k + "by-target",
+                 column_config={p.name: st.column_config.Column(help=glossary.help_text("fit")) for p in profiles})
+    st.caption("How much each file leaves to spare is under *Every figure* below. "
+               "Memory is predicted and speeds are **estimates**, not measurements: bytes read per token (all weights "
                "+ the KV cache with the context full) over the target's memory bandwidth, times the share of "
                "bandwidth decode reaches. "
                + md_escape(_sentence(cal.source) if cal.efficiency is not None else

@@ -11,8 +11,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from ui.glossary_views import card_cell
 from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
 from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
+from workbench.core import glossary
 from workbench.core.disturbance import of_result, stored_decode
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.quality import noise_floor
@@ -231,7 +233,7 @@ def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floo
         st.success("identical to reference")
         return
     line = summarize(ref_text, text, diff=d)
-    st.markdown(f"**{md_escape(line.sentence)}**")
+    st.markdown(f"**{md_escape(line.sentence)}**", help=glossary.verdict_help(line.verdict, line.facts_changed))
     if floor is not None:
         words = noise_floor.standing_sentence(line, floor)
         st.caption(md_escape(words[:1].upper() + words[1:]))
@@ -242,15 +244,20 @@ def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floo
             st.markdown("\n".join(f"- {md_escape(f.describe())}" for f in line.facts))
 
 
-def _reference(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _reference(results: list[dict[str, Any]], baseline: str | None = None) -> dict[str, Any] | None:
+    """The output every other is read against: `baseline`'s (a label), else the reference's; None if it failed."""
+    if baseline is not None:
+        return next((r for r in results if r["label"] == baseline and not r["error"]), None)
     return next((r for r in results if r["is_reference"] and not r["error"]), None)
 
 
-def result_columns(run: dict[str, Any]) -> None:
-    """The finished outputs: each quantization's text as prose with its changes highlighted (or the full diff),
-    metric cards, and a star rating under each."""
+def result_columns(run: dict[str, Any], baseline: str | None = None) -> None:
+    """The finished outputs: each quantization's text as prose with its changes against `baseline` (None: the
+    reference) highlighted (or the full diff), metric cards, and a star rating under each. The noise floor stays
+    the reference's own variation."""
     results = run["results"]
-    ref = _reference(results)
+    ref = _reference(results, baseline)
+    own = _reference(results)
     full, inline = False, False
     if ref is not None and any(not r["is_reference"] and not r["error"] for r in results):
         t1, t2 = st.columns(2)
@@ -260,11 +267,13 @@ def result_columns(run: dict[str, Any]) -> None:
                            help="After each highlighted change, what the reference had there (muted). "
                                 "Hovering a highlight shows the same.")
     saved = store().latest_ratings(run["id"])
-    floor = noise_floor.floor_of(_text(ref), store().reference_repeats(run["id"])) if ref is not None else None
+    floor = noise_floor.floor_of(_text(own), store().reference_repeats(run["id"])) if own is not None else None
+    base_label = ref["label"] if ref is not None and ref is not own else None
     for row in column_rows(results):
         for col, r in row:
             with col:
-                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
+                role = " · reference" if r["is_reference"] else " · baseline" if r["label"] == base_label else ""
+                st.markdown(f"**{md_escape(r['label'])}**{role}")
                 if r["error"]:
                     st.error(md_escape(r["error"]))
                     continue
@@ -280,22 +289,23 @@ def result_columns(run: dict[str, Any]) -> None:
                 if r["is_reference"] and floor is not None:
                     st.caption(f"Noise floor: {md_escape(floor.sentence())} "
                                f"({md_escape(', '.join(floor.perturbations))})")
-                if r["is_reference"] or ref is None:
+                if r is ref or ref is None:
                     st.html(plain_html(text, prose=not full))
                 else:
-                    column_header(_text(ref), text, r.get("first_divergence_token"), floor)
+                    first = r.get("first_divergence_token") if ref is own else None  # measured against the reference
+                    column_header(_text(ref), text, first, floor)
                     d = _diff(_text(ref), text)
                     if d.identical:
                         st.html(plain_html(text, prose=not full))
                     else:
                         st.html(diff_html(d) if full else prose_html(d, show_reference=inline))
                 st.html("<table style='font-size:0.8rem;width:100%'>" + "".join(
-                    f"<tr><td style='color:#666'>{html_text(k)}</td><td style='text-align:right'>{html_text(v)}</td></tr>"
+                    f"<tr>{card_cell(k, v)}<td style='text-align:right'>{html_text(v)}</td></tr>"
                     for k, v in _metric_rows(r)) + "</table>")
                 rating_widget(run, r, saved.get(r["label"]))
 
 
-def side_by_side_html(view: SideBySide, ref_label: str, label: str) -> str:
+def side_by_side_html(view: SideBySide, ref_label: str, label: str, role: str = "reference") -> str:
     """The aligned rows as a two-column table; changed words highlighted on both sides (hover: the other side's)."""
     def cell(spans: list[Any], other_name: str) -> str:
         if not spans:
@@ -305,24 +315,26 @@ def side_by_side_html(view: SideBySide, ref_label: str, label: str) -> str:
     rows = []
     for row in view.rows:
         cls = f"wb-{row.kind.replace(' ', '-')}{' wb-para' if row.new_paragraph else ''}"
-        rows.append(f"<tr class='{cls}'>{cell(row.reference, label)}{cell(row.output, 'the reference')}</tr>")
-    return (f"<table class='wb-side'><thead><tr><th>{html_text(ref_label)} (reference)</th><th>{html_text(label)}</th>"
+        rows.append(f"<tr class='{cls}'>{cell(row.reference, label)}{cell(row.output, 'the ' + role)}</tr>")
+    return (f"<table class='wb-side'><thead><tr><th>{html_text(ref_label)} ({html_text(role)})</th><th>{html_text(label)}</th>"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def side_by_side_view(run: dict[str, Any]) -> None:
-    """Reference and one chosen quantization in two columns, aligned by paragraph then sentence."""
+def side_by_side_view(run: dict[str, Any], baseline: str | None = None) -> None:
+    """The baseline (None: the reference) and one chosen quantization in two columns, aligned by paragraph then
+    sentence."""
     results = run["results"]
-    ref = _reference(results)
-    others = {r["label"]: r for r in results if not r["is_reference"] and not r["error"]}
+    ref = _reference(results, baseline)
+    others = {r["label"]: r for r in results if r is not ref and not r["error"]}
     if ref is None or not others:
         return
-    pick = st.selectbox("Side by side: read one quantization against the reference, sentence by sentence",
+    role = "reference" if ref["is_reference"] else "baseline"
+    pick = st.selectbox(f"Side by side: read one quantization against the {role}, sentence by sentence",
                         ["(none)", *others], key=f"side-{run['id']}")
     if pick not in others:
         return
     view = side_by_side(_text(ref), _text(others[pick]))
-    st.html(side_by_side_html(view, ref["label"], pick))
+    st.html(side_by_side_html(view, ref["label"], pick, role))
     if view.more:
         st.caption(f"Only the first {MAX_SIDE_ROWS} sentences are shown side by side; the columns above show "
                    "the whole text.")

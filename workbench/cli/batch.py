@@ -129,7 +129,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def set_run_json(store: Any, set_run_id: int) -> dict[str, Any]:
     """A stored set run in the CLI's shared vocabulary: each prompt with its newest run and that run's results,
-    and with a noise floor each prompt's reference repeats and each result's place against them."""
+    each result with the page's `summary` line against the reference and its changed `facts` (quality.summary,
+    quality.facts), and with a noise floor each prompt's reference repeats and each result's place against them."""
     from workbench.quality import noise_floor
     from workbench.quality.summary import summarize
 
@@ -148,14 +149,25 @@ def set_run_json(store: Any, set_run_id: int) -> dict[str, Any]:
         repeats = store.reference_repeats(child["run_id"]) if child and set_run["noise_repeats"] else []
         ref = next((r for r in results if r["label"] == reference and not r["error"]), None)
         floor = noise_floor.floor_of(ref["text"] or "", repeats) if ref is not None else None
+        # what the Prompt sets page shows per cell: the summary line against the reference and the changed facts
+        summaries: dict[str, Any] = {}
+        for r in results:
+            r["summary"], r["facts"] = None, None  # None: nothing to read against (an error, or no reference output)
+            if r["label"] == reference:
+                r["facts"] = []
+            elif ref is not None and not r["error"]:
+                summaries[r["label"]] = s = summarize(ref["text"] or "", r["text"] or "")
+                r["summary"] = s.sentence
+                r["facts"] = [{"kind": c.kind, "status": c.status, "reference": c.reference, "quantization": c.output}
+                              for c in s.facts]
         if set_run["noise_repeats"]:
             entry["reference_repeats"] = [{k: r[k] for k in ("repeat", "perturbation", "text", "completion_tokens",
                                                              "stop_reason", "error")} for r in repeats]
             entry["noise_floor"] = floor.to_dict() if floor else None
             for r in results:
                 r["vs_noise_floor"] = None  # within / beyond; None for the reference, an error, or no floor
-                if floor is not None and ref is not None and r is not ref and not r["error"]:
-                    r["vs_noise_floor"] = noise_floor.standing(summarize(ref["text"] or "", r["text"] or ""), floor)
+                if floor is not None and r["label"] in summaries:
+                    r["vs_noise_floor"] = noise_floor.standing(summaries[r["label"]], floor)
         prompts.append(entry)
     whole = noise_floor.stored_set_floor(store, set_run)
     return {jf.SET_RUN_ID: set_run_id, "name": set_run["name"], "status": set_run["status"],

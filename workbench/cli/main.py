@@ -179,10 +179,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from workbench.engine.metrics import ContestantResult
     from workbench.engine.pool import WorkerPool
     from workbench.runs.compare import SEQUENTIAL_NOTE, run_comparison
+    from workbench.storage.limits import refuse_run_texts
     from workbench.storage.store import Store
 
     settings = settings_from_args(args)
     settings.remote_concurrent = args.remote_concurrent
+    try:
+        refuse_run_texts(args.prompt, settings.system_prompt)  # before any model loads
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     lad, contestants, errors = resolve_contestants(args)
     if args.endpoint:
         from workbench.runs.contestants import RemoteEndpoint

@@ -80,6 +80,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
 
     m = machine()
+    unjudged: list[tuple[str, str]] = []  # (file as shown, "header unreadable: …"): rows without a verdict
     if args.repo:
         try:
             rows = _fit_repo(args, m)
@@ -87,7 +88,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         preds = [r.prediction for r in rows if r.prediction is not None]
-        failed = [(r.entry.name, r.error or "no header") for r in rows if r.prediction is None]
+        unjudged = [(r.entry.name, r.verdict_text) for r in rows if r.prediction is None]
         basis = {r.entry.name: r.header for r in rows}
         summaries = [r.summary() for r in rows]
     else:
@@ -99,17 +100,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
             files = [f.path for f in ensure_demo_ladder(lambda msg: print(msg, file=sys.stderr)).files]
         else:
             files = args.files
-        preds, failed = [], []
+        preds, summaries = [], []
         for f in files:
             try:
                 preds.append(fit.predict(read_header(f), n_ctx=args.ctx, kv_type=args.kv_type,
                                          ram_available_bytes=m.ram_available_bytes, gpus=m.gpus))
+                summaries.append(preds[-1].summary())
             except GgufError as exc:
-                failed.append((f, str(exc)))
-        basis = {p.file: "read from the file's header" for p in preds}
-        summaries = [p.summary() for p in preds]
-    for name, msg in failed:
-        print(f"error: {msg if name in msg else f'{name}: {msg}'}", file=sys.stderr)
+                summaries.append(fit.unreadable_summary(f, exc))
+                unjudged.append((os.path.basename(f), summaries[-1]["how"]))
+        basis = {p.file: fit.HEADER_READ for p in preds}
+    for name, why in unjudged:
+        print(f"error: {name}: {why}", file=sys.stderr)
 
     if args.json:
         print(json.dumps(summaries, indent=2))
@@ -121,12 +123,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
             shown = os.path.basename(p.file) if os.path.isabs(p.file) else p.file  # a Hub file: its name in the repo
             rows_out.append([shown, p.quant_type or "-", fmt_bytes(p.weights_bytes), fmt_bytes(p.kv_bytes),
                              fmt_bytes(p.predicted_bytes), p.verdict, basis.get(p.file, "")])
+        rows_out += [[name, "-", "-", "-", "-", why, "-"] for name, why in unjudged]  # no verdict: why instead
         print_table(["file", "type", "weights", "KV cache", "predicted peak", "verdict", "header"], rows_out)
         if preds:
             print(f"\nAll {len(preds)} kept warm at once: {fmt_bytes(fit.warm_together_bytes(preds))} of RAM "
-                  f"({fmt_bytes(m.ram_available_bytes)} free now). Weights and KV cache are read from the headers; "
-                  "compute buffers and runtime overhead are estimated.")
-    return 0 if not failed and preds else 1
+                  f"({fmt_bytes(m.ram_available_bytes)} free now). Weights and KV cache are read from the headers "
+                  "(or estimated from another file's header where the header column says so); compute buffers and "
+                  "runtime overhead are estimated.")
+    return 0 if not unjudged and preds else 1
 
 
 def _fit_repo(args: argparse.Namespace, m: Any) -> list[Any]:

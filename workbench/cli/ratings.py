@@ -49,6 +49,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if bool(args.run_ids) == (args.set is not None):
         raise UsageError("name the runs (RUN_ID …) or one set run (--set SET_RUN_ID), not both")
+    if (args.candidate or args.vs) and args.set is None:
+        raise UsageError("--candidate and --vs choose the pair of a set report: use them with --set")
     if not args.out and not args.markdown:
         raise UsageError("say where to write the report: --out FILE.html and/or --markdown FILE.md")
     for target in (args.out, args.markdown):
@@ -57,7 +59,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if args.set is not None:
-            written = write_set_report(store, args.set, html_path=args.out, markdown_path=args.markdown)
+            written = write_set_report(store, args.set, html_path=args.out, markdown_path=args.markdown,
+                                       candidate=args.candidate, baseline=args.vs)
         else:
             written = write_report(store, args.run_ids, html_path=args.out, markdown_path=args.markdown)
     except UnknownSetRun as exc:
@@ -65,6 +68,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     except UnknownRun as exc:
         print(f"error: {exc} (see `workbench history`)", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # a pair the set run did not compare
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     for path in written:
         print(f"wrote {path}")
@@ -174,6 +180,12 @@ def register(sub: Any) -> None:
     p.add_argument("--out", "--html", dest="out", default=None, metavar="FILE.html",
                    help="self-contained HTML file (works offline)")
     p.add_argument("--markdown", "--md", dest="markdown", default=None, metavar="FILE.md")
+    p.add_argument("--candidate", default=None, metavar="LABEL",
+                   help="with --set: the quantization the report is about (default: the pair judged most, else the "
+                        "smallest common quantization, e.g. Q4_K_M)")
+    p.add_argument("--vs", default=None, metavar="LABEL",
+                   help="with --set: what every output is measured against (default: Q8_0 when the set has it, "
+                        "else its reference), e.g. --candidate Q4_K_M --vs Q8_0")
     _add_db(p)
 
     p = sub.add_parser("export", help="export runs, outputs, ratings and votes (JSON, or a ZIP of CSVs)")

@@ -74,6 +74,7 @@ def _write_reports(s: Any, args: argparse.Namespace) -> None:
 
 @command("recommend")
 def cmd_recommend(args: argparse.Namespace) -> int:
+    from workbench.decide import report
     from workbench.decide.recommend import DEFAULT_MAX_KLD, Constraints
     from workbench.decide.study import study, study_json
     from workbench.decide.targets import THIS_MACHINE
@@ -121,4 +122,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                      a.status])
     print_table(["candidate", "fit (predicted)", "memory (predicted)", "tok/s (estimate)", "mean KLD (measured)",
                  "KLD LLaMA-3-8B (published)", "constraints"], rows)
+    imported = report.imported_rows(s)
+    if imported:
+        print("\nImported from other machines (shown, never used for the pick):")
+        for label, figures, origin in imported:
+            print(f"  - {label}: {figures} ({origin})")
     return 0 if rec.recommended else 1

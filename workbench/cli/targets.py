@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
@@ -27,12 +28,12 @@ def _register(sub: Any) -> None:
     actions.add_parser("list", help="every target (the default)").add_argument("--json", action="store_true")
     a = actions.add_parser("add", help="save a target profile (replaces a saved one of the same name)")
     a.add_argument("name")
-    a.add_argument("--ram-gib", type=float, required=True, help="installed RAM in GiB")
-    a.add_argument("--ram-bw", type=float, required=True, help="RAM bandwidth in GB/s")
-    a.add_argument("--os-reserve-gib", type=float, default=4.0, help="RAM the OS and other programs keep (GiB)")
-    a.add_argument("--vram-gib", type=float, default=0.0, help="one GPU's memory in GiB (0: no GPU)")
-    a.add_argument("--vram-bw", type=float, default=None, help="the GPU's memory bandwidth in GB/s")
-    a.add_argument("--vram-reserve-gib", type=float, default=0.0, help="VRAM the display keeps (GiB)")
+    a.add_argument("--ram-gib", type=_positive, required=True, help="installed RAM in GiB")
+    a.add_argument("--ram-bw", type=_positive, required=True, help="RAM bandwidth in GB/s")
+    a.add_argument("--os-reserve-gib", type=_not_negative, default=4.0, help="RAM the OS and other programs keep (GiB)")
+    a.add_argument("--vram-gib", type=_not_negative, default=0.0, help="one GPU's memory in GiB (0: no GPU)")
+    a.add_argument("--vram-bw", type=_positive, default=None, help="the GPU's memory bandwidth in GB/s")
+    a.add_argument("--vram-reserve-gib", type=_not_negative, default=0.0, help="VRAM the display keeps (GiB)")
     a.add_argument("--cores", type=int, default=8)
     a.add_argument("--description", default="")
     a.add_argument("--source", action="append", default=[], metavar="FIGURE=TEXT",
@@ -56,6 +57,25 @@ def _register(sub: Any) -> None:
 
 
 EXTRA_PARSERS.append(_register)
+
+
+def _number(text: str, *, zero_ok: bool) -> float:
+    """A figure typed on the command line: finite, and positive (or zero where zero means "none")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number {'of 0 or more' if zero_ok else 'above 0'}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, zero_ok=False)
+
+
+def _not_negative(text: str) -> float:
+    return _number(text, zero_ok=True)
 
 
 def _row(p: Any) -> dict[str, Any]:
@@ -159,8 +179,8 @@ def _fit(args: argparse.Namespace, store: Any) -> int:
     for path in files:
         try:
             info = read_header(path)
-        except GgufError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except GgufError as exc:  # no verdict without the file's own header
+            print(f"error: {os.path.basename(path)}: {fit.unreadable(exc, path)}", file=sys.stderr)
             failed += 1
             continue
         for p in profiles:

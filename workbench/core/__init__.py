@@ -2,6 +2,7 @@
 
 Where the workbench keeps its files (`paths`), what hardware there is (`hardware`), how busy the CPU
 was during a timed window (`disturbance`), the per-machine memory of llama.cpp's CPU crash
-(`crash_fallback`), the app process's heap housekeeping (`heap`) and background jobs (`jobs`).
+(`crash_fallback`), the app process's heap housekeeping (`heap`), background jobs (`jobs`), temp folders
+a killed process cannot leave behind for long (`scratch`) and the words that explain each term (`glossary`).
 Imports nothing else from the workbench.
 """

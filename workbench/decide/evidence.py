@@ -6,6 +6,11 @@ quality evidence taken at one context speaks for another (the cache's precision 
 while memory and speed are predicted for the chosen context elsewhere (decide.targets, decide.speed).
 Stored labels name the variant they ran ("Q4_K_M · KV q8_0 · 8k", runs.variants); a plain label is the file
 with an f16 cache. Every value read back from the database is type-checked here: it is untrusted input.
+
+Only evidence measured here decides (issue 24): a figure of an imported run (another machine's, or a forged file's)
+never reaches `divergence`, `evals`, `verdict`, ratings or `speed_here`. It is kept apart in `Evidence.imported`, one
+`ImportedEvidence` per origin (storage.provenance), to be shown labelled "imported from <machine>, <date> — not used
+for the decision".
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from workbench.models.ladder import Ladder
 from workbench.people.verdict import Verdict, count_votes, decide
+from workbench.storage.provenance import MEASURED_HERE, Provenance
 from workbench.storage.store import JudgementFilters, Store
 
 DEFAULT_KV = "f16"
@@ -85,7 +91,12 @@ class DivergenceEvidence:
         if not self.runs:
             return "the reference, by definition"
         runs = ", ".join(f"#{r}" for r in self.runs[:5]) + (" …" if len(self.runs) > 5 else "")
-        return f"measured: teacher-forced over {self.n_tokens:,} tokens of {self.source} (run {runs})"
+        return f"measured here: teacher-forced over {self.n_tokens:,} tokens of {self.source} (run {runs})"
+
+    @property
+    def provenance(self) -> Provenance:
+        """Measured here, by its newest run: an imported measurement is an `ImportedEvidence`, never this."""
+        return Provenance(MEASURED_HERE, self.runs[0] if self.runs else None)
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,10 @@ class EvalEvidence:
             return None
         return self.reference_passed / self.reference_cases
 
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(MEASURED_HERE, self.run_id)
+
 
 @dataclass(frozen=True)
 class SpeedHere:
@@ -120,6 +135,45 @@ class SpeedHere:
     n: int
     peak_rss_bytes: int | None
     gpu_layers: int
+
+    @property
+    def provenance(self) -> Provenance:
+        """Always measured here: the store reads no imported comparison for it (Store.ladder_results)."""
+        return Provenance(MEASURED_HERE)
+
+
+@dataclass(frozen=True)
+class ImportedEvidence:
+    """What runs imported from one origin (one machine, one day) say of a candidate: shown, labelled with where it
+    came from, and never used for the decision, which rests on what was measured here."""
+
+    provenance: Provenance
+    divergence: DivergenceEvidence | None = None
+    evals: EvalEvidence | None = None
+    verdict: Verdict | None = None
+    rating_mean: float | None = None
+    n_ratings: int = 0
+
+    def figures(self) -> str:
+        """"mean KLD 0.0001 over 4,096 tokens of reference text; evals 5/5 (starter)"; the run numbers are this
+        database's."""
+        d, ev, v = self.divergence, self.evals, self.verdict
+        parts = []
+        if d is not None:
+            top1 = "" if d.top1_agreement is None else f", top-1 agreement {d.top1_agreement:.1%}"
+            parts.append(f"mean KLD {d.mean_kld:.4g}{top1} over {d.n_tokens:,} tokens of {d.source}")
+        if ev is not None:
+            parts.append(f"evals {ev.passed}/{ev.cases} ({ev.pack})")
+        if v is not None and v.votes:
+            parts.append(f"votes {v.prefer_reference} for {v.reference}, {v.prefer_candidate} for it, {v.ties} ties")
+        if self.rating_mean is not None:
+            parts.append(f"ratings {self.rating_mean:.2f} / 5 ({self.n_ratings})")
+        return "; ".join(parts)
+
+    @property
+    def label(self) -> str:
+        """How every imported figure is labelled wherever it is shown."""
+        return f"{self.provenance.words()} — not used for the decision"
 
 
 @dataclass
@@ -133,6 +187,7 @@ class Evidence:
     n_ratings: int = 0
     speed_here: SpeedHere | None = None
     labels_seen: list[str] = field(default_factory=list)
+    imported: list[ImportedEvidence] = field(default_factory=list)  # never part of the decision
 
     @property
     def has_quality(self) -> bool:
@@ -282,22 +337,45 @@ def candidate_keys(ladder: Ladder, kv_types: Sequence[str] = (DEFAULT_KV,)) -> l
 
 
 def gather(store: Store, ladder: Ladder, keys: Sequence[CandidateKey]) -> dict[CandidateKey, Evidence]:
-    """The stored evidence for each candidate of `ladder` (runs are matched by the ladder's name)."""
+    """The stored evidence for each candidate of `ladder` (runs are matched by the ladder's name): what was measured
+    here in its fields, what was imported in `imported`, apart (storage.provenance)."""
     reference = CandidateKey(ladder.reference.label)
     wanted = set(keys)
     evidence = {k: Evidence(k, is_reference=k == reference) for k in keys}
     if reference in evidence:
         evidence[reference].divergence = DivergenceEvidence(0.0, 1.0, 0, (), "the reference itself")
-    for key, d in _divergence(store.ladder_divergence(ladder.name), wanted).items():
-        if key != reference:
-            evidence[key].divergence = d
-    for key, e in _evals(store.ladder_eval_results(ladder.name), wanted, reference).items():
-        evidence[key].evals = e
-    votes = store.find_votes(JudgementFilters(model=ladder.name))
-    for key, v in _verdicts(votes, wanted, reference).items():
-        evidence[key].verdict = v
-    for key, scores in _ratings(store.find_ratings(JudgementFilters(model=ladder.name)), wanted).items():
-        evidence[key].rating_mean, evidence[key].n_ratings = statistics.fmean(scores), len(scores)
-    for key, s in _speeds(store.ladder_results(ladder.name), wanted).items():
+    divergence = _by_origin(store.ladder_divergence(ladder.name))
+    evals = _by_origin(store.ladder_eval_results(ladder.name))
+    votes = _by_origin(store.find_votes(JudgementFilters(model=ladder.name)))
+    ratings = _by_origin(store.find_ratings(JudgementFilters(model=ladder.name)))
+    for origin in dict.fromkeys([*divergence, *evals, *votes, *ratings]):
+        found: dict[CandidateKey, dict[str, Any]] = {}
+        for key, d in _divergence(divergence.get(origin, ()), wanted).items():
+            if key != reference:
+                found.setdefault(key, {})["divergence"] = d
+        for key, e in _evals(evals.get(origin, ()), wanted, reference).items():
+            found.setdefault(key, {})["evals"] = e
+        for key, v in _verdicts(votes.get(origin, []), wanted, reference).items():
+            found.setdefault(key, {})["verdict"] = v
+        for key, scores in _ratings(ratings.get(origin, ()), wanted).items():
+            found.setdefault(key, {}).update(rating_mean=statistics.fmean(scores), n_ratings=len(scores))
+        for key, figures in found.items():
+            if not origin.measured_here:
+                evidence[key].imported.append(ImportedEvidence(origin, **figures))
+                continue
+            here = evidence[key]
+            here.divergence = figures.get("divergence", here.divergence)  # the reference keeps its own
+            here.evals, here.verdict = figures.get("evals"), figures.get("verdict")
+            here.rating_mean, here.n_ratings = figures.get("rating_mean"), figures.get("n_ratings", 0)
+    for key, s in _speeds(store.ladder_results(ladder.name), wanted).items():  # the store reads local runs only
         evidence[key].speed_here = s
     return evidence
+
+
+def _by_origin(rows: Iterable[dict[str, Any]]) -> dict[Provenance, list[dict[str, Any]]]:
+    """Rows grouped by where they came from (run ids aside), order kept: measured here, or each imported origin."""
+    groups: dict[Provenance, list[dict[str, Any]]] = {}
+    for row in rows:
+        p = Provenance.of_row(row)
+        groups.setdefault(Provenance(p.kind, None, p.machine, p.date, p.source), []).append(row)
+    return groups

@@ -105,6 +105,14 @@ def evidence_rows(s: Study) -> list[list[Any]]:
     return rows
 
 
+IMPORTED_HEADERS = ["candidate", "imported figures (not used for the decision)", "where they came from"]
+
+
+def imported_rows(s: Study) -> list[list[Any]]:
+    """Figures imported from other machines, one row per candidate and origin, labelled: shown, never decisive."""
+    return [[f.label, i.figures(), i.label] for f in s.facts for i in f.evidence.imported]
+
+
 def target_profile_rows(s: Study) -> list[list[Any]]:
     return [[p.name, gib(p.ram_bytes), gib(p.vram_bytes) if p.vram_bytes else "none", f"{p.ram_bandwidth_gbs:g} GB/s",
              "-" if not p.vram_bandwidth_gbs else f"{p.vram_bandwidth_gbs:g} GB/s", p.cores,
@@ -163,6 +171,8 @@ def report_html(s: Study) -> str:
     out.append(f"<h2>Fit per target at {esc(ctx_words(s.constraints.n_ctx))} (predicted; speed estimated)</h2>"
                + html_table(headers, rows) + f'<p class="wb-muted">{esc(calibration_line(s))}</p>')
     out.append("<h2>Evidence</h2>" + html_table(EVIDENCE_HEADERS, evidence_rows(s)))
+    if imported_rows(s):
+        out.append("<h2>Imported evidence</h2>" + html_table(IMPORTED_HEADERS, imported_rows(s)))
     out.append("<h2>How this was decided</h2>" + html_table(["choice", "value"], _constraint_rows(s))
                + f'<p class="wb-muted">{esc(KIND_NOTE)}</p>')
     out.append("<h2>Target machines</h2>" + html_table(PROFILE_HEADERS, target_profile_rows(s)))
@@ -188,6 +198,8 @@ def report_markdown(s: Study) -> str:
     out += ["", f"## Fit per target at {ctx_words(s.constraints.n_ctx)} (predicted; speed estimated)", "",
             md_table(headers, rows), "", md_cell(calibration_line(s))]
     out += ["", "## Evidence", "", md_table(EVIDENCE_HEADERS, evidence_rows(s))]
+    if imported_rows(s):
+        out += ["", "## Imported evidence", "", md_table(IMPORTED_HEADERS, imported_rows(s))]
     out += ["", "## How this was decided", "", md_table(["choice", "value"], _constraint_rows(s)), "", md_cell(KIND_NOTE)]
     out += ["", "## Target machines", "", md_table(PROFILE_HEADERS, target_profile_rows(s))]
     lines = provenance_lines(s.ladder.to_dict())

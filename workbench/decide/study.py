@@ -3,7 +3,8 @@ evidence behind it and the recommendation for the chosen target. What the page, 
 
 Each figure keeps its kind: fit and memory are *predicted* (files.fit via decide.targets), decode speed on a
 target is an *estimate* (decide.speed), divergence, eval pass rates, votes and speeds here are *measured*
-(decide.evidence), and the KLD of another model is *published elsewhere* (quality.published).
+(decide.evidence), and the KLD of another model is *published elsewhere* (quality.published). Figures imported from
+another machine are shown apart, labelled, and decide nothing (`imported` in the JSON).
 """
 
 from __future__ import annotations
@@ -100,6 +101,16 @@ def _quality_json(facts: Facts) -> dict[str, Any]:
     }
 
 
+def _imported_json(facts: Facts) -> list[dict[str, Any]]:
+    """What imports say of the candidate, each with where it came from; none of it decided anything."""
+    return [{"provenance": i.provenance.to_json(), "label": i.label, "figures": i.figures(),
+             "mean_kld": i.divergence.mean_kld if i.divergence else None,
+             "top1_agreement": i.divergence.top1_agreement if i.divergence else None,
+             "eval_passed": i.evals.passed if i.evals else None, "eval_cases": i.evals.cases if i.evals else None,
+             "rating_mean": i.rating_mean, "n_ratings": i.n_ratings, "used_for_decision": False}
+            for i in facts.evidence.imported]
+
+
 def study_json(s: Study) -> dict[str, Any]:
     """The CLI's `recommend --json`: {recommended, reasons, …, candidates: [{label, file, kv_type, n_ctx,
     predicted_bytes_by_target, verdict_by_target, est_decode_tok_s_by_target, quality, measured_here}]}."""
@@ -124,6 +135,7 @@ def study_json(s: Study) -> dict[str, Any]:
             "verdict_by_target": {t: rows[i].verdict_code for t, rows in s.by_target.items()},
             "est_decode_tok_s_by_target": {t: rows[i].est_tok_s for t, rows in s.by_target.items()},
             "quality": _quality_json(f),
+            "imported": _imported_json(f),
             "measured_here": None if here is None else {"decode_tok_s_median": here.median_tok_s, "low": here.low_tok_s,
                                                          "high": here.high_tok_s, "runs": here.n,
                                                          "peak_rss_bytes": here.peak_rss_bytes},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -60,9 +61,13 @@ class TargetProfile:
 
     def validate(self) -> TargetProfile:
         """This profile with its name and texts tidied, or ValueError saying in plain words what is wrong."""
-        name = " ".join(_CONTROL.sub(" ", str(self.name or "")).split())
+        name = " ".join(unicodedata.normalize("NFKC", str(self.name or "")).split())
         if not name:
             raise ValueError("a target needs a name")
+        hidden = next((ch for ch in name if unicodedata.category(ch) in ("Cc", "Cf")), None)
+        if hidden is not None:  # zero-width and bidi-override characters make one name look like another
+            raise ValueError(f"a target's name may not hold an invisible or control character "
+                             f"(U+{ord(hidden):04X} {unicodedata.name(hidden, 'control')})")
         if len(name) > MAX_NAME_CHARS:
             raise ValueError(f"a target's name is at most {MAX_NAME_CHARS} characters ({len(name)} given)")
         for label, value in (("RAM", self.ram_bytes), ("VRAM", self.vram_bytes), ("OS reserve", self.os_reserve_bytes),
@@ -250,8 +255,13 @@ def this_machine(*, bandwidth: hardware.MemoryBandwidth | None = None) -> Target
 # saved profiles
 # --------------------------------------------------------------------------------------------------------------
 
+def name_key(name: str) -> str:
+    """What makes two target names the same one: case, width and spacing do not count ("Lab box" = "ＬＡＢ ＢＯＸ")."""
+    return " ".join(unicodedata.normalize("NFKC", str(name)).split()).casefold()
+
+
 def _reserved_names() -> set[str]:
-    return {THIS_MACHINE.casefold()} | {p.name.casefold() for p in presets()}
+    return {name_key(THIS_MACHINE)} | {name_key(p.name) for p in presets()}
 
 
 def saved_targets(store: Any) -> tuple[list[TargetProfile], list[str]]:
@@ -272,37 +282,42 @@ def list_targets(store: Any, *, include_this_machine: bool = True) -> list[Targe
 
 
 def get_target(store: Any, name: str) -> TargetProfile:
-    """The target called `name` (case-insensitive); ValueError naming the choices when there is none."""
-    wanted = " ".join(str(name).split()).casefold()
-    if wanted == THIS_MACHINE:
+    """The target called `name` (as `name_key` compares); ValueError naming the choices when there is none."""
+    wanted = name_key(name)
+    if wanted == name_key(THIS_MACHINE):
         return this_machine()
     for profile in presets() + saved_targets(store)[0]:
-        if profile.name.casefold() == wanted:
+        if name_key(profile.name) == wanted:
             return profile
     names = [THIS_MACHINE] + [p.name for p in presets()] + [p.name for p in saved_targets(store)[0]]
     raise ValueError(f"no target called {str(name)[:MAX_NAME_CHARS]!r}; choose one of: {', '.join(names)}")
 
 
 def save_target(store: Any, profile: TargetProfile) -> TargetProfile:
-    """Validate and save (replacing a saved profile of the same name); a preset's or this machine's name is refused."""
+    """Validate and save, replacing a saved profile of the same name (as `name_key` compares, so "lab box" edits
+    "Lab box" rather than saving a second one); a preset's or this machine's name is refused."""
     clean = replace(profile, builtin=False).validate()
-    if clean.name.casefold() in _reserved_names():
+    if name_key(clean.name) in _reserved_names():
         raise ValueError(f"{clean.name!r} is a built-in target: save your version under another name")
     data = clean.to_dict()
     data.pop("builtin")
     store.save_target_profile(clean.name, data)
+    for row in store.target_profiles():  # the same target under another spelling: the new one replaces it
+        if row["name"] != clean.name and name_key(row["name"]) == name_key(clean.name):
+            store.delete_target_profile(row["name"])
     return clean
 
 
 def delete_target(store: Any, name: str) -> None:
     """Delete a saved profile; built-in ones cannot be deleted; ValueError when there is no such saved profile."""
     clean = " ".join(str(name).split())
-    if clean.casefold() in _reserved_names():
+    if name_key(clean) in _reserved_names():
         raise ValueError(f"{clean!r} is built in and cannot be deleted")
-    for profile in saved_targets(store)[0]:
-        if profile.name.casefold() == clean.casefold():
-            store.delete_target_profile(profile.name)
-            return
+    rows = [row for row in store.target_profiles() if name_key(row["name"]) == name_key(clean)]
+    for row in rows:  # every spelling saved before names were compared this way
+        store.delete_target_profile(row["name"])
+    if rows:
+        return
     raise ValueError(f"there is no saved target called {clean[:MAX_NAME_CHARS]!r}")
 
 
@@ -370,6 +385,72 @@ def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: s
         vram_bytes=pred.vram_bytes, weights_bytes=pred.weights_bytes, kv_bytes=pred.kv_bytes,
         compute_bytes=pred.compute_bytes, overhead_bytes=pred.overhead_bytes, spare_bytes=int(spare),
         gpu_layers=pred.gpu_layers, n_layers=pred.n_layers, notes=notes, spare_in=where)
+
+
+# The verdict as a short cell, fit first (a table says "CPU only" to no one asking "will it fit my laptop?").
+VERDICT_WORDS = {fit.GPU_FULL: "fits on GPU", fit.GPU_PARTIAL: "fits, partial GPU offload", fit.CPU_ONLY: "fits (CPU)",
+                 fit.NO_FIT: "does not fit"}
+
+
+def verdict_words(code: str, fallback: str = "") -> str:
+    """A fit verdict code in a few words for a table cell; `fallback` for a code this table does not know."""
+    return VERDICT_WORDS.get(code, fallback or code)
+
+
+def _amount(n: int) -> str:
+    """Bytes as a person says them: "4.6 GiB", "310 MiB" under one GiB."""
+    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / 2**20:,.0f} MiB"
+
+
+def fit_sentence(f: TargetFit, profile: TargetProfile) -> str:
+    """Will this file fit on this target, in words, the answer first: "fits, with 4.6 GiB to spare", "fits with
+    partial GPU offload (20 of 33 layers on the GPU), with 2.1 GiB of RAM to spare", "does not fit: needs 9.1 GiB
+    of RAM, has 5.0 GiB (8.0 GiB less 3.0 GiB for the OS)"."""
+    spare = _amount(f.spare_bytes)
+    if f.verdict_code == fit.NO_FIT:
+        has = profile.ram_budget_bytes
+        return (f"does not fit: needs {_amount(has - f.spare_bytes)} of RAM, has {_amount(has)} "
+                f"({_amount(profile.ram_bytes)} less {_amount(profile.os_reserve_bytes)} for the OS)")
+    if f.verdict_code == fit.GPU_FULL:
+        return f"fits on the GPU, with {spare} of {f.spare_in} to spare"
+    if f.verdict_code == fit.GPU_PARTIAL:
+        of = f" of {f.n_layers}" if f.n_layers else ""
+        return (f"fits with partial GPU offload ({f.gpu_layers}{of} layers on the GPU, the rest on the CPU), with "
+                f"{spare} of {f.spare_in} to spare")
+    if profile.vram_bytes:
+        return f"fits in RAM and runs on the CPU (not on the GPU), with {spare} to spare"
+    return f"fits, with {spare} to spare"
+
+
+def ladder_fit_sentence(profile: TargetProfile, fits: Sequence[tuple[str, TargetFit]]) -> str:
+    """A whole ladder on one target, the answer first: which files fit, and the margin of the one that binds.
+
+    "All 5 fit; the tightest, F16, fits, with 4.6 GiB to spare." · "Q4_K_M and Q2_K fit; the tightest, Q4_K_M,
+    fits, with 0.8 GiB to spare. F16 and Q8_0 do not; the nearest, Q8_0, does not fit: needs …" · "None fits: even
+    the smallest, Q2_K, does not fit: needs …"."""
+    if not fits:
+        return "No file could be read."
+    ok = [(label, f) for label, f in fits if f.fits]
+    short = [(label, f) for label, f in fits if not f.fits]
+    if not ok:
+        label, near = max(short, key=lambda x: x[1].spare_bytes)
+        return f"None fits: even the smallest, {label}, {fit_sentence(near, profile)}."
+    label, tight = min(ok, key=lambda x: x[1].spare_bytes)
+    if len(ok) == 1:
+        head = f"{label} {fit_sentence(tight, profile)}."
+    else:
+        every = f"All {len(ok)}" if not short else _and([lb for lb, _ in ok])
+        head = f"{every} fit; the tightest, {label}, {fit_sentence(tight, profile)}."
+    if not short:
+        return head
+    label, near = max(short, key=lambda x: x[1].spare_bytes)
+    if len(short) == 1:
+        return f"{head} {label} {fit_sentence(near, profile)}."
+    return f"{head} {_and([lb for lb, _ in short])} do not; the nearest, {label}, {fit_sentence(near, profile)}."
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def kv_bytes(info: Any, n_ctx: int, kv_type_k: str = "f16", kv_type_v: str = "f16") -> int:

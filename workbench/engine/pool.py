@@ -268,6 +268,10 @@ class WorkerProcess:
         """
         rid = next(self._ids)
         request = {**request, "id": rid}
+        try:
+            protocol.check_request(request)
+        except protocol.BadRequest as exc:  # refused here: llama.cpp would crash on it or answer wrongly
+            raise WorkerError(f"bad request: {exc}") from None
         if cancel is not None and cancel.is_set():
             raise WorkerCancelled()  # Stop came first (say, during the load): do not start what it stops
         self._mark_stderr()

@@ -51,11 +51,18 @@ Events (field `event`; `id` is the request's, null for `ready` and for an unpars
 
 A worker that dies sends nothing more: the parent sees end-of-file and the exit status, and turns
 that into an `error` for the request in flight (see pool.py).
+
+Bad values (`check_request`): an empty prompt, max_tokens below 1, a context, batch, thread or sequence count
+below 1, a temperature or top_p that is not a finite number in range. The parent refuses such a request before
+sending it (WorkerProcess.call) and the worker answers one with `error` (it stays up): an empty prompt would
+read the previous request's logits, n_batch=-1 crashes llama.cpp, max_tokens=0 used to mean 256.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 OPS = frozenset({"load", "generate", "generate_batch", "score", "tokenize", "cancel", "unload", "shutdown"})
@@ -78,3 +85,58 @@ def decode(line: bytes | str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError("protocol message is not a JSON object")
     return obj
+
+
+class BadRequest(ValueError):
+    """A request whose values the worker must not run (the message names the field)."""
+
+
+def _whole(req: Mapping[str, Any], key: str, minimum: int) -> None:
+    value = req.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise BadRequest(f"{key} must be a whole number of at least {minimum}, got {value!r}")
+
+
+def _has_prompt(req: Mapping[str, Any]) -> bool:
+    if req.get("prompt_tokens"):
+        return True
+    messages = req.get("messages")
+    if messages:
+        return isinstance(messages, list) and any(isinstance(m, Mapping) and m.get("content") for m in messages)
+    return bool(req.get("text"))
+
+
+def check_item(item: Mapping[str, Any]) -> None:
+    """One prompt of a generate (or one item of a generate_batch): not empty, max_tokens at least 1."""
+    _whole(item, "max_tokens", 1)
+    if not _has_prompt(item):
+        raise BadRequest("the prompt is empty: there is nothing to generate from")
+
+
+def check_request(req: Mapping[str, Any]) -> None:
+    """Raise BadRequest for values llama.cpp would crash on or misread; what it cannot see (the prompt's token
+    count against the context) the worker checks once it has tokenized."""
+    op = req.get("op")
+    if op == "load":
+        for key in ("n_ctx", "n_threads", "n_batch", "n_seq"):
+            _whole(req, key, 1)
+        _whole(req, "n_gpu_layers", -1)
+    if op in ("generate", "generate_batch"):
+        temperature, top_p = req.get("temperature"), req.get("top_p")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not math.isfinite(temperature) or temperature < 0):
+            raise BadRequest(f"temperature must be a finite number of 0 or more, got {temperature!r}")
+        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                                  or not math.isfinite(top_p) or not 0 < top_p <= 1):
+            raise BadRequest(f"top_p must be a number above 0 and at most 1, got {top_p!r}")
+    if op == "generate":
+        check_item(req)
+    elif op == "generate_batch":
+        _whole(req, "n_seq", 1)
+        items = req.get("items")
+        if not isinstance(items, list):
+            raise BadRequest("items must be a list of prompts")
+        for item in items:
+            if not isinstance(item, Mapping):
+                raise BadRequest("each item must be an object")
+            _whole(item, "max_tokens", 1)  # an empty item is that item's error, not the batch's (the worker's)

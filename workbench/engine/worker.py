@@ -369,9 +369,11 @@ class Engine:
             time.sleep(stuck_s)
         tokens, template = self.prompt_tokens(req)
         n_ctx = self.settings["n_ctx"]
+        if not tokens:  # decoding nothing would leave the previous request's logits to sample from
+            raise RuntimeError("the prompt is empty: there is nothing to generate from")
         if len(tokens) >= n_ctx:
             raise RuntimeError(f"the prompt has {len(tokens)} tokens but the context holds {n_ctx}; raise the context size")
-        max_tokens = max(1, int(req.get("max_tokens") or 256))
+        max_tokens = 256 if req.get("max_tokens") is None else int(req["max_tokens"])  # >= 1: check_request
         temperature = float(req.get("temperature") or 0.0)
         top_p = 1.0 if req.get("top_p") is None else float(req["top_p"])
         seed = 0 if req.get("seed") is None else int(req["seed"])
@@ -584,7 +586,10 @@ class Engine:
             nonlocal prefill_s
             started = time.perf_counter()
             try:
+                protocol.check_item(item)  # an empty prompt would decode nothing and sample stale logits
                 tokens, template = self.prompt_tokens(item)
+                if not tokens:
+                    raise protocol.BadRequest("the prompt is empty: there is nothing to generate from")
             except Exception as exc:
                 self.out.send(event="item", id=rid, index=index, error=f"could not build the prompt: {exc}")
                 return
@@ -603,7 +608,7 @@ class Engine:
                     raise RuntimeError(f"llama_decode failed with code {rc} during the prefill of item {index}")
             prefill_s += time.perf_counter() - t
             sampler = None if temperature <= 0 else self._make_sampler(temperature, top_p, seed)
-            slots[s] = _Slot(index, max(1, int(item.get("max_tokens") or 256)), len(tokens), template, sampler,
+            slots[s] = _Slot(index, int(item.get("max_tokens") or 256), len(tokens), template, sampler,
                              codecs.getincrementaldecoder("utf-8")(errors="replace"), started, pos=len(tokens))
             accept(s, sample(slots[s], batch.n_tokens - 1))  # type: ignore[arg-type]
 
@@ -900,6 +905,7 @@ def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -
             elif op not in handlers:
                 out.send(event="error", id=rid, during=op, message=f"this worker does not do {op!r}")
             else:
+                protocol.check_request(req)  # the parent checks too; anything may write to our stdin
                 handlers[op](req)
         except _Cancelled:
             out.send(event="error", id=rid, during=op, message="cancelled")

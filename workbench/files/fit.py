@@ -62,6 +62,25 @@ KV_PAD = 256
 
 GPU_FULL, GPU_PARTIAL, CPU_ONLY, NO_FIT = "gpu_full", "gpu_partial", "cpu", "no_fit"
 READ, ESTIMATED, MEASURED = "read", "estimated", "measured"
+HEADER_READ = "read from this file's header"  # `how` of a prediction from the file's own header
+UNREADABLE = "header unreadable"
+
+
+def unreadable(error: str | BaseException, name: str | None = None) -> str:
+    """What a fit row says instead of a verdict when the file's header was refused or could not be fetched:
+    "header unreadable: <why>" on one line, without the file's name in front (the row already names it)."""
+    why = " ".join(str(error).split()) or type(error).__name__
+    for prefix in (name, name and os.path.realpath(name), os.path.basename(name or "")):
+        if prefix and why.startswith(f"{prefix}: "):
+            why = why[len(prefix) + 2:]
+            break
+    return f"{UNREADABLE}: {why}"
+
+
+def unreadable_summary(file: str, error: str | BaseException) -> dict[str, Any]:
+    """The CLI's JSON row for a local file whose header could not be read: no prediction, no verdict."""
+    return jf.fit_fields(file=file, name=os.path.basename(file), quant_type=None, predicted_bytes=None, verdict=None,
+                         how=unreadable(error, file))
 
 
 @dataclass
@@ -98,10 +117,10 @@ class FitPrediction:
 
     def summary(self) -> dict[str, Any]:
         """The CLI's JSON row for a local file, in the shared vocabulary (json_fields): file, name, quant_type,
-        predicted_bytes, verdict."""
+        predicted_bytes, verdict, how (read from the file's own header)."""
         local = self.file if os.path.isabs(self.file) else None
-        return {jf.FILE: local, jf.NAME: os.path.basename(self.file), jf.QUANT_TYPE: self.quant_type,
-                jf.PREDICTED_BYTES: self.predicted_bytes, jf.VERDICT: self.verdict}
+        return jf.fit_fields(file=local, name=os.path.basename(self.file), quant_type=self.quant_type,
+                             predicted_bytes=self.predicted_bytes, verdict=self.verdict, how=HEADER_READ)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, the summary keys first."""
@@ -425,7 +444,7 @@ def warm_together_bytes(predictions: Iterable[FitPrediction]) -> int:
 
 
 def summaries_json(predictions: Iterable[FitPrediction]) -> str:
-    """The CLI's JSON: [{"file", "name", "quant_type", "predicted_bytes", "verdict"}]."""
+    """The CLI's JSON: [{"file", "name", "quant_type", "predicted_bytes", "verdict", "how"}]."""
     return json.dumps([p.summary() for p in predictions], indent=2)
 
 

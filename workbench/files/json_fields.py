@@ -19,7 +19,9 @@ BITS_PER_WEIGHT = "bits_per_weight"
 IS_REFERENCE = "is_reference"  # this row is the reference the others are measured against
 REFERENCE = "reference"  # at the top of an output: the reference's label
 PREDICTED_BYTES = "predicted_bytes"  # predicted peak memory of one worker running the file
-VERDICT = "verdict"  # where the file can run: "CPU only", "fits on the GPU entirely" …
+VERDICT = "verdict"  # where the file can run: "CPU only", "fits on the GPU entirely" …; null when no header was read
+HOW = "how"  # where a fit row's figures came from: "read from this file's header", "estimated from <name>'s header",
+# "header unreadable: <why>" (no verdict then)
 RUN_ID = "run_id"  # the stored run's id (`workbench history`, `report`)
 SET_RUN_ID = "set_run_id"  # a stored set run (`workbench batch`): a prompt set, each prompt its own run
 ENDPOINT = "endpoint"  # a remote endpoint: base_url, model, api … (never its key); a remote row's `file` is null
@@ -28,6 +30,13 @@ ENDPOINT = "endpoint"  # a remote endpoint: base_url, model, api … (never its 
 def abs_file(path: str | os.PathLike[str] | None) -> str | None:
     """A local GGUF path as the vocabulary names it: absolute, `~` expanded; None stays None."""
     return os.path.abspath(os.path.expanduser(os.fspath(path))) if path else None
+
+
+def fit_fields(*, file: str | os.PathLike[str] | None, name: str, quant_type: str | None, predicted_bytes: int | None,
+               verdict: str | None, how: str) -> dict[str, Any]:
+    """One `workbench fit` row, local or Hub file alike, in this order."""
+    return {FILE: abs_file(file), NAME: name, QUANT_TYPE: quant_type, PREDICTED_BYTES: predicted_bytes, VERDICT: verdict,
+            HOW: how}
 
 
 def gguf_fields(*, label: str | None, quant_type: str | None, file: str | os.PathLike[str] | None,

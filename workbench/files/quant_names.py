@@ -111,3 +111,40 @@ def precision_key(quant: str | None) -> tuple[float, int, str]:
         bits -= 0.001  # F16 and BF16 tie on bits; keep a stable order
     suffix = quant.upper().rsplit("_", 1)[-1]
     return (bits, _SUFFIX_ORDER.get(suffix, 3), quant.upper())
+
+
+#: The file people ship when "4-bit will do": the question a fresh ladder is asked first is this one vs 8-bit.
+COMMON_CANDIDATE = "Q4_K_M"
+EIGHT_BIT = "Q8_0"
+
+
+def default_pair(labels: list[str], reference: str | None = None,
+                 quant_of: dict[str, str | None] | None = None) -> tuple[str, str] | None:
+    """(candidate, baseline) a fresh ladder is asked about first: the smallest common quantization against the
+    8-bit one, "Q4_K_M vs Q8_0".
+
+    The candidate, among the labels below the baseline in precision (any label when none is), is the one that is
+    Q4_K_M; else the lowest-precision one of at least 4 nominal bits (the smallest file people commonly ship); else
+    the lowest-precision one. The baseline is the label that is Q8_0;
+    else `reference`; else the highest-precision label. None when fewer than two labels differ.
+    `quant_of` maps a label to its quant type when the label alone does not say it.
+    """
+    names = list(dict.fromkeys(x for x in labels if isinstance(x, str) and x))
+    if len(names) < 2:
+        return None
+
+    def quant(label: str) -> str | None:
+        q = (quant_of or {}).get(label)
+        return (q or quant_from_name(label) or label).upper()
+
+    baseline = next((x for x in names if quant(x) == EIGHT_BIT), None)
+    if baseline is None:
+        baseline = reference if reference in names else max(names, key=lambda x: precision_key(quant(x)))
+    rest = [x for x in names if x != baseline]
+    lower = [x for x in rest if precision_key(quant(x)) < precision_key(quant(baseline))]
+    rest = lower or rest  # the question is about a smaller file, when there is one
+    candidate = next((x for x in rest if quant(x) == COMMON_CANDIDATE), None)
+    if candidate is None:
+        common = [x for x in rest if (nominal_bits_per_weight(quant(x) or "") or 0.0) >= 4.0]
+        candidate = min(common or rest, key=lambda x: precision_key(quant(x)))
+    return candidate, baseline

@@ -2,5 +2,5 @@
 
 `hub` lists and downloads, `discover` finds local GGUFs, `quantize` and `ladder` build and describe
 ladders, `acquire` turns listings and downloads into ladders for the pages, `fit_report` checks the
-fit prediction against stored runs. May import `core`, `storage`, `files`, `engine`.
+fit prediction against stored runs, `demo_note` says why the demo ladder's figures look odd. May import `core`, `storage`, `files`, `engine`.
 """

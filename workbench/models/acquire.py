@@ -41,11 +41,13 @@ _HEADERS_LOCK = threading.Lock()
 
 @dataclass
 class FitRow:
-    """One listed file with its prediction; `header` says where the model's shape came from."""
+    """One listed file with its prediction; `header` says where the model's shape came from. A file whose own header
+    was asked for and refused (or could not be fetched) has no prediction: nothing is borrowed for it."""
 
     entry: GgufFile
     prediction: fit.FitPrediction | None
-    header: str  # "read from this file's header" | "read (cached file)" | "estimated from <name>'s header" | "unavailable"
+    header: str  # "read from this file's header" | "read (cached file)" | "estimated from <name>'s header"
+    # | "header unreadable: <why>" | "unavailable"
     error: str | None = None
     path: str | None = None  # the local file when it is in the HF cache and its header was read there
 
@@ -53,12 +55,20 @@ class FitRow:
     def header_read(self) -> bool:
         return self.header.startswith("read")
 
+    @property
+    def verdict_text(self) -> str:
+        """The verdict, or, with no prediction, why there is none ("header unreadable: …")."""
+        if self.prediction is not None:
+            return self.prediction.verdict
+        return self.header if self.header.startswith(fit.UNREADABLE) else f"unknown: {self.error}"
+
     def summary(self) -> dict[str, Any]:
         """The CLI's JSON row, keyed like `FitPrediction.summary()`: `file` is the local path (null when the file
-        is not on disk), `name` its path in the repo."""
+        is not on disk), `name` its path in the repo, `verdict` null without a prediction and `how` says why."""
         p = self.prediction
-        return {jf.FILE: jf.abs_file(self.path), jf.NAME: self.entry.name, jf.QUANT_TYPE: self.entry.quant_type,
-                jf.PREDICTED_BYTES: p.predicted_bytes if p else None, jf.VERDICT: p.verdict if p else "unknown"}
+        how = self.header if p is not None or self.header.startswith(fit.UNREADABLE) else f"unavailable: {self.error}"
+        return jf.fit_fields(file=self.path, name=self.entry.name, quant_type=self.entry.quant_type,
+                             predicted_bytes=p.predicted_bytes if p else None, verdict=p.verdict if p else None, how=how)
 
 
 def cached_path(listing: RepoListing, entry: GgufFile) -> str | None:
@@ -88,13 +98,13 @@ def entry_header(listing: RepoListing, entry: GgufFile) -> tuple[GgufInfo, str]:
 
 
 def read_headers(listing: RepoListing, entries: Sequence[GgufFile]) -> dict[str, tuple[GgufInfo, str] | str]:
-    """Headers of several entries, read in parallel: name -> (info, how) or name -> one-line error."""
+    """Headers of several entries, read in parallel: name -> (info, how) or name -> "header unreadable: <why>"."""
 
     def one(e: GgufFile) -> tuple[GgufInfo, str] | str:
         try:
             return entry_header(listing, e)
         except (HubError, GgufError, OSError) as exc:
-            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return fit.unreadable(exc, f"{listing.repo_id}/{e.files[0]}")
 
     if not entries:
         return {}
@@ -117,6 +127,7 @@ def fit_listing(
     `read` names the entries whose headers are fetched ("all", "selected" or a set of entry names); the rest
     borrow the model's shape from a header that was read, with their weights taken from the file size, and
     say so ("estimated"). All quantizations of one repo share layers, heads and vocabulary, so that is close.
+    An entry whose own header was read and refused gets no prediction at all: its row says why instead.
     """
     if ram_available_bytes is None or gpus is None:
         m = machine()
@@ -140,7 +151,9 @@ def fit_listing(
     rows = []
     for e in listing.files:
         got = headers.get(e.name)
-        error = got if isinstance(got, str) else None
+        if isinstance(got, str):  # its own header was refused: a borrowed shape would hide that
+            rows.append(FitRow(e, None, got, got))
+            continue
         if isinstance(got, tuple):
             info, how = got
             weights = e.size_bytes if e.is_split else None  # a first shard's header lists only its own tensors
@@ -150,7 +163,7 @@ def fit_listing(
                                        size_bytes=size, repackable_bytes=0)
             how, weights = f"estimated from {shape_from}'s header", size
         else:
-            rows.append(FitRow(e, None, "unavailable", error or "no header could be read"))
+            rows.append(FitRow(e, None, "unavailable", "no header of this repo could be read"))
             continue
         download = 0 if e.cached else hub.bytes_to_download(listing, [e])
         pred = fit.predict(info, n_ctx=n_ctx, kv_type=kv_type, ram_available_bytes=ram_available_bytes, gpus=gpus,
@@ -160,7 +173,7 @@ def fit_listing(
         if not isinstance(got, tuple) and (e.quant_type or "") not in NEVER_REPACKED and cpu_supports_repack():
             pred.notes.append("weights llama.cpp may repack for this CPU are not counted: choose the file to read its header")
         local = info.path if isinstance(got, tuple) and how == "read (cached file)" else None
-        rows.append(FitRow(e, pred, how, error, local))
+        rows.append(FitRow(e, pred, how, None, local))
     return rows
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -30,6 +31,19 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from workbench.people.import_ranges import range_problem
+from workbench.storage.limits import (
+    MAX_DEPTH,
+    MAX_IMPORT_BYTES,
+    MAX_JSON_BYTES,
+    MAX_PROMPT_CHARS,
+    MAX_SET_PROMPTS,
+    MAX_TEXT_BYTES,
+    is_unicode,
+    number_problem,
+    text_problem,
+    utf8_bytes,
+)
 from workbench.storage.store import ImportBatch, ImportRun, Store, now_iso
 
 EXPORT_FORMAT = "quant-workbench-export"
@@ -43,11 +57,9 @@ JSON_COLUMNS = ("settings_json", "ladder_json", "messages_json", "machine_json",
                 "perturbation_json", "prompts_json")
 REDACTED = "[removed]"
 
-# What an import accepts (finding 8 of issue 14: an import is untrusted input).
-MAX_IMPORT_BYTES = 200 * 1024 * 1024  # the whole file
-MAX_TEXT_BYTES = 1024 * 1024  # one TEXT value (a prompt, an output, an error)
-MAX_JSON_BYTES = 64 * 1024 * 1024  # one JSON value (a divergence measurement's per-token detail can be large)
-MAX_DEPTH = 64  # nesting of the whole document
+# What an import accepts (finding 8 of issue 14: an import is untrusted input): storage.limits, which every writer
+# obeys too, so the app's own export always imports back.
+MAX_INT_DIGITS = 40  # a JSON integer longer than this is beyond any column's range: kept as text to name its field
 # JSON columns that must hold an object / a list (the pages read them as such)
 JSON_OBJECTS = ("settings_json", "ladder_json", "machine_json", "metrics_json", "summary_json", "tokens_json",
                 "meta_json", "perturbation_json")
@@ -295,21 +307,24 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origi
         if len(raw) > MAX_IMPORT_BYTES:
             raise ImportFileError(f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_int=_parse_int)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ImportFileError(f"not a JSON file: {exc}") from None
         except RecursionError:
             raise ImportFileError(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ImportFileError("not a Quant Workbench export (no \"format\": \"quant-workbench-export\")")
-    if not isinstance(data.get("version", 0), int) or isinstance(data.get("version"), bool):
-        raise ImportFileError(f"the export version must be a whole number, got {_show(data.get('version'))}")
     if _depth(data) > MAX_DEPTH:
         raise ImportFileError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(source, dict):
+        data = _tame_ints(data)  # as the file reader leaves them: an integer too long to store named, not converted
+    if not isinstance(data.get("version", 0), int) or isinstance(data.get("version"), bool):
+        raise ImportFileError(f"the export version must be a whole number, got {_show(data.get('version'))}")
     if int(data.get("version", 0)) > EXPORT_VERSION:
-        raise ImportFileError(f"export version {data.get('version')} is newer than this workbench reads "
+        raise ImportFileError(f"export version {_show(data.get('version'))} is newer than this workbench reads "
                               f"({EXPORT_VERSION})")
-    stamp = f"{now_iso()} {str(origin or 'an export')[:200]}"
+    origin = str(origin or "an export")[:200].encode("utf-8", "replace").decode("utf-8")  # an odd file name
+    stamp = f"{now_iso()} {origin}"
 
     def prepare(info: dict[str, list[Any]]) -> ImportBatch:
         validate_import(data, info)
@@ -319,7 +334,10 @@ def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origi
                             for run in data.get("runs", [])],
                            [_flatten_json_columns(row) for row in data.get("set_runs") or []])
 
-    done = store.import_runs(prepare, RUN_TABLES, stamp)
+    try:
+        done = store.import_runs(prepare, RUN_TABLES, stamp)
+    except (OverflowError, UnicodeEncodeError) as exc:  # a backstop: validate_import names the field first
+        raise ImportFileError(f"a value the database cannot hold ({type(exc).__name__}: {exc})") from None
     counts = done.rows
     return ImportSummary(len(done.run_ids), counts.get("results", 0), counts.get("ratings", 0),
                          counts.get("votes", 0), done.run_ids, counts, done.set_run_ids)
@@ -341,8 +359,34 @@ def _flatten_json_columns(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- import validation -----------------------------------------------------------------------
+class HugeInt:
+    """A JSON integer too long for any column (Python refuses to read one of over 4,300 digits at all): kept as its
+    digit count, so the check that meets it names its field instead of the parser failing with no field."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a {self.digits:,}-digit integer"
+
+
+def _parse_int(text: str) -> int | HugeInt:
+    return int(text) if len(text) <= MAX_INT_DIGITS else HugeInt(len(text.lstrip("-")))
+
+
+def _tame_ints(value: Any) -> Any:
+    """`value` (nested no deeper than MAX_DEPTH) with every integer too long for a column as a HugeInt."""
+    if isinstance(value, dict):
+        return {k: _tame_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tame_ints(v) for v in value]
+    if _is_int(value) and abs(value) >= 10**MAX_INT_DIGITS:
+        return HugeInt(int(math.log10(abs(value))) + 1)  # str() refuses one of over 4,300 digits
+    return value
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = repr(_tame_ints(value) if _is_int(value) else value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -369,6 +413,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _writable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+# What names a row once in its run (the schema's UNIQUE keys beside run_id): a file repeating one is refused.
+ONCE_PER_RUN = {"divergence": ("source", "label"), "eval_results": ("case_id", "label"), "reference_repeats": ("repeat",)}
 IDS = ("id", "run_id", "result_id", "set_run_id", "set_index")  # INTEGER columns that must hold whole numbers
 
 
@@ -383,9 +437,12 @@ def _check_value(table: str, column: str, declared: str, value: Any) -> str | No
         if column == "token_ids_json" and not all(_is_int(t) for t in value):
             return "token_ids must be a list of whole numbers"
         try:
-            size = len(json.dumps(value, ensure_ascii=False, allow_nan=True).encode())
+            text = json.dumps(value, ensure_ascii=False, allow_nan=True)
         except (TypeError, ValueError) as exc:
             return f"{short} is not JSON ({exc})"
+        if not is_unicode(text):
+            return f"{short} holds a lone surrogate (text that is not valid Unicode)"
+        size = utf8_bytes(text)
         if size > MAX_JSON_BYTES:
             return f"{short} is longer than {MAX_JSON_BYTES // 2**20} MiB"
         return None
@@ -395,12 +452,16 @@ def _check_value(table: str, column: str, declared: str, value: Any) -> str | No
         return f"{column} must be a whole number, got {_show(value)}"
     if declared == "REAL" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
         return f"{column} must be a number, got {_show(value)}"
+    if declared in ("INTEGER", "REAL") and number_problem(value):
+        return f"{column} {number_problem(value)}"
     if declared == "TEXT":
         if not isinstance(value, str):
             return f"{column} must be text, got {_show(value)}"
-        if len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+        if utf8_bytes(value) > MAX_TEXT_BYTES:
             return f"{column} is longer than {MAX_TEXT_BYTES // 2**20} MiB"
+        return text_problem(column, value)
     return None
+
 
 
 def _enum_problem(table: str, row: dict[str, Any]) -> str | None:
@@ -439,12 +500,19 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
     if not isinstance(set_runs, list):
         raise ImportFileError("\"set_runs\" must be a list")
     owned = _owned(info)
+    # figures to range-check (ids and set indexes are checked against the file itself below)
+    numeric = {t: {r[1] for r in rows if str(r[2]).upper() in ("INTEGER", "REAL")} - set(IDS) for t, rows in info.items()}
     seen_runs: set[int] = set()
 
     def check_row(where: str, table: str, row: Any, fixed: set[str]) -> dict[str, Any]:
         if not isinstance(row, dict):
             raise ImportFileError(f"{where}: must be an object, got {_show(row)}")
-        flat = _flatten_json_columns(row)
+        try:
+            flat = _flatten_json_columns(row)
+        except (TypeError, ValueError):  # a value JSON cannot write: an integer too long to store, or not JSON at all
+            bad = next(c.removesuffix("_json") for c in JSON_COLUMNS if not _writable(row.get(c.removesuffix("_json"))))
+            raise ImportFileError(f"{where}: {bad} holds a value that cannot be stored (an integer too long, or not "
+                                  "JSON)") from None
         for _cid, column, declared, notnull, default, _pk in info[table]:
             if column in fixed or (column == "id" and table != "runs"):
                 continue
@@ -463,7 +531,7 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
             problem = _check_value(table, column, declared, value)
             if problem:
                 raise ImportFileError(f"{where}: {problem}")
-        problem = _enum_problem(table, flat)
+        problem = _enum_problem(table, flat) or range_problem(flat, numeric[table])
         if problem:
             raise ImportFileError(f"{where}: {problem}")
         return flat
@@ -508,9 +576,16 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
         for table in owned:
             if table == "results":
                 continue
+            keys: set[tuple[Any, ...]] = set()
             for i, row in enumerate(run.get(table) or [], 1):
                 where = f"{name}, {table} row {i}"
                 flat_row = check_row(where, table, row, {"run_id", "result_id"} if table == "ratings" else {"run_id"})
+                if table in ONCE_PER_RUN:  # a repeated row would count twice (5 of 5 from one case passed 5 times)
+                    once = tuple(flat_row.get(c) for c in ONCE_PER_RUN[table])
+                    if once in keys:
+                        raise ImportFileError(f"{where}: {' and '.join(ONCE_PER_RUN[table])} {_show(once)} appear twice "
+                                              "in this run")
+                    keys.add(once)
                 if table == "ratings":
                     if flat_row["label"] not in labels.values():
                         raise ImportFileError(f"{where}: label {_show(flat_row['label'])} is not an output of this run")
@@ -529,12 +604,10 @@ def validate_import(data: dict[str, Any], info: dict[str, list[Any]]) -> None:
 def _set_run_problem(row: dict[str, Any]) -> str | None:
     """What is wrong with a set run's prompts, labels or repeats beyond their column types (None: nothing): the
     pages read each prompt as {"prompt": text, "system"?, "category"?, "id"?, "check"?} and labels as names."""
-    from workbench.runs.prompt_sets import MAX_PROMPT_CHARS, MAX_PROMPTS
-
     prompts = row.get("prompts")
     if isinstance(prompts, list):
-        if not prompts or len(prompts) > MAX_PROMPTS:
-            return f"prompts must hold 1 to {MAX_PROMPTS} prompts, got {len(prompts)}"
+        if not prompts or len(prompts) > MAX_SET_PROMPTS:
+            return f"prompts must hold 1 to {MAX_SET_PROMPTS} prompts, got {len(prompts)}"
         for i, item in enumerate(prompts, 1):
             if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
                 return f"prompt {i} must be an object with a \"prompt\" text, got {_show(item)}"

@@ -359,5 +359,10 @@ def leaderboard(
         run_ids = in_set if run_ids is None else [r for r in run_ids if r in set(in_set)]
     ratings = list_ratings(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
     votes = list_votes(store, run_ids=run_ids, model=model, category=category, rater=rater, mode=mode)
-    return build_leaderboard(ratings, votes, n_boot=n_boot, seed=seed,
-                             filters={k: v for k, v in filters.items() if v is not None})
+    board = build_leaderboard(ratings, votes, n_boot=n_boot, seed=seed,
+                              filters={k: v for k, v in filters.items() if v is not None})
+    imported_votes, imported_ratings = (sum(1 for r in rows if r.get("imported_from")) for rows in (votes, ratings))
+    if imported_votes or imported_ratings:  # people elsewhere judged these: counted, and said (issue 24)
+        board.notes.append(f"{imported_votes} of the votes and {imported_ratings} of the ratings are on imported runs "
+                           "(outputs made on another machine); Recommend uses none of them.")
+    return board

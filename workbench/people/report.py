@@ -1,11 +1,16 @@
-"""A report to hand on: one self-contained HTML file (or Markdown) of one or more runs.
+"""A report to hand on: one self-contained HTML file (or Markdown) of one or more runs, read top-down.
 
-The HTML works offline: styles are inline and plotly.js is embedded once, in the first chart.
-It holds, per run, the ladder and where its files came from, the machine, the settings, the
-measured metrics (with how each was measured), charts, every output with its word-level diff
-against the reference, its one-line summary and changed facts (quality.summary, quality.facts), optional extra sections (divergence, evaluations…) passed by the caller,
-and the ratings summary (leaderboard) of the runs. A judged prompt set's verdict is a section of its own
+Per run, in the order a stakeholder reads: the conclusion (each quantization's one-line summary against the
+reference, quality.summary), what it means for the decision (size and speed against the reference, measured
+here), then the evidence: the prompt, every answer as prose with the phrases that differ from the reference
+softly highlighted (diffing.prose_html, as the Compare page shows them) and its changed facts, charts in the
+app's palette (orange: timed while other work competed), the metrics and divergence tables. Optional extra
+sections passed by the caller and the ratings follow; method and provenance (ladder, files, machine, settings
+in plain words, versions) come last. A judged prompt set's verdict is a section of its own
 (verdict_section_html / verdict_section_markdown of a people.verdict.SetVerdict).
+
+The HTML works offline: styles are inline and plotly.js is embedded once, in the first chart. The page shell,
+escaping and tables are people.report_kit's (shared with the set report and the recommendation).
 
 Model output, prompts, labels and comments are untrusted text: every piece is escaped
 (html.escape, or a code fence in Markdown) before it meets our markup, so an output holding
@@ -14,21 +19,35 @@ Model output, prompts, labels and comments are untrusted text: every piece is es
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from workbench.core.disturbance import of_result
 from workbench.engine.metrics import METRIC_LABELS
+from workbench.models.demo_note import report_note
 from workbench.models.ladder import Ladder
+from workbench.people.headline import Headline, default_run_pair, stored_run_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
+from workbench.people.report_kit import (
+    MEASURED_COLOURS,
+    PRIMARY,
+    Charts,
+    chart_text,
+    esc,
+    fence,
+    generated_at,
+    html_head,
+    html_table,
+    md_cell,
+    md_diff,
+    md_table,
+)
 from workbench.people.verdict import QuantQuality, SetVerdict
-from workbench.quality.diffing import DIFF_CSS, WordDiff, diff_html, plain_html, word_diff
+from workbench.quality.diffing import plain_html, prose_html, word_diff
 from workbench.quality.divergence import DivergenceReport, load_report
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import Floor, floor_of, standing_sentence
@@ -75,7 +94,7 @@ def _upper_first(text: str) -> str:
 
 
 def _floor_line(floor: Floor) -> str:
-    return f"Noise floor: {floor.sentence()} ({', '.join(floor.perturbations)}); docs/noise-floor.md."
+    return f"Noise floor: {floor.sentence()} ({', '.join(floor.perturbations)})."
 
 
 # ---- shared facts -----------------------------------------------------------------------------
@@ -236,80 +255,40 @@ def _title(runs: Sequence[dict[str, Any]]) -> str:
 
 
 # ---- HTML -------------------------------------------------------------------------------------
-CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; max-width: 1100px; margin: 2rem auto;
-       padding: 0 1rem; color: #1f2328; line-height: 1.5; }
-h1 { font-size: 1.6rem; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; margin-top: 2.5rem; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .85rem; }
-th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; }
-pre.wb-text { white-space: pre-wrap; background: #f6f8fa; padding: .5rem; border-radius: .4rem; }
-.wb-muted { color: #59636e; font-size: .85rem; }
-.wb-error { color: #cf222e; }
-.wb-output { margin-bottom: 1.2rem; }
-.wb-verdict { font-size: 1.05rem; border-left: 4px solid #0969da; padding: .2rem 0 .2rem .8rem; }
-"""
-
-
-def generated_at() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def html_head(title: str, note: str, css: str = "") -> list[str]:
-    """The opening of a self-contained report page up to its title and a muted note under it (both escaped);
-    the caller appends sections and closes it with "</body></html>"."""
-    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{esc(title)}</title><style>{CSS}{DIFF_CSS}{css}</style></head><body>",
-            f"<h1>{esc(title)}</h1>", f'<p class="wb-muted">{esc(note)}</p>']
-
-
-def esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-class _Charts:
-    """Plotly figures as HTML; plotly.js goes inline with the first one only (the file works offline)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def html(self, fig: Any) -> str:
-        out = fig.to_html(full_html=False, include_plotlyjs=self.count == 0, default_height="380px",
-                          default_width="100%", config={"displaylogo": False})
-        self.count += 1
-        return f'<div class="wb-chart">{out}</div>'
-
-
 def metrics_figure(run: dict[str, Any]) -> Any | None:
-    """Bars of file size, decode speed and peak RAM per contestant; None when nothing was measured."""
+    """Bars of file size, decode speed and peak RAM per contestant, in the app's palette (decode speed coloured
+    by how it was timed: orange when other work competed); None when nothing was measured. Labels are untrusted:
+    they reach the chart through chart_text, never as markup."""
     ok = [r for r in run["results"] if not r.get("error")]
     if not ok:
         return None
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    labels = [r["label"] for r in ok]
+    labels = [chart_text(r["label"]) for r in ok]
+    speed_colours = [MEASURED_COLOURS[_measured_word(r)] for r in ok]
     panels = [
-        ("File size (MiB)", [None if r.get("size_bytes") is None else r["size_bytes"] / 2**20 for r in ok]),
-        ("Decode (tok/s)", [r.get("decode_tok_s") for r in ok]),
+        ("File size (MiB)", [None if r.get("size_bytes") is None else r["size_bytes"] / 2**20 for r in ok], PRIMARY),
+        ("Decode (tok/s)", [r.get("decode_tok_s") for r in ok], speed_colours),
         ("Peak RAM of the worker (MiB)", [None if r.get("peak_rss_bytes") is None else r["peak_rss_bytes"] / 2**20
-                                          for r in ok]),
+                                          for r in ok], PRIMARY),
     ]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
-    for i, (name, values) in enumerate(panels, 1):
-        fig.add_trace(go.Bar(x=labels, y=values, name=name, showlegend=False), row=1, col=i)
-    fig.update_layout(margin={"l": 40, "r": 20, "t": 50, "b": 40}, title=f"Run {run['id']}: measured per quantization")
+    for i, (name, values, colour) in enumerate(panels, 1):
+        fig.add_trace(go.Bar(x=labels, y=values, name=name, showlegend=False, marker_color=colour), row=1, col=i)
+    title = f"Run {run['id']}: measured per quantization"
+    if "disturbed" in (_measured_word(r) for r in ok):
+        title += "<br><sup>orange: timed while other work competed (can read slower than this machine gives)</sup>"
+    fig.update_layout(margin={"l": 40, "r": 20, "t": 90, "b": 40}, title=title, template="plotly_white")
     return fig
 
 
-def _extra_html(value: Any, charts: _Charts) -> str:
+def _measured_word(r: dict[str, Any]) -> str:
+    disturbed, _ = of_result(r)
+    return "not judged" if disturbed is None else "disturbed" if disturbed else "quiet"
+
+
+def _extra_html(value: Any, charts: Charts) -> str:
     """Render one extra section's content: a DataFrame, plotly figure, rows, mapping or text; all escaped."""
     if hasattr(value, "to_plotly_json"):
         return charts.html(value)
@@ -326,70 +305,150 @@ def _extra_html(value: Any, charts: _Charts) -> str:
     return f'<pre class="wb-text">{esc(value)}</pre>'
 
 
-def _run_html(run: dict[str, Any], charts: _Charts) -> str:
-    ladder = run.get("ladder") or {}
-    parts = [f'<section id="run-{run["id"]}">',
-             f"<h2>Run {run['id']} · {esc(run.get('ladder_name') or 'unnamed model')}</h2>",
-             f'<p class="wb-muted">{esc(run.get("created_at"))} · {esc(run.get("kind"))} · status '
-             f'{esc(run.get("status"))}{" · category " + esc(run["category"]) if run.get("category") else ""}</p>']
-    if run.get("system_prompt"):
-        parts.append(f'<h3>System prompt</h3><pre class="wb-text">{esc(run["system_prompt"])}</pre>')
-    parts.append(f'<h3>Prompt</h3><pre class="wb-text">{esc(run.get("prompt"))}</pre>')
+# ---- the answer first: one line per quantization, then what it means for the decision ---------------------
+def conclusion_lines(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, sentence) per contestant: its summary against the reference (quality.summary), the reference
+    named as such, a failure as what happened."""
+    ref = _reference(run)
+    out = []
+    for r in run["results"]:
+        if r.get("error"):
+            out.append((r["label"], f"no answer: {r['error']}"))
+        elif ref is None:
+            out.append((r["label"], "answered (no reference answer to compare with)"))
+        elif r is ref:
+            out.append((r["label"], "the reference: the answer the others are compared with"))
+        else:
+            out.append((r["label"], summarize(ref.get("text") or "", r.get("text") or "").sentence))
+    return out
 
-    parts.append("<h3>Ladder and provenance</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in provenance_lines(ladder))
-                 + "</ul>")
-    if files := ladder_file_rows(ladder):
-        parts.append(html_table(LADDER_FILE_HEADERS, files))
-    parts.append(f"<h3>Machine</h3><p>{esc(machine_line(run.get('machine')))}</p>")
-    parts.append("<h3>Settings</h3>" + html_table(["setting", "value"], _settings_rows(run)))
 
-    parts.append("<h3>Metrics</h3>")
-    parts.append(html_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]))
-    parts.append('<p class="wb-muted">How each figure was measured: ' +
-                 "; ".join(esc(v) for v in METRIC_LABELS.values()) + ".</p>")
-    fig = metrics_figure(run)
-    if fig is not None:
-        parts.append(charts.html(fig))
-    for report in run.get("divergence_reports") or []:
-        parts.append("<h3>Divergence from the reference</h3>")
-        parts.append(f'<p class="wb-muted">{esc(_divergence_caption(report))}</p>')
-        parts.append(html_table(DIVERGENCE_HEADERS, divergence_rows(report)))
-        parts.append(f'<p class="wb-muted">{esc(PUBLISHED_NOTE)} Source: <a href="{esc(SOURCE_URL)}">'
-                     f"{esc(SOURCE_URL)}</a></p>")
-
-    parts.append("<h3>Outputs</h3>")
+def decision_lines(run: dict[str, Any]) -> list[str]:
+    """What each answer costs and gives against the reference: file size and decode speed as ratios, measured
+    here (a speed timed while other work competed says so)."""
     ref = _reference(run)
     if ref is None:
-        parts.append('<p class="wb-muted">No reference output to diff against: outputs are shown as they are.</p>')
+        return []
+    lines = []
+    for r in run["results"]:
+        if r is ref or r.get("error"):
+            continue
+        parts = []
+        if _is_number(r.get("size_bytes")) and _is_number(ref.get("size_bytes")) and ref["size_bytes"]:
+            parts.append(f"{r['size_bytes'] / ref['size_bytes']:.0%} of the reference's file size")
+        if _is_number(r.get("decode_tok_s")) and _is_number(ref.get("decode_tok_s")) and ref["decode_tok_s"]:
+            busy = "disturbed" in (_measured_word(r), _measured_word(ref))
+            parts.append(f"{r['decode_tok_s'] / ref['decode_tok_s']:.2g}× its decode speed"
+                         + (" (timed while other work competed: treat the speed as rough)" if busy else ""))
+        if parts:
+            lines.append(f"{r['label']}: {', '.join(parts)}, measured on this machine.")
+    return lines
+
+
+def _conclusion_html(run: dict[str, Any]) -> str:
+    ref = _reference(run)
+    against = f", against the reference, {esc(ref['label'])}" if ref is not None else ""
+    items = "".join(f"<li><strong>{esc(label)}</strong>: {esc(sentence)}</li>" for label, sentence in conclusion_lines(run))
+    parts = [f'<p class="wb-lede">On this prompt{against}:</p><ul class="wb-answer">{items}</ul>']
+    if decision := decision_lines(run):
+        parts.append("<h3>What it means for the decision</h3><ul>"
+                     + "".join(f"<li>{esc(x)}</li>" for x in decision) + "</ul>"
+                     '<p class="wb-muted">A smaller file that gives the same answer is the cheaper choice; a changed '
+                     "fact or a different answer is the risk to weigh against it. One prompt is one sample: a prompt "
+                     "set tells more.</p>")
+    return "".join(parts)
+
+
+# ---- the evidence ---------------------------------------------------------------------------------------------
+def _answers_html(run: dict[str, Any]) -> str:
+    ref = _reference(run)
+    parts = ["<h3>The answers</h3>"]
+    if ref is None:
+        parts.append('<p class="wb-muted">No reference answer to compare with: answers are shown as they are.</p>')
     else:
-        parts.append(f'<p class="wb-muted">Each output is diffed word by word against the reference '
-                     f'({esc(ref["label"])}): <ins>only in this output</ins>, <del>in the reference only</del>.</p>')
+        parts.append(f'<p class="wb-muted wb-key">Each answer as written; <mark class="wb-chg">highlighted</mark> words differ '
+                     f"from the reference ({esc(ref['label'])}). Hover a highlight to see what the reference had.</p>")
     floor = _floor(run, ref)
     if floor is not None:
         parts.append(f'<p class="wb-summary">{esc(_floor_line(floor))}</p>')
     for r in run["results"]:
         parts.append('<div class="wb-output">')
-        parts.append(f"<h4>{esc(r['label'])}{' (reference)' if r.get('is_reference') else ''}</h4>")
+        parts.append(f"<h4>{esc(r['label'])}{' (reference)' if r is ref else ''}</h4>")
         if r.get("error"):
             parts.append(f'<p class="wb-error">{esc(r["error"])}</p>')
         elif ref is None or r is ref:
-            parts.append(plain_html(r.get("text") or ""))
+            parts.append(plain_html(r.get("text") or "", prose=True))
         else:
             d = word_diff(ref.get("text") or "", r.get("text") or "")
-            summary = ("identical to the reference" if d.identical else
-                       f"first divergence at word {d.first_divergence_word}; {100 * d.similarity:.0f}% of words shared")
             column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
             parts.append(f'<p class="wb-summary"><strong>{esc(column.sentence)}</strong></p>')
             if floor is not None:
                 parts.append(f'<p class="wb-muted">{esc(_upper_first(standing_sentence(column, floor)))}</p>')
-            parts.append(f'<p class="wb-muted">{esc(summary)}</p>{diff_html(d)}')
+            parts.append(plain_html(r.get("text") or "", prose=True) if d.identical else prose_html(d))
             parts.append(facts_html(column.facts))
         if r.get("fallback"):
             parts.append(f'<p class="wb-muted">Note: {esc(r["fallback"])}</p>')
         if note := _disturbance_note(r):
             parts.append(f'<p class="wb-error">{esc(note)}</p>')
         parts.append("</div>")
+    return "".join(parts)
+
+
+def _run_html(run: dict[str, Any], charts: Charts) -> str:
+    """A run's conclusion and evidence (its method and provenance are in the page's last section)."""
+    parts = [f'<section id="run-{run["id"]}">',
+             f"<h2>{esc(run.get('ladder_name') or 'unnamed model')}: what changed between quantizations</h2>",
+             _conclusion_html(run)]
+    if about := report_note(run.get("ladder")):  # the embedded demo: why its figures look odd
+        parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {esc(about)}</p>')
+    if run.get("system_prompt"):
+        parts.append(f'<h3>System prompt</h3>{plain_html(run["system_prompt"], prose=True)}')
+    parts.append(f'<h3>The prompt</h3>{plain_html(run.get("prompt") or "", prose=True)}')
+    parts.append(_answers_html(run))
+    parts.append("<h3>Speed and memory, measured</h3>")
+    fig = metrics_figure(run)
+    if fig is not None:
+        parts.append(charts.html(fig))
+    parts.append(html_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]))
+    for report in run.get("divergence_reports") or []:
+        parts.append("<h3>Divergence from the reference</h3>")
+        parts.append(f'<p class="wb-muted">{esc(_divergence_caption(report))}</p>')
+        parts.append(html_table(DIVERGENCE_HEADERS, divergence_rows(report)))
+        parts.append(f'<p class="wb-muted">{esc(PUBLISHED_NOTE)} Source: <a href="{esc(SOURCE_URL)}">'
+                     f"{esc(SOURCE_URL)}</a></p>")
     parts.append("</section>")
+    return "".join(parts)
+
+
+# ---- method and provenance, last ------------------------------------------------------------------------------
+SETTING_WORDS = {
+    "max_tokens": "Most tokens per answer", "temperature": "Temperature (0: always the most likely word)",
+    "top_p": "Top-p (share of likely words sampled from)", "seed": "Random seed", "n_ctx": "Context size (tokens)",
+    "n_threads": "CPU threads", "n_gpu_layers": "Layers on the GPU", "gpu_offload": "GPU offload",
+    "system_prompt": "System prompt", "remote_concurrent": "Endpoints answered at the same time",
+    "display": "What the screen showed while timing",
+}
+
+
+def plain_settings_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's settings named in plain words, the stored name after them (to reproduce the run), then versions."""
+    return [(f"{SETTING_WORDS[k]} ({k})" if k in SETTING_WORDS else k, v) for k, v in _settings_rows(run)]
+
+
+def _method_html(run: dict[str, Any]) -> str:
+    ladder = run.get("ladder") or {}
+    parts = [f"<h3>Run {esc(run['id'])} · {esc(run.get('ladder_name') or 'unnamed model')}</h3>",
+             f'<p class="wb-muted">{esc(run.get("created_at"))} · {esc(run.get("kind"))} · status '
+             f'{esc(run.get("status"))}{" · category " + esc(run["category"]) if run.get("category") else ""}. '
+             "Contestants ran one after another on this machine.</p>",
+             "<h4>Where the files came from</h4><ul>"
+             + "".join(f"<li>{esc(x)}</li>" for x in provenance_lines(ladder)) + "</ul>"]
+    if files := ladder_file_rows(ladder):
+        parts.append(html_table(LADDER_FILE_HEADERS, files))
+    parts.append(f"<h4>Machine</h4><p>{esc(machine_line(run.get('machine')))}</p>")
+    parts.append("<h4>Settings</h4>" + html_table(["setting", "value"], plain_settings_rows(run)))
+    parts.append('<p class="wb-muted">How each figure was measured: ' +
+                 "; ".join(esc(v) for v in METRIC_LABELS.values()) + ".</p>")
     return "".join(parts)
 
 
@@ -398,7 +457,8 @@ def facts_html(facts: Sequence[FactChange]) -> str:
     if not facts:
         return ""
     items = "".join(f"<li>{esc(f.kind)}: {esc(f.describe())}</li>" for f in facts)
-    return f'<p class="wb-muted">Changed facts (docs/facts.md):</p><ul class="wb-facts">{items}</ul>'
+    return (f'<p class="wb-muted">Changed facts (numbers, dates, times, amounts and names that differ from the '
+            f'reference):</p><ul class="wb-facts">{items}</ul>')
 
 
 def _ratings_html(board: Leaderboard, ratings: list[dict[str, Any]], votes: list[dict[str, Any]]) -> str:
@@ -427,58 +487,76 @@ def _ratings_html(board: Leaderboard, ratings: list[dict[str, Any]], votes: list
     return "".join(parts)
 
 
+RUN_CSS = """
+.wb-lede { font-size: 1.05rem; margin-bottom: .2rem; }
+ul.wb-answer { font-size: 1.05rem; border-left: 4px solid #3b5bdb; padding: .2rem 0 .2rem 2rem; margin-top: 0; }
+.wb-output .wb-diff.wb-prose { background: #f8f9fa; }
+.wb-key mark.wb-chg { background: rgba(250,176,5,0.24); color: inherit; border-radius: 2px; }
+"""
+
+
+def run_answers(store: Store, runs: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], str, Headline]]:
+    """(run, "Q4_K_M vs Q8_0", headline) of each run with two outputs to compare: the answer a report opens with."""
+    out = []
+    for run in runs:
+        pair = default_run_pair(run)
+        if pair is not None:
+            out.append((run, f"{pair[0]} vs {pair[1]}", stored_run_headline(store, run, *pair)))
+    return out
+
+
+def _headlines_html(store: Store, runs: Sequence[dict[str, Any]]) -> str:
+    """The answer first: each run's headline and what it means, before the runs' evidence (docs/headlines.md)."""
+    answers = run_answers(store, runs)
+    if not answers:
+        return ""
+    items = "".join(f"<li><strong>Run {run['id']}, {esc(pair)}:</strong> {esc(h.sentence)} <em>{esc(h.advice)}</em>"
+                    "</li>" for run, pair, h in answers)
+    return (f'<section id="answer"><h2>The answer</h2><ul class="wb-verdict">{items}</ul>'
+            '<p class="wb-muted">Built from changed facts, the reference\'s own variation (noise floor), divergence and '
+            "blind votes (docs/headlines.md); each run's evidence follows.</p></section>")
+
+
+def _headlines_markdown(store: Store, runs: Sequence[dict[str, Any]]) -> list[str]:
+    answers = run_answers(store, runs)
+    if not answers:
+        return []
+    return (["## The answer", ""] + [f"- **Run {run['id']}, {md_cell(pair)}:** {md_cell(h.sentence)} "
+                                     f"_{md_cell(h.advice)}_" for run, pair, h in answers]
+            + ["", "Built from changed facts, the reference's own variation (noise floor), divergence and blind votes "
+                   "(docs/headlines.md); each run's evidence follows.", ""])
+
+
 def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None = None, title: str | None = None,
                 n_boot: int = 500) -> str:
     """One self-contained HTML page (str) for these runs; `extras` maps a section title to its content."""
     runs = load_runs(store, run_ids)
     ids = [r["id"] for r in runs]
     title = title or _title(runs)
-    charts = _Charts()
+    charts = Charts()
     from workbench import __version__
+
+    parts = html_head(title, "Measured on this machine, not estimated. How, with which files and settings: the last "
+                             "section.", RUN_CSS)
+
 
     parts = html_head(title, f"Generated {generated_at()} by Quant Workbench {__version__}. Figures were measured "
                              "on the machine named in each run, not estimated. Contestants ran one after another.")
+    parts.append(_headlines_html(store, runs))
     parts += [_run_html(run, charts) for run in runs]
     for name, value in (extras or {}).items():
         parts.append(f"<section><h2>{esc(name)}</h2>{_extra_html(value, charts)}</section>")
     ratings, votes = list_ratings(store, run_ids=ids), list_votes(store, run_ids=ids)
     parts.append(_ratings_html(leaderboard(store, run_ids=ids, n_boot=n_boot), ratings, votes))
+    parts.append('<section id="method"><h2>Method and provenance</h2>'
+                 f'<p class="wb-muted">Generated {esc(generated_at())} by Quant Workbench {esc(__version__)}. '
+                 "Figures were measured on the machine named below, not estimated.</p>"
+                 + "".join(_method_html(run) for run in runs) + "</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 # ---- Markdown ---------------------------------------------------------------------------------
-def fence(text: str, info: str = "text") -> str:
-    """A code fence longer than any backtick run inside, so the text can never close it early."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    bar = "`" * max(3, longest + 1)
-    return f"{bar}{info}\n{text}\n{bar}"
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
-
-
-def md_cell(x: Any) -> str:
-    """Untrusted text for one line or table cell of Markdown: Markdown's special characters backslash-escaped,
-    HTML's (<, >, &) as entities, line breaks as spaces; it shows as written and never becomes markup. Quotes stay
-    as they are: Markdown text holds no attribute they could end."""
-    text = " ".join(("" if x is None else str(x)).splitlines())
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def md_diff(d: WordDiff) -> str:
-    """The word diff in a fence: [-reference only-] {+this output only+}."""
-    marks = {"equal": "{}", "delete": "[-{}-]", "insert": "{{+{}+}}"}
-    fenced = fence("".join(marks[op].format(text) for op, text in d.segments), "diff-words")
-    return fenced + (f"\n\n_{md_cell(d.note)}_" if d.note else "")
-
-
 def _md_extra(value: Any) -> str:
     if hasattr(value, "to_plotly_json"):
         return "_(chart: see the HTML report)_"
@@ -494,59 +572,77 @@ def _md_extra(value: Any) -> str:
     return fence(str(value))
 
 
+def _run_markdown(run: dict[str, Any]) -> list[str]:
+    """A run's conclusion and evidence in Markdown (its method and provenance go in the last section)."""
+    ref = _reference(run)
+    against = f", against the reference, {md_cell(ref['label'])}" if ref is not None else ""
+    out = [f"## {md_cell(run.get('ladder_name') or 'unnamed model')}: what changed between quantizations", "",
+           f"On this prompt{against}:", ""]
+    out += [f"- **{md_cell(label)}**: {md_cell(sentence)}" for label, sentence in conclusion_lines(run)] + [""]
+    if decision := decision_lines(run):
+        out += ["### What it means for the decision", "", *(f"- {md_cell(x)}" for x in decision), ""]
+    if about := report_note(run.get("ladder")):  # the embedded demo: why its figures look odd
+        out += [f"_About this model: {md_cell(about)}_", ""]
+    if run.get("system_prompt"):
+        out += ["### System prompt", "", fence(run["system_prompt"]), ""]
+    out += ["### The prompt", "", fence(run.get("prompt") or ""), "", "### The answers", ""]
+    if ref is not None:
+        out += [f"Each answer against the reference ({md_cell(ref['label'])}): `[-reference only-]`, "
+                "`{+this answer only+}`.", ""]
+    floor = _floor(run, ref)
+    if floor is not None:
+        out += [md_cell(_floor_line(floor)), ""]
+    for r in run["results"]:
+        out += [f"#### {md_cell(r['label'])}{' (reference)' if r is ref else ''}", ""]
+        if note := _disturbance_note(r):
+            out += [f"**{md_cell(note)}**", ""]
+        if r.get("error"):
+            out += [f"Error: {md_cell(r['error'])}", ""]
+        elif ref is None or r is ref:
+            out += [fence(r.get("text") or ""), ""]
+        else:
+            d = word_diff(ref.get("text") or "", r.get("text") or "")
+            column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
+            out += [f"**{md_cell(column.sentence)}**", ""]
+            if floor is not None:
+                out += [md_cell(_upper_first(standing_sentence(column, floor))), ""]
+            out += [md_diff(d), ""]
+            if column.facts:
+                out += ["Changed facts:", ""] + [f"- {md_cell(f.kind)}: {md_cell(f.describe())}"
+                                                 for f in column.facts] + [""]
+    out += ["### Speed and memory, measured", "",
+            md_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]), ""]
+    for report in run.get("divergence_reports") or []:
+        out += ["### Divergence from the reference", "", md_cell(_divergence_caption(report)), "",
+                md_table(DIVERGENCE_HEADERS, divergence_rows(report)), "",
+                f"{md_cell(PUBLISHED_NOTE)} Source: <{SOURCE_URL}>", ""]
+    return out
+
+
+def _method_markdown(run: dict[str, Any]) -> list[str]:
+    out = [f"### Run {run['id']} · {md_cell(run.get('ladder_name') or 'unnamed model')}", "",
+           f"{md_cell(run.get('created_at'))} · {md_cell(run.get('kind'))} · status {md_cell(run.get('status'))}"
+           + (f" · category {md_cell(run['category'])}" if run.get("category") else "")
+           + ". Contestants ran one after another on this machine.", "", "#### Where the files came from", ""]
+    out += [f"- {md_cell(x)}" for x in provenance_lines(run.get("ladder"))] + [""]
+    if files := ladder_file_rows(run.get("ladder")):
+        out += [md_table(LADDER_FILE_HEADERS, files), ""]
+    return out + ["#### Machine", "", md_cell(machine_line(run.get("machine"))), "", "#### Settings", "",
+                  md_table(["setting", "value"], plain_settings_rows(run)), "",
+                  "How each figure was measured: " + "; ".join(md_cell(v) for v in METRIC_LABELS.values()) + ".", ""]
+
+
 def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | None = None, title: str | None = None,
                     n_boot: int = 500) -> str:
-    """The same report as Markdown (no charts); model text sits in code fences, table cells are escaped."""
+    """The same report as Markdown (no charts), in the same order; model text sits in code fences, table cells are
+    escaped."""
     runs = load_runs(store, run_ids)
     ids = [r["id"] for r in runs]
     out = [f"# {md_cell(title or _title(runs))}", "",
-           f"Generated {generated_at()}. "
-           "Figures were measured on the machine "
-           "named in each run, not estimated. Contestants ran one after another.", ""]
+           "_Measured on this machine, not estimated. How, with which files and settings: the last section._", ""]
+    out += _headlines_markdown(store, runs)
     for run in runs:
-        out += [f"## Run {run['id']} · {md_cell(run.get('ladder_name') or 'unnamed model')}", "",
-                f"{md_cell(run.get('created_at'))} · {md_cell(run.get('kind'))} · "
-                f"status {md_cell(run.get('status'))}"
-                + (f" · category {md_cell(run['category'])}" if run.get("category") else ""), ""]
-        if run.get("system_prompt"):
-            out += ["### System prompt", "", fence(run["system_prompt"]), ""]
-        out += ["### Prompt", "", fence(run.get("prompt") or ""), "", "### Ladder and provenance", ""]
-        out += [f"- {md_cell(x)}" for x in provenance_lines(run.get("ladder"))] + [""]
-        out += ["### Machine", "", md_cell(machine_line(run.get("machine"))), "", "### Settings", "",
-                md_table(["setting", "value"], _settings_rows(run)), "", "### Metrics", "",
-                md_table([h for h, _ in METRIC_COLUMNS],
-                          [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]),
-                "", "How each figure was measured: " + "; ".join(md_cell(v) for v in METRIC_LABELS.values()) + ".", ""]
-        for report in run.get("divergence_reports") or []:
-            out += ["### Divergence from the reference", "", md_cell(_divergence_caption(report)), "",
-                    md_table(DIVERGENCE_HEADERS, divergence_rows(report)), "",
-                    f"{md_cell(PUBLISHED_NOTE)} Source: <{SOURCE_URL}>", ""]
-        out += ["### Outputs", ""]
-        ref = _reference(run)
-        if ref is not None:
-            out += [f"Diffs against the reference ({md_cell(ref['label'])}): `[-reference only-]`, "
-                    "`{+this output only+}`.", ""]
-        floor = _floor(run, ref)
-        if floor is not None:
-            out += [md_cell(_floor_line(floor)), ""]
-        for r in run["results"]:
-            out += [f"#### {md_cell(r['label'])}{' (reference)' if r.get('is_reference') else ''}", ""]
-            if note := _disturbance_note(r):
-                out += [f"**{md_cell(note)}**", ""]
-            if r.get("error"):
-                out += [f"Error: {md_cell(r['error'])}", ""]
-            elif ref is None or r is ref:
-                out += [fence(r.get("text") or ""), ""]
-            else:
-                d = word_diff(ref.get("text") or "", r.get("text") or "")
-                column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
-                out += [f"**{md_cell(column.sentence)}**", ""]
-                if floor is not None:
-                    out += [md_cell(_upper_first(standing_sentence(column, floor))), ""]
-                out += [md_diff(d), ""]
-                if column.facts:
-                    out += ["Changed facts:", ""] + [f"- {md_cell(f.kind)}: {md_cell(f.describe())}"
-                                                     for f in column.facts] + [""]
+        out += _run_markdown(run)
     for name, value in (extras or {}).items():
         out += [f"## {md_cell(name)}", "", _md_extra(value), ""]
     board = leaderboard(store, run_ids=ids, n_boot=n_boot)
@@ -558,6 +654,12 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
         out += [f"{_count(board.n_ratings, 'rating')}, {_count(board.n_votes, 'pairwise vote')}, "
                 f"{_count(board.n_rating_pairs, 'comparison')} implied by ratings.", "", _md_extra(frame), ""]
         out += [f"- {md_cell(s)}" for s in board.sentences + board.notes] + [""]
+    from workbench import __version__
+
+    out += ["## Method and provenance", "", f"Generated {generated_at()} by Quant Workbench {md_cell(__version__)}. "
+            "Figures were measured on the machine named below, not estimated.", ""]
+    for run in runs:
+        out += _method_markdown(run)
     return "\n".join(out)
 
 

@@ -1,18 +1,25 @@
 """A report of a whole set run to hand on: one self-contained offline HTML file, or Markdown.
 
-"Is Q4 good enough for our prompts?" ends in a file a product person gives a stakeholder. In order:
+"Is Q4 good enough for our prompts?" ends in a file a product person gives a stakeholder. It reads top-down for
+them: the answer first, the evidence next, the method and provenance last. It is about one pair (candidate vs
+baseline: `verdict.default_set_pair` unless asked, e.g. "Q4_K_M vs Q8_0"), and every measure reads against that
+baseline. In order:
 
-1. the set run: its name and id, when, status (and how many prompts finished), the ladder and where its files
-   came from, the machine, the settings;
-2. the verdict: for each quantization people judged against the reference, the paragraph of
+1. the answer: the pair's headline (people.headline: one sentence from changed facts, noise floor and blind
+   votes, saying where they disagree), what it means for the decision, its evidence in a few lines, and every
+   other quantization's headline against the same baseline;
+2. the verdict: for each quantization people judged against the baseline, the paragraph of
    `verdict.set_verdicts` (the words to paste, with their uncertainty), or plainly that nobody has judged yet;
 3. machine measures per quantization (`verdict.QuantQuality`): identical / same answer / different answer and
-   changed facts, each output measured against the reference's output;
+   changed facts, each output measured against the baseline's output;
 4. the noise floor, when the set run repeated its reference (quality.noise_floor, docs/noise-floor.md): how far the
-   reference strays from itself, and per quantization on how many prompts it went beyond that;
+   reference strays from itself (always the reference's, whatever the baseline), and per quantization on how many
+   prompts it went beyond that;
 5. each prompt: a table of every quantization's one-line summary (quality.summary) and changed facts, then per
    prompt (a collapsible <details> in HTML) every output as readable prose with its differences from the
-   reference highlighted (diffing.prose_html) and the changed facts listed ("20 minutes → 2 minutes").
+   baseline highlighted (diffing.prose_html) and the changed facts listed ("20 minutes → 2 minutes");
+6. method and provenance: the set run (name and id, when, status), the ladder and where its files came from,
+   the machine, the settings — file paths and setting names only here, after the answer.
 
 Everything read from the database (the set's name, prompts, labels, outputs, errors, file paths) is untrusted:
 in HTML it is escaped (report.esc, the diffing renderers), in Markdown table cells and lines go through
@@ -26,8 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.models.demo_note import report_note
 from workbench.people import report as rp
-from workbench.people.verdict import QuantQuality, SetVerdict, result_label, set_child_runs, set_labels, set_verdicts
+from workbench.people.headline import Headline, set_headline
+from workbench.people.verdict import (
+    QuantQuality,
+    SetVerdict,
+    default_set_pair,
+    result_label,
+    set_child_runs,
+    set_labels,
+    set_verdicts,
+)
 from workbench.quality.diffing import WordDiff, plain_html, prose_html, word_diff
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import WITHIN, SetFloor, standing_of
@@ -41,6 +58,7 @@ SET_CSS = """
 details.wb-prompt { border: 1px solid #d0d7de; border-radius: .4rem; padding: .3rem .7rem; margin: .5rem 0; }
 details.wb-prompt > summary { cursor: pointer; font-weight: 600; }
 details.wb-prompt[open] > summary { margin-bottom: .5rem; }
+.wb-headline { font-size: 1.2rem; }
 """
 
 
@@ -99,14 +117,30 @@ class SetReport:
     """Everything a set report shows, read once; `set_report_html` and `set_report_markdown` draw it."""
 
     set_run: dict[str, Any]
-    reference: str | None
-    candidates: list[str]  # the quantizations measured against the reference, in the set's order
+    reference: str | None  # the set run's reference: its repeats are the noise floor
+    candidates: list[str]  # the quantizations measured against the baseline, in the set's order
     machines: list[str]  # machine_line of each distinct machine the finished prompts ran on
     llama_cpp: str | None
     quality: list[QuantQuality]
     verdicts: list[SetVerdict]  # every candidate's; `judged` keeps those with votes
     prompts: list[PromptEntry]
     floor: SetFloor | None = None  # the reference's repeats; None when the set run asked for none
+    baseline: str | None = None  # what every output is measured against (None: the reference)
+    candidate: str | None = None  # the pair's candidate: the question the answer is about
+
+    @property
+    def base(self) -> str | None:
+        return self.baseline or self.reference
+
+    @property
+    def base_role(self) -> str:
+        """"reference" when the baseline is the set's reference, else "baseline"."""
+        return "reference" if self.base == self.reference else "baseline"
+
+    @property
+    def focus(self) -> SetVerdict | None:
+        """The verdict of the pair the report answers."""
+        return next((sv for sv in self.verdicts if sv.verdict.candidate == self.candidate), None)
 
     @property
     def judged(self) -> list[SetVerdict]:
@@ -169,16 +203,26 @@ def _cells(run: dict[str, Any] | None, status: str, reference: str | None, candi
     return ref_text, ref_error, tuple(cells)
 
 
-def build_set_report(store: Store, set_run_id: int) -> SetReport:
-    """Read a set run, its finished prompts' runs and its votes into a SetReport; UnknownSetRun if there is none."""
+def build_set_report(store: Store, set_run_id: int, candidate: str | None = None,
+                     baseline: str | None = None) -> SetReport:
+    """Read a set run, its finished prompts' runs and its votes into a SetReport about candidate vs baseline (the
+    set's default pair unless given); UnknownSetRun if there is none."""
     set_run = store.get_set_run(int(set_run_id))
     if set_run is None:
         raise UnknownSetRun(set_run_id)
     reference = _text(set_run.get("reference_label")) or None
-    candidates = list(dict.fromkeys(x for x in set_labels(set_run) if x != reference))
+    for name in (candidate, baseline):
+        if name is not None and name not in set_labels(set_run):
+            raise ValueError(f"{name!r} is not a quantization of set run {set_run_id} (it compared: "
+                             f"{', '.join(set_labels(set_run)) or 'none'})")
+    if candidate is None and baseline is None:
+        candidate, baseline = default_set_pair(store, int(set_run_id)) or (None, None)
+    baseline = baseline or reference
+    candidates = list(dict.fromkeys(x for x in set_labels(set_run) if x != baseline))
+    candidate = candidate if candidate in candidates else next(iter(candidates), None)
     runs = {r.get("set_index"): r for r in set_child_runs(store, set_run)}
     children = {c["index"]: c for c in set_run.get("children") or []}
-    verdicts = set_verdicts(store, int(set_run_id))
+    verdicts = set_verdicts(store, int(set_run_id), baseline)
     items = set_run.get("prompts")
     items = items if isinstance(items, list) else []
     prompts = []
@@ -186,7 +230,7 @@ def build_set_report(store: Store, set_run_id: int) -> SetReport:
         item = item if isinstance(item, dict) else {}
         child = children.get(index)
         status = str(child.get("status") or "running") if child else "not run"
-        ref_text, ref_error, cells = _cells(runs.get(index), status, reference, candidates)
+        ref_text, ref_error, cells = _cells(runs.get(index), status, baseline, candidates)
         prompts.append(PromptEntry(index, _text(item.get("prompt")) or "", _text(item.get("system")),
                                    _text(item.get("category")), status, child["run_id"] if child else None,
                                    ref_text, ref_error, cells))
@@ -194,7 +238,8 @@ def build_set_report(store: Store, set_run_id: int) -> SetReport:
     llama = next((v for r in runs.values() if (v := _text(r.get("llama_cpp_version")))), None)
     quality = verdicts[0].quality if verdicts else []
     floor = verdicts[0].floor if verdicts else None
-    return SetReport(set_run, reference, candidates, machines, llama, quality, verdicts, prompts, floor)
+    return SetReport(set_run, reference, candidates, machines, llama, quality, verdicts, prompts, floor, baseline,
+                     candidate)
 
 
 # ---- the pieces, in words both formats share -------------------------------------------------------------
@@ -208,8 +253,10 @@ def _outcome(entry: PromptEntry) -> str:
 def _overview_rows(r: SetReport) -> list[tuple[str, str]]:
     s = r.set_run
     rows = [("when", str(s.get("created_at") or "-")), ("status", r.status_line),
-            ("reference", r.reference or "none recorded"),
-            ("quantizations measured against it", ", ".join(r.candidates) or "none"),
+            ("reference", r.reference or "none recorded")]
+    if r.base != r.reference:
+        rows.append(("baseline (what each output is measured against)", r.base or "none"))
+    rows += [("quantizations measured against it", ", ".join(r.candidates) or "none"),
             ("model (ladder)", str(s.get("ladder_name") or "local files"))]
     if s.get("imported_from"):
         rows.append(("imported", f"from {s['imported_from']}: its prompts ran on another machine"))
@@ -221,13 +268,13 @@ def _settings(r: SetReport) -> list[tuple[str, str]]:
                                                         "llama.cpp": r.llama_cpp})
 
 
-MEASURES_NOTE = ("Measured by the machine, not by people: each quantization's output against the reference's "
+MEASURES_NOTE = ("Measured by the machine, not by people: each quantization's output against the {role}'s "
                  "({reference}) output on the same prompt. Identical: the same text; same answer: a few words "
                  "differ or the same answer is worded differently; different answer: the text took another path. "
                  "Changed facts: numbers, dates, times, durations, money and names that differ from the "
                  "reference's (docs/facts.md). Counted over the {finished} finished prompts.")
-OUTPUTS_NOTE = ("Each output as it reads, its differences from the reference highlighted; after each change, in "
-                "‹muted italics›, what the reference had there (hover for the same).")
+OUTPUTS_NOTE = ("Each output as it reads, its differences from the {role} highlighted; after each change, in "
+                "‹muted italics›, what the {role} had there (hover for the same).")
 
 
 # ---- HTML -------------------------------------------------------------------------------------------------
@@ -238,7 +285,7 @@ def _ladder(r: SetReport) -> dict[str, Any] | None:
         return None
     files = ladder.get("files")
     files = files if isinstance(files, list) else []
-    taking_part = {r.reference, *r.candidates}
+    taking_part = {r.reference, r.base, *r.candidates}
     mine = [f for f in files if isinstance(f, dict) and f.get("label") in taking_part]
     return {**ladder, "files": mine or files}
 
@@ -246,7 +293,8 @@ def _ladder(r: SetReport) -> dict[str, Any] | None:
 def _overview_html(r: SetReport) -> str:
     ladder = _ladder(r)
     facts = "".join(f"<tr><th>{rp.esc(k)}</th><td>{rp.esc(v)}</td></tr>" for k, v in _overview_rows(r))
-    parts = ['<section id="set-run"><h2>The set run</h2>', f"<table><tbody>{facts}</tbody></table>",
+    parts = ['<section id="set-run"><h2>Method and provenance</h2><h3>The set run</h3>',
+             f"<table><tbody>{facts}</tbody></table>",
              "<h3>Ladder and provenance</h3><ul>"
              + "".join(f"<li>{rp.esc(x)}</li>" for x in rp.provenance_lines(ladder)) + "</ul>"]
     if files := rp.ladder_file_rows(ladder):
@@ -259,7 +307,7 @@ def _overview_html(r: SetReport) -> str:
 
 def _verdict_html(r: SetReport) -> str:
     parts = ['<section id="verdict"><h2>Verdict</h2>']
-    if r.reference is None:
+    if r.base is None:
         parts.append("<p>This set run recorded no reference, so there is nothing to judge against.</p>")
     elif not r.judged:
         parts.append(f"<p><strong>{rp.esc(NO_VOTES)}</strong></p>")
@@ -278,7 +326,7 @@ def _measures_html(r: SetReport) -> str:
         parts.append("<p>Nothing to measure yet: the set needs a reference, another quantization and a finished "
                      "prompt.</p>")
     else:
-        parts.append(f'<p class="wb-muted">{rp.esc(MEASURES_NOTE.format(reference=r.reference, finished=r.finished))}'
+        parts.append(f'<p class="wb-muted">{rp.esc(MEASURES_NOTE.format(role=r.base_role, reference=r.base, finished=r.finished))}'
                      "</p>" + rp.html_table(rp.QUALITY_HEADERS, rp.quality_rows(r.quality)))
     parts.append("</section>")
     return "".join(parts)
@@ -365,8 +413,8 @@ def _prompt_html(r: SetReport, e: PromptEntry) -> str:
     if e.system:
         parts.append(f'<h4>System prompt</h4><pre class="wb-text">{rp.esc(e.system)}</pre>')
     parts.append(f'<h4>Prompt</h4><pre class="wb-text">{rp.esc(e.prompt)}</pre>')
-    if e.finished and r.reference:
-        parts.append(f'<div class="wb-output"><h4>{rp.esc(r.reference)} (reference)</h4>')
+    if e.finished and r.base:
+        parts.append(f'<div class="wb-output"><h4>{rp.esc(r.base)} ({r.base_role})</h4>')
         if e.reference_text is not None:
             parts.append(plain_html(e.reference_text, prose=True))
         else:
@@ -381,29 +429,83 @@ def _prompt_html(r: SetReport, e: PromptEntry) -> str:
 def _prompts_html(r: SetReport) -> str:
     headers, rows = _prompt_table_rows(r)
     parts = ['<section id="prompts"><h2>Each prompt</h2>',
-             f'<p class="wb-muted">Each quantization against the reference ({rp.esc(r.reference or "none")}), '
+             f'<p class="wb-muted">Each quantization against the {r.base_role} ({rp.esc(r.base or "none")}), '
              "in one line per prompt; open a prompt below for the outputs themselves.</p>",
-             rp.html_table(headers, rows), f'<h3>Outputs</h3><p class="wb-muted">{rp.esc(OUTPUTS_NOTE)}</p>']
+             rp.html_table(headers, rows),
+             f'<h3>Outputs</h3><p class="wb-muted">{rp.esc(OUTPUTS_NOTE.format(role=r.base_role))}</p>']
     parts += [_prompt_html(r, e) for e in r.prompts]
     parts.append("</section>")
     return "".join(parts)
 
 
-def _html(r: SetReport) -> str:
+def _note(r: SetReport) -> str:
     from workbench import __version__
 
-    note = (f"Generated {rp.generated_at()} by Quant Workbench {__version__}. Every prompt of the set ran through "
-            "each quantization, one after another, on the machine named below; the outputs are compared with the "
-            "reference's by the machine (summaries, changed facts) and by people (blind votes).")
-    parts = rp.html_head(r.title, note, SET_CSS)
-    parts += [_overview_html(r), _verdict_html(r), _measures_html(r), _noise_floor_html(r), _prompts_html(r),
-              "</body></html>"]
+    return (f"Generated {rp.generated_at()} by Quant Workbench {__version__}. Every prompt of the set ran through "
+            f"each quantization, one after another, on one machine (method and provenance at the end); the outputs "
+            f"are compared with the {r.base_role}'s ({r.base or 'none'}) by the machine (summaries, changed facts, "
+            "the reference's own variation) and by people (blind votes).")
+
+
+def _answer(r: SetReport) -> tuple[Headline | None, list[tuple[str, Headline]]]:
+    """The pair's headline, and every other quantization's against the same baseline."""
+    focus = r.focus
+    others = [(sv.verdict.candidate, set_headline(sv)) for sv in r.verdicts if sv is not focus]
+    return (set_headline(focus) if focus is not None else None), others
+
+
+def _answer_html(r: SetReport) -> str:
+    head, others = _answer(r)
+    parts = ['<section id="answer"><h2>The answer</h2>']
+    if head is None:
+        parts.append("<p>There is no pair to answer about: the set needs a reference and another quantization.</p>")
+    else:
+        focus = r.focus
+        assert focus is not None
+        parts += [f"<h3>{rp.esc(focus.verdict.candidate)} vs {rp.esc(focus.verdict.reference)}</h3>",
+                  f'<p class="wb-verdict wb-headline"><strong>{rp.esc(head.sentence)}</strong></p>',
+                  f"<p><strong>What it means for the decision:</strong> {rp.esc(head.advice)}</p>",
+                  "<ul>" + "".join(f"<li>{rp.esc(d)}</li>" for d in head.details) + "</ul>"]
+    if others:
+        parts.append(f"<h3>Every other quantization against {rp.esc(r.base)}</h3><ul>"
+                     + "".join(f"<li><strong>{rp.esc(label)}</strong>: {rp.esc(h.text)}</li>" for label, h in others)
+                     + "</ul>")
+    if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
+        parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {rp.esc(note)}</p>')
+    parts.append('<p class="wb-muted">How these sentences are built: docs/headlines.md.</p></section>')
+    return "".join(parts)
+
+
+def _answer_markdown(r: SetReport) -> list[str]:
+    head, others = _answer(r)
+    out = ["## The answer", ""]
+    focus = r.focus
+    if head is None or focus is None:
+        out += ["There is no pair to answer about: the set needs a reference and another quantization.", ""]
+    else:
+        out += [f"### {rp.md_cell(focus.verdict.candidate)} vs {rp.md_cell(focus.verdict.reference)}", "",
+                f"**{rp.md_cell(head.sentence)}**", "",
+                f"What it means for the decision: {rp.md_cell(head.advice)}", ""]
+        out += [f"- {rp.md_cell(d)}" for d in head.details] + [""]
+    if others:
+        out += [f"### Every other quantization against {rp.md_cell(r.base)}", ""]
+        out += [f"- **{rp.md_cell(label)}**: {rp.md_cell(h.text)}" for label, h in others] + [""]
+    if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
+        out += [f"_About this model: {rp.md_cell(note)}_", ""]
+    return out + ["_How these sentences are built: docs/headlines.md._", ""]
+
+
+def _html(r: SetReport) -> str:
+    parts = rp.html_head(r.title, _note(r), SET_CSS)
+    parts += [_answer_html(r), _verdict_html(r), _measures_html(r), _noise_floor_html(r), _prompts_html(r),
+              _overview_html(r), "</body></html>"]
     return "\n".join(p for p in parts if p)
 
 
-def set_report_html(store: Store, set_run_id: int) -> str:
-    """One self-contained HTML page (str) reporting a set run; UnknownSetRun when there is no such set run."""
-    return _html(build_set_report(store, set_run_id))
+def set_report_html(store: Store, set_run_id: int, candidate: str | None = None, baseline: str | None = None) -> str:
+    """One self-contained HTML page (str) reporting a set run about candidate vs baseline (the set's default pair
+    unless given); UnknownSetRun when there is no such set run."""
+    return _html(build_set_report(store, set_run_id, candidate, baseline))
 
 
 # ---- Markdown ---------------------------------------------------------------------------------------------
@@ -428,8 +530,8 @@ def _prompt_markdown(r: SetReport, e: PromptEntry) -> list[str]:
     out += [rp.fence(e.prompt), ""]
     if not e.finished:
         return out
-    if r.reference:
-        out += [f"#### {rp.md_cell(r.reference)} (reference)", ""]
+    if r.base:
+        out += [f"#### {rp.md_cell(r.base)} ({r.base_role})", ""]
         out += [rp.fence(e.reference_text) if e.reference_text is not None
                 else f"No output: {rp.md_cell(e.reference_error or 'missing')}", ""]
     for c in e.cells:
@@ -444,21 +546,24 @@ def _prompt_markdown(r: SetReport, e: PromptEntry) -> list[str]:
     return out
 
 
-def _markdown(r: SetReport) -> str:
+def _method_markdown(r: SetReport) -> list[str]:
+    """The set run, its ladder, machine and settings: the last section, after the answer and its evidence."""
     ladder = _ladder(r)
-    out = [f"# {rp.md_cell(r.title)}", "",
-           f"Generated {rp.generated_at()}. Every prompt of the set ran through each quantization, one after "
-           "another, on the machine named below; the outputs are compared with the reference's by the machine "
-           "(summaries, changed facts) and by people (blind votes).", "",
-           "## The set run", ""]
+    out = ["## Method and provenance", "", "### The set run", ""]
     out += [f"- {rp.md_cell(k)}: {rp.md_cell(v)}" for k, v in _overview_rows(r)] + ["", "### Ladder and provenance", ""]
     out += [f"- {rp.md_cell(x)}" for x in rp.provenance_lines(ladder)] + [""]
     if files := rp.ladder_file_rows(ladder):
         out += [rp.md_table(rp.LADDER_FILE_HEADERS, files), ""]
     out += ["### Machine", ""] + ([f"- {rp.md_cell(m)}" for m in r.machines]
                                   or ["No prompt has finished, so no machine was recorded."]) + [""]
-    out += ["### Settings", "", rp.md_table(("setting", "value"), _settings(r)), "", "## Verdict", ""]
-    if r.reference is None:
+    return out + ["### Settings", "", rp.md_table(("setting", "value"), _settings(r)), ""]
+
+
+def _markdown(r: SetReport) -> str:
+    out = [f"# {rp.md_cell(r.title)}", "", rp.md_cell(_note(r)), ""]
+    out += _answer_markdown(r)
+    out += ["## Verdict", ""]
+    if r.base is None:
         out += ["This set run recorded no reference, so there is nothing to judge against.", ""]
     elif not r.judged:
         out += [f"**{NO_VOTES}**", ""]
@@ -472,26 +577,29 @@ def _markdown(r: SetReport) -> str:
     if not r.quality:
         out += ["Nothing to measure yet: the set needs a reference, another quantization and a finished prompt.", ""]
     else:
-        out += [MEASURES_NOTE.format(reference=rp.md_cell(r.reference), finished=r.finished), "",
+        out += [MEASURES_NOTE.format(role=r.base_role, reference=rp.md_cell(r.base), finished=r.finished), "",
                 rp.md_table(rp.QUALITY_HEADERS, rp.quality_rows(r.quality)), ""]
     out += _noise_floor_markdown(r)
     headers, rows = _prompt_table_rows(r)
     out += ["## Each prompt", "", rp.md_table(headers, rows), "",
-            "Diffs against the reference: `[-reference only-]`, `{+this output only+}`.", ""]
+            f"Diffs against the {r.base_role}: `[-{r.base_role} only-]`, `{{+this output only+}}`.", ""]
     for e in r.prompts:
         out += _prompt_markdown(r, e)
+    out += _method_markdown(r)
     return "\n".join(out)
 
 
-def set_report_markdown(store: Store, set_run_id: int) -> str:
+def set_report_markdown(store: Store, set_run_id: int, candidate: str | None = None,
+                        baseline: str | None = None) -> str:
     """The same report in Markdown: model text in code fences, every other value escaped."""
-    return _markdown(build_set_report(store, set_run_id))
+    return _markdown(build_set_report(store, set_run_id, candidate, baseline))
 
 
 def write_set_report(store: Store, set_run_id: int, *, html_path: str | Path | None = None,
-                     markdown_path: str | Path | None = None) -> list[Path]:
+                     markdown_path: str | Path | None = None, candidate: str | None = None,
+                     baseline: str | None = None) -> list[Path]:
     """Write the HTML and/or Markdown report of a set run (read once); returns the paths written."""
-    report = build_set_report(store, set_run_id)
+    report = build_set_report(store, set_run_id, candidate, baseline)
     written = []
     for target, draw in ((html_path, _html), (markdown_path, _markdown)):
         if target:

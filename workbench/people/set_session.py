@@ -1,4 +1,5 @@
-"""A blind judging session over a whole set run: reference vs one candidate, prompt by prompt.
+"""A blind judging session over a whole set run: any two of its quantizations (a candidate against a baseline,
+e.g. Q4_K_M vs Q8_0; `reference` below is that baseline, not necessarily the set's reference), prompt by prompt.
 
 The session is a token, `set-<set run id>-<seed>`, saved as the `session` of every vote it makes (mode
 "blind-set"). The token alone fixes the order the prompts come in (shuffled by its seed) and, per prompt,

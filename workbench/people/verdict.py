@@ -7,7 +7,9 @@ run, this turns the saved pairwise votes into one paragraph they can paste to a 
 - a two-sided exact sign test on the decided (non-tied) votes: under "no difference" each decided vote
   is a fair coin (scipy.stats.binomtest, p = 0.5);
 - the share of decided votes preferring the candidate with its 95% Wilson interval, which says how big a
-  preference the data still allow; "no detectable difference" with 27–69% is not "they are equal".
+  preference the data still allow; "people could not tell them apart" with 27–69% is not "they are equal".
+  The words never say "no difference": votes alone cannot show that, and the machine's measures may disagree
+  (people.headline puts both side by side).
 
 With fewer than MIN_DECIDED (6) decided votes even a clean sweep cannot reach p < 0.05 (5 of 5 gives
 p = 0.0625), so the paragraph says so instead of "no difference". Votes of several raters on one prompt
@@ -26,9 +28,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.files.quant_names import default_pair
 from workbench.people.ratings import SET_MODE as SET_MODE  # the mode of votes made in a blind set session
 from workbench.people.ratings import WINNERS, list_votes, rater_identity
-from workbench.quality.noise_floor import SetFloor, stored_set_floor
+from workbench.quality.evalstats import chance_words as chance_words  # p-values in words (one home)
+from workbench.quality.noise_floor import BEYOND, Floor, SetFloor, standing, stored_set_floor
 from workbench.quality.summary import GROUPS, summarize
 from workbench.storage.store import SET_PROMPT_FINISHED, Store
 
@@ -90,6 +94,8 @@ class QuantQuality:
     different_answer: int = 0
     facts_changed: int = 0
     prompts_with_changed_facts: int = 0
+    floor_prompts: int = 0  # prompts with a noise floor (the reference's own variation), whatever the baseline
+    beyond_floor: int = 0  # of those, prompts where this output moved further from the baseline's than the floor
 
 
 @dataclass
@@ -97,15 +103,25 @@ class SetVerdict:
     verdict: Verdict
     quality: list[QuantQuality] = field(default_factory=list)
     floor: SetFloor | None = None  # the reference's repeats (None: the set run did not repeat it)
+    floor_of: str | None = None  # the reference whose repeats made the floor (the floor never moves with the pair)
+
+    @property
+    def candidate_quality(self) -> QuantQuality | None:
+        return next((q for q in self.quality if q.label == self.verdict.candidate), None)
 
     @property
     def paragraph(self) -> str:
         """The votes, the candidate's machine measures, and its place against the noise floor: one paragraph."""
-        parts = [self.verdict.paragraph, *(quality_sentence(q) for q in self.quality
-                                           if q.label == self.verdict.candidate)]
+        q = self.candidate_quality
+        parts = [self.verdict.paragraph, *((quality_sentence(q, self.verdict.reference),) if q else ())]
         if self.floor is not None and self.floor.floors:
-            parts += [self.floor.sentence(), *(q.sentence() for q in self.floor.quants
-                                               if q.label == self.verdict.candidate)]
+            parts.append(self.floor.sentence())
+            if self.floor_of in (None, self.verdict.reference):
+                parts += [x.sentence() for x in self.floor.quants if x.label == self.verdict.candidate]
+            elif q is not None and q.floor_prompts:
+                parts.append(f"Against {self.verdict.reference}, {q.label} went beyond {self.floor_of}'s own "
+                             f"variation on {q.beyond_floor} of {q.floor_prompts} prompts (the floor is always the "
+                             "reference's own variation).")
         return " ".join(parts)
 
 
@@ -189,8 +205,18 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def vote_test_words(v: Verdict) -> str:
+    """The test behind the words, for the details: the sign test's p and the Wilson interval."""
+    if not v.decided:
+        return "no decided votes, so no test"
+    return (f"exact two-sided sign test on the {v.decided} decided votes, {_p(v.p_value if v.p_value is not None else 1.0)}; "
+            f"{v.candidate} preferred in {_pct(v.share or 0.0)} of them, {int(CONFIDENCE * 100)}% Wilson interval "
+            f"{100 * (v.low or 0.0):.0f}–{_pct(v.high or 0.0)}")
+
+
 def verdict_paragraph(v: Verdict) -> str:
-    """The verdict in words a stakeholder understands, with its uncertainty."""
+    """The votes in words a stakeholder understands, with their uncertainty. Votes alone: "could not tell them
+    apart" is what the votes show, never "no difference" (the machine's measures may still show one)."""
     prompts = f"{v.n_prompts} prompt{'s' if v.n_prompts != 1 else ''}"
     if not v.votes:
         return f"No votes yet comparing {v.reference} and {v.candidate} on your {prompts}."
@@ -198,20 +224,23 @@ def verdict_paragraph(v: Verdict) -> str:
     head = (f"On your {prompts}{who}, raters preferred {v.reference} {_times(v.prefer_reference)}, "
             f"{v.candidate} {_times(v.prefer_candidate)}, {v.ties} tie{'s' if v.ties != 1 else ''}")
     if v.outcome == "too-few":
-        return (f"{head}: too few decided votes to tell them apart (with fewer than {MIN_DECIDED} decided votes "
-                f"no difference can be detected, however lopsided; {v.decided} so far).")
-    share = (f"{v.candidate} preferred in {_pct(v.share or 0.0)} of decided votes, "
-             f"{int(CONFIDENCE * 100)}% interval {100 * (v.low or 0.0):.0f}–{_pct(v.high or 0.0)}")
+        return (f"{head}: too few decided votes to say whether people notice a difference ({v.decided} so far; "
+                f"with fewer than {MIN_DECIDED} even a clean sweep could be chance).")
+    test = (f"sign test {_p(v.p_value if v.p_value is not None else 1.0)}; {v.candidate} preferred in "
+            f"{_pct(v.share or 0.0)} of decided votes, {int(CONFIDENCE * 100)}% interval "
+            f"{100 * (v.low or 0.0):.0f}–{_pct(v.high or 0.0)}")
     if v.outcome == "no-difference":
-        return (f"{head}: no detectable difference ({share}; {_p(v.p_value or 1.0)}). The interval shows how "
-                "large a preference these votes cannot rule out; more prompts narrow it.")
+        return (f"{head}: people could not tell them apart by these votes ({chance_words(v.p_value or 1.0)}; "
+                f"{test}). That is not proof they are equal: the interval shows how large a preference these votes "
+                "cannot rule out, and more votes narrow it.")
     winner = v.candidate if v.outcome == "prefers-candidate" else v.reference
-    return f"{head}: raters clearly preferred {winner} ({_p(v.p_value or 0.0)}; {share})."
+    return f"{head}: raters clearly preferred {winner} ({chance_words(v.p_value or 0.0)}; {test})."
 
 
-def quality_sentence(q: QuantQuality) -> str:
+def quality_sentence(q: QuantQuality, baseline: str | None = None) -> str:
     """The machine measures in one sentence: summary groups and changed facts."""
-    return (f"Against the reference, {q.label}'s answers were identical on {q.identical}, the same answer on "
+    against = f"Against {baseline}" if baseline else "Against the reference"
+    return (f"{against}, {q.label}'s answers were identical on {q.identical}, the same answer on "
             f"{q.same_answer} and a different answer on {q.different_answer} of {q.prompts} prompts, with "
             f"{q.facts_changed} changed fact{'s' if q.facts_changed != 1 else ''} on "
             f"{q.prompts_with_changed_facts} prompt{'s' if q.prompts_with_changed_facts != 1 else ''}.")
@@ -230,14 +259,18 @@ def set_child_runs(store: Store, set_run: dict[str, Any]) -> list[dict[str, Any]
     return out
 
 
-def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence[str]) -> list[QuantQuality]:
-    """Summary groups and changed facts per quantization in `labels`, each output against the reference's."""
+def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence[str],
+                floors: dict[int, Floor] | None = None) -> list[QuantQuality]:
+    """Summary groups and changed facts per quantization in `labels`, each output against `reference`'s (any
+    label: the baseline of the pair); with `floors` (the set reference's noise floor per prompt index), on how
+    many prompts each went beyond it."""
+    floors = floors or {}
     out = []
     for name in labels:
         if name == reference:
             continue
         counts = {"identical": 0, "same answer": 0, "different answer": 0}
-        facts = with_facts = prompts = 0
+        facts = with_facts = prompts = floored = beyond = 0
         for run in runs:
             results = run.get("results") or []
             ref_label, cand_label = result_label(results, reference), result_label(results, name)
@@ -249,8 +282,12 @@ def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence
             counts[GROUPS[s.verdict]] += 1
             facts += s.facts_changed
             with_facts += bool(s.facts_changed)
+            floor = floors.get(run["set_index"]) if isinstance(run.get("set_index"), int) else None
+            if floor is not None:
+                floored += 1
+                beyond += standing(s, floor) == BEYOND
         out.append(QuantQuality(name, prompts, counts["identical"], counts["same answer"],
-                                counts["different answer"], facts, with_facts))
+                                counts["different answer"], facts, with_facts, floored, beyond))
     return out
 
 
@@ -283,25 +320,48 @@ def set_verdict(store: Store, set_run_id: int, candidate: str, reference: str | 
     labels = set_labels(set_run)
     if candidate not in labels:
         labels.append(candidate)
-    floor = stored_set_floor(store, set_run) if reference == set_run.get("reference_label") else None
+    floor = stored_set_floor(store, set_run)
     return SetVerdict(decide(reference, candidate, ref, cand, ties, n_prompts=n_prompts, n_raters=raters),
-                      set_quality(runs, reference, labels), floor)
+                      set_quality(runs, reference, labels, floor.floors if floor else None), floor, own_reference)
 
 
-def set_verdicts(store: Store, set_run_id: int) -> list[SetVerdict]:
-    """`set_verdict` of every quantization of the set run against its reference (every vote counts), in the set's
-    order; their machine measures and the noise floor are computed once and shared. Empty when the set run
-    recorded no reference. Raises LookupError for an unknown set run."""
-    set_run, runs, reference, n_prompts = _set_of(store, set_run_id)
+def set_verdicts(store: Store, set_run_id: int, baseline: str | None = None) -> list[SetVerdict]:
+    """`set_verdict` of every quantization of the set run against `baseline` (default: its reference; every vote
+    counts), in the set's order; their machine measures and the noise floor (always the reference's) are computed
+    once and shared. Empty when there is no baseline. Raises LookupError for an unknown set run."""
+    set_run, runs, own_reference, n_prompts = _set_of(store, set_run_id)
+    reference = baseline or own_reference
     if reference is None:
         return []
     labels = set_labels(set_run)
-    quality = set_quality(runs, reference, labels)
     floor = stored_set_floor(store, set_run)
+    quality = set_quality(runs, reference, labels, floor.floors if floor else None)
     votes = list_votes(store, run_ids=[r["id"] for r in runs]) if runs else []
     out = []
     for candidate in dict.fromkeys(x for x in labels if x != reference):
         ref, cand, ties, raters = count_votes(votes, reference, candidate)
         out.append(SetVerdict(decide(reference, candidate, ref, cand, ties, n_prompts=n_prompts, n_raters=raters),
-                              quality, floor))
+                              quality, floor, own_reference))
     return out
+
+
+def quant_types(set_run: dict[str, Any]) -> dict[str, str | None]:
+    """label → quant type from the set run's stored ladder (untrusted: only text values count)."""
+    ladder = set_run.get("ladder") if isinstance(set_run.get("ladder"), dict) else {}
+    files: list[Any] = ladder["files"] if isinstance(ladder, dict) and isinstance(ladder.get("files"), list) else []
+    return {f["label"]: _text(f.get("quant_type")) for f in files if isinstance(f, dict) and _text(f.get("label"))}
+
+
+def default_set_pair(store: Store, set_run_id: int) -> tuple[str, str] | None:
+    """(candidate, baseline) a set run is asked about first: the quantization people judged most against the
+    reference, when anyone voted; else the smallest common quantization against the 8-bit one
+    (files.quant_names.default_pair). None when the set run compared fewer than two. LookupError when unknown."""
+    set_run, runs, reference, _ = _set_of(store, set_run_id)
+    labels = set_labels(set_run)
+    if reference is not None and runs:
+        votes = list_votes(store, run_ids=[r["id"] for r in runs])
+        counts = {c: sum(count_votes(votes, reference, c)[:3]) for c in dict.fromkeys(labels) if c != reference}
+        best = max(counts, key=lambda c: counts[c], default=None)
+        if best is not None and counts[best]:
+            return best, reference
+    return default_pair(labels, reference, quant_types(set_run))

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ import numpy as np
 
 from workbench.core import hardware
 from workbench.core.hardware import llama_cpp_version
+from workbench.core.scratch import scratch_dir
 from workbench.engine.access import WorkerAccess
 from workbench.engine.pool import WorkerDied, WorkerError, WorkerPool
 from workbench.files import json_fields as jf
@@ -374,7 +374,7 @@ def teacher_force(
     active = [c for c in others if not out[id(c)].error]
     total = len(calls) * (1 + len(active))
     done = 0
-    with tempfile.TemporaryDirectory(prefix="workbench-divergence-") as tmp:
+    with scratch_dir("workbench-divergence-") as tmp:  # sweeps the folders of killed runs first
         for i, (prompt, target) in enumerate(calls):
             if cancel is not None and cancel.is_set():
                 raise DivergenceCancelled("stopped")

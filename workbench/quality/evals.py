@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from workbench.core import hardware
+from workbench.core.glossary import chance_words
 from workbench.core.hardware import llama_cpp_version
 from workbench.engine.pool import WorkerPool
 from workbench.files import json_fields as jf
@@ -206,11 +207,11 @@ class EvalRun:
                 elif only_this == only_ref == 0:
                     verdict = "same cases passed"
                 elif not cmp.significant:
-                    verdict = f"within noise ({format_p(cmp.p_value)})"
+                    verdict = f"within noise ({chance_words(cmp.p_value)}; {format_p(cmp.p_value)})"
                 elif cmp.diff < 0:
-                    verdict = f"worse than {self.reference_label}, beyond noise ({format_p(cmp.p_value)})"
+                    verdict = f"worse than {self.reference_label}, beyond noise ({chance_words(cmp.p_value)}; {format_p(cmp.p_value)})"
                 else:
-                    verdict = f"better than {self.reference_label}, beyond noise ({format_p(cmp.p_value)})"
+                    verdict = f"better than {self.reference_label}, beyond noise ({chance_words(cmp.p_value)}; {format_p(cmp.p_value)})"
                 rows.append(PairedRow(category, label, self.reference_label, cmp.a_passed, cmp.b_passed, len(ids),
                                       only_this, only_ref, cmp.diff, cmp.p_value, not cmp.significant, verdict,
                                       cmp.sentence))

@@ -22,8 +22,11 @@ from statistics import NormalDist
 
 from scipy import stats
 
+from workbench.core.glossary import chance_words  # p-values in words: one home, re-exported here
+
 __all__ = [
     "Comparison",
+    "chance_words",
     "compare_paired",
     "compare_pass_rates",
     "format_p",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
+from workbench.core.glossary import chance_words
 from workbench.quality.summary import ColumnSummary, summarize
 from workbench.storage.store import SET_PROMPT_FINISHED, Store
 
@@ -145,8 +146,9 @@ class QuantAgainstFloor:
 
     def sentence(self) -> str:
         """E.g. "Q4_K_M went beyond the reference's own variation on 7 of 10 prompts (it changed 41 words on
-        average, the reference's repeats 3; Wilcoxon p = 0.004)"."""
-        test = "" if self.p_value is None else f"; one-sided Wilcoxon p = {self.p_value:.2g}"
+        average, the reference's repeats 3; chance would do this about 1 in 250 times — one-sided Wilcoxon p = 0.004)"."""
+        test = ("" if self.p_value is None else
+                f"; {chance_words(self.p_value)} — one-sided Wilcoxon p = {self.p_value:.2g}")
         where = (f"stayed within the reference's own variation on all {self.prompts} prompts" if not self.beyond else
                  f"went beyond the reference's own variation on {self.beyond} of {self.prompts} prompts")
         return (f"{self.label} {where} (it changed {self.mean_changed_words:.0f} words on average, the reference's "

@@ -33,13 +33,13 @@ contains), the pattern (regex), the number (number; `tolerance` is absolute, or 
 written like "5%"), a JSON schema or nothing (json), or items separated by "|" (contains_all,
 contains_none). The pack's name is the file's stem.
 
-Every problem raises `PackError` naming the file, the line and the reason.
+Every problem raises `PackError` naming the file, the line and the reason. TOML and CSV are read with
+files.text_formats' bounded readers (the prompt sets' too): deep nesting, huge numbers and stray quotes are
+refused with their line instead of a traceback or a silently shorter pack.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -48,11 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from workbench.files.text_formats import TextFormatError, csv_records, load_toml, split_lines, toml_lines
 from workbench.quality.checkers import Checker, Verdict, build_checker
 
 __all__ = [
@@ -203,60 +199,19 @@ def build_passage(seed_text: str, fact: str, words: int, depth: float) -> str:
 # ------------------------------------------------------------------------------ line finding
 
 
-def _scan_lines(text: str) -> list[tuple[int, str, bool]]:
-    """(line number, line, starts inside a multi-line string) for every line of a TOML text.
-
-    Lets errors point at a `[[cases]]` header or a key without being fooled by the same text
-    inside a triple-quoted prompt.
-    """
-    out: list[tuple[int, str, bool]] = []
-    open_delim: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        out.append((number, line, open_delim is not None))
-        i = 0
-        while i < len(line):
-            if open_delim is None:
-                if line[i] == "#":
-                    break
-                if line.startswith('"""', i) or line.startswith("'''", i):
-                    open_delim = line[i : i + 3]
-                    i += 3
-                    continue
-                if line[i] in "\"'":  # a one-line string: skip to its closing quote
-                    q = line[i]
-                    j = i + 1
-                    while j < len(line) and line[j] != q:
-                        j += 2 if (q == '"' and line[j] == "\\") else 1
-                    i = j + 1
-                    continue
-                i += 1
-            else:
-                if open_delim == '"""' and line[i] == "\\":
-                    i += 2
-                    continue
-                if line.startswith(open_delim, i):
-                    i += 3
-                    while i < len(line) and line[i] == open_delim[0]:  # """" ends with one quote inside
-                        i += 1
-                    open_delim = None
-                    continue
-                i += 1
-    return out
-
-
 _CASE_HEADER_RE = re.compile(r"^\s*\[\[\s*cases\s*\]\]")
 _TABLE_HEADER_RE = re.compile(r"^\s*\[")
 
 
 def _case_lines(text: str) -> list[int]:
     """Line numbers of the `[[cases]]` headers, in order."""
-    return [n for n, line, inside in _scan_lines(text) if not inside and _CASE_HEADER_RE.match(line)]
+    return [n for n, line, inside in toml_lines(text) if not inside and _CASE_HEADER_RE.match(line)]
 
 
 def _key_line(text: str, key: str, start: int = 1, end: int | None = None) -> int | None:
     """Line of `key = ...` (or a `[key]`/`[cases.key]` table) between lines start and end, outside strings."""
     key_re = re.compile(rf"^\s*(?:{re.escape(key)}\s*=|\[\s*(?:cases\.)?{re.escape(key)}\s*\])")
-    for n, line, inside in _scan_lines(text):
+    for n, line, inside in toml_lines(text):
         if n < start or (end is not None and n >= end) or inside:
             continue
         if key_re.match(line):
@@ -284,37 +239,16 @@ class _CaseLocator:
 
 # ------------------------------------------------------------------------------ TOML packs
 
-_TOML_LINE_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-
-
-_TOML_EOF_RE = re.compile(r"\s*\(at end of document\)\s*$")
-
-
-def _toml_error(exc: Exception, source: str, text: str) -> PackError:
-    """Turn tomllib's message "Reason (at line 3, column 9)" into a PackError on line 3.
-
-    tomllib reports errors at the very end as "(at end of document)": that is the last line.
-    """
-    message = str(exc)
-    line = getattr(exc, "lineno", None)  # Python 3.14+ has it as an attribute
-    m = _TOML_LINE_RE.search(message)
-    eof = _TOML_EOF_RE.search(message)
-    if m:
-        line = line or int(m.group(1))
-        reason = message[: m.start()] + f" (column {m.group(2)})"
-    elif eof:
-        line = line or max(1, len(text.rstrip("\n").splitlines()))
-        reason = message[: eof.start()] + " (at the end of the file)"
-    else:
-        reason = message
-    return PackError(source, line, f"invalid TOML: {reason}")
+def _toml_data(text: str, source: str) -> dict[str, Any]:
+    """The TOML text parsed within text_formats' bounds; any problem is a PackError on its line."""
+    try:
+        return load_toml(text)
+    except TextFormatError as exc:
+        raise PackError(source, exc.line, exc.reason) from None
 
 
 def _parse_toml_pack(text: str, source: str, default_name: str) -> Pack:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _toml_error(exc, source, text) from None
+    data = _toml_data(text, source)
 
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
@@ -473,14 +407,14 @@ def _csv_float(value: str, column: str) -> float:
 
 
 def _parse_csv_pack(text: str, source: str, default_name: str) -> Pack:
-    reader = csv.reader(io.StringIO(text))
     try:
-        header = next(reader)
-    except StopIteration:
+        records = csv_records(text)  # (first line, values): a quoted field may span lines
+    except TextFormatError as exc:
+        raise PackError(source, exc.line, exc.reason) from None
+    if not records:
         reason = "empty CSV: expected a header row with prompt, category, checker, expected"
-        raise PackError(source, None, reason) from None
-    except csv.Error as exc:
-        raise PackError(source, 1, f"invalid CSV: {exc}") from None
+        raise PackError(source, None, reason)
+    header = records[0][1]
     columns = [h.strip().lower() for h in header]
     missing = [c for c in _CSV_REQUIRED if c not in columns]
     if missing:
@@ -499,15 +433,7 @@ def _parse_csv_pack(text: str, source: str, default_name: str) -> Pack:
 
     cases: list[Case] = []
     seen: dict[str, int] = {}
-    line = reader.line_num + 1  # first line of the next record (a quoted field may span lines)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise PackError(source, line, f"invalid CSV: {exc}") from None
-        row_line, line = line, reader.line_num + 1
+    for row_line, row in records[1:]:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(columns):
@@ -599,7 +525,7 @@ def list_packs(directory: str | Path | None = None) -> list[Path]:
                 text = path.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            if any(_CASE_HEADER_RE.match(line) for line in text.splitlines()):
+            if any(_CASE_HEADER_RE.match(line) for line in split_lines(text)):
                 found.append(path)
     return found
 
@@ -616,15 +542,12 @@ def load_examples(path: str | Path | None = None) -> dict[str, list[Example]]:
     except FileNotFoundError:
         raise PackError(path, None, "file not found") from None
     source = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _toml_error(exc, source, text) from None
+    data = _toml_data(text, source)
     raw = data.get("examples")
     if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):
         raise PackError(source, None, "no examples: add [[examples]] tables with category, title, prompt")
     header_re = re.compile(r"^\s*\[\[\s*examples\s*\]\]")
-    headers = [n for n, line, inside in _scan_lines(text) if not inside and header_re.match(line)]
+    headers = [n for n, line, inside in toml_lines(text) if not inside and header_re.match(line)]
     grouped: dict[str, list[Example]] = {}
     for i, item in enumerate(raw):
         line = headers[i] if i < len(headers) else None

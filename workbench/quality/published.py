@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from workbench.files.quant_names import quant_from_name
+from workbench.storage.provenance import Provenance
 
 __all__ = ["MODEL", "NOTE", "PUBLISHED_COLUMN", "PUBLISHED_ELSEWHERE", "SOURCE_TITLE", "SOURCE_URL", "PublishedFigure",
            "all_published", "published_for", "published_for_row"]
@@ -120,6 +121,11 @@ class PublishedFigure:
     imatrix: str | None = None  # the importance matrix the row used ("WT 10m"); None: quantized without one
     size_gib: float | None = None  # the quantized LLaMA-3-8B file's size in the source, GiB
     dataset: str = DATASET
+
+    @property
+    def provenance(self) -> Provenance:
+        """Published elsewhere, for another model: context only, never a decision (storage.provenance)."""
+        return Provenance.published(f"{self.model}, {self.source_title}: {self.source_url}")
 
     def to_json(self) -> dict[str, object]:
         """The `published` object of `workbench diverge --json`: labelled as published elsewhere."""

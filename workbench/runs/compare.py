@@ -30,6 +30,7 @@ from workbench.models.ladder import Ladder
 from workbench.runs import remote
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.variants import with_stored_variant
+from workbench.storage.limits import refuse_run_texts
 from workbench.storage.store import Store
 
 # on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
@@ -222,6 +223,7 @@ def run_comparison(
     """Run `prompt` through every contestant in turn; each finished result is stored at once."""
     settings = settings or RunSettings()
     settings.validate(contestants)
+    refuse_run_texts(prompt, settings.system_prompt)  # storage.limits: what an export could not carry back
     check_contestants(contestants)
     messages = settings.messages(prompt)
     ref = next((c for c in contestants if c.is_reference), None)

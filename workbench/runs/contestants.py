@@ -6,11 +6,12 @@ apart from both so neither has to import the other to name them.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from workbench.core import hardware
 from workbench.engine import access
@@ -27,6 +28,34 @@ DISPLAY_MODES = ("none", "streamed", "held")
 API_OPENAI = "openai"
 API_LLAMACPP = "llamacpp"
 APIS = (API_OPENAI, API_LLAMACPP)
+# query-string parameter names that carry a credential, compared lower-case without "-" and "_": a URL holding one
+# is refused, because a URL is stored, shown and exported and a key must never be (README, remote endpoints)
+CREDENTIAL_WORDS = ("apikey", "token", "secret", "password", "passwd", "credential", "signature", "bearer",
+                    "authorization")  # anywhere in the name: x-api-key, access_token, client_secret …
+CREDENTIAL_NAMES = ("key", "sig", "pwd", "auth", "pass", "session", "sessionid")  # the whole name (a SAS sig=…)
+KEY_HINT = ("pass the key through an environment variable instead: key_env=VAR in --endpoint, --key-env VAR for "
+            "fingerprint, or the API key field on the Compare page")
+
+
+def credential_in_url(url: str) -> str | None:
+    """Why `url` holds a credential (user:password@, or a query/fragment parameter named like a key), else None.
+    The reason names the parameter, never its value."""
+    parts = urlsplit(url.strip())
+    if "@" in parts.netloc:
+        return "a user name or password before the host (user:pass@host)"
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(parts.fragment, keep_blank_values=True):
+        plain = name.lower().replace("-", "").replace("_", "")
+        if plain in CREDENTIAL_NAMES or plain.endswith("key") or any(w in plain for w in CREDENTIAL_WORDS):
+            return f"the parameter {name[:40]!r} after its '?' or '#'"
+    return None
+
+
+def safe_url(url: str) -> str:
+    """`url` to repeat in a message: without its query string, fragment and anything before an '@'."""
+    text = url.strip().split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = text.rpartition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}"
 
 
 @dataclass
@@ -46,15 +75,18 @@ class RemoteEndpoint:
     def __post_init__(self) -> None:
         if self.api not in APIS:
             raise ValueError(f"unknown API {self.api!r}; choose {' or '.join(APIS)}")
+        # refused rather than kept and redacted: a URL is stored, printed and exported in many places
+        why = credential_in_url(self.base_url)
+        if why:
+            raise ValueError(f"the endpoint URL holds a credential ({why}); it is refused so the key is never stored "
+                             f"or shown: {KEY_HINT}")
         parts = urlsplit(self.base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint URL must look like http://host:port (got {self.base_url!r})")
-        if parts.username or parts.password:
-            raise ValueError("the endpoint URL holds credentials; pass the API key through an environment variable instead")
+            raise ValueError(f"endpoint URL must look like http://host:port (got {safe_url(self.base_url)!r})")
         try:
             _ = parts.port  # urlsplit checks the port only when asked
         except ValueError:
-            raise ValueError(f"endpoint URL has a bad port: {self.base_url!r}") from None
+            raise ValueError(f"endpoint URL has a bad port: {safe_url(self.base_url)!r}") from None
         self.base_url = self.base_url.strip().rstrip("/")
         if self.api_key_env:
             from workbench.engine.pool import keep_from_workers
@@ -153,8 +185,8 @@ class RunSettings:
             raise ValueError("context size must be at least 64 tokens")
         if self.max_tokens >= self.n_ctx:
             raise ValueError(f"max tokens ({self.max_tokens}) must be smaller than the context size ({self.n_ctx})")
-        if self.temperature < 0:
-            raise ValueError("temperature cannot be negative")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError("temperature must be a finite number of 0 or more")
         if not 0 < self.top_p <= 1:
             raise ValueError("top-p must be in (0, 1]")
         if self.n_threads < 1:

@@ -16,6 +16,7 @@ from workbench.models.ladder import Ladder
 from workbench.runs.compare import check_contestants, run_comparison
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.noise import check_repeatable, run_repeats
+from workbench.storage.limits import refuse_run_texts
 from workbench.storage.store import Store
 
 STATUS_TEXT = {
@@ -70,6 +71,7 @@ class ComparisonJob(Job):
                  settings: RunSettings, *, ladder: Ladder | None = None, category: str | None = None,
                  noise_repeats: int = 0) -> None:
         settings.validate(contestants)
+        refuse_run_texts(prompt, settings.system_prompt)
         check_contestants(contestants)
         check_repeatable(next((c for c in contestants if c.is_reference), None), settings, noise_repeats)
         super().__init__(self._compare, title="comparison")

@@ -15,37 +15,40 @@ whole set, with every bad row's line number, so nothing is half-imported):
 
 Limits (a pasted or uploaded file is untrusted): MAX_BYTES per file, MAX_PROMPTS prompts, MAX_PROMPT_CHARS
 per prompt or system prompt, MAX_JSON_DEPTH nesting per JSON line. Errors are `PromptSetError`, whose message
-reads "line 7: no "prompt" field" (more bad rows are listed after the first).
+reads "line 7: no "prompt" field" (more bad rows are listed after the first). TOML and CSV go through
+files.text_formats' bounded readers (nesting, number length, strict quoting); lines are split on "\n" only.
 
-Bundled sets live in prompts/sets/ (`list_bundled_sets`). Imports nothing from the workbench.
+Bundled sets live in prompts/sets/ (`list_bundled_sets`). Imports only workbench.files.text_formats and the
+database's limits (storage.limits).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib  # type: ignore[no-redef]
+from workbench.files.text_formats import (
+    TextFormatError,
+    csv_records,
+    load_toml,
+    lone_surrogate,
+    split_lines,
+    toml_lines,
+)
+from workbench.storage.limits import MAX_PROMPT_CHARS, MAX_SET_PROMPTS
 
 MAX_BYTES = 2 * 1024 * 1024
-MAX_PROMPTS = 500
-MAX_PROMPT_CHARS = 20_000
+MAX_PROMPTS = MAX_SET_PROMPTS  # the database's limits (storage.limits): what an export of a set run may hold
 MAX_JSON_DEPTH = 20
 MAX_ERRORS_SHOWN = 10
 FORMATS = ("lines", "csv", "toml", "jsonl")
 SUFFIX_FORMATS = {".txt": "lines", ".csv": "csv", ".toml": "toml", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_FIELDS = ("system", "category", "id")
 TOML_TABLES = ("prompts", "cases", "examples")  # ours, a task pack's, the Compare examples'
-_TOML_LINE_RE = re.compile(r"\(at line (\d+)")
 
 
 class PromptSetError(ValueError):
@@ -113,7 +116,10 @@ def parse_prompt_set(text: str, fmt: str, name: str | None = None) -> PromptSet:
     if fmt not in FORMATS:
         raise PromptSetError([(None, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")])
     parser = {"lines": _parse_lines, "csv": _parse_csv, "toml": _parse_toml, "jsonl": _parse_jsonl}[fmt]
-    own_name, rows, notes = parser(text)
+    try:
+        own_name, rows, notes = parser(text.removeprefix("\ufeff"))  # a pasted text may start with a BOM
+    except TextFormatError as exc:
+        raise PromptSetError([(exc.line, exc.reason)]) from None
     return _finish(name or own_name or "prompts", rows, notes)
 
 
@@ -171,7 +177,7 @@ Row = tuple[int | None, Mapping[str, Any] | str]
 
 def _parse_lines(text: str) -> tuple[str | None, list[Row], list[str]]:
     rows: list[Row] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(text), start=1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             rows.append((number, {"prompt": stripped}))
@@ -179,31 +185,25 @@ def _parse_lines(text: str) -> tuple[str | None, list[Row], list[str]]:
 
 
 def _parse_csv(text: str) -> tuple[str | None, list[Row], list[str]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise PromptSetError([(None, "empty file")])
-        columns = [h.strip().lower() for h in header]
-        if "prompt" not in columns:
-            raise PromptSetError([(1, 'no "prompt" column in the header row')])
-        rows: list[Row] = []
-        start = reader.line_num + 1  # a quoted field may span lines: a row is named by its first line
-        for values in reader:
-            if any(v.strip() for v in values):
-                if len(values) > len(columns):
-                    rows.append((start, f"{len(values)} values for {len(columns)} columns"))
-                else:
-                    rows.append((start, {c: v for c, v in zip(columns, values, strict=False) if v.strip() or c == "prompt"}))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise PromptSetError([(reader.line_num or None, f"not valid CSV: {exc}")]) from None
+    records = csv_records(text)  # a quoted field may span lines: a row is named by its first line
+    if not records:
+        raise PromptSetError([(None, "empty file")])
+    columns = [h.strip().lower() for h in records[0][1]]
+    if "prompt" not in columns:
+        raise PromptSetError([(1, 'no "prompt" column in the header row')])
+    rows: list[Row] = []
+    for start, values in records[1:]:
+        if any(v.strip() for v in values):
+            if len(values) > len(columns):
+                rows.append((start, f"{len(values)} values for {len(columns)} columns"))
+            else:
+                rows.append((start, {c: v for c, v in zip(columns, values, strict=False) if v.strip() or c == "prompt"}))
     return None, rows, []
 
 
 def _parse_jsonl(text: str) -> tuple[str | None, list[Row], list[str]]:
     rows: list[Row] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         if _json_depth(line) > MAX_JSON_DEPTH:
@@ -219,11 +219,7 @@ def _parse_jsonl(text: str) -> tuple[str | None, list[Row], list[str]]:
 
 
 def _parse_toml(text: str) -> tuple[str | None, list[Row], list[str]]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = _TOML_LINE_RE.search(str(exc))
-        raise PromptSetError([(int(m.group(1)) if m else None, f"not valid TOML: {exc}")]) from None
+    data = load_toml(text)
     tables = [key for key in TOML_TABLES if key in data]
     if not tables:
         raise PromptSetError([(None, "no [[prompts]] tables (a task pack's [[cases]] or [[examples]] work too)")])
@@ -280,6 +276,9 @@ def _finish(name: str, rows: list[Row], notes: list[str]) -> PromptSet:
 def _row_problems(row: Mapping[str, Any]) -> list[str]:
     if "prompt" not in row:
         return ['no "prompt" field']
+    bad_text = [k for k, v in row.items() if isinstance(v, str) and lone_surrogate(v)]
+    if bad_text:  # JSON's "\ud800": parses, then fails wherever the text is stored or shown
+        return [f'"{bad_text[0]}" is not valid text (it holds a lone surrogate such as \\ud800)']
     problems = []
     for key in ("prompt", "system"):
         value = row.get(key)
@@ -334,29 +333,11 @@ def _json_depth(line: str) -> int:
     return deepest
 
 
-def _toml_code_lines(text: str) -> Iterable[tuple[int, str]]:
-    """(number, line) of the lines that do not start inside a multi-line string."""
-    open_delim: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if open_delim is None:
-            yield number, line
-        i = 0
-        while i < len(line):
-            if open_delim is None and line[i] == "#":
-                break
-            delim = line[i:i + 3]
-            if delim in ('"""', "'''") and (open_delim is None or open_delim == delim):
-                open_delim = None if open_delim else delim
-                i += 3
-                continue
-            i += 2 if (open_delim == '"""' and line[i] == "\\") else 1
-
-
 def _table_lines(text: str, key: str) -> list[int | None]:
     header = re.compile(rf"^\s*\[\[\s*{re.escape(key)}\s*\]\]")
-    return [n for n, line in _toml_code_lines(text) if header.match(line)]
+    return [n for n, line, inside in toml_lines(text) if not inside and header.match(line)]
 
 
 def _key_line(text: str, key: str) -> int | None:
     pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    return next((n for n, line in _toml_code_lines(text) if pattern.match(line)), None)
+    return next((n for n, line, inside in toml_lines(text) if not inside and pattern.match(line)), None)

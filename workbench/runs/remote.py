@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from workbench.engine.metrics import ContestantResult
 from workbench.runs.contestants import API_LLAMACPP, API_OPENAI, Contestant, RemoteEndpoint, RunSettings
+from workbench.storage import limits
 
 OnEvent = Callable[[str, str, dict[str, Any]], None]
 
@@ -92,6 +93,7 @@ class RemoteCompletion:
     t_end: float | None = None
     cancelled: bool = False
     done: bool = False  # the server said it finished (finish reason, [DONE] or stop flag)
+    text_bytes: int = 0
 
     def add_text(self, part: str, now: float, on_text: Callable[[str], None] | None) -> None:
         """One streamed piece of text, timestamped on arrival (first and last piece bound decode time)."""
@@ -99,18 +101,26 @@ class RemoteCompletion:
             self.t_first = now
         self.t_last = now
         self.content_chunks += 1
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if self.text_bytes + size > limits.MAX_TEXT_BYTES:  # what is kept must import back (storage.limits)
+            raise RemoteError(f"the answer grew past {limits.MAX_TEXT_BYTES // 2**20} MiB of text, the most one stored "
+                              "answer may hold; it was cut off there")
         self.text += part
+        self.text_bytes += size
         if on_text is not None:
             on_text(part)
 
 
 # ---- HTTP plumbing --------------------------------------------------------------------------------
 def _url(endpoint: RemoteEndpoint, route: str) -> str:
-    """The full URL of an API route; `/v1` in the base URL is honoured for OpenAI, dropped for llama.cpp."""
-    base = endpoint.base_url
+    """The full URL of an API route; `/v1` in the base URL is honoured for OpenAI, dropped for llama.cpp. A query
+    string (never a credential: RemoteEndpoint refuses those) goes after the route."""
+    base, query = endpoint.display_url.rstrip("/"), urlsplit(endpoint.base_url).query
     if endpoint.api == API_OPENAI:
-        return base + route if base.endswith("/v1") else base + "/v1" + route
-    return (base[: -len("/v1")] if base.endswith("/v1") else base) + route
+        url = base + route if base.endswith("/v1") else base + "/v1" + route
+    else:
+        url = (base[: -len("/v1")] if base.endswith("/v1") else base) + route
+    return url + (f"?{query}" if query else "")
 
 
 def _scrub(text: str, endpoint: RemoteEndpoint) -> str:
@@ -233,7 +243,8 @@ def _http_error(endpoint: RemoteEndpoint, url: str, status: int, reason: str, bo
         hint = (" — not an OpenAI-compatible server, or a wrong model name?" if endpoint.api == API_OPENAI
                 else " — not a llama.cpp server (try api=openai)?")
     tail = f": {detail}" if detail else ""
-    return RemoteError(f"HTTP {status} {reason} from {_scrub(url, endpoint)}{tail}{hint}")
+    where = url.split("?", 1)[0]  # never the query string: errors are stored, and a bare token may sit there
+    return RemoteError(f"HTTP {status} {reason} from {_scrub(where, endpoint)}{tail}{hint}")
 
 
 def _network_error(endpoint: RemoteEndpoint, exc: BaseException, during: str, got: int) -> RemoteError:

@@ -45,6 +45,7 @@ from workbench.runs.jobs import ColumnState
 from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats, run_repeats_batched
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
 from workbench.runs.variants import Variant, variant_contestants
+from workbench.storage.limits import refuse_set
 from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
 
 CONTESTANT_ENDS = ("done", "cancelled", "crashed", "error")  # compare's on_event statuses that end a contestant
@@ -170,6 +171,10 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
     settings.validate()
     if not prompt_set.prompts:
         raise SetRunError("the prompt set is empty")
+    try:
+        refuse_set(prompt_set.to_dicts())  # a set run an export could not carry back is never made
+    except ValueError as exc:
+        raise SetRunError(str(exc)) from None
     files = set_contestants(ladder, labels, reference)
     contestants = variant_contestants(files, variants, settings.n_ctx, baseline=variant_baseline)
     stored_settings = settings.to_dict()

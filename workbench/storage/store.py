@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core import paths
-from workbench.storage import migrations
+from workbench.storage import limits, migrations
 
 BUSY_TIMEOUT_S = 30.0
 # A prompt of a set run is finished when its newest run ended so: done, or with a contestant's error (which a
@@ -262,6 +262,7 @@ class Store:
         versions: dict[str, str] | None = None,
     ) -> int:
         versions = versions or {}
+        limits.refuse_run_texts(prompt, system_prompt)  # what is stored must import back (issue 24)
         with self.transaction() as conn:
             cur = conn.execute(
                 """INSERT INTO runs (created_at, kind, ladder_name, ladder_json, prompt, system_prompt, messages_json,
@@ -324,8 +325,10 @@ class Store:
         r["is_reference"] = bool(r["is_reference"])
         return r
 
-    def list_runs(self, limit: int = 50, search: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        """Recent runs, newest first, optionally filtered by text in the prompt or ladder name."""
+    def list_runs(self, limit: int = 50, search: str | None = None, kind: str | None = None,
+                  standalone: bool = False) -> list[dict[str, Any]]:
+        """Recent runs, newest first, optionally filtered by text in the prompt or ladder name; `standalone` leaves
+        out the prompts of set runs (so a set run does not push the Compare runs out of a short list)."""
         sql = "SELECT id, created_at, kind, status, ladder_name, prompt, reference_label FROM runs"
         where: list[str] = []
         args: list[str | int] = []
@@ -335,6 +338,8 @@ class Store:
         if kind:
             where.append("kind = ?")
             args.append(kind)
+        if standalone:
+            where.append("set_run_id IS NULL")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
@@ -351,6 +356,7 @@ class Store:
                        reference_label: str | None, settings: dict[str, Any], ladder: dict[str, Any] | None = None,
                        noise_repeats: int = 0, workbench_version: str | None = None) -> int:
         """A new set run (status running) holding what was asked; its prompts run later, as child runs."""
+        limits.refuse_set(prompts)  # what is stored must import back (issue 24)
         with self.transaction() as conn:
             cur = conn.execute(
                 """INSERT INTO set_runs (created_at, name, status, ladder_name, ladder_json, prompts_json, labels_json,
@@ -599,7 +605,8 @@ class Store:
                          COALESCE(r.ladder_name, runs.ladder_name) AS ladder_name,
                          COALESCE(r.prompt, runs.prompt) AS prompt,
                          COALESCE(r.category, runs.category) AS category,
-                         COALESCE(r.settings_json, runs.settings_json) AS settings_json
+                         COALESCE(r.settings_json, runs.settings_json) AS settings_json,
+                         runs.imported_from, runs.machine_json AS run_machine_json
                   FROM ratings r JOIN runs ON runs.id = r.run_id
                   LEFT JOIN results res ON res.run_id = r.run_id AND res.label = r.label
                   {where} ORDER BY r.id"""
@@ -611,7 +618,8 @@ class Store:
         where, args = self._judgement_where("v", filters)
         with self._connect() as conn:
             return [dict(row) for row in conn.execute(
-                f"SELECT v.* FROM votes v JOIN runs ON runs.id = v.run_id{where} ORDER BY v.id", args)]
+                f"""SELECT v.*, runs.imported_from, runs.machine_json AS run_machine_json
+                    FROM votes v JOIN runs ON runs.id = v.run_id{where} ORDER BY v.id""", args)]
 
     # ---- history: search, export, import (people.history) ------------------------------------
     def search_runs(self, *, text: str | None, model: str | None, since: str | None, until: str | None,
@@ -816,26 +824,35 @@ class Store:
 
     # ---- evidence for a recommendation (decide.evidence) ------------------------------------------
     def ladder_divergence(self, ladder_name: str, limit: int = 200) -> list[dict[str, Any]]:
-        """Divergence rows of the ladder's newest measurement runs, newest run first, with the run's kind and time."""
+        """Divergence rows of the ladder's newest measurement runs, newest run first, with the run's kind, time and
+        provenance (imported_from: NULL when measured here; run_machine_json). The newest `limit` runs made here and,
+        apart, the newest `limit` imported: an import never pushes this machine's measurements out of the window."""
         with self._connect() as conn:
             return [dict(r) for r in conn.execute(
                 """SELECT d.run_id, d.source, d.label, d.quant_type, d.is_reference, d.reference_label, d.n_tokens,
-                          d.mean_kld, d.top1_agreement, d.ppl, d.error, runs.kind, runs.created_at
+                          d.mean_kld, d.top1_agreement, d.ppl, d.error, runs.kind, runs.created_at,
+                          runs.imported_from, runs.machine_json AS run_machine_json
                    FROM divergence d JOIN runs ON runs.id = d.run_id
                    WHERE d.run_id IN (SELECT id FROM runs WHERE ladder_name = ? AND kind IN ('diverge', 'diverge-text')
-                                      ORDER BY id DESC LIMIT ?)
-                   ORDER BY d.run_id DESC, d.id""", (ladder_name, limit))]
+                                      AND imported_from IS NULL ORDER BY id DESC LIMIT ?)
+                      OR d.run_id IN (SELECT id FROM runs WHERE ladder_name = ? AND kind IN ('diverge', 'diverge-text')
+                                      AND imported_from IS NOT NULL ORDER BY id DESC LIMIT ?)
+                   ORDER BY d.run_id DESC, d.id""", (ladder_name, limit) * 2)]
 
     def ladder_eval_results(self, ladder_name: str, limit: int = 50) -> list[dict[str, Any]]:
-        """Per-case eval outcomes of the ladder's newest eval runs (newest run first): run, pack, label, passed."""
+        """Per-case eval outcomes of the ladder's newest eval runs (newest run first): run, pack, label, passed, and
+        the run's provenance (imported_from: NULL when measured here; run_machine_json), the newest `limit` of each
+        kind apart as `ladder_divergence` takes them."""
         with self._connect() as conn:
             return [dict(r) for r in conn.execute(
                 """SELECT e.run_id, er.pack_name, e.label, e.quant_type, e.passed, e.error, runs.created_at,
-                          runs.reference_label
+                          runs.reference_label, runs.imported_from, runs.machine_json AS run_machine_json
                    FROM eval_results e JOIN eval_runs er ON er.run_id = e.run_id JOIN runs ON runs.id = e.run_id
                    WHERE e.run_id IN (SELECT id FROM runs WHERE kind = 'eval' AND ladder_name = ?
-                                      ORDER BY id DESC LIMIT ?)
-                   ORDER BY e.run_id DESC, e.id""", (ladder_name, limit))]
+                                      AND imported_from IS NULL ORDER BY id DESC LIMIT ?)
+                      OR e.run_id IN (SELECT id FROM runs WHERE kind = 'eval' AND ladder_name = ?
+                                      AND imported_from IS NOT NULL ORDER BY id DESC LIMIT ?)
+                   ORDER BY e.run_id DESC, e.id""", (ladder_name, limit) * 2)]
 
     def ladder_results(self, ladder_name: str, limit: int = 500) -> list[dict[str, Any]]:
         """Results of the ladder's newest comparisons made on this machine (imported runs measured elsewhere), newest
