@@ -9,19 +9,30 @@ import streamlit as st
 from ui import quality_views as qv
 from ui.shared import active_ladder, jobs, md_escape, pool, store, through_entrypoint
 from workbench.decide import actions, report, study
-from workbench.decide.recommend import PREFERENCES, Constraints, ctx_words, gib
+from workbench.decide.recommend import (
+    DEFAULT_MAX_KLD,
+    HOLDS_TYPE,
+    PREFER_WORDS,
+    PREFERENCES,
+    Constraints,
+    bar_words,
+    ctx_words,
+    gib,
+)
 from workbench.decide.targets import THIS_MACHINE, list_targets, the
 from workbench.files.gguf_info import GgufError
 
 through_entrypoint()
 
 K = "recommend-"
+SAVED = K + "saved"  # a plain copy of every choice: Streamlit drops a widget's key while its page is not shown
 CONTEXTS = [2048, 4096, 8192, 16384, 32768, 65536, 131072]
 KV_CHOICES = ["f16", "q8_0", "q4_0"]
-PREFER_WORDS = {"quality": "Best quality that meets these", "memory": "Smallest that meets these"}
+DEFAULTS = {"target": THIS_MACHINE, "ctx": 8192, "kv": KV_CHOICES, "min-tok-s": 0.0, "max-kld": DEFAULT_MAX_KLD,
+            "prefer": PREFERENCES[0]}
 
 st.title("Recommend: which one to ship?")
-st.caption("Every file of the ladder with each KV-cache type is a candidate. Fit and memory on the target are "
+st.caption("Every file of the ladder with each KV-cache type is an option. Fit and memory on the target are "
            "**predicted** from the GGUF header; speed there is an **estimate** (bytes read per token over the "
            "target's memory bandwidth, calibrated on this machine); quality is **measured** here (divergence from "
            "the reference, evals, blind votes); the LLaMA-3-8B KLD is **published elsewhere**, for context.")
@@ -29,21 +40,43 @@ ladder = active_ladder()
 profiles = list_targets(store())
 names = [p.name for p in profiles]
 
-with st.form(K + "form"):
-    c1, c2, c3 = st.columns(3)
-    if st.session_state.get(K + "target-pick") not in names:  # a saved target deleted since
-        st.session_state[K + "target-pick"] = THIS_MACHINE
-    target = c1.selectbox("Target machine", names, key=K + "target-pick", help="Edit or add targets on the Hardware page.")
-    n_ctx = c2.selectbox("Context needed (tokens)", CONTEXTS, index=CONTEXTS.index(8192), format_func=ctx_words)
-    kv_types = c3.multiselect("KV-cache types to consider", KV_CHOICES, default=KV_CHOICES,
-                              help="q8_0 and q4_0 caches need flash attention (the workbench turns it on).")
-    c4, c5, c6 = st.columns(3)
-    min_tok_s = c4.number_input("Minimum decode speed (tok/s, estimated; 0 = none)", 0.0, 10_000.0, 0.0, step=1.0)
-    max_kld = c5.number_input("Maximum mean KLD (measured; 0 = none)", 0.0, 10.0, 0.0, step=0.01, format="%.3f")
-    prefer = c6.radio("Among those that meet them", PREFERENCES, format_func=PREFER_WORDS.__getitem__)
-    st.form_submit_button("Recommend", type="primary")
+saved = {**DEFAULTS, **st.session_state.get(SAVED, {})}
+if saved["target"] not in names:  # a saved target deleted since
+    saved["target"] = THIS_MACHINE
+for name, value in saved.items():  # restore what the widgets forgot while another page was shown
+    if K + name not in st.session_state:
+        st.session_state[K + name] = value
+if st.session_state[K + "target"] not in names:
+    st.session_state[K + "target"] = THIS_MACHINE
 
-constraints = Constraints(target, int(n_ctx), float(min_tok_s) or None, float(max_kld) or None, str(prefer))
+c1, c2, c3 = st.columns(3)
+target = c1.selectbox("Target machine", names, key=K + "target",
+                      help="The machine the model will run on. Edit or add targets on the Hardware page.")
+n_ctx = c2.selectbox("Context needed (tokens)", CONTEXTS, key=K + "ctx", format_func=ctx_words,
+                     help="The longest conversation the application must hold: prompt plus answer. The KV cache that "
+                          "holds it grows with it, so it changes the memory each option needs.")
+kv_types = c3.multiselect("KV-cache types to consider", KV_CHOICES, key=K + "kv",
+                          help="The KV cache keeps the conversation so far in memory. f16 is full precision; q8_0 "
+                               "stores it in 8 bits (about half the memory) and q4_0 in 4 bits (about a quarter), "
+                               "which can cost quality too: it is measured like a file's. Both need flash attention "
+                               "(the workbench turns it on).")
+c4, c5, c6 = st.columns(3)
+prefer = c4.radio("Pick", PREFERENCES, key=K + "prefer", format_func=PREFER_WORDS.__getitem__,
+                  help="The smallest option whose quality holds answers \"which quantization?\"; the best quality is "
+                       "the reference whenever it fits.")
+max_kld = c5.number_input("Quality holds up to a mean KLD of (0 = no bar)", 0.0, 10.0, key=K + "max-kld", step=0.001,
+                          format="%.4f",
+                          help="Mean KLD (Kullback-Leibler divergence) measures how far an option's next-token "
+                               "probabilities drift from the reference's, averaged over reference text: 0 is "
+                               f"identical. The default {bar_words(DEFAULT_MAX_KLD)} is what llama.cpp published for "
+                               f"{HOLDS_TYPE} on LLaMA-3-8B, the smallest type common GGUF guides call \"very low quality "
+                               "loss\".")
+min_tok_s = c6.number_input("Minimum decode speed (tok/s, estimated; 0 = none)", 0.0, 10_000.0, key=K + "min-tok-s",
+                            step=1.0, help="Tokens generated per second on the target, estimated from its memory "
+                                           "bandwidth; options below it are ruled out.")
+st.session_state[SAVED] = {name: st.session_state[K + name] for name in DEFAULTS}
+
+constraints = Constraints(str(target), int(n_ctx), float(min_tok_s) or None, float(max_kld) or None, str(prefer))
 try:
     s = study.study(store(), ladder, constraints, kv_types or ["f16"])
 except (ValueError, GgufError, OSError) as exc:
@@ -52,13 +85,17 @@ except (ValueError, GgufError, OSError) as exc:
 rec = s.recommendation
 
 # ---- the answer -------------------------------------------------------------------------------------------------
-if rec.recommended is not None:
-    st.success(f"Ship **{md_escape(rec.recommended.label)}** on {md_escape(the(target))} at {ctx_words(int(n_ctx))}.")
-else:
-    st.warning(md_escape(rec.reasons[0]))
-st.markdown("\n".join(f"- {md_escape(r)}" for r in (rec.reasons if rec.recommended else rec.reasons[1:])))
+say = st.warning if rec.recommended is None else st.info if rec.keeps_reference else st.success
+say(md_escape(rec.answer))
+st.caption(md_escape(rec.rule) + " Change the bar above.")
+if rec.meaning:
+    st.markdown(md_escape(rec.meaning))
+why = rec.reasons if rec.recommended else rec.reasons[1:]
+if why:
+    with st.expander("Why", expanded=True):
+        st.markdown("\n".join(f"- {md_escape(r)}" for r in why))
 if rec.would_change:
-    with st.expander("What would change the pick", expanded=True):
+    with st.expander("What would change the pick"):
         st.markdown("\n".join(f"- {md_escape(r)}" for r in rec.would_change))
 
 # ---- evidence still missing, and the buttons that collect it --------------------------------------------------------
@@ -87,8 +124,7 @@ svg, left_off = report.chart_svg(s)
 if svg is not None:
     # st.html drops an inline <svg>; markdown keeps it (and its hover titles). decide.chart escapes every label.
     st.markdown(f'<div style="max-width: 900px">{svg}</div>', unsafe_allow_html=True)
-    st.caption("Pareto front: no other candidate that fits is both smaller and closer to the reference. Hollow markers "
-               "do not fit the target.")
+    st.caption(report.CHART_CAPTION)
 if left_off:
     st.caption("Not on the chart (no divergence measured yet): " + md_escape(", ".join(left_off)))
 

@@ -27,9 +27,12 @@ def _register(sub: Any) -> None:
     p.add_argument("--target", default=None, help="target machine name (default: this machine)")
     p.add_argument("--ctx", type=int, default=8192, help="context the application needs, in tokens (default 8192)")
     p.add_argument("--min-tok-s", type=float, default=None, help="minimum decode speed on the target (estimated)")
-    p.add_argument("--max-kld", type=float, default=None, help="maximum mean KL divergence from the reference (measured)")
-    p.add_argument("--prefer", choices=("quality", "memory"), default="quality",
-                   help="among candidates that meet every constraint: the best quality (default) or the smallest")
+    p.add_argument("--max-kld", type=float, default=None, metavar="KLD",
+                   help="quality holds up to this mean KL divergence from the reference (measured); default: the "
+                        "mean KLD llama.cpp published for Q5_K_M on LLaMA-3-8B (about 0.0108); 0 = no bar")
+    p.add_argument("--prefer", choices=("memory", "quality"), default="memory",
+                   help="among candidates that meet every constraint: the smallest whose quality holds (memory, "
+                        "the default) or the best quality (the reference whenever it fits)")
     p.add_argument("--kv", default="f16,q8_0,q4_0", help="KV-cache types to consider (comma-separated; default "
                                                          "f16,q8_0,q4_0)")
     p.add_argument("--out", default=None, metavar="FILE.html", help="also write the stakeholder report (HTML, offline)")
@@ -72,7 +75,7 @@ def _write_reports(s: Any, args: argparse.Namespace) -> None:
 @command("recommend")
 def cmd_recommend(args: argparse.Namespace) -> int:
     from workbench.decide import report
-    from workbench.decide.recommend import Constraints
+    from workbench.decide.recommend import DEFAULT_MAX_KLD, Constraints
     from workbench.decide.study import study, study_json
     from workbench.decide.targets import THIS_MACHINE
     from workbench.storage.store import Store
@@ -81,7 +84,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     kv_types = [t.strip().lower() for t in args.kv.split(",") if t.strip()]
     if not kv_types:
         raise UsageError("--kv needs at least one KV-cache type")
-    constraints = Constraints(args.target or THIS_MACHINE, args.ctx, args.min_tok_s, args.max_kld, args.prefer)
+    max_kld = DEFAULT_MAX_KLD if args.max_kld is None else args.max_kld or None  # 0: no bar, as on the page
+    constraints = Constraints(args.target or THIS_MACHINE, args.ctx, args.min_tok_s, max_kld, args.prefer)
     try:
         s = study(Store(args.db) if args.db else Store(), lad, constraints, kv_types)
     except ValueError as exc:
@@ -92,6 +96,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(json.dumps(study_json(s), indent=2))
         return 0 if rec.recommended else 1
     print(f"Target: {constraints.target} · context {constraints.n_ctx:,} tokens · ladder {lad.name}")
+    print()
+    print(rec.answer)
+    print(rec.rule)
+    if rec.meaning:
+        print(rec.meaning)
     print()
     print("Recommended: " + (rec.recommended.label if rec.recommended else "nothing yet"))
     for line in rec.reasons:

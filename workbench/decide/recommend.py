@@ -1,12 +1,17 @@
 """Which candidate to ship on a target machine, and why, from facts already gathered: a pure function.
 
 Rules (the page, the CLI and the report say them the same way):
+- A candidate's quality *holds* when its measured mean KLD from the reference is at most a threshold and blind
+  votes do not show people preferring the reference over it (sign test). The default threshold is published
+  practice, not a number tuned to any ladder: the mean KLD llama.cpp published for Q5_K_M on LLaMA-3-8B
+  (quality.published), the smallest type common GGUF guides call "very low quality loss" (docs/recommend.md says why).
 - A candidate is *eligible* when every constraint is known to hold: it fits the target at the context asked
-  (predicted), its estimated decode speed there reaches the minimum (an estimate), its measured mean KLD is
-  at most the maximum, and blind votes do not show people preferring the reference over it (sign test).
+  (predicted), its estimated decode speed there reaches the minimum (an estimate), and its quality holds.
   A constraint that cannot be checked for lack of evidence makes it *unknown*, never eligible.
-- Among eligible candidates, `prefer="quality"` picks the least quality loss (mean KLD; the reference is 0 by
-  definition; ties: the smaller footprint), `prefer="memory"` the smallest predicted footprint.
+- Among eligible candidates, `prefer="memory"` (the default) picks the smallest predicted footprint: the answer to
+  "which quantization?"; `prefer="quality"` picks the least quality loss (mean KLD; the reference is 0 by
+  definition; ties: the smaller footprint), which is the reference whenever it fits.
+- When the reference is the pick because no quantized candidate holds, the answer says so and why ("Keep F16: …").
 - Without a measured quality figure a candidate cannot be ranked by quality: it is listed with what to run.
 """
 
@@ -19,10 +24,26 @@ from typing import Any
 
 from workbench.decide.evidence import CandidateKey, Evidence
 from workbench.decide.targets import the
+from workbench.quality.published import MODEL as PUBLISHED_MODEL
+from workbench.quality.published import published_for
 
 GiB = 2**30
 NO_FIT = "no_fit"
-PREFERENCES = ("quality", "memory")
+PREFERENCES = ("memory", "quality")  # the first is the default
+PREFER_WORDS = {"memory": "The smallest whose quality holds", "quality": "The best quality (the reference if it fits)"}
+#: The type whose published loss sets the default bar: the smallest common GGUF guides call "very low quality loss".
+HOLDS_TYPE = "Q5_K_M"
+
+
+def _published_bar() -> float:
+    figure = published_for(HOLDS_TYPE)
+    if figure is None or figure.mean_kld is None:  # the table is parsed from the source: this would be a bad edit
+        raise RuntimeError(f"the published table lost {HOLDS_TYPE}")
+    return figure.mean_kld
+
+
+#: The default "quality holds" threshold, read from the published table (0.0108 nats), never retyped.
+DEFAULT_MAX_KLD = _published_bar()
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 MAX_BEATEN = 3  # candidates that would rank higher named in the reasons; the table has them all
 
@@ -34,8 +55,8 @@ class Constraints:
     target: str
     n_ctx: int = 8192
     min_tok_s: float | None = None
-    max_kld: float | None = None
-    prefer: str = "quality"
+    max_kld: float | None = DEFAULT_MAX_KLD  # the "quality holds" threshold; None: no bar
+    prefer: str = "memory"
 
     def validate(self) -> None:
         """Plain-message ValueErrors for settings that cannot be met by anything."""
@@ -116,10 +137,19 @@ class Recommendation:
     would_change: list[str]
     assessments: list[Assessment]
     actions: list[Action] = field(default_factory=list)
+    answer: str = ""  # the one sentence to say out loud
+    rule: str = ""  # what "quality holds" means here, in one sentence
+    meaning: str = ""  # what the answer means for the decision: memory and speed against the reference
 
     @property
     def enough_evidence(self) -> bool:
         return self.recommended is not None
+
+    @property
+    def keeps_reference(self) -> bool:
+        """The smallest-that-holds rule fell back to the reference: no quantized option holds (or is measured yet)."""
+        return (self.constraints.prefer == "memory" and self.recommended is not None
+                and self.recommended.evidence.is_reference)
 
 
 # ---- words --------------------------------------------------------------------------------------------------------
@@ -134,6 +164,26 @@ def ctx_words(n_ctx: int) -> str:
 
 def kld_words(x: float) -> str:
     return "0 (the reference)" if x == 0 else f"{x:.4f}" if x < 0.01 else f"{x:.3f}"
+
+
+def bar_words(x: float) -> str:
+    """A threshold in words: enough digits to tell the default (0.0108) from a typed 0.01."""
+    return f"{x:.4g}"
+
+
+def rule_sentence(c: Constraints, reference: str) -> str:
+    """What "quality holds" means under `c`, in one sentence a product person can check and change."""
+    kld = (f"the mean KLD from {reference} (how far its next-token probabilities drift from {reference}'s, measured "
+           "here on reference text)")
+    votes = f"blind votes do not prefer {reference}"
+    if c.max_kld is None:
+        return f"No quality bar is set: any measured mean KLD counts, as long as {votes}."
+    published = (f"the loss llama.cpp published for {HOLDS_TYPE} on {PUBLISHED_MODEL}, the smallest type common "
+                 "GGUF guides call \"very low quality loss\"")
+    if math.isclose(c.max_kld, DEFAULT_MAX_KLD, rel_tol=1e-6):
+        return f"Quality holds when {kld} is at most {bar_words(c.max_kld)}, {published}, and {votes}."
+    return (f"Quality holds when {kld} is at most {bar_words(c.max_kld)} (your setting; the default "
+            f"{bar_words(DEFAULT_MAX_KLD)} is {published}) and {votes}.")
 
 
 def _verdict_words(e: Evidence) -> str | None:
@@ -172,9 +222,11 @@ def assess(f: Facts, c: Constraints) -> Assessment:
         status = UNKNOWN if (c.max_kld is not None or c.prefer == "quality") and not f.evidence.is_reference else PASS
         checks.append(Check("quality", status, "no divergence measured for it yet"))
     elif c.max_kld is not None and kld > c.max_kld:
-        checks.append(Check("quality", FAIL, f"mean KLD {kld_words(kld)}, above the {c.max_kld:g} allowed (measured)"))
+        checks.append(Check("quality", FAIL, f"mean KLD {kld_words(kld)}, above the {bar_words(c.max_kld)} allowed (measured)"))
     else:
-        checks.append(Check("quality", PASS, f"mean KLD {kld_words(kld)}" + ("" if f.evidence.is_reference else " (measured)")))
+        within = "" if c.max_kld is None or f.evidence.is_reference else f", within the {bar_words(c.max_kld)} allowed"
+        checks.append(Check("quality", PASS, f"mean KLD {kld_words(kld)}" + ("" if f.evidence.is_reference else " (measured)")
+                            + within))
     votes = _verdict_words(f.evidence)
     if votes is not None:
         prefers_ref = f.evidence.verdict is not None and f.evidence.verdict.outcome == "prefers-reference"
@@ -218,17 +270,20 @@ def _actions(assessments: Sequence[Assessment], c: Constraints) -> list[Action]:
 
 
 def recommend(facts: Sequence[Facts], constraints: Constraints) -> Recommendation:
-    """The pick under `constraints`, why, what would change it, and what evidence would help."""
+    """The pick under `constraints`, the sentence that says it, why, what would change it, and what evidence would help."""
     constraints.validate()
     assessments = [assess(f, constraints) for f in facts]
     eligible = sorted((a for a in assessments if a.status == PASS), key=lambda a: _order(constraints, a.facts))
     actions = _actions(assessments, constraints)
+    reference = next((f.label for f in facts if f.evidence.is_reference), "the reference")
+    rule = rule_sentence(constraints, reference)
     if not eligible:
         reasons = ["Not enough evidence to recommend anything." if any(a.status == UNKNOWN for a in assessments)
                    else "No candidate meets every constraint."]
         reasons += [f"{a.facts.label}: " + "; ".join(ch.words for ch in a.failed() + a.unknown()) + "."
                     for a in assessments if a.status != PASS]
-        return Recommendation(constraints, None, reasons, [], assessments, actions)
+        answer = f"{reasons[0][:-1]} on {the(constraints.target)} at {ctx_words(constraints.n_ctx)}."
+        return Recommendation(constraints, None, reasons, [], assessments, actions, answer, rule)
     pick = eligible[0]
     reasons = [_pick_sentence(pick)]
     better = sorted((a for a in assessments if a is not pick and a.status != PASS
@@ -237,9 +292,89 @@ def recommend(facts: Sequence[Facts], constraints: Constraints) -> Recommendatio
     for a in better[:MAX_BEATEN]:
         reasons.append(f"{a.facts.label} would rank higher but " + "; ".join(ch.words for ch in a.failed() + a.unknown()) + ".")
     if len(better) > MAX_BEATEN:
-        reasons.append(f"{len(better) - MAX_BEATEN} more would rank higher but miss a constraint (see the table).")
+        reasons.append(f"{len(better) - MAX_BEATEN} more would rank higher but miss a constraint or lack evidence "
+                       "(see the table).")
     would_change = _would_change(pick, eligible, constraints)
-    return Recommendation(constraints, pick.facts, reasons, would_change, assessments, actions)
+    answer = _answer(pick, better, assessments, constraints)
+    return Recommendation(constraints, pick.facts, reasons, would_change, assessments, actions, answer, rule,
+                          _meaning(pick.facts, [a.facts for a in assessments], constraints))
+
+
+def _meaning(pick: Facts, facts: Sequence[Facts], c: Constraints) -> str:
+    """The pick against the reference in what a deployment pays: memory on the target, and speed there."""
+    ref = next((f for f in facts if f.evidence.is_reference), None)
+    where = the(c.target)
+    if ref is None:
+        return ""
+    if pick is ref:
+        smaller = [f for f in facts if f is not ref and f.needed_bytes < ref.needed_bytes]
+        if not smaller:
+            return f"{ref.label} needs {gib(ref.needed_bytes)} on {where} (predicted)."
+        saving = ref.needed_bytes - min(f.needed_bytes for f in smaller)
+        return (f"{ref.label} needs {gib(ref.needed_bytes)} on {where} (predicted); a quantized option would save up "
+                f"to {gib(saving)}, at a quality cost the rule does not accept or has not measured.")
+    saved = ref.needed_bytes - pick.needed_bytes
+    words = (f"{pick.label} needs {gib(pick.needed_bytes)} on {where} where {ref.label} needs "
+             f"{gib(ref.needed_bytes)}: " + (f"{saved / ref.needed_bytes:.0%} less memory" if saved > 0
+                                              else f"{gib(-saved)} more") + " (predicted)")
+    if pick.est_tok_s is not None and ref.est_tok_s is not None:
+        words += f", and about {pick.est_tok_s:.0f} tok/s against {ref.est_tok_s:.0f} (estimated)"
+    return words + "."
+
+
+def _names(labels: Sequence[str], most: int = 3) -> str:
+    """"A", "A and B", "A, B and C", "A, B, C and 2 more"."""
+    shown = list(labels[:most]) + ([f"{len(labels) - most} more"] if len(labels) > most else [])
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def _why_not(failed: Sequence[Assessment], c: Constraints, reference: str) -> str:
+    """Why these candidates lost, grouped by the first check each failed: "12 lose more than … (the closest: …)"."""
+    groups: dict[str, list[Assessment]] = {}
+    for a in failed:
+        groups.setdefault(a.failed()[0].name, []).append(a)
+    parts = []
+    for name, group in groups.items():
+        labels = [a.facts.label for a in group]
+        many = len(group) > 1
+        if name == "quality" and c.max_kld is not None:
+            closest = min(group, key=lambda a: a.facts.kld or math.inf)
+            lead = f"{len(group)} lose" if many else f"{labels[0]} loses"
+            parts.append(f"{lead} more than the {bar_words(c.max_kld)} mean KLD allowed ("
+                         + (f"the closest: {closest.facts.label}, " if many else "") + f"{kld_words(closest.facts.kld or 0)})")
+        elif name == "votes":
+            parts.append(f"people preferred {reference} over {_names(labels)} in blind votes")
+        elif name == "fit":
+            parts.append(f"{_names(labels)} {'do' if many else 'does'} not fit {the(c.target)} at {ctx_words(c.n_ctx)}")
+        else:
+            parts.append(f"{_names(labels)} {'are' if many else 'is'} estimated below {c.min_tok_s or 0:g} tok/s")
+    return "; ".join(parts)
+
+
+def _answer(pick: Assessment, better: Sequence[Assessment], assessments: Sequence[Assessment], c: Constraints) -> str:
+    """The one sentence: what to ship and the rule that chose it, or why the reference stays."""
+    f = pick.facts
+    where = f"on {the(c.target)} at {ctx_words(c.n_ctx)}"
+    unknown = [a.facts.label for a in better if not a.failed()]  # could still beat the pick once measured
+    failed = [a for a in better if a.failed()]
+    later = (f"; {_names(unknown)} {'are' if len(unknown) > 1 else 'is'} not measured yet and could take its place"
+             if unknown else "")
+    if c.prefer == "quality":
+        return f"Ship {f.label} {where}: the best quality that meets these{later}."
+    if not f.evidence.is_reference:
+        kld = "" if f.kld is None else f" (mean KLD {kld_words(f.kld)})"
+        return f"Ship {f.label} {where}: the smallest option whose quality holds{kld}{later}."
+    others = [a for a in assessments if not a.facts.evidence.is_reference]
+    if not others:
+        return f"Ship {f.label} {where}: it is the only option."
+    if unknown and not failed:
+        return (f"Keep {f.label} {where} for now: no quantized option has its quality measured yet "
+                f"({_names(unknown)}); measure divergence to see whether one holds.")
+    why = _why_not(failed, c, f.label)
+    if unknown:
+        return (f"Keep {f.label} {where} for now: {why}; {_names(unknown)} {'are' if len(unknown) > 1 else 'is'} "
+                "not measured yet.")
+    return f"Keep {f.label} {where}: no quantized option holds — {why}."
 
 
 def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constraints) -> list[str]:
@@ -252,7 +387,7 @@ def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constrain
         kld = f", mean KLD {kld_words(nxt.kld)}" if nxt.kld is not None else ""
         out.append(f"Next in line: {nxt.label} ({size}{kld}).")
     if f.kld is not None and f.kld > 0:
-        out.append(f"A maximum mean KLD below {kld_words(f.kld)} would rule {f.label} out.")
+        out.append(f"A quality bar (mean KLD) below {kld_words(f.kld)} would rule {f.label} out.")
     if f.est_tok_s is not None:
         out.append(f"A minimum above {f.est_tok_s:.1f} tok/s would rule it out on {the(c.target)}.")
     if f.spare_bytes >= 0:
@@ -268,6 +403,9 @@ def to_json(rec: Recommendation) -> dict[str, Any]:
     """The chosen target's part of the CLI's JSON: recommended, reasons, would_change, actions."""
     return {
         "recommended": rec.recommended.label if rec.recommended else None,
+        "answer": rec.answer,
+        "rule": rec.rule,
+        "meaning": rec.meaning,
         "target": rec.constraints.target,
         "n_ctx": rec.constraints.n_ctx,
         "constraints": {"min_tok_s": rec.constraints.min_tok_s, "max_kld": rec.constraints.max_kld,

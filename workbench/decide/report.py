@@ -1,6 +1,10 @@
 """The stakeholder report: the recommendation, its chart, the per-target fit table and the evidence behind it, as
 one self-contained HTML file (inline SVG, no scripts, works offline) or Markdown.
 
+It reads top-down for a stakeholder: the answer in one sentence and the rule that chose it, then what it means
+for the decision (memory and speed, why, what would change it), then the evidence (chart and tables), and the
+method, settings, target sources and file provenance last: nothing technical stands before the verdict.
+
 Every figure says what it is: predicted (fit, memory), estimate (speed on a target), measured (here), or
 published elsewhere (another model's KLD). Labels, ladder names, target names and sources come from files and
 the database: every one is escaped (people.report's esc / md_cell).
@@ -12,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.decide.chart import ChartPoint, mark_front, svg_chart
-from workbench.decide.recommend import Facts, ctx_words, gib, kld_words
+from workbench.decide.recommend import PREFER_WORDS, Facts, Recommendation, bar_words, ctx_words, gib, kld_words
 from workbench.decide.study import Study
 from workbench.decide.targets import the
 from workbench.people.report import esc, generated_at, html_head, html_table, md_cell, md_table, provenance_lines
@@ -21,10 +25,18 @@ CSS = """
 .wb-pick { font-size: 1.15rem; border-left: 4px solid #1a7f37; padding: .3rem 0 .3rem .8rem; background: #f0fff4; }
 .wb-none { font-size: 1.15rem; border-left: 4px solid #9a6700; padding: .3rem 0 .3rem .8rem; background: #fff8c5; }
 .wb-chart svg { max-width: 100%; height: auto; }
+.wb-rule { color: #424a53; }
 """
 KIND_NOTE = ("Fit and memory are predicted from each GGUF header; speed on a target is an estimate; divergence, eval "
              "pass rates, votes and speeds here are measured on this machine; the LLaMA-3-8B KLD is published "
              "elsewhere, for another model, for context only.")
+
+
+#: One sentence under the chart, on the page and in the report: how to read it, terms explained.
+CHART_CAPTION = ("Each point is one option: further right needs more memory on the target, higher loses more quality "
+                 "(mean KLD: how far its next-token probabilities drift from the reference's); the colour is the "
+                 "estimated decode speed, the ring marks the pick, the step line is the Pareto front (the options no "
+                 "other option beats on both memory and quality), and hollow points do not fit the target.")
 
 
 def _sentence(words: str) -> str:
@@ -112,10 +124,10 @@ PROFILE_HEADERS = ["target", "RAM", "VRAM", "RAM bandwidth", "VRAM bandwidth", "
 
 def _constraint_rows(s: Study) -> list[list[Any]]:
     c = s.constraints
-    return [["target machine", c.target], ["context needed", f"{c.n_ctx:,} tokens"],
-            ["minimum decode speed", "none" if c.min_tok_s is None else f"{c.min_tok_s:g} tok/s (estimated on the target)"],
-            ["maximum mean KLD", "none" if c.max_kld is None else f"{c.max_kld:g} (measured)"],
-            ["preference", "best quality that meets these" if c.prefer == "quality" else "smallest that meets these"]]
+    return [["Target machine", c.target], ["Context needed", f"{c.n_ctx:,} tokens"],
+            ["Minimum decode speed", "none" if c.min_tok_s is None else f"{c.min_tok_s:g} tok/s (estimated on the target)"],
+            ["Quality holds up to a mean KLD of", "no bar" if c.max_kld is None else f"{bar_words(c.max_kld)} (measured)"],
+            ["Pick", PREFER_WORDS[c.prefer]]]
 
 
 def calibration_line(s: Study) -> str:
@@ -130,26 +142,29 @@ def title_of(s: Study) -> str:
     return f"Which quantization to ship: {s.ladder.name} on {the(s.constraints.target)}"
 
 
+def _why(rec: Recommendation) -> list[str]:
+    """The reasons under "What it means": the first repeats the answer's own words when nothing was picked."""
+    return rec.reasons if rec.recommended else rec.reasons[1:]
+
+
 def report_html(s: Study) -> str:
     rec = s.recommendation
-    out = html_head(title_of(s), f"Quant Workbench recommendation, generated {generated_at()}. {KIND_NOTE}", CSS)
-    if rec.recommended is not None:
-        out.append(f'<p class="wb-pick">Ship <strong>{esc(rec.recommended.label)}</strong> on '
-                   f"{esc(the(s.constraints.target))} at {esc(ctx_words(s.constraints.n_ctx))}.</p>")
-    else:
-        out.append(f'<p class="wb-none">{esc(rec.reasons[0])}</p>')
-    out.append("<h2>Why</h2><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.reasons) + "</ul>")
+    out = html_head(title_of(s), f"Quant Workbench recommendation, generated {generated_at()}.", CSS)
+    out.append(f'<p class="{"wb-pick" if rec.recommended else "wb-none"}">{esc(rec.answer)}</p>')
+    out.append(f'<p class="wb-rule">{esc(rec.rule)}</p>')
+    out.append("<h2>What it means</h2>")
+    if rec.meaning:
+        out.append(f"<p>{esc(rec.meaning)}</p>")
+    out.append("<ul>" + "".join(f"<li>{esc(r)}</li>" for r in _why(rec)) + "</ul>")
     if rec.would_change:
-        out.append("<h2>What would change the pick</h2><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.would_change) + "</ul>")
+        out.append("<h3>What would change the pick</h3><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.would_change) + "</ul>")
     if rec.actions:
-        out.append("<h2>Evidence still missing</h2><ul>" + "".join(f"<li>{esc(_sentence(a.words))}</li>" for a in rec.actions) + "</ul>")
-    out.append("<h2>Constraints</h2>" + html_table(["constraint", "value"], _constraint_rows(s)))
+        out.append("<h3>Evidence still missing</h3><ul>" + "".join(f"<li>{esc(_sentence(a.words))}</li>" for a in rec.actions) + "</ul>")
     svg, left_off = chart_svg(s)
     out.append("<h2>Quality against memory</h2>")
     if svg is not None:
         out.append(f'<div class="wb-chart">{svg}</div>')  # svg_chart escapes every label it writes
-        out.append('<p class="wb-muted">Pareto front: no other candidate that fits is both smaller and closer to the '
-                   "reference. Hollow markers do not fit the target.</p>")
+        out.append(f'<p class="wb-muted">{esc(CHART_CAPTION)}</p>')
     if left_off:
         out.append(f'<p class="wb-muted">Not on the chart (no divergence measured yet): {esc(", ".join(left_off))}.</p>')
     headers, rows = target_rows(s)
@@ -158,6 +173,8 @@ def report_html(s: Study) -> str:
     out.append("<h2>Evidence</h2>" + html_table(EVIDENCE_HEADERS, evidence_rows(s)))
     if imported_rows(s):
         out.append("<h2>Imported evidence</h2>" + html_table(IMPORTED_HEADERS, imported_rows(s)))
+    out.append("<h2>How this was decided</h2>" + html_table(["choice", "value"], _constraint_rows(s))
+               + f'<p class="wb-muted">{esc(KIND_NOTE)}</p>')
     out.append("<h2>Target machines</h2>" + html_table(PROFILE_HEADERS, target_profile_rows(s)))
     lines = provenance_lines(s.ladder.to_dict())
     if lines:
@@ -168,26 +185,25 @@ def report_html(s: Study) -> str:
 
 def report_markdown(s: Study) -> str:
     rec = s.recommendation
-    out = [f"# {md_cell(title_of(s))}", "", f"_Quant Workbench recommendation, generated {generated_at()}._ {md_cell(KIND_NOTE)}", ""]
-    if rec.recommended is not None:
-        out.append(f"**Ship {md_cell(rec.recommended.label)}** on {md_cell(the(s.constraints.target))} at "
-                   f"{ctx_words(s.constraints.n_ctx)}.")
-    else:
-        out.append(f"**{md_cell(rec.reasons[0])}**")
-    out += ["", "## Why", "", *(f"- {md_cell(r)}" for r in rec.reasons)]
+    out = [f"# {md_cell(title_of(s))}", "", f"**{md_cell(rec.answer)}**", "", md_cell(rec.rule), "",
+           "## What it means", ""]
+    if rec.meaning:
+        out += [md_cell(rec.meaning), ""]
+    out += [f"- {md_cell(r)}" for r in _why(rec)]
     if rec.would_change:
-        out += ["", "## What would change the pick", "", *(f"- {md_cell(r)}" for r in rec.would_change)]
+        out += ["", "### What would change the pick", "", *(f"- {md_cell(r)}" for r in rec.would_change)]
     if rec.actions:
-        out += ["", "## Evidence still missing", "", *(f"- {md_cell(_sentence(a.words))}" for a in rec.actions)]
-    out += ["", "## Constraints", "", md_table(["constraint", "value"], _constraint_rows(s))]
+        out += ["", "### Evidence still missing", "", *(f"- {md_cell(_sentence(a.words))}" for a in rec.actions)]
     headers, rows = target_rows(s)
     out += ["", f"## Fit per target at {ctx_words(s.constraints.n_ctx)} (predicted; speed estimated)", "",
             md_table(headers, rows), "", md_cell(calibration_line(s))]
     out += ["", "## Evidence", "", md_table(EVIDENCE_HEADERS, evidence_rows(s))]
     if imported_rows(s):
         out += ["", "## Imported evidence", "", md_table(IMPORTED_HEADERS, imported_rows(s))]
+    out += ["", "## How this was decided", "", md_table(["choice", "value"], _constraint_rows(s)), "", md_cell(KIND_NOTE)]
     out += ["", "## Target machines", "", md_table(PROFILE_HEADERS, target_profile_rows(s))]
     lines = provenance_lines(s.ladder.to_dict())
     if lines:
         out += ["", "## Files", "", *(f"- {md_cell(x)}" for x in lines)]
+    out += ["", f"_Quant Workbench recommendation, generated {generated_at()}._"]
     return "\n".join(out) + "\n"
