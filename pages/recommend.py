@@ -12,6 +12,7 @@ from workbench.decide import actions, report, study
 from workbench.decide.recommend import PREFERENCES, Constraints, ctx_words, gib
 from workbench.decide.targets import THIS_MACHINE, list_targets, the
 from workbench.files.gguf_info import GgufError
+from workbench.runs import timing
 
 through_entrypoint()
 
@@ -80,6 +81,9 @@ if running and job is not None:
     qv.job_progress(job, K + "job")
 elif job is not None:
     qv.job_outcome(job)
+    stored = store().get_run(job.run_id) if getattr(job, "run_id", None) else None  # a speed run: was any quiet?
+    if stored is not None and (why := timing.unmeasured(stored)):
+        st.warning(md_escape(why), icon=":material/speed:")
 
 # ---- the chart ------------------------------------------------------------------------------------------------------
 st.subheader(f"Quality against memory on {md_escape(the(target))}")
