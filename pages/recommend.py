@@ -13,6 +13,7 @@ from workbench.decide.recommend import PREFERENCES, Constraints, ctx_words, gib
 from workbench.decide.targets import THIS_MACHINE, list_targets, the
 from workbench.files.gguf_info import GgufError
 from workbench.runs import timing
+from workbench.runs.jobs import ComparisonJob
 
 through_entrypoint()
 
@@ -81,7 +82,7 @@ if running and job is not None:
     qv.job_progress(job, K + "job")
 elif job is not None:
     qv.job_outcome(job)
-    stored = store().get_run(job.run_id) if getattr(job, "run_id", None) else None  # a speed run: was any quiet?
+    stored = store().get_run(job.run_id) if isinstance(job, ComparisonJob) and job.run_id else None  # speed: quiet?
     if stored is not None and (why := timing.unmeasured(stored)):
         st.warning(md_escape(why), icon=":material/speed:")
 

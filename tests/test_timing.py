@@ -138,7 +138,8 @@ def _spread_run(store: Store) -> int:
                                   "disturbed_windows": 6})]
     for i, (label, tok_s, decode, spread) in enumerate(rows):
         store.add_result(run_id, i, {"label": label, "quant_type": label, "file": f"/x/{label}.gguf",
-                                     "is_reference": label == "F16", "text": "Same words here.", "stop_reason": "eos",
+                                     "is_reference": label == "F16", "stop_reason": "eos",
+                                     "text": "Leave at 9:30 for 20 km." if label == "F16" else "Leave at 9:45 for 25 km.",
                                      "decode_tok_s": tok_s, "measurement": {"decode": decode}, "decode_spread": spread,
                                      "gpu_mem_bytes": None, "load_s": 0.123456789})
     return run_id
@@ -156,10 +157,28 @@ def test_the_compare_page_shows_the_spread_one_banner_and_a_badge():
     assert "No quiet window could be had for Q2_K" in banners[0]
     assert any(b.label == "Re-measure quietly" for b in at.button)
     badges = [c for c in at.caption if "speed disturbed" in c.value]
-    assert len(badges) == 1  # the disturbed column only
+    assert len(badges) == 1  # the disturbed column only, its words on hover
+    assert "No quiet window came in 6 tries" in badges[0].proto.help and "free core was 100% busy" in badges[0].proto.help
+    facts = [e for e in at.expander if e.label.startswith("Changed facts")]
+    assert facts and not any(e.proto.expanded for e in facts)  # collapsed whatever the count, the count in the title
     html = " ".join(h.proto.body for h in at.get("html"))
     assert "84.5–97.2 tok/s, median of 3, 1 disturbed left out" in html
     assert "55.0–70.0 tok/s, no quiet window in 6" in html
     table = at.dataframe[0].value
     assert list(table["VRAM MiB"]) == ["no GPU", "no GPU"] and list(table["load s"]) == [0.12, 0.12]
     assert list(table["decode min"]) == [84.5, 55.0] and list(table["decode windows"]) == [4, 6]
+
+
+def test_the_run_report_carries_the_spread_and_the_words(store):
+    from workbench.people import report
+
+    run_id = _spread_run(store)
+    md = report.report_markdown(store, [run_id])
+    html = report.report_html(store, [run_id])
+    for text in (md, html):
+        assert "90.0 (84.5-97.2, n=3)" in text and "60.0 (55.0-70.0, n=6)" in text  # median (range, windows used)
+        assert "No quiet window came in 6 tries." in text
+    fig = report.metrics_figure(store.get_run(run_id))
+    decode = fig.data[1]
+    assert list(decode.error_y.array) == [pytest.approx(7.25), pytest.approx(10.0)]  # whiskers: up to the max ...
+    assert list(decode.error_y.arrayminus) == [pytest.approx(5.5), pytest.approx(5.0)]  # ... and down to the min
