@@ -61,6 +61,19 @@ def test_a_stored_spread_is_type_checked_and_said_in_words():
         assert timing.of_result({"metrics": {"decode_spread": bad}}) is None
 
 
+def test_the_banner_says_what_happened_and_what_to_do():
+    spread = {"median": 1.0, "min": 1.0, "max": 1.0, "n": 4, "windows": 4, "disturbed_windows": 4}
+    results = [{"label": "F16", "decode_spread": {**spread, "quiet": True}},
+               {"label": "Q8_0", "decode_spread": {**spread, "quiet": False}}, {"label": "Q2_K"}]
+    disturbed_once = timing.banner(results, ["F16"])
+    assert disturbed_once.startswith("Speed figures disturbed for F16: ") and "Re-measuring runs" in disturbed_once
+    mixed = timing.banner(results, ["Q8_0", "Q2_K"])
+    assert mixed.startswith("Speed figures disturbed for Q8_0, Q2_K") and "No quiet window could be had for Q8_0," in mixed
+    every = timing.banner(results[:2], ["F16", "Q8_0"])
+    assert every.startswith("Speed figures disturbed for every file")
+    assert timing.banner(results[1:2], ["Q8_0"]).startswith("No quiet window could be had for Q8_0, even timed again")
+
+
 def test_timing_repeats_are_validated():
     for bad in (0, 11, True, 2.5):
         with pytest.raises(ValueError, match="timing repeats must be a whole number from 1 to 10"):
@@ -153,8 +166,8 @@ def test_the_compare_page_shows_the_spread_one_banner_and_a_badge():
     at.run()
     assert not at.exception, at.exception
     banners = [w.value.replace("\\", "") for w in at.warning]  # markdown-escaped labels
-    assert len(banners) == 1 and "Speed figures disturbed for Q2_K" in banners[0]  # one banner, not one per column
-    assert "No quiet window could be had for Q2_K" in banners[0]
+    assert len(banners) == 1 and "No quiet window could be had for Q2_K" in banners[0]  # one, not one per column
+    assert "then re-measure" in banners[0] and "F16" not in banners[0]
     assert any(b.label == "Re-measure quietly" for b in at.button)
     badges = [c for c in at.caption if "speed disturbed" in c.value]
     assert len(badges) == 1  # the disturbed column only, its words on hover

@@ -433,7 +433,8 @@ def charts(frame: pd.DataFrame) -> None:
         fig = px.bar(ok, x="quantization", y=column, title=title, text_auto=".3g" if column == "TTFT s" else ".4g",
                      color="measured" if column in speed else None, color_discrete_map=colours, **bars)
         if bars:
-            title = f"{title}<br><sup>bar: median of the undisturbed windows; whisker: their range (min–max)</sup>"
+            title = (f"{title}<br><sup>bar: median of the undisturbed windows (of all, where none was quiet); "
+                     "whisker: their range (min–max)</sup>")
         if column in speed:
             fig.update_layout(legend_title_text="measurement", legend=dict(orientation="h", y=-0.25))
             if (ok["measured"] == "disturbed").any():

@@ -157,17 +157,21 @@ def repeats_note(wanted: int) -> str:
 
 def banner(results: list[dict[str, Any]], disturbed: list[str]) -> str:
     """The one sentence above a run whose columns `disturbed` have disturbed speed figures, and what to do."""
-    names = ", ".join(disturbed)
+    one = len(disturbed) == 1
+    names = "every file" if len(disturbed) == len(results) > 1 else ", ".join(disturbed)
+    hover = "hover a column's \"speed disturbed\" mark for what was seen"
     no_quiet = [r["label"] for r in results if r.get("label") in disturbed and (s := of_result(r)) is not None
                 and not s["quiet"] and s["windows"] > 1]
+    if no_quiet and len(no_quiet) == len(disturbed):
+        return (f"No quiet window could be had for {names}, even timed again: other work on this machine competed "
+                f"with the worker every time, so {'its' if one else 'their'} speed can read low ({hover}). Close what "
+                "else is busy (a build, a video, a sync, other browser tabs), then re-measure.")
     text = (f"Speed figures disturbed for {names}: other work on this machine competed with the worker while "
-            f"{'it was' if len(disturbed) == 1 else 'they were'} timed, so {'its' if len(disturbed) == 1 else 'their'}"
-            " speed can read low (hover a column's \"speed disturbed\" mark for what was seen).")
+            f"{'it was' if one else 'they were'} timed, so {'its' if one else 'their'} speed can read low ({hover}).")
     if no_quiet:
         return (f"{text} No quiet window could be had for {', '.join(no_quiet)}, even timed again: close what "
                 "else is busy (a build, a video, a sync, other browser tabs), then re-measure.")
     return f"{text} Re-measuring runs the same files and settings again with nothing drawn, timing a disturbed window again."
-
 
 def unmeasured(run: dict[str, Any]) -> str | None:
     """For a finished speed run: which files got no undisturbed figure, why, and what to do; None when all did."""
