@@ -375,8 +375,8 @@ class Engine:
         temperature = float(req.get("temperature") or 0.0)
         top_p = 1.0 if req.get("top_p") is None else float(req["top_p"])
         seed = 0 if req.get("seed") is None else int(req["seed"])
-        ignore_eos = bool(req.get("ignore_eos"))  # benchmarks: always decode max_tokens
-        timing_only = bool(req.get("timing_only"))  # a timing repeat (runs.timing): no tokens events, figures only
+        # ignore_eos: benchmarks, always decode max_tokens; timing_only: a timing repeat (runs.timing), no tokens events
+        ignore_eos, timing_only = bool(req.get("ignore_eos")), bool(req.get("timing_only"))
         greedy = temperature <= 0
         n_vocab = self.n_vocab
         self.out.send(event="started", id=rid, prompt_tokens=len(tokens), template=template)
