@@ -177,7 +177,7 @@ if run is not None:
     st.divider()
     frame = views.metrics_frame(run)
     views.charts(frame)
-    st.dataframe(views.table_frame(frame), width="stretch", hide_index=True)
+    st.dataframe(views.table_frame(frame, run), width="stretch", hide_index=True)
     st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run['id']}.csv", mime="text/csv")
     with st.expander("Divergence from the reference", expanded=False):
         from ui.quality_views import divergence_panel

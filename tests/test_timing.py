@@ -154,7 +154,8 @@ def _spread_run(store: Store) -> int:
                                      "is_reference": label == "F16", "stop_reason": "eos",
                                      "text": "Leave at 9:30 for 20 km." if label == "F16" else "Leave at 9:45 for 25 km.",
                                      "decode_tok_s": tok_s, "measurement": {"decode": decode}, "decode_spread": spread,
-                                     "gpu_mem_bytes": None, "load_s": 0.123456789})
+                                     "gpu_mem_bytes": None, "load_s": 0.123456789,
+                                     "gpu_layers": 3 if label == "F16" else 0})  # F16's VRAM unread: not "no GPU"
     return run_id
 
 
@@ -178,7 +179,7 @@ def test_the_compare_page_shows_the_spread_one_banner_and_a_badge():
     assert "84.5–97.2 tok/s, median of 3, 1 disturbed left out" in html
     assert "55.0–70.0 tok/s, no quiet window in 6" in html
     table = at.dataframe[0].value
-    assert list(table["VRAM MiB"]) == ["no GPU", "no GPU"] and list(table["load s"]) == [0.12, 0.12]
+    assert list(table["VRAM MiB"]) == ["—", "no GPU"] and list(table["load s"]) == [0.12, 0.12]
     assert list(table["decode min"]) == [84.5, 55.0] and list(table["decode windows"]) == [4, 6]
 
 

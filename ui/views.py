@@ -396,15 +396,16 @@ ROUNDING = {"bits/weight": 2, "load s": 2, "TTFT s": 3, "prefill tok/s": 0, "dec
             "decode max": 1, "CPU contention": 2}
 
 
-def table_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The metrics table as a person reads it: numbers rounded, "—" where there is no figure, "no GPU" for VRAM
+def table_frame(frame: pd.DataFrame, run: dict[str, Any]) -> pd.DataFrame:
+    """`metrics_frame(run)` as a person reads it: numbers rounded, "—" where there is no figure, "no GPU" for VRAM
     where no layer ran on a GPU (the CSV keeps the full figures)."""
     shown = frame.copy()
     for column, digits in ROUNDING.items():
         if column in shown:
             shown[column] = shown[column].map(lambda x, d=digits: round(x, d) if is_number(x) else None)
-    if "VRAM MiB" in shown:
-        shown["VRAM MiB"] = shown["VRAM MiB"].map(lambda x: x if is_number(x) else "no GPU")
+    on_gpu = [bool(r.get("gpu_layers")) for r in run["results"]]
+    shown["VRAM MiB"] = [x if is_number(x) else None if gpu else "no GPU" for x, gpu in zip(shown["VRAM MiB"], on_gpu,
+                                                                                           strict=True)]
     return shown.astype(object).where(shown.notna(), "—")
 
 
