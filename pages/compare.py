@@ -11,6 +11,7 @@ from ui.variant_views import variant_picker
 from workbench.core import hardware
 from workbench.core.disturbance import of_result
 from workbench.quality.packs import PackError, load_examples
+from workbench.runs import timing
 from workbench.runs.compare import (
     IMPORTED_NOTE,
     SEQUENTIAL_NOTE,
@@ -18,7 +19,7 @@ from workbench.runs.compare import (
     is_imported,
     local_contestants_of_run,
 )
-from workbench.runs.contestants import OFFLOAD_MODES, RunSettings
+from workbench.runs.contestants import MAX_TIMING_REPEATS, OFFLOAD_MODES, RunSettings
 from workbench.runs.jobs import ComparisonJob
 from workbench.runs.noise import MAX_REPEATS
 from workbench.runs.variants import variant_contestants
@@ -97,6 +98,10 @@ with st.expander("Settings (the same for every contestant)"):
                          "at temperature > 0, or greedy with the prompt evaluated in other micro-batch sizes. Each "
                          "column then says whether it differs from the reference more than the reference differs "
                          "from itself. The contestants' timings are not affected.")
+    st.number_input("Timing repeats (speed spread)", 1, MAX_TIMING_REPEATS, 1, key="timing_repeats",
+                    help="How many times each local file's decode is timed: its answer first, then the same answer "
+                         "decoded again with nothing drawn. With more than one, decode speed is the median of the "
+                         "undisturbed windows and the range is shown (a whisker on the chart).")
     st.checkbox("Run remote endpoints at the same time as each other (local files still run one at a time)",
                 key="remote_concurrent")
     st.toggle("Hold each answer until it is done (the quietest measurement: nothing is drawn while a contestant "
@@ -104,6 +109,7 @@ with st.expander("Settings (the same for every contestant)"):
 variants, baseline = variant_picker("compare")
 st.caption(f"ℹ️ {SEQUENTIAL_NOTE} Greedy decoding, one chat template (each file's own), same settings for all. "
            "Speed figures say whether other work on this machine disturbed them.")
+st.caption(md_escape(timing.repeats_note(int(st.session_state.get("timing_repeats") or 1))))
 
 # ---- run / stop ------------------------------------------------------------------------------
 job = jobs().get(st.session_state.get("job_id"), ComparisonJob)
@@ -116,7 +122,8 @@ if b1.button("Run", type="primary", disabled=running or not chosen or not prompt
                            seed=int(seed), n_ctx=int(n_ctx), n_threads=int(threads), system_prompt=system_prompt,
                            gpu_offload=offload, n_gpu_layers=int(gpu_layers),
                            remote_concurrent=bool(st.session_state.get("remote_concurrent")),
-                           display="held" if st.session_state.get("hold_text") else "streamed")
+                           display="held" if st.session_state.get("hold_text") else "streamed",
+                           timing_repeats=int(st.session_state.get("timing_repeats") or 1))
     try:
         contestants = variant_contestants(contestants_for(ladder, chosen, reference), variants, int(n_ctx),
                                           baseline=baseline) + endpoint_contestants()
@@ -161,11 +168,9 @@ if run is not None:
         st.text(run["prompt"])
     vs = run_pair_section(run)  # the answer first: "Q4_K_M vs Q8_0" in one sentence; the columns follow it
     disturbed = [r["label"] for r in run["results"] if of_result(r)[0]]
-    if disturbed:
+    if disturbed:  # one banner for the run; each affected column carries a small mark with the details
         w1, w2 = st.columns([5, 1])
-        w1.warning(f"Other work on this machine competed with the worker while {md_escape(', '.join(disturbed))} "
-                   f"{'was' if len(disturbed) == 1 else 'were'} timed: those speed figures can read low. Re-measuring runs "
-                   "the same files and settings again with nothing drawn while each is timed.", icon=":material/speed:")
+        w1.warning(md_escape(timing.banner(run["results"], disturbed)), icon=":material/speed:")
         w2.button("Re-measure quietly", key=f"remeasure-{run['id']}", on_click=remeasure, args=(run,),
                   disabled=not local_contestants_of_run(run),
                   help=f"This run {IMPORTED_NOTE}." if is_imported(run) else None)
@@ -174,7 +179,7 @@ if run is not None:
     st.divider()
     frame = views.metrics_frame(run)
     views.charts(frame)
-    st.dataframe(frame, width="stretch", hide_index=True)
+    st.dataframe(views.table_frame(frame, run), width="stretch", hide_index=True)
     st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run['id']}.csv", mime="text/csv")
     with st.expander("Divergence from the reference", expanded=False):
         from ui.quality_views import divergence_panel

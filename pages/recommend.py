@@ -21,6 +21,8 @@ from workbench.decide.recommend import (
 )
 from workbench.decide.targets import THIS_MACHINE, list_targets, the
 from workbench.files.gguf_info import GgufError
+from workbench.runs import timing
+from workbench.runs.jobs import ComparisonJob
 
 through_entrypoint()
 
@@ -117,6 +119,9 @@ if running and job is not None:
     qv.job_progress(job, K + "job")
 elif job is not None:
     qv.job_outcome(job)
+    stored = store().get_run(job.run_id) if isinstance(job, ComparisonJob) and job.run_id else None  # speed: quiet?
+    if stored is not None and (unquiet := timing.unmeasured(stored)):
+        st.warning(md_escape(unquiet), icon=":material/speed:")
 
 # ---- the chart ------------------------------------------------------------------------------------------------------
 st.subheader(f"Quality against memory on {md_escape(the(target))}")

@@ -86,3 +86,19 @@ def test_batch_json_says_what_the_page_says(demo_ladder, tmp_path: Path) -> None
         assert q2["summary"] == page.sentence and q2["summary"]
         assert q2["facts"] == [{"kind": c.kind, "status": c.status, "reference": c.reference, "quantization": c.output}
                                for c in compare_facts(ref["text"], q2["text"])]
+
+
+def test_compare_repeats_gives_each_file_a_median_and_range_and_refuses_a_bad_count(demo_ladder) -> None:
+    out = workbench("compare", "--demo", "--types", "Q2_K", "--prompt", "Name three fruits.", "--repeats", "2",
+                    "--max-tokens", "32", "--ctx", "256", "--threads", "1")
+    assert out["settings"]["timing_repeats"] == 2
+    for r in out["results"]:
+        windows, s = r["decode_repeats"], r["decode_spread"]
+        assert 2 <= len(windows) <= 5 and windows[0]["streamed"] and s["windows"] == len(windows) and s["wanted"] == 2
+        assert r["decode_tok_s"] == s["median"] and s["min"] <= s["median"] <= s["max"]
+        assert r["disturbed"] is (None if r["measurement"]["decode"]["disturbed"] is None else not s["quiet"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bad = subprocess.run([sys.executable, "-m", "workbench", "compare", "--demo", "--prompt", "x", "--repeats", "11"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert bad.returncode == 2 and "timing repeats must be a whole number from 1 to 10" in bad.stderr
+    assert "Traceback" not in bad.stderr

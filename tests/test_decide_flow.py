@@ -19,6 +19,7 @@ from workbench.decide.recommend import DEFAULT_MAX_KLD, Action, Constraints
 from workbench.decide.study import study, study_json
 from workbench.models.ladder import Ladder
 from workbench.people.report import esc
+from workbench.runs import timing
 from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -56,7 +57,14 @@ def test_the_study_recommends_from_measured_evidence(evidence_db: Path, demo_lad
     q4, q4kv = by_label["Q4_K_M"], by_label["Q4_K_M · KV q8_0"]
     assert q4.kld is not None and q4kv.kld is not None and q4kv.kld != q4.kld
     assert q4kv.evidence.divergence is not None and "reference text" in q4kv.evidence.divergence.how
-    assert q4.evidence.speed_here is not None and q4kv.evidence.speed_here is not None
+    # speed: the median of quiet windows; on a busy machine (every window disturbed, each timed again up to the
+    # limit) there is none, and the speed run says so in words instead
+    speed_runs = [store.get_run(r["id"]) for r in store.list_runs(kind="compare")]
+    lost = {r["label"] for run in speed_runs for r in run["results"] if r["disturbed"] == 1}
+    missing = " ".join(timing.unmeasured(run) or "" for run in speed_runs)
+    for fact in (q4, q4kv):
+        assert fact.evidence.speed_here is not None or (fact.label in lost and "Run it again" in missing), \
+            (fact.label, missing)
     # the KV cache is part of the memory on the target: q8_0 needs less than f16 at 8k
     assert q4kv.needed_bytes < q4.needed_bytes
     assert q4kv.detail["fit"].kv_bytes < q4.detail["fit"].kv_bytes * 0.6

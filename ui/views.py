@@ -32,6 +32,7 @@ from workbench.quality.diffing import (
 )
 from workbench.quality.noise_floor import Floor
 from workbench.quality.summary import summarize
+from workbench.runs import timing
 from workbench.runs.jobs import STATUS_TEXT, ComparisonJob
 from workbench.storage.store import StoreError
 
@@ -42,6 +43,7 @@ STREAM_TICK_S = 0.5
 # Material Symbols ship with Streamlit, so they render offline and in browsers without an emoji font.
 STATUS_ICON = {"queued": ":material/schedule:", "waiting": ":material/hourglass_top:", "loading": ":material/upload:",
                "connecting": ":material/lan:", "retrying": ":material/replay:", "generating": ":material/edit_note:",
+               "timing": ":material/timer:",
                "done": ":material/check_circle:", "cancelled": ":material/stop_circle:", "crashed": ":material/dangerous:",
                "error": ":material/error:"}
 
@@ -114,7 +116,7 @@ def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = 
             line = status_line(c["status"], c["message"], c["queue_position"])
             if put(c["label"], "status", line):
                 status_slot.caption(line)
-            timed = c["status"] in ("generating", "loading", "retrying")
+            timed = c["status"] in ("generating", "loading", "retrying", "timing")
             if timed and (hold_text or not text_due):
                 continue
             text = c["text"]
@@ -149,6 +151,7 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("TTFT", f"{fmt_num(r.get('ttft_s'), '.3f')} s"),
         ("Prefill", f"{fmt_num(r.get('prefill_tok_s'), ',.0f')} tok/s"),
         ("Decode", f"{fmt_num(r.get('decode_tok_s'), ',.1f')} tok/s"),
+        *_spread_rows(r),
         ("Tokens", f"{fmt_num(tokens, 'd') if isinstance(tokens, int) else '—'} ({stop if stop else '—'})"),
         ("Peak RAM", fmt_bytes(r.get("peak_rss_bytes"))),
     ]
@@ -172,6 +175,30 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             free = f" · free core{'s' if decode.spare_cpus > 1 else ''} {decode.spare_busy:.0%} busy"
         rows.append(("CPU contention", f"{contention:.0%}{free} ({verdict})"))
     return rows + memory_rows(r)
+
+
+def _spread_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The decode figure's spread when more than one window was timed (runs.timing): the figure above is their
+    median; here the range and how many windows it took."""
+    s = timing.of_result(r)
+    if s is None or s["windows"] <= 1:
+        return []
+    if not s["quiet"]:
+        return [("Decode range", f"{s['min']:,.1f}–{s['max']:,.1f} tok/s, no quiet window in {s['windows']}")]
+    left_out = f", {s['disturbed_windows']} disturbed left out" if s["disturbed_windows"] else ""
+    return [("Decode range", f"{s['min']:,.1f}–{s['max']:,.1f} tok/s, median of {s['n']}{left_out}")]
+
+
+def speed_badge(r: dict[str, Any]) -> None:
+    """A small orange mark on a column whose speed figure was disturbed; the words on hover (one banner above the
+    columns says what it means and offers to re-measure)."""
+    disturbed, words = of_result(r)
+    if not disturbed:
+        return
+    s = timing.of_result(r)
+    tries = f" No quiet window came in {s['windows']} tries." if s is not None and not s["quiet"] else ""
+    st.caption(":orange-badge[:material/speed: speed disturbed]",
+               help=md_escape(f"Speed figures {words}.{tries} They can read lower than this machine gives."))
 
 
 def _save_rating(run_id: int, label: str, key: str) -> None:
@@ -240,7 +267,7 @@ def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floo
     st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
                f"token {fmt_num(first_token, 'd') if isinstance(first_token, int) else '—'}")
     if line.facts:
-        with st.expander(f"Changed facts ({line.facts_changed})", expanded=line.facts_changed <= 3):
+        with st.expander(f"Changed facts ({line.facts_changed})", expanded=False):  # the same for every column
             st.markdown("\n".join(f"- {md_escape(f.describe())}" for f in line.facts))
 
 
@@ -281,10 +308,7 @@ def result_columns(run: dict[str, Any], baseline: str | None = None) -> None:
                     st.caption("⏹️ cancelled")
                 if r["fallback"]:
                     st.caption(f"ℹ️ {md_escape(r['fallback'])}")
-                disturbed, words = of_result(r)
-                if disturbed:
-                    st.warning(f"Speed figures {md_escape(words)}. They can read lower than this machine gives; "
-                               "re-measure quietly (button above the columns).", icon=":material/speed:")
+                speed_badge(r)
                 text = _text(r)
                 if r["is_reference"] and floor is not None:
                     st.caption(f"Noise floor: {md_escape(floor.sentence())} "
@@ -357,6 +381,7 @@ def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
             "file MiB": _mib(r["size_bytes"]),
             "bits/weight": _n(r["bits_per_weight"]), "load s": _n(r["load_s"]), "TTFT s": _n(r["ttft_s"]),
             "prefill tok/s": _n(r["prefill_tok_s"]), "decode tok/s": _n(r["decode_tok_s"]),
+            **_spread_cells(r),
             "tokens": _n(r["completion_tokens"]),
             "stop": r["stop_reason"], "peak RAM MiB": _mib(r["peak_rss_bytes"]),
             "VRAM MiB": _mib(r["gpu_mem_bytes"]),
@@ -368,6 +393,32 @@ def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
             "error": r["error"],
         })
     return pd.DataFrame(rows)
+
+
+def _spread_cells(r: dict[str, Any]) -> dict[str, Any]:
+    """The decode figure's range and window count (runs.timing); one window: its figure, 1."""
+    s = timing.of_result(r)
+    if s is None:
+        tok_s = _n(r["decode_tok_s"])
+        return {"decode min": tok_s, "decode max": tok_s, "decode windows": 1 if tok_s is not None else None}
+    return {"decode min": s["min"], "decode max": s["max"], "decode windows": s["windows"]}
+
+
+ROUNDING = {"bits/weight": 2, "load s": 2, "TTFT s": 3, "prefill tok/s": 0, "decode tok/s": 1, "decode min": 1,
+            "decode max": 1, "CPU contention": 2}
+
+
+def table_frame(frame: pd.DataFrame, run: dict[str, Any]) -> pd.DataFrame:
+    """`metrics_frame(run)` as a person reads it: numbers rounded, "—" where there is no figure, "no GPU" for VRAM
+    where no layer ran on a GPU (the CSV keeps the full figures)."""
+    shown = frame.copy()
+    for column, digits in ROUNDING.items():
+        if column in shown:
+            shown[column] = shown[column].map(lambda x, d=digits: round(x, d) if is_number(x) else None)
+    on_gpu = [bool(r.get("gpu_layers")) for r in run["results"]]
+    shown["VRAM MiB"] = [x if is_number(x) else None if gpu else "no GPU" for x, gpu in zip(shown["VRAM MiB"], on_gpu,
+                                                                                           strict=True)]
+    return shown.astype(object).where(shown.notna(), "—")
 
 
 def csv_bytes(frame: pd.DataFrame) -> str:
@@ -388,13 +439,20 @@ def charts(frame: pd.DataFrame) -> None:
     cols = st.columns(2)
     speed = {"decode tok/s", "TTFT s"}
     colours = {"quiet": "#3b5bdb", "disturbed": "#e8590c", "not judged": "#868e96"}
+    spread = bool((ok["decode windows"].fillna(1) > 1).any())
+    ok["above"], ok["below"] = ok["decode max"] - ok["decode tok/s"], ok["decode tok/s"] - ok["decode min"]
     for i, (column, title) in enumerate(specs):
+        bars = {"error_y": "above", "error_y_minus": "below"} if column == "decode tok/s" and spread else {}
         fig = px.bar(ok, x="quantization", y=column, title=title, text_auto=".3g" if column == "TTFT s" else ".4g",
-                     color="measured" if column in speed else None, color_discrete_map=colours)
+                     color="measured" if column in speed else None, color_discrete_map=colours, **bars)
+        if bars:
+            title = (f"{title}<br><sup>bar: median of the undisturbed windows (of all, where none was quiet); "
+                     "whisker: their range (min–max)</sup>")
         if column in speed:
             fig.update_layout(legend_title_text="measurement", legend=dict(orientation="h", y=-0.25))
             if (ok["measured"] == "disturbed").any():
-                fig.update_layout(title_text=f"{title}<br><sup>orange: timed while other work competed with the "
-                                             "worker (can be slower than this machine gives)</sup>")
-        fig.update_layout(height=300, margin=dict(l=10, r=10, t=50, b=10), title_font_size=13)
+                title = (f"{title}<br><sup>orange: timed while other work competed with the worker (can be slower "
+                         "than this machine gives)</sup>")
+        fig.update_layout(title_text=title, height=300 + 15 * title.count("<br>"), title_font_size=13,
+                          margin=dict(l=10, r=10, t=50 + 15 * title.count("<br>"), b=10))
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"chart-{column}")

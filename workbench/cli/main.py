@@ -184,7 +184,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     settings.remote_concurrent = args.remote_concurrent
+    settings.timing_repeats = args.repeats
     try:
+        settings.validate()
         refuse_run_texts(args.prompt, settings.system_prompt)  # before any model loads
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -233,7 +235,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             div = ("reference" if r.is_reference else "identical" if r.identical_to_reference
                    else "-" if r.first_divergence_token is None else f"token {r.first_divergence_token}")
             rows.append([r.label, r.quant_type or "-", fmt_bytes(r.size_bytes), fmt_num(r.bits_per_weight, 2),
-                         fmt_num(r.load_s, 2), fmt_num(r.ttft_s, 3), fmt_num(r.prefill_tok_s), fmt_num(r.decode_tok_s),
+                         fmt_num(r.load_s, 2), fmt_num(r.ttft_s, 3), fmt_num(r.prefill_tok_s), _decode(r),
                          r.completion_tokens if r.completion_tokens is not None else "-", r.stop_reason or "-",
                          fmt_bytes(r.peak_rss_bytes), _contention(r)]
                         + ([r.gpu_layers if r.gpu_layers is not None else "-", fmt_bytes(r.gpu_mem_bytes)] if on_gpu else [])
@@ -241,6 +243,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print_table(["type", "quant", "size", "bits/w", "load s", "TTFT s", "prefill tok/s", "decode tok/s", "tokens",
                      "stop", "peak RSS", "CPU contention"] + (["GPU layers", "VRAM (process)"] if on_gpu else [])
                     + ["diverges at"], rows)
+        if any(r.decode_spread and r.decode_spread["windows"] > 1 for r in results):
+            print("\ndecode tok/s: the median of the undisturbed decode windows, with their range (min-max) and "
+                  "'N of M': undisturbed windows of those timed.", file=sys.stderr)
         if any(r.disturbed for r in results):
             print("\nDISTURBED: other work competed with the worker while some figures were timed (a shared "
                   "core, or a busy free core: marked *); run again on a quieter machine for this machine's true speed.", file=sys.stderr)
@@ -257,7 +262,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 RESULT_KEYS = ("load_s", "ttft_s", "prompt_tokens", "prefill_tok_s", "completion_tokens", "decode_tok_s", "stop_reason",
                "peak_rss_bytes", "gpu_mem_bytes", "text", "first_divergence_token", "fallback", "error",
                "identical_to_reference", "decode_s", "decode_steps", "prefill_s", "template", "warm", "gpu_layers",
-               "measurement", "kv_type_k", "kv_type_v", "n_ctx", "memory")
+               "measurement", "kv_type_k", "kv_type_v", "n_ctx", "memory", "decode_repeats", "decode_spread")
 
 
 def _result_json(r: Any, endpoint: dict[str, Any] | None) -> dict[str, Any]:
@@ -269,6 +274,15 @@ def _result_json(r: Any, endpoint: dict[str, Any] | None) -> dict[str, Any]:
     if endpoint:
         row[jf.ENDPOINT] = endpoint
     return {**row, **{k: d[k] for k in RESULT_KEYS}, "disturbed": r.disturbed}
+
+
+def _decode(r: Any) -> str:
+    """Decode tok/s; with several windows timed (runs.timing), the median with its range and window count."""
+    s = r.decode_spread
+    if not s or s["windows"] <= 1:
+        return fmt_num(r.decode_tok_s)
+    quiet = "" if s["quiet"] else ", none quiet"
+    return f"{fmt_num(r.decode_tok_s)} ({fmt_num(s['min'])}-{fmt_num(s['max'])}, {s['n']} of {s['windows']}{quiet})"
 
 
 def _contention(r: Any) -> str:
@@ -313,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run an OpenAI-compatible or llama.cpp server endpoint (repeatable); its API key is read "
                         "from the environment variable key_env, never from the command line")
     p.add_argument("--remote-concurrent", action="store_true", help="run endpoints at the same time as each other")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="decode windows timed per local file, the answer first (1-10, default 1): with more, decode "
+                        "tok/s is the median of the undisturbed ones and a range is shown; a disturbed window is "
+                        "timed again up to 3 more times")
     p.add_argument("--json", action="store_true")
     add_run_options(p)
     add_variant_options(p)

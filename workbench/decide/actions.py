@@ -2,8 +2,9 @@
 
 - divergence: the bundled reference text scored through the reference and each candidate, KV-cache type
   included (the `llama-perplexity --kl-divergence` way, quality.divergence);
-- speed: one comparison of a fixed prompt on this machine, whose undisturbed decode figures calibrate the
-  speed estimate for other machines (decide.speed).
+- speed: one comparison of a fixed prompt on this machine (each decode timed SPEED_REPEATS times, a disturbed
+  window again: runs.timing), whose undisturbed decode figures calibrate the speed estimate for other machines
+  (decide.speed).
 Blind votes need people: the page links to the Prompt sets page instead.
 """
 
@@ -24,6 +25,7 @@ from workbench.storage.store import Store
 
 SPEED_PROMPT = "Explain in three sentences why bread rises."
 SPEED_MAX_TOKENS = 128
+SPEED_REPEATS = 3  # decode windows per candidate: the evidence is their median (runs.timing)
 TEXT_CHUNK_TOKENS = 512  # what published KLD tables use
 TEXT_MAX_CHUNKS = 8  # enough tokens for a stable mean on a small model, in well under a minute per candidate
 
@@ -60,5 +62,6 @@ def job_for(action: Action, pool: WorkerPool, store: Store, ladder: Ladder) -> J
                                    chunk_tokens=TEXT_CHUNK_TOKENS, max_chunks=TEXT_MAX_CHUNKS, ladder=ladder)
     if action.kind == "speed":
         return ComparisonJob(pool, store, contestants, SPEED_PROMPT,
-                             RunSettings(max_tokens=SPEED_MAX_TOKENS, n_threads=threads), ladder=ladder)
+                             RunSettings(max_tokens=SPEED_MAX_TOKENS, n_threads=threads, timing_repeats=SPEED_REPEATS),
+                             ladder=ladder)
     raise ValueError(f"'{action.kind}' evidence needs people, not a job: judge a prompt set blind on the Prompt sets page")

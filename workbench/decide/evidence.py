@@ -307,7 +307,8 @@ def _ratings(rows: Iterable[dict[str, Any]], keys: set[CandidateKey]) -> dict[Ca
 
 
 def _speeds(rows: Iterable[dict[str, Any]], keys: set[CandidateKey]) -> dict[CandidateKey, SpeedHere]:
-    """Undisturbed decode speeds of each candidate's local results (at least 8 tokens), median and range."""
+    """Undisturbed decode speeds of each candidate's local results (at least 8 tokens), median and range. A result
+    timed in several windows (runs.timing) counts once, by its figure: the median of its undisturbed windows."""
     speeds: dict[CandidateKey, list[tuple[float, int | None, int]]] = {}
     for r in rows:
         tok_s, tokens = _num(r.get("decode_tok_s")), _int(r.get("completion_tokens"))

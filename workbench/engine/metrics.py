@@ -7,7 +7,10 @@ Every figure is measured inside the worker process around the llama.cpp calls, n
 - prefill_tok_s: prompt tokens / time of the prompt's llama_decode calls (synchronised).
 - decode_tok_s: tokens sampled after the first / time from the first to the last token sampled.
   Each of those tokens cost one llama_decode of its predecessor plus sampling, so prefill is
-  excluded by construction. Counted in tokens, never in stream chunks.
+  excluded by construction. Counted in tokens, never in stream chunks. When more than one decode
+  window was timed (timing repeats, or a disturbed window timed again: runs.timing), it is the
+  median of the undisturbed windows; `decode_repeats` holds every window and `decode_spread` the
+  median, range and count, while decode_s and decode_steps stay the streamed answer's.
 - completion_tokens: tokens in the output text (an end-of-generation token is not counted).
 - peak_rss_bytes: the worker process's peak resident memory since it started (VmHWM); with the
   default mmap loading this includes the model file's pages the worker touched.
@@ -76,6 +79,9 @@ class ContestantResult:
     # memory as lines (engine.access.memory_lines): "predicted" (fit.predict for the settings loaded), "reported"
     # (llama.cpp's own buffer sizes from its load log), "measured" (the worker's peak RSS, its VRAM by NVML)
     memory: dict[str, Any] = field(default_factory=dict)
+    # every timed decode window (runs.timing: the streamed answer first, then timing-only repeats) and their spread
+    decode_repeats: list[dict[str, Any]] = field(default_factory=list)
+    decode_spread: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

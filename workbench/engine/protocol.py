@@ -23,7 +23,8 @@ Requests (field `op`; every one also has `id`):
             n_batch (null = min(n_ctx, 512); also the micro-batch), n_seq (null = 1: sequences that
             generate_batch may decode together; each gets n_ctx cells of the KV cache)
   generate  messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
-            temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens)
+            temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens),
+            timing_only (a timing repeat, runs.timing: no `tokens` events, the `done` event as always)
   generate_batch  items ([{messages | text | prompt_tokens, max_tokens}]), n_seq, temperature, top_p, seed,
             ignore_eos: every item through up to n_seq sequences decoding together
   score     prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)

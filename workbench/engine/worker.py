@@ -377,7 +377,8 @@ class Engine:
         temperature = float(req.get("temperature") or 0.0)
         top_p = 1.0 if req.get("top_p") is None else float(req["top_p"])
         seed = 0 if req.get("seed") is None else int(req["seed"])
-        ignore_eos = bool(req.get("ignore_eos"))  # benchmarks: always decode max_tokens
+        # ignore_eos: benchmarks, always decode max_tokens; timing_only: a timing repeat (runs.timing), no tokens events
+        ignore_eos, timing_only = bool(req.get("ignore_eos")), bool(req.get("timing_only"))
         greedy = temperature <= 0
         n_vocab = self.n_vocab
         self.out.send(event="started", id=rid, prompt_tokens=len(tokens), template=template)
@@ -434,7 +435,7 @@ class Engine:
                 text_parts.append(piece)
                 pending_ids.append(tok)
                 pending_text.append(piece)
-                if len(out_ids) == 1 or now - last_flush >= protocol.TOKEN_FLUSH_S:
+                if not timing_only and (len(out_ids) == 1 or now - last_flush >= protocol.TOKEN_FLUSH_S):
                     self.out.send(event="tokens", id=rid, ids=pending_ids, text="".join(pending_text))
                     pending_ids, pending_text = [], []
                     last_flush = now
@@ -456,7 +457,7 @@ class Engine:
         if tail:
             text_parts.append(tail)
             pending_text.append(tail)
-        if pending_ids or pending_text:
+        if (pending_ids or pending_text) and not timing_only:
             self.out.send(event="tokens", id=rid, ids=pending_ids, text="".join(pending_text))
         t_end = time.perf_counter()
         prefill_s = t_prefill1 - t_prefill0

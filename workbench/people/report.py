@@ -53,6 +53,7 @@ from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import Floor, floor_of, standing_sentence
 from workbench.quality.published import MODEL, NOTE, PUBLISHED_COLUMN, SOURCE_TITLE, SOURCE_URL, published_for_row
 from workbench.quality.summary import summarize
+from workbench.runs import timing
 from workbench.storage.store import Store
 
 Extras = dict[str, Any]
@@ -161,7 +162,7 @@ METRIC_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("load s", lambda r: _num(r.get("load_s"), 2)),
     ("TTFT s", lambda r: _num(r.get("ttft_s"), 3)),
     ("prefill tok/s", lambda r: _num(r.get("prefill_tok_s"))),
-    ("decode tok/s", lambda r: _num(r.get("decode_tok_s"))),
+    ("decode tok/s", lambda r: _num(r.get("decode_tok_s")) + _spread(r)),
     ("tokens", lambda r: "-" if r.get("completion_tokens") is None else str(r["completion_tokens"])),
     ("stop", lambda r: r.get("stop_reason") or "-"),
     ("peak RAM", lambda r: _mib(r.get("peak_rss_bytes"))),
@@ -177,9 +178,17 @@ def _measured(r: dict[str, Any]) -> str:
     return "-" if disturbed is None else "DISTURBED" if disturbed else "quiet"
 
 
+def _spread(r: dict[str, Any]) -> str:
+    """With several decode windows timed (runs.timing): the figure is their median; " (min-max, n=N)"."""
+    s = timing.of_result(r)
+    return "" if s is None or s["windows"] <= 1 else f" ({s['min']:.1f}-{s['max']:.1f}, n={s['n']})"
+
+
 def _disturbance_note(r: dict[str, Any]) -> str | None:
     disturbed, words = of_result(r)
-    return f"Speed figures {words}; they can read lower than this machine gives." if disturbed else None
+    s = timing.of_result(r)
+    tries = f" No quiet window came in {s['windows']} tries." if s is not None and not s["quiet"] else ""
+    return f"Speed figures {words}.{tries} They can read lower than this machine gives." if disturbed else None
 
 
 def _reference(run: dict[str, Any]) -> dict[str, Any] | None:
@@ -274,8 +283,16 @@ def metrics_figure(run: dict[str, Any]) -> Any | None:
                                           for r in ok], PRIMARY),
     ]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    spreads = [timing.of_result(r) for r in ok]
+    whiskers = None  # decode: the range of the windows its median came from (runs.timing), where there were several
+    if any(s is not None and s["windows"] > 1 for s in spreads):
+        whiskers = go.bar.ErrorY(type="data", symmetric=False, array=[
+            s["max"] - r["decode_tok_s"] if s and _is_number(r.get("decode_tok_s")) else 0 for s, r in zip(spreads, ok, strict=True)],
+            arrayminus=[r["decode_tok_s"] - s["min"] if s and _is_number(r.get("decode_tok_s")) else 0
+                        for s, r in zip(spreads, ok, strict=True)])
     for i, (name, values, colour) in enumerate(panels, 1):
-        fig.add_trace(go.Bar(x=labels, y=values, name=name, showlegend=False, marker_color=colour), row=1, col=i)
+        fig.add_trace(go.Bar(x=labels, y=values, name=name, showlegend=False, marker_color=colour,
+                             error_y=whiskers if i == 2 else None), row=1, col=i)
     title = f"Run {run['id']}: measured per quantization"
     if "disturbed" in (_measured_word(r) for r in ok):
         title += "<br><sup>orange: timed while other work competed (can read slower than this machine gives)</sup>"

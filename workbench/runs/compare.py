@@ -27,7 +27,7 @@ from workbench.engine.pool import (
 )
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
-from workbench.runs import remote
+from workbench.runs import remote, timing
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.variants import with_stored_variant
 from workbench.storage.limits import refuse_run_texts
@@ -106,11 +106,14 @@ def run_contestant(
     cancel: threading.Event | None = None,
     *,
     n_batch: int | None = None,
+    timed: bool = False,
 ) -> ContestantResult:
     """Load (or reuse) the contestant's worker and generate; any failure becomes `result.error`.
 
     `n_batch`: evaluate the prompt in micro-batches of this many tokens (the noise floor's greedy perturbation,
-    runs.noise); None is the worker's default. Ignored for remote endpoints."""
+    runs.noise); None is the worker's default. `timed`: after the answer, time its decode again as
+    runs.timing says (settings.timing_repeats windows, a disturbed one repeated); for comparisons, whose speed
+    figures people act on. Both are ignored for remote endpoints."""
     if contestant.is_remote:
         return remote.run_remote(contestant, settings, messages, on_event, cancel)
     result = contestant.blank_result()
@@ -152,7 +155,15 @@ def run_contestant(
         # start the generate; pressed just after, the cancel names this generate and the worker honours it
         done = worker.call(request, {"done"}, forward, cancel)
         result.memory = memory_lines(pool, worker, done.get("metrics") or {})
+        if timed:
+            def again(n: int, _: int) -> None:
+                on_event(label, "timing", {"message": f"decode window {n} of the same answer, nothing drawn"})
+
+            windows[:] = timing.time_repeats(worker, request, done.get("metrics") or {}, settings.timing_repeats,
+                                             cancel, again)
         return done
+
+    windows: list[dict[str, Any]] = []
 
     try:
         done = access.run(generate)
@@ -177,6 +188,7 @@ def run_contestant(
         return result
     result.absorb_metrics(done["metrics"])
     result.measurement = {**(result.measurement or {}), "display": settings.display}
+    timing.apply(result, windows, settings.timing_repeats)
     result.text = done.get("text", "")
     result.token_ids = list(done.get("token_ids", []))
     result.settings = {**done["metrics"].get("settings", {}), "warm_worker": result.warm}
@@ -290,7 +302,8 @@ def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: R
                 if batch and i in remote_ids:
                     continue
                 stop = cancel is not None and cancel.is_set()
-                finish(i, cancelled(c) if stop else run_contestant(pool, c, settings, messages, on_event, cancel))
+                finish(i, cancelled(c) if stop else run_contestant(pool, c, settings, messages, on_event, cancel,
+                                                                     timed=True))
             if batch:  # remote endpoints together: they do not share this machine's cores
                 rs = remote.run_remote_batch([contestants[i] for i in remote_ids], settings, messages, on_event, cancel,
                                              concurrent=True)

@@ -28,6 +28,7 @@ DISPLAY_MODES = ("none", "streamed", "held")
 API_OPENAI = "openai"
 API_LLAMACPP = "llamacpp"
 APIS = (API_OPENAI, API_LLAMACPP)
+MAX_TIMING_REPEATS = 10  # decode windows timed per local contestant, at most (runs.timing)
 # query-string parameter names that carry a credential, compared lower-case without "-" and "_": a URL holding one
 # is refused, because a URL is stored, shown and exported and a key must never be (README, remote endpoints)
 CREDENTIAL_WORDS = ("apikey", "token", "secret", "password", "passwd", "credential", "signature", "bearer",
@@ -165,6 +166,7 @@ class RunSettings:
     gpu_offload: str = "auto"
     remote_concurrent: bool = False  # remote endpoints may run at the same time as each other
     display: str = "none"  # one of DISPLAY_MODES: recorded with each result, changes nothing in the worker
+    timing_repeats: int = 1  # decode windows timed per local contestant, the streamed answer first (runs.timing)
 
     def messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
@@ -193,6 +195,8 @@ class RunSettings:
             raise ValueError("threads must be at least 1")
         if self.gpu_offload not in OFFLOAD_MODES:
             raise ValueError(f"GPU offload must be one of {', '.join(OFFLOAD_MODES)}")
+        if isinstance(self.timing_repeats, bool) or not isinstance(self.timing_repeats, int) or not 1 <= self.timing_repeats <= MAX_TIMING_REPEATS:
+            raise ValueError(f"timing repeats must be a whole number from 1 to {MAX_TIMING_REPEATS}")
         if self.display not in DISPLAY_MODES:
             raise ValueError(f"display must be one of {', '.join(DISPLAY_MODES)}")
 

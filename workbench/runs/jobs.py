@@ -26,6 +26,7 @@ STATUS_TEXT = {
     "connecting": "connecting to the endpoint",
     "retrying": "retrying",
     "generating": "generating",
+    "timing": "timing",
     "done": "done",
     "cancelled": "cancelled",
     "crashed": "crashed",
@@ -53,7 +54,7 @@ class ColumnState:
         if status in ("loading", "retrying"):
             self.text = ""
         self.status = status
-        self.message = payload.get("message", "") or self.message if status in ("crashed", "error", "retrying", "cancelled") else ""
+        self.message = payload.get("message", "") or self.message if status in ("crashed", "error", "retrying", "cancelled", "timing") else ""
 
 
 class ComparisonJob(Job):
