@@ -289,10 +289,11 @@ def result_columns(run: dict[str, Any], baseline: str | None = None) -> None:
     full, inline = False, False
     if ref is not None and any(not r["is_reference"] and not r["error"] for r in results):
         t1, t2 = st.columns(2)
+        base = "the reference" if ref is own else md_escape(ref["label"])  # what the columns are read against
         full = t1.toggle("Show deletions (full diff)", key="diff_full",
-                         help="Every change: the reference's words struck through beside this output's words.")
-        inline = t2.toggle("Show the reference's words inline", key="diff_ref_inline", disabled=full,
-                           help="After each highlighted change, what the reference had there (muted). "
+                         help=f"Every change: {base}'s words struck through beside this output's words.")
+        inline = t2.toggle(f"Show {base}'s words inline", key="diff_ref_inline", disabled=full,
+                           help=f"After each highlighted change, what {base} had there (muted). "
                                 "Hovering a highlight shows the same.")
     saved = store().latest_ratings(run["id"])
     floor = noise_floor.floor_of(_text(own), store().reference_repeats(run["id"])) if own is not None else None
