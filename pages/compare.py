@@ -6,7 +6,17 @@ import streamlit as st
 from ui import views
 from ui.endpoint_views import endpoint_contestants, endpoint_editor
 from ui.headline_views import run_pair_section
-from ui.shared import active_ladder, jobs, ladders, md_escape, pool, set_active_ladder, store, through_entrypoint
+from ui.shared import (
+    active_ladder,
+    demo_note_box,
+    jobs,
+    ladders,
+    md_escape,
+    pool,
+    set_active_ladder,
+    store,
+    through_entrypoint,
+)
 from ui.variant_views import variant_picker
 from workbench.core import hardware
 from workbench.core.disturbance import of_result
@@ -37,6 +47,7 @@ picked = st.selectbox("Model (ladder)", names, index=names.index(ladder.name))
 if picked != ladder.name:
     set_active_ladder(all_ladders[names.index(picked)])
     st.rerun()
+demo_note_box(ladder)  # the embedded demo: why even Q8_0 reads "different answer" here
 
 left, right = st.columns([3, 1])
 reference = right.selectbox("Reference", ladder.labels(), index=ladder.labels().index(ladder.reference.label),

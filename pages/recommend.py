@@ -90,6 +90,8 @@ rec = s.recommendation
 say = st.warning if rec.recommended is None else st.info if rec.keeps_reference else st.success
 say(md_escape(rec.answer))
 st.caption(md_escape(rec.rule) + " Change the bar above.")
+for line in report.left_out_lines(s):  # a file whose header was refused gets no verdict, and says why
+    st.error(md_escape(line))
 if rec.meaning:
     st.markdown(md_escape(rec.meaning))
 why = rec.reasons if rec.recommended else rec.reasons[1:]

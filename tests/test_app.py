@@ -49,6 +49,10 @@ def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
     assert head.sentence in boxes and head.advice in boxes
     titles = [m.value for m in at.markdown]
     assert "**F16** · reference" in titles and r"**Q8\_0** · baseline" in titles and r"**Q2\_K**" in titles
+    # against Q8_0 a column reads against Q8_0 in words, and claims no token of first divergence (that is measured
+    # against the reference only)
+    captions = " ".join(c.value for c in at.caption)
+    assert "first divergence at token" not in captions and "identical to reference" not in [s.value for s in at.success]
     # any pair, after the run: against the reference the columns read as before
     at.selectbox(key=f"cmp-pair-{run_id}-baseline").set_value("F16")
     at.run()

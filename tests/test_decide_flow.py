@@ -131,6 +131,9 @@ def test_json_and_report_carry_the_recommendation(evidence_db: Path, demo_ladder
     md = report.report_markdown(s)
     assert md.startswith("# Which quantization to ship") and "## Evidence" in md
     assert md.index("## What it means") < md.index("## Evidence") < md.index("## How this was decided")
+    # the embedded demo says why its figures look odd, under what the answer means (issue 23)
+    assert html.index("<h2>What it means</h2>") < html.index("About this model:") < html.index("<h2>Evidence</h2>")
+    assert md.index("## What it means") < md.index("About this model:") < md.index("## Evidence")
 
 
 @pytest.mark.browser

@@ -161,3 +161,10 @@ def test_a_stored_run_on_compare_explains_its_line_and_its_cards(pool, demo_ladd
     helps = [m.help for m in at.markdown if m.help]
     if ref.split() != q2.split():  # the line above Q2_K's column is explained where it differs (greedy: usually)
         assert any(h.startswith(("The output", "Numbers")) for h in helps), helps
+
+
+def test_compares_ladder_picker_says_why_the_demo_looks_odd(demo_ladder) -> None:
+    """Issue 23: the note stands under the ladder picker, where a person chooses the demo, not only in the sidebar."""
+    at = page("pages/compare.py")
+    notes = [c for c in at.main.caption if "embedded demo" in c.value]
+    assert notes and "7–8B" in notes[0].value and "Q4_1" in notes[0].help  # the reasons on hover

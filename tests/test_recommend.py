@@ -43,7 +43,7 @@ def test_picks_best_quality_that_fits_and_is_fast_enough() -> None:
     rec = recommend(laptop_16gb_table(), Constraints("16 GB laptop", 8192, min_tok_s=10, max_kld=None, prefer="quality"))
     assert rec.recommended is not None and rec.recommended.label == "Q4_K_M"
     first = rec.reasons[0]
-    assert first.startswith("Q4_K_M: CPU only on the 16 GB laptop at 8k with 3.1 GiB to spare (predicted)")
+    assert first.startswith("Q4_K_M: fits (CPU) on the 16 GB laptop at 8k with 3.1 GiB to spare (predicted)")
     assert "est. 12.0 tok/s (estimate)" in first and "mean KLD 0.031 (measured)" in first
     # the better-quality ones that lost say why
     assert any(r.startswith("Q8_0 would rank higher but does not fit the 16 GB laptop at 8k: 1.2 GiB short") for r in rec.reasons)

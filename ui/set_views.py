@@ -313,6 +313,6 @@ def prompt_reader(set_run: dict[str, Any], key: str, baseline: str | None = None
                     st.html(plain_html(text, prose=True))
                 else:
                     first = r.get("first_divergence_token") if baseline is None else None  # measured vs the reference
-                    views.column_header(ref_text, text, first, floor)
+                    views.column_header(ref_text, text, first, floor, base_label or "reference")
                     d = views.word_diff_of(ref_text, text)
                     st.html(plain_html(text, prose=True) if d.identical else prose_html(d))

@@ -249,7 +249,8 @@ def word_diff_of(ref_text: str, text: str) -> WordDiff:
     return _diff(ref_text, text)
 
 
-def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floor | None = None) -> None:
+def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floor | None = None,
+                  base_name: str = "reference") -> None:
     """The line above a column's text, in words (quality.summary), the figures behind it, and the changed facts.
 
     Facts (numbers, dates, times, amounts, names: quality.facts, rules in docs/facts.md) are listed because a
@@ -257,15 +258,15 @@ def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floo
     """
     d = _diff(ref_text, text)
     if d.identical:
-        st.success("identical to reference")
+        st.success(f"identical to {md_escape(base_name)}")
         return
     line = summarize(ref_text, text, diff=d)
     st.markdown(f"**{md_escape(line.sentence)}**", help=glossary.verdict_help(line.verdict, line.facts_changed))
     if floor is not None:
         words = noise_floor.standing_sentence(line, floor)
         st.caption(md_escape(words[:1].upper() + words[1:]))
-    st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%} · first divergence at "
-               f"token {fmt_num(first_token, 'd') if isinstance(first_token, int) else '—'}")
+    first = f" · first divergence at token {fmt_num(first_token, 'd')}" if isinstance(first_token, int) else ""
+    st.caption(f"{d.changed_words} words differ · similarity {d.similarity:.0%}{first}")  # first: vs the reference only
     if line.facts:
         with st.expander(f"Changed facts ({line.facts_changed})", expanded=False):  # the same for every column
             st.markdown("\n".join(f"- {md_escape(f.describe())}" for f in line.facts))
@@ -288,10 +289,11 @@ def result_columns(run: dict[str, Any], baseline: str | None = None) -> None:
     full, inline = False, False
     if ref is not None and any(not r["is_reference"] and not r["error"] for r in results):
         t1, t2 = st.columns(2)
+        base = "the reference" if ref is own else md_escape(ref["label"])  # what the columns are read against
         full = t1.toggle("Show deletions (full diff)", key="diff_full",
-                         help="Every change: the reference's words struck through beside this output's words.")
-        inline = t2.toggle("Show the reference's words inline", key="diff_ref_inline", disabled=full,
-                           help="After each highlighted change, what the reference had there (muted). "
+                         help=f"Every change: {base}'s words struck through beside this output's words.")
+        inline = t2.toggle(f"Show {base}'s words inline", key="diff_ref_inline", disabled=full,
+                           help=f"After each highlighted change, what {base} had there (muted). "
                                 "Hovering a highlight shows the same.")
     saved = store().latest_ratings(run["id"])
     floor = noise_floor.floor_of(_text(own), store().reference_repeats(run["id"])) if own is not None else None
@@ -317,7 +319,7 @@ def result_columns(run: dict[str, Any], baseline: str | None = None) -> None:
                     st.html(plain_html(text, prose=not full))
                 else:
                     first = r.get("first_divergence_token") if ref is own else None  # measured against the reference
-                    column_header(_text(ref), text, first, floor)
+                    column_header(_text(ref), text, first, floor, "reference" if ref is own else ref["label"])
                     d = _diff(_text(ref), text)
                     if d.identical:
                         st.html(plain_html(text, prose=not full))

@@ -99,6 +99,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     print()
     print(rec.answer)
     print(rec.rule)
+    for line in report.left_out_lines(s):
+        print(line)
     if rec.meaning:
         print(rec.meaning)
     print()

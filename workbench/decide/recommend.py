@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.decide.evidence import CandidateKey, Evidence
-from workbench.decide.targets import the
+from workbench.decide.targets import the, verdict_words
 from workbench.quality.published import MODEL as PUBLISHED_MODEL
 from workbench.quality.published import published_for
 
@@ -207,7 +207,8 @@ def assess(f: Facts, c: Constraints) -> Assessment:
     if f.verdict_code == NO_FIT:
         checks.append(Check("fit", FAIL, f"does not fit {the(c.target)} at {ctx}: {gib(-f.spare_bytes)} short (predicted)"))
     else:
-        checks.append(Check("fit", PASS, f"{f.verdict} on {the(c.target)} at {ctx} with {gib(max(0, f.spare_bytes))} to spare (predicted)"))
+        checks.append(Check("fit", PASS, f"{verdict_words(f.verdict_code, f.verdict)} on {the(c.target)} at {ctx} with "
+                            f"{gib(max(0, f.spare_bytes))} to spare (predicted)"))
     if c.min_tok_s is not None:
         if f.est_tok_s is None:
             checks.append(Check("speed", UNKNOWN, "no decode speed estimate for the target"))

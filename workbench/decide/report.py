@@ -19,6 +19,7 @@ from workbench.decide.chart import ChartPoint, mark_front, svg_chart
 from workbench.decide.recommend import PREFER_WORDS, Facts, Recommendation, bar_words, ctx_words, gib, kld_words
 from workbench.decide.study import Study
 from workbench.decide.targets import the
+from workbench.models.demo_note import demo_note
 from workbench.people.report import esc, generated_at, html_head, html_table, md_cell, md_table, provenance_lines
 
 CSS = """
@@ -142,6 +143,11 @@ def title_of(s: Study) -> str:
     return f"Which quantization to ship: {s.ladder.name} on {the(s.constraints.target)}"
 
 
+def left_out_lines(s: Study) -> list[str]:
+    """One line per ladder file that is not a candidate because its header could not be read: no verdict for it."""
+    return [f"{label} is left out, with no verdict: {how}" for label, how in s.unreadable]
+
+
 def _why(rec: Recommendation) -> list[str]:
     """The reasons under "What it means": the first repeats the answer's own words when nothing was picked."""
     return rec.reasons if rec.recommended else rec.reasons[1:]
@@ -152,9 +158,12 @@ def report_html(s: Study) -> str:
     out = html_head(title_of(s), f"Quant Workbench recommendation, generated {generated_at()}.", CSS)
     out.append(f'<p class="{"wb-pick" if rec.recommended else "wb-none"}">{esc(rec.answer)}</p>')
     out.append(f'<p class="wb-rule">{esc(rec.rule)}</p>')
+    out += [f'<p class="wb-none">{esc(line)}</p>' for line in left_out_lines(s)]
     out.append("<h2>What it means</h2>")
     if rec.meaning:
         out.append(f"<p>{esc(rec.meaning)}</p>")
+    if note := demo_note(s.ladder):  # the embedded demo: why its figures look odd
+        out.append(f'<p class="wb-muted"><strong>About this model:</strong> {esc(note.text())}</p>')
     out.append("<ul>" + "".join(f"<li>{esc(r)}</li>" for r in _why(rec)) + "</ul>")
     if rec.would_change:
         out.append("<h3>What would change the pick</h3><ul>" + "".join(f"<li>{esc(r)}</li>" for r in rec.would_change) + "</ul>")
@@ -185,10 +194,13 @@ def report_html(s: Study) -> str:
 
 def report_markdown(s: Study) -> str:
     rec = s.recommendation
-    out = [f"# {md_cell(title_of(s))}", "", f"**{md_cell(rec.answer)}**", "", md_cell(rec.rule), "",
-           "## What it means", ""]
+    out = [f"# {md_cell(title_of(s))}", "", f"**{md_cell(rec.answer)}**", "", md_cell(rec.rule), ""]
+    out += [x for line in left_out_lines(s) for x in (f"**{md_cell(line)}**", "")]
+    out += ["## What it means", ""]
     if rec.meaning:
         out += [md_cell(rec.meaning), ""]
+    if note := demo_note(s.ladder):  # the embedded demo: why its figures look odd
+        out += [f"_About this model: {md_cell(note.text())}_", ""]
     out += [f"- {md_cell(r)}" for r in _why(rec)]
     if rec.would_change:
         out += ["", "### What would change the pick", "", *(f"- {md_cell(r)}" for r in rec.would_change)]

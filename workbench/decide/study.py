@@ -10,14 +10,14 @@ another machine are shown apart, labelled, and decide nothing (`imported` in the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.decide import speed, targets
 from workbench.decide.evidence import CandidateKey, Evidence, candidate_keys, gather
 from workbench.decide.recommend import Constraints, Facts, Recommendation, recommend, to_json
-from workbench.files.fit import kv_bytes_per_element
-from workbench.files.gguf_info import GgufInfo, read_header
+from workbench.files.fit import kv_bytes_per_element, unreadable
+from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models.ladder import Ladder
 from workbench.quality.published import published_for
 from workbench.storage.store import Store
@@ -34,6 +34,8 @@ class Study:
     evidence: dict[CandidateKey, Evidence]
     recommendation: Recommendation
     calibration: speed.Calibration
+    # files left out because their header could not be read: (label, "header unreadable: …"); no verdict for them
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def facts(self) -> list[Facts]:
@@ -63,7 +65,8 @@ def _facts(ladder: Ladder, keys: Sequence[CandidateKey], evidence: dict[Candidat
 
 def study(store: Store, ladder: Ladder, constraints: Constraints, kv_types: Sequence[str] = DEFAULT_KV_TYPES) -> Study:
     """Gather, predict and recommend. Raises ValueError (plain words) for an unknown target, KV type or bad
-    constraint, and GgufError when a ladder file can no longer be read."""
+    constraint, or when no ladder file can be read; a file whose header is refused is left out and named in
+    `Study.unreadable`."""
     constraints.validate()
     for kv in kv_types:
         kv_bytes_per_element(kv)  # ValueError in plain words for a type llama.cpp has no cache for
@@ -71,13 +74,21 @@ def study(store: Store, ladder: Ladder, constraints: Constraints, kv_types: Sequ
     names = [p.name for p in profiles]
     if constraints.target not in names:
         raise ValueError(f"unknown target {constraints.target!r}; choose one of: {', '.join(names)}")
-    keys = candidate_keys(ladder, kv_types)
+    infos: dict[str, GgufInfo] = {}
+    refused: list[tuple[str, str]] = []
+    for f in ladder.files:  # a verdict only from a header that was read (issue 24): a refused file is left out, named
+        try:
+            infos[f.path] = read_header(f.path)
+        except (GgufError, OSError) as exc:
+            refused.append((f.label, unreadable(exc, f.path)))
+    if not infos:
+        raise ValueError("no file of the ladder has a readable header: " + "; ".join(f"{a}: {b}" for a, b in refused))
+    keys = [k for k in candidate_keys(ladder, kv_types) if ladder.by_label(k.base).path in infos]
     evidence = gather(store, ladder, keys)
-    infos = {f.path: read_header(f.path) for f in ladder.files}
     calibration = speed.calibrate(store)
     by_target = {p.name: _facts(ladder, keys, evidence, infos, p, constraints.n_ctx, calibration) for p in profiles}
     rec = recommend(by_target[constraints.target], constraints)
-    return Study(ladder, constraints, profiles, by_target, evidence, rec, calibration)
+    return Study(ladder, constraints, profiles, by_target, evidence, rec, calibration, refused)
 
 
 def _quality_json(facts: Facts) -> dict[str, Any]:
@@ -116,6 +127,7 @@ def study_json(s: Study) -> dict[str, Any]:
     predicted_bytes_by_target, verdict_by_target, est_decode_tok_s_by_target, quality, measured_here}]}."""
     out = to_json(s.recommendation)
     out["ladder"] = s.ladder.name
+    out["unreadable"] = [{"label": label, "how": how} for label, how in s.unreadable]  # left out: no verdict
     out["calibration"] = {"efficiency": s.calibration.efficiency, "bandwidth_gbs": s.calibration.bandwidth_gbs,
                           "samples": s.calibration.samples, "source": s.calibration.source}
     candidates = []

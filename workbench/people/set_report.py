@@ -450,7 +450,10 @@ def _note(r: SetReport) -> str:
 def _answer(r: SetReport) -> tuple[Headline | None, list[tuple[str, Headline]]]:
     """The pair's headline, and every other quantization's against the same baseline."""
     focus = r.focus
-    others = [(sv.verdict.candidate, set_headline(sv)) for sv in r.verdicts if sv is not focus]
+    # the reference is not a quantization to ship against a smaller baseline ("keep Q8_0" would read backwards); its
+    # own relation to the baseline is in the machine measures and the noise floor below
+    others = [(sv.verdict.candidate, set_headline(sv)) for sv in r.verdicts
+              if sv is not focus and sv.verdict.candidate != r.reference]
     return (set_headline(focus) if focus is not None else None), others
 
 
