@@ -172,7 +172,7 @@ def test_the_default_bar_is_the_published_q5_k_m_loss_and_is_said_in_one_sentenc
     assert figure is not None and DEFAULT_MAX_KLD == figure.mean_kld == pytest.approx(0.010762)
     rec = recommend(demo_like(Q8_0=0.004), c)
     assert rec.rule.startswith("Quality holds when the mean KLD from F16")
-    assert "at most 0.01076, the loss llama.cpp published for Q5_K_M on LLaMA-3-8B" in rec.rule
+    assert "at most 0.01076 (the loss llama.cpp published for Q5_K_M on LLaMA-3-8B" in rec.rule
     assert rec.rule.endswith("and blind votes do not prefer F16.") and not re.search(r"\.\s+[A-Z]", rec.rule)
     mine = recommend(demo_like(Q8_0=0.004), Constraints("16 GB laptop", max_kld=0.05))
     assert "at most 0.05 (your setting; the default 0.01076 is the loss llama.cpp published" in mine.rule
@@ -230,3 +230,37 @@ def test_unmeasured_files_keep_the_reference_for_now_and_say_what_to_run() -> No
     later = recommend(demo_like(Q8_0=0.004, Q4_K_M=None), Constraints("16 GB laptop"))
     assert later.answer.endswith("(mean KLD 0.0040); Q4_K_M is not measured yet and could take its place.")
     assert to_json(later)["answer"] == later.answer and to_json(later)["rule"] == later.rule
+
+
+def test_the_users_prompts_beyond_the_noise_floor_rule_a_file_out_even_with_a_low_kld() -> None:
+    """Issue 23: "holds" is defined from all the evidence. A low mean KLD on reference text and answers that moved
+    beyond the reference's own variation on the user's prompts disagree; the prompts win (they are the question),
+    and a KV variant no set run measured takes its file's figure, saying so."""
+    from dataclasses import replace as with_
+
+    from workbench.decide.prompt_evidence import PromptsEvidence
+
+    table = demo_like(Q8_0=0.0038, Q8_0_kv=0.0050, Q5_K_M=0.081, Q4_K_M=0.052, Q2_K=0.397)
+    beyond = PromptsEvidence(3, 10, 8, 0.0039, "F16")
+    for f in table:
+        if f.key.base == "Q8_0":
+            f.evidence.prompts = beyond if f.key.kv_type_k == "f16" else with_(beyond, inherited_from="Q8_0")
+    rec = recommend(table, Constraints("16 GB laptop"))
+    assert rec.recommended is not None and rec.recommended.label == "F16"
+    assert rec.answer.startswith("Keep F16 on the 16 GB laptop at 8k: no quantized option holds — ")
+    assert "2 went beyond F16's own variation on your prompts (the least: " in rec.answer and "on 8 of 10)" in rec.answer
+    why = " ".join(rec.reasons)
+    assert "on your prompts its answers went beyond F16's own variation on 8 of 10 (chance would do this about 1 in " \
+           "256 times; set run #3, measured)" in why
+    kv = next(a for a in rec.assessments if a.facts.label == "Q8_0 · KV q8_0")
+    assert [c.words for c in kv.failed()] == [beyond.words().replace("measured)", "measured with Q8_0's f16 KV cache)")]
+    assert "its answers on your prompts stay within F16's own variation" in rec.rule
+    # within the floor (or not beyond chance) it holds, and the reasons say so
+    for f in table:
+        if f.key.base == "Q8_0":
+            f.evidence.prompts = PromptsEvidence(3, 10, 1, 0.4, "F16")
+    held = recommend(table, Constraints("16 GB laptop"))
+    assert held.recommended is not None and held.recommended.label == "Q8_0 · KV q8_0"
+    assert "went beyond F16's own variation on only 1 of 10 (could be chance: about 1 in 2" in held.reasons[0]
+    # with no quality bar the prompts are not a constraint either (the sentence says so)
+    assert recommend(table, Constraints("16 GB laptop", max_kld=None)).rule.startswith("No quality bar is set")

@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from workbench.decide.prompt_evidence import PromptsEvidence, prompt_floors
 from workbench.models.ladder import Ladder
 from workbench.people.verdict import Verdict, count_votes, decide
 from workbench.storage.provenance import MEASURED_HERE, Provenance
@@ -186,6 +187,7 @@ class Evidence:
     rating_mean: float | None = None
     n_ratings: int = 0
     speed_here: SpeedHere | None = None
+    prompts: PromptsEvidence | None = None  # the user's prompts against the reference's own variation (set runs)
     labels_seen: list[str] = field(default_factory=list)
     imported: list[ImportedEvidence] = field(default_factory=list)  # never part of the decision
 
@@ -370,7 +372,22 @@ def gather(store: Store, ladder: Ladder, keys: Sequence[CandidateKey]) -> dict[C
             here.rating_mean, here.n_ratings = figures.get("rating_mean"), figures.get("n_ratings", 0)
     for key, s in _speeds(store.ladder_results(ladder.name), wanted).items():  # the store reads local runs only
         evidence[key].speed_here = s
+    _prompts(evidence, prompt_floors(store, ladder), reference)
     return evidence
+
+
+def _prompts(evidence: dict[CandidateKey, Evidence], floors: dict[str, PromptsEvidence], reference: CandidateKey) -> None:
+    """Each candidate's standing on the user's prompts. A KV-cache variant that no set run measured takes its file's
+    figure with the f16 cache (a quantized cache can only add drift), saying so."""
+    own = {split_label(label)[0]: p for label, p in floors.items()}
+    for key, e in evidence.items():
+        if key == reference:
+            continue
+        base = CandidateKey(key.base)
+        if key in own:
+            e.prompts = own[key]
+        elif base in own and base != reference:
+            e.prompts = replace(own[base], inherited_from=key.base)
 
 
 def _by_origin(rows: Iterable[dict[str, Any]]) -> dict[Provenance, list[dict[str, Any]]]:

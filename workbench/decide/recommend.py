@@ -175,15 +175,17 @@ def rule_sentence(c: Constraints, reference: str) -> str:
     """What "quality holds" means under `c`, in one sentence a product person can check and change."""
     kld = (f"the mean KLD from {reference} (how far its next-token probabilities drift from {reference}'s, measured "
            "here on reference text)")
+    prompts = (f"its answers on your prompts stay within {reference}'s own variation (where a prompt set ran here "
+               "with a noise floor)")
     votes = f"blind votes do not prefer {reference}"
     if c.max_kld is None:
         return f"No quality bar is set: any measured mean KLD counts, as long as {votes}."
     published = (f"the loss llama.cpp published for {HOLDS_TYPE} on {PUBLISHED_MODEL}, the smallest type common "
                  "GGUF guides call \"very low quality loss\"")
     if math.isclose(c.max_kld, DEFAULT_MAX_KLD, rel_tol=1e-6):
-        return f"Quality holds when {kld} is at most {bar_words(c.max_kld)}, {published}, and {votes}."
+        return f"Quality holds when {kld} is at most {bar_words(c.max_kld)} ({published}), {prompts}, and {votes}."
     return (f"Quality holds when {kld} is at most {bar_words(c.max_kld)} (your setting; the default "
-            f"{bar_words(DEFAULT_MAX_KLD)} is {published}) and {votes}.")
+            f"{bar_words(DEFAULT_MAX_KLD)} is {published}), {prompts}, and {votes}.")
 
 
 def _verdict_words(e: Evidence) -> str | None:
@@ -228,6 +230,9 @@ def assess(f: Facts, c: Constraints) -> Assessment:
         within = "" if c.max_kld is None or f.evidence.is_reference else f", within the {bar_words(c.max_kld)} allowed"
         checks.append(Check("quality", PASS, f"mean KLD {kld_words(kld)}" + ("" if f.evidence.is_reference else " (measured)")
                             + within))
+    prompts = f.evidence.prompts
+    if prompts is not None and c.max_kld is not None and not f.evidence.is_reference:  # part of "quality holds"
+        checks.append(Check("prompts", FAIL if prompts.beyond_floor else PASS, prompts.words()))
     votes = _verdict_words(f.evidence)
     if votes is not None:
         prefers_ref = f.evidence.verdict is not None and f.evidence.verdict.outcome == "prefers-reference"
@@ -345,6 +350,14 @@ def _why_not(failed: Sequence[Assessment], c: Constraints, reference: str) -> st
                          + (f"the closest: {closest.facts.label}, " if many else "") + f"{kld_words(closest.facts.kld or 0)})")
         elif name == "votes":
             parts.append(f"people preferred {reference} over {_names(labels)} in blind votes")
+        elif name == "prompts":
+            least = min(group, key=lambda a: (a.facts.evidence.prompts.beyond / a.facts.evidence.prompts.prompts)
+                        if a.facts.evidence.prompts else 1.0).facts
+            p = least.evidence.prompts
+            lead = f"{len(group)} went" if many else f"{labels[0]} went"
+            parts.append(f"{lead} beyond {reference}'s own variation on your prompts ("
+                         + (f"the least: {least.label}, " if many else "")
+                         + (f"on {p.beyond} of {p.prompts}" if p else "") + ")")
         elif name == "fit":
             parts.append(f"{_names(labels)} {'do' if many else 'does'} not fit {the(c.target)} at {ctx_words(c.n_ctx)}")
         else:

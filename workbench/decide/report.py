@@ -83,7 +83,8 @@ def target_rows(s: Study) -> tuple[list[str], list[list[Any]]]:
 
 
 EVIDENCE_HEADERS = ["candidate", "mean KLD (measured)", "how", "KLD, LLaMA-3-8B (published)", "top-1 agreement",
-                    "evals (measured)", "blind votes vs reference", "ratings", "decode here (measured)"]
+                    "your prompts vs the noise floor (measured)", "evals (measured)", "blind votes vs reference",
+                    "ratings", "decode here (measured)"]
 
 
 def evidence_rows(s: Study) -> list[list[Any]]:
@@ -97,6 +98,7 @@ def evidence_rows(s: Study) -> list[list[Any]]:
             "-" if d is None else d.how,
             "-" if f.published_kld is None else f"{f.published_kld:.4f}",
             "-" if d is None or d.top1_agreement is None else f"{d.top1_agreement:.1%}",
+            "-" if e.prompts is None else e.prompts.words().removeprefix("on your prompts its answers "),
             "-" if ev is None else f"{ev.passed}/{ev.cases} ({ev.pack}, run #{ev.run_id})",
             "-" if v is None or not v.votes else
             f"{v.prefer_reference} prefer {v.reference}, {v.prefer_candidate} prefer it, {v.ties} ties ({v.outcome})",

@@ -105,6 +105,10 @@ def _quality_json(facts: Facts) -> dict[str, Any]:
         "votes": None if v is None else {"reference": v.reference, "prefer_reference": v.prefer_reference,
                                          "prefer_candidate": v.prefer_candidate, "ties": v.ties,
                                          "p_value": v.p_value, "outcome": v.outcome},
+        "prompts": None if e.prompts is None else {  # the user's prompts against the reference's own variation
+            "set_run_id": e.prompts.set_run_id, "prompts": e.prompts.prompts, "beyond_floor_on": e.prompts.beyond,
+            "p_value": e.prompts.p_value, "beyond_floor": e.prompts.beyond_floor,
+            "inherited_from": e.prompts.inherited_from, "words": e.prompts.words()},
         "rating_mean": e.rating_mean,
         "n_ratings": e.n_ratings,
         "published_kld": published.mean_kld if published else None,
