@@ -420,7 +420,12 @@ def table_frame(frame: pd.DataFrame, run: dict[str, Any]) -> pd.DataFrame:
     on_gpu = [bool(r.get("gpu_layers")) for r in run["results"]]
     shown["VRAM MiB"] = [x if is_number(x) else None if gpu else "no GPU" for x, gpu in zip(shown["VRAM MiB"], on_gpu,
                                                                                            strict=True)]
-    return shown.astype(object).where(shown.notna(), "—")
+    shown = shown.astype(object).where(shown.notna(), "—")
+    for column in shown.columns:  # figures beside "—" are text: Arrow refuses a mixed column (and logs a traceback)
+        values = list(shown[column])
+        if any(isinstance(v, str) for v in values) and not all(isinstance(v, str) for v in values):
+            shown[column] = [str(v) for v in values]
+    return shown
 
 
 def csv_bytes(frame: pd.DataFrame) -> str:
