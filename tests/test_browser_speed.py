@@ -121,8 +121,11 @@ def _judge(app: dict, cli: dict, notes: dict) -> list[str]:
     print(f"\n{'file':8} {'app best':>8} {'CLI best':>8} {'ratio':>6} {'medians':>14}  app | CLI (undisturbed figures)")
     problems = []
     for label, lines in notes.items():
-        if label not in cli:
-            pytest.fail(f"every CLI run of {label} was itself disturbed: this machine is too busy to judge the app")
+        if label not in cli:  # a busy machine (issue 24: tests pass on one): no quiet yardstick for this file, so
+            # only the disturbed path is checked for it: every disturbed app figure said so on the page (_app_run)
+            print(f"{label:8} not judged: every CLI run of it was disturbed too (this machine is busy)\n         "
+                  + "\n         ".join(lines))
+            continue
         if label not in app:
             continue  # every app figure was marked disturbed, and the page said so (checked in _app_run)
         a, c = max(app[label]), max(cli[label])
