@@ -160,7 +160,9 @@ def test_a_disturbed_run_says_so_and_re_measures_quietly(demo_ladder, pool):
     assert marks and all("disturbed: other processes used" in c.proto.help.replace("\\", "") for c in marks)
     next(b for b in at.button if b.label == "Re-measure quietly").click()
     at.run()
-    new_id = wait_for_run(at)
+    # on a busy machine (issue 24: the suite passes beside a busy core) every window of the re-measure can be
+    # disturbed too and is timed again, up to 3 more times per file, with two threads fighting a busy core: slow
+    new_id = wait_for_run(at, timeout=900)
     assert new_id != busy.run_id
     again = Store().get_run(new_id)
     assert [r["label"] for r in again["results"]] == ["Q8_0", "Q2_K"]
