@@ -149,7 +149,7 @@ def test_a_disturbed_run_says_so_and_re_measures_quietly(demo_ladder, pool):
             h.wait()
     assert any(r.disturbed for r in busy.results), [r.measurement for r in busy.results]
 
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=600)  # a page run beside a busy core can take minutes
     at.session_state["run_id"] = busy.run_id
     at.run()
     assert not at.exception, at.exception
