@@ -40,15 +40,6 @@ def split_lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def lone_surrogate(value: str) -> bool:
-    """True when `value` holds a lone surrogate (JSON's "\\ud800"): text no file or database can store."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 # ---- TOML ------------------------------------------------------------------------------------------------
 def toml_lines(text: str) -> list[tuple[int, str, bool]]:
     """(line number, line, starts inside a multi-line string) for every line of a TOML text.

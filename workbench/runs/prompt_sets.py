@@ -35,11 +35,10 @@ from workbench.files.text_formats import (
     TextFormatError,
     csv_records,
     load_toml,
-    lone_surrogate,
     split_lines,
     toml_lines,
 )
-from workbench.storage.limits import MAX_PROMPT_CHARS, MAX_SET_PROMPTS
+from workbench.storage.limits import MAX_PROMPT_CHARS, MAX_SET_PROMPTS, is_unicode
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_PROMPTS = MAX_SET_PROMPTS  # the database's limits (storage.limits): what an export of a set run may hold
@@ -276,7 +275,7 @@ def _finish(name: str, rows: list[Row], notes: list[str]) -> PromptSet:
 def _row_problems(row: Mapping[str, Any]) -> list[str]:
     if "prompt" not in row:
         return ['no "prompt" field']
-    bad_text = [k for k, v in row.items() if isinstance(v, str) and lone_surrogate(v)]
+    bad_text = [k for k, v in row.items() if isinstance(v, str) and not is_unicode(v)]
     if bad_text:  # JSON's "\ud800": parses, then fails wherever the text is stored or shown
         return [f'"{bad_text[0]}" is not valid text (it holds a lone surrogate such as \\ud800)']
     problems = []
