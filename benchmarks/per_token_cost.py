@@ -1,7 +1,7 @@
 """What the worker's decode loop adds to llama.cpp per token, measured in one process.
 
 The worker, per generated token, takes the argmax of llama.cpp's logits row in place and
-detokenizes one piece (workbench/engine/worker.py, greedy path). This script runs the same decode
+detokenizes one piece (workbench/engine/generation.py, greedy path). This script runs the same decode
 loop twice on one context, with and without that work, and reports the share of loop time
 spent outside `llama_decode` and the tok/s of each variant (alternating, so drift hits both).
 
@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-import llama_cpp as lc  # before numpy: see workbench/engine/worker.py
+import llama_cpp as lc  # before numpy: see workbench/engine/generation.py
 import numpy as np
 
 from workbench.core import hardware
@@ -53,7 +53,7 @@ def main() -> int:
         lc.llama_decode(ctx, batch)
         in_decode, t0 = 0.0, time.perf_counter()
         for i in range(args.tokens):
-            if worker_work:  # what worker.py does per token on the greedy path
+            if worker_work:  # what generation.py does per token on the greedy path
                 tok = int(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).argmax())
                 n = lc.llama_token_to_piece(vocab, tok, buf, 256, 0, False)
                 buf.raw[: max(n, 0)].decode("utf-8", "replace")

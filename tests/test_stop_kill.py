@@ -6,8 +6,8 @@ import threading
 import time
 
 from workbench.engine import pool as pool_mod
+from workbench.engine.generation import INJECT_STUCK_ENV
 from workbench.engine.pool import WorkerPool
-from workbench.engine.worker import INJECT_STUCK_ENV
 from workbench.runs.compare import contestants_for, run_comparison
 from workbench.runs.contestants import RunSettings
 
