@@ -248,10 +248,11 @@ def test_network_failure_mid_download_is_one_line(server: HubServer, monkeypatch
 
 
 def test_not_enough_disk_space_is_refused_before_downloading(server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
     from collections import namedtuple
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(hub.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(HubError) as err:
         hub.download(REPO, ["Q8_0"])
     assert err.value.kind == "disk_full" and "free" in str(err.value)
