@@ -19,6 +19,7 @@ from workbench.files.gguf_info import GgufError, read_header
 from workbench.models import hub
 from workbench.models.fit_report import fit_checks
 from workbench.runs.benchmark import scaling_figure, scaling_results
+from workbench.runs.variants import kv_types_text
 
 through_entrypoint()
 
@@ -89,7 +90,7 @@ else:
 warm = warm_pool.warm_models()
 if warm:
     st.dataframe(pd.DataFrame([{
-        "file": w["file"], "KV type": w["type_k"] if w["type_k"] == w["type_v"] else f"{w['type_k']}/{w['type_v']}",
+        "file": w["file"], "KV type": kv_types_text(w["type_k"], w["type_v"]),
         "context": w["n_ctx"], "predicted RAM": fmt_bytes(w["ram_bytes"]),
         "predicted VRAM": fmt_bytes(w["vram_bytes"]) if w["vram_bytes"] else "",
         "last used": time.strftime("%H:%M:%S", time.localtime(w["last_used"])), "in use": "yes" if w["in_use"] else "",

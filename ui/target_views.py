@@ -16,6 +16,7 @@ from workbench.decide.targets import TargetProfile
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models.ladder import Ladder
+from workbench.runs.variants import ctx_label
 from workbench.storage.store import Store, StoreError
 
 GiB = 2**30
@@ -194,7 +195,7 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
     rows = []
     for label, info in infos:
         lines = targets.memory_lines(info, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v)
-        kv_at = {f"KV at {n // 1024}k" if n % 1024 == 0 else f"KV at {n}": fmt_bytes(b)
+        kv_at = {f"KV at {ctx_label(n)}": fmt_bytes(b)
                  for n, b in targets.kv_lines(info, kv_type_k=kv_k, kv_type_v=kv_v)}
         rows.append({"quantization": label, "weights": fmt_bytes(lines.weights_bytes),
                      f"KV cache ({lines.n_ctx:,})": fmt_bytes(lines.kv_bytes),

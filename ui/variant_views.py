@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from ui.shared import fmt_bytes, is_number
-from workbench.runs.variants import KV_TYPES, Variant, ctx_label
+from workbench.runs.variants import KV_TYPES, Variant, ctx_label, kv_label
 
 CONTEXTS = (4096, 8192, 16384, 32768)
 RUN_CTX = "the run's context"
@@ -53,8 +53,7 @@ def variant_line(r: dict[str, Any]) -> str | None:
     k, v, n_ctx = _get(m, "kv_type_k"), _get(m, "kv_type_v"), _get(m, "n_ctx")
     if not isinstance(k, str) or not isinstance(v, str):
         return None
-    kv = k if k == v else f"{k}/{v}"
-    return f"KV {kv}" + (f" · context {n_ctx}" if is_number(n_ctx) else "")
+    return kv_label(k, v) + (f" · context {n_ctx}" if is_number(n_ctx) else "")
 
 
 def reported_kv_bytes(r: dict[str, Any]) -> Any:
