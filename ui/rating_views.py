@@ -27,7 +27,7 @@ from workbench.people import set_session as ss
 from workbench.people.headline import set_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
 from workbench.people.verdict import SET_MODE, default_set_pair, set_verdict
-from workbench.quality.diffing import plain_html
+from workbench.quality.diff_html import plain_html
 from workbench.storage.store import StoreError
 
 MODES = {"Blind": "letters in a random order; names appear once you have rated every output",

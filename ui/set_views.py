@@ -21,7 +21,7 @@ from workbench.people.headline import Headline, set_headline
 from workbench.people.ratings import list_votes
 from workbench.people.verdict import default_set_pair, set_verdict
 from workbench.quality import noise_floor
-from workbench.quality.diffing import plain_html, prose_html
+from workbench.quality.diff_html import plain_html, prose_html
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError

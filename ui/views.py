@@ -18,18 +18,8 @@ from workbench.core import glossary
 from workbench.core.disturbance import of_result, stored_decode
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.quality import noise_floor
-from workbench.quality.diffing import (
-    DIFF_CSS,
-    MAX_SIDE_ROWS,
-    SideBySide,
-    WordDiff,
-    diff_html,
-    plain_html,
-    prose_html,
-    side_by_side,
-    spans_html,
-    word_diff,
-)
+from workbench.quality.diff_html import DIFF_CSS, diff_html, plain_html, prose_html, spans_html
+from workbench.quality.diffing import MAX_SIDE_ROWS, SideBySide, WordDiff, side_by_side, word_diff
 from workbench.quality.noise_floor import Floor
 from workbench.quality.summary import summarize
 from workbench.runs import timing

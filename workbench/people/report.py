@@ -3,7 +3,7 @@
 Per run, in the order a stakeholder reads: the conclusion (each quantization's one-line summary against the
 reference, quality.summary), what it means for the decision (size and speed against the reference, measured
 here), then the evidence: the prompt, every answer as prose with the phrases that differ from the reference
-softly highlighted (diffing.prose_html, as the Compare page shows them) and its changed facts, charts in the
+softly highlighted (diff_html.prose_html, as the Compare page shows them) and its changed facts, charts in the
 app's palette (orange: timed while other work competed), the metrics and divergence tables. Optional extra
 sections passed by the caller and the ratings follow; method and provenance (ladder, files, machine, settings
 in plain words, versions) come last. A judged prompt set's verdict is a section of its own
@@ -47,7 +47,8 @@ from workbench.people.report_kit import (
     md_table,
 )
 from workbench.people.verdict import QuantQuality, SetVerdict
-from workbench.quality.diffing import plain_html, prose_html, word_diff
+from workbench.quality.diff_html import plain_html, prose_html
+from workbench.quality.diffing import word_diff
 from workbench.quality.divergence import DivergenceReport, load_report
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import Floor, floor_of, standing_sentence

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from workbench.quality.diffing import DIFF_CSS, WordDiff
+from workbench.quality.diff_html import DIFF_CSS
+from workbench.quality.diffing import WordDiff
 
 # The app's palette (its theme's primary colour, and the Compare page's measurement colours): charts in a report
 # read like the page they came from. Orange always means "timed while other work competed".

@@ -17,7 +17,7 @@ baseline. In order:
    prompts it went beyond that;
 5. each prompt: a table of every quantization's one-line summary (quality.summary) and changed facts, then per
    prompt (a collapsible <details> in HTML) every output as readable prose with its differences from the
-   baseline highlighted (diffing.prose_html) and the changed facts listed ("20 minutes → 2 minutes");
+   baseline highlighted (diff_html.prose_html) and the changed facts listed ("20 minutes → 2 minutes");
 6. method and provenance: the set run (name and id, when, status), the ladder and where its files came from,
    the machine, the settings — file paths and setting names only here, after the answer.
 
@@ -45,7 +45,8 @@ from workbench.people.verdict import (
     set_labels,
     set_verdicts,
 )
-from workbench.quality.diffing import WordDiff, plain_html, prose_html, word_diff
+from workbench.quality.diff_html import plain_html, prose_html
+from workbench.quality.diffing import WordDiff, word_diff
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import WITHIN, SetFloor, standing_of
 from workbench.quality.summary import summarize
