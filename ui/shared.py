@@ -22,6 +22,7 @@ from streamlit.navigation.page import StreamlitPage
 
 from workbench.core import hardware, heap
 from workbench.core.jobs import JobRegistry
+from workbench.core.text_units import format_bytes, is_number
 from workbench.engine.pool import WorkerPool
 from workbench.models.demo_note import demo_note
 from workbench.models.ladder import Ladder, list_ladders
@@ -216,20 +217,9 @@ def html_text(value: Any) -> str:
     return "—" if value is None else html.escape(str(value))
 
 
-def is_number(x: Any) -> bool:
-    """A real number (not a bool, not a string that looks like one): only those get number formatting."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and x not in (float("inf"), float("-inf"))
-
-
 def fmt_num(x: Any, fmt: str) -> str:
     """`x` formatted with `fmt` when it is a real number, else "—" (imported runs may carry anything)."""
     return format(x, fmt) if is_number(x) else "—"
-
-
-def fmt_bytes(n: Any) -> str:
-    if not is_number(n):
-        return "—"
-    return f"{n / 2**20:,.0f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 def fmt_time(iso: str) -> str:
@@ -246,7 +236,7 @@ def sidebar() -> None:
         if reason:
             st.warning(md_escape(reason), icon=":material/lock:")
         st.markdown(f"**Model:** {md_escape(lad.name)}")
-        st.caption(" · ".join(f"{md_escape(f.label)}{' (ref)' if f.reference else ''} {fmt_bytes(f.size_bytes)}"
+        st.caption(" · ".join(f"{md_escape(f.label)}{' (ref)' if f.reference else ''} {format_bytes(f.size_bytes)}"
                               for f in lad.files))
         demo_note_box(lad)
         with st.expander("Where these files came from"):

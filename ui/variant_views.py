@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.shared import fmt_bytes, is_number
+from workbench.core.text_units import format_bytes, is_number
 from workbench.runs.variants import KV_TYPES, Variant, ctx_label, kv_label
 
 CONTEXTS = (4096, 8192, 16384, 32768)
@@ -80,13 +80,13 @@ def memory_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         parts = []
         if is_number(p):
-            parts.append(f"{fmt_bytes(p)} predicted")
+            parts.append(f"{format_bytes(p)} predicted")
         if is_number(q):
-            parts.append(f"{fmt_bytes(q)} llama.cpp{' reserved' if key == 'compute_bytes' else ''}")
+            parts.append(f"{format_bytes(q)} llama.cpp{' reserved' if key == 'compute_bytes' else ''}")
         rows.append((name, " · ".join(parts)))
     total, peak = _get(pred, "total_bytes"), _get(memory, "measured", "peak_rss_bytes")
     if is_number(total) or is_number(peak):
         rows.append(("Memory total", " · ".join(
-            ([f"{fmt_bytes(total)} predicted"] if is_number(total) else [])
-            + ([f"{fmt_bytes(peak)} measured peak RSS"] if is_number(peak) else []))))
+            ([f"{format_bytes(total)} predicted"] if is_number(total) else [])
+            + ([f"{format_bytes(peak)} measured peak RSS"] if is_number(peak) else []))))
     return rows

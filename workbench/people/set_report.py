@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.core.text_units import counted
 from workbench.models.demo_note import report_note
 from workbench.people import report as rp
 from workbench.people.headline import Headline, set_headline
@@ -247,7 +248,7 @@ def build_set_report(store: Store, set_run_id: int, candidate: str | None = None
 def _outcome(entry: PromptEntry) -> str:
     """A prompt in a few words: how many facts changed, or that it has not finished."""
     if entry.finished:
-        return f"{entry.facts_changed} fact{'s' if entry.facts_changed != 1 else ''} changed"
+        return f"{counted(entry.facts_changed, 'fact')} changed"
     return "not run yet" if entry.status == "not run" else f"not finished ({entry.status})"
 
 

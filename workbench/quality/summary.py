@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workbench.core.text_units import counted
 from workbench.quality.diffing import WordDiff, split_words, word_diff
 from workbench.quality.facts import FactChange, compare_facts
 from workbench.quality.sentences import text_sentences
@@ -70,10 +71,6 @@ def sentence_of_word(text: str, word_index: int) -> int:
     return max(1, len(all_sentences))
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def summarize(reference: str, output: str, diff: WordDiff | None = None,
               facts: list[FactChange] | None = None) -> ColumnSummary:
     """The column's line; pass `diff` or `facts` when already computed to save the work."""
@@ -89,12 +86,12 @@ def summarize(reference: str, output: str, diff: WordDiff | None = None,
         verdict, line = "spacing", "same words, spacing differs"
     elif d.similarity >= SAME_ANSWER:
         n = d.changed_words
-        verdict, line = "same", f"same answer, {_count(n, 'word')} differ{'s' if n == 1 else ''}"
+        verdict, line = "same", f"same answer, {counted(n, 'word')} differ{'s' if n == 1 else ''}"
     elif d.similarity >= REWORDED:
         verdict, line = "reworded", f"same answer worded differently ({100 * d.similarity:.0f}% similar)"
     else:
         verdict, line = "different", f"different answer from sentence {sentence_no or 1}"
     if changes:
-        line += f"; {_count(len(changes), 'fact')} changed"
+        line += f"; {counted(len(changes), 'fact')} changed"
     return ColumnSummary(line, verdict, d.changed_words, d.similarity, d.first_divergence_word, sentence_no,
                          list(changes))
