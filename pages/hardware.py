@@ -11,8 +11,9 @@ import streamlit as st
 
 from ui import target_views
 from ui.glossary_views import help_columns
-from ui.shared import active_ladder, md_escape, pool, store, through_entrypoint
+from ui.shared import active_ladder, pool, store, through_entrypoint
 from workbench.core import glossary, hardware
+from workbench.core.escaping import md_escape
 from workbench.core.text_units import format_bytes
 from workbench.decide import targets
 from workbench.files import fit

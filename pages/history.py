@@ -9,7 +9,8 @@ import streamlit as st
 
 from ui.history_views import report_downloads, run_label, set_report_downloads
 from ui.set_views import open_set_run
-from ui.shared import md_escape, open_run, store, through_entrypoint
+from ui.shared import open_run, store, through_entrypoint
+from workbench.core.escaping import md_escape
 from workbench.people.history import (
     ImportFileError,
     delete_runs,

@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
-from ui.shared import jobs, md_escape, refresh_ladders, set_active_ladder, through_entrypoint, watch
+from ui.shared import jobs, refresh_ladders, set_active_ladder, through_entrypoint, watch
 from workbench.core import paths
+from workbench.core.escaping import md_escape
 from workbench.core.hardware import machine
 from workbench.core.text_units import format_bytes
 from workbench.files import fit

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from ui import quality_views as qv
-from ui.shared import active_ladder, jobs, md_escape, pool, store, through_entrypoint
+from ui.shared import active_ladder, jobs, pool, store, through_entrypoint
+from workbench.core.escaping import md_escape
 from workbench.core.text_units import bytes_in_words
 from workbench.decide import actions, report, study
 from workbench.decide.recommend import (

@@ -6,8 +6,9 @@ import streamlit as st
 
 from ui import set_views as sv
 from ui.history_views import set_report_downloads
-from ui.shared import active_ladder, fmt_time, jobs, md_escape, pool, store, through_entrypoint
+from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
+from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
 from workbench.runs.contestants import RunSettings
 from workbench.runs.noise import MAX_REPEATS

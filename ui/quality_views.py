@@ -16,8 +16,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.glossary_views import help_columns
-from ui.shared import jobs, md_escape, pool, store, watch
+from ui.shared import jobs, pool, store, watch
 from workbench.core import glossary
+from workbench.core.escaping import md_escape
 from workbench.core.jobs import Job
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun

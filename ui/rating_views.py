@@ -21,7 +21,8 @@ from plotly.subplots import make_subplots
 from ui import views
 from ui.glossary_views import help_columns
 from ui.headline_views import headline_view
-from ui.shared import md_escape, store
+from ui.shared import store
+from workbench.core.escaping import md_escape
 from workbench.people import ratings as rt
 from workbench.people import set_session as ss
 from workbench.people.headline import set_headline

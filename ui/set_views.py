@@ -16,7 +16,8 @@ import streamlit as st
 
 from ui import views
 from ui.headline_views import headline_view, pair_picker
-from ui.shared import jobs, md_escape, open_run, store, watch
+from ui.shared import jobs, open_run, store, watch
+from workbench.core.escaping import md_escape
 from workbench.people.headline import Headline, set_headline
 from workbench.people.ratings import list_votes
 from workbench.people.verdict import default_set_pair, set_verdict

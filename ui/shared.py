@@ -7,8 +7,6 @@ switches and browser sessions; a session keeps only ids (of its ladder, jobs and
 from __future__ import annotations
 
 import atexit
-import html
-import re
 import runpy
 import threading
 import time
@@ -21,6 +19,7 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from workbench.core import hardware, heap
+from workbench.core.escaping import md_escape
 from workbench.core.jobs import JobRegistry
 from workbench.core.text_units import format_bytes, is_number
 from workbench.engine.pool import WorkerPool
@@ -184,37 +183,6 @@ def open_run(run_id: int) -> None:
     """Show a stored run on the Compare page."""
     st.session_state.run_id = run_id
     st.session_state.job_id = None
-
-
-# What Markdown (CommonMark + GFM + Streamlit's :directives[]) or HTML could act on in the middle of a line ...
-_MD_INLINE = re.compile(r"([\\`*_{}\[\]<>~$|])")
-# ... what makes a bare link (GFM autolinks: scheme://, www., user@host). Streamlit finds these after backslash escapes
-# are gone, so they are broken with an invisible WORD JOINER instead ("http\u2060://" shows as "http://") ...
-_MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript)(?=:)|\b(www)(?=\.)|(@)"
-                          # ... and Streamlit's :red[…] / :material/icon: / :emoji: (also found after escapes)
-                          r"|(:)(?=[a-z])")
-_JOINER = "\u2060"
-# ... and what acts at the start of a line (headings, quotes, lists, setext/thematic breaks).
-_MD_LINE_START = re.compile(r"^(\d+)([.)])|^([#>+=-])")
-
-
-def md_escape(text: Any) -> str:
-    """Untrusted text (labels, model and file names, error messages, prompts, anything from a run, an import, an
-    endpoint or a ladder) made safe inside st.markdown / st.caption / st.error… / st.toast / widget labels.
-
-    The one helper every page uses. Whitespace collapses to single spaces (so no line but the first), every
-    character that could make Markdown or HTML act is backslash-escaped, and bare links are broken by an invisible
-    word joiner: the text cannot become a link (bracketed or bare), an image, a raw HTML element, emphasis, code,
-    math, a table, a heading or list, or a Streamlit colour directive; it shows as written.
-    """
-    out = _MD_INLINE.sub(r"\\\1", " ".join(str(text).split()))
-    out = _MD_AUTOLINK.sub(lambda m: m.group(0) + _JOINER, out)
-    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1) else f"\\{m.group(3)}", out)
-
-
-def html_text(value: Any) -> str:
-    """Any value as escaped HTML text ("—" for None)."""
-    return "—" if value is None else html.escape(str(value))
 
 
 def fmt_num(x: Any, fmt: str) -> str:

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from ui.glossary_views import help_columns
-from ui.shared import md_escape
 from workbench.core import glossary, hardware
+from workbench.core.escaping import md_escape
 from workbench.core.text_units import GiB, format_bytes, format_gib
 from workbench.decide import speed, targets
 from workbench.decide.targets import TargetProfile

@@ -12,10 +12,11 @@ import plotly.express as px
 import streamlit as st
 
 from ui.glossary_views import card_cell
-from ui.shared import fmt_num, follow, html_text, md_escape, store
+from ui.shared import fmt_num, follow, store
 from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
 from workbench.core import glossary
 from workbench.core.disturbance import of_result, stored_decode
+from workbench.core.escaping import html_text, md_escape
 from workbench.core.text_units import format_bytes, is_number
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.quality import noise_floor

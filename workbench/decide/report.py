@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.core.escaping import esc, md_cell
 from workbench.core.text_units import bytes_in_words
 from workbench.decide.chart import ChartPoint, mark_front, svg_chart
 from workbench.decide.recommend import PREFER_WORDS, Facts, Recommendation, bar_words, ctx_words, kld_words
 from workbench.decide.study import Study
 from workbench.decide.targets import the
 from workbench.models.demo_note import demo_note
-from workbench.people.report import esc, generated_at, html_head, html_table, md_cell, md_table, provenance_lines
+from workbench.people.report import provenance_lines
+from workbench.people.report_kit import generated_at, html_head, html_table, md_table
 
 CSS = """
 .wb-pick { font-size: 1.15rem; border-left: 4px solid #1a7f37; padding: .3rem 0 .3rem .8rem; background: #f0fff4; }

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.disturbance import of_result
+from workbench.core.escaping import chart_text, esc, fence, md_cell
 from workbench.core.text_units import counted, format_bytes, format_gib
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.models.demo_note import report_note
@@ -37,13 +38,9 @@ from workbench.people.report_kit import (
     MEASURED_COLOURS,
     PRIMARY,
     Charts,
-    chart_text,
-    esc,
-    fence,
     generated_at,
     html_head,
     html_table,
-    md_cell,
     md_diff,
     md_table,
 )
