@@ -16,10 +16,9 @@ from workbench.runs.prompt_sets import (
     MAX_PROMPTS,
     PromptSet,
     PromptSetError,
-    format_for,
     list_bundled_sets,
     parse_prompt_set,
-    parse_prompt_set_bytes,
+    parse_upload,
 )
 from workbench.runs.set_runs import SetRunError, SetRunJob, running_job, start_set_run
 from workbench.storage.store import StoreError
@@ -53,9 +52,7 @@ elif source == "Upload a file":
                               type=["txt", "csv", "toml", "jsonl", "ndjson"], key="sets-upload")
     if upload is not None:
         try:
-            parsed = parse_prompt_set_bytes(upload.getvalue(), format_for(upload.name))
-            stem = upload.name.rsplit(".", 1)[0] or "prompts"
-            prompt_set = parsed if parsed.name != "prompts" else PromptSet(stem, parsed.prompts, parsed.notes)
+            prompt_set = parse_upload(upload.getvalue(), upload.name)
         except PromptSetError as exc:
             sv.show_parse_errors(exc, upload.name)
 else:
