@@ -14,7 +14,7 @@ from ui.glossary_views import help_columns
 from ui.shared import active_ladder, pool, store, through_entrypoint
 from workbench.core import glossary, hardware
 from workbench.core.escaping import md_escape
-from workbench.core.text_units import format_bytes
+from workbench.core.text_units import format_bytes, format_gb
 from workbench.decide import targets
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, read_header
@@ -42,7 +42,7 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("CPU cores", f"{m.physical_cores or m.logical_cores} ({m.logical_cores} threads)")
 c2.metric("RAM total", format_bytes(m.ram_total_bytes))
 c3.metric("RAM free", format_bytes(m.ram_available_bytes))
-c4.metric("Disk free (HF cache)", f"{hub.check_disk_space(0)[1] / 1e9:.1f} GB")
+c4.metric("Disk free (HF cache)", format_gb(hub.check_disk_space(0)[1], 1))
 st.caption(f"CPU: {md_escape(m.cpu_model)}")
 
 st.subheader("GPUs")

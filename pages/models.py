@@ -13,7 +13,7 @@ from ui.shared import jobs, refresh_ladders, set_active_ladder, through_entrypoi
 from workbench.core import paths
 from workbench.core.escaping import md_escape
 from workbench.core.hardware import machine
-from workbench.core.text_units import format_bytes
+from workbench.core.text_units import format_bytes, format_gb
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError
 from workbench.models import acquire as models
@@ -58,7 +58,7 @@ gpu_line = "; ".join(f"GPU {g.index} {g.name}: {format_bytes(g.free_bytes)} free
                      for g in m.gpus) or "no GPU"
 free_disk = hub.check_disk_space(0)[1]
 st.caption(f"This machine: {format_bytes(m.ram_available_bytes)} RAM free of {format_bytes(m.ram_total_bytes)} · {gpu_line} · "
-           f"{free_disk / 1e9:.1f} GB free in the Hugging Face cache ({paths.hf_cache_dir()})")
+           f"{format_gb(free_disk, 1)} free in the Hugging Face cache ({paths.hf_cache_dir()})")
 
 tab_hub, tab_disk, tab_make = st.tabs(["Download from the Hub", "Models already on disk", "Make a ladder"])
 
@@ -169,8 +169,8 @@ with tab_hub:
         preds = [r.prediction for r in rows if r.entry.name in picked and r.prediction]
         ok_disk, need, free = models.selection_disk_check(listing, chosen) if chosen else (True, 0, free_disk)
         if chosen:
-            st.caption(f"Chosen: {len(chosen)} file(s), {need / 1e9:.2f} GB still to download, {free / 1e9:.1f} GB free "
-                       f"on disk ({'enough' if ok_disk else 'NOT enough'}, keeping {hub.DISK_RESERVE_BYTES / 1e9:.1f} GB "
+            st.caption(f"Chosen: {len(chosen)} file(s), {format_gb(need)} still to download, {format_gb(free, 1)} free "
+                       f"on disk ({'enough' if ok_disk else 'NOT enough'}, keeping {format_gb(hub.DISK_RESERVE_BYTES, 1)} "
                        f"free). Workers stay warm between prompts: all chosen at once need about "
                        f"{format_bytes(fit.warm_together_bytes(preds))} of RAM.")
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from workbench.cli.main import fmt_bytes as cli_bytes
-from workbench.core.text_units import GiB, MiB, bytes_in_words, counted, format_bytes, format_gib, plural, times
+from workbench.core.text_units import (
+    GiB,
+    MiB,
+    bytes_in_words,
+    counted,
+    format_bytes,
+    format_gb,
+    format_gib,
+    plural,
+    times,
+)
 from workbench.engine.memory_budget import breakdown
 
 
@@ -16,6 +26,7 @@ def test_each_place_keeps_its_look() -> None:
     assert cli_bytes(int(310.4 * MiB)) == "310.4 MiB" and cli_bytes(None) == "-"  # the CLI's tables
     assert bytes_in_words(int(4.62 * GiB)) == "4.6 GiB" and bytes_in_words(310 * MiB) == "310 MiB"  # sentences
     assert format_gib(16 * GiB, 0) == "16 GiB" and format_gib(int(7.6 * GiB)) == "7.6 GiB"
+    assert format_gb(4_920_000_000) == "4.92 GB" and format_gb(70e9, 1) == "70.0 GB"  # disks and downloads
 
 
 def test_where_the_copies_disagreed() -> None:

@@ -41,6 +41,11 @@ def format_gib(n: float, digits: int = 1) -> str:
     return f"{n / GiB:.{digits}f} GiB"
 
 
+def format_gb(n: float, digits: int = 2) -> str:
+    """Disk and download sizes in decimal gigabytes, as disks are sold and hubs list files: "4.92 GB"."""
+    return f"{n / 1e9:.{digits}f} GB"
+
+
 def plural(n: int, word: str) -> str:
     """`word` as it goes with n: "word" for 1, "words" otherwise (regular English plurals only)."""
     return word if n == 1 else f"{word}s"

@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from workbench.core.text_units import GiB, plural
+from workbench.core.text_units import GiB, format_gib, plural
 
 __all__ = ["ChartPoint", "LOG_SPAN_DECADES", "MAX_POINTS", "mark_front", "pareto_front", "svg_chart", "svg_img_tag",
            "uses_log_scale"]
@@ -298,7 +298,7 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
         x, y = sx(p.memory_bytes / GiB), sy(float(p.quality_loss))
         v = _speed(p)
         speed = "no speed figure" if v is None else f"{v:.1f} tok/s"
-        tip = (f"{p.label} · {p.memory_bytes / GiB:.2f} GiB · loss {_tick_label(float(p.quality_loss))} · {speed}"
+        tip = (f"{p.label} · {format_gib(p.memory_bytes, 2)} · loss {_tick_label(float(p.quality_loss))} · {speed}"
                + ("" if p.fits else " · does not fit") + (" · on the Pareto front" if p.on_front else "")
                + (" · recommended" if p.recommended else ""))
         out.append(f"<g><title>{_text(tip, 240)}</title>")

@@ -23,7 +23,7 @@ from typing import Any
 
 from workbench.core import hardware
 from workbench.core.hardware import Gpu
-from workbench.core.text_units import GiB, bytes_in_words
+from workbench.core.text_units import GiB, bytes_in_words, format_gib
 from workbench.files import fit
 
 THIS_MACHINE = "this machine"
@@ -372,12 +372,12 @@ def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: s
     spare, where = pred.spare_bytes, pred.spare_in
     notes = [n for n in pred.notes if not n.startswith("on GPU 0 (")]
     if profile.vram_bytes:
-        notes.append(f"GPU: {profile.vram_budget_bytes / GiB:.1f} GiB usable of {profile.vram_bytes / GiB:.1f} GiB; "
+        notes.append(f"GPU: {format_gib(profile.vram_budget_bytes)} usable of {format_gib(profile.vram_bytes)}; "
                      f"includes ~{fit.CUDA_CONTEXT_BYTES / 2**20:.0f} MiB for the CUDA context")
     notes.append("assumption: llama.cpp's CPU weight repacking is off (it depends on the target's CPU)")
     if pred.verdict_code == fit.NO_FIT:
         notes = [n for n in notes if not n.startswith("needs about")]
-        notes.append(f"short by {-spare / GiB:.2f} GiB of RAM (budget {profile.ram_budget_bytes / GiB:.1f} GiB = "
+        notes.append(f"short by {format_gib(-spare, 2)} of RAM (budget {format_gib(profile.ram_budget_bytes)} = "
                      f"RAM − OS reserve)")
     return TargetFit(
         target=profile.name, verdict_code=pred.verdict_code, verdict=pred.verdict, n_ctx=pred.n_ctx,

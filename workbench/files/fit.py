@@ -36,6 +36,7 @@ from typing import Any
 import gguf
 
 from workbench.core.hardware import Gpu
+from workbench.core.text_units import format_gb, format_gib
 from workbench.files import json_fields as jf
 from workbench.files.quant_names import nominal_bits_per_weight
 
@@ -334,7 +335,7 @@ def predict(
         else:
             pred.verdict, pred.verdict_code = "does not fit", NO_FIT
             pred.notes.append(
-                f"needs about {cpu_total / 2**30:.1f} GiB, {ram_available_bytes / 2**30:.1f} GiB of RAM is free "
+                f"needs about {format_gib(cpu_total)}, {format_gib(ram_available_bytes)} of RAM is free "
                 f"(keeping {headroom:.0%} in reserve)"
             )
 
@@ -343,7 +344,7 @@ def predict(
         pred.download_bytes, pred.disk_free_bytes = int(download_bytes), int(free)
         pred.disk_ok = download_bytes <= free
         if not pred.disk_ok:
-            pred.notes.append(f"the download needs {download_bytes / 1e9:.2f} GB, the disk has {free / 1e9:.2f} GB free")
+            pred.notes.append(f"the download needs {format_gb(download_bytes)}, the disk has {format_gb(free)} free")
     return pred
 
 
@@ -407,7 +408,7 @@ def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[
             _set_gpu(pred, gpu, GPU_PARTIAL, f"partial offload: {layers} of {shape.n_layers} layers on the GPU", layers,
                      host + int(layers * layer_w / shape.n_layers) + CUDA_HOST_RUNTIME_BYTES, vram, compute_gpu)
             return True
-    pred.notes.append(f"GPU {gpu.index} ({gpu.name}) has {gpu.free_bytes / 2**30:.1f} GiB free: not enough for a useful offload")
+    pred.notes.append(f"GPU {gpu.index} ({gpu.name}) has {format_gib(gpu.free_bytes)} free: not enough for a useful offload")
     return False
 
 
