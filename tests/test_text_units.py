@@ -14,6 +14,7 @@ from workbench.core.text_units import (
     format_bytes,
     format_gb,
     format_gib,
+    format_mib,
     plural,
     times,
 )
@@ -27,6 +28,7 @@ def test_each_place_keeps_its_look() -> None:
     assert bytes_in_words(int(4.62 * GiB)) == "4.6 GiB" and bytes_in_words(310 * MiB) == "310 MiB"  # sentences
     assert format_gib(16 * GiB, 0) == "16 GiB" and format_gib(int(7.6 * GiB)) == "7.6 GiB"
     assert format_gb(4_920_000_000) == "4.92 GB" and format_gb(70e9, 1) == "70.0 GB"  # disks and downloads
+    assert format_mib(32 * MiB) == "32 MiB" and format_mib(int(44.7 * MiB), 1) == "44.7 MiB"
 
 
 def test_where_the_copies_disagreed() -> None:

@@ -41,6 +41,11 @@ def format_gib(n: float, digits: int = 1) -> str:
     return f"{n / GiB:.{digits}f} GiB"
 
 
+def format_mib(n: float, digits: int = 0) -> str:
+    """Small amounts always in MiB: "32 MiB" (a CUDA context, a repack buffer), "44.7 MiB" (digits=1)."""
+    return f"{n / MiB:.{digits}f} MiB"
+
+
 def format_gb(n: float, digits: int = 2) -> str:
     """Disk and download sizes in decimal gigabytes, as disks are sold and hubs list files: "4.92 GB"."""
     return f"{n / 1e9:.{digits}f} GB"

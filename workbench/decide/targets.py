@@ -23,7 +23,7 @@ from typing import Any
 
 from workbench.core import hardware
 from workbench.core.hardware import Gpu
-from workbench.core.text_units import GiB, bytes_in_words, format_gib
+from workbench.core.text_units import GiB, bytes_in_words, format_gib, format_mib
 from workbench.files import fit
 
 THIS_MACHINE = "this machine"
@@ -373,7 +373,7 @@ def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: s
     notes = [n for n in pred.notes if not n.startswith("on GPU 0 (")]
     if profile.vram_bytes:
         notes.append(f"GPU: {format_gib(profile.vram_budget_bytes)} usable of {format_gib(profile.vram_bytes)}; "
-                     f"includes ~{fit.CUDA_CONTEXT_BYTES / 2**20:.0f} MiB for the CUDA context")
+                     f"includes ~{format_mib(fit.CUDA_CONTEXT_BYTES)} for the CUDA context")
     notes.append("assumption: llama.cpp's CPU weight repacking is off (it depends on the target's CPU)")
     if pred.verdict_code == fit.NO_FIT:
         notes = [n for n in notes if not n.startswith("needs about")]

@@ -36,11 +36,9 @@ from typing import Any
 import gguf
 
 from workbench.core.hardware import Gpu
-from workbench.core.text_units import format_gb, format_gib
+from workbench.core.text_units import MiB, format_gb, format_gib, format_mib
 from workbench.files import json_fields as jf
 from workbench.files.quant_names import nominal_bits_per_weight
-
-MiB = 2**20
 
 #: RSS of a fresh Python process after `import llama_cpp` (llama-cpp-python 0.3.36, x86-64 Linux; 3 runs,
 #: 44.6-44.7 MiB). `measure_runtime_overhead()` re-measures it on the machine at hand.
@@ -299,7 +297,7 @@ def predict(
         repack_cpu = use_extra_bufts_setting() is not False
     repack = repack_bytes(info) if repack_cpu else 0
     if repack:
-        notes.append(f"includes {repack / MiB:.0f} MiB of weights llama.cpp repacks for this CPU (extra buffer types)")
+        notes.append(f"includes {format_mib(repack)} of weights llama.cpp repacks for this CPU (extra buffer types)")
     cpu_total = overhead + weights + kv + compute_cpu + repack
     ram_budget = int(ram_available_bytes * (1 - headroom))
 
@@ -418,7 +416,7 @@ def _set_gpu(pred: FitPrediction, gpu: Gpu, code: str, verdict: str, layers: int
     pred.ram_bytes, pred.vram_bytes = int(host), int(vram)
     pred.compute_bytes = int(compute_gpu)
     pred.predicted_bytes = int(host + vram)
-    pred.notes.append(f"on GPU {gpu.index} ({gpu.name}); includes ~{CUDA_CONTEXT_BYTES / MiB:.0f} MiB for the CUDA context")
+    pred.notes.append(f"on GPU {gpu.index} ({gpu.name}); includes ~{format_mib(CUDA_CONTEXT_BYTES)} for the CUDA context")
 
 
 # --------------------------------------------------------------------------------------------------------------
