@@ -12,6 +12,7 @@ from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entryp
 from ui.variant_views import variant_picker
 from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
+from workbench.core.text_units import counted
 from workbench.quality import evals
 from workbench.quality.packs import PackError, list_packs, load_pack, parse_pack
 from workbench.quality.quality_jobs import eval_job
@@ -97,7 +98,7 @@ if pack is not None:
     n_long = sum(1 for c in selected if c.category == "long-context")
     st.caption(f"{len(selected)} cases × {n_contestants} quantizations = {len(selected) * n_contestants} "
                f"generations. {SEQUENTIAL_NOTE}"
-               + (f" {n_long} long-context case{'s' if n_long != 1 else ''}: about 1–2 minutes each per quantization "
+               + (f" {counted(n_long, 'long-context case')}: about 1–2 minutes each per quantization "
                   "on a laptop CPU." if n_long else ""))
 
     job = qv.quality_job(st.session_state.get("evals-job"))

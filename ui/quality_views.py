@@ -20,6 +20,7 @@ from ui.shared import jobs, pool, store, watch
 from workbench.core import glossary
 from workbench.core.escaping import md_escape
 from workbench.core.jobs import Job
+from workbench.core.text_units import counted
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
 from workbench.quality.heatmap import heatmap_html
@@ -204,7 +205,7 @@ def matrix_frame(run: EvalRun) -> pd.DataFrame:
         for label in run.labels:
             c = next(x for x in cells if x.category == cat and x.label == label)
             name = label + (" (ref)" if label == run.reference_label else "")
-            row[name] = c.text + (f" · {c.errors} error{'s' if c.errors != 1 else ''}" if c.errors else "")
+            row[name] = c.text + (f" · {counted(c.errors, 'error')}" if c.errors else "")
         rows.append(row)
     return pd.DataFrame(rows)
 
