@@ -11,7 +11,6 @@ from ui.shared import (
     demo_note_box,
     jobs,
     ladders,
-    md_escape,
     pool,
     set_active_ladder,
     store,
@@ -20,6 +19,7 @@ from ui.shared import (
 from ui.variant_views import variant_picker
 from workbench.core import hardware
 from workbench.core.disturbance import of_result
+from workbench.core.escaping import md_escape
 from workbench.quality.packs import PackError, load_examples
 from workbench.runs import timing
 from workbench.runs.compare import (

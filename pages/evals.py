@@ -10,7 +10,9 @@ from ui import views
 from ui.glossary_views import help_columns
 from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
+from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
+from workbench.core.text_units import counted
 from workbench.quality import evals
 from workbench.quality.packs import PackError, list_packs, load_pack, parse_pack
 from workbench.quality.quality_jobs import eval_job
@@ -34,7 +36,7 @@ defaults = [label for label in ladder.default_labels() if label in others]
 
 def show_pack_error(exc: PackError) -> None:
     where = f"line {exc.line}" if exc.line else "the file as a whole"
-    st.error(f"This pack was refused. **{qv.md_escape(Path(exc.source).name)}**, {where}: {qv.md_escape(exc.reason)}")
+    st.error(f"This pack was refused. **{md_escape(Path(exc.source).name)}**, {where}: {md_escape(exc.reason)}")
 
 
 # ---- the pack ----------------------------------------------------------------------------------
@@ -69,9 +71,9 @@ else:
 
 if pack is not None:
     counts = {cat: len(cases) for cat, cases in pack.by_category().items()}
-    st.caption(f"**{qv.md_escape(pack.name)}** · {len(pack.cases)} cases: "
+    st.caption(f"**{md_escape(pack.name)}** · {len(pack.cases)} cases: "
                + ", ".join(f"{cat} {n}" for cat, n in counts.items())
-               + (f" · {qv.md_escape(pack.description)}" if pack.description else ""))
+               + (f" · {md_escape(pack.description)}" if pack.description else ""))
     c1, c2, c3 = st.columns([3, 3, 1])
     chosen = c1.multiselect("Quantizations", others, default=defaults, key=f"evals-quants-{ladder.directory}",
                             help=f"The reference, {reference}, always takes part.")
@@ -92,11 +94,11 @@ if pack is not None:
         selected = evals.select_cases(pack, categories or None, int(limit) or None) if categories else []
     except ValueError as exc:
         selected = []
-        st.error(f"Cannot choose these cases: {qv.md_escape(exc)}")
+        st.error(f"Cannot choose these cases: {md_escape(exc)}")
     n_long = sum(1 for c in selected if c.category == "long-context")
     st.caption(f"{len(selected)} cases × {n_contestants} quantizations = {len(selected) * n_contestants} "
                f"generations. {SEQUENTIAL_NOTE}"
-               + (f" {n_long} long-context case{'s' if n_long != 1 else ''}: about 1–2 minutes each per quantization "
+               + (f" {counted(n_long, 'long-context case')}: about 1–2 minutes each per quantization "
                   "on a laptop CPU." if n_long else ""))
 
     job = qv.quality_job(st.session_state.get("evals-job"))
@@ -110,7 +112,7 @@ if pack is not None:
             st.session_state["evals-job"] = job.id
             running = True
         except ValueError as exc:
-            st.error(f"Cannot run: {qv.md_escape(exc)}")
+            st.error(f"Cannot run: {md_escape(exc)}")
     if running and job is not None:  # running implies a job; the check tells the type checker so
         qv.job_progress(job, "evals")
     else:
@@ -133,9 +135,9 @@ if stored:
                                             and job.run_id == run_id):
             st.caption("This run did not finish (the app stopped while it ran); what it finished is shown.")
         complete = run.complete_case_ids()
-        st.subheader(f"{qv.md_escape(run.pack_name)}: pass rates")
+        st.subheader(f"{md_escape(run.pack_name)}: pass rates")
         st.caption(f"{len(complete)} of {len(run.cases)} cases finished on every quantization (only those are counted) "
-                   f"· reference {qv.md_escape(run.reference_label)} · max tokens {run.settings.get('max_tokens')} "
+                   f"· reference {md_escape(run.reference_label)} · max tokens {run.settings.get('max_tokens')} "
                    f"· context {run.settings.get('n_ctx')} · greedy")
         st.dataframe(qv.matrix_frame(run), hide_index=True, width="stretch")
         if complete:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import glossary_views
-from ui.shared import md_escape, through_entrypoint
+from ui.shared import through_entrypoint
+from workbench.core.escaping import md_escape
 from workbench.models import demo_note
 
 through_entrypoint()

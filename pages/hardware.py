@@ -11,14 +11,17 @@ import streamlit as st
 
 from ui import target_views
 from ui.glossary_views import help_columns
-from ui.shared import active_ladder, fmt_bytes, md_escape, pool, store, through_entrypoint
+from ui.shared import active_ladder, pool, store, through_entrypoint
 from workbench.core import glossary, hardware
+from workbench.core.escaping import md_escape
+from workbench.core.text_units import format_bytes, format_gb
 from workbench.decide import targets
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models import hub
 from workbench.models.fit_report import fit_checks
 from workbench.runs.benchmark import scaling_figure, scaling_results
+from workbench.runs.variants import kv_types_text
 
 through_entrypoint()
 
@@ -37,15 +40,15 @@ n_ctx_lines, kv_k, kv_v = target_views.fit_answer(ladder, profiles)
 st.subheader("This machine")
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("CPU cores", f"{m.physical_cores or m.logical_cores} ({m.logical_cores} threads)")
-c2.metric("RAM total", fmt_bytes(m.ram_total_bytes))
-c3.metric("RAM free", fmt_bytes(m.ram_available_bytes))
-c4.metric("Disk free (HF cache)", f"{hub.check_disk_space(0)[1] / 1e9:.1f} GB")
+c2.metric("RAM total", format_bytes(m.ram_total_bytes))
+c3.metric("RAM free", format_bytes(m.ram_available_bytes))
+c4.metric("Disk free (HF cache)", format_gb(hub.check_disk_space(0)[1], 1))
 st.caption(f"CPU: {md_escape(m.cpu_model)}")
 
 st.subheader("GPUs")
 if m.gpus:
-    st.dataframe(pd.DataFrame([{"GPU": g.index, "name": g.name, "VRAM total": fmt_bytes(g.total_bytes),
-                                "VRAM free": fmt_bytes(g.free_bytes), "driver": g.driver} for g in m.gpus]),
+    st.dataframe(pd.DataFrame([{"GPU": g.index, "name": g.name, "VRAM total": format_bytes(g.total_bytes),
+                                "VRAM free": format_bytes(g.free_bytes), "driver": g.driver} for g in m.gpus]),
                  hide_index=True, width="stretch")
 
     @st.cache_data(show_spinner="Asking llama.cpp whether this build can offload to a GPU…")
@@ -82,16 +85,16 @@ except ValueError as exc:  # a malformed WORKBENCH_MEMORY_BUDGET
     st.error(md_escape(exc))
 else:
     in_use = warm_pool.memory_in_use()
-    st.markdown(f"**Budget:** {fmt_bytes(budget.ram_bytes)} of RAM"
-                + "".join(f" · GPU {g}: {fmt_bytes(b)}" for g, b in budget.vram_bytes.items())
-                + f" · **held now (predicted):** {fmt_bytes(in_use.ram_bytes)} of RAM")
+    st.markdown(f"**Budget:** {format_bytes(budget.ram_bytes)} of RAM"
+                + "".join(f" · GPU {g}: {format_bytes(b)}" for g, b in budget.vram_bytes.items())
+                + f" · **held now (predicted):** {format_bytes(in_use.ram_bytes)} of RAM")
     st.caption(md_escape(budget.explanation))
 warm = warm_pool.warm_models()
 if warm:
     st.dataframe(pd.DataFrame([{
-        "file": w["file"], "KV type": w["type_k"] if w["type_k"] == w["type_v"] else f"{w['type_k']}/{w['type_v']}",
-        "context": w["n_ctx"], "predicted RAM": fmt_bytes(w["ram_bytes"]),
-        "predicted VRAM": fmt_bytes(w["vram_bytes"]) if w["vram_bytes"] else "",
+        "file": w["file"], "KV type": kv_types_text(w["type_k"], w["type_v"]),
+        "context": w["n_ctx"], "predicted RAM": format_bytes(w["ram_bytes"]),
+        "predicted VRAM": format_bytes(w["vram_bytes"]) if w["vram_bytes"] else "",
         "last used": time.strftime("%H:%M:%S", time.localtime(w["last_used"])), "in use": "yes" if w["in_use"] else "",
     } for w in warm]), hide_index=True, width="stretch", key=K + "warm",
         column_config={"KV type": st.column_config.TextColumn(help=glossary.help_text("kv_type")),
@@ -116,15 +119,15 @@ with st.spinner("Reading GGUF headers…"):
         preds.append(p)
 if preds or unreadable:
     glance = pd.DataFrame([{
-        "quantization": p.file, "type": p.quant_type, "weights": fmt_bytes(p.weights_bytes),
-        "KV cache": fmt_bytes(p.kv_bytes), "compute + runtime": fmt_bytes(p.compute_bytes + p.overhead_bytes),
-        "predicted peak": fmt_bytes(p.predicted_bytes), "verdict": targets.verdict_words(p.verdict_code, p.verdict),
+        "quantization": p.file, "type": p.quant_type, "weights": format_bytes(p.weights_bytes),
+        "KV cache": format_bytes(p.kv_bytes), "compute + runtime": format_bytes(p.compute_bytes + p.overhead_bytes),
+        "predicted peak": format_bytes(p.predicted_bytes), "verdict": targets.verdict_words(p.verdict_code, p.verdict),
         "GPU layers": p.gpu_layers or "",
     } for p in preds] + unreadable)
     st.dataframe(glance, hide_index=True, width="stretch", key=K + "glance",
                  column_config=help_columns(glance.columns, {"verdict": st.column_config.Column(help=glossary.help_text("fit"))}))
-    st.caption(f"Keeping all {len(preds)} warm at once would need about {fmt_bytes(fit.warm_together_bytes(preds))} "
-               f"of RAM ({fmt_bytes(m.ram_available_bytes)} free); the pool keeps warm only what fits its budget "
+    st.caption(f"Keeping all {len(preds)} warm at once would need about {format_bytes(fit.warm_together_bytes(preds))} "
+               f"of RAM ({format_bytes(m.ram_available_bytes)} free); the pool keeps warm only what fits its budget "
                "(above) and reloads the rest when they run. Weights and KV cache come from each file's header; "
                "compute buffers and runtime are estimated.")
 

@@ -9,7 +9,9 @@ import streamlit as st
 
 from ui.history_views import report_downloads, run_label, set_report_downloads
 from ui.set_views import open_set_run
-from ui.shared import md_escape, open_run, store, through_entrypoint
+from ui.shared import open_run, store, through_entrypoint
+from workbench.core.escaping import md_escape
+from workbench.core.text_units import counted
 from workbench.people.history import (
     ImportFileError,
     delete_runs,
@@ -51,7 +53,7 @@ if not runs:
     st.info("No runs yet: make one on the Compare page." if not (text or model or since or until or kind != "all")
             else "No run matches this search.")
 else:
-    st.caption(f"{len(runs)} run{'s' if len(runs) != 1 else ''}, newest first"
+    st.caption(f"{counted(len(runs), 'run')}, newest first"
                + (f" (the newest {LIMIT}: narrow the search to see older ones)" if len(runs) == LIMIT else ""))
     table = pd.DataFrame([{
         "run": r["id"], "created (UTC)": (r["created_at"] or "")[:16].replace("T", " "), "kind": r["kind"],
@@ -179,10 +181,10 @@ if upload is not None:
         else:
             st.session_state["hist-imported"] = upload.file_id
             st.session_state["history-flash"] = (
-                f"Imported {summary.runs} run{'s' if summary.runs != 1 else ''} with {summary.results} outputs, "
+                f"Imported {counted(summary.runs, 'run')} with {summary.results} outputs, "
                 f"{summary.ratings} ratings and {summary.votes} votes (new run numbers: "
                 + ", ".join(f"#{new}" for new in summary.run_ids.values()) + ")"
-                + (f", and {summary.set_runs} prompt set run{'s' if summary.set_runs != 1 else ''} (new numbers: "
+                + (f", and {counted(summary.set_runs, 'prompt set run')} (new numbers: "
                    + ", ".join(f"#{new}" for new in summary.set_run_ids.values()) + ")" if summary.set_runs else "")
                 + ".")
             st.rerun()

@@ -9,9 +9,11 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
-from ui.shared import fmt_bytes, jobs, md_escape, refresh_ladders, set_active_ladder, through_entrypoint, watch
+from ui.shared import jobs, refresh_ladders, set_active_ladder, through_entrypoint, watch
 from workbench.core import paths
+from workbench.core.escaping import md_escape
 from workbench.core.hardware import machine
+from workbench.core.text_units import format_bytes, format_gb
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError
 from workbench.models import acquire as models
@@ -52,11 +54,11 @@ if flash:
     st.page_link("pages/compare.py", label="Compare these quantizations", icon=":material/compare_arrows:")
 
 m = machine()
-gpu_line = "; ".join(f"GPU {g.index} {g.name}: {fmt_bytes(g.free_bytes)} free of {fmt_bytes(g.total_bytes)}"
+gpu_line = "; ".join(f"GPU {g.index} {g.name}: {format_bytes(g.free_bytes)} free of {format_bytes(g.total_bytes)}"
                      for g in m.gpus) or "no GPU"
 free_disk = hub.check_disk_space(0)[1]
-st.caption(f"This machine: {fmt_bytes(m.ram_available_bytes)} RAM free of {fmt_bytes(m.ram_total_bytes)} · {gpu_line} · "
-           f"{free_disk / 1e9:.1f} GB free in the Hugging Face cache ({paths.hf_cache_dir()})")
+st.caption(f"This machine: {format_bytes(m.ram_available_bytes)} RAM free of {format_bytes(m.ram_total_bytes)} · {gpu_line} · "
+           f"{format_gb(free_disk, 1)} free in the Hugging Face cache ({paths.hf_cache_dir()})")
 
 tab_hub, tab_disk, tab_make = st.tabs(["Download from the Hub", "Models already on disk", "Make a ladder"])
 
@@ -71,7 +73,7 @@ with tab_hub:
         cached = hub.cached_gguf_by_repo()
         if cached:
             st.dataframe(pd.DataFrame([
-                {"repo": repo, "type": f.quant_type or "?", "size": fmt_bytes(f.size), "file": os.path.basename(f.path)}
+                {"repo": repo, "type": f.quant_type or "?", "size": format_bytes(f.size), "file": os.path.basename(f.path)}
                 for repo, files in sorted(cached.items()) for f in files]), hide_index=True, width="stretch")
         else:
             st.markdown("The Hugging Face cache holds no GGUF files yet. What you can do now:\n"
@@ -118,7 +120,7 @@ with tab_hub:
         picked = f1.multiselect(
             "Files to download (the default four are preselected where the repo has them)", names,
             default=[e.name for e in listing.selected()], key=pick_key,
-            format_func=lambda n: f"{by_name[n].quant_type or '?'} · {n} · {fmt_bytes(by_name[n].size_bytes)}")
+            format_func=lambda n: f"{by_name[n].quant_type or '?'} · {n} · {format_bytes(by_name[n].size_bytes)}")
         n_ctx = int(f2.number_input("Context size (tokens)", 128, 1_048_576, fit.DEFAULT_N_CTX, step=256, key=K + "ctx",
                                     help="The KV cache grows with it; the fit below is for this context."))
 
@@ -137,14 +139,14 @@ with tab_hub:
                 "type": e.quant_type or "unknown",
                 "file": e.name + (f" ({len(e.files)} shards joined)" if e.is_split else "")
                         + ("" if e.complete else " — shards missing"),
-                "size": fmt_bytes(e.size_bytes),
+                "size": format_bytes(e.size_bytes),
                 "bits/weight": None if e.bits_per_weight is None else f"{e.bits_per_weight:.2f} ({e.bpw_basis})",
                 "chosen": e.name in picked,
                 "cached": e.cached,
-                "predicted memory": fmt_bytes(p.predicted_bytes) if p else "—",
+                "predicted memory": format_bytes(p.predicted_bytes) if p else "—",
                 "verdict": r.verdict_text,
-                "KV cache": f"{fmt_bytes(p.kv_bytes)} ({p.basis['kv_cache']})" if p else "—",
-                "weights": f"{fmt_bytes(p.weights_bytes)} ({p.basis['weights']})" if p else "—",
+                "KV cache": f"{format_bytes(p.kv_bytes)} ({p.basis['kv_cache']})" if p else "—",
+                "weights": f"{format_bytes(p.weights_bytes)} ({p.basis['weights']})" if p else "—",
                 "model shape": r.header,
                 "notes": "; ".join(p.notes) if p else "",
             })
@@ -167,10 +169,10 @@ with tab_hub:
         preds = [r.prediction for r in rows if r.entry.name in picked and r.prediction]
         ok_disk, need, free = models.selection_disk_check(listing, chosen) if chosen else (True, 0, free_disk)
         if chosen:
-            st.caption(f"Chosen: {len(chosen)} file(s), {need / 1e9:.2f} GB still to download, {free / 1e9:.1f} GB free "
-                       f"on disk ({'enough' if ok_disk else 'NOT enough'}, keeping {hub.DISK_RESERVE_BYTES / 1e9:.1f} GB "
+            st.caption(f"Chosen: {len(chosen)} file(s), {format_gb(need)} still to download, {format_gb(free, 1)} free "
+                       f"on disk ({'enough' if ok_disk else 'NOT enough'}, keeping {format_gb(hub.DISK_RESERVE_BYTES, 1)} "
                        f"free). Workers stay warm between prompts: all chosen at once need about "
-                       f"{fmt_bytes(fit.warm_together_bytes(preds))} of RAM.")
+                       f"{format_bytes(fit.warm_together_bytes(preds))} of RAM.")
 
         running = job is not None and not job_finished
         d1, d2, _ = st.columns([2, 1, 3])
@@ -209,9 +211,9 @@ with tab_hub:
                 st.success(f"{len(done)} file(s) in the Hugging Face cache, "
                            + ("size and sha256 verified." if all(d.verified or d.from_cache for d in done) else "size checked."))
                 st.dataframe(pd.DataFrame([{
-                    "type": d.quant_type, "file": d.name, "size": fmt_bytes(d.size_bytes),
+                    "type": d.quant_type, "file": d.name, "size": format_bytes(d.size_bytes),
                     "check": "sha256 ✓" if d.verified else ("already cached" if d.from_cache else "size ✓"),
-                    "resumed": fmt_bytes(d.resumed_bytes) if d.resumed_bytes else "", "path": d.path,
+                    "resumed": format_bytes(d.resumed_bytes) if d.resumed_bytes else "", "path": d.path,
                 } for d in done]), hide_index=True, width="stretch")
                 if st.button("Use as ladder", key=K + "use-download", type="primary",
                              help="Register these files (where they are, in the HF cache) as a ladder and make it active"):
@@ -255,7 +257,7 @@ with tab_disk:
                 name = models.found_ladder_name(group)
                 st.markdown(f"**{md_escape(name)}** · {md_escape(', '.join(group.quant_types) or 'type unknown')}")
                 st.dataframe(pd.DataFrame([{
-                    "type": f.quant_type or "?", "size": fmt_bytes(f.size),
+                    "type": f.quant_type or "?", "size": format_bytes(f.size),
                     "source": models.SOURCE_NAMES.get(f.source, f.source), "repo": f.repo_id or "",
                     "path": f.path + (f" (+{len(f.paths) - 1} shards)" if len(f.paths) > 1 else ""),
                 } for f in group.files]), hide_index=True, width="stretch")

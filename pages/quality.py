@@ -8,6 +8,7 @@ from ui import views
 from ui.glossary_views import help_columns
 from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
+from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
 from workbench.quality import divergence as dv
 from workbench.quality.quality_jobs import divergence_prompt_job, divergence_text_job
@@ -66,7 +67,7 @@ with tab_prompt:
         chosen = c1.multiselect("Quantizations", others, default=defaults, key=f"quality-quants-{ladder.directory}")
         max_tokens = c2.number_input("Max tokens", 8, 2048, 128, key="quality-max-tokens")
         n_ctx = c3.number_input("Context size", 256, 32768, 2048, step=256, key="quality-ctx")
-        st.caption(f"Reference: {qv.md_escape(reference)}. Only the reference generates; every quantization then reads its output. "
+        st.caption(f"Reference: {md_escape(reference)}. Only the reference generates; every quantization then reads its output. "
                    f"{SEQUENTIAL_NOTE}")
         prompt_variants, prompt_baseline = variant_picker("quality-prompt")
         job = qv.quality_job(st.session_state.get("quality-prompt-job"))
@@ -81,7 +82,7 @@ with tab_prompt:
                 st.session_state["quality-prompt-job"] = job.id
                 running = True
             except ValueError as exc:
-                st.error(f"Cannot run: {qv.md_escape(exc)}")
+                st.error(f"Cannot run: {md_escape(exc)}")
         if running and job is not None:  # running implies a job; the check tells the type checker so
             qv.job_progress(job, "quality-prompt")
         elif job is not None:
@@ -136,7 +137,7 @@ with tab_text:
             m = text_report.meta
             st.caption(f"{m.get('text_tokens')} tokens of text, {m.get('chunks')} chunks of {m.get('chunk_tokens')}, "
                        f"{m.get('scored_per_chunk')} scored per chunk: {text_report.n_tokens} scored tokens. "
-                       f"Reference {qv.md_escape(text_report.reference_label)}.")
+                       f"Reference {md_escape(text_report.reference_label)}.")
             stats = qv.text_stats_frame(text_report)
             st.dataframe(stats, hide_index=True, width="stretch", column_config=help_columns(
                 stats.columns, {qv.PUBLISHED_COLUMN: st.column_config.NumberColumn(format="%.4f")}))

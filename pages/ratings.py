@@ -7,7 +7,8 @@ import streamlit as st
 from ui import rating_views as rv
 from ui import views
 from ui.history_views import run_label
-from ui.shared import md_escape, store, through_entrypoint
+from ui.shared import store, through_entrypoint
+from workbench.core.escaping import md_escape
 from workbench.people import ratings as rt
 from workbench.people.history import search_runs
 

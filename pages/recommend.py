@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from ui import quality_views as qv
-from ui.shared import active_ladder, jobs, md_escape, pool, store, through_entrypoint
+from ui.shared import active_ladder, jobs, pool, store, through_entrypoint
+from workbench.core.escaping import md_escape
+from workbench.core.text_units import bytes_in_words
 from workbench.decide import actions, report, study
 from workbench.decide.recommend import (
     DEFAULT_MAX_KLD,
@@ -17,7 +19,6 @@ from workbench.decide.recommend import (
     Constraints,
     bar_words,
     ctx_words,
-    gib,
 )
 from workbench.decide.targets import THIS_MACHINE, list_targets, the
 from workbench.files.gguf_info import GgufError
@@ -149,9 +150,9 @@ if imported := report.imported_rows(s):
     st.dataframe(pd.DataFrame(imported, columns=report.IMPORTED_HEADERS), hide_index=True, width="stretch")
 with st.expander("Memory on the target, line by line (predicted)"):
     st.dataframe(pd.DataFrame([{
-        "candidate": f.label, "weights": gib(f.detail["fit"].weights_bytes), "KV cache": gib(f.detail["fit"].kv_bytes),
-        "compute + other": gib(f.detail["fit"].compute_bytes + f.detail["fit"].overhead_bytes),
-        "total": gib(f.needed_bytes), "verdict": f.verdict} for f in s.facts]), hide_index=True, width="stretch")
+        "candidate": f.label, "weights": bytes_in_words(f.detail["fit"].weights_bytes), "KV cache": bytes_in_words(f.detail["fit"].kv_bytes),
+        "compute + other": bytes_in_words(f.detail["fit"].compute_bytes + f.detail["fit"].overhead_bytes),
+        "total": bytes_in_words(f.needed_bytes), "verdict": f.verdict} for f in s.facts]), hide_index=True, width="stretch")
 
 # ---- the report -----------------------------------------------------------------------------------------------------
 c1, c2 = st.columns(2)

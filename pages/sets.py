@@ -6,19 +6,20 @@ import streamlit as st
 
 from ui import set_views as sv
 from ui.history_views import set_report_downloads
-from ui.shared import active_ladder, fmt_time, jobs, md_escape, pool, store, through_entrypoint
+from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
+from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
+from workbench.core.text_units import counted, plural
 from workbench.runs.contestants import RunSettings
 from workbench.runs.noise import MAX_REPEATS
 from workbench.runs.prompt_sets import (
     MAX_PROMPTS,
     PromptSet,
     PromptSetError,
-    format_for,
     list_bundled_sets,
     parse_prompt_set,
-    parse_prompt_set_bytes,
+    parse_upload,
 )
 from workbench.runs.set_runs import SetRunError, SetRunJob, running_job, start_set_run
 from workbench.storage.store import StoreError
@@ -52,9 +53,7 @@ elif source == "Upload a file":
                               type=["txt", "csv", "toml", "jsonl", "ndjson"], key="sets-upload")
     if upload is not None:
         try:
-            parsed = parse_prompt_set_bytes(upload.getvalue(), format_for(upload.name))
-            stem = upload.name.rsplit(".", 1)[0] or "prompts"
-            prompt_set = parsed if parsed.name != "prompts" else PromptSet(stem, parsed.prompts, parsed.notes)
+            prompt_set = parse_upload(upload.getvalue(), upload.name)
         except PromptSetError as exc:
             sv.show_parse_errors(exc, upload.name)
 else:
@@ -72,7 +71,7 @@ else:
 
 if prompt_set is not None:
     n = len(prompt_set)
-    st.caption(f"{n} prompt{'s' if n != 1 else ''} in “{md_escape(prompt_set.name)}”.")
+    st.caption(f"{counted(n, 'prompt')} in “{md_escape(prompt_set.name)}”.")
     for note in prompt_set.notes:
         st.caption(md_escape(note))
     with st.expander("Preview"):
@@ -89,7 +88,7 @@ repeats = c3.number_input("Reference repeats", 0, MAX_REPEATS, 2, key="sets-repe
                                "0 skips it.")
 variants, baseline = variant_picker("sets")
 st.caption(f"Reference: {md_escape(reference)} (always runs). Greedy decoding; prompts run one after another"
-           + (f"; the reference {int(repeats)} more time{'s' if repeats != 1 else ''} per prompt for the noise floor."
+           + (f"; the reference {int(repeats)} more {plural(int(repeats), 'time')} per prompt for the noise floor."
               if repeats else "."))
 
 job = sv.set_job(st.session_state.get("sets-job"))
@@ -142,7 +141,7 @@ else:
                        "results, verdict and report are here; its prompts cannot be run again here.")
         elif set_run["status"] != "done":
             left = len(set_run["prompts"] or []) - by_id[picked]["n_finished"]
-            label = (f"Resume: run the {left} unfinished prompt{'s' if left != 1 else ''}" if left > 0 else
+            label = (f"Resume: run the {left} unfinished {plural(left, 'prompt')}" if left > 0 else
                      "Resume: finish the reference repeats" if set_run.get("noise_repeats") else None)
             if label and st.button(label, key=f"sets-resume-{picked}", icon=":material/play_arrow:"):
                 try:

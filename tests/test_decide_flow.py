@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from workbench.core.escaping import esc
 from workbench.core.jobs import Job
 from workbench.decide import actions, report
 from workbench.decide.recommend import DEFAULT_MAX_KLD, Action, Constraints
 from workbench.decide.study import study, study_json
 from workbench.models.ladder import Ladder
-from workbench.people.report import esc
 from workbench.runs import timing
 from workbench.storage.store import Store
 

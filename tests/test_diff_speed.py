@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 
-from workbench.quality.diffing import MAX_DIFF_WORDS, diff_html, word_diff
+from workbench.quality.diff_html import diff_html
+from workbench.quality.diffing import MAX_DIFF_WORDS, word_diff
 
 SENTENCE = "The model keeps repeating the same answer because the sampler found a loop it cannot leave".split()
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from workbench.quality.diffing import diff_html, plain_html, word_diff
+from workbench.quality.diff_html import diff_html, plain_html
+from workbench.quality.diffing import word_diff
 from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

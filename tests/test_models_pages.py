@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.models_helpers import REPO, SECRET, lm_studio_and_ollama
-from ui.shared import md_escape
+from workbench.core.escaping import md_escape
 from workbench.models import hub
 from workbench.models.ladder import load_ladder
 

@@ -370,6 +370,13 @@ def test_list_packs(tmp_path: Path) -> None:
     assert bundled_dir() / "examples.toml" not in list_packs()
 
 
+def test_a_cases_header_quoted_in_a_prompt_does_not_make_a_pack(tmp_path: Path) -> None:
+    """list_packs and the pack's own line finder read `[[cases]]` by one rule (files.text_formats): a header
+    inside a triple-quoted string is text. list_packs used to match it line by line, strings included."""
+    write(tmp_path, "examples.toml", '[[examples]]\ncategory = "math"\ntitle = "t"\nprompt = """\n[[cases]]\n"""\n')
+    assert list_packs(tmp_path) == []
+
+
 def test_starter_pack() -> None:
     pack = load_pack(bundled_dir() / "starter.toml")
     assert len(pack.cases) >= 60

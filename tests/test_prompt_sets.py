@@ -182,3 +182,17 @@ def test_jsonl_and_pasted_lines_split_on_newlines_only() -> None:
     assert [p.prompt for p in parse_prompt_set(text, "jsonl").prompts] == ["one\u2028two\x85three\x1cfour"]
     pasted = parse_prompt_set("\ufeffFirst prompt\u2028still first\r\nSecond\n", "lines")
     assert [p.prompt for p in pasted.prompts] == ["First prompt\u2028still first", "Second"]
+
+
+def test_an_upload_and_a_file_are_named_by_one_rule(tmp_path: Path) -> None:
+    """The Sets page's upload and the CLI's file go through ps.parse_upload: the file's own TOML name, else its
+    name without the suffix."""
+    data = b"What is 2+3?\nName a colour.\n"
+    assert ps.parse_upload(data, "my.set.txt").name == "my.set"
+    (tmp_path / "my.set.txt").write_bytes(data)
+    assert ps.load_prompt_set(tmp_path / "my.set.txt") == ps.parse_upload(data, "my.set.txt")
+    assert ps.load_prompt_set(tmp_path / "my.set.txt", name="chosen").name == "chosen"
+    own = b'name = "Ours"\n[[prompts]]\nprompt = "A"\n'
+    assert ps.parse_upload(own, "file.toml").name == "Ours"
+    with pytest.raises(PromptSetError, match="use a .txt"):
+        ps.parse_upload(data, "prompts.pdf")

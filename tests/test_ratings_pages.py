@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ui.shared import md_escape
+from workbench.core.escaping import md_escape
 from workbench.people import ratings
 from workbench.storage.store import Store
 

@@ -9,16 +9,9 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 from test_diff_speed import looping
 
-from workbench.quality.diffing import (
-    DIFF_CSS,
-    diff_html,
-    output_spans,
-    prose_html,
-    reference_spans,
-    sentences,
-    side_by_side,
-    word_diff,
-)
+from workbench.quality.diff_html import DIFF_CSS, diff_html, prose_html
+from workbench.quality.diffing import output_spans, reference_spans, side_by_side, word_diff
+from workbench.quality.sentences import sentences
 from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -80,3 +80,20 @@ def test_reports_show_the_summary_and_changed_facts_escaped(store: Store) -> Non
     assert "**same answer, 2 words differ; 1 fact changed**" in md
     assert "- duration: 20 minutes → 2 minutes" in md
     assert "- name: Jane O'Brien → Sam O'Neil" in md
+
+
+def test_the_summary_and_the_side_by_side_view_agree_where_sentences_end() -> None:
+    """One splitter (quality.sentences): a closing quote or bracket after the end mark, and the ellipsis, end a
+    sentence for the summary's "from sentence K" exactly as they do for the side-by-side rows."""
+    from workbench.quality.diffing import split_words
+    from workbench.quality.sentences import text_sentences
+
+    text = 'He said "Stop." Then he left… (It was late.) Pi is 3.5 today.\nLast line'
+    rows = text_sentences(text)
+    assert rows == ['He said "Stop."', "Then he left…", "(It was late.)", "Pi is 3.5 today.", "Last line"]
+    word = 0
+    for number, sentence in enumerate(rows, start=1):
+        for token in split_words(sentence):
+            if not token.isspace():
+                assert sentence_of_word(text, word) == number, (word, token)
+                word += 1

@@ -90,7 +90,7 @@ def test_parse_variant_reads_what_the_cli_documents():
     assert parse_variant("kv=q8_0,ctx=8192") == Variant("q8_0", "q8_0", 8192)
     assert parse_variant(" K=Q8_0 , v=q4_0 ") == Variant("q8_0", "q4_0", None)
     assert parse_variant("ctx=16k") == Variant(n_ctx=16384)
-    assert Variant("q8_0", "q4_0", 8192).label_suffix() == "KV q8_0/q4_0 · 8k"
+    assert Variant("q8_0", "q4_0", 8192).label_for("Q4_K_M", 2048) == "Q4_K_M · KV q8_0/q4_0 · 8k"
     assert set(KV_TYPES) == {"f16", "q8_0", "q4_0"}
 
 

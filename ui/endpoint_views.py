@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.shared import md_escape
+from workbench.core.escaping import md_escape
 from workbench.runs.contestants import API_LLAMACPP, API_OPENAI, RemoteEndpoint
 from workbench.runs.remote import contestant_for
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from ui.shared import html_text, md_escape
 from workbench.core import glossary
+from workbench.core.escaping import html_text, md_escape
 
 
 def term_help(name: str) -> str | None:

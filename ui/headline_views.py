@@ -7,7 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from ui.shared import md_escape, store
+from ui.shared import store
+from workbench.core.escaping import md_escape
 from workbench.people.headline import Headline, default_run_pair, run_outputs, stored_run_headline
 
 

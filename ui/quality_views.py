@@ -16,9 +16,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.glossary_views import help_columns
-from ui.shared import jobs, md_escape, pool, store, watch
+from ui.shared import jobs, pool, store, watch
 from workbench.core import glossary
+from workbench.core.escaping import md_escape
 from workbench.core.jobs import Job
+from workbench.core.text_units import counted
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
 from workbench.quality.heatmap import heatmap_html
@@ -203,7 +205,7 @@ def matrix_frame(run: EvalRun) -> pd.DataFrame:
         for label in run.labels:
             c = next(x for x in cells if x.category == cat and x.label == label)
             name = label + (" (ref)" if label == run.reference_label else "")
-            row[name] = c.text + (f" · {c.errors} error{'s' if c.errors != 1 else ''}" if c.errors else "")
+            row[name] = c.text + (f" · {counted(c.errors, 'error')}" if c.errors else "")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -21,13 +21,15 @@ from plotly.subplots import make_subplots
 from ui import views
 from ui.glossary_views import help_columns
 from ui.headline_views import headline_view
-from ui.shared import md_escape, store
+from ui.shared import store
+from workbench.core.escaping import md_escape
+from workbench.core.text_units import counted
 from workbench.people import ratings as rt
 from workbench.people import set_session as ss
 from workbench.people.headline import set_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
 from workbench.people.verdict import SET_MODE, default_set_pair, set_verdict
-from workbench.quality.diffing import plain_html
+from workbench.quality.diff_html import plain_html
 from workbench.storage.store import StoreError
 
 MODES = {"Blind": "letters in a random order; names appear once you have rated every output",
@@ -302,8 +304,8 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
         st.caption("No ratings or votes match these filters yet.")
         return
     from_sets = f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""
-    st.caption(f"{board.n_ratings} rating{'s' if board.n_ratings != 1 else ''} (the newest per rater and output), "
-               f"{board.n_votes} pairwise vote{'s' if board.n_votes != 1 else ''}{from_sets}, and "
+    st.caption(f"{counted(board.n_ratings, 'rating')} (the newest per rater and output), "
+               f"{counted(board.n_votes, 'pairwise vote')}{from_sets}, and "
                f"{board.n_rating_pairs} comparisons implied by ratings (two outputs of one run rated by one rater: the "
                "higher score wins).")
     frame = board.to_frame()

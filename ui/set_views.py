@@ -16,12 +16,14 @@ import streamlit as st
 
 from ui import views
 from ui.headline_views import headline_view, pair_picker
-from ui.shared import jobs, md_escape, open_run, store, watch
+from ui.shared import jobs, open_run, store, watch
+from workbench.core.escaping import md_escape
+from workbench.core.text_units import counted
 from workbench.people.headline import Headline, set_headline
 from workbench.people.ratings import list_votes
 from workbench.people.verdict import default_set_pair, set_verdict
 from workbench.quality import noise_floor
-from workbench.quality.diffing import plain_html, prose_html
+from workbench.quality.diff_html import plain_html, prose_html
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError
@@ -192,7 +194,7 @@ def floor_view(set_run: dict[str, Any]) -> None:
     got = _set_floor(str(store().path), int(set_run["id"]),
                      tuple((c["run_id"], c["status"], repeats.get(c["run_id"], 0)) for c in children))
     if got is None or not got.floors:
-        st.caption(f"Noise floor: {asked} repeat{'s' if asked != 1 else ''} of the reference per prompt, none "
+        st.caption(f"Noise floor: {counted(asked, 'repeat')} of the reference per prompt, none "
                    "finished yet.")
         return
     settings = set_run.get("settings") or {}
@@ -258,7 +260,7 @@ def results_view(set_run: dict[str, Any], key: str, pair: tuple[str, str] | None
     for index, mine in by_index.items():
         head = " ".join(mine[0].prompt.split())
         changed = sum(len(c.facts) for c in mine)
-        title = f"{index + 1}. {head[:80]}{'…' if len(head) > 80 else ''} · {changed} fact{'s' if changed != 1 else ''} changed"
+        title = f"{index + 1}. {head[:80]}{'…' if len(head) > 80 else ''} · {counted(changed, 'fact')} changed"
         with st.expander(md_escape(title)):
             if mine[0].floor:
                 st.caption(md_escape(mine[0].floor[:1].upper() + mine[0].floor[1:]))

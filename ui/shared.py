@@ -7,8 +7,6 @@ switches and browser sessions; a session keeps only ids (of its ladder, jobs and
 from __future__ import annotations
 
 import atexit
-import html
-import re
 import runpy
 import threading
 import time
@@ -21,7 +19,9 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from workbench.core import hardware, heap
+from workbench.core.escaping import md_escape
 from workbench.core.jobs import JobRegistry
+from workbench.core.text_units import format_bytes, is_number
 from workbench.engine.pool import WorkerPool
 from workbench.models.demo_note import demo_note
 from workbench.models.ladder import Ladder, list_ladders
@@ -185,51 +185,9 @@ def open_run(run_id: int) -> None:
     st.session_state.job_id = None
 
 
-# What Markdown (CommonMark + GFM + Streamlit's :directives[]) or HTML could act on in the middle of a line ...
-_MD_INLINE = re.compile(r"([\\`*_{}\[\]<>~$|])")
-# ... what makes a bare link (GFM autolinks: scheme://, www., user@host). Streamlit finds these after backslash escapes
-# are gone, so they are broken with an invisible WORD JOINER instead ("http\u2060://" shows as "http://") ...
-_MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|file|javascript|data|vbscript)(?=:)|\b(www)(?=\.)|(@)"
-                          # ... and Streamlit's :red[…] / :material/icon: / :emoji: (also found after escapes)
-                          r"|(:)(?=[a-z])")
-_JOINER = "\u2060"
-# ... and what acts at the start of a line (headings, quotes, lists, setext/thematic breaks).
-_MD_LINE_START = re.compile(r"^(\d+)([.)])|^([#>+=-])")
-
-
-def md_escape(text: Any) -> str:
-    """Untrusted text (labels, model and file names, error messages, prompts, anything from a run, an import, an
-    endpoint or a ladder) made safe inside st.markdown / st.caption / st.error… / st.toast / widget labels.
-
-    The one helper every page uses. Whitespace collapses to single spaces (so no line but the first), every
-    character that could make Markdown or HTML act is backslash-escaped, and bare links are broken by an invisible
-    word joiner: the text cannot become a link (bracketed or bare), an image, a raw HTML element, emphasis, code,
-    math, a table, a heading or list, or a Streamlit colour directive; it shows as written.
-    """
-    out = _MD_INLINE.sub(r"\\\1", " ".join(str(text).split()))
-    out = _MD_AUTOLINK.sub(lambda m: m.group(0) + _JOINER, out)
-    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1) else f"\\{m.group(3)}", out)
-
-
-def html_text(value: Any) -> str:
-    """Any value as escaped HTML text ("—" for None)."""
-    return "—" if value is None else html.escape(str(value))
-
-
-def is_number(x: Any) -> bool:
-    """A real number (not a bool, not a string that looks like one): only those get number formatting."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and x not in (float("inf"), float("-inf"))
-
-
 def fmt_num(x: Any, fmt: str) -> str:
     """`x` formatted with `fmt` when it is a real number, else "—" (imported runs may carry anything)."""
     return format(x, fmt) if is_number(x) else "—"
-
-
-def fmt_bytes(n: Any) -> str:
-    if not is_number(n):
-        return "—"
-    return f"{n / 2**20:,.0f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 def fmt_time(iso: str) -> str:
@@ -246,7 +204,7 @@ def sidebar() -> None:
         if reason:
             st.warning(md_escape(reason), icon=":material/lock:")
         st.markdown(f"**Model:** {md_escape(lad.name)}")
-        st.caption(" · ".join(f"{md_escape(f.label)}{' (ref)' if f.reference else ''} {fmt_bytes(f.size_bytes)}"
+        st.caption(" · ".join(f"{md_escape(f.label)}{' (ref)' if f.reference else ''} {format_bytes(f.size_bytes)}"
                               for f in lad.files))
         demo_note_box(lad)
         with st.expander("Where these files came from"):

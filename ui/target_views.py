@@ -9,16 +9,17 @@ import pandas as pd
 import streamlit as st
 
 from ui.glossary_views import help_columns
-from ui.shared import fmt_bytes, md_escape
 from workbench.core import glossary, hardware
+from workbench.core.escaping import md_escape
+from workbench.core.text_units import GiB, format_bytes, format_gib
 from workbench.decide import speed, targets
 from workbench.decide.targets import TargetProfile
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models.ladder import Ladder
+from workbench.runs.variants import ctx_label
 from workbench.storage.store import Store, StoreError
 
-GiB = 2**30
 KV_TYPES = ("f16", "q8_0", "q4_0")
 
 
@@ -59,7 +60,7 @@ def _sentence(text: str) -> str:
 
 
 def _gib(n: int | None) -> str:
-    return "—" if not n else f"{n / GiB:.1f} GiB"
+    return format_gib(n) if n else "—"
 
 
 def targets_table(profiles: list[TargetProfile]) -> None:
@@ -194,11 +195,11 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
     rows = []
     for label, info in infos:
         lines = targets.memory_lines(info, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v)
-        kv_at = {f"KV at {n // 1024}k" if n % 1024 == 0 else f"KV at {n}": fmt_bytes(b)
+        kv_at = {f"KV at {ctx_label(n)}": format_bytes(b)
                  for n, b in targets.kv_lines(info, kv_type_k=kv_k, kv_type_v=kv_v)}
-        rows.append({"quantization": label, "weights": fmt_bytes(lines.weights_bytes),
-                     f"KV cache ({lines.n_ctx:,})": fmt_bytes(lines.kv_bytes),
-                     "compute + other": fmt_bytes(lines.compute_other_bytes), "total (CPU)": fmt_bytes(lines.total_bytes),
+        rows.append({"quantization": label, "weights": format_bytes(lines.weights_bytes),
+                     f"KV cache ({lines.n_ctx:,})": format_bytes(lines.kv_bytes),
+                     "compute + other": format_bytes(lines.compute_other_bytes), "total (CPU)": format_bytes(lines.total_bytes),
                      **kv_at})
     lines_frame = pd.DataFrame(rows)
     st.dataframe(lines_frame, hide_index=True, width="stretch", key=k + "table",
@@ -217,14 +218,14 @@ def memory_lines_section(store: Store, ladder: Ladder, profiles: list[TargetProf
     for label, info in infos:
         for p in profiles:
             f, est = speed.fit_and_speed(info, p, cal, n_ctx=n_ctx, kv_type_k=kv_k, kv_type_v=kv_v)
-            spare = (f"{fmt_bytes(f.spare_bytes)} {f.spare_in} spare" if f.spare_bytes >= 0
-                     else f"short by {fmt_bytes(-f.spare_bytes)} {f.spare_in}")
+            spare = (f"{format_bytes(f.spare_bytes)} {f.spare_in} spare" if f.spare_bytes >= 0
+                     else f"short by {format_bytes(-f.spare_bytes)} {f.spare_in}")
             verdict = targets.verdict_words(f.verdict_code, f.verdict)
             tok_s = None if est.tok_s is None else round(est.tok_s, 1)
             cells.setdefault(label, {"quantization": label})[p.name] = \
                 verdict + ("" if tok_s is None else f" · ~{tok_s:,.0f} tok/s")  # short: five targets fit the width
             verdicts.append({"quantization": label, "target": p.name, "verdict": verdict, "detail": f.verdict,
-                             "predicted memory": fmt_bytes(f.predicted_bytes), "spare": spare,
+                             "predicted memory": format_bytes(f.predicted_bytes), "spare": spare,
                              "GPU layers": f.gpu_layers or None, "est. tok/s (estimate)": tok_s})
             assumptions += [a for a in est.assumptions if a not in assumptions]
     st.markdown(f"**Fit and estimated decode speed (tok/s) per target** at {n_ctx:,} tokens, KV {md_escape(kv_k)}"

@@ -12,8 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from ui.shared import fmt_bytes, is_number
-from workbench.runs.variants import KV_TYPES, Variant, ctx_label
+from workbench.core.text_units import format_bytes, is_number
+from workbench.runs.variants import KV_TYPES, Variant, ctx_label, kv_label
 
 CONTEXTS = (4096, 8192, 16384, 32768)
 RUN_CTX = "the run's context"
@@ -53,8 +53,7 @@ def variant_line(r: dict[str, Any]) -> str | None:
     k, v, n_ctx = _get(m, "kv_type_k"), _get(m, "kv_type_v"), _get(m, "n_ctx")
     if not isinstance(k, str) or not isinstance(v, str):
         return None
-    kv = k if k == v else f"{k}/{v}"
-    return f"KV {kv}" + (f" · context {n_ctx}" if is_number(n_ctx) else "")
+    return kv_label(k, v) + (f" · context {n_ctx}" if is_number(n_ctx) else "")
 
 
 def reported_kv_bytes(r: dict[str, Any]) -> Any:
@@ -81,13 +80,13 @@ def memory_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         parts = []
         if is_number(p):
-            parts.append(f"{fmt_bytes(p)} predicted")
+            parts.append(f"{format_bytes(p)} predicted")
         if is_number(q):
-            parts.append(f"{fmt_bytes(q)} llama.cpp{' reserved' if key == 'compute_bytes' else ''}")
+            parts.append(f"{format_bytes(q)} llama.cpp{' reserved' if key == 'compute_bytes' else ''}")
         rows.append((name, " · ".join(parts)))
     total, peak = _get(pred, "total_bytes"), _get(memory, "measured", "peak_rss_bytes")
     if is_number(total) or is_number(peak):
         rows.append(("Memory total", " · ".join(
-            ([f"{fmt_bytes(total)} predicted"] if is_number(total) else [])
-            + ([f"{fmt_bytes(peak)} measured peak RSS"] if is_number(peak) else []))))
+            ([f"{format_bytes(total)} predicted"] if is_number(total) else [])
+            + ([f"{format_bytes(peak)} measured peak RSS"] if is_number(peak) else []))))
     return rows

@@ -12,24 +12,16 @@ import plotly.express as px
 import streamlit as st
 
 from ui.glossary_views import card_cell
-from ui.shared import fmt_bytes, fmt_num, follow, html_text, is_number, md_escape, store
+from ui.shared import fmt_num, follow, store
 from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
 from workbench.core import glossary
 from workbench.core.disturbance import of_result, stored_decode
+from workbench.core.escaping import html_text, md_escape
+from workbench.core.text_units import format_bytes, is_number
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.quality import noise_floor
-from workbench.quality.diffing import (
-    DIFF_CSS,
-    MAX_SIDE_ROWS,
-    SideBySide,
-    WordDiff,
-    diff_html,
-    plain_html,
-    prose_html,
-    side_by_side,
-    spans_html,
-    word_diff,
-)
+from workbench.quality.diff_html import DIFF_CSS, diff_html, plain_html, prose_html, spans_html
+from workbench.quality.diffing import MAX_SIDE_ROWS, SideBySide, WordDiff, side_by_side, word_diff
 from workbench.quality.noise_floor import Floor
 from workbench.quality.summary import summarize
 from workbench.runs import timing
@@ -153,10 +145,10 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("Decode", f"{fmt_num(r.get('decode_tok_s'), ',.1f')} tok/s"),
         *_spread_rows(r),
         ("Tokens", f"{fmt_num(tokens, 'd') if isinstance(tokens, int) else '—'} ({stop if stop else '—'})"),
-        ("Peak RAM", fmt_bytes(r.get("peak_rss_bytes"))),
+        ("Peak RAM", format_bytes(r.get("peak_rss_bytes"))),
     ]
     if r.get("gpu_mem_bytes") is not None:
-        rows.append(("VRAM", f"{fmt_bytes(r['gpu_mem_bytes'])} (NVML, this worker incl. CUDA context)"))
+        rows.append(("VRAM", f"{format_bytes(r['gpu_mem_bytes'])} (NVML, this worker incl. CUDA context)"))
     if r.get("gpu_layers"):
         settings = metrics.get("settings")
         settings = settings if isinstance(settings, dict) else {}
@@ -164,7 +156,7 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         layers = fmt_num(r["gpu_layers"], "d") if isinstance(r["gpu_layers"], int) else "—"
         total = n_layers + 1 if isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers else "?"
         rows.append(("GPU layers", f"{layers} of {total} (repeating + output)"))
-    rows += [("File", fmt_bytes(r.get("size_bytes"))), ("Bits/weight", fmt_num(r.get("bits_per_weight"), ".2f")),
+    rows += [("File", format_bytes(r.get("size_bytes"))), ("Bits/weight", fmt_num(r.get("bits_per_weight"), ".2f")),
              ("Load", f"{fmt_num(r.get('load_s'), '.2f')} s{' (warm worker)' if metrics.get('warm') else ''}")]
     contention = r.get("cpu_contention")
     if is_number(contention):

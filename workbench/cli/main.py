@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from workbench.core.text_units import format_bytes
 from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError
 from workbench.models import ladder as ladders
@@ -37,9 +38,8 @@ def _progress(quiet: bool) -> Callable[[str], None]:
 
 
 def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+    """The CLI's byte cells: one decimal of MiB, "-" when unknown (the rule: core.text_units.format_bytes)."""
+    return format_bytes(n, mib_digits=1, missing="-")
 
 
 def fmt_num(x: float | None, digits: int = 1) -> str:

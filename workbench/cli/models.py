@@ -15,6 +15,7 @@ from typing import Any
 
 from workbench.cli.main import EXTRA_PARSERS, UsageError, command, fmt_bytes, print_table
 from workbench.core import paths
+from workbench.core.text_units import format_gb
 from workbench.files import fit
 
 
@@ -208,7 +209,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         ok, need, free = _disk(listing, entries)
         if not args.json:
             print(f"Downloading {len(entries)} file(s) from {repo_id} into {paths.hf_cache_dir()} "
-                  f"({need / 1e9:.2f} GB to fetch, {free / 1e9:.1f} GB free)", file=sys.stderr)
+                  f"({format_gb(need)} to fetch, {format_gb(free, 1)} free)", file=sys.stderr)
         try:
             done = hub.download(repo_id, entries, revision=args.revision, on_progress=bar, listing=listing)
         finally:

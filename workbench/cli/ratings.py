@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
+from workbench.core.text_units import counted
 from workbench.files import json_fields as jf
 from workbench.people.ratings import MODES, VOTE_MODES
 
@@ -95,7 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UsageError("a CSV export is a ZIP of one CSV per table: give --out a name ending in .zip")
         history.export_csv(store, out, run_ids)
     n = len(run_ids) if run_ids is not None else len(history.search_runs(store, limit=10**9))
-    print(f"wrote {out} ({n} run{'s' if n != 1 else ''}, {args.format})")
+    print(f"wrote {out} ({counted(n, 'run')}, {args.format})")
     return 0
 
 

@@ -15,8 +15,7 @@ import math
 from typing import Any
 
 from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
-
-GiB = 2**30
+from workbench.core.text_units import GiB, format_bytes, format_gib
 
 
 def _register(sub: Any) -> None:
@@ -86,7 +85,7 @@ def _row(p: Any) -> dict[str, Any]:
 
 
 def _gib(n: int) -> str:
-    return f"{n / GiB:.1f} GiB" if n else "-"
+    return format_gib(n) if n else "-"
 
 
 @command("targets")
@@ -198,9 +197,9 @@ def _fit(args: argparse.Namespace, store: Any) -> int:
     else:
         print(f"Context {args.ctx:,} tokens, KV cache {kv_k}" + ("" if kv_k == kv_v else f"/{kv_v}") + ".")
         print_table(["file", "target", "weights", "KV cache", "compute+other", "verdict", "spare", "est. tok/s"],
-                    [[r[jf.NAME], r["target"], _mib(r["weights_bytes"]), _mib(r["kv_bytes"]),
-                      _mib(r["compute_other_bytes"]), r[jf.VERDICT],
-                      (_mib(r["spare_bytes"]) if r["spare_bytes"] >= 0 else f"short {_mib(-r['spare_bytes'])}")
+                    [[r[jf.NAME], r["target"], format_bytes(r["weights_bytes"]), format_bytes(r["kv_bytes"]),
+                      format_bytes(r["compute_other_bytes"]), r[jf.VERDICT],
+                      (format_bytes(r["spare_bytes"]) if r["spare_bytes"] >= 0 else f"short {format_bytes(-r['spare_bytes'])}")
                       + f" {r['spare_in']}", "-" if r["est_decode_tok_s"] is None else f"~{r['est_decode_tok_s']:.1f}"]
                      for r in rows])
         print("\nSpeeds are estimates, not measurements. Assumptions:")
@@ -212,5 +211,3 @@ def _fit(args: argparse.Namespace, store: Any) -> int:
     return 1 if failed or not rows else 0
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.0f} MiB" if n < GiB else f"{n / GiB:.2f} GiB"

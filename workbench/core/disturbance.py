@@ -45,6 +45,8 @@ from typing import Any
 
 import psutil
 
+from workbench.core.text_units import counted
+
 DISTURBED_AT = 0.10
 DISTURBED_AT_MULTI = 0.03
 SPARE_BUSY_AT = 0.40
@@ -113,8 +115,8 @@ class Disturbance:
         steal = f", the hypervisor took {self.steal_s / (self.wall_s * self.n_cpus):.0%}" if self.steal_s > 0.01 else ""
         head = "disturbed" if self.disturbed else "quiet"
         words = (f"{head}: other processes used {self.others_share:.0%} of the CPU during this {self.window} "
-                 f"measurement{app}{steal}; {self.contention:.0%} of the worker's {self.n_threads} thread"
-                 f"{'s' if self.n_threads != 1 else ''} had to share a core")
+                 f"measurement{app}{steal}; {self.contention:.0%} of the worker's {counted(self.n_threads, 'thread')} "
+                 "had to share a core")
         busy = self.spare_busy
         if self.disturbed and (self.contention or 0.0) < self.threshold and busy is not None:
             words += (f", but the free core{'s were' if self.spare_cpus > 1 else ' was'} {busy:.0%} busy, and work "

@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+from workbench.core.text_units import GiB, format_gib
+
 
 @dataclass(frozen=True)
 class Gpu:
@@ -38,9 +40,9 @@ class Machine:
 
     def one_line(self) -> str:
         """A short human summary, e.g. for the sidebar and reports."""
-        ram = f"{self.ram_total_bytes / 2**30:.0f} GiB RAM ({self.ram_available_bytes / 2**30:.1f} free)"
+        ram = f"{format_gib(self.ram_total_bytes, 0)} RAM ({self.ram_available_bytes / GiB:.1f} free)"
         cores = f"{self.physical_cores or self.logical_cores} cores"
-        gpu = "; ".join(f"{g.name} {g.total_bytes / 2**30:.0f} GiB" for g in self.gpus) or "no GPU"
+        gpu = "; ".join(f"{g.name} {format_gib(g.total_bytes, 0)}" for g in self.gpus) or "no GPU"
         return f"{self.cpu_model} · {cores} · {ram} · {gpu}"
 
     def to_dict(self) -> dict:

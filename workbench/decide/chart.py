@@ -29,10 +29,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from workbench.core.text_units import GiB, format_gib, plural
+
 __all__ = ["ChartPoint", "LOG_SPAN_DECADES", "MAX_POINTS", "mark_front", "pareto_front", "svg_chart", "svg_img_tag",
            "uses_log_scale"]
 
-GIB = 1024**3
 MAX_POINTS = 200
 MAX_LABEL = 32
 LOG_SPAN_DECADES = 1.5
@@ -213,7 +214,7 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
     pw, ph = width - ml - mr, height - mt - mb
 
     # x: memory in GiB from 0
-    gib = [p.memory_bytes / GIB for p in shown]
+    gib = [p.memory_bytes / GiB for p in shown]
     x0, x1, xticks = _linear_ticks(0.0, max(max(gib), 1e-9) * 1.05)
 
     def sx(v: float) -> float:
@@ -281,7 +282,7 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
     # the Pareto front as a staircase, lowest memory first
     front = sorted((p for p in shown if p.on_front), key=lambda p: (p.memory_bytes, p.quality_loss))
     if len(front) > 1:
-        xy = [(sx(p.memory_bytes / GIB), sy(p.quality_loss)) for p in front]
+        xy = [(sx(p.memory_bytes / GiB), sy(p.quality_loss)) for p in front]
         path = [f"M{xy[0][0]:.1f},{xy[0][1]:.1f}"]
         for (_, py), (qx, qy) in zip(xy, xy[1:], strict=False):
             path.append(f"L{qx:.1f},{py:.1f}L{qx:.1f},{qy:.1f}")
@@ -290,14 +291,14 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
 
     # labels that would overlap one already placed are left to the hover title: the recommended, the front and the
     # points that fit are placed first
-    labelled = _labels_without_overlap(shown, [(sx(p.memory_bytes / GIB), sy(float(p.quality_loss))) for p in shown],
+    labelled = _labels_without_overlap(shown, [(sx(p.memory_bytes / GiB), sy(float(p.quality_loss))) for p in shown],
                                        max_label)
     # points: the ones that do not fit first (underneath), the recommended last (on top)
     for p in sorted(shown, key=lambda p: (p.recommended, p.fits)):
-        x, y = sx(p.memory_bytes / GIB), sy(float(p.quality_loss))
+        x, y = sx(p.memory_bytes / GiB), sy(float(p.quality_loss))
         v = _speed(p)
         speed = "no speed figure" if v is None else f"{v:.1f} tok/s"
-        tip = (f"{p.label} · {p.memory_bytes / GIB:.2f} GiB · loss {_tick_label(float(p.quality_loss))} · {speed}"
+        tip = (f"{p.label} · {format_gib(p.memory_bytes, 2)} · loss {_tick_label(float(p.quality_loss))} · {speed}"
                + ("" if p.fits else " · does not fit") + (" · on the Pareto front" if p.on_front else "")
                + (" · recommended" if p.recommended else ""))
         out.append(f"<g><title>{_text(tip, 240)}</title>")
@@ -345,7 +346,7 @@ def svg_chart(points: Sequence[ChartPoint], *, x_title: str = "Memory (GiB)",
         iy += 24
     notes = []
     if left_out:
-        notes.append(f"{left_out} more point{'s' if left_out != 1 else ''} not shown")
+        notes.append(f"{left_out} more {plural(left_out, 'point')} not shown")
     if len(labelled) < len(shown):
         notes.append("hover a point for the names that would overlap")
     if notes:

@@ -15,7 +15,6 @@ for the decision".
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,13 +23,9 @@ from typing import Any
 from workbench.decide.prompt_evidence import PromptsEvidence, prompt_floors
 from workbench.models.ladder import Ladder
 from workbench.people.verdict import Verdict, count_votes, decide
+from workbench.runs.variants import DEFAULT_KV, format_label, parse_label
 from workbench.storage.provenance import MEASURED_HERE, Provenance
 from workbench.storage.store import JudgementFilters, Store
-
-DEFAULT_KV = "f16"
-SEP = " · "
-_KV = re.compile(r"^KV (?P<k>[A-Za-z0-9_]{1,12})(?:/(?P<v>[A-Za-z0-9_]{1,12}))?$")
-_CTX = re.compile(r"^(?:(?P<k>\d{1,4})k|(?P<n>\d{2,7}))$")  # runs.variants.ctx_label: "8k", or "1000" tokens
 
 
 @dataclass(frozen=True, order=True)
@@ -44,24 +39,14 @@ class CandidateKey:
     @property
     def label(self) -> str:
         """"Q4_K_M" for the f16 cache, "Q4_K_M · KV q8_0", or "Q4_K_M · KV q8_0/q4_0" when K and V differ."""
-        if self.kv_type_k == self.kv_type_v == DEFAULT_KV:
-            return self.base
-        kv = self.kv_type_k if self.kv_type_k == self.kv_type_v else f"{self.kv_type_k}/{self.kv_type_v}"
-        return f"{self.base}{SEP}KV {kv}"
+        return format_label(self.base, self.kv_type_k, self.kv_type_v)
 
 
 def split_label(label: str) -> tuple[CandidateKey, int | None]:
-    """A stored label as (candidate, context in tokens or None when the label does not say)."""
-    parts = label.split(SEP)
-    base, k, v, n_ctx, seen_kv = parts[0], DEFAULT_KV, DEFAULT_KV, None, False
-    for part in parts[1:]:
-        if m := _KV.match(part):
-            k, v, seen_kv = m["k"].lower(), (m["v"] or m["k"]).lower(), True
-        elif (m := _CTX.match(part)) and (m["k"] or seen_kv):
-            n_ctx = int(m["k"]) * 1024 if m["k"] else int(m["n"])
-        else:  # not a variant suffix: part of the file's own label
-            base = f"{base}{SEP}{part}"
-    return CandidateKey(base, k, v), n_ctx
+    """A stored label as (candidate, context in tokens or None when the label does not say), by
+    runs.variants.parse_label."""
+    parsed = parse_label(label)
+    return CandidateKey(parsed.base, parsed.kv_type_k, parsed.kv_type_v), parsed.n_ctx
 
 
 def key_of_result(result: dict[str, Any]) -> CandidateKey:

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.core.text_units import bytes_in_words
 from workbench.decide.evidence import CandidateKey, Evidence
 from workbench.decide.targets import the, verdict_words
 from workbench.quality.published import MODEL as PUBLISHED_MODEL
 from workbench.quality.published import published_for
 
-GiB = 2**30
 NO_FIT = "no_fit"
 PREFERENCES = ("memory", "quality")  # the first is the default
 PREFER_WORDS = {"memory": "The smallest whose quality holds", "quality": "The best quality (the reference if it fits)"}
@@ -153,11 +153,6 @@ class Recommendation:
 
 
 # ---- words --------------------------------------------------------------------------------------------------------
-def gib(n: float) -> str:
-    """Bytes in words: GiB from 1 GiB up, MiB below (a small model's differences are MiB)."""
-    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / 2**20:.0f} MiB"
-
-
 def ctx_words(n_ctx: int) -> str:
     return f"{n_ctx // 1024}k" if n_ctx % 1024 == 0 else f"{n_ctx:,} tokens"
 
@@ -207,10 +202,10 @@ def assess(f: Facts, c: Constraints) -> Assessment:
     ctx = ctx_words(c.n_ctx)
     checks = []
     if f.verdict_code == NO_FIT:
-        checks.append(Check("fit", FAIL, f"does not fit {the(c.target)} at {ctx}: {gib(-f.spare_bytes)} short (predicted)"))
+        checks.append(Check("fit", FAIL, f"does not fit {the(c.target)} at {ctx}: {bytes_in_words(-f.spare_bytes)} short (predicted)"))
     else:
         checks.append(Check("fit", PASS, f"{verdict_words(f.verdict_code, f.verdict)} on {the(c.target)} at {ctx} with "
-                            f"{gib(max(0, f.spare_bytes))} to spare (predicted)"))
+                            f"{bytes_in_words(max(0, f.spare_bytes))} to spare (predicted)"))
     if c.min_tok_s is not None:
         if f.est_tok_s is None:
             checks.append(Check("speed", UNKNOWN, "no decode speed estimate for the target"))
@@ -315,14 +310,14 @@ def _meaning(pick: Facts, facts: Sequence[Facts], c: Constraints) -> str:
     if pick is ref:
         smaller = [f for f in facts if f is not ref and f.needed_bytes < ref.needed_bytes]
         if not smaller:
-            return f"{ref.label} needs {gib(ref.needed_bytes)} on {where} (predicted)."
+            return f"{ref.label} needs {bytes_in_words(ref.needed_bytes)} on {where} (predicted)."
         saving = ref.needed_bytes - min(f.needed_bytes for f in smaller)
-        return (f"{ref.label} needs {gib(ref.needed_bytes)} on {where} (predicted); a quantized option would save up "
-                f"to {gib(saving)}, at a quality cost the rule does not accept or has not measured.")
+        return (f"{ref.label} needs {bytes_in_words(ref.needed_bytes)} on {where} (predicted); a quantized option would save up "
+                f"to {bytes_in_words(saving)}, at a quality cost the rule does not accept or has not measured.")
     saved = ref.needed_bytes - pick.needed_bytes
-    words = (f"{pick.label} needs {gib(pick.needed_bytes)} on {where} where {ref.label} needs "
-             f"{gib(ref.needed_bytes)}: " + (f"{saved / ref.needed_bytes:.0%} less memory" if saved > 0
-                                              else f"{gib(-saved)} more") + " (predicted)")
+    words = (f"{pick.label} needs {bytes_in_words(pick.needed_bytes)} on {where} where {ref.label} needs "
+             f"{bytes_in_words(ref.needed_bytes)}: " + (f"{saved / ref.needed_bytes:.0%} less memory" if saved > 0
+                                              else f"{bytes_in_words(-saved)} more") + " (predicted)")
     if pick.est_tok_s is not None and ref.est_tok_s is not None:
         words += f", and about {pick.est_tok_s:.0f} tok/s against {ref.est_tok_s:.0f} (estimated)"
     return words + "."
@@ -397,7 +392,7 @@ def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constrain
     if len(eligible) > 1:
         nxt = eligible[1].facts
         diff = nxt.needed_bytes - f.needed_bytes
-        size = f"{gib(abs(diff))} {'more' if diff > 0 else 'less'} memory"
+        size = f"{bytes_in_words(abs(diff))} {'more' if diff > 0 else 'less'} memory"
         kld = f", mean KLD {kld_words(nxt.kld)}" if nxt.kld is not None else ""
         out.append(f"Next in line: {nxt.label} ({size}{kld}).")
     if f.kld is not None and f.kld > 0:
@@ -405,7 +400,7 @@ def _would_change(pick: Assessment, eligible: Sequence[Assessment], c: Constrain
     if f.est_tok_s is not None:
         out.append(f"A minimum above {f.est_tok_s:.1f} tok/s would rule it out on {the(c.target)}.")
     if f.spare_bytes >= 0:
-        out.append(f"Another {gib(f.spare_bytes)} of use on {the(c.target)} (a longer context, other programs) would "
+        out.append(f"Another {bytes_in_words(f.spare_bytes)} of use on {the(c.target)} (a longer context, other programs) would "
                    "leave it without room.")
     verdict = f.evidence.verdict
     if not f.evidence.is_reference and (verdict is None or not verdict.votes):

@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.core.escaping import esc, md_cell
+from workbench.core.text_units import bytes_in_words
 from workbench.decide.chart import ChartPoint, mark_front, svg_chart
-from workbench.decide.recommend import PREFER_WORDS, Facts, Recommendation, bar_words, ctx_words, gib, kld_words
+from workbench.decide.recommend import PREFER_WORDS, Facts, Recommendation, bar_words, ctx_words, kld_words
 from workbench.decide.study import Study
 from workbench.decide.targets import the
 from workbench.models.demo_note import demo_note
-from workbench.people.report import esc, generated_at, html_head, html_table, md_cell, md_table, provenance_lines
+from workbench.people.report import provenance_lines
+from workbench.people.report_kit import generated_at, html_head, html_table, md_table
 
 CSS = """
 .wb-pick { font-size: 1.15rem; border-left: 4px solid #1a7f37; padding: .3rem 0 .3rem .8rem; background: #f0fff4; }
@@ -72,7 +75,7 @@ def chart_svg(s: Study) -> tuple[str | None, list[str]]:
 
 def _fit_cell(f: Facts) -> str:
     speed = "" if f.est_tok_s is None else f", est. {f.est_tok_s:.1f} tok/s"
-    return f"{f.verdict}: {gib(f.needed_bytes)}{speed}"
+    return f"{f.verdict}: {bytes_in_words(f.needed_bytes)}{speed}"
 
 
 def target_rows(s: Study) -> tuple[list[str], list[list[Any]]]:
@@ -117,7 +120,7 @@ def imported_rows(s: Study) -> list[list[Any]]:
 
 
 def target_profile_rows(s: Study) -> list[list[Any]]:
-    return [[p.name, gib(p.ram_bytes), gib(p.vram_bytes) if p.vram_bytes else "none", f"{p.ram_bandwidth_gbs:g} GB/s",
+    return [[p.name, bytes_in_words(p.ram_bytes), bytes_in_words(p.vram_bytes) if p.vram_bytes else "none", f"{p.ram_bandwidth_gbs:g} GB/s",
              "-" if not p.vram_bandwidth_gbs else f"{p.vram_bandwidth_gbs:g} GB/s", p.cores,
              "; ".join(f"{k}: {v}" for k, v in p.sources.items())] for p in s.profiles]
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from workbench.core import hardware
 from workbench.core.hardware import Gpu
+from workbench.core.text_units import GiB, bytes_in_words, format_gib, format_mib
 from workbench.files import fit
 
-GiB = 2**30
 THIS_MACHINE = "this machine"
 
 # Bounds on what a user may type into a profile (it is user input, stored and shown).
@@ -372,12 +372,12 @@ def fit_on_target(info: Any, profile: TargetProfile, *, n_ctx: int, kv_type_k: s
     spare, where = pred.spare_bytes, pred.spare_in
     notes = [n for n in pred.notes if not n.startswith("on GPU 0 (")]
     if profile.vram_bytes:
-        notes.append(f"GPU: {profile.vram_budget_bytes / GiB:.1f} GiB usable of {profile.vram_bytes / GiB:.1f} GiB; "
-                     f"includes ~{fit.CUDA_CONTEXT_BYTES / 2**20:.0f} MiB for the CUDA context")
+        notes.append(f"GPU: {format_gib(profile.vram_budget_bytes)} usable of {format_gib(profile.vram_bytes)}; "
+                     f"includes ~{format_mib(fit.CUDA_CONTEXT_BYTES)} for the CUDA context")
     notes.append("assumption: llama.cpp's CPU weight repacking is off (it depends on the target's CPU)")
     if pred.verdict_code == fit.NO_FIT:
         notes = [n for n in notes if not n.startswith("needs about")]
-        notes.append(f"short by {-spare / GiB:.2f} GiB of RAM (budget {profile.ram_budget_bytes / GiB:.1f} GiB = "
+        notes.append(f"short by {format_gib(-spare, 2)} of RAM (budget {format_gib(profile.ram_budget_bytes)} = "
                      f"RAM − OS reserve)")
     return TargetFit(
         target=profile.name, verdict_code=pred.verdict_code, verdict=pred.verdict, n_ctx=pred.n_ctx,
@@ -397,20 +397,15 @@ def verdict_words(code: str, fallback: str = "") -> str:
     return VERDICT_WORDS.get(code, fallback or code)
 
 
-def _amount(n: int) -> str:
-    """Bytes as a person says them: "4.6 GiB", "310 MiB" under one GiB."""
-    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / 2**20:,.0f} MiB"
-
-
 def fit_sentence(f: TargetFit, profile: TargetProfile) -> str:
     """Will this file fit on this target, in words, the answer first: "fits, with 4.6 GiB to spare", "fits with
     partial GPU offload (20 of 33 layers on the GPU), with 2.1 GiB of RAM to spare", "does not fit: needs 9.1 GiB
     of RAM, has 5.0 GiB (8.0 GiB less 3.0 GiB for the OS)"."""
-    spare = _amount(f.spare_bytes)
+    spare = bytes_in_words(f.spare_bytes)
     if f.verdict_code == fit.NO_FIT:
         has = profile.ram_budget_bytes
-        return (f"does not fit: needs {_amount(has - f.spare_bytes)} of RAM, has {_amount(has)} "
-                f"({_amount(profile.ram_bytes)} less {_amount(profile.os_reserve_bytes)} for the OS)")
+        return (f"does not fit: needs {bytes_in_words(has - f.spare_bytes)} of RAM, has {bytes_in_words(has)} "
+                f"({bytes_in_words(profile.ram_bytes)} less {bytes_in_words(profile.os_reserve_bytes)} for the OS)")
     if f.verdict_code == fit.GPU_FULL:
         return f"fits on the GPU, with {spare} of {f.spare_in} to spare"
     if f.verdict_code == fit.GPU_PARTIAL:

@@ -32,10 +32,9 @@ from typing import Any
 import psutil
 
 from workbench.core.hardware import Gpu
+from workbench.core.text_units import GiB, MiB, bytes_in_words
 
 ENV = "WORKBENCH_MEMORY_BUDGET"
-GiB = 2**30
-MiB = 2**20
 RAM_HEADROOM_MIN_BYTES = GiB
 RAM_HEADROOM_FRACTION = 0.10
 VRAM_HEADROOM_FRACTION = 0.10
@@ -61,11 +60,6 @@ def env_override() -> int | None:
     """The RAM budget `WORKBENCH_MEMORY_BUDGET` sets, or None when it is unset or empty."""
     text = os.environ.get(ENV, "").strip()
     return parse_size(text) if text else None
-
-
-def fmt(n: int) -> str:
-    """312 MiB below a GiB, 1.2 GiB above: small demo models and real ones both read well."""
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
 
 
 @dataclass(frozen=True)
@@ -131,11 +125,11 @@ def compute_budget(own: Need, override: int | None = None, override_source: str 
         override, source = env_override(), ENV
     if override is not None:
         how = f"set by {ENV}" if source == ENV else source
-        return MemoryBudget(int(override), vram, source, f"{fmt(override)} of RAM, {how}")
+        return MemoryBudget(int(override), vram, source, f"{bytes_in_words(override)} of RAM, {how}")
     headroom = max(RAM_HEADROOM_MIN_BYTES, int(ram_total_bytes * RAM_HEADROOM_FRACTION))
     ram = max(0, ram_available_bytes + own.ram_bytes - headroom)
-    words = (f"automatic: {fmt(ram_available_bytes)} of RAM available + {fmt(own.ram_bytes)} held by warm models "
-             f"− {fmt(headroom)} kept free (the larger of 1 GiB and 10% of {fmt(ram_total_bytes)})")
+    words = (f"automatic: {bytes_in_words(ram_available_bytes)} of RAM available + {bytes_in_words(own.ram_bytes)} held by warm models "
+             f"− {bytes_in_words(headroom)} kept free (the larger of 1 GiB and 10% of {bytes_in_words(ram_total_bytes)})")
     if vram:
         words += "; per GPU: free VRAM + what warm models hold there, less 10%"
     return MemoryBudget(ram, vram, "automatic", words)
@@ -195,7 +189,7 @@ def breakdown(prediction: Any) -> str:
     rest = prediction.ram_bytes - sum(n for _, n in parts)
     if not prediction.vram_bytes and rest > MiB:  # on the CPU the rest is what llama.cpp repacks
         parts.append(("repacked weights", rest))
-    return " + ".join(f"{name} {fmt(n)}" for name, n in parts)
+    return " + ".join(f"{name} {bytes_in_words(n)}" for name, n in parts)
 
 
 def does_not_fit_message(prediction: Any, need: Need, budget: MemoryBudget) -> str:
@@ -203,12 +197,12 @@ def does_not_fit_message(prediction: Any, need: Need, budget: MemoryBudget) -> s
     file = os.path.basename(str(prediction.file))
     over = budget.over(need)
     if "ram" in over:
-        what = (f"needs about {fmt(need.ram_bytes)} of RAM (predicted for {file} at n_ctx {prediction.n_ctx}: "
-                f"{breakdown(prediction)}), the warm-model budget is {fmt(budget.ram_bytes)} ({budget.source})")
+        what = (f"needs about {bytes_in_words(need.ram_bytes)} of RAM (predicted for {file} at n_ctx {prediction.n_ctx}: "
+                f"{breakdown(prediction)}), the warm-model budget is {bytes_in_words(budget.ram_bytes)} ({budget.source})")
     else:
         g = int(over[0].split()[1])
-        what = (f"needs about {fmt(need.vram_bytes[g])} of GPU {g} memory ({prediction.gpu_layers} layers of {file} "
-                f"at n_ctx {prediction.n_ctx}), the budget there is {fmt(budget.vram_bytes.get(g, 0))} "
+        what = (f"needs about {bytes_in_words(need.vram_bytes[g])} of GPU {g} memory ({prediction.gpu_layers} layers of {file} "
+                f"at n_ctx {prediction.n_ctx}), the budget there is {bytes_in_words(budget.vram_bytes.get(g, 0))} "
                 "(free VRAM + warm models', less 10%)")
     return (f"{what} — choose a smaller quantization, a smaller context"
             f"{', fewer GPU layers' if 'ram' not in over else ''}, or raise the budget")

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from workbench.core import hardware
 from workbench.core.hardware import Gpu
+from workbench.core.text_units import bytes_in_words
 from workbench.engine import memory_budget, protocol
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -529,9 +530,9 @@ class WorkerPool:
             victims = memory_budget.plan_evictions(need, held, budget)
             if victims is None:
                 busy = ", ".join(os.path.basename(h.key) for h in held if h.in_use)
-                raise DoesNotFit(f"needs about {memory_budget.fmt(need.ram_bytes)} of RAM"
+                raise DoesNotFit(f"needs about {bytes_in_words(need.ram_bytes)} of RAM"
                                  f"{' and GPU memory' if need.vram_bytes else ''}; the rest of the warm-model budget "
-                                 f"({memory_budget.fmt(budget.ram_bytes)} of RAM, {budget.source}) is held by models "
+                                 f"({bytes_in_words(budget.ram_bytes)} of RAM, {budget.source}) is held by models "
                                  f"in use right now ({busy}) — try again when they finish, or raise the budget")
             gone = [self._slots.pop(k).worker for k in victims]
             slot.need = need  # reserved before the load starts, so a concurrent load counts it

@@ -36,10 +36,9 @@ from typing import Any
 import gguf
 
 from workbench.core.hardware import Gpu
+from workbench.core.text_units import MiB, format_gb, format_gib, format_mib
 from workbench.files import json_fields as jf
 from workbench.files.quant_names import nominal_bits_per_weight
-
-MiB = 2**20
 
 #: RSS of a fresh Python process after `import llama_cpp` (llama-cpp-python 0.3.36, x86-64 Linux; 3 runs,
 #: 44.6-44.7 MiB). `measure_runtime_overhead()` re-measures it on the machine at hand.
@@ -298,7 +297,7 @@ def predict(
         repack_cpu = use_extra_bufts_setting() is not False
     repack = repack_bytes(info) if repack_cpu else 0
     if repack:
-        notes.append(f"includes {repack / MiB:.0f} MiB of weights llama.cpp repacks for this CPU (extra buffer types)")
+        notes.append(f"includes {format_mib(repack)} of weights llama.cpp repacks for this CPU (extra buffer types)")
     cpu_total = overhead + weights + kv + compute_cpu + repack
     ram_budget = int(ram_available_bytes * (1 - headroom))
 
@@ -334,7 +333,7 @@ def predict(
         else:
             pred.verdict, pred.verdict_code = "does not fit", NO_FIT
             pred.notes.append(
-                f"needs about {cpu_total / 2**30:.1f} GiB, {ram_available_bytes / 2**30:.1f} GiB of RAM is free "
+                f"needs about {format_gib(cpu_total)}, {format_gib(ram_available_bytes)} of RAM is free "
                 f"(keeping {headroom:.0%} in reserve)"
             )
 
@@ -343,7 +342,7 @@ def predict(
         pred.download_bytes, pred.disk_free_bytes = int(download_bytes), int(free)
         pred.disk_ok = download_bytes <= free
         if not pred.disk_ok:
-            pred.notes.append(f"the download needs {download_bytes / 1e9:.2f} GB, the disk has {free / 1e9:.2f} GB free")
+            pred.notes.append(f"the download needs {format_gb(download_bytes)}, the disk has {format_gb(free)} free")
     return pred
 
 
@@ -407,7 +406,7 @@ def _place_on_gpu(pred: FitPrediction, info: Any, shape: _Shape, gpus: Sequence[
             _set_gpu(pred, gpu, GPU_PARTIAL, f"partial offload: {layers} of {shape.n_layers} layers on the GPU", layers,
                      host + int(layers * layer_w / shape.n_layers) + CUDA_HOST_RUNTIME_BYTES, vram, compute_gpu)
             return True
-    pred.notes.append(f"GPU {gpu.index} ({gpu.name}) has {gpu.free_bytes / 2**30:.1f} GiB free: not enough for a useful offload")
+    pred.notes.append(f"GPU {gpu.index} ({gpu.name}) has {format_gib(gpu.free_bytes)} free: not enough for a useful offload")
     return False
 
 
@@ -417,7 +416,7 @@ def _set_gpu(pred: FitPrediction, gpu: Gpu, code: str, verdict: str, layers: int
     pred.ram_bytes, pred.vram_bytes = int(host), int(vram)
     pred.compute_bytes = int(compute_gpu)
     pred.predicted_bytes = int(host + vram)
-    pred.notes.append(f"on GPU {gpu.index} ({gpu.name}); includes ~{CUDA_CONTEXT_BYTES / MiB:.0f} MiB for the CUDA context")
+    pred.notes.append(f"on GPU {gpu.index} ({gpu.name}); includes ~{format_mib(CUDA_CONTEXT_BYTES)} for the CUDA context")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -50,6 +50,26 @@ def toml_lines(text: str) -> list[tuple[int, str, bool]]:
     return [(n, line, inside) for n, line, inside, _ in _toml_scan(text)]
 
 
+def toml_table_lines(text: str, name: str) -> list[int]:
+    """Line numbers of the `[[name]]` headers (an array of tables), in order, none inside a multi-line string."""
+    header = re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]")
+    return [n for n, line, inside in toml_lines(text) if not inside and header.match(line)]
+
+
+def toml_key_line(text: str, key: str, start: int = 1, end: int | None = None,
+                  table_parent: str | None = None) -> int | None:
+    """Line of `key = …` from line `start` up to (not including) `end`, outside multi-line strings, or None.
+    With `table_parent`, a `[key]` or `[table_parent.key]` table header counts too (a pack's `[fillers]`)."""
+    tables = rf"|\[\s*(?:{re.escape(table_parent)}\.)?{re.escape(key)}\s*\]" if table_parent is not None else ""
+    key_re = re.compile(rf"^\s*(?:{re.escape(key)}\s*={tables})")
+    for n, line, inside in toml_lines(text):
+        if n < start or (end is not None and n >= end) or inside:
+            continue
+        if key_re.match(line):
+            return n
+    return None
+
+
 def _toml_scan(text: str) -> list[tuple[int, str, bool, list[tuple[str, int]]]]:
     """toml_lines plus, per line, the code outside strings and comments as (kind, position) marks:
     ("open"/"close" for [ { ] }, "header" for a table header line, "digits" with the run's length)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from workbench.core import paths
 from workbench.core.hardware import llama_cpp_version
+from workbench.core.text_units import format_mib
 from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models.quantize import quantize
@@ -201,7 +202,7 @@ def build_ladder(
     """
     src_info = read_header(src)
     stem = Path(src).stem.split(".")[0]
-    progress(f"Source {src} ({src_info.quant_type}, {src_info.size_bytes / 2**20:.1f} MiB)")
+    progress(f"Source {src} ({src_info.quant_type}, {format_mib(src_info.size_bytes, 1)})")
     progress("Hashing the source (sha256) for the provenance record…")
     src_sha = sha256_file(src)
     out = Path(out_dir) if out_dir else paths.ladders_dir() / ladder_dir_name(src, src_sha)
@@ -220,7 +221,7 @@ def build_ladder(
         else:
             _step(progress, on_step, i, len(plan), f"{qt}: quantizing…", built=False)
             quantize(src, dst, qt, threads)
-            _step(progress, on_step, i, len(plan), f"{qt}: {dst.stat().st_size / 2**20:.1f} MiB", built=True)
+            _step(progress, on_step, i, len(plan), f"{qt}: {format_mib(dst.stat().st_size, 1)}", built=True)
         files.append(LadderFile.from_info(read_header(dst), reference=(qt == reference_type)))
         built[dst.name] = qt
     if reference_type is None:

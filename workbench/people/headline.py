@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.core.text_units import counted, times
 from workbench.files.quant_names import default_pair
 from workbench.people.ratings import list_votes
 from workbench.people.verdict import (
@@ -100,14 +101,6 @@ class Headline:
         return f"{self.sentence} {self.advice}"
 
 
-def _n(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _times(n: int) -> str:
-    return "once" if n == 1 else f"{n} times"
-
-
 def _of(k: int, n: int) -> str:
     return f"all {n}" if k == n and n > 1 else f"{k} of {n}"
 
@@ -140,7 +133,7 @@ def machine_clause(e: PairEvidence) -> str:
     floor_whose = f"{e.floor_of}'s" if e.floor_of and e.floor_of != e.baseline else "the reference's"
     one = e.prompts == 1
     if e.prompts_with_changed_facts:
-        what = (f"{c} changed {_n(e.facts_changed, 'fact')}" if one else
+        what = (f"{c} changed {counted(e.facts_changed, 'fact')}" if one else
                 f"{c} changed facts on {_of(e.prompts_with_changed_facts, e.prompts)} prompts")
     elif e.different_answers:
         what = f"{c} gave a different answer" + ("" if one else f" on {_of(e.different_answers, e.prompts)} prompts")
@@ -166,7 +159,7 @@ def people_clause(e: PairEvidence) -> str:
     said = people_say(v)
     if v is None or said == NO_VOTES:
         return "nobody has compared them blind yet"
-    n = f"{v.votes} blind comparison{'s' if v.votes != 1 else ''}"
+    n = counted(v.votes, "blind comparison")
     if said == TOO_FEW:
         return (f"{n} are too few to say whether people notice ({v.decided} decided so far; "
                 f"it takes at least {MIN_DECIDED})")
@@ -204,7 +197,7 @@ def _advice(e: PairEvidence, machine: str, people: str) -> str:
 def _details(e: PairEvidence) -> tuple[str, ...]:
     out = []
     if e.prompts:
-        out.append(f"Changed facts: {_n(e.facts_changed, 'fact')} on {_n(e.prompts_with_changed_facts, 'prompt')} "
+        out.append(f"Changed facts: {counted(e.facts_changed, 'fact')} on {counted(e.prompts_with_changed_facts, 'prompt')} "
                    f"of {e.prompts}; a different answer (the text took another path) on {e.different_answers}. "
                    f"Measured by the machine: {e.candidate}'s output against {e.baseline}'s on the same prompt.")
     if e.has_floor:
@@ -222,8 +215,8 @@ def _details(e: PairEvidence) -> tuple[str, ...]:
                    f"{e.mean_kld:.3f}; under {KLD_SMALL} is negligible, over {KLD_LARGE} is large).")
     v = e.verdict
     if v is not None and v.votes:
-        out.append(f"Blind votes: {v.reference} preferred {_times(v.prefer_reference)}, {v.candidate} "
-                   f"{_times(v.prefer_candidate)}, {_n(v.ties, 'tie')}; {vote_test_words(v)}.")
+        out.append(f"Blind votes: {v.reference} preferred {times(v.prefer_reference)}, {v.candidate} "
+                   f"{times(v.prefer_candidate)}, {counted(v.ties, 'tie')}; {vote_test_words(v)}.")
     return tuple(out)
 
 

@@ -3,7 +3,7 @@
 Per run, in the order a stakeholder reads: the conclusion (each quantization's one-line summary against the
 reference, quality.summary), what it means for the decision (size and speed against the reference, measured
 here), then the evidence: the prompt, every answer as prose with the phrases that differ from the reference
-softly highlighted (diffing.prose_html, as the Compare page shows them) and its changed facts, charts in the
+softly highlighted (diff_html.prose_html, as the Compare page shows them) and its changed facts, charts in the
 app's palette (orange: timed while other work competed), the metrics and divergence tables. Optional extra
 sections passed by the caller and the ratings follow; method and provenance (ladder, files, machine, settings
 in plain words, versions) come last. A judged prompt set's verdict is a section of its own
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.disturbance import of_result
+from workbench.core.escaping import chart_text, esc, fence, md_cell
+from workbench.core.text_units import counted, format_bytes, format_gib
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.models.demo_note import report_note
 from workbench.models.ladder import Ladder
@@ -36,18 +38,15 @@ from workbench.people.report_kit import (
     MEASURED_COLOURS,
     PRIMARY,
     Charts,
-    chart_text,
-    esc,
-    fence,
     generated_at,
     html_head,
     html_table,
-    md_cell,
     md_diff,
     md_table,
 )
 from workbench.people.verdict import QuantQuality, SetVerdict
-from workbench.quality.diffing import plain_html, prose_html, word_diff
+from workbench.quality.diff_html import plain_html, prose_html
+from workbench.quality.diffing import word_diff
 from workbench.quality.divergence import DivergenceReport, load_report
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import Floor, floor_of, standing_sentence
@@ -104,13 +103,12 @@ def _is_number(x: Any) -> bool:
 
 
 def _mib(n: Any) -> str:
-    if not _is_number(n):  # None, or whatever an imported ladder holds there
-        return "-"
-    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+    """A size cell: "-" for None or whatever an imported ladder holds there."""
+    return format_bytes(n, mib_digits=1, missing="-")
 
 
 def _gib(n: Any) -> str:
-    return f"{(n if _is_number(n) else 0) / 2**30:.0f} GiB"
+    return format_gib(n if _is_number(n) else 0, 0)
 
 
 def _num(x: Any, digits: int = 1) -> str:
@@ -133,15 +131,11 @@ def machine_line(machine: dict[str, Any] | None) -> str:
         return "No machine was recorded for this run."
     cores = machine.get("physical_cores") or machine.get("logical_cores") or "?"
     ram = machine.get("ram_total_bytes")
-    ram_s = f"{ram / 2**30:.0f} GiB RAM" if _is_number(ram) and ram else "RAM unknown"
+    ram_s = f"{format_gib(ram, 0)} RAM" if _is_number(ram) and ram else "RAM unknown"
     gpu_list = machine.get("gpus")
     gpu_list = gpu_list if isinstance(gpu_list, list) else []
     gpus = "; ".join(f"{g.get('name', 'GPU')} {_gib(g.get('total_bytes'))}" for g in gpu_list if isinstance(g, dict))
     return f"{machine.get('cpu_model') or 'unknown CPU'} · {cores} cores · {ram_s} · {gpus or 'no GPU'}"
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _divergence(r: dict[str, Any]) -> str:
@@ -484,8 +478,8 @@ def _ratings_html(board: Leaderboard, ratings: list[dict[str, Any]], votes: list
         parts.append("<p>No ratings or votes for these runs yet.</p></section>")
         return "".join(parts)
     from_sets = f" ({board.n_set_votes} of them from blind set sessions)" if board.n_set_votes else ""
-    counts = (f'{_count(board.n_ratings, "rating")}, {_count(board.n_votes, "pairwise vote")}{from_sets} and '
-              f'{_count(board.n_rating_pairs, "comparison")} implied by ratings (one rater, two outputs of one run)')
+    counts = (f'{counted(board.n_ratings, "rating")}, {counted(board.n_votes, "pairwise vote")}{from_sets} and '
+              f'{counted(board.n_rating_pairs, "comparison")} implied by ratings (one rater, two outputs of one run)')
     parts.append(f'<p class="wb-muted">{counts}. Mean ratings carry a 95% t-interval; Bradley–Terry strengths '
                  "(1 = average) a parametric-bootstrap 95% interval.</p>")
     parts.append(board.to_frame().to_html(index=False, escape=True, border=0, na_rep="-"))
@@ -668,8 +662,8 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
         out += ["No ratings or votes for these runs yet.", ""]
     else:
         frame = board.to_frame()
-        out += [f"{_count(board.n_ratings, 'rating')}, {_count(board.n_votes, 'pairwise vote')}, "
-                f"{_count(board.n_rating_pairs, 'comparison')} implied by ratings.", "", _md_extra(frame), ""]
+        out += [f"{counted(board.n_ratings, 'rating')}, {counted(board.n_votes, 'pairwise vote')}, "
+                f"{counted(board.n_rating_pairs, 'comparison')} implied by ratings.", "", _md_extra(frame), ""]
         out += [f"- {md_cell(s)}" for s in board.sentences + board.notes] + [""]
     from workbench import __version__
 

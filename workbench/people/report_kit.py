@@ -1,20 +1,21 @@
-"""The kit every report is made with: the page shell and its styles, escaping for HTML and Markdown, tables,
-code fences, and plotly charts that work offline and show untrusted labels as text.
+"""The kit every report is made with: the page shell and its styles, tables in HTML and Markdown, the word diff
+in Markdown, and plotly charts that work offline and show untrusted labels as text.
 
 Run reports (people.report), set reports (people.set_report) and the recommendation (decide.report) share it,
-so a page looks and escapes the same everywhere. Every value that reaches markup here is escaped: model output,
-labels, file paths and comments are untrusted.
+so a page looks and escapes the same everywhere. Every value that reaches markup here is escaped by
+core.escaping (esc, md_cell, fence, chart_text: the one home of escaping, the app's md_escape included): model
+output, labels, file paths and comments are untrusted.
 """
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from workbench.quality.diffing import DIFF_CSS, WordDiff
+from workbench.core.escaping import esc, fence, md_cell
+from workbench.quality.diff_html import DIFF_CSS
+from workbench.quality.diffing import WordDiff
 
 # The app's palette (its theme's primary colour, and the Compare page's measurement colours): charts in a report
 # read like the page they came from. Orange always means "timed while other work competed".
@@ -40,10 +41,6 @@ def generated_at() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
-
-
 def html_head(title: str, note: str, css: str = "") -> list[str]:
     """The opening of a self-contained report page up to its title and a muted note under it (both escaped);
     the caller appends sections and closes it with "</body></html>"."""
@@ -60,15 +57,6 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 # ---- charts ---------------------------------------------------------------------------------------------
-_TAG = re.compile(r"<[^>]*>?")
-
-
-def chart_text(x: Any) -> str:
-    """Untrusted text for a plotly label, title or hover: plotly renders a little HTML there (`<a href>` becomes a
-    clickable link inside the offline report), so tags are stripped and what is left is escaped."""
-    return html.escape(_TAG.sub("", "" if x is None else str(x)), quote=False)
-
-
 class Charts:
     """Plotly figures as HTML; plotly.js goes inline with the first one only (the file works offline)."""
 
@@ -83,24 +71,6 @@ class Charts:
 
 
 # ---- Markdown -------------------------------------------------------------------------------------------
-def fence(text: str, info: str = "text") -> str:
-    """A code fence longer than any backtick run inside, so the text can never close it early."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    bar = "`" * max(3, longest + 1)
-    return f"{bar}{info}\n{text}\n{bar}"
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
-
-
-def md_cell(x: Any) -> str:
-    """Untrusted text for one line or table cell of Markdown: Markdown's special characters backslash-escaped,
-    HTML's (<, >, &) as entities, line breaks as spaces; it shows as written and never becomes markup. Quotes stay
-    as they are: Markdown text holds no attribute they could end."""
-    text = " ".join(("" if x is None else str(x)).splitlines())
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
-
-
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]

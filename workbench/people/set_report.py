@@ -17,7 +17,7 @@ baseline. In order:
    prompts it went beyond that;
 5. each prompt: a table of every quantization's one-line summary (quality.summary) and changed facts, then per
    prompt (a collapsible <details> in HTML) every output as readable prose with its differences from the
-   baseline highlighted (diffing.prose_html) and the changed facts listed ("20 minutes → 2 minutes");
+   baseline highlighted (diff_html.prose_html) and the changed facts listed ("20 minutes → 2 minutes");
 6. method and provenance: the set run (name and id, when, status), the ladder and where its files came from,
    the machine, the settings — file paths and setting names only here, after the answer.
 
@@ -33,9 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.core.escaping import esc, fence, md_cell
+from workbench.core.text_units import counted
 from workbench.models.demo_note import report_note
 from workbench.people import report as rp
 from workbench.people.headline import Headline, set_headline
+from workbench.people.report_kit import generated_at, html_head, html_table, md_diff, md_table
 from workbench.people.verdict import (
     QuantQuality,
     SetVerdict,
@@ -45,7 +48,8 @@ from workbench.people.verdict import (
     set_labels,
     set_verdicts,
 )
-from workbench.quality.diffing import WordDiff, plain_html, prose_html, word_diff
+from workbench.quality.diff_html import plain_html, prose_html
+from workbench.quality.diffing import WordDiff, word_diff
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import WITHIN, SetFloor, standing_of
 from workbench.quality.summary import summarize
@@ -246,7 +250,7 @@ def build_set_report(store: Store, set_run_id: int, candidate: str | None = None
 def _outcome(entry: PromptEntry) -> str:
     """A prompt in a few words: how many facts changed, or that it has not finished."""
     if entry.finished:
-        return f"{entry.facts_changed} fact{'s' if entry.facts_changed != 1 else ''} changed"
+        return f"{counted(entry.facts_changed, 'fact')} changed"
     return "not run yet" if entry.status == "not run" else f"not finished ({entry.status})"
 
 
@@ -292,16 +296,16 @@ def _ladder(r: SetReport) -> dict[str, Any] | None:
 
 def _overview_html(r: SetReport) -> str:
     ladder = _ladder(r)
-    facts = "".join(f"<tr><th>{rp.esc(k)}</th><td>{rp.esc(v)}</td></tr>" for k, v in _overview_rows(r))
+    facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in _overview_rows(r))
     parts = ['<section id="set-run"><h2>Method and provenance</h2><h3>The set run</h3>',
              f"<table><tbody>{facts}</tbody></table>",
              "<h3>Ladder and provenance</h3><ul>"
-             + "".join(f"<li>{rp.esc(x)}</li>" for x in rp.provenance_lines(ladder)) + "</ul>"]
+             + "".join(f"<li>{esc(x)}</li>" for x in rp.provenance_lines(ladder)) + "</ul>"]
     if files := rp.ladder_file_rows(ladder):
-        parts.append(rp.html_table(rp.LADDER_FILE_HEADERS, files))
-    parts.append("<h3>Machine</h3>" + ("".join(f"<p>{rp.esc(m)}</p>" for m in r.machines)
+        parts.append(html_table(rp.LADDER_FILE_HEADERS, files))
+    parts.append("<h3>Machine</h3>" + ("".join(f"<p>{esc(m)}</p>" for m in r.machines)
                                        or "<p>No prompt has finished, so no machine was recorded.</p>"))
-    parts.append("<h3>Settings</h3>" + rp.html_table(("setting", "value"), _settings(r)) + "</section>")
+    parts.append("<h3>Settings</h3>" + html_table(("setting", "value"), _settings(r)) + "</section>")
     return "".join(parts)
 
 
@@ -310,12 +314,12 @@ def _verdict_html(r: SetReport) -> str:
     if r.base is None:
         parts.append("<p>This set run recorded no reference, so there is nothing to judge against.</p>")
     elif not r.judged:
-        parts.append(f"<p><strong>{rp.esc(NO_VOTES)}</strong></p>")
+        parts.append(f"<p><strong>{esc(NO_VOTES)}</strong></p>")
     else:
         parts += [rp.verdict_html(sv, level=3) for sv in r.judged]
         waiting = [sv.verdict.candidate for sv in r.verdicts if not sv.verdict.votes]
         if waiting:
-            parts.append(f'<p class="wb-muted">Not judged yet: {rp.esc(", ".join(waiting))}.</p>')
+            parts.append(f'<p class="wb-muted">Not judged yet: {esc(", ".join(waiting))}.</p>')
     parts.append("</section>")
     return "".join(parts)
 
@@ -326,8 +330,8 @@ def _measures_html(r: SetReport) -> str:
         parts.append("<p>Nothing to measure yet: the set needs a reference, another quantization and a finished "
                      "prompt.</p>")
     else:
-        parts.append(f'<p class="wb-muted">{rp.esc(MEASURES_NOTE.format(role=r.base_role, reference=r.base, finished=r.finished))}'
-                     "</p>" + rp.html_table(rp.QUALITY_HEADERS, rp.quality_rows(r.quality)))
+        parts.append(f'<p class="wb-muted">{esc(MEASURES_NOTE.format(role=r.base_role, reference=r.base, finished=r.finished))}'
+                     "</p>" + html_table(rp.QUALITY_HEADERS, rp.quality_rows(r.quality)))
     parts.append("</section>")
     return "".join(parts)
 
@@ -366,11 +370,11 @@ def _noise_floor_html(r: SetReport) -> str:
     if r.floor is None:
         return ""
     parts = ['<section id="noise-floor"><h2>Noise floor</h2>',
-             f'<p class="wb-muted">{rp.esc(FLOOR_NOTE.format(how=_floor_how(r)))}</p>',
-             f"<p><strong>{rp.esc(r.floor.sentence())}</strong></p>"]
+             f'<p class="wb-muted">{esc(FLOOR_NOTE.format(how=_floor_how(r)))}</p>',
+             f"<p><strong>{esc(r.floor.sentence())}</strong></p>"]
     if r.floor.quants:
-        parts.append("<ul>" + "".join(f"<li>{rp.esc(q.sentence())}</li>" for q in r.floor.quants) + "</ul>")
-        parts.append(rp.html_table(FLOOR_HEADERS, _floor_rows(r.floor)))
+        parts.append("<ul>" + "".join(f"<li>{esc(q.sentence())}</li>" for q in r.floor.quants) + "</ul>")
+        parts.append(html_table(FLOOR_HEADERS, _floor_rows(r.floor)))
     parts.append("</section>")
     return "".join(parts)
 
@@ -389,15 +393,15 @@ def _prompt_table_rows(r: SetReport) -> tuple[list[str], list[list[Any]]]:
 
 
 def _output_html(c: Cell) -> str:
-    parts = [f'<div class="wb-output"><h4>{rp.esc(c.label)}</h4>']
+    parts = [f'<div class="wb-output"><h4>{esc(c.label)}</h4>']
     if c.diff is not None:
-        parts.append(f'<p class="wb-summary"><strong>{rp.esc(c.sentence)}</strong></p>')
+        parts.append(f'<p class="wb-summary"><strong>{esc(c.sentence)}</strong></p>')
         parts.append(prose_html(c.diff, show_reference=True))
         parts.append(rp.facts_html(c.facts))
     elif c.error is not None:
-        parts.append(f'<p class="wb-error">{rp.esc(c.sentence)}</p>')
+        parts.append(f'<p class="wb-error">{esc(c.sentence)}</p>')
     else:
-        parts.append(f'<p class="wb-muted">{rp.esc(c.sentence)}</p>')
+        parts.append(f'<p class="wb-muted">{esc(c.sentence)}</p>')
         if c.text is not None:
             parts.append(plain_html(c.text, prose=True))
     parts.append("</div>")
@@ -405,20 +409,20 @@ def _output_html(c: Cell) -> str:
 
 
 def _prompt_html(r: SetReport, e: PromptEntry) -> str:
-    parts = [f'<details class="wb-prompt" id="prompt-{e.index + 1}"><summary>{e.index + 1}. {rp.esc(e.head)} · '
-             f"{rp.esc(_outcome(e))}</summary>"]
+    parts = [f'<details class="wb-prompt" id="prompt-{e.index + 1}"><summary>{e.index + 1}. {esc(e.head)} · '
+             f"{esc(_outcome(e))}</summary>"]
     meta = [f"status {e.status}"] + ([f"category {e.category}"] if e.category else []) + \
         ([f"run {e.run_id}"] if e.run_id is not None else [])
-    parts.append(f'<p class="wb-muted">{rp.esc(" · ".join(meta))}</p>')
+    parts.append(f'<p class="wb-muted">{esc(" · ".join(meta))}</p>')
     if e.system:
-        parts.append(f'<h4>System prompt</h4><pre class="wb-text">{rp.esc(e.system)}</pre>')
-    parts.append(f'<h4>Prompt</h4><pre class="wb-text">{rp.esc(e.prompt)}</pre>')
+        parts.append(f'<h4>System prompt</h4><pre class="wb-text">{esc(e.system)}</pre>')
+    parts.append(f'<h4>Prompt</h4><pre class="wb-text">{esc(e.prompt)}</pre>')
     if e.finished and r.base:
-        parts.append(f'<div class="wb-output"><h4>{rp.esc(r.base)} ({r.base_role})</h4>')
+        parts.append(f'<div class="wb-output"><h4>{esc(r.base)} ({r.base_role})</h4>')
         if e.reference_text is not None:
             parts.append(plain_html(e.reference_text, prose=True))
         else:
-            parts.append(f'<p class="wb-error">{rp.esc("no output: " + (e.reference_error or "missing"))}</p>')
+            parts.append(f'<p class="wb-error">{esc("no output: " + (e.reference_error or "missing"))}</p>')
         parts.append("</div>")
     if e.finished:
         parts += [_output_html(c) for c in e.cells]
@@ -429,10 +433,10 @@ def _prompt_html(r: SetReport, e: PromptEntry) -> str:
 def _prompts_html(r: SetReport) -> str:
     headers, rows = _prompt_table_rows(r)
     parts = ['<section id="prompts"><h2>Each prompt</h2>',
-             f'<p class="wb-muted">Each quantization against the {r.base_role} ({rp.esc(r.base or "none")}), '
+             f'<p class="wb-muted">Each quantization against the {r.base_role} ({esc(r.base or "none")}), '
              "in one line per prompt; open a prompt below for the outputs themselves.</p>",
-             rp.html_table(headers, rows),
-             f'<h3>Outputs</h3><p class="wb-muted">{rp.esc(OUTPUTS_NOTE.format(role=r.base_role))}</p>']
+             html_table(headers, rows),
+             f'<h3>Outputs</h3><p class="wb-muted">{esc(OUTPUTS_NOTE.format(role=r.base_role))}</p>']
     parts += [_prompt_html(r, e) for e in r.prompts]
     parts.append("</section>")
     return "".join(parts)
@@ -441,7 +445,7 @@ def _prompts_html(r: SetReport) -> str:
 def _note(r: SetReport) -> str:
     from workbench import __version__
 
-    return (f"Generated {rp.generated_at()} by Quant Workbench {__version__}. Every prompt of the set ran through "
+    return (f"Generated {generated_at()} by Quant Workbench {__version__}. Every prompt of the set ran through "
             f"each quantization, one after another, on one machine (method and provenance at the end); the outputs "
             f"are compared with the {r.base_role}'s ({r.base or 'none'}) by the machine (summaries, changed facts, "
             "the reference's own variation) and by people (blind votes).")
@@ -465,16 +469,16 @@ def _answer_html(r: SetReport) -> str:
     else:
         focus = r.focus
         assert focus is not None
-        parts += [f"<h3>{rp.esc(focus.verdict.candidate)} vs {rp.esc(focus.verdict.reference)}</h3>",
-                  f'<p class="wb-verdict wb-headline"><strong>{rp.esc(head.sentence)}</strong></p>',
-                  f"<p><strong>What it means for the decision:</strong> {rp.esc(head.advice)}</p>",
-                  "<ul>" + "".join(f"<li>{rp.esc(d)}</li>" for d in head.details) + "</ul>"]
+        parts += [f"<h3>{esc(focus.verdict.candidate)} vs {esc(focus.verdict.reference)}</h3>",
+                  f'<p class="wb-verdict wb-headline"><strong>{esc(head.sentence)}</strong></p>',
+                  f"<p><strong>What it means for the decision:</strong> {esc(head.advice)}</p>",
+                  "<ul>" + "".join(f"<li>{esc(d)}</li>" for d in head.details) + "</ul>"]
     if others:
-        parts.append(f"<h3>Every other quantization against {rp.esc(r.base)}</h3><ul>"
-                     + "".join(f"<li><strong>{rp.esc(label)}</strong>: {rp.esc(h.text)}</li>" for label, h in others)
+        parts.append(f"<h3>Every other quantization against {esc(r.base)}</h3><ul>"
+                     + "".join(f"<li><strong>{esc(label)}</strong>: {esc(h.text)}</li>" for label, h in others)
                      + "</ul>")
     if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
-        parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {rp.esc(note)}</p>')
+        parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {esc(note)}</p>')
     parts.append('<p class="wb-muted">How these sentences are built: docs/headlines.md.</p></section>')
     return "".join(parts)
 
@@ -486,20 +490,20 @@ def _answer_markdown(r: SetReport) -> list[str]:
     if head is None or focus is None:
         out += ["There is no pair to answer about: the set needs a reference and another quantization.", ""]
     else:
-        out += [f"### {rp.md_cell(focus.verdict.candidate)} vs {rp.md_cell(focus.verdict.reference)}", "",
-                f"**{rp.md_cell(head.sentence)}**", "",
-                f"What it means for the decision: {rp.md_cell(head.advice)}", ""]
-        out += [f"- {rp.md_cell(d)}" for d in head.details] + [""]
+        out += [f"### {md_cell(focus.verdict.candidate)} vs {md_cell(focus.verdict.reference)}", "",
+                f"**{md_cell(head.sentence)}**", "",
+                f"What it means for the decision: {md_cell(head.advice)}", ""]
+        out += [f"- {md_cell(d)}" for d in head.details] + [""]
     if others:
-        out += [f"### Every other quantization against {rp.md_cell(r.base)}", ""]
-        out += [f"- **{rp.md_cell(label)}**: {rp.md_cell(h.text)}" for label, h in others] + [""]
+        out += [f"### Every other quantization against {md_cell(r.base)}", ""]
+        out += [f"- **{md_cell(label)}**: {md_cell(h.text)}" for label, h in others] + [""]
     if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
-        out += [f"_About this model: {rp.md_cell(note)}_", ""]
+        out += [f"_About this model: {md_cell(note)}_", ""]
     return out + ["_How these sentences are built: docs/headlines.md._", ""]
 
 
 def _html(r: SetReport) -> str:
-    parts = rp.html_head(r.title, _note(r), SET_CSS)
+    parts = html_head(r.title, _note(r), SET_CSS)
     parts += [_answer_html(r), _verdict_html(r), _measures_html(r), _noise_floor_html(r), _prompts_html(r),
               _overview_html(r), "</body></html>"]
     return "\n".join(p for p in parts if p)
@@ -516,36 +520,36 @@ def _noise_floor_markdown(r: SetReport) -> list[str]:
     """The noise floor's Markdown lines (see `_noise_floor_html`); none when the set run asked for none."""
     if r.floor is None:
         return []
-    out = ["## Noise floor", "", rp.md_cell(FLOOR_NOTE.format(how=_floor_how(r))), "",
-           f"**{rp.md_cell(r.floor.sentence())}**", ""]
+    out = ["## Noise floor", "", md_cell(FLOOR_NOTE.format(how=_floor_how(r))), "",
+           f"**{md_cell(r.floor.sentence())}**", ""]
     if r.floor.quants:
-        out += [f"- {rp.md_cell(q.sentence())}" for q in r.floor.quants] + [""]
-        out += [rp.md_table(FLOOR_HEADERS, _floor_rows(r.floor)), ""]
+        out += [f"- {md_cell(q.sentence())}" for q in r.floor.quants] + [""]
+        out += [md_table(FLOOR_HEADERS, _floor_rows(r.floor)), ""]
     return out
 
 
 def _prompt_markdown(r: SetReport, e: PromptEntry) -> list[str]:
     meta = [f"status {e.status}"] + ([f"category {e.category}"] if e.category else []) + \
         ([f"run {e.run_id}"] if e.run_id is not None else [])
-    out = [f"### Prompt {e.index + 1}", "", rp.md_cell(" · ".join(meta)), ""]
+    out = [f"### Prompt {e.index + 1}", "", md_cell(" · ".join(meta)), ""]
     if e.system:
-        out += ["System prompt:", "", rp.fence(e.system), ""]
-    out += [rp.fence(e.prompt), ""]
+        out += ["System prompt:", "", fence(e.system), ""]
+    out += [fence(e.prompt), ""]
     if not e.finished:
         return out
     if r.base:
-        out += [f"#### {rp.md_cell(r.base)} ({r.base_role})", ""]
-        out += [rp.fence(e.reference_text) if e.reference_text is not None
-                else f"No output: {rp.md_cell(e.reference_error or 'missing')}", ""]
+        out += [f"#### {md_cell(r.base)} ({r.base_role})", ""]
+        out += [fence(e.reference_text) if e.reference_text is not None
+                else f"No output: {md_cell(e.reference_error or 'missing')}", ""]
     for c in e.cells:
-        out += [f"#### {rp.md_cell(c.label)}", "", f"**{rp.md_cell(c.sentence)}**", ""]
+        out += [f"#### {md_cell(c.label)}", "", f"**{md_cell(c.sentence)}**", ""]
         if c.diff is not None:
-            out += [rp.md_diff(c.diff), ""]
+            out += [md_diff(c.diff), ""]
             if c.facts:
-                out += ["Changed facts:", ""] + [f"- {rp.md_cell(f.kind)}: {rp.md_cell(f.describe())}"
+                out += ["Changed facts:", ""] + [f"- {md_cell(f.kind)}: {md_cell(f.describe())}"
                                                  for f in c.facts] + [""]
         elif c.text is not None:
-            out += [rp.fence(c.text), ""]
+            out += [fence(c.text), ""]
     return out
 
 
@@ -553,17 +557,17 @@ def _method_markdown(r: SetReport) -> list[str]:
     """The set run, its ladder, machine and settings: the last section, after the answer and its evidence."""
     ladder = _ladder(r)
     out = ["## Method and provenance", "", "### The set run", ""]
-    out += [f"- {rp.md_cell(k)}: {rp.md_cell(v)}" for k, v in _overview_rows(r)] + ["", "### Ladder and provenance", ""]
-    out += [f"- {rp.md_cell(x)}" for x in rp.provenance_lines(ladder)] + [""]
+    out += [f"- {md_cell(k)}: {md_cell(v)}" for k, v in _overview_rows(r)] + ["", "### Ladder and provenance", ""]
+    out += [f"- {md_cell(x)}" for x in rp.provenance_lines(ladder)] + [""]
     if files := rp.ladder_file_rows(ladder):
-        out += [rp.md_table(rp.LADDER_FILE_HEADERS, files), ""]
-    out += ["### Machine", ""] + ([f"- {rp.md_cell(m)}" for m in r.machines]
+        out += [md_table(rp.LADDER_FILE_HEADERS, files), ""]
+    out += ["### Machine", ""] + ([f"- {md_cell(m)}" for m in r.machines]
                                   or ["No prompt has finished, so no machine was recorded."]) + [""]
-    return out + ["### Settings", "", rp.md_table(("setting", "value"), _settings(r)), ""]
+    return out + ["### Settings", "", md_table(("setting", "value"), _settings(r)), ""]
 
 
 def _markdown(r: SetReport) -> str:
-    out = [f"# {rp.md_cell(r.title)}", "", rp.md_cell(_note(r)), ""]
+    out = [f"# {md_cell(r.title)}", "", md_cell(_note(r)), ""]
     out += _answer_markdown(r)
     out += ["## Verdict", ""]
     if r.base is None:
@@ -575,16 +579,16 @@ def _markdown(r: SetReport) -> str:
             out += [rp.verdict_markdown(sv, level=3), ""]
         waiting = [sv.verdict.candidate for sv in r.verdicts if not sv.verdict.votes]
         if waiting:
-            out += [f"Not judged yet: {rp.md_cell(', '.join(waiting))}.", ""]
+            out += [f"Not judged yet: {md_cell(', '.join(waiting))}.", ""]
     out += ["## Machine measures per quantization", ""]
     if not r.quality:
         out += ["Nothing to measure yet: the set needs a reference, another quantization and a finished prompt.", ""]
     else:
-        out += [MEASURES_NOTE.format(role=r.base_role, reference=rp.md_cell(r.base), finished=r.finished), "",
-                rp.md_table(rp.QUALITY_HEADERS, rp.quality_rows(r.quality)), ""]
+        out += [MEASURES_NOTE.format(role=r.base_role, reference=md_cell(r.base), finished=r.finished), "",
+                md_table(rp.QUALITY_HEADERS, rp.quality_rows(r.quality)), ""]
     out += _noise_floor_markdown(r)
     headers, rows = _prompt_table_rows(r)
-    out += ["## Each prompt", "", rp.md_table(headers, rows), "",
+    out += ["## Each prompt", "", md_table(headers, rows), "",
             f"Diffs against the {r.base_role}: `[-{r.base_role} only-]`, `{{+this output only+}}`.", ""]
     for e in r.prompts:
         out += _prompt_markdown(r, e)

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.core.text_units import counted, times
 from workbench.files.quant_names import default_pair
 from workbench.people.ratings import SET_MODE as SET_MODE  # the mode of votes made in a blind set session
 from workbench.people.ratings import WINNERS, list_votes, rater_identity
@@ -193,10 +194,6 @@ def decide(reference: str, candidate: str, prefer_reference: int, prefer_candida
 
 
 # ---- words ---------------------------------------------------------------------------------------
-def _times(n: int) -> str:
-    return "once" if n == 1 else f"{n} times"
-
-
 def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
@@ -217,12 +214,12 @@ def vote_test_words(v: Verdict) -> str:
 def verdict_paragraph(v: Verdict) -> str:
     """The votes in words a stakeholder understands, with their uncertainty. Votes alone: "could not tell them
     apart" is what the votes show, never "no difference" (the machine's measures may still show one)."""
-    prompts = f"{v.n_prompts} prompt{'s' if v.n_prompts != 1 else ''}"
+    prompts = counted(v.n_prompts, "prompt")
     if not v.votes:
         return f"No votes yet comparing {v.reference} and {v.candidate} on your {prompts}."
     who = f" ({v.votes} votes from {v.n_raters} raters)" if v.n_raters > 1 else ""
-    head = (f"On your {prompts}{who}, raters preferred {v.reference} {_times(v.prefer_reference)}, "
-            f"{v.candidate} {_times(v.prefer_candidate)}, {v.ties} tie{'s' if v.ties != 1 else ''}")
+    head = (f"On your {prompts}{who}, raters preferred {v.reference} {times(v.prefer_reference)}, "
+            f"{v.candidate} {times(v.prefer_candidate)}, {counted(v.ties, 'tie')}")
     if v.outcome == "too-few":
         return (f"{head}: too few decided votes to say whether people notice a difference ({v.decided} so far; "
                 f"with fewer than {MIN_DECIDED} even a clean sweep could be chance).")
@@ -242,8 +239,7 @@ def quality_sentence(q: QuantQuality, baseline: str | None = None) -> str:
     against = f"Against {baseline}" if baseline else "Against the reference"
     return (f"{against}, {q.label}'s answers were identical on {q.identical}, the same answer on "
             f"{q.same_answer} and a different answer on {q.different_answer} of {q.prompts} prompts, with "
-            f"{q.facts_changed} changed fact{'s' if q.facts_changed != 1 else ''} on "
-            f"{q.prompts_with_changed_facts} prompt{'s' if q.prompts_with_changed_facts != 1 else ''}.")
+            f"{counted(q.facts_changed, 'changed fact')} on {counted(q.prompts_with_changed_facts, 'prompt')}.")
 
 
 # ---- from a stored set run -----------------------------------------------------------------------

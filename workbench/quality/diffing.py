@@ -1,7 +1,6 @@
-"""Word-level diffs of an output against the reference, and their safe HTML rendering.
+"""Word-level diffs of an output against the reference: segments, per-side spans, and the side-by-side alignment.
 
-Model output is untrusted text: every piece of it is passed through html.escape before it is
-wrapped in our own markup, so `<script>` or `<img onerror=…>` in an output shows as text.
+Drawing them is quality.diff_html's (escaped HTML and its CSS); where sentences end is quality.sentences'.
 
 Speed: difflib's SequenceMatcher is quadratic-or-worse on long repetitive text (two 2,400-word
 looping outputs took 47 s), and diffs are drawn on every rerun of the Compare page. Here tokens
@@ -12,19 +11,20 @@ past a fixed work budget, difflib with its popularity heuristic (autojunk) diffs
 instead: coarser, but bounded. Beyond MAX_DIFF_WORDS words per side only the first
 MAX_DIFF_WORDS words are diffed, and `WordDiff.note` says so.
 
-Two ways to read a diff: `diff_html` interleaves deleted reference words with inserted ones (every
-change visible, but the output cannot be read as prose); `prose_html` shows only this output's own
-text with the changed spans highlighted and the reference's words on hover (or inline, muted).
+Two ways to read a diff, drawn by quality.diff_html: `diff_html` interleaves deleted reference words with
+inserted ones (every change visible, but the output cannot be read as prose); `prose_html` shows only this
+output's own text (`output_spans`) with the changed spans highlighted and the reference's words on hover.
 `side_by_side` aligns reference and output by paragraph, then sentence, for close reading.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from workbench.quality.sentences import paragraphs, sentences
 
 # Words, runs of whitespace, and single punctuation marks: the units a reader notices changing.
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
@@ -190,66 +190,9 @@ def word_diff(reference: str, other: str, max_words: int = MAX_DIFF_WORDS) -> Wo
                     first_divergence_word=first, similarity=similarity, note=note)
 
 
-DIFF_CSS = """
-.wb-diff { white-space: pre-wrap; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem;
-           line-height: 1.45; padding: 0.5rem; border-radius: 0.4rem; background: rgba(127,127,127,0.06); }
-.wb-diff ins { background: rgba(46,160,67,0.25); text-decoration: none; border-bottom: 2px solid #2ea043; }
-.wb-diff del { background: rgba(248,81,73,0.22); text-decoration: line-through; color: inherit; }
-.wb-diff .wb-first { outline: 2px solid #d29922; outline-offset: 1px; }
-.wb-diff .wb-diff-note { font-family: sans-serif; font-size: 0.75rem; color: #868e96; margin-top: 0.4rem; }
-.wb-diff .wb-first-label { font-size: 0.7rem; color: #d29922; font-weight: 600; vertical-align: super; }
-.wb-diff.wb-prose { font-family: inherit; font-size: 0.92rem; line-height: 1.55; }
-.wb-diff mark.wb-chg { background: rgba(250,176,5,0.24); color: inherit; border-radius: 2px; cursor: help; }
-.wb-diff .wb-gap { cursor: help; }
-.wb-diff .wb-gap::before { content: "‸"; color: #e8590c; font-weight: 700; font-size: 0.8em; }
-.wb-diff .wb-ref { color: #868e96; font-size: 0.85em; font-style: italic; margin: 0 0.25em; }
-.wb-diff .wb-ref::before { content: "‹"; }
-.wb-diff .wb-ref::after { content: "›"; }
-.wb-diff .wb-first-mark { display: inline-block; width: 0; height: 1.15em; vertical-align: text-bottom;
-                          border-left: 2px solid #d29922; margin: 0 1px; position: relative; }
-.wb-diff .wb-first-mark::before { content: "▾"; color: #d29922; font-size: 0.7rem; position: absolute;
-                                  top: -0.85em; left: -0.38em; }
-"""
-
-
-def diff_html(diff: WordDiff) -> str:
-    """The diff as HTML: <ins> for words only in this output, <del> for reference words it lacks.
-
-    The first divergence carries class `wb-first` and a small "first divergence" label.
-    """
-    parts = ['<div class="wb-diff">']
-    marked = False
-    for op, text in diff.segments:
-        safe = html.escape(text)
-        if op == "equal":
-            parts.append(safe)
-            continue
-        cls = ""
-        if not marked:
-            parts.append('<span class="wb-first-label" title="first divergence from the reference">▼first divergence</span>')
-            cls = ' class="wb-first"'
-            marked = True
-        tag = "ins" if op == "insert" else "del"
-        title = "only in this output" if op == "insert" else "in the reference, not in this output"
-        parts.append(f'<{tag}{cls} title="{title}">{safe}</{tag}>')
-    if diff.note:
-        parts.append(f'<div class="wb-diff-note">ℹ️ {html.escape(diff.note)}</div>')
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def plain_html(text: str, prose: bool = False) -> str:
-    """Untrusted text as an escaped block, styled like a diff (used for the reference itself).
-
-    `prose` uses the reading font of `prose_html`, so the reference reads like the columns beside it.
-    """
-    return f'<div class="wb-diff{" wb-prose" if prose else ""}">{html.escape(text)}</div>'
-
-
 # ---- readable views: this output's own text, the changes marked on it ---------------------------
 
 SpanKind = Literal["equal", "changed", "gap"]
-MAX_TITLE_CHARS = 300  # a hover text longer than this is cut (the inline toggle shows it whole)
 MAX_SIDE_ROWS = 200  # rows of the side-by-side view; beyond them `SideBySide.more` is set and the view says so
 
 
@@ -354,72 +297,7 @@ def reference_spans(diff: WordDiff) -> list[Span]:
     return _side_spans(diff, "delete")
 
 
-def _title(span: Span, other_name: str) -> str:
-    other = span.other if len(span.other) <= MAX_TITLE_CHARS else span.other[:MAX_TITLE_CHARS] + "…"
-    if span.kind == "gap":
-        if not other.strip():
-            return f"{other_name} had different spacing or line breaks here"
-        return f"{other_name} had here: {other}"
-    if not other:
-        return f"not in {other_name}: it had nothing at this point"
-    return f"{other_name} had: {other}"
-
-
-def spans_html(spans: list[Span], show_other: bool = False, other_name: str = "the reference",
-               mark_first: bool = True) -> str:
-    """Spans as HTML: plain text, changed spans in <mark> with the other side's words in the title (hover).
-
-    With `show_other` those words also follow each change inline, muted. The first-divergence marker and the
-    gap markers are empty elements (drawn by CSS), so the HTML's text is exactly the spans' text.
-    Everything from a model, attributes included, goes through html.escape.
-    """
-    parts: list[str] = []
-    for s in spans:
-        if s.first and mark_first:
-            parts.append(f'<span class="wb-first-mark" title="first divergence from {html.escape(other_name)}"></span>')
-        if s.kind == "equal":
-            parts.append(html.escape(s.text))
-            continue
-        title = html.escape(_title(s, other_name), quote=True)
-        if s.kind == "changed":
-            parts.append(f'<mark class="wb-chg" title="{title}">{html.escape(s.text)}</mark>')
-        else:
-            parts.append(f'<span class="wb-gap" title="{title}"></span>')
-        if show_other and s.other.strip():
-            parts.append(f'<span class="wb-ref">{html.escape(s.other)}</span>')
-    return "".join(parts)
-
-
-def prose_html(diff: WordDiff, show_reference: bool = False) -> str:
-    """This output as readable prose: its own text only, changed spans softly highlighted, the reference's words
-    on hover (and inline, muted, with `show_reference`), the first divergence a thin marker between words."""
-    note = f'<div class="wb-diff-note">ℹ️ {html.escape(diff.note)}</div>' if diff.note else ""
-    return f'<div class="wb-diff wb-prose">{spans_html(output_spans(diff), show_reference)}{note}</div>'
-
-
 # ---- side by side: reference and one output, aligned by paragraph, then sentence ------------------
-
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-# A sentence ends after . ! ? or … (with any closing quotes or brackets) followed by whitespace, and at every
-# line break (list items, headings). Deliberately simple: "e.g. this" splits after "e.g.", "3.5" does not split.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])([\"'”’)\]]*)\s+|\s*\n\s*")
-
-
-def paragraphs(text: str) -> list[str]:
-    """Paragraphs: text between blank lines, stripped, empty ones dropped."""
-    return [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
-
-
-def sentences(paragraph: str) -> list[str]:
-    """Sentences of one paragraph by the rule above, stripped, empty ones dropped."""
-    out: list[str] = []
-    start = 0
-    for m in _SENTENCE_BREAK.finditer(paragraph):
-        out.append(paragraph[start: m.start()] + (m.group(1) or ""))
-        start = m.end()
-    out.append(paragraph[start:])
-    return [s.strip() for s in out if s.strip()]
-
 
 @dataclass(frozen=True)
 class SideRow:

@@ -22,15 +22,12 @@ from statistics import mean
 from typing import Any
 
 from workbench.core.glossary import chance_words
+from workbench.core.text_units import counted
 from workbench.quality.summary import ColumnSummary, summarize
 from workbench.storage.store import SET_PROMPT_FINISHED, Store
 
 WITHIN = "within"
 BEYOND = "beyond"
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -68,11 +65,11 @@ class Floor:
     def sentence(self) -> str:
         """E.g. "the reference repeated 3 times: identical each time", or "… differed from itself by up to 12
         words (81% similar) and 1 fact"."""
-        head = f"the reference repeated {_count(self.n, 'time')}"
+        head = f"the reference repeated {counted(self.n, 'time')}"
         if self.identical == self.n:
             return f"{head}: identical each time"
-        tail = f" and {_count(self.max_facts_changed, 'fact')}" if self.max_facts_changed else ""
-        return (f"{head}: differed from itself by up to {_count(self.max_changed_words, 'word')} "
+        tail = f" and {counted(self.max_facts_changed, 'fact')}" if self.max_facts_changed else ""
+        return (f"{head}: differed from itself by up to {counted(self.max_changed_words, 'word')} "
                 f"({100 * self.min_similarity:.0f}% similar){tail}, identical {self.identical} of {self.n}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,11 +120,11 @@ def standing_sentence(summary: ColumnSummary, floor: Floor) -> str:
     identical)"."""
     where = "within" if standing(summary, floor) == WITHIN else "beyond"
     if floor.identical == floor.n:
-        why = f"its {_count(floor.n, 'repeat')} {'were' if floor.n != 1 else 'was'} identical"
+        why = f"its {counted(floor.n, 'repeat')} {'were' if floor.n != 1 else 'was'} identical"
     else:
-        why = f"its {_count(floor.n, 'repeat')} differed by up to {_count(floor.max_changed_words, 'word')}"
+        why = f"its {counted(floor.n, 'repeat')} differed by up to {counted(floor.max_changed_words, 'word')}"
         if floor.max_facts_changed:
-            why += f" and {_count(floor.max_facts_changed, 'fact')}"
+            why += f" and {counted(floor.max_facts_changed, 'fact')}"
     return f"{where} the reference's own variation ({why})"
 
 
@@ -182,11 +179,11 @@ class SetFloor:
         if not self.floors:
             return "No noise floor: the reference was not repeated."
         n, same = len(self.floors), self.prompts_identical
-        head = f"Repeated {_count(self.repeats, 'time')} on each of {_count(n, 'prompt')}, the reference was"
+        head = f"Repeated {counted(self.repeats, 'time')} on each of {counted(n, 'prompt')}, the reference was"
         if same == n:
             return f"{head} identical to itself every time."
         most = max(f.max_changed_words for f in self.floors.values())
-        return f"{head} identical to itself on {same} and differed by up to {_count(most, 'word')} on the other {n - same}."
+        return f"{head} identical to itself on {same} and differed by up to {counted(most, 'word')} on the other {n - same}."
 
     def to_dict(self) -> dict[str, Any]:
         return {"prompts": self.prompts, "repeats": self.repeats, "prompts_identical": self.prompts_identical,

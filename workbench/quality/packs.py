@@ -48,7 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.files.text_formats import TextFormatError, csv_records, load_toml, split_lines, toml_lines
+from workbench.files.text_formats import (
+    TextFormatError,
+    csv_records,
+    load_toml,
+    toml_key_line,
+    toml_table_lines,
+)
 from workbench.quality.checkers import Checker, Verdict, build_checker
 
 __all__ = [
@@ -199,24 +205,9 @@ def build_passage(seed_text: str, fact: str, words: int, depth: float) -> str:
 # ------------------------------------------------------------------------------ line finding
 
 
-_CASE_HEADER_RE = re.compile(r"^\s*\[\[\s*cases\s*\]\]")
-_TABLE_HEADER_RE = re.compile(r"^\s*\[")
-
-
-def _case_lines(text: str) -> list[int]:
-    """Line numbers of the `[[cases]]` headers, in order."""
-    return [n for n, line, inside in toml_lines(text) if not inside and _CASE_HEADER_RE.match(line)]
-
-
 def _key_line(text: str, key: str, start: int = 1, end: int | None = None) -> int | None:
     """Line of `key = ...` (or a `[key]`/`[cases.key]` table) between lines start and end, outside strings."""
-    key_re = re.compile(rf"^\s*(?:{re.escape(key)}\s*=|\[\s*(?:cases\.)?{re.escape(key)}\s*\])")
-    for n, line, inside in toml_lines(text):
-        if n < start or (end is not None and n >= end) or inside:
-            continue
-        if key_re.match(line):
-            return n
-    return None
+    return toml_key_line(text, key, start, end, table_parent="cases")
 
 
 class _CaseLocator:
@@ -224,7 +215,7 @@ class _CaseLocator:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.headers = _case_lines(text)
+        self.headers = toml_table_lines(text, "cases")
 
     def header(self, index: int) -> int | None:
         return self.headers[index] if index < len(self.headers) else None
@@ -525,7 +516,7 @@ def list_packs(directory: str | Path | None = None) -> list[Path]:
                 text = path.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            if any(_CASE_HEADER_RE.match(line) for line in split_lines(text)):
+            if toml_table_lines(text, "cases"):  # a real header, not one quoted inside a prompt
                 found.append(path)
     return found
 
@@ -546,8 +537,7 @@ def load_examples(path: str | Path | None = None) -> dict[str, list[Example]]:
     raw = data.get("examples")
     if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):
         raise PackError(source, None, "no examples: add [[examples]] tables with category, title, prompt")
-    header_re = re.compile(r"^\s*\[\[\s*examples\s*\]\]")
-    headers = [n for n, line, inside in toml_lines(text) if not inside and header_re.match(line)]
+    headers = toml_table_lines(text, "examples")
     grouped: dict[str, list[Example]] = {}
     for i, item in enumerate(raw):
         line = headers[i] if i < len(headers) else None

@@ -9,7 +9,7 @@ diff (diffing.word_diff) and the changed facts (facts.compare_facts), by these r
   same answer, N words differ                similarity ≥ SAME_ANSWER (0.9)
   same answer worded differently (82% similar)   similarity ≥ REWORDED (0.7)
   different answer from sentence K           below that; K is the reference sentence holding the
-                                             first divergence (sentences end at . ! ? or a line break)
+                                             first divergence (sentences end as quality.sentences says)
   "; N facts changed" is appended whenever facts changed, whatever the wording.
 
 Why these thresholds: similarity is difflib's ratio over tokens (words, punctuation, spaces), so
@@ -28,8 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workbench.core.text_units import counted
 from workbench.quality.diffing import WordDiff, split_words, word_diff
 from workbench.quality.facts import FactChange, compare_facts
+from workbench.quality.sentences import text_sentences
 
 # What each verdict means when a set of prompts is counted: the three groups reports and verdicts use.
 GROUPS = {"identical": "identical", "spacing": "identical", "same": "same answer", "reworded": "same answer",
@@ -57,26 +59,16 @@ class ColumnSummary:
 
 
 def sentence_of_word(text: str, word_index: int) -> int:
-    """The 1-based sentence of `text` holding its word_index-th word (words as diffing counts them:
-    every token that is not whitespace, punctuation included)."""
-    sentence, words, ended = 1, 0, False
-    for token in split_words(text):
-        if token.isspace():
-            if ended or "\n" in token:
-                sentence += 1 if words else 0
-                ended = False
-            continue
-        if ended:  # ".5" or "?!" : the end mark was not followed by a space
-            ended = False
-        if words == word_index:
-            return sentence
-        words += 1
-        ended = token in ".!?"
-    return sentence
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    """The 1-based sentence of `text` (quality.sentences' rule, the side-by-side view's) holding its word_index-th
+    word (words as diffing counts them: every token that is not whitespace, punctuation included); past the end,
+    the last sentence."""
+    seen = 0
+    all_sentences = text_sentences(text)
+    for number, sentence in enumerate(all_sentences, start=1):
+        seen += sum(1 for token in split_words(sentence) if not token.isspace())
+        if word_index < seen:
+            return number
+    return max(1, len(all_sentences))
 
 
 def summarize(reference: str, output: str, diff: WordDiff | None = None,
@@ -94,12 +86,12 @@ def summarize(reference: str, output: str, diff: WordDiff | None = None,
         verdict, line = "spacing", "same words, spacing differs"
     elif d.similarity >= SAME_ANSWER:
         n = d.changed_words
-        verdict, line = "same", f"same answer, {_count(n, 'word')} differ{'s' if n == 1 else ''}"
+        verdict, line = "same", f"same answer, {counted(n, 'word')} differ{'s' if n == 1 else ''}"
     elif d.similarity >= REWORDED:
         verdict, line = "reworded", f"same answer worded differently ({100 * d.similarity:.0f}% similar)"
     else:
         verdict, line = "different", f"different answer from sentence {sentence_no or 1}"
     if changes:
-        line += f"; {_count(len(changes), 'fact')} changed"
+        line += f"; {counted(len(changes), 'fact')} changed"
     return ColumnSummary(line, verdict, d.changed_words, d.similarity, d.first_divergence_word, sentence_no,
                          list(changes))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from workbench.core.text_units import counted
 from workbench.engine.pool import WorkerPool
 from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, generate_many
 from workbench.runs.compare import OnEvent, run_contestant
@@ -77,7 +78,7 @@ class Perturbation:
         """E.g. "seed 4" or "prompt in micro-batches of 7 tokens"."""
         if self.kind == "seed":
             return f"seed {self.value}"
-        return f"prompt in micro-batches of {self.value} token{'' if self.value == 1 else 's'}"
+        return f"prompt in micro-batches of {counted(self.value, 'token')}"
 
 
 def perturbations(settings: RunSettings, n: int) -> list[Perturbation]:

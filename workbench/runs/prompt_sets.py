@@ -25,7 +25,6 @@ database's limits (storage.limits).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,8 @@ from workbench.files.text_formats import (
     csv_records,
     load_toml,
     split_lines,
-    toml_lines,
+    toml_key_line,
+    toml_table_lines,
 )
 from workbench.storage.limits import MAX_PROMPT_CHARS, MAX_SET_PROMPTS, is_unicode
 
@@ -151,10 +151,16 @@ def load_prompt_set(path: str | Path, name: str | None = None) -> PromptSet:
         data = path.read_bytes()
     except OSError as exc:
         raise PromptSetError([(None, f"{path}: {exc.strerror or exc}")]) from None
-    parsed = parse_prompt_set_bytes(data, fmt, name)
-    if name is None and parsed.name == "prompts":
-        return PromptSet(path.stem, parsed.prompts, parsed.notes)
-    return parsed
+    return parse_prompt_set_bytes(data, fmt, name) if name is not None else parse_upload(data, path.name)
+
+
+def parse_upload(data: bytes, filename: str) -> PromptSet:
+    """A set from a file's bytes (an upload in the app, a file for the CLI): its format from the file name's suffix,
+    its name from the file's own TOML `name`, else the file name without its suffix. PromptSetError otherwise."""
+    parsed = parse_prompt_set_bytes(data, format_for(filename))
+    if parsed.name != "prompts":
+        return parsed
+    return PromptSet(Path(filename).stem or "prompts", parsed.prompts, parsed.notes)
 
 
 def bundled_sets_dir() -> Path:
@@ -228,8 +234,8 @@ def _parse_toml(text: str) -> tuple[str | None, list[Row], list[str]]:
     for key in tables:
         items = data[key]
         if not isinstance(items, list):
-            raise PromptSetError([(_key_line(text, key), f'"{key}" must be an array of tables ([[{key}]])')])
-        lines = _table_lines(text, key)
+            raise PromptSetError([(toml_key_line(text, key), f'"{key}" must be an array of tables ([[{key}]])')])
+        lines: list[int | None] = list(toml_table_lines(text, key))
         if len(lines) != len(items):  # written inline (prompts = [{...}]): no line per table to point at
             lines = [None] * len(items)
         for n, (line, item) in enumerate(zip(lines, items, strict=True), start=1):
@@ -332,11 +338,3 @@ def _json_depth(line: str) -> int:
     return deepest
 
 
-def _table_lines(text: str, key: str) -> list[int | None]:
-    header = re.compile(rf"^\s*\[\[\s*{re.escape(key)}\s*\]\]")
-    return [n for n, line, inside in toml_lines(text) if not inside and header.match(line)]
-
-
-def _key_line(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    return next((n for n, line, inside in toml_lines(text) if not inside and pattern.match(line)), None)

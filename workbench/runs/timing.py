@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.core.disturbance import of_result as disturbance_of
+from workbench.core.text_units import counted
 from workbench.engine.metrics import ContestantResult
 from workbench.engine.pool import WorkerCancelled, WorkerError, WorkerProcess
 
@@ -67,7 +68,7 @@ def spread(windows: list[dict[str, Any]], wanted: int) -> dict[str, Any]:
     values = [w["tok_s"] for w in pool]
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
             "windows": len(windows), "wanted": wanted, "disturbed_windows": len(windows) - len(good),
-            "quiet": bool(good), "how": (f"median of {len(values)} decode window{'s' if len(values) != 1 else ''} "
+            "quiet": bool(good), "how": (f"median of {counted(len(values), 'decode window')} "
                                          "not disturbed" if good else NO_QUIET.format(n=len(windows)))}
 
 
