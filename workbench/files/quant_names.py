@@ -45,33 +45,34 @@ def parse_shard(filename: str) -> ShardName | None:
     return ShardName(m["base"], int(m["index"]), int(m["count"]))
 
 
+def _last_quant_token(name: str) -> tuple[str, re.Match[str] | None]:
+    """A file name's stem (folder, shard suffix and .gguf removed) and its last quantization token, if any:
+    quant tokens sit at the end of names ("Qwen2-7B-Q4_K_M", not "Qwen2")."""
+    stem = name.rsplit("/", 1)[-1]
+    shard = parse_shard(stem)
+    if shard:
+        stem = shard.base
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
+    matches = list(_QUANT_RE.finditer(stem))
+    return stem, (matches[-1] if matches else None)
+
+
 def quant_from_name(name: str) -> str | None:
     """The quantization type a file or tag name states ("…-Q4_K_M.gguf" -> "Q4_K_M"), upper-case; None if none.
 
     The last match wins: quant tokens sit at the end of names ("Qwen2-7B-Q4_K_M", not "Qwen2").
     """
-    stem = name.rsplit("/", 1)[-1]
-    shard = parse_shard(stem)
-    if shard:
-        stem = shard.base
-    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
-    matches = list(_QUANT_RE.finditer(stem))
-    if not matches:
+    _, m = _last_quant_token(name)
+    if m is None:
         return None
-    q = matches[-1]["q"].upper()
+    q = m["q"].upper()
     return {"FP16": "F16", "FP32": "F32"}.get(q, q)
 
 
 def strip_quant(name: str) -> str:
     """The model part of a file name: extension, shard suffix and quantization token removed."""
-    stem = name.rsplit("/", 1)[-1]
-    shard = parse_shard(stem)
-    if shard:
-        stem = shard.base
-    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
-    matches = list(_QUANT_RE.finditer(stem))
-    if matches:
-        m = matches[-1]
+    stem, m = _last_quant_token(name)
+    if m is not None:
         stem = stem[: m.start()] + stem[m.end():]
     return stem.strip("-._ :") or name
 
