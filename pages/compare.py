@@ -6,6 +6,7 @@ import streamlit as st
 from ui import views
 from ui.endpoint_views import endpoint_contestants, endpoint_editor
 from ui.headline_views import run_pair_section
+from ui.job_views import is_running, start_job_button
 from ui.shared import (
     active_ladder,
     demo_note_box,
@@ -124,27 +125,31 @@ st.caption(md_escape(timing.repeats_note(int(st.session_state.get("timing_repeat
 
 # ---- run / stop ------------------------------------------------------------------------------
 job = jobs().get(st.session_state.get("job_id"), ComparisonJob)
-running = job is not None and not job.finished
 if job is not None and job.finished and job.run_id and st.session_state.get("run_id") is None:
     st.session_state.run_id = job.run_id  # the job ended between two reruns
-b1, b2, _ = st.columns([1, 1, 6])
-if b1.button("Run", type="primary", disabled=running or not chosen or not prompt.strip()):
+
+
+def compare() -> ComparisonJob:
+    """This page's settings, contestants and prompt as one comparison; the run shown so far gives way to it."""
     settings = RunSettings(max_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p),
                            seed=int(seed), n_ctx=int(n_ctx), n_threads=int(threads), system_prompt=system_prompt,
                            gpu_offload=offload, n_gpu_layers=int(gpu_layers),
                            remote_concurrent=bool(st.session_state.get("remote_concurrent")),
                            display="held" if st.session_state.get("hold_text") else "streamed",
                            timing_repeats=int(st.session_state.get("timing_repeats") or 1))
-    try:
-        contestants = variant_contestants(contestants_for(ladder, chosen, reference), variants, int(n_ctx),
-                                          baseline=baseline) + endpoint_contestants()
-        job = jobs().start(ComparisonJob(pool(), store(), contestants, prompt, settings, ladder=ladder,
-                                         category=st.session_state.get("category"),
-                                         noise_repeats=int(st.session_state.get("noise_repeats") or 0)))
-        st.session_state.job_id, st.session_state.run_id = job.id, None
-        running = True
-    except ValueError as exc:
-        st.error(f"Cannot run: {md_escape(exc)}")
+    contestants = variant_contestants(contestants_for(ladder, chosen, reference), variants, int(n_ctx),
+                                      baseline=baseline) + endpoint_contestants()
+    new = ComparisonJob(pool(), store(), contestants, prompt, settings, ladder=ladder,
+                        category=st.session_state.get("category"),
+                        noise_repeats=int(st.session_state.get("noise_repeats") or 0))
+    st.session_state.run_id = None
+    return new
+
+
+b1, b2, _ = st.columns([1, 1, 6])
+job = start_job_button("Run", "job_id", compare, of=ComparisonJob, disabled=not chosen or not prompt.strip(), where=b1,
+                       type="primary")
+running = is_running(job)
 if b2.button("Stop", disabled=not running) and job is not None:
     job.stop()
 

@@ -1,6 +1,7 @@
 """Evals: a task pack across the ladder's quantizations, pass rates per category with 95% intervals,
 differences inside the noise labelled, and each case's outputs side by side with the checker's verdict."""
 
+import functools
 from pathlib import Path
 
 import streamlit as st
@@ -8,14 +9,15 @@ import streamlit as st
 from ui import quality_views as qv
 from ui import views
 from ui.glossary_views import help_columns
-from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
+from ui.job_views import job_view, start_job_button
+from ui.shared import active_ladder, fmt_time, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
 from workbench.core.text_units import counted
 from workbench.quality import evals
-from workbench.quality.packs import PackError, list_packs, load_pack, parse_pack
-from workbench.quality.quality_jobs import eval_job
+from workbench.quality.packs import Pack, PackError, list_packs, load_pack, parse_pack
+from workbench.quality.quality_jobs import QualityJob, eval_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
 from workbench.runs.contestants import RunSettings
 from workbench.runs.variants import variant_contestants
@@ -101,22 +103,15 @@ if pack is not None:
                + (f" {counted(n_long, 'long-context case')}: about 1–2 minutes each per quantization "
                   "on a laptop CPU." if n_long else ""))
 
-    job = qv.quality_job(st.session_state.get("evals-job"))
-    running = job is not None and not job.finished
-    if st.button("Run eval", type="primary", disabled=running or not selected, key="evals-run"):
+    def evaluate(pack: Pack) -> QualityJob:
         settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=int(threads))
-        try:
-            contestants = variant_contestants(qv.contestants_from(ladder, chosen), variants, int(n_ctx), baseline=baseline)
-            job = jobs().start(eval_job(pool(), store(), pack, contestants, settings,
-                                        categories=categories, limit=int(limit) or None, ladder=ladder))
-            st.session_state["evals-job"] = job.id
-            running = True
-        except ValueError as exc:
-            st.error(f"Cannot run: {md_escape(exc)}")
-    if running and job is not None:  # running implies a job; the check tells the type checker so
-        qv.job_progress(job, "evals")
-    else:
-        qv.job_outcome(job)
+        contestants = variant_contestants(qv.contestants_from(ladder, chosen), variants, int(n_ctx), baseline=baseline)
+        return eval_job(pool(), store(), pack, contestants, settings, categories=categories,
+                        limit=int(limit) or None, ladder=ladder)
+
+    job = start_job_button("Run eval", "evals-job", functools.partial(evaluate, pack), of=QualityJob, disabled=not selected, type="primary",
+                           key="evals-run")
+    job_view(job, "evals")
 
 # ---- results -----------------------------------------------------------------------------------
 stored = evals.list_evals(store())

@@ -1,7 +1,6 @@
 """History: find past runs, reopen one in Compare, rate it, delete it (after a confirmation), hand on a
 report, and export or import runs with their ratings (JSON, or CSV tables in a ZIP)."""
 
-import sqlite3
 from datetime import date
 
 import pandas as pd
@@ -175,9 +174,6 @@ if upload is not None:
             summary = import_json(store(), upload.getvalue(), origin=upload.name)
         except (ImportFileError, StoreError) as exc:
             st.error(f"Could not import {md_escape(upload.name)}: {md_escape(exc)}. Nothing was added.")
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, sqlite3.Error) as exc:
-            st.error(f"Could not import {md_escape(upload.name)}: it looks like an export but is damaged or incomplete "
-                     f"({type(exc).__name__}: {md_escape(exc)}). Nothing was added.")
         else:
             st.session_state["hist-imported"] = upload.file_id
             st.session_state["history-flash"] = (

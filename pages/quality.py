@@ -6,12 +6,13 @@ import streamlit as st
 from ui import quality_views as qv
 from ui import views
 from ui.glossary_views import help_columns
-from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
+from ui.job_views import is_running, job_view, start_job_button
+from ui.shared import active_ladder, fmt_time, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
 from workbench.quality import divergence as dv
-from workbench.quality.quality_jobs import divergence_prompt_job, divergence_text_job
+from workbench.quality.quality_jobs import QualityJob, divergence_prompt_job, divergence_text_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
 from workbench.runs.contestants import RunSettings
 from workbench.runs.variants import variant_contestants
@@ -70,29 +71,22 @@ with tab_prompt:
         st.caption(f"Reference: {md_escape(reference)}. Only the reference generates; every quantization then reads its output. "
                    f"{SEQUENTIAL_NOTE}")
         prompt_variants, prompt_baseline = variant_picker("quality-prompt")
-        job = qv.quality_job(st.session_state.get("quality-prompt-job"))
-        running = job is not None and not job.finished
-        if st.button("Measure", type="primary", disabled=running or not chosen or not prompt.strip(),
-                     key="quality-prompt-run"):
+
+        def measure() -> QualityJob:
             settings = RunSettings(max_tokens=int(max_tokens), n_ctx=int(n_ctx), n_threads=default_threads(beside_browser=True))
-            try:
-                contestants = variant_contestants(qv.contestants_from(ladder, chosen), prompt_variants, int(n_ctx),
-                                                  baseline=prompt_baseline)
-                job = jobs().start(divergence_prompt_job(pool(), store(), contestants, prompt, settings, ladder=ladder))
-                st.session_state["quality-prompt-job"] = job.id
-                running = True
-            except ValueError as exc:
-                st.error(f"Cannot run: {md_escape(exc)}")
-        if running and job is not None:  # running implies a job; the check tells the type checker so
-            qv.job_progress(job, "quality-prompt")
-        elif job is not None:
-            qv.job_outcome(job)
-            if job.run_id and not job.failure and not job.cancelled:
-                report = dv.load_report(store(), job.run_id, "output")
-                if report is not None:
-                    ref = report.reference
-                    st.html(views.plain_html("".join(ref.piece(t) for t in ref.tokens)))
-                    qv.report_view(report, f"quality-new-{job.run_id}")
+            contestants = variant_contestants(qv.contestants_from(ladder, chosen), prompt_variants, int(n_ctx),
+                                              baseline=prompt_baseline)
+            return divergence_prompt_job(pool(), store(), contestants, prompt, settings, ladder=ladder)
+
+        job = start_job_button("Measure", "quality-prompt-job", measure, of=QualityJob,
+                               disabled=not chosen or not prompt.strip(), type="primary", key="quality-prompt-run")
+        job_view(job, "quality-prompt")
+        if job is not None and job.finished and job.run_id and not job.failure and not job.cancelled:
+            report = dv.load_report(store(), job.run_id, "output")
+            if report is not None:
+                ref = report.reference
+                st.html(views.plain_html("".join(ref.piece(t) for t in ref.tokens)))
+                qv.report_view(report, f"quality-new-{job.run_id}")
 
 # ---- bundled reference text -------------------------------------------------------------------
 with tab_text:
@@ -107,25 +101,21 @@ with tab_text:
                          help="llama-perplexity's -c; 512 is what published KLD tables use.")
     max_chunks = c3.number_input("Max chunks (0 = all)", 0, 100, 0, key="quality-max-chunks")
     text_variants, text_baseline = variant_picker("quality-text")
-    text_job = qv.quality_job(st.session_state.get("quality-text-job"))
-    text_running = text_job is not None and not text_job.finished
-    if st.button("Score the reference text", type="primary", disabled=text_running or not text_chosen,
-                 key="quality-text-run"):
+
+    def score_text() -> QualityJob:
         settings = RunSettings(n_ctx=max(2048, int(chunk)), n_threads=default_threads(beside_browser=True))
         text_contestants = variant_contestants(qv.contestants_from(ladder, text_chosen), text_variants,
                                                settings.n_ctx, baseline=text_baseline)
-        text_job = jobs().start(divergence_text_job(pool(), store(), text_contestants, settings,
-                                                    chunk_tokens=int(chunk), max_chunks=int(max_chunks) or None,
-                                                    ladder=ladder))
-        st.session_state["quality-text-job"] = text_job.id
-        text_running = True
-    if text_running and text_job is not None:  # running implies a job; the check tells the type checker so
-        qv.job_progress(text_job, "quality-text")
-    else:
-        qv.job_outcome(text_job)
-        if text_job is not None and text_job.run_id and st.session_state.get("quality-text-shown") != text_job.id:
-            st.session_state["quality-text-pick"] = text_job.run_id  # show the measurement that just finished
-            st.session_state["quality-text-shown"] = text_job.id
+        return divergence_text_job(pool(), store(), text_contestants, settings, chunk_tokens=int(chunk),
+                                   max_chunks=int(max_chunks) or None, ladder=ladder)
+
+    text_job = start_job_button("Score the reference text", "quality-text-job", score_text, of=QualityJob,
+                                disabled=not text_chosen, type="primary", key="quality-text-run")
+    job_view(text_job, "quality-text")
+    if text_job is not None and text_job.finished and text_job.run_id \
+            and st.session_state.get("quality-text-shown") != text_job.id:
+        st.session_state["quality-text-pick"] = text_job.run_id  # show the measurement that just finished
+        st.session_state["quality-text-shown"] = text_job.id
     stored = dv.list_text_reports(store())
     if stored:
         pick = st.selectbox("Measurement", [r["id"] for r in stored], key="quality-text-pick",
@@ -147,5 +137,5 @@ with tab_text:
             which = st.selectbox("Heatmap of chunk", list(range(1, n_chunks + 1)), key="quality-text-chunk",
                                  help="The scored half of one chunk, shaded by the chosen quantization's KLD.")
             qv.heatmap(text_report, f"quality-text-{pick}", (which - 1) * per, which * per)
-    elif not text_running:
+    elif not is_running(text_job):
         st.caption("Not measured yet on this machine.")

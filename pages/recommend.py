@@ -3,14 +3,18 @@ a report to hand on. The decision is the library's (workbench.decide); this page
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
-from ui import quality_views as qv
+from ui.job_views import job_view, start_job_button
 from ui.shared import active_ladder, jobs, pool, store, through_entrypoint
 from workbench.core.escaping import md_escape
+from workbench.core.jobs import Job
 from workbench.core.text_units import bytes_in_words
 from workbench.decide import actions, report, study
+from workbench.decide.actions import Action
 from workbench.decide.recommend import (
     DEFAULT_MAX_KLD,
     HOLDS_TYPE,
@@ -103,25 +107,24 @@ if rec.would_change:
     with st.expander("What would change the pick"):
         st.markdown("\n".join(f"- {md_escape(r)}" for r in rec.would_change))
 
+
 # ---- evidence still missing, and the buttons that collect it --------------------------------------------------------
+def collect(action: Action) -> Job:
+    """The job that gathers the evidence `action` asks for, on this ladder."""
+    return actions.job_for(action, pool(), store(), ladder)
+
+
 job = jobs().get(st.session_state.get(K + "job"))
-running = job is not None and not job.finished
 for action in rec.actions:
     c1, c2 = st.columns([4, 1])
     c1.info(md_escape(action.words[:1].upper() + action.words[1:]) + ".")
     if action.kind == "votes":
         c2.page_link("pages/sets.py", label="Judge a set blind", icon=":material/list_alt:")
-    elif c2.button("Run it", key=K + "run-" + action.kind, disabled=running):
-        try:
-            job = jobs().start(actions.job_for(action, pool(), store(), ladder))
-            st.session_state[K + "job"] = job.id
-            running = True
-        except ValueError as exc:
-            st.error(f"Cannot run: {md_escape(exc)}")
-if running and job is not None:
-    qv.job_progress(job, K + "job")
-elif job is not None:
-    qv.job_outcome(job)
+    else:  # one job at a time: every Run it button waits while the one started runs
+        job = start_job_button("Run it", K + "job", functools.partial(collect, action), of=Job, where=c2,
+                               key=K + "run-" + action.kind)
+job_view(job, K + "job")
+if job is not None and job.finished:
     stored = store().get_run(job.run_id) if isinstance(job, ComparisonJob) and job.run_id else None  # speed: quiet?
     if stored is not None and (unquiet := timing.unmeasured(stored)):
         st.warning(md_escape(unquiet), icon=":material/speed:")

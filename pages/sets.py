@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui import set_views as sv
 from ui.history_views import set_report_downloads
+from ui.job_views import is_running, job_outcome, job_progress, start_job_button
 from ui.shared import active_ladder, fmt_time, jobs, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core.escaping import md_escape
@@ -91,21 +92,22 @@ st.caption(f"Reference: {md_escape(reference)} (always runs). Greedy decoding; p
            + (f"; the reference {int(repeats)} more {plural(int(repeats), 'time')} per prompt for the noise floor."
               if repeats else "."))
 
-job = sv.set_job(st.session_state.get("sets-job"))
-running = job is not None and not job.finished
-if st.button("Run set", type="primary", disabled=running or prompt_set is None or not chosen,
-             key="sets-run") and prompt_set is not None:
+
+def run_set() -> SetRunJob:
+    """The set run stored first (so a stopped one can resume), then run in the background; shown below."""
+    if prompt_set is None:  # the button waits for prompts; this tells the type checker so
+        raise ValueError("choose the prompts first")
     settings = RunSettings(max_tokens=int(max_tokens), n_threads=default_threads(beside_browser=True))
-    try:
-        set_run_id = start_set_run(store(), prompt_set, ladder, labels=list(chosen), reference=reference,
-                                   settings=settings, noise_repeats=int(repeats), variants=variants,
-                                   variant_baseline=baseline)
-        job = jobs().start(SetRunJob(pool(), store(), set_run_id, ladder=ladder))
-        st.session_state["sets-job"] = job.id
-        sv.open_set_run(set_run_id)
-        running = True
-    except (SetRunError, StoreError, ValueError) as exc:
-        st.error(f"Cannot run: {md_escape(exc)}")
+    set_run_id = start_set_run(store(), prompt_set, ladder, labels=list(chosen), reference=reference, settings=settings,
+                               noise_repeats=int(repeats), variants=variants, variant_baseline=baseline)
+    sv.open_set_run(set_run_id)
+    return SetRunJob(pool(), store(), set_run_id, ladder=ladder)
+
+
+job = start_job_button("Run set", "sets-job", run_set, of=SetRunJob,
+                       disabled=prompt_set is None or not chosen, refusals=(SetRunError, StoreError, ValueError),
+                       type="primary", key="sets-run")
+running = is_running(job)
 
 # ---- set runs ---------------------------------------------------------------------------------------------
 st.divider()
@@ -113,7 +115,7 @@ st.subheader("Set runs")
 if job is not None and job.finished and st.session_state.get("sets-job-shown") != job.id:
     st.session_state["sets-job-shown"] = job.id
     sv.open_set_run(job.set_run_id)  # show the set run that just ended
-sv.job_outcome(job)
+job_outcome(job)
 past = store().list_set_runs(limit=200)
 if not past:
     st.info("No set runs yet: choose prompts above and press Run set.")
@@ -135,7 +137,7 @@ else:
     if set_run is not None:
         live = job if running and job is not None and job.set_run_id == picked else running_job(jobs(), picked)
         if live is not None:
-            sv.job_progress(live, f"sets-{picked}")
+            job_progress(live, f"sets-{picked}")
         elif set_run.get("imported_from"):
             st.caption(f"Imported ({md_escape(set_run['imported_from'])}): its prompts ran on another machine. Its "
                        "results, verdict and report are here; its prompts cannot be run again here.")

@@ -198,3 +198,21 @@ def test_the_untouched_set_run_export_imports_marked(set_export, tmp_path):
     summary = history.import_json(fresh, set_export, origin="ours.json")
     imported = fresh.get_set_run(summary.set_run_ids[set_export["set_runs"][0]["id"]])
     assert imported["imported_from"].endswith("ours.json") and len(imported["children"]) == 2
+
+
+def test_damage_validation_does_not_name_is_still_an_import_file_error(export, tmp_path, monkeypatch, capsys):
+    """A backstop, one place for every caller (the History page, `workbench import`): damage that validate_import
+    missed comes back as ImportFileError in plain words, nothing added, never a raw KeyError or sqlite3 error."""
+    from workbench.cli.main import main
+
+    def a_gap(data, info):  # stands in for a check validation does not make yet
+        raise KeyError("label")
+
+    monkeypatch.setattr(history, "validate_import", a_gap)
+    message = refused(tmp_path, export, "damaged or incomplete")
+    assert message == "it looks like an export but is damaged or incomplete (KeyError: 'label')"
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    assert main(["import", str(path), "--db", str(tmp_path / "cli.sqlite3")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {path}: it looks like an export but is damaged or incomplete (KeyError: 'label')\n"

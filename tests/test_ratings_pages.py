@@ -180,3 +180,21 @@ def test_compare_page_ratings_carry_rater_and_session_and_the_report_pair_is_the
     assert (saved["label"], saved["score"], saved["mode"]) == ("Q8_0", 1, "open")
     assert saved["session"] == at.session_state["rater_session"] and saved["prompt"] == "Name three colors."
     assert any(c.value.startswith("Saved: ★ ") and "by cy" in c.value for c in at.caption)
+
+
+def test_a_rater_name_is_one_name_on_every_page(real_run):
+    """A name with spaces around it rates from Compare as the trimmed name, so " Ana Lee " and "Ana Lee" are one rater
+    on the leaderboard. Compare's own copy of the star widget passed the name as typed; people.ratings.add_rating
+    trims it too, so this held before the pages shared one widget (ui.star_views) and guards that it still does."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["run_id"] = real_run
+    at.session_state["rater"] = "  Ana Lee "
+    at.run()
+    assert not at.exception, at.exception
+    at.get("feedback")[2].set_value(1)  # two stars for the third output (Q2_K)
+    at.run()
+    assert not at.exception, at.exception
+    (saved,) = ratings.list_ratings(Store(), run_id=real_run, rater="Ana Lee")
+    assert (saved["label"], saved["score"], saved["rater"]) == ("Q2_K", 2, "Ana Lee")
+    assert not ratings.list_ratings(Store(), run_id=real_run, rater="  Ana Lee ")
+    assert any("by Ana Lee" in c.value for c in at.caption)

@@ -119,3 +119,26 @@ def test_the_cli_says_a_damaged_database_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "workbench", "history"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and out.stderr.startswith("error: ") and ".recover" in out.stderr
+
+
+def test_a_database_error_no_page_handles_ends_the_page_in_the_database_box():
+    """Pages do not catch storage errors to show them: ui.shared.run_navigation says one that a page left unhandled,
+    in the box `store()` uses for a database that cannot be opened, instead of a traceback."""
+
+    def app() -> None:
+        import streamlit as st
+
+        from ui.shared import run_navigation
+        from workbench.storage.store import StoreError
+
+        def page() -> None:
+            st.title("A page that writes")
+            raise StoreError("Could not save to /x/workbench.sqlite3: the database is read-only. Nothing was saved.")
+
+        run_navigation(st.navigation([st.Page(page, title="Writes")]))
+
+    at = AppTest.from_function(app, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "A page that writes"
+    (box,) = at.error
+    assert "the database is read-only" in box.value and box.proto.icon == ":material/database:"

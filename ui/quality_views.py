@@ -16,10 +16,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.glossary_views import help_columns
-from ui.shared import jobs, pool, store, watch
+from ui.job_views import is_running, job_outcome, job_progress, start_job_button
+from ui.shared import jobs, pool, store
 from workbench.core import glossary
 from workbench.core.escaping import md_escape
-from workbench.core.jobs import Job
 from workbench.core.text_units import counted
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
@@ -32,34 +32,6 @@ EXPLAIN = ("The reference's tokens are fed to every quantization (teacher forcin
            "next-token distributions are compared: **KLD** is KL(reference ‖ quantization) in nats (0 = identical), "
            "**same top-1** is how often both would pick the same next token, **PPL** is the perplexity of the "
            "reference's text under each model. Definitions: docs/quality.md.")
-
-
-# ---- background jobs ---------------------------------------------------------------------------
-def quality_job(job_id: int | None) -> QualityJob | None:
-    """The divergence or eval job with this id (a session keeps only the id), while the registry keeps it."""
-    return jobs().get(job_id, QualityJob)
-
-
-def job_progress(job: Job, key: str) -> None:
-    """A live progress bar with a Stop button; reruns the whole page once the job ends (see `shared.watch`)."""
-    if st.button("Stop", key=f"{key}-stop", disabled=job.cancel.is_set()):
-        job.stop()
-
-    def draw(snap: dict) -> None:
-        text = f"{snap['title']}: {snap['message']} ({snap['elapsed_s']:.0f} s)"
-        st.progress(min(1.0, snap["fraction"]), text="Stopping… " + text if snap["cancelling"] else text)
-
-    watch(job.snapshot, draw)
-
-
-def job_outcome(job: Job | None) -> None:
-    """What a finished job left to say (stopped, or why it failed)."""
-    if job is None or not job.finished:
-        return
-    if job.cancelled:
-        st.info("Stopped. Nothing half-measured was kept.")
-    elif job.failure:
-        st.error(f"Could not finish: {md_escape(job.failure)}")
 
 
 # ---- divergence --------------------------------------------------------------------------------
@@ -169,7 +141,7 @@ def divergence_panel(run: dict[str, Any], key: str = "cmp", explain: bool = True
     """Measure (in the background) and show how far each contestant of a stored run drifts from the reference."""
     run_id = run["id"]
     state_key = f"divergence-job-{run_id}"
-    job = quality_job(st.session_state.get(state_key))
+    job = jobs().get(st.session_state.get(state_key), QualityJob)
     if job is not None and not job.finished:
         job_progress(job, f"{key}-{run_id}-job")
         return
@@ -190,10 +162,10 @@ def divergence_panel(run: dict[str, Any], key: str = "cmp", explain: bool = True
                    "your own files on the Quality page.")
         return
     label = "Measure divergence" if report is None else "Measure again"
-    if st.button(label, key=f"{key}-{run_id}-measure", type="primary" if report is None else "secondary"):
-        new = jobs().start(divergence_run_job(pool(), store(), run_id))
-        st.session_state[state_key] = new.id
-        st.rerun()
+    job = start_job_button(label, state_key, lambda: divergence_run_job(pool(), store(), run_id), of=QualityJob,
+                           key=f"{key}-{run_id}-measure", type="primary" if report is None else "secondary")
+    if is_running(job):
+        st.rerun()  # its progress shows in place of the panel
 
 
 # ---- evals -------------------------------------------------------------------------------------

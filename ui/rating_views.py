@@ -10,7 +10,6 @@ names a quantization.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from ui import views
 from ui.glossary_views import help_columns
 from ui.headline_views import headline_view
 from ui.shared import store
+from ui.star_views import rater, session_id, star_widget
 from workbench.core.escaping import md_escape
 from workbench.core.text_units import counted
 from workbench.people import ratings as rt
@@ -39,15 +39,6 @@ ALL = "(all)"
 SET = "A prompt set"
 WHAT = {"One run": "the outputs of one prompt", SET: "blind, prompt by prompt, a candidate vs any baseline; "
         "a verdict at the end"}
-
-
-def session_id() -> str:
-    """This browser session's rater id (the Compare page's star ratings use the same one)."""
-    return st.session_state.setdefault("rater_session", uuid.uuid4().hex)
-
-
-def rater() -> str | None:
-    return (st.session_state.get("rater") or "").strip() or None
 
 
 def stars(n: int) -> str:
@@ -69,25 +60,6 @@ def rater_input() -> None:
 
 
 # ---- saving -------------------------------------------------------------------------------------
-def _save_stars(run_id: int, label: str, key: str, mode: str, shown_as: str, letter: str | None) -> None:
-    value = st.session_state.get(f"{key}-stars")
-    if value is None:
-        return
-    try:
-        rt.add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, rater=rater(), mode=mode,
-                      comment=st.session_state.get(f"{key}-comment") or None, session=session_id(),
-                      display_letter=letter)
-    except StoreError as exc:
-        st.toast(f"Rating of {md_escape(shown_as)} not saved: {md_escape(exc)}", icon=":material/warning:")
-        return
-    except rt.RatingError as exc:
-        st.toast(f"Rating of {md_escape(shown_as)} not saved: "
-                 f"{md_escape(exc) if mode == 'open' else 'the run or output is gone'}",
-                 icon=":material/warning:")
-        return
-    st.toast(f"Saved {int(value) + 1}★ for {md_escape(shown_as)}")
-
-
 def _vote_saved(save: Callable[[], object]) -> bool:
     """Run one vote's save; say plainly if it could not be saved (the run is gone, the database refuses)."""
     try:
@@ -114,17 +86,6 @@ def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, 
     todo = [name for name, a, b in pairs[here + 1:] + pairs[:here + 1] if frozenset((a, b)) not in done]
     if todo:
         st.session_state[pick_key] = todo[0]  # on to the next pair not voted yet
-
-
-def star_widget(run_id: int, label: str, key: str, *, mode: str, shown_as: str, letter: str | None,
-                saved: int | None) -> None:
-    """Stars (saved at once) and an optional comment saved with them; keys carry no quantization name in blind."""
-    if saved is not None and f"{key}-stars" not in st.session_state:
-        st.session_state[f"{key}-stars"] = saved - 1  # what this session (or rater) saved before: reload, other tab
-    args = (run_id, label, key, mode, shown_as, letter)
-    st.feedback("stars", key=f"{key}-stars", on_change=_save_stars, args=args)
-    st.text_input("Comment (optional)", key=f"{key}-comment", on_change=_save_stars, args=args,
-                  label_visibility="collapsed", placeholder="Comment (optional), saved with your stars")
 
 
 # ---- the three modes ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import streamlit as st
 
 from ui import views
 from ui.headline_views import headline_view, pair_picker
-from ui.shared import jobs, open_run, store, watch
+from ui.shared import open_run, store
 from workbench.core.escaping import md_escape
 from workbench.core.text_units import counted
 from workbench.people.headline import Headline, set_headline
@@ -27,7 +27,6 @@ from workbench.quality.diff_html import plain_html, prose_html
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError
-from workbench.runs.set_runs import SetRunJob
 from workbench.storage.store import SET_PROMPT_FINISHED
 
 SETS_PAGE = "pages/sets.py"
@@ -48,39 +47,6 @@ def show_parse_errors(exc: PromptSetError, what: str) -> None:
     """One error box listing every bad row; nothing of the set is kept or run."""
     lines = "\n".join(f"- {md_escape(line)}" for line in error_lines(exc))
     st.error(f"{md_escape(what)} was not imported (nothing runs until every row is fixed):\n\n{lines}")
-
-
-# ---- a running set run ------------------------------------------------------------------------------------
-def set_job(job_id: int | None) -> SetRunJob | None:
-    """The set-run job with this id (a session keeps only the id), while the registry keeps it."""
-    return jobs().get(job_id, SetRunJob)
-
-
-def job_progress(job: SetRunJob, key: str) -> None:
-    """"prompt i of n" with the current prompt and its contestants, a Stop button; reruns the page at the end."""
-    if st.button("Stop", key=f"{key}-stop", disabled=job.cancel.is_set(),
-                 help="Finished prompts are kept; Resume runs the rest."):
-        job.stop()
-
-    def draw(snap: dict[str, Any]) -> None:
-        text = f"{md_escape(snap['message'])} ({snap['elapsed_s']:.0f} s)"
-        st.progress(min(1.0, snap["fraction"]), text="Stopping… " + text if snap["cancelling"] else text)
-        columns = snap.get("columns") or []
-        if columns:
-            st.caption(" · ".join(f"{md_escape(c['label'])}: {md_escape(c['status'])}" for c in columns))
-
-    watch(job.snapshot, draw)
-
-
-def job_outcome(job: SetRunJob | None) -> None:
-    """What a finished job left to say (stopped, or why it failed)."""
-    if job is None or not job.finished:
-        return
-    if job.cancelled:
-        message = str(job.snapshot().get("message") or "stopped")
-        st.info(f"{md_escape(message[:1].upper() + message[1:])}. Finished prompts are kept.")
-    elif job.failure:
-        st.error(f"Could not finish: {md_escape(job.failure)}")
 
 
 # ---- results ----------------------------------------------------------------------------------------------

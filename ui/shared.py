@@ -32,11 +32,18 @@ _entrypoint = threading.local()  # Streamlit runs each session's script in its o
 
 
 def run_navigation(navigation: StreamlitPage) -> None:
-    """Run the chosen page, marked as started by app.py (see `through_entrypoint`)."""
+    """Run the chosen page, marked as started by app.py (see `through_entrypoint`).
+
+    A database error no page handles (StoreError) ends the page with the same box `store()` shows, never a traceback.
+    """
     _entrypoint.active = True
     _entrypoint.followers = []
     try:
-        navigation.run()
+        try:
+            navigation.run()
+        except StoreError as exc:
+            storage_failed(exc)
+            return
         heap.freeze_long_lived()  # after a page's first imports: keeps Streamlit's per-run full GC cheap
         if _entrypoint.followers:
             _follow_loop(_entrypoint.followers)
@@ -136,9 +143,14 @@ def store() -> Store:
     try:
         return _open_store()
     except StoreError as exc:
-        st.error(md_escape(exc), icon=":material/database:")
+        storage_failed(exc)
         st.stop()
         raise  # st.stop() raises; this line is for type checkers
+
+
+def storage_failed(exc: StoreError) -> None:
+    """The one way a database error reaches the user: its message (what is wrong, how to recover) in a box."""
+    st.error(md_escape(exc), icon=":material/database:")
 
 
 @st.cache_resource(show_spinner=False)

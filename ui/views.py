@@ -13,6 +13,7 @@ import streamlit as st
 
 from ui.glossary_views import card_cell
 from ui.shared import fmt_num, follow, store
+from ui.star_views import star_widget
 from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
 from workbench.core import glossary
 from workbench.core.disturbance import of_result, stored_decode
@@ -26,7 +27,6 @@ from workbench.quality.noise_floor import Floor
 from workbench.quality.summary import summarize
 from workbench.runs import timing
 from workbench.runs.jobs import STATUS_TEXT, ComparisonJob
-from workbench.storage.store import StoreError
 
 MAX_COLUMNS = 5
 # While a contestant is measured, its column's text is sent at most this often (and no other column's);
@@ -193,34 +193,10 @@ def speed_badge(r: dict[str, Any]) -> None:
                help=md_escape(f"Speed figures {words}.{tries} They can read lower than this machine gives."))
 
 
-def _save_rating(run_id: int, label: str, key: str) -> None:
-    """Save the stars (and comment) the moment they are given, as an open-mode rating with rater and session."""
-    import uuid
-
-    from workbench.people.ratings import RatingError, add_rating
-
-    value = st.session_state.get(f"{key}-stars")
-    if value is None:
-        return
-    comment = st.session_state.get(f"{key}-comment") or None
-    session = st.session_state.setdefault("rater_session", uuid.uuid4().hex)  # shared with the Ratings page
-    try:
-        add_rating(store(), run_id=run_id, label=label, score=int(value) + 1, comment=comment, mode="open",
-                   rater=st.session_state.get("rater"), session=session)
-    except (RatingError, StoreError) as exc:
-        st.toast(f"Rating not saved: {md_escape(exc)}", icon=":material/warning:")
-        return
-    st.toast(f"Saved {int(value) + 1}★ for {md_escape(label)}")
-
-
 def rating_widget(run: dict[str, Any], r: dict[str, Any], saved: dict[str, Any] | None) -> None:
-    key = f"rate-{run['id']}-{r['label']}"
-    if saved and f"{key}-stars" not in st.session_state:
-        st.session_state[f"{key}-stars"] = int(saved["score"]) - 1  # show what another tab or reload saved
-        st.session_state[f"{key}-comment"] = saved.get("comment") or ""
-    st.feedback("stars", key=f"{key}-stars", on_change=_save_rating, args=(run["id"], r["label"], key))
-    st.text_input("Comment (optional)", key=f"{key}-comment", on_change=_save_rating, args=(run["id"], r["label"], key),
-                  label_visibility="collapsed", placeholder="Comment (optional), saved with your stars")
+    """The stars under a Compare column (an open rating: the column names the quantization), and what was saved."""
+    star_widget(run["id"], r["label"], f"rate-{run['id']}-{r['label']}", saved=int(saved["score"]) if saved else None,
+                saved_comment=(saved.get("comment") or "") if saved else None)
     if saved:
         by = f" by {md_escape(saved['rater'])}" if saved.get("rater") else ""
         st.caption(f"Saved: {'★' * int(saved['score'])} at {md_escape(str(saved['created_at'])[11:19])} UTC{by}")

@@ -19,7 +19,6 @@ import threading
 from typing import Any
 
 from workbench.cli.main import (
-    EXTRA_PARSERS,
     UsageError,
     add_run_options,
     add_variant_options,
@@ -73,7 +72,25 @@ def _start(args: argparse.Namespace, store: Any) -> tuple[int, Any, list[str]]:
     return set_run_id, lad, prompt_set.notes
 
 
-@command("batch")
+def _batch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="*", help="GGUF files of one model (instead of --demo or --ladder)")
+    p.add_argument("--prompts", default=None, help="prompt set: .txt (one per line), .csv, .toml or .jsonl")
+    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
+    p.add_argument("--ladder", default=None, help="ladder directory (holding ladder.json)")
+    p.add_argument("--labels", default=None, help="comma-separated labels that take part (the reference always does)")
+    p.add_argument("--name", default=None, help="the set's name (default: the file's own name or its stem)")
+    p.add_argument("--noise", type=int, default=0, metavar="N",
+                   help="repeat the reference N more times per prompt (0-8) for a noise floor: other micro-batch "
+                        "sizes when greedy, other seeds at temperature > 0")
+    p.add_argument("--resume", type=int, default=None, metavar="SET_RUN_ID", help="run the unfinished prompts of a set run")
+    p.add_argument("--db", default=None, help="database file (default: the app's)")
+    p.add_argument("--json", action="store_true")
+    add_run_options(p)
+    add_variant_options(p)
+
+
+@command("batch", help="run a prompt set through several quantizations as one stored set run",
+         arguments=_batch_arguments)
 def cmd_batch(args: argparse.Namespace) -> int:
     from workbench.engine.pool import WorkerPool
     from workbench.runs.set_runs import SetProgress, SetRunError, run_set
@@ -207,24 +224,3 @@ def _print_table(out: dict[str, Any]) -> None:
             print(q["sentence"])
     print(f"\nset run {out[jf.SET_RUN_ID]} ({out['name']}): {out['status']}"
           + ("" if out["status"] == "done" else f"; resume with: workbench batch --resume {out[jf.SET_RUN_ID]}"))
-
-
-def _register(sub: Any) -> None:
-    p = sub.add_parser("batch", help="run a prompt set through several quantizations as one stored set run")
-    p.add_argument("files", nargs="*", help="GGUF files of one model (instead of --demo or --ladder)")
-    p.add_argument("--prompts", default=None, help="prompt set: .txt (one per line), .csv, .toml or .jsonl")
-    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
-    p.add_argument("--ladder", default=None, help="ladder directory (holding ladder.json)")
-    p.add_argument("--labels", default=None, help="comma-separated labels that take part (the reference always does)")
-    p.add_argument("--name", default=None, help="the set's name (default: the file's own name or its stem)")
-    p.add_argument("--noise", type=int, default=0, metavar="N",
-                   help="repeat the reference N more times per prompt (0-8) for a noise floor: other micro-batch "
-                        "sizes when greedy, other seeds at temperature > 0")
-    p.add_argument("--resume", type=int, default=None, metavar="SET_RUN_ID", help="run the unfinished prompts of a set run")
-    p.add_argument("--db", default=None, help="database file (default: the app's)")
-    p.add_argument("--json", action="store_true")
-    add_run_options(p)
-    add_variant_options(p)
-
-
-EXTRA_PARSERS.append(_register)

@@ -10,25 +10,41 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from workbench.core.registry import Registry
 from workbench.core.text_units import format_bytes
 from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError
 from workbench.models import ladder as ladders
 from workbench.storage.store import StoreError
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
 
 class UsageError(Exception):
     """A mistake in how the command was called: exit code 2, one line."""
 
 
-def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        COMMANDS[name] = fn
-        return fn
+@dataclass(frozen=True)
+class Command:
+    """One subcommand, whole: its line in `workbench --help`, the options it takes and what it does (an exit code)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+
+
+# Every subcommand, in `workbench --help` order (this module's, then COMMAND_MODULES' in their order).
+COMMANDS: Registry[Command] = Registry("command")
+
+
+def command(name: str, *, help: str, arguments: Callable[[argparse.ArgumentParser], None],
+            description: str | None = None) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """The one way to add a subcommand: above its handler, with the function that declares its options."""
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS.add(name, Command(help=help, arguments=arguments, run=run, description=description))
+        return run
 
     return register
 
@@ -56,7 +72,11 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 # ---- demo / ladder ----------------------------------------------------------------------------
-@command("demo")
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true")
+
+
+@command("demo", help="build (once) and list the embedded SmolLM2 demo ladder", arguments=_demo_arguments)
 def cmd_demo(args: argparse.Namespace) -> int:
     lad = ladders.ensure_demo_ladder(_progress(args.json))
     if args.json:
@@ -71,7 +91,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("ladder")
+def _ladder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src")
+    p.add_argument("--types", default=",".join(ladders.DEFAULT_TYPES))
+    p.add_argument("--reference", default="F16", help="reference type to build (empty: use the source itself)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--json", action="store_true")
+
+
+@command("ladder", help="quantize a local GGUF into a ladder", arguments=_ladder_arguments)
 def cmd_ladder(args: argparse.Namespace) -> int:
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     from workbench.models.quantize import QUANT_TYPES, QuantizeError
@@ -174,7 +202,25 @@ def settings_from_args(args: argparse.Namespace, n_ctx: int | None = None):
     return s
 
 
-@command("compare")
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="*")
+    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
+    p.add_argument("--types", default=None, help="with --demo: which labels take part (default: the default four)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--endpoint", action="append", default=[], metavar="URL[,model=M][,label=L][,api=openai|llamacpp][,key_env=VAR]",
+                   help="also run an OpenAI-compatible or llama.cpp server endpoint (repeatable); its API key is read "
+                        "from the environment variable key_env, never from the command line")
+    p.add_argument("--remote-concurrent", action="store_true", help="run endpoints at the same time as each other")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="decode windows timed per local file, the answer first (1-10, default 1): with more, decode "
+                        "tok/s is the median of the undisturbed ones and a range is shown; a disturbed window is "
+                        "timed again up to 3 more times")
+    p.add_argument("--json", action="store_true")
+    add_run_options(p)
+    add_variant_options(p)
+
+
+@command("compare", help="run one prompt through several quantizations", arguments=_compare_arguments)
 def cmd_compare(args: argparse.Namespace) -> int:
     from workbench.engine.metrics import ContestantResult
     from workbench.engine.pool import WorkerPool
@@ -305,65 +351,36 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every registered command (COMMANDS), in the order they were registered."""
+    _load_command_modules()
     parser = argparse.ArgumentParser(prog="workbench", description="Compare GGUF quantizations of one model.")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("demo", help="build (once) and list the embedded SmolLM2 demo ladder")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("ladder", help="quantize a local GGUF into a ladder")
-    p.add_argument("src")
-    p.add_argument("--types", default=",".join(ladders.DEFAULT_TYPES))
-    p.add_argument("--reference", default="F16", help="reference type to build (empty: use the source itself)")
-    p.add_argument("--out", default=None)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("compare", help="run one prompt through several quantizations")
-    p.add_argument("files", nargs="*")
-    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
-    p.add_argument("--types", default=None, help="with --demo: which labels take part (default: the default four)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--endpoint", action="append", default=[], metavar="URL[,model=M][,label=L][,api=openai|llamacpp][,key_env=VAR]",
-                   help="also run an OpenAI-compatible or llama.cpp server endpoint (repeatable); its API key is read "
-                        "from the environment variable key_env, never from the command line")
-    p.add_argument("--remote-concurrent", action="store_true", help="run endpoints at the same time as each other")
-    p.add_argument("--repeats", type=int, default=1, metavar="N",
-                   help="decode windows timed per local file, the answer first (1-10, default 1): with more, decode "
-                        "tok/s is the median of the undisturbed ones and a range is shown; a disturbed window is "
-                        "timed again up to 3 more times")
-    p.add_argument("--json", action="store_true")
-    add_run_options(p)
-    add_variant_options(p)
-
-    for register in EXTRA_PARSERS:
-        register(sub)
+    for name, cmd in COMMANDS.items():
+        cmd.arguments(sub.add_parser(name, help=cmd.help, description=cmd.description))
     return parser
 
 
-# Other CLI modules add their subcommands: EXTRA_PARSERS.append(register) where register(subparsers)
-# adds a parser, and @command(name) for the handler. Each area keeps its commands in its own module.
-EXTRA_PARSERS: list[Callable[[Any], None]] = []
-EXTENSION_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote",
-                     "workbench.cli.batch", "workbench.cli.targets", "workbench.cli.recommend")
+# The modules whose commands join this module's: each declares its own with @command beside its handler.
+COMMAND_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote",
+                   "workbench.cli.batch", "workbench.cli.targets", "workbench.cli.recommend")
 
 
-def _load_extensions() -> None:
+def _load_command_modules() -> None:
     """Import the modules that register the other commands. Each one exists; an import error is a bug to see."""
     import importlib
 
-    for mod in EXTENSION_MODULES:
+    for mod in COMMAND_MODULES:
         importlib.import_module(mod)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_extensions()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS.get(args.command).run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

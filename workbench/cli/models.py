@@ -13,18 +13,13 @@ import sys
 import time
 from typing import Any
 
-from workbench.cli.main import EXTRA_PARSERS, UsageError, command, fmt_bytes, print_table
+from workbench.cli.main import UsageError, command, fmt_bytes, print_table
 from workbench.core import paths
 from workbench.core.text_units import format_gb
 from workbench.files import fit
 
 
-def _register(sub: Any) -> None:
-    p = sub.add_parser("fit", help="predict each GGUF's peak memory and whether it fits this machine",
-                       description="Predicted peak memory of one worker = weights + KV cache at --ctx + compute buffers "
-                                   "+ runtime, against this machine's free RAM and each GPU's free VRAM. Local files "
-                                   "and Hub files alike: a Hub file's header is read with HTTP range requests, "
-                                   "without downloading its weights.")
+def _fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="*", metavar="FILE.gguf")
     p.add_argument("--demo", action="store_true", help="the embedded SmolLM2 demo ladder")
     p.add_argument("--repo", default=None, help="a Hugging Face repo id (owner/name)")
@@ -34,19 +29,14 @@ def _register(sub: Any) -> None:
     p.add_argument("--kv-type", default="f16", help="KV cache type: f16 (default), q8_0, q4_0 …")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("download", help="download GGUF quantizations from the Hugging Face Hub into the HF cache",
-                       description="Downloads into the standard Hugging Face cache with resume (a cancelled or cut "
-                                   "download continues with a Range request) and size + sha256 checks. Gated and "
-                                   "private repos use HF_TOKEN, which is never printed.")
+
+def _download_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("repo")
     p.add_argument("--types", default=None,
                    help="comma-separated quantization types or file names (default: Q8_0,Q5_K_M,Q4_K_M,Q2_K where present)")
     p.add_argument("--revision", default=None)
     p.add_argument("--ladder", action="store_true", help="register the downloaded files as a ladder for `compare`")
     p.add_argument("--json", action="store_true")
-
-
-EXTRA_PARSERS.append(_register)
 
 
 def _types(text: str | None) -> list[str]:
@@ -56,7 +46,10 @@ def _types(text: str | None) -> list[str]:
 # ---- fit ----------------------------------------------------------------------------------------
 
 
-@command("fit")
+@command("fit", help="predict each GGUF's peak memory and whether it fits this machine", arguments=_fit_arguments,
+         description="Predicted peak memory of one worker = weights + KV cache at --ctx + compute buffers + runtime, "
+                     "against this machine's free RAM and each GPU's free VRAM. Local files and Hub files alike: a "
+                     "Hub file's header is read with HTTP range requests, without downloading its weights.")
 def cmd_fit(args: argparse.Namespace) -> int:
     from workbench.core.hardware import machine
     from workbench.models.hub import HubError
@@ -185,7 +178,11 @@ class _Bar:
             print(file=sys.stderr, flush=True)
 
 
-@command("download")
+@command("download", help="download GGUF quantizations from the Hugging Face Hub into the HF cache",
+         arguments=_download_arguments,
+         description="Downloads into the standard Hugging Face cache with resume (a cancelled or cut download "
+                     "continues with a Range request) and size + sha256 checks. Gated and private repos use HF_TOKEN, "
+                     "which is never printed.")
 def cmd_download(args: argparse.Namespace) -> int:
     from workbench.files.gguf_info import GgufError
     from workbench.models import hub

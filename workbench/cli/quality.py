@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from workbench.cli.main import (
-    EXTRA_PARSERS,
     UsageError,
     _progress,
     add_variant_options,
@@ -42,8 +41,45 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+# ---- parsers ----------------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, max_tokens: int, ctx: int | None) -> None:
+    p.add_argument("files", nargs="*", help="GGUF files (the highest precision is the reference)")
+    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
+    p.add_argument("--types", default=None, help="with --demo: which labels take part (default: the default four)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--max-tokens", type=int, default=max_tokens)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    p.add_argument("--ctx", type=int, default=ctx, help="context size in tokens")
+    p.add_argument("--gpu-layers", type=int, default=None,
+                   help="layers to offload to a GPU (-1: all, 0: CPU only; default: what the fit prediction says fits)")
+    p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
+    add_variant_options(p)
+
+
+def _diverge_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, 128, 2048)
+    p.add_argument("--prompt", default=None, help="the reference generates on this prompt; its output is measured")
+    p.add_argument("--reference-text", action="store_true",
+                   help="score the bundled reference text in chunks, like llama-perplexity --kl-divergence")
+    p.add_argument("--text", default=None, metavar="FILE", help="with --reference-text: score this text file instead")
+    p.add_argument("--run", type=int, default=None, help="measure a stored comparison's reference output")
+    p.add_argument("--chunk", type=int, default=512, help="with --reference-text: tokens per chunk (default 512)")
+    p.add_argument("--max-chunks", type=int, default=None, help="with --reference-text: score at most this many chunks")
+    p.add_argument("--system", default="", help="system prompt (with --prompt)")
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, 128, None)
+    p.add_argument("--pack", required=True, help="a .toml or .csv pack, or a bundled pack's name (e.g. starter)")
+    p.add_argument("--categories", default=None, help="comma-separated categories to run (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="run at most N cases, spread across the categories")
+
+
 # ---- diverge ----------------------------------------------------------------------------------
-@command("diverge")
+@command("diverge", help="teacher-forced KL divergence, top-1 agreement and perplexity vs the reference",
+         arguments=_diverge_arguments)
 def cmd_diverge(args: argparse.Namespace) -> int:
     from workbench.engine.pool import WorkerPool
     from workbench.quality import divergence as dv
@@ -168,7 +204,8 @@ def _resolve_pack(name: str):
         raise UsageError(str(exc)) from None
 
 
-@command("eval")
+@command("eval", help="run a task pack across quantizations: pass rates per category",
+         arguments=_eval_arguments)
 def cmd_eval(args: argparse.Namespace) -> int:
     from workbench.engine.pool import WorkerPool
     from workbench.quality import evals
@@ -234,42 +271,3 @@ def _print_eval(run: Any) -> None:
             print(f"  {p.label} on {p.category}: {p.passed}/{p.total} vs {p.reference_passed}/{p.total} — {p.verdict}")
     if run.run_id is not None:
         print(f"\nsaved as run {run.run_id}")
-
-
-# ---- parsers ----------------------------------------------------------------------------------
-def _common(p: argparse.ArgumentParser, max_tokens: int, ctx: int | None) -> None:
-    p.add_argument("files", nargs="*", help="GGUF files (the highest precision is the reference)")
-    p.add_argument("--demo", action="store_true", help="use the embedded demo ladder")
-    p.add_argument("--types", default=None, help="with --demo: which labels take part (default: the default four)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--max-tokens", type=int, default=max_tokens)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="default: physical cores")
-    p.add_argument("--ctx", type=int, default=ctx, help="context size in tokens")
-    p.add_argument("--gpu-layers", type=int, default=None,
-                   help="layers to offload to a GPU (-1: all, 0: CPU only; default: what the fit prediction says fits)")
-    p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
-    add_variant_options(p)
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("diverge", help="teacher-forced KL divergence, top-1 agreement and perplexity vs the reference")
-    _common(p, 128, 2048)
-    p.add_argument("--prompt", default=None, help="the reference generates on this prompt; its output is measured")
-    p.add_argument("--reference-text", action="store_true",
-                   help="score the bundled reference text in chunks, like llama-perplexity --kl-divergence")
-    p.add_argument("--text", default=None, metavar="FILE", help="with --reference-text: score this text file instead")
-    p.add_argument("--run", type=int, default=None, help="measure a stored comparison's reference output")
-    p.add_argument("--chunk", type=int, default=512, help="with --reference-text: tokens per chunk (default 512)")
-    p.add_argument("--max-chunks", type=int, default=None, help="with --reference-text: score at most this many chunks")
-    p.add_argument("--system", default="", help="system prompt (with --prompt)")
-
-    p = sub.add_parser("eval", help="run a task pack across quantizations: pass rates per category")
-    _common(p, 128, None)
-    p.add_argument("--pack", required=True, help="a .toml or .csv pack, or a bundled pack's name (e.g. starter)")
-    p.add_argument("--categories", default=None, help="comma-separated categories to run (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="run at most N cases, spread across the categories")
-
-
-EXTRA_PARSERS.append(register)

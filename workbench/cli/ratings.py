@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
+from workbench.cli.main import UsageError, command, print_table
 from workbench.core.text_units import counted
 from workbench.files import json_fields as jf
 from workbench.people.ratings import MODES, VOTE_MODES
@@ -43,7 +43,63 @@ def _missing(store: Any, run_ids: list[int] | None) -> int:
     return 0
 
 
-@command("report")
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_ids", metavar="RUN_ID", type=int, nargs="*")
+    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID",
+                   help="report a whole set run (workbench batch, the Prompt sets page): its verdict, machine "
+                        "measures and every prompt")
+    p.add_argument("--out", "--html", dest="out", default=None, metavar="FILE.html",
+                   help="self-contained HTML file (works offline)")
+    p.add_argument("--markdown", "--md", dest="markdown", default=None, metavar="FILE.md")
+    p.add_argument("--candidate", default=None, metavar="LABEL",
+                   help="with --set: the quantization the report is about (default: the pair judged most, else the "
+                        "smallest common quantization, e.g. Q4_K_M)")
+    p.add_argument("--vs", default=None, metavar="LABEL",
+                   help="with --set: what every output is measured against (default: Q8_0 when the set has it, "
+                        "else its reference), e.g. --candidate Q4_K_M --vs Q8_0")
+    _add_db(p)
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("json", "csv"), required=True)
+    p.add_argument("--out", required=True, metavar="PATH", help="a .json file, or a .zip for CSV")
+    p.add_argument("--runs", default=None, help="comma-separated run ids (default: every run)")
+    _add_db(p)
+
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file")
+    _add_db(p)
+
+
+def _history_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--search", default=None, help="text in the prompt")
+    p.add_argument("--model", default=None, help="text in the model (ladder) name")
+    p.add_argument("--since", default=None, help="YYYY-MM-DD")
+    p.add_argument("--until", default=None, help="YYYY-MM-DD (inclusive)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+
+def _leaderboard_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="exact model (ladder) name")
+    p.add_argument("--category", default=None)
+    p.add_argument("--rater", default=None)
+    p.add_argument("--mode", choices=tuple(dict.fromkeys(MODES + VOTE_MODES)), default=None,
+                   help="how the judgements were made (blind-set: votes of blind sessions over a set run)")
+    p.add_argument("--runs", default=None, help="comma-separated run ids")
+    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID", help="only the judgements of one set run")
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+
+@command("report", help="write an HTML (and/or Markdown) report of one or more runs, or of a set run",
+         arguments=_report_arguments)
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.people.report import UnknownRun, write_report
     from workbench.people.set_report import UnknownSetRun, write_set_report
@@ -78,7 +134,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("export")
+@command("export", help="export runs, outputs, ratings and votes (JSON, or a ZIP of CSVs)", arguments=_export_arguments)
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.people import history
 
@@ -100,7 +156,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("import")
+@command("import", help="add the runs of a JSON export to the database", arguments=_import_arguments)
 def cmd_import(args: argparse.Namespace) -> int:
     from workbench.people import history
 
@@ -118,7 +174,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("history")
+@command("history", help="list past runs, newest first", arguments=_history_arguments)
 def cmd_history(args: argparse.Namespace) -> int:
     from workbench.people import history
 
@@ -138,7 +194,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("leaderboard")
+@command("leaderboard", help="ratings per quantization: means, win rates, Bradley–Terry strengths",
+         arguments=_leaderboard_arguments)
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from workbench.people.leaderboard import leaderboard
 
@@ -166,58 +223,3 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for line in board.sentences + board.notes:
         print(line)
     return 0
-
-
-def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("report", help="write an HTML (and/or Markdown) report of one or more runs, or of a set run")
-    p.add_argument("run_ids", metavar="RUN_ID", type=int, nargs="*")
-    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID",
-                   help="report a whole set run (workbench batch, the Prompt sets page): its verdict, machine "
-                        "measures and every prompt")
-    p.add_argument("--out", "--html", dest="out", default=None, metavar="FILE.html",
-                   help="self-contained HTML file (works offline)")
-    p.add_argument("--markdown", "--md", dest="markdown", default=None, metavar="FILE.md")
-    p.add_argument("--candidate", default=None, metavar="LABEL",
-                   help="with --set: the quantization the report is about (default: the pair judged most, else the "
-                        "smallest common quantization, e.g. Q4_K_M)")
-    p.add_argument("--vs", default=None, metavar="LABEL",
-                   help="with --set: what every output is measured against (default: Q8_0 when the set has it, "
-                        "else its reference), e.g. --candidate Q4_K_M --vs Q8_0")
-    _add_db(p)
-
-    p = sub.add_parser("export", help="export runs, outputs, ratings and votes (JSON, or a ZIP of CSVs)")
-    p.add_argument("--format", choices=("json", "csv"), required=True)
-    p.add_argument("--out", required=True, metavar="PATH", help="a .json file, or a .zip for CSV")
-    p.add_argument("--runs", default=None, help="comma-separated run ids (default: every run)")
-    _add_db(p)
-
-    p = sub.add_parser("import", help="add the runs of a JSON export to the database")
-    p.add_argument("file")
-    _add_db(p)
-
-    p = sub.add_parser("history", help="list past runs, newest first")
-    p.add_argument("--search", default=None, help="text in the prompt")
-    p.add_argument("--model", default=None, help="text in the model (ladder) name")
-    p.add_argument("--since", default=None, help="YYYY-MM-DD")
-    p.add_argument("--until", default=None, help="YYYY-MM-DD (inclusive)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
-    _add_db(p)
-
-    p = sub.add_parser("leaderboard", help="ratings per quantization: means, win rates, Bradley–Terry strengths")
-    p.add_argument("--model", default=None, help="exact model (ladder) name")
-    p.add_argument("--category", default=None)
-    p.add_argument("--rater", default=None)
-    p.add_argument("--mode", choices=tuple(dict.fromkeys(MODES + VOTE_MODES)), default=None,
-                   help="how the judgements were made (blind-set: votes of blind sessions over a set run)")
-    p.add_argument("--runs", default=None, help="comma-separated run ids")
-    p.add_argument("--set", type=int, default=None, metavar="SET_RUN_ID", help="only the judgements of one set run")
-    p.add_argument("--json", action="store_true")
-    _add_db(p)
-
-
-EXTRA_PARSERS.append(register)

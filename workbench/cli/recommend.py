@@ -11,17 +11,10 @@ import json
 import sys
 from typing import Any
 
-from workbench.cli.main import EXTRA_PARSERS, UsageError, command, fmt_bytes, fmt_num, print_table
+from workbench.cli.main import UsageError, command, fmt_bytes, fmt_num, print_table
 
 
-def _register(sub: Any) -> None:
-    p = sub.add_parser(
-        "recommend", help="name the quantization and KV-cache type to ship on a target machine, with the reasons",
-        description="Every file of the ladder with each KV-cache type is a candidate. Fit and memory on the target "
-                    "are predicted from the GGUF header; decode speed there is an estimate from bytes read per token "
-                    "and the target's memory bandwidth, calibrated by the ratio measured on this machine; quality is "
-                    "what this database measured (divergence from the reference, eval pass rates, blind votes). "
-                    "Targets: `workbench targets`.")
+def _recommend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--demo", action="store_true", help="the embedded SmolLM2 demo ladder")
     p.add_argument("--ladder", default=None, metavar="DIR", help="a ladder directory (holding ladder.json)")
     p.add_argument("--target", default=None, help="target machine name (default: this machine)")
@@ -39,9 +32,6 @@ def _register(sub: Any) -> None:
     p.add_argument("--markdown", default=None, metavar="FILE.md", help="also write the report as Markdown")
     p.add_argument("--db", default=None, help="database file (default: the workbench's own)")
     p.add_argument("--json", action="store_true")
-
-
-EXTRA_PARSERS.append(_register)
 
 
 def _ladder(args: argparse.Namespace) -> Any:
@@ -72,7 +62,13 @@ def _write_reports(s: Any, args: argparse.Namespace) -> None:
                 print(f"wrote {path}", file=sys.stderr)
 
 
-@command("recommend")
+@command("recommend", help="name the quantization and KV-cache type to ship on a target machine, with the reasons",
+         arguments=_recommend_arguments,
+         description="Every file of the ladder with each KV-cache type is a candidate. Fit and memory on the target "
+                     "are predicted from the GGUF header; decode speed there is an estimate from bytes read per token "
+                     "and the target's memory bandwidth, calibrated by the ratio measured on this machine; quality is "
+                     "what this database measured (divergence from the reference, eval pass rates, blind votes). "
+                     "Targets: `workbench targets`.")
 def cmd_recommend(args: argparse.Namespace) -> int:
     from workbench.decide import report
     from workbench.decide.recommend import DEFAULT_MAX_KLD, Constraints

@@ -12,15 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.cli.main import EXTRA_PARSERS, UsageError, command, fmt_num, print_table, settings_from_args
+from workbench.cli.main import UsageError, command, fmt_num, print_table, settings_from_args
 from workbench.models import ladder as ladders
 
 
-def _register(sub: Any) -> None:
-    p = sub.add_parser("fingerprint", help="guess which quantization a remote endpoint serves, against a local ladder",
-                       description="Send short reference prompts to an endpoint (greedy, with log-probs where it gives "
-                                   "them) and rank a local ladder of the same model by how closely each file behaves "
-                                   "like it. Each run is kept, so a changed answer shows.")
+def _fingerprint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", required=True, help="base URL, e.g. http://127.0.0.1:8080 (or …/v1)")
     p.add_argument("--model", default="", help="model name the endpoint expects")
     p.add_argument("--api", choices=("openai", "llamacpp"), default="openai",
@@ -38,9 +34,6 @@ def _register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for the local files (default: physical cores)")
     p.add_argument("--ctx", type=int, default=2048, help="context size for the local files")
     p.add_argument("--json", action="store_true")
-
-
-EXTRA_PARSERS.append(_register)
 
 
 def _endpoint(args: argparse.Namespace):
@@ -76,7 +69,11 @@ def _prompts(path: str | None) -> list[str] | None:
     return prompts
 
 
-@command("fingerprint")
+@command("fingerprint", help="guess which quantization a remote endpoint serves, against a local ladder",
+         arguments=_fingerprint_arguments,
+         description="Send short reference prompts to an endpoint (greedy, with log-probs where it gives them) and "
+                     "rank a local ladder of the same model by how closely each file behaves like it. Each run is "
+                     "kept, so a changed answer shows.")
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from workbench.engine.pool import WorkerPool
     from workbench.runs.fingerprint import fingerprint

@@ -14,14 +14,11 @@ import json
 import math
 from typing import Any
 
-from workbench.cli.main import EXTRA_PARSERS, UsageError, command, print_table
+from workbench.cli.main import UsageError, command, print_table
 from workbench.core.text_units import GiB, format_bytes, format_gib
 
 
-def _register(sub: Any) -> None:
-    p = sub.add_parser("targets", help="target machines: this machine, presets and saved profiles",
-                       description="The machines fit and decode speed are predicted for. Every figure says where it "
-                                   "comes from (a spec sheet, a measurement here) or that it is an assumption.")
+def _targets_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     actions = p.add_subparsers(dest="targets_action")
     actions.add_parser("list", help="every target (the default)").add_argument("--json", action="store_true")
@@ -55,9 +52,6 @@ def _register(sub: Any) -> None:
     f.add_argument("--json", action="store_true")
 
 
-EXTRA_PARSERS.append(_register)
-
-
 def _number(text: str, *, zero_ok: bool) -> float:
     """A figure typed on the command line: finite, and positive (or zero where zero means "none")."""
     try:
@@ -88,7 +82,9 @@ def _gib(n: int) -> str:
     return format_gib(n) if n else "-"
 
 
-@command("targets")
+@command("targets", help="target machines: this machine, presets and saved profiles", arguments=_targets_arguments,
+         description="The machines fit and decode speed are predicted for. Every figure says where it comes from (a "
+                     "spec sheet, a measurement here) or that it is an assumption.")
 def cmd_targets(args: argparse.Namespace) -> int:
     from workbench.decide import targets
     from workbench.storage.store import Store

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import re
+import sqlite3
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -288,6 +289,22 @@ class ImportSummary:
 
 
 def import_json(store: Store, source: str | Path | bytes | dict[str, Any], origin: str | None = None) -> ImportSummary:
+    """Add the runs of an export to this database, all or nothing (see `_import_json`).
+
+    Any file that cannot be imported raises ImportFileError saying why, one that looks like an export but is
+    damaged in a way validation did not name included, so every caller reports it the same way; a database that
+    cannot be written raises StoreError.
+    """
+    try:
+        return _import_json(store, source, origin)
+    except ImportFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, sqlite3.Error) as exc:
+        raise ImportFileError(f"it looks like an export but is damaged or incomplete ({type(exc).__name__}: {exc})") \
+            from None
+
+
+def _import_json(store: Store, source: str | Path | bytes | dict[str, Any], origin: str | None) -> ImportSummary:
     """Add the runs of an export to this database, all in one transaction (all or nothing).
 
     The file is untrusted: `validate_import` checks every value against the schema first, and each run is

@@ -33,7 +33,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from workbench.core.registry import Registry, UnknownKind
+
 __all__ = [
+    "CHECKERS",
     "CHECKER_KINDS",
     "Checker",
     "ContainsAllChecker",
@@ -554,20 +557,45 @@ def _req_str_list(spec: Mapping[str, Any], kind: str, key: str) -> tuple[str, ..
     return tuple(value)
 
 
+@dataclass(frozen=True)
+class CheckerKind:
+    """One kind of check: the options a spec of it may carry (besides `kind`) and how it is built from one."""
+
+    options: frozenset[str]
+    build: Callable[[Mapping[str, Any]], Checker]
+
+
+# Every checker kind, registered beside its builder below, in the order packs and messages list them.
+CHECKERS: Registry[CheckerKind] = Registry("checker kind")
+
+
+def checker_kind(name: str, *options: str) -> Callable[[Callable[[Mapping[str, Any]], Checker]], Callable[[Mapping[str, Any]], Checker]]:
+    """Register the decorated builder as checker kind `name`, taking `options`: the one way to add a kind."""
+    def register(build: Callable[[Mapping[str, Any]], Checker]) -> Callable[[Mapping[str, Any]], Checker]:
+        CHECKERS.add(name, CheckerKind(frozenset(options), build))
+        return build
+
+    return register
+
+
+@checker_kind("exact", "expected", "ignore_case")
 def _build_exact(spec: Mapping[str, Any]) -> Checker:
     return ExactChecker(_req_str(spec, "exact", "expected"), _opt_bool(spec, "exact", "ignore_case", False), dict(spec))
 
 
+@checker_kind("contains", "expected", "ignore_case")
 def _build_contains(spec: Mapping[str, Any]) -> Checker:
     return ContainsChecker(
         _req_str(spec, "contains", "expected"), _opt_bool(spec, "contains", "ignore_case", True), dict(spec)
     )
 
 
+@checker_kind("regex", "pattern", "flags")
 def _build_regex(spec: Mapping[str, Any]) -> Checker:
     return RegexChecker(_req_str(spec, "regex", "pattern"), _parse_flags(spec.get("flags")), dict(spec))
 
 
+@checker_kind("number", "expected", "abs_tol", "tolerance", "rel_tol")
 def _build_number(spec: Mapping[str, Any]) -> Checker:
     if "expected" not in spec:
         raise ValueError("number checker needs 'expected'")
@@ -581,11 +609,13 @@ def _build_number(spec: Mapping[str, Any]) -> Checker:
     return NumberChecker(_as_number(spec["expected"], "expected"), abs_tol, rel_tol, dict(spec))
 
 
+@checker_kind("json", "schema")
 def _build_json(spec: Mapping[str, Any]) -> Checker:
     schema = spec.get("schema")
     return JsonChecker(dict(schema) if isinstance(schema, Mapping) else schema, dict(spec))
 
 
+@checker_kind("contains_all", "expected", "ignore_case")
 def _build_contains_all(spec: Mapping[str, Any]) -> Checker:
     return ContainsAllChecker(
         _req_str_list(spec, "contains_all", "expected"),
@@ -594,6 +624,7 @@ def _build_contains_all(spec: Mapping[str, Any]) -> Checker:
     )
 
 
+@checker_kind("contains_none", "expected", "ignore_case")
 def _build_contains_none(spec: Mapping[str, Any]) -> Checker:
     return ContainsNoneChecker(
         _req_str_list(spec, "contains_none", "expected"),
@@ -602,17 +633,7 @@ def _build_contains_none(spec: Mapping[str, Any]) -> Checker:
     )
 
 
-_BUILDERS: dict[str, tuple[Callable[[Mapping[str, Any]], Checker], frozenset[str]]] = {
-    "exact": (_build_exact, frozenset({"expected", "ignore_case"})),
-    "contains": (_build_contains, frozenset({"expected", "ignore_case"})),
-    "regex": (_build_regex, frozenset({"pattern", "flags"})),
-    "number": (_build_number, frozenset({"expected", "abs_tol", "tolerance", "rel_tol"})),
-    "json": (_build_json, frozenset({"schema"})),
-    "contains_all": (_build_contains_all, frozenset({"expected", "ignore_case"})),
-    "contains_none": (_build_contains_none, frozenset({"expected", "ignore_case"})),
-}
-
-CHECKER_KINDS: tuple[str, ...] = tuple(_BUILDERS)
+CHECKER_KINDS: tuple[str, ...] = CHECKERS.names()
 
 
 def build_checker(spec: Mapping[str, Any]) -> Checker:
@@ -627,15 +648,17 @@ def build_checker(spec: Mapping[str, Any]) -> Checker:
     kind = spec.get("kind")
     if kind is None:
         raise ValueError(f"check has no 'kind'; use one of: {', '.join(CHECKER_KINDS)}")
-    if kind not in _BUILDERS:
-        raise ValueError(f"unknown checker kind {kind!r}; use one of: {', '.join(CHECKER_KINDS)}")
-    builder, allowed = _BUILDERS[kind]
+    try:
+        checker = CHECKERS.get(kind)
+    except UnknownKind as exc:  # "unknown checker kind 'x'; use one of: …", a ValueError as every spec mistake is
+        raise ValueError(str(exc)) from None
+    allowed = checker.options
     unknown = sorted(set(spec) - allowed - {"kind"})
     if unknown:
         raise ValueError(
             f"{kind} checker does not take {', '.join(map(repr, unknown))}; it takes: {', '.join(sorted(allowed))}"
         )
-    return builder(spec)
+    return checker.build(spec)
 
 
 def describe_spec(spec: Mapping[str, Any]) -> str:
