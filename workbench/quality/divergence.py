@@ -44,8 +44,6 @@ from typing import Any
 
 import numpy as np
 
-from workbench.core import hardware
-from workbench.core.hardware import llama_cpp_version
 from workbench.core.scratch import scratch_dir
 from workbench.engine.access import WorkerAccess
 from workbench.engine.pool import WorkerDied, WorkerError, WorkerPool
@@ -54,7 +52,7 @@ from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs.compare import IMPORTED_NOTE, is_imported, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
-from workbench.runs.variants import with_stored_variant
+from workbench.runs.run_record import new_run, run_status
 from workbench.storage.store import DivergenceRow, Store, now_iso
 
 __all__ = [
@@ -483,8 +481,7 @@ def contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
     run_n_ctx = (run.get("settings") or {}).get("n_ctx")
     for r in run["results"]:
         if r.get("file") and (r["is_reference"] or not r.get("error")):
-            found.append(with_stored_variant(Contestant(r["label"], r["file"], r.get("quant_type"), r.get("size_bytes"),
-                                                        r.get("bits_per_weight"), bool(r["is_reference"])), r, run_n_ctx))
+            found.append(Contestant.from_stored(r, run_n_ctx))
     if len(found) <= 1:
         extra = (run.get("meta") or {}).get("contestants") or []
         ladder = run.get("ladder") or {}
@@ -584,13 +581,7 @@ def diverge_prompt(
     messages = settings.messages(prompt)
     run_id = None
     if store is not None:
-        from workbench import __version__
-
-        run_id = store.create_run(
-            settings=settings.to_dict(), prompt=prompt, system_prompt=settings.system_prompt or None, messages=messages,
-            kind="diverge", ladder=ladder.to_dict() if ladder else None, reference_label=ref.label,
-            machine=hardware.machine().to_dict(), versions={"workbench": __version__, "llama_cpp": llama_cpp_version()},
-        )
+        run_id = new_run(store, "diverge", contestants, prompt, settings, reference=ref.label, ladder=ladder)
     try:
         with _turn(pool, cancel):
             on_progress(0, 1, f"{ref.label} (reference): generating")
@@ -620,7 +611,7 @@ def diverge_prompt(
                                     "note": "the reference's end-of-sequence token, if it stopped on one, is not scored"})
     if store is not None and run_id is not None:
         save_report(store, report)
-        store.finish_run(run_id, "done" if all(r.ok for r in results) else "partial")
+        store.finish_run(run_id, run_status((r.ok for r in results), cancelled=False))
     return report
 
 
@@ -666,17 +657,12 @@ def diverge_text(
             "scored_per_chunk": chunk_tokens - chunk_tokens // 2 - 1, "bos_replaced": bos is not None, "top_k": top_k}
     run_id = None
     if store is not None:
-        from workbench import __version__
-
-        run_id = store.create_run(
-            settings={**settings.to_dict(), "chunk_tokens": chunk_tokens}, prompt=f"reference text: {text_name}",
-            kind="diverge-text", ladder=ladder.to_dict() if ladder else None, reference_label=ref.label,
-            machine=hardware.machine().to_dict(), versions={"workbench": __version__, "llama_cpp": llama_cpp_version()},
-        )
+        run_id = new_run(store, "diverge-text", contestants, f"reference text: {text_name}", settings, chat=False,
+                         reference=ref.label, ladder=ladder, extra_settings={"chunk_tokens": chunk_tokens})
     report = DivergenceReport(run_id, "text", ref.label, results, meta=meta)
     if store is not None and run_id is not None:
         save_report(store, report)
-        store.finish_run(run_id, "done" if all(r.ok for r in results) else "partial")
+        store.finish_run(run_id, run_status((r.ok for r in results), cancelled=False))
     return report
 
 

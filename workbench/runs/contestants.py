@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -29,6 +29,10 @@ API_OPENAI = "openai"
 API_LLAMACPP = "llamacpp"
 APIS = (API_OPENAI, API_LLAMACPP)
 MAX_TIMING_REPEATS = 10  # decode windows timed per local contestant, at most (runs.timing)
+#: KV-cache types a variant may use (llama.cpp's --cache-type-k/-v names); a quantized V needs flash attention.
+KV_TYPES = ("f16", "q8_0", "q4_0")
+MIN_CTX = 64  # the context sizes a variant may set (runs.variants)
+MAX_CTX = 1 << 20
 # query-string parameter names that carry a credential, compared lower-case without "-" and "_": a URL holding one
 # is refused, because a URL is stored, shown and exported and a key must never be (README, remote endpoints)
 CREDENTIAL_WORDS = ("apikey", "token", "secret", "password", "passwd", "credential", "signature", "bearer",
@@ -251,6 +255,25 @@ class Contestant:
     def from_ladder_file(cls, f: LadderFile, is_reference: bool | None = None) -> Contestant:
         return cls(f.label, f.path, f.quant_type, f.size_bytes, f.bits_per_weight,
                    f.reference if is_reference is None else is_reference)
+
+    @classmethod
+    def from_stored(cls, result: Mapping[str, Any], run_n_ctx: int | None) -> Contestant:
+        """A local contestant again, from one stored result of a run (to measure or re-measure it).
+
+        Reads only the result's label, file, quant_type, size_bytes, bits_per_weight, is_reference, and the
+        variant its metrics record (kv_type_k, kv_type_v, n_ctx, written since variants exist): an older result,
+        or one at the run's own context (`run_n_ctx`) with the f16 cache, is the plain file."""
+        plain = cls(str(result["label"]), result["file"], result.get("quant_type"), result.get("size_bytes"),
+                    result.get("bits_per_weight"), bool(result.get("is_reference")))
+        stored = result.get("metrics")
+        metrics: Mapping[str, Any] = stored if isinstance(stored, Mapping) else result
+        k, v, n_ctx = metrics.get("kv_type_k"), metrics.get("kv_type_v"), metrics.get("n_ctx")
+        k = k if k in KV_TYPES else "f16"
+        v = v if v in KV_TYPES else "f16"
+        own_ctx = n_ctx if isinstance(n_ctx, int) and n_ctx != run_n_ctx and MIN_CTX <= n_ctx <= MAX_CTX else None
+        if k == "f16" and v == "f16" and own_ctx is None:
+            return plain
+        return replace(plain, kv_type_k=k, kv_type_v=v, n_ctx=own_ctx)
 
     def blank_result(self) -> ContestantResult:
         return ContestantResult(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,

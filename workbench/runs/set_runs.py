@@ -39,11 +39,12 @@ from workbench.engine.pool import WorkerPool
 from workbench.files.gguf_info import GgufError
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, ItemResult, batching_enabled, generate_many, result_of
-from workbench.runs.compare import OnEvent, check_contestants, contestants_for, new_run, run_comparison
+from workbench.runs.compare import OnEvent, check_contestants, contestants_for, run_comparison
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.jobs import ColumnState
 from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats, run_repeats_batched
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
+from workbench.runs.run_record import new_run, run_status, workbench_version
 from workbench.runs.variants import Variant, variant_contestants
 from workbench.storage.limits import refuse_set
 from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
@@ -122,12 +123,6 @@ def _quiet(progress: SetProgress) -> None:
     pass
 
 
-def _version() -> str:
-    from workbench import __version__
-
-    return __version__
-
-
 # ---- creating ---------------------------------------------------------------------------------------------
 def set_contestants(ladder: Ladder, labels: list[str] | None, reference: str | None = None) -> list[Contestant]:
     """The contestants of a set run: the reference first, then the chosen labels; unknown labels refused."""
@@ -189,7 +184,7 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
     ref = reference_contestant.label if reference_contestant else None
     return store.create_set_run(name=prompt_set.name, prompts=prompt_set.to_dicts(), labels=[c.label for c in contestants],
                                 reference_label=ref, settings=stored_settings, ladder=ladder.to_dict(),
-                                noise_repeats=noise_repeats, workbench_version=_version())
+                                noise_repeats=noise_repeats, workbench_version=workbench_version())
 
 
 def ladder_of(set_run: dict[str, Any]) -> Ladder:
@@ -395,13 +390,7 @@ def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run
             for position, done_result in enumerate(results[i]):
                 if done_result is not None:
                     store.add_result(run_ids[i], position, done_result.to_dict())  # the divergence marks
-            if len(got) < len(contestants):
-                status = "cancelled"
-            elif all(not r.ok for r in got):
-                status = "failed"
-            else:
-                status = "partial" if any(not r.ok for r in got) else "done"
-            store.finish_run(run_ids[i], status)
+            store.finish_run(run_ids[i], run_status((r.ok for r in got), cancelled=len(got) < len(contestants)))
         now = state.statuses()
         on_progress(SetProgress(set_run_id, total, state.finished_count(), "prompt-done", chunk[-1],
                                 prompts[chunk[-1]].prompt, None, labels, labels, now, repeats=repeats, chunk=span))
@@ -450,7 +439,7 @@ def _chunk_runs(store: Store, set_run_id: int, chunk: list[int], contestants: li
                     k: row[k] for k in ("label", "text", "error", "stop_reason", "token_ids", "is_reference")}})
             store.finish_run(prior["id"], "running")
             continue
-        run_ids[i] = new_run(store, contestants, prompts[i].prompt, prompt_settings(i), ladder=ladder,
+        run_ids[i] = new_run(store, "compare", contestants, prompts[i].prompt, prompt_settings(i), ladder=ladder,
                              category=prompts[i].category)
         store.tag_set_run_child(run_ids[i], set_run_id, i)
     return run_ids, results

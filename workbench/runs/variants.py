@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-from workbench.runs.contestants import Contestant
+from workbench.runs.contestants import KV_TYPES, MAX_CTX, MIN_CTX, Contestant
 
-#: KV-cache types a variant may use (llama.cpp's --cache-type-k/-v names); a quantized V needs flash attention.
-KV_TYPES = ("f16", "q8_0", "q4_0")
-MIN_CTX = 64
-MAX_CTX = 1 << 20
+__all__ = ["KV_TYPES", "MAX_CTX", "MIN_CTX", "Variant", "ctx_label", "parse_variant", "variant_contestants",
+           "variant_of"]
 
 
 def ctx_label(n_ctx: int) -> str:
@@ -124,16 +121,3 @@ def variant_contestants(contestants: Sequence[Contestant], variants: Sequence[Va
                                                kv_type_v=v.kv_type_v, n_ctx=v.n_ctx))
     return out
 
-
-def with_stored_variant(contestant: Contestant, result: dict[str, Any], run_n_ctx: int | None) -> Contestant:
-    """`contestant` loaded as a stored result says it was (its metrics' kv_type_k/kv_type_v/n_ctx, written since
-    variants exist); an older result, or one at the run's own context with the f16 cache, stays the plain file."""
-    stored = result.get("metrics")
-    metrics: dict[str, Any] = stored if isinstance(stored, dict) else result
-    k, v, n_ctx = metrics.get("kv_type_k"), metrics.get("kv_type_v"), metrics.get("n_ctx")
-    k = k if k in KV_TYPES else "f16"
-    v = v if v in KV_TYPES else "f16"
-    own_ctx = n_ctx if isinstance(n_ctx, int) and n_ctx != run_n_ctx and MIN_CTX <= n_ctx <= MAX_CTX else None
-    if k == "f16" and v == "f16" and own_ctx is None:
-        return contestant
-    return replace(contestant, kv_type_k=k, kv_type_v=v, n_ctx=own_ctx)
