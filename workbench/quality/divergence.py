@@ -47,6 +47,7 @@ import numpy as np
 from workbench.core.scratch import scratch_dir
 from workbench.engine.access import WorkerAccess
 from workbench.engine.pool import WorkerDied, WorkerError, WorkerPool
+from workbench.engine.protocol import Request, Score, Tokenize
 from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
@@ -270,7 +271,7 @@ def _request(
     pool: WorkerPool,
     contestant: Contestant,
     settings: RunSettings,
-    request: dict[str, Any],
+    request: Request,
     terminal: set[str],
     cancel: threading.Event | None,
 ) -> dict[str, Any]:
@@ -280,7 +281,7 @@ def _request(
     try:
         return access.run(lambda worker, _loaded: worker.call(request, terminal, None, cancel))
     except WorkerDied as died:
-        raise DivergenceError(f"{contestant.label}: {died.describe(request['op'])}") from None
+        raise DivergenceError(f"{contestant.label}: {died.describe(request.op)}") from None
     except WorkerError as exc:
         if str(exc) == "cancelled" or (cancel is not None and cancel.is_set()):
             raise DivergenceCancelled("stopped") from None
@@ -289,11 +290,7 @@ def _request(
 
 def _tokenize(pool: WorkerPool, contestant: Contestant, settings: RunSettings, *, messages: Any = None,
               text: str | None = None, cancel: threading.Event | None = None) -> list[int]:
-    req: dict[str, Any] = {"op": "tokenize", "id": 1}
-    if messages is not None:
-        req["messages"] = messages
-    else:
-        req["text"] = text or ""
+    req = Tokenize(messages=messages) if messages is not None else Tokenize(text=text or "")
     return [int(t) for t in _request(pool, contestant, settings, req, {"tokenized"}, cancel)["tokens"]]
 
 
@@ -378,8 +375,8 @@ def teacher_force(
                 raise DivergenceCancelled("stopped")
             ref_file = str(Path(tmp) / f"reference-{i}.npy")
             on_progress(done, total, f"{ref.label} (reference): stretch {i + 1} of {len(calls)}")
-            event = _request(pool, ref, settings, {"op": "score", "id": i, "prompt_tokens": prompt, "target_tokens": target,
-                                                  "top_k": top_k, "save_logprobs": ref_file}, {"scored"}, cancel)
+            event = _request(pool, ref, settings, Score(prompt, target, top_k, save_logprobs=ref_file), {"scored"},
+                             cancel)
             _absorb(out[id(ref)], event, with_kld=False)
             done += 1
             for c in active:
@@ -389,9 +386,8 @@ def teacher_force(
                     continue
                 on_progress(done, total, f"{c.label}: stretch {i + 1} of {len(calls)}")
                 try:
-                    event = _request(pool, c, settings, {"op": "score", "id": i, "prompt_tokens": prompt,
-                                                         "target_tokens": target, "top_k": top_k,
-                                                         "reference_logprobs": ref_file}, {"scored"}, cancel)
+                    event = _request(pool, c, settings, Score(prompt, target, top_k, reference_logprobs=ref_file),
+                                     {"scored"}, cancel)
                     _absorb(entry, event, with_kld=True)
                 except DivergenceError as exc:
                     entry.error = str(exc)

@@ -23,6 +23,7 @@ from workbench.engine.pool import (
     WorkerPool,
     WorkerProcess,
 )
+from workbench.engine.protocol import Generate
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs import remote, timing
@@ -145,8 +146,8 @@ def run_contestant(
         result.load_s = info.get("load_s")
         result.gpu_layers = info.get("gpu_layers")
         loaded_as(result, info)
-        request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
-                   "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+        request = Generate(messages, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                           top_p=settings.top_p, seed=settings.seed)
         # Stop pressed during the load (it cannot be interrupted): call() sees `cancel` set and does not
         # start the generate; pressed just after, the cancel names this generate and the worker honours it
         done = worker.call(request, {"done"}, forward, cancel)
