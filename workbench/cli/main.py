@@ -141,7 +141,7 @@ def variants_from_args(args: argparse.Namespace) -> list[Any]:
 
 def with_variants(args: argparse.Namespace, contestants: list[Any], variants: list[Any]) -> list[Any]:
     """`contestants` expanded by the --variant options (unchanged without any)."""
-    from workbench.runs.variants import variant_contestants
+    from workbench.runs.contestants import variant_contestants
 
     if not variants:
         return contestants

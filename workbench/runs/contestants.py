@@ -18,6 +18,7 @@ from workbench.engine import access
 from workbench.engine.access import OFFLOAD_MODES, Placement
 from workbench.engine.metrics import ContestantResult
 from workbench.models.ladder import LadderFile
+from workbench.runs.variants import KV_TYPES, MAX_CTX, MIN_CTX, Variant
 
 if TYPE_CHECKING:
     from workbench.engine.pool import WorkerPool
@@ -29,10 +30,6 @@ API_OPENAI = "openai"
 API_LLAMACPP = "llamacpp"
 APIS = (API_OPENAI, API_LLAMACPP)
 MAX_TIMING_REPEATS = 10  # decode windows timed per local contestant, at most (runs.timing)
-#: KV-cache types a variant may use (llama.cpp's --cache-type-k/-v names); a quantized V needs flash attention.
-KV_TYPES = ("f16", "q8_0", "q4_0")
-MIN_CTX = 64  # the context sizes a variant may set (runs.variants)
-MAX_CTX = 1 << 20
 # query-string parameter names that carry a credential, compared lower-case without "-" and "_": a URL holding one
 # is refused, because a URL is stored, shown and exported and a key must never be (README, remote endpoints)
 CREDENTIAL_WORDS = ("apikey", "token", "secret", "password", "passwd", "credential", "signature", "bearer",
@@ -171,6 +168,12 @@ class RunSettings:
     remote_concurrent: bool = False  # remote endpoints may run at the same time as each other
     display: str = "none"  # one of DISPLAY_MODES: recorded with each result, changes nothing in the worker
     timing_repeats: int = 1  # decode windows timed per local contestant, the streamed answer first (runs.timing)
+    # A set run's variants (runs.variants): each of `file_labels` also runs as these, and as itself unless
+    # `variant_baseline` is False. Stored with the set run only when there are variants; each prompt's own run
+    # gets the expanded contestants and the settings `without_variants`.
+    variants: tuple[Variant, ...] = ()
+    variant_baseline: bool = True
+    file_labels: tuple[str, ...] = ()
 
     def messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
@@ -221,14 +224,36 @@ class RunSettings:
         """Layers to offload for one file under this run's offload mode (engine.access.gpu_layers decides)."""
         return access.gpu_layers(path, self.placement(), pool, gpus)
 
+    def without_variants(self) -> RunSettings:
+        """These settings as each contestant runs with them: the variants are already in the contestants."""
+        return replace(self, variants=(), variant_baseline=True, file_labels=())
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As stored: the variant fields only when there are variants (a run without them reads as it always did)."""
+        out = asdict(self)
+        if self.variants:
+            out.update(variants=[asdict(v) for v in self.variants], file_labels=list(self.file_labels))
+        else:
+            for key in ("variants", "variant_baseline", "file_labels"):
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, **overrides: Any) -> RunSettings:
-        """Settings as a stored run recorded them (unknown keys ignored, missing ones defaulted)."""
+        """Settings as a stored run recorded them (unknown keys ignored, missing ones defaulted). Stored variants
+        that cannot be read raise ValueError."""
         names = set(cls.__dataclass_fields__)
-        return cls(**{**{k: v for k, v in (data or {}).items() if k in names}, **overrides})
+        kept = {k: v for k, v in (data or {}).items() if k in names}
+        try:
+            if "variants" in kept:
+                kept["variants"] = tuple(Variant(**v) for v in kept["variants"] or ())
+            if "file_labels" in kept:
+                kept["file_labels"] = tuple(str(label) for label in kept["file_labels"] or ())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"its stored variants cannot be read ({exc})") from None
+        if "variant_baseline" in kept:
+            kept["variant_baseline"] = bool(kept["variant_baseline"])
+        return cls(**{**kept, **overrides})
 
 
 @dataclass
@@ -280,3 +305,29 @@ class Contestant:
                                 bits_per_weight=self.bits_per_weight, is_reference=self.is_reference,
                                 kv_type_k=None if self.is_remote else self.kv_type_k,
                                 kv_type_v=None if self.is_remote else self.kv_type_v, n_ctx=self.n_ctx)
+
+
+def variant_contestants(contestants: Sequence[Contestant], variants: Sequence[Variant], run_n_ctx: int,
+                        *, baseline: bool = True) -> list[Contestant]:
+    """One contestant per (local file, variant), in file order; remote endpoints pass through unchanged.
+
+    `baseline`: keep each file as it is (f16 cache, run's context) too. The reference stays the reference only
+    as itself: its variants are contestants like any other. Duplicates (a variant equal to the plain file) are
+    dropped. Without variants the contestants are returned as they are.
+    """
+    out: list[Contestant] = []
+    seen: set[str] = set()
+    for c in contestants:
+        if c.is_remote or not variants:
+            out.append(c)
+            continue
+        chosen = ([Variant()] if baseline or c.is_reference else []) + list(variants)
+        for v in chosen:
+            plain = v.is_plain(run_n_ctx)
+            label = v.label_for(c.label, run_n_ctx)
+            if label in seen:
+                continue
+            seen.add(label)
+            out.append(c if plain else replace(c, label=label, is_reference=False, kv_type_k=v.kv_type_k,
+                                               kv_type_v=v.kv_type_v, n_ctx=v.n_ctx))
+    return out

@@ -40,12 +40,12 @@ from workbench.files.gguf_info import GgufError
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, ItemResult, batching_enabled, generate_many, result_of
 from workbench.runs.compare import OnEvent, check_contestants, contestants_for, run_comparison
-from workbench.runs.contestants import Contestant, RunSettings
+from workbench.runs.contestants import Contestant, RunSettings, variant_contestants
 from workbench.runs.jobs import ColumnState
 from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats, run_repeats_batched
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
 from workbench.runs.run_record import new_run, run_status, workbench_version
-from workbench.runs.variants import Variant, variant_contestants
+from workbench.runs.variants import Variant
 from workbench.storage.limits import refuse_set
 from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
 
@@ -135,19 +135,17 @@ def set_contestants(ladder: Ladder, labels: list[str] | None, reference: str | N
 
 
 def stored_contestants(ladder: Ladder, set_run: dict[str, Any]) -> list[Contestant]:
-    """A stored set run's contestants: its files, expanded by the variants it was started with (kept in its
-    settings as "variants", "variant_baseline" and "file_labels"; absent in set runs from before variants)."""
-    stored = set_run.get("settings") or {}
-    raw = stored.get("variants") or []
-    if not raw:
-        return set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
+    """A stored set run's contestants: its files, expanded by the variants its settings were started with
+    (RunSettings.variants; none in set runs from before variants)."""
     try:
-        variants = [Variant(**v) for v in raw]
-    except (TypeError, ValueError) as exc:
-        raise SetRunError(f"set run {set_run.get('id')}: its stored variants cannot be read ({exc})") from None
-    files = set_contestants(ladder, list(stored.get("file_labels") or []), set_run.get("reference_label"))
-    expanded = variant_contestants(files, variants, int(stored.get("n_ctx") or RunSettings().n_ctx),
-                                   baseline=bool(stored.get("variant_baseline", True)))
+        settings = RunSettings.from_dict(set_run.get("settings"))
+    except ValueError as exc:
+        raise SetRunError(f"set run {set_run.get('id')}: {exc}") from None
+    if not settings.variants:
+        return set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
+    files = set_contestants(ladder, list(settings.file_labels), set_run.get("reference_label"))
+    expanded = variant_contestants(files, settings.variants, int(settings.n_ctx or RunSettings().n_ctx),
+                                   baseline=settings.variant_baseline)
     wanted = list(set_run["labels"] or [])
     return [c for c in expanded if c.label in wanted]
 
@@ -172,10 +170,8 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
         raise SetRunError(str(exc)) from None
     files = set_contestants(ladder, labels, reference)
     contestants = variant_contestants(files, variants, settings.n_ctx, baseline=variant_baseline)
-    stored_settings = settings.to_dict()
-    if variants:
-        stored_settings.update(variants=[asdict(v) for v in variants], variant_baseline=variant_baseline,
-                               file_labels=[c.label for c in files])
+    stored_settings = replace(settings, variants=tuple(variants), variant_baseline=variant_baseline,
+                              file_labels=tuple(c.label for c in files)) if variants else settings.without_variants()
     reference_contestant = next((c for c in contestants if c.is_reference), None)
     try:
         check_repeatable(reference_contestant, settings, noise_repeats)
@@ -183,7 +179,7 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
         raise SetRunError(str(exc)) from None
     ref = reference_contestant.label if reference_contestant else None
     return store.create_set_run(name=prompt_set.name, prompts=prompt_set.to_dicts(), labels=[c.label for c in contestants],
-                                reference_label=ref, settings=stored_settings, ladder=ladder.to_dict(),
+                                reference_label=ref, settings=stored_settings.to_dict(), ladder=ladder.to_dict(),
                                 noise_repeats=noise_repeats, workbench_version=workbench_version())
 
 
@@ -239,7 +235,7 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
                           "machine, and its file paths are not this one's to load, so it cannot be resumed here")
     ladder = ladder or ladder_of(set_run)
     contestants = stored_contestants(ladder, set_run)
-    settings = RunSettings.from_dict(set_run["settings"])
+    settings = RunSettings.from_dict(set_run["settings"]).without_variants()  # expanded into the contestants
     prompts = [SetPrompt.from_dict(p) for p in set_run["prompts"]]
     repeats = int(set_run.get("noise_repeats") or 0)
     with _active_lock:
