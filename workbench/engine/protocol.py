@@ -24,7 +24,9 @@ that writes the wire dict: a field left None is not sent, and the worker reads a
 The worker reads the wire dicts as they come, checked by `check_request`:
   load      model_path, n_ctx, n_threads, n_gpu_layers, use_extra_bufts (true/false/null = llama.cpp default),
             n_batch (null = min(n_ctx, 512); also the micro-batch), n_seq (null = 1: sequences that
-            generate_batch may decode together; each gets n_ctx cells of the KV cache)
+            generate_batch may decode together; each gets n_ctx cells of the KV cache), type_k, type_v
+            (KV-cache types, null = f16), flash_attn ("auto" | "on" | "off"; null = on when V is quantized,
+            else llama.cpp's auto)
   generate  messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
             temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens),
             timing_only (a timing repeat, runs.timing: no `tokens` events, the `done` event as always)
@@ -33,7 +35,7 @@ The worker reads the wire dicts as they come, checked by `check_request`:
   score     prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)
   tokenize  messages or text  (the prompt exactly as `generate` would feed it)
   cancel    id (or target): the request to cancel; it gets no answer of its own
-  unload    (no other fields)
+  unload    (no other fields; the parent sends none, so it has no typed request: a load replaces the model)
   shutdown  (no other fields; no answer: the worker exits)
 
 Events (field `event`; `id` is the request's, null for `ready` and for an unparseable request):
