@@ -348,8 +348,8 @@ def teacher_force(
     others = [c for c in contestants if c is not ref]
     out = {id(c): ContestantDivergence(c.label, c.quant_type, c.path, c is ref) for c in contestants}
     for c in contestants:
-        if c.is_remote:
-            out[id(c)].error = f"{c.label}: a remote endpoint does not return log-probabilities to teacher-force"
+        if c.kind.cannot_score:
+            out[id(c)].error = f"{c.label}: {c.kind.cannot_score}"
     try:
         ref_vocab = read_header(ref.path).vocab_size
     except GgufError as exc:
@@ -524,7 +524,7 @@ def diverge_run(
     if not any(c.is_reference for c in contestants):
         contestants.insert(0, Contestant(ref_row["label"], ref_row["file"], ref_row.get("quant_type"),
                                          is_reference=True))
-    missing = [c for c in contestants if not c.is_remote and not os.path.isfile(c.path)]
+    missing = [c for c in contestants if c.kind.loads_file and not os.path.isfile(c.path)]
     if any(c.is_reference for c in missing):
         raise DivergenceError(f"the reference file {missing[0].path} is no longer there")
     settings = _run_settings(run.get("settings"))

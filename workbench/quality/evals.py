@@ -359,7 +359,7 @@ def run_eval(
                 break
             on_progress(EvalProgress(counter["done"], total, None, c.label, f"{c.label}: waiting for the machine"))
             with pool.queue.turn(cancel=cancel):
-                if c.is_remote or not batching_enabled():
+                if not c.kind.can_batch or not batching_enabled():
                     cancelled = _run_cases_one_by_one(pool, c, cases, settings, record, on_progress, counter, total,
                                                       cancel)
                 else:

@@ -131,7 +131,7 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
     """Generate every item through `contestant`'s file with up to `n_seq` sequences at once (see the module
     docstring); `on_item` gets each result as it is made. Local files only. Never raises for the file or the
     worker: a broken file or a dead worker is the outcome's `error`, and each unanswered item carries it."""
-    if contestant.is_remote:
+    if not contestant.kind.can_batch:
         raise ValueError("batched generation runs local files; endpoints answer one request at a time")
     results: list[ItemResult | None] = [None] * len(items)
     if not items:

@@ -111,7 +111,7 @@ def run_contestant(
     runs.noise); None is the worker's default. `timed`: after the answer, time its decode again as
     runs.timing says (settings.timing_repeats windows, a disturbed one repeated); for comparisons, whose speed
     figures people act on. Both are ignored for remote endpoints."""
-    if contestant.is_remote:
+    if not contestant.kind.loads_file:  # it answers from elsewhere: the endpoint client generates
         return remote.run_remote(contestant, settings, messages, on_event, cancel)
     result = contestant.blank_result()
     label = contestant.label
@@ -282,7 +282,7 @@ def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: R
                 on_event(c.label, "cancelled", {})
                 return r
 
-            remote_ids = [i for i, c in enumerate(contestants) if c.is_remote]
+            remote_ids = [i for i, c in enumerate(contestants) if not c.kind.loads_file]
             batch = settings.remote_concurrent and len(remote_ids) > 1
             for i, c in enumerate(contestants):  # local files one at a time, in order
                 if batch and i in remote_ids:

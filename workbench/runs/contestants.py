@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from workbench.core import hardware
+from workbench.core.registry import Registry
 from workbench.engine import access
 from workbench.engine.access import OFFLOAD_MODES, Placement
 from workbench.engine.metrics import ContestantResult
@@ -256,6 +257,40 @@ class RunSettings:
         return cls(**{**kept, **overrides})
 
 
+@dataclass(frozen=True)
+class ContestantKind:
+    """What one kind of contestant is and can do. A local file and a remote endpoint differ in a dozen places
+    (generating, timing, scoring, batching, variants, the noise floor, how a result describes it): each of them
+    asks the contestant's kind (`Contestant.kind`) instead of testing which kind it is."""
+
+    name: str
+    # a GGUF on this machine, loaded into a worker (engine.access): its path must be a file, it has a KV cache,
+    # and its timings compete for this machine's cores, so it runs alone; else it answers from elsewhere
+    loads_file: bool
+    takes_variants: bool  # loaded with KV-cache types and a context of its own (runs.variants)
+    can_batch: bool  # answers many prompts in one batch (runs.batched)
+    cannot_score: str | None  # why it cannot be teacher-forced (quality.divergence); None: it can
+    cannot_vary_greedy: str | None  # why its greedy repeats cannot differ (runs.noise); None: they can
+    describe: Callable[[Contestant], dict[str, Any] | None]  # where it answers from, for JSON (None: its file says)
+
+
+def _endpoint_description(contestant: Contestant) -> dict[str, Any] | None:
+    return contestant.endpoint.to_dict() if contestant.endpoint is not None else None
+
+
+#: The kinds of contestant, by name: each declares its differences once, here.
+CONTESTANT_KINDS: Registry[ContestantKind] = Registry("contestant kind")
+CONTESTANT_KINDS.add("local", ContestantKind(
+    "local", loads_file=True, takes_variants=True, can_batch=True, cannot_score=None, cannot_vary_greedy=None,
+    describe=lambda contestant: None))
+CONTESTANT_KINDS.add("remote", ContestantKind(
+    "remote", loads_file=False, takes_variants=False, can_batch=False,
+    cannot_score="a remote endpoint does not return log-probabilities to teacher-force",
+    cannot_vary_greedy=("is a remote endpoint: at temperature 0 there is nothing to vary between its repeats; raise "
+                        "the temperature to repeat it with other seeds"),
+    describe=_endpoint_description))
+
+
 @dataclass
 class Contestant:
     """A local GGUF file, or a remote endpoint (`endpoint` set; remote.py talks to it), taking part in a comparison."""
@@ -273,8 +308,9 @@ class Contestant:
     n_ctx: int | None = None
 
     @property
-    def is_remote(self) -> bool:
-        return self.endpoint is not None
+    def kind(self) -> ContestantKind:
+        """A remote endpoint when it has one, else a local file: the one place that tells the kinds apart."""
+        return CONTESTANT_KINDS.get("remote" if self.endpoint is not None else "local")
 
     @classmethod
     def from_ladder_file(cls, f: LadderFile, is_reference: bool | None = None) -> Contestant:
@@ -303,8 +339,8 @@ class Contestant:
     def blank_result(self) -> ContestantResult:
         return ContestantResult(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
                                 bits_per_weight=self.bits_per_weight, is_reference=self.is_reference,
-                                kv_type_k=None if self.is_remote else self.kv_type_k,
-                                kv_type_v=None if self.is_remote else self.kv_type_v, n_ctx=self.n_ctx)
+                                kv_type_k=self.kv_type_k if self.kind.loads_file else None,
+                                kv_type_v=self.kv_type_v if self.kind.loads_file else None, n_ctx=self.n_ctx)
 
 
 def variant_contestants(contestants: Sequence[Contestant], variants: Sequence[Variant], run_n_ctx: int,
@@ -318,7 +354,7 @@ def variant_contestants(contestants: Sequence[Contestant], variants: Sequence[Va
     out: list[Contestant] = []
     seen: set[str] = set()
     for c in contestants:
-        if c.is_remote or not variants:
+        if not c.kind.takes_variants or not variants:
             out.append(c)
             continue
         chosen = ([Variant()] if baseline or c.is_reference else []) + list(variants)
