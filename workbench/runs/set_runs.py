@@ -203,6 +203,12 @@ def ladder_of(set_run: dict[str, Any]) -> Ladder:
                   directory=data.get("directory"))
 
 
+def set_status(finished: int, total: int, *, stopped: bool) -> str:
+    """How a set run ends: "done" when every prompt finished, "cancelled" when stopped (resume runs the rest),
+    else "failed" (a prompt could not finish; its own run says why)."""
+    return "done" if finished == total else "cancelled" if stopped else "failed"
+
+
 def unfinished(set_run: dict[str, Any]) -> list[int]:
     """Indices of the prompts that still need a run (no finished newest run), in order. Repeats of the
     reference still owed by a finished prompt are `run_set`'s to find (they need the store)."""
@@ -337,7 +343,7 @@ def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int
                             statuses=now))
     now = state.statuses()
     finished = state.finished_count()
-    status = "done" if finished == total else "cancelled" if cancel is not None and cancel.is_set() else "failed"
+    status = set_status(finished, total, stopped=cancel is not None and cancel.is_set())
     store.set_set_run_status(set_run_id, status)
     on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
     return SetRunOutcome(set_run_id, status, finished, total)
@@ -405,7 +411,7 @@ def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run
                                 n_seq=n_seq)
     now = state.statuses()
     finished = state.finished_count()
-    status = "done" if finished == total else "cancelled" if stopped() else "failed"
+    status = set_status(finished, total, stopped=stopped())
     store.set_set_run_status(set_run_id, status)
     on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
     return SetRunOutcome(set_run_id, status, finished, total)
