@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from workbench.core import hardware  # noqa: E402
 from workbench.engine.pool import WorkerPool  # noqa: E402
+from workbench.engine.protocol import Generate  # noqa: E402
 from workbench.models import ladder as ladders  # noqa: E402
 from workbench.runs.batched import BatchItem, generate_many  # noqa: E402
 from workbench.runs.compare import contestants_for  # noqa: E402
@@ -104,8 +105,8 @@ def _one(pool: WorkerPool, c: Any, settings: RunSettings, item: BatchItem) -> No
     from workbench.engine.access import WorkerAccess
 
     def use(worker: Any, loaded: Any) -> Any:
-        return worker.call({"op": "generate", "prompt_tokens": item.prompt_tokens, "max_tokens": item.max_tokens,
-                            "temperature": 0.0, "ignore_eos": True}, {"done"})
+        return worker.call(Generate(prompt_tokens=item.prompt_tokens, max_tokens=item.max_tokens, temperature=0.0,
+                                    ignore_eos=True), {"done"})
 
     WorkerAccess(pool, c.path, settings.placement()).run(use)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from workbench.core import crash_fallback, hardware
 from workbench.core.hardware import llama_cpp_version
 from workbench.engine.pool import LoadSettings, WorkerProcess
+from workbench.engine.protocol import Generate, Tokenize
 from workbench.files import fit
 from workbench.files.gguf_info import read_header
 from workbench.files.synthetic import SHAPES, write_synthetic
@@ -32,12 +33,9 @@ def measure(path: Path, *, threads: int, gpu_layers: int, n_ctx: int, pp: int, t
     w = WorkerProcess()
     try:
         loaded = w.load(LoadSettings(str(path), n_ctx, threads, gpu_layers, crash_fallback.use_extra_bufts_setting()))
-        tokens = w.call({"op": "tokenize", "id": 0, "text": "The quick brown fox jumps over the lazy dog. " * 40},
-                        {"tokenized"})["tokens"][:pp]
-        a = w.call({"op": "generate", "id": 1, "prompt_tokens": tokens, "max_tokens": tg + 1, "ignore_eos": True},
-                   {"done"})["metrics"]
-        b = w.call({"op": "generate", "id": 2, "prompt_tokens": tokens, "max_tokens": tg + 1, "ignore_eos": True},
-                   {"done"})["metrics"]
+        tokens = w.call(Tokenize(text="The quick brown fox jumps over the lazy dog. " * 40), {"tokenized"})["tokens"][:pp]
+        a = w.call(Generate(prompt_tokens=tokens, max_tokens=tg + 1, ignore_eos=True), {"done"})["metrics"]
+        b = w.call(Generate(prompt_tokens=tokens, max_tokens=tg + 1, ignore_eos=True), {"done"})["metrics"]
         return {"load_s": loaded["load_s"], "prefill_tok_s": b["prefill_tok_s"], "decode_tok_s": b["decode_tok_s"],
                 "peak_rss_bytes": b["peak_rss_bytes"], "gpu_mem_bytes": b["gpu_mem_bytes"],
                 "gpu_layers": loaded["gpu_layers"], "first_run_decode_tok_s": a["decode_tok_s"]}

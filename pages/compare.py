@@ -30,10 +30,9 @@ from workbench.runs.compare import (
     is_imported,
     local_contestants_of_run,
 )
-from workbench.runs.contestants import MAX_TIMING_REPEATS, OFFLOAD_MODES, RunSettings
+from workbench.runs.contestants import MAX_TIMING_REPEATS, OFFLOAD_MODES, RunSettings, variant_contestants
 from workbench.runs.jobs import ComparisonJob
 from workbench.runs.noise import MAX_REPEATS
-from workbench.runs.variants import variant_contestants
 
 through_entrypoint()
 
@@ -175,11 +174,14 @@ run = store().get_run(run_id) if run_id and not running else None
 if run is not None:
     st.divider()
     st.subheader(f"Run #{run['id']}")
-    rs = run["settings"] if isinstance(run.get("settings"), dict) else {}
+    try:
+        rs = RunSettings.from_dict(run["settings"] if isinstance(run.get("settings"), dict) else None)
+    except ValueError:  # an imported run whose stored variants cannot be read: a comparison never uses them
+        rs = RunSettings.from_dict({**run["settings"], "variants": ()})
     st.caption(md_escape(f"{str(run['created_at'])[:19]} UTC · {run['ladder_name'] or 'local files'} · "
-                         f"reference {run['reference_label']} · max {rs.get('max_tokens')} tokens · "
-                         f"temperature {rs.get('temperature')} · seed {rs.get('seed')} · context {rs.get('n_ctx')} · "
-                         f"{rs.get('n_threads')} thread{'' if rs.get('n_threads') == 1 else 's'}"))
+                         f"reference {run['reference_label']} · max {rs.max_tokens} tokens · "
+                         f"temperature {rs.temperature} · seed {rs.seed} · context {rs.n_ctx} · "
+                         f"{rs.n_threads} thread{'' if rs.n_threads == 1 else 's'}"))
     with st.expander("Prompt", expanded=False):
         st.text(run["prompt"])
     vs = run_pair_section(run)  # the answer first: "Q4_K_M vs Q8_0" in one sentence; the columns follow it

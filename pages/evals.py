@@ -19,8 +19,7 @@ from workbench.quality import evals
 from workbench.quality.packs import Pack, PackError, list_packs, load_pack, parse_pack
 from workbench.quality.quality_jobs import QualityJob, eval_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
-from workbench.runs.contestants import RunSettings
-from workbench.runs.variants import variant_contestants
+from workbench.runs.contestants import RunSettings, variant_contestants
 
 through_entrypoint()
 

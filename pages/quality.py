@@ -14,8 +14,7 @@ from workbench.core.hardware import default_threads
 from workbench.quality import divergence as dv
 from workbench.quality.quality_jobs import QualityJob, divergence_prompt_job, divergence_text_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
-from workbench.runs.contestants import RunSettings
-from workbench.runs.variants import variant_contestants
+from workbench.runs.contestants import RunSettings, variant_contestants
 
 through_entrypoint()
 

@@ -19,7 +19,16 @@ from workbench.core.jobs import JobRegistry
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.contestants import RunSettings
 from workbench.runs.prompt_sets import PromptSet, SetPrompt, parse_prompt_set
-from workbench.runs.set_runs import SetProgress, SetRunError, SetRunJob, run_set, running_job, start_set_run
+from workbench.runs.set_runs import (
+    SetProgress,
+    SetRunError,
+    SetRunJob,
+    run_set,
+    running_job,
+    start_set_run,
+    stored_contestants,
+)
+from workbench.runs.variants import Variant
 from workbench.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,3 +234,19 @@ def test_cli_batch_json_on_two_prompts_then_resume_reruns_nothing(demo_ladder: L
     assert refused.returncode == 2 and "line 3: empty prompt" in refused.stderr
     assert batch("--resume", "999", "--db", db).returncode == 1
     assert len(Store(db).list_set_runs()) == 1  # the refused file stored nothing
+
+
+def test_a_set_run_keeps_its_variants_and_its_prompts_runs_do_not(pool, store: Store, demo_ladder: Ladder) -> None:
+    set_id = start_set_run(store, PromptSet("one", [SetPrompt("Name a colour.")]), demo_ladder, labels=LABELS,
+                           settings=replace(SMALL), variants=[Variant("q8_0", "q8_0")], variant_baseline=False)
+    set_run = store.get_set_run(set_id)
+    assert set_run is not None
+    settings = RunSettings.from_dict(set_run["settings"])
+    assert settings.variants == (Variant("q8_0", "q8_0"),) and not settings.variant_baseline
+    assert set_run["settings"]["file_labels"] == ["F16", "Q2_K"]
+    labels = [c.label for c in stored_contestants(demo_ladder, set_run)]
+    assert labels == ["F16", "F16 · KV q8_0", "Q2_K · KV q8_0"] == set_run["labels"]
+    assert run_set(pool, store, demo_ladder, set_id).status == "done"
+    child = store.get_run(store.set_run_children(set_id)[0]["run_id"])
+    assert child is not None and [r["label"] for r in child["results"]] == labels
+    assert child["settings"] == SMALL.to_dict()  # each prompt's run: the plain settings, the variants in its labels

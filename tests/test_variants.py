@@ -14,8 +14,8 @@ from workbench.engine.pool import LoadSettings, WorkerPool
 from workbench.files import fit
 from workbench.files.gguf_info import read_header
 from workbench.runs.compare import local_contestants_of_run, run_comparison
-from workbench.runs.contestants import Contestant, RunSettings
-from workbench.runs.variants import KV_TYPES, Variant, parse_variant, variant_contestants
+from workbench.runs.contestants import Contestant, RunSettings, variant_contestants
+from workbench.runs.variants import KV_TYPES, Variant, parse_variant
 
 N_CTX = 8192  # large enough that the KV cache (180 MiB at f16 for SmolLM2-135M) dwarfs the noise in peak RSS
 MiB = 2**20
@@ -232,8 +232,8 @@ def test_a_set_run_with_variants_runs_them_and_resumes_with_the_same_contestants
 def test_a_variant_context_too_small_for_max_tokens_is_refused_before_anything_runs(demo_ladder, store) -> None:
     """A variant's own context must hold max tokens like the run's does; said with its label, before any load."""
     from workbench.runs.compare import contestants_for, run_comparison
-    from workbench.runs.contestants import RunSettings
-    from workbench.runs.variants import Variant, variant_contestants
+    from workbench.runs.contestants import RunSettings, variant_contestants
+    from workbench.runs.variants import Variant
 
     settings = RunSettings(max_tokens=256, n_ctx=2048)
     contestants = variant_contestants(contestants_for(demo_ladder, ["Q4_K_M"]), [Variant(n_ctx=128)], 2048)
@@ -249,3 +249,20 @@ def test_cli_refuses_a_variant_context_too_small_in_one_line(demo_ladder, capsys
     assert main(["compare", "--demo", "--prompt", "hi", "--variant", "ctx=128", "--max-tokens", "256"]) == 2
     err = capsys.readouterr().err
     assert "ctx=128: max tokens (256) must be smaller than its context" in err and "Traceback" not in err
+
+
+def test_run_settings_carry_variants_through_their_stored_form() -> None:
+    import json
+
+    with_variants = RunSettings(n_ctx=1024, n_threads=1, variants=(Variant("q8_0", "q8_0"), Variant("q4_0", "q4_0", 8192)),
+                                variant_baseline=False, file_labels=("F16", "Q2_K"))
+    stored = json.loads(json.dumps(with_variants.to_dict()))
+    assert RunSettings.from_dict(stored) == with_variants  # nothing dropped on the way back
+    assert stored["variants"] == [{"kv_type_k": "q8_0", "kv_type_v": "q8_0", "n_ctx": None},
+                                  {"kv_type_k": "q4_0", "kv_type_v": "q4_0", "n_ctx": 8192}]
+    assert list(stored)[-3:] == ["variants", "variant_baseline", "file_labels"]  # the stored form set runs always had
+    plain = RunSettings(n_ctx=1024, n_threads=1)
+    assert not {"variants", "variant_baseline", "file_labels"} & set(plain.to_dict())  # a run without them unchanged
+    assert with_variants.without_variants() == plain == RunSettings.from_dict(plain.to_dict())
+    with pytest.raises(ValueError, match="stored variants cannot be read"):
+        RunSettings.from_dict({"variants": [{"kv_type_k": "q3_k"}]})

@@ -76,7 +76,7 @@ def test_the_worker_refuses_a_bad_load_and_stays_up(demo_ladder, unguarded, fiel
     w = WorkerProcess()
     try:
         with pytest.raises(WorkerError, match=reason):
-            w.call({**LoadSettings(demo_ladder.by_label("Q4_K_M").path, n_ctx=512).request(), **fields}, {"loaded"})
+            w.call({**LoadSettings(demo_ladder.by_label("Q4_K_M").path, n_ctx=512).to_wire(), **fields}, {"loaded"})
         assert w.alive()
         w.load(LoadSettings(demo_ladder.by_label("Q4_K_M").path, n_ctx=512))
         assert generate(w, messages=MESSAGES)["token_ids"]

@@ -20,7 +20,7 @@ RUN_CTX = "the run's context"
 
 
 def variant_picker(key: str) -> tuple[list[Variant], bool]:
-    """The Variants control; returns (variants, baseline) for runs.variants.variant_contestants.
+    """The Variants control; returns (variants, baseline) for runs.contestants.variant_contestants.
 
     Nothing changed (f16 at the run's context only): no variants, the run is exactly as before.
     """

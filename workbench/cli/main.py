@@ -169,7 +169,7 @@ def variants_from_args(args: argparse.Namespace) -> list[Any]:
 
 def with_variants(args: argparse.Namespace, contestants: list[Any], variants: list[Any]) -> list[Any]:
     """`contestants` expanded by the --variant options (unchanged without any)."""
-    from workbench.runs.variants import variant_contestants
+    from workbench.runs.contestants import variant_contestants
 
     if not variants:
         return contestants
@@ -267,7 +267,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         pool.shutdown()
     results = (comparison.results if comparison else []) + failed
     if args.json:
-        remote = {c.label: c.endpoint.to_dict() for c in contestants if c.is_remote}
+        remote = {c.label: d for c in contestants if (d := c.kind.describe(c)) is not None}
         out = {jf.RUN_ID: comparison.run_id if comparison else None,
                jf.REFERENCE: comparison.reference_label if comparison else None,
                "note": SEQUENTIAL_NOTE,

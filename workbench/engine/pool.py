@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from workbench.core import hardware
@@ -45,25 +45,8 @@ STDERR_TAIL_BYTES = 2048
 STDERR_TAIL_LINES = 8
 
 
-@dataclass(frozen=True)
-class LoadSettings:
-    """Everything that decides how a model is loaded; a change means a reload."""
-
-    model_path: str
-    n_ctx: int = 2048
-    n_threads: int = 1
-    n_gpu_layers: int = 0
-    use_extra_bufts: bool | None = None  # None: llama.cpp's default
-    n_batch: int | None = None  # prompt micro-batch size; None: the worker's default (min(n_ctx, 512))
-    n_seq: int | None = None  # sequences generate_batch may decode together (None: 1); each gets n_ctx of KV cache
-    # KV-cache types by GGML name ("f16", "q8_0", "q4_0"); None: llama.cpp's default (f16). A quantized V cache
-    # needs flash attention: the worker turns it on unless `flash_attn` says otherwise.
-    type_k: str | None = None
-    type_v: str | None = None
-    flash_attn: str | None = None  # "auto" | "on" | "off"; None: "on" when V is quantized, else llama.cpp's auto
-
-    def request(self) -> dict[str, Any]:
-        return {"op": "load", **asdict(self)}
+# Everything that decides how a model is loaded (a change means a reload) is the load request itself.
+LoadSettings = protocol.Load
 
 
 def with_output(message: str, output: str) -> str:
@@ -252,7 +235,7 @@ class WorkerProcess:
 
     def call(
         self,
-        request: dict[str, Any],
+        typed: protocol.Request | dict[str, Any],
         terminal: set[str],
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
@@ -260,6 +243,7 @@ class WorkerProcess:
     ) -> dict[str, Any]:
         """Send one request and pass its events to `on_event` until a terminal one arrives.
 
+        `typed`: a protocol request (a raw wire dict is taken too: tests probe the worker's own checks with one).
         The request gets a fresh id (any `id` in it is replaced); events of other ids are stale (a late
         "cancelled" or the tail of an abandoned generate) and dropped, never taken for this request's.
         Raises WorkerError for an error event (WorkerCancelled for "cancelled") and WorkerDied when the process
@@ -268,7 +252,7 @@ class WorkerProcess:
         WorkerKilledOnCancel raised (the pool starts a fresh worker on the next request).
         """
         rid = next(self._ids)
-        request = {**request, "id": rid}
+        request = typed.to_wire(rid) if isinstance(typed, protocol.Request) else {**typed, "id": rid}
         try:
             protocol.check_request(request)
         except protocol.BadRequest as exc:  # refused here: llama.cpp would crash on it or answer wrongly
@@ -286,7 +270,7 @@ class WorkerProcess:
             raise  # the worker answered: the request is over
         except BaseException:
             if self.alive():  # abandoned (a callback raised): stop it; what it still sends is stale
-                self.send({"op": "cancel", "id": rid})
+                self.send(protocol.Cancel(rid).to_wire())
             raise
 
     def _await(self, request: dict[str, Any], rid: int, terminal: set[str], on_event: EventCallback | None,
@@ -295,7 +279,7 @@ class WorkerProcess:
         cancel_sent_at: float | None = None
         while True:
             if cancel is not None and cancel.is_set() and cancel_sent_at is None:
-                self.send({"op": "cancel", "id": rid})
+                self.send(protocol.Cancel(rid).to_wire())
                 cancel_sent_at = time.monotonic()
             grace = CANCEL_GRACE_S  # read each time: tests may shorten it
             if cancel_sent_at is not None and time.monotonic() - cancel_sent_at >= grace:
@@ -327,7 +311,7 @@ class WorkerProcess:
         """Load `settings`' model; a refused load's error carries the worker's last stderr lines."""
         self.settings = None  # the worker drops its current model first, even if this load fails
         try:
-            event = self.call(settings.request(), {"loaded"}, on_event, timeout=LOAD_TIMEOUT_S)
+            event = self.call(settings, {"loaded"}, on_event, timeout=LOAD_TIMEOUT_S)
         except WorkerCancelled:
             raise
         except WorkerError as exc:
@@ -353,7 +337,7 @@ class WorkerProcess:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         if self.alive():
-            self.send({"op": "shutdown", "id": next(self._ids)})
+            self.send(protocol.Shutdown().to_wire(next(self._ids)))
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -18,10 +18,15 @@ for a finished or unknown id is ignored, so it can never stop a later request. A
 interrupted (llama.cpp loads in one call); it finishes and stays loaded. A cancel without an id (older
 parents) cancels the running request and every queued one.
 
-Requests (field `op`; every one also has `id`):
+Requests (field `op`; every one also has `id`). The parent builds each as a typed request below (`Load`,
+`Generate`, `GenerateBatch` of `BatchItem`s, `Score`, `Tokenize`, `Cancel`, `Shutdown`) and `to_wire` is the one place
+that writes the wire dict: a field left None is not sent, and the worker reads a missing field as its default.
+The worker reads the wire dicts as they come, checked by `check_request`:
   load      model_path, n_ctx, n_threads, n_gpu_layers, use_extra_bufts (true/false/null = llama.cpp default),
             n_batch (null = min(n_ctx, 512); also the micro-batch), n_seq (null = 1: sequences that
-            generate_batch may decode together; each gets n_ctx cells of the KV cache)
+            generate_batch may decode together; each gets n_ctx cells of the KV cache), type_k, type_v
+            (KV-cache types, null = f16), flash_attn ("auto" | "on" | "off"; null = on when V is quantized,
+            else llama.cpp's auto)
   generate  messages ([{role, content}]) or text or prompt_tokens (ids, no template), max_tokens,
             temperature, top_p, seed, ignore_eos (benchmarks: decode exactly max_tokens),
             timing_only (a timing repeat, runs.timing: no `tokens` events, the `done` event as always)
@@ -30,7 +35,7 @@ Requests (field `op`; every one also has `id`):
   score     prompt_tokens, target_tokens, top_k, save_logprobs (path|null), reference_logprobs (path|null)
   tokenize  messages or text  (the prompt exactly as `generate` would feed it)
   cancel    id (or target): the request to cancel; it gets no answer of its own
-  unload    (no other fields)
+  unload    (no other fields; the parent sends none, so it has no typed request: a load replaces the model)
   shutdown  (no other fields; no answer: the worker exits)
 
 Events (field `event`; `id` is the request's, null for `ready` and for an unparseable request):
@@ -64,7 +69,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 OPS = frozenset({"load", "generate", "generate_batch", "score", "tokenize", "cancel", "unload", "shutdown"})
 EVENTS = frozenset({"ready", "loaded", "started", "tokens", "done", "batch_started", "item", "scored", "tokenized",
@@ -86,6 +92,128 @@ def decode(line: bytes | str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError("protocol message is not a JSON object")
     return obj
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request to a worker, typed; `to_wire` writes it as the JSON object the worker reads."""
+
+    op: ClassVar[str]
+
+    def to_wire(self, request_id: int | None = None) -> dict[str, Any]:
+        """The wire dict: `op`, `id` (the parent's WorkerProcess numbers requests; None: sent without one, as
+        tests of the worker do) and every field that is not None."""
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        wire: dict[str, Any] = {"op": self.op} if request_id is None else {"op": self.op, "id": request_id}
+        return {**wire, **{k: v for k, v in body.items() if v is not None}}
+
+
+@dataclass(frozen=True)
+class Load(Request):
+    """Load a model: everything that decides how it is loaded (engine.pool keeps it as a worker's LoadSettings;
+    a change means a reload)."""
+
+    op: ClassVar[str] = "load"
+    model_path: str
+    n_ctx: int = 2048
+    n_threads: int = 1
+    n_gpu_layers: int = 0
+    use_extra_bufts: bool | None = None  # None: llama.cpp's default
+    n_batch: int | None = None  # prompt micro-batch size; None: the worker's default (min(n_ctx, 512))
+    n_seq: int | None = None  # sequences generate_batch may decode together (None: 1); each gets n_ctx of KV cache
+    # KV-cache types by GGML name ("f16", "q8_0", "q4_0"); None: llama.cpp's default (f16). A quantized V cache
+    # needs flash attention: the worker turns it on unless `flash_attn` says otherwise.
+    type_k: str | None = None
+    type_v: str | None = None
+    flash_attn: str | None = None  # "auto" | "on" | "off"; None: "on" when V is quantized, else llama.cpp's auto
+
+
+@dataclass(frozen=True)
+class Generate(Request):
+    """Generate from chat `messages` (the GGUF's template), raw `text`, or `prompt_tokens` (no template)."""
+
+    op: ClassVar[str] = "generate"
+    messages: list[dict[str, str]] | None = None
+    text: str | None = None
+    prompt_tokens: list[int] | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    ignore_eos: bool | None = None  # benchmarks: decode exactly max_tokens
+    timing_only: bool | None = None  # a timing repeat (runs.timing): no `tokens` events
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One prompt of a generate_batch: chat messages (or raw tokens) and how many tokens it may generate."""
+
+    messages: list[dict[str, str]] | None = None
+    max_tokens: int = 256
+    prompt_tokens: list[int] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_tokens": int(self.max_tokens)}
+        if self.prompt_tokens is not None:
+            out["prompt_tokens"] = list(self.prompt_tokens)
+        else:
+            out["messages"] = self.messages or []
+        return out
+
+
+@dataclass(frozen=True)
+class GenerateBatch(Request):
+    """Every item through up to `n_seq` sequences decoding together, sampled alike."""
+
+    op: ClassVar[str] = "generate_batch"
+    items: tuple[BatchItem, ...] = ()
+    n_seq: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    ignore_eos: bool | None = None
+
+    def to_wire(self, request_id: int | None = None) -> dict[str, Any]:
+        return {**super().to_wire(request_id), "items": [item.to_wire() for item in self.items]}
+
+
+@dataclass(frozen=True)
+class Score(Request):
+    """Teacher-force `target_tokens` after `prompt_tokens`; save or compare against a reference's log-probs."""
+
+    op: ClassVar[str] = "score"
+    prompt_tokens: list[int]
+    target_tokens: list[int]
+    top_k: int | None = None
+    save_logprobs: str | None = None  # a .npy path: the reference writes its [positions, vocab] log-probs there
+    reference_logprobs: str | None = None  # a .npy path the reference wrote: KLD and top-1 agreement against it
+
+
+@dataclass(frozen=True)
+class Tokenize(Request):
+    """The prompt exactly as `generate` would feed it: chat `messages`, else `text`."""
+
+    op: ClassVar[str] = "tokenize"
+    messages: list[dict[str, str]] | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel(Request):
+    """Cancel request `target` (sent as its `id`); it gets no answer of its own."""
+
+    op: ClassVar[str] = "cancel"
+    target: int
+
+    def to_wire(self, request_id: int | None = None) -> dict[str, Any]:
+        return {"op": self.op, "id": self.target}
+
+
+@dataclass(frozen=True)
+class Shutdown(Request):
+    """The worker exits; no answer."""
+
+    op: ClassVar[str] = "shutdown"
 
 
 class BadRequest(ValueError):

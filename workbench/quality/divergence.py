@@ -44,17 +44,16 @@ from typing import Any
 
 import numpy as np
 
-from workbench.core import hardware
-from workbench.core.hardware import llama_cpp_version
 from workbench.core.scratch import scratch_dir
 from workbench.engine.access import WorkerAccess
 from workbench.engine.pool import WorkerDied, WorkerError, WorkerPool
+from workbench.engine.protocol import Request, Score, Tokenize
 from workbench.files import json_fields as jf
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs.compare import IMPORTED_NOTE, is_imported, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
-from workbench.runs.variants import with_stored_variant
+from workbench.runs.run_record import new_run, run_status
 from workbench.storage.store import DivergenceRow, Store, now_iso
 
 __all__ = [
@@ -272,7 +271,7 @@ def _request(
     pool: WorkerPool,
     contestant: Contestant,
     settings: RunSettings,
-    request: dict[str, Any],
+    request: Request,
     terminal: set[str],
     cancel: threading.Event | None,
 ) -> dict[str, Any]:
@@ -282,7 +281,7 @@ def _request(
     try:
         return access.run(lambda worker, _loaded: worker.call(request, terminal, None, cancel))
     except WorkerDied as died:
-        raise DivergenceError(f"{contestant.label}: {died.describe(request['op'])}") from None
+        raise DivergenceError(f"{contestant.label}: {died.describe(request.op)}") from None
     except WorkerError as exc:
         if str(exc) == "cancelled" or (cancel is not None and cancel.is_set()):
             raise DivergenceCancelled("stopped") from None
@@ -291,11 +290,7 @@ def _request(
 
 def _tokenize(pool: WorkerPool, contestant: Contestant, settings: RunSettings, *, messages: Any = None,
               text: str | None = None, cancel: threading.Event | None = None) -> list[int]:
-    req: dict[str, Any] = {"op": "tokenize", "id": 1}
-    if messages is not None:
-        req["messages"] = messages
-    else:
-        req["text"] = text or ""
+    req = Tokenize(messages=messages) if messages is not None else Tokenize(text=text or "")
     return [int(t) for t in _request(pool, contestant, settings, req, {"tokenized"}, cancel)["tokens"]]
 
 
@@ -353,8 +348,8 @@ def teacher_force(
     others = [c for c in contestants if c is not ref]
     out = {id(c): ContestantDivergence(c.label, c.quant_type, c.path, c is ref) for c in contestants}
     for c in contestants:
-        if c.is_remote:
-            out[id(c)].error = f"{c.label}: a remote endpoint does not return log-probabilities to teacher-force"
+        if c.kind.cannot_score:
+            out[id(c)].error = f"{c.label}: {c.kind.cannot_score}"
     try:
         ref_vocab = read_header(ref.path).vocab_size
     except GgufError as exc:
@@ -380,8 +375,8 @@ def teacher_force(
                 raise DivergenceCancelled("stopped")
             ref_file = str(Path(tmp) / f"reference-{i}.npy")
             on_progress(done, total, f"{ref.label} (reference): stretch {i + 1} of {len(calls)}")
-            event = _request(pool, ref, settings, {"op": "score", "id": i, "prompt_tokens": prompt, "target_tokens": target,
-                                                  "top_k": top_k, "save_logprobs": ref_file}, {"scored"}, cancel)
+            event = _request(pool, ref, settings, Score(prompt, target, top_k, save_logprobs=ref_file), {"scored"},
+                             cancel)
             _absorb(out[id(ref)], event, with_kld=False)
             done += 1
             for c in active:
@@ -391,9 +386,8 @@ def teacher_force(
                     continue
                 on_progress(done, total, f"{c.label}: stretch {i + 1} of {len(calls)}")
                 try:
-                    event = _request(pool, c, settings, {"op": "score", "id": i, "prompt_tokens": prompt,
-                                                         "target_tokens": target, "top_k": top_k,
-                                                         "reference_logprobs": ref_file}, {"scored"}, cancel)
+                    event = _request(pool, c, settings, Score(prompt, target, top_k, reference_logprobs=ref_file),
+                                     {"scored"}, cancel)
                     _absorb(entry, event, with_kld=True)
                 except DivergenceError as exc:
                     entry.error = str(exc)
@@ -483,8 +477,7 @@ def contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
     run_n_ctx = (run.get("settings") or {}).get("n_ctx")
     for r in run["results"]:
         if r.get("file") and (r["is_reference"] or not r.get("error")):
-            found.append(with_stored_variant(Contestant(r["label"], r["file"], r.get("quant_type"), r.get("size_bytes"),
-                                                        r.get("bits_per_weight"), bool(r["is_reference"])), r, run_n_ctx))
+            found.append(Contestant.from_stored(r, run_n_ctx))
     if len(found) <= 1:
         extra = (run.get("meta") or {}).get("contestants") or []
         ladder = run.get("ladder") or {}
@@ -531,7 +524,7 @@ def diverge_run(
     if not any(c.is_reference for c in contestants):
         contestants.insert(0, Contestant(ref_row["label"], ref_row["file"], ref_row.get("quant_type"),
                                          is_reference=True))
-    missing = [c for c in contestants if not c.is_remote and not os.path.isfile(c.path)]
+    missing = [c for c in contestants if c.kind.loads_file and not os.path.isfile(c.path)]
     if any(c.is_reference for c in missing):
         raise DivergenceError(f"the reference file {missing[0].path} is no longer there")
     settings = _run_settings(run.get("settings"))
@@ -584,13 +577,7 @@ def diverge_prompt(
     messages = settings.messages(prompt)
     run_id = None
     if store is not None:
-        from workbench import __version__
-
-        run_id = store.create_run(
-            settings=settings.to_dict(), prompt=prompt, system_prompt=settings.system_prompt or None, messages=messages,
-            kind="diverge", ladder=ladder.to_dict() if ladder else None, reference_label=ref.label,
-            machine=hardware.machine().to_dict(), versions={"workbench": __version__, "llama_cpp": llama_cpp_version()},
-        )
+        run_id = new_run(store, "diverge", contestants, prompt, settings, reference=ref.label, ladder=ladder)
     try:
         with _turn(pool, cancel):
             on_progress(0, 1, f"{ref.label} (reference): generating")
@@ -620,7 +607,7 @@ def diverge_prompt(
                                     "note": "the reference's end-of-sequence token, if it stopped on one, is not scored"})
     if store is not None and run_id is not None:
         save_report(store, report)
-        store.finish_run(run_id, "done" if all(r.ok for r in results) else "partial")
+        store.finish_run(run_id, run_status((r.ok for r in results), cancelled=False))
     return report
 
 
@@ -666,17 +653,12 @@ def diverge_text(
             "scored_per_chunk": chunk_tokens - chunk_tokens // 2 - 1, "bos_replaced": bos is not None, "top_k": top_k}
     run_id = None
     if store is not None:
-        from workbench import __version__
-
-        run_id = store.create_run(
-            settings={**settings.to_dict(), "chunk_tokens": chunk_tokens}, prompt=f"reference text: {text_name}",
-            kind="diverge-text", ladder=ladder.to_dict() if ladder else None, reference_label=ref.label,
-            machine=hardware.machine().to_dict(), versions={"workbench": __version__, "llama_cpp": llama_cpp_version()},
-        )
+        run_id = new_run(store, "diverge-text", contestants, f"reference text: {text_name}", settings, chat=False,
+                         reference=ref.label, ladder=ladder, extra_settings={"chunk_tokens": chunk_tokens})
     report = DivergenceReport(run_id, "text", ref.label, results, meta=meta)
     if store is not None and run_id is not None:
         save_report(store, report)
-        store.finish_run(run_id, "done" if all(r.ok for r in results) else "partial")
+        store.finish_run(run_id, run_status((r.ok for r in results), cancelled=False))
     return report
 
 

@@ -26,9 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from workbench.core import hardware
 from workbench.core.glossary import chance_words
-from workbench.core.hardware import llama_cpp_version
 from workbench.engine.pool import WorkerPool
 from workbench.files import json_fields as jf
 from workbench.models.ladder import Ladder
@@ -38,6 +36,7 @@ from workbench.quality.packs import CATEGORIES, Case, Pack
 from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, ItemResult, batching_enabled, generate_many
 from workbench.runs.compare import run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
+from workbench.runs.run_record import new_run, run_status
 from workbench.storage.store import Store
 
 __all__ = [
@@ -323,13 +322,8 @@ def run_eval(
                   {c.label: c.quant_type for c in contestants}, [_case_dict(c) for c in cases],
                   settings=settings.to_dict(), categories=list(categories) if categories else None, limit=limit)
     if store is not None:
-        from workbench import __version__
-
-        run.run_id = store.create_run(
-            settings=settings.to_dict(), prompt=f"eval: {pack.name} ({len(cases)} cases)", kind="eval",
-            ladder=ladder.to_dict() if ladder else None, reference_label=ref.label,
-            machine=hardware.machine().to_dict(), versions={"workbench": __version__, "llama_cpp": llama_cpp_version()},
-        )
+        run.run_id = new_run(store, "eval", contestants, f"eval: {pack.name} ({len(cases)} cases)", settings,
+                             chat=False, reference=ref.label, ladder=ladder)
         store.add_eval_run(run.run_id, pack_name=pack.name, pack_source=pack.source, categories=run.categories,
                            case_limit=limit, contestants=[{"label": c.label, "quant_type": c.quant_type, "file": c.path,
                                                            "is_reference": c.is_reference, "kv_type_k": c.kv_type_k,
@@ -365,7 +359,7 @@ def run_eval(
                 break
             on_progress(EvalProgress(counter["done"], total, None, c.label, f"{c.label}: waiting for the machine"))
             with pool.queue.turn(cancel=cancel):
-                if c.is_remote or not batching_enabled():
+                if not c.kind.can_batch or not batching_enabled():
                     cancelled = _run_cases_one_by_one(pool, c, cases, settings, record, on_progress, counter, total,
                                                       cancel)
                 else:
@@ -376,13 +370,7 @@ def run_eval(
     except InterruptedError:  # stopped while waiting in the queue
         cancelled = True
     done = counter["done"]
-    errors = [o for o in run.outcomes if o.error]
-    if cancelled:
-        run.status = "cancelled"
-    elif errors:
-        run.status = "failed" if len(errors) == len(run.outcomes) else "partial"
-    else:
-        run.status = "done"
+    run.status = run_status((not o.error for o in run.outcomes), cancelled=cancelled)
     on_progress(EvalProgress(done, total, None, None, run.status))
     if store is not None and run.run_id is not None:
         store.finish_run(run.run_id, run.status)

@@ -35,6 +35,7 @@ from workbench.engine import memory_budget
 from workbench.engine.access import Placement, WorkerAccess, gpu_layers, memory_lines
 from workbench.engine.metrics import ContestantResult
 from workbench.engine.pool import REQUEST_TIMEOUT_S, WorkerDied, WorkerError, WorkerPool, WorkerProcess
+from workbench.engine.protocol import BatchItem, GenerateBatch
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.runs.contestants import Contestant, RunSettings
 
@@ -46,23 +47,6 @@ BATCH_ENV = "WORKBENCH_BATCH"  # "off": every batch feature runs one sequence at
 def batching_enabled() -> bool:
     """False when WORKBENCH_BATCH=off (or 0/false/no): batch features then generate one prompt at a time."""
     return os.environ.get(BATCH_ENV, "").strip().lower() not in ("off", "0", "false", "no")
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    """One prompt of a batch: chat messages (or raw tokens) and how many tokens it may generate."""
-
-    messages: list[dict[str, str]] | None = None
-    max_tokens: int = 256
-    prompt_tokens: list[int] | None = None
-
-    def request(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"max_tokens": int(self.max_tokens)}
-        if self.prompt_tokens is not None:
-            out["prompt_tokens"] = list(self.prompt_tokens)
-        else:
-            out["messages"] = self.messages or []
-        return out
 
 
 @dataclass
@@ -147,7 +131,7 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
     """Generate every item through `contestant`'s file with up to `n_seq` sequences at once (see the module
     docstring); `on_item` gets each result as it is made. Local files only. Never raises for the file or the
     worker: a broken file or a dead worker is the outcome's `error`, and each unanswered item carries it."""
-    if contestant.is_remote:
+    if not contestant.kind.can_batch:
         raise ValueError("batched generation runs local files; endpoints answer one request at a time")
     results: list[ItemResult | None] = [None] * len(items)
     if not items:
@@ -173,9 +157,8 @@ def generate_many(pool: WorkerPool, contestant: Contestant, settings: RunSetting
             on_item(item)
 
     def run(worker: WorkerProcess, loaded: dict[str, Any] | None) -> dict[str, Any]:
-        request = {"op": "generate_batch", "items": [it.request() for it in items], "n_seq": n,
-                   "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
-                   "ignore_eos": ignore_eos}  # benchmarks: every item decodes exactly its max_tokens
+        request = GenerateBatch(tuple(items), n, settings.temperature, settings.top_p, settings.seed,
+                                ignore_eos)  # benchmarks: every item decodes exactly its max_tokens
         rounds = math.ceil(len(items) / n)
         done = worker.call(request, {"done"}, forward, cancel, timeout=REQUEST_TIMEOUT_S * max(1, rounds))
         outcome.memory = memory_lines(pool, worker, done.get("metrics") or {})

@@ -187,19 +187,17 @@ def run_workbench(file: str, *, threads: int, pp: int, tg: int, reps: int, use_e
                   gpu_layers: int = 0, n_ctx: int = 2048) -> dict[str, Any]:
     """pp and tg through a real worker (one warm-up of each first, as llama-bench does)."""
     from workbench.engine.pool import LoadSettings, WorkerProcess
+    from workbench.engine.protocol import Generate, Tokenize
 
     worker = WorkerProcess()
     try:
         loaded = worker.load(LoadSettings(file, n_ctx, threads, gpu_layers, use_extra_bufts))
-        probe = worker.call({"op": "tokenize", "id": 0, "text": "The quick brown fox jumps over the lazy dog. " * 64},
-                            {"tokenized"})
+        probe = worker.call(Tokenize(text="The quick brown fox jumps over the lazy dog. " * 64), {"tokenized"})
         tokens = (probe["tokens"] * (pp // max(1, len(probe["tokens"])) + 1))[:pp]
         pp_rates, tg_rates, ttfts = [], [], []
         for i in range(reps + 1):
-            a = worker.call({"op": "generate", "id": 1, "prompt_tokens": tokens, "max_tokens": 1, "ignore_eos": True},
-                            {"done"})["metrics"]
-            b = worker.call({"op": "generate", "id": 2, "prompt_tokens": tokens[:1], "max_tokens": tg + 1,
-                             "ignore_eos": True}, {"done"})["metrics"]
+            a = worker.call(Generate(prompt_tokens=tokens, max_tokens=1, ignore_eos=True), {"done"})["metrics"]
+            b = worker.call(Generate(prompt_tokens=tokens[:1], max_tokens=tg + 1, ignore_eos=True), {"done"})["metrics"]
             if i == 0:
                 continue  # warm-up
             pp_rates.append(a["prefill_tok_s"])

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from workbench.core import hardware
-from workbench.core.hardware import llama_cpp_version
 from workbench.engine.access import WorkerAccess, memory_lines
 from workbench.engine.metrics import ContestantResult, mark_divergence
 from workbench.engine.pool import (
@@ -25,11 +23,12 @@ from workbench.engine.pool import (
     WorkerPool,
     WorkerProcess,
 )
+from workbench.engine.protocol import Generate
 from workbench.files.gguf_info import GgufError, read_header
 from workbench.models.ladder import Ladder
 from workbench.runs import remote, timing
 from workbench.runs.contestants import Contestant, RunSettings
-from workbench.runs.variants import with_stored_variant
+from workbench.runs.run_record import new_run, run_status
 from workbench.storage.limits import refuse_run_texts
 from workbench.storage.store import Store
 
@@ -87,9 +86,7 @@ def local_contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
             continue
         if not isinstance(r.get("file"), str) or not r["file"]:
             continue
-        out.append(with_stored_variant(Contestant(str(r["label"]), r["file"], r.get("quant_type"), r.get("size_bytes"),
-                                                  r.get("bits_per_weight"), bool(r.get("is_reference"))),
-                                       r, (run.get("settings") or {}).get("n_ctx")))
+        out.append(Contestant.from_stored(r, (run.get("settings") or {}).get("n_ctx")))
     return sorted(out, key=lambda c: not c.is_reference)
 
 
@@ -114,7 +111,7 @@ def run_contestant(
     runs.noise); None is the worker's default. `timed`: after the answer, time its decode again as
     runs.timing says (settings.timing_repeats windows, a disturbed one repeated); for comparisons, whose speed
     figures people act on. Both are ignored for remote endpoints."""
-    if contestant.is_remote:
+    if not contestant.kind.loads_file:  # it answers from elsewhere: the endpoint client generates
         return remote.run_remote(contestant, settings, messages, on_event, cancel)
     result = contestant.blank_result()
     label = contestant.label
@@ -149,8 +146,8 @@ def run_contestant(
         result.load_s = info.get("load_s")
         result.gpu_layers = info.get("gpu_layers")
         loaded_as(result, info)
-        request = {"op": "generate", "id": 1, "messages": messages, "max_tokens": settings.max_tokens,
-                   "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+        request = Generate(messages, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                           top_p=settings.top_p, seed=settings.seed)
         # Stop pressed during the load (it cannot be interrupted): call() sees `cancel` set and does not
         # start the generate; pressed just after, the cancel names this generate and the worker honours it
         done = worker.call(request, {"done"}, forward, cancel)
@@ -241,7 +238,7 @@ def run_comparison(
     ref = next((c for c in contestants if c.is_reference), None)
     run_id = None
     if store is not None:
-        run_id = new_run(store, contestants, prompt, settings, ladder=ladder, category=category)
+        run_id = new_run(store, "compare", contestants, prompt, settings, ladder=ladder, category=category)
         if on_run_created:
             on_run_created(run_id)
     try:
@@ -256,25 +253,14 @@ def run_comparison(
         raise
 
 
-def new_run(store: Store, contestants: list[Contestant], prompt: str, settings: RunSettings, *,
-            ladder: Ladder | None = None, category: str | None = None) -> int:
-    """Store a new comparison run (status running) for `prompt` through `contestants`; its results come later."""
-    ref = next((c for c in contestants if c.is_reference), None)
-    return store.create_run(
-        settings=settings.to_dict(), prompt=prompt, system_prompt=settings.system_prompt or None,
-        messages=settings.messages(prompt), category=category, ladder=ladder.to_dict() if ladder else None,
-        reference_label=ref.label if ref else None, machine=hardware.machine().to_dict(),
-        versions={"workbench": _version(), "llama_cpp": llama_cpp_version()},
-    )
-
-
 def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: RunSettings,
                     messages: list[dict[str, str]], ref: Contestant | None, store: Store | None, run_id: int | None,
                     on_event: OnEvent, cancel: threading.Event | None) -> Comparison:
     for c in contestants:
         on_event(c.label, "queued", {})
     results: list[ContestantResult] = []
-    status = "done"
+    interrupted = False
+
     def waiting(position: int) -> None:
         for c in contestants:
             on_event(c.label, "waiting", {"position": position})
@@ -296,7 +282,7 @@ def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: R
                 on_event(c.label, "cancelled", {})
                 return r
 
-            remote_ids = [i for i, c in enumerate(contestants) if c.is_remote]
+            remote_ids = [i for i, c in enumerate(contestants) if not c.kind.loads_file]
             batch = settings.remote_concurrent and len(remote_ids) > 1
             for i, c in enumerate(contestants):  # local files one at a time, in order
                 if batch and i in remote_ids:
@@ -310,24 +296,16 @@ def _run_comparison(pool: WorkerPool, contestants: list[Contestant], settings: R
                 for i, r in zip(remote_ids, rs, strict=True):
                     finish(i, r)
     except InterruptedError:
-        status = "cancelled"
+        interrupted = True
         for c in contestants[len(results):]:
             r = c.blank_result()
             r.stop_reason = "cancelled"
             results.append(r)
             on_event(c.label, "cancelled", {})
-    if cancel is not None and cancel.is_set():
-        status = "cancelled"
-    elif any(not r.ok for r in results):
-        status = "failed" if all(not r.ok for r in results) else "partial"
+    status = run_status((r.ok for r in results), cancelled=interrupted or (cancel is not None and cancel.is_set()))
     if store is not None and run_id is not None:
         for i, r in enumerate(results):
             store.add_result(run_id, i, r.to_dict())  # final divergence marks
         store.finish_run(run_id, status)
     return Comparison(run_id, ref.label if ref else None, results, settings)
 
-
-def _version() -> str:
-    from workbench import __version__
-
-    return __version__

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from workbench.core import hardware
+from workbench.core.registry import Registry
 from workbench.engine import access
 from workbench.engine.access import OFFLOAD_MODES, Placement
 from workbench.engine.metrics import ContestantResult
 from workbench.models.ladder import LadderFile
+from workbench.runs.variants import KV_TYPES, MAX_CTX, MIN_CTX, Variant
 
 if TYPE_CHECKING:
     from workbench.engine.pool import WorkerPool
@@ -167,6 +169,12 @@ class RunSettings:
     remote_concurrent: bool = False  # remote endpoints may run at the same time as each other
     display: str = "none"  # one of DISPLAY_MODES: recorded with each result, changes nothing in the worker
     timing_repeats: int = 1  # decode windows timed per local contestant, the streamed answer first (runs.timing)
+    # A set run's variants (runs.variants): each of `file_labels` also runs as these, and as itself unless
+    # `variant_baseline` is False. Stored with the set run only when there are variants; each prompt's own run
+    # gets the expanded contestants and the settings `without_variants`.
+    variants: tuple[Variant, ...] = ()
+    variant_baseline: bool = True
+    file_labels: tuple[str, ...] = ()
 
     def messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
@@ -217,14 +225,70 @@ class RunSettings:
         """Layers to offload for one file under this run's offload mode (engine.access.gpu_layers decides)."""
         return access.gpu_layers(path, self.placement(), pool, gpus)
 
+    def without_variants(self) -> RunSettings:
+        """These settings as each contestant runs with them: the variants are already in the contestants."""
+        return replace(self, variants=(), variant_baseline=True, file_labels=())
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As stored: the variant fields only when there are variants (a run without them reads as it always did)."""
+        out = asdict(self)
+        if self.variants:
+            out.update(variants=[asdict(v) for v in self.variants], file_labels=list(self.file_labels))
+        else:
+            for key in ("variants", "variant_baseline", "file_labels"):
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, **overrides: Any) -> RunSettings:
-        """Settings as a stored run recorded them (unknown keys ignored, missing ones defaulted)."""
+        """Settings as a stored run recorded them (unknown keys ignored, missing ones defaulted). Stored variants
+        that cannot be read raise ValueError."""
         names = set(cls.__dataclass_fields__)
-        return cls(**{**{k: v for k, v in (data or {}).items() if k in names}, **overrides})
+        kept = {k: v for k, v in (data or {}).items() if k in names}
+        try:
+            if "variants" in kept:
+                kept["variants"] = tuple(Variant(**v) for v in kept["variants"] or ())
+            if "file_labels" in kept:
+                kept["file_labels"] = tuple(str(label) for label in kept["file_labels"] or ())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"its stored variants cannot be read ({exc})") from None
+        if "variant_baseline" in kept:
+            kept["variant_baseline"] = bool(kept["variant_baseline"])
+        return cls(**{**kept, **overrides})
+
+
+@dataclass(frozen=True)
+class ContestantKind:
+    """What one kind of contestant is and can do. A local file and a remote endpoint differ in a dozen places
+    (generating, timing, scoring, batching, variants, the noise floor, how a result describes it): each of them
+    asks the contestant's kind (`Contestant.kind`) instead of testing which kind it is."""
+
+    name: str
+    # a GGUF on this machine, loaded into a worker (engine.access): its path must be a file, it has a KV cache,
+    # and its timings compete for this machine's cores, so it runs alone; else it answers from elsewhere
+    loads_file: bool
+    takes_variants: bool  # loaded with KV-cache types and a context of its own (runs.variants)
+    can_batch: bool  # answers many prompts in one batch (runs.batched)
+    cannot_score: str | None  # why it cannot be teacher-forced (quality.divergence); None: it can
+    cannot_vary_greedy: str | None  # why its greedy repeats cannot differ (runs.noise); None: they can
+    describe: Callable[[Contestant], dict[str, Any] | None]  # where it answers from, for JSON (None: its file says)
+
+
+def _endpoint_description(contestant: Contestant) -> dict[str, Any] | None:
+    return contestant.endpoint.to_dict() if contestant.endpoint is not None else None
+
+
+#: The kinds of contestant, by name: each declares its differences once, here.
+CONTESTANT_KINDS: Registry[ContestantKind] = Registry("contestant kind")
+CONTESTANT_KINDS.add("local", ContestantKind(
+    "local", loads_file=True, takes_variants=True, can_batch=True, cannot_score=None, cannot_vary_greedy=None,
+    describe=lambda contestant: None))
+CONTESTANT_KINDS.add("remote", ContestantKind(
+    "remote", loads_file=False, takes_variants=False, can_batch=False,
+    cannot_score="a remote endpoint does not return log-probabilities to teacher-force",
+    cannot_vary_greedy=("is a remote endpoint: at temperature 0 there is nothing to vary between its repeats; raise "
+                        "the temperature to repeat it with other seeds"),
+    describe=_endpoint_description))
 
 
 @dataclass
@@ -244,16 +308,62 @@ class Contestant:
     n_ctx: int | None = None
 
     @property
-    def is_remote(self) -> bool:
-        return self.endpoint is not None
+    def kind(self) -> ContestantKind:
+        """A remote endpoint when it has one, else a local file: the one place that tells the kinds apart."""
+        return CONTESTANT_KINDS.get("remote" if self.endpoint is not None else "local")
 
     @classmethod
     def from_ladder_file(cls, f: LadderFile, is_reference: bool | None = None) -> Contestant:
         return cls(f.label, f.path, f.quant_type, f.size_bytes, f.bits_per_weight,
                    f.reference if is_reference is None else is_reference)
 
+    @classmethod
+    def from_stored(cls, result: Mapping[str, Any], run_n_ctx: int | None) -> Contestant:
+        """A local contestant again, from one stored result of a run (to measure or re-measure it).
+
+        Reads only the result's label, file, quant_type, size_bytes, bits_per_weight, is_reference, and the
+        variant its metrics record (kv_type_k, kv_type_v, n_ctx, written since variants exist): an older result,
+        or one at the run's own context (`run_n_ctx`) with the f16 cache, is the plain file."""
+        plain = cls(str(result["label"]), result["file"], result.get("quant_type"), result.get("size_bytes"),
+                    result.get("bits_per_weight"), bool(result.get("is_reference")))
+        stored = result.get("metrics")
+        metrics: Mapping[str, Any] = stored if isinstance(stored, Mapping) else result
+        k, v, n_ctx = metrics.get("kv_type_k"), metrics.get("kv_type_v"), metrics.get("n_ctx")
+        k = k if k in KV_TYPES else "f16"
+        v = v if v in KV_TYPES else "f16"
+        own_ctx = n_ctx if isinstance(n_ctx, int) and n_ctx != run_n_ctx and MIN_CTX <= n_ctx <= MAX_CTX else None
+        if k == "f16" and v == "f16" and own_ctx is None:
+            return plain
+        return replace(plain, kv_type_k=k, kv_type_v=v, n_ctx=own_ctx)
+
     def blank_result(self) -> ContestantResult:
         return ContestantResult(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
                                 bits_per_weight=self.bits_per_weight, is_reference=self.is_reference,
-                                kv_type_k=None if self.is_remote else self.kv_type_k,
-                                kv_type_v=None if self.is_remote else self.kv_type_v, n_ctx=self.n_ctx)
+                                kv_type_k=self.kv_type_k if self.kind.loads_file else None,
+                                kv_type_v=self.kv_type_v if self.kind.loads_file else None, n_ctx=self.n_ctx)
+
+
+def variant_contestants(contestants: Sequence[Contestant], variants: Sequence[Variant], run_n_ctx: int,
+                        *, baseline: bool = True) -> list[Contestant]:
+    """One contestant per (local file, variant), in file order; remote endpoints pass through unchanged.
+
+    `baseline`: keep each file as it is (f16 cache, run's context) too. The reference stays the reference only
+    as itself: its variants are contestants like any other. Duplicates (a variant equal to the plain file) are
+    dropped. Without variants the contestants are returned as they are.
+    """
+    out: list[Contestant] = []
+    seen: set[str] = set()
+    for c in contestants:
+        if not c.kind.takes_variants or not variants:
+            out.append(c)
+            continue
+        chosen = ([Variant()] if baseline or c.is_reference else []) + list(variants)
+        for v in chosen:
+            plain = v.is_plain(run_n_ctx)
+            label = v.label_for(c.label, run_n_ctx)
+            if label in seen:
+                continue
+            seen.add(label)
+            out.append(c if plain else replace(c, label=label, is_reference=False, kv_type_k=v.kv_type_k,
+                                               kv_type_v=v.kv_type_v, n_ctx=v.n_ctx))
+    return out

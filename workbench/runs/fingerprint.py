@@ -38,6 +38,7 @@ import numpy as np
 
 from workbench.engine.access import WorkerAccess
 from workbench.engine.pool import WorkerDied, WorkerError, WorkerPool
+from workbench.engine.protocol import Request, Score, Tokenize
 from workbench.files import json_fields as jf
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.compare import run_contestant
@@ -191,30 +192,27 @@ class _Local:
 
     def __init__(self, pool: WorkerPool, f: LadderFile, settings: RunSettings) -> None:
         self.pool, self.file, self.settings = pool, f, settings
-        self._ids = 0
         self._bos_prefix: list[int] | None = None
 
-    def _call(self, request: dict[str, Any], terminal: str, cancel: threading.Event | None) -> dict[str, Any]:
+    def _call(self, request: Request, terminal: str, cancel: threading.Event | None) -> dict[str, Any]:
         # the access path run_contestant uses: the same load settings (GPU offload included), so its warm
         # worker is reused without a reload, and the same extra-buffer crash fallback
-        self._ids += 1
         access = WorkerAccess(self.pool, self.file.path, self.settings.placement())
-        return access.run(lambda worker, _loaded: worker.call({**request, "id": self._ids}, {terminal}, None, cancel))
+        return access.run(lambda worker, _loaded: worker.call(request, {terminal}, None, cancel))
 
     def prompt_tokens(self, messages: list[dict[str, str]], cancel: threading.Event | None) -> list[int]:
-        return list(self._call({"op": "tokenize", "messages": messages}, "tokenized", cancel)["tokens"])
+        return list(self._call(Tokenize(messages=messages), "tokenized", cancel)["tokens"])
 
     def text_tokens(self, text: str, cancel: threading.Event | None) -> list[int]:
         """`text` as the model's own tokens, without the BOS a plain-text tokenize may add."""
         if self._bos_prefix is None:
-            self._bos_prefix = list(self._call({"op": "tokenize", "text": ""}, "tokenized", cancel)["tokens"])
-        toks = list(self._call({"op": "tokenize", "text": text}, "tokenized", cancel)["tokens"])
+            self._bos_prefix = list(self._call(Tokenize(text=""), "tokenized", cancel)["tokens"])
+        toks = list(self._call(Tokenize(text=text), "tokenized", cancel)["tokens"])
         n = len(self._bos_prefix)
         return toks[n:] if n and toks[:n] == self._bos_prefix else toks
 
     def score(self, prompt: list[int], target: list[int], cancel: threading.Event | None) -> dict[str, Any]:
-        return self._call({"op": "score", "prompt_tokens": prompt, "target_tokens": target, "top_k": LOCAL_TOP_K},
-                          "scored", cancel)
+        return self._call(Score(prompt, target, LOCAL_TOP_K), "scored", cancel)
 
 
 # ---- persistence ----------------------------------------------------------------------------------

@@ -95,9 +95,8 @@ def check_repeatable(reference: Contestant | None, settings: RunSettings, n: int
     perturbations(settings, n)
     if n and reference is None:
         raise NoiseError("a noise floor needs a reference to repeat")
-    if n and reference is not None and reference.is_remote and settings.temperature == 0:
-        raise NoiseError(f"{reference.label} is a remote endpoint: at temperature 0 there is nothing to vary between "
-                         "its repeats; raise the temperature to repeat it with other seeds")
+    if n and reference is not None and reference.kind.cannot_vary_greedy and settings.temperature == 0:
+        raise NoiseError(f"{reference.label} {reference.kind.cannot_vary_greedy}")
 
 
 def missing_repeats(store: Store, run_id: int, n: int) -> list[int]:

@@ -39,12 +39,13 @@ from workbench.engine.pool import WorkerPool
 from workbench.files.gguf_info import GgufError
 from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, ItemResult, batching_enabled, generate_many, result_of
-from workbench.runs.compare import OnEvent, check_contestants, contestants_for, new_run, run_comparison
-from workbench.runs.contestants import Contestant, RunSettings
+from workbench.runs.compare import OnEvent, check_contestants, contestants_for, run_comparison
+from workbench.runs.contestants import Contestant, RunSettings, variant_contestants
 from workbench.runs.jobs import ColumnState
 from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats, run_repeats_batched
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
-from workbench.runs.variants import Variant, variant_contestants
+from workbench.runs.run_record import new_run, run_status, workbench_version
+from workbench.runs.variants import Variant
 from workbench.storage.limits import refuse_set
 from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
 
@@ -122,12 +123,6 @@ def _quiet(progress: SetProgress) -> None:
     pass
 
 
-def _version() -> str:
-    from workbench import __version__
-
-    return __version__
-
-
 # ---- creating ---------------------------------------------------------------------------------------------
 def set_contestants(ladder: Ladder, labels: list[str] | None, reference: str | None = None) -> list[Contestant]:
     """The contestants of a set run: the reference first, then the chosen labels; unknown labels refused."""
@@ -140,19 +135,17 @@ def set_contestants(ladder: Ladder, labels: list[str] | None, reference: str | N
 
 
 def stored_contestants(ladder: Ladder, set_run: dict[str, Any]) -> list[Contestant]:
-    """A stored set run's contestants: its files, expanded by the variants it was started with (kept in its
-    settings as "variants", "variant_baseline" and "file_labels"; absent in set runs from before variants)."""
-    stored = set_run.get("settings") or {}
-    raw = stored.get("variants") or []
-    if not raw:
-        return set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
+    """A stored set run's contestants: its files, expanded by the variants its settings were started with
+    (RunSettings.variants; none in set runs from before variants)."""
     try:
-        variants = [Variant(**v) for v in raw]
-    except (TypeError, ValueError) as exc:
-        raise SetRunError(f"set run {set_run.get('id')}: its stored variants cannot be read ({exc})") from None
-    files = set_contestants(ladder, list(stored.get("file_labels") or []), set_run.get("reference_label"))
-    expanded = variant_contestants(files, variants, int(stored.get("n_ctx") or RunSettings().n_ctx),
-                                   baseline=bool(stored.get("variant_baseline", True)))
+        settings = RunSettings.from_dict(set_run.get("settings"))
+    except ValueError as exc:
+        raise SetRunError(f"set run {set_run.get('id')}: {exc}") from None
+    if not settings.variants:
+        return set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
+    files = set_contestants(ladder, list(settings.file_labels), set_run.get("reference_label"))
+    expanded = variant_contestants(files, settings.variants, int(settings.n_ctx or RunSettings().n_ctx),
+                                   baseline=settings.variant_baseline)
     wanted = list(set_run["labels"] or [])
     return [c for c in expanded if c.label in wanted]
 
@@ -177,10 +170,8 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
         raise SetRunError(str(exc)) from None
     files = set_contestants(ladder, labels, reference)
     contestants = variant_contestants(files, variants, settings.n_ctx, baseline=variant_baseline)
-    stored_settings = settings.to_dict()
-    if variants:
-        stored_settings.update(variants=[asdict(v) for v in variants], variant_baseline=variant_baseline,
-                               file_labels=[c.label for c in files])
+    stored_settings = replace(settings, variants=tuple(variants), variant_baseline=variant_baseline,
+                              file_labels=tuple(c.label for c in files)) if variants else settings.without_variants()
     reference_contestant = next((c for c in contestants if c.is_reference), None)
     try:
         check_repeatable(reference_contestant, settings, noise_repeats)
@@ -188,8 +179,8 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
         raise SetRunError(str(exc)) from None
     ref = reference_contestant.label if reference_contestant else None
     return store.create_set_run(name=prompt_set.name, prompts=prompt_set.to_dicts(), labels=[c.label for c in contestants],
-                                reference_label=ref, settings=stored_settings, ladder=ladder.to_dict(),
-                                noise_repeats=noise_repeats, workbench_version=_version())
+                                reference_label=ref, settings=stored_settings.to_dict(), ladder=ladder.to_dict(),
+                                noise_repeats=noise_repeats, workbench_version=workbench_version())
 
 
 def ladder_of(set_run: dict[str, Any]) -> Ladder:
@@ -210,6 +201,12 @@ def ladder_of(set_run: dict[str, Any]) -> Ladder:
         raise SetRunError(f"set run {set_run.get('id')} has no ladder to run")
     return Ladder(name=str(data.get("name") or "ladder"), files=files, provenance=data.get("provenance") or {},
                   directory=data.get("directory"))
+
+
+def set_status(finished: int, total: int, *, stopped: bool) -> str:
+    """How a set run ends: "done" when every prompt finished, "cancelled" when stopped (resume runs the rest),
+    else "failed" (a prompt could not finish; its own run says why)."""
+    return "done" if finished == total else "cancelled" if stopped else "failed"
 
 
 def unfinished(set_run: dict[str, Any]) -> list[int]:
@@ -244,7 +241,7 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
                           "machine, and its file paths are not this one's to load, so it cannot be resumed here")
     ladder = ladder or ladder_of(set_run)
     contestants = stored_contestants(ladder, set_run)
-    settings = RunSettings.from_dict(set_run["settings"])
+    settings = RunSettings.from_dict(set_run["settings"]).without_variants()  # expanded into the contestants
     prompts = [SetPrompt.from_dict(p) for p in set_run["prompts"]]
     repeats = int(set_run.get("noise_repeats") or 0)
     with _active_lock:
@@ -346,7 +343,7 @@ def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int
                             statuses=now))
     now = state.statuses()
     finished = state.finished_count()
-    status = "done" if finished == total else "cancelled" if cancel is not None and cancel.is_set() else "failed"
+    status = set_status(finished, total, stopped=cancel is not None and cancel.is_set())
     store.set_set_run_status(set_run_id, status)
     on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
     return SetRunOutcome(set_run_id, status, finished, total)
@@ -395,13 +392,7 @@ def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run
             for position, done_result in enumerate(results[i]):
                 if done_result is not None:
                     store.add_result(run_ids[i], position, done_result.to_dict())  # the divergence marks
-            if len(got) < len(contestants):
-                status = "cancelled"
-            elif all(not r.ok for r in got):
-                status = "failed"
-            else:
-                status = "partial" if any(not r.ok for r in got) else "done"
-            store.finish_run(run_ids[i], status)
+            store.finish_run(run_ids[i], run_status((r.ok for r in got), cancelled=len(got) < len(contestants)))
         now = state.statuses()
         on_progress(SetProgress(set_run_id, total, state.finished_count(), "prompt-done", chunk[-1],
                                 prompts[chunk[-1]].prompt, None, labels, labels, now, repeats=repeats, chunk=span))
@@ -420,7 +411,7 @@ def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run
                                 n_seq=n_seq)
     now = state.statuses()
     finished = state.finished_count()
-    status = "done" if finished == total else "cancelled" if stopped() else "failed"
+    status = set_status(finished, total, stopped=stopped())
     store.set_set_run_status(set_run_id, status)
     on_progress(SetProgress(set_run_id, total, finished, "end", labels=labels, statuses=now, repeats=repeats))
     return SetRunOutcome(set_run_id, status, finished, total)
@@ -450,7 +441,7 @@ def _chunk_runs(store: Store, set_run_id: int, chunk: list[int], contestants: li
                     k: row[k] for k in ("label", "text", "error", "stop_reason", "token_ids", "is_reference")}})
             store.finish_run(prior["id"], "running")
             continue
-        run_ids[i] = new_run(store, contestants, prompts[i].prompt, prompt_settings(i), ladder=ladder,
+        run_ids[i] = new_run(store, "compare", contestants, prompts[i].prompt, prompt_settings(i), ladder=ladder,
                              category=prompts[i].category)
         store.tag_set_run_child(run_ids[i], set_run_id, i)
     return run_ids, results

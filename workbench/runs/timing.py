@@ -23,12 +23,14 @@ from __future__ import annotations
 import statistics
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from workbench.core.disturbance import of_result as disturbance_of
 from workbench.core.text_units import counted
 from workbench.engine.metrics import ContestantResult
 from workbench.engine.pool import WorkerCancelled, WorkerError, WorkerProcess
+from workbench.engine.protocol import Generate
 
 EXTRA_TRIES = 3  # disturbed windows timed again, at most, beyond the windows asked for
 NO_QUIET = ("could not get a quiet window: other work on this machine competed with the worker in every "
@@ -90,7 +92,7 @@ def apply(result: ContestantResult, windows: list[dict[str, Any]], wanted: int) 
     result.measurement = measurement
 
 
-def time_repeats(worker: WorkerProcess, request: dict[str, Any], first: dict[str, Any], wanted: int,
+def time_repeats(worker: WorkerProcess, request: Generate, first: dict[str, Any], wanted: int,
                  cancel: threading.Event | None = None, on_timing: OnTiming | None = None) -> list[dict[str, Any]]:
     """The streamed answer's window plus timing-only re-decodes of `request` until `wanted` usable windows (or
     the tries run out). A Stop or a worker error ends the repeats; the windows timed so far are kept."""
@@ -104,7 +106,7 @@ def time_repeats(worker: WorkerProcess, request: dict[str, Any], first: dict[str
         if on_timing is not None:
             on_timing(len(windows) + 1, len(windows))
         try:
-            done = worker.call({**request, "timing_only": True}, {"done"}, None, cancel)
+            done = worker.call(replace(request, timing_only=True), {"done"}, None, cancel)
         except (WorkerCancelled, WorkerError):
             break
         metrics = done.get("metrics") or {}

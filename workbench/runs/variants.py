@@ -1,8 +1,9 @@
 """Variants: a GGUF file plus the load settings that change its memory and quality (KV-cache types, context).
 
 A comparison can put "Q4_K_M · KV q8_0 · 8k" beside "Q4_K_M": the same file, loaded with an 8-bit KV cache at
-an 8k context. `variant_contestants` expands chosen files by chosen variants; the f16 cache at the run's own
-context is the plain file, with its plain label, so runs with and without variants line up by label.
+an 8k context. `contestants.variant_contestants` expands chosen files by chosen variants; the f16 cache at the run's
+own context is the plain file, with its plain label, so runs with and without variants line up by label. This module
+is the variant itself (what it is, how it is named and written); it imports nothing else of the workbench.
 
 The label grammar has one owner here: `format_label` writes it, `parse_label` reads a stored label back
 (decide.evidence, the app), and `kv_label`/`ctx_label` are its parts.
@@ -11,11 +12,8 @@ The label grammar has one owner here: `format_label` writes it, `parse_label` re
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
-
-from workbench.runs.contestants import Contestant
+from dataclasses import dataclass
+from typing import NamedTuple
 
 #: KV-cache types a variant may use (llama.cpp's --cache-type-k/-v names); a quantized V needs flash attention.
 KV_TYPES = ("f16", "q8_0", "q4_0")
@@ -135,47 +133,3 @@ def parse_variant(spec: str) -> Variant:
         n_ctx = int(digits) * scale
     return Variant(k, v, n_ctx)
 
-
-def variant_of(contestant: Contestant) -> Variant:
-    """The variant a contestant is loaded as."""
-    return Variant(contestant.kv_type_k, contestant.kv_type_v, contestant.n_ctx)
-
-
-def variant_contestants(contestants: Sequence[Contestant], variants: Sequence[Variant], run_n_ctx: int,
-                        *, baseline: bool = True) -> list[Contestant]:
-    """One contestant per (local file, variant), in file order; remote endpoints pass through unchanged.
-
-    `baseline`: keep each file as it is (f16 cache, run's context) too. The reference stays the reference only
-    as itself: its variants are contestants like any other. Duplicates (a variant equal to the plain file) are
-    dropped. Without variants the contestants are returned as they are.
-    """
-    out: list[Contestant] = []
-    seen: set[str] = set()
-    for c in contestants:
-        if c.is_remote or not variants:
-            out.append(c)
-            continue
-        chosen = ([Variant()] if baseline or c.is_reference else []) + list(variants)
-        for v in chosen:
-            plain = v.is_plain(run_n_ctx)
-            label = v.label_for(c.label, run_n_ctx)
-            if label in seen:
-                continue
-            seen.add(label)
-            out.append(c if plain else replace(c, label=label, is_reference=False, kv_type_k=v.kv_type_k,
-                                               kv_type_v=v.kv_type_v, n_ctx=v.n_ctx))
-    return out
-
-
-def with_stored_variant(contestant: Contestant, result: dict[str, Any], run_n_ctx: int | None) -> Contestant:
-    """`contestant` loaded as a stored result says it was (its metrics' kv_type_k/kv_type_v/n_ctx, written since
-    variants exist); an older result, or one at the run's own context with the f16 cache, stays the plain file."""
-    stored = result.get("metrics")
-    metrics: dict[str, Any] = stored if isinstance(stored, dict) else result
-    k, v, n_ctx = metrics.get("kv_type_k"), metrics.get("kv_type_v"), metrics.get("n_ctx")
-    k = k if k in KV_TYPES else "f16"
-    v = v if v in KV_TYPES else "f16"
-    own_ctx = n_ctx if isinstance(n_ctx, int) and n_ctx != run_n_ctx and MIN_CTX <= n_ctx <= MAX_CTX else None
-    if k == "f16" and v == "f16" and own_ctx is None:
-        return contestant
-    return replace(contestant, kv_type_k=k, kv_type_v=v, n_ctx=own_ctx)
