@@ -125,11 +125,9 @@ def variant_contestants(contestants: Sequence[Contestant], variants: Sequence[Va
     return out
 
 
-def with_stored_variant(contestant: Contestant, result: dict[str, Any], run_n_ctx: int | None) -> Contestant:
-    """`contestant` loaded as a stored result says it was (its metrics' kv_type_k/kv_type_v/n_ctx, written since
+def with_stored_variant(contestant: Contestant, metrics: dict[str, Any], run_n_ctx: int | None) -> Contestant:
+    """`contestant` loaded as a stored result's `metrics` say it was (kv_type_k/kv_type_v/n_ctx, written since
     variants exist); an older result, or one at the run's own context with the f16 cache, stays the plain file."""
-    stored = result.get("metrics")
-    metrics: dict[str, Any] = stored if isinstance(stored, dict) else result
     k, v, n_ctx = metrics.get("kv_type_k"), metrics.get("kv_type_v"), metrics.get("n_ctx")
     k = k if k in KV_TYPES else "f16"
     v = v if v in KV_TYPES else "f16"

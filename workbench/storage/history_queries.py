@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.storage.database import Database, new_id
+from workbench.storage.rows import FoundRun
 
 
 @dataclass
@@ -44,7 +45,7 @@ class HistoryQueries(Database):
     """Search runs; list, describe and read the tables a run owns; import runs in one go."""
 
     def search_runs(self, *, text: str | None, model: str | None, since: str | None, until: str | None,
-                    until_inclusive: bool, kind: str | None, limit: int) -> list[dict[str, Any]]:
+                    until_inclusive: bool, kind: str | None, limit: int) -> list[FoundRun]:
         """Runs, newest first, by prompt text, ladder name (substrings), ISO time bounds and kind, with row counts."""
         where, args = [], []
         if text:
@@ -70,7 +71,7 @@ class HistoryQueries(Database):
                   FROM runs {"WHERE " + " AND ".join(where) if where else ""}
                   ORDER BY runs.id DESC LIMIT ?"""
         with self._connect() as conn:
-            return [dict(r) for r in conn.execute(sql, [*args, int(limit)])]
+            return [FoundRun.from_row(dict(r)) for r in conn.execute(sql, [*args, int(limit)])]
 
     @staticmethod
     def _run_tables(conn: sqlite3.Connection, first: Sequence[str]) -> list[str]:

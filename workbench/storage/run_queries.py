@@ -14,6 +14,7 @@ from typing import Any
 
 from workbench.storage import limits
 from workbench.storage.database import BUSY_TIMEOUT_S, Database, new_id, now_iso
+from workbench.storage.rows import RunSummary, StoredRun, float_or_none
 
 RESULT_COLUMNS = (
     "label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference", "text", "stop_reason",
@@ -21,10 +22,6 @@ RESULT_COLUMNS = (
     "decode_steps", "decode_s", "decode_tok_s", "peak_rss_bytes", "gpu_mem_bytes", "gpu_layers",
     "first_divergence_token", "cpu_contention", "disturbed", "display",
 )
-
-
-def _float_or_none(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class RunQueries(Database):
@@ -70,7 +67,7 @@ class RunQueries(Database):
         measurement = measurement if isinstance(measurement, dict) else {}
         decode = measurement.get("decode")
         decode = decode if isinstance(decode, dict) else {}
-        derived = {"cpu_contention": _float_or_none(decode.get("contention")),
+        derived = {"cpu_contention": float_or_none(decode.get("contention")),
                    "disturbed": None if decode.get("disturbed") is None else int(bool(decode.get("disturbed"))),
                    "display": measurement.get("display") if isinstance(measurement.get("display"), str) else None}
         values = [derived[c] if c in derived else result.get(c) for c in RESULT_COLUMNS]
@@ -87,29 +84,17 @@ class RunQueries(Database):
             row = conn.execute("SELECT id FROM results WHERE run_id = ? AND label = ?", (run_id, result["label"])).fetchone()
             return int(row[0]) if row else new_id(cur)
 
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        """A run with its settings, ladder and results (each with its full metrics), or None."""
+    def get_run(self, run_id: int) -> StoredRun | None:
+        """A run with its settings, ladder and results (each with its full metrics), checked once; or None."""
         with self._connect() as conn:
             run = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if run is None:
                 return None
             results = conn.execute("SELECT * FROM results WHERE run_id = ? ORDER BY position", (run_id,)).fetchall()
-        out = dict(run)
-        for key in ("settings_json", "ladder_json", "messages_json", "machine_json"):
-            out[key.removesuffix("_json")] = json.loads(out.pop(key)) if out.get(key) else None
-        out["results"] = [self._result_row(r) for r in results]
-        return out
-
-    @staticmethod
-    def _result_row(row: sqlite3.Row) -> dict[str, Any]:
-        r = dict(row)
-        r["token_ids"] = json.loads(r.pop("token_ids_json") or "[]")
-        r["metrics"] = json.loads(r.pop("metrics_json") or "{}")
-        r["is_reference"] = bool(r["is_reference"])
-        return r
+        return StoredRun.from_row(dict(run), [dict(r) for r in results])
 
     def list_runs(self, limit: int = 50, search: str | None = None, kind: str | None = None,
-                  standalone: bool = False) -> list[dict[str, Any]]:
+                  standalone: bool = False) -> list[RunSummary]:
         """Recent runs, newest first, optionally filtered by text in the prompt or ladder name; `standalone` leaves
         out the prompts of set runs (so a set run does not push the Compare runs out of a short list)."""
         sql = "SELECT id, created_at, kind, status, ladder_name, prompt, reference_label FROM runs"
@@ -128,7 +113,7 @@ class RunQueries(Database):
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         with self._connect() as conn:
-            return [dict(r) for r in conn.execute(sql, args)]
+            return [RunSummary.from_row(dict(r)) for r in conn.execute(sql, args)]
 
     def delete_run(self, run_id: int) -> None:
         with self.transaction() as conn:

@@ -12,6 +12,7 @@ from typing import Any
 
 from workbench.storage import limits
 from workbench.storage.database import Database, RowMissing, new_id, now_iso
+from workbench.storage.rows import SetRunChild, StoredSetRun
 
 # A prompt of a set run is finished when its newest run ended so: done, or with a contestant's error (which a
 # retry would not change); a cancelled run, or one left "running" by a crash, is run again on resume.
@@ -57,8 +58,8 @@ class SetRunQueries(Database):
     _CHILDREN = """runs.set_run_id = {set}.id AND runs.imported_from IS {set}.imported_from
                    AND runs.set_index IS NOT NULL"""
 
-    def set_run_children(self, set_run_id: int) -> list[dict[str, Any]]:
-        """The run of each prompt that has one, by index: {index, run_id, status, attempts}.
+    def set_run_children(self, set_run_id: int) -> list[SetRunChild]:
+        """The run of each prompt that has one, by index: its index, run id, status and attempts.
 
         A prompt stopped and run again has several runs; the newest is its run, `attempts` counts them all.
         A local set run's children are runs made here; an imported set run's, the runs imported with it.
@@ -71,8 +72,8 @@ class SetRunQueries(Database):
             status = {int(r[0]): r[1] for r in conn.execute(
                 f"SELECT id, status FROM runs WHERE id IN ({', '.join('?' * len(rows)) or 'NULL'})",
                 [r["run_id"] for r in rows])}
-        return [{"index": int(r["set_index"]), "run_id": int(r["run_id"]), "status": status.get(int(r["run_id"])),
-                 "attempts": int(r["attempts"])} for r in rows]
+        return [SetRunChild(int(r["set_index"]), int(r["run_id"]), status.get(int(r["run_id"])), int(r["attempts"]))
+                for r in rows]
 
     def set_runs_of(self, run_ids: Sequence[int] | None) -> tuple[list[dict[str, Any]], dict[int, int]]:
         """The set runs these runs (None: every run) are children of, as stored (JSON columns as text, id order),
@@ -89,19 +90,14 @@ class SetRunQueries(Database):
                 f"SELECT * FROM set_runs WHERE id IN ({', '.join('?' * len(ids)) or 'NULL'}) ORDER BY id", ids)]
         return rows, owner
 
-    def get_set_run(self, set_run_id: int) -> dict[str, Any] | None:
-        """A set run with its JSON columns decoded (prompts, labels, settings, ladder) and `children`
-        (`set_run_children`); None when there is no such set run."""
+    def get_set_run(self, set_run_id: int) -> StoredSetRun | None:
+        """A set run with its JSON columns decoded (prompts, labels, settings, ladder) and its `children`
+        (`set_run_children`), checked once; None when there is no such set run."""
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM set_runs WHERE id = ?", (set_run_id,)).fetchone()
         if row is None:
             return None
-        out = dict(row)
-        for key in ("prompts_json", "labels_json", "settings_json", "ladder_json"):
-            raw = out.pop(key)
-            out[key.removesuffix("_json")] = json.loads(raw) if raw else None
-        out["children"] = self.set_run_children(set_run_id)
-        return out
+        return StoredSetRun.from_row(dict(row), self.set_run_children(set_run_id))
 
     def list_set_runs(self, limit: int = 50, finished_statuses: Sequence[str] = SET_PROMPT_FINISHED
                       ) -> list[dict[str, Any]]:

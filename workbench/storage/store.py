@@ -16,13 +16,15 @@ from workbench.storage.fingerprint_queries import FingerprintQueries
 from workbench.storage.history_queries import HistoryQueries, ImportBatch, Imported, ImportRun
 from workbench.storage.judgement_queries import JudgementFilters, JudgementQueries
 from workbench.storage.noise_queries import NoiseQueries
+from workbench.storage.rows import FoundRun, RunSummary, SetRunChild, StoredResult, StoredRun, StoredSetRun
 from workbench.storage.run_queries import RESULT_COLUMNS, RunQueries
 from workbench.storage.set_run_queries import SET_PROMPT_FINISHED, SetRunQueries
 from workbench.storage.target_queries import TargetQueries
 
 __all__ = [
-    "BUSY_TIMEOUT_S", "RESULT_COLUMNS", "SET_PROMPT_FINISHED", "Database", "DivergenceRow", "ImportBatch", "ImportRun",
-    "Imported", "JudgementFilters", "RowMissing", "Store", "StoreError", "now_iso",
+    "BUSY_TIMEOUT_S", "Database", "DivergenceRow", "FoundRun", "ImportBatch", "ImportRun", "Imported",
+    "JudgementFilters", "RESULT_COLUMNS", "RowMissing", "RunSummary", "SET_PROMPT_FINISHED", "SetRunChild", "Store",
+    "StoreError", "StoredResult", "StoredRun", "StoredSetRun", "now_iso",
 ]
 
 
