@@ -144,7 +144,7 @@ def test_an_unfinished_set_run_offers_resume_and_escapes_its_prompts(demo_ladder
     at.run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Compare quantizations"
-    assert at.session_state["run_id"] == next(c["run_id"] for c in stored["children"] if c["index"] == 1)
+    assert at.session_state["run_id"] == stored.child(1).run_id
 
 
 def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_stop(demo_ladder, pool):
