@@ -44,7 +44,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from workbench.storage.run_queries import peek_runs
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -375,23 +376,14 @@ def read_runs(db: Path, run_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Every contestant's figures for these runs, from the app's database (read-only)."""
     if not run_ids or not db.exists():
         return {}
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    try:
-        out = {}
-        for rid in run_ids:
-            run = conn.execute("SELECT id, created_at, status, settings_json FROM runs WHERE id = ?", (rid,)).fetchone()
-            if run is None:
-                continue
-            settings = json.loads(run["settings_json"] or "{}")
-            # SELECT *: an older checkout's database has no disturbance columns
-            rows = conn.execute("SELECT * FROM results WHERE run_id = ? ORDER BY position", (rid,)).fetchall()
-            out[rid] = {"status": run["status"], "created_at": run["created_at"],
-                        "n_threads": settings.get("n_threads"), "max_tokens": settings.get("max_tokens"),
-                        "results": [{k: r[k] for k in r.keys() if k in RESULT_KEYS} for r in rows]}
-        return out
-    finally:
-        conn.close()
+    out = {}
+    for rid, (run, rows) in peek_runs(db, run_ids).items():
+        settings = json.loads(run["settings_json"] or "{}")
+        # every column: an older checkout's database has no disturbance columns
+        out[rid] = {"status": run["status"], "created_at": run["created_at"],
+                    "n_threads": settings.get("n_threads"), "max_tokens": settings.get("max_tokens"),
+                    "results": [{k: r[k] for k in r if k in RESULT_KEYS} for r in rows]}
+    return out
 
 
 async def one_round(browser, app: App, db: Path, n: int, threads: int | None, timeout_s: float) -> dict[str, Any]:
@@ -489,15 +481,9 @@ def cli_yardstick(python: Path, app_dir: Path, env: dict[str, str], db: Path, ro
     first = next((s for r in rounds if r["n"] == 1 for s in r["sessions"] if s.get("run_id")), None)
     if first is None:
         return {"error": "no single-session run to copy"}
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        run = conn.execute("SELECT prompt, system_prompt, settings_json FROM runs WHERE id = ?",
-                           (first["run_id"],)).fetchone()
-        labels = [r[0] for r in conn.execute("SELECT label FROM results WHERE run_id = ? AND is_reference = 0 "
-                                             "ORDER BY position", (first["run_id"],))]
-    finally:
-        conn.close()
-    prompt, system, settings = run[0], run[1], json.loads(run[2])
+    run, rows = peek_runs(db, [first["run_id"]])[first["run_id"]]
+    labels = [r["label"] for r in rows if not r["is_reference"]]
+    prompt, system, settings = run["prompt"], run["system_prompt"], json.loads(run["settings_json"])
     cmd = [str(python), "-m", "workbench", "compare", "--demo", "--types", ",".join(labels), "--prompt", prompt,
            "--max-tokens", str(settings["max_tokens"]), "--threads", str(settings["n_threads"]),
            "--ctx", str(settings["n_ctx"]), "--seed", str(settings["seed"]), "--json"]

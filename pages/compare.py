@@ -33,6 +33,7 @@ from workbench.runs.compare import (
 from workbench.runs.contestants import MAX_TIMING_REPEATS, OFFLOAD_MODES, RunSettings, variant_contestants
 from workbench.runs.jobs import ComparisonJob
 from workbench.runs.noise import MAX_REPEATS
+from workbench.storage.store import StoredRun
 
 through_entrypoint()
 
@@ -154,13 +155,13 @@ if b2.button("Stop", disabled=not running) and job is not None:
 
 # ---- results -----------------------------------------------------------------------------------
 
-def remeasure(stored: dict) -> None:
+def remeasure(stored: StoredRun) -> None:
     """Run a stored comparison's local files again with nothing drawn while each is timed; show the new run."""
     contestants = local_contestants_of_run(stored)
-    settings = RunSettings.from_dict(stored["settings"], display="held")
-    same = next((lad for lad in ladders() if lad.name == stored.get("ladder_name")), None)
-    new = jobs().start(ComparisonJob(pool(), store(), contestants, stored["prompt"] or "", settings, ladder=same,
-                                     category=stored.get("category")))
+    settings = RunSettings.from_dict(stored.settings, display="held")
+    same = next((lad for lad in ladders() if lad.name == stored.ladder_name), None)
+    new = jobs().start(ComparisonJob(pool(), store(), contestants, stored.prompt or "", settings, ladder=same,
+                                     category=stored.category))
     st.session_state.job_id, st.session_state.run_id = new.id, None
 
 
@@ -173,36 +174,37 @@ run_id = st.session_state.get("run_id")
 run = store().get_run(run_id) if run_id and not running else None
 if run is not None:
     st.divider()
-    st.subheader(f"Run #{run['id']}")
+    st.subheader(f"Run #{run.id}")
     try:
-        rs = RunSettings.from_dict(run["settings"] if isinstance(run.get("settings"), dict) else None)
+        rs = RunSettings.from_dict(run.settings)
     except ValueError:  # an imported run whose stored variants cannot be read: a comparison never uses them
-        rs = RunSettings.from_dict({**run["settings"], "variants": ()})
-    st.caption(md_escape(f"{str(run['created_at'])[:19]} UTC · {run['ladder_name'] or 'local files'} · "
-                         f"reference {run['reference_label']} · max {rs.max_tokens} tokens · "
+        rs = RunSettings.from_dict({**run.settings, "variants": ()})
+    st.caption(md_escape(f"{run.created_at[:19]} UTC · {run.ladder_name or 'local files'} · "
+                         f"reference {run.reference_label} · max {rs.max_tokens} tokens · "
                          f"temperature {rs.temperature} · seed {rs.seed} · context {rs.n_ctx} · "
                          f"{rs.n_threads} thread{'' if rs.n_threads == 1 else 's'}"))
     with st.expander("Prompt", expanded=False):
-        st.text(run["prompt"])
+        st.text(run.prompt)
     vs = run_pair_section(run)  # the answer first: "Q4_K_M vs Q8_0" in one sentence; the columns follow it
-    disturbed = [r["label"] for r in run["results"] if of_result(r)[0]]
+    shown = run.to_dict()  # the columns, table and charts draw live and stored results alike, as dicts
+    disturbed = [r["label"] for r in shown["results"] if of_result(r)[0]]
     if disturbed:  # one banner for the run; each affected column carries a small mark with the details
         w1, w2 = st.columns([5, 1])
-        w1.warning(md_escape(timing.banner(run["results"], disturbed)), icon=":material/speed:")
-        w2.button("Re-measure quietly", key=f"remeasure-{run['id']}", on_click=remeasure, args=(run,),
+        w1.warning(md_escape(timing.banner(shown["results"], disturbed)), icon=":material/speed:")
+        w2.button("Re-measure quietly", key=f"remeasure-{run.id}", on_click=remeasure, args=(run,),
                   disabled=not local_contestants_of_run(run),
                   help=f"This run {IMPORTED_NOTE}." if is_imported(run) else None)
-    views.result_columns(run, vs)
-    views.side_by_side_view(run, vs)
+    views.result_columns(shown, vs)
+    views.side_by_side_view(shown, vs)
     st.divider()
-    frame = views.metrics_frame(run)
+    frame = views.metrics_frame(shown)
     views.charts(frame)
-    st.dataframe(views.table_frame(frame, run), width="stretch", hide_index=True)
-    st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run['id']}.csv", mime="text/csv")
+    st.dataframe(views.table_frame(frame, shown), width="stretch", hide_index=True)
+    st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run.id}.csv", mime="text/csv")
     with st.expander("Divergence from the reference", expanded=False):
         from ui.quality_views import divergence_panel
 
         divergence_panel(run)
     from ui.history_views import report_downloads
 
-    report_downloads([run["id"]], key=f"compare-report-{run['id']}")  # made when clicked: a few seconds
+    report_downloads([run.id], key=f"compare-report-{run.id}")  # made when clicked: a few seconds

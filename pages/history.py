@@ -19,7 +19,7 @@ from workbench.people.history import (
     import_json,
     search_runs,
 )
-from workbench.storage.store import StoreError
+from workbench.storage.store import FoundRun, StoreError
 
 through_entrypoint()
 
@@ -36,17 +36,17 @@ text = c1.text_input("Prompt contains", key="hist-text")
 model = c2.text_input("Model contains", key="hist-model")
 since = c3.date_input("From", value=None, key="hist-since", format="YYYY-MM-DD")
 until = c4.date_input("To", value=None, key="hist-until", format="YYYY-MM-DD")
-kinds = sorted({r["kind"] for r in store().list_runs(limit=100_000) if r["kind"]})
+kinds = sorted({r.kind for r in store().list_runs(limit=100_000) if r.kind})
 kind = c5.selectbox("Kind", ["all", *kinds], key="hist-kind",
                     help="compare: Compare-page runs; eval, diverge…: runs made by the Evals and Quality pages")
 
-runs: list[dict] = []
+runs: list[FoundRun] = []
 if since and until and since > until:
     st.error(f"“From” ({since:%d %b %Y}) is after “To” ({until:%d %b %Y}): no run can match.")
 else:
     runs = search_runs(store(), text=text or None, model=model or None, since=since, until=until,
                        kind=None if kind == "all" else kind, limit=LIMIT)
-by_id = {r["id"]: r for r in runs}
+by_id = {r.id: r for r in runs}
 
 if not runs:
     st.info("No runs yet: make one on the Compare page." if not (text or model or since or until or kind != "all")
@@ -55,10 +55,10 @@ else:
     st.caption(f"{counted(len(runs), 'run')}, newest first"
                + (f" (the newest {LIMIT}: narrow the search to see older ones)" if len(runs) == LIMIT else ""))
     table = pd.DataFrame([{
-        "run": r["id"], "created (UTC)": (r["created_at"] or "")[:16].replace("T", " "), "kind": r["kind"],
-        "status": r["status"], "model": r["ladder_name"] or "local files", "category": r["category"] or "",
-        "prompt": " ".join((r["prompt"] or "").split())[:120], "outputs": r["n_results"], "ratings": r["n_ratings"],
-        "votes": r["n_votes"]} for r in runs])
+        "run": r.id, "created (UTC)": r.created_at[:16].replace("T", " "), "kind": r.kind,
+        "status": r.status, "model": r.ladder_name or "local files", "category": r.category or "",
+        "prompt": " ".join((r.prompt or "").split())[:120], "outputs": r.n_results, "ratings": r.n_ratings,
+        "votes": r.n_votes} for r in runs])
     st.dataframe(table, hide_index=True, width="stretch", key="hist-table")
 
     # ---- one run ------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ else:
     rid = st.selectbox("Run", list(by_id), key="hist-pick", format_func=lambda i: run_label(by_id[i]))
     picked = by_id[rid]
     a1, a2, a3 = st.columns(3)
-    comparison = picked["kind"] == "compare"
+    comparison = picked.kind == "compare"
     if a1.button("Open in Compare", key="hist-open", icon=":material/compare_arrows:", width="stretch", disabled=not comparison,
                  help="Show this run's outputs, diffs, metrics and ratings on the Compare page." if comparison
                  else "Only comparison runs open in Compare."):
@@ -97,8 +97,8 @@ else:
         def cancel() -> None:
             st.session_state.pop("hist-confirm-delete", None)
 
-        st.warning(f"Delete run #{rid} with its {picked['n_results']} outputs, {picked['n_ratings']} ratings and "
-                   f"{picked['n_votes']} votes? This cannot be undone: export it first if you may want it back.")
+        st.warning(f"Delete run #{rid} with its {picked.n_results} outputs, {picked.n_ratings} ratings and "
+                   f"{picked.n_votes} votes? This cannot be undone: export it first if you may want it back.")
         d1, d2, _ = st.columns([1, 1, 2])
         d1.button(f"Yes, delete run #{rid}", key="hist-delete-confirm", type="primary", on_click=really_delete,
                   args=(rid,), width="stretch")

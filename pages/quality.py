@@ -34,20 +34,20 @@ with tab_prompt:
                       help="A stored comparison re-uses the reference's output from the Compare page. A new prompt "
                            "lets only the reference generate, then measures every quantization on its output.")
     if source == "A stored comparison":
-        runs = [r for r in store().list_runs(limit=100) if r["kind"] in ("compare", "diverge")]
+        runs = [r for r in store().list_runs(limit=100) if r.kind in ("compare", "diverge")]
         if not runs:
             st.info("No comparisons yet. Run one on the Compare page, or measure a new prompt here.")
         else:
-            ids = [r["id"] for r in runs]
+            ids = [r.id for r in runs]
             wanted = st.session_state.get("quality_run_id") or st.session_state.get("run_id")
             measured = dv.measured_runs(store(), ids)
-            by_id = {r["id"]: r for r in runs}
+            by_id = {r.id: r for r in runs}
 
             def describe(run_id: int) -> str:
                 r = by_id[run_id]
-                prompt = " ".join((r["prompt"] or "").split())
+                prompt = " ".join((r.prompt or "").split())
                 mark = " · measured" if run_id in measured else ""
-                return f"#{run_id} · {fmt_time(r['created_at'])} · {prompt[:60]}{'…' if len(prompt) > 60 else ''}{mark}"
+                return f"#{run_id} · {fmt_time(r.created_at)} · {prompt[:60]}{'…' if len(prompt) > 60 else ''}{mark}"
 
             run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, format_func=describe,
                                   key="quality-run-pick")
@@ -55,10 +55,10 @@ with tab_prompt:
             run = store().get_run(run_id)
             if run is not None:
                 with st.expander("Prompt and reference output"):
-                    st.text(run["prompt"] or "")
-                    ref = next((r for r in run["results"] if r["is_reference"]), None)
-                    if ref is not None:
-                        st.html(views.plain_html(ref["text"] or ""))
+                    st.text(run.prompt or "")
+                    own = next((r for r in run.results if r.is_reference), None)
+                    if own is not None:
+                        st.html(views.plain_html(own.text or ""))
                 qv.divergence_panel(run, key="quality", explain=False)
     else:
         prompt = st.text_area("Prompt", key="quality-prompt", height=120,

@@ -11,6 +11,7 @@ from ui.shared import store, through_entrypoint
 from workbench.core.escaping import md_escape
 from workbench.people import ratings as rt
 from workbench.people.history import search_runs
+from workbench.storage.store import FoundRun, StoredRun
 
 through_entrypoint()
 
@@ -26,22 +27,22 @@ with top2:
 what = top1.radio("Rate", list(rv.WHAT), key="ratings-what", horizontal=True, captions=list(rv.WHAT.values()))
 
 
-def one_run() -> tuple[dict | None, bool]:
+def one_run() -> tuple[StoredRun | None, bool]:
     """Pick a stored run and rate it (blind, pairwise or open); (the run, whether its names are still hidden)."""
     find = top1.text_input("Find a run (prompt or model)", key="ratings-find", placeholder="all runs, newest first")
-    runs = search_runs(store(), text=find or None, kind="compare")
+    runs: list[FoundRun | StoredRun] = list(search_runs(store(), text=find or None, kind="compare"))
     if find:  # the prompt or the model name
-        seen = {r["id"] for r in runs}
-        runs = sorted(runs + [r for r in search_runs(store(), model=find, kind="compare") if r["id"] not in seen],
-                      key=lambda r: -r["id"])
-    ids = [r["id"] for r in runs]
+        seen = {r.id for r in runs}
+        runs = sorted(runs + [r for r in search_runs(store(), model=find, kind="compare") if r.id not in seen],
+                      key=lambda r: -r.id)
+    ids = [r.id for r in runs]
     wanted = st.session_state.pop("ratings_run_id", None)  # set by History's "Rate" button
     if wanted is not None and wanted not in ids and (row := store().get_run(int(wanted))) is not None:
         runs.insert(0, row)
-        ids.insert(0, row["id"])
+        ids.insert(0, row.id)
     if wanted in ids:
         st.session_state["ratings-run-pick"] = wanted
-    labels_of = {r["id"]: run_label(r) for r in runs}
+    labels_of = {r.id: run_label(r) for r in runs}
 
     run = None
     if not runs:
@@ -56,23 +57,23 @@ def one_run() -> tuple[dict | None, bool]:
 
     view, mode = None, None
     if run is not None:
-        outputs = {r["label"]: r for r in run["results"] if not r["error"]}
-        failed = len(run["results"]) - len(outputs)
+        outputs = {r.label: r for r in run.results if not r.error}
+        failed = len(run.results) - len(outputs)
         mode = st.radio("Mode", list(rv.MODES), key="ratings-mode", horizontal=True, captions=list(rv.MODES.values()))
-        s = run["settings"] if isinstance(run["settings"], dict) else {}
-        st.caption(md_escape(f"Run #{run['id']} · {str(run['created_at'])[:19]} UTC · {run['ladder_name'] or 'local files'}"
-                             f"{' · ' + str(run['category']) if run['category'] else ''} · {len(outputs)} outputs · "
+        s = run.settings
+        st.caption(md_escape(f"Run #{run.id} · {run.created_at[:19]} UTC · {run.ladder_name or 'local files'}"
+                             f"{' · ' + run.category if run.category else ''} · {len(outputs)} outputs · "
                              f"max {s.get('max_tokens', '?')} tokens · temperature {s.get('temperature', '?')} · "
                              f"seed {s.get('seed', '?')}" + (f" · {failed} failed and left out" if failed else "")))
         with st.expander("Prompt", expanded=True):
-            if run.get("system_prompt"):
+            if run.system_prompt:
                 st.caption("System prompt")
-                st.text(run["system_prompt"])
-            st.text(run["prompt"] or "")
+                st.text(run.system_prompt)
+            st.text(run.prompt or "")
         if not outputs:
             st.warning("No output of this run finished without an error: there is nothing to rate.")
         else:
-            view = rt.blind_view(store(), run["id"], session=rv.session_id(), labels=list(outputs))
+            view = rt.blind_view(store(), run.id, session=rv.session_id(), labels=list(outputs))
             if mode == "Blind":
                 rv.blind(run, outputs, view)
             elif mode == "Pairwise":
@@ -88,4 +89,4 @@ if what == rv.SET:  # a whole prompt set, blind, prompt by prompt, with a verdic
 else:
     run, hidden = one_run()
 st.divider()
-rv.leaderboard_section(run["id"] if run is not None else None, hidden=hidden)
+rv.leaderboard_section(run.id if run is not None else None, hidden=hidden)

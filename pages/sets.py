@@ -138,13 +138,13 @@ else:
         live = job if running and job is not None and job.set_run_id == picked else running_job(jobs(), picked)
         if live is not None:
             job_progress(live, f"sets-{picked}")
-        elif set_run.get("imported_from"):
-            st.caption(f"Imported ({md_escape(set_run['imported_from'])}): its prompts ran on another machine. Its "
+        elif set_run.imported_from:
+            st.caption(f"Imported ({md_escape(set_run.imported_from)}): its prompts ran on another machine. Its "
                        "results, verdict and report are here; its prompts cannot be run again here.")
-        elif set_run["status"] != "done":
-            left = len(set_run["prompts"] or []) - by_id[picked]["n_finished"]
+        elif set_run.status != "done":
+            left = len(set_run.prompts) - by_id[picked]["n_finished"]
             label = (f"Resume: run the {left} unfinished {plural(left, 'prompt')}" if left > 0 else
-                     "Resume: finish the reference repeats" if set_run.get("noise_repeats") else None)
+                     "Resume: finish the reference repeats" if set_run.noise_repeats else None)
             if label and st.button(label, key=f"sets-resume-{picked}", icon=":material/play_arrow:"):
                 try:
                     job = jobs().start(SetRunJob(pool(), store(), picked))

@@ -36,8 +36,8 @@ def test_compare_page_runs_diffs_and_saves_a_rating(demo_ladder):
     run_id = wait_for_run(at)
 
     run = Store().get_run(run_id)
-    assert [r["label"] for r in run["results"]] == ["F16", "Q8_0", "Q2_K"]
-    assert all(r["error"] is None and r["text"] for r in run["results"])
+    assert [r.label for r in run.results] == ["F16", "Q8_0", "Q2_K"]
+    assert all(r.error is None and r.text for r in run.results)
     # the answer first: the pair a fresh ladder is asked about (the smallest against the 8-bit one), in one sentence
     from workbench.people.headline import stored_run_headline
 
@@ -100,10 +100,10 @@ def test_a_remote_endpoint_that_refuses_fails_only_its_own_column(demo_ladder):
     next(b for b in at.button if b.label == "Run").click()
     at.run()
     run_id = wait_for_run(at)
-    by = {r["label"]: r for r in Store().get_run(run_id)["results"]}
+    by = {r.label: r for r in Store().get_run(run_id).results}
     assert set(by) == {"F16", "Q2_K", "provider X"}
-    assert by["Q2_K"]["error"] is None and by["Q2_K"]["text"]
-    assert by["provider X"]["error"] and "refused" in by["provider X"]["error"].lower()
+    assert by["Q2_K"].error is None and by["Q2_K"].text
+    assert by["provider X"].error and "refused" in by["provider X"].error.lower()
     assert any("refused" in e.value.lower() for e in at.error)
 
 
@@ -165,6 +165,6 @@ def test_a_disturbed_run_says_so_and_re_measures_quietly(demo_ladder, pool):
     new_id = wait_for_run(at, timeout=900)
     assert new_id != busy.run_id
     again = Store().get_run(new_id)
-    assert [r["label"] for r in again["results"]] == ["Q8_0", "Q2_K"]
-    assert all(r["error"] is None and r["metrics"]["measurement"]["display"] == "held" for r in again["results"])
-    assert again["prompt"] == "Write a long story about a lighthouse keeper."
+    assert [r.label for r in again.results] == ["Q8_0", "Q2_K"]
+    assert all(r.error is None and r.metrics["measurement"]["display"] == "held" for r in again.results)
+    assert again.prompt == "Write a long story about a lighthouse keeper."

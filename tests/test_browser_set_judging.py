@@ -36,7 +36,7 @@ def test_a_set_is_judged_with_the_keys_1_2_3_and_ends_with_the_verdict(demo_ladd
         assert page.get_by_text("Traceback").count() == 0
         page.screenshot(path=str(test_output / "set-verdict.png"), full_page=True)
         browser.close()
-    run_ids = [c["run_id"] for c in store.get_set_run(set_id)["children"]]
+    run_ids = [c.run_id for c in store.get_set_run(set_id).children]
     votes = ratings.list_votes(store, run_ids=run_ids, mode=SET_MODE)
     for run_id in run_ids:  # other page tests expect their own run to be the newest
         store.delete_run(run_id)

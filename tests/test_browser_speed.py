@@ -62,8 +62,8 @@ def test_stop_during_a_streamed_run_stops_it_and_the_page_comes_back(speed_app, 
         page.screenshot(path=str(test_output / "compare-stopped.png"))
         browser.close()
     run = Store().get_run(run_id)
-    assert run["status"] == "cancelled"
-    assert any(r["stop_reason"] == "cancelled" for r in run["results"])
+    assert run.status == "cancelled"
+    assert any(r.stop_reason == "cancelled" for r in run.results)
 
 
 def test_app_decode_figures_agree_with_quiet_cli_runs_or_are_marked_disturbed(speed_app, test_output):
@@ -149,7 +149,7 @@ def _app_run(p, url: str, shot: Path | None) -> dict:
     """The page's default comparison, run in a fresh browser; the stored run, after checking the page shows it."""
     browser, page = press_run(p, url, height=1300)
     try:
-        run = Store().get_run(stored_run_id(page, timeout_ms=600_000))
+        run = Store().get_run(stored_run_id(page, timeout_ms=600_000)).to_dict()
         body = page.locator("body").inner_text()
         if shot is not None:
             page.screenshot(path=str(shot), full_page=True)

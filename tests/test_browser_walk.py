@@ -86,7 +86,7 @@ def test_a_product_person_walks_from_one_prompt_to_the_set_report(demo_ladder: L
         page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text("Run #").first.wait_for(timeout=600_000)
         settle(page)
-        run = store.get_run(store.list_runs(limit=1)[0]["id"])
+        run = store.get_run(store.list_runs(limit=1)[0].id)
         compare_head = stored_run_headline(store, run, *PAIR)
         page.get_by_text(f"{PAIR[0]} vs {PAIR[1]}").first.wait_for(timeout=60_000)
         assert says(page, compare_head.sentence) and says(page, compare_head.advice)

@@ -95,4 +95,4 @@ def test_evals_record_a_checker_error_and_continue(monkeypatch, serve, pool, sto
     assert by[("plain", "bang")].passed and by[("plain", "bang")].error is None
     stored = evals.load_eval(store, run.run_id)
     assert {(o.case_id, o.label): o.detail for o in stored.outcomes}[("loop", "bang")] == hang.detail
-    assert run.status == "partial" and store.get_run(run.run_id)["status"] == "partial"
+    assert run.status == "partial" and store.get_run(run.run_id).status == "partial"

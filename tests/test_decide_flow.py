@@ -59,8 +59,8 @@ def test_the_study_recommends_from_measured_evidence(evidence_db: Path, demo_lad
     assert q4kv.evidence.divergence is not None and "reference text" in q4kv.evidence.divergence.how
     # speed: the median of quiet windows; on a busy machine (every window disturbed, each timed again up to the
     # limit) there is none, and the speed run says so in words instead
-    speed_runs = [store.get_run(r["id"]) for r in store.list_runs(kind="compare")]
-    lost = {r["label"] for run in speed_runs for r in run["results"] if r["disturbed"] == 1}
+    speed_runs = [store.get_run(r.id) for r in store.list_runs(kind="compare")]
+    lost = {r.label for run in speed_runs for r in run.results if r.disturbed}
     missing = " ".join(timing.unmeasured(run) or "" for run in speed_runs)
     for fact in (q4, q4kv):
         assert fact.evidence.speed_here is not None or (fact.label in lost and "Run it again" in missing), \

@@ -105,9 +105,9 @@ def test_a_run_beside_busy_processes_is_marked_disturbed_and_says_so(pool, demo_
     assert busy.ok and decode["wall_s"] >= 0.25
     assert decode["others_cpu_s"] > 0.2 * decode["wall_s"]
     assert decode["contention"] >= DISTURBED_AT and busy.disturbed is True
-    stored = store.get_run(store.list_runs(limit=1)[0]["id"])["results"][0]
-    assert stored["disturbed"] == 1 and stored["cpu_contention"] == pytest.approx(decode["contention"])
-    assert summarize(stored["metrics"]["measurement"])[1].startswith("disturbed: other processes used")
+    stored = store.get_run(store.list_runs(limit=1)[0].id).results[0]
+    assert stored.disturbed is True and stored.cpu_contention == pytest.approx(decode["contention"])
+    assert summarize(stored.metrics["measurement"])[1].startswith("disturbed: other processes used")
 
     quiet = run_comparison(pool, contestants, LONG_PROMPT, settings).results[0]
     q = quiet.measurement["decode"]

@@ -135,7 +135,7 @@ def test_bundled_reference_text_is_scored_in_chunks(pool, demo_ladder, store):
     q2 = report.result("Q2_K").summary
     assert q2["mean_kld"] > 0 and q2["ppl"] > report.reference.summary["ppl"] * 0.5
     run = store.get_run(report.run_id)
-    assert run["kind"] == "diverge-text" and run["status"] == "done"
+    assert run.kind == "diverge-text" and run.status == "done"
     assert dv.load_report(store, report.run_id, "text").meta["chunk_tokens"] == 64
     assert dv.list_text_reports(store)[0]["id"] == report.run_id
 

@@ -71,8 +71,8 @@ def test_sigkill_mid_stream_fails_only_that_contestant_and_the_pool_recovers(dem
         assert killed.is_set()
         assert not by[victim].ok and "SIGKILL" in by[victim].error
         assert all(by[label].ok for label in ("F16", "Q8_0", "Q4_K_M"))
-        saved = {r["label"]: r for r in store.get_run(comp.run_id)["results"]}
-        assert "SIGKILL" in saved[victim]["error"] and saved["Q4_K_M"]["text"]
+        saved = {r.label: r for r in store.get_run(comp.run_id).results}
+        assert "SIGKILL" in saved[victim].error and saved["Q4_K_M"].text
         again = run_contestant(pool, contestant(demo_ladder, victim), SHORT, SHORT.messages(PROMPT))
         assert again.ok and again.text and not again.warm  # a fresh worker replaced the dead one
     finally:
@@ -107,11 +107,11 @@ def test_provenance_is_stored_with_the_run(demo_ladder, pool, store):
 
     comp = run_comparison(pool, contestants_for(demo_ladder, ["Q2_K"]), PROMPT, SHORT, store=store, ladder=demo_ladder)
     run = store.get_run(comp.run_id)
-    prov = run["ladder"]["provenance"]
+    prov = run.ladder["provenance"]
     assert prov["source_sha256"] == sha256_file(demo_source())
     assert prov["source_quant_type"] == "Q4_1" and "Requantized from a Q4_1 source" in prov["note"]
-    assert "llama-cpp-python" in prov["built_with"] and run["llama_cpp_version"].startswith("llama-cpp-python")
-    assert [r["label"] for r in run["results"]] == ["F16", "Q2_K"] and run["status"] == "done"
+    assert "llama-cpp-python" in prov["built_with"] and run.llama_cpp_version.startswith("llama-cpp-python")
+    assert [r.label for r in run.results] == ["F16", "Q2_K"] and run.status == "done"
 
 
 def test_crash_with_extra_buffers_falls_back_once_and_is_remembered(demo_ladder, tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ def test_an_older_database_imports_the_json_lines_files_once(tmp_path, monkeypat
     with caplog.at_level(logging.WARNING, logger="workbench.storage.migrations"):
         store = Store(db)
     assert "m006_fingerprints" in store.schema_version()
-    assert store.get_run(run_id)["prompt"] == "kept"
+    assert store.get_run(run_id).prompt == "kept"
     assert history(ep, store) == [first, second]  # good lines, in file order; the rest skipped
     assert [h["closest"] for h in store.fingerprint_history("0" * 16)] == ["Q6_K"]
     notes = "\n".join(r.getMessage() for r in caplog.records)

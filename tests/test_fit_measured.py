@@ -70,12 +70,16 @@ def test_a_variant_is_predicted_with_its_own_cache_and_context(demo_ladder) -> N
     """A stored variant's result is checked against the prediction for what it loaded (its KV types, its context),
     not the run's defaults: otherwise every q4_0 cache looks 20% over-predicted on the Hardware page."""
     from workbench.models.fit_report import predict_for_result
+    from workbench.storage.rows import StoredResult
 
     path = demo_ladder.by_label("Q4_K_M").path
-    plain = predict_for_result({"file": path, "metrics": {}}, {"n_ctx": 2048})
-    variant = predict_for_result({"file": path, "metrics": {"kv_type_k": "q8_0", "kv_type_v": "q4_0", "n_ctx": 8192}},
-                                 {"n_ctx": 2048})
+
+    def stored(metrics: dict) -> StoredResult:
+        return StoredResult(id=1, run_id=1, position=0, label="Q4_K_M", file=path, metrics=metrics)
+
+    plain = predict_for_result(stored({}), {"n_ctx": 2048})
+    variant = predict_for_result(stored({"kv_type_k": "q8_0", "kv_type_v": "q4_0", "n_ctx": 8192}), {"n_ctx": 2048})
     assert (plain.n_ctx, plain.kv_type, plain.kv_type_v) == (2048, "f16", "f16")
     assert (variant.n_ctx, variant.kv_type, variant.kv_type_v) == (8192, "q8_0", "q4_0")
-    hostile = predict_for_result({"file": path, "metrics": {"kv_type_k": 7, "n_ctx": "big"}}, {"n_ctx": 1024})
+    hostile = predict_for_result(stored({"kv_type_k": 7, "n_ctx": "big"}), {"n_ctx": 1024})
     assert (hostile.n_ctx, hostile.kv_type) == (1024, "f16")

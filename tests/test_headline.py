@@ -8,6 +8,7 @@ import pytest
 from workbench.files.quant_names import default_pair
 from workbench.people import headline as hl
 from workbench.people.verdict import decide
+from workbench.storage.rows import StoredResult, StoredRun
 
 C, B = "Q4_K_M", "Q8_0"
 
@@ -108,12 +109,12 @@ def test_default_pair_is_the_smallest_common_quant_against_the_eight_bit_one():
 def test_one_run_any_pair_with_the_reference_floor_and_votes():
     """One prompt's run: Q4_K_M vs Q8_0 read from their own outputs; the floor is F16's repeats (identical, so the
     changed duration is beyond it); pairwise votes between the two count, others do not."""
-    run = {"id": 1, "results": [
-        {"label": "F16", "text": "Walk 20 minutes to the station.", "is_reference": True},
-        {"label": "Q8_0", "text": "Walk 20 minutes to the station."},
-        {"label": "Q4_K_M", "text": "Walk 2 minutes to the station."},
-        {"label": "Q2_K", "error": "worker died", "text": None},
-    ]}
+    run = StoredRun(1, "", "compare", "done", results=(
+        StoredResult(1, 1, 0, "F16", text="Walk 20 minutes to the station.", is_reference=True),
+        StoredResult(2, 1, 1, "Q8_0", text="Walk 20 minutes to the station."),
+        StoredResult(3, 1, 2, "Q4_K_M", text="Walk 2 minutes to the station."),
+        StoredResult(4, 1, 3, "Q2_K", error="worker died"),
+    ))
     repeats = [{"text": "Walk 20 minutes to the station.", "perturbation": {"kind": "n_batch", "n_batch": 7}}]
     votes = [{"run_id": 1, "label_a": "Q8_0", "label_b": "Q4_K_M", "winner": "a", "rater": r} for r in "abc"]
     votes.append({"run_id": 1, "label_a": "F16", "label_b": "Q4_K_M", "winner": "b", "rater": "d"})  # another pair

@@ -40,11 +40,11 @@ def populated(store: Store) -> list[int]:
 
 def test_search_by_prompt_model_and_dates(store):
     a, b = populated(store)
-    assert [r["id"] for r in history.search_runs(store)] == [b, a]
-    assert [r["id"] for r in history.search_runs(store, text="memo")] == [a]
-    assert [r["id"] for r in history.search_runs(store, model="qwen")] == [b]
+    assert [r.id for r in history.search_runs(store)] == [b, a]
+    assert [r.id for r in history.search_runs(store, text="memo")] == [a]
+    assert [r.id for r in history.search_runs(store, model="qwen")] == [b]
     row = history.search_runs(store, text="17")[0]
-    assert (row["n_results"], row["n_ratings"], row["n_votes"]) == (2, 2, 1)
+    assert (row.n_results, row.n_ratings, row.n_votes) == (2, 2, 1)
     today = datetime.now(UTC).date()
     assert len(history.search_runs(store, since=today, until=today)) == 2
     assert len(history.search_runs(store, until=str(today - timedelta(days=1)))) == 0

@@ -106,16 +106,16 @@ def test_the_untouched_export_still_imports(export, tmp_path):
 
 def test_imported_runs_are_marked_and_their_paths_are_never_loaded_as_models(store, export, tmp_path):
     original = store.get_run(export["runs"][0]["id"])
-    for r in original["results"]:  # the paths exist here, so only the import mark can stop them being loaded
-        open(r["file"], "wb").close()
+    for r in original.results:  # the paths exist here, so only the import mark can stop them being loaded
+        open(r.file, "wb").close()
     assert len(local_contestants_of_run(original)) == 2 and len(divergence.contestants_of_run(original)) == 2
-    assert not original["imported_from"]
+    assert not original.imported_from
 
     export["runs"][0]["imported_from"] = None  # a file cannot clear the mark
     fresh = Store(tmp_path / "fresh.sqlite3")
     new_id = history.import_json(fresh, export, origin="shared.json").run_ids[export["runs"][0]["id"]]
     imported = fresh.get_run(new_id)
-    assert imported["imported_from"].endswith("shared.json")
+    assert imported.imported_from.endswith("shared.json")
     assert local_contestants_of_run(imported) == []  # Compare's "Re-measure quietly" has nothing to load
     assert divergence.contestants_of_run(imported) == []
     with pytest.raises(divergence.DivergenceError, match="imported from an export"):
@@ -197,7 +197,7 @@ def test_the_untouched_set_run_export_imports_marked(set_export, tmp_path):
     set_export["set_runs"][0]["imported_from"] = None  # a file cannot clear the mark
     summary = history.import_json(fresh, set_export, origin="ours.json")
     imported = fresh.get_set_run(summary.set_run_ids[set_export["set_runs"][0]["id"]])
-    assert imported["imported_from"].endswith("ours.json") and len(imported["children"]) == 2
+    assert imported.imported_from.endswith("ours.json") and len(imported.children) == 2
 
 
 def test_damage_validation_does_not_name_is_still_an_import_file_error(export, tmp_path, monkeypatch, capsys):

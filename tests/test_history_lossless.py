@@ -13,7 +13,7 @@ from workbench.people.set_report import build_set_report, set_report_html
 from workbench.people.verdict import SET_MODE, set_verdict
 from workbench.quality import divergence, evals
 from workbench.runs.set_runs import SetRunError, run_set
-from workbench.storage.store import Store
+from workbench.storage.store import SetRunChild, Store
 
 
 def full_run(store: Store) -> int:
@@ -205,18 +205,18 @@ def test_a_set_run_survives_export_and_import_with_its_children_verdict_and_repo
     before["set_runs"][0]["settings_json"]["api_key"] = history.REDACTED
     assert after == before
     imported = fresh.get_set_run(new_set)
-    assert imported["imported_from"].endswith("all.json")
+    assert imported.imported_from.endswith("all.json")
 
     # its children are the imported runs, remapped, with their attempts; the local set run adopts none of them
     original = store.get_set_run(set_id)
-    assert [(c["index"], c["status"], c["attempts"]) for c in imported["children"]] == \
-        [(c["index"], c["status"], c["attempts"]) for c in original["children"]] == \
+    assert [(c.index, c.status, c.attempts) for c in imported.children] == \
+        [(c.index, c.status, c.attempts) for c in original.children] == \
         [(0, "done", 1), (1, "done", 2), (2, "done", 1)]
-    assert [c["run_id"] for c in imported["children"]] == [summary.run_ids[c["run_id"]] for c in original["children"]]
-    assert fresh.get_set_run(local)["children"] == []
-    fresh.tag_set_run_child(imported["children"][0]["run_id"], local, 0)  # as an older import left runs tagged
-    assert fresh.get_set_run(local)["children"] == []  # a local set run never takes an imported run
-    fresh.tag_set_run_child(imported["children"][0]["run_id"], new_set, 0)
+    assert [c.run_id for c in imported.children] == [summary.run_ids[c.run_id] for c in original.children]
+    assert fresh.get_set_run(local).children == ()
+    fresh.tag_set_run_child(imported.children[0].run_id, local, 0)  # as an older import left runs tagged
+    assert fresh.get_set_run(local).children == ()  # a local set run never takes an imported run
+    fresh.tag_set_run_child(imported.children[0].run_id, new_set, 0)
     listed = {r["id"]: r for r in fresh.list_set_runs()}
     assert (listed[new_set]["n_finished"], listed[new_set]["n_prompts"], listed[local]["n_finished"]) == (3, 3, 0)
 
@@ -241,14 +241,14 @@ def test_a_set_run_survives_export_and_import_with_its_children_verdict_and_repo
 def test_an_export_carries_only_the_set_runs_of_its_runs(store, tmp_path):
     plain = full_run(store)
     set_id = judged_set_run(store)
-    child = store.get_set_run(set_id)["children"][2]["run_id"]
+    child = store.get_set_run(set_id).children[2].run_id
     assert history.export_data(store, [plain])["set_runs"] == []
     one = history.export_data(store, [child])
     assert [s["id"] for s in one["set_runs"]] == [set_id] and one["runs"][0]["set_run_id"] == set_id
     fresh = Store(tmp_path / "fresh.sqlite3")
     summary = history.import_json(fresh, one)
-    children = fresh.get_set_run(summary.set_run_ids[set_id])["children"]
-    assert children == [{"index": 2, "run_id": summary.run_ids[child], "status": "done", "attempts": 1}]
+    children = fresh.get_set_run(summary.set_run_ids[set_id]).children
+    assert children == (SetRunChild(index=2, run_id=summary.run_ids[child], status="done", attempts=1),)
 
 
 def test_version_2_exports_still_import_and_their_set_run_ids_are_dropped(store, tmp_path):
@@ -263,5 +263,5 @@ def test_version_2_exports_still_import_and_their_set_run_ids_are_dropped(store,
     assert same_id == set_id  # the imported runs' old tag would name this local set run
     summary = history.import_json(fresh, data)
     assert summary.set_runs == 0 and summary.runs == 4
-    assert all(fresh.get_run(new)["set_run_id"] is None for new in summary.run_ids.values())
-    assert fresh.get_set_run(same_id)["children"] == []
+    assert all(fresh.get_run(new).set_run_id is None for new in summary.run_ids.values())
+    assert fresh.get_set_run(same_id).children == ()

@@ -199,5 +199,5 @@ def test_the_ratings_page_says_how_many_votes_came_from_set_sessions_and_filters
         board = next(d.value for d in at.dataframe if "quantization" in d.value.columns)
         assert sorted(board["quantization"]) == ["Q2_K", "Q8_0"] and list(board["comparisons (n)"]) == [4, 4]
     finally:
-        for child in store.get_set_run(set_id)["children"]:
-            store.delete_run(child["run_id"])
+        for child in store.get_set_run(set_id).children:
+            store.delete_run(child.run_id)

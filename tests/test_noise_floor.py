@@ -122,23 +122,23 @@ def test_a_set_run_repeats_the_reference_on_every_prompt_and_resumes_missing_rep
     first = run_set(pool, store, None, set_id, on_progress, cancel)
     assert first.status == "cancelled" and first.finished == 0  # both prompts still owe their second repeat
     assert "reference repeat 1 of 2 (noise floor), batched" in next(p for p in seen if p.phase == "repeat").message()
-    children = store.get_set_run(set_id)["children"]
-    assert [c["status"] for c in children] == ["done", "done"]  # both prompts ran; the repeats are what is owed
+    children = store.get_set_run(set_id).children
+    assert [c.status for c in children] == ["done", "done"]  # both prompts ran; the repeats are what is owed
     for child in children:
-        rows = store.reference_repeats(child["run_id"])
+        rows = store.reference_repeats(child.run_id)
         assert [(r["repeat"], r["perturbation"], r["label"]) for r in rows] == [
             (1, {"kind": "n_batch", "n_batch": 1}, "F16")]
         assert all(isinstance(r["text"], str) and r["text"] and r["error"] is None for r in rows)
-        assert noise.missing_repeats(store, child["run_id"], 2) == [2]
+        assert noise.missing_repeats(store, child.run_id, 2) == [2]
 
     seen.clear()
     again = run_set(pool, store, None, set_id, seen.append)
     assert again.status == "done" and again.finished == 2
     assert not [p for p in seen if p.phase in ("prompt", "batch")]  # no prompt ran again: only the missing repeats
     for child in children:
-        rows = store.reference_repeats(child["run_id"])
+        rows = store.reference_repeats(child.run_id)
         assert [r["perturbation"] for r in rows] == [{"kind": "n_batch", "n_batch": 1}, {"kind": "n_batch", "n_batch": 7}]
-    assert [c["run_id"] for c in store.get_set_run(set_id)["children"]] == [c["run_id"] for c in children]
+    assert [c.run_id for c in store.get_set_run(set_id).children] == [c.run_id for c in children]
 
 
 def test_sequential_repeats_without_batching(pool, store: Store, demo_ladder, monkeypatch) -> None:
@@ -153,8 +153,8 @@ def test_sequential_repeats_without_batching(pool, store: Store, demo_ladder, mo
 
     assert run_set(pool, store, None, set_id, on_progress, cancel).finished == 1
     assert run_set(pool, store, None, set_id).status == "done"
-    children = store.get_set_run(set_id)["children"]
-    assert all(noise.missing_repeats(store, c["run_id"], 2) == [] for c in children)
+    children = store.get_set_run(set_id).children
+    assert all(noise.missing_repeats(store, c.run_id, 2) == [] for c in children)
 
 
 def test_repeats_are_refused_before_anything_is_stored(store: Store, demo_ladder) -> None:

@@ -146,14 +146,14 @@ def test_history_lists_runs_confirms_deletes_exports_and_refuses_a_bad_import(re
     # a good export goes back in as a new run, with its ratings
     from workbench.people.history import export_json_bytes
 
-    before = {r["id"] for r in store.list_runs(limit=1000)}
+    before = {r.id for r in store.list_runs(limit=1000)}
     at.file_uploader(key="hist-import").set_value(("good.json", export_json_bytes(store, [real_run]),
                                                    "application/json")).run()
     next(b for b in at.button if b.label == "Import").click().run()
     assert not at.exception, at.exception
-    (new_id,) = {r["id"] for r in store.list_runs(limit=1000)} - before
+    (new_id,) = {r.id for r in store.list_runs(limit=1000)} - before
     assert any("Imported 1 run" in s.value and f"#{new_id}" in s.value for s in at.success)
-    assert store.get_run(new_id)["prompt"] == "Name three colors."
+    assert store.get_run(new_id).prompt == "Name three colors."
     assert len(ratings.list_ratings(store, run_id=new_id)) == len(ratings.list_ratings(store, run_id=real_run))
     store.delete_run(new_id)  # leave the shared test database as other modules expect it
 

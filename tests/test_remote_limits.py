@@ -44,7 +44,7 @@ def test_hostile_endpoints_end_within_the_deadline_as_their_own_errors(monkeypat
         assert not r.ok and r.stop_reason == "error" and phrase in r.error, (label, r.error)
         assert "\n" not in r.error and r.error.startswith(f"{label}: ")
     assert by["endless_tokens"].text.startswith("again again")  # what arrived stays visible
-    assert store.get_run(comp.run_id)["status"] == "partial"
+    assert store.get_run(comp.run_id).status == "partial"
     assert 0 < len(by["huge"].text.encode()) <= 1024 * 1024  # kept up to the piece that would cross the line
     # what was stored imports back whole (an answer over the import's 1 MiB per text refused the whole backup)
     from workbench.people import history
@@ -66,4 +66,4 @@ def test_a_comparison_whose_runner_raises_is_marked_failed(monkeypatch, serve, p
     with pytest.raises(RuntimeError):
         run_comparison(pool, [contestant_for(ep)], "hi", RunSettings(max_tokens=8, n_ctx=256), store=store,
                        on_run_created=created.append)
-    assert store.get_run(created[0])["status"] == "failed"
+    assert store.get_run(created[0]).status == "failed"

@@ -45,8 +45,8 @@ def set_id():
     store = Store()
     made = make_set(store)
     yield made
-    for child in store.get_set_run(made)["children"]:
-        store.delete_run(child["run_id"])
+    for child in store.get_set_run(made).children:
+        store.delete_run(child.run_id)
 
 
 def main_text(at: AppTest) -> str:

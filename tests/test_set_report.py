@@ -87,8 +87,8 @@ def judged(pool, demo_ladder: Ladder, tmp_path_factory: pytest.TempPathFactory) 
     outcome = run_set(pool, store, demo_ladder, set_id)
     assert (outcome.status, outcome.finished) == ("done", 3)
     for rater, winners in (("ann", ("a", "b", "tie")), ("bob", ("a", "a", "a"))):
-        for child, winner in zip(store.get_set_run(set_id)["children"], winners, strict=True):
-            ratings.add_vote(store, run_id=child["run_id"], label_a="F16", label_b="Q2_K", winner=winner, rater=rater,
+        for child, winner in zip(store.get_set_run(set_id).children, winners, strict=True):
+            ratings.add_vote(store, run_id=child.run_id, label_a="F16", label_b="Q2_K", winner=winner, rater=rater,
                              mode=SET_MODE, session=f"set-{set_id}-{rater}")
     return store, set_id
 
@@ -133,10 +133,10 @@ def test_the_report_holds_the_verdict_the_measures_and_every_prompt(judged: tupl
         assert row[3::2] == [c.sentence for c in entry.cells] and all(row[3::2])
         assert row[4::2] == [str(len(c.facts)) for c in entry.cells]
     assert len(re.findall(r'<details class="wb-prompt" id="prompt-\d+">', html_text)) == 3
-    for child in set_run["children"]:
-        run = store.get_run(child["run_id"])
-        reference = next(r for r in run["results"] if r["label"] == "F16")
-        assert " ".join(reference["text"].split()) in text  # the reference as prose
+    for child in set_run.children:
+        run = store.get_run(child.run_id)
+        reference = next(r for r in run.results if r.label == "F16")
+        assert " ".join(reference.text.split()) in text  # the reference as prose
     assert "Answer in one word." in text  # the system prompt of prompt 2
     assert 'class="wb-diff wb-prose"' in html_text
     assert "<script>alert(1)</script>" in text and "<script>alert" not in html_text  # hostile prompt: text only
@@ -283,8 +283,8 @@ def page_set() -> Any:
     set_id = hostile_set(store, votes=False)
     store.set_set_run_status(set_id, "done")
     yield set_id
-    for child in store.get_set_run(set_id)["children"]:
-        store.delete_run(child["run_id"])
+    for child in store.get_set_run(set_id).children:
+        store.delete_run(child.run_id)
 
 
 def test_the_sets_and_history_pages_offer_the_set_report(page_set: int):

@@ -29,7 +29,7 @@ from workbench.runs.set_runs import (
     stored_contestants,
 )
 from workbench.runs.variants import Variant
-from workbench.storage.store import Store
+from workbench.storage.store import SetRunChild, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = RunSettings(max_tokens=8, n_ctx=256, n_threads=1)
@@ -63,14 +63,14 @@ def test_the_store_keeps_set_runs_and_the_newest_run_of_each_prompt(store: Store
     again = store.create_run(settings={}, prompt="b")
     store.tag_set_run_child(again, set_id, 1)
     got = store.get_set_run(set_id)
-    assert got is not None and got["prompts"] == [{"prompt": "a"}, {"prompt": "b"}] and got["ladder"]["name"] == "L"
-    assert got["children"] == [{"index": 0, "run_id": first, "status": "done", "attempts": 1},
-                               {"index": 1, "run_id": again, "status": "running", "attempts": 2}]
+    assert got is not None and got.prompts == [{"prompt": "a"}, {"prompt": "b"}] and got.ladder["name"] == "L"
+    assert got.children == (SetRunChild(index=0, run_id=first, status="done", attempts=1),
+                            SetRunChild(index=1, run_id=again, status="running", attempts=2))
     assert store.list_set_runs()[0] | {"created_at": None} == {
         "id": set_id, "created_at": None, "name": "s", "status": "running", "ladder_name": "L",
         "reference_label": "F16", "n_prompts": 2, "n_finished": 1}
     store.set_set_run_status(set_id, "cancelled")
-    assert store.get_set_run(set_id)["status"] == "cancelled"
+    assert store.get_set_run(set_id).status == "cancelled"
     assert store.get_set_run(set_id + 1) is None
 
 
@@ -85,9 +85,9 @@ def test_stop_keeps_finished_prompts_and_resume_runs_only_the_rest(pool, store: 
     outcome = run_set(pool, store, demo_ladder, set_id, stop_when("prompt-done", 0, cancel, seen), cancel)
     assert (outcome.status, outcome.finished, outcome.total) == ("cancelled", 1, 3)
     first = store.get_set_run(set_id)
-    assert first["status"] == "cancelled"
-    assert [(c["index"], c["status"]) for c in first["children"]] == [(0, "done")]
-    kept = first["children"][0]["run_id"]
+    assert first.status == "cancelled"
+    assert [(c.index, c.status) for c in first.children] == [(0, "done")]
+    kept = first.children[0].run_id
     assert [p.phase for p in seen] == ["prompt", "contestant", "contestant", "prompt-done", "end"]
     assert seen[2].done_labels == ("F16", "Q2_K") and seen[3].run_id == kept
 
@@ -95,11 +95,11 @@ def test_stop_keeps_finished_prompts_and_resume_runs_only_the_rest(pool, store: 
     cancel.clear()
     outcome = run_set(pool, store, None, set_id, stop_when("contestant", 1, cancel, []), cancel)  # ladder as stored
     assert outcome.status == "cancelled"
-    children = store.get_set_run(set_id)["children"]
-    assert [(c["index"], c["status"]) for c in children] == [(0, "done"), (1, "cancelled")]
-    assert children[0]["run_id"] == kept
-    stopped = children[1]["run_id"]
-    assert [r["stop_reason"] for r in store.get_run(stopped)["results"]][1] == "cancelled"
+    children = store.get_set_run(set_id).children
+    assert [(c.index, c.status) for c in children] == [(0, "done"), (1, "cancelled")]
+    assert children[0].run_id == kept
+    stopped = children[1].run_id
+    assert [r.stop_reason for r in store.get_run(stopped).results][1] == "cancelled"
 
     # Resume as the app does, in the background: prompts 2 and 3 run; the finished first prompt is not re-run
     registry = JobRegistry()
@@ -108,27 +108,27 @@ def test_stop_keeps_finished_prompts_and_resume_runs_only_the_rest(pool, store: 
     assert job.join(300) and job.status == "done", job.failure
     assert running_job(registry, set_id) is None
     done = store.get_set_run(set_id)
-    assert done["status"] == "done"
-    assert [(c["index"], c["status"]) for c in done["children"]] == [(0, "done"), (1, "done"), (2, "done")]
-    assert done["children"][0] == {"index": 0, "run_id": kept, "status": "done", "attempts": 1}
-    assert done["children"][1]["attempts"] == 2 and done["children"][1]["run_id"] > stopped
+    assert done.status == "done"
+    assert [(c.index, c.status) for c in done.children] == [(0, "done"), (1, "done"), (2, "done")]
+    assert done.children[0] == SetRunChild(index=0, run_id=kept, status="done", attempts=1)
+    assert done.children[1].attempts == 2 and done.children[1].run_id > stopped
     snap = job.snapshot()
     assert (snap["done"], snap["total"], snap["set_run_id"]) == (3, 3, set_id)
     assert snap["progress"]["phase"] == "end" and snap["progress"]["statuses"] == ["done"] * 3
     assert [c["label"] for c in snap["columns"]] == ["F16", "Q2_K"]
 
     # each prompt is an ordinary comparison run: its prompt, system prompt, category and both contestants
-    second = store.get_run(done["children"][1]["run_id"])
-    assert (second["kind"], second["prompt"], second["system_prompt"], second["category"]) == \
+    second = store.get_run(done.children[1].run_id)
+    assert (second.kind, second.prompt, second.system_prompt, second.category) == \
         ("compare", "Name a colour.", "Answer in one word.", "short")
-    assert (second["set_run_id"], second["set_index"]) == (set_id, 1)
-    assert [(r["label"], r["is_reference"]) for r in second["results"]] == [("F16", True), ("Q2_K", False)]
-    assert all(r["text"] and not r["error"] for r in second["results"])
-    assert store.get_run(kept)["system_prompt"] is None
+    assert (second.set_run_id, second.set_index) == (set_id, 1)
+    assert [(r.label, r.is_reference) for r in second.results] == [("F16", True), ("Q2_K", False)]
+    assert all(r.text and not r.error for r in second.results)
+    assert store.get_run(kept).system_prompt is None
 
     # a finished set run has nothing left: running it again changes nothing
     again = run_set(pool, store, demo_ladder, set_id)
-    assert again.status == "done" and store.get_set_run(set_id)["children"] == done["children"]
+    assert again.status == "done" and store.get_set_run(set_id).children == done.children
 
 
 def test_batched_stop_keeps_every_answer_and_resume_asks_only_for_the_missing_ones(pool, store: Store,
@@ -146,10 +146,10 @@ def test_batched_stop_keeps_every_answer_and_resume_asks_only_for_the_missing_on
     outcome = run_set(pool, store, demo_ladder, set_id, on_progress, cancel, n_seq=1)  # one slot: stoppable midway
     assert outcome.status == "cancelled"
     assert seen[0].message().startswith("prompts 1–3 of 3: F16, batched (0 of 3 answered)")
-    first = store.get_set_run(set_id)["children"]
-    runs = [store.get_run(c["run_id"]) for c in first]
-    assert all(r["results"][0]["label"] == "F16" and r["results"][0]["text"] for r in runs)  # every reference kept
-    answered = [c["index"] for c, r in zip(first, runs, strict=True) if len(r["results"]) == 2]
+    first = store.get_set_run(set_id).children
+    runs = [store.get_run(c.run_id) for c in first]
+    assert all(r.results[0].label == "F16" and r.results[0].text for r in runs)  # every reference kept
+    answered = [c.index for c, r in zip(first, runs, strict=True) if len(r.results) == 2]
     assert 1 <= len(answered) < 3
 
     seen.clear()
@@ -157,14 +157,14 @@ def test_batched_stop_keeps_every_answer_and_resume_asks_only_for_the_missing_on
     assert again.status == "done" and again.finished == 3
     batches = [p for p in seen if p.phase == "batch"]
     assert {p.label for p in batches} <= {"Q2_K"}  # the reference is not asked again
-    done = store.get_set_run(set_id)["children"]
-    assert [c["run_id"] for c in done] == [c["run_id"] for c in first]  # carried on in the same runs
-    assert [c["status"] for c in done] == ["done"] * 3 and all(c["attempts"] == 1 for c in done)
+    done = store.get_set_run(set_id).children
+    assert [c.run_id for c in done] == [c.run_id for c in first]  # carried on in the same runs
+    assert [c.status for c in done] == ["done"] * 3 and all(c.attempts == 1 for c in done)
     for c in done:
-        results = store.get_run(c["run_id"])["results"]
-        assert [r["label"] for r in results] == ["F16", "Q2_K"] and all(r["text"] for r in results)
-        assert all(r["metrics"]["measurement"]["batched"]["n_seq"] >= 1 for r in results)
-        assert results[1]["decode_tok_s"] is None  # no single-stream speed from a batch
+        results = store.get_run(c.run_id).results
+        assert [r.label for r in results] == ["F16", "Q2_K"] and all(r.text for r in results)
+        assert all(r.metrics["measurement"]["batched"]["n_seq"] >= 1 for r in results)
+        assert results[1].decode_tok_s is None  # no single-stream speed from a batch
 
 
 def test_a_failing_contestant_affects_only_its_own_results(pool, store: Store, demo_ladder: Ladder,
@@ -177,11 +177,11 @@ def test_a_failing_contestant_affects_only_its_own_results(pool, store: Store, d
                            labels=["broken"], settings=replace(SMALL, max_tokens=4))
     outcome = run_set(pool, store, ladder, set_id)
     assert (outcome.status, outcome.finished) == ("done", 2)
-    for child in store.get_set_run(set_id)["children"]:
-        assert child["status"] == "partial"
-        ref, bad = store.get_run(child["run_id"])["results"]
-        assert ref["text"] and not ref["error"]
-        assert bad["error"] and bad["stop_reason"] == "error"
+    for child in store.get_set_run(set_id).children:
+        assert child.status == "partial"
+        ref, bad = store.get_run(child.run_id).results
+        assert ref.text and not ref.error
+        assert bad.error and bad.stop_reason == "error"
 
 
 def test_a_set_run_is_refused_before_anything_runs(store: Store, demo_ladder: Ladder) -> None:
@@ -222,7 +222,7 @@ def test_cli_batch_json_on_two_prompts_then_resume_reruns_nothing(demo_ladder: L
             [("F16", files["F16"], True), ("Q2_K", files["Q2_K"], False)]
         assert all(r["text"] and r["error"] is None and r["stop_reason"] for r in p["results"])
     stored = Store(db).get_set_run(out["set_run_id"])
-    assert [c["run_id"] for c in stored["children"]] == [p["run_id"] for p in out["prompts"]]
+    assert [c.run_id for c in stored.children] == [p["run_id"] for p in out["prompts"]]
 
     again = batch("--resume", str(out["set_run_id"]), "--db", db, "--json")
     assert again.returncode == 0, again.stderr
@@ -241,12 +241,12 @@ def test_a_set_run_keeps_its_variants_and_its_prompts_runs_do_not(pool, store: S
                            settings=replace(SMALL), variants=[Variant("q8_0", "q8_0")], variant_baseline=False)
     set_run = store.get_set_run(set_id)
     assert set_run is not None
-    settings = RunSettings.from_dict(set_run["settings"])
+    settings = RunSettings.from_dict(set_run.settings)
     assert settings.variants == (Variant("q8_0", "q8_0"),) and not settings.variant_baseline
-    assert set_run["settings"]["file_labels"] == ["F16", "Q2_K"]
+    assert set_run.settings["file_labels"] == ["F16", "Q2_K"]
     labels = [c.label for c in stored_contestants(demo_ladder, set_run)]
-    assert labels == ["F16", "F16 · KV q8_0", "Q2_K · KV q8_0"] == set_run["labels"]
+    assert labels == ["F16", "F16 · KV q8_0", "Q2_K · KV q8_0"] == set_run.labels
     assert run_set(pool, store, demo_ladder, set_id).status == "done"
-    child = store.get_run(store.set_run_children(set_id)[0]["run_id"])
-    assert child is not None and [r["label"] for r in child["results"]] == labels
-    assert child["settings"] == SMALL.to_dict()  # each prompt's run: the plain settings, the variants in its labels
+    child = store.get_run(store.set_run_children(set_id)[0].run_id)
+    assert child is not None and [r.label for r in child.results] == labels
+    assert child.settings == SMALL.to_dict()  # each prompt's run: the plain settings, the variants in its labels

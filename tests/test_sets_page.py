@@ -67,8 +67,8 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     assert list(totals["quantization"]) == ["Q8_0", "Q2_K"] and list(totals["prompts"]) == [2, 2]
     # the noise floor is on by default (2 repeats of the reference per prompt), stored and shown
     stored = Store().get_set_run(new[0]["id"])
-    assert stored["noise_repeats"] == 2
-    assert all(len(Store().reference_repeats(c["run_id"])) == 2 for c in stored["children"])
+    assert stored.noise_repeats == 2
+    assert all(len(Store().reference_repeats(c.run_id)) == 2 for c in stored.children)
     assert set(table["vs noise floor"]) <= {"within", "beyond"} and len(table["vs noise floor"]) == 4
     assert all(v.endswith(" of 2") for v in totals["beyond noise floor"])
     floor_text = " ".join(m.value for m in at.markdown if "Noise floor" in m.value).replace("\\", "")
@@ -131,7 +131,7 @@ def test_an_unfinished_set_run_offers_resume_and_escapes_its_prompts(demo_ladder
     at.run()
     assert not at.exception, at.exception
     stored = Store().get_set_run(set_run_id)
-    assert stored is not None and stored["status"] == "done" and len(stored["children"]) == 2
+    assert stored is not None and stored.status == "done" and len(stored.children) == 2
     table = table_with(at, "summary")
     assert list(table["quantization"]) == ["Q2_K", "Q2_K"]
     labels = [e.label for e in at.expander]
@@ -144,7 +144,7 @@ def test_an_unfinished_set_run_offers_resume_and_escapes_its_prompts(demo_ladder
     at.run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Compare quantizations"
-    assert at.session_state["run_id"] == next(c["run_id"] for c in stored["children"] if c["index"] == 1)
+    assert at.session_state["run_id"] == stored.child(1).run_id
 
 
 def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_stop(demo_ladder, pool):
@@ -182,10 +182,10 @@ def test_a_reloaded_page_follows_the_running_set_run_and_offers_resume_after_sto
     assert not at.exception, at.exception
     assert job.cancelled
     stored = Store().get_set_run(set_run_id)
-    assert stored is not None and stored["status"] == "cancelled"
+    assert stored is not None and stored.status == "cancelled"
     # batched: the three prompts ran together; a prompt both files answered before the Stop is finished
-    answered = [len(Store().get_run(c["run_id"])["results"]) == 2 for c in stored["children"]]
-    assert [c["status"] for c in stored["children"]] == ["done" if a else "cancelled" for a in answered]
+    answered = [len(Store().get_run(c.run_id).results) == 2 for c in stored.children]
+    assert [c.status for c in stored.children] == ["done" if a else "cancelled" for a in answered]
     finished = sum(answered)
     assert 1 <= finished < 3
     resume = at.button(key=f"sets-resume-{set_run_id}")

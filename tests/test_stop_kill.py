@@ -39,7 +39,7 @@ def test_stop_kills_a_stuck_worker_and_the_next_run_gets_a_fresh_one(demo_ladder
         assert first.stop_reason == "cancelled"
         assert "did not answer the cancel within 5 s and was killed" in first.error
         assert [r.stop_reason for r in comp.results] == ["cancelled", "cancelled"]  # the queue moved on
-        assert store.get_run(comp.run_id)["status"] == "cancelled"
+        assert store.get_run(comp.run_id).status == "cancelled"
         assert any(s == "cancelled" and "was killed" in p.get("message", "") for _, s, p in events)
         assert not pool.pids(), "the killed worker is not counted as live"
 

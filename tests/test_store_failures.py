@@ -42,7 +42,7 @@ def test_a_full_disk_says_so_and_keeps_what_was_saved(tmp_path, monkeypatch):
     assert "everything saved before is intact" in str(err.value)
     assert "rollback" not in str(err.value).lower()  # the error that happened, not a failed ROLLBACK after it
     monkeypatch.undo()
-    assert Store(tmp_path / "w.sqlite3").get_run(kept)["results"][0]["text"] == "saved before the disk filled"
+    assert Store(tmp_path / "w.sqlite3").get_run(kept).results[0].text == "saved before the disk filled"
 
 
 def test_a_damaged_database_is_refused_with_the_way_to_recover_and_left_as_it_was(tmp_path):
@@ -77,10 +77,10 @@ def test_a_read_only_database_opens_read_only_and_refuses_writes_plainly(tmp_pat
     with immutable(db, db.parent):
         ro = Store(db)
         assert ro.read_only and "read-only" in ro.read_only_reason()
-        assert ro.get_run(run)["prompt"] == "saved while writable"
+        assert ro.get_run(run).prompt == "saved while writable"
         with pytest.raises(StoreError, match="read-only"):
             ro.create_run(settings={}, prompt="new")
-    assert Store(db).get_run(run)["prompt"] == "saved while writable"
+    assert Store(db).get_run(run).prompt == "saved while writable"
 
 
 def test_pages_say_what_is_wrong_instead_of_raising(tmp_path, monkeypatch, demo_ladder):

@@ -89,7 +89,7 @@ def test_timing_repeats_time_the_same_answer_again_without_streaming_it(demo_lad
     events: list[tuple[str, str, dict]] = []
     comparison = run_comparison(pool, contestants, PROMPT, settings, store=store,
                                 on_event=lambda label, status, payload: events.append((label, status, payload)))
-    stored = {r["label"]: r for r in store.get_run(comparison.run_id)["results"]}
+    stored = {r.label: r for r in store.get_run(comparison.run_id).results}
     for r in comparison.results:
         assert r.ok, r.error
         streamed = "".join(p["text"] for label, status, p in events if label == r.label and status == "tokens")
@@ -110,8 +110,8 @@ def test_timing_repeats_time_the_same_answer_again_without_streaming_it(demo_lad
             assert r.disturbed is True and "could not get a quiet window" in s["how"]
             assert r.label in (timing.unmeasured(store.get_run(comparison.run_id)) or "")
         row = stored[r.label]  # what Recommend's evidence and the pages read back
-        assert row["decode_tok_s"] == pytest.approx(s["median"]) and row["metrics"]["decode_spread"] == s
-        assert row["disturbed"] == (None if r.disturbed is None else int(r.disturbed))
+        assert row.decode_tok_s == pytest.approx(s["median"]) and row.metrics["decode_spread"] == s
+        assert row.disturbed == r.disturbed
 
 
 def test_a_run_that_cannot_get_a_quiet_window_says_so(demo_ladder, pool, store):
@@ -125,9 +125,9 @@ def test_a_run_that_cannot_get_a_quiet_window_says_so(demo_ladder, pool, store):
     assert busy.ok and busy.disturbed is True
     assert len(busy.decode_repeats) == 1 + timing.EXTRA_TRIES and all(w["disturbed"] for w in busy.decode_repeats)
     assert not busy.decode_spread["quiet"] and "could not get a quiet window" in busy.decode_spread["how"]
-    run = store.get_run(store.list_runs(limit=1)[0]["id"])
+    run = store.get_run(store.list_runs(limit=1)[0].id)
     assert "Q2_K" in (timing.unmeasured(run) or "") and "Run it again" in (timing.unmeasured(run) or "")
-    assert "No quiet window could be had for Q2_K" in timing.banner(run["results"], ["Q2_K"])
+    assert "No quiet window could be had for Q2_K" in timing.banner(run.to_dict()["results"], ["Q2_K"])
 
 
 def test_other_uses_of_a_contestant_are_not_timed_again(demo_ladder, pool):
@@ -195,7 +195,7 @@ def test_the_run_report_carries_the_spread_and_the_words(store):
     for text in (md, html):
         assert "90.0 (84.5-97.2, n=3)" in text and "60.0 (55.0-70.0, n=6)" in text  # median (range, windows used)
         assert "No quiet window came in 6 tries." in text
-    fig = report.metrics_figure(store.get_run(run_id))
+    fig = report.metrics_figure(store.get_run(run_id).to_dict())
     decode = fig.data[1]
     assert list(decode.error_y.array) == [pytest.approx(7.25), pytest.approx(10.0)]  # whiskers: up to the max ...
     assert list(decode.error_y.arrayminus) == [pytest.approx(5.5), pytest.approx(5.0)]  # ... and down to the min

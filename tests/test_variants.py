@@ -129,7 +129,7 @@ def test_measured_peak_rss_shrinks_by_the_predicted_kv_difference(variant_run):
 
 def test_results_store_what_was_loaded_and_a_quantized_v_runs_with_flash_attention(variant_run, q4):
     comparison, store = variant_run
-    stored = {r["label"]: r["metrics"] for r in store.get_run(comparison.run_id)["results"]}
+    stored = {r.label: r.metrics for r in store.get_run(comparison.run_id).results}
     assert stored["Q4_K_M"]["kv_type_k"] == "f16" and stored["Q4_K_M"]["n_ctx"] == N_CTX
     q4_0 = stored["Q4_K_M · KV q4_0"]
     assert (q4_0["kv_type_k"], q4_0["kv_type_v"], q4_0["n_ctx"]) == ("q4_0", "q4_0", N_CTX)
@@ -190,8 +190,8 @@ def test_compare_page_runs_a_variant_and_its_card_shows_the_memory_lines(demo_la
     next(b for b in at.button if b.label == "Run").click()
     at.run()
     run = Store().get_run(wait_for_run(at))
-    assert [r["label"] for r in run["results"]] == ["F16", "F16 · KV q4_0", "Q2_K", "Q2_K · KV q4_0"]
-    assert run["results"][3]["metrics"]["kv_type_v"] == "q4_0"
+    assert [r.label for r in run.results] == ["F16", "F16 · KV q4_0", "Q2_K", "Q2_K · KV q4_0"]
+    assert run.results[3].metrics["kv_type_v"] == "q4_0"
     html = " ".join(h.proto.body for h in at.get("html"))
     assert "KV q4_0 · context 2048" in html and "llama.cpp" in html and "measured peak RSS" in html
 

@@ -115,11 +115,12 @@ def test_set_verdict_reads_the_votes_and_measures_of_a_stored_set(store: Store):
 def test_the_verdict_section_of_a_report_escapes_labels_in_html_and_markdown(store: Store):
     from workbench.people.report import verdict_section_html, verdict_section_markdown
     from workbench.people.verdict import SetVerdict, decide, set_quality
+    from workbench.storage.rows import StoredResult, StoredRun
 
     evil = "<script>alert(1)</script>*Q4*"
-    sv = SetVerdict(decide("Q8_0", evil, 12, 11, 7, n_prompts=30),
-                    set_quality([{"results": [{"label": "Q8_0", "text": "Walk 20 minutes."},
-                                              {"label": evil, "text": "Walk 2 minutes."}]}], "Q8_0", [evil]))
+    run = StoredRun(1, "", "compare", "done", results=(StoredResult(1, 1, 0, "Q8_0", text="Walk 20 minutes."),
+                                                       StoredResult(2, 1, 1, evil, text="Walk 2 minutes.")))
+    sv = SetVerdict(decide("Q8_0", evil, 12, 11, 7, n_prompts=30), set_quality([run], "Q8_0", [evil]))
     html = verdict_section_html(sv)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "could not tell them apart" in html and "<td>1</td>" in html  # one prompt, one changed fact

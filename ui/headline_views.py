@@ -3,13 +3,12 @@ and Ratings. The sentence and its evidence come from workbench.people.headline; 
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from ui.shared import store
 from workbench.core.escaping import md_escape
 from workbench.people.headline import Headline, default_run_pair, run_outputs, stored_run_headline
+from workbench.storage.store import StoredRun
 
 
 def pair_picker(labels: list[str], default: tuple[str, str] | None, key: str) -> tuple[str, str] | None:
@@ -45,10 +44,10 @@ def headline_view(h: Headline, pair: str) -> None:
                    "people's. How the sentence is built: docs/headlines.md.")
 
 
-def run_pair_section(run: dict[str, Any]) -> str | None:
+def run_pair_section(run: StoredRun) -> str | None:
     """Compare's question for a stored run: pick the pair (Q4_K_M vs Q8_0 by default), show its headline; returns
     the baseline the columns below read against (None: the reference, when the run has fewer than two outputs)."""
-    pair = pair_picker(run_outputs(run), default_run_pair(run), f"cmp-pair-{run['id']}")
+    pair = pair_picker(run_outputs(run), default_run_pair(run), f"cmp-pair-{run.id}")
     if pair is None:
         return None
     headline_view(stored_run_headline(store(), run, *pair), f"{pair[0]} vs {pair[1]}")

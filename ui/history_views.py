@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import streamlit as st
 
 from ui.shared import fmt_time, store
 from workbench.people.report import report_html, report_markdown
 from workbench.people.set_report import set_report_html, set_report_markdown
+from workbench.storage.store import FoundRun, StoredRun
 
 
-def run_label(row: dict[str, Any], width: int = 60) -> str:
+def run_label(row: FoundRun | StoredRun, width: int = 60) -> str:
     """'#12 · 03 Mar 14:05 · SmolLM2 … · Name three colors.' for a run row (from search_runs or get_run).
 
     Names no quantization: pickers on the blind Ratings page use it too.
     """
-    prompt = " ".join((row.get("prompt") or "").split())
+    prompt = " ".join((row.prompt or "").split())
     prompt = prompt[:width] + ("…" if len(prompt) > width else "")
-    kind = "" if row.get("kind") in (None, "compare") else f" · {row['kind']}"
-    model = row.get("ladder_name") or "local files"
-    return f"#{row['id']} · {fmt_time(row['created_at'])} · {model}{kind} · {prompt}"
+    kind = "" if row.kind in (None, "compare") else f" · {row.kind}"
+    model = row.ladder_name or "local files"
+    return f"#{row.id} · {fmt_time(row.created_at)} · {model}{kind} · {prompt}"
 
 
 def _deferred(make: Callable[[], str], what: str, markdown: bool) -> Callable[[], bytes]:

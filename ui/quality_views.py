@@ -27,6 +27,7 @@ from workbench.quality.heatmap import heatmap_html
 from workbench.quality.published import MODEL, NOTE, PUBLISHED_COLUMN, SOURCE_TITLE, SOURCE_URL, published_for_row
 from workbench.quality.quality_jobs import QualityJob, divergence_run_job
 from workbench.runs.contestants import Contestant
+from workbench.storage.store import StoredRun
 
 EXPLAIN = ("The reference's tokens are fed to every quantization (teacher forcing), and at each position the two "
            "next-token distributions are compared: **KLD** is KL(reference ‖ quantization) in nats (0 = identical), "
@@ -137,17 +138,17 @@ def report_view(report: dv.DivergenceReport, key: str) -> None:
         st.plotly_chart(kld_chart(report), width="stretch", key=f"{key}-kld-chart")
 
 
-def divergence_panel(run: dict[str, Any], key: str = "cmp", explain: bool = True) -> None:
+def divergence_panel(run: StoredRun, key: str = "cmp", explain: bool = True) -> None:
     """Measure (in the background) and show how far each contestant of a stored run drifts from the reference."""
-    run_id = run["id"]
+    run_id = run.id
     state_key = f"divergence-job-{run_id}"
     job = jobs().get(st.session_state.get(state_key), QualityJob)
     if job is not None and not job.finished:
         job_progress(job, f"{key}-{run_id}-job")
         return
     job_outcome(job)
-    ref = next((r for r in run["results"] if r["is_reference"]), None)
-    if ref is None or ref.get("error") or not ref.get("token_ids"):
+    ref = next((r for r in run.results if r.is_reference), None)
+    if ref is None or ref.error or not ref.token_ids:
         st.caption("Divergence needs the reference's output; this run has none to follow.")
         return
     report = dv.load_report(store(), run_id, "output")

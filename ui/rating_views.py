@@ -30,7 +30,7 @@ from workbench.people.headline import set_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
 from workbench.people.verdict import SET_MODE, default_set_pair, set_verdict
 from workbench.quality.diff_html import plain_html
-from workbench.storage.store import StoreError
+from workbench.storage.store import StoredResult, StoredRun, StoreError
 
 MODES = {"Blind": "letters in a random order; names appear once you have rated every output",
          "Pairwise": "which of two is better? letters too; names appear once you have voted on every pair",
@@ -89,7 +89,7 @@ def _save_vote(run_id: int, label_a: str, label_b: str, winner: str, mode: str, 
 
 
 # ---- the three modes ----------------------------------------------------------------------------
-def blind(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.BlindView) -> None:
+def blind(run: StoredRun, outputs: dict[str, StoredResult], view: rt.BlindView) -> None:
     n_rated = sum(1 for label in outputs if label in view.rated)
     if view.revealed:
         st.success("Names revealed: you have judged every output of this run. Changing a star now is saved as an "
@@ -102,11 +102,11 @@ def blind(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.Blin
     for row in views.column_rows(items):
         for col, (letter, label) in row:
             with col:
-                ref = " · reference" if view.revealed and outputs[label]["is_reference"] else ""
+                ref = " · reference" if view.revealed and outputs[label].is_reference else ""
                 st.markdown(f"**{md_escape(view.display_name(label))}**{ref}")
-                st.html(plain_html(outputs[label]["text"] or ""))
-                key = f"blind-{run['id']}-{letter}"  # the letter, never the label: widget ids reach the browser
-                star_widget(run["id"], label, key, mode=mode, shown_as=view.display_name(label), letter=letter,
+                st.html(plain_html(outputs[label].text or ""))
+                key = f"blind-{run.id}-{letter}"  # the letter, never the label: widget ids reach the browser
+                star_widget(run.id, label, key, mode=mode, shown_as=view.display_name(label), letter=letter,
                             saved=view.rated.get(label))
     if view.revealed:
         st.dataframe([{"letter": letter, "quantization": label, "your rating": stars(view.rated[label])
@@ -114,14 +114,14 @@ def blind(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.Blin
                      hide_index=True, width="content")
 
 
-def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.BlindView) -> None:
+def pairwise(run: StoredRun, outputs: dict[str, StoredResult], view: rt.BlindView) -> None:
     if len(outputs) < 2:
         st.info("Pairwise voting needs two outputs or more; this run has fewer that finished without an error.")
         return
     letters = list(view.order)
     pairs = [(f"{a} vs {b}", view.order[a], view.order[b]) for i, a in enumerate(letters) for b in letters[i + 1:]]
     latest: dict[frozenset[str], dict[str, Any]] = {}
-    for v in rt.list_votes(store(), run_id=run["id"], session=session_id()):
+    for v in rt.list_votes(store(), run_id=run.id, session=session_id()):
         latest[frozenset((v["label_a"], v["label_b"]))] = v
     voted = [p for p in pairs if frozenset(p[1:]) in latest]
     if view.revealed:
@@ -129,7 +129,7 @@ def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.B
                    "changed now is saved as an open pairwise vote.")
     else:
         st.info(f"Voted on {len(voted)} of {len(pairs)} pairs. The names appear once you have voted on every pair.")
-    pick_key = f"pair-{run['id']}"
+    pick_key = f"pair-{run.id}"
     names = [name for name, _, _ in pairs]
     if st.session_state.get(pick_key) not in names:
         first_open = next((name for name, a, b in pairs if frozenset((a, b)) not in latest), names[0])
@@ -143,13 +143,13 @@ def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.B
     for col, label, shown in ((left, label_a, la), (right, label_b, lb)):
         with col:
             st.markdown(f"**{md_escape(shown)}**")
-            st.html(plain_html(outputs[label]["text"] or ""))
+            st.html(plain_html(outputs[label].text or ""))
     mode = "pairwise" if view.revealed else "blind"  # a vote made with names hidden is stored as blind
     b1, b2, b3 = st.columns(3)
     for col, winner, text in ((b1, "a", f"{view.letter_of(label_a)} is better"), (b2, "tie", "Tie"),
                               (b3, "b", f"{view.letter_of(label_b)} is better")):
-        col.button(text, key=f"vote-{run['id']}-{name}-{winner}", width="stretch", on_click=_save_vote,
-                   args=(run["id"], label_a, label_b, winner, mode, pick_key, pairs))
+        col.button(text, key=f"vote-{run.id}-{name}-{winner}", width="stretch", on_click=_save_vote,
+                   args=(run.id, label_a, label_b, winner, mode, pick_key, pairs))
     mine = latest.get(frozenset((label_a, label_b)))
     if mine is not None:
         won = mine["label_a"] if mine["winner"] == "a" else mine["label_b"] if mine["winner"] == "b" else None
@@ -165,17 +165,17 @@ def pairwise(run: dict[str, Any], outputs: dict[str, dict[str, Any]], view: rt.B
         st.dataframe(sorted(rows, key=lambda r: r["pair"]), hide_index=True, width="content")
 
 
-def open_mode(run: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> None:
+def open_mode(run: StoredRun, outputs: dict[str, StoredResult]) -> None:
     name = rater()
-    mine = rt.list_ratings(store(), run_id=run["id"], rater=name or None, session=None if name else session_id())
+    mine = rt.list_ratings(store(), run_id=run.id, rater=name or None, session=None if name else session_id())
     saved = {r["label"]: r for r in mine}  # oldest first: the newest per label wins
     for row in views.column_rows(list(outputs.values())):
         for col, r in row:
             with col:
-                st.markdown(f"**{md_escape(r['label'])}**{' · reference' if r['is_reference'] else ''}")
-                st.html(plain_html(r["text"] or ""))
-                mine_r = saved.get(r["label"])
-                star_widget(run["id"], r["label"], f"open-{run['id']}-{r['label']}", mode="open", shown_as=r["label"],
+                st.markdown(f"**{md_escape(r.label)}**{' · reference' if r.is_reference else ''}")
+                st.html(plain_html(r.text or ""))
+                mine_r = saved.get(r.label)
+                star_widget(run.id, r.label, f"open-{run.id}-{r.label}", mode="open", shown_as=r.label,
                             letter=None, saved=mine_r["score"] if mine_r else None)
                 if mine_r:
                     st.caption(f"Saved: {stars(mine_r['score'])} at {mine_r['created_at'][11:19]} UTC")
@@ -310,7 +310,7 @@ def set_judging() -> bool:
     if set_run is None:
         st.warning(f"Set run #{set_id} was deleted meanwhile.")
         return False
-    labels = list(dict.fromkeys(x for x in set_run.get("labels") or [] if isinstance(x, str)))
+    labels = list(dict.fromkeys(set_run.labels))
     pair = default_set_pair(store(), set_id)  # the pair judged most so far, else e.g. Q4_K_M vs Q8_0
     c1, c2 = st.columns(2)
     others_of = {b: [x for x in labels if x != b] for b in labels}

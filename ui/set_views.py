@@ -9,7 +9,6 @@ into a dataframe, which draws text as text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -27,7 +26,7 @@ from workbench.quality.diff_html import plain_html, prose_html
 from workbench.quality.facts import FactChange
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.prompt_sets import PromptSetError
-from workbench.storage.store import SET_PROMPT_FINISHED
+from workbench.storage.store import SET_PROMPT_FINISHED, StoredSetRun
 
 SETS_PAGE = "pages/sets.py"
 
@@ -74,39 +73,39 @@ def _run_cells(db: str, run_id: int, status: str | None, index: int, prompt: str
     run = store().get_run(run_id)
     if run is None:
         return []
-    own = next((r for r in run["results"] if r["is_reference"]), None)
-    ref = own if baseline is None else next((r for r in run["results"] if r["label"] == baseline), None)
+    own = next((r for r in run.results if r.is_reference), None)
+    ref = own if baseline is None else run.result(baseline)
     floor = None
-    if n_repeats and own is not None and isinstance(own.get("text"), str) and not own.get("error"):
-        floor = noise_floor.floor_of(own["text"], store().reference_repeats(run_id))
+    if n_repeats and own is not None and own.text is not None and not own.error:
+        floor = noise_floor.floor_of(own.text, store().reference_repeats(run_id))
     cells = []
-    for r in run["results"]:
-        if r is ref or (ref is None and r["is_reference"]):
+    for r in run.results:
+        if r is ref or (ref is None and r.is_reference):
             continue
-        if r.get("error"):
-            cells.append(Cell(index, prompt, r["label"], run_id, f"no output: {r['error']}", "error"))
-        elif ref is None or ref.get("error") or ref.get("text") is None:
-            cells.append(Cell(index, prompt, r["label"], run_id, "no reference output to compare with", "missing"))
+        if r.error:
+            cells.append(Cell(index, prompt, r.label, run_id, f"no output: {r.error}", "error"))
+        elif ref is None or ref.error or ref.text is None:
+            cells.append(Cell(index, prompt, r.label, run_id, "no reference output to compare with", "missing"))
         else:
-            s = summarize(ref["text"] or "", r["text"] or "")
-            cells.append(Cell(index, prompt, r["label"], run_id, s.sentence, s.verdict, tuple(s.facts),
+            s = summarize(ref.text, r.text or "")
+            cells.append(Cell(index, prompt, r.label, run_id, s.sentence, s.verdict, tuple(s.facts),
                               floor.sentence() if floor else "",
                               noise_floor.standing(s, floor) if floor else ""))
     return cells
 
 
-def set_run_cells(set_run: dict[str, Any], baseline: str | None = None) -> list[Cell]:
+def set_run_cells(set_run: StoredSetRun, baseline: str | None = None) -> list[Cell]:
     """Every prompt × quantization of the set run's newest child runs against `baseline` (None: the reference),
     in prompt order."""
-    prompts = set_run.get("prompts") or []
+    prompts = set_run.prompts
     cells: list[Cell] = []
-    children = set_run.get("children") or []
-    repeats = store().reference_repeat_counts([c["run_id"] for c in children]) if set_run.get("noise_repeats") else {}
+    children = set_run.children
+    repeats = store().reference_repeat_counts([c.run_id for c in children]) if set_run.noise_repeats else {}
     for child in children:
-        i = child["index"]
+        i = child.index
         prompt = str(prompts[i].get("prompt", "")) if i < len(prompts) else ""
-        cells += _run_cells(str(store().path), child["run_id"], child["status"], i, prompt,
-                            repeats.get(child["run_id"], 0), baseline)
+        cells += _run_cells(str(store().path), child.run_id, child.status, i, prompt,
+                            repeats.get(child.run_id, 0), baseline)
     return cells
 
 
@@ -148,22 +147,22 @@ def _set_floor(db: str, set_run_id: int, signature: tuple[tuple[int, str | None,
     return noise_floor.stored_set_floor(store(), set_run) if set_run is not None else None
 
 
-def floor_view(set_run: dict[str, Any]) -> None:
+def floor_view(set_run: StoredSetRun) -> None:
     """The noise floor in words: the reference against itself, then each quantization against that."""
-    asked = int(set_run.get("noise_repeats") or 0)
+    asked = set_run.noise_repeats
     if not asked:
         st.caption("No noise floor: this set run did not repeat the reference, so a difference cannot be told "
                    "from the reference's own variation. Start a set run with reference repeats to get one.")
         return
-    children = set_run.get("children") or []
-    repeats = store().reference_repeat_counts([c["run_id"] for c in children])
-    got = _set_floor(str(store().path), int(set_run["id"]),
-                     tuple((c["run_id"], c["status"], repeats.get(c["run_id"], 0)) for c in children))
+    children = set_run.children
+    repeats = store().reference_repeat_counts([c.run_id for c in children])
+    got = _set_floor(str(store().path), set_run.id,
+                     tuple((c.run_id, c.status, repeats.get(c.run_id, 0)) for c in children))
     if got is None or not got.floors:
         st.caption(f"Noise floor: {counted(asked, 'repeat')} of the reference per prompt, none "
                    "finished yet.")
         return
-    settings = set_run.get("settings") or {}
+    settings = set_run.settings
     how = ("other seeds at the same temperature" if float(settings.get("temperature") or 0) > 0 else
            "greedy, with the prompt evaluated in other micro-batch sizes (other kernels, another summation order)")
     lines = [f"**Noise floor** ({md_escape(how)}): {md_escape(got.sentence())}"]
@@ -171,9 +170,9 @@ def floor_view(set_run: dict[str, Any]) -> None:
     st.markdown("\n".join(lines))
 
 
-def _vote_version(set_run: dict[str, Any]) -> tuple[int, int]:
+def _vote_version(set_run: StoredSetRun) -> tuple[int, int]:
     """(count, id sum) of the votes on the set's runs: in the cache key, so a new vote renews the headline."""
-    ids = [c["run_id"] for c in set_run.get("children") or [] if isinstance(c.get("run_id"), int)]
+    ids = [c.run_id for c in set_run.children]
     votes = list_votes(store(), run_ids=ids) if ids else []
     return len(votes), sum(int(v["id"]) for v in votes)
 
@@ -185,31 +184,31 @@ def _pair_headline(db: str, set_run_id: int, candidate: str, baseline: str,
     return set_headline(set_verdict(store(), set_run_id, candidate, baseline))
 
 
-def pair_section(set_run: dict[str, Any], key: str) -> tuple[str, str] | None:
+def pair_section(set_run: StoredSetRun, key: str) -> tuple[str, str] | None:
     """Pick the pair the set is asked about (the one judged most, else the smallest common quantization against
     the 8-bit one) and show its headline; returns (candidate, baseline), None with fewer than two quantizations."""
-    labels = [x for x in set_run.get("labels") or [] if isinstance(x, str)]
+    labels = list(set_run.labels)
     st.markdown("**The question**: which two quantizations to put face to face (chosen after the run: nothing runs "
                 "again)")
-    pair = pair_picker(labels, default_set_pair(store(), int(set_run["id"])), key)
-    if pair is None or not any(c.get("status") in SET_PROMPT_FINISHED for c in set_run.get("children") or []):
+    pair = pair_picker(labels, default_set_pair(store(), set_run.id), key)
+    if pair is None or not any(c.status in SET_PROMPT_FINISHED for c in set_run.children):
         return pair
-    children = set_run.get("children") or []
-    repeats = store().reference_repeat_counts([c["run_id"] for c in children])
-    signature = tuple((c["run_id"], c["status"], repeats.get(c["run_id"], 0)) for c in children)
-    head = _pair_headline(str(store().path), int(set_run["id"]), pair[0], pair[1], signature,
+    children = set_run.children
+    repeats = store().reference_repeat_counts([c.run_id for c in children])
+    signature = tuple((c.run_id, c.status, repeats.get(c.run_id, 0)) for c in children)
+    head = _pair_headline(str(store().path), set_run.id, pair[0], pair[1], signature,
                           _vote_version(set_run))
     headline_view(head, f"{pair[0]} vs {pair[1]}")
     return pair
 
 
-def results_view(set_run: dict[str, Any], key: str, pair: tuple[str, str] | None = None) -> None:
+def results_view(set_run: StoredSetRun, key: str, pair: tuple[str, str] | None = None) -> None:
     """Totals per quantization, the prompt × quantization table, and one expander per prompt with its facts, each
     against the pair's baseline (the reference when no pair is given)."""
-    reference = set_run.get("reference_label")
+    reference = set_run.reference_label
     baseline = pair[1] if pair is not None else reference
     cells = set_run_cells(set_run, None if baseline == reference else baseline)
-    labels = [label for label in set_run.get("labels") or [] if label != baseline]
+    labels = [label for label in set_run.labels if label != baseline]
     if not cells:
         st.caption("No prompt has finished yet.")
         return
@@ -240,15 +239,15 @@ def results_view(set_run: dict[str, Any], key: str, pair: tuple[str, str] | None
                 st.switch_page("pages/compare.py")
 
 
-def prompt_reader(set_run: dict[str, Any], key: str, baseline: str | None = None) -> None:
+def prompt_reader(set_run: StoredSetRun, key: str, baseline: str | None = None) -> None:
     """One prompt's answers side by side as prose, each quantization's changes against `baseline` (None: the
     reference) highlighted, its summary line, changed facts and place against the reference's noise floor above
     it: reading, not just counting."""
-    prompts = set_run.get("prompts") or []
-    children = [c for c in set_run.get("children") or [] if c["index"] < len(prompts)]
+    prompts = set_run.prompts
+    children = [c for c in set_run.children if c.index < len(prompts)]
     if not children:
         return
-    by_index = {c["index"]: c for c in children}
+    by_index = {c.index: c for c in children}
 
     def describe(i: int) -> str:
         head = " ".join(str(prompts[i].get("prompt", "")).split())
@@ -256,31 +255,30 @@ def prompt_reader(set_run: dict[str, Any], key: str, baseline: str | None = None
 
     st.markdown("**Read one prompt's answers**")
     index = st.selectbox("Prompt", list(by_index), format_func=describe, key=f"{key}-read")
-    run = store().get_run(by_index[index]["run_id"]) if index is not None else None
+    run = store().get_run(by_index[index].run_id) if index is not None else None
     if run is None:
         return
     views.css()
-    own = next((r for r in run["results"] if r["is_reference"] and not r["error"]), None)
-    own_text = own["text"] if own is not None and isinstance(own.get("text"), str) else None
-    floor = noise_floor.floor_of(own_text, store().reference_repeats(run["id"])) if own_text is not None else None
-    base = own if baseline is None else next((r for r in run["results"] if r["label"] == baseline and not r["error"]),
-                                             None)
-    ref_text = base["text"] if base is not None and isinstance(base.get("text"), str) else None
-    base_label = base["label"] if base is not None and base is not own else None
-    for row in views.column_rows(run["results"]):
+    own = next((r for r in run.results if r.is_reference and not r.error), None)
+    own_text = own.text if own is not None else None
+    floor = noise_floor.floor_of(own_text, store().reference_repeats(run.id)) if own_text is not None else None
+    base = own if baseline is None else next((r for r in run.results if r.label == baseline and not r.error), None)
+    ref_text = base.text if base is not None else None
+    base_label = base.label if base is not None and base is not own else None
+    for row in views.column_rows(list(run.results)):
         for col, r in row:
             with col:
-                role = " · reference" if r["is_reference"] else " · baseline" if r["label"] == base_label else ""
-                st.markdown(f"**{md_escape(r['label'])}**{role}")
-                text = r["text"] if isinstance(r.get("text"), str) else ""
-                if r["error"]:
-                    st.error(md_escape(r["error"]))
+                role = " · reference" if r.is_reference else " · baseline" if r.label == base_label else ""
+                st.markdown(f"**{md_escape(r.label)}**{role}")
+                text = r.text or ""
+                if r.error:
+                    st.error(md_escape(r.error))
                 elif r is base or ref_text is None:
-                    if r["is_reference"] and floor is not None:
+                    if r.is_reference and floor is not None:
                         st.caption(f"Noise floor: {md_escape(floor.sentence())}")
                     st.html(plain_html(text, prose=True))
                 else:
-                    first = r.get("first_divergence_token") if baseline is None else None  # measured vs the reference
+                    first = r.first_divergence_token if baseline is None else None  # measured vs the reference
                     views.column_header(ref_text, text, first, floor, base_label or "reference")
                     d = views.word_diff_of(ref_text, text)
                     st.html(plain_html(text, prose=True) if d.identical else prose_html(d))

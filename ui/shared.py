@@ -228,20 +228,20 @@ def sidebar() -> None:
         if runs:
             st.markdown("**Recent runs**")
             for r in runs:
-                prompt = " ".join(str(r["prompt"] or "").split())
-                label = (f"#{r['id']} · {md_escape(fmt_time(str(r['created_at'])))} · "
+                prompt = " ".join((r.prompt or "").split())
+                label = (f"#{r.id} · {md_escape(fmt_time(r.created_at))} · "
                          f"{md_escape(prompt[:38])}{'…' if len(prompt) > 38 else ''}")
-                if st.button(label, key=f"open-run-{r['id']}", width="stretch"):
-                    open_run(r["id"])
+                if st.button(label, key=f"open-run-{r.id}", width="stretch"):
+                    open_run(r.id)
                     st.switch_page("pages/compare.py")
         sets = store().list_set_runs(limit=4)
         if sets:
             st.markdown("**Recent prompt sets**")
-            for r in sets:
-                label = (f"#{r['id']} · {md_escape(fmt_time(str(r['created_at'])))} · {md_escape(str(r['name'])[:30])} · "
-                         f"{r['n_finished']} of {r['n_prompts']} prompts")
-                if st.button(label, key=f"open-set-run-{r['id']}", width="stretch"):
-                    st.session_state["sets_run_id"] = r["id"]  # what ui.set_views.open_set_run sets
+            for s in sets:
+                label = (f"#{s['id']} · {md_escape(fmt_time(str(s['created_at'])))} · {md_escape(str(s['name'])[:30])} · "
+                         f"{s['n_finished']} of {s['n_prompts']} prompts")
+                if st.button(label, key=f"open-set-run-{s['id']}", width="stretch"):
+                    st.session_state["sets_run_id"] = s["id"]  # what ui.set_views.open_set_run sets
                     st.switch_page("pages/sets.py")
 
 

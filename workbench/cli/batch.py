@@ -16,7 +16,7 @@ import json
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.cli.main import (
     UsageError,
@@ -29,6 +29,9 @@ from workbench.cli.main import (
     variants_from_args,
 )
 from workbench.files import json_fields as jf
+
+if TYPE_CHECKING:  # the store is imported when a command runs, not when the CLI starts
+    from workbench.storage.store import StoredResult, StoredSetRun
 
 RESULT_KEYS = ("text", "stop_reason", "error", "completion_tokens", "ttft_s", "decode_tok_s", "first_divergence_token")
 
@@ -151,19 +154,18 @@ def set_run_json(store: Any, set_run_id: int) -> dict[str, Any]:
     from workbench.quality import noise_floor
     from workbench.quality.summary import summarize
 
-    set_run = store.get_set_run(set_run_id)
-    children = {c["index"]: c for c in set_run["children"]}
-    reference = set_run["reference_label"]
+    set_run: StoredSetRun = store.get_set_run(set_run_id)
+    reference = set_run.reference_label
     prompts = []
-    for index, item in enumerate(set_run["prompts"]):
-        child = children.get(index)
-        run = store.get_run(child["run_id"]) if child else None
-        results = [_result(r) for r in (run or {}).get("results", [])]
+    for index, item in enumerate(set_run.prompts):
+        child = set_run.child(index)
+        run = store.get_run(child.run_id) if child else None
+        results = [_result(r) for r in run.results] if run else []
         entry = {"index": index, "prompt": item["prompt"],
                  **{k: item[k] for k in ("id", "category", "system") if item.get(k) is not None},
-                 jf.RUN_ID: child["run_id"] if child else None, "status": child["status"] if child else "not run",
+                 jf.RUN_ID: child.run_id if child else None, "status": child.status if child else "not run",
                  "results": results}
-        repeats = store.reference_repeats(child["run_id"]) if child and set_run["noise_repeats"] else []
+        repeats = store.reference_repeats(child.run_id) if child and set_run.noise_repeats else []
         ref = next((r for r in results if r["label"] == reference and not r["error"]), None)
         floor = noise_floor.floor_of(ref["text"] or "", repeats) if ref is not None else None
         # what the Prompt sets page shows per cell: the summary line against the reference and the changed facts
@@ -177,7 +179,7 @@ def set_run_json(store: Any, set_run_id: int) -> dict[str, Any]:
                 r["summary"] = s.sentence
                 r["facts"] = [{"kind": c.kind, "status": c.status, "reference": c.reference, "quantization": c.output}
                               for c in s.facts]
-        if set_run["noise_repeats"]:
+        if set_run.noise_repeats:
             entry["reference_repeats"] = [{k: r[k] for k in ("repeat", "perturbation", "text", "completion_tokens",
                                                              "stop_reason", "error")} for r in repeats]
             entry["noise_floor"] = floor.to_dict() if floor else None
@@ -187,23 +189,20 @@ def set_run_json(store: Any, set_run_id: int) -> dict[str, Any]:
                     r["vs_noise_floor"] = noise_floor.standing(summaries[r["label"]], floor)
         prompts.append(entry)
     whole = noise_floor.stored_set_floor(store, set_run)
-    return {jf.SET_RUN_ID: set_run_id, "name": set_run["name"], "status": set_run["status"],
-            "ladder": set_run["ladder_name"], jf.REFERENCE: reference, "labels": set_run["labels"],
-            "settings": set_run["settings"], "noise_repeats": set_run["noise_repeats"],
+    return {jf.SET_RUN_ID: set_run_id, "name": set_run.name, "status": set_run.status,
+            "ladder": set_run.ladder_name, jf.REFERENCE: reference, "labels": set_run.labels,
+            "settings": set_run.settings, "noise_repeats": set_run.noise_repeats,
             "noise_floor": {**whole.to_dict(), "sentence": whole.sentence(),
                             "quants": [{**q.to_dict(), "sentence": q.sentence()} for q in whole.quants]}
             if whole else None,
             "prompts": prompts}
 
 
-def _result(row: dict[str, Any]) -> dict[str, Any]:
-    fields = jf.gguf_fields(label=row["label"], quant_type=row["quant_type"], file=row["file"],
-                            size_bytes=row["size_bytes"], bits_per_weight=row["bits_per_weight"],
-                            is_reference=row["is_reference"])
-    stored = row.get("metrics")
-    metrics: dict[str, Any] = stored if isinstance(stored, dict) else {}
-    variant = {k: metrics.get(k) for k in ("kv_type_k", "kv_type_v", "n_ctx")}  # None in runs from before variants
-    return {**fields, **{k: row.get(k) for k in RESULT_KEYS}, **variant}
+def _result(row: StoredResult) -> dict[str, Any]:
+    fields = jf.gguf_fields(label=row.label, quant_type=row.quant_type, file=row.file, size_bytes=row.size_bytes,
+                            bits_per_weight=row.bits_per_weight, is_reference=row.is_reference)
+    variant = {k: row.metrics.get(k) for k in ("kv_type_k", "kv_type_v", "n_ctx")}  # None in runs from before variants
+    return {**fields, **{k: getattr(row, k) for k in RESULT_KEYS}, **variant}
 
 
 def _print_table(out: dict[str, Any]) -> None:

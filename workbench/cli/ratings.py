@@ -184,12 +184,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a date that does not parse
         raise UsageError(f"dates are YYYY-MM-DD: {exc}") from None
     if args.json:  # the run's id under `run_id`, as every other command's JSON names it
-        print(json.dumps([{jf.RUN_ID: r["id"], **{k: v for k, v in r.items() if k != "id"}} for r in rows],
+        print(json.dumps([{jf.RUN_ID: r.id, **{k: v for k, v in r.to_dict().items() if k != "id"}} for r in rows],
                          indent=2, ensure_ascii=False))
         return 0
     print_table(["id", "when", "kind", "status", "model", "outputs", "ratings", "votes", "prompt"],
-                [[r["id"], r["created_at"][:19].replace("T", " "), r["kind"], r["status"], r["ladder_name"] or "-",
-                  r["n_results"], r["n_ratings"], r["n_votes"], " ".join((r["prompt"] or "").split())[:60]]
+                [[r.id, r.created_at[:19].replace("T", " "), r.kind, r.status, r.ladder_name or "-",
+                  r.n_results, r.n_ratings, r.n_votes, " ".join((r.prompt or "").split())[:60]]
                  for r in rows])
     return 0
 

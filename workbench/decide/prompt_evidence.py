@@ -62,10 +62,10 @@ def prompt_floors(store: Store, ladder: Ladder) -> dict[str, PromptsEvidence]:
         if row.get("ladder_name") != ladder.name or row.get("reference_label") != reference or not row.get("n_finished"):
             continue
         set_run = store.get_set_run(int(row["id"]))
-        if set_run is None or set_run.get("imported_from") is not None:  # only what was measured here decides
+        if set_run is None or set_run.imported_from is not None:  # only what was measured here decides
             continue
-        labels = {x for x in set_run.get("labels") or [] if isinstance(x, str)} - {reference}
-        if not set_run.get("noise_repeats") or labels <= set(found):  # no floor, or nothing new: skip the diffs
+        labels = set(set_run.labels) - {reference}
+        if not set_run.noise_repeats or labels <= set(found):  # no floor, or nothing new: skip the diffs
             continue
         floor = stored_set_floor(store, set_run)
         for q in floor.quants if floor is not None else ():

@@ -13,6 +13,7 @@ from typing import Any
 from workbench.core.hardware import Gpu
 from workbench.files import fit
 from workbench.files.gguf_info import GgufError, read_header
+from workbench.storage.rows import StoredResult, StoredRun
 
 TEACHER_FORCED_KINDS = ("diverge", "diverge-text")  # keep logits for every position
 
@@ -46,12 +47,12 @@ class FitCheck:
                 "vram_error_pct": None if self.vram_error_pct is None else round(self.vram_error_pct, 2)}
 
 
-def predict_for_result(result: dict[str, Any], settings: dict[str, Any], kind: str = "compare",
+def predict_for_result(result: StoredResult, settings: dict[str, Any], kind: str = "compare",
                        gpus: list[Gpu] | None = None) -> fit.FitPrediction:
     """The prediction for one stored result, placed as the run placed it (CPU unless layers were offloaded)."""
-    info = read_header(result["file"], check_arch=False)
-    layers = int(result.get("gpu_layers") or 0)
-    metrics: dict[str, Any] = result["metrics"] if isinstance(result.get("metrics"), dict) else {}
+    info = read_header(result.file or "", check_arch=False)
+    layers = result.gpu_layers or 0
+    metrics = result.metrics
     # a variant (runs.variants) ran with its own KV-cache types and context; older results have neither
     n_ctx = _int(metrics.get("n_ctx")) or _int(settings.get("n_ctx")) or fit.DEFAULT_N_CTX
     kv_k: str = metrics["kv_type_k"] if isinstance(metrics.get("kv_type_k"), str) else "f16"
@@ -76,23 +77,22 @@ def fit_checks(store: Any, limit: int = 50, gpus: list[Gpu] | None = None) -> tu
     checks: list[FitCheck] = []
     missing: set[str] = set()
     for row in store.list_runs(limit=limit):
-        run = store.get_run(row["id"])
-        if run is None or run.get("imported_from"):  # another machine's memory, and paths not ours to open
+        run: StoredRun | None = store.get_run(row.id)
+        if run is None or run.imported_from:  # another machine's memory, and paths not ours to open
             continue
-        settings = run.get("settings") or {}
-        for r in run["results"]:
-            if not r.get("peak_rss_bytes") or not r.get("file") or r.get("error"):
+        for r in run.results:
+            if not r.peak_rss_bytes or not r.file or r.error:
                 continue
             try:
-                pred = predict_for_result(r, settings, run.get("kind") or "compare", gpus)
+                pred = predict_for_result(r, run.settings, run.kind or "compare", gpus)
             except (GgufError, OSError, ValueError):
-                missing.add(r["file"])
+                missing.add(r.file)
                 continue
             checks.append(FitCheck(
-                run_id=run["id"], kind=run.get("kind") or "compare", label=r["label"], quant_type=r.get("quant_type"),
-                file=r["file"], n_ctx=pred.n_ctx, gpu_layers=int(r.get("gpu_layers") or 0),
-                predicted_bytes=pred.ram_bytes, measured_bytes=int(r["peak_rss_bytes"]),
-                predicted_vram_bytes=pred.vram_bytes or None, measured_vram_bytes=r.get("gpu_mem_bytes"),
+                run_id=run.id, kind=run.kind or "compare", label=r.label, quant_type=r.quant_type,
+                file=r.file, n_ctx=pred.n_ctx, gpu_layers=r.gpu_layers or 0,
+                predicted_bytes=pred.ram_bytes, measured_bytes=r.peak_rss_bytes,
+                predicted_vram_bytes=pred.vram_bytes or None, measured_vram_bytes=r.gpu_mem_bytes,
             ))
     notes = [f"{len(missing)} file(s) of older runs are no longer on disk, so their results were left out"] if missing else []
     return checks, notes

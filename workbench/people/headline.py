@@ -46,7 +46,7 @@ from workbench.people.verdict import (
 )
 from workbench.quality.noise_floor import BEYOND, floor_of, standing
 from workbench.quality.summary import GROUPS, summarize
-from workbench.storage.store import Store
+from workbench.storage.store import Store, StoredRun
 
 SURE_DECIDED = 20  # decided votes below which "could not tell" is still "not yet": the 95% interval spans ±20 points
 KLD_SMALL = 0.01  # mean KL divergence (nats per token) below which the candidate's next-token odds barely move
@@ -260,16 +260,14 @@ def set_headline(sv: SetVerdict) -> Headline:
 
 
 # ---- from one stored comparison run ------------------------------------------------------------------------
-def run_evidence(run: dict[str, Any], candidate: str, baseline: str, repeats: Sequence[Any] = (),
+def run_evidence(run: StoredRun, candidate: str, baseline: str, repeats: Sequence[Any] = (),
                  mean_kld: float | None = None, votes: Iterable[Any] = ()) -> PairEvidence:
     """The evidence of one prompt's run (store.get_run) for candidate vs baseline: their stored outputs' summary and
     changed facts, the reference's repeats as the floor (store.reference_repeats), a divergence measured against
     the baseline, and pairwise votes on the run. Untrusted rows: outputs that are not text or carry an error count
     as missing."""
-    rows = [r for r in run.get("results") or [] if isinstance(r, dict)]
-    texts = {r["label"]: r["text"] for r in rows
-             if isinstance(r.get("label"), str) and isinstance(r.get("text"), str) and not r.get("error")}
-    own = next((r["label"] for r in rows if r.get("is_reference") and r.get("label") in texts), None)
+    texts = {r.label: r.text for r in run.results if r.text is not None and not r.error}
+    own = next((r.label for r in run.results if r.is_reference and r.label in texts), None)
     ref, cand, ties, raters = count_votes(votes, baseline, candidate)
     verdict = decide(baseline, candidate, ref, cand, ties, n_prompts=1, n_raters=raters) if ref + cand + ties else None
     if candidate not in texts or baseline not in texts:
@@ -281,30 +279,26 @@ def run_evidence(run: dict[str, Any], candidate: str, baseline: str, repeats: Se
                         int(floor is not None and standing(s, floor) == BEYOND), own, mean_kld, verdict)
 
 
-def run_outputs(run: dict[str, Any]) -> list[str]:
+def run_outputs(run: StoredRun) -> list[str]:
     """The labels of a run's outputs that can be compared (text, no error), in column order."""
-    return list(dict.fromkeys(r["label"] for r in run.get("results") or [] if isinstance(r, dict)
-                              and isinstance(r.get("label"), str) and isinstance(r.get("text"), str)
-                              and not r.get("error")))
+    return list(dict.fromkeys(r.label for r in run.results if r.text is not None and not r.error))
 
 
-def default_run_pair(run: dict[str, Any]) -> tuple[str, str] | None:
+def default_run_pair(run: StoredRun) -> tuple[str, str] | None:
     """(candidate, baseline) a stored run is asked about first: files.quant_names.default_pair of its outputs."""
-    rows = [r for r in run.get("results") or [] if isinstance(r, dict) and isinstance(r.get("label"), str)]
-    quant_of = {r["label"]: r["quant_type"] if isinstance(r.get("quant_type"), str) else None for r in rows}
-    reference = run.get("reference_label") if isinstance(run.get("reference_label"), str) else None
-    return default_pair(run_outputs(run), reference, quant_of)
+    quant_of = {r.label: r.quant_type for r in run.results}
+    return default_pair(run_outputs(run), run.reference_label, quant_of)
 
 
-def stored_run_headline(store: Store, run: dict[str, Any], candidate: str, baseline: str) -> Headline:
+def stored_run_headline(store: Store, run: StoredRun, candidate: str, baseline: str) -> Headline:
     """`run_evidence` read from the store (repeats, a divergence measured against the baseline, the run's votes)."""
     from workbench.quality.divergence import load_report
 
-    report = load_report(store, int(run["id"]), "output")
+    report = load_report(store, run.id, "output")
     kld = None
     if report is not None and report.reference_label == baseline:
         found = next((c for c in report.results if c.label == candidate and not c.error), None)
         value = found.summary.get("mean_kld") if found is not None else None
         kld = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    return headline(run_evidence(run, candidate, baseline, store.reference_repeats(int(run["id"])), kld,
-                                 list_votes(store, run_ids=[int(run["id"])])))
+    return headline(run_evidence(run, candidate, baseline, store.reference_repeats(run.id), kld,
+                                 list_votes(store, run_ids=[run.id])))

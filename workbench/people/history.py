@@ -45,7 +45,7 @@ from workbench.storage.limits import (
     text_problem,
     utf8_bytes,
 )
-from workbench.storage.store import ImportBatch, ImportRun, Store, now_iso
+from workbench.storage.store import FoundRun, ImportBatch, ImportRun, Store, now_iso
 
 EXPORT_FORMAT = "quant-workbench-export"
 EXPORT_VERSION = 3  # 3: with the set runs of the runs; 2: every table with a run_id; 1: results, ratings, votes
@@ -99,7 +99,7 @@ def search_runs(
     until: date | datetime | str | None = None,
     kind: str | None = None,
     limit: int = 200,
-) -> list[dict[str, Any]]:
+) -> list[FoundRun]:
     """Runs, newest first, matching prompt text and model (ladder) name (substrings, any case) and a date range.
 
     Each row carries counts of its outputs, ratings and votes for a history table.

@@ -335,7 +335,7 @@ def set_run_ids(store: Store, set_run_id: int) -> list[int]:
     set_run = store.get_set_run(int(set_run_id))
     if set_run is None:
         raise LookupError(f"there is no set run {set_run_id}")
-    return [c["run_id"] for c in set_run.get("children") or []]
+    return [c.run_id for c in set_run.children]
 
 
 def leaderboard(

@@ -175,7 +175,7 @@ def blind_view(store: Store, run_id: int, *, session: str, rater: str | None = N
     run = store.get_run(run_id)
     if run is None:
         raise RatingError(f"there is no run {run_id}")
-    labels = list(labels) if labels is not None else [r["label"] for r in run["results"] if not r.get("error")]
+    labels = list(labels) if labels is not None else [r.label for r in run.results if not r.error]
     mine = list_ratings(store, run_id=run_id, session=session, rater=rater)
     votes = list_votes(store, run_id=run_id, session=session, rater=rater)
     rated = {r["label"]: r["score"] for r in mine}

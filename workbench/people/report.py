@@ -71,15 +71,15 @@ def load_runs(store: Store, run_ids: Sequence[int]) -> list[dict[str, Any]]:
     """The runs, in the order asked; UnknownRun naming every id that is missing."""
     if not run_ids:
         raise ValueError("name at least one run")
-    runs = [store.get_run(int(i)) for i in run_ids]
-    missing = [i for i, r in zip(run_ids, runs, strict=True) if r is None]
+    stored = [store.get_run(int(i)) for i in run_ids]
+    missing = [i for i, r in zip(run_ids, stored, strict=True) if r is None]
     if missing:
         raise UnknownRun(missing)
-    for run in runs:  # the noise floor's repeats of the reference, when the run made any
-        run["reference_repeats"] = store.reference_repeats(run["id"])  # type: ignore[index]
-        run["divergence_reports"] = [d for source in ("output", "text")  # type: ignore[index]
-                                     if (d := load_report(store, run["id"], source)) is not None]  # type: ignore[index]
-    return runs  # type: ignore[return-value]
+    # as dicts (StoredRun.to_dict), with the noise floor's repeats of the reference and the divergence reports
+    return [{**run.to_dict(), "reference_repeats": store.reference_repeats(run.id),
+             "divergence_reports": [d for source in ("output", "text")
+                                    if (d := load_report(store, run.id, source)) is not None]}
+            for run in stored if run is not None]
 
 
 def _floor(run: dict[str, Any], ref: dict[str, Any] | None) -> Floor | None:
@@ -510,9 +510,10 @@ def run_answers(store: Store, runs: Sequence[dict[str, Any]]) -> list[tuple[dict
     """(run, "Q4_K_M vs Q8_0", headline) of each run with two outputs to compare: the answer a report opens with."""
     out = []
     for run in runs:
-        pair = default_run_pair(run)
-        if pair is not None:
-            out.append((run, f"{pair[0]} vs {pair[1]}", stored_run_headline(store, run, *pair)))
+        stored = store.get_run(int(run["id"]))
+        pair = default_run_pair(stored) if stored is not None else None
+        if stored is not None and pair is not None:
+            out.append((run, f"{pair[0]} vs {pair[1]}", stored_run_headline(store, stored, *pair)))
     return out
 
 

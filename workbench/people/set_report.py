@@ -53,7 +53,7 @@ from workbench.quality.diffing import WordDiff, word_diff
 from workbench.quality.facts import FactChange
 from workbench.quality.noise_floor import WITHIN, SetFloor, standing_of
 from workbench.quality.summary import summarize
-from workbench.storage.store import SET_PROMPT_FINISHED, Store
+from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoredResult, StoredRun, StoredSetRun
 
 NO_VOTES = "No blind judgements yet: rate this set on the Ratings page (A prompt set)."
 PROMPT_HEAD_CHARS = 100  # of a prompt, in tables and headings (the whole prompt is in its own section)
@@ -120,7 +120,7 @@ class PromptEntry:
 class SetReport:
     """Everything a set report shows, read once; `set_report_html` and `set_report_markdown` draw it."""
 
-    set_run: dict[str, Any]
+    set_run: StoredSetRun
     reference: str | None  # the set run's reference: its repeats are the noise floor
     candidates: list[str]  # the quantizations measured against the baseline, in the set's order
     machines: list[str]  # machine_line of each distinct machine the finished prompts ran on
@@ -160,11 +160,11 @@ class SetReport:
 
     @property
     def title(self) -> str:
-        return f"{self.set_run.get('name') or 'prompt set'} — set run {self.set_run['id']}"
+        return f"{self.set_run.name or 'prompt set'} — set run {self.set_run.id}"
 
     @property
     def status_line(self) -> str:
-        status = str(self.set_run.get("status") or "unknown")
+        status = self.set_run.status or "unknown"
         if self.finished < self.total:
             return f"{status}; {self.finished} of {self.total} prompts finished"
         return f"{status}; all {self.total} prompts finished"
@@ -174,29 +174,28 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _find(results: Sequence[Any], name: str) -> dict[str, Any] | None:
+def _find(results: Sequence[StoredResult], name: str) -> StoredResult | None:
     """The result that is `name` (by label first, then quant type), with or without an error."""
-    rows = [r for r in results if isinstance(r, dict)]
-    return next((r for r in rows if r.get("label") == name), next((r for r in rows if r.get("quant_type") == name), None))
+    return next((r for r in results if r.label == name), next((r for r in results if r.quant_type == name), None))
 
 
-def _cells(run: dict[str, Any] | None, status: str, reference: str | None, candidates: Sequence[str]
+def _cells(run: StoredRun | None, status: str, reference: str | None, candidates: Sequence[str]
            ) -> tuple[str | None, str | None, tuple[Cell, ...]]:
     """(reference text, reference error, one Cell per candidate) of one prompt's newest run."""
     if run is None:
         why = "not run yet" if status == "not run" else f"not finished ({status})"
         return None, None, tuple(Cell(label, why) for label in candidates)
-    results = run.get("results") or []
-    texts = {r["label"]: r["text"] for r in results if isinstance(r, dict) and isinstance(r.get("text"), str)}
+    results = run.results
+    texts = {r.label: r.text for r in results if r.text is not None}
     ref_label = result_label(results, reference) if reference else None
     ref_text = texts.get(ref_label) if ref_label else None
     ref_row = _find(results, reference) if reference else None
-    ref_error = _text((ref_row or {}).get("error")) if ref_text is None else None
+    ref_error = ref_row.error if ref_row is not None and ref_text is None else None
     cells = []
     for label in candidates:
         own = result_label(results, label)
         if own is None:
-            error = _text((_find(results, label) or {}).get("error"))
+            error = row.error if (row := _find(results, label)) is not None else None
             cells.append(Cell(label, f"no output: {error}" if error else "no output", error=error))
         elif ref_text is None:
             cells.append(Cell(label, "no reference output to compare with", text=texts[own]))
@@ -214,7 +213,7 @@ def build_set_report(store: Store, set_run_id: int, candidate: str | None = None
     set_run = store.get_set_run(int(set_run_id))
     if set_run is None:
         raise UnknownSetRun(set_run_id)
-    reference = _text(set_run.get("reference_label")) or None
+    reference = set_run.reference_label or None
     for name in (candidate, baseline):
         if name is not None and name not in set_labels(set_run):
             raise ValueError(f"{name!r} is not a quantization of set run {set_run_id} (it compared: "
@@ -224,22 +223,19 @@ def build_set_report(store: Store, set_run_id: int, candidate: str | None = None
     baseline = baseline or reference
     candidates = list(dict.fromkeys(x for x in set_labels(set_run) if x != baseline))
     candidate = candidate if candidate in candidates else next(iter(candidates), None)
-    runs = {r.get("set_index"): r for r in set_child_runs(store, set_run)}
-    children = {c["index"]: c for c in set_run.get("children") or []}
+    runs = {r.set_index: r for r in set_child_runs(store, set_run)}
+    children = {c.index: c for c in set_run.children}
     verdicts = set_verdicts(store, int(set_run_id), baseline)
-    items = set_run.get("prompts")
-    items = items if isinstance(items, list) else []
     prompts = []
-    for index, item in enumerate(items):
-        item = item if isinstance(item, dict) else {}
+    for index, item in enumerate(set_run.prompts):
         child = children.get(index)
-        status = str(child.get("status") or "running") if child else "not run"
+        status = str(child.status or "running") if child else "not run"
         ref_text, ref_error, cells = _cells(runs.get(index), status, baseline, candidates)
         prompts.append(PromptEntry(index, _text(item.get("prompt")) or "", _text(item.get("system")),
-                                   _text(item.get("category")), status, child["run_id"] if child else None,
+                                   _text(item.get("category")), status, child.run_id if child else None,
                                    ref_text, ref_error, cells))
-    machines = list(dict.fromkeys(rp.machine_line(r.get("machine")) for r in runs.values()))
-    llama = next((v for r in runs.values() if (v := _text(r.get("llama_cpp_version")))), None)
+    machines = list(dict.fromkeys(rp.machine_line(r.machine) for r in runs.values()))
+    llama = next((v for r in runs.values() if (v := r.llama_cpp_version)), None)
     quality = verdicts[0].quality if verdicts else []
     floor = verdicts[0].floor if verdicts else None
     return SetReport(set_run, reference, candidates, machines, llama, quality, verdicts, prompts, floor, baseline,
@@ -256,20 +252,19 @@ def _outcome(entry: PromptEntry) -> str:
 
 def _overview_rows(r: SetReport) -> list[tuple[str, str]]:
     s = r.set_run
-    rows = [("when", str(s.get("created_at") or "-")), ("status", r.status_line),
+    rows = [("when", s.created_at or "-"), ("status", r.status_line),
             ("reference", r.reference or "none recorded")]
     if r.base != r.reference:
         rows.append(("baseline (what each output is measured against)", r.base or "none"))
     rows += [("quantizations measured against it", ", ".join(r.candidates) or "none"),
-            ("model (ladder)", str(s.get("ladder_name") or "local files"))]
-    if s.get("imported_from"):
-        rows.append(("imported", f"from {s['imported_from']}: its prompts ran on another machine"))
+            ("model (ladder)", s.ladder_name or "local files")]
+    if s.imported_from:
+        rows.append(("imported", f"from {s.imported_from}: its prompts ran on another machine"))
     return rows
 
 
 def _settings(r: SetReport) -> list[tuple[str, str]]:
-    return rp.settings_rows(r.set_run.get("settings"), {"workbench": r.set_run.get("workbench_version"),
-                                                        "llama.cpp": r.llama_cpp})
+    return rp.settings_rows(r.set_run.settings, {"workbench": r.set_run.workbench_version, "llama.cpp": r.llama_cpp})
 
 
 MEASURES_NOTE = ("Measured by the machine, not by people: each quantization's output against the {role}'s "
@@ -284,8 +279,8 @@ OUTPUTS_NOTE = ("Each output as it reads, its differences from the {role} highli
 # ---- HTML -------------------------------------------------------------------------------------------------
 def _ladder(r: SetReport) -> dict[str, Any] | None:
     """The set run's stored ladder, its files narrowed to those that took part (all of them if none matches)."""
-    ladder = r.set_run.get("ladder")
-    if not isinstance(ladder, dict):
+    ladder = r.set_run.ladder
+    if ladder is None:
         return None
     files = ladder.get("files")
     files = files if isinstance(files, list) else []
@@ -344,8 +339,7 @@ FLOOR_HEADERS = ("quantization", "prompts with a floor", "within", "beyond", "me
 
 
 def _floor_how(r: SetReport) -> str:
-    settings = r.set_run.get("settings") if isinstance(r.set_run.get("settings"), dict) else {}
-    temperature = settings.get("temperature") if isinstance(settings, dict) else None
+    temperature = r.set_run.settings.get("temperature")
     if isinstance(temperature, (int, float)) and temperature > 0:
         return "other seeds at the same temperature"
     return "greedy, the prompt evaluated in other micro-batch sizes"
@@ -477,7 +471,7 @@ def _answer_html(r: SetReport) -> str:
         parts.append(f"<h3>Every other quantization against {esc(r.base)}</h3><ul>"
                      + "".join(f"<li><strong>{esc(label)}</strong>: {esc(h.text)}</li>" for label, h in others)
                      + "</ul>")
-    if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
+    if note := report_note(r.set_run.ladder):  # the embedded demo: why its figures look odd
         parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {esc(note)}</p>')
     parts.append('<p class="wb-muted">How these sentences are built: docs/headlines.md.</p></section>')
     return "".join(parts)
@@ -497,7 +491,7 @@ def _answer_markdown(r: SetReport) -> list[str]:
     if others:
         out += [f"### Every other quantization against {md_cell(r.base)}", ""]
         out += [f"- **{md_cell(label)}**: {md_cell(h.text)}" for label, h in others] + [""]
-    if note := report_note(r.set_run.get("ladder")):  # the embedded demo: why its figures look odd
+    if note := report_note(r.set_run.ladder):  # the embedded demo: why its figures look odd
         out += [f"_About this model: {md_cell(note)}_", ""]
     return out + ["_How these sentences are built: docs/headlines.md._", ""]
 

@@ -75,13 +75,12 @@ def load_session(store: Store, set_run_id: int, token: str, reference: str, cand
         raise LookupError(f"there is no set run {set_run_id}")
     items = []
     for run in set_child_runs(store, set_run):
-        ref, cand = result_label(run["results"], reference), result_label(run["results"], candidate)
+        ref, cand = result_label(run.results, reference), result_label(run.results, candidate)
         if ref is None or cand is None or ref == cand:
             continue
-        texts = {r["label"]: r["text"] for r in run["results"]}
-        first, second = (cand, ref) if random.Random(f"sides:{token}:{run['id']}").random() < 0.5 else (ref, cand)
-        items.append(SessionItem(run["id"], int(run.get("set_index") or 0), str(run.get("prompt") or ""),
-                                 run.get("system_prompt") if isinstance(run.get("system_prompt"), str) else None,
+        texts = {r.label: r.text or "" for r in run.results}
+        first, second = (cand, ref) if random.Random(f"sides:{token}:{run.id}").random() < 0.5 else (ref, cand)
+        items.append(SessionItem(run.id, run.set_index or 0, run.prompt or "", run.system_prompt,
                                  first, second, texts[first], texts[second]))
     items.sort(key=lambda i: i.index)
     random.Random(f"order:{token}").shuffle(items)
@@ -111,7 +110,7 @@ def previous_sessions(store: Store, set_run_id: int, reference: str, candidate: 
                       rater: str | None) -> list[dict[str, Any]]:
     """This rater's sessions on this set and pair, newest first: {token, votes} (anonymous: rater None)."""
     set_run = store.get_set_run(set_run_id)
-    run_ids = [c["run_id"] for c in (set_run or {}).get("children") or [] if isinstance(c.get("run_id"), int)]
+    run_ids = [c.run_id for c in set_run.children] if set_run else []
     found: dict[str, dict[str, Any]] = {}
     for v in list_votes(store, run_ids=run_ids, mode=SET_MODE) if run_ids else []:
         token = v.get("session")

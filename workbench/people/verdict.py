@@ -35,7 +35,7 @@ from workbench.people.ratings import WINNERS, list_votes, rater_identity
 from workbench.quality.evalstats import chance_words as chance_words  # p-values in words (one home)
 from workbench.quality.noise_floor import BEYOND, Floor, SetFloor, standing, stored_set_floor
 from workbench.quality.summary import GROUPS, summarize
-from workbench.storage.store import SET_PROMPT_FINISHED, Store
+from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoredResult, StoredRun, StoredSetRun
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -136,11 +136,11 @@ def matches(name: str, label: Any, quant_type: Any = None) -> bool:
     return name in (_text(label), _text(quant_type))
 
 
-def result_label(results: Iterable[Any], name: str) -> str | None:
+def result_label(results: Iterable[StoredResult], name: str) -> str | None:
     """The label of the result in a run that is `name` (by label first, then quant type) and has no error."""
-    ok = [r for r in results if isinstance(r, dict) and not r.get("error") and isinstance(r.get("text"), str)]
-    return next((r["label"] for r in ok if _text(r.get("label")) == name),
-                next((r["label"] for r in ok if _text(r.get("quant_type")) == name and _text(r.get("label"))), None))
+    ok = [r for r in results if not r.error and r.text is not None]
+    return next((r.label for r in ok if r.label == name),
+                next((r.label for r in ok if r.quant_type == name and r.label), None))
 
 
 # ---- counting votes ------------------------------------------------------------------------------
@@ -243,19 +243,19 @@ def quality_sentence(q: QuantQuality, baseline: str | None = None) -> str:
 
 
 # ---- from a stored set run -----------------------------------------------------------------------
-def set_child_runs(store: Store, set_run: dict[str, Any]) -> list[dict[str, Any]]:
+def set_child_runs(store: Store, set_run: StoredSetRun) -> list[StoredRun]:
     """The finished child run of each prompt of the set, in prompt order (runs with their results)."""
     out = []
-    for child in set_run.get("children") or []:
-        if not isinstance(child, dict) or child.get("status") not in SET_PROMPT_FINISHED:
+    for child in set_run.children:
+        if child.status not in SET_PROMPT_FINISHED:
             continue
-        run = store.get_run(child["run_id"]) if isinstance(child.get("run_id"), int) else None
+        run = store.get_run(child.run_id)
         if run is not None:
             out.append(run)
     return out
 
 
-def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence[str],
+def set_quality(runs: Sequence[StoredRun], reference: str, labels: Sequence[str],
                 floors: dict[int, Floor] | None = None) -> list[QuantQuality]:
     """Summary groups and changed facts per quantization in `labels`, each output against `reference`'s (any
     label: the baseline of the pair); with `floors` (the set reference's noise floor per prompt index), on how
@@ -268,17 +268,17 @@ def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence
         counts = {"identical": 0, "same answer": 0, "different answer": 0}
         facts = with_facts = prompts = floored = beyond = 0
         for run in runs:
-            results = run.get("results") or []
+            results = run.results
             ref_label, cand_label = result_label(results, reference), result_label(results, name)
             if ref_label is None or cand_label is None:
                 continue
-            texts = {r["label"]: r["text"] for r in results if isinstance(r, dict) and r.get("label")}
+            texts = {r.label: r.text or "" for r in results if r.label}
             s = summarize(texts[ref_label], texts[cand_label])
             prompts += 1
             counts[GROUPS[s.verdict]] += 1
             facts += s.facts_changed
             with_facts += bool(s.facts_changed)
-            floor = floors.get(run["set_index"]) if isinstance(run.get("set_index"), int) else None
+            floor = floors.get(run.set_index) if run.set_index is not None else None
             if floor is not None:
                 floored += 1
                 beyond += standing(s, floor) == BEYOND
@@ -287,20 +287,19 @@ def set_quality(runs: Sequence[dict[str, Any]], reference: str, labels: Sequence
     return out
 
 
-def _set_of(store: Store, set_run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]], str | None, int]:
+def _set_of(store: Store, set_run_id: int) -> tuple[StoredSetRun, list[StoredRun], str | None, int]:
     """The set run, its finished child runs, its reference (None when it recorded none) and its number of prompts;
     LookupError for an unknown set run."""
     set_run = store.get_set_run(set_run_id)
     if set_run is None:
         raise LookupError(f"there is no set run {set_run_id}")
     runs = set_child_runs(store, set_run)
-    prompts = set_run.get("prompts")
-    return set_run, runs, _text(set_run.get("reference_label")), len(prompts) if isinstance(prompts, list) else len(runs)
+    return set_run, runs, set_run.reference_label or None, len(set_run.prompts) or len(runs)
 
 
-def set_labels(set_run: dict[str, Any]) -> list[str]:
+def set_labels(set_run: StoredSetRun) -> list[str]:
     """The quantizations a set run compared (its labels that are text), in their order."""
-    return [x for x in (set_run.get("labels") or []) if isinstance(x, str)]
+    return list(set_run.labels)
 
 
 def set_verdict(store: Store, set_run_id: int, candidate: str, reference: str | None = None, *,
@@ -311,7 +310,7 @@ def set_verdict(store: Store, set_run_id: int, candidate: str, reference: str | 
     reference = reference or own_reference
     if reference is None:
         raise ValueError(f"set run {set_run_id} has no reference: name one")
-    votes = list_votes(store, run_ids=[r["id"] for r in runs], rater=rater, session=session, mode=mode) if runs else []
+    votes = list_votes(store, run_ids=[r.id for r in runs], rater=rater, session=session, mode=mode) if runs else []
     ref, cand, ties, raters = count_votes(votes, reference, candidate)
     labels = set_labels(set_run)
     if candidate not in labels:
@@ -332,7 +331,7 @@ def set_verdicts(store: Store, set_run_id: int, baseline: str | None = None) -> 
     labels = set_labels(set_run)
     floor = stored_set_floor(store, set_run)
     quality = set_quality(runs, reference, labels, floor.floors if floor else None)
-    votes = list_votes(store, run_ids=[r["id"] for r in runs]) if runs else []
+    votes = list_votes(store, run_ids=[r.id for r in runs]) if runs else []
     out = []
     for candidate in dict.fromkeys(x for x in labels if x != reference):
         ref, cand, ties, raters = count_votes(votes, reference, candidate)
@@ -341,10 +340,10 @@ def set_verdicts(store: Store, set_run_id: int, baseline: str | None = None) -> 
     return out
 
 
-def quant_types(set_run: dict[str, Any]) -> dict[str, str | None]:
+def quant_types(set_run: StoredSetRun) -> dict[str, str | None]:
     """label → quant type from the set run's stored ladder (untrusted: only text values count)."""
-    ladder = set_run.get("ladder") if isinstance(set_run.get("ladder"), dict) else {}
-    files: list[Any] = ladder["files"] if isinstance(ladder, dict) and isinstance(ladder.get("files"), list) else []
+    ladder = set_run.ladder or {}
+    files: list[Any] = ladder["files"] if isinstance(ladder.get("files"), list) else []
     return {f["label"]: _text(f.get("quant_type")) for f in files if isinstance(f, dict) and _text(f.get("label"))}
 
 
@@ -355,7 +354,7 @@ def default_set_pair(store: Store, set_run_id: int) -> tuple[str, str] | None:
     set_run, runs, reference, _ = _set_of(store, set_run_id)
     labels = set_labels(set_run)
     if reference is not None and runs:
-        votes = list_votes(store, run_ids=[r["id"] for r in runs])
+        votes = list_votes(store, run_ids=[r.id for r in runs])
         counts = {c: sum(count_votes(votes, reference, c)[:3]) for c in dict.fromkeys(labels) if c != reference}
         best = max(counts, key=lambda c: counts[c], default=None)
         if best is not None and counts[best]:

@@ -54,7 +54,7 @@ from workbench.models.ladder import Ladder
 from workbench.runs.compare import IMPORTED_NOTE, is_imported, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.run_record import new_run, run_status
-from workbench.storage.store import DivergenceRow, Store, now_iso
+from workbench.storage.store import DivergenceRow, Store, StoredRun, now_iso
 
 __all__ = [
     "BUDGET_BYTES",
@@ -464,23 +464,23 @@ def _run_settings(data: dict[str, Any] | None) -> RunSettings:
     return RunSettings.from_dict(data)
 
 
-def contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
+def contestants_of_run(run: StoredRun, measured: Sequence[str] = ()) -> list[Contestant]:
     """The reference and every other local contestant that produced a result in a stored run.
 
     A run made by `diverge_prompt` holds only the reference's output; its contestants are the
-    ones measured before (its divergence rows), else its ladder's default set. An imported run has none:
+    ones measured before (`measured`: the labels of its divergence rows), else its ladder's default set. An imported run has none:
     its paths (and its ladder's) are never loaded as models.
     """
     found: list[Contestant] = []
     if is_imported(run):
         return found
-    run_n_ctx = (run.get("settings") or {}).get("n_ctx")
-    for r in run["results"]:
-        if r.get("file") and (r["is_reference"] or not r.get("error")):
+    run_n_ctx = run.settings.get("n_ctx")
+    for r in run.results:
+        if r.file and (r.is_reference or not r.error):
             found.append(Contestant.from_stored(r, run_n_ctx))
     if len(found) <= 1:
-        extra = (run.get("meta") or {}).get("contestants") or []
-        ladder = run.get("ladder") or {}
+        extra = list(measured)
+        ladder = run.ladder or {}
         files = {f["label"]: f for f in ladder.get("files", [])}
         wanted = extra or [f["label"] for f in ladder.get("files", []) if not f.get("reference")]
         have = {c.label for c in found}
@@ -506,29 +506,27 @@ def diverge_run(
     run = store.get_run(run_id)
     if run is None:
         raise DivergenceError(f"no run with id {run_id}")
-    ref_row = next((r for r in run["results"] if r["is_reference"]), None)
+    ref_row = next((r for r in run.results if r.is_reference), None)
     if ref_row is None:
         raise DivergenceError(f"run {run_id} has no reference contestant to measure against")
-    if ref_row.get("error"):
-        raise DivergenceError(f"run {run_id}: the reference failed ({ref_row['error']}), so there is nothing to follow")
-    target = [int(t) for t in ref_row.get("token_ids") or []]
+    if ref_row.error:
+        raise DivergenceError(f"run {run_id}: the reference failed ({ref_row.error}), so there is nothing to follow")
+    target = list(ref_row.token_ids)
     if not target:
         raise DivergenceError(f"run {run_id}: the reference produced no tokens, so there is nothing to compare")
     if is_imported(run) and (contestants is None or not any(c.is_reference for c in contestants)):
         raise DivergenceError(f"run {run_id} {IMPORTED_NOTE}; measure it by choosing the files yourself")
     if contestants is None:
         stored = load_report(store, run_id, "output")
-        contestants = contestants_of_run({**run, "meta": {"contestants": [r.label for r in stored.results]}
-                                          if stored else {}})
+        contestants = contestants_of_run(run, [r.label for r in stored.results] if stored else ())
     contestants = list(contestants)
     if not any(c.is_reference for c in contestants):
-        contestants.insert(0, Contestant(ref_row["label"], ref_row["file"], ref_row.get("quant_type"),
-                                         is_reference=True))
+        contestants.insert(0, Contestant(ref_row.label, ref_row.file or "", ref_row.quant_type, is_reference=True))
     missing = [c for c in contestants if c.kind.loads_file and not os.path.isfile(c.path)]
     if any(c.is_reference for c in missing):
         raise DivergenceError(f"the reference file {missing[0].path} is no longer there")
-    settings = _run_settings(run.get("settings"))
-    messages = run.get("messages") or settings.messages(run.get("prompt") or "")
+    settings = _run_settings(run.settings)
+    messages = run.messages or settings.messages(run.prompt or "")
     ref = _reference_of(contestants)
     with _turn(pool, cancel):
         prompt_tokens = _tokenize(pool, ref, settings, messages=messages, cancel=cancel)
@@ -542,7 +540,7 @@ def diverge_run(
         results.append(ContestantDivergence(c.label, c.quant_type, c.path, False, error=f"{c.path}: file not found"))
     report = DivergenceReport(run_id, "output", ref.label, results,
                               meta={"prompt_tokens": len(prompt_tokens), "top_k": top_k,
-                                    "stop_reason": ref_row.get("stop_reason"),
+                                    "stop_reason": ref_row.stop_reason,
                                     "note": "the reference's end-of-sequence token, if it stopped on one, is not scored"})
     save_report(store, report)
     return report

@@ -24,7 +24,7 @@ from typing import Any
 from workbench.core.glossary import chance_words
 from workbench.core.text_units import counted
 from workbench.quality.summary import ColumnSummary, summarize
-from workbench.storage.store import SET_PROMPT_FINISHED, Store
+from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoredSetRun
 
 WITHIN = "within"
 BEYOND = "beyond"
@@ -233,24 +233,22 @@ def set_floor(prompts: Sequence[tuple[int, dict[str, str], Sequence[Any]]], refe
     return SetFloor(floors, quants, len(prompts))
 
 
-def stored_set_floor(store: Store, set_run: dict[str, Any]) -> SetFloor | None:
+def stored_set_floor(store: Store, set_run: StoredSetRun) -> SetFloor | None:
     """The floor of a stored set run (store.get_set_run) from its finished prompts' runs and their stored
     repeats; None when the set run asked for no repeats and none are stored."""
-    reference = set_run.get("reference_label")
-    if not isinstance(reference, str):
+    reference = set_run.reference_label
+    if reference is None:
         return None
     prompts = []
-    for child in set_run.get("children") or []:
-        if not isinstance(child, dict) or child.get("status") not in SET_PROMPT_FINISHED:
+    for child in set_run.children:
+        if child.status not in SET_PROMPT_FINISHED:
             continue
-        run = store.get_run(child["run_id"])
-        repeats = store.reference_repeats(child["run_id"])
+        run = store.get_run(child.run_id)
+        repeats = store.reference_repeats(child.run_id)
         if run is None or not repeats:
             continue
-        texts = {r["label"]: r["text"] for r in run.get("results") or []
-                 if isinstance(r.get("label"), str) and isinstance(r.get("text"), str) and not r.get("error")}
-        prompts.append((int(child["index"]), texts, repeats))
-    if not prompts and not set_run.get("noise_repeats"):
+        texts = {r.label: r.text for r in run.results if r.text is not None and not r.error}
+        prompts.append((child.index, texts, repeats))
+    if not prompts and not set_run.noise_repeats:
         return None
-    labels = [x for x in set_run.get("labels") or [] if isinstance(x, str)]
-    return set_floor(prompts, reference, labels)
+    return set_floor(prompts, reference, set_run.labels)

@@ -30,7 +30,7 @@ from workbench.runs import remote, timing
 from workbench.runs.contestants import Contestant, RunSettings
 from workbench.runs.run_record import new_run, run_status
 from workbench.storage.limits import refuse_run_texts
-from workbench.storage.store import Store
+from workbench.storage.store import Store, StoredRun
 
 # on_event(label, status, payload). Statuses: queued, waiting (payload["position"]), loading,
 # retrying, generating, tokens (payload["text"] is the new text), done, cancelled, crashed, error.
@@ -69,24 +69,23 @@ IMPORTED_NOTE = ("was imported from an export: its file paths came from another 
                  "file), so the workbench does not load them as models")
 
 
-def is_imported(run: dict[str, Any]) -> bool:
+def is_imported(run: StoredRun) -> bool:
     """Whether a stored run came in through History's import (its paths are not this machine's to load)."""
-    return bool(run.get("imported_from"))
+    return bool(run.imported_from)
 
 
-def local_contestants_of_run(run: dict[str, Any]) -> list[Contestant]:
+def local_contestants_of_run(run: StoredRun) -> list[Contestant]:
     """The local files of a stored run, as contestants again (to re-measure it); remote endpoints are left out:
     their keys are never stored, and their speed is not this machine's. An imported run has none: its paths
     are never loaded as models (IMPORTED_NOTE)."""
     if is_imported(run):
         return []
     out = []
-    for r in run.get("results", []):
-        if (r.get("settings") or {}).get("endpoint") or (r.get("metrics", {}).get("settings") or {}).get("endpoint"):
+    for r in run.results:
+        settings = r.metrics.get("settings")
+        if (isinstance(settings, dict) and settings.get("endpoint")) or not r.file:
             continue
-        if not isinstance(r.get("file"), str) or not r["file"]:
-            continue
-        out.append(Contestant.from_stored(r, (run.get("settings") or {}).get("n_ctx")))
+        out.append(Contestant.from_stored(r, run.settings.get("n_ctx")))
     return sorted(out, key=lambda c: not c.is_reference)
 
 

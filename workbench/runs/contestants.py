@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -20,6 +20,7 @@ from workbench.engine.access import OFFLOAD_MODES, Placement
 from workbench.engine.metrics import ContestantResult
 from workbench.models.ladder import LadderFile
 from workbench.runs.variants import KV_TYPES, MAX_CTX, MIN_CTX, Variant
+from workbench.storage.rows import StoredResult
 
 if TYPE_CHECKING:
     from workbench.engine.pool import WorkerPool
@@ -318,16 +319,15 @@ class Contestant:
                    f.reference if is_reference is None else is_reference)
 
     @classmethod
-    def from_stored(cls, result: Mapping[str, Any], run_n_ctx: int | None) -> Contestant:
+    def from_stored(cls, result: StoredResult, run_n_ctx: int | None) -> Contestant:
         """A local contestant again, from one stored result of a run (to measure or re-measure it).
 
         Reads only the result's label, file, quant_type, size_bytes, bits_per_weight, is_reference, and the
         variant its metrics record (kv_type_k, kv_type_v, n_ctx, written since variants exist): an older result,
         or one at the run's own context (`run_n_ctx`) with the f16 cache, is the plain file."""
-        plain = cls(str(result["label"]), result["file"], result.get("quant_type"), result.get("size_bytes"),
-                    result.get("bits_per_weight"), bool(result.get("is_reference")))
-        stored = result.get("metrics")
-        metrics: Mapping[str, Any] = stored if isinstance(stored, Mapping) else result
+        plain = cls(result.label, result.file or "", result.quant_type, result.size_bytes, result.bits_per_weight,
+                    result.is_reference)
+        metrics = result.metrics
         k, v, n_ctx = metrics.get("kv_type_k"), metrics.get("kv_type_v"), metrics.get("n_ctx")
         k = k if k in KV_TYPES else "f16"
         v = v if v in KV_TYPES else "f16"

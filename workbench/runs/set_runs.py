@@ -47,7 +47,7 @@ from workbench.runs.prompt_sets import PromptSet, SetPrompt
 from workbench.runs.run_record import new_run, run_status, workbench_version
 from workbench.runs.variants import Variant
 from workbench.storage.limits import refuse_set
-from workbench.storage.store import SET_PROMPT_FINISHED, Store, StoreError
+from workbench.storage.store import SET_PROMPT_FINISHED, SetRunChild, Store, StoredSetRun, StoreError
 
 CONTESTANT_ENDS = ("done", "cancelled", "crashed", "error")  # compare's on_event statuses that end a contestant
 
@@ -134,19 +134,19 @@ def set_contestants(ladder: Ladder, labels: list[str] | None, reference: str | N
     return contestants
 
 
-def stored_contestants(ladder: Ladder, set_run: dict[str, Any]) -> list[Contestant]:
+def stored_contestants(ladder: Ladder, set_run: StoredSetRun) -> list[Contestant]:
     """A stored set run's contestants: its files, expanded by the variants its settings were started with
     (RunSettings.variants; none in set runs from before variants)."""
     try:
-        settings = RunSettings.from_dict(set_run.get("settings"))
+        settings = RunSettings.from_dict(set_run.settings)
     except ValueError as exc:
-        raise SetRunError(f"set run {set_run.get('id')}: {exc}") from None
+        raise SetRunError(f"set run {set_run.id}: {exc}") from None
     if not settings.variants:
-        return set_contestants(ladder, list(set_run["labels"] or []), set_run.get("reference_label"))
-    files = set_contestants(ladder, list(settings.file_labels), set_run.get("reference_label"))
+        return set_contestants(ladder, list(set_run.labels), set_run.reference_label)
+    files = set_contestants(ladder, list(settings.file_labels), set_run.reference_label)
     expanded = variant_contestants(files, settings.variants, int(settings.n_ctx or RunSettings().n_ctx),
                                    baseline=settings.variant_baseline)
-    wanted = list(set_run["labels"] or [])
+    wanted = set_run.labels
     return [c for c in expanded if c.label in wanted]
 
 
@@ -183,22 +183,22 @@ def start_set_run(store: Store, prompt_set: PromptSet, ladder: Ladder, *, labels
                                 noise_repeats=noise_repeats, workbench_version=workbench_version())
 
 
-def ladder_of(set_run: dict[str, Any]) -> Ladder:
+def ladder_of(set_run: StoredSetRun) -> Ladder:
     """The ladder a stored set run was started with, its files checked (resume after a restart needs it)."""
-    data = set_run.get("ladder") or {}
+    data = set_run.ladder or {}
     try:
         files = [LadderFile(**f) for f in data.get("files") or []]
     except TypeError:
-        raise SetRunError(f"set run {set_run.get('id')}: its stored ladder cannot be read") from None
+        raise SetRunError(f"set run {set_run.id}: its stored ladder cannot be read") from None
     for f in files:
         try:
             with open(f.path, "rb"):
                 pass
         except OSError:
-            raise SetRunError(f"set run {set_run.get('id')}: {f.path} ({f.label}) is gone; its prompts cannot be "
+            raise SetRunError(f"set run {set_run.id}: {f.path} ({f.label}) is gone; its prompts cannot be "
                               "run again here") from None
     if not files:
-        raise SetRunError(f"set run {set_run.get('id')} has no ladder to run")
+        raise SetRunError(f"set run {set_run.id} has no ladder to run")
     return Ladder(name=str(data.get("name") or "ladder"), files=files, provenance=data.get("provenance") or {},
                   directory=data.get("directory"))
 
@@ -209,18 +209,17 @@ def set_status(finished: int, total: int, *, stopped: bool) -> str:
     return "done" if finished == total else "cancelled" if stopped else "failed"
 
 
-def unfinished(set_run: dict[str, Any]) -> list[int]:
+def unfinished(set_run: StoredSetRun) -> list[int]:
     """Indices of the prompts that still need a run (no finished newest run), in order. Repeats of the
     reference still owed by a finished prompt are `run_set`'s to find (they need the store)."""
-    statuses = {c["index"]: c["status"] for c in set_run.get("children") or []}
-    return [i for i in range(len(set_run.get("prompts") or [])) if statuses.get(i) not in SET_PROMPT_FINISHED]
+    statuses = {c.index: c.status for c in set_run.children}
+    return [i for i in range(len(set_run.prompts)) if statuses.get(i) not in SET_PROMPT_FINISHED]
 
 
 def _reference_ok(store: Store, run_id: int | None, reference: str | None) -> bool:
     """Whether the run's reference produced an output (only then is there something to repeat)."""
     run = store.get_run(run_id) if run_id is not None and reference else None
-    return any(r.get("label") == reference and not r.get("error") and isinstance(r.get("text"), str)
-               for r in (run or {}).get("results") or [])
+    return run is not None and any(r.label == reference and not r.error and r.text is not None for r in run.results)
 
 
 # ---- running ----------------------------------------------------------------------------------------------
@@ -236,14 +235,14 @@ def run_set(pool: WorkerPool, store: Store, ladder: Ladder | None, set_run_id: i
     set_run = store.get_set_run(set_run_id)
     if set_run is None:
         raise SetRunError(f"no set run with id {set_run_id}")
-    if set_run.get("imported_from"):
-        raise SetRunError(f"set run {set_run_id} was imported ({set_run['imported_from']}): its prompts ran on another "
+    if set_run.imported_from:
+        raise SetRunError(f"set run {set_run_id} was imported ({set_run.imported_from}): its prompts ran on another "
                           "machine, and its file paths are not this one's to load, so it cannot be resumed here")
     ladder = ladder or ladder_of(set_run)
     contestants = stored_contestants(ladder, set_run)
-    settings = RunSettings.from_dict(set_run["settings"]).without_variants()  # expanded into the contestants
-    prompts = [SetPrompt.from_dict(p) for p in set_run["prompts"]]
-    repeats = int(set_run.get("noise_repeats") or 0)
+    settings = RunSettings.from_dict(set_run.settings).without_variants()  # expanded into the contestants
+    prompts = [SetPrompt.from_dict(p) for p in set_run.prompts]
+    repeats = set_run.noise_repeats
     with _active_lock:
         if set_run_id in _active:
             raise SetRunError(f"set run {set_run_id} is already running")
@@ -279,22 +278,22 @@ class _SetState:
         self.store, self.set_run_id, self.prompts, self.settings = store, set_run_id, prompts, settings
         self.repeats, self.reference, self.total = repeats, reference, len(prompts)
 
-    def children(self) -> dict[int, dict[str, Any]]:
-        return {c["index"]: c for c in self.store.set_run_children(self.set_run_id)}
+    def children(self) -> dict[int, SetRunChild]:
+        return {c.index: c for c in self.store.set_run_children(self.set_run_id)}
 
     def statuses(self) -> tuple[str | None, ...]:
         newest = self.children()
-        return tuple(newest[i]["status"] if i in newest else None for i in range(self.total))
+        return tuple(newest[i].status if i in newest else None for i in range(self.total))
 
-    def owes_repeats(self, child: dict[str, Any] | None) -> bool:
+    def owes_repeats(self, child: SetRunChild | None) -> bool:
         """A finished prompt whose reference answered, with repeats still missing."""
-        if not self.repeats or self.reference is None or child is None or child["status"] not in SET_PROMPT_FINISHED:
+        if not self.repeats or self.reference is None or child is None or child.status not in SET_PROMPT_FINISHED:
             return False
-        return bool(missing_repeats(self.store, child["run_id"], self.repeats)) and \
-            _reference_ok(self.store, child["run_id"], self.reference.label)
+        return bool(missing_repeats(self.store, child.run_id, self.repeats)) and \
+            _reference_ok(self.store, child.run_id, self.reference.label)
 
     def finished_count(self) -> int:
-        return sum(c["status"] in SET_PROMPT_FINISHED and not self.owes_repeats(c) for c in self.children().values())
+        return sum(c.status in SET_PROMPT_FINISHED and not self.owes_repeats(c) for c in self.children().values())
 
     def prompt_settings(self, i: int) -> RunSettings:
         system = self.prompts[i].system
@@ -319,7 +318,7 @@ def _run_prompts(pool: WorkerPool, store: Store, ladder: Ladder, set_run_id: int
         base = SetProgress(set_run_id, total, state.finished_count(), "prompt", index, item.prompt, None, labels, (), now,
                            repeats=repeats)
         child = state.children().get(index)
-        run_id: int | None = child["run_id"] if child and child["status"] in SET_PROMPT_FINISHED else None
+        run_id: int | None = child.run_id if child and child.status in SET_PROMPT_FINISHED else None
         done: tuple[str, ...] = ()
         prompt_settings = state.prompt_settings(index)
         if run_id is None:
@@ -398,7 +397,7 @@ def _run_prompts_batched(pool: WorkerPool, store: Store, ladder: Ladder, set_run
                                 prompts[chunk[-1]].prompt, None, labels, labels, now, repeats=repeats, chunk=span))
     if repeats and reference is not None and not stopped():
         newest = state.children()
-        owed = [(newest[i]["run_id"], state.prompt_settings(i).messages(prompts[i].prompt)) for i in range(total)
+        owed = [(newest[i].run_id, state.prompt_settings(i).messages(prompts[i].prompt)) for i in range(total)
                 if state.owes_repeats(newest.get(i))]
 
         def started(k: int, n: int, phase: str, row: dict[str, Any] | None) -> None:
@@ -423,23 +422,22 @@ def _chunk_runs(store: Store, set_run_id: int, chunk: list[int], contestants: li
     """Each prompt's run for this chunk and the results it already has. A prompt whose newest run was stopped
     midway carries on in that run, keeping the answers it got (a file's error too: a retry would repeat it);
     any other prompt gets a new run. Results are by contestant position."""
-    newest = {c["index"]: c for c in store.set_run_children(set_run_id)}
+    newest = {c.index: c for c in store.set_run_children(set_run_id)}
     position_of = {c.label: k for k, c in enumerate(contestants)}
     run_ids: dict[int, int] = {}
     results: dict[int, list[ContestantResult | None]] = {}
     for i in chunk:
         results[i] = [None] * len(contestants)
         child = newest.get(i)
-        prior = store.get_run(child["run_id"]) if child and child["status"] == "cancelled" else None
-        kept = [r for r in (prior or {}).get("results") or []
-                if r.get("label") in position_of and r.get("stop_reason") != "cancelled"]
+        prior = store.get_run(child.run_id) if child and child.status == "cancelled" else None
+        kept = [r for r in prior.results if r.label in position_of and r.stop_reason != "cancelled"] if prior else []
         if prior is not None and kept:
-            run_ids[i] = prior["id"]
+            run_ids[i] = prior.id
             for row in kept:
-                metrics = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
-                results[i][position_of[row["label"]]] = ContestantResult.from_dict({**metrics, **{
-                    k: row[k] for k in ("label", "text", "error", "stop_reason", "token_ids", "is_reference")}})
-            store.finish_run(prior["id"], "running")
+                results[i][position_of[row.label]] = ContestantResult.from_dict({
+                    **row.metrics, "label": row.label, "text": row.text, "error": row.error,
+                    "stop_reason": row.stop_reason, "token_ids": row.token_ids, "is_reference": row.is_reference})
+            store.finish_run(prior.id, "running")
             continue
         run_ids[i] = new_run(store, "compare", contestants, prompts[i].prompt, prompt_settings(i), ladder=ladder,
                              category=prompts[i].category)

@@ -31,6 +31,7 @@ from workbench.core.text_units import counted
 from workbench.engine.metrics import ContestantResult
 from workbench.engine.pool import WorkerCancelled, WorkerError, WorkerProcess
 from workbench.engine.protocol import Generate
+from workbench.storage.rows import StoredRun
 
 EXTRA_TRIES = 3  # disturbed windows timed again, at most, beyond the windows asked for
 NO_QUIET = ("could not get a quiet window: other work on this machine competed with the worker in every "
@@ -176,12 +177,12 @@ def banner(results: list[dict[str, Any]], disturbed: list[str]) -> str:
                 "else is busy (a build, a video, a sync, other browser tabs), then re-measure.")
     return f"{text} Re-measuring runs the same files and settings again with nothing drawn, timing a disturbed window again."
 
-def unmeasured(run: dict[str, Any]) -> str | None:
+def unmeasured(run: StoredRun) -> str | None:
     """For a finished speed run: which files got no undisturbed figure, why, and what to do; None when all did."""
-    lost = [r for r in run.get("results", []) if not r.get("error") and disturbance_of(r)[0]]
+    lost = [r for r in run.results if not r.error and disturbance_of(r.to_dict())[0]]
     if not lost:
         return None
-    tries = max((s["windows"] for r in lost if (s := of_result(r)) is not None), default=1)
-    return (f"No speed figure to use for {', '.join(str(r.get('label')) for r in lost)}: other work on this machine "
+    tries = max((s["windows"] for r in lost if (s := of_result(r.to_dict())) is not None), default=1)
+    return (f"No speed figure to use for {', '.join(r.label for r in lost)}: other work on this machine "
             f"competed with the worker in every decode window timed ({tries} per file), so those speeds would read "
             "low. Close what else is busy (a build, a video, a sync, other browser tabs) and press Run it again.")
