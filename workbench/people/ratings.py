@@ -183,34 +183,16 @@ def blind_view(store: Store, run_id: int, *, session: str, rater: str | None = N
 
 
 # ---- reading ----------------------------------------------------------------------------------
-def list_ratings(
-    store: Store,
-    *,
-    run_id: int | None = None,
-    run_ids: Sequence[int] | None = None,
-    model: str | None = None,
-    category: str | None = None,
-    rater: str | None = None,
-    mode: str | None = None,
-    session: str | None = None,
-) -> list[dict[str, Any]]:
-    """Ratings, oldest first, filtered; snapshot columns fall back to the run for rows saved without one."""
-    return store.find_ratings(JudgementFilters(run_id, run_ids, model, category, rater, mode, session))
+def list_ratings(store: Store, **filters: Any) -> list[dict[str, Any]]:
+    """Ratings, oldest first, filtered by any of JudgementFilters' fields (run_id, run_ids, model, category, rater,
+    mode, session; a name it does not have is a TypeError); snapshot columns fall back to the run for rows saved
+    without one."""
+    return store.find_ratings(JudgementFilters(**filters))
 
 
-def list_votes(
-    store: Store,
-    *,
-    run_id: int | None = None,
-    run_ids: Sequence[int] | None = None,
-    model: str | None = None,
-    category: str | None = None,
-    rater: str | None = None,
-    mode: str | None = None,
-    session: str | None = None,
-) -> list[dict[str, Any]]:
+def list_votes(store: Store, **filters: Any) -> list[dict[str, Any]]:
     """Pairwise votes, oldest first, filtered like `list_ratings`."""
-    return store.find_votes(JudgementFilters(run_id, run_ids, model, category, rater, mode, session))
+    return store.find_votes(JudgementFilters(**filters))
 
 
 def filter_options(store: Store) -> dict[str, list[str]]:

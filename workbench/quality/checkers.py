@@ -127,34 +127,41 @@ class ContainsChecker:
 
 
 @dataclass(frozen=True)
-class ContainsAllChecker:
-    """Every listed text appears (e.g. all names an extraction should return)."""
+class _TextsChecker:
+    """A list of texts looked for in the output; a subclass says which outcome passes."""
 
     expected: tuple[str, ...]
     ignore_case: bool = True
     spec: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def present(self, output: str) -> list[bool]:
+        """For each expected text, whether it appears (case-folded on both sides when ignore_case)."""
+        fold = str.casefold if self.ignore_case else str
+        hay = fold(output)
+        return [fold(s) in hay for s in self.expected]
+
+
+@dataclass(frozen=True)
+class ContainsAllChecker(_TextsChecker):
+    """Every listed text appears (e.g. all names an extraction should return)."""
+
     kind: str = field(default="contains_all", init=False)
 
     def check(self, output: str) -> Verdict:
-        hay = output.casefold() if self.ignore_case else output
-        missing = [s for s in self.expected if (s.casefold() if self.ignore_case else s) not in hay]
+        missing = [s for s, here in zip(self.expected, self.present(output), strict=True) if not here]
         if not missing:
             return Verdict(True, f"found all {len(self.expected)}: {', '.join(map(repr, self.expected))}")
         return Verdict(False, f"missing {len(missing)} of {len(self.expected)}: {', '.join(map(repr, missing))}")
 
 
 @dataclass(frozen=True)
-class ContainsNoneChecker:
+class ContainsNoneChecker(_TextsChecker):
     """None of the listed texts appears (e.g. a summary must not leak a detail it was told to drop)."""
 
-    expected: tuple[str, ...]
-    ignore_case: bool = True
-    spec: dict[str, Any] = field(default_factory=dict, compare=False)
     kind: str = field(default="contains_none", init=False)
 
     def check(self, output: str) -> Verdict:
-        hay = output.casefold() if self.ignore_case else output
-        found = [s for s in self.expected if (s.casefold() if self.ignore_case else s) in hay]
+        found = [s for s, here in zip(self.expected, self.present(output), strict=True) if here]
         if not found:
             return Verdict(True, f"none of {len(self.expected)} forbidden texts found")
         return Verdict(False, f"found forbidden {', '.join(map(repr, found))}")

@@ -7,6 +7,7 @@ worker pool's run queue makes concurrent jobs take turns machine-wide.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,6 +56,14 @@ class ColumnState:
             self.text = ""
         self.status = status
         self.message = payload.get("message", "") or self.message if status in ("crashed", "error", "retrying", "cancelled", "timing") else ""
+
+
+def apply_column_event(columns: Mapping[str, ColumnState], label: str, status: str, payload: dict[str, Any]) -> None:
+    """Hand one `compare.OnEvent` to its contestant's column (a label no column shows is dropped); the caller
+    holds the job's lock. Comparisons and set runs both follow their contestants this way."""
+    col = columns.get(label)
+    if col is not None:
+        col.apply(status, payload)
 
 
 class ComparisonJob(Job):
@@ -110,9 +119,7 @@ class ComparisonJob(Job):
 
     def on_event(self, label: str, status: str, payload: dict[str, Any]) -> None:
         with self._lock:
-            col = self.columns.get(label)
-            if col is not None:
-                col.apply(status, payload)
+            apply_column_event(self.columns, label, status, payload)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "cancelling": self.cancel.is_set(), "repeat": self.repeat,

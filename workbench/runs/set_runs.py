@@ -41,7 +41,7 @@ from workbench.models.ladder import Ladder, LadderFile
 from workbench.runs.batched import DEFAULT_N_SEQ, BatchItem, ItemResult, batching_enabled, generate_many, result_of
 from workbench.runs.compare import OnEvent, check_contestants, contestants_for, run_comparison
 from workbench.runs.contestants import Contestant, RunSettings, variant_contestants
-from workbench.runs.jobs import ColumnState
+from workbench.runs.jobs import ColumnState, apply_column_event
 from workbench.runs.noise import NoiseError, check_repeatable, missing_repeats, run_repeats, run_repeats_batched
 from workbench.runs.prompt_sets import PromptSet, SetPrompt
 from workbench.runs.run_record import new_run, run_status, workbench_version
@@ -549,9 +549,7 @@ class SetRunJob(Job):
 
     def _on_event(self, label: str, status: str, payload: dict[str, Any]) -> None:
         with self._lock:
-            col = self.columns.get(label)
-            if col is not None:
-                col.apply(status, payload)
+            apply_column_event(self.columns, label, status, payload)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"set_run_id": self.set_run_id, "progress": self.latest.to_dict() if self.latest else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence, Sized
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,20 @@ BUSY_TIMEOUT_S = 30.0
 def now_iso() -> str:
     """The time rows are stamped with: UTC, ISO 8601, milliseconds (sorts as text)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def placeholders(values: Sized) -> str:
+    """The `?, ?, ?` of an `IN (...)` clause for these values; `NULL` for none, so `IN (NULL)` matches nothing
+    instead of being a syntax error."""
+    return ", ".join("?" * len(values)) or "NULL"
+
+
+def where_ids(column: str, ids: Sequence[int] | None) -> tuple[str, list[int]]:
+    """` WHERE column IN (...)` and its arguments for the chosen ids (as whole numbers), or no clause for None
+    (every row): how an export or a listing narrows to the runs a person picked."""
+    if ids is None:
+        return "", []
+    return f" WHERE {column} IN ({placeholders(ids)})", [int(i) for i in ids]
 
 
 def new_id(cur: sqlite3.Cursor) -> int:

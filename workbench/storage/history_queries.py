@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.storage.database import Database, new_id
+from workbench.storage.database import Database, new_id, where_ids
 from workbench.storage.rows import FoundRun
 
 
@@ -95,11 +95,8 @@ class HistoryQueries(Database):
     def table_rows(self, table: str, run_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """Every row of `runs` or of a table a run owns (all runs, or the chosen ones), in id order."""
         col = "id" if table == "runs" else "run_id"
-        sql = f'SELECT * FROM "{table}"'
-        args: list[Any] = []
-        if run_ids is not None:
-            sql += f" WHERE {col} IN ({', '.join('?' * len(run_ids)) or 'NULL'})"
-            args = [int(r) for r in run_ids]
+        where, args = where_ids(col, run_ids)
+        sql = f'SELECT * FROM "{table}"{where}'
         with self._connect() as conn:
             if table != "runs" and table not in self._run_tables(conn, ()):
                 raise ValueError(f"{table!r} is not a table of runs")

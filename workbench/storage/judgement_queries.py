@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.storage.database import Database, RowMissing, new_id, now_iso
+from workbench.storage.database import Database, RowMissing, new_id, now_iso, placeholders
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class JudgementQueries(Database):
             where.append(f"{alias}.run_id = ?")
             args.append(filters.run_id)
         if filters.run_ids is not None:
-            where.append(f"{alias}.run_id IN ({', '.join('?' * len(filters.run_ids)) or 'NULL'})")
+            where.append(f"{alias}.run_id IN ({placeholders(filters.run_ids)})")
             args += list(filters.run_ids)
         if filters.model:
             where.append(f"COALESCE({alias}.ladder_name, runs.ladder_name) = ?")

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from workbench.storage.database import Database, now_iso
+from workbench.storage.database import Database, now_iso, placeholders
 
 
 class NoiseQueries(Database):
@@ -31,7 +31,7 @@ class NoiseQueries(Database):
         """How many repeat rows each run has (runs without any are left out): cheap, for cache keys."""
         with self._connect() as conn:
             rows = conn.execute(f"""SELECT run_id, COUNT(*) FROM reference_repeats
-                                    WHERE run_id IN ({', '.join('?' * len(run_ids)) or 'NULL'}) GROUP BY run_id""",
+                                    WHERE run_id IN ({placeholders(run_ids)}) GROUP BY run_id""",
                                 [int(r) for r in run_ids])
             return {int(r[0]): int(r[1]) for r in rows}
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.storage import limits
-from workbench.storage.database import Database, RowMissing, new_id, now_iso
+from workbench.storage.database import Database, RowMissing, new_id, now_iso, placeholders, where_ids
 from workbench.storage.rows import SetRunChild, StoredSetRun
 
 # A prompt of a set run is finished when its newest run ended so: done, or with a contestant's error (which a
@@ -70,7 +70,7 @@ class SetRunQueries(Database):
                     JOIN set_runs s ON {self._CHILDREN.format(set="s")}
                     WHERE s.id = ? GROUP BY runs.set_index ORDER BY runs.set_index""", (set_run_id,)).fetchall()
             status = {int(r[0]): r[1] for r in conn.execute(
-                f"SELECT id, status FROM runs WHERE id IN ({', '.join('?' * len(rows)) or 'NULL'})",
+                f"SELECT id, status FROM runs WHERE id IN ({placeholders(rows)})",
                 [r["run_id"] for r in rows])}
         return [SetRunChild(int(r["set_index"]), int(r["run_id"]), status.get(int(r["run_id"])), int(r["attempts"]))
                 for r in rows]
@@ -78,16 +78,13 @@ class SetRunQueries(Database):
     def set_runs_of(self, run_ids: Sequence[int] | None) -> tuple[list[dict[str, Any]], dict[int, int]]:
         """The set runs these runs (None: every run) are children of, as stored (JSON columns as text, id order),
         and run id → its set run's id for each of those runs (for an export: `history.export_data`)."""
-        sql = f"SELECT runs.id, s.id FROM runs JOIN set_runs s ON {self._CHILDREN.format(set='s')}"
-        args: list[int] = []
-        if run_ids is not None:
-            sql += f" WHERE runs.id IN ({', '.join('?' * len(run_ids)) or 'NULL'})"
-            args = [int(r) for r in run_ids]
+        where, args = where_ids("runs.id", run_ids)
+        sql = f"SELECT runs.id, s.id FROM runs JOIN set_runs s ON {self._CHILDREN.format(set='s')}{where}"
         with self._connect() as conn:
             owner = {int(run): int(set_id) for run, set_id in conn.execute(sql, args)}
             ids = sorted(set(owner.values()))
             rows = [dict(r) for r in conn.execute(
-                f"SELECT * FROM set_runs WHERE id IN ({', '.join('?' * len(ids)) or 'NULL'}) ORDER BY id", ids)]
+                f"SELECT * FROM set_runs WHERE id IN ({placeholders(ids)}) ORDER BY id", ids)]
         return rows, owner
 
     def get_set_run(self, set_run_id: int) -> StoredSetRun | None:
