@@ -29,6 +29,7 @@ from workbench.runs.fingerprint import (
     topk_kld,
 )
 from workbench.runs.remote import TokenLogprobs
+from workbench.storage.store import Store
 
 PLAIN_GREEDY = {"repeat_penalty": 1.0}  # llama-cpp-python's server adds a 1.1 repeat penalty otherwise
 # One thread: on a small shared machine, llama.cpp's spinning thread barriers stall badly when oversubscribed.
@@ -80,10 +81,13 @@ def test_rank_says_within_noise_and_when_evidence_is_weaker():
 
 # ---- against the real server ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_fingerprint_ranks_the_served_file_first(demo_ladder, pool, llama_server):  # noqa: F811
+def test_fingerprint_ranks_the_served_file_first(demo_ladder, pool, llama_server, tmp_path):  # noqa: F811
     ep = endpoint(llama_server, extra_body=PLAIN_GREEDY)
     prompts = list(REFERENCE_PROMPTS[:4])
     report = fingerprint(pool, ep, demo_ladder, prompts, max_tokens=32, settings=ONE_THREAD)
+    elsewhere = Store(tmp_path / "elsewhere.sqlite3")  # a store handed in keeps the history: the default is untouched
+    again = fingerprint(pool, ep, demo_ladder, prompts[:1], max_tokens=8, settings=ONE_THREAD, store=elsewhere)
+    assert again.ok and len(history(ep, elsewhere)) == 1
     assert report.ok, report.error
     assert report.method == "logprobs" and report.notes == []
     by = {c.label: c for c in report.candidates}

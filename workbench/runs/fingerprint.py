@@ -284,8 +284,12 @@ def fingerprint(
     cancel: threading.Event | None = None,
     progress: Progress = lambda msg: None,
     save: bool = True,
+    store: Store | None = None,
 ) -> FingerprintReport:
-    """Rank the ladder's files by how closely each behaves like `endpoint`; never raises for remote trouble."""
+    """Rank the ladder's files by how closely each behaves like `endpoint`; never raises for remote trouble.
+
+    The endpoint's history (what it resembled before, and where this run is kept) is `store`'s, else the
+    workbench's own database."""
     prompts = list(prompts or REFERENCE_PROMPTS)
     settings = settings or RunSettings()
     settings = RunSettings(**{**settings.to_dict(), "max_tokens": max_tokens, "temperature": 0.0, "top_p": 1.0})
@@ -294,7 +298,7 @@ def fingerprint(
     if not files:
         raise ValueError("no ladder files to compare with")
     notes: list[str] = []
-    previous = next((h.get("closest") for h in reversed(history(endpoint)) if h.get("closest")), None)
+    previous = next((h.get("closest") for h in reversed(history(endpoint, store)) if h.get("closest")), None)
 
     def report(candidates: list[Candidate], closest: str | None, confidence: str, method: str,
                outputs: list[dict[str, Any]], error: str | None = None) -> FingerprintReport:
@@ -304,7 +308,7 @@ def fingerprint(
                               confidence=confidence, notes=notes, endpoint_outputs=outputs, previous_closest=previous,
                               changed=bool(previous and closest and previous != closest), error=error)
         if save and closest is not None:
-            _save(r, endpoint)
+            _save(r, endpoint, store)
         return r
 
     remote, remote_errors, has_logprobs = _ask_endpoint(endpoint, prompts, settings, notes, cancel, progress)
