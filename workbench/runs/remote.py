@@ -19,6 +19,7 @@ events, errors, the database or reports.
 
 from __future__ import annotations
 
+import contextvars
 import http.client
 import json
 import math
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -603,7 +605,25 @@ def request_completion(
     if not c.done:
         raise RemoteError(f"the stream from {endpoint.display_url} dropped midway after {c.content_chunks} chunk(s) "
                           "(it ended without a finish reason)", c)
+    meter = _METER.get()
+    if meter is not None:
+        meter.append(c)
     return c
+
+
+_METER: contextvars.ContextVar[list[RemoteCompletion] | None] = contextvars.ContextVar("remote_meter", default=None)
+
+
+@contextmanager
+def metered() -> Iterator[list[RemoteCompletion]]:
+    """Every completion that finished inside the block on this thread, in order: what a provider check sent and
+    got back (token usage, client-side times) without each caller threading a counter through."""
+    seen: list[RemoteCompletion] = []
+    token = _METER.set(seen)
+    try:
+        yield seen
+    finally:
+        _METER.reset(token)
 
 
 def _absorb_checked(absorb: Callable[..., None], obj: dict[str, Any], c: RemoteCompletion, now: float,
