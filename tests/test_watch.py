@@ -285,3 +285,45 @@ def test_a_webhook_that_fails_says_so_without_its_url(receiver):
     assert error is not None and "HTTP 500" in error and HOOK_TOKEN not in error
     assert receiver.got[0][2] == {"text": "hello"}
     assert post_webhook(f"http://127.0.0.1:{free_port()}/x", "hello", timeout_s=2) is not None
+
+
+# ---- the probe on the user's own prompts ------------------------------------------------------------
+def test_a_prompt_set_probe_passes_the_reference_answer_and_fails_a_changed_fact(demo_ladder, pool, store, serve,
+                                                                               tmp_path):
+    """The endpoint (a stdlib server answering a set text) gives back the local reference's own answer: it passes;
+    the same answer with one number changed fails on the changed fact; a prompt with a checker is judged by it."""
+    from workbench.runs.compare import run_contestant
+    from workbench.runs.contestants import Contestant, RunSettings
+    from workbench.watch.prompt_probe import PROBE_MAX_TOKENS
+
+    prompt = "How many days are in a week? Answer in one short sentence."
+    ref = Contestant.from_ladder_file(demo_ladder.reference, is_reference=True)
+    local = run_contestant(pool, ref, RunSettings(max_tokens=PROBE_MAX_TOKENS), RunSettings().messages(prompt))
+    assert local.text and not local.error
+    sets = tmp_path / "mine.jsonl"
+    sets.write_text(json.dumps({"prompt": prompt}) + "\n", encoding="utf-8")
+
+    server = serve("answer", local.text)
+    provider = add_provider(store, name="same", base_url=server.url, model="m", fingerprint_prompts=1, max_tokens=8,
+                            probe=ProbeSpec("prompt_set", str(sets), None))
+    same = run_check(pool, store, provider, backoff_s=(0.05,))
+    assert same.ok and same.passed == 1 and same.total == 1 and same.probe["prompts"][0]["passed"], same.probe
+    assert len(same.run_ids) == 1 and store.get_run(same.run_ids[0]) is not None  # the stored comparison opens
+
+    changed = local.text.replace("7", "8") if "7" in local.text else local.text + " It has 8 days."
+    server.httpd.answer = changed
+    worse = run_check(pool, store, provider, backoff_s=(0.05,))
+    assert worse.ok and worse.passed == 0 and worse.total == 1 and worse.pass_high is not None
+
+    checked = tmp_path / "checked.jsonl"
+    checked.write_text(json.dumps({"prompt": prompt, "check": {"kind": "contains", "expected": "8 days"}}) + "\n",
+                       encoding="utf-8")
+    with_check = replace_probe(store, provider, ProbeSpec("prompt_set", str(checked), None))
+    judged = run_check(pool, store, with_check, backoff_s=(0.05,))
+    assert judged.ok and judged.passed == (1 if "8 days" in changed else 0)
+
+
+def replace_probe(store: Store, provider: Any, probe: ProbeSpec) -> Any:
+    from workbench.watch.providers import update_provider
+
+    return update_provider(store, provider.id, probe=probe)

@@ -34,8 +34,11 @@ def _watch_arguments(p: argparse.ArgumentParser) -> None:
     src = add.add_mutually_exclusive_group(required=True)
     src.add_argument("--ladder", default=None, help="ladder directory (holding ladder.json) of the same model")
     src.add_argument("--demo", action="store_true", help="compare with the embedded SmolLM2 demo ladder")
-    add.add_argument("--pack", default=None, help="quality probe: a task pack (bundled name, e.g. starter, or a file)")
-    add.add_argument("--cases", type=int, default=None, help="how many of the pack's cases a check runs (default all)")
+    probe = add.add_mutually_exclusive_group()
+    probe.add_argument("--pack", default=None, help="quality probe: a task pack (bundled name, e.g. starter, or a file)")
+    probe.add_argument("--prompt-set", default=None, help="quality probe: a prompt set (bundled name or a file); a "
+                       "prompt passes when the endpoint says what the local reference says")
+    add.add_argument("--cases", type=int, default=None, help="how many cases or prompts a check runs (default all)")
     add.add_argument("--prompts", type=int, default=8, help="fingerprint reference prompts per check (1-8)")
     add.add_argument("--max-tokens", type=int, default=48, help="tokens per fingerprint answer")
     add.add_argument("--timeout", type=float, default=60.0, help="seconds of silence tolerated from the endpoint")
@@ -85,7 +88,8 @@ def _add(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--extra is not valid JSON: {exc}") from None
     try:
-        probe = ProbeSpec("pack", args.pack, args.cases) if args.pack else ProbeSpec()
+        probe = (ProbeSpec("pack", args.pack, args.cases) if args.pack else
+                 ProbeSpec("prompt_set", args.prompt_set, args.cases) if args.prompt_set else ProbeSpec())
         if args.cases is not None and args.cases < 1:
             raise ValueError("--cases must be at least 1")
         p = add_provider(_store(), name=args.name, base_url=args.endpoint, model=args.model, api=args.api,
@@ -117,8 +121,8 @@ def _list(args: argparse.Namespace) -> int:
     rows = []
     for p in providers:
         checks = checks_of(store, p.id)
-        rows.append([p.id, p.name, p.base_url, p.model or "-", p.ladder, p.probe.kind if p.probe.kind != "pack"
-                     else f"pack {p.probe.name}", "manual" if p.every_s is None else f"{p.every_s / 3600:g} h",
+        rows.append([p.id, p.name, p.base_url, p.model or "-", p.ladder, p.probe.kind if p.probe.kind == "none"
+                     else f"{p.probe.kind.replace('_', ' ')} {p.probe.name}", "manual" if p.every_s is None else f"{p.every_s / 3600:g} h",
                      len(checks)])
     print_table(["id", "name", "endpoint", "model", "ladder", "probe", "every", "checks"], rows)
     for p in providers:

@@ -9,7 +9,8 @@ check never runs beside a timed local run):
    any other file (the fingerprint's own test; 0.95 and up is a clear win).
 2. The quality probe (when the provider has one): a task pack's cases (quality.evals) through the endpoint and
    the ladder's reference file, each judged by the case's checker; the endpoint's pass count with its Wilson 95%
-   interval, and the paired McNemar test against the local reference.
+   interval, and the paired McNemar test against the local reference. Or a prompt set's prompts, each passing
+   when the endpoint says what the local reference says (watch.prompt_probe).
 
 The outside world fails in ordinary ways: a rate limit (429), a server error (5xx), a timeout, a refused
 connection. Those are retried after BACKOFF_S pauses and, if they persist, stored as a failed check with the
@@ -27,16 +28,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from workbench.core.jobs import Job
+from workbench.core.jobs import Job, one_line
 from workbench.engine.pool import WorkerPool
 from workbench.quality.evals import ALL, EvalProgress, default_settings, run_eval
 from workbench.runs.contestants import Contestant
 from workbench.runs.fingerprint import REFERENCE_PROMPTS, FingerprintReport, fingerprint
+from workbench.runs.prompt_sets import SetPrompt
 from workbench.runs.remote import RemoteCompletion, contestant_for, metered
 from workbench.storage.database import now_iso
 from workbench.storage.store import Store
 from workbench.storage.watch_rows import ProviderCheck, WatchedProvider
-from workbench.watch.providers import endpoint_of, ladder_of, probe_cases
+from workbench.watch.prompt_probe import EndpointFailed, run_prompt_probe
+from workbench.watch.providers import endpoint_of, ladder_of, probe_cases, probe_prompts
 
 __all__ = ["BACKOFF_S", "CheckJob", "ProviderCheck", "check_job", "checks_of", "classify_failure", "run_check"]
 
@@ -137,6 +140,25 @@ def _fingerprint_once(pool: WorkerPool, provider: WatchedProvider, endpoint: Any
     return report
 
 
+def _remote(endpoint: Any, ladder: Any) -> Contestant:
+    """The endpoint as a contestant, named so that it cannot be taken for a ladder file."""
+    label = endpoint.label if endpoint.label not in ladder.labels() else f"{endpoint.label} (endpoint)"
+    return contestant_for(replace(endpoint, label=label))
+
+
+def _prompt_probe_once(pool: WorkerPool, store: Store, prompts: list[SetPrompt], endpoint: Any, ladder: Any,
+                       cancel: threading.Event | None, on_step: Callable[[int, str], None],
+                       run_ids: list[int], name: str) -> dict[str, Any]:
+    try:
+        out = run_prompt_probe(pool, store, ladder, _remote(endpoint, ladder), prompts, cancel=cancel,
+                               on_step=on_step, run_ids=run_ids)
+    except EndpointFailed as exc:
+        raise _Failed(*classify_failure(str(exc))) from None
+    if cancel is not None and cancel.is_set():
+        raise _Cancelled()
+    return {**out, "name": name, "cases": len(prompts)}
+
+
 def _probe_once(pool: WorkerPool, store: Store, provider: WatchedProvider, endpoint: Any, ladder: Any,
                 cancel: threading.Event | None, on_eval: Callable[[EvalProgress], None],
                 run_ids: list[int]) -> dict[str, Any]:
@@ -144,10 +166,9 @@ def _probe_once(pool: WorkerPool, store: Store, provider: WatchedProvider, endpo
     got = probe_cases(provider.probe)
     assert got is not None
     pack, cases = got
-    ref_file = ladder.reference
-    ref = Contestant.from_ladder_file(ref_file, is_reference=True)
-    label = endpoint.label if endpoint.label not in ladder.labels() else f"{endpoint.label} (endpoint)"
-    remote = contestant_for(replace(endpoint, label=label))
+    ref = Contestant.from_ladder_file(ladder.reference, is_reference=True)
+    remote = _remote(endpoint, ladder)
+    label = remote.label
     run = run_eval(pool, pack, [ref, remote], default_settings(cases), store=store, ladder=ladder,
                    limit=provider.probe.cases, on_progress=on_eval, cancel=cancel,
                    on_run_created=run_ids.append)
@@ -175,18 +196,31 @@ def run_check(pool: WorkerPool, store: Store, provider: WatchedProvider, *, key:
     """
     progress = on_progress or (lambda done, total, message: None)
     started = now_iso()
-    probe_n = len(probe[1]) * 2 if (probe := probe_cases(provider.probe)) else 0
-    ladder = ladder_of(provider)
-    total = provider.fingerprint_prompts + len(ladder.files) + probe_n
+    try:
+        probe = probe_cases(provider.probe)
+        prompts = probe_prompts(provider.probe)
+        ladder = ladder_of(provider)
+    except (ValueError, OSError) as exc:  # the ladder or the pack went missing since it was saved
+        check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="failed",
+                              reason=f"this machine's side could not be prepared: {one_line(exc)}")
+        return replace(check, id=store.add_provider_check(check))
+    probe_n = len(probe[1]) * 2 if probe else len(prompts) * 2 if prompts else 0
+    n_prompts = provider.fingerprint_prompts
+    total = n_prompts + len(ladder.files) + probe_n
     step = {"done": 0}
 
     def say(message: str) -> None:
-        if message.startswith(("endpoint:", "local:")):
+        if message.startswith("endpoint: prompt "):  # counted again from its number when an attempt is retried
+            step["done"] = int(message.split()[2].split("/")[0])
+        elif message.startswith("local:"):
             step["done"] = min(step["done"] + 1, total)
         progress(step["done"], total, message)
 
     def on_eval(p: EvalProgress) -> None:
         progress(min(total, total - probe_n + p.done), total, f"quality probe: {p.message}")
+
+    def on_step(done: int, message: str) -> None:
+        progress(min(total, total - probe_n + done), total, f"quality probe: {message}")
 
     endpoint = endpoint_of(provider, key)
     run_ids: list[int] = []
@@ -198,6 +232,10 @@ def run_check(pool: WorkerPool, store: Store, provider: WatchedProvider, *, key:
             if probe is not None:
                 probe_result = _with_retries(lambda: _probe_once(pool, store, provider, endpoint, ladder, cancel,
                                                                  on_eval, run_ids), backoff_s, cancel, say)
+            elif prompts:
+                probe_result = _with_retries(
+                    lambda: _prompt_probe_once(pool, store, prompts, endpoint, ladder, cancel, on_step, run_ids,
+                                               provider.probe.name), backoff_s, cancel, say)
         except _Failed as exc:
             check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="failed", reason=exc.reason, run_ids=run_ids)
         except _Cancelled:

@@ -19,13 +19,15 @@ from workbench.quality.evals import select_cases
 from workbench.quality.packs import Case, Pack, list_packs, load_pack
 from workbench.runs.contestants import APIS, RemoteEndpoint, RunSettings
 from workbench.runs.fingerprint import REFERENCE_PROMPTS
+from workbench.runs.prompt_sets import SetPrompt
 from workbench.storage.store import Store
 from workbench.storage.watch_queries import PROVIDER_FIELDS
 from workbench.storage.watch_rows import PROBE_KINDS, ProbeSpec, WatchedProvider
+from workbench.watch.prompt_probe import PROBE_MAX_TOKENS, find_prompt_set
 
 __all__ = [
     "DEMO", "ProbeSpec", "WatchedProvider", "add_provider", "endpoint_of", "find_pack", "get_provider", "ladder_of",
-    "list_providers", "parse_every", "probe_cases", "remove_provider", "tokens_per_check", "update_provider",
+    "list_providers", "parse_every", "probe_cases", "probe_prompts", "remove_provider", "tokens_per_check", "update_provider",
 ]
 
 DEMO = "demo"  # the `ladder` of a provider compared with the embedded demo ladder
@@ -73,6 +75,14 @@ def probe_cases(probe: ProbeSpec) -> tuple[Pack, list[Case]] | None:
     return pack, select_cases(pack, None, probe.cases)
 
 
+def probe_prompts(probe: ProbeSpec) -> list[SetPrompt] | None:
+    """The prompts a "prompt_set" probe runs (the set's first `cases`); None for other probes."""
+    if probe.kind != "prompt_set":
+        return None
+    prompts = find_prompt_set(probe.name).prompts
+    return list(prompts[: probe.cases] if probe.cases else prompts)
+
+
 def _vetted(values: dict[str, Any]) -> dict[str, Any]:
     """Check what a user typed; raise ValueError with one plain line for the first mistake."""
     out = dict(values)
@@ -101,7 +111,7 @@ def _vetted(values: dict[str, Any]) -> dict[str, Any]:
         if probe.kind == "pack":
             find_pack(probe.name)
         elif probe.kind == "prompt_set":
-            raise ValueError("prompt-set probes are not available yet; use a task pack")
+            find_prompt_set(probe.name)
         out["probe"] = probe
     for key, low in (("fingerprint_prompts", 1), ("max_tokens", 1)):
         if key in out and (not isinstance(out[key], int) or out[key] < low):
@@ -194,4 +204,7 @@ def tokens_per_check(provider: WatchedProvider) -> int:
         for case in probe[1]:
             s = replace(settings, system_prompt=case.system or "")
             total += _estimate(s.messages(case.prompt)) + (case.max_tokens or PACK_MAX_TOKENS)
+    for prompt in probe_prompts(provider.probe) or []:
+        s = replace(settings, system_prompt=prompt.system or "")
+        total += _estimate(s.messages(prompt.prompt)) + PROBE_MAX_TOKENS
     return total
