@@ -161,6 +161,8 @@ def test_a_silent_switch_to_q2k_is_caught_said_in_words_alarmed_once_and_no_secr
             assert o.check.closest == "Q8_0", o.check.confidence_text
             assert o.check.total == 2 and o.check.pass_low is not None and o.check.pass_high is not None
             assert o.check.tokens_sent and o.check.tokens_sent > 0 and o.check.latency_s and o.check.latency_s > 0
+            # llama_cpp.server streams without usage: the probe's requests are counted so, and the note says it
+            assert o.check.tokens_note and "2 of 5 requests" in o.check.tokens_note
             assert not o.changed_now and o.notified is None
         assert not second.assessment.changed and "Q8_0" in second.assessment.sentence
         assert "all 2 checks" in second.assessment.sentence

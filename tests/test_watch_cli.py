@@ -85,3 +85,24 @@ def test_due_follows_each_schedule_and_every_overrides_it(data_dir, capsys):
     assert {p.name for p in due(store, now + timedelta(minutes=30), every_s=60)} == {"Acme", "Manual"}
     assert main(["watch"]) == 0  # nothing due right now: no check runs, exit 0
     assert "No provider is due" in capsys.readouterr().out
+
+
+
+def test_the_apps_scheduler_checks_what_is_due_once(data_dir, pool):
+    """due_checks_job: a background job over the due providers; a provider that is down is a failed check (with
+    its reason), and is then not due again until its interval has passed."""
+    from test_remote import free_port
+
+    from workbench.watch.schedule import due_checks_job
+
+    assert main(["watch", "add", "--name", "Down", "--endpoint", f"http://127.0.0.1:{free_port()}", "--demo",
+                 "--every", "1h", "--prompts", "1", "--max-tokens", "4"]) == 0
+    store = Store()
+    job = due_checks_job(pool, store, backoff_s=(0.05,))
+    assert job is not None
+    job.start()
+    assert job.join(120) and job.status == "done", job.failure
+    (outcome,) = job.result
+    assert outcome.check.status == "failed" and "connection refused" in (outcome.check.reason or "")
+    assert not outcome.changed_now and outcome.notified is None
+    assert due_checks_job(pool, store) is None

@@ -607,18 +607,19 @@ def request_completion(
                           "(it ended without a finish reason)", c)
     meter = _METER.get()
     if meter is not None:
-        meter.append(c)
+        meter.append((messages, c))
     return c
 
 
-_METER: contextvars.ContextVar[list[RemoteCompletion] | None] = contextvars.ContextVar("remote_meter", default=None)
+Metered = list[tuple[list[dict[str, str]], RemoteCompletion]]
+_METER: contextvars.ContextVar[Metered | None] = contextvars.ContextVar("remote_meter", default=None)
 
 
 @contextmanager
-def metered() -> Iterator[list[RemoteCompletion]]:
-    """Every completion that finished inside the block on this thread, in order: what a provider check sent and
-    got back (token usage, client-side times) without each caller threading a counter through."""
-    seen: list[RemoteCompletion] = []
+def metered() -> Iterator[Metered]:
+    """Every completion that finished inside the block on this thread, with the messages it was asked, in order:
+    what a provider check sent and got back (token usage, client-side times) without threading a counter through."""
+    seen: Metered = []
     token = _METER.set(seen)
     try:
         yield seen

@@ -492,6 +492,7 @@ def m011_provider_watch(conn: sqlite3.Connection) -> None:
             latency_s REAL,
             tok_s REAL,
             tokens_sent INTEGER,
+            tokens_note TEXT,
             run_ids_json TEXT NOT NULL DEFAULT '[]'
         )"""
     )

@@ -99,7 +99,8 @@ class ProviderCheck:
     fingerprint's own sentence, `runner_up` the next file. `pass_rate`/`passed`/`total`/`pass_low`/`pass_high`:
     the quality probe's pass count with its Wilson 95% interval (None without a probe). `latency_s` (request to
     last byte, mean per request) and `tok_s` (completion tokens per second of a request) are measured client-side,
-    network included. `tokens_sent`: prompt plus completion tokens the endpoint reported, over the whole check.
+    network included. `tokens_sent`: prompt plus completion tokens over the whole check, as the endpoint reported
+    them; `tokens_note` says how many requests reported none and how those were counted instead.
     `fingerprint`: the FingerprintReport as a dict; `probe`: what the probe ran and found; `run_ids`: runs it stored.
     """
 
@@ -124,6 +125,7 @@ class ProviderCheck:
     latency_s: float | None = None
     tok_s: float | None = None
     tokens_sent: int | None = None
+    tokens_note: str | None = None
     run_ids: list[int] = field(default_factory=list)
 
     @property
@@ -144,7 +146,7 @@ class ProviderCheck:
             runner_up=s("runner_up"), method=s("method"), fingerprint=fp if isinstance(fp, dict) else {},
             probe=probe if isinstance(probe, dict) else {}, pass_rate=f("pass_rate"), passed=i("passed"),
             total=i("total"), pass_low=f("pass_low"), pass_high=f("pass_high"), latency_s=f("latency_s"),
-            tok_s=f("tok_s"), tokens_sent=i("tokens_sent"),
+            tok_s=f("tok_s"), tokens_sent=i("tokens_sent"), tokens_note=s("tokens_note"),
             run_ids=[r for r in (runs if isinstance(runs, list) else []) if int_or_none(r) is not None],
         )
 

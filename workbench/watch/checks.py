@@ -34,12 +34,19 @@ from workbench.quality.evals import ALL, EvalProgress, default_settings, run_eva
 from workbench.runs.contestants import Contestant
 from workbench.runs.fingerprint import REFERENCE_PROMPTS, FingerprintReport, fingerprint
 from workbench.runs.prompt_sets import SetPrompt
-from workbench.runs.remote import RemoteCompletion, contestant_for, metered
+from workbench.runs.remote import Metered, contestant_for, metered
 from workbench.storage.database import now_iso
 from workbench.storage.store import Store
 from workbench.storage.watch_rows import ProviderCheck, WatchedProvider
 from workbench.watch.prompt_probe import EndpointFailed, run_prompt_probe
-from workbench.watch.providers import endpoint_of, ladder_of, probe_cases, probe_prompts
+from workbench.watch.providers import (
+    BYTES_PER_TOKEN,
+    endpoint_of,
+    estimate_tokens,
+    ladder_of,
+    probe_cases,
+    probe_prompts,
+)
 
 __all__ = ["BACKOFF_S", "CheckJob", "ProviderCheck", "check_job", "checks_of", "classify_failure", "run_check"]
 
@@ -103,28 +110,39 @@ def _confidence(report: FingerprintReport) -> tuple[float | None, str | None]:
     return (min(best.wins_over.values()) if best.wins_over else None), (usable[1].label if len(usable) > 1 else None)
 
 
-def _client_figures(sent: list[RemoteCompletion]) -> tuple[float | None, float | None, int | None]:
-    """Mean seconds per request (sent -> last byte), mean completion tokens/s, and tokens sent + received.
+def _client_figures(sent: Metered) -> tuple[float | None, float | None, int | None, str | None]:
+    """Mean seconds per request (sent -> last byte), mean completion tokens/s, tokens sent + received, and a note.
 
     Tokens per second: (tokens - 1) / first -> last streamed chunk for a streamed answer; for an answer that came
     whole (the fingerprint asks unstreamed), tokens / the whole request. Both client-side, network included.
+    Tokens: the endpoint's own usage figures; a request without them (a streamed answer from a server that sends
+    no usage) counts its answer by streamed chunks and its prompt by tokens_per_check's estimate, and the note
+    says how many requests were counted so.
     """
-    done = [c for c in sent if c.t_end is not None]
+    done = [(m, c) for m, c in sent if c.t_end is not None]
     if not done:
-        return None, None, None
-    latency = sum((c.t_end or 0.0) - c.t_request for c in done) / len(done)
+        return None, None, None, None
+    latency = sum((c.t_end or 0.0) - c.t_request for _, c in done) / len(done)
     rates = []
-    for c in done:
+    tokens, guessed = 0, 0
+    for messages, c in done:
         n = c.completion_tokens
+        if c.prompt_tokens is None or c.completion_tokens is None:
+            guessed += 1
+        tokens += c.prompt_tokens if c.prompt_tokens is not None else estimate_tokens(messages)
+        tokens += n if n is not None else c.content_chunks
         if not n:
             continue
         if c.content_chunks > 1 and c.t_first is not None and c.t_last is not None and c.t_last > c.t_first and n > 1:
             rates.append((n - 1) / (c.t_last - c.t_first))
         elif (c.t_end or 0.0) > c.t_request:
             rates.append(n / ((c.t_end or 0.0) - c.t_request))
-    reported = [c for c in done if c.prompt_tokens is not None or c.completion_tokens is not None]
-    tokens = sum((c.prompt_tokens or 0) + (c.completion_tokens or 0) for c in reported) if reported else None
-    return latency, (sum(rates) / len(rates) if rates else None), tokens
+    note = None
+    if guessed:
+        note = (f"{guessed} of {len(done)} requests came without the endpoint's token counts (a streamed answer from "
+                "a server that sends no usage): their answers are counted by streamed chunks and their prompts "
+                f"estimated at about {BYTES_PER_TOKEN} bytes a token.")
+    return latency, (sum(rates) / len(rates) if rates else None), tokens, note
 
 
 def _fingerprint_once(pool: WorkerPool, provider: WatchedProvider, endpoint: Any, ladder: Any,
@@ -242,13 +260,14 @@ def run_check(pool: WorkerPool, store: Store, provider: WatchedProvider, *, key:
             check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="cancelled", reason="stopped", run_ids=run_ids)
         else:
             confidence, runner_up = _confidence(report)
-            latency, tok_s, tokens = _client_figures(sent)
+            latency, tok_s, tokens, tokens_note = _client_figures(sent)
             check = ProviderCheck(
                 0, provider.id, started, finished_at=now_iso(), status="ok", closest=report.closest, confidence=confidence,
                 confidence_text=report.confidence, runner_up=runner_up, method=report.method,
                 fingerprint=report.to_dict(), probe=probe_result, pass_rate=probe_result.get("rate"),
                 passed=probe_result.get("passed"), total=probe_result.get("total"), pass_low=probe_result.get("low"),
                 pass_high=probe_result.get("high"), latency_s=latency, tok_s=tok_s, tokens_sent=tokens,
+                tokens_note=tokens_note,
                 run_ids=run_ids)
     check = replace(check, id=store.add_provider_check(check))
     progress(total, total, check.status if check.ok else f"{check.status}: {check.reason}")

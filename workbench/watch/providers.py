@@ -26,7 +26,7 @@ from workbench.storage.watch_rows import PROBE_KINDS, ProbeSpec, WatchedProvider
 from workbench.watch.prompt_probe import PROBE_MAX_TOKENS, find_prompt_set
 
 __all__ = [
-    "DEMO", "ProbeSpec", "WatchedProvider", "add_provider", "endpoint_of", "find_pack", "get_provider", "ladder_of",
+    "DEMO", "ProbeSpec", "estimate_tokens", "WatchedProvider", "add_provider", "endpoint_of", "find_pack", "get_provider", "ladder_of",
     "list_providers", "parse_every", "probe_cases", "probe_prompts", "remove_provider", "tokens_per_check", "update_provider",
 ]
 
@@ -187,7 +187,8 @@ def ladder_of(provider: WatchedProvider, progress: Any = lambda msg: None) -> la
     return ladders.ensure_demo_ladder(progress) if provider.ladder == DEMO else ladders.load_ladder(provider.ladder)
 
 
-def _estimate(messages: list[dict[str, str]]) -> int:
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """A prompt's tokens, estimated without a tokenizer: about one per 4 bytes, plus the chat template's own."""
     return sum(len(m["content"].encode("utf-8")) // BYTES_PER_TOKEN + TEMPLATE_TOKENS for m in messages)
 
 
@@ -197,14 +198,14 @@ def tokens_per_check(provider: WatchedProvider) -> int:
     reported (`ProviderCheck.tokens_sent`), usually less: answers end before their limit.
     """
     settings = RunSettings()
-    total = sum(_estimate(settings.messages(p)) + provider.max_tokens
+    total = sum(estimate_tokens(settings.messages(p)) + provider.max_tokens
                 for p in REFERENCE_PROMPTS[: provider.fingerprint_prompts])
     probe = probe_cases(provider.probe)
     if probe is not None:
         for case in probe[1]:
             s = replace(settings, system_prompt=case.system or "")
-            total += _estimate(s.messages(case.prompt)) + (case.max_tokens or PACK_MAX_TOKENS)
+            total += estimate_tokens(s.messages(case.prompt)) + (case.max_tokens or PACK_MAX_TOKENS)
     for prompt in probe_prompts(provider.probe) or []:
         s = replace(settings, system_prompt=prompt.system or "")
-        total += _estimate(s.messages(prompt.prompt)) + PROBE_MAX_TOKENS
+        total += estimate_tokens(s.messages(prompt.prompt)) + PROBE_MAX_TOKENS
     return total

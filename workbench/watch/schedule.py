@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from workbench.core.jobs import Job
 from workbench.engine.pool import WorkerPool
 from workbench.storage.store import Store
 from workbench.storage.watch_rows import ProviderCheck, WatchedProvider
@@ -20,7 +21,7 @@ from workbench.watch.change import Assessment, assess
 from workbench.watch.checks import BACKOFF_S, checks_of, run_check
 from workbench.watch.notify import post_webhook, webhook_url
 
-__all__ = ["CheckOutcome", "due", "run_due", "run_provider"]
+__all__ = ["CheckOutcome", "due", "due_checks_job", "run_due", "run_provider"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,19 @@ def run_due(pool: WorkerPool, store: Store, providers: Sequence[WatchedProvider]
         step = None if on_progress is None else (lambda d, t, m, p=p: on_progress(p, d, t, m))
         out.append(run_provider(pool, store, p, on_progress=step, cancel=cancel, backoff_s=backoff_s))
     return out
+
+
+def due_checks_job(pool: WorkerPool, store: Store, now: datetime | None = None,
+                   backoff_s: Sequence[float] = BACKOFF_S) -> Job | None:
+    """The app's own scheduler: a background Job checking every due provider one at a time (None when none is
+    due). Its result is the list of CheckOutcome; progress names the provider being checked."""
+    providers = due(store, now)
+    if not providers:
+        return None
+
+    def work(job: Job) -> list[CheckOutcome]:
+        return run_due(pool, store, providers, cancel=job.cancel, backoff_s=backoff_s,
+                       on_progress=lambda p, d, t, m: job.report(d, t, message=f"{p.name}: {m}"))
+
+    names = ", ".join(p.name for p in providers)
+    return Job(work, title=f"scheduled check of {names}", kind="provider-watch")
