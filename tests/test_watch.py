@@ -329,3 +329,25 @@ def replace_probe(store: Store, provider: Any, probe: ProbeSpec) -> Any:
     from workbench.watch.providers import update_provider
 
     return update_provider(store, provider.id, probe=probe)
+
+
+def test_stop_during_a_check_stores_a_cancelled_check_not_a_failure(pool, store):
+    from workbench.watch.checks import check_job
+
+    httpd = _http_server(Trouble, mode="silent", requests=0, release=threading.Event())
+    try:
+        provider = add_provider(store, name="slow", base_url=f"http://127.0.0.1:{httpd.server_address[1]}",
+                                fingerprint_prompts=1, max_tokens=4, timeout_s=60.0)
+        job = check_job(pool, store, provider).start()
+        deadline = time.monotonic() + 30
+        while httpd.requests == 0 and time.monotonic() < deadline:  # the request is out, the server silent
+            time.sleep(0.05)
+        job.stop()
+        assert job.join(30) and job.status == "done", job.failure
+    finally:
+        httpd.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+    assert job.result.status == "cancelled" and job.snapshot()["check_status"] == "cancelled"
+    assert [c.status for c in checks_of(store, provider.id)] == ["cancelled"]
+    assert "No successful check" in assess(checks_of(store, provider.id), "slow").sentence
