@@ -33,8 +33,8 @@ def test_add_list_and_remove_a_provider(data_dir, capsys):
     assert "Watching Acme (#1)" in said and "tokens" in said
     assert main(["watch", "list", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["name"] == "Acme" and row["endpoint"]["base_url"] == "http://127.0.0.1:9/v1"
-    assert row["endpoint"]["key_env"] == "ACME_KEY" and row["every_s"] == 6 * 3600
+    assert row["provider"] == "Acme" and row["endpoint"]["base_url"] == "http://127.0.0.1:9/v1"
+    assert row["endpoint"]["api_key_env"] == "ACME_KEY" and row["every_s"] == 6 * 3600
     assert row["probe"] == {"kind": "pack", "name": "starter", "cases": 4} and row["tokens_per_check_estimate"] > 0
     assert main(["watch", "list"]) == 0
     out = capsys.readouterr().out
