@@ -286,6 +286,9 @@ def test_a_webhook_that_fails_says_so_without_its_url(receiver):
     error = post_webhook(url, "hello", timeout_s=5)
     assert error is not None and "HTTP 500" in error and HOOK_TOKEN not in error
     assert receiver.got[0][2] == {"text": "hello"}
+    receiver.status = 200
+    assert post_webhook(url, "Acme <!channel> & <http://evil|click>", timeout_s=5) is None
+    assert receiver.got[1][2] == {"text": "Acme &lt;!channel&gt; &amp; &lt;http://evil|click&gt;"}
     assert post_webhook(f"http://127.0.0.1:{free_port()}/x", "hello", timeout_s=2) is not None
 
 
