@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first. A package may import itself and anything listed before it, never after.
-LAYERS = ["core", "storage", "files", "engine", "models", "runs", "quality", "people", "decide", "cli"]
+LAYERS = ["core", "storage", "files", "engine", "models", "runs", "quality", "people", "decide", "watch", "cli"]
 
 
 def _module_name(path: Path) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from workbench.engine.metrics import ContestantResult
+from workbench.runs import remote_meter
 from workbench.runs.contestants import API_LLAMACPP, API_OPENAI, Contestant, RemoteEndpoint, RunSettings
 from workbench.storage import limits
 
@@ -603,6 +604,7 @@ def request_completion(
     if not c.done:
         raise RemoteError(f"the stream from {endpoint.display_url} dropped midway after {c.content_chunks} chunk(s) "
                           "(it ended without a finish reason)", c)
+    remote_meter.record(messages, c)
     return c
 
 

@@ -441,3 +441,59 @@ def m010_target_profiles(conn: sqlite3.Connection) -> None:
             updated_at TEXT NOT NULL
         )"""
     )
+
+
+@migration
+def m011_provider_watch(conn: sqlite3.Connection) -> None:
+    """Provider watch (workbench.watch): the endpoints a user watches and every check of them. A provider row
+    holds the NAMES of the environment variables of its API key and webhook URL, never their values; a check
+    row holds what one check found (closest quantization, pass rate, client-side speed) or why it failed.
+    No run owns either (a check names its runs in run_ids_json), so history export and import leave them alone.
+    """
+    conn.execute(
+        """CREATE TABLE watched_providers (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            base_url TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            api TEXT NOT NULL DEFAULT 'openai',
+            key_env TEXT,
+            extra_body_json TEXT NOT NULL DEFAULT '{}',
+            ladder TEXT NOT NULL,
+            probe_json TEXT NOT NULL DEFAULT '{}',
+            fingerprint_prompts INTEGER NOT NULL DEFAULT 8,
+            max_tokens INTEGER NOT NULL DEFAULT 48,
+            timeout_s REAL NOT NULL DEFAULT 60,
+            every_s REAL,
+            webhook_env TEXT,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE provider_checks (
+            id INTEGER PRIMARY KEY,
+            provider_id INTEGER NOT NULL REFERENCES watched_providers(id) ON DELETE CASCADE,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            closest TEXT,
+            confidence REAL,
+            confidence_text TEXT,
+            runner_up TEXT,
+            method TEXT,
+            fingerprint_json TEXT,
+            probe_json TEXT,
+            pass_rate REAL,
+            passed INTEGER,
+            total INTEGER,
+            pass_low REAL,
+            pass_high REAL,
+            latency_s REAL,
+            tok_s REAL,
+            tokens_sent INTEGER,
+            tokens_note TEXT,
+            run_ids_json TEXT NOT NULL DEFAULT '[]'
+        )"""
+    )
+    conn.execute("CREATE INDEX provider_checks_by_provider ON provider_checks (provider_id, id)")

@@ -20,6 +20,7 @@ from workbench.storage.rows import FoundRun, RunSummary, SetRunChild, StoredResu
 from workbench.storage.run_queries import RESULT_COLUMNS, RunQueries
 from workbench.storage.set_run_queries import SET_PROMPT_FINISHED, SetRunQueries
 from workbench.storage.target_queries import TargetQueries
+from workbench.storage.watch_queries import WatchQueries
 
 __all__ = [
     "BUSY_TIMEOUT_S", "Database", "DivergenceRow", "FoundRun", "ImportBatch", "ImportRun", "Imported",
@@ -29,6 +30,6 @@ __all__ = [
 
 
 class Store(RunQueries, SetRunQueries, NoiseQueries, JudgementQueries, HistoryQueries, DivergenceQueries, EvalQueries,
-            EvidenceQueries, FingerprintQueries, TargetQueries, Database):
+            EvidenceQueries, FingerprintQueries, TargetQueries, WatchQueries, Database):
     """A handle on one database file with every query of the workbench (see `database.Database` for how it opens,
     and the query modules for what can be asked)."""
