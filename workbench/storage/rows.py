@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.core.disturbance import summarize as summarize_disturbance
+
 
 def text_or_none(value: object) -> str | None:
     """A stored text, or None when the column holds something else."""
@@ -105,6 +107,12 @@ class StoredResult:
             token_ids=[t for t in _list(decoded(get("token_ids_json"))) if int_or_none(t) is not None],
             metrics=_dict_or_none(decoded(get("metrics_json"))) or {},
         )
+
+    @property
+    def disturbance(self) -> tuple[bool | None, str]:
+        """(disturbed?, words) of the speed measurement kept in its metrics; (None, "") when it has none or it is
+        malformed (core.disturbance checks each field: the metrics JSON is as the run or an import stored it)."""
+        return summarize_disturbance(self.metrics.get("measurement"))
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a dict (the shape of a live result's `to_dict` columns, `disturbed` as 0/1)."""
