@@ -223,6 +223,31 @@ class FoundRun:
 
 
 @dataclass(frozen=True)
+class SetRunSummary:
+    """A line of a list of set runs (`list_set_runs`): what a picker shows, with how many prompts have finished."""
+
+    id: int
+    created_at: str
+    name: str
+    status: str
+    ladder_name: str | None
+    reference_label: str | None
+    n_prompts: int
+    n_finished: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SetRunSummary:
+        return cls(int_or_none(row.get("id")) or 0, str(row.get("created_at") or ""), str(row.get("name") or ""),
+                   str(row.get("status") or ""), text_or_none(row.get("ladder_name")),
+                   text_or_none(row.get("reference_label")), int_or_none(row.get("n_prompts")) or 0,
+                   int_or_none(row.get("n_finished")) or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as `list_set_runs` gave it before, keys in the same order."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class SetRunChild:
     """The run of one prompt of a set run: its newest run, that run's status, and how many runs it took."""
 
