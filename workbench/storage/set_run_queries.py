@@ -111,4 +111,4 @@ class SetRunQueries(Database):
                              GROUP BY runs.set_index) AND r.status IN ({marks})) AS n_finished
                   FROM set_runs s ORDER BY s.id DESC LIMIT ?"""
         with self._connect() as conn:
-            return [SetRunSummary.from_row(r) for r in conn.execute(sql, [*finished_statuses, int(limit)])]
+            return [SetRunSummary.from_row(dict(r)) for r in conn.execute(sql, [*finished_statuses, int(limit)])]
