@@ -50,16 +50,19 @@ def test_the_result_takes_the_median_and_the_disturbance_of_the_window_nearest_i
     one = ContestantResult("Q8_0", "Q8_0", "/x.gguf", decode_tok_s=70.0, measurement={"decode": {"disturbed": False}})
     timing.apply(one, [window(70, False, True)], 1)  # one quiet window: the streamed figure stands
     assert one.decode_tok_s == 70 and one.measurement == {"decode": {"disturbed": False}}
-    assert timing.spread_words(timing.of_result(one.to_dict())) == ""
+    assert timing.spread_words(timing.of_result(StoredResult(0, 0, 0, "Q8_0", metrics=one.to_dict()))) == ""
 
 
 def test_a_stored_spread_is_type_checked_and_said_in_words():
     good = {"median": 90.0, "min": 80.0, "max": 100.0, "n": 3, "windows": 4, "quiet": True, "disturbed_windows": 1}
-    assert timing.spread_words(timing.of_result({"metrics": {"decode_spread": good}})) == \
-        "median of 3, range 80.0-100.0, 1 disturbed left out"
-    assert "no quiet window in 4 tries" in timing.spread_words(timing.of_result({"decode_spread": {**good, "quiet": False}}))
+
+    def stored(spread: object) -> StoredResult:
+        return StoredResult(0, 0, 0, "Q8_0", metrics={"decode_spread": spread})
+
+    assert timing.spread_words(timing.of_result(stored(good))) == "median of 3, range 80.0-100.0, 1 disturbed left out"
+    assert "no quiet window in 4 tries" in timing.spread_words(timing.of_result(stored({**good, "quiet": False})))
     for bad in ("x", {**good, "min": "<b>"}, {**good, "n": 2.5}, {**good, "quiet": "yes"}):
-        assert timing.of_result({"metrics": {"decode_spread": bad}}) is None
+        assert timing.of_result(stored(bad)) is None
 
 
 def test_the_banner_says_what_happened_and_what_to_do():

@@ -117,13 +117,10 @@ def time_repeats(worker: WorkerProcess, request: Generate, first: dict[str, Any]
     return windows
 
 
-def of_result(r: dict[str, Any] | StoredResult) -> dict[str, Any] | None:
-    """A stored result's decode spread, every field type-checked (imports can carry anything); None without one."""
-    if isinstance(r, StoredResult):
-        metrics: Any = r.metrics
-    else:
-        metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else r
-    s = metrics.get("decode_spread") if isinstance(metrics, dict) else None
+def of_result(r: StoredResult) -> dict[str, Any] | None:
+    """A stored result's decode spread, every field type-checked (its metrics JSON is as the run or an import
+    stored it); None without one."""
+    s = r.metrics.get("decode_spread")
     if not isinstance(s, dict):
         return None
 

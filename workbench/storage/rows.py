@@ -4,8 +4,9 @@ A database holds what an import or an older version put there, so a stored value
 in a number column, JSON that is not JSON, settings that are a list). Each row's `from_row` (as simonw/llm's
 `Response.from_row`) decodes its JSON columns and gives every odd value its documented default (None for a
 figure or an optional text, {} for settings and metrics, [] for token ids, prompts and labels), so readers use
-attributes and never re-check a stored value's type. `to_dict` gives the row as the store's readers gave it
-before, for code that also takes a live result's dict and for JSON output.
+attributes and never re-check a stored value's type. What a row keeps as JSON inside it (settings, machine,
+metrics) is as it was stored: readers check those values where they use them. `to_dict` gives the row as the
+store's readers gave it before, for JSON output.
 """
 
 from __future__ import annotations
