@@ -19,7 +19,6 @@ from ui.shared import (
 )
 from ui.variant_views import variant_picker
 from workbench.core import hardware
-from workbench.core.disturbance import of_result
 from workbench.core.escaping import md_escape
 from workbench.quality.packs import PackError, load_examples
 from workbench.runs import timing
@@ -186,20 +185,19 @@ if run is not None:
     with st.expander("Prompt", expanded=False):
         st.text(run.prompt)
     vs = run_pair_section(run)  # the answer first: "Q4_K_M vs Q8_0" in one sentence; the columns follow it
-    shown = run.to_dict()  # the columns, table and charts draw live and stored results alike, as dicts
-    disturbed = [r["label"] for r in shown["results"] if of_result(r)[0]]
+    disturbed = [r.label for r in run.results if r.disturbance[0]]
     if disturbed:  # one banner for the run; each affected column carries a small mark with the details
         w1, w2 = st.columns([5, 1])
-        w1.warning(md_escape(timing.banner(shown["results"], disturbed)), icon=":material/speed:")
+        w1.warning(md_escape(timing.banner(run.results, disturbed)), icon=":material/speed:")
         w2.button("Re-measure quietly", key=f"remeasure-{run.id}", on_click=remeasure, args=(run,),
                   disabled=not local_contestants_of_run(run),
                   help=f"This run {IMPORTED_NOTE}." if is_imported(run) else None)
-    views.result_columns(shown, vs)
-    views.side_by_side_view(shown, vs)
+    views.result_columns(run, vs)
+    views.side_by_side_view(run, vs)
     st.divider()
-    frame = views.metrics_frame(shown)
+    frame = views.metrics_frame(run)
     views.charts(frame)
-    st.dataframe(views.table_frame(frame, shown), width="stretch", hide_index=True)
+    st.dataframe(views.table_frame(frame, run), width="stretch", hide_index=True)
     st.download_button("Download CSV", views.csv_bytes(frame), file_name=f"run-{run.id}.csv", mime="text/csv")
     with st.expander("Divergence from the reference", expanded=False):
         from ui.quality_views import divergence_panel

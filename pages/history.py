@@ -113,15 +113,15 @@ set_runs = store().list_set_runs(limit=LIMIT)
 if not set_runs:
     st.caption("None yet: run a set of prompts on the Prompt sets page.")
 else:
-    sets_by_id = {r["id"]: r for r in set_runs}
+    sets_by_id = {r.id: r for r in set_runs}
     st.dataframe(pd.DataFrame([{
-        "set run": r["id"], "created (UTC)": (r["created_at"] or "")[:16].replace("T", " "), "name": r["name"],
-        "status": r["status"], "prompts finished": f"{r['n_finished']} of {r['n_prompts']}",
-        "model": r["ladder_name"] or "local files"} for r in set_runs]),
+        "set run": r.id, "created (UTC)": r.created_at[:16].replace("T", " "), "name": r.name,
+        "status": r.status, "prompts finished": f"{r.n_finished} of {r.n_prompts}",
+        "model": r.ladder_name or "local files"} for r in set_runs]),
         hide_index=True, width="stretch", key="hist-sets-table")
     s1, s2 = st.columns([3, 1])
     set_pick = s1.selectbox("Set run", list(sets_by_id), key="hist-sets-pick", label_visibility="collapsed",
-                            format_func=lambda i: f"#{i} · {sets_by_id[i]['name']}")
+                            format_func=lambda i: f"#{i} · {sets_by_id[i].name}")
     if s2.button("Open on Prompt sets", key="hist-sets-open", icon=":material/list_alt:", width="stretch"):
         open_set_run(set_pick)
         st.switch_page("pages/sets.py")

@@ -120,14 +120,13 @@ past = store().list_set_runs(limit=200)
 if not past:
     st.info("No set runs yet: choose prompts above and press Run set.")
 else:
-    by_id = {r["id"]: r for r in past}
+    by_id = {r.id: r for r in past}
     ids = list(by_id)
     wanted = st.session_state.get("sets_run_id")
 
     def describe(set_run_id: int) -> str:
         r = by_id[set_run_id]
-        return (f"#{r['id']} · {fmt_time(r['created_at'])} · {r['name']} · {r['n_finished']} of {r['n_prompts']} "
-                f"prompts · {r['status']}")
+        return f"#{r.id} · {fmt_time(r.created_at)} · {r.name} · {r.n_finished} of {r.n_prompts} prompts · {r.status}"
 
     if wanted in ids:  # a set run just started, or opened from History: select it (before the widget exists)
         st.session_state["sets-pick"] = wanted
@@ -142,7 +141,7 @@ else:
             st.caption(f"Imported ({md_escape(set_run.imported_from)}): its prompts ran on another machine. Its "
                        "results, verdict and report are here; its prompts cannot be run again here.")
         elif set_run.status != "done":
-            left = len(set_run.prompts) - by_id[picked]["n_finished"]
+            left = len(set_run.prompts) - by_id[picked].n_finished
             label = (f"Resume: run the {left} unfinished {plural(left, 'prompt')}" if left > 0 else
                      "Resume: finish the reference repeats" if set_run.noise_repeats else None)
             if label and st.button(label, key=f"sets-resume-{picked}", icon=":material/play_arrow:"):

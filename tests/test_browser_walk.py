@@ -106,12 +106,12 @@ def test_a_product_person_walks_from_one_prompt_to_the_set_report(demo_ladder: L
         deadline = time.monotonic() + 1500
         while time.monotonic() < deadline:
             sets = store.list_set_runs(limit=5)
-            if sets and sets[0].get("status") in ENDED:
+            if sets and sets[0].status in ENDED:
                 break
             time.sleep(3)
         set_run = store.list_set_runs(limit=1)[0]
-        assert set_run["status"] == "done", set_run
-        set_id = int(set_run["id"])
+        assert set_run.status == "done", set_run
+        set_id = set_run.id
         page.goto(url + "/sets")
         page.get_by_text(f"{PAIR[0]} vs {PAIR[1]}").first.wait_for(timeout=300_000)
         settle(page)

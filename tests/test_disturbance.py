@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from workbench.core.disturbance import DISTURBED_AT, CpuSnapshot, classify, machine_cpus, summarize
 from workbench.runs.compare import contestants_for, run_comparison
 from workbench.runs.contestants import RunSettings
+from workbench.storage.rows import StoredResult
 
 LONG_PROMPT = "Write a long story about a lighthouse keeper and a storm, with many details."
 
@@ -145,7 +147,8 @@ def test_the_result_card_names_the_busy_free_core_and_survives_a_hostile_measure
     from ui.views import _metric_rows
 
     d = classify("decode", snap(0, 0, 0), snap(2.0, 2.0, 4.0), n_threads=1, n_cpus=2)
-    result = {"cpu_contention": d.contention, "disturbed": 1, "metrics": {"measurement": {"decode": d.to_dict()}}}
+    result = StoredResult(0, 0, 0, "Q8_0", cpu_contention=d.contention, disturbed=True,
+                          metrics={"measurement": {"decode": d.to_dict()}})
     assert ("CPU contention", "0% · free core 100% busy (disturbed)") in _metric_rows(result)
-    hostile = {**result, "metrics": {"measurement": {"decode": {**d.to_dict(), "n_cpus": "<b>2</b>"}}}}
+    hostile = replace(result, metrics={"measurement": {"decode": {**d.to_dict(), "n_cpus": "<b>2</b>"}}})
     assert ("CPU contention", "0% (disturbed)") in _metric_rows(hostile)

@@ -217,8 +217,8 @@ def test_a_set_run_survives_export_and_import_with_its_children_verdict_and_repo
     fresh.tag_set_run_child(imported.children[0].run_id, local, 0)  # as an older import left runs tagged
     assert fresh.get_set_run(local).children == ()  # a local set run never takes an imported run
     fresh.tag_set_run_child(imported.children[0].run_id, new_set, 0)
-    listed = {r["id"]: r for r in fresh.list_set_runs()}
-    assert (listed[new_set]["n_finished"], listed[new_set]["n_prompts"], listed[local]["n_finished"]) == (3, 3, 0)
+    listed = {r.id: r for r in fresh.list_set_runs()}
+    assert (listed[new_set].n_finished, listed[new_set].n_prompts, listed[local].n_finished) == (3, 3, 0)
 
     # the verdict and the report read the same in the fresh database
     for candidate in ("Q4_K_M",):

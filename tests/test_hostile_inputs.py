@@ -69,7 +69,7 @@ def test_csv_exports_quote_cells_a_spreadsheet_would_run_as_formulas(store):
     assert not [c for c in cells if c.startswith(history.FORMULA_STARTS) and not _number(c)], cells
     assert {row["completion_tokens"] for row in tables["results.csv"]} == {"-3"}  # a real number stays a number
 
-    page_csv = views.csv_bytes(views.metrics_frame(store.get_run(run_id).to_dict()))
+    page_csv = views.csv_bytes(views.metrics_frame(store.get_run(run_id)))
     page_cells = [v for row in csv.DictReader(io.StringIO(page_csv, newline="")) for k, v in row.items()
                   if v and k != "tokens"]
     assert any(c.startswith("'=HYPERLINK") for c in page_cells)

@@ -263,7 +263,7 @@ def stakeholder_run(store: Store) -> int:
 def test_chart_text_never_carries_markup_from_a_label(store):
     from workbench.people.report import load_runs, metrics_figure
 
-    fig = metrics_figure(load_runs(store, [stakeholder_run(store)])[0])
+    fig = metrics_figure(load_runs(store, [stakeholder_run(store)])[0].run)
     texts = [str(x) for trace in fig.data for x in trace.x] + [str(a.text) for a in fig.layout.annotations]
     assert texts and not any("<" in t or "href" in t for t in texts), texts
     doc = parse(report_html(store, [stakeholder_run(store)], n_boot=10))

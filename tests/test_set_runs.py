@@ -66,7 +66,7 @@ def test_the_store_keeps_set_runs_and_the_newest_run_of_each_prompt(store: Store
     assert got is not None and got.prompts == [{"prompt": "a"}, {"prompt": "b"}] and got.ladder["name"] == "L"
     assert got.children == (SetRunChild(index=0, run_id=first, status="done", attempts=1),
                             SetRunChild(index=1, run_id=again, status="running", attempts=2))
-    assert store.list_set_runs()[0] | {"created_at": None} == {
+    assert store.list_set_runs()[0].to_dict() | {"created_at": None} == {
         "id": set_id, "created_at": None, "name": "s", "status": "running", "ladder_name": "L",
         "reference_label": "F16", "n_prompts": 2, "n_finished": 1}
     store.set_set_run_status(set_id, "cancelled")

@@ -26,7 +26,7 @@ def sets_page() -> AppTest:
 
 
 def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladder):
-    before = {r["id"] for r in Store().list_set_runs()}
+    before = {r.id for r in Store().list_set_runs()}
     at = sets_page()
     at.text_area(key="sets-paste").set_value("Name a colour.\nCount to three.\n")
     at.run()
@@ -37,17 +37,17 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     at.run()  # follows the job to its end, then reruns to show the results
     assert not at.exception, at.exception
 
-    new = [r for r in Store().list_set_runs() if r["id"] not in before]
-    assert len(new) == 1 and new[0]["n_finished"] == new[0]["n_prompts"] == 2 and new[0]["status"] == "done"
+    new = [r for r in Store().list_set_runs() if r.id not in before]
+    assert len(new) == 1 and new[0].n_finished == new[0].n_prompts == 2 and new[0].status == "done"
     # the question a fresh set is asked first: the smallest common quantization against the 8-bit one, answered in
     # one sentence from the stored outputs; every measure then reads against Q8_0 (F16, the reference, included)
-    pair_key = f"sets-pair-{new[0]['id']}"
+    pair_key = f"sets-pair-{new[0].id}"
     assert at.selectbox(key=f"{pair_key}-baseline").value == "Q8_0"
     assert at.selectbox(key=f"{pair_key}-candidate-Q8_0").value == "Q2_K"
     from workbench.people.headline import set_headline
     from workbench.people.verdict import set_verdict
 
-    head = set_headline(set_verdict(Store(), new[0]["id"], "Q2_K", "Q8_0"))
+    head = set_headline(set_verdict(Store(), new[0].id, "Q2_K", "Q8_0"))
     assert head.people == "no-votes" and head.sentence.startswith("Q2_K ")
     boxes = " ".join([b.value for b in at.info] + [b.value for b in at.warning]).replace("\\", "")
     assert head.sentence in boxes and head.advice in boxes
@@ -66,7 +66,7 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     totals = table_with(at, "different answer")
     assert list(totals["quantization"]) == ["Q8_0", "Q2_K"] and list(totals["prompts"]) == [2, 2]
     # the noise floor is on by default (2 repeats of the reference per prompt), stored and shown
-    stored = Store().get_set_run(new[0]["id"])
+    stored = Store().get_set_run(new[0].id)
     assert stored.noise_repeats == 2
     assert all(len(Store().reference_repeats(c.run_id)) == 2 for c in stored.children)
     assert set(table["vs noise floor"]) <= {"within", "beyond"} and len(table["vs noise floor"]) == 4
@@ -74,7 +74,7 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     floor_text = " ".join(m.value for m in at.markdown if "Noise floor" in m.value).replace("\\", "")
     assert "Repeated 2 times on each of 2 prompts" in floor_text and "Q2_K went" in floor_text, floor_text
     # one prompt's answers read as prose, each quantization with its summary line (the reader, prompt 2)
-    at.selectbox(key=f"sets-results-{new[0]['id']}-read").set_value(1)
+    at.selectbox(key=f"sets-results-{new[0].id}-read").set_value(1)
     at.run()
     assert not at.exception, at.exception
     html = " ".join(h.proto.body for h in at.get("html"))
@@ -86,12 +86,12 @@ def test_pasted_set_runs_and_shows_one_row_per_prompt_and_quantization(demo_ladd
     at.run()
     assert not at.exception, at.exception
     hist = table_with(at, "set run")
-    assert new[0]["id"] in list(hist["set run"])
+    assert new[0].id in list(hist["set run"])
     at.button(key="hist-sets-open").click()
     at.run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Prompt sets"
-    assert at.selectbox(key="sets-pick").value == new[0]["id"]
+    assert at.selectbox(key="sets-pick").value == new[0].id
 
 
 def test_a_bad_upload_shows_line_numbered_errors_and_runs_nothing(demo_ladder):

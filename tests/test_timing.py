@@ -13,6 +13,7 @@ from workbench.engine.metrics import ContestantResult
 from workbench.runs import timing
 from workbench.runs.compare import contestants_for, run_comparison, run_contestant
 from workbench.runs.contestants import Contestant, RunSettings
+from workbench.storage.rows import StoredResult
 from workbench.storage.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -49,22 +50,26 @@ def test_the_result_takes_the_median_and_the_disturbance_of_the_window_nearest_i
     one = ContestantResult("Q8_0", "Q8_0", "/x.gguf", decode_tok_s=70.0, measurement={"decode": {"disturbed": False}})
     timing.apply(one, [window(70, False, True)], 1)  # one quiet window: the streamed figure stands
     assert one.decode_tok_s == 70 and one.measurement == {"decode": {"disturbed": False}}
-    assert timing.spread_words(timing.of_result(one.to_dict())) == ""
+    assert timing.spread_words(timing.of_result(StoredResult(0, 0, 0, "Q8_0", metrics=one.to_dict()))) == ""
 
 
 def test_a_stored_spread_is_type_checked_and_said_in_words():
     good = {"median": 90.0, "min": 80.0, "max": 100.0, "n": 3, "windows": 4, "quiet": True, "disturbed_windows": 1}
-    assert timing.spread_words(timing.of_result({"metrics": {"decode_spread": good}})) == \
-        "median of 3, range 80.0-100.0, 1 disturbed left out"
-    assert "no quiet window in 4 tries" in timing.spread_words(timing.of_result({"decode_spread": {**good, "quiet": False}}))
+
+    def stored(spread: object) -> StoredResult:
+        return StoredResult(0, 0, 0, "Q8_0", metrics={"decode_spread": spread})
+
+    assert timing.spread_words(timing.of_result(stored(good))) == "median of 3, range 80.0-100.0, 1 disturbed left out"
+    assert "no quiet window in 4 tries" in timing.spread_words(timing.of_result(stored({**good, "quiet": False})))
     for bad in ("x", {**good, "min": "<b>"}, {**good, "n": 2.5}, {**good, "quiet": "yes"}):
-        assert timing.of_result({"metrics": {"decode_spread": bad}}) is None
+        assert timing.of_result(stored(bad)) is None
 
 
 def test_the_banner_says_what_happened_and_what_to_do():
     spread = {"median": 1.0, "min": 1.0, "max": 1.0, "n": 4, "windows": 4, "disturbed_windows": 4}
-    results = [{"label": "F16", "decode_spread": {**spread, "quiet": True}},
-               {"label": "Q8_0", "decode_spread": {**spread, "quiet": False}}, {"label": "Q2_K"}]
+    results = [StoredResult(0, 0, 0, "F16", metrics={"decode_spread": {**spread, "quiet": True}}),
+               StoredResult(0, 0, 1, "Q8_0", metrics={"decode_spread": {**spread, "quiet": False}}),
+               StoredResult(0, 0, 2, "Q2_K")]
     disturbed_once = timing.banner(results, ["F16"])
     assert disturbed_once.startswith("Speed figures disturbed for F16: ") and "Re-measuring runs" in disturbed_once
     mixed = timing.banner(results, ["Q8_0", "Q2_K"])
@@ -127,7 +132,7 @@ def test_a_run_that_cannot_get_a_quiet_window_says_so(demo_ladder, pool, store):
     assert not busy.decode_spread["quiet"] and "could not get a quiet window" in busy.decode_spread["how"]
     run = store.get_run(store.list_runs(limit=1)[0].id)
     assert "Q2_K" in (timing.unmeasured(run) or "") and "Run it again" in (timing.unmeasured(run) or "")
-    assert "No quiet window could be had for Q2_K" in timing.banner(run.to_dict()["results"], ["Q2_K"])
+    assert "No quiet window could be had for Q2_K" in timing.banner(run.results, ["Q2_K"])
 
 
 def test_other_uses_of_a_contestant_are_not_timed_again(demo_ladder, pool):
@@ -195,7 +200,7 @@ def test_the_run_report_carries_the_spread_and_the_words(store):
     for text in (md, html):
         assert "90.0 (84.5-97.2, n=3)" in text and "60.0 (55.0-70.0, n=6)" in text  # median (range, windows used)
         assert "No quiet window came in 6 tries." in text
-    fig = report.metrics_figure(store.get_run(run_id).to_dict())
+    fig = report.metrics_figure(store.get_run(run_id))
     decode = fig.data[1]
     assert list(decode.error_y.array) == [pytest.approx(7.25), pytest.approx(10.0)]  # whiskers: up to the max ...
     assert list(decode.error_y.arrayminus) == [pytest.approx(5.5), pytest.approx(5.0)]  # ... and down to the min

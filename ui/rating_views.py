@@ -30,6 +30,7 @@ from workbench.people.headline import set_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard, set_run_ids
 from workbench.people.verdict import SET_MODE, default_set_pair, set_verdict
 from workbench.quality.diff_html import plain_html
+from workbench.storage.rows import SetRunSummary
 from workbench.storage.store import StoredResult, StoredRun, StoreError
 
 MODES = {"Blind": "letters in a random order; names appear once you have rated every output",
@@ -247,10 +248,11 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
     filters = {"model": None if model == ALL else model, "category": None if category == ALL else category,
                "rater": None if who == ALL else who, "mode": None if mode == ALL else mode}
     run_ids: tuple[int, ...] | None = (run_id,) if only_run and run_id is not None else None
-    sets = {r["id"]: r for r in store().list_set_runs(limit=200) if r.get("n_finished")}
+    sets = {r.id: r for r in store().list_set_runs(limit=200) if r.n_finished}
     if sets:
-        set_pick = st.selectbox("Prompt set run", [ALL, *sets], key="lb-set", format_func=lambda i: i if i == ALL else
-                                f"#{i} · {sets[i]['name']} · {sets[i]['n_finished']}/{sets[i]['n_prompts']} prompts",
+        set_options: list[Any] = [ALL, *sets]  # ALL, then set run ids
+        set_pick = st.selectbox("Prompt set run", set_options, key="lb-set", format_func=lambda i: i if i == ALL else
+                                f"#{i} · {sets[i].name} · {sets[i].n_finished}/{sets[i].n_prompts} prompts",
                                 help="Only the judgements of one set run's prompts (its blind set sessions, and any "
                                      "other rating or vote on those runs).")
         if set_pick != ALL:
@@ -286,9 +288,9 @@ def leaderboard_section(run_id: int | None, *, hidden: bool) -> None:
 PICKS = (("1", "1 is better", "1"), ("tie", "Tie", "3"), ("2", "2 is better", "2"))  # choice, label, key (shown on the button)
 
 
-def _set_label(row: dict[str, Any]) -> str:
-    return (f"#{row['id']} · {row.get('name') or 'set'} · {row.get('n_finished') or 0}/{row.get('n_prompts') or 0} "
-            f"prompts · {row.get('ladder_name') or 'local files'} · {str(row.get('created_at') or '')[:16]}")
+def _set_label(row: SetRunSummary) -> str:
+    return (f"#{row.id} · {row.name or 'set'} · {row.n_finished}/{row.n_prompts} "
+            f"prompts · {row.ladder_name or 'local files'} · {row.created_at[:16]}")
 
 
 def _save_set_vote(session: ss.SetSession, item: ss.SessionItem, choice: str) -> None:
@@ -300,11 +302,11 @@ def set_judging() -> bool:
 
     Returns whether names are hidden now (a session is under way), so the page can hide the leaderboard.
     """
-    sets = [r for r in store().list_set_runs() if r.get("n_finished")]
+    sets = [r for r in store().list_set_runs() if r.n_finished]
     if not sets:
         st.info("No prompt set has finished prompts yet: run a set first, then judge it here.")
         return False
-    by_id = {r["id"]: r for r in sets}
+    by_id = {r.id: r for r in sets}
     set_id = st.selectbox("Prompt set run", list(by_id), key="set-pick", format_func=lambda i: _set_label(by_id[i]))
     set_run = store().get_set_run(set_id)
     if set_run is None:

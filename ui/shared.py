@@ -238,10 +238,10 @@ def sidebar() -> None:
         if sets:
             st.markdown("**Recent prompt sets**")
             for s in sets:
-                label = (f"#{s['id']} · {md_escape(fmt_time(str(s['created_at'])))} · {md_escape(str(s['name'])[:30])} · "
-                         f"{s['n_finished']} of {s['n_prompts']} prompts")
-                if st.button(label, key=f"open-set-run-{s['id']}", width="stretch"):
-                    st.session_state["sets_run_id"] = s["id"]  # what ui.set_views.open_set_run sets
+                label = (f"#{s.id} · {md_escape(fmt_time(s.created_at))} · {md_escape(s.name[:30])} · "
+                         f"{s.n_finished} of {s.n_prompts} prompts")
+                if st.button(label, key=f"open-set-run-{s.id}", width="stretch"):
+                    st.session_state["sets_run_id"] = s.id  # what ui.set_views.open_set_run sets
                     st.switch_page("pages/sets.py")
 
 

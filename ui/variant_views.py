@@ -14,6 +14,7 @@ import streamlit as st
 
 from workbench.core.text_units import format_bytes, is_number
 from workbench.runs.variants import KV_TYPES, Variant, ctx_label, kv_label
+from workbench.storage.rows import StoredResult
 
 CONTEXTS = (4096, 8192, 16384, 32768)
 RUN_CTX = "the run's context"
@@ -47,26 +48,24 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def variant_line(r: dict[str, Any]) -> str | None:
+def variant_line(r: StoredResult) -> str | None:
     """ "KV q8_0 · context 8192" from a stored result, None for one without (older runs, endpoints)."""
-    m = r.get("metrics") if isinstance(r.get("metrics"), dict) else r
+    m = r.metrics
     k, v, n_ctx = _get(m, "kv_type_k"), _get(m, "kv_type_v"), _get(m, "n_ctx")
     if not isinstance(k, str) or not isinstance(v, str):
         return None
     return kv_label(k, v) + (f" · context {n_ctx}" if is_number(n_ctx) else "")
 
 
-def reported_kv_bytes(r: dict[str, Any]) -> Any:
+def reported_kv_bytes(r: StoredResult) -> Any:
     """llama.cpp's KV-cache bytes for a stored result, None when it has none (or stored something else)."""
-    m = r.get("metrics") if isinstance(r.get("metrics"), dict) else r
-    return _get(m, "memory", "reported", "kv_bytes")
+    return _get(r.metrics, "memory", "reported", "kv_bytes")
 
 
-def memory_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+def memory_rows(r: StoredResult) -> list[tuple[str, str]]:
     """(name, value) rows of plain text (the caller escapes): the variant, then weights / KV cache / compute, each
     "predicted · llama.cpp-reported", and the measured peak. Empty when the result has no memory lines."""
-    m = r.get("metrics") if isinstance(r.get("metrics"), dict) else r
-    memory = _get(m, "memory")
+    memory = _get(r.metrics, "memory")
     rows: list[tuple[str, str]] = []
     line = variant_line(r)
     if line:

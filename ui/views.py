@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,7 @@ from ui.shared import fmt_num, follow, store
 from ui.star_views import star_widget
 from ui.variant_views import memory_rows, reported_kv_bytes, variant_line
 from workbench.core import glossary
-from workbench.core.disturbance import of_result, stored_decode
+from workbench.core.disturbance import stored_decode
 from workbench.core.escaping import html_text, md_escape
 from workbench.core.text_units import format_bytes, is_number
 from workbench.engine.metrics import METRIC_LABELS
@@ -27,6 +28,7 @@ from workbench.quality.noise_floor import Floor
 from workbench.quality.summary import summarize
 from workbench.runs import timing
 from workbench.runs.jobs import STATUS_TEXT, ComparisonJob
+from workbench.storage.rows import StoredResult, StoredRun
 
 MAX_COLUMNS = 5
 # While a contestant is measured, its column's text is sent at most this often (and no other column's);
@@ -132,35 +134,33 @@ def stream_columns(job: ComparisonJob, hold_text: bool = False, tick_s: float = 
     follow(tick)
 
 
-def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
-    """(name, value) rows of plain text; the caller escapes them. Stored and imported runs may carry anything, so
-    numbers are formatted only when they are real numbers ("—" otherwise) and other values are shown as text."""
-    metrics = r.get("metrics")
-    metrics = metrics if isinstance(metrics, dict) else {}
-    tokens = r.get("completion_tokens")
-    stop = r.get("stop_reason")
+def _metric_rows(r: StoredResult) -> list[tuple[str, str]]:
+    """(name, value) rows of plain text; the caller escapes them. The row's figures were checked when it was read
+    (storage.rows); what its metrics JSON holds was not, so those values are checked here."""
+    metrics = r.metrics
+    tokens = r.completion_tokens
+    stop = r.stop_reason
     rows = [
-        ("TTFT", f"{fmt_num(r.get('ttft_s'), '.3f')} s"),
-        ("Prefill", f"{fmt_num(r.get('prefill_tok_s'), ',.0f')} tok/s"),
-        ("Decode", f"{fmt_num(r.get('decode_tok_s'), ',.1f')} tok/s"),
+        ("TTFT", f"{fmt_num(r.ttft_s, '.3f')} s"),
+        ("Prefill", f"{fmt_num(r.prefill_tok_s, ',.0f')} tok/s"),
+        ("Decode", f"{fmt_num(r.decode_tok_s, ',.1f')} tok/s"),
         *_spread_rows(r),
-        ("Tokens", f"{fmt_num(tokens, 'd') if isinstance(tokens, int) else '—'} ({stop if stop else '—'})"),
-        ("Peak RAM", format_bytes(r.get("peak_rss_bytes"))),
+        ("Tokens", f"{fmt_num(tokens, 'd') if tokens is not None else '—'} ({stop if stop else '—'})"),
+        ("Peak RAM", format_bytes(r.peak_rss_bytes)),
     ]
-    if r.get("gpu_mem_bytes") is not None:
-        rows.append(("VRAM", f"{format_bytes(r['gpu_mem_bytes'])} (NVML, this worker incl. CUDA context)"))
-    if r.get("gpu_layers"):
+    if r.gpu_mem_bytes is not None:
+        rows.append(("VRAM", f"{format_bytes(r.gpu_mem_bytes)} (NVML, this worker incl. CUDA context)"))
+    if r.gpu_layers:
         settings = metrics.get("settings")
         settings = settings if isinstance(settings, dict) else {}
         n_layers = settings.get("n_layers")
-        layers = fmt_num(r["gpu_layers"], "d") if isinstance(r["gpu_layers"], int) else "—"
         total = n_layers + 1 if isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers else "?"
-        rows.append(("GPU layers", f"{layers} of {total} (repeating + output)"))
-    rows += [("File", format_bytes(r.get("size_bytes"))), ("Bits/weight", fmt_num(r.get("bits_per_weight"), ".2f")),
-             ("Load", f"{fmt_num(r.get('load_s'), '.2f')} s{' (warm worker)' if metrics.get('warm') else ''}")]
-    contention = r.get("cpu_contention")
-    if is_number(contention):
-        verdict = "disturbed" if r.get("disturbed") else "quiet"
+        rows.append(("GPU layers", f"{fmt_num(r.gpu_layers, 'd')} of {total} (repeating + output)"))
+    rows += [("File", format_bytes(r.size_bytes)), ("Bits/weight", fmt_num(r.bits_per_weight, ".2f")),
+             ("Load", f"{fmt_num(r.load_s, '.2f')} s{' (warm worker)' if metrics.get('warm') else ''}")]
+    contention = r.cpu_contention
+    if contention is not None:
+        verdict = "disturbed" if r.disturbed else "quiet"
         decode = stored_decode(metrics.get("measurement"))
         free = ""
         if decode is not None and decode.spare_busy is not None:
@@ -169,7 +169,7 @@ def _metric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     return rows + memory_rows(r)
 
 
-def _spread_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+def _spread_rows(r: StoredResult) -> list[tuple[str, str]]:
     """The decode figure's spread when more than one window was timed (runs.timing): the figure above is their
     median; here the range and how many windows it took."""
     s = timing.of_result(r)
@@ -181,10 +181,10 @@ def _spread_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     return [("Decode range", f"{s['min']:,.1f}–{s['max']:,.1f} tok/s, median of {s['n']}{left_out}")]
 
 
-def speed_badge(r: dict[str, Any]) -> None:
+def speed_badge(r: StoredResult) -> None:
     """A small orange mark on a column whose speed figure was disturbed; the words on hover (one banner above the
     columns says what it means and offers to re-measure)."""
-    disturbed, words = of_result(r)
+    disturbed, words = r.disturbance
     if not disturbed:
         return
     s = timing.of_result(r)
@@ -193,17 +193,17 @@ def speed_badge(r: dict[str, Any]) -> None:
                help=md_escape(f"Speed figures {words}.{tries} They can read lower than this machine gives."))
 
 
-def rating_widget(run: dict[str, Any], r: dict[str, Any], saved: dict[str, Any] | None) -> None:
+def rating_widget(run: StoredRun, r: StoredResult, saved: dict[str, Any] | None) -> None:
     """The stars under a Compare column (an open rating: the column names the quantization), and what was saved."""
-    star_widget(run["id"], r["label"], f"rate-{run['id']}-{r['label']}", saved=int(saved["score"]) if saved else None,
+    star_widget(run.id, r.label, f"rate-{run.id}-{r.label}", saved=int(saved["score"]) if saved else None,
                 saved_comment=(saved.get("comment") or "") if saved else None)
     if saved:
         by = f" by {md_escape(saved['rater'])}" if saved.get("rater") else ""
         st.caption(f"Saved: {'★' * int(saved['score'])} at {md_escape(str(saved['created_at'])[11:19])} UTC{by}")
 
 
-def _text(r: dict[str, Any]) -> str:
-    return r["text"] if isinstance(r.get("text"), str) else ""
+def _text(r: StoredResult) -> str:
+    return r.text or ""
 
 
 @functools.lru_cache(maxsize=64)
@@ -240,54 +240,54 @@ def column_header(ref_text: str, text: str, first_token: Any = None, floor: Floo
             st.markdown("\n".join(f"- {md_escape(f.describe())}" for f in line.facts))
 
 
-def _reference(results: list[dict[str, Any]], baseline: str | None = None) -> dict[str, Any] | None:
+def _reference(results: Sequence[StoredResult], baseline: str | None = None) -> StoredResult | None:
     """The output every other is read against: `baseline`'s (a label), else the reference's; None if it failed."""
     if baseline is not None:
-        return next((r for r in results if r["label"] == baseline and not r["error"]), None)
-    return next((r for r in results if r["is_reference"] and not r["error"]), None)
+        return next((r for r in results if r.label == baseline and not r.error), None)
+    return next((r for r in results if r.is_reference and not r.error), None)
 
 
-def result_columns(run: dict[str, Any], baseline: str | None = None) -> None:
+def result_columns(run: StoredRun, baseline: str | None = None) -> None:
     """The finished outputs: each quantization's text as prose with its changes against `baseline` (None: the
     reference) highlighted (or the full diff), metric cards, and a star rating under each. The noise floor stays
     the reference's own variation."""
-    results = run["results"]
+    results = run.results
     ref = _reference(results, baseline)
     own = _reference(results)
     full, inline = False, False
-    if ref is not None and any(not r["is_reference"] and not r["error"] for r in results):
+    if ref is not None and any(not r.is_reference and not r.error for r in results):
         t1, t2 = st.columns(2)
-        base = "the reference" if ref is own else md_escape(ref["label"])  # what the columns are read against
+        base = "the reference" if ref is own else md_escape(ref.label)  # what the columns are read against
         full = t1.toggle("Show deletions (full diff)", key="diff_full",
                          help=f"Every change: {base}'s words struck through beside this output's words.")
         inline = t2.toggle(f"Show {base}'s words inline", key="diff_ref_inline", disabled=full,
                            help=f"After each highlighted change, what {base} had there (muted). "
                                 "Hovering a highlight shows the same.")
-    saved = store().latest_ratings(run["id"])
-    floor = noise_floor.floor_of(_text(own), store().reference_repeats(run["id"])) if own is not None else None
-    base_label = ref["label"] if ref is not None and ref is not own else None
-    for row in column_rows(results):
+    saved = store().latest_ratings(run.id)
+    floor = noise_floor.floor_of(_text(own), store().reference_repeats(run.id)) if own is not None else None
+    base_label = ref.label if ref is not None and ref is not own else None
+    for row in column_rows(list(results)):
         for col, r in row:
             with col:
-                role = " · reference" if r["is_reference"] else " · baseline" if r["label"] == base_label else ""
-                st.markdown(f"**{md_escape(r['label'])}**{role}")
-                if r["error"]:
-                    st.error(md_escape(r["error"]))
+                role = " · reference" if r.is_reference else " · baseline" if r.label == base_label else ""
+                st.markdown(f"**{md_escape(r.label)}**{role}")
+                if r.error:
+                    st.error(md_escape(r.error))
                     continue
-                if r["stop_reason"] == "cancelled":
+                if r.stop_reason == "cancelled":
                     st.caption("⏹️ cancelled")
-                if r["fallback"]:
-                    st.caption(f"ℹ️ {md_escape(r['fallback'])}")
+                if r.fallback:
+                    st.caption(f"ℹ️ {md_escape(r.fallback)}")
                 speed_badge(r)
                 text = _text(r)
-                if r["is_reference"] and floor is not None:
+                if r.is_reference and floor is not None:
                     st.caption(f"Noise floor: {md_escape(floor.sentence())} "
                                f"({md_escape(', '.join(floor.perturbations))})")
                 if r is ref or ref is None:
                     st.html(plain_html(text, prose=not full))
                 else:
-                    first = r.get("first_divergence_token") if ref is own else None  # measured against the reference
-                    column_header(_text(ref), text, first, floor, "reference" if ref is own else ref["label"])
+                    first = r.first_divergence_token if ref is own else None  # measured against the reference
+                    column_header(_text(ref), text, first, floor, "reference" if ref is own else ref.label)
                     d = _diff(_text(ref), text)
                     if d.identical:
                         st.html(plain_html(text, prose=not full))
@@ -296,7 +296,7 @@ def result_columns(run: dict[str, Any], baseline: str | None = None) -> None:
                 st.html("<table style='font-size:0.8rem;width:100%'>" + "".join(
                     f"<tr>{card_cell(k, v)}<td style='text-align:right'>{html_text(v)}</td></tr>"
                     for k, v in _metric_rows(r)) + "</table>")
-                rating_widget(run, r, saved.get(r["label"]))
+                rating_widget(run, r, saved.get(r.label))
 
 
 def side_by_side_html(view: SideBySide, ref_label: str, label: str, role: str = "reference") -> str:
@@ -314,62 +314,58 @@ def side_by_side_html(view: SideBySide, ref_label: str, label: str, role: str = 
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def side_by_side_view(run: dict[str, Any], baseline: str | None = None) -> None:
+def side_by_side_view(run: StoredRun, baseline: str | None = None) -> None:
     """The baseline (None: the reference) and one chosen quantization in two columns, aligned by paragraph then
     sentence."""
-    results = run["results"]
-    ref = _reference(results, baseline)
-    others = {r["label"]: r for r in results if r is not ref and not r["error"]}
+    ref = _reference(run.results, baseline)
+    others = {r.label: r for r in run.results if r is not ref and not r.error}
     if ref is None or not others:
         return
-    role = "reference" if ref["is_reference"] else "baseline"
+    role = "reference" if ref.is_reference else "baseline"
     pick = st.selectbox(f"Side by side: read one quantization against the {role}, sentence by sentence",
-                        ["(none)", *others], key=f"side-{run['id']}")
+                        ["(none)", *others], key=f"side-{run.id}")
     if pick not in others:
         return
     view = side_by_side(_text(ref), _text(others[pick]))
-    st.html(side_by_side_html(view, ref["label"], pick, role))
+    st.html(side_by_side_html(view, ref.label, pick, role))
     if view.more:
         st.caption(f"Only the first {MAX_SIDE_ROWS} sentences are shown side by side; the columns above show "
                    "the whole text.")
 
 
-def _n(x: Any) -> Any:
-    """A number for a table or chart cell, or None (imported runs may carry strings where numbers belong)."""
-    return x if is_number(x) else None
-
-
 def _mib(x: Any) -> float | None:
+    """MiB for a table or chart cell, or None (a figure kept inside a result's metrics JSON may be anything)."""
     return round(x / 2**20, 1) if is_number(x) else None
 
 
-def metrics_frame(run: dict[str, Any]) -> pd.DataFrame:
+def metrics_frame(run: StoredRun) -> pd.DataFrame:
+    """One row per contestant: the figures of the run's table, charts and CSV."""
     rows = []
-    for r in run["results"]:
+    for r in run.results:
         rows.append({
-            "quantization": r["label"], "type": r["quant_type"], "reference": r["is_reference"],
-            "file MiB": _mib(r["size_bytes"]),
-            "bits/weight": _n(r["bits_per_weight"]), "load s": _n(r["load_s"]), "TTFT s": _n(r["ttft_s"]),
-            "prefill tok/s": _n(r["prefill_tok_s"]), "decode tok/s": _n(r["decode_tok_s"]),
+            "quantization": r.label, "type": r.quant_type, "reference": r.is_reference,
+            "file MiB": _mib(r.size_bytes),
+            "bits/weight": r.bits_per_weight, "load s": r.load_s, "TTFT s": r.ttft_s,
+            "prefill tok/s": r.prefill_tok_s, "decode tok/s": r.decode_tok_s,
             **_spread_cells(r),
-            "tokens": _n(r["completion_tokens"]),
-            "stop": r["stop_reason"], "peak RAM MiB": _mib(r["peak_rss_bytes"]),
-            "VRAM MiB": _mib(r["gpu_mem_bytes"]),
+            "tokens": r.completion_tokens,
+            "stop": r.stop_reason, "peak RAM MiB": _mib(r.peak_rss_bytes),
+            "VRAM MiB": _mib(r.gpu_mem_bytes),
             "variant": variant_line(r) or "",
             "KV MiB (llama.cpp)": _mib(reported_kv_bytes(r)),
-            "first divergence (token)": _n(r["first_divergence_token"]),
-            "CPU contention": _n(r.get("cpu_contention")),
-            "measured": {1: "disturbed", 0: "quiet"}.get(r.get("disturbed"), "not judged"),
-            "error": r["error"],
+            "first divergence (token)": r.first_divergence_token,
+            "CPU contention": r.cpu_contention,
+            "measured": "not judged" if r.disturbed is None else "disturbed" if r.disturbed else "quiet",
+            "error": r.error,
         })
     return pd.DataFrame(rows)
 
 
-def _spread_cells(r: dict[str, Any]) -> dict[str, Any]:
+def _spread_cells(r: StoredResult) -> dict[str, Any]:
     """The decode figure's range and window count (runs.timing); one window: its figure, 1."""
     s = timing.of_result(r)
     if s is None:
-        tok_s = _n(r["decode_tok_s"])
+        tok_s = r.decode_tok_s
         return {"decode min": tok_s, "decode max": tok_s, "decode windows": 1 if tok_s is not None else None}
     return {"decode min": s["min"], "decode max": s["max"], "decode windows": s["windows"]}
 
@@ -378,14 +374,14 @@ ROUNDING = {"bits/weight": 2, "load s": 2, "TTFT s": 3, "prefill tok/s": 0, "dec
             "decode max": 1, "CPU contention": 2}
 
 
-def table_frame(frame: pd.DataFrame, run: dict[str, Any]) -> pd.DataFrame:
+def table_frame(frame: pd.DataFrame, run: StoredRun) -> pd.DataFrame:
     """`metrics_frame(run)` as a person reads it: numbers rounded, "—" where there is no figure, "no GPU" for VRAM
     where no layer ran on a GPU (the CSV keeps the full figures)."""
     shown = frame.copy()
     for column, digits in ROUNDING.items():
         if column in shown:
             shown[column] = shown[column].map(lambda x, d=digits: round(x, d) if is_number(x) else None)
-    on_gpu = [bool(r.get("gpu_layers")) for r in run["results"]]
+    on_gpu = [bool(r.gpu_layers) for r in run.results]
     shown["VRAM MiB"] = [x if is_number(x) else None if gpu else "no GPU" for x, gpu in zip(shown["VRAM MiB"], on_gpu,
                                                                                            strict=True)]
     shown = shown.astype(object).where(shown.notna(), "—")

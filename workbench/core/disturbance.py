@@ -177,12 +177,6 @@ def machine_cpus() -> int:
     return psutil.cpu_count(logical=True) or os.cpu_count() or 1
 
 
-def of_result(result: dict[str, Any]) -> tuple[bool | None, str]:
-    """`summarize` for a stored result (the store keeps the measurement inside the result's metrics JSON)."""
-    metrics = result.get("metrics")
-    return summarize(metrics.get("measurement") if isinstance(metrics, dict) else None)
-
-
 _NUMBERS = ("wall_s", "worker_cpu_s", "others_cpu_s", "steal_s", "others_share")
 
 

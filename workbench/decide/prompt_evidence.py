@@ -59,9 +59,9 @@ def prompt_floors(store: Store, ladder: Ladder) -> dict[str, PromptsEvidence]:
     found: dict[str, PromptsEvidence] = {}
     reference = ladder.reference.label
     for row in store.list_set_runs(limit=MAX_SET_RUNS):
-        if row.get("ladder_name") != ladder.name or row.get("reference_label") != reference or not row.get("n_finished"):
+        if row.ladder_name != ladder.name or row.reference_label != reference or not row.n_finished:
             continue
-        set_run = store.get_set_run(int(row["id"]))
+        set_run = store.get_set_run(row.id)
         if set_run is None or set_run.imported_from is not None:  # only what was measured here decides
             continue
         labels = set(set_run.labels) - {reference}
@@ -70,5 +70,5 @@ def prompt_floors(store: Store, ladder: Ladder) -> dict[str, PromptsEvidence]:
         floor = stored_set_floor(store, set_run)
         for q in floor.quants if floor is not None else ():
             if q.label not in found and q.prompts > 0:
-                found[q.label] = PromptsEvidence(int(row["id"]), q.prompts, q.beyond, q.p_value, reference)
+                found[q.label] = PromptsEvidence(row.id, q.prompts, q.beyond, q.p_value, reference)
     return found

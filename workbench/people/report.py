@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.core.disturbance import of_result
 from workbench.core.escaping import chart_text, esc, fence, md_cell
 from workbench.core.text_units import counted, format_bytes, format_gib
 from workbench.engine.metrics import METRIC_LABELS
@@ -53,6 +53,7 @@ from workbench.quality.noise_floor import Floor, floor_of, standing_sentence
 from workbench.quality.published import MODEL, NOTE, PUBLISHED_COLUMN, SOURCE_TITLE, SOURCE_URL, published_for_row
 from workbench.quality.summary import summarize
 from workbench.runs import timing
+from workbench.storage.rows import StoredResult, StoredRun
 from workbench.storage.store import Store
 
 Extras = dict[str, Any]
@@ -67,7 +68,17 @@ class UnknownRun(LookupError):
         super().__init__(f"no run with id {ids}" if len(self.missing) == 1 else f"no runs with ids {ids}")
 
 
-def load_runs(store: Store, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ReportRun:
+    """A stored run as a report reads it: the run, the noise floor's repeats of its reference (rows of
+    reference_repeats) and its stored divergence measurements."""
+
+    run: StoredRun
+    reference_repeats: list[dict[str, Any]]
+    divergence_reports: list[DivergenceReport]
+
+
+def load_runs(store: Store, run_ids: Sequence[int]) -> list[ReportRun]:
     """The runs, in the order asked; UnknownRun naming every id that is missing."""
     if not run_ids:
         raise ValueError("name at least one run")
@@ -75,18 +86,16 @@ def load_runs(store: Store, run_ids: Sequence[int]) -> list[dict[str, Any]]:
     missing = [i for i, r in zip(run_ids, stored, strict=True) if r is None]
     if missing:
         raise UnknownRun(missing)
-    # as dicts (StoredRun.to_dict), with the noise floor's repeats of the reference and the divergence reports
-    return [{**run.to_dict(), "reference_repeats": store.reference_repeats(run.id),
-             "divergence_reports": [d for source in ("output", "text")
-                                    if (d := load_report(store, run.id, source)) is not None]}
+    return [ReportRun(run, store.reference_repeats(run.id),
+                      [d for source in ("output", "text") if (d := load_report(store, run.id, source)) is not None])
             for run in stored if run is not None]
 
 
-def _floor(run: dict[str, Any], ref: dict[str, Any] | None) -> Floor | None:
+def _floor(rr: ReportRun, ref: StoredResult | None) -> Floor | None:
     """The run's noise floor (quality.noise_floor) from its stored repeats; None without repeats or reference."""
-    if ref is None or not run.get("reference_repeats"):
+    if ref is None or not rr.reference_repeats:
         return None
-    return floor_of(ref.get("text") or "", run["reference_repeats"])
+    return floor_of(ref.text or "", rr.reference_repeats)
 
 
 def _upper_first(text: str) -> str:
@@ -126,8 +135,9 @@ def provenance_lines(ladder: dict[str, Any] | None) -> list[str]:
 
 
 def machine_line(machine: dict[str, Any] | None) -> str:
-    """The machine the run was measured on, in one line (as hardware.Machine.one_line words it)."""
-    if not machine or not isinstance(machine, dict):
+    """The machine the run was measured on, in one line (as hardware.Machine.one_line words it); what is inside the
+    stored machine is as the run recorded it, so each field is checked."""
+    if not machine:
         return "No machine was recorded for this run."
     cores = machine.get("physical_cores") or machine.get("logical_cores") or "?"
     ram = machine.get("ram_total_bytes")
@@ -138,72 +148,67 @@ def machine_line(machine: dict[str, Any] | None) -> str:
     return f"{machine.get('cpu_model') or 'unknown CPU'} · {cores} cores · {ram_s} · {gpus or 'no GPU'}"
 
 
-def _divergence(r: dict[str, Any]) -> str:
-    if r.get("is_reference"):
+def _divergence(r: StoredResult) -> str:
+    if r.is_reference:
         return "reference"
-    if r.get("error"):
+    if r.error:
         return "-"
-    if r.get("first_divergence_token") is None:
-        return "identical" if r.get("metrics", {}).get("identical_to_reference") else "-"
-    return f"token {r['first_divergence_token']}"
+    if r.first_divergence_token is None:
+        return "identical" if r.metrics.get("identical_to_reference") else "-"
+    return f"token {r.first_divergence_token}"
 
 
-METRIC_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-    ("label", lambda r: r["label"] + (" (reference)" if r.get("is_reference") else "")),
-    ("quant", lambda r: r.get("quant_type") or "-"),
-    ("size", lambda r: _mib(r.get("size_bytes"))),
-    ("bits/weight", lambda r: _num(r.get("bits_per_weight"), 2)),
-    ("load s", lambda r: _num(r.get("load_s"), 2)),
-    ("TTFT s", lambda r: _num(r.get("ttft_s"), 3)),
-    ("prefill tok/s", lambda r: _num(r.get("prefill_tok_s"))),
-    ("decode tok/s", lambda r: _num(r.get("decode_tok_s")) + _spread(r)),
-    ("tokens", lambda r: "-" if r.get("completion_tokens") is None else str(r["completion_tokens"])),
-    ("stop", lambda r: r.get("stop_reason") or "-"),
-    ("peak RAM", lambda r: _mib(r.get("peak_rss_bytes"))),
-    ("VRAM", lambda r: _mib(r.get("gpu_mem_bytes"))),
+METRIC_COLUMNS: list[tuple[str, Callable[[StoredResult], str]]] = [
+    ("label", lambda r: r.label + (" (reference)" if r.is_reference else "")),
+    ("quant", lambda r: r.quant_type or "-"),
+    ("size", lambda r: _mib(r.size_bytes)),
+    ("bits/weight", lambda r: _num(r.bits_per_weight, 2)),
+    ("load s", lambda r: _num(r.load_s, 2)),
+    ("TTFT s", lambda r: _num(r.ttft_s, 3)),
+    ("prefill tok/s", lambda r: _num(r.prefill_tok_s)),
+    ("decode tok/s", lambda r: _num(r.decode_tok_s) + _spread(r)),
+    ("tokens", lambda r: "-" if r.completion_tokens is None else str(r.completion_tokens)),
+    ("stop", lambda r: r.stop_reason or "-"),
+    ("peak RAM", lambda r: _mib(r.peak_rss_bytes)),
+    ("VRAM", lambda r: _mib(r.gpu_mem_bytes)),
     ("diverges at", _divergence),
     ("measured", lambda r: _measured(r)),
 ]
 
 
-def _measured(r: dict[str, Any]) -> str:
+def _measured(r: StoredResult) -> str:
     """Whether the speed figures were taken on a quiet machine (disturbance.py): quiet, DISTURBED, or -."""
-    disturbed, _ = of_result(r)
+    disturbed, _ = r.disturbance
     return "-" if disturbed is None else "DISTURBED" if disturbed else "quiet"
 
 
-def _spread(r: dict[str, Any]) -> str:
+def _spread(r: StoredResult) -> str:
     """With several decode windows timed (runs.timing): the figure is their median; " (min-max, n=N)"."""
     s = timing.of_result(r)
     return "" if s is None or s["windows"] <= 1 else f" ({s['min']:.1f}-{s['max']:.1f}, n={s['n']})"
 
 
-def _disturbance_note(r: dict[str, Any]) -> str | None:
-    disturbed, words = of_result(r)
+def _disturbance_note(r: StoredResult) -> str | None:
+    disturbed, words = r.disturbance
     s = timing.of_result(r)
     tries = f" No quiet window came in {s['windows']} tries." if s is not None and not s["quiet"] else ""
     return f"Speed figures {words}.{tries} They can read lower than this machine gives." if disturbed else None
 
 
-def _reference(run: dict[str, Any]) -> dict[str, Any] | None:
-    for r in run["results"]:
-        if r.get("is_reference") and not r.get("error"):
-            return r
-    return None
+def _reference(run: StoredRun) -> StoredResult | None:
+    return next((r for r in run.results if r.is_reference and not r.error), None)
 
 
-def settings_rows(settings: Any, versions: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+def settings_rows(settings: dict[str, Any], versions: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(setting, value) rows of a run's or set run's settings, then the versions that made it (name → version,
     unknown ones left out)."""
-    rows = [(str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-            for k, v in (settings.items() if isinstance(settings, dict) else [])]
+    rows = [(str(k), json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in settings.items()]
     rows += [(name, str(version)) for name, version in (versions or {}).items() if version]
     return rows
 
 
-def _settings_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
-    return settings_rows(run.get("settings"), {"workbench": run.get("workbench_version"),
-                                                "llama.cpp": run.get("llama_cpp_version")})
+def _settings_rows(run: StoredRun) -> list[tuple[str, str]]:
+    return settings_rows(run.settings, {"workbench": run.workbench_version, "llama.cpp": run.llama_cpp_version})
 
 
 LADDER_FILE_HEADERS = ("label", "type", "size", "bits/weight", "reference", "file")
@@ -251,29 +256,29 @@ def _divergence_caption(report: DivergenceReport) -> str:
             f"KL(reference || quantization) in nats, measured on this machine.")
 
 
-def _title(runs: Sequence[dict[str, Any]]) -> str:
-    models = sorted({r.get("ladder_name") or "unnamed model" for r in runs})
-    ids = ", ".join(str(r["id"]) for r in runs)
+def _title(runs: Sequence[StoredRun]) -> str:
+    models = sorted({r.ladder_name or "unnamed model" for r in runs})
+    ids = ", ".join(str(r.id) for r in runs)
     return f"Quant Workbench report — {' / '.join(models)} — run{'s' if len(runs) > 1 else ''} {ids}"
 
 
 # ---- HTML -------------------------------------------------------------------------------------
-def metrics_figure(run: dict[str, Any]) -> Any | None:
+def metrics_figure(run: StoredRun) -> Any | None:
     """Bars of file size, decode speed and peak RAM per contestant, in the app's palette (decode speed coloured
     by how it was timed: orange when other work competed); None when nothing was measured. Labels are untrusted:
     they reach the chart through chart_text, never as markup."""
-    ok = [r for r in run["results"] if not r.get("error")]
+    ok = [r for r in run.results if not r.error]
     if not ok:
         return None
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    labels = [chart_text(r["label"]) for r in ok]
+    labels = [chart_text(r.label) for r in ok]
     speed_colours = [MEASURED_COLOURS[_measured_word(r)] for r in ok]
     panels = [
-        ("File size (MiB)", [None if r.get("size_bytes") is None else r["size_bytes"] / 2**20 for r in ok], PRIMARY),
-        ("Decode (tok/s)", [r.get("decode_tok_s") for r in ok], speed_colours),
-        ("Peak RAM of the worker (MiB)", [None if r.get("peak_rss_bytes") is None else r["peak_rss_bytes"] / 2**20
+        ("File size (MiB)", [None if r.size_bytes is None else r.size_bytes / 2**20 for r in ok], PRIMARY),
+        ("Decode (tok/s)", [r.decode_tok_s for r in ok], speed_colours),
+        ("Peak RAM of the worker (MiB)", [None if r.peak_rss_bytes is None else r.peak_rss_bytes / 2**20
                                           for r in ok], PRIMARY),
     ]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
@@ -281,21 +286,21 @@ def metrics_figure(run: dict[str, Any]) -> Any | None:
     whiskers = None  # decode: the range of the windows its median came from (runs.timing), where there were several
     if any(s is not None and s["windows"] > 1 for s in spreads):
         whiskers = go.bar.ErrorY(type="data", symmetric=False, array=[
-            s["max"] - r["decode_tok_s"] if s and _is_number(r.get("decode_tok_s")) else 0 for s, r in zip(spreads, ok, strict=True)],
-            arrayminus=[r["decode_tok_s"] - s["min"] if s and _is_number(r.get("decode_tok_s")) else 0
+            s["max"] - r.decode_tok_s if s and r.decode_tok_s is not None else 0 for s, r in zip(spreads, ok, strict=True)],
+            arrayminus=[r.decode_tok_s - s["min"] if s and r.decode_tok_s is not None else 0
                         for s, r in zip(spreads, ok, strict=True)])
     for i, (name, values, colour) in enumerate(panels, 1):
         fig.add_trace(go.Bar(x=labels, y=values, name=name, showlegend=False, marker_color=colour,
                              error_y=whiskers if i == 2 else None), row=1, col=i)
-    title = f"Run {run['id']}: measured per quantization"
+    title = f"Run {run.id}: measured per quantization"
     if "disturbed" in (_measured_word(r) for r in ok):
         title += "<br><sup>orange: timed while other work competed (can read slower than this machine gives)</sup>"
     fig.update_layout(margin={"l": 40, "r": 20, "t": 90, "b": 40}, title=title, template="plotly_white")
     return fig
 
 
-def _measured_word(r: dict[str, Any]) -> str:
-    disturbed, _ = of_result(r)
+def _measured_word(r: StoredResult) -> str:
+    disturbed, _ = r.disturbance
     return "not judged" if disturbed is None else "disturbed" if disturbed else "quiet"
 
 
@@ -317,48 +322,48 @@ def _extra_html(value: Any, charts: Charts) -> str:
 
 
 # ---- the answer first: one line per quantization, then what it means for the decision ---------------------
-def conclusion_lines(run: dict[str, Any]) -> list[tuple[str, str]]:
+def conclusion_lines(run: StoredRun) -> list[tuple[str, str]]:
     """(label, sentence) per contestant: its summary against the reference (quality.summary), the reference
     named as such, a failure as what happened."""
     ref = _reference(run)
     out = []
-    for r in run["results"]:
-        if r.get("error"):
-            out.append((r["label"], f"no answer: {r['error']}"))
+    for r in run.results:
+        if r.error:
+            out.append((r.label, f"no answer: {r.error}"))
         elif ref is None:
-            out.append((r["label"], "answered (no reference answer to compare with)"))
+            out.append((r.label, "answered (no reference answer to compare with)"))
         elif r is ref:
-            out.append((r["label"], "the reference: the answer the others are compared with"))
+            out.append((r.label, "the reference: the answer the others are compared with"))
         else:
-            out.append((r["label"], summarize(ref.get("text") or "", r.get("text") or "").sentence))
+            out.append((r.label, summarize(ref.text or "", r.text or "").sentence))
     return out
 
 
-def decision_lines(run: dict[str, Any]) -> list[str]:
+def decision_lines(run: StoredRun) -> list[str]:
     """What each answer costs and gives against the reference: file size and decode speed as ratios, measured
     here (a speed timed while other work competed says so)."""
     ref = _reference(run)
     if ref is None:
         return []
     lines = []
-    for r in run["results"]:
-        if r is ref or r.get("error"):
+    for r in run.results:
+        if r is ref or r.error:
             continue
         parts = []
-        if _is_number(r.get("size_bytes")) and _is_number(ref.get("size_bytes")) and ref["size_bytes"]:
-            parts.append(f"{r['size_bytes'] / ref['size_bytes']:.0%} of the reference's file size")
-        if _is_number(r.get("decode_tok_s")) and _is_number(ref.get("decode_tok_s")) and ref["decode_tok_s"]:
+        if r.size_bytes is not None and ref.size_bytes:
+            parts.append(f"{r.size_bytes / ref.size_bytes:.0%} of the reference's file size")
+        if r.decode_tok_s is not None and ref.decode_tok_s:
             busy = "disturbed" in (_measured_word(r), _measured_word(ref))
-            parts.append(f"{r['decode_tok_s'] / ref['decode_tok_s']:.2g}× its decode speed"
+            parts.append(f"{r.decode_tok_s / ref.decode_tok_s:.2g}× its decode speed"
                          + (" (timed while other work competed: treat the speed as rough)" if busy else ""))
         if parts:
-            lines.append(f"{r['label']}: {', '.join(parts)}, measured on this machine.")
+            lines.append(f"{r.label}: {', '.join(parts)}, measured on this machine.")
     return lines
 
 
-def _conclusion_html(run: dict[str, Any]) -> str:
+def _conclusion_html(run: StoredRun) -> str:
     ref = _reference(run)
-    against = f", against the reference, {esc(ref['label'])}" if ref is not None else ""
+    against = f", against the reference, {esc(ref.label)}" if ref is not None else ""
     items = "".join(f"<li><strong>{esc(label)}</strong>: {esc(sentence)}</li>" for label, sentence in conclusion_lines(run))
     parts = [f'<p class="wb-lede">On this prompt{against}:</p><ul class="wb-answer">{items}</ul>']
     if decision := decision_lines(run):
@@ -371,57 +376,58 @@ def _conclusion_html(run: dict[str, Any]) -> str:
 
 
 # ---- the evidence ---------------------------------------------------------------------------------------------
-def _answers_html(run: dict[str, Any]) -> str:
-    ref = _reference(run)
+def _answers_html(rr: ReportRun) -> str:
+    ref = _reference(rr.run)
     parts = ["<h3>The answers</h3>"]
     if ref is None:
         parts.append('<p class="wb-muted">No reference answer to compare with: answers are shown as they are.</p>')
     else:
         parts.append(f'<p class="wb-muted wb-key">Each answer as written; <mark class="wb-chg">highlighted</mark> words differ '
-                     f"from the reference ({esc(ref['label'])}). Hover a highlight to see what the reference had.</p>")
-    floor = _floor(run, ref)
+                     f"from the reference ({esc(ref.label)}). Hover a highlight to see what the reference had.</p>")
+    floor = _floor(rr, ref)
     if floor is not None:
         parts.append(f'<p class="wb-summary">{esc(_floor_line(floor))}</p>')
-    for r in run["results"]:
+    for r in rr.run.results:
         parts.append('<div class="wb-output">')
-        parts.append(f"<h4>{esc(r['label'])}{' (reference)' if r is ref else ''}</h4>")
-        if r.get("error"):
-            parts.append(f'<p class="wb-error">{esc(r["error"])}</p>')
+        parts.append(f"<h4>{esc(r.label)}{' (reference)' if r is ref else ''}</h4>")
+        if r.error:
+            parts.append(f'<p class="wb-error">{esc(r.error)}</p>')
         elif ref is None or r is ref:
-            parts.append(plain_html(r.get("text") or "", prose=True))
+            parts.append(plain_html(r.text or "", prose=True))
         else:
-            d = word_diff(ref.get("text") or "", r.get("text") or "")
-            column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
+            d = word_diff(ref.text or "", r.text or "")
+            column = summarize(ref.text or "", r.text or "", diff=d)
             parts.append(f'<p class="wb-summary"><strong>{esc(column.sentence)}</strong></p>')
             if floor is not None:
                 parts.append(f'<p class="wb-muted">{esc(_upper_first(standing_sentence(column, floor)))}</p>')
-            parts.append(plain_html(r.get("text") or "", prose=True) if d.identical else prose_html(d))
+            parts.append(plain_html(r.text or "", prose=True) if d.identical else prose_html(d))
             parts.append(facts_html(column.facts))
-        if r.get("fallback"):
-            parts.append(f'<p class="wb-muted">Note: {esc(r["fallback"])}</p>')
+        if r.fallback:
+            parts.append(f'<p class="wb-muted">Note: {esc(r.fallback)}</p>')
         if note := _disturbance_note(r):
             parts.append(f'<p class="wb-error">{esc(note)}</p>')
         parts.append("</div>")
     return "".join(parts)
 
 
-def _run_html(run: dict[str, Any], charts: Charts) -> str:
+def _run_html(rr: ReportRun, charts: Charts) -> str:
     """A run's conclusion and evidence (its method and provenance are in the page's last section)."""
-    parts = [f'<section id="run-{run["id"]}">',
-             f"<h2>{esc(run.get('ladder_name') or 'unnamed model')}: what changed between quantizations</h2>",
+    run = rr.run
+    parts = [f'<section id="run-{run.id}">',
+             f"<h2>{esc(run.ladder_name or 'unnamed model')}: what changed between quantizations</h2>",
              _conclusion_html(run)]
-    if about := report_note(run.get("ladder")):  # the embedded demo: why its figures look odd
+    if about := report_note(run.ladder):  # the embedded demo: why its figures look odd
         parts.append(f'<p class="wb-muted"><strong>About this model:</strong> {esc(about)}</p>')
-    if run.get("system_prompt"):
-        parts.append(f'<h3>System prompt</h3>{plain_html(run["system_prompt"], prose=True)}')
-    parts.append(f'<h3>The prompt</h3>{plain_html(run.get("prompt") or "", prose=True)}')
-    parts.append(_answers_html(run))
+    if run.system_prompt:
+        parts.append(f'<h3>System prompt</h3>{plain_html(run.system_prompt, prose=True)}')
+    parts.append(f'<h3>The prompt</h3>{plain_html(run.prompt or "", prose=True)}')
+    parts.append(_answers_html(rr))
     parts.append("<h3>Speed and memory, measured</h3>")
     fig = metrics_figure(run)
     if fig is not None:
         parts.append(charts.html(fig))
-    parts.append(html_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]))
-    for report in run.get("divergence_reports") or []:
+    parts.append(html_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run.results]))
+    for report in rr.divergence_reports:
         parts.append("<h3>Divergence from the reference</h3>")
         parts.append(f'<p class="wb-muted">{esc(_divergence_caption(report))}</p>')
         parts.append(html_table(DIVERGENCE_HEADERS, divergence_rows(report)))
@@ -441,22 +447,22 @@ SETTING_WORDS = {
 }
 
 
-def plain_settings_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
+def plain_settings_rows(run: StoredRun) -> list[tuple[str, str]]:
     """The run's settings named in plain words, the stored name after them (to reproduce the run), then versions."""
     return [(f"{SETTING_WORDS[k]} ({k})" if k in SETTING_WORDS else k, v) for k, v in _settings_rows(run)]
 
 
-def _method_html(run: dict[str, Any]) -> str:
-    ladder = run.get("ladder") or {}
-    parts = [f"<h3>Run {esc(run['id'])} · {esc(run.get('ladder_name') or 'unnamed model')}</h3>",
-             f'<p class="wb-muted">{esc(run.get("created_at"))} · {esc(run.get("kind"))} · status '
-             f'{esc(run.get("status"))}{" · category " + esc(run["category"]) if run.get("category") else ""}. '
+def _method_html(run: StoredRun) -> str:
+    ladder = run.ladder or {}
+    parts = [f"<h3>Run {esc(run.id)} · {esc(run.ladder_name or 'unnamed model')}</h3>",
+             f'<p class="wb-muted">{esc(run.created_at)} · {esc(run.kind)} · status '
+             f'{esc(run.status)}{" · category " + esc(run.category) if run.category else ""}. '
              "Contestants ran one after another on this machine.</p>",
              "<h4>Where the files came from</h4><ul>"
              + "".join(f"<li>{esc(x)}</li>" for x in provenance_lines(ladder)) + "</ul>"]
     if files := ladder_file_rows(ladder):
         parts.append(html_table(LADDER_FILE_HEADERS, files))
-    parts.append(f"<h4>Machine</h4><p>{esc(machine_line(run.get('machine')))}</p>")
+    parts.append(f"<h4>Machine</h4><p>{esc(machine_line(run.machine))}</p>")
     parts.append("<h4>Settings</h4>" + html_table(["setting", "value"], plain_settings_rows(run)))
     parts.append('<p class="wb-muted">How each figure was measured: ' +
                  "; ".join(esc(v) for v in METRIC_LABELS.values()) + ".</p>")
@@ -506,34 +512,29 @@ ul.wb-answer { font-size: 1.05rem; border-left: 4px solid #3b5bdb; padding: .2re
 """
 
 
-def run_answers(store: Store, runs: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], str, Headline]]:
+def run_answers(store: Store, runs: Sequence[StoredRun]) -> list[tuple[StoredRun, str, Headline]]:
     """(run, "Q4_K_M vs Q8_0", headline) of each run with two outputs to compare: the answer a report opens with."""
-    out = []
-    for run in runs:
-        stored = store.get_run(int(run["id"]))
-        pair = default_run_pair(stored) if stored is not None else None
-        if stored is not None and pair is not None:
-            out.append((run, f"{pair[0]} vs {pair[1]}", stored_run_headline(store, stored, *pair)))
-    return out
+    return [(run, f"{pair[0]} vs {pair[1]}", stored_run_headline(store, run, *pair))
+            for run in runs if (pair := default_run_pair(run)) is not None]
 
 
-def _headlines_html(store: Store, runs: Sequence[dict[str, Any]]) -> str:
+def _headlines_html(store: Store, runs: Sequence[StoredRun]) -> str:
     """The answer first: each run's headline and what it means, before the runs' evidence (docs/headlines.md)."""
     answers = run_answers(store, runs)
     if not answers:
         return ""
-    items = "".join(f"<li><strong>Run {run['id']}, {esc(pair)}:</strong> {esc(h.sentence)} <em>{esc(h.advice)}</em>"
+    items = "".join(f"<li><strong>Run {run.id}, {esc(pair)}:</strong> {esc(h.sentence)} <em>{esc(h.advice)}</em>"
                     "</li>" for run, pair, h in answers)
     return (f'<section id="answer"><h2>The answer</h2><ul class="wb-verdict">{items}</ul>'
             '<p class="wb-muted">Built from changed facts, the reference\'s own variation (noise floor), divergence and '
             "blind votes (docs/headlines.md); each run's evidence follows.</p></section>")
 
 
-def _headlines_markdown(store: Store, runs: Sequence[dict[str, Any]]) -> list[str]:
+def _headlines_markdown(store: Store, runs: Sequence[StoredRun]) -> list[str]:
     answers = run_answers(store, runs)
     if not answers:
         return []
-    return (["## The answer", ""] + [f"- **Run {run['id']}, {md_cell(pair)}:** {md_cell(h.sentence)} "
+    return (["## The answer", ""] + [f"- **Run {run.id}, {md_cell(pair)}:** {md_cell(h.sentence)} "
                                      f"_{md_cell(h.advice)}_" for run, pair, h in answers]
             + ["", "Built from changed facts, the reference's own variation (noise floor), divergence and blind votes "
                    "(docs/headlines.md); each run's evidence follows.", ""])
@@ -542,8 +543,9 @@ def _headlines_markdown(store: Store, runs: Sequence[dict[str, Any]]) -> list[st
 def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None = None, title: str | None = None,
                 n_boot: int = 500) -> str:
     """One self-contained HTML page (str) for these runs; `extras` maps a section title to its content."""
-    runs = load_runs(store, run_ids)
-    ids = [r["id"] for r in runs]
+    loaded = load_runs(store, run_ids)
+    runs = [rr.run for rr in loaded]
+    ids = [r.id for r in runs]
     title = title or _title(runs)
     charts = Charts()
     from workbench import __version__
@@ -555,7 +557,7 @@ def report_html(store: Store, run_ids: Sequence[int], *, extras: Extras | None =
     parts = html_head(title, f"Generated {generated_at()} by Quant Workbench {__version__}. Figures were measured "
                              "on the machine named in each run, not estimated. Contestants ran one after another.")
     parts.append(_headlines_html(store, runs))
-    parts += [_run_html(run, charts) for run in runs]
+    parts += [_run_html(rr, charts) for rr in loaded]
     for name, value in (extras or {}).items():
         parts.append(f"<section><h2>{esc(name)}</h2>{_extra_html(value, charts)}</section>")
     ratings, votes = list_ratings(store, run_ids=ids), list_votes(store, run_ids=ids)
@@ -584,37 +586,38 @@ def _md_extra(value: Any) -> str:
     return fence(str(value))
 
 
-def _run_markdown(run: dict[str, Any]) -> list[str]:
+def _run_markdown(rr: ReportRun) -> list[str]:
     """A run's conclusion and evidence in Markdown (its method and provenance go in the last section)."""
+    run = rr.run
     ref = _reference(run)
-    against = f", against the reference, {md_cell(ref['label'])}" if ref is not None else ""
-    out = [f"## {md_cell(run.get('ladder_name') or 'unnamed model')}: what changed between quantizations", "",
+    against = f", against the reference, {md_cell(ref.label)}" if ref is not None else ""
+    out = [f"## {md_cell(run.ladder_name or 'unnamed model')}: what changed between quantizations", "",
            f"On this prompt{against}:", ""]
     out += [f"- **{md_cell(label)}**: {md_cell(sentence)}" for label, sentence in conclusion_lines(run)] + [""]
     if decision := decision_lines(run):
         out += ["### What it means for the decision", "", *(f"- {md_cell(x)}" for x in decision), ""]
-    if about := report_note(run.get("ladder")):  # the embedded demo: why its figures look odd
+    if about := report_note(run.ladder):  # the embedded demo: why its figures look odd
         out += [f"_About this model: {md_cell(about)}_", ""]
-    if run.get("system_prompt"):
-        out += ["### System prompt", "", fence(run["system_prompt"]), ""]
-    out += ["### The prompt", "", fence(run.get("prompt") or ""), "", "### The answers", ""]
+    if run.system_prompt:
+        out += ["### System prompt", "", fence(run.system_prompt), ""]
+    out += ["### The prompt", "", fence(run.prompt or ""), "", "### The answers", ""]
     if ref is not None:
-        out += [f"Each answer against the reference ({md_cell(ref['label'])}): `[-reference only-]`, "
+        out += [f"Each answer against the reference ({md_cell(ref.label)}): `[-reference only-]`, "
                 "`{+this answer only+}`.", ""]
-    floor = _floor(run, ref)
+    floor = _floor(rr, ref)
     if floor is not None:
         out += [md_cell(_floor_line(floor)), ""]
-    for r in run["results"]:
-        out += [f"#### {md_cell(r['label'])}{' (reference)' if r is ref else ''}", ""]
+    for r in run.results:
+        out += [f"#### {md_cell(r.label)}{' (reference)' if r is ref else ''}", ""]
         if note := _disturbance_note(r):
             out += [f"**{md_cell(note)}**", ""]
-        if r.get("error"):
-            out += [f"Error: {md_cell(r['error'])}", ""]
+        if r.error:
+            out += [f"Error: {md_cell(r.error)}", ""]
         elif ref is None or r is ref:
-            out += [fence(r.get("text") or ""), ""]
+            out += [fence(r.text or ""), ""]
         else:
-            d = word_diff(ref.get("text") or "", r.get("text") or "")
-            column = summarize(ref.get("text") or "", r.get("text") or "", diff=d)
+            d = word_diff(ref.text or "", r.text or "")
+            column = summarize(ref.text or "", r.text or "", diff=d)
             out += [f"**{md_cell(column.sentence)}**", ""]
             if floor is not None:
                 out += [md_cell(_upper_first(standing_sentence(column, floor))), ""]
@@ -623,23 +626,23 @@ def _run_markdown(run: dict[str, Any]) -> list[str]:
                 out += ["Changed facts:", ""] + [f"- {md_cell(f.kind)}: {md_cell(f.describe())}"
                                                  for f in column.facts] + [""]
     out += ["### Speed and memory, measured", "",
-            md_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run["results"]]), ""]
-    for report in run.get("divergence_reports") or []:
+            md_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run.results]), ""]
+    for report in rr.divergence_reports:
         out += ["### Divergence from the reference", "", md_cell(_divergence_caption(report)), "",
                 md_table(DIVERGENCE_HEADERS, divergence_rows(report)), "",
                 f"{md_cell(PUBLISHED_NOTE)} Source: <{SOURCE_URL}>", ""]
     return out
 
 
-def _method_markdown(run: dict[str, Any]) -> list[str]:
-    out = [f"### Run {run['id']} · {md_cell(run.get('ladder_name') or 'unnamed model')}", "",
-           f"{md_cell(run.get('created_at'))} · {md_cell(run.get('kind'))} · status {md_cell(run.get('status'))}"
-           + (f" · category {md_cell(run['category'])}" if run.get("category") else "")
+def _method_markdown(run: StoredRun) -> list[str]:
+    out = [f"### Run {run.id} · {md_cell(run.ladder_name or 'unnamed model')}", "",
+           f"{md_cell(run.created_at)} · {md_cell(run.kind)} · status {md_cell(run.status)}"
+           + (f" · category {md_cell(run.category)}" if run.category else "")
            + ". Contestants ran one after another on this machine.", "", "#### Where the files came from", ""]
-    out += [f"- {md_cell(x)}" for x in provenance_lines(run.get("ladder"))] + [""]
-    if files := ladder_file_rows(run.get("ladder")):
+    out += [f"- {md_cell(x)}" for x in provenance_lines(run.ladder)] + [""]
+    if files := ladder_file_rows(run.ladder):
         out += [md_table(LADDER_FILE_HEADERS, files), ""]
-    return out + ["#### Machine", "", md_cell(machine_line(run.get("machine"))), "", "#### Settings", "",
+    return out + ["#### Machine", "", md_cell(machine_line(run.machine)), "", "#### Settings", "",
                   md_table(["setting", "value"], plain_settings_rows(run)), "",
                   "How each figure was measured: " + "; ".join(md_cell(v) for v in METRIC_LABELS.values()) + ".", ""]
 
@@ -648,13 +651,14 @@ def report_markdown(store: Store, run_ids: Sequence[int], *, extras: Extras | No
                     n_boot: int = 500) -> str:
     """The same report as Markdown (no charts), in the same order; model text sits in code fences, table cells are
     escaped."""
-    runs = load_runs(store, run_ids)
-    ids = [r["id"] for r in runs]
+    loaded = load_runs(store, run_ids)
+    runs = [rr.run for rr in loaded]
+    ids = [r.id for r in runs]
     out = [f"# {md_cell(title or _title(runs))}", "",
            "_Measured on this machine, not estimated. How, with which files and settings: the last section._", ""]
     out += _headlines_markdown(store, runs)
-    for run in runs:
-        out += _run_markdown(run)
+    for rr in loaded:
+        out += _run_markdown(rr)
     for name, value in (extras or {}).items():
         out += [f"## {md_cell(name)}", "", _md_extra(value), ""]
     board = leaderboard(store, run_ids=ids, n_boot=n_boot)

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import statistics
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from workbench.core.disturbance import of_result as disturbance_of
 from workbench.core.text_units import counted
 from workbench.engine.metrics import ContestantResult
 from workbench.engine.pool import WorkerCancelled, WorkerError, WorkerProcess
 from workbench.engine.protocol import Generate
-from workbench.storage.rows import StoredRun
+from workbench.storage.rows import StoredResult, StoredRun
 
 EXTRA_TRIES = 3  # disturbed windows timed again, at most, beyond the windows asked for
 NO_QUIET = ("could not get a quiet window: other work on this machine competed with the worker in every "
@@ -118,10 +117,10 @@ def time_repeats(worker: WorkerProcess, request: Generate, first: dict[str, Any]
     return windows
 
 
-def of_result(r: dict[str, Any]) -> dict[str, Any] | None:
-    """A stored result's decode spread, every field type-checked (imports can carry anything); None without one."""
-    metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else r
-    s = metrics.get("decode_spread") if isinstance(metrics, dict) else None
+def of_result(r: StoredResult) -> dict[str, Any] | None:
+    """A stored result's decode spread, every field type-checked (its metrics JSON is as the run or an import
+    stored it); None without one."""
+    s = r.metrics.get("decode_spread")
     if not isinstance(s, dict):
         return None
 
@@ -159,12 +158,12 @@ def repeats_note(wanted: int) -> str:
     return f"{head} A window that other work disturbed is timed again, up to {EXTRA_TRIES} more times."
 
 
-def banner(results: list[dict[str, Any]], disturbed: list[str]) -> str:
+def banner(results: Sequence[StoredResult], disturbed: list[str]) -> str:
     """The one sentence above a run whose columns `disturbed` have disturbed speed figures, and what to do."""
     one = len(disturbed) == 1
     names = "every file" if len(disturbed) == len(results) > 1 else ", ".join(disturbed)
     hover = "hover a column's \"speed disturbed\" mark for what was seen"
-    no_quiet = [r["label"] for r in results if r.get("label") in disturbed and (s := of_result(r)) is not None
+    no_quiet = [r.label for r in results if r.label in disturbed and (s := of_result(r)) is not None
                 and not s["quiet"] and s["windows"] > 1]
     if no_quiet and len(no_quiet) == len(disturbed):
         return (f"No quiet window could be had for {names}, even timed again: other work on this machine competed "
@@ -179,10 +178,10 @@ def banner(results: list[dict[str, Any]], disturbed: list[str]) -> str:
 
 def unmeasured(run: StoredRun) -> str | None:
     """For a finished speed run: which files got no undisturbed figure, why, and what to do; None when all did."""
-    lost = [r for r in run.results if not r.error and disturbance_of(r.to_dict())[0]]
+    lost = [r for r in run.results if not r.error and r.disturbance[0]]
     if not lost:
         return None
-    tries = max((s["windows"] for r in lost if (s := of_result(r.to_dict())) is not None), default=1)
+    tries = max((s["windows"] for r in lost if (s := of_result(r)) is not None), default=1)
     return (f"No speed figure to use for {', '.join(r.label for r in lost)}: other work on this machine "
             f"competed with the worker in every decode window timed ({tries} per file), so those speeds would read "
             "low. Close what else is busy (a build, a video, a sync, other browser tabs) and press Run it again.")

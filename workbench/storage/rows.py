@@ -4,8 +4,9 @@ A database holds what an import or an older version put there, so a stored value
 in a number column, JSON that is not JSON, settings that are a list). Each row's `from_row` (as simonw/llm's
 `Response.from_row`) decodes its JSON columns and gives every odd value its documented default (None for a
 figure or an optional text, {} for settings and metrics, [] for token ids, prompts and labels), so readers use
-attributes and never re-check a stored value's type. `to_dict` gives the row as the store's readers gave it
-before, for code that also takes a live result's dict and for JSON output.
+attributes and never re-check a stored value's type. What a row keeps as JSON inside it (settings, machine,
+metrics) is as it was stored: readers check those values where they use them. `to_dict` gives the row as the
+store's readers gave it before, for JSON output.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from workbench.core.disturbance import summarize as summarize_disturbance
 
 
 def text_or_none(value: object) -> str | None:
@@ -105,6 +108,12 @@ class StoredResult:
             token_ids=[t for t in _list(decoded(get("token_ids_json"))) if int_or_none(t) is not None],
             metrics=_dict_or_none(decoded(get("metrics_json"))) or {},
         )
+
+    @property
+    def disturbance(self) -> tuple[bool | None, str]:
+        """(disturbed?, words) of the speed measurement kept in its metrics; (None, "") when it has none or it is
+        malformed (core.disturbance checks each field: the metrics JSON is as the run or an import stored it)."""
+        return summarize_disturbance(self.metrics.get("measurement"))
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a dict (the shape of a live result's `to_dict` columns, `disturbed` as 0/1)."""
@@ -211,6 +220,31 @@ class FoundRun:
 
     def to_dict(self) -> dict[str, Any]:
         """The row as `search_runs` gave it before, keys in the same order (the CLI's `history --json`)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class SetRunSummary:
+    """A line of a list of set runs (`list_set_runs`): what a picker shows, with how many prompts have finished."""
+
+    id: int
+    created_at: str
+    name: str
+    status: str
+    ladder_name: str | None
+    reference_label: str | None
+    n_prompts: int
+    n_finished: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SetRunSummary:
+        return cls(int_or_none(row.get("id")) or 0, str(row.get("created_at") or ""), str(row.get("name") or ""),
+                   str(row.get("status") or ""), text_or_none(row.get("ladder_name")),
+                   text_or_none(row.get("reference_label")), int_or_none(row.get("n_prompts")) or 0,
+                   int_or_none(row.get("n_finished")) or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as `list_set_runs` gave it before, keys in the same order."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 

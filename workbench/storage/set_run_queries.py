@@ -12,7 +12,7 @@ from typing import Any
 
 from workbench.storage import limits
 from workbench.storage.database import Database, RowMissing, new_id, now_iso, placeholders, where_ids
-from workbench.storage.rows import SetRunChild, StoredSetRun
+from workbench.storage.rows import SetRunChild, SetRunSummary, StoredSetRun
 
 # A prompt of a set run is finished when its newest run ended so: done, or with a contestant's error (which a
 # retry would not change); a cancelled run, or one left "running" by a crash, is run again on resume.
@@ -97,9 +97,9 @@ class SetRunQueries(Database):
         return StoredSetRun.from_row(dict(row), self.set_run_children(set_run_id))
 
     def list_set_runs(self, limit: int = 50, finished_statuses: Sequence[str] = SET_PROMPT_FINISHED
-                      ) -> list[dict[str, Any]]:
-        """Set runs, newest first: id, created_at, name, status, ladder_name, reference_label, n_prompts and
-        n_finished (prompts whose newest run has one of `finished_statuses`)."""
+                      ) -> list[SetRunSummary]:
+        """Set runs, newest first, with n_prompts and n_finished (prompts whose newest run has one of
+        `finished_statuses`)."""
         marks = ", ".join("?" * len(finished_statuses)) or "NULL"
         sql = f"""SELECT s.id, s.created_at, s.name, s.status, s.ladder_name, s.reference_label,
                          json_array_length(s.prompts_json) AS n_prompts,
@@ -108,4 +108,4 @@ class SetRunQueries(Database):
                              GROUP BY runs.set_index) AND r.status IN ({marks})) AS n_finished
                   FROM set_runs s ORDER BY s.id DESC LIMIT ?"""
         with self._connect() as conn:
-            return [dict(r) for r in conn.execute(sql, [*finished_statuses, int(limit)])]
+            return [SetRunSummary.from_row(dict(r)) for r in conn.execute(sql, [*finished_statuses, int(limit)])]

@@ -6,7 +6,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from workbench.storage.database import Database, now_iso
+from workbench.storage.database import Database, now_iso, placeholders
 from workbench.storage.watch_rows import ProviderCheck, WatchedProvider
 
 # what a caller may set on a provider (id and created_at are the store's)
@@ -37,7 +37,7 @@ class WatchQueries(Database):
         cols = _provider_columns(values)
         cols["created_at"] = now_iso()
         with self.transaction() as conn:
-            cur = conn.execute(f"INSERT INTO watched_providers ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            cur = conn.execute(f"INSERT INTO watched_providers ({', '.join(cols)}) VALUES ({placeholders(cols)})",
                                tuple(cols.values()))
             return int(cur.lastrowid or 0)
 
@@ -80,7 +80,7 @@ class WatchQueries(Database):
         cols.update(fingerprint_json=json.dumps(check.fingerprint, ensure_ascii=False),
                     probe_json=json.dumps(check.probe, ensure_ascii=False), run_ids_json=json.dumps(check.run_ids))
         with self.transaction() as conn:
-            cur = conn.execute(f"INSERT INTO provider_checks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            cur = conn.execute(f"INSERT INTO provider_checks ({', '.join(cols)}) VALUES ({placeholders(cols)})",
                                tuple(cols.values()))
             return int(cur.lastrowid or 0)
 
