@@ -7,6 +7,7 @@ why), 2 on usage errors. A user's mistake is one line on stderr, never a traceba
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -40,10 +41,11 @@ COMMANDS: Registry[Command] = Registry("command")
 
 
 def command(name: str, *, help: str, arguments: Callable[[argparse.ArgumentParser], None],
-            description: str | None = None) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    """The one way to add a subcommand: above its handler, with the function that declares its options."""
+            ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """The one way to add a subcommand: above its handler, with the function that declares its options. The
+    handler's docstring, when it has one, is the command's `--help` description (argparse reflows it)."""
     def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        COMMANDS.add(name, Command(help=help, arguments=arguments, run=run, description=description))
+        COMMANDS.add(name, Command(help=help, arguments=arguments, run=run, description=inspect.getdoc(run)))
         return run
 
     return register

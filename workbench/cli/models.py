@@ -46,11 +46,11 @@ def _types(text: str | None) -> list[str]:
 # ---- fit ----------------------------------------------------------------------------------------
 
 
-@command("fit", help="predict each GGUF's peak memory and whether it fits this machine", arguments=_fit_arguments,
-         description="Predicted peak memory of one worker = weights + KV cache at --ctx + compute buffers + runtime, "
-                     "against this machine's free RAM and each GPU's free VRAM. Local files and Hub files alike: a "
-                     "Hub file's header is read with HTTP range requests, without downloading its weights.")
+@command("fit", help="predict each GGUF's peak memory and whether it fits this machine", arguments=_fit_arguments)
 def cmd_fit(args: argparse.Namespace) -> int:
+    """Predicted peak memory of one worker = weights + KV cache at --ctx + compute buffers + runtime, against this
+    machine's free RAM and each GPU's free VRAM. Local files and Hub files alike: a Hub file's header is read
+    with HTTP range requests, without downloading its weights."""
     from workbench.core.hardware import machine
     from workbench.models.hub import HubError
 
@@ -179,11 +179,10 @@ class _Bar:
 
 
 @command("download", help="download GGUF quantizations from the Hugging Face Hub into the HF cache",
-         arguments=_download_arguments,
-         description="Downloads into the standard Hugging Face cache with resume (a cancelled or cut download "
-                     "continues with a Range request) and size + sha256 checks. Gated and private repos use HF_TOKEN, "
-                     "which is never printed.")
+         arguments=_download_arguments)
 def cmd_download(args: argparse.Namespace) -> int:
+    """Downloads into the standard Hugging Face cache with resume (a cancelled or cut download continues with a
+    Range request) and size + sha256 checks. Gated and private repos use HF_TOKEN, which is never printed."""
     from workbench.files.gguf_info import GgufError
     from workbench.models import hub
     from workbench.models.hub import HubError

@@ -63,13 +63,12 @@ def _write_reports(s: Any, args: argparse.Namespace) -> None:
 
 
 @command("recommend", help="name the quantization and KV-cache type to ship on a target machine, with the reasons",
-         arguments=_recommend_arguments,
-         description="Every file of the ladder with each KV-cache type is a candidate. Fit and memory on the target "
-                     "are predicted from the GGUF header; decode speed there is an estimate from bytes read per token "
-                     "and the target's memory bandwidth, calibrated by the ratio measured on this machine; quality is "
-                     "what this database measured (divergence from the reference, eval pass rates, blind votes). "
-                     "Targets: `workbench targets`.")
+         arguments=_recommend_arguments)
 def cmd_recommend(args: argparse.Namespace) -> int:
+    """Every file of the ladder with each KV-cache type is a candidate. Fit and memory on the target are predicted
+    from the GGUF header; decode speed there is an estimate from bytes read per token and the target's memory
+    bandwidth, calibrated by the ratio measured on this machine; quality is what this database measured
+    (divergence from the reference, eval pass rates, blind votes). Targets: `workbench targets`."""
     from workbench.decide import report
     from workbench.decide.recommend import DEFAULT_MAX_KLD, Constraints
     from workbench.decide.study import study, study_json

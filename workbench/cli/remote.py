@@ -70,11 +70,11 @@ def _prompts(path: str | None) -> list[str] | None:
 
 
 @command("fingerprint", help="guess which quantization a remote endpoint serves, against a local ladder",
-         arguments=_fingerprint_arguments,
-         description="Send short reference prompts to an endpoint (greedy, with log-probs where it gives them) and "
-                     "rank a local ladder of the same model by how closely each file behaves like it. Each run is "
-                     "kept, so a changed answer shows.")
+         arguments=_fingerprint_arguments)
 def cmd_fingerprint(args: argparse.Namespace) -> int:
+    """Send short reference prompts to an endpoint (greedy, with log-probs where it gives them) and rank a local
+    ladder of the same model by how closely each file behaves like it. Each run is kept, so a changed answer
+    shows."""
     from workbench.engine.pool import WorkerPool
     from workbench.runs.fingerprint import fingerprint
 

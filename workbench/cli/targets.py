@@ -82,10 +82,10 @@ def _gib(n: int) -> str:
     return format_gib(n) if n else "-"
 
 
-@command("targets", help="target machines: this machine, presets and saved profiles", arguments=_targets_arguments,
-         description="The machines fit and decode speed are predicted for. Every figure says where it comes from (a "
-                     "spec sheet, a measurement here) or that it is an assumption.")
+@command("targets", help="target machines: this machine, presets and saved profiles", arguments=_targets_arguments)
 def cmd_targets(args: argparse.Namespace) -> int:
+    """The machines fit and decode speed are predicted for. Every figure says where it comes from (a spec sheet, a
+    measurement here) or that it is an assumption."""
     from workbench.decide import targets
     from workbench.storage.store import Store
 

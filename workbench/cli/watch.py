@@ -185,11 +185,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 @command("watch", help="check watched API providers for a silent model or quantization switch; add, list, remove",
-         arguments=_watch_arguments,
-         description="Check every due watched provider (or, with --once, every one): fingerprint it against its "
-                     "local ladder, run its quality probe, store the check, and post to its webhook on a change. "
-                     "Exit 1 when a provider changed beyond noise, 0 otherwise, 2 on usage errors.")
+         arguments=_watch_arguments)
 def cmd_watch(args: argparse.Namespace) -> int:
+    """Check every due watched provider (or, with --once, every one): fingerprint it against its local ladder, run
+    its quality probe, store the check, and post to its webhook on a change. Exit 1 when a provider changed
+    beyond noise, 0 otherwise, 2 on usage errors."""
     action = getattr(args, "watch_action", None)
     if action == "add":
         return _add(args)
