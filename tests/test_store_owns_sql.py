@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from workbench.storage.store import DivergenceRow, ImportRun, JudgementFilters, Store, StoreError
+from workbench.storage.watch_rows import ProviderCheck
 
 ROOT = Path(__file__).resolve().parent.parent
 STORAGE = ROOT / "workbench" / "storage"
@@ -111,6 +112,11 @@ def test_every_write_goes_through_the_store_transaction_and_its_errors(tmp_path)
         "add_fingerprint": lambda: store.add_fingerprint("0" * 16, {"closest": "Q8_0"}),
         "save_target_profile": lambda: store.save_target_profile("box", {"ram_bytes": 2**33}),
         "delete_target_profile": lambda: store.delete_target_profile("box"),
+        "add_watched_provider": lambda: store.add_watched_provider(name="Acme", base_url="http://127.0.0.1:9",
+                                                                   ladder="demo"),
+        "update_watched_provider": lambda: store.update_watched_provider(1, model="m"),
+        "add_provider_check": lambda: store.add_provider_check(ProviderCheck(0, 1, "t", status="failed")),
+        "delete_watched_provider": lambda: store.delete_watched_provider(1),
         "delete_run": lambda: store.delete_run(run_id),
     }
     store.read_only = True
@@ -122,6 +128,7 @@ def test_every_write_goes_through_the_store_transaction_and_its_errors(tmp_path)
     assert store.divergence_rows(run_id, "output") == [] and store.eval_rows(run_id) is None
     assert store.ratings() == [] and store.find_votes(JudgementFilters()) == []
     assert store.fingerprint_history("0" * 16) == [] and store.target_profiles() == []
+    assert store.watched_providers() == [] and store.provider_checks(1) == []
     for write in writes.values():  # and each one works on a writable database
         write()
     assert store.get_run(run_id) is None and len(store.list_runs()) == 2  # deleted; the new and the imported run

@@ -286,6 +286,9 @@ def test_a_webhook_that_fails_says_so_without_its_url(receiver):
     error = post_webhook(url, "hello", timeout_s=5)
     assert error is not None and "HTTP 500" in error and HOOK_TOKEN not in error
     assert receiver.got[0][2] == {"text": "hello"}
+    receiver.status = 200
+    assert post_webhook(url, "Acme <!channel> & <http://evil|click>", timeout_s=5) is None
+    assert receiver.got[1][2] == {"text": "Acme &lt;!channel&gt; &amp; &lt;http://evil|click&gt;"}
     assert post_webhook(f"http://127.0.0.1:{free_port()}/x", "hello", timeout_s=2) is not None
 
 
@@ -329,3 +332,25 @@ def replace_probe(store: Store, provider: Any, probe: ProbeSpec) -> Any:
     from workbench.watch.providers import update_provider
 
     return update_provider(store, provider.id, probe=probe)
+
+
+def test_stop_during_a_check_stores_a_cancelled_check_not_a_failure(pool, store):
+    from workbench.watch.checks import check_job
+
+    httpd = _http_server(Trouble, mode="silent", requests=0, release=threading.Event())
+    try:
+        provider = add_provider(store, name="slow", base_url=f"http://127.0.0.1:{httpd.server_address[1]}",
+                                fingerprint_prompts=1, max_tokens=4, timeout_s=60.0)
+        job = check_job(pool, store, provider).start()
+        deadline = time.monotonic() + 30
+        while httpd.requests == 0 and time.monotonic() < deadline:  # the request is out, the server silent
+            time.sleep(0.05)
+        job.stop()
+        assert job.join(30) and job.status == "done", job.failure
+    finally:
+        httpd.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+    assert job.result.status == "cancelled" and job.snapshot()["check_status"] == "cancelled"
+    assert [c.status for c in checks_of(store, provider.id)] == ["cancelled"]
+    assert "No successful check" in assess(checks_of(store, provider.id), "slow").sentence

@@ -33,8 +33,8 @@ def test_add_list_and_remove_a_provider(data_dir, capsys):
     assert "Watching Acme (#1)" in said and "tokens" in said
     assert main(["watch", "list", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["name"] == "Acme" and row["endpoint"]["base_url"] == "http://127.0.0.1:9/v1"
-    assert row["endpoint"]["key_env"] == "ACME_KEY" and row["every_s"] == 6 * 3600
+    assert row["provider"] == "Acme" and row["endpoint"]["base_url"] == "http://127.0.0.1:9/v1"
+    assert row["endpoint"]["api_key_env"] == "ACME_KEY" and row["every_s"] == 6 * 3600
     assert row["probe"] == {"kind": "pack", "name": "starter", "cases": 4} and row["tokens_per_check_estimate"] > 0
     assert main(["watch", "list"]) == 0
     out = capsys.readouterr().out
@@ -106,3 +106,17 @@ def test_the_apps_scheduler_checks_what_is_due_once(data_dir, pool):
     assert outcome.check.status == "failed" and "connection refused" in (outcome.check.reason or "")
     assert not outcome.changed_now and outcome.notified is None
     assert due_checks_job(pool, store) is None
+
+
+def test_odd_stored_watch_values_get_their_documented_defaults():
+    from workbench.storage.watch_rows import ProbeSpec, WatchedProvider
+
+    p = WatchedProvider.from_row({"id": 3, "name": "Acme", "base_url": "http://x", "extra_body_json": "[1]",
+                                  "probe_json": '{"kind": "bogus"}', "every_s": "often", "fingerprint_prompts": -2,
+                                  "timeout_s": "slow", "key_env": 7})
+    assert p.extra_body == {} and p.probe == ProbeSpec() and p.every_s is None and p.fingerprint_prompts == 1
+    assert p.timeout_s == 60.0 and p.key_env is None and p.ladder == "demo"
+    c = ProviderCheck.from_row({"id": 1, "provider_id": 3, "started_at": "t", "status": "exploded", "confidence": "high",
+                                "fingerprint_json": "not json", "run_ids_json": '[1, "2", null, 3]', "passed": 2.5})
+    assert c.status == "failed" and c.confidence is None and c.fingerprint == {} and c.run_ids == [1, 3]
+    assert c.passed is None and not c.ok

@@ -71,8 +71,9 @@ def _find(store: Any, ref: str) -> Any:
 def _provider_json(p: Any) -> dict[str, Any]:
     from workbench.watch.providers import tokens_per_check
 
-    return {"id": p.id, jf.NAME: p.name, jf.ENDPOINT: {"base_url": p.base_url, "model": p.model, "api": p.api,
-                                                        "key_env": p.key_env, "extra_body": p.extra_body},
+    # "provider", not `name`: in the shared vocabulary `name` is a file's name
+    return {"id": p.id, "provider": p.name, jf.ENDPOINT: {"base_url": p.base_url, "model": p.model, "api": p.api,
+                                                           "api_key_env": p.key_env, "extra_body": p.extra_body},
             "ladder": p.ladder, "probe": p.probe.to_dict(), "fingerprint_prompts": p.fingerprint_prompts,
             "max_tokens": p.max_tokens, "timeout_s": p.timeout_s, "every_s": p.every_s, "webhook_env": p.webhook_env,
             "created_at": p.created_at, "tokens_per_check_estimate": tokens_per_check(p)}

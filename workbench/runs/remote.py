@@ -19,7 +19,6 @@ events, errors, the database or reports.
 
 from __future__ import annotations
 
-import contextvars
 import http.client
 import json
 import math
@@ -29,12 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from workbench.engine.metrics import ContestantResult
+from workbench.runs import remote_meter
 from workbench.runs.contestants import API_LLAMACPP, API_OPENAI, Contestant, RemoteEndpoint, RunSettings
 from workbench.storage import limits
 
@@ -605,26 +604,8 @@ def request_completion(
     if not c.done:
         raise RemoteError(f"the stream from {endpoint.display_url} dropped midway after {c.content_chunks} chunk(s) "
                           "(it ended without a finish reason)", c)
-    meter = _METER.get()
-    if meter is not None:
-        meter.append((messages, c))
+    remote_meter.record(messages, c)
     return c
-
-
-Metered = list[tuple[list[dict[str, str]], RemoteCompletion]]
-_METER: contextvars.ContextVar[Metered | None] = contextvars.ContextVar("remote_meter", default=None)
-
-
-@contextmanager
-def metered() -> Iterator[Metered]:
-    """Every completion that finished inside the block on this thread, with the messages it was asked, in order:
-    what a provider check sent and got back (token usage, client-side times) without threading a counter through."""
-    seen: Metered = []
-    token = _METER.set(seen)
-    try:
-        yield seen
-    finally:
-        _METER.reset(token)
 
 
 def _absorb_checked(absorb: Callable[..., None], obj: dict[str, Any], c: RemoteCompletion, now: float,

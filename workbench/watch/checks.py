@@ -34,7 +34,8 @@ from workbench.quality.evals import ALL, EvalProgress, default_settings, run_eva
 from workbench.runs.contestants import Contestant
 from workbench.runs.fingerprint import REFERENCE_PROMPTS, FingerprintReport, fingerprint
 from workbench.runs.prompt_sets import SetPrompt
-from workbench.runs.remote import Metered, contestant_for, metered
+from workbench.runs.remote import RemoteCompletion, contestant_for
+from workbench.runs.remote_meter import metered
 from workbench.storage.database import now_iso
 from workbench.storage.store import Store
 from workbench.storage.watch_rows import ProviderCheck, WatchedProvider
@@ -52,6 +53,7 @@ __all__ = ["BACKOFF_S", "CheckJob", "ProviderCheck", "check_job", "checks_of", "
 
 BACKOFF_S: tuple[float, ...] = (5.0, 30.0)  # pauses before the 2nd and 3rd attempt; then the check fails
 OnProgress = Callable[[int, int, str], None]
+Metered = list[tuple[list[dict[str, str]], RemoteCompletion]]
 
 
 class _Failed(Exception):
@@ -151,10 +153,11 @@ def _fingerprint_once(pool: WorkerPool, provider: WatchedProvider, endpoint: Any
                          max_tokens=provider.max_tokens, cancel=cancel, progress=say, save=False)
     if cancel is not None and cancel.is_set():
         raise _Cancelled()
-    failed = next((o["error"] for o in report.endpoint_outputs if o.get("error")), None) or (
-        report.error if report.closest is None else None)
+    failed = next((o["error"] for o in report.endpoint_outputs if o.get("error")), None)
     if failed:
         raise _Failed(*classify_failure(failed))
+    if report.closest is None:  # every local file failed: this machine's trouble, not the provider's
+        raise _Failed(f"no local file could be compared on this machine: {report.error or report.confidence}", False)
     return report
 
 
@@ -255,9 +258,14 @@ def run_check(pool: WorkerPool, store: Store, provider: WatchedProvider, *, key:
                     lambda: _prompt_probe_once(pool, store, prompts, endpoint, ladder, cancel, on_step, run_ids,
                                                provider.probe.name), backoff_s, cancel, say)
         except _Failed as exc:
-            check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="failed", reason=exc.reason, run_ids=run_ids)
-        except _Cancelled:
-            check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="cancelled", reason="stopped", run_ids=run_ids)
+            check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="failed", reason=exc.reason,
+                                  run_ids=run_ids)
+        except (_Cancelled, InterruptedError):  # stopped, or stopped while waiting for the machine
+            check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="cancelled", reason="stopped",
+                                  run_ids=run_ids)
+        except (ValueError, OSError) as exc:  # this machine's side: a pack case longer than the context, a file gone
+            check = ProviderCheck(0, provider.id, started, finished_at=now_iso(), status="failed",
+                                  reason=f"this machine's side of the check failed: {one_line(exc)}", run_ids=run_ids)
         else:
             confidence, runner_up = _confidence(report)
             latency, tok_s, tokens, tokens_note = _client_figures(sent)

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_TIMEOUT_S", "post_webhook", "webhook_url"]
+__all__ = ["DEFAULT_TIMEOUT_S", "post_webhook", "slack_text", "webhook_url"]
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -24,11 +24,17 @@ def webhook_url(env_name: str | None) -> str | None:
     return url if urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname else None
 
 
+def slack_text(text: str) -> str:
+    """`text` with Slack's three control characters escaped (its documented &amp; &lt; &gt;), so a provider named
+    `<!channel>` or a label holding `<http://…|click>` is shown, never obeyed as a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def post_webhook(url: str, text: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
-    """POST `{"text": text}` as JSON to `url`; None when it was accepted (2xx), else one line saying why not
-    (naming the host only, never the URL's path or query, where a webhook's token sits)."""
+    """POST `{"text": text}` (escaped for Slack) as JSON to `url`; None when it was accepted (2xx), else one line
+    saying why not (naming the host only, never the URL's path or query, where a webhook's token sits)."""
     host = urlsplit(url).hostname or "the webhook"
-    body = json.dumps({"text": text}).encode("utf-8")
+    body = json.dumps({"text": slack_text(text)}).encode("utf-8")
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (http(s) only: webhook_url)
