@@ -147,3 +147,9 @@ def test_the_report_escapes_every_value_from_the_endpoint_and_the_database(demo_
     assert "http://127.0.0.1:9/v1" in html and "Method and provenance" in html
     svg = svg_timeline(checks, labels, changed_at=a.since_check_id)
     assert "<script" not in svg.lower() and "&lt;script&gt;" in svg  # the failed check's reason, on hover
+
+
+def test_providers_sits_in_the_navigation_right_after_recommend():
+    pages = [line.split('"')[1] for line in Path(APP).read_text(encoding="utf-8").splitlines()
+             if "st.Page(" in line]
+    assert pages[pages.index("pages/recommend.py") + 1] == "pages/providers.py"
