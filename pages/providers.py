@@ -15,7 +15,7 @@ from workbench.core.escaping import md_escape
 from workbench.watch import report
 from workbench.watch.change import assess
 from workbench.watch.checks import CheckJob, check_job, checks_of
-from workbench.watch.providers import get_provider, list_providers
+from workbench.watch.providers import list_providers
 
 through_entrypoint()
 
@@ -51,9 +51,8 @@ else:
                               value=views.session_keys().get(provider.id, ""), key=f"{K}key-{provider.id}")
         if typed:
             views.session_keys()[provider.id] = typed
-    fresh = get_provider(store(), provider.id) or provider
     job = start_job_button("Check now", K + "job", functools.partial(
-        check_job, pool(), store(), fresh, views.session_keys().get(provider.id)), of=CheckJob, where=c1,
+        check_job, pool(), store(), provider, views.session_keys().get(provider.id)), of=CheckJob, where=c1,
         type="primary", key=K + "check-now")
     job_view(job, K + "job")
 

@@ -4,6 +4,7 @@ provider with stored checks (the sentence first, the banner, the table), and the
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -153,3 +154,45 @@ def test_providers_sits_in_the_navigation_right_after_recommend():
     pages = [line.split('"')[1] for line in Path(APP).read_text(encoding="utf-8").splitlines()
              if "st.Page(" in line]
     assert pages[pages.index("pages/recommend.py") + 1] == "pages/providers.py"
+
+
+TYPED_KEY = "sk-typed-only-9c4e2a"
+
+
+def test_a_typed_key_stays_in_the_session_and_removing_asks_first(demo_ladder, db, isolated_data_dir):
+    at = providers_page()
+    fill(at, "http://127.0.0.1:9/v1")
+    at.text_input(key=K + "key").set_value(TYPED_KEY).run()
+    at.button(key=K + "save").click().run()
+    [saved] = list_providers(db)
+    assert saved.key_env is None and at.session_state[K + "keys"] == {saved.id: TYPED_KEY}  # memory only
+    stored = b"".join(p.read_bytes() for p in isolated_data_dir.glob("workbench.sqlite3*"))
+    assert TYPED_KEY.encode() not in stored and b"acme-chat" in stored
+
+    at.button(key=K + "remove").click().run()
+    assert "Stop watching Acme and forget its 0 checks?" in at.warning[0].value
+    assert list_providers(db) != []  # nothing removed before the confirmation
+    at.button(key=K + "remove-yes").click().run()
+    assert not at.exception and list_providers(db) == []
+    assert "No provider is watched yet" in at.info[0].value
+
+
+def test_due_checks_run_by_themselves_through_the_job_queue_while_the_toggle_is_on(demo_ladder, db):
+    """A scheduled provider with no check yet is due: turning the toggle on starts its check as a background job
+    (here against a port that refuses, so it waits to retry; Stop makes it a cancelled check, not a drift)."""
+    from ui.shared import jobs
+
+    p = add_provider(db, name="Due", base_url="http://127.0.0.1:9/v1", every_s=3600, fingerprint_prompts=1,
+                     max_tokens=4)
+    at = providers_page()
+    at.toggle(key=K + "auto").set_value(True).run()
+    assert not at.exception
+    job = jobs().get(at.session_state[K + "due-job"])
+    assert job is not None and "Due" in job.snapshot()["title"]
+    assert any("scheduled check of Due" in c.value for c in at.caption)
+    job.stop()
+    deadline = time.monotonic() + 120
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.finished
+    assert [c.status for c in checks_of(db, p.id)] == ["cancelled"]  # stopped while waiting to retry
