@@ -90,8 +90,8 @@ def check_table(checks: list[ProviderCheck]) -> None:
     if not with_runs:
         return
     c1, c2 = st.columns([2, 3])
-    cid = c1.selectbox("Open the stored runs of check", [c.id for c in with_runs], key=K + "open-check",
-                       format_func=lambda i: f"#{i}")
+    # no key: a new check makes a new picker, so it starts on the newest check again
+    cid = c1.selectbox("Open the stored runs of check", [c.id for c in with_runs], format_func=lambda i: f"#{i}")
     picked = next(c for c in with_runs if c.id == cid)
     with c2:
         for rid in picked.run_ids:

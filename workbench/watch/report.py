@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from workbench.core.escaping import esc, md_cell
+from workbench.core.text_units import counted
 from workbench.people.report_kit import generated_at, html_head, html_table, md_table
 from workbench.storage.watch_rows import ProviderCheck, WatchedProvider
 from workbench.watch.change import Assessment, when
@@ -83,7 +84,7 @@ def endpoint_lines(p: WatchedProvider, ladder_name: str, tokens: int | None) -> 
             ("API key", f"read from the environment variable {p.key_env}" if p.key_env else "none named (typed into a "
              "session, or not needed)"),
             ("Compared with", f"the local ladder {ladder_name}"),
-            ("Fingerprint", f"{p.fingerprint_prompts} reference prompts, at most {p.max_tokens} tokens each"),
+            ("Fingerprint", f"{counted(p.fingerprint_prompts, 'reference prompt')}, at most {p.max_tokens} tokens each"),
             ("Quality probe", probe),
             ("A check sends about", "unknown" if tokens is None else f"{tokens:,} tokens (an upper estimate: every "
              "answer at its full length)"),
@@ -102,7 +103,8 @@ def _evidence(a: Assessment) -> list[tuple[str, str]]:
         if p is not None:
             out.append((what, f"{p[0]:.0%} (95% interval {p[1]:.0%}–{p[2]:.0%})"))
     if a.pass_p_value is not None:
-        out.append(("Pass rates differ by chance with probability", f"p = {a.pass_p_value:.3g} (Fisher's exact test)"))
+        out.append(("How likely a pass-rate difference this large is by chance alone",
+                    f"p = {a.pass_p_value:.3g} (Fisher's exact test on the two pass counts)"))
     out.append(("Checks read", f"{a.checks} successful, {a.skipped} failed or stopped (left out)"))
     verdict = ("changed beyond the measurement's noise" if a.changed else
                "moved within the measurement's noise: no change claimed" if a.within_noise else "no change")
@@ -126,13 +128,13 @@ def report_html(p: WatchedProvider, checks: Sequence[ProviderCheck], a: Assessme
                 ladder_labels: Sequence[str], tokens: int | None) -> str:
     """The report as one self-contained HTML page (no script, no network)."""
     css = ".wb-changed { border-left-color: #e8590c; }"
-    out = html_head(f"Provider report: {p.name}", f"Quant Workbench provider watch · generated {generated_at()} UTC", css)
+    out = html_head(f"Provider report: {p.name}", f"Quant Workbench provider watch · generated {generated_at()}", css)
     out.append(f'<p class="wb-verdict{" wb-changed" if a.changed else ""}">{esc(a.sentence)}</p>')
-    out.append("<h2>The endpoint</h2>" + html_table(["", ""], endpoint_lines(p, ladder_name, tokens)))
+    out.append("<h2>The endpoint</h2>" + html_table(["What", "This provider"], endpoint_lines(p, ladder_name, tokens)))
     out.append("<h2>Timeline</h2>")
     out.append(svg_timeline(checks, ladder_labels, changed_at=a.since_check_id if a.changed else None))
     out.append(html_table(CHECK_HEADERS, check_rows(checks)))
-    out.append("<h2>The change and its evidence</h2>" + html_table(["", ""], _evidence(a)))
+    out.append("<h2>The change and its evidence</h2>" + html_table(["What", "Evidence"], _evidence(a)))
     latest = _latest_ok(checks)
     if latest is not None:
         headers, rows = _candidates(latest)
@@ -147,10 +149,10 @@ def report_html(p: WatchedProvider, checks: Sequence[ProviderCheck], a: Assessme
 def report_markdown(p: WatchedProvider, checks: Sequence[ProviderCheck], a: Assessment, *, ladder_name: str,
                     tokens: int | None) -> str:
     """The same report as Markdown (the timeline as its table)."""
-    out = [f"# Provider report: {md_cell(p.name)}", "", f"_Quant Workbench provider watch · generated {generated_at()} UTC_",
-           "", f"**{md_cell(a.sentence)}**", "", "## The endpoint", "", md_table(["", ""], endpoint_lines(p, ladder_name, tokens)),
+    out = [f"# Provider report: {md_cell(p.name)}", "", f"_Quant Workbench provider watch · generated {generated_at()}_",
+           "", f"**{md_cell(a.sentence)}**", "", "## The endpoint", "", md_table(["What", "This provider"], endpoint_lines(p, ladder_name, tokens)),
            "", "## Timeline", "", md_table(CHECK_HEADERS, check_rows(checks)), "",
-           "## The change and its evidence", "", md_table(["", ""], _evidence(a)), ""]
+           "## The change and its evidence", "", md_table(["What", "Evidence"], _evidence(a)), ""]
     latest = _latest_ok(checks)
     if latest is not None:
         headers, rows = _candidates(latest)
