@@ -93,7 +93,8 @@ class ProviderCheck:
     """One check of a watched provider, as stored.
 
     `status`: "ok", "failed" (`reason` says why in words: rate limit, server error, timeout, refused) or
-    "cancelled". A failed check carries no figures: it is never read as a quality drop. `closest` is the local
+    "cancelled". A failed check carries no figures (only what it spent, `tokens_sent`): it is never read as a
+    quality drop. `closest` is the local
     quantization the endpoint answered most like, `confidence` the share of paired bootstrap resamples in which
     it beat every other file (its weakest pairwise share; None when it was the only file), `confidence_text` the
     fingerprint's own sentence, `runner_up` the next file. `pass_rate`/`passed`/`total`/`pass_low`/`pass_high`:

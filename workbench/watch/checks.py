@@ -275,8 +275,10 @@ def run_check(pool: WorkerPool, store: Store, provider: WatchedProvider, *, key:
                 fingerprint=report.to_dict(), probe=probe_result, pass_rate=probe_result.get("rate"),
                 passed=probe_result.get("passed"), total=probe_result.get("total"), pass_low=probe_result.get("low"),
                 pass_high=probe_result.get("high"), latency_s=latency, tok_s=tok_s, tokens_sent=tokens,
-                tokens_note=tokens_note,
-                run_ids=run_ids)
+                tokens_note=tokens_note, run_ids=run_ids)
+    if not check.ok:  # what a failed or stopped check spent is still spent: its cost, never a figure
+        spent, spent_note = _client_figures(sent)[2:]
+        check = replace(check, tokens_sent=spent, tokens_note=spent_note)
     check = replace(check, id=store.add_provider_check(check))
     progress(total, total, check.status if check.ok else f"{check.status}: {check.reason}")
     return check

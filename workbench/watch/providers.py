@@ -102,8 +102,10 @@ def _vetted(values: dict[str, Any]) -> dict[str, Any]:
         out["base_url"] = RemoteEndpoint(str(out["base_url"] or ""), api=out.get("api", "openai")).base_url
     if "ladder" in out:
         out["ladder"] = str(out["ladder"] or "").strip() or DEMO
-        if out["ladder"] != DEMO and not (Path(out["ladder"]) / ladders.LADDER_FILE).is_file():
-            raise ValueError(f"{out['ladder']} holds no {ladders.LADDER_FILE}; build a ladder first, or use the demo")
+        if out["ladder"] != DEMO:
+            if not (Path(out["ladder"]).expanduser() / ladders.LADDER_FILE).is_file():
+                raise ValueError(f"{out['ladder']} holds no {ladders.LADDER_FILE}; build a ladder first, or use the demo")
+            out["ladder"] = str(Path(out["ladder"]).expanduser().resolve())  # a scheduled run starts elsewhere
     if "probe" in out:
         probe = out["probe"] if isinstance(out["probe"], ProbeSpec) else ProbeSpec.from_dict(out["probe"])
         if probe.kind not in PROBE_KINDS:
