@@ -40,9 +40,12 @@ else:
     tokens = views.tokens_or_none(provider)
     st.caption(f"Each check asks {md_escape(report.safe_url(provider.base_url))} (model "
                f"{md_escape(provider.model or 'the server default')}) a few fixed prompts and finds which local file of "
-               f"{md_escape(ladder.name if ladder else provider.ladder)} answers most like it (the fingerprint), then "
-               "runs the quality probe on both. "
-               + (f"A check sends about {tokens:,} tokens." if tokens is not None else ""))
+               f"{md_escape(ladder.name if ladder else provider.ladder)} answers most like it (the fingerprint)"
+               + ("." if provider.probe.kind == "none" else
+                  f", then puts the quality probe ({md_escape(provider.probe.name)}, "
+                  f"{provider.probe.cases or 'all'} {'cases' if provider.probe.kind == 'pack' else 'prompts'}) to it "
+                  "and to the local reference.")
+               + (f" A check sends about {tokens:,} tokens." if tokens is not None else ""))
 
     # ---- check now ----------------------------------------------------------------------------------------------
     c1, c2 = st.columns([1, 3])
