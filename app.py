@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/quality.py", title="Quality", icon=":material/troubleshoot:"),
     st.Page("pages/evals.py", title="Evals", icon=":material/fact_check:"),
     st.Page("pages/recommend.py", title="Recommend", icon=":material/verified:"),
+    st.Page("pages/providers.py", title="Providers", icon=":material/monitoring:"),
     st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
     st.Page("pages/hardware.py", title="Hardware", icon=":material/memory:"),
     st.Page("pages/ratings.py", title="Ratings", icon=":material/star:"),
