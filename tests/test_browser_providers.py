@@ -5,16 +5,8 @@ screenshot (test-output/providers-page.png) is README's docs/screenshot-provider
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, free_port, require_chromium
+from test_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, started_app
 from test_watch import MODEL_NAME, PLAIN_GREEDY, LlamaServer
 
 from workbench.storage.store import Store
@@ -25,35 +17,6 @@ from workbench.watch.providers import list_providers, remove_provider
 pytestmark = pytest.mark.browser
 
 CHECK_S = 600_000  # one small check on a busy 2-core machine: well under this
-
-
-@contextmanager
-def started_app(log_name: str) -> Iterator[str]:
-    """test_browser.started_app, but `streamlit run` straight from .venv: scripts/app.sh first runs setup (install,
-    demo build), which a test of a checkout that is already set up does not need."""
-    port = free_port()
-    log = open(Path(os.environ.get("WORKBENCH_TEST_OUTPUT", "test-output")) / log_name, "w")
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "streamlit"), "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=REPO, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(1)
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited with {proc.returncode}; see {log_name}")
-        else:
-            pytest.fail("the app did not start within 300 s")
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
-        log.close()
 
 
 def _fill(page, label: str, value: str) -> None:

@@ -280,6 +280,11 @@ def test_a_pass_rate_drop_is_a_change_only_beyond_noise():
     assert "Pass rate on the quality probe 50%" in big.sentence
 
 
+def test_a_switch_with_the_same_pass_rate_says_the_rate_is_unchanged():
+    v = assess([_check(1, "Q8_0", passed=38), _check(2, "Q2_K", passed=38)], "Acme")
+    assert v.changed and "Pass rate on the quality probe unchanged: 95%" in v.sentence and " vs " not in v.sentence
+
+
 def test_a_webhook_that_fails_says_so_without_its_url(receiver):
     receiver.status = 500
     url = f"http://127.0.0.1:{receiver.server_address[1]}/services/{HOOK_TOKEN}"

@@ -124,7 +124,9 @@ def assess(checks: Sequence[ProviderCheck], provider_name: str = "the provider")
         sentence = (f"{provider_name} answers {now}, as in "
                     f"{'its only check' if n == 1 else f'all {n} checks'} since {when(first_now.started_at)}.")
     if after_pass is not None:
-        if before_pass is not None and (moved or dropped or pass_noise):
+        if before_pass is not None and (moved or dropped or pass_noise) and after_pass[0] == before_pass[0]:
+            sentence += f" Pass rate on the quality probe unchanged: {_pass_words(after_pass)}."
+        elif before_pass is not None and (moved or dropped or pass_noise):
             sentence += f" Pass rate on the quality probe {_pass_words(after_pass)} vs {_pass_words(before_pass)}"
             sentence += ("; a drop beyond noise." if dropped else "; within noise." if pass_noise else ".")
         else:
