@@ -17,14 +17,26 @@ extra-buffer crash fallback) are neither read nor written: every run loads with 
 and a run where the fallback had to act says so.
 
     WORKBENCH_THREADS=2 .venv/bin/python benchmarks/divergence_speed.py [--pairs 4] [--cold]
+
+`--vs-llama-perplexity BIN_DIR` anchors the figure at llama.cpp's own tool instead (issue 28): it runs
+`workbench diverge --demo --reference-text` (the CLI, as a user runs it: start, loads, scoring, storing) and
+llama-perplexity over the same files, text, chunk size and threads (the reference with
+`--kl-divergence-base FILE`, then each quantization with `--kl-divergence`), interleaved ours, theirs, ours,
+theirs ..., and prints both medians, the wall-time ratio and both mean KLDs per quantization. BIN_DIR is what
+`bash ../shared/tools/build-llama-tools.sh llama-perplexity` prints (built from the bindings' own source):
+
+    .venv/bin/python benchmarks/divergence_speed.py --vs-llama-perplexity BIN_DIR --pairs 3 --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,8 +111,76 @@ def in_process(reps: int) -> None:
     print(f"  speed-up {statistics.median(times['per position']) / statistics.median(times['blocks']):.1f}x")
 
 
+MEAN_KLD = re.compile(r"Mean\s+KLD:\s+([-+0-9.eE]+)")
+
+
+def ours_cli(threads: int, chunk: int, tmp: Path) -> tuple[float, dict[str, float]]:
+    """Seconds for `workbench diverge --demo --reference-text` as a fresh process (the default four
+    quantizations against F16, as contestants_for gives them), and each label's mean KLD."""
+    db = tmp / "ours.sqlite3"
+    db.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "workbench", "diverge", "--demo", "--reference-text", "--json", "--threads",
+           str(threads), "--chunk", str(chunk), "--db", str(db)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=ROOT)
+    seconds = time.perf_counter() - t0
+    report = json.loads(out.stdout)
+    return seconds, {r["label"]: float(r["mean_kld"]) for r in report["results"] if not r["is_reference"]}
+
+
+def theirs(bin_dir: Path, contestants: list[Any], text: Path, threads: int, chunk: int,
+           tmp: Path) -> tuple[float, dict[str, float]]:
+    """Seconds for llama-perplexity's whole KLD run (the reference's base file, then every quantization)."""
+    exe, base = str(bin_dir / "llama-perplexity"), tmp / "base.kld"
+    common = ["-c", str(chunk), "-t", str(threads), "-ngl", "0"]
+    klds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    subprocess.run([exe, "-m", str(contestants[0].path), "-f", str(text), "--kl-divergence-base", str(base), *common],
+                   capture_output=True, text=True, check=True)
+    for c in contestants[1:]:
+        out = subprocess.run([exe, "-m", str(c.path), "--kl-divergence-base", str(base), "--kl-divergence", *common],
+                             capture_output=True, text=True, check=True)
+        found = MEAN_KLD.search(out.stdout + out.stderr)
+        klds[c.label] = float(found.group(1)) if found else float("nan")
+    seconds = time.perf_counter() - t0
+    base.unlink(missing_ok=True)
+    return seconds, klds
+
+
+def vs_llama_perplexity(bin_dir: Path, contestants: list[Any], pairs: int, threads: int, chunk: int) -> None:
+    """Ours and llama-perplexity's, interleaved, `pairs` times: medians, the ratio, both mean KLDs."""
+    text = dv.reference_text_path()
+    print(f"{', '.join(c.label for c in contestants)}; text {text.name}; chunks of {chunk}; {threads} threads; "
+          f"{bin_dir / 'llama-perplexity'}; load {os.getloadavg()[0]:.2f}")
+    times: dict[str, list[float]] = {"ours": [], "llama-perplexity": []}
+    klds: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="workbench-vs-perplexity-") as tmp:
+        for i in range(pairs):
+            for side in times:
+                if side == "ours":
+                    seconds, klds[side] = ours_cli(threads, chunk, Path(tmp))
+                else:
+                    seconds, klds[side] = theirs(bin_dir, contestants, text, threads, chunk, Path(tmp))
+                times[side].append(seconds)
+                print(f"pair {i + 1} {side}: {seconds:6.2f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+    for side, xs in times.items():
+        print(f"{side:16s} {spread(xs)}")
+    ratios = [a / b for a, b in zip(times["ours"], times["llama-perplexity"], strict=True)]
+    print(f"ours / llama-perplexity: {statistics.median(times['ours']) / statistics.median(times['llama-perplexity']):.3f}x "
+          f"(medians); per pair {', '.join(f'{r:.2f}' for r in ratios)}")
+    print("mean KLD        ours       llama-perplexity  relative difference")
+    for label, theirs_kld in klds["llama-perplexity"].items():
+        ours_kld = klds["ours"].get(label, float("nan"))
+        print(f"  {label:12s} {ours_kld:10.6f} {theirs_kld:12.6f}      {(ours_kld - theirs_kld) / theirs_kld:+.2%}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vs-llama-perplexity", metavar="BIN_DIR", type=Path,
+                    help="time against llama.cpp's llama-perplexity in BIN_DIR instead (see the module docstring)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("WORKBENCH_THREADS") or 2),
+                    help="with --vs-llama-perplexity: threads on both sides (default WORKBENCH_THREADS or 2)")
     ap.add_argument("--pairs", type=int, default=4, help="old/new pairs, run back to back (default 4)")
     ap.add_argument("--cold", action="store_true", help="time the first run (worker start and loads included)")
     ap.add_argument("--chunk", type=int, default=dv.DEFAULT_CHUNK_TOKENS)
@@ -110,6 +190,10 @@ def main() -> int:
     os.environ["WORKBENCH_LADDERS_DIR"] = str(ladders_dir())
     os.environ["WORKBENCH_DATA_DIR"] = data_dir = tempfile.mkdtemp(prefix="workbench-divergence-speed-")
     contestants = contestants_for(ladder, None)
+    if args.vs_llama_perplexity:
+        vs_llama_perplexity(args.vs_llama_perplexity, contestants, args.pairs, args.threads, args.chunk)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return 0
     settings = RunSettings(n_ctx=max(2048, args.chunk))  # what `workbench diverge --reference-text` uses
     print(f"{', '.join(c.label for c in contestants)}; WORKBENCH_THREADS={os.environ.get('WORKBENCH_THREADS', '(unset)')}; "
           f"{'cold' if args.cold else 'warm'} runs; load {os.getloadavg()[0]:.2f}")
