@@ -147,12 +147,15 @@ def anchor(args: argparse.Namespace) -> dict[str, Any]:
                     runs.append(_batched_bench(args.batched_bench, c.path, n, args))
                     theirs.append(runs[-1]["gen_tok_s"])
                 ratio = statistics.median(ours) / statistics.median(theirs)
+                paired = [a / b for a, b in zip(ours, theirs, strict=True)]  # each run against its neighbour
                 rows.append({"label": c.label, "file": c.path, "n_seq": n, "prompts": n, "ours_tok_s": _spread(ours),
-                             "llama_batched_bench_tok_s": _spread(theirs), "ratio": ratio, "ours": ours,
+                             "llama_batched_bench_tok_s": _spread(theirs), "ratio": ratio,
+                             "paired_ratio": _spread(paired), "ours": ours,
                              "theirs": theirs, "batched_bench_rows": runs})
                 print(f"{c.label:8s} n_seq={n:3d}: ours {statistics.median(ours):8.1f} tok/s "
                       f"({min(ours):.1f}-{max(ours):.1f}), llama-batched-bench {statistics.median(theirs):8.1f} "
-                      f"({min(theirs):.1f}-{max(theirs):.1f}): {ratio:.2f}x", flush=True)
+                      f"({min(theirs):.1f}-{max(theirs):.1f}): {ratio:.2f}x; run by run "
+                      f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})", flush=True)
     finally:
         pool.shutdown()
     return {"mode": "anchor", "machine": _machine(), "args": vars(args), "rows": rows}
