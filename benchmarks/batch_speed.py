@@ -12,6 +12,13 @@ Two measurements:
          interval both ways, and the share of cases whose output is identical both ways.
              python benchmarks/batch_speed.py pack --demo --pack prompts/starter.toml --n-seq 8 --repeats 1
 
+  anchor llama.cpp's own `llama-batched-bench` on the same file, build, threads and work (n prompts of
+         --prompt-tokens ids, --tokens generated each, n sequences), interleaved with ours in the same run
+         (ours, theirs, ours, theirs …); both figures are generated tokens per second of the whole time,
+         prefill included (theirs: B·TG / T from its table), and the ratio ours / theirs (issue 28's target ≥ 0.95).
+             python benchmarks/batch_speed.py anchor --demo --labels Q8_0,Q4_K_M --n-seq 16 --repeats 3 \
+               --batched-bench "$(bash ../shared/tools/build-llama-tools.sh)/llama-batched-bench"
+
 Figures are printed and written as JSON (--json). Medians are over --repeats runs; spread is min–max.
 """
 
@@ -22,6 +29,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,6 +108,59 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     return {"mode": "sweep", "machine": _machine(), "args": vars(args), "rows": rows}
 
 
+def _batched_bench(exe: str, path: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """One llama-batched-bench run: n sequences, the same KV size per sequence and micro-batch as ours
+    (RunSettings' n_ctx per sequence, n_batch 512), its table's row parsed."""
+    cmd = [exe, "-m", path, "-c", str(args.ctx * n), "-b", "512", "-ub", "512", "-npp", str(args.prompt_tokens),
+           "-ntg", str(args.tokens), "-npl", str(n), "-t", str(args.threads), "-tb", str(args.threads),
+           "-ngl", str(args.gpu_layers)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    rows = [line.strip("|").split("|") for line in out.stdout.splitlines() if line.startswith("|")]
+    data = [[c.strip() for c in r] for r in rows if r and r[0].strip().isdigit()]
+    if out.returncode != 0 or not data:
+        raise SystemExit(f"llama-batched-bench failed ({out.returncode}): {out.stderr[-800:]}")
+    pp, tg, b, _n_kv, t_pp, _s_pp, t_tg, _s_tg, t, _s = (float(c) for c in data[-1][:10])
+    return {"pp": pp, "tg": tg, "b": b, "t_pp_s": t_pp, "t_tg_s": t_tg, "t_s": t, "gen_tok_s": b * tg / t}
+
+
+def anchor(args: argparse.Namespace) -> dict[str, Any]:
+    lad = _ladder(args)
+    labels = [f.label for f in lad.files] if not args.labels else args.labels.split(",")
+    settings = RunSettings(max_tokens=args.tokens, n_ctx=args.ctx, n_threads=args.threads,
+                           n_gpu_layers=args.gpu_layers, gpu_offload="layers" if args.gpu_layers else "cpu")
+    pool = WorkerPool()
+    rows = []
+    try:
+        for c in [x for x in contestants_for(lad, labels, labels[0]) if x.label in labels]:
+            for n in args.n_seq:
+                items = [BatchItem(prompt_tokens=[1000 + (7 * i + k) % 5000 for k in range(args.prompt_tokens)],
+                                   max_tokens=args.tokens) for i in range(n)]
+                generate_many(pool, c, settings, items, n_seq=n, ignore_eos=True)  # load + warm
+                ours, theirs, runs = [], [], []
+                for _ in range(args.repeats):  # interleaved: both sides see the same moments of a shared machine
+                    t0 = time.perf_counter()
+                    out = generate_many(pool, c, settings, items, n_seq=n, ignore_eos=True)
+                    wall = time.perf_counter() - t0
+                    if out.error:
+                        raise SystemExit(out.error)
+                    ours.append(sum(r.completion_tokens or 0 for r in out.results if r) / wall)
+                    runs.append(_batched_bench(args.batched_bench, c.path, n, args))
+                    theirs.append(runs[-1]["gen_tok_s"])
+                ratio = statistics.median(ours) / statistics.median(theirs)
+                paired = [a / b for a, b in zip(ours, theirs, strict=True)]  # each run against its neighbour
+                rows.append({"label": c.label, "file": c.path, "n_seq": n, "prompts": n, "ours_tok_s": _spread(ours),
+                             "llama_batched_bench_tok_s": _spread(theirs), "ratio": ratio,
+                             "paired_ratio": _spread(paired), "ours": ours,
+                             "theirs": theirs, "batched_bench_rows": runs})
+                print(f"{c.label:8s} n_seq={n:3d}: ours {statistics.median(ours):8.1f} tok/s "
+                      f"({min(ours):.1f}-{max(ours):.1f}), llama-batched-bench {statistics.median(theirs):8.1f} "
+                      f"({min(theirs):.1f}-{max(theirs):.1f}): {ratio:.2f}x; run by run "
+                      f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})", flush=True)
+    finally:
+        pool.shutdown()
+    return {"mode": "anchor", "machine": _machine(), "args": vars(args), "rows": rows}
+
+
 def _one(pool: WorkerPool, c: Any, settings: RunSettings, item: BatchItem) -> None:
     """One prompt as its own request, decoding exactly max_tokens (the benchmark's sequential baseline)."""
     from workbench.engine.access import WorkerAccess
@@ -156,26 +217,28 @@ def pack(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
-    for name in ("sweep", "pack"):
+    for name in ("sweep", "anchor", "pack"):
         p = sub.add_parser(name)
         p.add_argument("files", nargs="*")
         p.add_argument("--demo", action="store_true")
         p.add_argument("--repeats", type=int, default=1)
         p.add_argument("--json", default=None)
-    s = sub.choices["sweep"]
-    s.add_argument("--labels", default=None)
-    s.add_argument("--n-seq", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4, 8, 16])
-    s.add_argument("--prompts", type=int, default=16)
-    s.add_argument("--tokens", type=int, default=64)
-    s.add_argument("--prompt-tokens", type=int, default=32)
-    s.add_argument("--ctx", type=int, default=512)
-    s.add_argument("--threads", type=int, default=hardware.default_threads())
-    s.add_argument("--gpu-layers", type=int, default=0)
+    for s in (sub.choices["sweep"], sub.choices["anchor"]):
+        s.add_argument("--labels", default=None)
+        s.add_argument("--n-seq", type=lambda v: [int(x) for x in v.split(",")],
+                       default=[1, 2, 4, 8, 16] if s is sub.choices["sweep"] else [16])
+        s.add_argument("--prompts", type=int, default=16)  # sweep only: anchor runs n prompts at n sequences
+        s.add_argument("--tokens", type=int, default=64)
+        s.add_argument("--prompt-tokens", type=int, default=32)
+        s.add_argument("--ctx", type=int, default=512)
+        s.add_argument("--threads", type=int, default=hardware.default_threads())
+        s.add_argument("--gpu-layers", type=int, default=0)
+    sub.choices["anchor"].add_argument("--batched-bench", required=True, help="path to llama-batched-bench")
     pk = sub.choices["pack"]
     pk.add_argument("--pack", default=str(ROOT / "prompts" / "starter.toml"))
     pk.add_argument("--n-seq", type=int, default=8)
     args = ap.parse_args()
-    out = sweep(args) if args.mode == "sweep" else pack(args)
+    out = {"sweep": sweep, "anchor": anchor, "pack": pack}[args.mode](args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     return 0

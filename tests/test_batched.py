@@ -119,3 +119,26 @@ def test_a_small_micro_batch_bounds_the_sequences_instead_of_aborting_llama_cpp(
         assert worker.alive()  # refused, not crashed
     finally:
         worker.shutdown()
+
+
+def test_prompts_enter_together_and_a_long_one_rides_in_chunks_beside_the_others(pool, q8) -> None:
+    """Issue 28: the waiting prompts are decoded in shared steps (not one llama_decode each), and with a small
+    per-step budget a newcomer's prompt is fed in chunks beside the other sequences' tokens; greedy answers stay
+    those of one-at-a-time decoding (Q8_0 has no kernel switch with the batch size, docs/benchmarks.md)."""
+    seq = [run_contestant(pool, q8, SETTINGS, SETTINGS.messages(p)) for p in PROMPTS]
+    together = generate_many(pool, q8, SETTINGS, items(), n_seq=3)
+    assert together.metrics["prompt_steps"] < len(PROMPTS)  # admitted one by one, each prompt was its own decode
+    chunked = generate_many(pool, q8, SETTINGS, items(), n_seq=3, n_batch=8)
+    assert chunked.n_seq == 3 and chunked.error is None
+    prompt_total = sum(r.prompt_tokens for r in chunked.results if r)
+    assert chunked.metrics["prompt_steps"] >= prompt_total / 8  # no step carried more than its budget
+    for out in (together, chunked):
+        assert [r.text if r else None for r in out.results] == [a.text for a in seq]
+
+
+def test_sampled_items_draw_as_they_would_alone(pool, q8) -> None:
+    """Each item's sampler is its own, seeded alike: its draw does not depend on the neighbours it shares steps with."""
+    hot = RunSettings(max_tokens=16, n_ctx=256, n_threads=1, temperature=0.9, seed=5)
+    alone = [generate_many(pool, q8, hot, [BatchItem(hot.messages(p), 16)], n_seq=1).results[0] for p in PROMPTS[:4]]
+    together = generate_many(pool, q8, hot, [BatchItem(hot.messages(p), 16) for p in PROMPTS[:4]], n_seq=4)
+    assert [r.text if r else None for r in together.results] == [r.text if r else None for r in alone]

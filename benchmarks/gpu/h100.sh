@@ -8,6 +8,8 @@
 #   bash benchmarks/gpu/h100.sh batch [1B,8B]  # generated tok/s at 1..16 sequences vs one request per prompt
 #   bash benchmarks/gpu/h100.sh diverge   # divergence on the reference text vs llama-perplexity, synthetic 1B ladder,
 #                                         # interleaved in one run (issue 28's ratio, target <= 1.05)
+#   bash benchmarks/gpu/h100.sh anchor [1B,8B] # batched generation vs llama-batched-bench, 16 and 64 sequences,
+#                                              # interleaved in one run (issue 28's ratio, target >= 0.95)
 #   bash benchmarks/gpu/h100.sh variants  # KV-cache variants on the GPU: predicted vs llama.cpp vs NVML, GPU bandwidth,
 #                                         # measured decode vs the target estimate for this machine
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
@@ -80,11 +82,11 @@ pool)
   models
   python3 benchmarks/gpu/pool_check.py /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf
   ;;
-batch)
+batch|anchor)
   mkdir -p /tmp/syn
   for size in $(echo "${2:-1B}" | tr , ' '); do
     SECONDS=0
-    [ -f /tmp/syn/synthetic-$size.F16.gguf ] || python3 -c "
+    [ -f /tmp/syn/synthetic-$size.F16.gguf ] || [ -f /tmp/syn/synthetic-$size.Q2_K.gguf ] || python3 -c "
 from workbench.files.synthetic import SHAPES, write_synthetic
 write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-$size.F16.gguf', SHAPES['$size'])"
     for t in Q8_0 Q4_K_M Q2_K; do
@@ -93,6 +95,12 @@ from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$si
     done
     rm -f /tmp/syn/synthetic-$size.F16.gguf  # only the quantized files are measured; frees the disk
     echo "$size models ready in ${SECONDS}s"
+    if [ "$1" = anchor ]; then  # same work on both sides: n prompts x 64 ids, 128 generated each, n sequences
+      python3 benchmarks/batch_speed.py anchor /tmp/syn/synthetic-$size.{Q8_0,Q4_K_M,Q2_K}.gguf --gpu-layers 99 \
+        --n-seq 16,64 --prompt-tokens 64 --tokens 128 --ctx 512 --threads 8 --repeats "${REPEATS:-3}" \
+        --batched-bench /tmp/lb/bin/llama-batched-bench --json "$OUT/batch-anchor-gpu-$size.json"
+      continue
+    fi
     python3 benchmarks/batch_speed.py sweep /tmp/syn/synthetic-$size.{Q8_0,Q4_K_M,Q2_K}.gguf --gpu-layers 99 \
       --n-seq 1,2,4,8,16 --prompts 16 --tokens 128 --prompt-tokens 64 --ctx 512 --threads 8 --repeats "${REPEATS:-3}" \
       --json "$OUT/batch-gpu-$size.json"
@@ -122,5 +130,5 @@ scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|bench|scaling|offload|pool|batch|diverge|variants"; exit 2 ;;
+*) echo "usage: $0 build|bench|scaling|offload|pool|batch|anchor|diverge|variants"; exit 2 ;;
 esac

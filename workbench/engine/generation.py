@@ -9,6 +9,7 @@ on a `LoadedModel` (llama_model.py) and share its prompt rules; the request loop
 from __future__ import annotations
 
 import codecs
+import ctypes
 import os
 import time
 from collections import deque
@@ -171,13 +172,16 @@ def generate_batch(model: LoadedModel, req: dict[str, Any]) -> None:
 
     Each item is a prompt (messages, text or prompt_tokens, and max_tokens); the sampling settings are the
     request's and each item gets its own sampler, seeded alike, so an item's draw does not depend on its
-    neighbours. Weights are read once per step for every active sequence (llama.cpp's multi-sequence
-    batching, as llama-server's slots and llama-batched-bench do); a finished sequence frees its slot and
-    its KV cells for the next item. Each item's stop rules are `generate`'s, in the same order (eos,
-    max_tokens, the sequence's context full). An `item` event reports each finished item at once; on a
-    cancel the active items are reported "cancelled" with their text so far and the rest not at all;
-    `done` closes the request with the batch's throughput. Timings per item are not single-stream
-    figures: the step time is shared by every active sequence.
+    neighbours. Continuous batching, as llama-server's slots do: each step is one `llama_decode` holding the
+    next token of every generating sequence plus prompt chunks of the newly admitted ones, up to n_batch
+    tokens in all, so the first prompts enter together and a newcomer's prompt rides beside the others'
+    tokens instead of stalling them for its whole length. Logits are kept only for each generating token and
+    each prompt's last token; every row's choice (argmax when greedy), and every stop check, is one numpy pass
+    over the step (no per-token Python objects; text is built once, when an item ends). Each item's stop rules
+    are `generate`'s, in the same order (eos, max_tokens, the sequence's context full). An `item` event
+    reports each finished item at once; on a cancel the admitted items are reported "cancelled" with their
+    text so far and the rest not at all; `done` closes the request with the batch's throughput. Timings per
+    item are not single-stream figures: the step time is shared by every active sequence.
     """
     model.require_model()
     lc = llama_cpp
@@ -189,38 +193,35 @@ def generate_batch(model: LoadedModel, req: dict[str, Any]) -> None:
     seed = 0 if req.get("seed") is None else int(req["seed"])
     ignore_eos = bool(req.get("ignore_eos"))
     n_ctx_seq = int(model.settings["n_ctx"])
-    n_batch = int(model.settings["n_batch"])
-    ctx, vocab, n_vocab, buf = model.ctx.ctx, model.vocab, model.n_vocab, model.piece_buf
+    n_batch = max(int(model.settings["n_batch"]), n_seq)  # load refuses n_seq above the micro-batch
+    ctx, n_vocab = model.ctx.ctx, model.n_vocab
+    eog = _eog_mask(model)
     mem = lc.llama_get_memory(ctx)
     lc.llama_memory_clear(mem, True)
-    batch = lc.llama_batch_init(max(n_batch, n_seq), 0, 1)
+    batch = _Batch(n_batch)
     slots: list[_Slot | None] = [None] * n_seq
+    # per-sequence state, one entry per slot, read and written a whole step at a time
+    pos = np.zeros(n_seq, np.int64)         # tokens in the sequence's KV cells = the next position to decode
+    next_tok = np.zeros(n_seq, np.int32)    # sampled, not yet decoded
+    n_out = np.zeros(n_seq, np.int64)       # tokens generated so far
+    max_out = np.zeros(n_seq, np.int64)
+    generating = np.zeros(n_seq, bool)      # prompt fully decoded
+    longest = max([int(it.get("max_tokens") or 256) for it in items] or [1])
+    out_ids = np.zeros((n_seq, max(1, min(longest, n_ctx_seq))), np.int32)
     pending = deque(enumerate(items))
     t0 = time.perf_counter()
     prefill_s = step_s = 0.0
-    steps = finished = generated = 0
+    steps = prompt_steps = finished = generated = 0
+    cancelled = False
     model.out.send(event="batch_started", id=rid, n_items=len(items), n_seq=n_seq)
 
-    def put(tokens: list[int], first_pos: int, seq: int, logits_last: bool) -> None:
-        batch.n_tokens = 0
-        for k, tok in enumerate(tokens):
-            batch.token[k], batch.pos[k], batch.n_seq_id[k] = tok, first_pos + k, 1
-            batch.seq_id[k][0] = seq
-            batch.logits[k] = logits_last and k == len(tokens) - 1
-        batch.n_tokens = len(tokens)
-
-    def sample(slot: _Slot, idx: int) -> int:
-        if slot.sampler is None:  # greedy: the argmax, as `generate` takes it
-            return int(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, idx), shape=(n_vocab,)).argmax())
-        return int(lc.llama_sampler_sample(slot.sampler, ctx, idx))
-
-    def report(slot: _Slot, stop_reason: str) -> None:
+    def report(s: int, stop_reason: str) -> None:
         nonlocal finished
-        tail = slot.utf8.decode(b"", final=True)
-        if tail:
-            slot.text.append(tail)
-        model.out.send(event="item", id=rid, index=slot.index, text="".join(slot.text), token_ids=slot.ids,
-                       prompt_tokens=slot.prompt_tokens, completion_tokens=len(slot.ids), stop_reason=stop_reason,
+        slot = slots[s]
+        assert slot is not None
+        ids = [int(t) for t in out_ids[s, : n_out[s]]]
+        model.out.send(event="item", id=rid, index=slot.index, text=_detokenize(model, ids), token_ids=ids,
+                       prompt_tokens=len(slot.prompt), completion_tokens=len(ids), stop_reason=stop_reason,
                        template=slot.template, time_s=time.perf_counter() - slot.started)
         finished += stop_reason != "cancelled"
 
@@ -229,123 +230,182 @@ def generate_batch(model: LoadedModel, req: dict[str, Any]) -> None:
         if slot is not None and slot.sampler is not None:
             lc.llama_sampler_free(slot.sampler)
         slots[s] = None
+        generating[s] = False
         lc.llama_memory_seq_rm(mem, s, -1, -1)
 
-    def accept(s: int, tok: int) -> None:
-        """`generate`'s per-token rules for the token just sampled in slot s: stop, or queue it for decoding."""
-        nonlocal generated
-        slot = slots[s]
-        assert slot is not None
-        if not ignore_eos and lc.llama_vocab_is_eog(vocab, tok):
-            report(slot, "eos")
-            release(s)
+    def admit(s: int) -> None:
+        """Give slot s the next pending item whose prompt can be built and fits; report the others' errors."""
+        while pending:
+            index, item = pending.popleft()
+            started = time.perf_counter()
+            try:
+                protocol.check_item(item)  # an empty prompt would decode nothing and sample stale logits
+                tokens, template = model.prompt_tokens(item)
+                if not tokens:
+                    raise protocol.BadRequest("the prompt is empty: there is nothing to generate from")
+            except Exception as exc:
+                model.out.send(event="item", id=rid, index=index, error=f"could not build the prompt: {exc}")
+                continue
+            if len(tokens) >= n_ctx_seq:
+                model.out.send(event="item", id=rid, index=index, prompt_tokens=len(tokens),
+                               error=f"the prompt has {len(tokens)} tokens but each sequence's context holds "
+                                     f"{n_ctx_seq}; raise the context size")
+                continue
+            lc.llama_memory_seq_rm(mem, s, -1, -1)
+            sampler = None if temperature <= 0 else model.make_sampler(temperature, top_p, seed)
+            slots[s] = _Slot(index, np.asarray(tokens, np.int32), template, sampler, started)
+            pos[s], n_out[s], max_out[s], generating[s] = 0, 0, int(item.get("max_tokens") or 256), False
             return
-        n = lc.llama_token_to_piece(vocab, tok, buf, 256, 0, False)
-        slot.text.append(slot.utf8.decode(buf.raw[: max(n, 0)]))
-        slot.ids.append(tok)
-        generated += 1
-        if len(slot.ids) >= slot.max_tokens:
-            report(slot, "max_tokens")
-            release(s)
-        elif slot.pos + 1 >= n_ctx_seq:
-            report(slot, "context_full")
-            release(s)
-        else:
-            slot.next_token = tok
-
-    def admit(s: int, index: int, item: dict[str, Any]) -> None:
-        nonlocal prefill_s
-        started = time.perf_counter()
-        try:
-            protocol.check_item(item)  # an empty prompt would decode nothing and sample stale logits
-            tokens, template = model.prompt_tokens(item)
-            if not tokens:
-                raise protocol.BadRequest("the prompt is empty: there is nothing to generate from")
-        except Exception as exc:
-            model.out.send(event="item", id=rid, index=index, error=f"could not build the prompt: {exc}")
-            return
-        if len(tokens) >= n_ctx_seq:
-            model.out.send(event="item", id=rid, index=index, prompt_tokens=len(tokens),
-                           error=f"the prompt has {len(tokens)} tokens but each sequence's context holds "
-                                 f"{n_ctx_seq}; raise the context size")
-            return
-        lc.llama_memory_seq_rm(mem, s, -1, -1)
-        t = time.perf_counter()
-        for start in range(0, len(tokens), n_batch):
-            chunk = tokens[start : start + n_batch]
-            put(chunk, start, s, start + n_batch >= len(tokens))
-            rc = lc.llama_decode(ctx, batch)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode failed with code {rc} during the prefill of item {index}")
-        prefill_s += time.perf_counter() - t
-        sampler = None if temperature <= 0 else model.make_sampler(temperature, top_p, seed)
-        slots[s] = _Slot(index, int(item.get("max_tokens") or 256), len(tokens), template, sampler,
-                         codecs.getincrementaldecoder("utf-8")(errors="replace"), started, pos=len(tokens))
-        accept(s, sample(slots[s], batch.n_tokens - 1))  # type: ignore[arg-type]
 
     try:
         model.inject_extra_bufts_crash()
-        while not model.cancel.is_set():
+        while True:
+            if model.cancel.is_set():
+                break
             for s in range(n_seq):
-                while slots[s] is None and pending and not model.cancel.is_set():
-                    admit(s, *pending.popleft())
-            active = [s for s in range(n_seq) if slots[s] is not None]
-            if not active:
-                if not pending:
-                    break
-                continue
-            batch.n_tokens = 0
-            for k, s in enumerate(active):
-                slot = slots[s]
-                assert slot is not None
-                batch.token[k], batch.pos[k], batch.n_seq_id[k] = slot.next_token, slot.pos, 1
-                batch.seq_id[k][0] = s
-                batch.logits[k] = True
-            batch.n_tokens = len(active)
+                if slots[s] is None and pending:
+                    admit(s)
+            # the step: every generating sequence's next token, then prompt chunks within the token budget
+            gen = np.flatnonzero(generating)
+            k = len(gen)
+            batch.token[:k], batch.pos[:k], batch.seq[:k], batch.logits[:k] = next_tok[gen], pos[gen], gen, 1
+            rows_seq: list[int] = [int(x) for x in gen]
+            rows_idx, fed = list(range(k)), []
+            for s, slot in enumerate(slots):
+                if slot is None or generating[s] or k >= n_batch:
+                    continue
+                take = min(n_batch - k, len(slot.prompt) - slot.fed)
+                end = k + take
+                batch.token[k:end] = slot.prompt[slot.fed : slot.fed + take]
+                batch.pos[k:end] = np.arange(slot.fed, slot.fed + take)
+                batch.seq[k:end], batch.logits[k:end] = s, 0
+                fed.append((s, take))
+                if slot.fed + take == len(slot.prompt):  # the prompt's last token: its logits give the first token
+                    batch.logits[end - 1] = 1
+                    rows_seq.append(s)
+                    rows_idx.append(end - 1)
+                k = end
+            if k == 0:
+                break  # nothing admitted and nothing pending
+            batch.n_tokens = k
             t = time.perf_counter()
-            rc = lc.llama_decode(ctx, batch)
+            rc = lc.llama_decode(ctx, batch.struct)
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed with code {rc}")
-            step_s += time.perf_counter() - t
+            dt = time.perf_counter() - t
+            if fed:
+                prefill_s += dt
+                prompt_steps += 1
+            else:
+                step_s += dt
             steps += 1
-            greedy_rows = None
-            if temperature <= 0:  # every row's argmax in one pass over the step's logits (one row per sequence)
-                rows = np.ctypeslib.as_array(lc.llama_get_logits(ctx), shape=(len(active), n_vocab))
-                greedy_rows = rows.argmax(axis=1)
-            for k, s in enumerate(active):
+            pos[gen] += 1
+            for s, take in fed:
                 slot = slots[s]
                 assert slot is not None
-                slot.pos += 1
-                accept(s, int(greedy_rows[k]) if greedy_rows is not None else sample(slot, k))
+                slot.fed += take
+                pos[s] = slot.fed
+            if not rows_seq:
+                continue
+            seqs = np.asarray(rows_seq, np.int64)
+            if temperature <= 0:  # every row's argmax in one pass over the step's logits
+                rows = np.ctypeslib.as_array(lc.llama_get_logits(ctx), shape=(len(rows_seq), n_vocab))
+                toks = rows.argmax(axis=1).astype(np.int32)
+            else:
+                toks = np.array([lc.llama_sampler_sample(slots[s].sampler, ctx, i)  # type: ignore[union-attr]
+                                 for s, i in zip(rows_seq, rows_idx, strict=True)], np.int32)
+            # `generate`'s per-token rules for every row at once: eos, then max_tokens, then context full
+            eos = np.zeros(len(toks), bool) if ignore_eos else eog[toks]
+            keep = seqs[~eos]
+            out_ids[keep, n_out[keep]] = toks[~eos]
+            n_out[keep] += 1
+            generated += len(keep)
+            next_tok[seqs] = toks
+            generating[seqs] = True
+            full = n_out[seqs] >= max_out[seqs]
+            ctx_full = pos[seqs] + 1 >= n_ctx_seq
+            for j in np.flatnonzero(eos | full | ctx_full):
+                s = int(seqs[j])
+                report(s, "eos" if eos[j] else "max_tokens" if full[j] else "context_full")
+                release(s)
         cancelled = model.cancel.is_set()
         for s in range(n_seq):
             if slots[s] is not None:
-                report(slots[s], "cancelled")  # type: ignore[arg-type]
+                report(s, "cancelled")
     finally:
         for s in range(n_seq):
             if slots[s] is not None:
                 release(s)
-        lc.llama_batch_free(batch)
     wall_s = time.perf_counter() - t0
     model.out.send(event="done", id=rid, cancelled=cancelled, metrics={
         "n_items": len(items), "n_seq": n_seq, "finished": finished, "generated_tokens": generated,
         "wall_s": wall_s, "prefill_s": prefill_s, "step_s": step_s, "steps": steps,
-        "generated_tok_s": generated / wall_s if wall_s > 0 else None,
+        "prompt_steps": prompt_steps, "generated_tok_s": generated / wall_s if wall_s > 0 else None,
         "peak_rss_bytes": process_memory.peak_rss_bytes(),
         "gpu_mem_bytes": process_memory.gpu_mem_bytes(model.settings.get("gpu_layers")),
         "settings": {**model.settings, "temperature": temperature, "top_p": top_p, "seed": seed},
     })
 
 
+def _detokenize(model: LoadedModel, ids: list[int]) -> str:
+    """An item's text from its token ids, once, when it ends: the same text `generate` streams piece by piece."""
+    buf, vocab = model.piece_buf, model.vocab
+    parts = []
+    for tok in ids:
+        n = llama_cpp.llama_token_to_piece(vocab, tok, buf, 256, 0, False)
+        parts.append(buf.raw[: max(n, 0)])
+    return b"".join(parts).decode("utf-8", errors="replace")
+
+
+_EOG: dict[str, Any] = {}
+
+
+def _eog_mask(model: LoadedModel) -> Any:
+    """Which token ids end a generation (llama_vocab_is_eog), as one boolean array: the stop check of a whole
+    step is one lookup. Cached per file (one pass over the vocabulary, tens of milliseconds)."""
+    key = f"{model.settings['model_path']}:{model.n_vocab}"
+    if key not in _EOG:
+        vocab = model.vocab
+        _EOG[key] = np.fromiter((bool(llama_cpp.llama_vocab_is_eog(vocab, t)) for t in range(model.n_vocab)), bool,
+                                model.n_vocab)
+    return _EOG[key]
+
+
+class _Batch:
+    """A llama_batch whose arrays are numpy arrays: a step is written with a few slice assignments, not a Python
+    loop over its tokens. One sequence id per token (each token belongs to exactly one sequence)."""
+
+    def __init__(self, capacity: int) -> None:
+        lc = llama_cpp
+        self.token = np.zeros(capacity, np.int32)
+        self.pos = np.zeros(capacity, np.int32)
+        self.seq = np.zeros(capacity, np.int32)
+        self.logits = np.zeros(capacity, np.int8)
+        self.n_seq_id = np.ones(capacity, np.int32)
+        base, size = self.seq.ctypes.data, self.seq.itemsize
+        self.seq_ptrs = (ctypes.POINTER(lc.llama_seq_id) * capacity)(
+            *[ctypes.cast(base + i * size, ctypes.POINTER(lc.llama_seq_id)) for i in range(capacity)])
+        self.struct = lc.llama_batch(
+            n_tokens=0,
+            token=self.token.ctypes.data_as(ctypes.POINTER(lc.llama_token)),
+            embd=ctypes.POINTER(ctypes.c_float)(),  # NULL: tokens, not embeddings
+            pos=self.pos.ctypes.data_as(ctypes.POINTER(lc.llama_pos)),
+            n_seq_id=self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+            seq_id=ctypes.cast(self.seq_ptrs, ctypes.POINTER(ctypes.POINTER(lc.llama_seq_id))),
+            logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)))
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.struct.n_tokens)
+
+    @n_tokens.setter
+    def n_tokens(self, n: int) -> None:
+        self.struct.n_tokens = n
+
+
 class _Slot:
-    """One sequence of a `generate_batch`: the item it is generating and how far it got."""
+    """One sequence of a `generate_batch`: the item it is generating and how much of its prompt is decoded."""
 
-    def __init__(self, index: int, max_tokens: int, prompt_tokens: int, template: str, sampler: Any,
-                 utf8: codecs.IncrementalDecoder, started: float, pos: int) -> None:
-        self.index, self.max_tokens, self.prompt_tokens, self.template = index, max_tokens, prompt_tokens, template
-        self.sampler, self.utf8, self.started, self.pos = sampler, utf8, started, pos
-        self.ids: list[int] = []
-        self.text: list[str] = []
-        self.next_token = -1  # sampled, not yet decoded
-
-
+    def __init__(self, index: int, prompt: Any, template: str, sampler: Any, started: float) -> None:
+        self.index, self.prompt, self.template, self.sampler, self.started = index, prompt, template, sampler, started
+        self.fed = 0  # prompt tokens decoded so far
