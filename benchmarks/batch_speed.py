@@ -68,18 +68,31 @@ def _machine() -> dict[str, Any]:
             "python": platform.python_version(), "llama_cpp_python": llama_cpp.__version__}
 
 
-def sweep(args: argparse.Namespace) -> dict[str, Any]:
+def _settings(args: argparse.Namespace) -> RunSettings:
+    return RunSettings(max_tokens=args.tokens, n_ctx=args.ctx, n_threads=args.threads,
+                       n_gpu_layers=args.gpu_layers, gpu_offload="layers" if args.gpu_layers else "cpu")
+
+
+def _contestants(args: argparse.Namespace) -> list[Any]:
+    """The ladder's files that take part (--labels, else all), reference first."""
     lad = _ladder(args)
     labels = [f.label for f in lad.files] if not args.labels else args.labels.split(",")
-    settings = RunSettings(max_tokens=args.tokens, n_ctx=args.ctx, n_threads=args.threads,
-                           n_gpu_layers=args.gpu_layers, gpu_offload="layers" if args.gpu_layers else "cpu")
+    return [x for x in contestants_for(lad, labels, labels[0]) if x.label in labels]
+
+
+def _items(n: int, args: argparse.Namespace) -> list[BatchItem]:
+    """n prompts of --prompt-tokens token ids each (distinct, deterministic), --tokens to generate."""
+    return [BatchItem(prompt_tokens=[1000 + (7 * i + k) % 5000 for k in range(args.prompt_tokens)],
+                      max_tokens=args.tokens) for i in range(n)]
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
     pool = WorkerPool()
     rows = []
+    settings = _settings(args)
     try:
-        for c in [x for x in contestants_for(lad, labels, labels[0]) if x.label in labels]:
-            vocab_base = 1000
-            items = [BatchItem(prompt_tokens=[vocab_base + (7 * i + k) % 5000 for k in range(args.prompt_tokens)],
-                             max_tokens=args.tokens) for i in range(args.prompts)]
+        for c in _contestants(args):
+            items = _items(args.prompts, args)
             row: dict[str, Any] = {"label": c.label, "file": c.path, "prompts": args.prompts, "tokens": args.tokens}
             seq = []
             for _ in range(args.repeats):  # the sequential path: one request per prompt, as before batching
@@ -124,17 +137,13 @@ def _batched_bench(exe: str, path: str, n: int, args: argparse.Namespace) -> dic
 
 
 def anchor(args: argparse.Namespace) -> dict[str, Any]:
-    lad = _ladder(args)
-    labels = [f.label for f in lad.files] if not args.labels else args.labels.split(",")
-    settings = RunSettings(max_tokens=args.tokens, n_ctx=args.ctx, n_threads=args.threads,
-                           n_gpu_layers=args.gpu_layers, gpu_offload="layers" if args.gpu_layers else "cpu")
     pool = WorkerPool()
     rows = []
+    settings = _settings(args)
     try:
-        for c in [x for x in contestants_for(lad, labels, labels[0]) if x.label in labels]:
+        for c in _contestants(args):
             for n in args.n_seq:
-                items = [BatchItem(prompt_tokens=[1000 + (7 * i + k) % 5000 for k in range(args.prompt_tokens)],
-                                   max_tokens=args.tokens) for i in range(n)]
+                items = _items(n, args)
                 generate_many(pool, c, settings, items, n_seq=n, ignore_eos=True)  # load + warm
                 ours, theirs, runs = [], [], []
                 for _ in range(args.repeats):  # interleaved: both sides see the same moments of a shared machine

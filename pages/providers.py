@@ -45,7 +45,8 @@ else:
                   f", then puts the quality probe ({md_escape(provider.probe.name)}, "
                   f"{provider.probe.cases or 'all'} {'cases' if provider.probe.kind == 'pack' else 'prompts'}) to it "
                   "and to the local reference.")
-               + (f" A check sends about {tokens:,} tokens." if tokens is not None else ""))
+               + (f" A check sends about {tokens:,} tokens (an upper estimate; each check below counts its own)."
+                  if tokens is not None else ""))
 
     # ---- check now ----------------------------------------------------------------------------------------------
     c1, c2 = st.columns([1, 3])

@@ -34,7 +34,7 @@ def test_a_silent_switch_is_seen_on_the_page_in_words_and_on_the_chart(demo_ladd
     store = Store()
     for p in list_providers(store):
         remove_provider(store, p.id)
-    server = LlamaServer(tmp_path)
+    server = LlamaServer(tmp_path, MODEL_NAME)
     server.serve(demo_ladder.by_label("Q8_0").path)
     try:
         with started_app("browser-providers.log") as url, sync_playwright() as pw:

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,45 +166,65 @@ def fake() -> Iterator[Any]:
 
 
 # ---- the real server --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def llama_server(demo_ladder, tmp_path_factory) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on the demo Q4_K_M, started once for the module.
+class LlamaServer:
+    """llama-cpp-python's OpenAI-compatible server on one port; `serve(path)` (re)starts it on another file under
+    the same model name (`alias`, else the server's own).
 
     Flash attention on: the workbench's workers let llama.cpp choose (it turns it on for CPU),
     llama-cpp-python turns it off by default, and the two give slightly different numbers.
     """
-    pytest.importorskip("fastapi", reason="llama-cpp-python's server extra is not installed")
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", demo_ladder.by_label("Q4_K_M").path,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1",
-           "--logits_all", "True", "--flash_attn", "True"]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
+
+    def __init__(self, log_dir: Path, alias: str | None = None) -> None:
+        self.port, self.log_dir, self.alias, self.proc = free_port(), log_dir, alias, None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def serve(self, model_path: str) -> None:
+        self.stop()
+        log = self.log_dir / f"server-{Path(model_path).stem}.log"
+        alias = ["--model_alias", self.alias] if self.alias else []
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, *alias,
+               "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", "1",
+               "--n_threads_batch", "1", "--logits_all", "True", "--flash_attn", "True"]
+        with open(log, "wb") as fh:
+            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode} (a negative code is a signal: "
-                            f"{-proc.returncode if proc.returncode < 0 else '-'}):\n{log.read_text()[-2000:]}")
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                pytest.fail(f"llama_cpp.server exited with {code} (a negative code is a signal: "
+                            f"{-code if code < 0 else '-'}):\n{log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(url + "/v1/models", timeout=2) as resp:
+                with urllib.request.urlopen(self.url + "/v1/models", timeout=2) as resp:
                     if resp.status == 200:
-                        break
+                        return
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"llama_cpp.server did not answer within 90 s:\n{log.read_text()[-2000:]}")
             time.sleep(0.3)
-        yield url
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+
+@pytest.fixture(scope="module")
+def llama_server(demo_ladder, tmp_path_factory) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the demo Q4_K_M, started once for the module."""
+    pytest.importorskip("fastapi", reason="llama-cpp-python's server extra is not installed")
+    server = LlamaServer(tmp_path_factory.mktemp("llama_server"))
+    try:
+        server.serve(demo_ladder.by_label("Q4_K_M").path)
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=3)  # uvicorn's graceful shutdown can linger; the test is done with it
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 def endpoint(url: str, **kw: Any) -> RemoteEndpoint:

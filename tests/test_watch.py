@@ -8,18 +8,15 @@ API key (from an environment variable) and the webhook URL reach neither the dat
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_remote import free_port
+from test_remote import LlamaServer, free_port
 
 from workbench.cli.main import main
 from workbench.storage.store import Store
@@ -37,46 +34,6 @@ HOOK_TOKEN = "T0KEN-hook-2b8d"
 
 
 # ---- real and hostile servers, and a webhook receiver ---------------------------------------------
-class LlamaServer:
-    """llama_cpp.server on one port; `serve(path)` (re)starts it on another file under the same model name."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.port, self.log_dir, self.proc = free_port(), log_dir, None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def serve(self, model_path: str) -> None:
-        self.stop()
-        log = self.log_dir / f"server-{Path(model_path).stem}.log"
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", MODEL_NAME,
-               "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", "1",
-               "--n_threads_batch", "1", "--logits_all", "True", "--flash_attn", "True"]
-        with open(log, "wb") as fh:
-            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {self.proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/v1/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer within 90 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-
 class Receiver(BaseHTTPRequestHandler):
     """A Slack-style webhook: records each JSON body it is sent."""
 
@@ -142,7 +99,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_silent_switch_to_q2k_is_caught_said_in_words_alarmed_once_and_no_secret_is_kept(
         demo_ladder, pool, data_dir, receiver, tmp_path, monkeypatch, capsys):
     pytest.importorskip("fastapi", reason="llama-cpp-python's server extra is not installed")
-    server = LlamaServer(tmp_path)
+    server = LlamaServer(tmp_path, MODEL_NAME)
     hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/services/{HOOK_TOKEN}"
     monkeypatch.setenv("ACME_API_KEY", SECRET_KEY)
     monkeypatch.setenv("ACME_WEBHOOK", hook_url)

@@ -243,10 +243,6 @@ class SetRunSummary:
                    text_or_none(row.get("reference_label")), int_or_none(row.get("n_prompts")) or 0,
                    int_or_none(row.get("n_finished")) or 0)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The row as `list_set_runs` gave it before, keys in the same order."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
 
 @dataclass(frozen=True)
 class SetRunChild:
