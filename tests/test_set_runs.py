@@ -29,6 +29,7 @@ from workbench.runs.set_runs import (
     stored_contestants,
 )
 from workbench.runs.variants import Variant
+from workbench.storage.rows import SetRunSummary
 from workbench.storage.store import SetRunChild, Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,9 +67,9 @@ def test_the_store_keeps_set_runs_and_the_newest_run_of_each_prompt(store: Store
     assert got is not None and got.prompts == [{"prompt": "a"}, {"prompt": "b"}] and got.ladder["name"] == "L"
     assert got.children == (SetRunChild(index=0, run_id=first, status="done", attempts=1),
                             SetRunChild(index=1, run_id=again, status="running", attempts=2))
-    assert store.list_set_runs()[0].to_dict() | {"created_at": None} == {
-        "id": set_id, "created_at": None, "name": "s", "status": "running", "ladder_name": "L",
-        "reference_label": "F16", "n_prompts": 2, "n_finished": 1}
+    assert replace(store.list_set_runs()[0], created_at="") == SetRunSummary(
+        id=set_id, created_at="", name="s", status="running", ladder_name="L",
+        reference_label="F16", n_prompts=2, n_finished=1)
     store.set_set_run_status(set_id, "cancelled")
     assert store.get_set_run(set_id).status == "cancelled"
     assert store.get_set_run(set_id + 1) is None
