@@ -51,3 +51,8 @@ def hf_cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface"
     )
     return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
+
+
+def bundled_prompts_dir() -> Path:
+    """The `prompts/` folder shipped beside the package: packs, prompt sets and the reference text."""
+    return Path(__file__).resolve().parents[2] / "prompts"

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.core import paths
 from workbench.files.text_formats import (
     TextFormatError,
     csv_records,
@@ -492,7 +493,7 @@ def load_pack(path: str | Path) -> Pack:
 
 def bundled_dir() -> Path:
     """The `prompts/` directory shipped beside the package (starter pack and examples)."""
-    return Path(__file__).resolve().parents[2] / "prompts"
+    return paths.bundled_prompts_dir()
 
 
 def list_packs(directory: str | Path | None = None) -> list[Path]:

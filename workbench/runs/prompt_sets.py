@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.core import paths
 from workbench.files.text_formats import (
     TextFormatError,
     csv_records,
@@ -165,7 +166,7 @@ def parse_upload(data: bytes, filename: str) -> PromptSet:
 
 def bundled_sets_dir() -> Path:
     """prompts/sets/ beside the package: the sets the app offers out of the box."""
-    return Path(__file__).resolve().parents[2] / "prompts" / "sets"
+    return paths.bundled_prompts_dir() / "sets"
 
 
 def list_bundled_sets(directory: str | Path | None = None) -> list[PromptSet]:
