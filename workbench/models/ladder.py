@@ -41,6 +41,9 @@ class LadderFile:
     size_bytes: int
     bits_per_weight: float
     reference: bool = False
+    # made with an importance matrix: its provenance (calibration "name", "kind", "sha256", "tokens", "split" when
+    # a prompt set was split, and the matrix "file"), as the `workbench.calibration.*` keys without the prefix
+    imatrix: dict[str, Any] | None = None
 
     @classmethod
     def from_info(cls, info: GgufInfo, label: str | None = None, reference: bool = False) -> LadderFile:
