@@ -64,6 +64,10 @@ class CollectError(RuntimeError):
     """Something that stops the collection; one line for the parent."""
 
 
+class InputError(CollectError):
+    """The calibration text is at fault (too short to measure)."""
+
+
 def _ggml() -> ctypes.CDLL:
     """libggml-base from the bindings' own lib folder (already loaded by llama_cpp; this gets its symbols)."""
     import llama_cpp
@@ -258,7 +262,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         if job.get("max_chunks"):
             seqs, origin = seqs[:int(job["max_chunks"])], origin[:int(job["max_chunks"])]
         if not seqs:
-            raise CollectError(f"the calibration text gives no sequence of at least {MIN_ROWS} tokens; llama.cpp's "
+            raise InputError(f"the calibration text gives no sequence of at least {MIN_ROWS} tokens; llama.cpp's "
                                "importance matrix ignores shorter ones, so there is nothing to measure (use more text)")
         batch = _internals.LlamaBatch(n_tokens=chunk_tokens, embd=0, n_seq_max=1)
         n_tokens, t0 = 0, time.perf_counter()
@@ -293,7 +297,8 @@ def main() -> int:
     try:
         result = run(json.load(sys.stdin))
     except (CollectError, OSError, ValueError, KeyError) as exc:
-        _send(event="error", message=str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        _send(event="error", message=str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__,
+              input=isinstance(exc, InputError))
         return 2
     _send(event="done", **result)
     return 0

@@ -38,6 +38,10 @@ class ImatrixComputeError(ValueError):
     """The matrix cannot be computed (wrong reference, unusable text, llama.cpp failed); one line for the user."""
 
 
+class ImatrixInputError(ImatrixComputeError):
+    """The input is at fault (a reference that is not full precision, calibration text too short, no folder)."""
+
+
 class ImatrixCancelled(Cancelled):
     """Stopped on request; nothing was written."""
 
@@ -70,9 +74,9 @@ def check_reference(path: str | os.PathLike[str]) -> str:
     try:
         info = read_header(path)
     except GgufError as exc:
-        raise ImatrixComputeError(str(exc)) from None
+        raise ImatrixInputError(str(exc)) from None
     if info.quant_type not in FULL_PRECISION:
-        raise ImatrixComputeError(
+        raise ImatrixInputError(
             f"{Path(path).name} is {info.quant_type}, not full precision: an importance matrix from a "
             f"{info.quant_type} reference measures activations of an already-rounded model; quantizing that file "
             "again compounds the rounding — use the F16/BF16 source")
@@ -107,12 +111,12 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
     """
     note = check_reference(reference)
     if chunk_tokens < 16:
-        raise ImatrixComputeError(f"chunks of {chunk_tokens} tokens are too short: llama.cpp measures at least 16")
+        raise ImatrixInputError(f"chunks of {chunk_tokens} tokens are too short: llama.cpp measures at least 16")
     if max_chunks is not None and max_chunks < 1:
-        raise ImatrixComputeError("the number of chunks must be at least 1")
+        raise ImatrixInputError("the number of chunks must be at least 1")
     out = Path(out)
     if not out.parent.is_dir():
-        raise ImatrixComputeError(f"{out.parent}: no such folder to write the matrix into")
+        raise ImatrixInputError(f"{out.parent}: no such folder to write the matrix into")
     job = {"model": os.path.abspath(reference), "out": str(out), "chunk_tokens": int(chunk_tokens),
            "max_chunks": max_chunks, "threads": int(threads or hardware.default_threads()),
            "pieces": [{"text": p.text, "system": p.system, "chat": p.chat} for p in calibration.pieces],
@@ -155,7 +159,8 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
         raise ImatrixCancelled("stopped; no importance matrix was written")
     if last.get("event") == "error":
         _remove(out)
-        raise ImatrixComputeError(str(last.get("message") or "the collector failed"))
+        error = ImatrixInputError if last.get("input") else ImatrixComputeError
+        raise error(str(last.get("message") or "the collector failed"))
     if rc != 0 or last.get("event") != "done":
         _remove(out)
         reason, _ = describe_exit(rc)
