@@ -87,7 +87,7 @@ def cmd_imatrix(args: argparse.Namespace) -> int:
         print(f"{calibration.name}: {calibration.split.describe()}; split {calibration.split}", file=sys.stderr)
 
     def progress(done: int, total: int, msg: str) -> None:
-        if not args.json and total:
+        if not args.json and done:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
     try:
@@ -105,11 +105,12 @@ def cmd_imatrix(args: argparse.Namespace) -> int:
                           "calibration": jf.calibration_fields(name=calibration.name, kind=calibration.kind,
                                                                sha256=calibration.sha256, tokens=result.n_tokens,
                                                                split=split),
-                          "chunks": result.n_chunks, "seconds": round(result.seconds, 3), "note": result.note or None,
+                          "chunks": result.n_chunks, "seconds": round(result.seconds, 3),
+                          "tokens_per_second": round(result.tokens_per_second, 1), "note": result.note or None,
                           "pieces": list(result.pieces)}, indent=2))
         return 0
-    print(f"Wrote {result.path}: {result.n_tokens:,} tokens of {calibration.describe()} in {result.n_chunks} "
-          f"chunk(s), {result.seconds:.1f} s ({result.tokens_per_second:,.0f} tokens/s, measured here).")
+    print(f"Wrote {result.path}: {result.n_tokens:,} tokens of {calibration.describe()} as {result.n_chunks} "
+          f"chunk(s), {result.seconds:.1f} s in all ({result.tokens_per_second:,.0f} tokens/s through the model, measured here).")
     if result.note:
         print(result.note)
     return 0

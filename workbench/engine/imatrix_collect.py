@@ -103,7 +103,10 @@ def _weight_name(raw: bytes) -> str:
 
 
 class Collector:
-    """The eval callback and what it accumulates: float64 sums [n_mat, n_cols] and token counts per weight."""
+    """The eval callback and what it accumulates: float32 sums [n_mat, n_cols] and token counts per weight.
+
+    The sums are added row by row in float32, in the order llama-imatrix adds them, so the same text and chunking
+    give bit-identical sums (checked on the demo model; docs/quality.md)."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
@@ -161,20 +164,23 @@ class Collector:
         if t.op == GGML_OP_MUL_MAT_ID:
             n_as = int(src0.ne[2])
             ids = self._array(t.src[2].contents, np.int32)[0, 0]  # [n_tokens, n_ids]
-            sums = self.sums.setdefault(name, np.zeros((n_as, ne0)))
+            sums = self.sums.setdefault(name, np.zeros((n_as, ne0), dtype=np.float32))
             counts = self.counts.setdefault(name, np.zeros(n_as, dtype=np.int64))
             rows = x[0]  # [n_tokens, ne1, ne0]
             for idx in range(ids.shape[1]):
-                experts = ids[:, idx]
-                np.add.at(sums, experts, np.square(rows[:, idx % rows.shape[1], :], dtype=np.float64))
-                counts += np.bincount(experts, minlength=n_as)
+                for row, expert in enumerate(ids[:, idx]):  # llama.cpp's order, in float32
+                    x_row = rows[row, idx % rows.shape[1]]
+                    sums[expert] += x_row * x_row
+                counts += np.bincount(ids[:, idx], minlength=n_as)
         else:
             n2, n3 = int(src0.ne[2]), int(src0.ne[3])
-            sums = self.sums.setdefault(name, np.zeros((n2 * n3, ne0)))
+            sums = self.sums.setdefault(name, np.zeros((n2 * n3, ne0), dtype=np.float32))
             counts = self.counts.setdefault(name, np.zeros(1, dtype=np.int64))
             for i3 in range(x.shape[0]):
                 for i2 in range(x.shape[1]):
-                    sums[(i3 % n3) * n2 + (i2 % n2)] += np.square(x[i3, i2], dtype=np.float64).sum(axis=0)
+                    acc = sums[(i3 % n3) * n2 + (i2 % n2)]
+                    for row in x[i3, i2]:  # row by row in float32, llama.cpp's order: the sums come out identical
+                        acc += row * row
             counts += x.shape[0] * x.shape[1] * x.shape[2] // (n2 * n3)
         if not np.isfinite(sums).all():
             raise CollectError(f"non-finite activations in {name}")

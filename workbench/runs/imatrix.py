@@ -50,7 +50,8 @@ class ImatrixCancelled(Cancelled):
 class ImatrixResult:
     """A computed matrix: where it is, from what, how many tokens in how many chunks, how long it took.
 
-    `pieces`: which calibration pieces the model saw, as indices into the prompt set when the calibration is a
+    `seconds` is the whole computation (loading included); `collect_seconds` only the tokens going through the
+    model, what `tokens_per_second` divides by. `pieces`: which calibration pieces the model saw, as indices into the prompt set when the calibration is a
     split prompt set (else into `calibration.pieces`); `piece_sha256`: each one's text hash (the text itself is
     not kept). `note`: what to know about the reference (a requantized F16), or "".
     """
@@ -63,10 +64,11 @@ class ImatrixResult:
     note: str = ""
     pieces: tuple[int, ...] = ()
     piece_sha256: tuple[str, ...] = ()
+    collect_seconds: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
-        return self.n_tokens / self.seconds if self.seconds > 0 else 0.0
+        return self.n_tokens / self.collect_seconds if self.collect_seconds > 0 else 0.0
 
 
 def check_reference(path: str | os.PathLike[str]) -> str:
@@ -170,7 +172,7 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
     used = tuple(int(i) for i in last.get("pieces", []))
     return ImatrixResult(out, calibration, int(last["tokens"]), int(last["chunks"]), time.perf_counter() - t0, note,
                          tuple(split.calibration[i] for i in used) if split else used,
-                         tuple(str(h) for h in last.get("piece_sha256", [])))
+                         tuple(str(h) for h in last.get("piece_sha256", [])), float(last.get("seconds", 0.0)))
 
 
 def _stop_on_cancel(proc: subprocess.Popen[str], cancel: threading.Event) -> None:
