@@ -6,7 +6,7 @@
 
 Prints, over tensors, the max and median of each tensor's relative difference of `importance()` (what the
 quantizer receives), two ways: the largest element-wise |ours - theirs| / |theirs|, and the largest difference
-over the tensor's largest value; and how many tensors have equal token counts.
+over the tensor's largest value; and how many tensors have equal token counts and bit-identical sums.
 """
 
 from __future__ import annotations
@@ -25,18 +25,19 @@ def main(ours_path: str, theirs_path: str) -> int:
               f"only theirs {sorted(set(theirs.entries) - set(ours.entries))[:5]}")
         return 1
     a, b = ours.importance(), theirs.importance()
-    elementwise, scaled, equal_counts = [], [], 0
+    elementwise, scaled, equal_counts, identical = [], [], 0, 0
     for name in sorted(b):
         x, y = a[name].astype(np.float64), b[name].astype(np.float64)
         nz = y != 0
         elementwise.append(float(np.max(np.abs(x[nz] - y[nz]) / np.abs(y[nz]))) if nz.any() else 0.0)
         scaled.append(float(np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-30)))
         equal_counts += bool(np.array_equal(ours.entries[name].counts, theirs.entries[name].counts))
+        identical += bool(np.array_equal(ours.entries[name].sums, theirs.entries[name].sums))
     print(f"{len(b)} tensors; chunks ours {ours.chunk_count}×{ours.chunk_size}, theirs {theirs.chunk_count}×"
           f"{theirs.chunk_size}; tokens ours {ours.n_tokens}, theirs {theirs.n_tokens}")
     print(f"element-wise relative difference: max {max(elementwise):.2e}, median {np.median(elementwise):.2e}")
     print(f"difference / tensor's largest value: max {max(scaled):.2e}, median {np.median(scaled):.2e}")
-    print(f"token counts equal: {equal_counts} of {len(b)} tensors")
+    print(f"token counts equal: {equal_counts} of {len(b)} tensors; sums bit-identical: {identical} of {len(b)}")
     return 0
 
 
