@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -126,8 +127,9 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
     cancel = cancel or threading.Event()
     on_progress(0, 0, "loading the reference")
     t0 = time.perf_counter()
+    errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty child can never block on it
     proc = subprocess.Popen([sys.executable, "-m", "workbench.engine.imatrix_collect"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=errors, text=True)
     stopper = threading.Thread(target=_stop_on_cancel, args=(proc, cancel), daemon=True)
     stopper.start()
     last: dict[str, Any] = {}
@@ -147,8 +149,9 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
             if event.get("event") == "progress":
                 on_progress(int(event["chunk"]), int(event["chunks"]),
                             f"chunk {event['chunk']} of {event['chunks']} ({event['tokens']:,} tokens)")
-        stderr = proc.stderr.read() if proc.stderr else ""
         rc = proc.wait()
+        errors.seek(0)
+        stderr = errors.read()[-4000:]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -156,6 +159,7 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
         cancel_seen = cancel.is_set()
         cancel.set()  # ends the stopper thread
         stopper.join()
+        errors.close()
     if cancel_seen and last.get("event") != "done":
         _remove(out)
         raise ImatrixCancelled("stopped; no importance matrix was written")
