@@ -265,6 +265,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         raise CollectError(f"{job['model']}: llama.cpp could not load it ({exc})") from None
     try:
         seqs, origin = tokenize_pieces(model, job["pieces"], chunk_tokens)
+        short = sum(1 for i, p in enumerate(job["pieces"]) if p.get("chat") and i not in origin)
         if job.get("max_chunks"):
             seqs, origin = seqs[:int(job["max_chunks"])], origin[:int(job["max_chunks"])]
         if not seqs:
@@ -296,7 +297,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         del quiet, callback
     used = sorted({o for o in origin if o >= 0})
     return {"tokens": n_tokens, "chunks": len(seqs), "seconds": seconds, "entries": len(data.entries),
-            "pieces": used, "piece_sha256": [hashlib.sha256(job["pieces"][i]["text"].encode()).hexdigest() for i in used]}
+            "pieces": used, "short_pieces": short, "piece_sha256": [hashlib.sha256(job["pieces"][i]["text"].encode()).hexdigest() for i in used]}
 
 
 def main() -> int:

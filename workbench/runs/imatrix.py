@@ -174,6 +174,10 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
         raise ImatrixComputeError(f"computing the importance matrix failed: {detail}")
     split = calibration.split
     used = tuple(int(i) for i in last.get("pieces", []))
+    short = int(last.get("short_pieces", 0))
+    if short:
+        note = " ".join(x for x in (note, f"{short} of {len(calibration.pieces)} prompts were shorter than 16 tokens "
+                                    "and did not count (llama.cpp's importance matrix skips such short runs).") if x)
     return ImatrixResult(out, calibration, int(last["tokens"]), int(last["chunks"]), time.perf_counter() - t0, note,
                          tuple(split.calibration[i] for i in used) if split else used,
                          tuple(str(h) for h in last.get("piece_sha256", [])), float(last.get("seconds", 0.0)))
