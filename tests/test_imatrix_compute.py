@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import threading
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from workbench.cli.main import main
@@ -17,6 +20,7 @@ from workbench.files.imatrix_file import read_imatrix
 from workbench.runs import calibration as cal
 from workbench.runs.imatrix import (
     ImatrixCancelled,
+    ImatrixComputeError,
     ImatrixInputError,
     ImatrixJob,
     check_reference,
@@ -86,6 +90,21 @@ def test_the_apps_job_reports_a_cancel_as_cancelled(demo_ladder, tmp_path: Path)
     job.stop()
     assert job.join(60)
     assert job.status == "cancelled" and job.result is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crash_of_the_collector_is_one_line_and_leaves_no_file(demo_ladder, tmp_path: Path) -> None:
+    out = tmp_path / "k.imatrix.gguf"
+
+    def kill_child(done: int, total: int, msg: str) -> None:  # llama.cpp dying mid-run, as a SIGKILL does
+        if done >= 1:
+            for child in psutil.Process().children():
+                if "workbench.engine.imatrix_collect" in child.cmdline():
+                    os.kill(child.pid, signal.SIGKILL)
+
+    with pytest.raises(ImatrixComputeError, match="SIGKILL") as caught:
+        compute_imatrix(demo_ladder.reference.path, cal.bundled_text(), out, on_progress=kill_child, **SMALL)
+    assert "\n" not in str(caught.value) and "collector was killed" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 
 

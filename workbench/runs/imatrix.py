@@ -170,7 +170,8 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
     if rc != 0 or last.get("event") != "done":
         _remove(out)
         reason, _ = describe_exit(rc)
-        detail = (stderr.strip().splitlines() or [reason.replace("worker", "the importance-matrix collector")])[-1]
+        reason = reason.replace("worker killed", "the collector was killed")
+        detail = reason if rc < 0 else (stderr.strip().splitlines() or [reason])[-1]
         raise ImatrixComputeError(f"computing the importance matrix failed: {detail}")
     split = calibration.split
     used = tuple(int(i) for i in last.get("pieces", []))
