@@ -28,7 +28,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-text", action="store_true", help="calibrate on the bundled reference text")
     p.add_argument("--prompts", default=None, metavar="SET",
                    help="calibrate on a prompt set's calibration half: a bundled set's name or a file")
-    p.add_argument("--seed", type=int, default=cal.DEFAULT_SEED, help="with --prompts: the split's seed (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="with --prompts: the split's seed (default 0)")
     p.add_argument("--chunks", type=int, default=None, metavar="N", help="use at most N chunks")
     p.add_argument("--chunk-tokens", type=int, default=512, metavar="N",
                    help="tokens per chunk (default 512, llama-imatrix's default)")
@@ -57,7 +57,8 @@ def _calibration(args: argparse.Namespace) -> cal.Calibration:
             return cal.from_text_file(args.text)
         if args.reference_text:
             return cal.bundled_text()
-        return cal.from_prompt_set(_prompt_set(args.prompts), seed=args.seed)
+        seed = cal.DEFAULT_SEED if args.seed is None else args.seed
+        return cal.from_prompt_set(_prompt_set(args.prompts), seed=seed)
     except cal.CalibrationError as exc:
         raise UsageError(str(exc)) from None
 
@@ -74,7 +75,7 @@ def cmd_imatrix(args: argparse.Namespace) -> int:
         raise UsageError("name a reference GGUF or use --demo (exactly one)")
     if args.chunks is not None and args.chunks < 1:
         raise UsageError("--chunks must be at least 1")
-    if args.seed != cal.DEFAULT_SEED and not args.prompts:
+    if args.seed is not None and not args.prompts:
         raise UsageError("--seed goes with --prompts")
     calibration = _calibration(args)
     if args.demo:
