@@ -34,6 +34,7 @@ GGML_TYPE_F32 = 0
 GGML_MAX_DIMS, GGML_MAX_SRC, GGML_MAX_OP_PARAMS, GGML_MAX_NAME = 4, 10, 64, 64
 GGML_OBJECT_SIZE = 32  # struct ggml_object: size_t offs, size; ggml_object * next; enum type; char padding[4]
 MIN_ROWS = 16  # llama-imatrix ignores matrix multiplications over fewer tokens
+_KEEP: list[Any] = []  # ctypes callbacks llama.cpp may still call: never collected before the process ends
 
 
 class GgmlTensor(ctypes.Structure):
@@ -250,7 +251,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     chunk_tokens = int(job["chunk_tokens"])
     collector = Collector(lib)
     callback = llama_cpp.ggml_backend_sched_eval_callback(collector.callback)
-    quiet = llama_cpp.llama_log_callback(lambda *_: None)  # kept referenced: llama.cpp calls it until exit
+    quiet = llama_cpp.llama_log_callback(lambda *_: None)
     llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
     mparams = llama_cpp.llama_model_default_params()
     cparams = llama_cpp.llama_context_default_params()
@@ -277,7 +278,10 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         for i, seq in enumerate(seqs):
             ctx.kv_cache_clear()
             batch.set_batch(seq, n_past=0, logits_all=True)  # every position's output, as llama-imatrix asks
-            ctx.decode(batch)
+            try:
+                ctx.decode(batch)
+            except RuntimeError as exc:  # the bindings raise on a failed llama_decode; our callback may be why
+                raise CollectError(collector.error or str(exc)) from None
             if collector.error:
                 raise CollectError(collector.error)
             n_tokens += len(seq)
@@ -285,16 +289,15 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         if not collector.sums:
             raise CollectError("llama.cpp reported no matrix multiplication to measure for this model")
-        counts = {k: v for k, v in collector.counts.items()}
         metadata = dict(job.get("metadata") or {})
         metadata["workbench.calibration.tokens"] = n_tokens
-        data = ImatrixFile(entries_from_arrays(collector.sums, counts), tuple(job.get("datasets") or ()),
+        data = ImatrixFile(entries_from_arrays(collector.sums, collector.counts), tuple(job.get("datasets") or ()),
                            len(seqs), chunk_tokens, metadata=metadata)
         write_imatrix(job["out"], data)
-    finally:  # free llama.cpp's objects while the callbacks they may call still exist
+    finally:  # free llama.cpp's objects now; the callbacks stay referenced until the process ends
         ctx.close()
         model.close()
-        del quiet, callback
+        _KEEP.extend((quiet, callback))
     used = sorted({o for o in origin if o >= 0})
     return {"tokens": n_tokens, "chunks": len(seqs), "seconds": seconds, "entries": len(data.entries),
             "pieces": used, "short_pieces": short, "piece_sha256": [hashlib.sha256(job["pieces"][i]["text"].encode()).hexdigest() for i in used]}
@@ -303,7 +306,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     try:
         result = run(json.load(sys.stdin))
-    except (CollectError, OSError, ValueError, KeyError) as exc:
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:  # CollectError is a RuntimeError
         _send(event="error", message=str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__,
               input=isinstance(exc, InputError))
         return 2
