@@ -20,7 +20,8 @@ from test_quantize_imatrix import skewed_matrix
 
 from workbench.decide.recommend import Constraints
 from workbench.decide.study import study, study_json
-from workbench.files.quant_names import imatrix_words, is_imatrix_name, precision_key, quant_from_name
+from workbench.files.quant_names import default_pair, imatrix_words, is_imatrix_name, precision_key, quant_from_name
+from workbench.models.hub_listing import _join_entries
 from workbench.models.ladder import Ladder, LadderFile, save_ladder
 from workbench.models.quantize import quantize
 from workbench.quality.published import published_for, published_for_row
@@ -52,6 +53,13 @@ def test_iq_names_order_by_precision_and_the_imatrix_part_is_read_not_mistaken_f
     assert imatrix_words("IQ3_M", {"kind": "bundled text", "name": "reference text"}) == (
         "IQ3_M made with an importance matrix from the bundled reference text")
     assert imatrix_words("Q4_K_M", None) == "Q4_K_M"
+    # the first question of a ladder stays the static Q4_K_M vs Q8_0; an imatrix-only ladder asks about its own file
+    assert default_pair(["F16", "Q8_0", imx_label("Q4_K_M"), "Q4_K_M"]) == ("Q4_K_M", "Q8_0")
+    assert default_pair(["F16", "Q8_0", imx_label("Q4_K_M"), imx_label("IQ3_M")]) == (imx_label("Q4_K_M"), "Q8_0")
+    listed = _join_entries([("m-Q4_K_M-imat.gguf", 10, None), ("m-Q4_K_M.gguf", 10, None), ("m-IQ3_M.gguf", 5, None)],
+                           None)  # a Hub repo with both: the static file is preselected, the IQ file listed below
+    assert [(f.name, f.selected) for f in listed] == [("m-Q4_K_M.gguf", True), ("m-Q4_K_M-imat.gguf", False),
+                                                     ("m-IQ3_M.gguf", False)]
 
 
 def test_an_imatrix_file_gets_the_imatrix_figure_and_a_static_one_the_static_figure_or_is_told() -> None:
