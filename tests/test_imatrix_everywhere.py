@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from test_quantize_imatrix import skewed_matrix
 
+from workbench.decide.evidence import CandidateKey, split_label
 from workbench.decide.recommend import Constraints
 from workbench.decide.study import study, study_json
 from workbench.files.quant_names import default_pair, imatrix_words, is_imatrix_name, precision_key, quant_from_name
@@ -48,6 +49,9 @@ def test_iq_names_order_by_precision_and_the_imatrix_part_is_read_not_mistaken_f
                  "Model.i1-Q4_K_M.gguf", "Model-Q4_K_M-imat.gguf"):
         assert quant_from_name(name) == "Q4_K_M" and is_imatrix_name(name), name
     assert not is_imatrix_name("Q4_K_M · KV q8_0") and not is_imatrix_name("Llama-3-8B-Instruct-Q4_K_M.gguf")
+    # a KV variant of an imatrix file keeps the file's whole label as its candidate (decide.evidence keys by it)
+    assert split_label(f"{imx_label('Q4_K_M')} · KV q8_0 · 8k") == (CandidateKey(imx_label("Q4_K_M"), "q8_0", "q8_0"), 8192)
+    assert split_label("Q4_K_M · imatrix (a · 8k)")[0] == CandidateKey("Q4_K_M · imatrix (a · 8k)")
     assert imatrix_words("Q4_K_M", {"kind": "prompt set", "name": "Support"}) == (
         "Q4_K_M made with your prompts' importance matrix (Support)")
     assert imatrix_words("IQ3_M", {"kind": "bundled text", "name": "reference text"}) == (
