@@ -39,14 +39,16 @@ EXPLAIN = ("The reference's tokens are fed to every quantization (teacher forcin
 # Beside each measured mean KLD: the one published elsewhere for the same type (workbench.quality.published).
 PUBLISHED_CAPTION = (f"**{PUBLISHED_COLUMN}** is published elsewhere, not measured here: "
                      f"[{md_escape(SOURCE_TITLE)}]({SOURCE_URL}), the same quantization type on {MODEL} over "
-                     f"Wikitext-2 (without an importance matrix where the source lists one). It is {md_escape(NOTE)}: "
+                     f"Wikitext-2 (made with an importance matrix for a file made with one, without one otherwise, "
+                     f"wherever the source lists that row). It is {md_escape(NOTE)}: "
                      "compare rankings and ratios, not values. Every other column is measured here; a type the source "
                      "does not list has no published figure.")
 
 
-def published_kld(quant_type: str | None, is_reference: bool = False) -> float | None:
-    """The published mean KLD for a row's type; none for the reference, which every row is measured against."""
-    figure = published_for_row(quant_type, is_reference)
+def published_kld(quant_type: str | None, is_reference: bool = False, label: str | None = None) -> float | None:
+    """The published mean KLD for a row's type (the imatrix row for an imatrix file's label); none for the
+    reference, which every row is measured against."""
+    figure = published_for_row(quant_type, is_reference, label)
     return None if figure is None else figure.mean_kld
 
 
@@ -60,7 +62,7 @@ def summary_frame(report: dv.DivergenceReport) -> pd.DataFrame:
             "p99 KLD": s.get("p99_kld"), "max KLD": s.get("max_kld"),
             "same top-1 %": None if s.get("top1_agreement") is None else 100 * s["top1_agreement"],
             "PPL": s.get("ppl"), "mean p(ref token)": s.get("mean_p_token"),
-            PUBLISHED_COLUMN: published_kld(r.quant_type, r.is_reference), "error": r.error,
+            PUBLISHED_COLUMN: published_kld(r.quant_type, r.is_reference, r.label), "error": r.error,
         })
     return _drop_empty_errors(pd.DataFrame(rows))
 
@@ -87,7 +89,7 @@ def text_stats_frame(report: dv.DivergenceReport) -> pd.DataFrame:
             "median KLD": round(s["median_kld"], 5), "same top p %": f"{100 * s['top1_agreement']:.2f} ± "
                                                                      f"{100 * s['top1_stderr']:.2f}",
             "RMS Δp %": round(100 * s["rms_delta_p"], 3),
-            PUBLISHED_COLUMN: published_kld(r.quant_type, r.is_reference), "error": None,
+            PUBLISHED_COLUMN: published_kld(r.quant_type, r.is_reference, r.label), "error": None,
         })
     return _drop_empty_errors(pd.DataFrame(rows))
 

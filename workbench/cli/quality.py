@@ -147,7 +147,7 @@ def _with_published(doc: dict[str, Any]) -> dict[str, Any]:
     from workbench.quality.published import published_for_row
 
     for row in doc.get("results", []):
-        figure = published_for_row(row.get(jf.QUANT_TYPE), bool(row.get(jf.IS_REFERENCE)))
+        figure = published_for_row(row.get(jf.QUANT_TYPE), bool(row.get(jf.IS_REFERENCE)), str(row.get(jf.LABEL) or ""))
         row["published"] = None if figure is None else figure.to_json()
     doc["figures"] = {"results[]": "measured", "results[].published": "published elsewhere"}
     return doc
@@ -171,7 +171,7 @@ def _print_divergence(report: Any) -> None:
         if r.error:
             rows.append([r.label, r.quant_type or "-", "-", "-", "-", "-", "-", "-", r.error, "-"])
             continue
-        figure = published_for_row(r.quant_type, r.is_reference)
+        figure = published_for_row(r.quant_type, r.is_reference, r.label)
         rows.append([r.label + (" (ref)" if r.is_reference else ""), r.quant_type or "-", s.get("n_tokens"),
                      f"{_fmt(s.get('mean_kld'), '.4f')} ± {_fmt(s.get('kld_stderr'), '.4f')}",
                      _fmt(s.get("median_kld"), ".4f"), _fmt(s.get("p99_kld"), ".4f"), _fmt(s.get("max_kld"), ".3f"),

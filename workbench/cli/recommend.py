@@ -115,7 +115,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     for a in rec.assessments:
         f = a.facts
         rows.append([f.label, f.verdict, fmt_bytes(f.needed_bytes), fmt_num(f.est_tok_s),
-                     "-" if f.kld is None else f"{f.kld:.4f}", "-" if f.published_kld is None else f"{f.published_kld:.4f}",
+                     "-" if f.kld is None else f"{f.kld:.4f}", report.published_cell(f),
                      a.status])
     print_table(["candidate", "fit (predicted)", "memory (predicted)", "tok/s (estimate)", "mean KLD (measured)",
                  "KLD LLaMA-3-8B (published)", "constraints"], rows)

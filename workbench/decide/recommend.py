@@ -25,6 +25,7 @@ from typing import Any
 from workbench.core.text_units import bytes_in_words
 from workbench.decide.evidence import CandidateKey, Evidence
 from workbench.decide.targets import the, verdict_words
+from workbench.files.quant_names import imatrix_words
 from workbench.quality.published import MODEL as PUBLISHED_MODEL
 from workbench.quality.published import published_for
 
@@ -85,10 +86,19 @@ class Facts:
     quant_type: str | None = None
     published_kld: float | None = None  # another model's figure for the same type, for context only
     detail: Any = None  # the TargetFit / SpeedEstimate behind these numbers, for reports
+    imatrix: dict[str, Any] | None = None  # the file was made with an importance matrix: its provenance (LadderFile)
 
     @property
     def label(self) -> str:
         return self.key.label
+
+    @property
+    def named(self) -> str:
+        """The label, and for a file made with an importance matrix what that means: "Q4_K_M · imatrix (Support) —
+        Q4_K_M made with your prompts' importance matrix —" reads as one noun in a sentence."""
+        if self.imatrix is None or not self.quant_type:
+            return self.label
+        return f"{self.label} — {imatrix_words(self.quant_type, self.imatrix, with_name=False)} —"
 
     @property
     def kld(self) -> float | None:
@@ -369,10 +379,10 @@ def _answer(pick: Assessment, better: Sequence[Assessment], assessments: Sequenc
     later = (f"; {_names(unknown)} {'are' if len(unknown) > 1 else 'is'} not measured yet and could take its place"
              if unknown else "")
     if c.prefer == "quality":
-        return f"Ship {f.label} {where}: the best quality that meets these{later}."
+        return f"Ship {f.named} {where}: the best quality that meets these{later}."
     if not f.evidence.is_reference:
         kld = "" if f.kld is None else f" (mean KLD {kld_words(f.kld)})"
-        return f"Ship {f.label} {where}: the smallest option whose quality holds{kld}{later}."
+        return f"Ship {f.named} {where}: the smallest option whose quality holds{kld}{later}."
     others = [a for a in assessments if not a.facts.evidence.is_reference]
     if not others:
         return f"Ship {f.label} {where}: it is the only option."
@@ -412,6 +422,7 @@ def to_json(rec: Recommendation) -> dict[str, Any]:
     """The chosen target's part of the CLI's JSON: recommended, reasons, would_change, actions."""
     return {
         "recommended": rec.recommended.label if rec.recommended else None,
+        "recommended_imatrix": rec.recommended.imatrix if rec.recommended else None,  # its matrix's provenance
         "answer": rec.answer,
         "rule": rec.rule,
         "meaning": rec.meaning,

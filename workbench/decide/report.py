@@ -90,6 +90,15 @@ EVIDENCE_HEADERS = ["candidate", "mean KLD (measured)", "how", "KLD, LLaMA-3-8B 
                     "ratings", "decode here (measured)"]
 
 
+def published_cell(f: Facts) -> str:
+    """Another model's KLD for the same type, saying when the source's file was made with a matrix (or not, against
+    the file's own kind): quality.published.PublishedFigure.kld_cell."""
+    figure = (f.detail or {}).get("published") if isinstance(f.detail, dict) else None
+    if figure is not None:
+        return str(figure.kld_cell())
+    return "-" if f.published_kld is None else f"{f.published_kld:.4f}"
+
+
 def evidence_rows(s: Study) -> list[list[Any]]:
     rows = []
     for f in s.facts:
@@ -99,7 +108,7 @@ def evidence_rows(s: Study) -> list[list[Any]]:
             f.label,
             "-" if d is None else kld_words(d.mean_kld),
             "-" if d is None else d.how,
-            "-" if f.published_kld is None else f"{f.published_kld:.4f}",
+            published_cell(f),
             "-" if d is None or d.top1_agreement is None else f"{d.top1_agreement:.1%}",
             "-" if e.prompts is None else e.prompts.words().removeprefix("on your prompts its answers "),
             "-" if ev is None else f"{ev.passed}/{ev.cases} ({ev.pack}, run #{ev.run_id})",

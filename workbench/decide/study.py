@@ -56,10 +56,11 @@ def _facts(ladder: Ladder, keys: Sequence[CandidateKey], evidence: dict[Candidat
         # the published table ran llama.cpp's default f16 cache: beside a quantized cache it would mislead
         # and the reference is the yardstick here, not a candidate measured against one
         plain = key.kv_type_k == key.kv_type_v == "f16" and not evidence[key].is_reference
-        published = published_for(f.quant_type) if plain else None
+        # a file made with an importance matrix is set beside the figure published for that kind of file
+        published = published_for(f.quant_type, imatrix=f.imatrix is not None) if plain else None
         out.append(Facts(key, evidence[key], fit.verdict_code, fit.verdict, fit.predicted_bytes, fit.spare_bytes,
                          est.tok_s, f.path, f.quant_type, published.mean_kld if published else None,
-                         {"fit": fit, "speed": est, "published": published}))
+                         {"fit": fit, "speed": est, "published": published}, f.imatrix))
     return out
 
 
@@ -113,6 +114,8 @@ def _quality_json(facts: Facts) -> dict[str, Any]:
         "n_ratings": e.n_ratings,
         "published_kld": published.mean_kld if published else None,
         "published_source": f"{published.model}: {published.source_url}" if published else None,
+        "published_imatrix": published.imatrix if published else None,  # the source row's matrix ("WT 10m") or null
+        "published_note": published.note if published else None,  # says when its kind differs from the file's
     }
 
 
@@ -142,6 +145,7 @@ def study_json(s: Study) -> dict[str, Any]:
             "label": f.label,
             "file": f.file,
             "quant_type": f.quant_type,
+            "imatrix": f.imatrix,  # the shared vocabulary: the matrix's provenance, null for a static file
             "kv_type": k.kv_type_k if k.kv_type_k == k.kv_type_v else f"{k.kv_type_k}/{k.kv_type_v}",
             "kv_type_k": k.kv_type_k,
             "kv_type_v": k.kv_type_v,

@@ -3,12 +3,19 @@
 The Hub, LM Studio and Ollama all name files by convention ("Llama-3.2-1B-Instruct-Q4_K_M.gguf",
 "llama3.2:1b-instruct-q4_K_M"), not by metadata, so the listing and the on-disk discovery both need
 one shared reading of those names. Split shards ("-00001-of-00003.gguf") belong to one model file.
+
+Files made with an importance matrix say so in their names by convention too: ours "<stem>.Q4_K_M.imatrix-<slug>.gguf"
+and labels "Q4_K_M · imatrix (<calibration>)" (models.ladder.imatrix_label), the Hub's "-imatrix", "-imat" or
+mradermacher's "i1-Q4_K_M". `is_imatrix_name` reads that, and the calibration part never counts as a type
+("imatrix (Q8 support)" is still Q4_K_M). The IQ types order by their bits per weight like any other type.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import gguf
 
@@ -22,10 +29,17 @@ _QUANT_TOKEN = (
     r"|TQ[12]_0|MXFP4(?:_MOE)?|NVFP4|BF16|FP16|FP32|F16|F32)"
 )
 _QUANT_RE = re.compile(rf"(?:^|[-._ :])(?P<q>{_QUANT_TOKEN})(?=$|[-._ ])", re.IGNORECASE)
+# The importance-matrix part of a name: a label's " · imatrix (…)" and any variant part after it, a file name's
+# ".imatrix-<slug>" to the end, or a bare "imatrix"/"imat"/"i1" word (the Hub's conventions). The first two are cut
+# before looking for the type.
+_IMATRIX_TAIL_RE = re.compile(r"(?: · imatrix \(.*|[-._]imatrix[-._].*)$", re.IGNORECASE | re.DOTALL)
+_IMATRIX_WORD_RE = re.compile(r"(?:^|[-._ (])(?:imatrix|imat|i1)(?=$|[-._ )])", re.IGNORECASE)
 _SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
 # Tie-break between types of equal nominal bits: bigger mixes first, legacy Q4_0/Q5_0 below K-quant mixes.
-_SUFFIX_ORDER = {"XL": 5, "L": 4, "M": 3, "NL": 3, "K": 3, "S": 2, "0": 2, "1": 2, "XS": 1, "XXS": 0}
+# IQ4_NL (4.5 bpw, a single block type) sits below Q4_K_S and Q4_0 of the same nominal bits: llama.cpp's files of
+# it are the smaller ones (LLaMA-3-8B: 4.35 GiB against 4.37 and 4.34 … 4.58).
+_SUFFIX_ORDER = {"XL": 5, "L": 4, "M": 3, "NL": 1, "K": 3, "S": 2, "0": 2, "1": 2, "XS": 1, "XXS": 0}
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ def _last_quant_token(name: str) -> tuple[str, re.Match[str] | None]:
     if shard:
         stem = shard.base
     stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
+    stem = _IMATRIX_TAIL_RE.sub("", stem)  # "Q4_K_M · imatrix (Q8 tests)" is Q4_K_M
     matches = list(_QUANT_RE.finditer(stem))
     return stem, (matches[-1] if matches else None)
 
@@ -69,6 +84,30 @@ def quant_from_name(name: str) -> str | None:
     return {"FP16": "F16", "FP32": "F32"}.get(q, q)
 
 
+def is_imatrix_name(name: str) -> bool:
+    """A label or file name that says it was made with an importance matrix: "Q4_K_M · imatrix (Product support)",
+    "model.Q4_K_M.imatrix-product-support.gguf", "Model-IQ3_M-imat.gguf", "Model.i1-Q4_K_M.gguf"."""
+    stem = name.rsplit("/", 1)[-1]
+    return bool(_IMATRIX_TAIL_RE.search(re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE))
+                or _IMATRIX_WORD_RE.search(stem))
+
+
+#: How each calibration kind (runs.calibration.Calibration.kind) reads after "made with …".
+_CALIBRATION_WORDS = {"prompt set": "your prompts' importance matrix", "text file": "an importance matrix from your text",
+                      "bundled text": "an importance matrix from the bundled reference text"}
+
+
+def imatrix_words(quant_type: str, imatrix: Mapping[str, Any] | None, with_name: bool = True) -> str:
+    """A file in words for a product person: "Q4_K_M made with your prompts' importance matrix (Product support)";
+    the bare type for a static file (`imatrix` None). `imatrix` is a LadderFile's provenance (`kind`, `name`, `file`);
+    its values are untrusted text: escape the result where it becomes HTML or Markdown."""
+    if imatrix is None:
+        return quant_type
+    kind, name = str(imatrix.get("kind") or ""), str(imatrix.get("name") or imatrix.get("file") or "")
+    words = f"{quant_type} made with {_CALIBRATION_WORDS.get(kind, 'an importance matrix')}"
+    return f"{words} ({name})" if with_name and name and kind != "bundled text" else words
+
+
 def strip_quant(name: str) -> str:
     """The model part of a file name: extension, shard suffix and quantization token removed."""
     stem, m = _last_quant_token(name)
@@ -81,7 +120,8 @@ def base_tensor_type(quant: str) -> gguf.GGMLQuantizationType | None:
     """The ggml tensor type a file-level quantization is mostly made of (Q4_K_M -> Q4_K, IQ3_M -> IQ3_S)."""
     q = quant.upper()
     q = re.sub(r"^(Q4_0)_\d_\d$", r"\1", q)  # Q4_0_4_8 and kin: repacked Q4_0
-    candidates = [q, re.sub(r"_(?:XL|L|M|S)$", "", q), re.sub(r"_(?:XL|L|M)$", "_S", q)]
+    # IQ3_XS is a mix of IQ3_XXS and IQ3_S blocks (3.3 bpw): its smaller block type orders it below IQ3_S
+    candidates = [q, re.sub(r"_(?:XL|L|M|S)$", "", q), re.sub(r"_(?:XL|L|M)$", "_S", q), re.sub(r"_XS$", "_XXS", q)]
     for c in candidates:
         try:
             return gguf.GGMLQuantizationType[c]
@@ -144,7 +184,9 @@ def default_pair(labels: list[str], reference: str | None = None,
     rest = [x for x in names if x != baseline]
     lower = [x for x in rest if precision_key(quant(x)) < precision_key(quant(baseline))]
     rest = lower or rest  # the question is about a smaller file, when there is one
-    candidate = next((x for x in rest if quant(x) == COMMON_CANDIDATE), None)
+    # the static file of that type first: an imatrix Q4_K_M beside it is the follow-up question, not the first
+    candidate = next((x for x in rest if quant(x) == COMMON_CANDIDATE and not is_imatrix_name(x)), None)
+    candidate = candidate or next((x for x in rest if quant(x) == COMMON_CANDIDATE), None)
     if candidate is None:
         common = [x for x in rest if (nominal_bits_per_weight(quant(x) or "") or 0.0) >= 4.0]
         candidate = min(common or rest, key=lambda x: precision_key(quant(x)))

@@ -19,6 +19,7 @@ from huggingface_hub.utils import get_session, hf_raise_for_status
 from workbench.core.paths import hf_cache_dir
 from workbench.files.quant_names import (
     DEFAULT_QUANTS,
+    is_imatrix_name,
     nominal_bits_per_weight,
     parse_shard,
     precision_key,
@@ -146,6 +147,7 @@ def _join_entries(rows: list[tuple[str, int | None, str | None]], n_params: int 
         elif f.quant_type and (nominal := nominal_bits_per_weight(f.quant_type)):
             f.bits_per_weight, f.bpw_basis = round(nominal, 2), "nominal"
     singles.sort(key=lambda f: f.name)
+    singles.sort(key=lambda f: is_imatrix_name(f.name))  # of one type, the static file first (and preselected)
     singles.sort(key=lambda f: precision_key(f.quant_type), reverse=True)
     taken: set[str] = set()
     for f in singles:  # one preselected entry per default quantization

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.files.quant_names import is_imatrix_name
 from workbench.people.ratings import SET_MODE, list_ratings, list_votes, rater_identity
 from workbench.storage.store import Store
 
@@ -119,7 +120,9 @@ class Leaderboard:
 
 
 def item_key(quant_type: str | None, label: str) -> str:
-    return quant_type or label
+    """What one standing counts: the quantization type across ladders, but a file made with an importance matrix by
+    its own label, so "Q4_K_M · imatrix (…)" never merges with the static Q4_K_M (or another matrix's)."""
+    return label if is_imatrix_name(label) else quant_type or label
 
 
 # ---- turning judgements into comparisons --------------------------------------------------------

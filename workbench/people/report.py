@@ -239,7 +239,7 @@ def divergence_rows(report: DivergenceReport) -> list[list[Any]]:
     rows = []
     for r in report.results:
         s = r.summary
-        figure = published_for_row(r.quant_type, r.is_reference)
+        figure = published_for_row(r.quant_type, r.is_reference, r.label)
         top1 = s.get("top1_agreement")
         top1_pct = 100 * top1 if isinstance(top1, (int, float)) else None
         rows.append([r.label + (" (reference)" if r.is_reference else ""), r.quant_type or "-",

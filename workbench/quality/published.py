@@ -8,10 +8,13 @@ and ratios, never the values, and label it "published elsewhere" wherever it is 
 The rows below are copied verbatim from llama.cpp's tools/perplexity/README.md ("LLaMA 3 8b Scoreboard", revision
 f364eb6f, CUDA backend, one RTX 4090), at the commit in `SOURCE_URL`; the scoreboard has been unchanged since
 commit 20385ce (May 2024). They are parsed here rather than retyped, so no figure can drift from its source.
-Where a type was measured both without and with an importance matrix, the row without one ("None") is used: it
-is how `llama-quantize` makes a file by default and how this app's ladders are made. Types the scoreboard lists
-only with an importance matrix (IQ*, Q2_K_S) use its "WT 10m" row and say so. A type the scoreboard does not list
-has no figure (`published_for` returns None): nothing is interpolated or guessed.
+Each lookup says whether it is for a file made with an importance matrix (`published_for(type, imatrix=True)`): a
+static file gets the row without one ("None": how `llama-quantize` makes a file by default), a file made with a matrix
+gets the row quantized with one ("WT 10m": ten million Wikitext tokens of calibration, the source's largest). Where
+the source lists a type only the other way (the IQ types and Q2_K_S only with a matrix; Q8_0, Q6_K, Q5_K_M … only
+without), that row is given and its note says so: a static figure is never shown for an imatrix file, or the reverse,
+without saying it. A type the scoreboard does not list has no figure (`published_for` returns None): nothing is
+interpolated or guessed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from workbench.files.quant_names import quant_from_name
+from workbench.files.quant_names import is_imatrix_name, quant_from_name
 from workbench.storage.provenance import Provenance
 
 __all__ = ["MODEL", "NOTE", "PUBLISHED_COLUMN", "PUBLISHED_ELSEWHERE", "SOURCE_TITLE", "SOURCE_URL", "PublishedFigure",
@@ -97,7 +100,8 @@ _COMPARISON = """\
 | Same top p      |    85.584 ± 0.086 % |    71.138 ± 0.119 % |    94.665 ± 0.055 % |    91.901 ± 0.072 % |    97.520 ± 0.038 % |    96.031 ± 0.051 % |    98.846 ± 0.026 % |    97.674 ± 0.040 % |
 """
 
-_IMATRIX_ONLY_ROW = "WT 10m"
+#: The scoreboard's row for a file made with a matrix: its largest calibration, as common imatrix files use.
+_IMATRIX_ROW = "WT 10m"
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,22 @@ class PublishedFigure:
     source_url: str
     note: str
     imatrix: str | None = None  # the importance matrix the row used ("WT 10m"); None: quantized without one
+    for_imatrix: bool = False  # asked for a file made with an importance matrix (`published_for(…, imatrix=True)`)
     size_gib: float | None = None  # the quantized LLaMA-3-8B file's size in the source, GiB
     dataset: str = DATASET
+
+    @property
+    def matches_file(self) -> bool:
+        """The row was quantized the way the file it is set beside was: both with a matrix, or both without."""
+        return (self.imatrix is not None) == self.for_imatrix
+
+    def kld_cell(self) -> str:
+        """The mean KLD for a table cell, saying how the source's file was made when that is not plain:
+        "0.0282 (imatrix)", "0.1025 (imatrix; none static)", "0.0014 (static; none with imatrix)"."""
+        value = "-" if self.mean_kld is None else f"{self.mean_kld:.4f}"
+        if self.imatrix is not None:
+            return f"{value} (imatrix)" if self.for_imatrix else f"{value} (imatrix; none static)"
+        return f"{value} (static; none with imatrix)" if self.for_imatrix else value
 
     @property
     def provenance(self) -> Provenance:
@@ -131,7 +149,8 @@ class PublishedFigure:
         """The `published` object of `workbench diverge --json`: labelled as published elsewhere."""
         return {"kind": PUBLISHED_ELSEWHERE, "quant_type": self.quant_type, "model": self.model,
                 "dataset": self.dataset, "mean_kld": self.mean_kld, "ppl": self.ppl, "delta_ppl": self.delta_ppl,
-                "top1_agreement": self.top1_agreement, "imatrix": self.imatrix, "size_gib": self.size_gib,
+                "top1_agreement": self.top1_agreement, "imatrix": self.imatrix,
+                "for_imatrix_file": self.for_imatrix, "matches_file": self.matches_file, "size_gib": self.size_gib,
                 "source_title": self.source_title, "source_url": self.source_url, "note": self.note}
 
 
@@ -148,7 +167,7 @@ def _type_key(name: str) -> str:
     return name.strip().upper()
 
 
-def _parse() -> dict[str, PublishedFigure]:
+def _parse() -> dict[tuple[str, bool], PublishedFigure]:
     lines = [line for line in _SCOREBOARD.splitlines() if line.startswith("|")][2:]  # header, separator
     rows: dict[str, list[list[str]]] = {}
     for line in lines:
@@ -165,19 +184,29 @@ def _parse() -> dict[str, PublishedFigure]:
             plain = next(r for r in rows[key] if r[1] == "None")
             if _value(plain[5]) != kld:  # the two tables of the source disagree: do not guess which is right
                 raise AssertionError(f"{key}: scoreboard KLD {plain[5]} != comparison KLD {kld}")
-    out: dict[str, PublishedFigure] = {}
+    out: dict[tuple[str, bool], PublishedFigure] = {}
     for key, candidates in rows.items():
-        row = next((r for r in candidates if r[1] == "None"), None)
-        row = row or next(r for r in candidates if r[1] == _IMATRIX_ONLY_ROW)
-        imatrix = None if row[1] == "None" else row[1]
-        note = NOTE + ("" if imatrix is None else
-                       f"; quantized with an importance matrix ({imatrix} Wikitext tokens), as the source lists it")
-        if key == "F16":
-            note += "; the source's F16 figures only measure its own 16-bit storage of the logits"
-        out[key] = PublishedFigure(
-            quant_type=key, model=MODEL, mean_kld=_value(row[5]), ppl=_value(row[3]), delta_ppl=_value(row[4]),
-            top1_agreement=top1.get(key) if imatrix is None else None, source_title=SOURCE_TITLE,
-            source_url=SOURCE_URL, note=note, imatrix=imatrix, size_gib=_value(row[2]))
+        static = next((r for r in candidates if r[1] == "None"), None)
+        with_matrix = next((r for r in candidates if r[1] == _IMATRIX_ROW), None)
+        for for_imatrix in (False, True):
+            row = (with_matrix or static) if for_imatrix else (static or with_matrix)
+            if row is None:  # a type listed only with a smaller matrix (none today): no figure rather than a guess
+                continue
+            imatrix = None if row[1] == "None" else row[1]
+            note = NOTE
+            if imatrix is not None:
+                note += f"; quantized with an importance matrix ({imatrix} Wikitext tokens), as the source lists it"
+                if not for_imatrix:
+                    note += " (it lists no figure without one)"
+            elif for_imatrix:
+                note += ("; quantized without an importance matrix: the source lists no figure with one for this type, "
+                         "and this file was made with one")
+            if key == "F16":
+                note += "; the source's F16 figures only measure its own 16-bit storage of the logits"
+            out[(key, for_imatrix)] = PublishedFigure(
+                quant_type=key, model=MODEL, mean_kld=_value(row[5]), ppl=_value(row[3]), delta_ppl=_value(row[4]),
+                top1_agreement=top1.get(key) if imatrix is None else None, source_title=SOURCE_TITLE,
+                source_url=SOURCE_URL, note=note, imatrix=imatrix, size_gib=_value(row[2]), for_imatrix=for_imatrix)
     return out
 
 
@@ -185,24 +214,27 @@ _FIGURES = _parse()
 _ALIASES = {"FP16": "F16"}
 
 
-def published_for(quant_type: str | None) -> PublishedFigure | None:
-    """The published figure for a quantization type ("Q4_K_M", "q4_k_m", or a file name stating one); None when
-    the source does not list that type (BF16, F32, TQ1_0, MXFP4 …) or no type is given."""
+def published_for(quant_type: str | None, imatrix: bool = False) -> PublishedFigure | None:
+    """The published figure for a quantization type ("Q4_K_M", "q4_k_m", or a file name stating one), for a static
+    file or, with `imatrix=True`, for one made with an importance matrix (the figure's note says when the source has
+    only the other kind); None when the source does not list that type (BF16, F32, TQ1_0, MXFP4 …) or none is given."""
     if not quant_type or not quant_type.strip():
         return None
     key = _type_key(quant_type)
     key = _ALIASES.get(key, key)
-    if key not in _FIGURES and re.search(r"[-._ :/]", quant_type.strip()):
+    if (key, False) not in _FIGURES and re.search(r"[-._ :/]", quant_type.strip()):
         named = quant_from_name(quant_type.strip())
         key = _ALIASES.get(named, named) if named else key
-    return _FIGURES.get(key)
+    return _FIGURES.get((key, bool(imatrix)))
 
 
-def published_for_row(quant_type: str | None, is_reference: bool = False) -> PublishedFigure | None:
-    """The figure to show beside a measured row: none for the reference, which every row is measured against."""
-    return None if is_reference else published_for(quant_type)
+def published_for_row(quant_type: str | None, is_reference: bool = False, label: str | None = None) -> PublishedFigure | None:
+    """The figure to show beside a measured row: none for the reference, which every row is measured against; the
+    imatrix figure when the row's label says the file was made with one ("Q4_K_M · imatrix (…)")."""
+    return None if is_reference else published_for(quant_type, imatrix=is_imatrix_name(label or ""))
 
 
-def all_published() -> list[PublishedFigure]:
-    """Every type the source lists, lowest KLD first (the source's own order)."""
-    return sorted(_FIGURES.values(), key=lambda f: (f.mean_kld is None, f.mean_kld or 0.0))
+def all_published(imatrix: bool = False) -> list[PublishedFigure]:
+    """Every type the source lists, for static files (or with `imatrix`, for imatrix files), lowest KLD first."""
+    figures = [f for (_, m), f in _FIGURES.items() if m == bool(imatrix)]
+    return sorted(figures, key=lambda f: (f.mean_kld is None, f.mean_kld or 0.0))
