@@ -249,8 +249,10 @@ class LadderBuildJob(Job):
     expected = (GgufError, QuantizeError, OSError, ValueError)
     failure_prefix = "Building the ladder failed: "
 
-    def __init__(self, src: str, types: Sequence[str], reference_type: str | None = "F16", name: str | None = None) -> None:
+    def __init__(self, src: str, types: Sequence[str], reference_type: str | None = "F16", name: str | None = None,
+                 *, imatrix: str | None = None, with_static: bool = True) -> None:
         self.src, self.types, self.reference_type, self.name = src, list(types), reference_type, name
+        self.imatrix, self.with_static = imatrix, with_static  # an importance-matrix file, and static twins beside
         steps = len(self.types) + (1 if reference_type and reference_type not in self.types else 0)
         super().__init__(self._build, title=f"ladder from {Path(src).name}",
                          progress=jobs.Progress(0, steps, "", "Starting…", {"messages": []}))
@@ -265,7 +267,8 @@ class LadderBuildJob(Job):
 
     def _build(self, _job: Job) -> Ladder:
         return build_ladder(self.src, self.types, reference_type=self.reference_type, name=self.name,
-                            progress=self._say, on_step=self._step)
+                            progress=self._say, on_step=self._step, imatrix=self.imatrix,
+                            with_static=self.with_static, cancel=self.cancel)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         p = self.progress
