@@ -53,3 +53,9 @@ def gguf_fields(*, label: str | None, quant_type: str | None, file: str | os.Pat
     """The fields every row that describes one GGUF of a ladder starts with, in this order."""
     return {LABEL: label, QUANT_TYPE: quant_type, FILE: abs_file(file), SIZE_BYTES: size_bytes,
             BITS_PER_WEIGHT: bits_per_weight, IS_REFERENCE: bool(is_reference)}
+
+
+def calibration_fields(*, name: str, kind: str, sha256: str, tokens: int, split: str | None) -> dict[str, Any]:
+    """What an importance matrix was computed from (`workbench imatrix`): the calibration's name, kind ("bundled
+    text", "text file", "prompt set"), content hash, tokens seen, and the prompt split's string form (or null)."""
+    return {NAME: name, "kind": kind, "sha256": sha256, "tokens": int(tokens), "split": split}
