@@ -147,3 +147,26 @@ def test_cli_ladder_json_carries_imatrix_objects(built: Ladder, matrices, tmp_pa
                              capture_output=True, text=True, timeout=600, env=env)
     assert refused.returncode == 2 and "IQ2_XXS needs an importance matrix" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_the_apps_job_computes_the_matrix_then_builds_and_can_be_stopped(models_env: Path, demo_ladder,
+                                                                         tmp_path: Path) -> None:
+    from workbench.runs.calibration import bundled_text, from_text
+    from workbench.runs.imatrix_ladder_job import ImatrixLadderJob
+
+    src = tmp_path / "SmolLM2-135M-Instruct.F16.gguf"  # its own folder: the matrix is written beside it
+    shutil.copy(demo_ladder.by_label("F16").path, src)
+    text = from_text(bundled_text().pieces[0].text[:6000], "Support notes")
+    job = ImatrixLadderJob(str(src), ["Q4_K_M"], text, reference_type=None, with_static=False).start()
+    assert job.join(600) and job.status == "done", job.failure
+    messages = job.snapshot()["messages"]
+    assert messages[0].startswith("Computing the importance matrix from text file “Support notes”")
+    assert job.result.labels() == ["F16 (source)", "Q4_K_M · imatrix (Support notes)"]
+    imx = job.result.files[1].imatrix
+    assert imx["file"] == "support-notes.imatrix.gguf" and imx["tokens"] > 0 and imx["kind"] == "text file"
+    assert (tmp_path / "support-notes.imatrix.gguf").is_file()
+
+    stopped = ImatrixLadderJob(str(src), ["Q4_K_M"], from_text("other " * 2000, "Other"), reference_type=None).start()
+    stopped.stop()
+    assert stopped.join(600) and stopped.status == "cancelled"
+    assert not (tmp_path / "other.imatrix.gguf").exists()

@@ -127,12 +127,17 @@ def cmd_ladder(args: argparse.Namespace) -> int:
                          "add --imatrix FILE or --imatrix-from SOURCE")
     say = _progress(args.json)
     src = ladders.ensure_demo_ladder(say).by_label("F16").path if args.demo else args.src
+    if args.imatrix_from:
+        from workbench.runs.imatrix_ladder_job import calibration_from_source, matrix_from_source
+
+        try:
+            calibration = calibration_from_source(args.imatrix_from, args.seed)
+        except ValueError as exc:  # CalibrationError, PromptSetError: the source named is not usable
+            raise UsageError(" ".join(str(exc).split())) from None
     try:
         matrix = args.imatrix
         if args.imatrix_from:
-            from workbench.runs.imatrix_ladder_job import matrix_from_source
-
-            matrix = str(matrix_from_source(src, args.imatrix_from, args.out, seed=args.seed, progress=say))
+            matrix = str(matrix_from_source(src, calibration, args.out, progress=say))
         lad = ladders.build_ladder(src, types, args.out, reference_type=args.reference or None, progress=say,
                                    imatrix=matrix, with_static=not args.no_static)
     except (QuantizeError, ImatrixError, ValueError) as exc:
