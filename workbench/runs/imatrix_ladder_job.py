@@ -76,7 +76,7 @@ class ImatrixLadderJob(LadderBuildJob):
                  reference_type: str | None = "F16", with_static: bool = True) -> None:
         super().__init__(src, types, reference_type, with_static=with_static)
         self.calibration = calibration
-        self.report(total=self.progress.total + 1)
+        self.report(total=self.planned_files(True) + 1)  # the matrix, then the files
 
     def _step(self, done: int, total: int, _what: str) -> None:
         with self._lock:  # the matrix was step 1
