@@ -20,7 +20,7 @@ from workbench.files.gguf_info import GgufError
 from workbench.models import acquire as models
 from workbench.models import hub
 from workbench.models.hub import HubError
-from workbench.models.ladder import DEFAULT_TYPES, Ladder, ensure_demo_ladder
+from workbench.models.ladder import DEFAULT_TYPES, DEMO_REQUANT_NAME, Ladder, ensure_demo_ladder
 from workbench.models.quantize import QUANT_TYPES
 from workbench.runs.imatrix_ladder_job import ImatrixLadderJob
 
@@ -307,11 +307,12 @@ with tab_make:
         if refused:
             st.error(md_escape(refused))
         else:
-            ref_type = None if ref_choice != "F16" else "F16"
+            ref_type, ladder_name = None if ref_choice != "F16" else "F16", DEMO_REQUANT_NAME if from_demo else None
             new_build: models.LadderBuildJob = (
-                ImatrixLadderJob(src, types, matrix.calibration, reference_type=ref_type, with_static=with_static)
-                if matrix.calibration else
-                models.LadderBuildJob(src, types, ref_type, imatrix=matrix.file, with_static=with_static))
+                ImatrixLadderJob(src, types, matrix.calibration, reference_type=ref_type, name=ladder_name,
+                                 with_static=with_static) if matrix.calibration else
+                models.LadderBuildJob(src, types, ref_type, ladder_name, imatrix=matrix.file,
+                                      with_static=with_static))
             build = jobs().start(new_build)
             st.session_state[K + "build"] = build.id
             building = True

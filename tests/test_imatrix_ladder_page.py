@@ -38,4 +38,5 @@ def test_make_an_imatrix_ladder_from_the_page(models_env: Path, demo_ladder, tmp
     wait_until(at, lambda a: any("active ladder" in s.value for s in a.success), timeout=300)
     lad = load_ladder(at.session_state["ladder_dir"])
     assert lad.labels() == ["F16 (source)", "Q4_K_M", "Q4_K_M · imatrix (support)"]
+    assert lad.name == "SmolLM2-135M-Instruct (made from the demo's F16)"
     assert lad.provenance["imatrix"]["file"] == "support.imatrix.gguf"

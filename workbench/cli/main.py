@@ -139,7 +139,8 @@ def cmd_ladder(args: argparse.Namespace) -> int:
         if args.imatrix_from:
             matrix = str(matrix_from_source(src, calibration, args.out, progress=say))
         lad = ladders.build_ladder(src, types, args.out, reference_type=args.reference or None, progress=say,
-                                   imatrix=matrix, with_static=not args.no_static)
+                                   imatrix=matrix, with_static=not args.no_static,
+                                   name=ladders.DEMO_REQUANT_NAME if args.demo else None)
     except (QuantizeError, ImatrixError, ValueError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

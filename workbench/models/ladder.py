@@ -30,6 +30,7 @@ from workbench.models.quantize import NEEDS_IMATRIX, QuantizeError, quantize
 
 DEFAULT_TYPES = ("Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
 DEMO_NAME = "SmolLM2-135M-Instruct (embedded demo)"
+DEMO_REQUANT_NAME = "SmolLM2-135M-Instruct (made from the demo's F16)"  # a ladder built from the demo's reference
 DEMO_DIR_NAME = "smollm2-135m-instruct-demo"
 LADDER_FILE = "ladder.json"
 

@@ -73,8 +73,8 @@ class ImatrixLadderJob(LadderBuildJob):
     # ImatrixComputeError is a ValueError (expected: its one line is the failure); ImatrixCancelled a Cancelled
 
     def __init__(self, src: str, types: Sequence[str], calibration: cal.Calibration, *,
-                 reference_type: str | None = "F16", with_static: bool = True) -> None:
-        super().__init__(src, types, reference_type, with_static=with_static)
+                 reference_type: str | None = "F16", name: str | None = None, with_static: bool = True) -> None:
+        super().__init__(src, types, reference_type, name, with_static=with_static)
         self.calibration = calibration
         self.report(total=self.planned_files(True) + 1)  # the matrix, then the files
 
