@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 from huggingface_hub import get_token
 
+from ui import imatrix_views as imx
 from ui.shared import jobs, refresh_ladders, set_active_ladder, through_entrypoint, watch
 from workbench.core import paths
 from workbench.core.escaping import md_escape
@@ -19,12 +20,14 @@ from workbench.files.gguf_info import GgufError
 from workbench.models import acquire as models
 from workbench.models import hub
 from workbench.models.hub import HubError
-from workbench.models.ladder import DEFAULT_TYPES, Ladder
+from workbench.models.ladder import DEFAULT_TYPES, DEMO_REQUANT_NAME, Ladder, ensure_demo_ladder
 from workbench.models.quantize import QUANT_TYPES
+from workbench.runs.imatrix_ladder_job import ImatrixLadderJob
 
 through_entrypoint()
 
 K = "models-"  # session-state key prefix of this page
+DEMO_SOURCE = "the demo model's F16 reference"
 
 st.title("Models: get quantizations, check they fit, make ladders")
 
@@ -257,7 +260,7 @@ with tab_disk:
                 name = models.found_ladder_name(group)
                 st.markdown(f"**{md_escape(name)}** · {md_escape(', '.join(group.quant_types) or 'type unknown')}")
                 st.dataframe(pd.DataFrame([{
-                    "type": f.quant_type or "?", "size": format_bytes(f.size),
+                    "type": f.label or f.quant_type or "?", "size": format_bytes(f.size),
                     "source": models.SOURCE_NAMES.get(f.source, f.source), "repo": f.repo_id or "",
                     "path": f.path + (f" (+{len(f.paths) - 1} shards)" if len(f.paths) > 1 else ""),
                 } for f in group.files]), hide_index=True, width="stretch")
@@ -278,34 +281,59 @@ with tab_make:
     st.caption("Quantize any local GGUF into a ladder with llama.cpp's own quantizer (a child process, so a crash "
                "cannot take the app down). An F16 or BF16 source gives a real ladder; requantizing an already "
                "quantized source works but cannot restore precision it lost.")
-    src = st.text_input("Source GGUF (a path on this machine)", key=K + "src", placeholder="/path/to/model-F16.gguf")
+    st.markdown(imx.EXPLAIN)
+    from_demo = st.radio("Source", ["a GGUF file on this machine", DEMO_SOURCE], key=K + "src-kind",
+                         horizontal=True) == DEMO_SOURCE
+    src = "" if from_demo else st.text_input("Source GGUF (a path on this machine)", key=K + "src",
+                                             placeholder="/path/to/model-F16.gguf")
     t1, t2 = st.columns([3, 1])
-    types = t1.multiselect("Quantization types", list(QUANT_TYPES), default=list(DEFAULT_TYPES), key=K + "types")
+    types = t1.multiselect("Quantization types", list(QUANT_TYPES), default=list(DEFAULT_TYPES), key=K + "types",
+                           help=imx.TYPES_HELP)
     ref_choice = t2.selectbox("Reference", ["F16", "the source file itself"], key=K + "ref",
                               help="What the others are diffed against")
+    matrix = imx.matrix_controls(K)
+    with_static = matrix.chosen and st.checkbox("Also build the static files of the same types for comparison",
+                                                value=True, key=K + "imx-static")
     build = jobs().get(st.session_state.get(K + "build"), models.LadderBuildJob)
     building = build is not None and not build.finished
-    if st.button("Build ladder", key=K + "build-go", type="primary", disabled=building or not types or not src.strip()):
+    b1, b2, _ = st.columns([2, 1, 3])
+    if b1.button("Build ladder", key=K + "build-go", type="primary",
+                 disabled=building or not types or not (from_demo or src.strip())):
+        refused = imx.refusal(types, matrix)
         try:
-            models.check_source(src)
-        except GgufError as exc:
-            st.error(one_line(exc))
+            src = ensure_demo_ladder().by_label("F16").path if from_demo else models.check_source(src).path
+        except (GgufError, KeyError) as exc:
+            refused = refused or " ".join(str(exc).split())
+        if refused:
+            st.error(md_escape(refused))
         else:
-            build = jobs().start(models.LadderBuildJob(src.strip(), types, None if ref_choice != "F16" else "F16"))
+            ref_type, ladder_name = None if ref_choice != "F16" else "F16", DEMO_REQUANT_NAME if from_demo else None
+            new_build: models.LadderBuildJob = (
+                ImatrixLadderJob(src, types, matrix.calibration, reference_type=ref_type, name=ladder_name,
+                                 with_static=with_static) if matrix.calibration else
+                models.LadderBuildJob(src, types, ref_type, ladder_name, imatrix=matrix.file,
+                                      with_static=with_static))
+            build = jobs().start(new_build)
             st.session_state[K + "build"] = build.id
             building = True
+    if b2.button("Cancel", key=K + "build-cancel", disabled=not building,
+                 help="Stop after the current step; files already made are reused next time") and build is not None:
+        build.stop()
 
     if building and build is not None:
 
         def build_progress(snap: dict) -> None:
-            last = snap["messages"][-1] if snap["messages"] else "Starting…"
-            st.progress(snap["fraction"], text=f"{snap['step']} of {snap['steps']} built · {last}")
+            last = snap["message"] or "Starting…"
+            st.progress(snap["fraction"], text=f"{int(snap['step'])} of {int(snap['steps'])} steps done · {last}"
+                        + (" — cancelling…" if snap["cancelling"] else ""))
 
         watch(build.snapshot, build_progress)
     elif build is not None:
         snap = build.snapshot()
         if snap["error"]:
             st.error(md_escape(snap["error"]))
+        elif snap["cancelled"]:
+            st.info(md_escape(snap["message"]))
         elif snap["ladder"] is not None:
             lad = snap["ladder"]
             st.session_state.pop(K + "build", None)

@@ -293,11 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def make_gguf(path: Path, *, file_type: int = 7, n_embd: int = 64, n_layers: int = 2, n_vocab: int = 128,
-              extra_bytes: int = 0, n_head: int = 4, n_head_kv: int = 2, ctx: int = 256, name: str = "Tiny") -> Path:
+              extra_bytes: int = 0, n_head: int = 4, n_head_kv: int = 2, ctx: int = 256, name: str = "Tiny",
+              metadata: dict[str, str | int] | None = None) -> Path:
     """A tiny llama-architecture GGUF made with gguf's GGUFWriter: real header, small F32 tensors.
 
     `file_type` is llama.cpp's LLAMA_FTYPE (7 = Q8_0, 15 = Q4_K_M …); the tensors stay F32, which is all the
-    listing, download and header tests need. `extra_bytes` adds a padding tensor to make files differ in size.
+    listing, download and header tests need. `extra_bytes` adds a padding tensor to make files differ in size;
+    `metadata` adds string/integer keys (e.g. llama-quantize's `quantize.imatrix.*`).
     """
     w = gguf.GGUFWriter(str(path), arch="llama")
     w.add_name(name)
@@ -309,6 +311,11 @@ def make_gguf(path: Path, *, file_type: int = 7, n_embd: int = 64, n_layers: int
     w.add_head_count_kv(n_head_kv)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(file_type)
+    for key, value in (metadata or {}).items():
+        if isinstance(value, str):
+            w.add_string(key, value)
+        else:
+            w.add_int32(key, value)
     w.add_tokenizer_model("llama")
     w.add_token_list([f"tok{i}" for i in range(n_vocab)])
     w.add_token_scores([0.0] * n_vocab)

@@ -7,9 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.hubserver import HubServer, make_gguf
+from workbench.files.gguf_header import Header, file_fetch, parse_header
+from workbench.files.imatrix_file import ImatrixFile, entries_from_arrays, write_imatrix
 
 REPO = "tester/Tiny-GGUF"
 TINY = {  # file name -> LLAMA_FTYPE, extra bytes (so sizes differ like real quantizations)
@@ -81,3 +84,21 @@ def lm_studio_and_ollama(home: Path, tiny_files: dict[str, bytes]) -> None:
         path = ollama / "manifests" / "registry.ollama.ai" / "library" / "ollie" / tag
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest))
+
+
+def header(path: Path) -> Header:
+    """A GGUF's parsed header (metadata and tensor table)."""
+    with open(path, "rb") as fh:
+        return parse_header(file_fetch(fh), str(path))
+
+
+def skewed_matrix(reference: str, out: Path, name: str = "skewed", seed: int = 5) -> Path:
+    """A synthetic importance matrix over every block weight that makes a few columns matter far more than the
+    rest: *a* matrix for tests that need one without computing one (`name` is its calibration name)."""
+    rng = np.random.default_rng(seed)
+    weights = {t.name: t.shape[0] for t in header(Path(reference)).tensors
+               if t.name.startswith("blk.") and len(t.shape) == 2}
+    sums = {w: rng.random(cols, dtype=np.float32) ** 8 * 1000 for w, cols in weights.items()}
+    data = ImatrixFile(entries_from_arrays(sums, dict.fromkeys(sums, 512)), datasets=(name,), chunk_count=1,
+                       chunk_size=512, metadata={"workbench.calibration.name": name})
+    return write_imatrix(out, data)

@@ -53,7 +53,8 @@ def test_one_file_is_one_absolute_path_under_file_in_every_command(demo_ladder, 
         assert rows[q2]["size_bytes"] == os.path.getsize(q2)
         assert rows[q2]["bits_per_weight"] == demo_ladder.by_label("Q2_K").bits_per_weight
 
-    assert set(demo[q2]) == {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference"}
+    assert set(demo[q2]) == {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference", "imatrix"}
+    assert demo[q2]["imatrix"] is None  # a static file
     assert fit[q2]["name"] == Path(q2).name and fit[q2]["predicted_bytes"] > os.path.getsize(q2)
     [source] = ladder["files"]
     assert source["file"] == q2 and source["is_reference"] is True and ladder["reference"] == source["label"]

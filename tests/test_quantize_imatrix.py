@@ -4,28 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from workbench.files.gguf_header import file_fetch, parse_header
-from workbench.files.imatrix_file import ImatrixFile, entries_from_arrays, write_imatrix
+from tests.models_helpers import header, skewed_matrix
 from workbench.models.quantize import IMATRIX_ENTRIES_KEY, IMATRIX_FILE_KEY, QuantizeError, quantize
-
-
-def header(path: Path):
-    with open(path, "rb") as fh:
-        return parse_header(file_fetch(fh), str(path))
-
-
-def skewed_matrix(reference: str, out: Path) -> Path:
-    """A matrix over every block weight that makes a few columns matter far more than the rest."""
-    rng = np.random.default_rng(5)
-    weights = {t.name: t.shape[0] for t in header(Path(reference)).tensors
-               if t.name.startswith("blk.") and len(t.shape) == 2}
-    sums = {name: rng.random(cols, dtype=np.float32) ** 8 * 1000 for name, cols in weights.items()}
-    data = ImatrixFile(entries_from_arrays(sums, dict.fromkeys(sums, 512)), datasets=("skewed",), chunk_count=1,
-                       chunk_size=512, metadata={"workbench.calibration.name": "skewed"})
-    return write_imatrix(out, data)
 
 
 @pytest.fixture(scope="module")

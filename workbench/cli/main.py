@@ -94,26 +94,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _ladder_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src")
+    p.add_argument("src", nargs="?", help="the source GGUF (full precision for a real ladder)")
+    p.add_argument("--demo", action="store_true", help="the source is the demo ladder's F16 reference")
     p.add_argument("--types", default=",".join(ladders.DEFAULT_TYPES))
     p.add_argument("--reference", default="F16", help="reference type to build (empty: use the source itself)")
     p.add_argument("--out", default=None)
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--imatrix", metavar="FILE", help="also quantize each type with this importance matrix "
+                   "(.imatrix.gguf or legacy .dat)")
+    m.add_argument("--imatrix-from", metavar="SOURCE", help="compute the matrix first, from a text file, "
+                   "'reference-text' (the bundled text) or a prompt set (name or path: calibrates on a seeded half)")
+    p.add_argument("--seed", type=int, default=0, help="the prompt-set split's seed (with --imatrix-from SET)")
+    p.add_argument("--no-static", action="store_true", help="with a matrix: skip the static file of each type")
     p.add_argument("--json", action="store_true")
 
 
-@command("ladder", help="quantize a local GGUF into a ladder", arguments=_ladder_arguments)
+@command("ladder", help="quantize a local GGUF into a ladder (optionally with an importance matrix)",
+         arguments=_ladder_arguments)
 def cmd_ladder(args: argparse.Namespace) -> int:
     types = [t.strip() for t in args.types.split(",") if t.strip()]
-    from workbench.models.quantize import QUANT_TYPES, QuantizeError
+    from workbench.files.imatrix_file import ImatrixError
+    from workbench.models.quantize import NEEDS_IMATRIX, QUANT_TYPES, QuantizeError
 
     bad = [t for t in types if t not in QUANT_TYPES]
     if bad:
         raise UsageError(f"unknown quantization type(s) {', '.join(bad)}; choose from {', '.join(QUANT_TYPES)}")
+    if bool(args.src) == bool(args.demo):
+        raise UsageError("name one source: a GGUF file or --demo")
+    needs = [t for t in types if t in NEEDS_IMATRIX]
+    if needs and not (args.imatrix or args.imatrix_from):
+        raise UsageError(f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} an importance matrix: "
+                         "add --imatrix FILE or --imatrix-from SOURCE")
+    say = _progress(args.json)
+    src = ladders.ensure_demo_ladder(say).by_label("F16").path if args.demo else args.src
+    if args.imatrix_from:
+        from workbench.runs.imatrix_ladder_job import calibration_from_source, matrix_from_source
+
+        try:
+            calibration = calibration_from_source(args.imatrix_from, args.seed)
+        except ValueError as exc:  # CalibrationError, PromptSetError: the source named is not usable
+            raise UsageError(" ".join(str(exc).split())) from None
     try:
-        lad = ladders.build_ladder(args.src, types, args.out, reference_type=args.reference or None,
-                                   progress=_progress(args.json))
-    except QuantizeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        matrix = args.imatrix
+        if args.imatrix_from:
+            matrix = str(matrix_from_source(src, calibration, args.out, progress=say))
+        lad = ladders.build_ladder(src, types, args.out, reference_type=args.reference or None, progress=say,
+                                   imatrix=matrix, with_static=not args.no_static,
+                                   name=ladders.DEMO_REQUANT_NAME if args.demo else None)
+    except (QuantizeError, ImatrixError, ValueError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(lad.summary(), indent=2))
@@ -122,6 +151,8 @@ def cmd_ladder(args: argparse.Namespace) -> int:
         print_table(["label", "type", "size", "bits/weight", "reference"],
                     [[f.label, f.quant_type, fmt_bytes(f.size_bytes), f"{f.bits_per_weight:.2f}", "yes" if f.reference else ""]
                      for f in lad.files])
+        if "imatrix" in lad.provenance:
+            print(next(line for line in lad.provenance_lines() if line.startswith("Importance matrix")))
     return 0
 
 

@@ -20,6 +20,10 @@ from workbench.files.gguf_header import TOKEN_KEYS, GgufError, Header, file_fetc
 
 GGUF_MAGIC = b"GGUF"
 REPACKABLE_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
+CALIBRATION_PREFIX = "workbench.calibration."  # our provenance keys (runs.calibration writes them)
+#: llama-quantize's keys for a file made with an importance matrix, and what `GgufInfo.imatrix` calls them
+QUANTIZE_IMATRIX_KEYS = {"quantize.imatrix.file": "file", "quantize.imatrix.dataset": "dataset",
+                         "quantize.imatrix.entries_count": "entries", "quantize.imatrix.chunks_count": "chunks"}
 
 
 @dataclass
@@ -46,6 +50,9 @@ class GgufInfo:
     tensor_types: dict[str, int] = field(default_factory=dict)  # ggml type name -> tensor count
     repackable_bytes: int = 0  # bytes of matrix weights llama.cpp's CPU backend may repack (see fit.py)
     metadata: dict[str, Any] = field(default_factory=dict)  # scalar fields only (no token arrays)
+    # made with an importance matrix (ours or llama-quantize's, e.g. bartowski's and unsloth's files): "file",
+    # "dataset", "entries", "chunks" from `quantize.imatrix.*`, and our `workbench.calibration.*` keys unprefixed
+    imatrix: dict[str, Any] | None = None
 
     @property
     def has_chat_template(self) -> bool:
@@ -61,6 +68,14 @@ def quant_type_from_file_type(file_type: int | None) -> str | None:
     except ValueError:
         return None
     return name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
+
+
+def imatrix_from_metadata(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What a file's header says about the importance matrix it was quantized with; None for a static file."""
+    out = {short: meta[key] for key, short in QUANTIZE_IMATRIX_KEYS.items() if isinstance(meta.get(key), (str, int))}
+    out.update({k.removeprefix(CALIBRATION_PREFIX): v for k, v in meta.items()
+                if k.startswith(CALIBRATION_PREFIX) and isinstance(v, (str, int))})
+    return out or None
 
 
 def known_architectures() -> set[str]:
@@ -180,4 +195,5 @@ def info_from_header(header: Header, name: str, size: int, *, check_arch: bool =
         tensor_types=types,
         repackable_bytes=repackable,
         metadata=meta,
+        imatrix=imatrix_from_metadata(meta),
     )

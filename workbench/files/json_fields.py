@@ -24,12 +24,20 @@ HOW = "how"  # where a fit row's figures came from: "read from this file's heade
 # "header unreadable: <why>" (no verdict then)
 RUN_ID = "run_id"  # the stored run's id (`workbench history`, `report`)
 SET_RUN_ID = "set_run_id"  # a stored set run (`workbench batch`): a prompt set, each prompt its own run
+IMATRIX = "imatrix"  # a file made with an importance matrix: its provenance (IMATRIX_KEYS); null for a static file
+IMATRIX_KEYS = ("name", "kind", "sha256", "tokens", "split", "file")  # calibration name/kind/sha256/tokens, the
+# seeded prompt split ("seed:calibration indices|held-out indices") when a prompt set was split, the matrix's file name
 ENDPOINT = "endpoint"  # a remote endpoint: base_url, model, api … (never its key); a remote row's `file` is null
 
 
 def abs_file(path: str | os.PathLike[str] | None) -> str | None:
     """A local GGUF path as the vocabulary names it: absolute, `~` expanded; None stays None."""
     return os.path.abspath(os.path.expanduser(os.fspath(path))) if path else None
+
+
+def imatrix_fields(imatrix: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A file's importance-matrix provenance as the vocabulary's `imatrix` object (every key, null where unknown)."""
+    return {k: imatrix.get(k) for k in IMATRIX_KEYS} if imatrix else None
 
 
 def fit_fields(*, file: str | os.PathLike[str] | None, name: str, quant_type: str | None, predicted_bytes: int | None,

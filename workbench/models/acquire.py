@@ -25,7 +25,7 @@ from workbench.files.gguf_info import GgufError, GgufInfo, read_header
 from workbench.models import discover, hub
 from workbench.models.hub import GgufFile, HubError, RepoListing
 from workbench.models.ladder import Ladder, build_ladder, register_ladder
-from workbench.models.quantize import QuantizeError
+from workbench.models.quantize import NEEDS_IMATRIX, QuantizeError
 
 HEADER_READERS = 8  # parallel range reads when peeking at several headers (each bounded by gguf_header)
 NEVER_REPACKED = {"F32", "F16", "BF16", "Q8_0"}  # no Q4_0/Q4_K/IQ4_NL matrices in these files
@@ -249,11 +249,18 @@ class LadderBuildJob(Job):
     expected = (GgufError, QuantizeError, OSError, ValueError)
     failure_prefix = "Building the ladder failed: "
 
-    def __init__(self, src: str, types: Sequence[str], reference_type: str | None = "F16", name: str | None = None) -> None:
+    def __init__(self, src: str, types: Sequence[str], reference_type: str | None = "F16", name: str | None = None,
+                 *, imatrix: str | None = None, with_static: bool = True) -> None:
         self.src, self.types, self.reference_type, self.name = src, list(types), reference_type, name
-        steps = len(self.types) + (1 if reference_type and reference_type not in self.types else 0)
+        self.imatrix, self.with_static = imatrix, with_static  # an importance-matrix file, and static twins beside
+        steps = self.planned_files(imatrix is not None)
         super().__init__(self._build, title=f"ladder from {Path(src).name}",
                          progress=jobs.Progress(0, steps, "", "Starting…", {"messages": []}))
+
+    def planned_files(self, with_matrix: bool) -> int:
+        """How many files the build makes (`build_ladder` tells the exact count once it starts)."""
+        n = len(self.types) + (1 if self.reference_type and self.reference_type not in self.types else 0)
+        return n + (sum(t not in NEEDS_IMATRIX for t in self.types) if with_matrix and self.with_static else 0)
 
     def _say(self, msg: str) -> None:
         with self._lock:
@@ -265,7 +272,8 @@ class LadderBuildJob(Job):
 
     def _build(self, _job: Job) -> Ladder:
         return build_ladder(self.src, self.types, reference_type=self.reference_type, name=self.name,
-                            progress=self._say, on_step=self._step)
+                            progress=self._say, on_step=self._step, imatrix=self.imatrix,
+                            with_static=self.with_static, cancel=self.cancel)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         p = self.progress

@@ -33,6 +33,7 @@ class FoundGguf:
     paths: list[str] = field(default_factory=list)
     repo_id: str | None = None  # HF repo (hf-cache) or publisher/repo (LM Studio)
     quant_basis: str = "name"  # "name" (from the file or tag name) or "header" (general.file_type)
+    label: str | None = None  # a file made with an importance matrix: `ladder.imatrix_label`'s label (header read)
 
     @property
     def key(self) -> str:
@@ -63,8 +64,8 @@ class FoundGroup:
 
     @property
     def comparable(self) -> bool:
-        """Two or more distinct quantizations: something to compare."""
-        return len(self.quant_types) >= 2
+        """Two or more distinct quantizations (a static and an imatrix Q4_K_M are two): something to compare."""
+        return len({f.label or f.quant_type for f in self.files if f.quant_type}) >= 2
 
     def to_dict(self) -> dict:
         return {"model": self.model, "quant_types": self.quant_types, "files": [f.to_dict() for f in self.files]}
@@ -100,22 +101,32 @@ def ollama_roots() -> list[Path]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _header_quant(path: str) -> str | None:
-    """Quantization from the GGUF header, for files whose name does not say (Ollama blobs, "model.gguf")."""
+def _with_quant(found: FoundGguf, read_headers: bool) -> FoundGguf:
+    """Complete an entry from its header (bounded, cached): the quantization where the name does not say (Ollama
+    blobs, "model.gguf"), and the imatrix label of a file made with an importance matrix (bartowski's, ours)."""
+    if not read_headers:
+        return found
     from workbench.files.gguf_info import GgufError, read_header
+    from workbench.models.ladder import imatrix_label, imatrix_name
 
     try:
-        return read_header(path, check_arch=False).quant_type
+        info = read_header(found.path, check_arch=False)
     except (GgufError, OSError, ValueError):
-        return None
-
-
-def _with_quant(found: FoundGguf, read_headers: bool) -> FoundGguf:
-    if found.quant_type is None and read_headers:
-        q = _header_quant(found.path)
-        if q:
-            found.quant_type, found.quant_basis = q, "header"
+        return found
+    if found.quant_type is None:
+        found.quant_type, found.quant_basis = info.quant_type, "header"
+    if info.imatrix:
+        found.label = imatrix_label(found.quant_type or info.quant_type, imatrix_name(info.imatrix))
     return found
+
+
+_IMATRIX_SUFFIX = re.compile(r"[.-]imatrix(-[a-z0-9-]*)?$", re.IGNORECASE)
+
+
+def _model_name(base: str) -> str:
+    """The base model's name: quantization and our `.imatrix-<slug>` suffix removed, so the imatrix files of a
+    ladder group with its static ones."""
+    return _IMATRIX_SUFFIX.sub("", strip_quant(base)) or strip_quant(base)
 
 
 def _join_files(files: Iterable[tuple[str, str]], source: str, repo_id: str | None, read_headers: bool) -> list[FoundGguf]:
@@ -124,18 +135,18 @@ def _join_files(files: Iterable[tuple[str, str]], source: str, repo_id: str | No
     shards: dict[str, list[tuple[int, str]]] = {}
     for path, name in files:
         base = name.rsplit("/", 1)[-1]
-        if not base.lower().endswith(".gguf") or base.lower().startswith("mmproj"):
-            continue
+        if not base.lower().endswith(".gguf") or base.lower().startswith("mmproj") or base.lower().endswith(".imatrix.gguf"):
+            continue  # not a model: a projector, or an importance matrix (llama-imatrix's `*.imatrix.gguf`)
         shard = parse_shard(base)
         if shard is None:
-            singles.append(FoundGguf(path, source, strip_quant(base), quant_from_name(base), _size(path), [path], repo_id))
+            singles.append(FoundGguf(path, source, _model_name(base), quant_from_name(base), _size(path), [path], repo_id))
         else:
             shards.setdefault(str(Path(path).parent / shard.base), []).append((shard.index, path))
     for parts in shards.values():
         parts.sort()
         paths = [p for _, p in parts]
         first = Path(paths[0]).name
-        singles.append(FoundGguf(paths[0], source, strip_quant(first), quant_from_name(first),
+        singles.append(FoundGguf(paths[0], source, _model_name(first), quant_from_name(first),
                                  sum(_size(p) for p in paths), paths, repo_id))
     return [_with_quant(f, read_headers) for f in singles]
 

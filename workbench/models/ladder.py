@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -19,18 +21,48 @@ from typing import Any
 
 from workbench.core import paths
 from workbench.core.hardware import llama_cpp_version
+from workbench.core.jobs import Cancelled
 from workbench.core.text_units import format_mib
 from workbench.files import json_fields as jf
-from workbench.files.gguf_info import GgufError, GgufInfo, read_header
-from workbench.models.quantize import quantize
+from workbench.files.gguf_info import CALIBRATION_PREFIX, GgufError, GgufInfo, read_header
+from workbench.files.imatrix_file import read_imatrix
+from workbench.models.quantize import NEEDS_IMATRIX, QuantizeError, quantize
 
 DEFAULT_TYPES = ("Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K")
 DEMO_NAME = "SmolLM2-135M-Instruct (embedded demo)"
+DEMO_REQUANT_NAME = "SmolLM2-135M-Instruct (made from the demo's F16)"  # a ladder built from the demo's reference
 DEMO_DIR_NAME = "smollm2-135m-instruct-demo"
 LADDER_FILE = "ladder.json"
 
 Progress = Callable[[str], None]  # a line for people (the CLI prints it)
 StepProgress = Callable[[int, int, str], None]  # (files built so far, files in the plan, what happens now): for code
+
+
+def imatrix_label(quant_type: str, calibration_name: str) -> str:
+    """The label of a file made with an importance matrix: "Q4_K_M · imatrix (Product support)".
+
+    The one label maker (every page and command calls it), so a static and an imatrix Q4_K_M never share the
+    label "Q4_K_M". The name is data, not markup: only whitespace runs and the variant separator "·" are
+    flattened, so the label reads on one line and `runs.variants.parse_label` keeps it whole.
+    """
+    name = " ".join(str(calibration_name).replace("·", "-").split())[:60] or "unnamed"
+    return f"{quant_type} · imatrix ({name})"
+
+
+def _matrix_stem(name: str) -> str:
+    """ "calibration_datav3.txt" -> "calibration_datav3", "x.imatrix.gguf" -> "x" (a path's base name)."""
+    base = re.split(r"[\\/]", name)[-1]
+    return re.sub(r"(\.imatrix)?\.(gguf|dat|txt|json|jsonl)$", "", base, flags=re.IGNORECASE) or base
+
+
+def imatrix_name(imatrix: dict[str, Any]) -> str:
+    """What a matrix-made file's label calls its calibration: our calibration name, else the stem of the dataset
+    llama-imatrix recorded (bartowski's "calibration_datav3"), else the stem of the matrix file."""
+    for key in ("name", "dataset", "file"):
+        value = imatrix.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip() if key == "name" else _matrix_stem(value.strip())
+    return "unnamed"
 
 
 @dataclass
@@ -47,14 +79,18 @@ class LadderFile:
 
     @classmethod
     def from_info(cls, info: GgufInfo, label: str | None = None, reference: bool = False) -> LadderFile:
+        """The file as its header describes it; one made with a matrix is labelled by `imatrix_label`."""
+        imx = {**info.imatrix, "name": imatrix_name(info.imatrix)} if info.imatrix else None
+        label = label or (imatrix_label(info.quant_type, imx["name"]) if imx else info.quant_type)
         # absolute: ladder.json and stored runs must name the file however the command was started
-        return cls(label or info.quant_type, info.quant_type, os.path.abspath(info.path), info.size_bytes,
-                   info.bits_per_weight, reference)
+        return cls(label, info.quant_type, os.path.abspath(info.path), info.size_bytes, info.bits_per_weight,
+                   reference, imx)
 
     def summary(self) -> dict[str, Any]:
         """The CLI's JSON row, in the shared vocabulary (json_fields): `file` absolute, `is_reference`."""
-        return jf.gguf_fields(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
-                              bits_per_weight=self.bits_per_weight, is_reference=self.reference)
+        return {**jf.gguf_fields(label=self.label, quant_type=self.quant_type, file=self.path, size_bytes=self.size_bytes,
+                                 bits_per_weight=self.bits_per_weight, is_reference=self.reference),
+                jf.IMATRIX: jf.imatrix_fields(self.imatrix)}
 
 
 @dataclass
@@ -105,6 +141,11 @@ class Ladder:
             lines.append(f"Shipped by the PyPI package {p['source_package']}")
         if p.get("built_with"):
             lines.append(f"Quantized with {p['built_with']} on {p.get('built_at', '?')}")
+        if isinstance(p.get("imatrix"), dict):
+            m, cal = p["imatrix"], p["imatrix"].get("calibration") or {}
+            what = f"{cal.get('kind', 'calibration')} “{cal['name']}”" if cal.get("name") else "unnamed calibration"
+            tokens = f", {cal['tokens']:,} tokens" if isinstance(cal.get("tokens"), int) else ""
+            lines.append(f"Importance matrix {m.get('file')} (sha256 {str(m.get('sha256', ''))[:16]}…) from {what}{tokens}")
         if p.get("note"):
             lines.append(p["note"])
         if p.get("origin"):
@@ -164,14 +205,17 @@ def ladder_dir_name(src: str | os.PathLike[str], src_sha256: str) -> str:
 
 def _built_before(out: Path, src_sha256: str) -> dict[str, dict[str, Any]]:
     """Files of an earlier build in `out` that may be reused: {file name: its ladder.json entry}, only when that
-    build's provenance names the same source sha256 (else nothing: the files are of another model)."""
+    build's provenance names the same source sha256 (else nothing: the files are of another model). Each entry
+    says what it was built as (`built_as`) and with which matrix (`built_imatrix`, its sha256; None: static)."""
     try:
         data = json.loads((out / LADDER_FILE).read_text())
         prov = data.get("provenance", {})
         if prov.get("source_sha256") != src_sha256:
             return {}
         built_as = prov.get("built_files") or {}
-        return {Path(f["path"]).name: {**f, "built_as": built_as.get(Path(f["path"]).name)}
+        matrices = prov.get("built_imatrix") or {}
+        return {Path(f["path"]).name: {**f, "built_as": built_as.get(Path(f["path"]).name),
+                                       "built_imatrix": matrices.get(Path(f["path"]).name)}
                 for f in data.get("files", []) if isinstance(f, dict) and f.get("path")}
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return {}
@@ -181,6 +225,50 @@ def _step(progress: Progress, on_step: StepProgress, i: int, total: int, what: s
     """File `i` of `total`, told both ways: "[2/5] Q4_K_M: quantizing…" for people, (1, 5, …) for code."""
     progress(f"[{i}/{total}] {what}")
     on_step(i if built else i - 1, total, what)
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    """The importance matrix a build uses: its file, sha256, calibration keys (unprefixed) and label name."""
+
+    path: Path
+    sha256: str
+    calibration: dict[str, Any]
+    name: str
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> _Matrix:
+        """Read and check it once, before any file is built (ImatrixError, one line, when it is not a matrix)."""
+        data = read_imatrix(path)
+        cal = {k.removeprefix(CALIBRATION_PREFIX): v for k, v in data.metadata.items() if k.startswith(CALIBRATION_PREFIX)}
+        p = Path(path)
+        name = imatrix_name({"name": cal.get("name"), "dataset": data.datasets[0] if data.datasets else None,
+                             "file": p.name})  # as `LadderFile.from_info` will read it back from each file
+        return cls(p, sha256_file(p), cal, name)
+
+    def provenance(self) -> dict[str, Any]:
+        return {"file": self.path.name, "sha256": self.sha256, "calibration": self.calibration}
+
+
+def _plan(types: list[str] | tuple[str, ...], reference_type: str | None, matrix: _Matrix | None,
+          with_static: bool, progress: Progress) -> list[tuple[str, bool]]:
+    """(type, with the matrix?) for each file to build: the reference first (always static), then per type the
+    static file (unless only matrix files were asked for, or the type has no static twin) and the matrix file."""
+    missing = [t for t in types if t in NEEDS_IMATRIX and t != reference_type]
+    if matrix is None and missing:
+        raise QuantizeError(f"{', '.join(missing)} need{'s' if len(missing) == 1 else ''} an importance matrix: "
+                            "llama.cpp cannot make a usable file of that type without one")
+    plan = [(reference_type, False)] if reference_type else []
+    for t in types:
+        if t == reference_type:
+            continue
+        if matrix is None or (with_static and t not in NEEDS_IMATRIX):
+            plan.append((t, False))
+        elif with_static:
+            progress(f"{t}: no static file to compare with (llama.cpp needs an importance matrix for this type)")
+        if matrix is not None:
+            plan.append((t, True))
+    return plan
 
 
 def build_ladder(
@@ -194,18 +282,28 @@ def build_ladder(
     progress: Progress = lambda msg: None,
     on_step: StepProgress = lambda done, total, msg: None,
     threads: int | None = None,
+    imatrix: str | os.PathLike[str] | None = None,
+    with_static: bool = True,
+    cancel: threading.Event | None = None,
 ) -> Ladder:
     """Quantize `src` into each of `types` (and the reference type), reusing files this source already built.
 
     The default folder is named after the source and a hash of its content (`ladder_dir_name`). A file already
     there is reused only when the folder's ladder.json says it was built from a source with the same sha256 as
-    the same quantization type, and its size is unchanged; anything else is quantized again.
-    `reference_type=None` uses the source file itself as the reference. `progress` gets lines for people,
-    `on_step` the same steps as numbers, so a progress bar never parses the lines.
+    the same quantization type with the same importance matrix (by sha256), and its size is unchanged; anything
+    else is quantized again. With `imatrix` (a matrix file), each type is also quantized with it, as
+    `<stem>.<TYPE>.imatrix-<slug>.gguf` labelled by `imatrix_label`; `with_static` keeps the static file of each
+    type beside it for comparison. `reference_type=None` uses the source file itself as the reference.
+    `progress` gets lines for people, `on_step` the same steps as numbers, so a progress bar never parses the
+    lines; `cancel` stops the build between files (Cancelled: the files built so far stay for reuse).
     """
+    matrix = _Matrix.read(imatrix) if imatrix is not None else None
     src_info = read_header(src)
     stem = Path(src).stem.split(".")[0]
+    plan = _plan(types, reference_type, matrix, with_static, progress)
     progress(f"Source {src} ({src_info.quant_type}, {format_mib(src_info.size_bytes, 1)})")
+    if matrix is not None:
+        progress(f"Importance matrix {matrix.path.name} (calibration “{matrix.name}”)")
     progress("Hashing the source (sha256) for the provenance record…")
     src_sha = sha256_file(src)
     out = Path(out_dir) if out_dir else paths.ladders_dir() / ladder_dir_name(src, src_sha)
@@ -213,20 +311,27 @@ def build_ladder(
     before = _built_before(out, src_sha)
     files: list[LadderFile] = []
     built: dict[str, str] = {}
-    plan = ([reference_type] if reference_type else []) + [t for t in types if t != reference_type]
-    for i, qt in enumerate(plan, 1):
-        dst = out / f"{stem}.{qt}.gguf"
+    built_imatrix: dict[str, str] = {}
+    for i, (qt, with_matrix) in enumerate(plan, 1):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"stopped after {i - 1} of {len(plan)} files; those built are reused next time")
+        used = matrix if with_matrix else None
+        what = qt if used is None else imatrix_label(qt, used.name)
+        dst = out / (f"{stem}.{qt}.gguf" if used is None else f"{stem}.{qt}.imatrix-{name_slug(used.name)}.gguf")
         prior = before.get(dst.name)
         reusable = (prior is not None and dst.exists() and dst.stat().st_size == prior.get("size_bytes")
-                    and qt in (prior.get("built_as"), prior.get("quant_type")))
+                    and qt in (prior.get("built_as"), prior.get("quant_type"))
+                    and prior.get("built_imatrix") == (used.sha256 if used else None))
         if reusable:
-            _step(progress, on_step, i, len(plan), f"{qt}: already built", built=True)
+            _step(progress, on_step, i, len(plan), f"{what}: already built", built=True)
         else:
-            _step(progress, on_step, i, len(plan), f"{qt}: quantizing…", built=False)
-            quantize(src, dst, qt, threads)
-            _step(progress, on_step, i, len(plan), f"{qt}: {format_mib(dst.stat().st_size, 1)}", built=True)
-        files.append(LadderFile.from_info(read_header(dst), reference=(qt == reference_type)))
+            _step(progress, on_step, i, len(plan), f"{what}: quantizing…", built=False)
+            quantize(src, dst, qt, threads, imatrix=used.path if used else None)
+            _step(progress, on_step, i, len(plan), f"{what}: {format_mib(dst.stat().st_size, 1)}", built=True)
+        files.append(LadderFile.from_info(read_header(dst), reference=(qt == reference_type and used is None)))
         built[dst.name] = qt
+        if used is not None:
+            built_imatrix[dst.name] = used.sha256
     if reference_type is None:
         files.insert(0, LadderFile.from_info(src_info, label=f"{src_info.quant_type} (source)", reference=True))
     st = Path(src).stat()
@@ -238,6 +343,7 @@ def build_ladder(
         "built_files": built,  # file name -> the quantization type it was built as
         "built_with": f"llama.cpp's llama_model_quantize via {llama_cpp_version()}",
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **({"imatrix": matrix.provenance(), "built_imatrix": built_imatrix} if matrix is not None else {}),
         **(extra_provenance or {}),
     }
     if src_info.quant_type not in ("F32", "F16", "BF16"):
@@ -305,8 +411,8 @@ def ensure_demo_ladder(progress: Progress = lambda msg: None) -> Ladder:
 def ladder_from_files(files: list[str | os.PathLike[str]], name: str | None = None) -> tuple[Ladder, dict[str, str]]:
     """A ladder from files the user names; unusable files come back as {path: error} instead.
 
-    The reference is the file with the most bits per weight. Labels are the quant types, made
-    unique with the file name where two files share a type.
+    The reference is the file with the most bits per weight. Labels are the quant types (`imatrix_label` for a
+    file made with an importance matrix), made unique with the file name where two files share one.
     """
     infos, errors = [], {}
     for f in files:
@@ -314,10 +420,13 @@ def ladder_from_files(files: list[str | os.PathLike[str]], name: str | None = No
             infos.append(read_header(f))
         except GgufError as exc:
             errors[str(f)] = str(exc)
+    entries = [LadderFile.from_info(i) for i in infos]
     counts: dict[str, int] = {}
-    for i in infos:
-        counts[i.quant_type] = counts.get(i.quant_type, 0) + 1
-    entries = [LadderFile.from_info(i, label=i.quant_type if counts[i.quant_type] == 1 else Path(i.path).name) for i in infos]
+    for e in entries:
+        counts[e.label] = counts.get(e.label, 0) + 1
+    for e in entries:
+        if counts[e.label] > 1:
+            e.label = Path(e.path).name
     if entries:
         max(entries, key=lambda e: e.bits_per_weight).reference = True
     names = {i.name for i in infos if i.name}
@@ -338,9 +447,8 @@ def list_ladders() -> list[Ladder]:
     return found
 
 
-def _slug(text: str) -> str:
-    import re
-
+def name_slug(text: str) -> str:
+    """A name as part of a file or folder name: lower-case letters, digits and dashes."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "ladder"
 
 
@@ -357,7 +465,7 @@ def register_ladder(name: str, files: list[str | os.PathLike[str]], provenance: 
     if errors:
         path, msg = next(iter(errors.items()))
         raise GgufError(msg if str(path) in msg else f"{path}: {msg}")
-    directory = paths.ladders_dir() / f"linked-{_slug(slug or name)}"
+    directory = paths.ladders_dir() / f"linked-{name_slug(slug or name)}"
     directory.mkdir(parents=True, exist_ok=True)
     ladder.directory = str(directory)
     ladder.provenance = {**(provenance or {}), "linked": True,
