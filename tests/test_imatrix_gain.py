@@ -193,3 +193,44 @@ def test_cli_measures_and_refuses_bad_input_in_one_line(gain_ladder: Ladder, pro
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert re.search(why, err) and "\n" not in err and "Traceback" not in err
+
+
+def test_quality_page_measures_the_held_out_prompts_and_escapes_names(gain_ladder: Ladder, prompt_file: Path) -> None:
+    """The part appears for a ladder with imatrix files; an uploaded set is checked against the recorded digest;
+    a run's sentences come first; a hostile calibration name is drawn as text."""
+    from streamlit.testing.v1 import AppTest
+
+    hostile = Ladder(gain_ladder.name, [LadderFile(**{**f.__dict__}) for f in gain_ladder.files],
+                     directory=gain_ladder.directory)
+    imx = hostile.files[-1]
+    imx.imatrix = {**(imx.imatrix or {}), "name": "<b>evil</b> set"}
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.session_state["ladders"] = [hostile]
+    at.session_state["ladder_dir"] = hostile.directory
+    at.switch_page("pages/quality.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert any(s.value == "Did the importance matrix help?" for s in at.subheader)
+    key = f"imx-gain-{hostile.directory}"
+    label = at.checkbox(key=key + "-prompts").label
+    assert "<b>" not in label and "evil" in label
+    wrong = b"Another prompt.\nAnd another.\nA third.\nA fourth.\n"
+    at.file_uploader(key=key + "-upload").set_value(("tiny.txt", wrong, "text/plain"))
+    at.run()
+    assert any("not the prompt set the matrix was calibrated on" in e.value for e in at.error)
+    at.file_uploader(key=key + "-upload").set_value(("tiny.txt", prompt_file.read_bytes(), "text/plain"))
+    at.number_input(key=key + "-max-tokens").set_value(8)
+    at.run()
+    assert not at.error and any("2 held-out prompts of 4" in c.value for c in at.caption)
+    at.button(key=key + "-run").click()
+    at.run()
+    for _ in range(120):  # the job runs in the background; each rerun redraws its progress, then the result
+        if any(m.value == "#### On the held-out prompts" for m in at.markdown) or at.exception:
+            break
+        at.run()
+    assert not at.exception, at.exception
+    texts = [m.value for m in at.markdown]
+    first = texts.index("#### On the held-out prompts") + 1
+    assert texts[first].startswith("On the 2 prompts the matrix never saw")
+    table = next(d.value for d in at.dataframe if "imatrix KLD (95%)" in d.value.columns)
+    assert list(table["type"]) == ["Q4_K_M"]
