@@ -174,7 +174,9 @@ class TypeGain:
         assert self.static is not None
         s = _resampled(self.static.kld_sums, self.static.tokens)
         i = _resampled(self.imatrix.kld_sums, self.imatrix.tokens)
-        ok = s > 0
+        ok = s > 0  # a resample of units where the static file never diverged has no ratio
+        if not ok.any():
+            return None
         return self.imatrix.mean_kld / self.static.mean_kld - 1, _interval(i[ok] / s[ok] - 1)
 
     def to_dict(self) -> dict[str, Any]:
