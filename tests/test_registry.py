@@ -39,7 +39,7 @@ def test_cli_commands_and_checker_kinds_are_registry_entries():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert tuple(sub.choices) == COMMANDS.names()
-    assert COMMANDS.names()[:3] == ("demo", "ladder", "compare") and COMMANDS.names()[-1] == "recommend"
+    assert COMMANDS.names()[:3] == ("demo", "ladder", "compare") and COMMANDS.names()[-1] == "imatrix-gain"
     assert all(callable(COMMANDS.get(name).run) for name in COMMANDS.names())
     assert CHECKER_KINDS == CHECKERS.names() and "json" in CHECKERS
     with pytest.raises(ValueError, match="unknown checker kind 'regx'; use one of: exact, contains, regex"):
