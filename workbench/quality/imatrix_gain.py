@@ -259,10 +259,11 @@ class GainReport:
                            f"KLD is {t.imatrix.mean_kld:.3f} ({lo:.3f}–{hi:.3f}), top-1 agreement "
                            f"{t.imatrix.top1:.0%}.")
         if self.noise is not None and self.noise.ok:
+            repeats = self.noise.mean_kld < 5e-5  # shows as 0.0000: the same scores up to float rounding
             out.append(f"Noise floor: the {self.reference_label} reference scored again against itself gives KLD "
-                       f"{self.noise.mean_kld:.4f}" + (" — it repeats exactly, so every difference above is the "
-                                                        "quantizations', and the intervals are what decides." if
-                                                        self.noise.mean_kld == 0 else "."))
+                       f"{self.noise.mean_kld:.4f}" + (" — it repeats exactly (up to float rounding), so every "
+                                                        "difference above is the quantizations', and the intervals "
+                                                        "are what decides." if repeats else "."))
         if self.source == TEXT and self.calibration.get("kind") == "bundled text":
             out.append("Careful: the matrix was computed from this same text, so this is not a held-out measurement.")
         out.extend(self.notes)
