@@ -6,12 +6,14 @@ import streamlit as st
 from ui import quality_views as qv
 from ui import views
 from ui.glossary_views import help_columns
+from ui.imatrix_gain_views import gain_section
 from ui.job_views import is_running, job_view, start_job_button
 from ui.shared import active_ladder, fmt_time, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
 from workbench.quality import divergence as dv
+from workbench.quality.imatrix_gain import pair_files
 from workbench.quality.quality_jobs import QualityJob, divergence_prompt_job, divergence_text_job
 from workbench.runs.compare import SEQUENTIAL_NOTE
 from workbench.runs.contestants import RunSettings, variant_contestants
@@ -138,3 +140,8 @@ with tab_text:
             qv.heatmap(text_report, f"quality-text-{pick}", (which - 1) * per, which * per)
     elif not is_running(text_job):
         st.caption("Not measured yet on this machine.")
+
+# ---- did the importance matrix help? (only for a ladder with files made with one) ---------------
+if pair_files(ladder):
+    st.divider()
+    gain_section(ladder)

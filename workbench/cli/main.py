@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 # The modules whose commands join this module's: each declares its own with @command beside its handler.
 COMMAND_MODULES = ("workbench.cli.models", "workbench.cli.quality", "workbench.cli.ratings", "workbench.cli.remote",
                    "workbench.cli.batch", "workbench.cli.targets", "workbench.cli.watch", "workbench.cli.imatrix",
-                   "workbench.cli.recommend")
+                   "workbench.cli.imatrix_gain", "workbench.cli.recommend")
 
 
 def _load_command_modules() -> None:

@@ -9,6 +9,7 @@ comparisons take turns.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from workbench.core.jobs import Cancelled, Job
@@ -17,11 +18,13 @@ from workbench.models.ladder import Ladder
 from workbench.quality import divergence, evals
 from workbench.quality.packs import Pack
 from workbench.runs.contestants import Contestant, RunSettings
+from workbench.runs.prompt_sets import PromptSet
 from workbench.storage.store import Store
 
 
 class QualityJob(Job):
-    """A divergence measurement or an eval; kinds: "divergence-run", "divergence-prompt", "divergence-text", "eval"."""
+    """A divergence measurement or an eval; kinds: "divergence-run", "divergence-prompt", "divergence-text", "eval",
+    "imatrix-gain"."""
 
     expected = (divergence.DivergenceError, ValueError)  # a plain sentence for the user
     cancelled_by = (divergence.DivergenceCancelled,)
@@ -92,3 +95,29 @@ def eval_job(pool: WorkerPool, store: Store, pack: Pack, contestants: Sequence[C
         return run
 
     return QualityJob("eval", f"eval of {pack.name}", work)
+
+
+# ---- did the importance matrix help? -----------------------------------------------------------
+def imatrix_gain_job(pool: WorkerPool, store: Store, ladder: Ladder, *, prompt_set: PromptSet | None, text: bool,
+                     settings: RunSettings, chunk_tokens: int = divergence.DEFAULT_CHUNK_TOKENS,
+                     max_chunks: int | None = None) -> QualityJob:
+    """Static vs imatrix on the held-out prompts and/or the bundled text; the result is the list of GainReports."""
+    from workbench.quality.imatrix_gain import GainError, measure_gain, pair_files
+
+    if prompt_set is None and not text:
+        raise GainError("choose the held-out prompts, the bundled text, or both")
+    if not pair_files(ladder):
+        raise GainError(f"ladder “{ladder.name}” has no files made with an importance matrix")
+
+    def work(job: QualityJob) -> list[Any]:
+        reports = []
+        if prompt_set is not None:
+            reports.append(measure_gain(pool, ladder, prompt_set=prompt_set, store=store, settings=settings,
+                                        on_progress=job.on_progress, cancel=job.cancel))
+        if text:
+            reports.append(measure_gain(pool, ladder, text=True, store=store, chunk_tokens=chunk_tokens,
+                                        max_chunks=max_chunks, settings=replace(settings, n_ctx=max(2048, chunk_tokens)),
+                                        on_progress=job.on_progress, cancel=job.cancel))
+        return reports
+
+    return QualityJob("imatrix-gain", "did the importance matrix help?", work)

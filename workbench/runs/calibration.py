@@ -132,6 +132,11 @@ def bundled_text() -> Calibration:
     return from_text(path.read_text(encoding="utf-8"), "reference text", kind="bundled text")
 
 
+def prompt_set_digest(prompts: PromptSet) -> str:
+    """The sha256 a prompt-set calibration records: its prompts and system messages, in order."""
+    return _sha("\x1e".join(f"{p.system or ''}\x1f{p.prompt}" for p in prompts.prompts).encode())
+
+
 def from_prompt_set(prompts: PromptSet, seed: int = DEFAULT_SEED, *, use: str = "calibration") -> Calibration:
     """The calibration half of a seeded split of `prompts` (or, `use="held_out"`, the other half: the split's
     second direction). Each prompt is rendered through the chat template with its system message."""
@@ -140,7 +145,7 @@ def from_prompt_set(prompts: PromptSet, seed: int = DEFAULT_SEED, *, use: str = 
         split = split.swapped()
     elif use != "calibration":
         raise ValueError(f"use must be 'calibration' or 'held_out', not {use!r}")
-    digest = _sha("\x1e".join(f"{p.system or ''}\x1f{p.prompt}" for p in prompts.prompts).encode())
+    digest = prompt_set_digest(prompts)
     pieces = tuple(CalibrationPiece(prompts.prompts[i].prompt, prompts.prompts[i].system, chat=True)
                    for i in split.calibration)
     return Calibration(prompts.name, "prompt set", pieces, digest, split)
