@@ -39,8 +39,10 @@ def matmul_weights(reference: str) -> set[str]:
 
 def test_the_matrix_covers_every_block_weight_counts_the_tokens_and_is_deterministic(demo_ladder, tmp_path: Path) -> None:
     ref = demo_ladder.reference.path
-    runs = [compute_imatrix(ref, cal.bundled_text(), tmp_path / f"{i}.imatrix.gguf", max_chunks=2, **SMALL)
-            for i in range(2)]
+    untouched = threading.Event()
+    runs = [compute_imatrix(ref, cal.bundled_text(), tmp_path / f"{i}.imatrix.gguf", max_chunks=2, cancel=untouched,
+                            **SMALL) for i in range(2)]
+    assert not untouched.is_set()  # a caller's stop event is read, never set: a job goes on to build with it
     first, second = (read_imatrix(r.path) for r in runs)
     assert runs[0].n_tokens == 128 and runs[0].n_chunks == 2
     assert set(first.entries) == matmul_weights(ref)  # every blk.* matrix product, output.weight left out

@@ -157,8 +157,7 @@ def compute_imatrix(reference: str | os.PathLike[str], calibration: Calibration,
             proc.kill()
             proc.wait()
         cancel_seen = cancel.is_set()
-        cancel.set()  # ends the stopper thread
-        stopper.join()
+        stopper.join()  # it ends within 0.2 s of the child's exit; the caller's event is left as it was
         errors.close()
     if cancel_seen and last.get("event") != "done":
         _remove(out)

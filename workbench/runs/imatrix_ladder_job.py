@@ -90,9 +90,6 @@ class ImatrixLadderJob(LadderBuildJob):
         out = matrix_path(self.src, self.calibration)
         self._say(f"Computing the importance matrix from {self.calibration.describe()}…")
         result = compute_imatrix(self.src, self.calibration, out, on_progress=self._matrix_progress, cancel=self.cancel)
-        # compute_imatrix sets the event it was given when it ends (to stop its watcher thread); a Stop while it
-        # ran has raised ImatrixCancelled by now, so the flag is its own: clear it for the build's checks
-        self.cancel.clear()
         self._say(f"Importance matrix {Path(result.path).name}: {result.n_tokens:,} tokens in {result.seconds:.0f} s")
         self.imatrix = str(result.path)
         return build_ladder(self.src, self.types, reference_type=self.reference_type, name=self.name,
