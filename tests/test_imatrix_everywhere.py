@@ -23,7 +23,7 @@ from workbench.decide.recommend import Constraints
 from workbench.decide.study import study, study_json
 from workbench.files.quant_names import default_pair, imatrix_words, is_imatrix_name, precision_key, quant_from_name
 from workbench.models.hub_listing import _join_entries
-from workbench.models.ladder import Ladder, LadderFile, save_ladder
+from workbench.models.ladder import Ladder, LadderFile, imatrix_label, save_ladder
 from workbench.models.quantize import quantize
 from workbench.quality.published import published_for, published_for_row
 from workbench.runs.compare import contestants_for, run_comparison
@@ -35,8 +35,7 @@ LADDER_NAME = "demo imatrix (test)"
 
 
 def imx_label(quant_type: str) -> str:
-    """The round's label shape (models.ladder.imatrix_label, written by another slice)."""
-    return f"{quant_type} · imatrix ({CALIBRATION})"
+    return imatrix_label(quant_type, CALIBRATION)
 
 
 # ---- names and published figures ----------------------------------------------------------------------------------
