@@ -22,7 +22,9 @@ and a run where the fallback had to act says so.
 `workbench diverge --demo --reference-text` (the CLI, as a user runs it: start, loads, scoring, storing) and
 llama-perplexity over the same files, text, chunk size and threads (the reference with
 `--kl-divergence-base FILE`, then each quantization with `--kl-divergence`), interleaved ours, theirs, ours,
-theirs ..., and prints both medians, the wall-time ratio and both mean KLDs per quantization. BIN_DIR is what
+theirs ..., and prints both medians, the wall-time ratio and both mean KLDs per quantization; beside each wall
+time, the CPU seconds of the processes it waited for (with `--threads 1` a measure of the work itself that other
+load on a shared machine moves little; docs/benchmarks.md uses it). BIN_DIR is what
 `bash ../shared/tools/build-llama-tools.sh llama-perplexity` prints (built from the bindings' own source):
 
     .venv/bin/python benchmarks/divergence_speed.py --vs-llama-perplexity BIN_DIR --pairs 3 --threads 2
@@ -34,6 +36,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -116,31 +119,38 @@ def in_process(reps: int) -> None:
 MEAN_KLD = re.compile(r"Mean\s+KLD:\s+([-+0-9.eE]+)")
 
 
+def children_cpu_s() -> float:
+    """User + system CPU seconds of every finished child process so far (processes we waited for)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def ours_cli(threads: int, chunk: int, tmp: Path, files: list[str] | None = None,
-             gpu_layers: int = 0) -> tuple[float, dict[str, float]]:
-    """Seconds for `workbench diverge --demo --reference-text` (or over `files`, the first the reference) as a
-    fresh process (the default four quantizations against F16, as contestants_for gives them), and each label's
-    mean KLD."""
+             gpu_layers: int = 0) -> tuple[float, float, dict[str, float]]:
+    """Wall and CPU seconds for `workbench diverge --demo --reference-text` (or over `files`, the first the
+    reference) as a fresh process (the default four quantizations against F16, as contestants_for gives them;
+    CPU: the CLI and its workers, which it waits for), and each label's mean KLD."""
     db = tmp / "ours.sqlite3"
     db.unlink(missing_ok=True)
     which = list(files) if files else ["--demo"]
     cmd = [sys.executable, "-m", "workbench", "diverge", *which, "--reference-text", "--json", "--threads",
            str(threads), "--chunk", str(chunk), "--db", str(db), "--gpu-layers", str(gpu_layers)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), children_cpu_s()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=ROOT)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
     report = json.loads(out.stdout)
-    return seconds, {r["label"]: float(r["mean_kld"]) for r in report["results"] if not r["is_reference"]}
+    return seconds, cpu, {r["label"]: float(r["mean_kld"]) for r in report["results"] if not r["is_reference"]}
 
 
 def theirs(bin_dir: Path, contestants: list[Any], text: Path, threads: int, chunk: int,
-           tmp: Path, gpu_layers: int = 0) -> tuple[float, dict[str, float]]:
-    """Seconds for llama-perplexity's whole KLD run (the reference's base file, then every quantization)."""
+           tmp: Path, gpu_layers: int = 0) -> tuple[float, float, dict[str, float]]:
+    """Wall and CPU seconds for llama-perplexity's whole KLD run (the reference's base file, then every
+    quantization), and each label's mean KLD."""
     exe, base = str(bin_dir / "llama-perplexity"), tmp / "base.kld"
     common = ["-c", str(chunk), "-t", str(threads), "-ngl", str(gpu_layers)]
     klds: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), children_cpu_s()
     subprocess.run([exe, "-m", str(contestants[0].path), "-f", str(text), "--kl-divergence-base", str(base), *common],
                    capture_output=True, text=True, check=True)
     for c in contestants[1:]:
@@ -148,9 +158,9 @@ def theirs(bin_dir: Path, contestants: list[Any], text: Path, threads: int, chun
                              capture_output=True, text=True, check=True)
         found = MEAN_KLD.search(out.stdout + out.stderr)
         klds[c.label] = float(found.group(1)) if found else float("nan")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
     base.unlink(missing_ok=True)
-    return seconds, klds
+    return seconds, cpu, klds
 
 
 def vs_llama_perplexity(bin_dir: Path, contestants: list[Any], pairs: int, threads: int, chunk: int,
@@ -160,21 +170,27 @@ def vs_llama_perplexity(bin_dir: Path, contestants: list[Any], pairs: int, threa
     print(f"{', '.join(c.label for c in contestants)}; text {text.name}; chunks of {chunk}; {threads} threads; "
           f"{bin_dir / 'llama-perplexity'}; load {os.getloadavg()[0]:.2f}")
     times: dict[str, list[float]] = {"ours": [], "llama-perplexity": []}
+    cpus: dict[str, list[float]] = {"ours": [], "llama-perplexity": []}
     klds: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="workbench-vs-perplexity-") as tmp:
         for i in range(pairs):
             for side in times:
                 if side == "ours":
-                    seconds, klds[side] = ours_cli(threads, chunk, Path(tmp), files, gpu_layers)
+                    seconds, cpu, klds[side] = ours_cli(threads, chunk, Path(tmp), files, gpu_layers)
                 else:
-                    seconds, klds[side] = theirs(bin_dir, contestants, text, threads, chunk, Path(tmp), gpu_layers)
+                    seconds, cpu, klds[side] = theirs(bin_dir, contestants, text, threads, chunk, Path(tmp), gpu_layers)
                 times[side].append(seconds)
-                print(f"pair {i + 1} {side}: {seconds:6.2f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+                cpus[side].append(cpu)
+                print(f"pair {i + 1} {side}: {seconds:6.2f} s, {cpu:6.2f} CPU-s, load {os.getloadavg()[0]:.2f}",
+                      flush=True)
     for side, xs in times.items():
-        print(f"{side:16s} {spread(xs)}")
+        print(f"{side:16s} {spread(xs)}; CPU {spread(cpus[side])}")
     ratios = [a / b for a, b in zip(times["ours"], times["llama-perplexity"], strict=True)]
     print(f"ours / llama-perplexity: {statistics.median(times['ours']) / statistics.median(times['llama-perplexity']):.3f}x "
           f"(medians); per pair {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"CPU seconds, ours / llama-perplexity: {statistics.median(cpus['ours']) / statistics.median(cpus['llama-perplexity']):.3f}x "
+          "(medians; with --threads 1 the work itself, little moved by other load; with more threads, waiting "
+          "threads spin and count too)")
     print("mean KLD        ours       llama-perplexity  relative difference")
     for label, theirs_kld in klds["llama-perplexity"].items():
         ours_kld = klds["ours"].get(label, float("nan"))
