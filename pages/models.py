@@ -46,14 +46,20 @@ def activate(ladder: Ladder, how: str) -> None:
     """Make a ladder the active one (sidebar, Compare page) and say so after the rerun."""
     set_active_ladder(ladder)
     refresh_ladders()
+    tuned = any(f.imatrix for f in ladder.files)
+    next_step = ("Open the Quality page to see whether the importance matrix helped, on text it never saw."
+                 if tuned else "Open the Compare page to run it.")
     st.session_state[K + "flash"] = (f"**{md_escape(ladder.name)}** is now the active ladder ({md_escape(how)}): "
-                                     f"{md_escape(', '.join(ladder.labels()))}. Open the Compare page to run it.")
+                                     f"{md_escape(', '.join(ladder.labels()))}. {next_step}", tuned)
     st.rerun()
 
 
 flash = st.session_state.pop(K + "flash", None)
 if flash:
-    st.success(flash)
+    said, tuned = flash
+    st.success(said)
+    if tuned:
+        st.page_link("pages/quality.py", label="Did the importance matrix help?", icon=":material/troubleshoot:")
     st.page_link("pages/compare.py", label="Compare these quantizations", icon=":material/compare_arrows:")
 
 m = machine()

@@ -28,7 +28,10 @@ reference = ladder.reference.label
 others = [label for label in ladder.labels() if label != reference]
 defaults = [label for label in ladder.default_labels() if label in others]
 
-tab_prompt, tab_text = st.tabs(["Your prompt", "Bundled reference text"])
+# a ladder with files made with an importance matrix opens on the question its maker came with
+tuned = bool(pair_files(ladder))
+tabs = st.tabs((["Did the importance matrix help?"] if tuned else []) + ["Your prompt", "Bundled reference text"])
+tab_prompt, tab_text = tabs[-2], tabs[-1]
 
 # ---- your prompt -------------------------------------------------------------------------------
 with tab_prompt:
@@ -142,6 +145,6 @@ with tab_text:
         st.caption("Not measured yet on this machine.")
 
 # ---- did the importance matrix help? (only for a ladder with files made with one) ---------------
-if pair_files(ladder):
-    st.divider()
-    gain_section(ladder)
+if tuned:
+    with tabs[0]:
+        gain_section(ladder)
