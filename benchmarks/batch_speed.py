@@ -191,17 +191,40 @@ def pack(args: argparse.Namespace) -> dict[str, Any]:
     pool = WorkerPool()
     runs: dict[str, list[Any]] = {"sequential": [], "batched": []}
     times: dict[str, list[float]] = {"sequential": [], "batched": []}
+    split: dict[str, list[dict[str, float]]] = {"sequential": [], "batched": []}
+    spent = {"prefill_s": 0.0, "decode_s": 0.0}
+    # where the time goes: the workers' own prefill and decode seconds, read from what the two calls the Evals
+    # path makes return (one result per case one at a time; one batch outcome per file batched)
+    run_one, run_many = evals.run_contestant, evals.generate_many
+
+    def timed_one(*a: Any, **k: Any) -> Any:
+        r = run_one(*a, **k)
+        spent["prefill_s"] += float(r.prefill_s or 0.0)
+        spent["decode_s"] += float(r.decode_s or 0.0)
+        return r
+
+    def timed_many(*a: Any, **k: Any) -> Any:
+        o = run_many(*a, **k)
+        spent["prefill_s"] += float(o.metrics.get("prefill_s") or 0.0)
+        spent["decode_s"] += float(o.metrics.get("step_s") or 0.0)
+        return o
+
+    evals.run_contestant, evals.generate_many = timed_one, timed_many
     try:
         for _ in range(args.repeats):
             for mode in ("sequential", "batched"):
                 os.environ["WORKBENCH_BATCH"] = "off" if mode == "sequential" else "on"
+                spent.update(prefill_s=0.0, decode_s=0.0)
                 t0 = time.perf_counter()
                 run = evals.run_eval(pool, pk, contestants, None, n_seq=args.n_seq)
                 times[mode].append(time.perf_counter() - t0)
                 runs[mode].append(run)
-                print(f"{mode:10s}: {times[mode][-1]:7.1f} s, {len(run.outcomes) / times[mode][-1]:.2f} cases/s",
+                split[mode].append(dict(spent))
+                print(f"{mode:10s}: {times[mode][-1]:7.1f} s, {len(run.outcomes) / times[mode][-1]:.2f} cases/s; "
+                      f"in the workers: prefill {spent['prefill_s']:.1f} s, decode {spent['decode_s']:.1f} s",
                       flush=True)
     finally:
+        evals.run_contestant, evals.generate_many = run_one, run_many
         os.environ.pop("WORKBENCH_BATCH", None)
         pool.shutdown()
     seq, bat = runs["sequential"][-1], runs["batched"][-1]
@@ -220,7 +243,7 @@ def pack(args: argparse.Namespace) -> dict[str, Any]:
     speedup = statistics.median(times["sequential"]) / statistics.median(times["batched"])
     print(f"whole pack: {speedup:.2f}x faster batched (n_seq {args.n_seq})")
     return {"mode": "pack", "machine": _machine(), "args": vars(args), "seconds": {k: _spread(v) for k, v in times.items()},
-            "speedup": speedup, "labels": per_label}
+            "speedup": speedup, "labels": per_label, "worker_seconds": split}
 
 
 def main() -> int:
