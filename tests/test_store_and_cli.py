@@ -65,5 +65,7 @@ def test_demo_json_lists_files(demo_ladder):
     files = json.loads(proc.stdout)
     assert {f["quant_type"] for f in files} == {"F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q2_K"}
     assert [f["is_reference"] for f in files].count(True) == 1
-    assert all(set(f) == {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference"} for f in files)
+    assert all(set(f) == {"label", "quant_type", "file", "size_bytes", "bits_per_weight", "is_reference", "imatrix"}
+               for f in files)
+    assert all(f["imatrix"] is None for f in files)  # the demo's files are static; a matrix file says its provenance
     assert all(f["file"] == os.path.abspath(f["file"]) for f in files)
