@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from workbench.cli.main import UsageError, command
 from workbench.files import json_fields as jf
 from workbench.runs import calibration as cal
-from workbench.runs.prompt_sets import PromptSet, PromptSetError, list_bundled_sets, load_prompt_set
+from workbench.runs.prompt_sets import PromptSet, PromptSetError, find_prompt_set
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -37,16 +36,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _prompt_set(spec: str) -> PromptSet:
-    for s in list_bundled_sets():
-        if s.name.casefold() == spec.casefold() or Path(s.name).stem == spec:
-            return s
-    if not Path(spec).is_file():
-        names = ", ".join(repr(s.name) for s in list_bundled_sets())
-        raise UsageError(f"--prompts {spec!r}: neither a bundled set ({names}) nor a file")
     try:
-        return load_prompt_set(spec)
-    except PromptSetError as exc:
-        raise UsageError(f"{spec}: {exc}") from None
+        return find_prompt_set(spec)
+    except (ValueError, PromptSetError) as exc:  # PromptSetError is a ValueError; named for the reader
+        raise UsageError(f"--prompts {spec!r}: {str(exc).splitlines()[0]}") from None
 
 
 def _calibration(args: argparse.Namespace) -> cal.Calibration:

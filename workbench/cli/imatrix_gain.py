@@ -64,9 +64,8 @@ def cmd_imatrix_gain(args: argparse.Namespace) -> int:
     from workbench.quality import divergence as dv
     from workbench.quality.imatrix_gain import GainError, measure_gain, pair_files
     from workbench.runs.contestants import RunSettings
-    from workbench.runs.prompt_sets import PromptSetError
+    from workbench.runs.prompt_sets import PromptSetError, find_prompt_set
     from workbench.storage.store import Store
-    from workbench.watch.prompt_probe import find_prompt_set
 
     if not args.prompts and not args.reference_text:
         raise UsageError("say what to measure on: --prompts SET (the calibration set), --reference-text, or both")

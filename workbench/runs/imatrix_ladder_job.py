@@ -15,18 +15,9 @@ from workbench.models.acquire import LadderBuildJob
 from workbench.models.ladder import Ladder, Progress, build_ladder, name_slug
 from workbench.runs import calibration as cal
 from workbench.runs.imatrix import compute_imatrix
-from workbench.runs.prompt_sets import SUFFIX_FORMATS, PromptSet, list_bundled_sets, load_prompt_set
+from workbench.runs.prompt_sets import SUFFIX_FORMATS, find_bundled_set, load_prompt_set
 
 REFERENCE_TEXT = "reference-text"  # the bundled reference text, by name on the command line
-
-
-def find_prompt_set(name: str) -> PromptSet | None:
-    """A bundled prompt set by its name or file stem ("Product support", "product-support"), case ignored."""
-    wanted = name.strip().lower()
-    for s in list_bundled_sets():
-        if wanted in (s.name.lower(), name_slug(s.name)):
-            return s
-    return None
 
 
 def calibration_from_source(source: str, seed: int = cal.DEFAULT_SEED) -> cal.Calibration:
@@ -39,7 +30,7 @@ def calibration_from_source(source: str, seed: int = cal.DEFAULT_SEED) -> cal.Ca
         if path.suffix.lower() in SUFFIX_FORMATS and path.suffix.lower() != ".txt":
             return cal.from_prompt_set(load_prompt_set(path), seed)
         return cal.from_text_file(path)
-    found = find_prompt_set(source)
+    found = find_bundled_set(source)
     if found is None:
         raise cal.CalibrationError(f"{source}: not a file, not {REFERENCE_TEXT!r}, and no bundled prompt set of that name")
     return cal.from_prompt_set(found, seed)

@@ -177,6 +177,31 @@ def list_bundled_sets(directory: str | Path | None = None) -> list[PromptSet]:
     return [load_prompt_set(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in SUFFIX_FORMATS]
 
 
+def find_bundled_set(name: str) -> PromptSet | None:
+    """A bundled set by its name or its file's stem ("Product support", "product-support"), any case."""
+    wanted = name.strip().lower()
+    folder = bundled_sets_dir()
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    for p in files:
+        if p.is_file() and p.suffix.lower() in SUFFIX_FORMATS:
+            s = load_prompt_set(p)
+            if wanted in (s.name.lower(), p.stem.lower()):
+                return s
+    return None
+
+
+def find_prompt_set(name: str) -> PromptSet:
+    """A prompt set by file path, or a bundled one by its name or file stem (any case); ValueError otherwise."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return load_prompt_set(path)
+    found = find_bundled_set(name)
+    if found is None:
+        known = ", ".join(s.name for s in list_bundled_sets()) or "none"
+        raise ValueError(f"no prompt set named {name!r} (bundled: {known}; or give a file)")
+    return found
+
+
 # ---- formats: each returns (its own name or None, [(line, raw row or error text)], notes) ----------------
 Row = tuple[int | None, Mapping[str, Any] | str]
 

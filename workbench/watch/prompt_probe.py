@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from workbench.engine.pool import WorkerPool
@@ -28,7 +27,7 @@ from workbench.quality.evalstats import wilson_interval
 from workbench.quality.summary import GROUPS, summarize
 from workbench.runs.compare import run_comparison
 from workbench.runs.contestants import Contestant, RunSettings
-from workbench.runs.prompt_sets import PromptSet, SetPrompt, list_bundled_sets, load_prompt_set
+from workbench.runs.prompt_sets import SetPrompt, find_prompt_set
 from workbench.storage.store import Store
 
 __all__ = ["EndpointFailed", "find_prompt_set", "run_prompt_probe", "same_answer"]
@@ -38,23 +37,6 @@ PROBE_MAX_TOKENS = 128  # per prompt; the probe compares answers, it does not ne
 
 class EndpointFailed(Exception):
     """The endpoint failed on a prompt; the message is its error line."""
-
-
-def find_prompt_set(name: str) -> PromptSet:
-    """A prompt set by file path, or a bundled one by its name or file stem (any case); ValueError otherwise."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return load_prompt_set(path)
-    wanted = name.strip().lower()
-    bundled = list_bundled_sets()
-    for s in bundled:
-        if s.name.lower() == wanted:
-            return s
-    for p in sorted(Path(__file__).resolve().parents[2].joinpath("prompts", "sets").glob("*")):
-        if p.stem.lower() == wanted:
-            return load_prompt_set(p)
-    known = ", ".join(s.name for s in bundled) or "none"
-    raise ValueError(f"no prompt set named {name!r} (bundled: {known}; or give a file)")
 
 
 def same_answer(reference: str, output: str) -> tuple[bool, str]:
