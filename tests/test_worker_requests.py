@@ -101,3 +101,26 @@ def test_the_library_refuses_a_bad_request_before_sending_it(worker) -> None:
 def test_run_settings_refuse_numbers_that_are_not_finite(field, value) -> None:
     with pytest.raises(ValueError):
         RunSettings(**{field: value}).validate()
+
+
+def test_a_worker_told_to_shut_down_exits_cleanly(demo_ladder) -> None:
+    """It used to die of SIGABRT after a second: Python's finalization waited for the stdin lock that the reader
+    thread held ("Fatal Python error: _enter_buffered_busy"), so every pool shutdown cost a second a worker."""
+    w = WorkerProcess()
+    w.load(LoadSettings(demo_ladder.by_label("Q4_K_M").path, n_ctx=512))
+    assert generate(w, prompt_tokens=[1, 2, 3])["event"] == "done"
+    w.shutdown()
+    assert w.proc.returncode == 0
+
+
+def test_a_pool_shuts_all_its_workers_down_cleanly(demo_ladder) -> None:
+    from workbench.engine.pool import WorkerPool
+    from workbench.runs.compare import contestants_for, run_comparison
+
+    pool = WorkerPool()
+    contestants = contestants_for(demo_ladder, ["Q8_0", "Q4_K_M"])
+    run_comparison(pool, contestants, "Hi", RunSettings(max_tokens=4, n_ctx=512))
+    workers = [s.worker for s in pool._slots.values() if s.worker is not None]
+    assert len(workers) >= 2
+    pool.shutdown()
+    assert [w.proc.returncode for w in workers] == [0] * len(workers)

@@ -190,7 +190,7 @@ class WorkerProcess:
             with self._send_lock:
                 self.proc.stdin.write(protocol.encode(request))
                 self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (BrokenPipeError, OSError, ValueError):  # ValueError: stdin closed by ask_to_exit
             pass  # the reader will see EOF and report the death
 
     def _next_event(self, timeout: float, during: str | None) -> dict[str, Any]:
@@ -336,8 +336,24 @@ class WorkerProcess:
             pass
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        self.ask_to_exit()
+        self.wait_exit(timeout)
+
+    def ask_to_exit(self) -> None:
+        """Send `shutdown` and close the worker's stdin (its reader then ends too); `wait_exit` waits for it.
+
+        Two steps so that a pool asks all its workers first and waits once, not a worker after another."""
         if self.alive():
             self.send(protocol.Shutdown().to_wire(next(self._ids)))
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def wait_exit(self, timeout: float = 5.0) -> None:
+        """Wait for the worker to end (killed after `timeout` seconds), then close our ends of its streams."""
+        if self.alive():
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -580,6 +596,8 @@ class WorkerPool:
     def shutdown(self) -> None:
         with self._lock:
             slots, self._slots = list(self._slots.values()), {}
-        for s in slots:
-            if s.worker is not None:
-                s.worker.shutdown()
+        workers = [s.worker for s in slots if s.worker is not None]
+        for w in workers:
+            w.ask_to_exit()
+        for w in workers:
+            w.wait_exit()

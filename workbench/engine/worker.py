@@ -130,7 +130,9 @@ def _reader(requests: queue.Queue[dict[str, Any] | None], cancels: _Cancels, out
 
 
 def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -> None:
-    """Serve requests until stdin closes. `engine_factory`: tests pass a fake engine (no llama.cpp)."""
+    """Serve requests until stdin closes or a shutdown comes, then end the process (`_exit_now`).
+
+    `engine_factory`: tests pass a fake engine (no llama.cpp)."""
     out = _Out()
     cancels = _Cancels()
     requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -164,6 +166,23 @@ def main(engine_factory: Callable[[_Out, threading.Event], Any] | None = None) -
         finally:
             cancels.finish()
     engine.unload(quiet=True)
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End the process without Python's finalization.
+
+    Why: the reader thread sits in a read of stdin holding its buffer's lock, and at interpreter shutdown
+    Python waits a second for that lock, then aborts ("Fatal Python error: _enter_buffered_busy", SIGABRT):
+    every shutdown took ~1.05 s and died of a signal. Nothing here needs finalizing (events are written
+    unbuffered; the model is unloaded), so flush what Python may still hold and leave at once.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 if __name__ == "__main__":
