@@ -138,3 +138,15 @@ def test_diverge_text_statistics_equal_per_position(pool, per_position_pool, dem
             assert value == pytest.approx(b.summary[key], abs=1e-6), (a.label, key)
         assert a.top == b.top and a.agree == b.agree
     assert new.result("Q4_K_M").summary["mean_kld"] > 0
+
+
+@pytest.mark.parametrize("threads", [2, 3, 64])
+def test_scoring_split_over_threads_is_bit_for_bit_the_same(threads):
+    logits, ref, targets = _inputs(301, 3_000, seed=3)
+    save_split, save_one = np.empty_like(logits), np.empty_like(logits)
+    split = scoring.score_rows_split(logits, targets, 5, ref=ref, save=save_split, threads=threads)
+    one = scoring.score_rows(logits, targets, 5, ref=ref, save=save_one)
+    _assert_same(split, one, tol=0.0)
+    assert np.array_equal(save_split, save_one)
+    bare = scoring.score_rows_split(logits, targets, 5, threads=threads)
+    assert bare.kld is None and np.array_equal(bare.logprob, one.logprob)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from functools import partial
 from typing import Any
 
 # llama_cpp must be imported before numpy: see generation.py.
@@ -30,7 +31,7 @@ def score(model: LoadedModel, req: dict[str, Any]) -> None:
     KL(reference || this) and whether the top-1 tokens agree.
 
     Each decode asks for logits at every scored position; its rows are scored as one block by
-    scoring.score_rows (scoring.score_rows_per_position, the old row-at-a-time code, when
+    scoring.score_rows_split on the decode's threads (scoring.score_rows_per_position, the old row-at-a-time code, when
     scoring.PER_POSITION_ENV is set). The reference's file is memory-mapped, not read whole.
     """
     model.require_model()
@@ -81,7 +82,8 @@ def score(model: LoadedModel, req: dict[str, Any]) -> None:
             if i0 >= len(chunk):
                 continue
             k0, k1 = start + i0 - first, start + len(chunk) - first
-            score_block = scoring.score_rows_per_position if per_position else scoring.score_rows
+            score_block = (scoring.score_rows_per_position if per_position
+                           else partial(scoring.score_rows_split, threads=model.settings["n_threads"]))
             try:
                 parts.append(score_block(_logit_rows(model, i0, len(chunk)), targets[k0:k1], top_k,
                                          ref=None if ref is None else ref[k0:k1],
