@@ -170,3 +170,15 @@ def test_the_apps_job_computes_the_matrix_then_builds_and_can_be_stopped(models_
     stopped.stop()
     assert stopped.join(600) and stopped.status == "cancelled"
     assert not (tmp_path / "other.imatrix.gguf").exists()
+
+
+def test_labels_typed_with_commas_keep_a_calibration_name_that_holds_one(tmp_path: Path) -> None:
+    with_comma = make_gguf(tmp_path / "Tiny-Q4_K_M.gguf", file_type=15, metadata={
+        "quantize.imatrix.dataset": "/data/support, v2.txt", "quantize.imatrix.entries_count": 196})
+    static = make_gguf(tmp_path / "Tiny-static-Q4_K_M.gguf", file_type=15)
+    lad, errors = ladder_from_files([with_comma, static])
+    label = "Q4_K_M · imatrix (support, v2)"
+    assert not errors and sorted(lad.labels()) == ["Q4_K_M", label]
+    assert lad.split_labels(f"Q4_K_M, {label}") == ["Q4_K_M", label]
+    assert lad.split_labels(f"{label},Q9_X,") == [label, "Q9_X"]  # an unknown piece is kept for the caller to report
+    assert lad.split_labels("Q4_K_M · imatrix (support") == ["Q4_K_M · imatrix (support"]

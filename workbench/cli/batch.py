@@ -40,18 +40,19 @@ def _ladder(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
     """The ladder named by --demo, --ladder DIR or FILE arguments, and the labels that take part."""
     from workbench.models import ladder as ladders
 
-    chosen = [x.strip() for x in (args.labels or "").split(",") if x.strip()] or None
     sources = sum(bool(x) for x in (args.demo, args.ladder, args.files))
     if sources != 1:
         raise UsageError("name the models once: --demo, --ladder DIR or GGUF files")
     if args.demo:
-        return ladders.ensure_demo_ladder(lambda msg: None if args.json else print(msg, file=sys.stderr)), chosen
+        lad = ladders.ensure_demo_ladder(lambda msg: None if args.json else print(msg, file=sys.stderr))
+        return lad, lad.split_labels(args.labels or "") or None
     if args.ladder:
-        return ladders.load_ladder(args.ladder), chosen
+        lad = ladders.load_ladder(args.ladder)
+        return lad, lad.split_labels(args.labels or "") or None
     lad, errors = ladders.ladder_from_files(args.files)
     if errors:
         raise UsageError("; ".join(f"{path}: {msg}" for path, msg in errors.items()))
-    return lad, chosen or lad.labels()  # files named one by one all take part
+    return lad, lad.split_labels(args.labels or "") or lad.labels()  # files named one by one all take part
 
 
 def _start(args: argparse.Namespace, store: Any) -> tuple[int, Any, list[str]]:

@@ -165,7 +165,7 @@ def resolve_contestants(args: argparse.Namespace) -> tuple[Any, list[Any], dict[
     variants = variants_from_args(args)  # usage errors first, before a ladder is built or a file read
     if args.demo:
         lad = ladders.ensure_demo_ladder(_progress(getattr(args, "json", False)))
-        labels = [t.strip() for t in args.types.split(",")] if getattr(args, "types", None) else None
+        labels = lad.split_labels(args.types) if getattr(args, "types", None) else None
         return lad, with_variants(args, contestants_for(lad, labels), variants), {}
     if not args.files:
         if getattr(args, "endpoint", None):

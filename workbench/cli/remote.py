@@ -87,7 +87,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     if args.ladder and not (Path(args.ladder) / ladders.LADDER_FILE).is_file():
         raise UsageError(f"{args.ladder} holds no {ladders.LADDER_FILE}; build a ladder with `workbench ladder` first")
     lad = ladders.ensure_demo_ladder(say) if args.demo else ladders.load_ladder(args.ladder)
-    labels = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
+    labels = lad.split_labels(args.types) if args.types else None
     if labels:
         unknown = [t for t in labels if t not in lad.labels()]
         if unknown:

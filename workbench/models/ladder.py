@@ -108,6 +108,21 @@ class Ladder:
     def labels(self) -> list[str]:
         return [f.label for f in self.files]
 
+    def split_labels(self, text: str) -> list[str]:
+        """Labels from a comma-separated list, as a person types them after --types or --labels.
+
+        A label may hold commas itself (an imatrix file's "Q4_K_M · imatrix (Support, v2)" names its calibration
+        set): at each place the longest run of comma-separated pieces that is one of this ladder's labels is
+        taken whole; a piece that starts no label is kept as typed, for the caller to report as unknown."""
+        pieces, known, out, i = text.split(","), set(self.labels()), [], 0
+        while i < len(pieces):
+            j = next((j for j in range(len(pieces), i + 1, -1) if ",".join(pieces[i:j]).strip() in known), i + 1)
+            label = ",".join(pieces[i:j]).strip()
+            if label:
+                out.append(label)
+            i = j
+        return out
+
     def by_label(self, label: str) -> LadderFile:
         for f in self.files:
             if f.label == label:
