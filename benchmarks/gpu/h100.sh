@@ -12,6 +12,8 @@
 #                                              # interleaved in one run (issue 28's ratio, target >= 0.95)
 #   bash benchmarks/gpu/h100.sh variants  # KV-cache variants on the GPU: predicted vs llama.cpp vs NVML, GPU bandwidth,
 #                                         # measured decode vs the target estimate for this machine
+# Planning device time (lent H100, 2026-12-07): build 339 s, the 1B models 46 s, diverge (3 pairs) ~75 s, anchor 1B ~60 s;
+# the whole `build && diverge && anchor 1B` call ran 487 s, inside one 600 s call.
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
 #   .venv/bin/python -c "from workbench.files.synthetic import write_vocab_only; from workbench.models.ladder import
 #   demo_source; write_vocab_only(demo_source(), '.gpu/vocab.gguf')");
