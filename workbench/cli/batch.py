@@ -45,14 +45,14 @@ def _ladder(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
         raise UsageError("name the models once: --demo, --ladder DIR or GGUF files")
     if args.demo:
         lad = ladders.ensure_demo_ladder(lambda msg: None if args.json else print(msg, file=sys.stderr))
-        return lad, lad.split_labels(args.labels or "") or None
-    if args.ladder:
+    elif args.ladder:
         lad = ladders.load_ladder(args.ladder)
-        return lad, lad.split_labels(args.labels or "") or None
-    lad, errors = ladders.ladder_from_files(args.files)
-    if errors:
-        raise UsageError("; ".join(f"{path}: {msg}" for path, msg in errors.items()))
-    return lad, lad.split_labels(args.labels or "") or lad.labels()  # files named one by one all take part
+    else:
+        lad, errors = ladders.ladder_from_files(args.files)
+        if errors:
+            raise UsageError("; ".join(f"{path}: {msg}" for path, msg in errors.items()))
+    chosen = lad.split_labels(args.labels or "")
+    return lad, chosen or (lad.labels() if args.files else None)  # files named one by one all take part
 
 
 def _start(args: argparse.Namespace, store: Any) -> tuple[int, Any, list[str]]:

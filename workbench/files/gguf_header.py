@@ -213,35 +213,27 @@ def _array(cur: _Cursor, key: str, depth: int, keep: bool) -> tuple[int, list | 
     if count > MAX_ARRAY_LEN:
         raise cur.fail(f"header declares an array of {count:,} entries for key '{key}' (limit {MAX_ARRAY_LEN:,})")
     keep = keep and count <= MAX_KEPT_ARRAY
-    values: list | None
     if etype in _SCALARS:
         size = _SIZES[etype]
         if not keep:
             cur.skip(count * size)
             return count, None
         cur.need(count * size)
-        values = list(struct.unpack_from(f"{cur.byteorder}{count}{_SCALARS[etype]}", cur.buf, cur.pos))
+        scalars = list(struct.unpack_from(f"{cur.byteorder}{count}{_SCALARS[etype]}", cur.buf, cur.pos))
         cur.pos += count * size
-        return count, values
-    values = [] if keep else None
-    if etype == _STRING and not keep:
-        _skip_strings(cur, key, count)
-        return count, None
+        return count, scalars
     if etype == _STRING:
+        if not keep:
+            _skip_strings(cur, key, count)
+            return count, None
         unpack = struct.Struct(cur.byteorder + "Q").unpack_from
+        strings = []
         for i in range(count):
             if not i & 0xFFF:
                 cur.check_time()
-            cur.need(8)
-            (n,) = unpack(cur.buf, cur.pos)
-            if n > MAX_STRING_BYTES:
-                raise cur.fail(f"header declares a string of {n:,} bytes in array '{key}' (limit {MAX_STRING_BYTES:,})")
-            cur.pos += 8
-            if values is not None:
-                values.append(cur.take(n).decode("utf-8", "replace"))
-            else:
-                cur.skip(n)
-        return count, values
+            strings.append(cur.take(_string_length(cur, key, unpack)).decode("utf-8", "replace"))
+        return count, strings
+    values: list | None = [] if keep else None
     for i in range(count):  # array of arrays
         if not i & 0xFFF:
             cur.check_time()
@@ -268,13 +260,18 @@ def _skip_strings(cur: _Cursor, key: str, count: int) -> None:
             i += 1
         cur.pos = pos
         if i < stop:  # the next string reaches past the buffer (or is too long): the careful way, once
-            cur.need(8)
-            (n,) = unpack(cur.buf, cur.pos)
-            if n > MAX_STRING_BYTES:
-                raise cur.fail(f"header declares a string of {n:,} bytes in array '{key}' (limit {MAX_STRING_BYTES:,})")
-            cur.pos += 8
-            cur.skip(n)
+            cur.skip(_string_length(cur, key, unpack))
             i += 1
+
+
+def _string_length(cur: _Cursor, key: str, unpack: Callable[..., tuple[Any, ...]]) -> int:
+    """Read one array string's length prefix, refusing lengths over the limit; the cursor is then at its bytes."""
+    cur.need(8)
+    (n,) = unpack(cur.buf, cur.pos)
+    if n > MAX_STRING_BYTES:
+        raise cur.fail(f"header declares a string of {n:,} bytes in array '{key}' (limit {MAX_STRING_BYTES:,})")
+    cur.pos += 8
+    return n
 
 
 def parse_header(fetch: Fetch, name: str) -> Header:

@@ -169,24 +169,25 @@ def bundled_sets_dir() -> Path:
     return paths.bundled_prompts_dir() / "sets"
 
 
-def list_bundled_sets(directory: str | Path | None = None) -> list[PromptSet]:
-    """Every bundled set, loaded (they are small and ours), sorted by file name."""
-    folder = Path(directory) if directory is not None else bundled_sets_dir()
+def _set_files(folder: Path) -> list[Path]:
+    """The prompt-set files in `folder`, sorted by name (none when it is missing)."""
     if not folder.is_dir():
         return []
-    return [load_prompt_set(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in SUFFIX_FORMATS]
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in SUFFIX_FORMATS]
+
+
+def list_bundled_sets(directory: str | Path | None = None) -> list[PromptSet]:
+    """Every bundled set, loaded (they are small and ours), sorted by file name."""
+    return [load_prompt_set(p) for p in _set_files(Path(directory) if directory is not None else bundled_sets_dir())]
 
 
 def find_bundled_set(name: str) -> PromptSet | None:
     """A bundled set by its name or its file's stem ("Product support", "product-support"), any case."""
     wanted = name.strip().lower()
-    folder = bundled_sets_dir()
-    files = sorted(folder.iterdir()) if folder.is_dir() else []
-    for p in files:
-        if p.is_file() and p.suffix.lower() in SUFFIX_FORMATS:
-            s = load_prompt_set(p)
-            if wanted in (s.name.lower(), p.stem.lower()):
-                return s
+    for p in _set_files(bundled_sets_dir()):
+        s = load_prompt_set(p)
+        if wanted in (s.name.lower(), p.stem.lower()):
+            return s
     return None
 
 
