@@ -71,3 +71,34 @@ def test_recorded_runs_round_trip_and_pool_type_by_type():
     assert len(merged) == 1 and merged[0].workbench_tg.n == 6 and merged[0].llama_bench_pp.n == 6
     assert merged[0].tg_ratio == pytest.approx(statistics.median([97, 99, 95, 79, 81, 77]) / statistics.median([100, 102, 98, 80, 82, 78]))
     assert "Q4_K_M" in markdown_table(merged, 128, 64) and "[" in markdown_table(merged, 128, 64)
+
+
+def test_whether_the_build_offloads_is_asked_once_per_build_and_remembered(tmp_path, monkeypatch):
+    """The child-process check costs a second or more with CUDA: asked once per llama.cpp build, kept in the
+    machine's notes under the libraries' fingerprint, and asked again when the libraries change."""
+    import subprocess
+
+    from workbench.core import machine_notes
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    hardware.llama_gpu_offload_supported.cache_clear()
+    first = hardware.llama_gpu_offload_supported()  # the real child process, this machine's real answer
+    key = hardware._llama_libs_fingerprint()
+    assert key and machine_notes.recall(hardware.GPU_OFFLOAD_SECTION, key) is first
+
+    def no_child(*_a, **_k):
+        raise AssertionError("asked the child again")
+
+    monkeypatch.setattr(subprocess, "run", no_child)
+    hardware.llama_gpu_offload_supported.cache_clear()
+    assert hardware.llama_gpu_offload_supported() is first  # from the notes, no child
+
+    libs = tmp_path / "other-build"
+    libs.mkdir()
+    (libs / "libllama.so").write_bytes(b"another build")
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(libs))
+    assert hardware._llama_libs_fingerprint() not in (None, key)
+    hardware.llama_gpu_offload_supported.cache_clear()
+    with pytest.raises(AssertionError, match="asked the child again"):
+        hardware.llama_gpu_offload_supported()  # a new build is asked afresh
+    hardware.llama_gpu_offload_supported.cache_clear()

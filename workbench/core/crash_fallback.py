@@ -11,13 +11,13 @@ another CPU is tried afresh.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime
 from typing import Any
 
-from workbench.core import hardware, paths
+from workbench.core import hardware, machine_notes
 from workbench.core.hardware import llama_cpp_version
+
+SECTION = "extra_bufts_crash"
 
 # Fault injection for tests: when set, a worker kills itself with SIGSEGV on its first decode if
 # extra buffer types are on, exactly as the AMX crash does. Never set outside tests.
@@ -28,16 +28,10 @@ def _key() -> str:
     return f"{hardware.cpu_fingerprint()}|{llama_cpp_version()}"
 
 
-def _read() -> dict[str, Any]:
-    try:
-        return json.loads(paths.machine_notes_path().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def remembered() -> dict[str, Any] | None:
     """The note saying extra buffers crash on this machine, or None."""
-    return _read().get("extra_bufts_crash", {}).get(_key())
+    note = machine_notes.recall(SECTION, _key())
+    return note if isinstance(note, dict) else None
 
 
 def use_extra_bufts_setting() -> bool | None:
@@ -46,17 +40,12 @@ def use_extra_bufts_setting() -> bool | None:
 
 
 def remember_crash(signal_name: str | None, during: str | None, model: str) -> None:
-    notes = _read()
-    notes.setdefault("extra_bufts_crash", {})[_key()] = {
+    machine_notes.remember(SECTION, _key(), {
         "signal": signal_name,
         "during": during,
         "model": model,
         "cpu": hardware.cpu_model(),
         "llama_cpp": llama_cpp_version(),
         "seen_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    target = paths.machine_notes_path()
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(notes, indent=2))
-    os.replace(tmp, target)
+    })
 

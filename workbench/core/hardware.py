@@ -75,8 +75,10 @@ def cpu_fingerprint() -> str:
     return hashlib.sha256(f"{cpu_model()}|{platform.machine()}|{flags}".encode()).hexdigest()[:16]
 
 
+@lru_cache(maxsize=1)
 def _nvml():
-    """The initialised pynvml module, or None where there is no NVIDIA driver."""
+    """The initialised pynvml module, or None where there is no NVIDIA driver. Initialised once a process:
+    nvmlInit opens the driver every time it is called, and the pool asks for free VRAM on every request."""
     try:
         import pynvml
 
@@ -177,21 +179,57 @@ def default_threads(beside_browser: bool = False) -> int:
     return cores
 
 
+GPU_OFFLOAD_SECTION = "llama_gpu_offload"
+
+
+def _llama_libs_fingerprint() -> str | None:
+    """Which llama.cpp libraries this install loads (the folder, and each library's name, size and time), found
+    without importing them; None when llama_cpp or its folder cannot be found."""
+    import hashlib
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("llama_cpp")
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        lib = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(folders[0]) / "lib") if folders else None
+        if lib is None:
+            return None
+        found = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in lib.iterdir()
+                       if ".so" in f.name or f.suffix in (".dylib", ".dll"))
+    except (OSError, ValueError, ImportError):
+        return None
+    return hashlib.sha256(repr((str(lib.resolve()), found)).encode()).hexdigest()[:20] if found else None
+
+
 @lru_cache(maxsize=1)
 def llama_gpu_offload_supported() -> bool:
-    """Whether the installed llama.cpp build can offload to a GPU (asked in a child process, once).
+    """Whether the installed llama.cpp build can offload to a GPU: asked in a child process once per build and
+    remembered in the machine's notes, keyed by the libraries' fingerprint (a new build is asked afresh).
 
-    A child, because loading llama.cpp's libraries into the app process is not needed for anything else.
+    A child, because loading llama.cpp's libraries into the app process is not needed for anything else; once
+    per build, because with CUDA that child takes a second or more, which every command paid before.
     """
     import subprocess
     import sys
 
+    from workbench.core import machine_notes
+
+    key = _llama_libs_fingerprint()
+    known = machine_notes.recall(GPU_OFFLOAD_SECTION, key) if key else None
+    if isinstance(known, bool):
+        return known
     try:
         out = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_supports_gpu_offload())"],
                              capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return out.stdout.strip().endswith("True")
+    answer = out.stdout.strip().endswith("True")
+    if key and out.returncode == 0:
+        try:
+            machine_notes.remember(GPU_OFFLOAD_SECTION, key, answer)
+        except OSError:
+            pass  # a read-only data folder: ask again next time
+    return answer
 
 
 def gpu_offload_available() -> bool:
@@ -209,8 +247,10 @@ def cpu_supports_repack() -> bool:
     return " avx2" in text or " asimddp" in text
 
 
+@lru_cache(maxsize=1)
 def llama_cpp_version() -> str:
-    """The llama.cpp build this install runs, as recorded with every measurement (figures differ across builds)."""
+    """The llama.cpp build this install runs, as recorded with every measurement (figures differ across builds).
+    Once a process: the metadata lookup walks every folder on sys.path, and every request asks (crash_fallback)."""
     try:
         from importlib.metadata import version
 
