@@ -38,6 +38,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,28 @@ class _turn:
         return self._cm.__exit__(*exc)
 
 
+def load_together(pool: WorkerPool, contestants: Sequence[Contestant], settings: RunSettings) -> None:
+    """Start and load every contestant's worker at the same time, before the first stretch needs them.
+
+    One after another, each start (Python, llama.cpp's libraries, the GPU's context) and load is mostly waiting,
+    and with a GPU they added up to seconds of a run that llama-perplexity spends computing. A load that fails
+    here (a broken file, no room in the memory budget) is left for the contestant's first request, which meets
+    it again and reports it as before; the pool's budget still decides what stays warm.
+    """
+    local = [c for c in contestants if not c.kind.cannot_score]
+    if len(local) < 2:
+        return
+
+    def load(c: Contestant) -> None:
+        try:
+            WorkerAccess(pool, c.path, settings.placement_for(c)).run(lambda _worker, _loaded: None)
+        except Exception:  # reported by the contestant's first request, as before
+            pass
+
+    with ThreadPoolExecutor(len(local), thread_name_prefix="load-together") as threads:
+        list(threads.map(load, local))
+
+
 def _reference_of(contestants: Sequence[Contestant]) -> Contestant:
     return next((c for c in contestants if c.is_reference), contestants[0])
 
@@ -367,6 +390,7 @@ def teacher_force(
                                 "teacher forcing needs the same tokenizer")
     calls = _split(segments, positions_per_call(ref_vocab))
     active = [c for c in others if not out[id(c)].error]
+    load_together(pool, [ref, *active], settings)
     total = len(calls) * (1 + len(active))
     done = 0
     with scratch_dir("workbench-divergence-") as tmp:  # sweeps the folders of killed runs first
@@ -640,6 +664,8 @@ def diverge_text(
     contestants = list(contestants)
     ref = _reference_of(contestants)
     with _turn(pool, cancel):
+        on_progress(0, 1, "loading the quantizations")
+        load_together(pool, contestants, settings)
         on_progress(0, 1, f"{ref.label} (reference): tokenizing the text")
         tokens = _tokenize(pool, ref, settings, text=text, cancel=cancel)
         bos_probe = _tokenize(pool, ref, settings, text="", cancel=cancel)
