@@ -349,12 +349,7 @@ def generate_batch(model: LoadedModel, req: dict[str, Any]) -> None:
 
 def _detokenize(model: LoadedModel, ids: list[int]) -> str:
     """An item's text from its token ids, once, when it ends: the same text `generate` streams piece by piece."""
-    buf, vocab = model.piece_buf, model.vocab
-    parts = []
-    for tok in ids:
-        n = llama_cpp.llama_token_to_piece(vocab, tok, buf, 256, 0, False)
-        parts.append(buf.raw[: max(n, 0)])
-    return b"".join(parts).decode("utf-8", errors="replace")
+    return b"".join(map(model.piece, ids)).decode("utf-8", errors="replace")
 
 
 _EOG: dict[str, Any] = {}

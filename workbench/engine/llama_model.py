@@ -64,6 +64,7 @@ class LoadedModel:
         self.log = llama_log.LlamaLog()
         self.piece_buf = ctypes.create_string_buffer(256)
         self.one_token = (llama_cpp.llama_token * 1)()
+        self._pieces: dict[int, bytes] = {}  # token id -> its bytes, for the loaded model
 
     # ---- load / unload --------------------------------------------------------------------
     def load(self, req: dict[str, Any]) -> None:
@@ -154,8 +155,19 @@ class LoadedModel:
         if self.model is not None:
             self.model.close()
         self.ctx = self.model = None
+        self._pieces.clear()
         if not quiet:
             self.out.send(event="unloaded")
+
+    def piece(self, token: int) -> bytes:
+        """A token's bytes (`llama_token_to_piece`, special tokens not rendered), remembered per token: a batch
+        detokenizes thousands of ids when its items end, and most are repeats. A piece over 256 bytes is empty,
+        as the one-token-at-a-time path gives it."""
+        found = self._pieces.get(token)
+        if found is None:
+            n = self.llama_cpp.llama_token_to_piece(self.vocab, token, self.piece_buf, 256, 0, False)
+            found = self._pieces[token] = self.piece_buf.raw[: max(n, 0)]
+        return found
 
     def require_model(self) -> None:
         if self.model is None or self.ctx is None:
