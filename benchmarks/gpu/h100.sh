@@ -13,7 +13,9 @@
 #   bash benchmarks/gpu/h100.sh variants  # KV-cache variants on the GPU: predicted vs llama.cpp vs NVML, GPU bandwidth,
 #                                         # measured decode vs the target estimate for this machine
 # Planning device time (lent H100, 2026-12-07): build 339 s, the 1B models 46 s, diverge (3 pairs) ~75 s, anchor 1B ~60 s;
-# the whole `build && diverge && anchor 1B` call ran 487 s, inside one 600 s call.
+# the whole `build && diverge && anchor 1B` call ran 487 s, inside one 600 s call. `pack` sends the build back as
+# prebuilt-cuda.tar.xz.* parts: put them in .gpu-built/ and carry [".gpu-built", ".whl", ".gpu/vocab.gguf"] (the
+# sdist stays behind: the working tree travels within 64 MiB), and `build` unpacks them instead of building.
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
 #   .venv/bin/python -c "from workbench.files.synthetic import write_vocab_only; from workbench.models.ladder import
 #   demo_source; write_vocab_only(demo_source(), '.gpu/vocab.gguf')");
@@ -26,6 +28,7 @@ REPO=$(pwd)
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl > /dev/null 2>&1
 export PYTHONPATH=/tmp/lcpp-site:/tmp/site:$REPO
 export LLAMA_CPP_LIB_PATH=/tmp/lcpp-site/llama_cpp/lib
+export LD_LIBRARY_PATH=/tmp/lcpp-site/llama_cpp/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # the tools, when unpacked
 export WORKBENCH_DATA_DIR=/tmp/wbdata
 models() {
   mkdir -p /tmp/syn && SECONDS=0
@@ -41,6 +44,12 @@ from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-1B.
 case "${1:-}" in
 build)
   if [ -f /tmp/lcpp-site/llama_cpp/lib/libllama.so ]; then echo "already built"; exit 0; fi
+  if ls .gpu-built/prebuilt-cuda.tar.xz.* > /dev/null 2>&1; then  # an earlier call's build (stage pack): 339 s saved
+    SECONDS=0; cat .gpu-built/prebuilt-cuda.tar.xz.* | xz -d | tar xf - -C /tmp
+    echo "unpacked the earlier build in ${SECONDS}s"; cat /tmp/lcpp-site/BUILD_INFO 2>/dev/null
+    python3 -c "import llama_cpp; print('bindings', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())"
+    exit 0
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   mkdir -p /tmp/b && tar xzf .gpu/llama_cpp_python-0.3.36.tar.gz -C /tmp/b
   SRC=/tmp/b/llama_cpp_python-0.3.36
@@ -79,6 +88,48 @@ diverge)
   models
   python3 benchmarks/divergence_speed.py --vs-llama-perplexity /tmp/lb/bin --gpu-layers 99 --threads 8 \
     --pairs "${REPEATS:-3}" --files /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf | tee "$OUT/diverge-gpu.txt"
+  ;;
+pack)  # this build as parts of one archive under $OUT: carried back in .gpu/, later calls skip the build
+  SECONDS=0
+  echo "built from $(basename .gpu/llama_cpp_python-*.tar.gz), CUDA arch 90, $(nvcc --version | tail -1), $(date -u)" \
+    > /tmp/lcpp-site/BUILD_INFO
+  strip --strip-unneeded /tmp/lcpp-site/llama_cpp/lib/*.so* /tmp/lb/bin/llama-{bench,batched-bench,perplexity} 2>/dev/null
+  (cd /tmp && tar cf - lcpp-site lb/bin/llama-bench lb/bin/llama-batched-bench lb/bin/llama-perplexity) \
+    | xz -T16 -6 > /tmp/prebuilt-cuda.tar.xz
+  split -b 15M -d /tmp/prebuilt-cuda.tar.xz "$OUT/prebuilt-cuda.tar.xz."
+  ls -la "$OUT"/prebuilt-cuda.tar.xz.*; echo "packed in ${SECONDS}s"
+  ;;
+profile)  # where the time goes: the pick's cost at 64 sequences (benchmarks/pick_cost.py), the divergence CLI
+  # under cProfile; FULL=1 adds py-spy (carried in .whl/) over batched generation and divergence, the code before
+  # this change (an archive of it in .gpu/old, when carried) and the pick at 16 sequences
+  models
+  P=/tmp/prof; mkdir -p $P
+  python3 benchmarks/pick_cost.py /tmp/syn/synthetic-1B.Q4_K_M.gguf --n-seq 64 --gpu-layers 99 --threads 8 \
+    --json $P/pick-cost-64.json 2>/dev/null
+  div=(python3 -m workbench diverge /tmp/syn/synthetic-1B.{F16,Q8_0,Q4_K_M,Q2_K}.gguf --reference-text --json --threads 8
+       --gpu-layers 99)
+  SECONDS=0; python3 -m cProfile -o $P/cprof-diverge.prof "${div[@]:1}" --db $P/c.sqlite3 > /dev/null
+  echo "diverge under cProfile: ${SECONDS}s"
+  python3 -c "import pstats; pstats.Stats('$P/cprof-diverge.prof').sort_stats('cumulative').print_stats(25)" \
+    | grep -v "^$" | head -45
+  if [ -n "${FULL:-}" ]; then
+    timeout 120 /tmp/site/bin/py-spy record -s --native -r 200 -f raw -o $P/pyspy-anchor64-native.txt -- \
+      python3 benchmarks/batch_speed.py anchor /tmp/syn/synthetic-1B.Q4_K_M.gguf --gpu-layers 99 --n-seq 64 \
+      --prompt-tokens 64 --tokens 128 --ctx 512 --threads 8 --repeats 2 --batched-bench /tmp/lb/bin/llama-batched-bench \
+      --json $P/anchor64.json || echo "py-spy --native on anchor failed"
+    for i in 1 2; do
+      if [ -d .gpu/old/workbench ]; then
+        SECONDS=0; (cd .gpu/old && PYTHONPATH=/tmp/lcpp-site:/tmp/site "${div[@]}" --db $P/old$i.sqlite3 > $P/diverge-old$i.json)
+        echo "diverge, code before: ${SECONDS}s"
+      fi
+      SECONDS=0; "${div[@]}" --db $P/plain$i.sqlite3 > $P/diverge-plain$i.json; echo "diverge, this code: ${SECONDS}s"
+    done
+    timeout 120 /tmp/site/bin/py-spy record -s --idle -r 100 -f raw -o $P/pyspy-diverge.txt -- "${div[@]}" \
+      --db $P/s.sqlite3 > /dev/null || echo "py-spy on diverge failed"
+    python3 benchmarks/pick_cost.py /tmp/syn/synthetic-1B.Q4_K_M.gguf --n-seq 16 --gpu-layers 99 --threads 8 \
+      --json $P/pick-cost-16.json 2>/dev/null
+  fi
+  (cd /tmp && tar czf "$OUT/profiles.tar.gz" --exclude='*.sqlite3' prof)
   ;;
 pool)
   models
@@ -132,5 +183,5 @@ scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|bench|scaling|offload|pool|batch|anchor|diverge|variants"; exit 2 ;;
+*) echo "usage: $0 build|pack|profile|bench|scaling|offload|pool|batch|anchor|diverge|variants"; exit 2 ;;
 esac
