@@ -12,10 +12,13 @@
 #                                              # interleaved in one run (issue 28's ratio, target >= 0.95)
 #   bash benchmarks/gpu/h100.sh variants  # KV-cache variants on the GPU: predicted vs llama.cpp vs NVML, GPU bandwidth,
 #                                         # measured decode vs the target estimate for this machine
-# Planning device time (lent H100, 2026-12-07): build 339 s, the 1B models 46 s, diverge (3 pairs) ~75 s, anchor 1B ~60 s;
-# the whole `build && diverge && anchor 1B` call ran 487 s, inside one 600 s call. `pack` sends the build back as
-# prebuilt-cuda.tar.xz.* parts: put them in .gpu-built/ and carry [".gpu-built", ".whl", ".gpu/vocab.gguf"] (the
-# sdist stays behind: the working tree travels within 64 MiB), and `build` unpacks them instead of building.
+# Planning device time (lent H100, 2026-12-07): build 322-339 s, the 1B models 46 s, diverge (3 pairs) ~40-75 s,
+# profile ~30 s, anchor 1B ~47-60 s; `build && diverge && profile && anchor 1B` ran 485 s inside one 600 s call.
+# Ask early: refused requests cost 15-105 s of device time each (sixteen of them spent ~1,000 s on 2026-12-07).
+# `pack` sends the build back as prebuilt-cuda.tar.xz.* parts: put them in .gpu-built/ and carry
+# [".gpu-built", ".whl", ".gpu/vocab.gguf"] (the sdist stays behind: the working tree travels within 64 MiB), and
+# `build` unpacks them instead of building. (Written for a second call that device time did not allow: pack and the
+# unpacking have not yet run on a device.)
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
 #   .venv/bin/python -c "from workbench.files.synthetic import write_vocab_only; from workbench.models.ladder import
 #   demo_source; write_vocab_only(demo_source(), '.gpu/vocab.gguf')");
