@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,26 @@ def test_stale_scratch_folders_of_killed_runs_are_swept_and_live_ones_kept(pool,
                                       Contestant("F16 again", f16.path, f16.quant_type)], "Say hi.", settings(4))
     assert report.result("F16 again").ok
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, fresh, other))
+
+
+def test_quantizations_load_together_and_a_broken_file_is_left_to_its_own_request(demo_ladder, tmp_path):
+    """load_together starts every contestant's worker at once; a file that cannot load is not an error here (its
+    first request meets it and reports it, as before), and the others are loaded and warm."""
+    from workbench.engine.pool import WorkerPool
+
+    broken = tmp_path / "broken.Q4_K_M.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    contestants = [*contestants_for(demo_ladder, ["F16", "Q8_0", "Q2_K"]),
+                   Contestant("broken", str(broken), "Q4_K_M")]
+    own = WorkerPool()
+    try:
+        dv.load_together(own, contestants, settings())
+        warm = {m["file"] for m in own.warm_models()}
+        assert warm == {Path(c.path).name for c in contestants[:3]}
+        pids = own.pids()
+        dv.load_together(own, contestants, settings())  # warm already: nothing restarts
+        assert own.pids() == pids
+        ref, bad = dv.teacher_force(own, contestants[:1] + contestants[3:], [([1, 2, 3], [4, 5, 6])], settings())
+        assert ref.ok and not bad.ok and bad.error  # the broken file's own entry says what is wrong
+    finally:
+        own.shutdown()
