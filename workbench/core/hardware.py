@@ -185,7 +185,6 @@ GPU_OFFLOAD_SECTION = "llama_gpu_offload"
 def _llama_libs_fingerprint() -> str | None:
     """Which llama.cpp libraries this install loads (the folder, and each library's name, size and time), found
     without importing them; None when llama_cpp or its folder cannot be found."""
-    import hashlib
     import importlib.util
 
     try:

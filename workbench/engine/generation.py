@@ -59,7 +59,6 @@ def generate(model: LoadedModel, req: dict[str, Any]) -> None:
     sampler = model.make_sampler(temperature, top_p, seed)
     ctx = model.ctx.ctx
     vocab = model.vocab
-    buf = model.piece_buf
     one = model.one_token
     one_batch = lc.llama_batch_get_one(one, 1)  # points at `one`; reused for every decode step
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -101,8 +100,7 @@ def generate(model: LoadedModel, req: dict[str, Any]) -> None:
             if not ignore_eos and lc.llama_vocab_is_eog(vocab, tok):
                 stop_reason = "eos"
                 break
-            n = lc.llama_token_to_piece(vocab, tok, buf, 256, 0, False)
-            piece = utf8.decode(buf.raw[: max(n, 0)])
+            piece = utf8.decode(model.piece(tok))
             out_ids.append(tok)
             text_parts.append(piece)
             pending_ids.append(tok)
