@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu/h100.sh batch [1B,8B]  # generated tok/s at 1..16 sequences vs one request per prompt
 #   bash benchmarks/gpu/h100.sh diverge   # divergence on the reference text vs llama-perplexity, synthetic 1B ladder,
 #                                         # interleaved in one run (issue 28's ratio, target <= 1.05)
+#   bash benchmarks/gpu/h100.sh files 8B  # only the synthetic quantized files (8B: minutes), for a later `anchor 8B`
 #   bash benchmarks/gpu/h100.sh anchor [1B,8B] # batched generation vs llama-batched-bench, 16 and 64 sequences,
 #                                              # interleaved in one run (issue 28's ratio, target >= 0.95)
 #   bash benchmarks/gpu/h100.sh variants  # KV-cache variants on the GPU: predicted vs llama.cpp vs NVML, GPU bandwidth,
@@ -44,7 +45,23 @@ from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-1B.
   done
   echo "models ready in ${SECONDS}s"
 }
+quantized_files() {  # synthetic-SIZE.{Q8_0,Q4_K_M,Q2_K}.gguf in /tmp/syn, the F16 deleted after (frees the disk)
+  local size=$1; mkdir -p /tmp/syn; SECONDS=0
+  [ -f /tmp/syn/synthetic-$size.F16.gguf ] || [ -f /tmp/syn/synthetic-$size.Q2_K.gguf ] || python3 -c "
+from workbench.files.synthetic import SHAPES, write_synthetic
+write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-$size.F16.gguf', SHAPES['$size'])"
+  echo "$size F16 ready in ${SECONDS}s"
+  for t in Q8_0 Q4_K_M Q2_K; do
+    [ -f /tmp/syn/synthetic-$size.$t.gguf ] || python3 -c "
+from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$size.F16.gguf', '/tmp/syn/synthetic-$size.$t.gguf', '$t', 16)"
+  done
+  rm -f /tmp/syn/synthetic-$size.F16.gguf
+  echo "$size models ready in ${SECONDS}s"
+}
 case "${1:-}" in
+files)  # only make the quantized synthetic files (e.g. 8B, minutes), so that a later call's `anchor 8B` fits
+  quantized_files "${2:-1B}"
+  ;;
 build)
   if [ -f /tmp/lcpp-site/llama_cpp/lib/libllama.so ]; then echo "already built"; exit 0; fi
   if ls .gpu-built/prebuilt-cuda.tar.xz.* > /dev/null 2>&1; then  # an earlier call's build (stage pack): 339 s saved
@@ -141,16 +158,7 @@ pool)
 batch|anchor)
   mkdir -p /tmp/syn
   for size in $(echo "${2:-1B}" | tr , ' '); do
-    SECONDS=0
-    [ -f /tmp/syn/synthetic-$size.F16.gguf ] || [ -f /tmp/syn/synthetic-$size.Q2_K.gguf ] || python3 -c "
-from workbench.files.synthetic import SHAPES, write_synthetic
-write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-$size.F16.gguf', SHAPES['$size'])"
-    for t in Q8_0 Q4_K_M Q2_K; do
-      [ -f /tmp/syn/synthetic-$size.$t.gguf ] || python3 -c "
-from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$size.F16.gguf', '/tmp/syn/synthetic-$size.$t.gguf', '$t', 16)"
-    done
-    rm -f /tmp/syn/synthetic-$size.F16.gguf  # only the quantized files are measured; frees the disk
-    echo "$size models ready in ${SECONDS}s"
+    quantized_files "$size"
     if [ "$1" = anchor ]; then  # same work on both sides: n prompts x 64 ids, 128 generated each, n sequences
       python3 benchmarks/batch_speed.py anchor /tmp/syn/synthetic-$size.{Q8_0,Q4_K_M,Q2_K}.gguf --gpu-layers 99 \
         --n-seq 16,64 --prompt-tokens 64 --tokens 128 --ctx 512 --threads 8 --repeats "${REPEATS:-3}" \
@@ -186,5 +194,5 @@ scaling)
   python3 benchmarks/scaling.py --sizes "${2:-0.5B,1B,3B,8B}" --types Q8_0,Q4_K_M,Q2_K --gpu-layers 99 \
     --vocab .gpu/vocab.gguf --dir /tmp/syn --json "$OUT/scaling-gpu.json"
   ;;
-*) echo "usage: $0 build|pack|profile|bench|scaling|offload|pool|batch|anchor|diverge|variants"; exit 2 ;;
+*) echo "usage: $0 build|files|pack|profile|bench|scaling|offload|pool|batch|anchor|diverge|variants"; exit 2 ;;
 esac
