@@ -45,12 +45,16 @@ from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-1B.
   done
   echo "models ready in ${SECONDS}s"
 }
-quantized_files() {  # synthetic-SIZE.{Q8_0,Q4_K_M,Q2_K}.gguf in /tmp/syn, the F16 deleted after (frees the disk)
+f16_file() {  # synthetic-SIZE.F16.gguf (numpy and gguf only: it can be written while llama.cpp builds)
   local size=$1; mkdir -p /tmp/syn; SECONDS=0
   [ -f /tmp/syn/synthetic-$size.F16.gguf ] || [ -f /tmp/syn/synthetic-$size.Q2_K.gguf ] || python3 -c "
 from workbench.files.synthetic import SHAPES, write_synthetic
-write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-$size.F16.gguf', SHAPES['$size'])"
+write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-$size.F16.gguf.part', SHAPES['$size'])" \
+    && mv -f /tmp/syn/synthetic-$size.F16.gguf.part /tmp/syn/synthetic-$size.F16.gguf 2>/dev/null
   echo "$size F16 ready in ${SECONDS}s"
+}
+quantized_files() {  # synthetic-SIZE.{Q8_0,Q4_K_M,Q2_K}.gguf in /tmp/syn, the F16 deleted after (frees the disk)
+  local size=$1; f16_file "$size"; SECONDS=0
   for t in Q8_0 Q4_K_M Q2_K; do
     [ -f /tmp/syn/synthetic-$size.$t.gguf ] || python3 -c "
 from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$size.F16.gguf', '/tmp/syn/synthetic-$size.$t.gguf', '$t', 16)"
@@ -59,6 +63,9 @@ from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$si
   echo "$size models ready in ${SECONDS}s"
 }
 case "${1:-}" in
+f16)  # only the F16 synthetic file: run beside `build` (8B: `bash h100.sh build & sleep 20; bash h100.sh f16 8B; wait`)
+  f16_file "${2:-1B}"
+  ;;
 files)  # only make the quantized synthetic files (e.g. 8B, minutes), so that a later call's `anchor 8B` fits
   quantized_files "${2:-1B}"
   ;;
