@@ -12,6 +12,7 @@ from ui.shared import active_ladder, fmt_time, pool, store, through_entrypoint
 from ui.variant_views import variant_picker
 from workbench.core.escaping import md_escape
 from workbench.core.hardware import default_threads
+from workbench.people.divergence_words import ranking_sentence
 from workbench.quality import divergence as dv
 from workbench.quality.imatrix_gain import pair_files
 from workbench.quality.quality_jobs import QualityJob, divergence_prompt_job, divergence_text_job
@@ -129,6 +130,7 @@ with tab_text:
         text_report = dv.load_report(store(), pick, "text")
         if text_report is not None:
             m = text_report.meta
+            st.markdown(md_escape(ranking_sentence(text_report)))
             st.caption(f"{m.get('text_tokens')} tokens of text, {m.get('chunks')} chunks of {m.get('chunk_tokens')}, "
                        f"{m.get('scored_per_chunk')} scored per chunk: {text_report.n_tokens} scored tokens. "
                        f"Reference {md_escape(text_report.reference_label)}.")

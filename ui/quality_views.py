@@ -21,6 +21,7 @@ from ui.shared import jobs, pool, store
 from workbench.core import glossary
 from workbench.core.escaping import md_escape
 from workbench.core.text_units import counted
+from workbench.people.divergence_words import ranking_sentence
 from workbench.quality import divergence as dv
 from workbench.quality.evals import ALL, EvalRun
 from workbench.quality.heatmap import heatmap_html
@@ -122,6 +123,7 @@ def heatmap(report: dv.DivergenceReport, key: str, start: int = 0, end: int | No
 def report_view(report: dv.DivergenceReport, key: str) -> None:
     """Summary table, token heatmap (switchable) and per-token KLD chart of one measurement."""
     frame = summary_frame(report)
+    st.markdown(md_escape(ranking_sentence(report)))
     st.dataframe(frame, hide_index=True, width="stretch", column_config=help_columns(frame.columns, {
                                 "mean KLD": st.column_config.NumberColumn(format="%.4f"),
                                 "median KLD": st.column_config.NumberColumn(format="%.4f"),

@@ -194,6 +194,11 @@ def _advice(e: PairEvidence, machine: str, people: str) -> str:
             NO_VOTES: f"{c} looks safe on these prompts; a blind judgement would confirm it."}[people]
 
 
+def moved_words(mean_kld: float) -> str:
+    """How far next-token odds moved, in words (the bounds above)."""
+    return "barely moved" if mean_kld < KLD_SMALL else "moved a little" if mean_kld < KLD_LARGE else "moved a lot"
+
+
 def _details(e: PairEvidence) -> tuple[str, ...]:
     out = []
     if e.prompts:
@@ -209,9 +214,7 @@ def _details(e: PairEvidence) -> tuple[str, ...]:
         out.append("No noise floor (the reference was not repeated), so a difference cannot be told from ordinary "
                    "run-to-run variation.")
     if e.mean_kld is not None:
-        size = ("barely moved" if e.mean_kld < KLD_SMALL else "moved a little" if e.mean_kld < KLD_LARGE
-                else "moved a lot")
-        out.append(f"Divergence: {e.candidate}'s next-token odds {size} from {e.baseline}'s (mean KL divergence "
+        out.append(f"Divergence: {e.candidate}'s next-token odds {moved_words(e.mean_kld)} from {e.baseline}'s (mean KL divergence "
                    f"{e.mean_kld:.3f}; under {KLD_SMALL} is negligible, over {KLD_LARGE} is large).")
     v = e.verdict
     if v is not None and v.votes:
