@@ -30,7 +30,8 @@ from workbench.quality.quality_jobs import QualityJob, divergence_run_job
 from workbench.runs.contestants import Contestant
 from workbench.storage.store import StoredRun
 
-EXPLAIN = ("The reference's tokens are fed to every quantization (teacher forcing), and at each position the two "
+EXPLAIN = ("How far each quantization's word-by-word choices drift from the reference file's, on the same text. "
+           "How: the reference's tokens are fed to every quantization (teacher forcing), and at each position the two "
            "next-token distributions are compared: **KLD** is KL(reference ‖ quantization) in nats (0 = identical), "
            "**same top-1** is how often both would pick the same next token, **PPL** is the perplexity of the "
            "reference's text under each model. Definitions: docs/quality.md.")
