@@ -160,6 +160,11 @@ def test_cli_json_shapes(demo_ladder, tmp_path, capsys):
     assert out["meta"]["text"] == "prompts/reference_text.txt" and out["meta"]["chunk_tokens"] == 64
     assert [r["label"] for r in out["results"]] == ["F16", "Q2_K"] and out["results"][1]["mean_kld"] > 0
 
+    code = cli.main(["diverge", "--demo", "--types", "Q2_K", "--reference-text", "--chunk", "64", "--max-chunks", "1",
+                     "--ctx", "512", "--db", db])
+    human = capsys.readouterr().out
+    assert code == 0 and "On the bundled text (31 tokens scored), against F16: Q2_K's next-token odds moved" in human
+
     pack = tmp_path / "tiny.toml"
     pack.write_text(SMALL_PACK)
     code = cli.main(["eval", "--pack", str(pack), "--demo", "--types", "Q2_K", "--categories", "math,classification",

@@ -180,6 +180,9 @@ def _print_divergence(report: Any) -> None:
                      _fmt(None if figure is None else figure.mean_kld, ".4f")])
     print_table(["quant", "type", "tokens", "mean KLD", "median KLD", "p99 KLD", "max KLD", "same top-1", "PPL",
                  f"published KLD ({MODEL})"], rows)
+    from workbench.people.divergence_words import ranking_sentence
+
+    print("\n" + ranking_sentence(report))
     print("\nMeasured here: every column but the last. KLD: KL(reference || quantization) of the next-token "
           "distributions, in nats; PPL: perplexity of the reference's tokens under each model. Definitions: "
           "docs/quality.md")
