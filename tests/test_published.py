@@ -100,6 +100,8 @@ def test_run_report_divergence_table_sets_published_beside_measured_and_escapes(
     parser.feed(page)
     text = "".join(parser.text)
     assert "Divergence from the reference" in text
+    assert (f"On F16's answer (12 tokens scored), closest to F16 first: {HOSTILE}'s next-token odds moved a lot "
+            "(mean KLD 0.250; same next token 75.0% of the time), Q2_K's moved a lot (1.500; 75.0%).") in text
     assert "mean KLD (measured)" in text and f"{PUBLISHED_COLUMN} (published elsewhere)" in text
     table = page.split("<h3>Divergence from the reference</h3>")[1].split("</table>")[0]
     assert "0.2500" in table and "0.0313" in table  # measured 0.25 beside the published 0.031273 (Q4_K_M)

@@ -38,7 +38,8 @@ def ranking_sentence(report: DivergenceReport) -> str:
                          f"same next token {same} of the time)")
         else:
             parts.append(f"{r.label}'s {moved_words(kld)} ({_kld(kld)}; {same})")
-    scored = f"{where[:1].upper()}{where[1:]} ({report.n_tokens:,} tokens scored)"
+    n = report.n_tokens or int(report.reference.summary.get("n_tokens") or 0)
+    scored = f"{where[:1].upper()}{where[1:]}" + (f" ({n:,} tokens scored)" if n else "")
     if not parts:
         head = f"No quantization could be measured against {ref} {where}"
     elif len(parts) == 1:

@@ -31,6 +31,7 @@ from workbench.core.text_units import counted, format_bytes, format_gib
 from workbench.engine.metrics import METRIC_LABELS
 from workbench.models.demo_note import report_note
 from workbench.models.ladder import Ladder
+from workbench.people.divergence_words import ranking_sentence
 from workbench.people.headline import Headline, default_run_pair, stored_run_headline
 from workbench.people.leaderboard import Leaderboard, leaderboard
 from workbench.people.ratings import list_ratings, list_votes
@@ -429,6 +430,7 @@ def _run_html(rr: ReportRun, charts: Charts) -> str:
     parts.append(html_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run.results]))
     for report in rr.divergence_reports:
         parts.append("<h3>Divergence from the reference</h3>")
+        parts.append(f"<p>{esc(ranking_sentence(report))}</p>")
         parts.append(f'<p class="wb-muted">{esc(_divergence_caption(report))}</p>')
         parts.append(html_table(DIVERGENCE_HEADERS, divergence_rows(report)))
         parts.append(f'<p class="wb-muted">{esc(PUBLISHED_NOTE)} Source: <a href="{esc(SOURCE_URL)}">'
@@ -628,7 +630,8 @@ def _run_markdown(rr: ReportRun) -> list[str]:
     out += ["### Speed and memory, measured", "",
             md_table([h for h, _ in METRIC_COLUMNS], [[fn(r) for _, fn in METRIC_COLUMNS] for r in run.results]), ""]
     for report in rr.divergence_reports:
-        out += ["### Divergence from the reference", "", md_cell(_divergence_caption(report)), "",
+        out += ["### Divergence from the reference", "", md_cell(ranking_sentence(report)), "",
+                md_cell(_divergence_caption(report)), "",
                 md_table(DIVERGENCE_HEADERS, divergence_rows(report)), "",
                 f"{md_cell(PUBLISHED_NOTE)} Source: <{SOURCE_URL}>", ""]
     return out
