@@ -74,6 +74,12 @@ build)
   if ls .gpu-built/prebuilt-cuda.tar.xz.* > /dev/null 2>&1; then  # an earlier call's build (stage pack): 339 s saved
     SECONDS=0; cat .gpu-built/prebuilt-cuda.tar.xz.* | xz -d | tar xf - -C /tmp
     echo "unpacked the earlier build in ${SECONDS}s"; cat /tmp/lcpp-site/BUILD_INFO 2>/dev/null
+    # a build made elsewhere may look for CUDA's libraries where that machine kept them: link the missing ones in
+    for lib in $(ldd /tmp/lcpp-site/llama_cpp/lib/libggml-cuda.so | awk '/not found/ {print $1}'); do
+      found=$(find /usr/local/cuda*/ /usr/lib/x86_64-linux-gnu $(python3 -c "import site; print(*site.getsitepackages())") \
+        -name "$lib" 2>/dev/null | head -1)
+      echo "$lib -> ${found:-NOT FOUND}"; [ -n "$found" ] && ln -sf "$found" /tmp/lcpp-site/llama_cpp/lib/
+    done
     python3 -c "import llama_cpp; print('bindings', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())"
     exit 0
   fi
