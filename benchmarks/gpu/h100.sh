@@ -18,8 +18,8 @@
 # Ask early: refused requests cost 15-105 s of device time each (sixteen of them spent ~1,000 s on 2026-12-07).
 # `pack` sends the build back as prebuilt-cuda.tar.xz.* parts: put them in .gpu-built/ and carry
 # [".gpu-built", ".whl", ".gpu/vocab.gguf"] (the sdist stays behind: the working tree travels within 64 MiB), and
-# `build` unpacks them instead of building. (Written for a second call that device time did not allow: pack and the
-# unpacking have not yet run on a device.)
+# `build` unpacks them instead of building. Or make the same parts without a device: benchmarks/gpu/build_here.sh
+# builds for sm_90 on the dev machine (~23 min of its 2 cores) and saves the 330 s of device time.
 # Carried in .gpu/: a trimmed llama-cpp-python sdist and vocab.gguf (the demo model's tokenizer, made here with
 #   .venv/bin/python -c "from workbench.files.synthetic import write_vocab_only; from workbench.models.ladder import
 #   demo_source; write_vocab_only(demo_source(), '.gpu/vocab.gguf')");
