@@ -15,6 +15,8 @@
 #                                         # measured decode vs the target estimate for this machine
 # Planning device time (lent H100, 2026-12-07): build 322-339 s, the 1B models 46 s, diverge (3 pairs) ~40-75 s,
 # profile ~30 s, anchor 1B ~47-60 s; `build && diverge && profile && anchor 1B` ran 485 s inside one 600 s call.
+# With the build made here (build_here.sh, unpacked in 2 s): `build && REPEATS=3 anchor 8B` ran 274 s (8B F16 62 s,
+# the quantized files 105 s, the anchor ~100 s); `REPEATS=5 diverge` 78 s with the 1B files made.
 # Ask early: refused requests cost 15-105 s of device time each (sixteen of them spent ~1,000 s on 2026-12-07).
 # `pack` sends the build back as prebuilt-cuda.tar.xz.* parts: put them in .gpu-built/ and carry
 # [".gpu-built", ".whl", ".gpu/vocab.gguf"] (the sdist stays behind: the working tree travels within 64 MiB), and
