@@ -127,7 +127,8 @@ def test_a_product_person_walks_from_one_prompt_to_the_set_report(demo_ladder: L
         page.get_by_text(re.compile(r"Prompt 1 of \d+")).wait_for(timeout=120_000)
         page.get_by_role("heading", name="Rate outputs").click()  # focus the page, not a widget
         for k in range(1, 5):
-            page.keyboard.press("3")
+            settle(page, 0.3)  # as a person would: press once the page has finished drawing the prompt (a key
+            page.keyboard.press("3")  # pressed mid-rerun was lost once in a full run on the busy 2-core machine)
             page.get_by_text(re.compile(rf"Prompt {k + 1} of \d+")).wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "3-judging.png"), full_page=True)
         judged = set_verdict(store, set_id, *PAIR)
