@@ -37,3 +37,13 @@ def test_nothing_measured_says_so():
     assert ranking_sentence(_report("text", _result("Q2_K", None, error="x" * 500))).startswith(
         "No quantization could be measured against F16 on the bundled text. Q2_K could not be measured (xxx")
     assert len(ranking_sentence(_report("text", _result("Q2_K", None, error="x" * 500)))) < 250
+
+
+def test_figures_of_the_wrong_type_from_the_database_count_as_not_measured():
+    odd = _result("Q4_K_M", 0.05)
+    odd.summary["n_tokens"] = "12"
+    nan = _result("Q2_K", float("nan"))
+    sentence = ranking_sentence(_report("text", odd, nan, _result("Q8_0", 0.004, 0.95)))
+    assert sentence.startswith("On the bundled text (1,530 tokens scored), against F16: Q8_0's next-token odds")
+    assert "Q4_K_M could not be measured (no tokens scored)." in sentence
+    assert "Q2_K could not be measured" in sentence

@@ -17,9 +17,14 @@ def _kld(x: float) -> str:
     return f"{x:.4f}" if x < 0.01 else f"{x:.3f}"
 
 
+def _count(x: object) -> int:
+    """A stored token count, or 0 when the database hands back anything but a whole number."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else 0
+
+
 def _measured(r: ContestantDivergence) -> bool:
     kld = r.summary.get("mean_kld")
-    return r.ok and isinstance(kld, int | float) and math.isfinite(kld) and r.summary.get("n_tokens", 0) > 0
+    return r.ok and isinstance(kld, int | float) and math.isfinite(kld) and _count(r.summary.get("n_tokens")) > 0
 
 
 def ranking_sentence(report: DivergenceReport) -> str:
@@ -38,7 +43,7 @@ def ranking_sentence(report: DivergenceReport) -> str:
                          f"same next token {same} of the time)")
         else:
             parts.append(f"{r.label}'s {moved_words(kld)} ({_kld(kld)}; {same})")
-    n = report.n_tokens or int(report.reference.summary.get("n_tokens") or 0)
+    n = report.n_tokens or _count(report.reference.summary.get("n_tokens"))
     scored = f"{where[:1].upper()}{where[1:]}" + (f" ({n:,} tokens scored)" if n else "")
     if not parts:
         head = f"No quantization could be measured against {ref} {where}"
