@@ -36,34 +36,26 @@ export PYTHONPATH=/tmp/lcpp-site:/tmp/site:$REPO
 export LLAMA_CPP_LIB_PATH=/tmp/lcpp-site/llama_cpp/lib
 export LD_LIBRARY_PATH=/tmp/lcpp-site/llama_cpp/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # the tools, when unpacked
 export WORKBENCH_DATA_DIR=/tmp/wbdata
-models() {
-  mkdir -p /tmp/syn && SECONDS=0
-  [ -f /tmp/syn/synthetic-1B.F16.gguf ] || python3 -c "
+f16_file() {  # synthetic-SIZE.F16.gguf (numpy and gguf only: it can be written while llama.cpp builds); with "keep"
+  # it is wanted even where the quantized files exist (divergence's reference), else those make it unnecessary
+  local size=$1 f16=/tmp/syn/synthetic-$1.F16.gguf; mkdir -p /tmp/syn; SECONDS=0
+  if [ ! -f "$f16" ] && { [ "${2:-}" = keep ] || [ ! -f /tmp/syn/synthetic-$size.Q2_K.gguf ]; }; then
+    python3 -c "
 from workbench.files.synthetic import SHAPES, write_synthetic
-write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-1B.F16.gguf', SHAPES['1B'])"
-  for t in Q8_0 Q4_K_M Q2_K; do
-    [ -f /tmp/syn/synthetic-1B.$t.gguf ] || python3 -c "
-from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-1B.F16.gguf', '/tmp/syn/synthetic-1B.$t.gguf', '$t', 16)"
-  done
-  echo "models ready in ${SECONDS}s"
-}
-f16_file() {  # synthetic-SIZE.F16.gguf (numpy and gguf only: it can be written while llama.cpp builds)
-  local size=$1; mkdir -p /tmp/syn; SECONDS=0
-  [ -f /tmp/syn/synthetic-$size.F16.gguf ] || [ -f /tmp/syn/synthetic-$size.Q2_K.gguf ] || python3 -c "
-from workbench.files.synthetic import SHAPES, write_synthetic
-write_synthetic('.gpu/vocab.gguf', '/tmp/syn/synthetic-$size.F16.gguf.part', SHAPES['$size'])" \
-    && mv -f /tmp/syn/synthetic-$size.F16.gguf.part /tmp/syn/synthetic-$size.F16.gguf 2>/dev/null
+write_synthetic('.gpu/vocab.gguf', '$f16.part', SHAPES['$size'])" && mv -f "$f16.part" "$f16"
+  fi
   echo "$size F16 ready in ${SECONDS}s"
 }
-quantized_files() {  # synthetic-SIZE.{Q8_0,Q4_K_M,Q2_K}.gguf in /tmp/syn, the F16 deleted after (frees the disk)
-  local size=$1; f16_file "$size"; SECONDS=0
+quantized_files() {  # synthetic-SIZE.{Q8_0,Q4_K_M,Q2_K}.gguf in /tmp/syn; the F16 deleted after (frees the disk)
+  local size=$1; f16_file "$size" "${2:-}"; SECONDS=0  # unless "keep"
   for t in Q8_0 Q4_K_M Q2_K; do
     [ -f /tmp/syn/synthetic-$size.$t.gguf ] || python3 -c "
 from workbench.models.quantize import quantize; quantize('/tmp/syn/synthetic-$size.F16.gguf', '/tmp/syn/synthetic-$size.$t.gguf', '$t', 16)"
   done
-  rm -f /tmp/syn/synthetic-$size.F16.gguf
+  [ "${2:-}" = keep ] || rm -f /tmp/syn/synthetic-$size.F16.gguf
   echo "$size models ready in ${SECONDS}s"
 }
+models() { quantized_files 1B keep; }  # the 1B ladder with its F16 reference (diverge, pool, profile, bench)
 case "${1:-}" in
 f16)  # only the F16 synthetic file: run beside `build` (8B: `bash h100.sh build & sleep 20; bash h100.sh f16 8B; wait`)
   f16_file "${2:-1B}"
